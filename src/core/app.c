@@ -1,0 +1,195 @@
+/* The qube collection: loading, lookup, creation and removal. */
+#include "app.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "labels.h"
+#include "log.h"
+#include "names.h"
+#include "store.h"
+
+
+static const char *const CLASS_NAMES[QUBE_CLASS_COUNT] = {
+    [QUBE_ADMINVM] = "AdminVM",         [QUBE_APPVM] = "AppVM",
+    [QUBE_DISPVM] = "DispVM",           [QUBE_STANDALONEVM] = "StandaloneVM",
+    [QUBE_TEMPLATEVM] = "TemplateVM",
+};
+
+const char *qube_class_name(enum qube_class klass) { return CLASS_NAMES[klass]; }
+
+int qube_class_from_name(const char *name, enum qube_class *out) {
+    for (int i = 0; i < QUBE_CLASS_COUNT; i++)
+        if (strcmp(CLASS_NAMES[i], name) == 0) {
+            *out = (enum qube_class)i;
+            return 0;
+        }
+    return -1;
+}
+
+void app_qube_free(struct qube *q) {
+    if (!q)
+        return;
+    for (int i = 0; i < PROP_COUNT; i++)
+        free(q->props[i]);
+    strmap_free(&q->features);
+    strmap_free(&q->tags);
+    free(q);
+}
+
+/* Index of name in the sorted array, or where it would go. */
+static size_t app_index(const struct app *app, const char *name, bool *found) {
+    size_t lo = 0, hi = app->n_qubes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(app->qubes[mid]->name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+struct qube *app_find(const struct app *app, const char *name) {
+    bool found;
+    size_t i = app_index(app, name, &found);
+    return found ? app->qubes[i] : NULL;
+}
+
+struct qube *app_dom0(const struct app *app) { return app_find(app, "dom0"); }
+
+struct qube *app_lookup(const struct app *app, const char *name, struct qerr *err) {
+    if (name_validate_qube(name, err) < 0)
+        return NULL;
+    struct qube *q = app_find(app, name);
+    if (!q)
+        qerr_set(err, EXC_VM_NOT_FOUND, "No such domain: '%s'", name);
+    return q;
+}
+
+void app_insert(struct app *app, struct qube *q) {
+    bool found;
+    size_t i = app_index(app, q->name, &found);
+    app->qubes = xrealloc(app->qubes, (app->n_qubes + 1) * sizeof(*app->qubes));
+    memmove(&app->qubes[i + 1], &app->qubes[i], (app->n_qubes - i) * sizeof(*app->qubes));
+    app->qubes[i] = q;
+    app->n_qubes++;
+}
+
+void app_unlink(struct app *app, struct qube *q) {
+    bool found;
+    size_t i = app_index(app, q->name, &found);
+    if (!found)
+        return;
+    memmove(&app->qubes[i], &app->qubes[i + 1], (app->n_qubes - i - 1) * sizeof(*app->qubes));
+    app->n_qubes--;
+}
+
+void app_emit(struct app *app, const struct qube *subject, const char *event,
+              const struct wire_kv *kv, size_t n_kv) {
+    if (app->emit)
+        app->emit(app->emit_ctx, subject ? subject->name : "", event, kv, n_kv);
+}
+
+int app_save_failed(struct app *app, struct qerr *err) {
+    store_rollback(app->store);
+    return qerr_set(err, EXC_QUBES, "Failed to save the change to the qube database");
+}
+
+/* ---- loading ---- */
+
+struct loader_ctx {
+    struct app *app;
+    struct qube **by_qid; /* MAX_QID entries */
+};
+
+static struct qube *loaded_qube(struct loader_ctx *l, int qid) {
+    return qid >= 0 && qid < MAX_QID ? l->by_qid[qid] : NULL;
+}
+
+static int load_qube(void *ctx, int qid, const char *name, const char *klass,
+                     const char *uuid) {
+    struct loader_ctx *l = ctx;
+    struct qube *q = xcalloc(1, sizeof(*q));
+    if (qid < 0 || qid >= MAX_QID || strlen(name) > QUBE_NAME_MAX ||
+        qube_class_from_name(klass, &q->klass) < 0) {
+        log_error("database: skipping qube %d '%s' of class '%s'", qid, name, klass);
+        free(q);
+        return 0;
+    }
+    q->qid = qid;
+    snprintf(q->name, sizeof(q->name), "%s", name);
+    snprintf(q->uuid, sizeof(q->uuid), "%s", uuid);
+    q->power_state = q->klass == QUBE_ADMINVM ? "Running" : "Halted";
+    l->by_qid[qid] = q;
+    app_insert(l->app, q);
+    return 0;
+}
+
+static int load_prop(void *ctx, int qid, const char *name, const char *value) {
+    struct qube *q = loaded_qube(ctx, qid);
+    for (int i = 0; q && i < PROP_COUNT; i++)
+        if (strcmp(PROP_DEFS[i].name, name) == 0) {
+            q->props[i] = xstrdup(value);
+            return 0;
+        }
+    log_warning("database: ignoring property '%s' of qube %d", name, qid);
+    return 0;
+}
+
+static int load_feature(void *ctx, int qid, const char *name, const char *value) {
+    struct qube *q = loaded_qube(ctx, qid);
+    if (q)
+        strmap_set(&q->features, name, value);
+    return 0;
+}
+
+static int load_tag(void *ctx, int qid, const char *tag) {
+    struct qube *q = loaded_qube(ctx, qid);
+    if (q)
+        strmap_set(&q->tags, tag, "");
+    return 0;
+}
+
+static int load_global(void *ctx, const char *name, const char *value) {
+    struct loader_ctx *l = ctx;
+    for (int i = 0; i < GPROP_COUNT; i++)
+        if (strcmp(GPROP_DEFS[i].name, name) == 0) {
+            l->app->globals[i] = xstrdup(value);
+            return 0;
+        }
+    log_warning("database: ignoring global property '%s'", name);
+    return 0;
+}
+
+int app_open(struct app *app, const char *db_path, struct qerr *err) {
+    if (store_open(db_path, &app->store, err) < 0)
+        return -1;
+    struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
+    struct store_loader loader = {&l, load_qube, load_prop, load_feature, load_tag, load_global};
+    int r = store_load(app->store, &loader);
+    free(l.by_qid);
+    if (r < 0 || !app_dom0(app)) {
+        app_close(app);
+        return qerr_set(err, EXC_QUBES, "cannot load the qube database %s", db_path);
+    }
+    return 0;
+}
+
+void app_close(struct app *app) {
+    for (size_t i = 0; i < app->n_qubes; i++)
+        app_qube_free(app->qubes[i]);
+    free(app->qubes);
+    for (int i = 0; i < GPROP_COUNT; i++)
+        free(app->globals[i]);
+    store_close(app->store);
+    app->qubes = NULL;
+    app->n_qubes = 0;
+    app->store = NULL;
+}

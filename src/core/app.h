@@ -1,0 +1,120 @@
+/* The qube model: the collection of qubes with their properties, features and tags, and
+ * the global (dom0) properties. Every mutation goes through this API: it validates,
+ * writes one SQLite transaction, and only after the commit changes memory and emits the
+ * events. So a failed write changes nothing, and what a caller was told is on disk. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "props.h"
+#include "qerr.h"
+#include "strmap.h"
+#include "wire.h"
+
+enum qube_class {
+    QUBE_ADMINVM,
+    QUBE_APPVM,
+    QUBE_DISPVM,
+    QUBE_STANDALONEVM,
+    QUBE_TEMPLATEVM,
+    QUBE_CLASS_COUNT,
+};
+#define CLASS_BIT(c) (1u << (c))
+
+const char *qube_class_name(enum qube_class klass);
+int qube_class_from_name(const char *name, enum qube_class *out);
+
+struct qube {
+    int qid;
+    char name[32];
+    enum qube_class klass;
+    char uuid[37];
+    char *props[PROP_COUNT]; /* explicitly set values, canonical text; NULL = default */
+    struct strmap features;
+    struct strmap tags;      /* values unused */
+    const char *power_state; /* runtime only: "Halted" until an engine runs qubes */
+};
+
+struct store;
+
+typedef void (*app_emit_fn)(void *ctx, const char *subject, const char *event,
+                            const struct wire_kv *kv, size_t n_kv);
+
+struct app {
+    struct qube **qubes; /* sorted by name; dom0 always present */
+    size_t n_qubes;
+    char *globals[GPROP_COUNT];
+    struct store *store;
+    app_emit_fn emit;
+    void *emit_ctx;
+    uint64_t host_mem_mib; /* for dom0's memory properties; set by the daemon */
+};
+
+/* Opens (creating or migrating) the database at db_path and loads every qube. */
+int app_open(struct app *app, const char *db_path, struct qerr *err);
+void app_close(struct app *app);
+
+struct qube *app_find(const struct app *app, const char *name);
+struct qube *app_dom0(const struct app *app);
+/* Validates the name first (QubesValueError), then looks it up (QubesVMNotFoundError). */
+struct qube *app_lookup(const struct app *app, const char *name, struct qerr *err);
+
+void app_emit(struct app *app, const struct qube *subject, const char *event,
+              const struct wire_kv *kv, size_t n_kv);
+
+#define MAX_QID 10000 /* Qubes' qubes.config.max_qid: qids are 0..9999 */
+
+/* Internal to core: keep the sorted array in step with the database. */
+void app_insert(struct app *app, struct qube *q);
+void app_unlink(struct app *app, struct qube *q);
+void app_qube_free(struct qube *q);
+/* Rolls back the open transaction and reports the failure as a QubesException. */
+int app_save_failed(struct app *app, struct qerr *err);
+
+/* --- properties (props.c describes them) --- */
+const struct prop_def *app_prop_def(const struct qube *q, const char *name, struct qerr *err);
+/* Effective value as text ("" for none) into buf; *is_default says whether it is set. */
+const char *app_prop_get(const struct app *app, const struct qube *q,
+                         const struct prop_def *def, char *buf, size_t size, bool *is_default);
+int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def,
+                 const char *raw, struct qerr *err);
+int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def,
+                   struct qerr *err);
+
+const struct prop_def *app_global_def(const char *name, struct qerr *err);
+const char *app_global_get(const struct app *app, const struct prop_def *def, char *buf,
+                           size_t size, bool *is_default);
+int app_global_set(struct app *app, const struct prop_def *def, const char *raw,
+                   struct qerr *err);
+int app_global_reset(struct app *app, const struct prop_def *def, struct qerr *err);
+
+/* --- features and tags --- */
+int app_feature_set(struct app *app, struct qube *q, const char *name, const char *value,
+                    struct qerr *err);
+int app_feature_remove(struct app *app, struct qube *q, const char *name, struct qerr *err);
+/* Follows the template chain, then optionally dom0 / netvm, like Qubes'
+ * check_with_template and friends. NULL when not found anywhere. */
+enum feature_fallback {
+    FEATURE_FALLBACK_TEMPLATE = 1,
+    FEATURE_FALLBACK_ADMINVM = 2,
+    FEATURE_FALLBACK_NETVM = 4,
+};
+const char *app_feature_check(const struct app *app, const struct qube *q, const char *name,
+                              unsigned fallback);
+int app_tag_add(struct app *app, struct qube *q, const char *tag, struct qerr *err);
+int app_tag_remove(struct app *app, struct qube *q, const char *tag, struct qerr *err);
+
+/* --- qubes --- */
+struct qube_spec {
+    enum qube_class klass;
+    const char *name;
+    const char *label;
+    const char *template; /* NULL or "": class default */
+    const char *creator;  /* tag to add, "created-by-<caller>"; may be NULL */
+};
+int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
+               struct qerr *err);
+/* Refuses with QubesVMInUseError naming the dependents. */
+int app_remove(struct app *app, struct qube *q, struct qerr *err);
+/* Names of qubes and globals that refer to q, "a:template, @GLOBAL:default_dispvm". */
+bool app_dependents(const struct app *app, const struct qube *q, char *buf, size_t size);

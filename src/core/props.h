@@ -1,0 +1,95 @@
+/* Property descriptors: type, which classes have it, default rule, validation.
+ * The tables live in props.c; app.c applies them. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "qerr.h"
+
+struct app;
+struct qube;
+
+enum prop_type { PT_STR, PT_INT, PT_BOOL, PT_VM, PT_LABEL };
+
+/* Per-qube properties, in the order GetAll lists them (alphabetical, as Qubes does). */
+enum prop_id {
+    P_AUTO_CLEANUP,
+    P_AUTOSTART,
+    P_BACKUP_TIMESTAMP,
+    P_DEBUG,
+    P_DEFAULT_DISPVM,
+    P_DEFAULT_USER,
+    P_DISPID,
+    P_ICON,
+    P_INCLUDE_IN_BACKUPS,
+    P_KERNEL,
+    P_KERNELOPTS,
+    P_KLASS,
+    P_LABEL,
+    P_MANAGEMENT_DISPVM,
+    P_MAXMEM,
+    P_MEMORY,
+    P_NAME,
+    P_NETVM,
+    P_PROVIDES_NETWORK,
+    P_QID,
+    P_QREXEC_TIMEOUT,
+    P_SHUTDOWN_TIMEOUT,
+    P_START_TIME,
+    P_TEMPLATE,
+    P_TEMPLATE_FOR_DISPVMS,
+    P_UPDATEABLE,
+    P_UUID,
+    P_VCPUS,
+    P_VIRT_MODE,
+    PROP_COUNT,
+};
+
+enum gprop_id {
+    G_CLOCKVM,
+    G_DEFAULT_DISPVM,
+    G_DEFAULT_KERNEL,
+    G_DEFAULT_NETVM,
+    G_DEFAULT_QREXEC_TIMEOUT,
+    G_DEFAULT_SHUTDOWN_TIMEOUT,
+    G_DEFAULT_TEMPLATE,
+    G_MANAGEMENT_DISPVM,
+    G_STATS_INTERVAL,
+    G_UPDATEVM,
+    GPROP_COUNT,
+};
+
+enum prop_flags {
+    PF_READONLY = 1 << 0,  /* computed or identity: never written through the API */
+    PF_WRITE_ONCE = 1 << 1, /* set at creation, then fixed */
+    PF_POSITIVE = 1 << 2,  /* int > 0 */
+    PF_NONNEG = 1 << 3,    /* int >= 0 */
+    PF_NO_RESET = 1 << 4,  /* Qubes refuses to unset it (template) */
+};
+
+/* Writes the default into buf and returns true, or returns false: no default. */
+typedef bool (*prop_default_fn)(const struct app *app, const struct qube *q, char *buf,
+                                size_t size);
+/* Checks a canonical value against the rest of the model (q is NULL for globals). */
+typedef int (*prop_validate_fn)(const struct app *app, const struct qube *q,
+                                const char *value, struct qerr *err);
+
+struct prop_def {
+    const char *name;
+    enum prop_type type;
+    int id;            /* index in the per-qube or global table */
+    unsigned classes;  /* CLASS_BIT mask; 0 for globals */
+    unsigned flags;
+    const char *fixed_default; /* used when get_default is NULL; NULL: no default */
+    prop_default_fn get_default;
+    prop_validate_fn validate;
+};
+
+extern const struct prop_def PROP_DEFS[PROP_COUNT];
+extern const struct prop_def GPROP_DEFS[GPROP_COUNT];
+
+const char *prop_type_name(enum prop_type type);
+/* Turns API input into the canonical stored text (int digits, True/False, "" for no
+ * qube), with Qubes' error messages. out must hold at least size bytes. */
+int prop_canonicalize(const struct prop_def *def, const char *raw, char *out, size_t size,
+                      struct qerr *err);

@@ -1,0 +1,237 @@
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "strbuf.h"
+
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_INSERT_QUBE, S_DELETE_QUBE,
+    S_SET_PROP, S_DEL_PROP, S_SET_GLOBAL, S_DEL_GLOBAL,
+    S_SET_FEATURE, S_DEL_FEATURE, S_SET_TAG, S_DEL_TAG,
+    S_COUNT,
+};
+
+static const char *const STMT_SQL[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_INSERT_QUBE] = "INSERT INTO qubes(qid, name, class, uuid) VALUES (?1, ?2, ?3, ?4)",
+    [S_DELETE_QUBE] = "DELETE FROM qubes WHERE qid = ?1",
+    [S_SET_PROP] = "INSERT OR REPLACE INTO properties(qid, name, value) VALUES (?1, ?2, ?3)",
+    [S_DEL_PROP] = "DELETE FROM properties WHERE qid = ?1 AND name = ?2",
+    [S_SET_GLOBAL] = "INSERT OR REPLACE INTO global_properties(name, value) VALUES (?1, ?2)",
+    [S_DEL_GLOBAL] = "DELETE FROM global_properties WHERE name = ?1",
+    [S_SET_FEATURE] = "INSERT OR REPLACE INTO features(qid, name, value) VALUES (?1, ?2, ?3)",
+    [S_DEL_FEATURE] = "DELETE FROM features WHERE qid = ?1 AND name = ?2",
+    [S_SET_TAG] = "INSERT OR IGNORE INTO tags(qid, name) VALUES (?1, ?2)",
+    [S_DEL_TAG] = "DELETE FROM tags WHERE qid = ?1 AND name = ?2",
+};
+
+/* Migration N takes the schema from user_version N to N+1. Append, never edit. */
+static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
+    "CREATE TABLE qubes (qid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    "  class TEXT NOT NULL, uuid TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE properties (qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (qid, name));"
+    "CREATE TABLE features (qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (qid, name));"
+    "CREATE TABLE tags (qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, PRIMARY KEY (qid, name));"
+    "CREATE TABLE global_properties (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT INTO qubes VALUES (0, 'dom0', 'AdminVM', '00000000-0000-0000-0000-000000000000');"
+    "INSERT INTO properties VALUES (0, 'label', 'black');",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+static int db_fail(struct store *s, const char *what) {
+    log_error("database: %s: %s", what, sqlite3_errmsg(s->db));
+    return -1;
+}
+
+static int exec_sql(struct store *s, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("database: %s", msg ? msg : "error");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int schema_version(struct store *s) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, "read schema version");
+    int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Each step runs in its own transaction together with its user_version bump, so an
+ * interrupted upgrade resumes where it stopped. */
+static int migrate(struct store *s, struct qerr *err) {
+    int v = schema_version(s);
+    if (v < 0)
+        return qerr_set(err, EXC_QUBES, "cannot read the database schema version");
+    if (v > STORE_SCHEMA_VERSION)
+        return qerr_set(err, EXC_QUBES, "database schema %d is newer than this dispenserd "
+                        "understands (%d)", v, STORE_SCHEMA_VERSION);
+    for (; v < STORE_SCHEMA_VERSION; v++) {
+        _cleanup_strbuf_ struct strbuf sql = STRBUF_INIT;
+        strbuf_printf(&sql, "BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;",
+                      MIGRATIONS[v], v + 1);
+        if (exec_sql(s, strbuf_str(&sql)) < 0) {
+            exec_sql(s, "ROLLBACK");
+            return qerr_set(err, EXC_QUBES, "database migration to schema %d failed", v + 1);
+        }
+        log_info("database migrated to schema %d", v + 1);
+    }
+    return 0;
+}
+
+static int prepare_all(struct store *s) {
+    for (int i = 0; i < S_COUNT; i++)
+        if (sqlite3_prepare_v3(s->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->stmt[i], NULL) != SQLITE_OK)
+            return db_fail(s, STMT_SQL[i]);
+    return 0;
+}
+
+int store_open(const char *path, struct store **out, struct qerr *err) {
+    struct store *s = xcalloc(1, sizeof(*s));
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        qerr_set(err, EXC_QUBES, "cannot open database %s: %s", path, sqlite3_errmsg(s->db));
+        store_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                    "PRAGMA foreign_keys=ON;") < 0 ||
+        migrate(s, err) < 0 || prepare_all(s) < 0) {
+        if (!err || !err->exc)
+            qerr_set(err, EXC_QUBES, "cannot prepare database %s", path);
+        store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s) {
+    if (!s)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+/* Binds the arguments (ints as int, the rest as text) and runs the statement once. */
+static int run(struct store *s, enum stmt_id id, const char *fmt, ...) {
+    sqlite3_stmt *st = s->stmt[id];
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 'i')
+            sqlite3_bind_int(st, i + 1, va_arg(ap, int));
+        else
+            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+    }
+    va_end(ap);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, STMT_SQL[id]);
+}
+
+int store_begin(struct store *s) { return run(s, S_BEGIN, ""); }
+int store_commit(struct store *s) { return run(s, S_COMMIT, ""); }
+void store_rollback(struct store *s) {
+    if (!sqlite3_get_autocommit(s->db))
+        run(s, S_ROLLBACK, "");
+}
+
+int store_insert_qube(struct store *s, int qid, const char *name, const char *klass,
+                      const char *uuid) {
+    return run(s, S_INSERT_QUBE, "isss", qid, name, klass, uuid);
+}
+
+int store_delete_qube(struct store *s, int qid) { return run(s, S_DELETE_QUBE, "i", qid); }
+
+int store_put_prop(struct store *s, int qid, const char *name, const char *value) {
+    return value ? run(s, S_SET_PROP, "iss", qid, name, value)
+                 : run(s, S_DEL_PROP, "is", qid, name);
+}
+
+int store_put_global(struct store *s, const char *name, const char *value) {
+    return value ? run(s, S_SET_GLOBAL, "ss", name, value) : run(s, S_DEL_GLOBAL, "s", name);
+}
+
+int store_put_feature(struct store *s, int qid, const char *name, const char *value) {
+    return value ? run(s, S_SET_FEATURE, "iss", qid, name, value)
+                 : run(s, S_DEL_FEATURE, "is", qid, name);
+}
+
+int store_put_tag(struct store *s, int qid, const char *tag, bool present) {
+    return present ? run(s, S_SET_TAG, "is", qid, tag) : run(s, S_DEL_TAG, "is", qid, tag);
+}
+
+static const char *col(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+/* Runs a SELECT and hands every row to the callback with its columns as text/int. */
+static int load_rows(struct store *s, const char *sql, void *ctx,
+                     int (*row)(void *ctx, sqlite3_stmt *st)) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, sql);
+    int rc, r = 0;
+    while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        r = row(ctx, st);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int row_qube(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->qube(l->ctx, sqlite3_column_int(st, 0), col(st, 1), col(st, 2), col(st, 3));
+}
+static int row_prop(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->prop(l->ctx, sqlite3_column_int(st, 0), col(st, 1), col(st, 2));
+}
+static int row_feature(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->feature(l->ctx, sqlite3_column_int(st, 0), col(st, 1), col(st, 2));
+}
+static int row_tag(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->tag(l->ctx, sqlite3_column_int(st, 0), col(st, 1));
+}
+static int row_global(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->global(l->ctx, col(st, 0), col(st, 1));
+}
+
+int store_load(struct store *s, const struct store_loader *loader) {
+    void *ctx = (void *)loader;
+    if (load_rows(s, "SELECT qid, name, class, uuid FROM qubes", ctx, row_qube) < 0 ||
+        load_rows(s, "SELECT qid, name, value FROM properties", ctx, row_prop) < 0 ||
+        load_rows(s, "SELECT qid, name, value FROM features", ctx, row_feature) < 0 ||
+        load_rows(s, "SELECT qid, name FROM tags", ctx, row_tag) < 0 ||
+        load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* SQLite persistence of the qube model. One file in the state dir; WAL journal with
+ * synchronous=FULL, so a committed transaction survives kill -9 and power loss alike.
+ * Callers group writes with store_begin/store_commit; nothing here touches memory state. */
+#pragma once
+#include <stdbool.h>
+
+#include "qerr.h"
+
+struct store;
+struct app;
+
+#define STORE_SCHEMA_VERSION 1
+
+int store_open(const char *path, struct store **out, struct qerr *err);
+void store_close(struct store *s);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+int store_insert_qube(struct store *s, int qid, const char *name, const char *klass,
+                      const char *uuid);
+int store_delete_qube(struct store *s, int qid);
+/* value NULL deletes the row (back to default / feature removed). */
+int store_put_prop(struct store *s, int qid, const char *name, const char *value);
+int store_put_global(struct store *s, const char *name, const char *value);
+int store_put_feature(struct store *s, int qid, const char *name, const char *value);
+int store_put_tag(struct store *s, int qid, const char *tag, bool present);
+
+/* Rows as they come out of the database, for app.c to build its model from. */
+struct store_loader {
+    void *ctx;
+    int (*qube)(void *ctx, int qid, const char *name, const char *klass, const char *uuid);
+    int (*prop)(void *ctx, int qid, const char *name, const char *value);
+    int (*feature)(void *ctx, int qid, const char *name, const char *value);
+    int (*tag)(void *ctx, int qid, const char *tag);
+    int (*global)(void *ctx, const char *name, const char *value);
+};
+int store_load(struct store *s, const struct store_loader *loader);

@@ -1,0 +1,80 @@
+#include "api.h"
+
+#include <string.h>
+
+#include "log.h"
+
+static const struct api_method *const TABLES[] = {
+    API_VM_METHODS, API_PROPERTY_METHODS, API_FEATURE_METHODS, API_MISC_METHODS,
+};
+
+const struct api_method *api_find_method(const char *name) {
+    for (size_t t = 0; t < ELEMENTSOF(TABLES); t++)
+        for (const struct api_method *m = TABLES[t]; m->name; m++)
+            if (strcmp(m->name, name) == 0)
+                return m;
+    return NULL;
+}
+
+void api_put_line(struct strbuf *out, const char *line) {
+    strbuf_puts(out, line);
+    strbuf_putc(out, '\n');
+}
+
+/* The generic checks qubesd makes before any handler, in its order. */
+static int check_shape(const struct api_method *m, const struct api_call *c) {
+    const struct wire_request *req = c->req;
+    if ((m->flags & API_NO_PAYLOAD) && req->payload_len)
+        return qerr_set(c->err, EXC_PROTOCOL, "unexpected payload");
+    if ((m->flags & API_WANTS_PAYLOAD) && !req->payload_len)
+        return qerr_set(c->err, EXC_PROTOCOL, "expected payload");
+    if ((m->flags & API_NO_ARG) && *req->arg)
+        return qerr_set(c->err, EXC_PROTOCOL, "unexpected argument");
+    if ((m->flags & API_WANTS_ARG) && !*req->arg)
+        return qerr_set(c->err, EXC_PROTOCOL, "expected an argument");
+    if ((m->flags & API_DEST_ADMINVM) && c->dest->klass != QUBE_ADMINVM)
+        return qerr_set(c->err, EXC_PROTOCOL, "expected destination to be AdminVM");
+    if ((m->flags & API_DEST_NOT_ADMINVM) && c->dest->klass == QUBE_ADMINVM)
+        return qerr_set(c->err, EXC_PROTOCOL, "expected destination to not be AdminVM");
+    return 0;
+}
+
+/* Source and destination are resolved before the method, as qubesd does. */
+static int resolve_call(struct api_call *c) {
+    c->src = app_lookup(c->app, c->req->source, c->err);
+    if (!c->src)
+        return -1;
+    /* Until the qrexec policy exists, only dom0 (local admin tools) may manage qubes. */
+    if (c->src->klass != QUBE_ADMINVM)
+        return qerr_set(c->err, EXC_PERMISSION, "Admin API calls from qubes are not allowed");
+    c->dest = app_lookup(c->app, c->req->dest, c->err);
+    return c->dest ? 0 : -1;
+}
+
+enum api_result api_dispatch(struct app *app, const struct wire_request *req,
+                             struct strbuf *reply) {
+    struct qerr err = {0};
+    _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+    struct api_call call = {.app = app, .req = req, .out = &out, .err = &err};
+    const struct api_method *m = NULL;
+    int r = resolve_call(&call);
+    if (r == 0) {
+        m = api_find_method(req->method);
+        r = m ? check_shape(m, &call) : qerr_set(&err, EXC_PROTOCOL, "no such method: '%s'",
+                                                 req->method);
+    }
+    if (r == 0)
+        r = m->handler(&call);
+    if (r == 0) {
+        wire_reply_ok(reply, out.data, out.len);
+        return API_REPLIED;
+    }
+    if (!err.exc) {
+        log_error("%s+%s on %s failed without a reason", req->method, req->arg, req->dest);
+        return API_NO_REPLY;
+    }
+    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, req->arg, req->source,
+              req->dest, err.exc, err.msg);
+    wire_reply_error(reply, err.exc, err.msg);
+    return API_REPLIED;
+}

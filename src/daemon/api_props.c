@@ -1,0 +1,164 @@
+/* admin.vm.property.* (per qube) and admin.property.* (global). */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+
+#define VALUE_MAX 1024
+
+/* Qubes' payload is bytes; ours is text, so a NUL inside is refused like bad bytes. */
+static int payload_text(const struct api_call *c, char *buf, size_t size) {
+    const struct wire_request *req = c->req;
+    if (memchr(req->payload, '\0', req->payload_len))
+        return qerr_set(c->err, EXC_VALUE, "Invalid characters in property value");
+    if (req->payload_len >= size)
+        return qerr_set(c->err, EXC_VALUE, "Property value is too long");
+    memcpy(buf, req->payload, req->payload_len);
+    buf[req->payload_len] = '\0';
+    return 0;
+}
+
+static void put_get(struct strbuf *out, const struct prop_def *def, const char *value,
+                    bool is_default) {
+    strbuf_printf(out, "default=%s type=%s %s", is_default ? "True" : "False",
+                  prop_type_name(def->type), value);
+}
+
+static void put_getall_line(struct strbuf *out, const struct prop_def *def, const char *value,
+                            bool is_default) {
+    strbuf_printf(out, "%s default=%s type=%s ", def->name, is_default ? "True" : "False",
+                  prop_type_name(def->type));
+    strbuf_put_escaped(out, value);
+    strbuf_putc(out, '\n');
+}
+
+/* --- per qube --- */
+
+static int vm_prop_list(struct api_call *c) {
+    for (int i = 0; i < PROP_COUNT; i++)
+        if (PROP_DEFS[i].classes & CLASS_BIT(c->dest->klass))
+            api_put_line(c->out, PROP_DEFS[i].name);
+    return 0;
+}
+
+static int vm_prop_get(struct api_call *c) {
+    const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
+    if (!def)
+        return -1;
+    char buf[VALUE_MAX];
+    bool is_default;
+    const char *v = app_prop_get(c->app, c->dest, def, buf, sizeof(buf), &is_default);
+    put_get(c->out, def, v, is_default);
+    return 0;
+}
+
+static int vm_prop_get_all(struct api_call *c) {
+    for (int i = 0; i < PROP_COUNT; i++) {
+        const struct prop_def *def = &PROP_DEFS[i];
+        if (!(def->classes & CLASS_BIT(c->dest->klass)))
+            continue;
+        char buf[VALUE_MAX];
+        bool is_default;
+        const char *v = app_prop_get(c->app, c->dest, def, buf, sizeof(buf), &is_default);
+        put_getall_line(c->out, def, v, is_default);
+    }
+    return 0;
+}
+
+static int vm_prop_get_default(struct api_call *c) {
+    const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
+    if (!def)
+        return -1;
+    if (!def->get_default && !def->fixed_default)
+        return 0; /* no default: empty success, as qubesd */
+    char buf[VALUE_MAX];
+    const char *v = def->fixed_default;
+    if (def->get_default && def->get_default(c->app, c->dest, buf, sizeof(buf)))
+        v = buf;
+    if (!v)
+        return 0;
+    strbuf_printf(c->out, "type=%s %s", prop_type_name(def->type), v);
+    return 0;
+}
+
+static int vm_prop_set(struct api_call *c) {
+    const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
+    char value[VALUE_MAX];
+    if (!def || payload_text(c, value, sizeof(value)) < 0)
+        return -1;
+    return app_prop_set(c->app, c->dest, def, value, c->err);
+}
+
+static int vm_prop_reset(struct api_call *c) {
+    const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
+    return def ? app_prop_reset(c->app, c->dest, def, c->err) : -1;
+}
+
+/* --- global --- */
+
+static int global_list(struct api_call *c) {
+    for (int i = 0; i < GPROP_COUNT; i++)
+        api_put_line(c->out, GPROP_DEFS[i].name);
+    return 0;
+}
+
+static int global_get(struct api_call *c) {
+    const struct prop_def *def = app_global_def(c->req->arg, c->err);
+    if (!def)
+        return -1;
+    char buf[VALUE_MAX];
+    bool is_default;
+    put_get(c->out, def, app_global_get(c->app, def, buf, sizeof(buf), &is_default), is_default);
+    return 0;
+}
+
+static int global_get_all(struct api_call *c) {
+    for (int i = 0; i < GPROP_COUNT; i++) {
+        char buf[VALUE_MAX];
+        bool is_default;
+        const char *v = app_global_get(c->app, &GPROP_DEFS[i], buf, sizeof(buf), &is_default);
+        put_getall_line(c->out, &GPROP_DEFS[i], v, is_default);
+    }
+    return 0;
+}
+
+static int global_get_default(struct api_call *c) {
+    const struct prop_def *def = app_global_def(c->req->arg, c->err);
+    if (!def)
+        return -1;
+    if (def->fixed_default)
+        strbuf_printf(c->out, "type=%s %s", prop_type_name(def->type), def->fixed_default);
+    return 0;
+}
+
+static int global_set(struct api_call *c) {
+    const struct prop_def *def = app_global_def(c->req->arg, c->err);
+    char value[VALUE_MAX];
+    if (!def || payload_text(c, value, sizeof(value)) < 0)
+        return -1;
+    return app_global_set(c->app, def, value, c->err);
+}
+
+static int global_reset(struct api_call *c) {
+    const struct prop_def *def = app_global_def(c->req->arg, c->err);
+    return def ? app_global_reset(c->app, def, c->err) : -1;
+}
+
+#define BARE (API_NO_ARG | API_NO_PAYLOAD)
+#define ONE (API_WANTS_ARG | API_NO_PAYLOAD)
+#define GLOBAL API_DEST_ADMINVM
+const struct api_method API_PROPERTY_METHODS[] = {
+    {"admin.vm.property.List", vm_prop_list, BARE},
+    {"admin.vm.property.Get", vm_prop_get, ONE},
+    {"admin.vm.property.GetAll", vm_prop_get_all, BARE},
+    {"admin.vm.property.GetDefault", vm_prop_get_default, ONE},
+    {"admin.vm.property.Set", vm_prop_set, API_WANTS_ARG},
+    {"admin.vm.property.Reset", vm_prop_reset, ONE},
+    {"admin.property.List", global_list, BARE | GLOBAL},
+    {"admin.property.Get", global_get, ONE | GLOBAL},
+    {"admin.property.GetAll", global_get_all, BARE | GLOBAL},
+    {"admin.property.GetDefault", global_get_default, ONE | GLOBAL},
+    {"admin.property.Set", global_set, API_WANTS_ARG | GLOBAL},
+    {"admin.property.Reset", global_reset, ONE | GLOBAL},
+    {NULL, NULL, 0},
+};

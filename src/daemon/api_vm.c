@@ -1,0 +1,126 @@
+/* admin.vm.List, Create, Remove, CurrentState and the life cycle calls. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "host.h"
+#include "labels.h"
+#include "names.h"
+
+static void list_line(struct strbuf *out, const struct qube *q) {
+    strbuf_printf(out, "%s class=%s state=%s uuid=%s\n", q->name, qube_class_name(q->klass),
+                  q->power_state, q->uuid);
+}
+
+static int vm_list(struct api_call *c) {
+    if (c->dest->klass != QUBE_ADMINVM) {
+        list_line(c->out, c->dest);
+        return 0;
+    }
+    list_line(c->out, c->dest); /* dom0 first, then by name, as qubesd sorts */
+    for (size_t i = 0; i < c->app->n_qubes; i++)
+        if (c->app->qubes[i] != c->dest)
+            list_line(c->out, c->app->qubes[i]);
+    return 0;
+}
+
+/* Payload "name=<n> label=<l>": each key once, nothing else (no pools here). */
+static int parse_create_payload(const struct wire_request *req, char *buf, size_t size,
+                                const char **name, const char **label, struct qerr *err) {
+    if (req->payload_len >= size)
+        return qerr_set(err, EXC_PROTOCOL, "Creation parameters are too long");
+    if (!text_is_printable_ascii(req->payload, req->payload_len))
+        return qerr_set(err, EXC_PROTOCOL, "Parameters contains non-ASCII characters");
+    memcpy(buf, req->payload, req->payload_len);
+    buf[req->payload_len] = '\0';
+    *name = *label = NULL;
+    for (char *save = NULL, *item = strtok_r(buf, " ", &save); item;
+         item = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq)
+            return qerr_set(err, EXC_PROTOCOL, "Invalid creation parameter '%s'", item);
+        *eq = '\0';
+        const char **slot = strcmp(item, "name") == 0 ? name
+                            : strcmp(item, "label") == 0 ? label : NULL;
+        if (!slot)
+            return qerr_set(err, EXC_PROTOCOL, "Options does not match: name, label");
+        if (*slot)
+            return qerr_set(err, EXC_PROTOCOL, "Options must be unique");
+        *slot = eq + 1;
+    }
+    return 0;
+}
+
+static int vm_create(struct api_call *c, enum qube_class klass) {
+    char buf[1024];
+    const char *name, *label;
+    if (parse_create_payload(c->req, buf, sizeof(buf), &name, &label, c->err) < 0)
+        return -1;
+    if (!name)
+        return qerr_set(c->err, EXC_PROTOCOL, "Creation requested without key: name");
+    /* qubesd answers an unknown label exactly like a missing one (recorded reply 9). */
+    if (!label || !*label || !label_find(label))
+        return qerr_set(c->err, EXC_PROTOCOL, "Creation requested without key: label");
+    char creator[64];
+    snprintf(creator, sizeof(creator), "created-by-%s", c->src->name);
+    struct qube_spec spec = {klass, name, label, c->req->arg, creator};
+    return app_create(c->app, &spec, NULL, c->err);
+}
+
+static int vm_create_appvm(struct api_call *c) { return vm_create(c, QUBE_APPVM); }
+static int vm_create_dispvm(struct api_call *c) { return vm_create(c, QUBE_DISPVM); }
+static int vm_create_standalonevm(struct api_call *c) { return vm_create(c, QUBE_STANDALONEVM); }
+static int vm_create_templatevm(struct api_call *c) { return vm_create(c, QUBE_TEMPLATEVM); }
+
+static int vm_remove(struct api_call *c) { return app_remove(c->app, c->dest, c->err); }
+
+static int vm_current_state(struct api_call *c) {
+    struct host_usage u = {0};
+    if (c->dest->klass == QUBE_ADMINVM)
+        host_usage_read(&u);
+    strbuf_printf(c->out, "mem=%llu mem_static_max=%llu cputime=%llu power_state=%s",
+                  u.mem_kib, u.mem_max_kib, u.cputime_ns, c->dest->power_state);
+    return 0;
+}
+
+/* Life cycle needs an isolation engine; until one lands these say so plainly. */
+static int no_engine(struct api_call *c) {
+    return qerr_set(c->err, EXC_QUBES, "Cannot %s qube '%s': no isolation engine is available "
+                    "in this version of dispenserd", c->req->method + strlen("admin.vm."),
+                    c->dest->name);
+}
+
+static int vm_shutdown(struct api_call *c) {
+    const char *a = c->req->arg;
+    if (*a && strcmp(a, "force") && strcmp(a, "wait") && strcmp(a, "force+wait") &&
+        strcmp(a, "wait+force"))
+        return qerr_set(c->err, EXC_PERMISSION, "Argument not in 'force', 'wait', 'force+wait'");
+    return no_engine(c);
+}
+
+static int vm_create_disposable(struct api_call *c) {
+    const char *a = c->req->arg;
+    if (*a && strcmp(a, "preload") != 0)
+        return qerr_set(c->err, EXC_PERMISSION, "Argument not in \"'', 'preload'\"");
+    if (c->req->payload_len && (c->req->payload_len != 4 || memcmp(c->req->payload, "uuid", 4)))
+        return qerr_set(c->err, EXC_PROTOCOL, "Invalid payload, expected empty string or 'uuid'");
+    return no_engine(c);
+}
+
+#define BARE (API_NO_ARG | API_NO_PAYLOAD)
+const struct api_method API_VM_METHODS[] = {
+    {"admin.vm.List", vm_list, BARE},
+    {"admin.vm.Create.AppVM", vm_create_appvm, API_DEST_ADMINVM},
+    {"admin.vm.Create.DispVM", vm_create_dispvm, API_DEST_ADMINVM},
+    {"admin.vm.Create.StandaloneVM", vm_create_standalonevm, API_DEST_ADMINVM},
+    {"admin.vm.Create.TemplateVM", vm_create_templatevm, API_DEST_ADMINVM},
+    {"admin.vm.Remove", vm_remove, BARE},
+    {"admin.vm.CurrentState", vm_current_state, BARE},
+    {"admin.vm.Start", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Shutdown", vm_shutdown, API_NO_PAYLOAD | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Kill", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Pause", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Unpause", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.CreateDisposable", vm_create_disposable, 0},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,21 @@
+/* admin.Events subscribers. Each event is encoded once and queued to every matching
+ * subscriber; a subscriber whose queue passes EVENTS_MAX_BACKLOG (it reads too slowly or
+ * not at all) is dropped, so no reader can stall the daemon or grow it without bound. */
+#pragma once
+#include <stddef.h>
+#include <systemd/sd-event.h>
+
+#include "wire.h"
+
+#define EVENTS_MAX_BACKLOG (1024 * 1024)
+
+struct events_hub;
+
+struct events_hub *events_hub_new(sd_event *loop);
+void events_hub_free(struct events_hub *hub);
+/* Takes ownership of fd; filter "" = every event, else only events whose subject is it. */
+int events_subscribe(struct events_hub *hub, int fd, const char *filter);
+/* Matches app_emit_fn, so the model emits straight into the hub. */
+void events_broadcast(void *hub, const char *subject, const char *event,
+                      const struct wire_kv *kv, size_t n_kv);
+size_t events_subscriber_count(const struct events_hub *hub);

@@ -1,0 +1,12 @@
+/* What the host itself reports, for dom0's state and memory properties. */
+#pragma once
+#include <stdint.h>
+
+struct host_usage {
+    unsigned long long mem_kib;     /* MemTotal - MemAvailable */
+    unsigned long long mem_max_kib; /* MemTotal */
+    unsigned long long cputime_ns;  /* all CPUs, busy time since boot */
+};
+
+int host_usage_read(struct host_usage *u);
+uint64_t host_mem_total_mib(void);

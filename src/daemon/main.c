@@ -1,0 +1,220 @@
+/* dispenserd: the qube daemon. One sd-event loop serves the Admin API socket and the
+ * event stream; the qube model lives in memory, backed by SQLite in the state dir. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "app.h"
+#include "config.h"
+#include "events.h"
+#include "host.h"
+#include "log.h"
+#include "server.h"
+
+struct options {
+    const char *state_dir;
+    const char *runtime_dir;
+    const char *socket_path;
+    gid_t socket_gid;
+    bool foreground;
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: dispenserd [OPTIONS]\n"
+            "Serve the Qubes Admin API for dispenser qubes.\n\n"
+            "  --state-dir DIR      qube database and volumes (default %s)\n"
+            "  --runtime-dir DIR    runtime state, agent sockets (default %s)\n"
+            "  --socket PATH        Admin API socket (default $QUBESD_SOCKET or %s)\n"
+            "  --socket-group GROUP group allowed to use the socket (mode 0660)\n"
+            "  --foreground         stay in the foreground (default: detach when ready)\n"
+            "  --log-level LEVEL    error, warning, info (default) or debug\n"
+            "  --help, --version\n",
+            DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET);
+}
+
+static int parse_group(const char *name, gid_t *out) {
+    struct group *g = getgrnam(name);
+    if (!g) {
+        fprintf(stderr, "dispenserd: no such group: %s\n", name);
+        return -1;
+    }
+    *out = g->gr_gid;
+    return 0;
+}
+
+/* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
+static int parse_options(int argc, char **argv, struct options *o) {
+    enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"state-dir", required_argument, NULL, OPT_STATE},
+        {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"socket-group", required_argument, NULL, OPT_GROUP},
+        {"foreground", no_argument, NULL, OPT_FG},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {0},
+    };
+    const char *env = getenv("QUBESD_SOCKET");
+    *o = (struct options){DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR,
+                          env && *env ? env : DEFAULT_SOCKET, (gid_t)-1, false};
+    int c;
+    enum log_level level;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_STATE: o->state_dir = optarg; break;
+        case OPT_RUNTIME: o->runtime_dir = optarg; break;
+        case OPT_SOCKET: o->socket_path = optarg; break;
+        case OPT_GROUP:
+            if (parse_group(optarg, &o->socket_gid) < 0)
+                return -1;
+            break;
+        case OPT_FG: o->foreground = true; break;
+        case OPT_LOG:
+            if (log_parse_level(optarg, &level) < 0) {
+                fprintf(stderr, "dispenserd: unknown log level: %s\n", optarg);
+                return -1;
+            }
+            log_set_level(level);
+            break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: puts("dispenserd " DISPENSER_VERSION); return 0;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dispenserd: unexpected argument: %s\n", argv[optind]);
+        return -1;
+    }
+    return 1;
+}
+
+static int make_dir(const char *path, mode_t mode) {
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* One daemon per state dir: a second one would corrupt nothing (SQLite locks) but would
+ * fight over the qubes; refuse it early with a clear message. */
+static int lock_state_dir(const char *state_dir) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/dispenserd.lock", state_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        log_error("state dir %s is in use by another dispenserd (%s)", state_dir,
+                  strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd; /* held until exit */
+}
+
+/* Forks; the parent waits until the child reports readiness, so `dispenserd && qvm-ls`
+ * works. Returns in the child only. */
+static int detach(int *ready_fd) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(p[1]);
+        char ok = 0;
+        ssize_t n = read(p[0], &ok, 1);
+        _exit(n == 1 && ok == 'R' ? 0 : 1);
+    }
+    close(p[0]);
+    setsid();
+    *ready_fd = p[1];
+    return 0;
+}
+
+static void report_ready(int ready_fd) {
+    sd_notify(0, "READY=1\nSTATUS=Serving the Admin API");
+    if (ready_fd >= 0) {
+        (void)!write(ready_fd, "R", 1);
+        close(ready_fd);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            close(null);
+        }
+    }
+}
+
+static int run(const struct options *o, int ready_fd) {
+    if (make_dir(o->state_dir, 0700) < 0 || make_dir(o->runtime_dir, 0755) < 0)
+        return 1;
+    int lock_fd = lock_state_dir(o->state_dir);
+    if (lock_fd < 0)
+        return 1;
+    sd_event *loop = NULL;
+    struct app app = {.host_mem_mib = host_mem_total_mib()};
+    struct events_hub *hub = NULL;
+    struct server *srv = NULL;
+    struct qerr err = {0};
+    char db[4096];
+    snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
+    int ret = 1, r;
+    if (sd_event_default(&loop) < 0 || app_open(&app, db, &err) < 0) {
+        log_error("%s", err.exc ? err.msg : "cannot start the event loop");
+        goto out;
+    }
+    hub = events_hub_new(loop);
+    app.emit = events_broadcast;
+    app.emit_ctx = hub;
+    struct server_config cfg = {o->socket_path, o->socket_gid};
+    if ((r = server_new(loop, &app, hub, &cfg, &srv)) < 0) {
+        log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
+        goto out;
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    sd_event_add_signal(loop, NULL, SIGTERM, NULL, NULL); /* NULL handler: exit the loop */
+    sd_event_add_signal(loop, NULL, SIGINT, NULL, NULL);
+    log_info("dispenserd %s: %zu qubes, listening on %s", DISPENSER_VERSION, app.n_qubes,
+             o->socket_path);
+    report_ready(ready_fd);
+    ret = sd_event_loop(loop) < 0;
+out:
+    server_free(srv);
+    app.emit = NULL;
+    events_hub_free(hub);
+    app_close(&app);
+    sd_event_unref(loop);
+    close(lock_fd);
+    return ret;
+}
+
+int main(int argc, char **argv) {
+    struct options o;
+    int r = parse_options(argc, argv, &o);
+    if (r <= 0)
+        return r < 0 ? 2 : 0;
+    signal(SIGPIPE, SIG_IGN);
+    int ready_fd = -1;
+    if (!o.foreground && detach(&ready_fd) < 0) {
+        perror("dispenserd: fork");
+        return 1;
+    }
+    return run(&o, ready_fd);
+}

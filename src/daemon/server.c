@@ -1,0 +1,243 @@
+#include "server.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "api.h"
+#include "log.h"
+#include "strbuf.h"
+
+#define MAX_CONNECTIONS 4096
+#define REQUEST_TIMEOUT_USEC (30ULL * 1000000ULL) /* a client that never finishes its request */
+
+struct server {
+    sd_event *loop;
+    struct app *app;
+    struct events_hub *hub;
+    int listen_fd;
+    sd_event_source *accept_src;
+    char *socket_path;
+    size_t n_conns;
+};
+
+struct conn {
+    struct server *srv;
+    int fd;
+    sd_event_source *io;
+    sd_event_source *timer;
+    struct strbuf in;
+    struct strbuf out;
+    size_t sent;
+};
+
+static void conn_free(struct conn *c) {
+    sd_event_source_disable_unref(c->io);
+    sd_event_source_disable_unref(c->timer);
+    if (c->fd >= 0)
+        close(c->fd);
+    strbuf_free(&c->in);
+    strbuf_free(&c->out);
+    c->srv->n_conns--;
+    free(c);
+}
+
+static int conn_write(struct conn *c) {
+    while (c->sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        c->sent += (size_t)n;
+    }
+    conn_free(c); /* the reply is complete: close, as the protocol says */
+    return 1;
+}
+
+/* The reply is in c->out: send it now, or as the socket drains. */
+static void conn_send_reply(struct conn *c) {
+    sd_event_source_disable_unref(TAKE_PTR(c->timer));
+    sd_event_source_set_io_events(c->io, EPOLLOUT);
+    if (conn_write(c) < 0)
+        conn_free(c);
+}
+
+/* admin.Events keeps the connection: the hub owns the fd from here on. */
+static void conn_to_events(struct conn *c, const struct wire_request *req) {
+    struct qerr err = {0};
+    struct qube *dest = app_lookup(c->srv->app, req->dest, &err);
+    if (!dest || *req->arg || req->payload_len) {
+        if (!dest)
+            wire_reply_error(&c->out, err.exc, err.msg);
+        else
+            wire_reply_error(&c->out, EXC_PROTOCOL, *req->arg ? "unexpected argument"
+                                                              : "unexpected payload");
+        conn_send_reply(c);
+        return;
+    }
+    struct events_hub *hub = c->srv->hub;
+    int fd = TAKE_FD(c->fd);
+    const char *filter = dest->klass == QUBE_ADMINVM ? "" : dest->name;
+    conn_free(c);
+    events_subscribe(hub, fd, filter);
+}
+
+static void conn_handle_request(struct conn *c) {
+    struct wire_request req;
+    if (wire_parse_request((uint8_t *)c->in.data, c->in.len, &req) < 0) {
+        log_warning("framing error: dropping a malformed request");
+        conn_free(c);
+        return;
+    }
+    if (strcmp(req.method, "admin.Events") == 0) {
+        conn_to_events(c, &req);
+        return;
+    }
+    if (api_dispatch(c->srv->app, &req, &c->out) == API_NO_REPLY) {
+        conn_free(c);
+        return;
+    }
+    conn_send_reply(c);
+}
+
+/* Reads what is there; returns 1 at EOF (request complete), 0 for more, -1 to drop. */
+static int conn_read(struct conn *c) {
+    for (;;) {
+        strbuf_reserve(&c->in, 16384);
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, MSG_DONTWAIT);
+        if (n < 0)
+            return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -1;
+        if (n == 0)
+            return 1;
+        c->in.len += (size_t)n;
+        if (c->in.len > WIRE_MAX_REQUEST) {
+            log_warning("request too long: dropping the connection");
+            return -1;
+        }
+    }
+}
+
+static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct conn *c = userdata;
+    if (c->out.len) {
+        if (conn_write(c) < 0)
+            conn_free(c);
+        return 0;
+    }
+    int r = conn_read(c);
+    if (r < 0)
+        conn_free(c);
+    else if (r > 0)
+        conn_handle_request(c);
+    return 0;
+}
+
+static int on_conn_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    log_warning("dropping a client that did not finish its request in time");
+    conn_free(userdata);
+    return 0;
+}
+
+static void conn_new(struct server *srv, int fd) {
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->fd = fd;
+    srv->n_conns++;
+    if (sd_event_add_io(srv->loop, &c->io, fd, EPOLLIN, on_conn_io, c) < 0 ||
+        sd_event_add_time_relative(srv->loop, &c->timer, CLOCK_MONOTONIC, REQUEST_TIMEOUT_USEC,
+                                   0, on_conn_timeout, c) < 0)
+        conn_free(c);
+}
+
+static int on_accept(sd_event_source *src, int lfd, uint32_t revents, void *userdata) {
+    struct server *srv = userdata;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                log_warning("accept: %s", strerror(errno));
+            return 0;
+        }
+        if (srv->n_conns >= MAX_CONNECTIONS) {
+            log_warning("too many connections; refusing one");
+            close(fd);
+            continue;
+        }
+        conn_new(srv, fd);
+    }
+}
+
+/* A socket file that nobody answers on is a leftover of a killed daemon: remove it.
+ * One that answers belongs to a running daemon: refuse to steal it. */
+static int claim_socket_path(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    if (r == 0)
+        return -EADDRINUSE;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+static int bind_socket(const struct server_config *cfg) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(cfg->socket_path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, cfg->socket_path);
+    int r = claim_socket_path(cfg->socket_path);
+    if (r < 0)
+        return r;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0117); /* the socket is born 0660: no window with wider access */
+    r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || (cfg->socket_gid != (gid_t)-1 && chown(cfg->socket_path, (uid_t)-1,
+                                                         cfg->socket_gid) < 0) ||
+        listen(fd, SOMAXCONN) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int server_new(sd_event *loop, struct app *app, struct events_hub *hub,
+               const struct server_config *cfg, struct server **out) {
+    int fd = bind_socket(cfg);
+    if (fd < 0)
+        return fd;
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    *srv = (struct server){.loop = sd_event_ref(loop), .app = app, .hub = hub, .listen_fd = fd,
+                           .socket_path = xstrdup(cfg->socket_path)};
+    int r = sd_event_add_io(loop, &srv->accept_src, fd, EPOLLIN, on_accept, srv);
+    if (r < 0) {
+        server_free(srv);
+        return r;
+    }
+    *out = srv;
+    return 0;
+}
+
+void server_free(struct server *srv) {
+    if (!srv)
+        return;
+    sd_event_source_disable_unref(srv->accept_src);
+    close(srv->listen_fd);
+    unlink(srv->socket_path);
+    free(srv->socket_path);
+    sd_event_unref(srv->loop);
+    free(srv);
+}

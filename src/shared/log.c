@@ -1,0 +1,34 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static enum log_level current_level = LOG_LVL_INFO;
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+void log_set_level(enum log_level level) { current_level = level; }
+
+int log_parse_level(const char *s, enum log_level *out) {
+    for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+        if (strcmp(s, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...) {
+    if (level > current_level)
+        return;
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    /* "<N>" prefixes are understood by journald when stderr is the journal. */
+    static const int syslog_prio[] = {3, 4, 6, 7};
+    fprintf(stderr, "<%d>%s: ", syslog_prio[level], level_names[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    errno = saved;
+}
