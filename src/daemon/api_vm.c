@@ -83,11 +83,41 @@ static int vm_current_state(struct api_call *c) {
     return 0;
 }
 
-/* Life cycle needs an isolation engine; until one lands these say so plainly. */
+/* Life cycle needs an isolation engine; until one lands these say so plainly. The
+ * state checks come first, as in Qubes, so e.g. qvm-shutdown of a halted qube succeeds. */
 static int no_engine(struct api_call *c) {
     return qerr_set(c->err, EXC_QUBES, "Cannot %s qube '%s': no isolation engine is available "
                     "in this version of dispenserd", c->req->method + strlen("admin.vm."),
                     c->dest->name);
+}
+
+static bool is_halted(const struct qube *q) { return strcmp(q->power_state, "Halted") == 0; }
+
+static int vm_start(struct api_call *c) {
+    if (!is_halted(c->dest))
+        return qerr_set(c->err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'",
+                        c->dest->name);
+    return no_engine(c);
+}
+
+static int vm_stop(struct api_call *c) {
+    if (is_halted(c->dest))
+        return qerr_set(c->err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'",
+                        c->dest->name);
+    return no_engine(c);
+}
+
+static int vm_pause(struct api_call *c) {
+    if (strcmp(c->dest->power_state, "Running") != 0)
+        return qerr_set(c->err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off "
+                        "or paused): '%s'", c->dest->name);
+    return no_engine(c);
+}
+
+static int vm_unpause(struct api_call *c) {
+    if (strcmp(c->dest->power_state, "Paused") != 0)
+        return qerr_set(c->err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", c->dest->name);
+    return no_engine(c);
 }
 
 static int vm_shutdown(struct api_call *c) {
@@ -95,7 +125,7 @@ static int vm_shutdown(struct api_call *c) {
     if (*a && strcmp(a, "force") && strcmp(a, "wait") && strcmp(a, "force+wait") &&
         strcmp(a, "wait+force"))
         return qerr_set(c->err, EXC_PERMISSION, "Argument not in 'force', 'wait', 'force+wait'");
-    return no_engine(c);
+    return vm_stop(c);
 }
 
 static int vm_create_disposable(struct api_call *c) {
@@ -116,11 +146,11 @@ const struct api_method API_VM_METHODS[] = {
     {"admin.vm.Create.TemplateVM", vm_create_templatevm, API_DEST_ADMINVM},
     {"admin.vm.Remove", vm_remove, BARE},
     {"admin.vm.CurrentState", vm_current_state, BARE},
-    {"admin.vm.Start", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Start", vm_start, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Shutdown", vm_shutdown, API_NO_PAYLOAD | API_DEST_NOT_ADMINVM},
-    {"admin.vm.Kill", no_engine, BARE | API_DEST_NOT_ADMINVM},
-    {"admin.vm.Pause", no_engine, BARE | API_DEST_NOT_ADMINVM},
-    {"admin.vm.Unpause", no_engine, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Kill", vm_stop, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Pause", vm_pause, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Unpause", vm_unpause, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.CreateDisposable", vm_create_disposable, 0},
     {NULL, NULL, 0},
 };

@@ -12,6 +12,7 @@
 #define EXC_VM_NOT_HALTED "QubesVMNotHaltedError"
 #define EXC_VM_NOT_STARTED "QubesVMNotStartedError"
 #define EXC_VM_NOT_RUNNING "QubesVMNotRunningError"
+#define EXC_VM_NOT_PAUSED "QubesVMNotPausedError"
 #define EXC_NO_SUCH_PROPERTY "QubesNoSuchPropertyError"
 #define EXC_PROPERTY_ACCESS "QubesPropertyAccessError"
 #define EXC_FEATURE_NOT_FOUND "QubesFeatureNotFoundError"
