@@ -38,6 +38,8 @@ static void events_option(void *userdata, int id, const char *value) {
 
 static bool wanted(const struct wire_event_msg *ev, const struct qube_list *only,
                    const struct strv *exclude) {
+    if (strcmp(ev->event, "connection-established") == 0)
+        return true; /* always shown: it tells scripts the subscription is live */
     if (strv_contains(exclude, ev->subject))
         return false;
     /* with VMNAMEs, global events and other qubes' events are left out */

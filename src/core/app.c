@@ -186,8 +186,10 @@ void app_close(struct app *app) {
     for (size_t i = 0; i < app->n_qubes; i++)
         app_qube_free(app->qubes[i]);
     free(app->qubes);
-    for (int i = 0; i < GPROP_COUNT; i++)
+    for (int i = 0; i < GPROP_COUNT; i++) {
         free(app->globals[i]);
+        app->globals[i] = NULL; /* app_close may run twice after a failed open */
+    }
     store_close(app->store);
     app->qubes = NULL;
     app->n_qubes = 0;

@@ -230,22 +230,22 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_AUTOSTART, "autostart", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
     P(P_BACKUP_TIMESTAMP, "backup_timestamp", PT_INT, VM_CLASSES, PF_NONNEG, NULL, NULL, NULL),
     P(P_DEBUG, "debug", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
-    P(P_DEFAULT_DISPVM, "default_dispvm", PT_VM, ALL_CLASSES, 0, NULL, default_default_dispvm,
+    P(P_DEFAULT_DISPVM, "default_dispvm", PT_VM, ALL_CLASSES, PF_LATE, NULL, default_default_dispvm,
       validate_default_dispvm),
     P(P_DEFAULT_USER, "default_user", PT_STR, VM_CLASSES, 0, "user", NULL, NULL),
     P(P_DISPID, "dispid", PT_INT, CLASS_BIT(QUBE_DISPVM), PF_READONLY, NULL, NULL, NULL),
     P(P_ICON, "icon", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_icon, NULL),
     P(P_INCLUDE_IN_BACKUPS, "include_in_backups", PT_BOOL, VM_CLASSES, 0, "True", NULL, NULL),
     P(P_KERNEL, "kernel", PT_STR, VM_CLASSES, 0, NULL, default_kernel, validate_kernel),
-    P(P_KERNELOPTS, "kernelopts", PT_STR, VM_CLASSES, 0, "", NULL, NULL),
+    P(P_KERNELOPTS, "kernelopts", PT_STR, VM_CLASSES, PF_LATE, "", NULL, NULL),
     P(P_KLASS, "klass", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_klass, NULL),
     P(P_LABEL, "label", PT_LABEL, ALL_CLASSES, 0, NULL, NULL, NULL),
-    P(P_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, VM_CLASSES, 0, NULL,
+    P(P_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, VM_CLASSES, PF_LATE, NULL,
       default_management_dispvm, validate_default_dispvm),
     P(P_MAXMEM, "maxmem", PT_INT, ALL_CLASSES, PF_NONNEG, NULL, default_maxmem, NULL),
     P(P_MEMORY, "memory", PT_INT, ALL_CLASSES, PF_POSITIVE, NULL, default_memory, NULL),
     P(P_NAME, "name", PT_STR, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
-    P(P_NETVM, "netvm", PT_VM, VM_CLASSES, 0, NULL, default_netvm, validate_netvm),
+    P(P_NETVM, "netvm", PT_VM, VM_CLASSES, PF_LATE, NULL, default_netvm, validate_netvm),
     P(P_PROVIDES_NETWORK, "provides_network", PT_BOOL, VM_CLASSES, PF_READONLY, "False", NULL,
       NULL),
     P(P_QID, "qid", PT_INT, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
@@ -254,7 +254,7 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_SHUTDOWN_TIMEOUT, "shutdown_timeout", PT_INT, VM_CLASSES, PF_POSITIVE, NULL,
       default_shutdown_timeout, NULL),
     P(P_START_TIME, "start_time", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
-    P(P_TEMPLATE, "template", PT_VM, TEMPLATED, PF_NO_RESET, NULL, default_template, validate_template),
+    P(P_TEMPLATE, "template", PT_VM, TEMPLATED, PF_NO_RESET | PF_LATE, NULL, default_template, validate_template),
     P(P_TEMPLATE_FOR_DISPVMS, "template_for_dispvms", PT_BOOL, DVM_TEMPLATES, 0, "False", NULL,
       validate_template_for_dispvms),
     P(P_UPDATEABLE, "updateable", PT_BOOL, VM_CLASSES, PF_READONLY, NULL, default_updateable,
@@ -273,7 +273,7 @@ const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
       NULL),
     P(G_DEFAULT_SHUTDOWN_TIMEOUT, "default_shutdown_timeout", PT_INT, 0, PF_POSITIVE, "60",
       NULL, NULL),
-    P(G_DEFAULT_TEMPLATE, "default_template", PT_VM, 0, 0, "", NULL,
+    P(G_DEFAULT_TEMPLATE, "default_template", PT_VM, 0, 0, NULL, NULL,
       validate_global_default_template),
     P(G_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, 0, 0, "", NULL,
       validate_global_management_dispvm),
@@ -291,9 +291,10 @@ static int canonical_int(const struct prop_def *def, const char *raw, char *out,
     errno = 0;
     char *end;
     long long v = strtoll(raw, &end, 10);
+    bool no_digits = end == raw;
     while (isspace((unsigned char)*end)) /* Python's int() allows surrounding blanks */
         end++;
-    if (end == raw || *end || errno == ERANGE || v > INT_MAX || v < INT_MIN)
+    if (no_digits || *end || errno == ERANGE || v > INT_MAX || v < INT_MIN)
         return qerr_set(err, EXC_VALUE, "Failed to parse property value as int");
     if ((def->flags & PF_POSITIVE) && v <= 0)
         return qerr_set(err, EXC_PROPERTY_VALUE, "%s must be positive", def->name);

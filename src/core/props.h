@@ -11,7 +11,7 @@ struct qube;
 
 enum prop_type { PT_STR, PT_INT, PT_BOOL, PT_VM, PT_LABEL };
 
-/* Per-qube properties, in the order GetAll lists them (alphabetical, as Qubes does). */
+/* Per-qube properties, alphabetical; GetAll lists the PF_LATE ones last, as qubesd. */
 enum prop_id {
     P_AUTO_CLEANUP,
     P_AUTOSTART,
@@ -65,6 +65,7 @@ enum prop_flags {
     PF_POSITIVE = 1 << 2,  /* int > 0 */
     PF_NONNEG = 1 << 3,    /* int >= 0 */
     PF_NO_RESET = 1 << 4,  /* Qubes refuses to unset it (template) */
+    PF_LATE = 1 << 5,      /* qubesd's load stage 4: listed after the others by GetAll */
 };
 
 /* Writes the default into buf and returns true, or returns false: no default. */

@@ -34,10 +34,24 @@ static void put_getall_line(struct strbuf *out, const struct prop_def *def, cons
 
 /* --- per qube --- */
 
+/* The properties of a class in qubesd's order: alphabetical, the PF_LATE ones (load
+ * stage 4) after the rest. *pos starts at 0; returns NULL at the end. */
+static const struct prop_def *next_prop(enum qube_class klass, int *pos) {
+    for (; *pos < 2 * PROP_COUNT; (*pos)++) {
+        const struct prop_def *def = &PROP_DEFS[*pos % PROP_COUNT];
+        bool late_pass = *pos >= PROP_COUNT;
+        if ((def->classes & CLASS_BIT(klass)) && late_pass == !!(def->flags & PF_LATE)) {
+            (*pos)++;
+            return def;
+        }
+    }
+    return NULL;
+}
+
 static int vm_prop_list(struct api_call *c) {
-    for (int i = 0; i < PROP_COUNT; i++)
-        if (PROP_DEFS[i].classes & CLASS_BIT(c->dest->klass))
-            api_put_line(c->out, PROP_DEFS[i].name);
+    int pos = 0;
+    for (const struct prop_def *def; (def = next_prop(c->dest->klass, &pos));)
+        api_put_line(c->out, def->name);
     return 0;
 }
 
@@ -53,10 +67,8 @@ static int vm_prop_get(struct api_call *c) {
 }
 
 static int vm_prop_get_all(struct api_call *c) {
-    for (int i = 0; i < PROP_COUNT; i++) {
-        const struct prop_def *def = &PROP_DEFS[i];
-        if (!(def->classes & CLASS_BIT(c->dest->klass)))
-            continue;
+    int pos = 0;
+    for (const struct prop_def *def; (def = next_prop(c->dest->klass, &pos));) {
         char buf[VALUE_MAX];
         bool is_default;
         const char *v = app_prop_get(c->app, c->dest, def, buf, sizeof(buf), &is_default);
@@ -108,7 +120,9 @@ static int global_get(struct api_call *c) {
         return -1;
     char buf[VALUE_MAX];
     bool is_default;
-    put_get(c->out, def, app_global_get(c->app, def, buf, sizeof(buf), &is_default), is_default);
+    /* a separate statement: argument evaluation order would read is_default unset */
+    const char *v = app_global_get(c->app, def, buf, sizeof(buf), &is_default);
+    put_get(c->out, def, v, is_default);
     return 0;
 }
 

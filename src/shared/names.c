@@ -21,6 +21,9 @@ int name_validate_qube(const char *name, struct qerr *err) {
     for (size_t i = 0; i < len; i++)
         if (!is_name_char(name[i]))
             return qerr_set(err, EXC_VALUE, "VM name contains illegal characters");
+    /* Xen's name for dom0: Qubes refuses it so tools never confuse the two. */
+    if (strcmp(name, "Domain-0") == 0)
+        return qerr_set(err, EXC_VALUE, "VM name cannot be 'Domain-0'");
     if (strcmp(name, "none") == 0 || strcmp(name, "default") == 0)
         return qerr_set(err, EXC_VALUE, "VM name cannot be 'none' nor 'default'");
     /* Qubes reserves "-dm" for device-model stubdomains; keep names portable. */

@@ -63,18 +63,21 @@ void strbuf_puts(struct strbuf *sb, const char *s) { strbuf_append(sb, s, strlen
 void strbuf_putc(struct strbuf *sb, char c) { strbuf_append(sb, &c, 1); }
 
 void strbuf_printf(struct strbuf *sb, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
+    strbuf_reserve(sb, 128);
+    for (;;) {
+        size_t room = sb->cap - sb->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(sb->data + sb->len, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            sb->len += (size_t)n;
+            return;
+        }
         strbuf_reserve(sb, (size_t)n);
-        vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap2);
-        sb->len += (size_t)n;
     }
-    va_end(ap2);
 }
 
 void strbuf_put_escaped(struct strbuf *sb, const char *s) {

@@ -40,9 +40,8 @@ int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out) {
         return -EINVAL;
 
     char *plus = strchr(fields[0], '+');
-    if (!plus)
-        return -EINVAL;
-    *plus = '\0';
+    if (plus)
+        *plus = '\0';
     if (fields[0][0] == '\0' || fields[1][0] == '\0' || fields[3][0] == '\0')
         return -EINVAL;
 
@@ -54,7 +53,7 @@ int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out) {
         return -EINVAL;
 
     out->method = fields[0];
-    out->arg = plus + 1;
+    out->arg = plus ? plus + 1 : "";
     out->source = fields[1];
     out->payload = nul + 1;
     out->payload_len = len - hlen - 1;
