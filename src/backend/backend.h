@@ -1,0 +1,114 @@
+/* The driver interface between dispenserd and an isolation engine.
+ *
+ * The daemon describes a qube with plain data (struct backend_qube) and learns about it
+ * through callbacks; it never sees a mount, a cgroup file or a namespace. Engines never
+ * see the qube model or the Admin API. Every operation is non-blocking from the daemon's
+ * point of view: waiting happens in the shared sd-event loop.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "qerr.h"
+
+enum backend_kind {
+    BACKEND_TEMPLATEVM,  /* own root (versioned), own private */
+    BACKEND_APPVM,       /* root: CoW of its template's root, discarded; own private */
+    BACKEND_DISPVM,      /* root and private: CoW of its template's (and its template's) */
+    BACKEND_STANDALONEVM, /* own root, own private, like a template nobody is based on */
+};
+
+struct backend_qube {
+    const char *name;
+    const char *uuid;        /* volumes are keyed by uuid: names can be reused */
+    enum backend_kind kind;
+    const char *root_source; /* uuid whose root an AppVM/DispVM starts from, else NULL */
+    const char *private_source; /* DispVM: uuid of its disposable template, else NULL */
+    uint64_t memory_mib;     /* what it starts with */
+    uint64_t maxmem_mib;     /* hard limit; 0 = memory_mib */
+    unsigned vcpus;
+    unsigned qrexec_timeout; /* seconds to wait for readiness */
+    unsigned shutdown_timeout;
+};
+
+enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
+
+struct backend_stats {
+    uint64_t memory_bytes; /* charged to the qube now */
+    uint64_t cpu_ns;       /* CPU time used since start */
+};
+
+/* Per-volume facts for admin.vm.volume.Info. */
+struct backend_volume_info {
+    uint64_t revision;      /* current revision of the volume (0: none yet) */
+    uint64_t used_revision; /* revision a running qube started with (0: not running) */
+    uint64_t usage_bytes;
+    bool save_on_stop;      /* changes kept at shutdown (private of a non-disposable) */
+    bool snap_on_start;     /* a CoW view of another volume */
+    const char *source_uuid; /* the volume it is a view of, or NULL */
+};
+
+struct backend;
+struct backend_run; /* one running (or paused) qube */
+
+/* What the engine tells the daemon. */
+struct backend_events {
+    void *userdata;
+    /* The qube's init exited or was killed; its run handle is freed after this returns. */
+    void (*exited)(void *userdata, const char *name, int status);
+};
+
+/* Completion of an asynchronous operation: r = 0 or -1 with err set. */
+typedef void (*backend_done_fn)(void *userdata, int r, const struct qerr *err);
+
+struct backend_ops {
+    const char *name; /* "container", "qemu": the virt_mode value */
+    /* Start: prepare volumes, launch, then wait for readiness (bounded by
+     * qrexec_timeout). `done` is called exactly once; on failure nothing is left. */
+    int (*start)(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+                 void *userdata, struct qerr *err);
+    int (*pause)(struct backend *b, const char *name, struct qerr *err);
+    int (*unpause)(struct backend *b, const char *name, struct qerr *err);
+    /* Orderly shutdown (agent, then SIGTERM to init), kill after shutdown_timeout;
+     * `done` when it is gone. */
+    int (*shutdown)(struct backend *b, const char *name, bool force, backend_done_fn done,
+                    void *userdata, struct qerr *err);
+    int (*kill)(struct backend *b, const char *name, struct qerr *err);
+    enum backend_power (*state)(struct backend *b, const char *name);
+    int (*stats)(struct backend *b, const char *name, struct backend_stats *out);
+    /* Remove every volume of a qube that is being deleted. */
+    int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct qerr *err);
+    int (*volume_info)(struct backend *b, const struct backend_qube *q, const char *volume,
+                       struct backend_volume_info *out, struct qerr *err);
+    /* Template import (qvm-template): a staging directory the caller fills as root, then
+     * commit (uid shift, new revision) or abort. */
+    int (*import_begin)(struct backend *b, const struct backend_qube *q, const char *volume,
+                        char *path, size_t size, struct qerr *err);
+    int (*import_end)(struct backend *b, const struct backend_qube *q, const char *volume,
+                      bool commit, struct qerr *err);
+    /* After a daemon restart: take over a qube that is still running. 0 if adopted,
+     * -1 if it is not running (its leftovers are then cleaned up). */
+    int (*adopt)(struct backend *b, const struct backend_qube *q);
+    /* Remove runtime leftovers of qubes not in `keep` (uuids, NULL-terminated). */
+    void (*cleanup)(struct backend *b, const char *const *keep);
+    void (*free)(struct backend *b);
+};
+
+struct backend {
+    const struct backend_ops *ops;
+    sd_event *loop;
+    struct backend_events events;
+};
+
+struct backend_config {
+    const char *state_dir;
+    const char *runtime_dir;
+    const char *agent_path; /* the static agent binary on the host */
+    uid_t uid_base;         /* first host uid of the range qube ids map to */
+    uid_t uid_count;
+};
+
+struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
+                                      const struct backend_events *events, struct qerr *err);

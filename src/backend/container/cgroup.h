@@ -1,0 +1,53 @@
+/* cgroups for qubes, on pure cgroup v2 hosts and on hybrid hosts (v1 controllers plus a
+ * controller-less cgroup2, as on this development machine).
+ *
+ * Each qube gets one cgroup per hierarchy, below the daemon's own cgroup as read from
+ * /proc/self/cgroup (never the root: the daemon may itself be confined):
+ *   v2:     <mount>/<own>/qubes/<name>   memory.max, pids.max, cpu.weight, cgroup.freeze,
+ *           cgroup.kill (on pure v2 the daemon moves itself to <own>/supervisor first, so
+ *           that <own> may delegate controllers: the no-internal-processes rule)
+ *   hybrid: memory, pids, cpu (and freezer as a fallback) v1 hierarchies for limits;
+ *           the cgroup2 mount for freeze/kill/cpu.stat where it exists.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cgroup_system; /* what the host offers, detected once */
+struct cgroup_qube;   /* one qube's set of cgroups */
+
+struct cgroup_limits {
+    uint64_t memory_max_bytes; /* hard limit: OOM kill inside the qube beyond it */
+    uint64_t pids_max;
+    unsigned cpu_weight;       /* cgroup v2 scale 1..10000, 100 = default */
+};
+
+/* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the
+ * name of the directory under the daemon's cgroup ("qubes"). Returns NULL with errno. */
+struct cgroup_system *cgroup_system_open(const char *group);
+void cgroup_system_free(struct cgroup_system *cs);
+/* Human-readable description for the log: "cgroup2 (memory pids cpu) at ..." */
+const char *cgroup_system_describe(const struct cgroup_system *cs);
+
+/* Creates (or reopens, for adoption) the qube's cgroups and applies limits. */
+struct cgroup_qube *cgroup_qube_create(struct cgroup_system *cs, const char *name,
+                                       const struct cgroup_limits *limits);
+struct cgroup_qube *cgroup_qube_open(struct cgroup_system *cs, const char *name);
+int cgroup_qube_attach(struct cgroup_qube *cg, pid_t pid);
+int cgroup_qube_freeze(struct cgroup_qube *cg);   /* returns once every task is frozen */
+int cgroup_qube_thaw(struct cgroup_qube *cg);
+bool cgroup_qube_is_frozen(struct cgroup_qube *cg);
+int cgroup_qube_kill(struct cgroup_qube *cg);     /* SIGKILL to every task, thawing first */
+bool cgroup_qube_is_empty(struct cgroup_qube *cg);
+uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg);
+uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
+/* Asks the kernel to reclaim what it can (v2 memory.reclaim); -ENOTSUP if unavailable. */
+int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
+/* Removes the (empty) cgroups; frees cg. */
+int cgroup_qube_destroy(struct cgroup_qube *cg);
+void cgroup_qube_free(struct cgroup_qube *cg);
+/* Names of qube cgroups that exist now (for cleanup after a crash); NULL-terminated,
+ * free with cgroup_names_free. */
+char **cgroup_list_qubes(struct cgroup_system *cs);
+void cgroup_names_free(char **names);

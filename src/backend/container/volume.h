@@ -1,0 +1,57 @@
+/* Qubes' volumes as directories: layered, versioned, copy-on-write through overlayfs.
+ *
+ * A persistent volume (a template's or standalone's root, any non-disposable's private)
+ * lives in STATE/volumes/<uuid>/<volume>/:
+ *   layers/<id>/   content directories, files owned by the qubes' uid range
+ *   current        "revision <n>\nlayers <top-id> ... <bottom-id>\n" (atomically replaced)
+ *   upper-<rev>/   the writable layer of a running qube (becomes a layer on commit)
+ * Revision n is a stack of layers. A qube that writes to the volume gets a fresh upper
+ * layer over the current stack; at shutdown, if the upper holds changes, revision n+1 =
+ * upper + stack becomes current, else the upper is discarded. Qubes that started from
+ * revision n keep seeing n (their lowerdirs do not change), so a template can be updated
+ * while qubes based on it run. Stacks deeper than VOLUME_MAX_LAYERS are squashed into
+ * one layer (a copy of the merged view) when committed.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define VOLUME_MAX_LAYERS 16
+
+struct volume_stack {
+    uint64_t revision;
+    size_t n_layers;
+    char **layers; /* absolute paths, top first */
+};
+
+void volume_stack_free(struct volume_stack *s);
+
+/* Reads the current revision of STATE/volumes/<uuid>/<name>; revision 0 and no layers if
+ * the volume has never been written. */
+int volume_current(const char *state_dir, const char *uuid, const char *name,
+                   struct volume_stack *out);
+/* Creates a fresh empty upper (and overlay work dir beside it) for a writer, owned by
+ * `owner` (the range's root). Paths returned in upper/work (malloc'd). */
+int volume_begin_write(const char *state_dir, const char *uuid, const char *name, uid_t owner,
+                       char **upper, char **work);
+/* Turns the writer's upper into the next revision if it has changes, else removes it. */
+int volume_commit(const char *state_dir, const char *uuid, const char *name, const char *upper,
+                  const char *work);
+/* Import for qvm-template: a staging dir to fill, then shift ownership into the range and
+ * make it the single layer of a new revision (or throw it away). */
+int volume_import_begin(const char *state_dir, const char *uuid, const char *name, char *path,
+                        size_t size);
+int volume_import_end(const char *state_dir, const char *uuid, const char *name, bool commit,
+                      uid_t uid_base, uid_t uid_count);
+/* Removes layers no revision and no running qube (`in_use`, NULL-terminated list of
+ * layer paths) refers to. */
+int volume_gc(const char *state_dir, const char *uuid, const char *name,
+              const char *const *in_use);
+int volume_remove_all(const char *state_dir, const char *uuid);
+uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char *name);
+
+/* Changes the owner of every file below `dir` from host ids (0..count-1) to
+ * base+id, keeping set-id bits and file capabilities that chown clears. */
+int uidshift_tree(const char *dir, uid_t base, uid_t count);

@@ -1,0 +1,70 @@
+/* The protocol between the host (dispenserd, tools) and the agent inside a qube.
+ *
+ * One request per connection to the agent's Unix socket, like qrexec:
+ *   client -> agent: struct agent_request, then `body_len` bytes of body.
+ *                    With AGENT_F_FDS, the first sendmsg carries SCM_RIGHTS with exactly
+ *                    three descriptors: the service's stdin, stdout and stderr. The daemon
+ *                    never touches the data then (container engine).
+ *                    Without it the connection itself carries the data, framed as
+ *                    struct agent_frame + payload in both directions (engines that cannot
+ *                    pass descriptors, e.g. a VM's virtio-serial).
+ *   agent -> client: struct agent_reply once the service has ended (or could not start).
+ * Body: NUL-terminated strings in this order:
+ *   service, argument, source (remote domain), requested target, user, command
+ * (command: for qubes.VMExec the encoded argv, else may be empty).
+ * All integers are in host byte order: both ends run on the same machine.
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_MAGIC 0x44535031u /* "DSP1" */
+#define AGENT_MAX_BODY 65536
+
+enum agent_request_type {
+    AGENT_REQ_EXEC = 1,      /* run a service (qubes.VMShell, qubes.VMExec, /etc/qubes-rpc/...) */
+    AGENT_REQ_WAIT_READY = 2, /* reply once start-up is complete (qubes.WaitForRunningSystem) */
+    AGENT_REQ_SHUTDOWN = 3,  /* orderly power-off: TERM every process, then exit */
+};
+
+enum agent_request_flags {
+    AGENT_F_FDS = 1u << 0, /* stdio passed as descriptors (SCM_RIGHTS) */
+};
+
+struct agent_request {
+    uint32_t magic;
+    uint16_t type;
+    uint16_t flags;
+    uint32_t body_len;
+};
+
+enum agent_reply_kind {
+    AGENT_EXITED = 0,      /* status: exit code */
+    AGENT_SIGNALED = 1,    /* status: signal number */
+    AGENT_START_FAILED = 2, /* status: errno; the service never ran */
+    AGENT_REFUSED = 3,     /* status: errno; bad request (unknown service, bad user ...) */
+};
+
+struct agent_reply {
+    uint32_t magic;
+    uint32_t kind;
+    int32_t status;
+};
+
+/* Copy-path framing (no AGENT_F_FDS). stream: 0 stdin (client->agent), 1 stdout, 2 stderr
+ * (agent->client). A frame of length 0 is EOF on that stream. After the service ends the
+ * agent sends the agent_reply with magic AGENT_MAGIC as usual. */
+struct agent_frame {
+    uint32_t stream;
+    uint32_t len;
+};
+#define AGENT_FRAME_MAX 65536
+
+struct agent_request_body {
+    const char *service, *argument, *source, *target, *user, *command;
+};
+
+/* Encodes the body; returns its length, or -1 if it would exceed AGENT_MAX_BODY. */
+long agent_body_encode(const struct agent_request_body *b, char *buf, size_t size);
+/* Parses in place (buf must have len bytes of the six strings); -1 if malformed. */
+int agent_body_decode(char *buf, size_t len, struct agent_request_body *out);
