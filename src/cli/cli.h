@@ -144,3 +144,4 @@ int qvm_shutdown_main(int argc, char **argv);
 int qvm_kill_main(int argc, char **argv);
 int qvm_pause_main(int argc, char **argv);
 int qvm_unpause_main(int argc, char **argv);
+int qvm_template_main(int argc, char **argv);

@@ -18,6 +18,7 @@ static const struct cli_command commands[] = {
     {"qvm-kill", qvm_kill_main},
     {"qvm-pause", qvm_pause_main},
     {"qvm-unpause", qvm_unpause_main},
+    {"qvm-template", qvm_template_main},
 };
 
 const struct cli_command *cli_command_find(const char *name) {

@@ -1,11 +1,13 @@
 #include "api.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
     API_VM_METHODS, API_PROPERTY_METHODS, API_FEATURE_METHODS, API_MISC_METHODS,
+    API_VOLUME_METHODS,
 };
 
 const struct api_method *api_find_method(const char *name) {
@@ -51,11 +53,28 @@ static int resolve_call(struct api_call *c) {
     return c->dest ? 0 : -1;
 }
 
-enum api_result api_dispatch(struct app *app, const struct wire_request *req,
-                             struct strbuf *reply) {
+static enum api_result reply_of(struct api_call *call, int r, struct strbuf *reply) {
+    const struct wire_request *req = call->req;
+    if (r == 0) {
+        wire_reply_ok(reply, call->out->data, call->out->len);
+        return API_REPLIED;
+    }
+    if (!call->err->exc) {
+        log_error("%s+%s on %s failed without a reason", req->method, req->arg, req->dest);
+        return API_NO_REPLY;
+    }
+    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, req->arg, req->source,
+              req->dest, call->err->exc, call->err->msg);
+    wire_reply_error(reply, call->err->exc, call->err->msg);
+    return API_REPLIED;
+}
+
+enum api_result api_dispatch_env(const struct api_env *env, const struct wire_request *req,
+                                 struct strbuf *reply, const struct api_sink *sink) {
     struct qerr err = {0};
     _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-    struct api_call call = {.app = app, .req = req, .out = &out, .err = &err};
+    struct api_call call = {.app = env->app, .engine = env->engine, .peer_uid = env->peer_uid,
+                            .sink = sink, .req = req, .out = &out, .err = &err};
     const struct api_method *m = NULL;
     int r = resolve_call(&call);
     if (r == 0) {
@@ -65,16 +84,39 @@ enum api_result api_dispatch(struct app *app, const struct wire_request *req,
     }
     if (r == 0)
         r = m->handler(&call);
-    if (r == 0) {
-        wire_reply_ok(reply, out.data, out.len);
-        return API_REPLIED;
-    }
-    if (!err.exc) {
-        log_error("%s+%s on %s failed without a reason", req->method, req->arg, req->dest);
-        return API_NO_REPLY;
-    }
-    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, req->arg, req->source,
-              req->dest, err.exc, err.msg);
-    wire_reply_error(reply, err.exc, err.msg);
-    return API_REPLIED;
+    if (r == API_HANDLER_DEFERRED)
+        return API_DEFERRED;
+    return reply_of(&call, r, reply);
+}
+
+enum api_result api_dispatch(struct app *app, const struct wire_request *req,
+                             struct strbuf *reply) {
+    struct api_env env = {.app = app, .engine = NULL, .peer_uid = 0};
+    return api_dispatch_env(&env, req, reply, NULL);
+}
+
+/* ---- replies that come later ---- */
+
+struct api_deferred {
+    struct api_sink sink;
+    char method[128];
+};
+
+struct api_deferred *api_defer(struct api_call *call) {
+    if (!call->sink)
+        return NULL;
+    struct api_deferred *d = xcalloc(1, sizeof(*d));
+    d->sink = *call->sink;
+    snprintf(d->method, sizeof(d->method), "%s", call->req->method);
+    return d;
+}
+
+void api_deferred_finish(struct api_deferred *d, int r, const struct qerr *err) {
+    _cleanup_strbuf_ struct strbuf reply = STRBUF_INIT;
+    if (r == 0)
+        wire_reply_ok(&reply, NULL, 0);
+    else if (err && err->exc)
+        wire_reply_error(&reply, err->exc, err->msg);
+    d->sink.reply(d->sink.ctx, r == 0 || (err && err->exc) ? &reply : NULL);
+    free(d);
 }

@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "api.h"
+#include "engine.h"
 #include "host.h"
 #include "labels.h"
 #include "names.h"
@@ -72,52 +75,92 @@ static int vm_create_dispvm(struct api_call *c) { return vm_create(c, QUBE_DISPV
 static int vm_create_standalonevm(struct api_call *c) { return vm_create(c, QUBE_STANDALONEVM); }
 static int vm_create_templatevm(struct api_call *c) { return vm_create(c, QUBE_TEMPLATEVM); }
 
-static int vm_remove(struct api_call *c) { return app_remove(c->app, c->dest, c->err); }
+static int vm_remove(struct api_call *c) {
+    if (c->engine)
+        return engine_remove(c->engine, c->dest, c->err);
+    return app_remove(c->app, c->dest, c->err);
+}
+
+static unsigned long long prop_ull(const struct api_call *c, int id) {
+    char buf[64];
+    bool is_default;
+    return strtoull(app_prop_get(c->app, c->dest, &PROP_DEFS[id], buf, sizeof(buf),
+                                 &is_default), NULL, 10);
+}
 
 static int vm_current_state(struct api_call *c) {
     struct host_usage u = {0};
-    if (c->dest->klass == QUBE_ADMINVM)
+    struct backend_stats st = {0};
+    if (c->dest->klass == QUBE_ADMINVM) {
         host_usage_read(&u);
+    } else if (c->engine && engine_stats(c->engine, c->dest, &st) == 0) {
+        unsigned long long mem = prop_ull(c, P_MEMORY), maxmem = prop_ull(c, P_MAXMEM);
+        u = (struct host_usage){st.memory_bytes / 1024, (maxmem > mem ? maxmem : mem) * 1024,
+                                st.cpu_ns};
+    }
     strbuf_printf(c->out, "mem=%llu mem_static_max=%llu cputime=%llu power_state=%s",
                   u.mem_kib, u.mem_max_kib, u.cputime_ns, c->dest->power_state);
     return 0;
 }
 
-/* Life cycle needs an isolation engine; until one lands these say so plainly. The
- * state checks come first, as in Qubes, so e.g. qvm-shutdown of a halted qube succeeds. */
+/* Without an engine (unit tests, the fuzzer) the state checks still answer as Qubes
+ * does, and anything that would need a running qube says plainly that it cannot. */
 static int no_engine(struct api_call *c) {
     return qerr_set(c->err, EXC_QUBES, "Cannot %s qube '%s': no isolation engine is available "
-                    "in this version of dispenserd", c->req->method + strlen("admin.vm."),
-                    c->dest->name);
+                    "in this dispenserd", c->req->method + strlen("admin.vm."), c->dest->name);
 }
 
 static bool is_halted(const struct qube *q) { return strcmp(q->power_state, "Halted") == 0; }
+
+static void finish_deferred(void *userdata, int r, const struct qerr *err) {
+    api_deferred_finish(userdata, r, err);
+}
+
+/* Runs an engine operation that completes later; the reply waits for it. */
+static int run_deferred(struct api_call *c,
+                        int (*op)(struct api_call *c, engine_done_fn done, void *ud)) {
+    struct api_deferred *d = api_defer(c);
+    if (op(c, d ? finish_deferred : NULL, d) < 0) {
+        free(d);
+        return -1;
+    }
+    return d ? API_HANDLER_DEFERRED : 0;
+}
+
+static int op_start(struct api_call *c, engine_done_fn done, void *ud) {
+    return engine_start(c->engine, c->dest, done, ud, c->err);
+}
 
 static int vm_start(struct api_call *c) {
     if (!is_halted(c->dest))
         return qerr_set(c->err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'",
                         c->dest->name);
-    return no_engine(c);
+    return c->engine ? run_deferred(c, op_start) : no_engine(c);
 }
 
-static int vm_stop(struct api_call *c) {
+static int vm_kill(struct api_call *c) {
     if (is_halted(c->dest))
         return qerr_set(c->err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'",
                         c->dest->name);
-    return no_engine(c);
+    return c->engine ? engine_kill(c->engine, c->dest, c->err) : no_engine(c);
 }
 
 static int vm_pause(struct api_call *c) {
     if (strcmp(c->dest->power_state, "Running") != 0)
         return qerr_set(c->err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off "
                         "or paused): '%s'", c->dest->name);
-    return no_engine(c);
+    return c->engine ? engine_pause(c->engine, c->dest, c->err) : no_engine(c);
 }
 
 static int vm_unpause(struct api_call *c) {
     if (strcmp(c->dest->power_state, "Paused") != 0)
         return qerr_set(c->err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", c->dest->name);
-    return no_engine(c);
+    return c->engine ? engine_unpause(c->engine, c->dest, c->err) : no_engine(c);
+}
+
+static int op_shutdown_force_wait(struct api_call *c, engine_done_fn done, void *ud) {
+    bool force = strstr(c->req->arg, "force") != NULL;
+    return engine_shutdown(c->engine, c->dest, force, done, ud, c->err);
 }
 
 static int vm_shutdown(struct api_call *c) {
@@ -125,7 +168,14 @@ static int vm_shutdown(struct api_call *c) {
     if (*a && strcmp(a, "force") && strcmp(a, "wait") && strcmp(a, "force+wait") &&
         strcmp(a, "wait+force"))
         return qerr_set(c->err, EXC_PERMISSION, "Argument not in 'force', 'wait', 'force+wait'");
-    return vm_stop(c);
+    if (is_halted(c->dest))
+        return qerr_set(c->err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'",
+                        c->dest->name);
+    if (!c->engine)
+        return no_engine(c);
+    if (strstr(a, "wait"))
+        return run_deferred(c, op_shutdown_force_wait);
+    return engine_shutdown(c->engine, c->dest, strstr(a, "force") != NULL, NULL, NULL, c->err);
 }
 
 static int vm_create_disposable(struct api_call *c) {
@@ -148,7 +198,7 @@ const struct api_method API_VM_METHODS[] = {
     {"admin.vm.CurrentState", vm_current_state, BARE},
     {"admin.vm.Start", vm_start, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Shutdown", vm_shutdown, API_NO_PAYLOAD | API_DEST_NOT_ADMINVM},
-    {"admin.vm.Kill", vm_stop, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Kill", vm_kill, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Pause", vm_pause, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Unpause", vm_unpause, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.CreateDisposable", vm_create_disposable, 0},

@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -13,6 +14,8 @@
 #include <systemd/sd-event.h>
 
 #include "app.h"
+#include "backend.h"
+#include "engine.h"
 #include "config.h"
 #include "events.h"
 #include "host.h"
@@ -25,7 +28,14 @@ struct options {
     const char *socket_path;
     gid_t socket_gid;
     bool foreground;
+    const char *agent_path;
+    uid_t uid_base, uid_count;
 };
+
+/* Host ids 0x60000000.. (65,536 of them) are what ids 0.. inside qubes map to. Far above
+ * the ranges useradd hands out (/etc/subuid starts at 100000) and systemd's dynamic users. */
+#define DEFAULT_UID_BASE 0x60000000u
+#define DEFAULT_UID_COUNT 65536u
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -37,8 +47,11 @@ static void usage(FILE *f) {
             "  --socket-group GROUP group allowed to use the socket (mode 0660)\n"
             "  --foreground         stay in the foreground (default: detach when ready)\n"
             "  --log-level LEVEL    error, warning, info (default) or debug\n"
+            "  --agent PATH         the static in-qube agent (default %s)\n"
+            "  --uid-base N         first host uid of the qubes' id range (default %u)\n"
             "  --help, --version\n",
-            DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET);
+            DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET, DEFAULT_AGENT,
+            DEFAULT_UID_BASE);
 }
 
 static int parse_group(const char *name, gid_t *out) {
@@ -53,7 +66,8 @@ static int parse_group(const char *name, gid_t *out) {
 
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION };
+    enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
+           OPT_AGENT, OPT_UID_BASE };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -63,11 +77,14 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"agent", required_argument, NULL, OPT_AGENT},
+        {"uid-base", required_argument, NULL, OPT_UID_BASE},
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
     *o = (struct options){DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR,
-                          env && *env ? env : DEFAULT_SOCKET, (gid_t)-1, false};
+                          env && *env ? env : DEFAULT_SOCKET, (gid_t)-1, false, DEFAULT_AGENT,
+                          DEFAULT_UID_BASE, DEFAULT_UID_COUNT};
     int c;
     enum log_level level;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -87,6 +104,8 @@ static int parse_options(int argc, char **argv, struct options *o) {
             }
             log_set_level(level);
             break;
+        case OPT_AGENT: o->agent_path = optarg; break;
+        case OPT_UID_BASE: o->uid_base = (uid_t)strtoul(optarg, NULL, 0); break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: puts("dispenserd " DISPENSER_VERSION); return 0;
         default: usage(stderr); return -1;
@@ -158,6 +177,21 @@ static void report_ready(int ready_fd) {
     }
 }
 
+/* Qubes keep running across restarts: adopt them before the first call is served. A host
+ * where the container engine cannot work still gets a management plane. */
+static struct engine *start_engine(sd_event *loop, struct app *app, const struct options *o) {
+    struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path, o->uid_base,
+                                 o->uid_count};
+    struct backend_events events = {0};
+    struct qerr err = {0};
+    struct backend *container = container_backend_new(loop, &cfg, &events, &err);
+    if (!container)
+        log_warning("%s; qubes cannot be started", err.msg);
+    struct engine *engine = engine_new(app, container);
+    engine_recover(engine);
+    return engine;
+}
+
 static int run(const struct options *o, int ready_fd) {
     if (make_dir(o->state_dir, 0700) < 0 || make_dir(o->runtime_dir, 0755) < 0)
         return 1;
@@ -168,6 +202,7 @@ static int run(const struct options *o, int ready_fd) {
     struct app app = {.host_mem_mib = host_mem_total_mib()};
     struct events_hub *hub = NULL;
     struct server *srv = NULL;
+    struct engine *engine = NULL;
     struct qerr err = {0};
     char db[4096];
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
@@ -179,8 +214,9 @@ static int run(const struct options *o, int ready_fd) {
     hub = events_hub_new(loop);
     app.emit = events_broadcast;
     app.emit_ctx = hub;
+    engine = start_engine(loop, &app, o);
     struct server_config cfg = {o->socket_path, o->socket_gid};
-    if ((r = server_new(loop, &app, hub, &cfg, &srv)) < 0) {
+    if ((r = server_new(loop, &app, engine, hub, &cfg, &srv)) < 0) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
@@ -197,6 +233,7 @@ static int run(const struct options *o, int ready_fd) {
     ret = sd_event_loop(loop) < 0;
 out:
     server_free(srv);
+    engine_free(engine); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;
     events_hub_free(hub);
     app_close(&app);

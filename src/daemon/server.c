@@ -17,6 +17,7 @@
 struct server {
     sd_event *loop;
     struct app *app;
+    struct engine *engine;
     struct events_hub *hub;
     int listen_fd;
     sd_event_source *accept_src;
@@ -32,6 +33,7 @@ struct conn {
     struct strbuf in;
     struct strbuf out;
     size_t sent;
+    uid_t peer_uid;
 };
 
 static void conn_free(struct conn *c) {
@@ -68,6 +70,17 @@ static void conn_send_reply(struct conn *c) {
         conn_free(c);
 }
 
+static void conn_deferred_reply(void *ctx, const struct strbuf *reply) {
+    struct conn *c = ctx;
+    if (!reply) {
+        conn_free(c);
+        return;
+    }
+    strbuf_append(&c->out, reply->data, reply->len);
+    sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+    conn_send_reply(c);
+}
+
 /* admin.Events keeps the connection: the hub owns the fd from here on. */
 static void conn_to_events(struct conn *c, const struct wire_request *req) {
     struct qerr err = {0};
@@ -99,8 +112,18 @@ static void conn_handle_request(struct conn *c) {
         conn_to_events(c, &req);
         return;
     }
-    if (api_dispatch(c->srv->app, &req, &c->out) == API_NO_REPLY) {
+    struct api_env env = {c->srv->app, c->srv->engine, c->peer_uid};
+    struct api_sink sink = {conn_deferred_reply, c};
+    enum api_result r = api_dispatch_env(&env, &req, &c->out, &sink);
+    if (r == API_NO_REPLY) {
         conn_free(c);
+        return;
+    }
+    if (r == API_DEFERRED) {
+        /* the answer comes when the operation ends (Start waits for the agent): stop
+         * reading and stop the request timer meanwhile */
+        sd_event_source_disable_unref(TAKE_PTR(c->timer));
+        sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
         return;
     }
     conn_send_reply(c);
@@ -148,6 +171,11 @@ static void conn_new(struct server *srv, int fd) {
     struct conn *c = xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->fd = fd;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    /* unknown peers get a uid no check will ever trust */
+    c->peer_uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid
+                                                                           : (uid_t)-1;
     srv->n_conns++;
     if (sd_event_add_io(srv->loop, &c->io, fd, EPOLLIN, on_conn_io, c) < 0 ||
         sd_event_add_time_relative(srv->loop, &c->timer, CLOCK_MONOTONIC, REQUEST_TIMEOUT_USEC,
@@ -214,13 +242,14 @@ static int bind_socket(const struct server_config *cfg) {
     return fd;
 }
 
-int server_new(sd_event *loop, struct app *app, struct events_hub *hub,
+int server_new(sd_event *loop, struct app *app, struct engine *engine, struct events_hub *hub,
                const struct server_config *cfg, struct server **out) {
     int fd = bind_socket(cfg);
     if (fd < 0)
         return fd;
     struct server *srv = xcalloc(1, sizeof(*srv));
-    *srv = (struct server){.loop = sd_event_ref(loop), .app = app, .hub = hub, .listen_fd = fd,
+    *srv = (struct server){.loop = sd_event_ref(loop), .app = app, .engine = engine, .hub = hub,
+                           .listen_fd = fd,
                            .socket_path = xstrdup(cfg->socket_path)};
     int r = sd_event_add_io(loop, &srv->accept_src, fd, EPOLLIN, on_accept, srv);
     if (r < 0) {

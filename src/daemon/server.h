@@ -14,6 +14,8 @@ struct server_config {
     gid_t socket_gid; /* (gid_t)-1: keep the daemon's group */
 };
 
-int server_new(sd_event *loop, struct app *app, struct events_hub *hub,
+struct engine;
+
+int server_new(sd_event *loop, struct app *app, struct engine *engine, struct events_hub *hub,
                const struct server_config *cfg, struct server **out);
 void server_free(struct server *srv);

@@ -11,6 +11,7 @@
  */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,11 +27,18 @@ struct cgroup_limits {
 /* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the
  * name of the directory under the daemon's cgroup ("qubes"). Returns NULL with errno. */
 struct cgroup_system *cgroup_system_open(const char *group);
+/* The same from other files than /proc/self/{mountinfo,cgroup}: lets tests pretend to be a
+ * v1-only or cgroup2-only host on a hybrid machine. */
+struct cgroup_system *cgroup_system_open_from(const char *group, const char *mountinfo,
+                                              const char *self_cgroup);
+/* Removes the (empty) group directories; -EBUSY while qube cgroups remain. */
+int cgroup_system_remove_group(struct cgroup_system *cs);
 void cgroup_system_free(struct cgroup_system *cs);
 /* Human-readable description for the log: "cgroup2 (memory pids cpu) at ..." */
 const char *cgroup_system_describe(const struct cgroup_system *cs);
 
-/* Creates (or reopens, for adoption) the qube's cgroups and applies limits. */
+/* Creates (or reopens, for adoption) the qube's cgroups and applies limits; a zero field
+ * means no limit, a controller the host lacks is logged at open and skipped. */
 struct cgroup_qube *cgroup_qube_create(struct cgroup_system *cs, const char *name,
                                        const struct cgroup_limits *limits);
 struct cgroup_qube *cgroup_qube_open(struct cgroup_system *cs, const char *name);
@@ -42,11 +50,14 @@ int cgroup_qube_kill(struct cgroup_qube *cg);     /* SIGKILL to every task, thaw
 bool cgroup_qube_is_empty(struct cgroup_qube *cg);
 uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg);
 uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
-/* Asks the kernel to reclaim what it can (v2 memory.reclaim); -ENOTSUP if unavailable. */
+/* Asks the kernel to reclaim what it can (v2 memory.reclaim); -ENOTSUP if unavailable,
+ * -EAGAIN if the kernel reclaimed less than asked. */
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
 void cgroup_qube_free(struct cgroup_qube *cg);
+/* The qube's directory in the i-th hierarchy used, NULL past the last (logs, tests). */
+const char *cgroup_qube_dir(const struct cgroup_qube *cg, size_t i);
 /* Names of qube cgroups that exist now (for cleanup after a crash); NULL-terminated,
  * free with cgroup_names_free. */
 char **cgroup_list_qubes(struct cgroup_system *cs);

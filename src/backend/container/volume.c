@@ -1,1 +1,742 @@
-/* placeholder: being written */
+/* Layered, versioned directory volumes (see volume.h for the layout).
+ *
+ * Crash safety rests on one rule: `current` is the only thing that says which layers
+ * form the volume, and it is replaced atomically after everything it names is on disk.
+ * Any other leftover (an unreferenced layer, a temp file, a half-made squash) is
+ * garbage that readers ignore and volume_gc() removes.
+ *
+ * Other files in a volume directory:
+ *   next-id          the next layer id; ids are never reused, so a path names one
+ *                    content forever (running qubes hold lowerdir paths)
+ *   upper-<id>.base  the stack a writer's upper was put over; commit stacks the upper on
+ *                    exactly that, and gc keeps its layers while the writer runs
+ *   staging/         an import in progress
+ */
+#include "volume.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <search.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "strbuf.h"
+
+/* A revision as stored: layer ids, top first. */
+struct ids {
+    uint64_t revision;
+    size_t n;
+    uint64_t *v;
+};
+
+static void ids_free(struct ids *s) {
+    free(s->v);
+    *s = (struct ids){0};
+}
+
+static void ids_push(struct ids *s, uint64_t id) {
+    s->v = xrealloc(s->v, (s->n + 1) * sizeof(uint64_t));
+    s->v[s->n++] = id;
+}
+
+static bool ids_contains(const struct ids *s, uint64_t id) {
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i] == id)
+            return true;
+    return false;
+}
+
+static void closedirp(DIR **d) {
+    if (*d)
+        closedir(*d);
+}
+
+_printf_(1, 2) static char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort(); /* same policy as strbuf: no memory, nothing sensible to do */
+    return s;
+}
+
+/* uuid and name become path components: refuse anything that could climb out. */
+static bool component_ok(const char *s) {
+    return s && *s && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
+}
+
+static int vol_path(const char *state_dir, const char *uuid, const char *name, char **out) {
+    if (!state_dir || !*state_dir || !component_ok(uuid) || (name && !component_ok(name)))
+        return -EINVAL;
+    *out = name ? xasprintf("%s/volumes/%s/%s", state_dir, uuid, name)
+                : xasprintf("%s/volumes/%s", state_dir, uuid);
+    return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+    _cleanup_free_ char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static __thread int rm_errno;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    if (remove(path) < 0 && errno != ENOENT) {
+        rm_errno = errno;
+        log_warning("volume: cannot remove %s: %s", path, strerror(rm_errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* rm -rf that never leaves the file system: a mount below `path` makes it fail
+ * (EBUSY/ENOTEMPTY) instead of emptying whatever is mounted there. Root removes the
+ * mode-000 "work" dir that overlayfs leaves in a work dir like anything else. */
+static int rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    rm_errno = EIO;
+    if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
+        return -rm_errno;
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* dir/name replaced atomically and durably: temp file, fsync, rename, fsync dir. */
+static int write_atomic(const char *dir, const char *name, const char *content) {
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    _cleanup_free_ char *tmp = xasprintf("%s.tmp", name);
+    _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int r = write_all(fd, content, strlen(content));
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
+        r = -errno;
+    if (r < 0) {
+        unlinkat(dfd, tmp, 0);
+        return r;
+    }
+    return fsync(dfd) < 0 ? -errno : 0;
+}
+
+static int read_small_file(const char *path, char **out) {
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        strbuf_append(&sb, buf, (size_t)n);
+        if (sb.len > 1 << 20)
+            return -EFBIG;
+    }
+    strbuf_str(&sb);
+    *out = TAKE_PTR(sb.data);
+    return 0;
+}
+
+/* "revision <n>\nlayers <id> <id>...\n" */
+static int ids_parse(const char *text, struct ids *out) {
+    char *end;
+    if (strncmp(text, "revision ", 9) != 0)
+        return -EBADMSG;
+    out->revision = strtoull(text + 9, &end, 10);
+    if (end == text + 9 || *end != '\n' || strncmp(end + 1, "layers", 6) != 0)
+        return -EBADMSG;
+    const char *p = end + 7;
+    while (*p == ' ') {
+        p++;
+        uint64_t id = strtoull(p, &end, 10);
+        if (end == p || id == 0)
+            return -EBADMSG;
+        ids_push(out, id);
+        p = end;
+    }
+    return streq(p, "\n") ? 0 : -EBADMSG;
+}
+
+/* A missing file reads as revision 0 with no layers (a volume never written). */
+static int ids_read(const char *voldir, const char *file, struct ids *out) {
+    _cleanup_free_ char *path = xasprintf("%s/%s", voldir, file);
+    _cleanup_free_ char *text = NULL;
+    *out = (struct ids){0};
+    int r = read_small_file(path, &text);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0)
+        r = ids_parse(text, out);
+    if (r < 0) {
+        log_error("volume: %s: %s", path, strerror(-r));
+        ids_free(out);
+    }
+    return r;
+}
+
+static char *ids_format(const struct ids *s) {
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_printf(&sb, "revision %" PRIu64 "\nlayers", s->revision);
+    for (size_t i = 0; i < s->n; i++)
+        strbuf_printf(&sb, " %" PRIu64, s->v[i]);
+    strbuf_putc(&sb, '\n');
+    strbuf_str(&sb);
+    return sb.data;
+}
+
+/* Makes s the current revision. Layer contents were written without fsync (that would
+ * cost a sync per file); one syncfs makes them durable before anything refers to them. */
+static int ids_commit(const char *voldir, const struct ids *s) {
+    _cleanup_close_ int dfd = open(voldir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    if (syncfs(dfd) < 0)
+        return -errno;
+    _cleanup_free_ char *text = ids_format(s);
+    return write_atomic(voldir, "current", text);
+}
+
+/* "<prefix><digits>[<suffix>]" -> the number, or 0 if the name is not of that form. */
+static uint64_t parse_id(const char *name, const char *prefix, const char *suffix) {
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0 || name[pl] < '1' || name[pl] > '9')
+        return 0;
+    char *end;
+    uint64_t id = strtoull(name + pl, &end, 10);
+    return streq(end, suffix) ? id : 0;
+}
+
+static uint64_t max_id_in(const char *dir, const char *prefix) {
+    _cleanup_(closedirp) DIR *d = opendir(dir);
+    uint64_t max = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        uint64_t id = parse_id(de->d_name, prefix, "");
+        if (!id)
+            id = parse_id(de->d_name, prefix, ".tmp");
+        if (id > max)
+            max = id;
+    }
+    return max;
+}
+
+/* A new layer id from next-id. The directories are checked too, so that a lost
+ * next-id cannot make a path that running qubes use name other content. */
+static int alloc_id(const char *voldir, uint64_t *out) {
+    _cleanup_free_ char *path = xasprintf("%s/next-id", voldir);
+    _cleanup_free_ char *layers = xasprintf("%s/layers", voldir);
+    _cleanup_free_ char *text = NULL;
+    uint64_t next = 1;
+    int r = read_small_file(path, &text);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (r == 0)
+        next = strtoull(text, NULL, 10);
+    static const char *const prefixes[] = {"upper-", "work-", "squash-"};
+    uint64_t seen = max_id_in(layers, "");
+    for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
+        uint64_t m = max_id_in(voldir, prefixes[i]);
+        seen = m > seen ? m : seen;
+    }
+    if (next <= seen)
+        next = seen + 1;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRIu64 "\n", next + 1);
+    r = write_atomic(voldir, "next-id", buf);
+    if (r < 0)
+        return r;
+    *out = next;
+    return 0;
+}
+
+static void ids_to_stack(const char *voldir, const struct ids *s, struct volume_stack *out) {
+    out->revision = s->revision;
+    out->n_layers = s->n;
+    out->layers = xcalloc(s->n + 1, sizeof(char *));
+    for (size_t i = 0; i < s->n; i++)
+        out->layers[i] = xasprintf("%s/layers/%" PRIu64, voldir, s->v[i]);
+}
+
+void volume_stack_free(struct volume_stack *s) {
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_layers; i++)
+        free(s->layers[i]);
+    free(s->layers);
+    *s = (struct volume_stack){0};
+}
+
+int volume_current(const char *state_dir, const char *uuid, const char *name,
+                   struct volume_stack *out) {
+    _cleanup_free_ char *voldir = NULL;
+    _cleanup_(ids_free) struct ids cur = {0};
+    *out = (struct volume_stack){0};
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = ids_read(voldir, "current", &cur)) < 0)
+        return r;
+    ids_to_stack(voldir, &cur, out);
+    return 0;
+}
+
+/* ---- writers ---- */
+
+static int make_upper(const char *upper, const char *work, uid_t owner) {
+    /* the merged root takes its owner and mode from the upper's root */
+    if (mkdir(upper, 0755) < 0 || chown(upper, owner, owner) < 0 || chmod(upper, 0755) < 0 ||
+        mkdir(work, 0700) < 0)
+        return -errno;
+    return 0;
+}
+
+int volume_begin_write(const char *state_dir, const char *uuid, const char *name, uid_t owner,
+                       char **upper, char **work) {
+    _cleanup_free_ char *voldir = NULL, *layers = NULL;
+    _cleanup_(ids_free) struct ids base = {0};
+    uint64_t id;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    layers = xasprintf("%s/layers", voldir);
+    if ((r = mkdir_p(layers, 0700)) < 0 || (r = ids_read(voldir, "current", &base)) < 0 ||
+        (r = alloc_id(voldir, &id)) < 0)
+        return r;
+    _cleanup_free_ char *base_file = xasprintf("upper-%" PRIu64 ".base", id);
+    _cleanup_free_ char *text = ids_format(&base);
+    _cleanup_free_ char *u = xasprintf("%s/upper-%" PRIu64, voldir, id);
+    _cleanup_free_ char *w = xasprintf("%s/work-%" PRIu64, voldir, id);
+    r = write_atomic(voldir, base_file, text);
+    if (r == 0)
+        r = make_upper(u, w, owner);
+    if (r < 0) {
+        rm_rf(u);
+        rm_rf(w);
+        _cleanup_free_ char *p = xasprintf("%s/%s", voldir, base_file);
+        unlink(p);
+        return r;
+    }
+    *upper = TAKE_PTR(u);
+    *work = TAKE_PTR(w);
+    return 0;
+}
+
+/* The id of a writer's upper; refuses paths that are not this volume's upper/work pair,
+ * since what follows renames and removes them. */
+static int writer_id(const char *voldir, const char *upper, const char *work, uint64_t *id) {
+    size_t vl = strlen(voldir);
+    if (!upper || !work || strncmp(upper, voldir, vl) != 0 || upper[vl] != '/')
+        return -EINVAL;
+    *id = parse_id(upper + vl + 1, "upper-", "");
+    if (!*id)
+        return -EINVAL;
+    _cleanup_free_ char *w = xasprintf("%s/work-%" PRIu64, voldir, *id);
+    return streq(w, work) ? 0 : -EINVAL;
+}
+
+/* Any entry is a change: overlayfs records deletions as whiteouts (0/0 char devices) and
+ * replaced directories as opaque directories, both of which are entries too. */
+static int dir_has_entries(const char *dir) {
+    _cleanup_(closedirp) DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+            return 1;
+    return 0;
+}
+
+static void writer_cleanup(const char *voldir, uint64_t id, const char *upper,
+                           const char *work) {
+    _cleanup_free_ char *base_file = xasprintf("%s/upper-%" PRIu64 ".base", voldir, id);
+    if (upper)
+        rm_rf(upper);
+    rm_rf(work);
+    unlink(base_file);
+}
+
+int volume_abort_write(const char *state_dir, const char *uuid, const char *name,
+                       const char *upper, const char *work) {
+    _cleanup_free_ char *voldir = NULL;
+    uint64_t id;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = writer_id(voldir, upper, work, &id)) < 0)
+        return r;
+    writer_cleanup(voldir, id, upper, work);
+    return 0;
+}
+
+/* ---- squash: a deep stack becomes one layer holding a copy of its merged view ---- */
+
+/* Runs in a forked child: the overlay lives in a private mount namespace, so it vanishes
+ * with the child whatever happens, and no other process ever sees it. Paths are
+ * relative to the volume dir to keep the mount options short (they are limited to a
+ * page). cp -a keeps owners, modes, times, hard links and xattrs including file
+ * capabilities (it sets them after chown); overlayfs already hides its own xattrs and
+ * resolves whiteouts in the merged view. */
+_Noreturn static void squash_child(const char *voldir, const char *opts, const char *mnt,
+                                   const char *dest) {
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        chdir(voldir) < 0 || mount("overlay", mnt, "overlay", MS_RDONLY, opts) < 0) {
+        log_error("volume: squash: cannot mount the merged view in %s: %m", voldir);
+        _exit(126);
+    }
+    execl("/bin/cp", "cp", "-a", "-T", "--", mnt, dest, (char *)NULL);
+    log_error("volume: squash: cannot run /bin/cp: %m");
+    _exit(127);
+}
+
+static int squash_copy(const char *voldir, const struct ids *stack, const char *mnt,
+                       const char *dest) {
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    strbuf_puts(&opts, "lowerdir=");
+    for (size_t i = 0; i < stack->n; i++)
+        strbuf_printf(&opts, "%slayers/%" PRIu64, i ? ":" : "", stack->v[i]);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        squash_child(voldir, strbuf_str(&opts), mnt, dest);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        log_error("volume: squash of %s failed (status 0x%x)", voldir, (unsigned)status);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Replaces *stack (at least two layers) by a single new layer with the same content. */
+static int squash(const char *voldir, struct ids *stack) {
+    uint64_t id;
+    int r = alloc_id(voldir, &id);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *mnt = xasprintf("squash-%" PRIu64 ".mnt", id);
+    _cleanup_free_ char *tmp = xasprintf("squash-%" PRIu64 ".tmp", id);
+    _cleanup_free_ char *mnt_abs = xasprintf("%s/%s", voldir, mnt);
+    _cleanup_free_ char *tmp_abs = xasprintf("%s/%s", voldir, tmp);
+    _cleanup_free_ char *layer = xasprintf("%s/layers/%" PRIu64, voldir, id);
+    if (mkdir(mnt_abs, 0700) < 0)
+        return -errno;
+    r = squash_copy(voldir, stack, mnt, tmp);
+    rmdir(mnt_abs);
+    if (r == 0 && rename(tmp_abs, layer) < 0)
+        r = -errno;
+    if (r < 0) {
+        rm_rf(tmp_abs);
+        return r;
+    }
+    stack->n = 1;
+    stack->v[0] = id;
+    return 0;
+}
+
+/* The stack the writer started on; volumes written before .base files existed, or whose
+ * .base was lost, fall back to the current revision. */
+static int writer_base(const char *voldir, uint64_t id, struct ids *base) {
+    _cleanup_free_ char *file = xasprintf("upper-%" PRIu64 ".base", id);
+    _cleanup_free_ char *path = xasprintf("%s/%s", voldir, file);
+    if (access(path, F_OK) < 0)
+        return ids_read(voldir, "current", base);
+    return ids_read(voldir, file, base);
+}
+
+/* Writer `id`'s upper, already moved to layers/<id>, on top of its base. */
+static int commit_layer(const char *voldir, uint64_t id, struct ids *next) {
+    _cleanup_(ids_free) struct ids cur = {0}, base = {0};
+    int r = ids_read(voldir, "current", &cur);
+    if (r < 0 || (r = writer_base(voldir, id, &base)) < 0)
+        return r;
+    /* a revision never goes back, even if another writer committed meanwhile: the last
+     * writer wins, as in Qubes where a template's root is replaced at its shutdown */
+    next->revision = cur.revision + 1;
+    ids_push(next, id);
+    for (size_t i = 0; i < base.n; i++)
+        ids_push(next, base.v[i]);
+    if (next->n > VOLUME_MAX_LAYERS && (r = squash(voldir, next)) < 0)
+        log_warning("volume: %s: keeping %zu layers unsquashed: %s", voldir, next->n,
+                    strerror(-r));
+    return ids_commit(voldir, next);
+}
+
+int volume_commit(const char *state_dir, const char *uuid, const char *name, const char *upper,
+                  const char *work) {
+    _cleanup_free_ char *voldir = NULL;
+    _cleanup_(ids_free) struct ids next = {0};
+    uint64_t id;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = writer_id(voldir, upper, work, &id)) < 0)
+        return r;
+    r = dir_has_entries(upper);
+    if (r <= 0) {
+        if (r == 0)
+            writer_cleanup(voldir, id, upper, work);
+        return r;
+    }
+    _cleanup_free_ char *layer = xasprintf("%s/layers/%" PRIu64, voldir, id);
+    if (rename(upper, layer) < 0)
+        return -errno;
+    /* from here a failure leaves layers/<id> unreferenced: volume_gc() takes it */
+    r = commit_layer(voldir, id, &next);
+    if (r < 0)
+        return r;
+    writer_cleanup(voldir, id, NULL, work);
+    log_debug("volume: %s: revision %" PRIu64 " (%zu layers)", voldir, next.revision, next.n);
+    return 1;
+}
+
+/* ---- import ---- */
+
+int volume_import_begin(const char *state_dir, const char *uuid, const char *name, char *path,
+                        size_t size) {
+    _cleanup_free_ char *voldir = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *staging = xasprintf("%s/staging", voldir);
+    if (strlen(staging) + 1 > size)
+        return -ENAMETOOLONG;
+    if ((r = mkdir_p(voldir, 0700)) < 0 || (r = rm_rf(staging)) < 0)
+        return r;
+    /* 0700: nobody but root looks at a root file system before its ids are shifted */
+    if (mkdir(staging, 0700) < 0 || chmod(staging, 0700) < 0)
+        return -errno;
+    snprintf(path, size, "%s", staging);
+    return 0;
+}
+
+static int import_commit(const char *voldir, const char *staging, uid_t base, uid_t count) {
+    _cleanup_(ids_free) struct ids cur = {0}, next = {0};
+    _cleanup_free_ char *layers = xasprintf("%s/layers", voldir);
+    uint64_t id;
+    int r = uidshift_tree(staging, base, count);
+    if (r < 0)
+        return r;
+    /* the staging dir's 0700 was for the import only; the root dir is 0755 as usual */
+    if (chmod(staging, 0755) < 0)
+        return -errno;
+    if ((r = mkdir_p(layers, 0700)) < 0 || (r = ids_read(voldir, "current", &cur)) < 0 ||
+        (r = alloc_id(voldir, &id)) < 0)
+        return r;
+    _cleanup_free_ char *layer = xasprintf("%s/%" PRIu64, layers, id);
+    if (rename(staging, layer) < 0)
+        return -errno;
+    next.revision = cur.revision + 1;
+    ids_push(&next, id);
+    return ids_commit(voldir, &next);
+}
+
+int volume_import_end(const char *state_dir, const char *uuid, const char *name, bool commit,
+                      uid_t uid_base, uid_t uid_count) {
+    _cleanup_free_ char *voldir = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *staging = xasprintf("%s/staging", voldir);
+    struct stat st;
+    if (lstat(staging, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    r = commit ? import_commit(voldir, staging, uid_base, uid_count) : 0;
+    if (r < 0)
+        log_error("volume: import into %s failed: %s", voldir, strerror(-r));
+    /* a failed import leaves nothing behind; on success staging is gone already */
+    int k = rm_rf(staging);
+    return r < 0 ? r : k;
+}
+
+/* ---- garbage collection and removal ---- */
+
+/* Layers the current revision or a running writer's base refers to. */
+static int collect_referenced(const char *voldir, struct ids *keep) {
+    _cleanup_(ids_free) struct ids cur = {0};
+    int r = ids_read(voldir, "current", &cur);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < cur.n; i++)
+        ids_push(keep, cur.v[i]);
+    _cleanup_(closedirp) DIR *d = opendir(voldir);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        _cleanup_(ids_free) struct ids base = {0};
+        if (!parse_id(de->d_name, "upper-", ".base"))
+            continue;
+        if ((r = ids_read(voldir, de->d_name, &base)) < 0)
+            return r; /* unreadable: better keep everything than guess */
+        for (size_t i = 0; i < base.n; i++)
+            ids_push(keep, base.v[i]);
+    }
+    return 0;
+}
+
+/* Compared by inode, so any spelling of the path the daemon kept works. */
+static bool path_in_use(const char *path, const char *const *in_use) {
+    struct stat st, o;
+    if (!in_use || stat(path, &st) < 0)
+        return false;
+    for (size_t i = 0; in_use[i]; i++)
+        if (stat(in_use[i], &o) == 0 && o.st_dev == st.st_dev && o.st_ino == st.st_ino)
+            return true;
+    return false;
+}
+
+static bool is_leftover(const char *voldir, const char *name) {
+    size_t len = strlen(name);
+    if (len > 4 && streq(name + len - 4, ".tmp"))
+        return true; /* an interrupted atomic write or squash */
+    if (parse_id(name, "squash-", ".mnt"))
+        return true;
+    uint64_t id = parse_id(name, "upper-", ".base");
+    if (!id)
+        return false;
+    _cleanup_free_ char *upper = xasprintf("%s/upper-%" PRIu64, voldir, id);
+    return access(upper, F_OK) < 0 && errno == ENOENT;
+}
+
+static void gc_leftovers(const char *voldir) {
+    _cleanup_(closedirp) DIR *d = opendir(voldir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!is_leftover(voldir, de->d_name))
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s", voldir, de->d_name);
+        rm_rf(p);
+    }
+}
+
+int volume_gc(const char *state_dir, const char *uuid, const char *name,
+              const char *const *in_use) {
+    _cleanup_free_ char *voldir = NULL, *layers = NULL;
+    _cleanup_(ids_free) struct ids keep = {0};
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = collect_referenced(voldir, &keep)) < 0)
+        return r == -ENOENT ? 0 : r;
+    gc_leftovers(voldir);
+    layers = xasprintf("%s/layers", voldir);
+    _cleanup_(closedirp) DIR *d = opendir(layers);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint64_t id = parse_id(de->d_name, "", "");
+        if (!id || ids_contains(&keep, id))
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s", layers, de->d_name);
+        if (path_in_use(p, in_use))
+            continue;
+        if ((r = rm_rf(p)) < 0)
+            return r;
+        removed++;
+    }
+    return removed;
+}
+
+int volume_remove_all(const char *state_dir, const char *uuid) {
+    _cleanup_free_ char *dir = NULL;
+    int r = vol_path(state_dir, uuid, NULL, &dir);
+    return r < 0 ? r : rm_rf(dir);
+}
+
+/* ---- usage ---- */
+
+/* nftw has no user pointer; the walk is synchronous, so thread-local state will do. */
+static __thread uint64_t usage_sum;
+static __thread void *usage_seen; /* tsearch tree of (dev, ino) of multi-link files */
+
+struct inode_key {
+    dev_t dev;
+    ino_t ino;
+};
+
+static int inode_cmp(const void *a, const void *b) {
+    const struct inode_key *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static int usage_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    if (flag == FTW_NS)
+        return 0;
+    if (st->st_nlink > 1 && !S_ISDIR(st->st_mode)) {
+        struct inode_key *k = xmalloc(sizeof(*k));
+        *k = (struct inode_key){st->st_dev, st->st_ino};
+        struct inode_key **found = tsearch(k, &usage_seen, inode_cmp);
+        if (!found)
+            abort();
+        if (*found != k) {
+            free(k);
+            return 0; /* counted already under another name */
+        }
+    }
+    usage_sum += (uint64_t)st->st_blocks * 512;
+    return 0;
+}
+
+/* Disk space of the current revision: what `du -s` reports over its layers (allocated
+ * blocks; hard links once). Older revisions kept for running qubes and writers' uppers
+ * are not counted: they go away when those qubes stop. 0 if nothing can be read. */
+uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char *name) {
+    _cleanup_(volume_stack_free) struct volume_stack s = {0};
+    if (volume_current(state_dir, uuid, name, &s) < 0)
+        return 0;
+    usage_sum = 0;
+    usage_seen = NULL;
+    for (size_t i = 0; i < s.n_layers; i++)
+        nftw(s.layers[i], usage_entry, 32, FTW_PHYS | FTW_MOUNT);
+    tdestroy(usage_seen, free);
+    usage_seen = NULL;
+    return usage_sum;
+}

@@ -36,9 +36,15 @@ int volume_current(const char *state_dir, const char *uuid, const char *name,
  * `owner` (the range's root). Paths returned in upper/work (malloc'd). */
 int volume_begin_write(const char *state_dir, const char *uuid, const char *name, uid_t owner,
                        char **upper, char **work);
-/* Turns the writer's upper into the next revision if it has changes, else removes it. */
+/* Turns the writer's upper into the next revision if it has changes, else removes it.
+ * The upper is stacked on the revision that was current at volume_begin_write (the one
+ * the writer saw). Returns 1 if a new revision became current, 0 if there was nothing to
+ * commit, -errno on failure. */
 int volume_commit(const char *state_dir, const char *uuid, const char *name, const char *upper,
                   const char *work);
+/* Throws a writer's upper and work dir away without committing (a start that failed). */
+int volume_abort_write(const char *state_dir, const char *uuid, const char *name,
+                       const char *upper, const char *work);
 /* Import for qvm-template: a staging dir to fill, then shift ownership into the range and
  * make it the single layer of a new revision (or throw it away). */
 int volume_import_begin(const char *state_dir, const char *uuid, const char *name, char *path,
@@ -46,12 +52,17 @@ int volume_import_begin(const char *state_dir, const char *uuid, const char *nam
 int volume_import_end(const char *state_dir, const char *uuid, const char *name, bool commit,
                       uid_t uid_base, uid_t uid_count);
 /* Removes layers no revision and no running qube (`in_use`, NULL-terminated list of
- * layer paths) refers to. */
+ * layer paths, may be NULL) refers to, and leftovers of interrupted operations. Layers
+ * under a running writer's upper are kept too. Returns the number of layers removed.
+ * Calls for one volume must not run concurrently (the daemon is single-threaded). */
 int volume_gc(const char *state_dir, const char *uuid, const char *name,
               const char *const *in_use);
 int volume_remove_all(const char *state_dir, const char *uuid);
+/* Bytes allocated on disk by the current revision's layers (du -s; hard links once). */
 uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char *name);
 
 /* Changes the owner of every file below `dir` from host ids (0..count-1) to
- * base+id, keeping set-id bits and file capabilities that chown clears. */
+ * base+id, keeping set-id bits and file capabilities that chown clears. Idempotent: ids
+ * already in [base, base+count) stay; others map to base+65534 (nobody). Needs
+ * base >= count (disjoint ranges) unless base is 0 (nothing to do). */
 int uidshift_tree(const char *dir, uid_t base, uid_t count);

@@ -1,0 +1,34 @@
+/* Turning a request into a process: which program (qubes.VMShell, qubes.VMExec,
+ * /etc/qubes-rpc/...), as which user, with which environment; and starting it. */
+#pragma once
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "agent.h"
+
+#define SERVICE_WAIT_READY "qubes.WaitForRunningSystem"
+
+struct spawn_spec {
+    char **argv;   /* owned (vmexec argv is one block: argv_block) */
+    char **envp;   /* owned, each string too */
+    void *argv_block;
+    bool search_path; /* execvp semantics (VMExec), else argv[0] is a path */
+    bool switch_user;
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[64];
+    size_t ngroups;
+    char *home; /* owned */
+    int stdio[3];
+};
+
+/* Fills spec for a request. 0 = run it; 1 = the built-in qubes.WaitForRunningSystem;
+ * -errno = refuse (-ENOENT unknown service or user, -EINVAL bad name or argument). */
+int service_resolve(const struct agent_config *cfg, const struct agent_request_body *b,
+                    struct spawn_spec *spec);
+/* A root process with the agent's stdout/stderr, for start-up scripts. */
+void service_spec_plain(char **argv, struct spawn_spec *spec);
+void spawn_spec_free(struct spawn_spec *spec);
+/* fork + exec in a new session. pid > 0, or -errno if the program could not be started
+ * (the child reports exec and credential failures through a close-on-exec pipe). */
+pid_t spawn_run(const struct spawn_spec *spec);

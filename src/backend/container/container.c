@@ -1,0 +1,636 @@
+/* The container engine: the backend_ops of virt_mode=container. */
+#include "container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent_proto.h"
+#include "fsutil.h"
+#include "launch.h"
+#include "log.h"
+#include "strbuf.h"
+
+static struct container_backend *cb_of(struct backend *b) {
+    return (struct container_backend *)b;
+}
+
+void container_path(const struct container_backend *cb, char *buf, size_t size, const char *fmt,
+                    ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
+struct run *container_find(struct container_backend *cb, const char *name) {
+    for (struct run *r = cb->runs; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            return r;
+    return NULL;
+}
+
+static int not_running(const char *name, struct qerr *err) {
+    return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+                    "paused): '%s'", name);
+}
+
+unsigned long long proc_starttime(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long start = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                           "%*d %*u %*u %llu", &start) == 1)
+        return start;
+    return 0;
+}
+
+void run_volume_free(struct run_volume *v) {
+    volume_stack_free(&v->stack);
+    free(v->upper);
+    free(v->work);
+    v->upper = v->work = NULL;
+}
+
+static void run_free(struct run *run) {
+    sd_event_source_disable_unref(run->exit_src);
+    sd_event_source_disable_unref(run->ready_io);
+    sd_event_source_disable_unref(run->ready_timer);
+    sd_event_source_disable_unref(run->stop_timer);
+    if (run->ready_fd >= 0)
+        close(run->ready_fd);
+    if (run->pidfd >= 0)
+        close(run->pidfd);
+    if (run->cg)
+        cgroup_qube_free(run->cg);
+    run_volume_free(&run->root);
+    run_volume_free(&run->priv);
+    free(run->name);
+    free(run->uuid);
+    free(run);
+}
+
+static void run_unlink(struct run *run) {
+    for (struct run **p = &run->cb->runs; *p; p = &(*p)->next)
+        if (*p == run) {
+            *p = run->next;
+            return;
+        }
+}
+
+/* ---- the end of a qube ---- */
+
+static void finish_start(struct run *run, int r, const char *reason) {
+    backend_done_fn done = run->start_done;
+    run->start_done = NULL;
+    run->ready_io = sd_event_source_disable_unref(run->ready_io);
+    run->ready_timer = sd_event_source_disable_unref(run->ready_timer);
+    if (run->ready_fd >= 0)
+        close(run->ready_fd);
+    run->ready_fd = -1;
+    if (!done)
+        return;
+    struct qerr err = {0};
+    if (r < 0)
+        qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
+    done(run->start_userdata, r, r < 0 ? &err : NULL);
+}
+
+static void finish_volume(struct run *run, struct run_volume *v, const char *volname) {
+    if (v->upper && v->persistent &&
+        volume_commit(run->cb->state_dir, v->owner_uuid, volname, v->upper, v->work) < 0)
+        log_error("%s: cannot save the %s volume; its changes stay in %s", run->name, volname,
+                  v->upper);
+}
+
+/* Every process of the qube must be gone before its cgroups can go. */
+static void reap_cgroup(struct run *run) {
+    if (!run->cg)
+        return;
+    cgroup_qube_kill(run->cg);
+    if (cgroup_qube_destroy(run->cg) < 0)
+        log_warning("%s: cgroup not removed: %s", run->name, strerror(errno));
+    run->cg = NULL;
+}
+
+void container_teardown(struct run *run, bool report, int status) {
+    struct container_backend *cb = run->cb;
+    char path[4096];
+    run_unlink(run);
+    reap_cgroup(run);
+    finish_volume(run, &run->root, "root");
+    finish_volume(run, &run->priv, "private");
+    container_path(cb, path, sizeof(path), "%s/volatile/%s", cb->state_dir, run->name);
+    remove_recursive(path);
+    container_path(cb, path, sizeof(path), "%s/qubes/%s", cb->runtime_dir, run->name);
+    remove_recursive(path);
+    finish_start(run, -1, "the qube's init exited during start-up");
+    backend_done_fn stop_done = run->stop_done;
+    void *stop_userdata = run->stop_userdata;
+    char *name = TAKE_PTR(run->name);
+    run_free(run);
+    if (stop_done)
+        stop_done(stop_userdata, 0, NULL);
+    if (report && cb->base.events.exited)
+        cb->base.events.exited(cb->base.events.userdata, name, status);
+    free(name);
+}
+
+static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct run *run = userdata;
+    siginfo_t si = {0};
+    /* only a qube we started is our child; an adopted one is reaped by the host's init */
+    int status = 0;
+    if (waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
+        status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    log_info("%s: init exited (status %d)", run->name, status);
+    container_teardown(run, true, status);
+    return 0;
+}
+
+int container_watch_exit(struct run *run) {
+    return sd_event_add_io(run->cb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
+                           on_exit_event, run);
+}
+
+/* ---- start ---- */
+
+/* Overlay needs at least one lower layer: a volume never written yet gets this one. */
+static char *empty_layer(struct container_backend *cb) {
+    char path[4096];
+    container_path(cb, path, sizeof(path), "%s/empty-layer", cb->state_dir);
+    make_owned_dir(path, cb->uid_base, 0755);
+    return xstrdup(path);
+}
+
+static int volume_lowers_or_empty(struct container_backend *cb, struct run_volume *v) {
+    if (v->stack.n_layers > 0)
+        return 0;
+    v->stack.layers = xcalloc(1, sizeof(char *));
+    v->stack.layers[0] = empty_layer(cb);
+    v->stack.n_layers = 1;
+    return 0;
+}
+
+static int prepare_own(struct run *run, struct run_volume *v, const char *volname) {
+    struct container_backend *cb = run->cb;
+    if (volume_current(cb->state_dir, run->uuid, volname, &v->stack) < 0 ||
+        volume_begin_write(cb->state_dir, run->uuid, volname, cb->uid_base, &v->upper,
+                           &v->work) < 0)
+        return -1;
+    v->persistent = true;
+    v->owner_uuid = run->uuid;
+    return 0;
+}
+
+static int prepare_cow(struct run *run, struct run_volume *v, const char *source,
+                       const char *volname) {
+    struct container_backend *cb = run->cb;
+    char dir[4096], path[4096];
+    if (volume_current(cb->state_dir, source, volname, &v->stack) < 0)
+        return -1;
+    container_path(cb, dir, sizeof(dir), "%s/volatile/%s", cb->state_dir, run->name);
+    if (make_owned_dir(dir, 0, 0700) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/%s-upper", dir, volname);
+    if (make_owned_dir(path, cb->uid_base, 0755) < 0)
+        return -1;
+    v->upper = xstrdup(path);
+    snprintf(path, sizeof(path), "%s/%s-work", dir, volname);
+    if (make_owned_dir(path, 0, 0700) < 0)
+        return -1;
+    v->work = xstrdup(path);
+    return 0;
+}
+
+static int prepare_volumes(struct run *run, const struct backend_qube *q, struct qerr *err) {
+    struct container_backend *cb = run->cb;
+    char tmp[4096];
+    container_path(cb, tmp, sizeof(tmp), "%s/volatile", cb->state_dir);
+    make_owned_dir(tmp, 0, 0700);
+    bool own_root = q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM;
+    int r = own_root ? prepare_own(run, &run->root, "root")
+                     : prepare_cow(run, &run->root, q->root_source, "root");
+    if (r == 0)
+        r = q->kind == BACKEND_DISPVM ? prepare_cow(run, &run->priv, q->private_source, "private")
+                                      : prepare_own(run, &run->priv, "private");
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot prepare the volumes of '%s': %s", q->name,
+                        strerror(errno));
+    if (run->root.stack.n_layers == 0)
+        return qerr_set(err, EXC_QUBES, "'%s' has no root filesystem: its template was never "
+                        "built (see qvm-template build)", q->name);
+    return volume_lowers_or_empty(cb, &run->priv);
+}
+
+static int bind_agent_socket(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0177); /* only the daemon (root) may talk to the agent */
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || listen(fd, 128) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+static int attach_to_cgroups(void *ctx, pid_t pid) {
+    return cgroup_qube_attach(ctx, pid);
+}
+
+static int open_guest_log(struct container_backend *cb, const char *name) {
+    char path[4096];
+    container_path(cb, path, sizeof(path), "%s/log", cb->state_dir);
+    mkdir(path, 0750);
+    container_path(cb, path, sizeof(path), "%s/log/guest-%s.log", cb->state_dir, name);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+static int launch_run(struct run *run, const struct backend_qube *q, struct qerr *err) {
+    struct container_backend *cb = run->cb;
+    char rundir[4096], sock[4096], mnt[4096], env_name[64];
+    container_path(cb, rundir, sizeof(rundir), "%s/qubes/%s", cb->runtime_dir, run->name);
+    snprintf(sock, sizeof(sock), "%s/agent.sock", rundir);
+    snprintf(mnt, sizeof(mnt), "%s/root", rundir);
+    if (make_owned_dir(rundir, 0, 0700) < 0 || make_owned_dir(mnt, 0, 0755) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot create %s: %s", rundir, strerror(errno));
+    _cleanup_close_ int listen_fd = bind_agent_socket(sock);
+    _cleanup_close_ int log_fd = open_guest_log(cb, run->name);
+    if (listen_fd < 0 || log_fd < 0)
+        return qerr_set(err, EXC_QUBES, "cannot create the agent socket or log of '%s'",
+                        run->name);
+    snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
+    char *argv[] = {"dispenser-agent", NULL};
+    char *envp[] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root", "TERM=dumb", NULL};
+    struct launch_spec spec = {
+        .hostname = run->name,
+        .root_mountpoint = mnt,
+        .root = {"/", run->root.stack.layers, run->root.stack.n_layers, run->root.upper,
+                 run->root.work},
+        .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers,
+                        run->priv.upper, run->priv.work},
+        .uid_base = cb->uid_base,
+        .uid_count = cb->uid_count,
+        .agent_fd = cb->agent_fd,
+        .listen_fd = listen_fd,
+        .log_fd = log_fd,
+        .attach = attach_to_cgroups,
+        .attach_ctx = run->cg,
+        .argv = argv,
+        .envp = envp,
+    };
+    if (launch_qube(&spec, &run->pid, &run->pidfd, err) < 0)
+        return -1;
+    run->starttime = proc_starttime(run->pid);
+    return 0;
+}
+
+static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct run *run = userdata;
+    int status = -1;
+    int r = agent_read_reply_status(fd, &status);
+    if (r == -EAGAIN)
+        return 0;
+    if (r < 0 || status != 0) {
+        finish_start(run, -1, "the agent refused or dropped the readiness request");
+        kill(run->pid, SIGKILL);
+        return 0;
+    }
+    run->power = BACKEND_RUNNING;
+    log_info("%s: ready", run->name);
+    finish_start(run, 0, NULL);
+    return 0;
+}
+
+static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct run *run = userdata;
+    log_warning("%s: the agent did not report readiness in time; killing it", run->name);
+    finish_start(run, -1, "the agent did not report readiness within qrexec_timeout");
+    if (run->cg)
+        cgroup_qube_kill(run->cg);
+    kill(run->pid, SIGKILL);
+    return 0;
+}
+
+static int wait_ready(struct run *run, unsigned timeout_s) {
+    char sock[4096];
+    container_path(run->cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", run->cb->runtime_dir,
+                   run->name);
+    run->ready_fd = agent_request_async(sock, AGENT_REQ_WAIT_READY);
+    if (run->ready_fd < 0)
+        return -1;
+    sd_event *loop = run->cb->base.loop;
+    if (sd_event_add_io(loop, &run->ready_io, run->ready_fd, EPOLLIN, on_ready_reply, run) < 0 ||
+        sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)timeout_s * 1000000ULL, 0, on_ready_timeout,
+                                   run) < 0)
+        return -1;
+    return 0;
+}
+
+static struct run *run_new(struct container_backend *cb, const struct backend_qube *q) {
+    struct run *run = xcalloc(1, sizeof(*run));
+    run->cb = cb;
+    run->name = xstrdup(q->name);
+    run->uuid = xstrdup(q->uuid);
+    run->kind = q->kind;
+    run->pidfd = run->ready_fd = -1;
+    run->power = BACKEND_RUNNING;
+    run->shutdown_timeout = q->shutdown_timeout;
+    return run;
+}
+
+static struct cgroup_limits limits_of(const struct backend_qube *q) {
+    uint64_t mib = q->maxmem_mib > q->memory_mib ? q->maxmem_mib : q->memory_mib;
+    return (struct cgroup_limits){
+        .memory_max_bytes = mib << 20,
+        .pids_max = 4096,
+        .cpu_weight = 100 * (q->vcpus ? q->vcpus : 1), /* more vcpus, bigger share */
+    };
+}
+
+static int container_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+                           void *userdata, struct qerr *err) {
+    struct container_backend *cb = cb_of(b);
+    if (container_find(cb, q->name))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    struct run *run = run_new(cb, q);
+    struct cgroup_limits limits = limits_of(q);
+    if (prepare_volumes(run, q, err) < 0)
+        goto fail;
+    run->cg = cgroup_qube_create(cb->cgroups, q->name, &limits);
+    if (!run->cg) {
+        qerr_set(err, EXC_QUBES, "cannot create the cgroups of '%s': %s", q->name,
+                 strerror(errno));
+        goto fail;
+    }
+    if (launch_run(run, q, err) < 0)
+        goto fail;
+    run->next = cb->runs;
+    cb->runs = run;
+    run->start_done = done;
+    run->start_userdata = userdata;
+    if (run_state_save(run) < 0 || container_watch_exit(run) < 0 ||
+        wait_ready(run, q->qrexec_timeout) < 0) {
+        run->start_done = NULL; /* the caller gets the error from this return */
+        qerr_set(err, EXC_QUBES, "cannot watch qube '%s': %s", q->name, strerror(errno));
+        kill(run->pid, SIGKILL);
+        waitid(P_PIDFD, (id_t)run->pidfd, NULL, WEXITED);
+        container_teardown(run, false, 0);
+        return -1;
+    }
+    return 0;
+fail:
+    container_teardown(run, false, 0);
+    return -1;
+}
+
+static int container_pause(struct backend *b, const char *name, struct qerr *err) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run || run->power != BACKEND_RUNNING || run->start_done)
+        return not_running(name, err);
+    if (cgroup_qube_freeze(run->cg) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot freeze '%s': %s", name, strerror(errno));
+    run->power = BACKEND_PAUSED;
+    return 0;
+}
+
+static int container_unpause(struct backend *b, const char *name, struct qerr *err) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run || run->power != BACKEND_PAUSED)
+        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", name);
+    if (cgroup_qube_thaw(run->cg) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot thaw '%s': %s", name, strerror(errno));
+    run->power = BACKEND_RUNNING;
+    return 0;
+}
+
+/* Kill and wait: the caller may start the qube again right after Kill returns. */
+static int container_kill(struct backend *b, const char *name, struct qerr *err) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run)
+        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+    cgroup_qube_kill(run->cg);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) <= 0)
+        log_warning("%s: init still alive 5 s after SIGKILL", name);
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+    container_teardown(run, true, 128 + SIGKILL);
+    return 0;
+}
+
+static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct run *run = userdata;
+    log_warning("%s: still running after shutdown_timeout; killing it", run->name);
+    cgroup_qube_kill(run->cg);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    return 0;
+}
+
+static int container_shutdown(struct backend *b, const char *name, bool force,
+                              backend_done_fn done, void *userdata, struct qerr *err) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run)
+        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+    if (run->power == BACKEND_PAUSED)
+        cgroup_qube_thaw(run->cg); /* a frozen init cannot act on the request */
+    run->power = BACKEND_RUNNING;
+    char sock[4096];
+    container_path(run->cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", run->cb->runtime_dir,
+                   name);
+    int fd = agent_request_async(sock, AGENT_REQ_SHUTDOWN);
+    if (fd >= 0)
+        close(fd); /* the agent acts on it; we watch the init instead */
+    else
+        syscall(SYS_pidfd_send_signal, run->pidfd, SIGTERM, NULL, 0);
+    if (!run->stop_timer)
+        sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0,
+                                   on_stop_timeout, run);
+    if (done) {
+        run->stop_done = done;
+        run->stop_userdata = userdata;
+    }
+    return 0;
+}
+
+static enum backend_power container_state(struct backend *b, const char *name) {
+    struct run *run = container_find(cb_of(b), name);
+    return run ? run->power : BACKEND_HALTED;
+}
+
+static int container_stats(struct backend *b, const char *name, struct backend_stats *out) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run)
+        return -ENOENT;
+    out->memory_bytes = cgroup_qube_memory_bytes(run->cg);
+    out->cpu_ns = cgroup_qube_cpu_ns(run->cg);
+    return 0;
+}
+
+static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
+                                    struct qerr *err) {
+    struct container_backend *cb = cb_of(b);
+    if (container_find(cb, q->name))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    if (volume_remove_all(cb->state_dir, q->uuid) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
+                        strerror(errno));
+    return 0;
+}
+
+static const char *own_source(const struct backend_qube *q, const char *volume) {
+    bool own_root = q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM;
+    if (strcmp(volume, "root") == 0)
+        return own_root ? NULL : q->root_source;
+    return q->kind == BACKEND_DISPVM ? q->private_source : NULL;
+}
+
+static int container_volume_info(struct backend *b, const struct backend_qube *q,
+                                 const char *volume, struct backend_volume_info *out,
+                                 struct qerr *err) {
+    struct container_backend *cb = cb_of(b);
+    const char *source = own_source(q, volume);
+    const char *vol = strcmp(volume, "root") == 0 ? "root" : "private";
+    struct volume_stack cur = {0};
+    if (volume_current(cb->state_dir, source ? source : q->uuid, vol, &cur) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot read volume %s of '%s'", volume, q->name);
+    struct run *run = container_find(cb, q->name);
+    const struct run_volume *rv = run ? (strcmp(vol, "root") == 0 ? &run->root : &run->priv)
+                                      : NULL;
+    *out = (struct backend_volume_info){
+        .revision = cur.revision,
+        .used_revision = rv ? rv->stack.revision : 0,
+        .usage_bytes = volume_usage_bytes(cb->state_dir, source ? source : q->uuid, vol),
+        .save_on_stop = !source,
+        .snap_on_start = source != NULL,
+        .source_uuid = source,
+    };
+    volume_stack_free(&cur);
+    return 0;
+}
+
+static int container_import_begin(struct backend *b, const struct backend_qube *q,
+                                  const char *volume, char *path, size_t size,
+                                  struct qerr *err) {
+    struct container_backend *cb = cb_of(b);
+    if (container_find(cb, q->name))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    if (own_source(q, volume))
+        return qerr_set(err, EXC_VALUE, "Volume %s of '%s' is a view of another qube's; import "
+                        "into that one", volume, q->name);
+    if (volume_import_begin(cb->state_dir, q->uuid, volume, path, size) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot prepare the import: %s", strerror(errno));
+    return 0;
+}
+
+static int container_import_end(struct backend *b, const struct backend_qube *q,
+                                const char *volume, bool commit, struct qerr *err) {
+    struct container_backend *cb = cb_of(b);
+    if (volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
+                          cb->uid_count) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot finish the import: %s", strerror(errno));
+    return 0;
+}
+
+/* One cgroup directory per state dir: several daemons (the test suite runs many) must
+ * never see, let alone clean up, each other's qubes. */
+static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
+    char real[4096];
+    const char *p = realpath(state_dir, real) ? real : state_dir;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    snprintf(buf, size, "dispenser-%08x", h);
+}
+
+static void container_free(struct backend *b) {
+    struct container_backend *cb = cb_of(b);
+    /* Qubes outlive the daemon: forget them, do not stop them. */
+    while (cb->runs) {
+        struct run *run = cb->runs;
+        cb->runs = run->next;
+        run_free(run);
+    }
+    cgroup_system_free(cb->cgroups);
+    if (cb->agent_fd >= 0)
+        close(cb->agent_fd);
+    free(cb->state_dir);
+    free(cb->runtime_dir);
+    sd_event_unref(b->loop);
+    free(cb);
+}
+
+static const struct backend_ops CONTAINER_OPS = {
+    .name = "container",
+    .start = container_start,
+    .pause = container_pause,
+    .unpause = container_unpause,
+    .shutdown = container_shutdown,
+    .kill = container_kill,
+    .state = container_state,
+    .stats = container_stats,
+    .remove_volumes = container_remove_volumes,
+    .volume_info = container_volume_info,
+    .import_begin = container_import_begin,
+    .import_end = container_import_end,
+    .adopt = container_adopt,
+    .cleanup = container_cleanup,
+    .free = container_free,
+};
+
+struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
+                                      const struct backend_events *events, struct qerr *err) {
+    struct container_backend *cb = xcalloc(1, sizeof(*cb));
+    cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), *events};
+    cb->state_dir = xstrdup(cfg->state_dir);
+    cb->runtime_dir = xstrdup(cfg->runtime_dir);
+    cb->uid_base = cfg->uid_base;
+    cb->uid_count = cfg->uid_count;
+    cb->agent_fd = open(cfg->agent_path, O_PATH | O_CLOEXEC);
+    char group[64];
+    cgroup_group_name(cfg->state_dir, group, sizeof(group));
+    cb->cgroups = cgroup_system_open(group);
+    char path[4096];
+    container_path(cb, path, sizeof(path), "%s/qubes", cb->runtime_dir);
+    make_owned_dir(path, 0, 0700);
+    if (cb->agent_fd < 0 || !cb->cgroups) {
+        qerr_set(err, EXC_QUBES, "container engine unavailable: %s",
+                 cb->agent_fd < 0 ? "agent binary not found" : "no usable cgroups");
+        container_free(&cb->base);
+        return NULL;
+    }
+    log_info("container engine: %s", cgroup_system_describe(cb->cgroups));
+    return &cb->base;
+}

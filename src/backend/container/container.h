@@ -1,0 +1,73 @@
+/* Internals shared by the container engine's files. */
+#pragma once
+#include <stdbool.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "backend.h"
+#include "cgroup.h"
+#include "volume.h"
+
+/* One writable or CoW volume of a running qube. */
+struct run_volume {
+    struct volume_stack stack; /* the layers it was started on */
+    char *upper, *work;
+    bool persistent;           /* commit the upper at stop (own volume), else discard */
+    const char *owner_uuid;    /* whose volume the upper belongs to when persistent */
+};
+
+struct container_backend;
+
+struct run {
+    struct container_backend *cb;
+    struct run *next;
+    char *name, *uuid;
+    enum backend_kind kind;
+    pid_t pid;
+    unsigned long long starttime; /* /proc/<pid>/stat field 22: tells a reused pid apart */
+    int pidfd;
+    sd_event_source *exit_src;
+    struct cgroup_qube *cg;
+    enum backend_power power;
+    struct run_volume root, priv;
+    unsigned shutdown_timeout;
+    /* start: waiting for the agent to report readiness */
+    int ready_fd;
+    sd_event_source *ready_io, *ready_timer;
+    backend_done_fn start_done;
+    void *start_userdata;
+    /* shutdown: waiting for the qube to go */
+    sd_event_source *stop_timer;
+    backend_done_fn stop_done;
+    void *stop_userdata;
+};
+
+struct container_backend {
+    struct backend base;
+    char *state_dir, *runtime_dir;
+    uid_t uid_base, uid_count;
+    int agent_fd;
+    struct cgroup_system *cgroups;
+    struct run *runs;
+};
+
+struct run *container_find(struct container_backend *cb, const char *name);
+void container_path(const struct container_backend *cb, char *buf, size_t size, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+/* The qube's init is gone (or never came): commit or discard volumes, remove cgroups and
+ * directories, tell the daemon (report=true), free the run. */
+void container_teardown(struct run *run, bool report, int status);
+int container_watch_exit(struct run *run);
+unsigned long long proc_starttime(pid_t pid);
+
+/* state file: RUNTIME/qubes/<name>/state, what a restarted daemon needs to adopt */
+int run_state_save(const struct run *run);
+struct run *run_state_load(struct container_backend *cb, const char *name);
+void run_volume_free(struct run_volume *v);
+
+int container_adopt(struct backend *b, const struct backend_qube *q);
+void container_cleanup(struct backend *b, const char *const *keep);
+
+/* talking to the agent */
+int agent_request_async(const char *socket_path, int type);
+int agent_read_reply_status(int fd, int *status);

@@ -1,0 +1,9 @@
+/* Small filesystem helpers for the engine. */
+#pragma once
+#include <sys/types.h>
+
+/* rm -rf that never follows symlinks nor crosses into other mounts (a qube's scratch
+ * holds whatever root inside it made). ENOENT counts as success. */
+int remove_recursive(const char *path);
+/* mkdir (EEXIST is fine) and chown to owner:owner with mode. */
+int make_owned_dir(const char *path, uid_t owner, mode_t mode);

@@ -1,0 +1,359 @@
+#include "launch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <grp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "sandbox.h"
+#include "strbuf.h"
+
+/* Two pipes tie parent and child together: `go` carries one byte per step from the
+ * parent, `report` carries the child's "user namespace entered" byte and, on failure, its
+ * error text. report is CLOEXEC in the child, so EOF without text means the exec worked. */
+struct launch_sync {
+    int go[2];
+    int report[2];
+};
+
+enum { STEP_ATTACHED = 'a', STEP_MAPPED = 'm', STEP_USERNS = 'u' };
+
+_printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt, ...) {
+    char msg[512];
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (saved && n > 0 && (size_t)n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(saved));
+    (void)!write(s->report[1], "E", 1);
+    (void)!write(s->report[1], msg, strlen(msg));
+    _exit(127);
+}
+
+static void child_wait_step(const struct launch_sync *s, char step) {
+    char c;
+    if (read(s->go[0], &c, 1) != 1 || c != step)
+        child_fail(s, "launcher went away");
+}
+
+static void join_lowers(struct strbuf *sb, const struct launch_overlay *o) {
+    for (size_t i = 0; i < o->n_lowers; i++) {
+        if (i)
+            strbuf_putc(sb, ':');
+        strbuf_puts(sb, o->lowers[i]);
+    }
+}
+
+static int mount_overlay(const struct launch_overlay *o, const char *where) {
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    strbuf_puts(&opts, "lowerdir=");
+    join_lowers(&opts, o);
+    strbuf_printf(&opts, ",upperdir=%s,workdir=%s", o->upper, o->work);
+    return mount("overlay", where, "overlay", MS_NOSUID, strbuf_str(&opts));
+}
+
+/* mkdir -p relative to the new root, owned by the range's root, for mount points that
+ * the image may lack. Created through the overlay: they land in the qube's upper layer. */
+static int make_dir_in(const char *root, const char *rel, uid_t owner, mode_t mode) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s", root, rel);
+    if (mkdir(path, mode) < 0)
+        return errno == EEXIST ? 0 : -1;
+    return lchown(path, owner, owner);
+}
+
+static void mount_tmpfs(const struct launch_sync *s, const char *root, const char *rel,
+                        const char *opts, unsigned long flags) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s", root, rel);
+    if (mount("tmpfs", path, "tmpfs", flags, opts) < 0)
+        child_fail(s, "cannot mount tmpfs on %s", rel);
+}
+
+static void make_devices(const struct launch_sync *s, const char *root, uid_t base) {
+    static const struct { const char *name; unsigned maj, min; } nodes[] = {
+        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9},
+        {"tty", 5, 0},
+    };
+    char path[4096], opts[128];
+    snprintf(opts, sizeof(opts), "mode=755,size=64k,uid=%u,gid=%u", base, base);
+    mount_tmpfs(s, root, "/dev", opts, MS_NOSUID | MS_NOEXEC);
+    for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
+        snprintf(path, sizeof(path), "%s/dev/%s", root, nodes[i].name);
+        if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0 ||
+            chmod(path, 0666) < 0)
+            child_fail(s, "cannot create /dev/%s", nodes[i].name);
+    }
+    make_dir_in(root, "/dev/pts", base, 0755);
+    make_dir_in(root, "/dev/shm", base, 01777);
+    snprintf(path, sizeof(path), "%s/dev/pts", root);
+    snprintf(opts, sizeof(opts), "newinstance,ptmxmode=0666,mode=0620,gid=%u", base + 5);
+    if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, opts) < 0)
+        child_fail(s, "cannot mount /dev/pts");
+    snprintf(opts, sizeof(opts), "mode=1777,uid=%u,gid=%u", base, base);
+    mount_tmpfs(s, root, "/dev/shm", opts, MS_NOSUID | MS_NODEV);
+    static const char *const links[][2] = {
+        {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+        {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(links); i++) {
+        snprintf(path, sizeof(path), "%s/dev/%s", root, links[i][1]);
+        if (symlink(links[i][0], path) < 0 || lchown(path, base, base) < 0)
+            child_fail(s, "cannot create /dev/%s", links[i][1]);
+    }
+}
+
+/* /proc is mounted while the old root is still attached: the kernel refuses a new proc
+ * mount once no fully visible proc remains in the namespace (linux-notes.md). */
+static void mount_pseudo_filesystems(const struct launch_sync *s, const char *root, uid_t base) {
+    char path[4096], opts[128];
+    make_dir_in(root, "/proc", base, 0555);
+    snprintf(path, sizeof(path), "%s/proc", root);
+    if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_fail(s, "cannot mount /proc");
+    make_dir_in(root, "/sys", base, 0555);
+    snprintf(path, sizeof(path), "%s/sys", root);
+    if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_fail(s, "cannot mount /sys");
+    make_devices(s, root, base);
+    make_dir_in(root, "/tmp", base, 01777);
+    snprintf(opts, sizeof(opts), "mode=1777,uid=%u,gid=%u", base, base);
+    mount_tmpfs(s, root, "/tmp", opts, MS_NOSUID | MS_NODEV);
+    make_dir_in(root, "/run", base, 0755);
+    snprintf(opts, sizeof(opts), "mode=755,uid=%u,gid=%u", base, base);
+    mount_tmpfs(s, root, "/run", opts, MS_NOSUID | MS_NODEV);
+}
+
+/* The private volume is Qubes' /rw; its home/ is what the qube sees as /home. A new
+ * private volume gets home/user for uid 1000, the template's user. */
+static void mount_private(const struct launch_sync *s, const struct launch_spec *spec) {
+    const char *root = spec->root_mountpoint;
+    uid_t base = spec->uid_base;
+    char rw[4096], home[4096], target[4096];
+    make_dir_in(root, "/rw", base, 0755);
+    snprintf(rw, sizeof(rw), "%s/rw", root);
+    if (mount_overlay(&spec->private_vol, rw) < 0)
+        child_fail(s, "cannot mount the private volume");
+    make_dir_in(root, "/rw/home", base, 0755);
+    if (make_dir_in(root, "/rw/home/user", base + 1000, 0700) < 0)
+        child_fail(s, "cannot create /rw/home/user");
+    make_dir_in(root, "/home", base, 0755);
+    snprintf(home, sizeof(home), "%s/rw/home", root);
+    snprintf(target, sizeof(target), "%s/home", root);
+    if (mount(home, target, NULL, MS_BIND, NULL) < 0)
+        child_fail(s, "cannot bind /rw/home onto /home");
+}
+
+static void bring_up_loopback(const struct launch_sync *s) {
+    _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        child_fail(s, "cannot query the loopback interface");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        child_fail(s, "cannot bring up the loopback interface");
+}
+
+static void pivot_into(const struct launch_sync *s, const char *root) {
+    if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+        child_fail(s, "pivot_root into %s failed", root);
+    /* the old root is now stacked under the new one: detach it */
+    if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        child_fail(s, "cannot detach the host's root");
+}
+
+static void setup_filesystem(const struct launch_sync *s, const struct launch_spec *spec) {
+    /* our mounts must never propagate back to the host */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        child_fail(s, "cannot make the mount namespace private");
+    if (mount_overlay(&spec->root, spec->root_mountpoint) < 0)
+        child_fail(s, "cannot mount the root volume");
+    mount_private(s, spec);
+    mount_pseudo_filesystems(s, spec->root_mountpoint, spec->uid_base);
+    pivot_into(s, spec->root_mountpoint);
+}
+
+/* Entered last: from here on root is root only inside the qube. */
+static void enter_user_namespace(const struct launch_sync *s) {
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        child_fail(s, "cannot create the cgroup namespace");
+    if (unshare(CLONE_NEWUSER) < 0)
+        child_fail(s, "cannot create the user namespace");
+    if (write(s->report[1], (char[]){STEP_USERNS}, 1) != 1)
+        child_fail(s, "launcher went away");
+    child_wait_step(s, STEP_MAPPED);
+    /* Without this even mkdir on our own tmpfs fails with EOVERFLOW (linux-notes.md). */
+    if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        child_fail(s, "cannot become root of the user namespace");
+}
+
+static void place_fds(const struct launch_sync *s, const struct launch_spec *spec) {
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    /* 0 /dev/null, 1-2 log, 3 listening socket; the agent binary and report pipe stay
+     * above (CLOEXEC), everything else inherited from the daemon is closed */
+    if (null < 0 || dup2(null, 0) < 0 || dup2(spec->log_fd, 1) < 0 || dup2(spec->log_fd, 2) < 0 ||
+        dup2(spec->listen_fd, 3) < 0)
+        child_fail(s, "cannot set up the agent's descriptors");
+    for (int fd = 4; fd < 1024; fd++)
+        if (fd != spec->agent_fd && fd != s->report[1])
+            close(fd);
+}
+
+/* The daemon blocks signals for its signalfd and ignores SIGPIPE; exec keeps both, and
+ * an agent that cannot receive SIGTERM could not shut down. */
+static void reset_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+}
+
+/* Moves a descriptor above the 0-3 the agent gets, so the dup2s cannot clobber it. */
+static int fd_above_3(const struct launch_sync *s, int fd) {
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    if (moved < 0)
+        child_fail(s, "cannot move a descriptor");
+    return moved;
+}
+
+static _Noreturn void child_main(const struct launch_sync *s, const struct launch_spec *in) {
+    close(s->go[1]);
+    close(s->report[0]);
+    reset_signals();
+    struct launch_spec copy = *in, *spec = &copy;
+    copy.agent_fd = fd_above_3(s, in->agent_fd);
+    copy.listen_fd = fd_above_3(s, in->listen_fd);
+    copy.log_fd = fd_above_3(s, in->log_fd);
+    child_wait_step(s, STEP_ATTACHED);
+    if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+        child_fail(s, "cannot set the hostname");
+    bring_up_loopback(s);
+    setup_filesystem(s, spec);
+    enter_user_namespace(s);
+    place_fds(s, spec);
+    if (sandbox_drop_capabilities() < 0)
+        child_fail(s, "cannot drop capabilities");
+    if (sandbox_load_seccomp() < 0)
+        child_fail(s, "cannot load the seccomp filter");
+    syscall(SYS_execveat, spec->agent_fd, "", spec->argv, spec->envp, AT_EMPTY_PATH);
+    child_fail(s, "cannot execute the agent");
+}
+
+/* ---- parent side ---- */
+
+/* Reads one step byte, or the child's error text; EOF is returned as 0 bytes. */
+static int parent_read_report(int fd, char *buf, size_t size) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    size_t len = 0;
+    for (;;) {
+        int r = poll(&pfd, 1, 10000);
+        if (r <= 0)
+            return r == 0 ? -ETIMEDOUT : -errno;
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (buf[0] != 'E' || len == size - 1)
+            break; /* a step byte, or a full error buffer */
+    }
+    buf[len] = '\0';
+    return (int)len;
+}
+
+static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
+    char path[64], map[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+    int len = snprintf(map, sizeof(map), "0 %u %u\n", base, count);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    return fd >= 0 && write(fd, map, (size_t)len) == len ? 0 : -errno;
+}
+
+static int parent_steps(const struct launch_sync *s, const struct launch_spec *spec, pid_t pid,
+                        struct qerr *err) {
+    char report[600];
+    if (spec->attach && spec->attach(spec->attach_ctx, pid) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot place the qube in its cgroups: %s",
+                        strerror(errno));
+    if (write(s->go[1], (char[]){STEP_ATTACHED}, 1) != 1)
+        return qerr_set(err, EXC_QUBES, "the qube's init died at birth");
+    int n = parent_read_report(s->report[0], report, sizeof(report));
+    if (n != 1 || report[0] != STEP_USERNS)
+        goto child_failed;
+    if (write_id_map(pid, "uid_map", spec->uid_base, spec->uid_count) < 0 ||
+        write_id_map(pid, "gid_map", spec->uid_base, spec->uid_count) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot map the qube's user ids: %s", strerror(errno));
+    if (write(s->go[1], (char[]){STEP_MAPPED}, 1) != 1)
+        goto child_failed;
+    n = parent_read_report(s->report[0], report, sizeof(report));
+    if (n == 0)
+        return 0; /* EOF: the report pipe closed on exec */
+child_failed:
+    if (n > 1 && report[0] == 'E')
+        return qerr_set(err, EXC_QUBES, "%s", report + 1);
+    return qerr_set(err, EXC_QUBES, "the qube's init failed before starting the agent (%s)",
+                    n < 0 ? strerror(-n) : "no reason given");
+}
+
+int launch_qube(const struct launch_spec *spec, pid_t *pid_out, int *pidfd_out,
+                struct qerr *err) {
+    struct launch_sync s;
+    if (pipe2(s.go, O_CLOEXEC) < 0)
+        return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
+    if (pipe2(s.report, O_CLOEXEC) < 0) {
+        close(s.go[0]);
+        close(s.go[1]);
+        return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
+    }
+    int pidfd = -1;
+    struct clone_args args = {
+        .flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                 CLONE_PIDFD,
+        .pidfd = (uint64_t)(uintptr_t)&pidfd,
+        .exit_signal = SIGCHLD,
+    };
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0)
+        child_main(&s, spec);
+    close(s.go[0]);
+    close(s.report[1]);
+    int r = pid < 0 ? qerr_set(err, EXC_QUBES, "cannot create the qube's namespaces: %s",
+                               strerror(errno))
+                    : parent_steps(&s, spec, pid, err);
+    close(s.go[1]);
+    close(s.report[0]);
+    if (r < 0 && pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(pidfd);
+        return -1;
+    }
+    if (r < 0)
+        return -1;
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+    return 0;
+}

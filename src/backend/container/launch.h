@@ -1,0 +1,47 @@
+/* Launching a qube's init: a process in new mount, pid, net, ipc, uts, cgroup and user
+ * namespaces, with its volumes mounted, its root pivoted, its privileges reduced, exec'ing
+ * the agent as PID 1.
+ *
+ * Order matters, and differs from most container runtimes: every mount is made while
+ * the child is still privileged in the initial user namespace (so overlayfs uses trusted
+ * xattrs, needs no userxattr and the template layers stay owned by the qubes' uid range),
+ * and the user namespace is entered last, after pivot_root. The mount namespace therefore
+ * belongs to the initial user namespace: root inside the qube holds no capability over it
+ * and can neither mount nor unmount anything, even before seccomp is loaded. The same goes
+ * for the net, uts and ipc namespaces (loopback only, hostname fixed).
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "qerr.h"
+
+struct launch_overlay {
+    const char *target;    /* inside the new root, e.g. "/" or "/rw" */
+    char **lowers;         /* top first */
+    size_t n_lowers;
+    const char *upper;
+    const char *work;
+};
+
+struct launch_spec {
+    const char *hostname;
+    const char *root_mountpoint; /* an empty host directory the root overlay goes on */
+    struct launch_overlay root;
+    struct launch_overlay private_vol; /* mounted at /rw; /rw/home is bound onto /home */
+    uid_t uid_base, uid_count;
+    int agent_fd;     /* the agent binary (O_PATH or O_RDONLY), exec'ed with execveat */
+    int listen_fd;    /* becomes fd 3 of the agent */
+    int log_fd;       /* becomes stdout and stderr of the agent */
+    /* Called in the parent with the child's pid before the child does anything, so that
+     * every process of the qube is born inside its cgroups. */
+    int (*attach)(void *ctx, pid_t pid);
+    void *attach_ctx;
+    char *const *argv;
+    char *const *envp;
+};
+
+/* Starts the child and returns once the agent has been exec'ed (a few milliseconds), or
+ * fails with the child's reason and nothing left running. pidfd is CLOEXEC. */
+int launch_qube(const struct launch_spec *spec, pid_t *pid, int *pidfd, struct qerr *err);

@@ -1,0 +1,353 @@
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct engine {
+    struct app *app;
+    struct backend *container;
+};
+
+/* Descriptions hold pointers into the model; they are used at once, never kept. */
+struct qube_desc {
+    struct backend_qube bq;
+    char template_uuid[37], dvm_uuid[37];
+};
+
+static long prop_long(const struct app *app, const struct qube *q, int id) {
+    char buf[64];
+    bool is_default;
+    return strtol(app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default), NULL, 10);
+}
+
+static const struct qube *prop_qube(const struct app *app, const struct qube *q, int id) {
+    char buf[64];
+    bool is_default;
+    const char *name = app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default);
+    return *name ? app_find(app, name) : NULL;
+}
+
+static enum backend_kind kind_of(const struct qube *q) {
+    switch (q->klass) {
+    case QUBE_TEMPLATEVM: return BACKEND_TEMPLATEVM;
+    case QUBE_DISPVM: return BACKEND_DISPVM;
+    case QUBE_STANDALONEVM: return BACKEND_STANDALONEVM;
+    default: return BACKEND_APPVM;
+    }
+}
+
+/* AppVM: root from its template. DispVM: root from its disposable template's template,
+ * private from the disposable template. */
+static void describe(const struct app *app, const struct qube *q, struct qube_desc *d) {
+    *d = (struct qube_desc){0};
+    const struct qube *tpl = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
+                                 ? prop_qube(app, q, P_TEMPLATE) : NULL;
+    if (q->klass == QUBE_DISPVM && tpl) {
+        snprintf(d->dvm_uuid, sizeof(d->dvm_uuid), "%s", tpl->uuid);
+        tpl = prop_qube(app, tpl, P_TEMPLATE);
+    }
+    if (tpl)
+        snprintf(d->template_uuid, sizeof(d->template_uuid), "%s", tpl->uuid);
+    d->bq = (struct backend_qube){
+        .name = q->name,
+        .uuid = q->uuid,
+        .kind = kind_of(q),
+        .root_source = *d->template_uuid ? d->template_uuid : NULL,
+        .private_source = *d->dvm_uuid ? d->dvm_uuid : NULL,
+        .memory_mib = (uint64_t)prop_long(app, q, P_MEMORY),
+        .maxmem_mib = (uint64_t)prop_long(app, q, P_MAXMEM),
+        .vcpus = (unsigned)prop_long(app, q, P_VCPUS),
+        .qrexec_timeout = (unsigned)prop_long(app, q, P_QREXEC_TIMEOUT),
+        .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
+    };
+}
+
+static struct backend *backend_for(struct engine *e, const struct qube *q, struct qerr *err) {
+    char buf[32];
+    bool is_default;
+    const char *mode = app_prop_get(e->app, q, &PROP_DEFS[P_VIRT_MODE], buf, sizeof(buf),
+                                    &is_default);
+    if (strcmp(mode, "container") == 0 && e->container)
+        return e->container;
+    qerr_set(err, EXC_QUBES, "Qube '%s' uses virt_mode=%s, and that engine is not available "
+             "on this host", q->name, mode);
+    return NULL;
+}
+
+static void set_power(struct engine *e, struct qube *q, const char *state) {
+    q->power_state = state;
+}
+
+static void emit(struct engine *e, const struct qube *q, const char *event, const char *key,
+                 const char *value) {
+    struct wire_kv kv = {key, value};
+    app_emit(e->app, q, event, key ? &kv : NULL, key ? 1 : 0);
+}
+
+/* ---- start ---- */
+
+struct pending {
+    struct engine *e;
+    char name[32];
+    engine_done_fn done;
+    void *userdata;
+};
+
+static struct pending *pending_new(struct engine *e, const struct qube *q, engine_done_fn done,
+                                   void *userdata) {
+    struct pending *p = xcalloc(1, sizeof(*p));
+    p->e = e;
+    snprintf(p->name, sizeof(p->name), "%s", q->name);
+    p->done = done;
+    p->userdata = userdata;
+    return p;
+}
+
+static void on_started(void *userdata, int r, const struct qerr *err) {
+    struct pending *p = userdata;
+    struct qube *q = app_find(p->e->app, p->name);
+    if (q && r == 0) {
+        set_power(p->e, q, "Running");
+        emit(p->e, q, "domain-start", "start_guid", "False");
+    } else if (q) {
+        set_power(p->e, q, "Halted");
+        emit(p->e, q, "domain-start-failed", "reason", err ? err->msg : "unknown");
+        log_warning("%s", err ? err->msg : "start failed");
+    }
+    if (p->done)
+        p->done(p->userdata, r, err);
+    free(p);
+}
+
+int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
+                 struct qerr *err) {
+    if (strcmp(q->power_state, "Halted") != 0)
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is already running: '%s'", q->name);
+    struct backend *b = backend_for(e, q, err);
+    if (!b)
+        return -1;
+    struct qube_desc d;
+    describe(e->app, q, &d);
+    emit(e, q, "domain-pre-start", "start_guid", "False");
+    set_power(e, q, "Transient");
+    struct pending *p = pending_new(e, q, done, userdata);
+    if (b->ops->start(b, &d.bq, on_started, p, err) < 0) {
+        free(p);
+        set_power(e, q, "Halted");
+        emit(e, q, "domain-start-failed", "reason", err->msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- what engines report ---- */
+
+/* An unnamed disposable lives as long as its qube: gone with it (Qubes' auto_cleanup). */
+static void auto_cleanup(struct engine *e, struct qube *q) {
+    char buf[16];
+    bool is_default;
+    if (q->klass != QUBE_DISPVM ||
+        strcmp(app_prop_get(e->app, q, &PROP_DEFS[P_AUTO_CLEANUP], buf, sizeof(buf),
+                            &is_default), "True") != 0)
+        return;
+    struct qerr err = {0};
+    if (engine_remove(e, q, &err) < 0)
+        log_error("%s: auto cleanup failed: %s", q->name, err.msg);
+}
+
+static void on_exited(void *userdata, const char *name, int status) {
+    struct engine *e = userdata;
+    struct qube *q = app_find(e->app, name);
+    if (!q)
+        return;
+    set_power(e, q, "Halted");
+    emit(e, q, "domain-shutdown", NULL, NULL);
+    auto_cleanup(e, q);
+}
+
+/* ---- the other life-cycle calls ---- */
+
+static bool is_running(const struct qube *q) {
+    return strcmp(q->power_state, "Running") == 0 || strcmp(q->power_state, "Paused") == 0 ||
+           strcmp(q->power_state, "Transient") == 0 || strcmp(q->power_state, "Halting") == 0;
+}
+
+static int not_started(const struct qube *q, struct qerr *err) {
+    return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", q->name);
+}
+
+struct stop_pending {
+    struct engine *e;
+    engine_done_fn done;
+    void *userdata;
+};
+
+static void on_stopped(void *userdata, int r, const struct qerr *err) {
+    struct stop_pending *p = userdata;
+    if (p->done)
+        p->done(p->userdata, r, err);
+    free(p);
+}
+
+int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
+                    void *userdata, struct qerr *err) {
+    struct backend *b = is_running(q) ? backend_for(e, q, err) : NULL;
+    if (!is_running(q))
+        return not_started(q, err);
+    if (!b)
+        return -1;
+    emit(e, q, "domain-pre-shutdown", "force", force ? "True" : "False");
+    struct stop_pending *p = NULL;
+    if (done) {
+        p = xcalloc(1, sizeof(*p));
+        *p = (struct stop_pending){e, done, userdata};
+    }
+    if (b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p, err) < 0) {
+        free(p);
+        return -1;
+    }
+    set_power(e, q, "Halting");
+    return 0;
+}
+
+int engine_kill(struct engine *e, struct qube *q, struct qerr *err) {
+    if (!is_running(q))
+        return not_started(q, err);
+    struct backend *b = backend_for(e, q, err);
+    return b ? b->ops->kill(b, q->name, err) : -1;
+}
+
+int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
+    if (strcmp(q->power_state, "Running") != 0)
+        return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+                        "paused): '%s'", q->name);
+    struct backend *b = backend_for(e, q, err);
+    if (!b || b->ops->pause(b, q->name, err) < 0)
+        return -1;
+    set_power(e, q, "Paused");
+    emit(e, q, "domain-paused", NULL, NULL);
+    return 0;
+}
+
+int engine_unpause(struct engine *e, struct qube *q, struct qerr *err) {
+    if (strcmp(q->power_state, "Paused") != 0)
+        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
+    struct backend *b = backend_for(e, q, err);
+    if (!b || b->ops->unpause(b, q->name, err) < 0)
+        return -1;
+    set_power(e, q, "Running");
+    emit(e, q, "domain-unpaused", NULL, NULL);
+    return 0;
+}
+
+int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out) {
+    struct qerr err;
+    struct backend *b = is_running(q) ? backend_for(e, q, &err) : NULL;
+    return b ? b->ops->stats(b, q->name, out) : -1;
+}
+
+/* ---- volumes ---- */
+
+int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {
+    struct qube_desc d;
+    describe(e->app, q, &d);
+    char name[32], uuid[37];
+    snprintf(name, sizeof(name), "%s", q->name);
+    snprintf(uuid, sizeof(uuid), "%s", q->uuid);
+    d.bq.name = name;
+    d.bq.uuid = uuid;
+    bool has_volumes = q->klass != QUBE_ADMINVM;
+    if (app_remove(e->app, q, err) < 0) /* frees q */
+        return -1;
+    /* The definition is gone and committed; volumes left by a failure here are removed
+     * by the next start's cleanup, as they belong to no qube. */
+    if (has_volumes && e->container && e->container->ops->remove_volumes(e->container, &d.bq,
+                                                                          err) < 0)
+        log_warning("%s: %s", name, err->msg);
+    return 0;
+}
+
+int engine_volume_info(struct engine *e, const struct qube *q, const char *volume,
+                       struct backend_volume_info *out, struct qerr *err) {
+    struct backend *b = backend_for(e, q, err);
+    if (!b)
+        return -1;
+    struct qube_desc d;
+    describe(e->app, q, &d);
+    return b->ops->volume_info(b, &d.bq, volume, out, err);
+}
+
+int engine_import_begin(struct engine *e, const struct qube *q, const char *volume, char *path,
+                        size_t size, struct qerr *err) {
+    struct backend *b = backend_for(e, q, err);
+    if (!b)
+        return -1;
+    if (is_running(q))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    struct qube_desc d;
+    describe(e->app, q, &d);
+    return b->ops->import_begin(b, &d.bq, volume, path, size, err);
+}
+
+int engine_import_end(struct engine *e, const struct qube *q, const char *volume, bool commit,
+                      struct qerr *err) {
+    struct backend *b = backend_for(e, q, err);
+    if (!b)
+        return -1;
+    struct qube_desc d;
+    describe(e->app, q, &d);
+    return b->ops->import_end(b, &d.bq, volume, commit, err);
+}
+
+/* ---- restart ---- */
+
+void engine_recover(struct engine *e) {
+    if (!e->container)
+        return;
+    struct backend *b = e->container;
+    const char **keep = xcalloc(e->app->n_qubes + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < e->app->n_qubes; i++) {
+        struct qube *q = e->app->qubes[i];
+        if (q->klass == QUBE_ADMINVM)
+            continue;
+        keep[n++] = q->uuid;
+        struct qube_desc d;
+        describe(e->app, q, &d);
+        if (b->ops->adopt(b, &d.bq) == 0)
+            set_power(e, q, b->ops->state(b, q->name) == BACKEND_PAUSED ? "Paused" : "Running");
+    }
+    b->ops->cleanup(b, keep);
+    free(keep);
+    /* disposables that died while we were away go the way they would have */
+    for (size_t i = 0; i < e->app->n_qubes;) {
+        struct qube *q = e->app->qubes[i];
+        size_t before = e->app->n_qubes;
+        if (strcmp(q->power_state, "Halted") == 0)
+            auto_cleanup(e, q);
+        if (e->app->n_qubes == before)
+            i++;
+    }
+}
+
+struct engine *engine_new(struct app *app, struct backend *container) {
+    struct engine *e = xcalloc(1, sizeof(*e));
+    e->app = app;
+    e->container = container;
+    if (container) {
+        container->events.userdata = e;
+        container->events.exited = on_exited;
+    }
+    return e;
+}
+
+void engine_free(struct engine *e) {
+    if (!e)
+        return;
+    if (e->container)
+        e->container->ops->free(e->container);
+    free(e);
+}

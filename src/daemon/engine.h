@@ -1,0 +1,35 @@
+/* The daemon's side of the isolation engines: turns qubes of the model into the plain
+ * descriptions engines take, picks the engine by virt_mode, keeps power states and
+ * events in step with what the engines report. Knows nothing of mounts or cgroups. */
+#pragma once
+#include <stdbool.h>
+
+#include "app.h"
+#include "backend.h"
+
+struct engine;
+
+struct engine *engine_new(struct app *app, struct backend *container);
+void engine_free(struct engine *e);
+
+/* After a restart: adopt the qubes that still run, remove what is left of the others. */
+void engine_recover(struct engine *e);
+
+typedef void (*engine_done_fn)(void *userdata, int r, const struct qerr *err);
+
+int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
+                 struct qerr *err);
+int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
+                    void *userdata, struct qerr *err);
+int engine_kill(struct engine *e, struct qube *q, struct qerr *err);
+int engine_pause(struct engine *e, struct qube *q, struct qerr *err);
+int engine_unpause(struct engine *e, struct qube *q, struct qerr *err);
+int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out);
+/* Removes the qube from the model, then its volumes. */
+int engine_remove(struct engine *e, struct qube *q, struct qerr *err);
+int engine_volume_info(struct engine *e, const struct qube *q, const char *volume,
+                       struct backend_volume_info *out, struct qerr *err);
+int engine_import_begin(struct engine *e, const struct qube *q, const char *volume, char *path,
+                        size_t size, struct qerr *err);
+int engine_import_end(struct engine *e, const struct qube *q, const char *volume, bool commit,
+                      struct qerr *err);

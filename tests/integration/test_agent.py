@@ -1,0 +1,477 @@
+"""The in-qube agent run on the host (`dispenser-agent --listen`, not PID 1) and driven by
+dispenser-agent-client: services through passed descriptors and through the copy path,
+VMExec argument decoding, /etc/qubes-rpc services, the QREXEC_* environment, concurrency,
+large streams, EOF propagation, start-up readiness, --init and shutdown.
+
+Binaries come from AGENT and AGENT_CLIENT (set by meson); run by hand they fall back to
+the build dir (DISPENSER_BUILD_DIR, default ../../build)."""
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness
+
+AGENT = os.environ.get("AGENT", os.path.join(harness.BUILD_DIR, "src", "agent",
+                                             "dispenser-agent"))
+CLIENT = os.environ.get("AGENT_CLIENT", os.path.join(harness.BUILD_DIR, "src", "agent",
+                                                     "dispenser-agent-client"))
+USER = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
+
+
+def vmexec_encode(argv):
+    """Qubes' qubes.VMExec encoding (the agent decodes it)."""
+    out = []
+    for arg in argv:
+        enc = ""
+        for b in arg.encode():
+            c = chr(b)
+            if c.isascii() and (c.isalnum() or c in "._"):
+                enc += c
+            elif c == "-":
+                enc += "--"
+            else:
+                enc += "-%02X" % b
+        out.append(enc)
+    return "+".join(out)
+
+
+def write_script(path, text, mode=0o755):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + text)
+    os.chmod(path, mode)
+
+
+class Agent:
+    """A private agent on a socket in its own temp dir."""
+
+    def __init__(self, startup=None, extra_args=(), conf=None):
+        self.dir = tempfile.mkdtemp(prefix="dispenser-agent-it-")
+        self.socket = os.path.join(self.dir, "agent.sock")
+        self.rpc_dir = os.path.join(self.dir, "qubes-rpc")
+        self.startup_dir = os.path.join(self.dir, "startup.d")
+        self.conf_dir = os.path.join(self.dir, "conf")
+        for d in (self.rpc_dir, self.startup_dir, self.conf_dir):
+            os.mkdir(d)
+        for name, text in (startup or {}).items():
+            write_script(os.path.join(self.startup_dir, name), text)
+        for name, text in (conf or {}).items():
+            with open(os.path.join(self.conf_dir, name), "w") as f:
+                f.write(text)
+        self.log_path = os.path.join(self.dir, "agent.log")
+        env = dict(os.environ, DISPENSER_QUBE="test-qube",
+                   DISPENSER_AGENT_RPC_DIR=self.rpc_dir,
+                   DISPENSER_AGENT_STARTUP_DIR=self.startup_dir,
+                   DISPENSER_AGENT_CONF_DIR=self.conf_dir,
+                   DISPENSER_AGENT_RC_LOCAL=os.path.join(self.dir, "rc.local"))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([AGENT, "--listen", self.socket, *extra_args],
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(self.socket):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("agent did not listen:\n" + self.log())
+            time.sleep(0.005)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def client(self, *args, fds=True, user=USER, **kw):
+        cmd = [CLIENT, "--socket", self.socket, "--user", user]
+        if not fds:
+            cmd.append("--no-fds")
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("timeout", 30)
+        return subprocess.run(cmd + list(args), **kw)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class AgentTestCase(unittest.TestCase):
+    """One agent shared by the tests of the class (they leave nothing behind)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = Agent()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.close()
+
+    def both_paths(self):
+        for fds in (True, False):
+            with self.subTest(fds=fds):
+                yield fds
+
+
+class TestShell(AgentTestCase):
+    def test_stdin_script_and_exit_codes(self):
+        for fds in self.both_paths():
+            r = self.agent.client(fds=fds, input=b"echo out; echo err >&2; exit 3\n")
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (3, b"out\n", b"err\n"))
+            r = self.agent.client(fds=fds, input=b"echo fine\n")
+            self.assertEqual((r.returncode, r.stdout), (0, b"fine\n"))
+
+    def test_command_form(self):
+        for fds in self.both_paths():
+            r = self.agent.client("--", "echo", "a", "b;", "echo", "$0", fds=fds,
+                                  input=b"")
+            self.assertEqual((r.returncode, r.stdout), (0, b"a b\n/bin/sh\n"))
+
+    def test_signalled(self):
+        for fds in self.both_paths():
+            r = self.agent.client("--", "kill -TERM $$", fds=fds, input=b"")
+            self.assertEqual(r.returncode, 128 + signal.SIGTERM)
+            r = self.agent.client("--", "kill -KILL $$", fds=fds, input=b"")
+            self.assertEqual(r.returncode, 128 + signal.SIGKILL)
+
+    def test_own_session(self):
+        r = self.agent.client("--", "ps -o sid= -p $$; echo $$", input=b"")
+        sid, pid = r.stdout.split()
+        self.assertEqual(sid, pid)
+
+    def test_unknown_user(self):
+        r = self.agent.client("--", "true", user="no-such-user", input=b"")
+        self.assertEqual(r.returncode, 127)
+        self.assertIn(b"refused", r.stderr)
+
+    def test_start_failure(self):
+        enc = vmexec_encode(["/nonexistent/program"])
+        r = self.agent.client("--service", "qubes.VMExec+" + enc, input=b"")
+        self.assertEqual(r.returncode, 127)
+        self.assertIn(b"could not start", r.stderr)
+
+
+class TestVMExec(AgentTestCase):
+    ARGS = ["a b", "-x", "--", "--long=1", "caf\u00e9 \u2603", "+plus+", "", "x\ty\nz",
+            "$HOME", "'\"\\"]
+
+    def test_encoded_argv(self):
+        prog = ["/bin/sh", "-c", 'for a in "$@"; do printf "[%s]" "$a"; done', "sh"]
+        enc = vmexec_encode(prog + self.ARGS)
+        for fds in self.both_paths():
+            r = self.agent.client("--service", "qubes.VMExec+" + enc, fds=fds, input=b"")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            want = "".join("[%s]" % a for a in self.ARGS).encode()
+            self.assertEqual(r.stdout, want)
+
+    def test_path_search_no_shell(self):
+        r = self.agent.client("--service", "qubes.VMExec+echo+-24HOME+-2A", input=b"")
+        self.assertEqual(r.stdout, b"$HOME *\n")
+
+    def test_malformed(self):
+        for bad in ("echo+-zz", "echo+-", ""):
+            r = self.agent.client("--service", "qubes.VMExec+" + bad, input=b"")
+            self.assertEqual(r.returncode, 126, bad)
+
+
+class TestRpcServices(AgentTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rpc = cls.agent.rpc_dir
+        write_script(os.path.join(rpc, "test.Env"),
+                     'echo "argv=$#:$*"\n'
+                     'env | grep -E "^(QREXEC_|USER=|HOME=|PATH=|SHELL=|DISPENSER_)" '
+                     '| sort\n')
+        write_script(os.path.join(rpc, "test.Env+special"), 'echo "special $1"\n')
+        write_script(os.path.join(rpc, "test.NotExec"), "echo no\n", mode=0o644)
+        write_script(os.path.join(rpc, "test.Cat"), "exec cat\n")
+
+    def env_of(self, *args):
+        r = self.agent.client(*args, input=b"")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        return lines[0], dict(line.split("=", 1) for line in lines[1:])
+
+    def test_environment(self):
+        argv, env = self.env_of("--service", "test.Env+some.arg", "--source", "work",
+                                "--target", "@dispvm:dvm")
+        self.assertEqual(argv, "argv=1:some.arg")
+        self.assertEqual(env["QREXEC_REMOTE_DOMAIN"], "work")
+        self.assertEqual(env["QREXEC_SERVICE_ARGUMENT"], "some.arg")
+        self.assertEqual(env["QREXEC_REQUESTED_TARGET"], "@dispvm:dvm")
+        self.assertEqual(env["QREXEC_SERVICE_FULL_NAME"], "test.Env+some.arg")
+        self.assertEqual(env["QREXEC_AGENT_PID"], str(self.agent.proc.pid))
+        self.assertEqual(env["USER"], USER)
+        self.assertEqual(env["DISPENSER_QUBE"], "test-qube")
+        self.assertIn("/usr/bin", env["PATH"])
+        self.assertIn("HOME", env)
+        self.assertIn("SHELL", env)
+
+    def test_no_argument(self):
+        argv, env = self.env_of("--service", "test.Env")
+        self.assertEqual(argv, "argv=0:")
+        self.assertEqual(env["QREXEC_REMOTE_DOMAIN"], "dom0")
+
+    def test_specific_file_wins(self):
+        r = self.agent.client("--service", "test.Env+special", input=b"")
+        self.assertEqual(r.stdout, b"special special\n")
+
+    def test_missing_and_invalid(self):
+        for name, code in (("test.Missing", 127), ("test.NotExec", 127),
+                           ("../test.Env", 126), ("test/Env", 126), ("test.Env+a/b", 126),
+                           ("test.Env+a b", 126), (".hidden", 126)):
+            r = self.agent.client("--service", name, input=b"")
+            self.assertEqual(r.returncode, code, name)
+            self.assertIn(b"refused", r.stderr)
+
+    def test_wait_for_running_system(self):
+        for fds in self.both_paths():
+            r = self.agent.client("--service", "qubes.WaitForRunningSystem", fds=fds,
+                                  input=b"")
+            self.assertEqual(r.returncode, 0)
+
+
+class TestStreams(AgentTestCase):
+    SIZE = 64 << 20
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data_path = os.path.join(cls.agent.dir, "data")
+        with open(cls.data_path, "wb") as f:
+            for _ in range(cls.SIZE >> 20):
+                f.write(os.urandom(1 << 20))
+        with open(cls.data_path, "rb") as f:
+            cls.digest = hashlib.sha256(f.read()).hexdigest()
+
+    def test_64mib_through_cat(self):
+        for fds in self.both_paths():
+            with open(self.data_path, "rb") as src:
+                r = self.agent.client("--", "cat", fds=fds, stdin=src, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(r.stdout), self.SIZE)
+            self.assertEqual(hashlib.sha256(r.stdout).hexdigest(), self.digest)
+
+    def test_stdout_and_stderr_interleaved_volume(self):
+        script = b"i=0; while [ $i -lt 2000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done\n"
+        for fds in self.both_paths():
+            r = self.agent.client(fds=fds, input=script)
+            self.assertEqual(r.stdout.decode().split(), ["out%d" % i for i in range(2000)])
+            self.assertEqual(r.stderr.decode().split(), ["err%d" % i for i in range(2000)])
+
+    def test_eof_propagation(self):
+        """`cat` ends when the caller closes its stdin, while the call is running."""
+        for fds in self.both_paths():
+            p = subprocess.Popen([CLIENT, "--socket", self.agent.socket, "--user", USER]
+                                 + ([] if fds else ["--no-fds"]) + ["--", "cat; echo done"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            p.stdin.write(b"first\n")
+            p.stdin.flush()
+            time.sleep(0.2)
+            self.assertIsNone(p.poll(), "cat ended before stdin was closed")
+            p.stdin.close()
+            self.assertEqual(p.wait(timeout=10), 0)
+            self.assertEqual(p.stdout.read(), b"first\ndone\n")
+            p.stdout.close()
+
+    def test_service_closing_stdin_early(self):
+        """The service stops reading: the caller's remaining input is discarded."""
+        for fds in self.both_paths():
+            with open(self.data_path, "rb") as src:
+                r = self.agent.client("--", "head -c 10 >/dev/null; exec <&-; echo ok",
+                                      fds=fds, stdin=src)
+            self.assertEqual((r.returncode, r.stdout), (0, b"ok\n"))
+
+    def test_copy_client_gone_hangs_up_service(self):
+        marker = os.path.join(self.agent.dir, "hup")
+        # PIPE ignored: the shell reports the hung-up `sleep` on its closed stderr first.
+        script = ("trap '' PIPE; trap 'echo hup > %s; exit 0' HUP; echo started; "
+                  "while :; do sleep 0.05; done" % marker)
+        p = subprocess.Popen([CLIENT, "--socket", self.agent.socket, "--user", USER,
+                              "--no-fds", "--", script],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.assertEqual(p.stdout.readline(), b"started\n")
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 5
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(marker), "service not hung up")
+        p.stdin.close()
+        p.stdout.close()
+
+    def test_concurrent_calls(self):
+        results = {}
+
+        def call(i):
+            r = self.agent.client("--", "sleep 0.5; echo %d; echo e%d >&2; exit %d"
+                                  % (i, i, i % 7), fds=i % 2 == 0, input=b"")
+            results[i] = r
+
+        start = time.monotonic()
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - start
+        for i in range(20):
+            r = results[i]
+            self.assertEqual((r.returncode, r.stdout, r.stderr),
+                             (i % 7, b"%d\n" % i, b"e%d\n" % i))
+        self.assertLess(elapsed, 5.0, "calls were not served concurrently")
+
+
+class TestStartup(unittest.TestCase):
+    def test_wait_ready_after_slow_startup(self):
+        agent = None
+        try:
+            t0 = time.monotonic()
+            agent = Agent(startup={
+                "10-slow": "sleep 1; echo slow > \"$0.done\"\n",
+                "20-fails": "echo failing >&2; exit 4\n",
+                "30-after": "echo after > \"$0.done\"\n",
+                ".hidden": "exit 1\n",
+            })
+            write_script(os.path.join(agent.startup_dir, "25-not-executable"),
+                         "touch \"$0.done\"\n", mode=0o644)
+            # Served while start-up runs.
+            r = agent.client("--", "echo early", input=b"")
+            self.assertEqual(r.stdout, b"early\n")
+            self.assertLess(time.monotonic() - t0, 0.9)
+            waiters = [subprocess.Popen([CLIENT, "--socket", agent.socket, *args])
+                       for args in (["--wait-ready"],
+                                    ["--service", "qubes.WaitForRunningSystem", "--no-fds"],
+                                    ["--user", USER, "--service",
+                                     "qubes.WaitForRunningSystem"])]
+            for w in waiters:
+                self.assertEqual(w.wait(timeout=10), 0)
+            self.assertGreaterEqual(time.monotonic() - t0, 1.0)
+            done = sorted(f for f in os.listdir(agent.startup_dir) if f.endswith(".done"))
+            self.assertEqual(done, ["10-slow.done", "30-after.done"])
+            log = agent.log()
+            self.assertIn("failing", log)
+            self.assertIn("20-fails failed", log)
+            self.assertRegex(log, r"dispenser-agent: ready")
+        finally:
+            if agent:
+                agent.close()
+
+    def test_init_mode_ready_command(self):
+        """--init: the parent execs the template's init, the child serves; readiness is
+        the ready command succeeding."""
+        agent = None
+        try:
+            flag = tempfile.mktemp(prefix="dispenser-agent-flag-")
+            init = tempfile.NamedTemporaryFile("w", delete=False, suffix=".sh")
+            init.write("#!/bin/sh\nexec sleep 1000\n")
+            init.close()
+            os.chmod(init.name, 0o755)
+            agent = Agent(extra_args=["--init", init.name],
+                          conf={"ready-command": "test -e %s\n" % flag})
+            w = subprocess.Popen([CLIENT, "--socket", agent.socket, "--wait-ready"])
+            time.sleep(0.4)
+            self.assertIsNone(w.poll(), "ready before the ready command succeeded")
+            open(flag, "w").close()
+            self.assertEqual(w.wait(timeout=5), 0)
+            r = agent.client("--", "echo $QREXEC_AGENT_PID", input=b"")
+            agent_pid = int(r.stdout)
+            self.assertNotEqual(agent_pid, agent.proc.pid)
+            with open("/proc/%d/cmdline" % agent.proc.pid, "rb") as f:
+                self.assertIn(b"sleep", f.read())   # the "init" took over the pid
+            r = agent.client("--shutdown")
+            self.assertEqual(r.returncode, 0)
+            agent.proc.wait(timeout=5)          # init asked to power off (SIGRTMIN+4)
+            os.kill(agent_pid, signal.SIGTERM)  # init gone: the agent follows on TERM
+            deadline = time.monotonic() + 5
+            while os.path.exists("/proc/%d" % agent_pid) and time.monotonic() < deadline:
+                try:
+                    os.waitpid(agent_pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.02)
+        finally:
+            for p in (flag, init.name):
+                if os.path.exists(p):
+                    os.unlink(p)
+            if agent:
+                agent.close()
+
+
+class TestShutdown(unittest.TestCase):
+    def test_shutdown_request_terms_services(self):
+        agent = Agent()
+        try:
+            long_call = subprocess.Popen([CLIENT, "--socket", agent.socket, "--user", USER,
+                                          "--", "sleep 100"], stdin=subprocess.DEVNULL)
+            copy_call = subprocess.Popen([CLIENT, "--socket", agent.socket, "--user", USER,
+                                          "--no-fds", "--", "sleep 100"],
+                                         stdin=subprocess.DEVNULL)
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            r = agent.client("--shutdown")
+            self.assertEqual(r.returncode, 0)
+            self.assertEqual(agent.proc.wait(timeout=8), 0)
+            self.assertLess(time.monotonic() - t0, 3.0)
+            self.assertEqual(long_call.wait(timeout=5), 128 + signal.SIGTERM)
+            self.assertIn(copy_call.wait(timeout=5), (128 + signal.SIGTERM, 125))
+            self.assertFalse(os.path.exists(agent.socket))
+            r = subprocess.run([CLIENT, "--socket", agent.socket, "--wait-ready"],
+                               stderr=subprocess.PIPE)
+            self.assertEqual(r.returncode, 125)
+        finally:
+            agent.close()
+
+    def test_sigterm_kills_stubborn_service_after_grace(self):
+        agent = Agent()
+        try:
+            stubborn = subprocess.Popen(
+                [CLIENT, "--socket", agent.socket, "--user", USER, "--",
+                 "trap '' TERM; echo up; while :; do sleep 0.1; done"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            self.assertEqual(stubborn.stdout.readline(), b"up\n")
+            t0 = time.monotonic()
+            agent.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(agent.proc.wait(timeout=10), 0)
+            elapsed = time.monotonic() - t0
+            self.assertGreaterEqual(elapsed, 4.5)
+            self.assertLess(elapsed, 8.0)
+            self.assertEqual(stubborn.wait(timeout=5), 128 + signal.SIGKILL)
+            stubborn.stdout.close()
+            self.assertIn("killing", agent.log())
+        finally:
+            agent.close()
+
+    def test_stray_signals_ignored(self):
+        agent = Agent()
+        try:
+            for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGPIPE):
+                agent.proc.send_signal(sig)
+            time.sleep(0.1)
+            self.assertIsNone(agent.proc.poll())
+            r = agent.client("--wait-ready")
+            self.assertEqual(r.returncode, 0)
+        finally:
+            agent.close()
+
+
+class TestProtocolAbuse(AgentTestCase):
+    def test_garbage_and_early_close(self):
+        for data in (b"", b"xx", b"\x00" * 12, b"1PSD" + b"\x01\x00\x00\x00" + b"\xff" * 4):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.agent.socket)
+            s.sendall(data)
+            s.close()
+        r = self.agent.client("--", "echo alive", input=b"")
+        self.assertEqual(r.stdout, b"alive\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
