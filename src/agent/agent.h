@@ -100,7 +100,7 @@ int copy_start(struct conn *c, int child_stdio[3]);
 /* Moves data, sends the reply when the service has exited and its output has ended,
  * and sets the epoll masks; call after anything changed. */
 void copy_update(struct conn *c);
-void copy_free(struct agent *a, struct copy_relay *r);
+void copy_close(struct agent *a, struct copy_relay *r);
 
 /* startup.c */
 void startup_begin(struct agent *a);

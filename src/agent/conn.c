@@ -43,7 +43,7 @@ void conn_destroy(struct conn *c) {
         return;
     c->dead = true;
     if (c->copy)
-        copy_free(c->agent, c->copy), c->copy = NULL;
+        copy_close(c->agent, c->copy);
     watch_close(c->agent, &c->sock);
     close_fds(c->fds);
 }
@@ -56,6 +56,7 @@ void conns_reap_dead(struct agent *a) {
             continue;
         }
         *p = c->next;
+        free(c->copy);
         free(c->body);
         free(c);
     }
@@ -191,8 +192,10 @@ static pid_t spawn_for(struct conn *c, struct spawn_spec *spec) {
     pid_t pid = spawn_run(spec);
     close_fds(c->fds); /* the service has its copies; the caller keeps the originals */
     close_fds(child);
-    if (pid < 0 && c->copy)
-        copy_free(c->agent, c->copy), c->copy = NULL;
+    if (pid < 0 && c->copy) { /* no event can name it yet: free at once */
+        copy_close(c->agent, c->copy);
+        free(TAKE_PTR(c->copy));
+    }
     return pid;
 }
 

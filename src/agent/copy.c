@@ -39,13 +39,14 @@ int copy_start(struct conn *c, int child_stdio[3]) {
     return 0;
 }
 
-void copy_free(struct agent *a, struct copy_relay *r) {
+/* Closes and frees the buffers; the struct itself (its watches may still be named by
+ * events of the current loop iteration) is freed with the connection. */
+void copy_close(struct agent *a, struct copy_relay *r) {
     watch_close(a, &r->stdin_w);
     watch_close(a, &r->stdout_w);
     watch_close(a, &r->stderr_w);
     frame_demux_free(&r->from_client);
     strbuf_free(&r->to_client);
-    free(r);
 }
 
 /* The caller vanished: qrexec hangs the service up, as a terminal would. */

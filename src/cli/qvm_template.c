@@ -347,11 +347,25 @@ static const struct cli_command subcommands[] = {
     {"remove", cmd_remove},
 };
 
+/* Options may come before the command ("qvm-template -q build ..."), as with argparse
+ * subparsers: the command word moves to the front and its parser sees the rest. */
+static int run_subcommand(const struct cli_command *c, int argc, char **argv, int at) {
+    _cleanup_free_ char **sub = xcalloc((size_t)argc, sizeof(char *));
+    int n = 0;
+    sub[n++] = argv[at];
+    for (int i = 1; i < argc; i++)
+        if (i != at)
+            sub[n++] = argv[i];
+    return c->run(n, sub);
+}
+
 int qvm_template_main(int argc, char **argv) {
-    if (argc >= 2 && argv[1][0] != '-')
-        for (size_t i = 0; i < ELEMENTSOF(subcommands); i++)
-            if (streq(subcommands[i].name, argv[1]))
-                return subcommands[i].run(argc - 1, argv + 1);
+    int at = 1;
+    while (at < argc && argv[at][0] == '-' && !streq(argv[at], "--"))
+        at++;
+    for (size_t i = 0; at < argc && i < ELEMENTSOF(subcommands); i++)
+        if (streq(subcommands[i].name, argv[at]))
+            return run_subcommand(&subcommands[i], argc, argv, at);
     /* no command: -h/--version are handled by the parser, anything else is an error */
     _cleanup_(opts_result_free) struct opts_result r = {0};
     opts_parse(&top_parser, argc, argv, template_option, NULL, &r);

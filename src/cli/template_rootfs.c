@@ -5,6 +5,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,23 +80,37 @@ static int append_text(const char *root, const char *rel, const char *text,
     return 0;
 }
 
-/* Runs argv (PATH lookup), stdout to stderr when quiet; fails unless it exits 0. */
+static int wait_child(pid_t pid, const char *name, int *status, struct cli_err *e) {
+    while (waitpid(pid, status, 0) < 0)
+        if (errno != EINTR)
+            return fail_errno(e, "cannot wait for", name);
+    return 0;
+}
+
+/* Runs argv (PATH lookup), stdout to /dev/null when quiet; fails unless it exits 0.
+ * Like system(), we ignore ^C while the child runs: the child dies of it and we live
+ * to tell the daemon and remove the unfinished template. */
 static int run(char *const argv[], bool quiet, struct cli_err *e) {
     fflush(stdout);
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
     pid_t pid = fork();
-    if (pid < 0)
-        return fail_errno(e, "cannot fork for", argv[0]);
     if (pid == 0) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
         if (quiet)
             dup2(open("/dev/null", O_WRONLY | O_CLOEXEC), STDOUT_FILENO);
         execvp(argv[0], argv);
         fprintf(stderr, "%s: cannot run %s: %s\n", cli_prog, argv[0], strerror(errno));
         _exit(127);
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return fail_errno(e, "cannot wait for", argv[0]);
+    int status, r = pid < 0 ? fail_errno(e, "cannot fork for", argv[0])
+                            : wait_child(pid, argv[0], &status, e);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    if (r < 0)
+        return r;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFEXITED(status))

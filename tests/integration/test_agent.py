@@ -145,6 +145,16 @@ class TestShell(AgentTestCase):
         sid, pid = r.stdout.split()
         self.assertEqual(sid, pid)
 
+    def test_orphans_reaped(self):
+        """A service's background child outlives it; the agent (as init, or as subreaper
+        here) reaps it: no zombie is left."""
+        r = self.agent.client("--", "sleep 0.2 >/dev/null 2>&1 & echo $!", input=b"")
+        orphan = int(r.stdout)
+        deadline = time.monotonic() + 5
+        while os.path.exists("/proc/%d" % orphan) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists("/proc/%d" % orphan), "orphan not reaped")
+
     def test_unknown_user(self):
         r = self.agent.client("--", "true", user="no-such-user", input=b"")
         self.assertEqual(r.returncode, 127)

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent_proto.h"
@@ -378,16 +379,25 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
     };
 }
 
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static int container_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                            void *userdata, struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    double t0 = mono_ms(), t1, t2, t3;
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     struct run *run = run_new(cb, q);
     struct cgroup_limits limits = limits_of(q);
     if (prepare_volumes(run, q, err) < 0)
         goto fail;
+    t1 = mono_ms();
     run->cg = cgroup_qube_create(cb->cgroups, q->name, &limits);
+    t2 = mono_ms();
     if (!run->cg) {
         qerr_set(err, EXC_QUBES, "cannot create the cgroups of '%s': %s", q->name,
                  strerror(errno));
@@ -395,6 +405,9 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     }
     if (launch_run(run, q, err) < 0)
         goto fail;
+    t3 = mono_ms();
+    log_debug("%s: volumes %.2f ms, cgroups %.2f ms, launch %.2f ms", q->name, t1 - t0,
+              t2 - t1, t3 - t2);
     run->next = cb->runs;
     cb->runs = run;
     run->start_done = done;

@@ -35,7 +35,8 @@ struct launch_sync {
 
 enum { STEP_ATTACHED = 'a', STEP_MAPPED = 'm', STEP_USERNS = 'u' };
 
-_printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt, ...) {
+_printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt,
+                                               ...) {
     char msg[512];
     int saved = errno;
     va_list ap;
@@ -207,16 +208,18 @@ static void enter_user_namespace(const struct launch_sync *s) {
         child_fail(s, "cannot become root of the user namespace");
 }
 
-static void place_fds(const struct launch_sync *s, const struct launch_spec *spec) {
+/* 0 /dev/null, 1-2 the log, 3 the listening socket, 4 the agent binary and 5 the report
+ * pipe (both CLOEXEC); everything else inherited from the daemon is closed. */
+static void place_fds(struct launch_sync *s, struct launch_spec *spec) {
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    /* 0 /dev/null, 1-2 log, 3 listening socket; the agent binary and report pipe stay
-     * above (CLOEXEC), everything else inherited from the daemon is closed */
     if (null < 0 || dup2(null, 0) < 0 || dup2(spec->log_fd, 1) < 0 || dup2(spec->log_fd, 2) < 0 ||
-        dup2(spec->listen_fd, 3) < 0)
+        dup2(spec->listen_fd, 3) < 0 || dup3(spec->agent_fd, 4, O_CLOEXEC) < 0 ||
+        dup3(s->report[1], 5, O_CLOEXEC) < 0)
         child_fail(s, "cannot set up the agent's descriptors");
-    for (int fd = 4; fd < 1024; fd++)
-        if (fd != spec->agent_fd && fd != s->report[1])
-            close(fd);
+    spec->agent_fd = 4;
+    s->report[1] = 5;
+    if (syscall(SYS_close_range, 6, ~0U, 0) < 0)
+        child_fail(s, "cannot close the daemon's descriptors");
 }
 
 /* The daemon blocks signals for its signalfd and ignores SIGPIPE; exec keeps both, and
@@ -238,7 +241,7 @@ static int fd_above_3(const struct launch_sync *s, int fd) {
     return moved;
 }
 
-static _Noreturn void child_main(const struct launch_sync *s, const struct launch_spec *in) {
+static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec *in) {
     close(s->go[1]);
     close(s->report[0]);
     reset_signals();
@@ -246,6 +249,7 @@ static _Noreturn void child_main(const struct launch_sync *s, const struct launc
     copy.agent_fd = fd_above_3(s, in->agent_fd);
     copy.listen_fd = fd_above_3(s, in->listen_fd);
     copy.log_fd = fd_above_3(s, in->log_fd);
+    s->report[1] = fd_above_3(s, s->report[1]); /* the old one closes with close_range */
     child_wait_step(s, STEP_ATTACHED);
     if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
         child_fail(s, "cannot set the hostname");

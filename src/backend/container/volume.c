@@ -583,7 +583,7 @@ int volume_import_end(const char *state_dir, const char *uuid, const char *name,
     _cleanup_free_ char *staging = xasprintf("%s/staging", voldir);
     struct stat st;
     if (lstat(staging, &st) < 0)
-        return -errno;
+        return errno == ENOENT && !commit ? 0 : -errno; /* aborting twice is fine */
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
     r = commit ? import_commit(voldir, staging, uid_base, uid_count) : 0;

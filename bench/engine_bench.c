@@ -1,0 +1,103 @@
+/* Container engine latencies, measured from the client's side exactly as a user pays
+ * them: each Admin API call is one connection, each command one agent request.
+ *   start-kill       admin.vm.Start (returns when the agent answers) + admin.vm.Kill
+ *   start-echo-kill  the same with `echo hi` run in between
+ *   echo             `echo hi` in an already running qube (the floor of a hand-out)
+ *   pause-unpause    admin.vm.Pause + admin.vm.Unpause
+ *   spawn CMD...     any command run N times (bwrap, for comparison)
+ * Prints one line: median, p95, min, max in milliseconds. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "agent_client.h"
+#include "client.h"
+
+extern char **environ;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int api(const char *method, const char *qube) {
+    _cleanup_reply_ struct client_reply reply;
+    int r = client_call(method, "", qube, NULL, 0, &reply);
+    if (r < 0 || reply.empty || !reply.r.ok) {
+        fprintf(stderr, "engine_bench: %s %s: %s\n", method, qube,
+                r < 0 ? strerror(-r) : reply.empty ? "empty reply" : reply.r.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* echo hi through the agent, output to /dev/null (the descriptor path, as qvm-run). */
+static int echo_in(const char *sock) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int stdio[3] = {null, null, null};
+    struct agent_request_body body = {"qubes.VMShell", "", "dom0", "", "user", "echo hi"};
+    struct agent_reply reply;
+    int r = agent_client_call(sock, AGENT_REQ_EXEC, &body, true, stdio, &reply);
+    close(null);
+    return r < 0 || reply.kind != AGENT_EXITED || reply.status != 0 ? -1 : 0;
+}
+
+static int spawn_wait(char **argv) {
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    int status;
+    if (r != 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int one(const char *mode, const char *qube, const char *sock, char **argv) {
+    if (strcmp(mode, "start-kill") == 0)
+        return api("admin.vm.Start", qube) < 0 ? -1 : api("admin.vm.Kill", qube);
+    if (strcmp(mode, "start-echo-kill") == 0)
+        return api("admin.vm.Start", qube) < 0 || echo_in(sock) < 0 ? -1
+                                                                     : api("admin.vm.Kill", qube);
+    if (strcmp(mode, "echo") == 0)
+        return echo_in(sock);
+    if (strcmp(mode, "pause-unpause") == 0)
+        return api("admin.vm.Pause", qube) < 0 ? -1 : api("admin.vm.Unpause", qube);
+    if (strcmp(mode, "spawn") == 0)
+        return spawn_wait(argv);
+    return -1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: engine_bench MODE ITERATIONS QUBE [AGENT_SOCKET] | "
+                        "engine_bench spawn ITERATIONS CMD...\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    int n = atoi(argv[2]);
+    const char *qube = argv[3], *sock = argc > 4 ? argv[4] : "";
+    double *t = xcalloc((size_t)n, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        if (one(mode, qube, sock, argv + 3) < 0)
+            return 1;
+        t[i] = now_ms() - t0;
+    }
+    qsort(t, (size_t)n, sizeof(double), cmp_double);
+    printf("%-16s n=%d median=%.3f p95=%.3f min=%.3f max=%.3f ms\n", mode, n, t[n / 2],
+           t[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], t[0], t[n - 1]);
+    free(t);
+    return 0;
+}

@@ -1,0 +1,166 @@
+"""qvm-template: root file systems built into a plain directory (the hidden --staging-dir,
+no daemon), and the whole flow against a private daemon with the container engine.
+Needs root. The Debian build (debootstrap, network, ~30 s) runs only with
+DISPENSER_TEST_DEBIAN=1."""
+
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import unittest
+
+import harness
+from harness import DaemonTestCase
+
+AGENT = os.environ.get("AGENT", os.path.join(harness.BUILD_DIR, "src", "agent",
+                                             "dispenser-agent"))
+TOOL = harness.tool_path("qvm-template")
+HAVE_TOOL = os.access(TOOL, os.X_OK)
+IS_ROOT = os.geteuid() == 0
+HAVE_BUSYBOX = os.access("/bin/busybox", os.X_OK)
+
+
+def run(*args, env=None, timeout=120):
+    return subprocess.run([TOOL] + list(args), capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def chroot_sh(root, script):
+    return subprocess.run(["chroot", root, "/bin/sh", "-c", script], capture_output=True,
+                          text=True, timeout=30)
+
+
+@unittest.skipUnless(HAVE_TOOL and IS_ROOT, "needs root and the qvm-template tool")
+class StagingDir(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="dispenser-tpl-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.root = os.path.join(self.tmp, "root")
+
+    @unittest.skipUnless(HAVE_BUSYBOX, "busybox-static not installed")
+    def test_busybox_root_runs(self):
+        r = run("build", "busybox", "x", "--staging-dir", self.root)
+        self.assertEqual(0, r.returncode, r.stderr)
+        sh = chroot_sh(self.root, "echo ok; id -un; cat /etc/os-release; ls /usr/bin/awk")
+        self.assertEqual(0, sh.returncode, sh.stderr)
+        self.assertIn("ok\nroot\n", sh.stdout)
+        self.assertIn("ID=busybox", sh.stdout)
+        user = chroot_sh(self.root, "su user -c 'id -u; echo $HOME'")
+        self.assertEqual("1000\n/home/user\n", user.stdout, user.stderr)
+
+    @unittest.skipUnless(HAVE_BUSYBOX, "busybox-static not installed")
+    def test_busybox_layout(self):
+        self.assertEqual(0, run("build", "busybox", "x", "--staging-dir", self.root).returncode)
+        modes = {"tmp": 0o1777, "var/tmp": 0o1777, "root": 0o700, "home/user": 0o755,
+                 "rw": 0o755, "etc/qubes-rpc": 0o755, "etc/dispenser/startup.d": 0o755}
+        for rel, mode in modes.items():
+            st = os.lstat(os.path.join(self.root, rel))
+            self.assertEqual(mode, stat.S_IMODE(st.st_mode), rel)
+        self.assertEqual(1000, os.lstat(os.path.join(self.root, "home/user")).st_uid)
+        self.assertEqual("/bin/busybox", os.readlink(os.path.join(self.root, "bin/sh")))
+        with open(os.path.join(self.root, "etc/hostname")) as f:
+            self.assertEqual("", f.read())
+
+    @unittest.skipUnless(HAVE_BUSYBOX, "busybox-static not installed")
+    def test_import_tar(self):
+        self.assertEqual(0, run("build", "busybox", "x", "--staging-dir", self.root).returncode)
+        os.chmod(os.path.join(self.root, "bin/busybox"), 0o4755)
+        archive = os.path.join(self.tmp, "rootfs.tar.gz")
+        with tarfile.open(archive, "w:gz") as t:
+            t.add(self.root, arcname=".")
+        dest = os.path.join(self.tmp, "imported")
+        r = run("import", "y", archive, "--staging-dir", dest)
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(0o4755, stat.S_IMODE(os.lstat(os.path.join(dest, "bin/busybox")).st_mode))
+        self.assertEqual(1000, os.lstat(os.path.join(dest, "home/user")).st_uid)
+        self.assertEqual("ok\n", chroot_sh(dest, "echo ok").stdout)
+
+    def test_usage_errors(self):
+        self.assertEqual(2, run().returncode)
+        self.assertEqual(2, run("nonsense").returncode)
+        self.assertEqual(2, run("build", "alpine", "x").returncode)
+        self.assertEqual(2, run("build", "busybox").returncode)
+        self.assertEqual(2, run("build", "busybox", "x", "--suite", "sid").returncode)
+        self.assertEqual(0, run("--help").returncode)
+        self.assertEqual(0, run("build", "--help").returncode)
+        r = run("import", "x", os.path.join(self.tmp, "missing.tar"), "--staging-dir", self.root)
+        self.assertEqual(1, r.returncode)
+        self.assertIn("cannot read", r.stderr)
+
+    @unittest.skipUnless(os.environ.get("DISPENSER_TEST_DEBIAN") == "1",
+                         "set DISPENSER_TEST_DEBIAN=1 (debootstrap, network, ~30 s)")
+    def test_debian(self):
+        r = run("-q", "build", "debian", "x", "--packages", "less", "--staging-dir", self.root,
+                timeout=900)
+        self.assertEqual(0, r.returncode, r.stderr)
+        sh = chroot_sh(self.root, "su user -c id; command -v less; ls /var/cache/apt/archives")
+        self.assertIn("uid=1000(user)", sh.stdout)
+        self.assertIn("/usr/bin/less", sh.stdout)
+        self.assertNotIn(".deb", sh.stdout)
+
+
+class EngineDaemon(harness.Daemon):
+    """A private daemon that can run qubes (the harness's default has no agent)."""
+
+    def spawn(self):
+        self._log_file = open(self.log_path, "ab")
+        cmd = [harness.DISPENSERD, "--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir,
+               "--socket", self.socket, "--foreground", "--log-level", self.log_level,
+               "--agent", AGENT]
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, env=env)
+        harness._live_daemons.add(self)
+        return self.proc
+
+
+@unittest.skipUnless(HAVE_TOOL and IS_ROOT and HAVE_BUSYBOX and os.access(AGENT, os.X_OK),
+                     "needs root, busybox-static, the agent and qvm-template")
+class ThroughDaemon(DaemonTestCase):
+    def setUp(self):
+        self.d = EngineDaemon()
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+        self.addCleanup(self._dump_log_on_failure)
+
+    def tool(self, *args):
+        return run(*args, env=self.d.env())
+
+    def test_build_list_remove(self):
+        r = self.tool("build", "busybox", "bb", "--label", "green")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(b"green", self.ok("admin.vm.property.Get", "label", "bb").split()[-1])
+        for feature, value in [("qrexec", b"1"), ("os", b"Linux"),
+                               ("supported-rpc.qubes.WaitForRunningSystem", b"1"),
+                               ("supported-rpc.qubes.WaitForSession", b"1"),
+                               ("template-builder", b"busybox")]:
+            self.assertEqual(value, self.ok("admin.vm.feature.Get", feature, "bb"))
+        listing = self.tool("list").stdout.splitlines()
+        self.assertEqual(["NAME", "REVISION", "SIZE", "BUILDER"], listing[0].split())
+        self.assertEqual(["bb", "1"], listing[1].split()[:2])
+        self.assertEqual("busybox", listing[1].split()[3])
+
+        self.ok("admin.vm.Create.AppVM", "bb", "dom0", b"name=work label=red")
+        r = self.tool("remove", "bb")
+        self.assertEqual(1, r.returncode)
+        self.assertIn("in use", r.stderr)
+        self.assertEqual(1, self.tool("remove", "work").returncode)  # not a template
+        self.ok("admin.vm.Remove", "", "work")
+        self.assertEqual(0, self.tool("remove", "bb").returncode)
+        self.assertEqual(1, len(self.tool("list").stdout.splitlines()))
+
+    def test_failed_import_leaves_nothing(self):
+        bad = os.path.join(self.d.workdir, "bad.tar")
+        with open(bad, "w") as f:
+            f.write("not a tar archive\n")
+        r = self.tool("import", "broken", bad)
+        self.assertEqual(1, r.returncode)
+        self.assertNotIn(b"broken", self.ok("admin.vm.List"))
+        self.assertEqual(2, self.tool("remove", "broken").returncode)
+
+
+if __name__ == "__main__":
+    unittest.main()
