@@ -11,7 +11,8 @@
  *   agent -> client: struct agent_reply once the service has ended (or could not start).
  * Body: NUL-terminated strings in this order:
  *   service, argument, source (remote domain), requested target, user, command
- * (command: for qubes.VMExec the encoded argv, else may be empty).
+ * (command: for qubes.VMShell a command for `sh -c` instead of a script on stdin; for
+ * qubes.VMExec the encoded argv travels in the argument, as in Qubes).
  * All integers are in host byte order: both ends run on the same machine.
  */
 #pragma once

@@ -22,6 +22,10 @@ BUILD_DIR = os.environ.get("DISPENSER_BUILD_DIR", os.path.join(SOURCE_ROOT, "bui
 DISPENSERD = os.environ.get("DISPENSERD",
                             os.path.join(BUILD_DIR, "src", "daemon", "dispenserd"))
 QVM_BIN_DIR = os.environ.get("QVM_BIN_DIR", os.path.join(BUILD_DIR, "src", "cli"))
+# The static in-qube agent and the client tests use to run commands inside a qube.
+AGENT = os.environ.get("AGENT", os.path.join(BUILD_DIR, "src", "agent", "dispenser-agent"))
+AGENT_CLIENT = os.environ.get("AGENT_CLIENT", os.path.join(BUILD_DIR, "src", "agent",
+                                                           "dispenser-agent-client"))
 
 START_TIMEOUT = 10.0
 CALL_TIMEOUT = 10.0
@@ -46,7 +50,8 @@ class DaemonError(Exception):
 class Daemon:
     """A private dispenserd: own state dir, runtime dir, socket and log file."""
 
-    def __init__(self, workdir=None, state_dir=None, socket_path=None, log_level="debug"):
+    def __init__(self, workdir=None, state_dir=None, socket_path=None, log_level="debug",
+                 agent=None):
         self.owns_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="dispenser-it-")
         self.state_dir = state_dir or os.path.join(self.workdir, "state")
@@ -54,6 +59,7 @@ class Daemon:
         self.socket = socket_path or os.path.join(self.workdir, "qubesd.sock")
         self.log_path = os.path.join(self.workdir, "daemon.log")
         self.log_level = log_level
+        self.agent = agent or AGENT
         self.proc = None
         self._log_file = None
 
@@ -63,7 +69,8 @@ class Daemon:
         """Starts the process without waiting; returns the Popen."""
         self._log_file = open(self.log_path, "ab")
         cmd = [DISPENSERD, "--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir,
-               "--socket", self.socket, "--foreground", "--log-level", self.log_level]
+               "--socket", self.socket, "--foreground", "--log-level", self.log_level,
+               "--agent", self.agent]
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,

@@ -470,12 +470,15 @@ class InUseByProperties(DaemonTestCase):
 
 
 class Lifecycle(UnchangedCase):
-    def test_start_without_engine(self):
+    def test_start_without_root_filesystem(self):
+        # nothing was ever imported into these qubes' (templates') root volumes
         for vm in ["work", "tpl", "disp1", "alone"]:
             with self.subTest(vm=vm):
                 r = self.err("admin.vm.Start", "", vm, exc="QubesException")
                 self.assertIn(vm, r.message)
-                self.assertIn("engine", r.message)
+                self.assertIn("root filesystem", r.message)
+                line = self.ok("admin.vm.List", "", vm).decode()
+                self.assertIn("state=Halted", line)
 
     def test_state_checks_come_first_on_halted_qubes(self):
         # as in Qubes: stopping a halted qube says so (qvm-shutdown then succeeds)

@@ -116,11 +116,35 @@ static void finish_start(struct run *run, int r, const char *reason) {
     done(run->start_userdata, r, r < 0 ? &err : NULL);
 }
 
+/* Layers of old revisions go once no running qube stands on them. */
+static void collect_garbage(struct container_backend *cb, const char *uuid, const char *volname) {
+    size_t n = 0;
+    for (struct run *r = cb->runs; r; r = r->next)
+        n += r->root.stack.n_layers + r->priv.stack.n_layers;
+    const char **in_use = xcalloc(n + 1, sizeof(char *));
+    n = 0;
+    for (struct run *r = cb->runs; r; r = r->next) {
+        for (size_t i = 0; i < r->root.stack.n_layers; i++)
+            in_use[n++] = r->root.stack.layers[i];
+        for (size_t i = 0; i < r->priv.stack.n_layers; i++)
+            in_use[n++] = r->priv.stack.layers[i];
+    }
+    int res = volume_gc(cb->state_dir, uuid, volname, in_use);
+    if (res < 0)
+        log_warning("volume %s/%s: garbage collection failed: %s", uuid, volname,
+                    strerror(-res));
+    free(in_use);
+}
+
 static void finish_volume(struct run *run, struct run_volume *v, const char *volname) {
-    if (v->upper && v->persistent &&
-        volume_commit(run->cb->state_dir, v->owner_uuid, volname, v->upper, v->work) < 0)
+    if (!v->upper || !v->persistent)
+        return;
+    int r = volume_commit(run->cb->state_dir, v->owner_uuid, volname, v->upper, v->work);
+    if (r < 0)
         log_error("%s: cannot save the %s volume; its changes stay in %s", run->name, volname,
                   v->upper);
+    else if (r > 0)
+        collect_garbage(run->cb, v->owner_uuid, volname);
 }
 
 /* Every process of the qube must be gone before its cgroups can go. */
@@ -194,10 +218,14 @@ static int volume_lowers_or_empty(struct container_backend *cb, struct run_volum
 
 static int prepare_own(struct run *run, struct run_volume *v, const char *volname) {
     struct container_backend *cb = run->cb;
-    if (volume_current(cb->state_dir, run->uuid, volname, &v->stack) < 0 ||
-        volume_begin_write(cb->state_dir, run->uuid, volname, cb->uid_base, &v->upper,
-                           &v->work) < 0)
+    int r = volume_current(cb->state_dir, run->uuid, volname, &v->stack);
+    if (r == 0)
+        r = volume_begin_write(cb->state_dir, run->uuid, volname, cb->uid_base, &v->upper,
+                               &v->work);
+    if (r < 0) {
+        errno = -r;
         return -1;
+    }
     v->persistent = true;
     v->owner_uuid = run->uuid;
     return 0;
@@ -207,8 +235,11 @@ static int prepare_cow(struct run *run, struct run_volume *v, const char *source
                        const char *volname) {
     struct container_backend *cb = run->cb;
     char dir[4096], path[4096];
-    if (volume_current(cb->state_dir, source, volname, &v->stack) < 0)
+    int r = volume_current(cb->state_dir, source, volname, &v->stack);
+    if (r < 0) {
+        errno = -r;
         return -1;
+    }
     container_path(cb, dir, sizeof(dir), "%s/volatile/%s", cb->state_dir, run->name);
     if (make_owned_dir(dir, 0, 0700) < 0)
         return -1;
@@ -517,9 +548,10 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     struct container_backend *cb = cb_of(b);
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
-    if (volume_remove_all(cb->state_dir, q->uuid) < 0)
+    int r = volume_remove_all(cb->state_dir, q->uuid);
+    if (r < 0)
         return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
-                        strerror(errno));
+                        strerror(-r));
     return 0;
 }
 
@@ -563,17 +595,19 @@ static int container_import_begin(struct backend *b, const struct backend_qube *
     if (own_source(q, volume))
         return qerr_set(err, EXC_VALUE, "Volume %s of '%s' is a view of another qube's; import "
                         "into that one", volume, q->name);
-    if (volume_import_begin(cb->state_dir, q->uuid, volume, path, size) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot prepare the import: %s", strerror(errno));
+    int r = volume_import_begin(cb->state_dir, q->uuid, volume, path, size);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot prepare the import: %s", strerror(-r));
     return 0;
 }
 
 static int container_import_end(struct backend *b, const struct backend_qube *q,
                                 const char *volume, bool commit, struct qerr *err) {
     struct container_backend *cb = cb_of(b);
-    if (volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
-                          cb->uid_count) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot finish the import: %s", strerror(errno));
+    int r = volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
+                              cb->uid_count);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot finish the import: %s", strerror(-r));
     return 0;
 }
 
