@@ -1,6 +1,7 @@
 #!/bin/sh
 # One command from a fresh Debian 12 machine to a working dispenser: installs the
-# build dependencies, builds, installs, starts dispenserd and shows it working.
+# build dependencies, builds, installs, starts dispenserd, builds a template and starts a
+# qube, and runs a command inside it.
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and a daemon)" >&2; exit 1; }
@@ -12,18 +13,25 @@ ninja -C build
 meson install -C build --quiet
 ldconfig
 
-# Start the daemon: through systemd when it runs the machine, by hand otherwise.
+# (Re)start the daemon: through systemd when it runs the machine, by hand otherwise.
+# Qubes keep running across the restart; the new daemon adopts them.
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
-    systemctl enable --now dispenserd.service
-elif ! qvm-ls --raw-list >/dev/null 2>&1; then
+    systemctl enable dispenserd.service
+    systemctl restart dispenserd.service
+else
+    if [ -f /run/dispenser/dispenserd.pid ]; then
+        kill "$(cat /run/dispenser/dispenserd.pid)" 2>/dev/null || true
+        while qvm-ls --raw-list >/dev/null 2>&1; do sleep 0.1; done
+    fi
     mkdir -p /var/log/dispenser
     /usr/local/sbin/dispenserd 2>>/var/log/dispenser/dispenserd.log
 fi
 
-echo "== dispenserd is up; creating a template and a qube =="
-qvm-ls --raw-list | grep -qx demo-template || qvm-create --class TemplateVM --label black demo-template
+echo "== dispenserd is up: a busybox template, a qube based on it, a command inside =="
+qvm-ls --raw-list | grep -qx demo-template || qvm-template build busybox demo-template
 qvm-ls --raw-list | grep -qx demo-work || qvm-create --template demo-template --label blue demo-work
-qvm-prefs demo-work memory 512
-qvm-features demo-work demo yes
+qvm-start --skip-if-running demo-work
+dispenser-agent-client --socket /run/dispenser/qubes/demo-work/agent.sock -- \
+    'echo "hello from $(hostname), uid $(id -u), kernel $(uname -r)"'
 qvm-ls

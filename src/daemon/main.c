@@ -163,6 +163,18 @@ static int detach(int *ready_fd) {
     return 0;
 }
 
+/* For scripts that restart a daemon not run by systemd (scripts/setup.sh). */
+static void write_pid_file(const char *runtime_dir) {
+    char path[4096], pid[32];
+    snprintf(path, sizeof(path), "%s/dispenserd.pid", runtime_dir);
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        (void)!write(fd, pid, (size_t)len);
+        close(fd);
+    }
+}
+
 static void report_ready(int ready_fd) {
     sd_notify(0, "READY=1\nSTATUS=Serving the Admin API");
     if (ready_fd >= 0) {
@@ -229,6 +241,7 @@ static int run(const struct options *o, int ready_fd) {
     sd_event_add_signal(loop, NULL, SIGINT, NULL, NULL);
     log_info("dispenserd %s: %zu qubes, listening on %s", DISPENSER_VERSION, app.n_qubes,
              o->socket_path);
+    write_pid_file(o->runtime_dir);
     report_ready(ready_fd);
     ret = sd_event_loop(loop) < 0;
 out:

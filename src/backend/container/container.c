@@ -168,6 +168,8 @@ void container_teardown(struct run *run, bool report, int status) {
     remove_recursive(path);
     container_path(cb, path, sizeof(path), "%s/qubes/%s", cb->runtime_dir, run->name);
     remove_recursive(path);
+    /* a qube that never finished starting failed to start; it did not shut down */
+    bool was_starting = run->start_done != NULL;
     finish_start(run, -1, "the qube's init exited during start-up");
     backend_done_fn stop_done = run->stop_done;
     void *stop_userdata = run->stop_userdata;
@@ -175,7 +177,7 @@ void container_teardown(struct run *run, bool report, int status) {
     run_free(run);
     if (stop_done)
         stop_done(stop_userdata, 0, NULL);
-    if (report && cb->base.events.exited)
+    if (report && !was_starting && cb->base.events.exited)
         cb->base.events.exited(cb->base.events.userdata, name, status);
     free(name);
 }
@@ -346,6 +348,32 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
     return 0;
 }
 
+/* SIGKILL to every process of the qube, and wait for its init to be gone. */
+static void kill_and_wait(struct run *run) {
+    if (run->cg)
+        cgroup_qube_kill(run->cg);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) <= 0)
+        log_warning("%s: init still alive 5 s after SIGKILL", run->name);
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+}
+
+/* The caller hears of the failure only once nothing of the qube is left: a failed Start
+ * leaves no trace, and the qube can be started again at once. */
+static void abort_start(struct run *run, const char *reason) {
+    backend_done_fn done = run->start_done;
+    void *userdata = run->start_userdata;
+    struct qerr err = {0};
+    qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
+    run->start_done = NULL;
+    kill_and_wait(run);
+    container_teardown(run, false, 0);
+    if (done)
+        done(userdata, -1, &err);
+}
+
 static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
     struct run *run = userdata;
     int status = -1;
@@ -353,8 +381,7 @@ static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *
     if (r == -EAGAIN)
         return 0;
     if (r < 0 || status != 0) {
-        finish_start(run, -1, "the agent refused or dropped the readiness request");
-        kill(run->pid, SIGKILL);
+        abort_start(run, "the agent refused or dropped the readiness request");
         return 0;
     }
     run->power = BACKEND_RUNNING;
@@ -366,10 +393,7 @@ static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *
 static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
     struct run *run = userdata;
     log_warning("%s: the agent did not report readiness in time; killing it", run->name);
-    finish_start(run, -1, "the agent did not report readiness within qrexec_timeout");
-    if (run->cg)
-        cgroup_qube_kill(run->cg);
-    kill(run->pid, SIGKILL);
+    abort_start(run, "the agent did not report readiness within qrexec_timeout");
     return 0;
 }
 
@@ -483,13 +507,7 @@ static int container_kill(struct backend *b, const char *name, struct qerr *err)
     struct run *run = container_find(cb_of(b), name);
     if (!run)
         return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
-    cgroup_qube_kill(run->cg);
-    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
-    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
-    if (poll(&pfd, 1, 5000) <= 0)
-        log_warning("%s: init still alive 5 s after SIGKILL", name);
-    siginfo_t si;
-    waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+    kill_and_wait(run);
     container_teardown(run, true, 128 + SIGKILL);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -144,6 +145,25 @@ static void mount_pseudo_filesystems(const struct launch_sync *s, const char *ro
     mount_tmpfs(s, root, "/run", opts, MS_NOSUID | MS_NODEV);
 }
 
+/* A private volume's first start: the template's /home/user (its skeleton: dotfiles,
+ * Debian's /etc/skel copy) seeds the new home, as Qubes seeds a new private volume. The
+ * host's cp is still reachable: we have not pivoted yet. */
+static void seed_home(const struct launch_sync *s, const char *root) {
+    char from[4096], to[4096];
+    snprintf(from, sizeof(from), "%s/home/user/.", root);
+    snprintf(to, sizeof(to), "%s/rw/home/user/", root);
+    if (access(from, F_OK) < 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/cp", "cp", "-a", "--", from, to, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+        child_fail(s, "cannot seed the new home directory from the template");
+}
+
 /* The private volume is Qubes' /rw; its home/ is what the qube sees as /home. A new
  * private volume gets home/user for uid 1000, the template's user. */
 static void mount_private(const struct launch_sync *s, const struct launch_spec *spec) {
@@ -155,8 +175,13 @@ static void mount_private(const struct launch_sync *s, const struct launch_spec 
     if (mount_overlay(&spec->private_vol, rw) < 0)
         child_fail(s, "cannot mount the private volume");
     make_dir_in(root, "/rw/home", base, 0755);
+    char user_home[4096];
+    snprintf(user_home, sizeof(user_home), "%s/rw/home/user", root);
+    bool fresh = access(user_home, F_OK) < 0;
     if (make_dir_in(root, "/rw/home/user", base + 1000, 0700) < 0)
         child_fail(s, "cannot create /rw/home/user");
+    if (fresh)
+        seed_home(s, root);
     make_dir_in(root, "/home", base, 0755);
     snprintf(home, sizeof(home), "%s/rw/home", root);
     snprintf(target, sizeof(target), "%s/home", root);
