@@ -29,7 +29,13 @@ else
 fi
 
 echo "== dispenserd is up: a busybox template, a qube based on it, a command inside =="
-qvm-ls --raw-list | grep -qx demo-template || qvm-template build busybox demo-template
+# (re)build the template unless it already has a root filesystem (revision > 0)
+rev=$(qvm-template list | awk '$1 == "demo-template" { print $2 }')
+if [ "${rev:-0}" = 0 ] || [ "$rev" = - ]; then
+    qvm-ls --raw-list | grep -qx demo-work && qvm-remove -f demo-work
+    qvm-ls --raw-list | grep -qx demo-template && qvm-remove -f demo-template
+    qvm-template build busybox demo-template
+fi
 qvm-ls --raw-list | grep -qx demo-work || qvm-create --template demo-template --label blue demo-work
 qvm-start --skip-if-running demo-work
 dispenser-agent-client --socket /run/dispenser/qubes/demo-work/agent.sock -- \
