@@ -85,6 +85,11 @@ static void run_free(struct run *run) {
         cgroup_qube_free(run->cg);
     run_volume_free(&run->root);
     run_volume_free(&run->priv);
+    while (run->stop_waiters) { /* only at daemon exit: nobody is left to tell */
+        struct stop_waiter *w = run->stop_waiters;
+        run->stop_waiters = w->next;
+        free(w);
+    }
     free(run->name);
     free(run->uuid);
     free(run);
@@ -171,12 +176,15 @@ void container_teardown(struct run *run, bool report, int status) {
     /* a qube that never finished starting failed to start; it did not shut down */
     bool was_starting = run->start_done != NULL;
     finish_start(run, -1, "the qube's init exited during start-up");
-    backend_done_fn stop_done = run->stop_done;
-    void *stop_userdata = run->stop_userdata;
+    struct stop_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = TAKE_PTR(run->name);
     run_free(run);
-    if (stop_done)
-        stop_done(stop_userdata, 0, NULL);
+    while (waiters) {
+        struct stop_waiter *w = waiters;
+        waiters = w->next;
+        w->done(w->userdata, 0, NULL);
+        free(w);
+    }
     if (report && !was_starting && cb->base.events.exited)
         cb->base.events.exited(cb->base.events.userdata, name, status);
     free(name);
@@ -541,8 +549,9 @@ static int container_shutdown(struct backend *b, const char *name, bool force,
                                    (uint64_t)run->shutdown_timeout * 1000000ULL, 0,
                                    on_stop_timeout, run);
     if (done) {
-        run->stop_done = done;
-        run->stop_userdata = userdata;
+        struct stop_waiter *w = xcalloc(1, sizeof(*w));
+        *w = (struct stop_waiter){run->stop_waiters, done, userdata};
+        run->stop_waiters = w;
     }
     return 0;
 }

@@ -36,10 +36,15 @@ struct run {
     sd_event_source *ready_io, *ready_timer;
     backend_done_fn start_done;
     void *start_userdata;
-    /* shutdown: waiting for the qube to go */
+    /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
-    backend_done_fn stop_done;
-    void *stop_userdata;
+    struct stop_waiter *stop_waiters;
+};
+
+struct stop_waiter {
+    struct stop_waiter *next;
+    backend_done_fn done;
+    void *userdata;
 };
 
 struct container_backend {
