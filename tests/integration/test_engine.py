@@ -137,6 +137,20 @@ class EngineTestCase(harness.DaemonTestCase):
     def populate(cls, d):
         build_template(d, cls.TEMPLATE)
 
+    # Qubes outlive their daemon by design: every daemon's qubes are killed before it
+    # stops, whatever a test left running, or they would run on after the test.
+    def setUp(self):
+        super().setUp()
+        if not self.shared:
+            self.addCleanup(kill_all_qubes, self.d)  # runs before the daemon's clean-up
+
+    @classmethod
+    def tearDownClass(cls):
+        leftovers = kill_all_qubes(cls.shared) if cls.shared else []
+        super().tearDownClass()
+        if leftovers:
+            raise AssertionError("processes left after killing every qube: %s" % leftovers)
+
     # --- calls ---
 
     def start(self, name):
@@ -262,6 +276,21 @@ class EngineTestCase(harness.DaemonTestCase):
         self.assertEqual([], range_processes(d))
         for sub in (os.path.join(d.runtime_dir, "qubes"), os.path.join(d.state_dir, "volatile")):
             self.assertEqual([], os.listdir(sub) if os.path.isdir(sub) else [], sub)
+
+
+def kill_all_qubes(d):
+    """Kills every running qube of a live daemon; returns the processes left after."""
+    if not d.running():
+        return []
+    try:
+        listing = harness.ok_content(d, "admin.vm.List").decode()
+    except (OSError, AssertionError):
+        return []
+    for line in listing.splitlines():
+        name = line.split(" ")[0]
+        if "class=AdminVM" not in line and "state=Halted" not in line:
+            d.call("admin.vm.Kill", dest=name)
+    return range_processes(d)
 
 
 def build_template(d, name, flavour="busybox"):
@@ -600,6 +629,9 @@ class DaemonRestart(EngineTestCase):
         self.d.kill()
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(proc_uid(p) is not None for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)  # dead, perhaps not yet reaped by the host's init
         self.d.start()
         self.assert_state("victim", "Halted")
         self.assert_nothing_runs()

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,12 +100,17 @@ struct run *run_state_load(struct container_backend *cb, const char *name) {
     return run;
 }
 
-/* Is the recorded init still the same process (pids are reused)? */
+/* Is the recorded init still the same process (pids are reused), and alive? An init
+ * that died while we were away is no longer our child: it may linger as a zombie until
+ * the host's init reaps it, and a zombie's pidfd is readable at once. */
 static bool run_alive(struct run *run) {
     if (run->pid <= 0 || !run->starttime || proc_starttime(run->pid) != run->starttime)
         return false;
     run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
-    return run->pidfd >= 0 && proc_starttime(run->pid) == run->starttime;
+    if (run->pidfd < 0 || proc_starttime(run->pid) != run->starttime)
+        return false;
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 0;
 }
 
 int container_adopt(struct backend *b, const struct backend_qube *q) {
