@@ -9,6 +9,7 @@
 struct engine {
     struct app *app;
     struct backend *container;
+    char container_problem[256]; /* why the container engine is unavailable */
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -73,7 +74,8 @@ static struct backend *backend_for(struct engine *e, const struct qube *q, struc
     if (strcmp(mode, "container") == 0 && e->container)
         return e->container;
     qerr_set(err, EXC_QUBES, "Qube '%s' uses virt_mode=%s, and that engine is not available "
-             "on this host", q->name, mode);
+             "on this host%s%s", q->name, mode, strcmp(mode, "container") == 0 ? ": " : "",
+             strcmp(mode, "container") == 0 ? e->container_problem : "");
     return NULL;
 }
 
@@ -333,10 +335,11 @@ void engine_recover(struct engine *e) {
     }
 }
 
-struct engine *engine_new(struct app *app, struct backend *container) {
+struct engine *engine_new(struct app *app, struct backend *container, const char *problem) {
     struct engine *e = xcalloc(1, sizeof(*e));
     e->app = app;
     e->container = container;
+    snprintf(e->container_problem, sizeof(e->container_problem), "%s", problem ? problem : "");
     if (container) {
         container->events.userdata = e;
         container->events.exited = on_exited;

@@ -9,7 +9,8 @@
 
 struct engine;
 
-struct engine *engine_new(struct app *app, struct backend *container);
+/* container may be NULL; `problem` then says why (shown to whoever tries to start). */
+struct engine *engine_new(struct app *app, struct backend *container, const char *problem);
 void engine_free(struct engine *e);
 
 /* After a restart: adopt the qubes that still run, remove what is left of the others. */

@@ -199,7 +199,7 @@ static struct engine *start_engine(sd_event *loop, struct app *app, const struct
     struct backend *container = container_backend_new(loop, &cfg, &events, &err);
     if (!container)
         log_warning("%s; qubes cannot be started", err.msg);
-    struct engine *engine = engine_new(app, container);
+    struct engine *engine = engine_new(app, container, container ? NULL : err.msg);
     engine_recover(engine);
     return engine;
 }

@@ -652,11 +652,14 @@ static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
 static void container_free(struct backend *b) {
     struct container_backend *cb = cb_of(b);
     /* Qubes outlive the daemon: forget them, do not stop them. */
+    bool qubes_left = cb->runs != NULL;
     while (cb->runs) {
         struct run *run = cb->runs;
         cb->runs = run->next;
         run_free(run);
     }
+    if (!qubes_left && cb->cgroups)
+        cgroup_system_remove_group(cb->cgroups); /* no qube left: leave no empty dirs */
     cgroup_system_free(cb->cgroups);
     if (cb->agent_fd >= 0)
         close(cb->agent_fd);
@@ -693,6 +696,7 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
     cb->uid_base = cfg->uid_base;
     cb->uid_count = cfg->uid_count;
     cb->agent_fd = open(cfg->agent_path, O_PATH | O_CLOEXEC);
+    int agent_errno = errno;
     char group[64];
     cgroup_group_name(cfg->state_dir, group, sizeof(group));
     cb->cgroups = cgroup_system_open(group);
@@ -700,8 +704,11 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
     container_path(cb, path, sizeof(path), "%s/qubes", cb->runtime_dir);
     make_owned_dir(path, 0, 0700);
     if (cb->agent_fd < 0 || !cb->cgroups) {
-        qerr_set(err, EXC_QUBES, "container engine unavailable: %s",
-                 cb->agent_fd < 0 ? "agent binary not found" : "no usable cgroups");
+        if (cb->agent_fd < 0)
+            qerr_set(err, EXC_QUBES, "the agent binary %s cannot be opened (%s)",
+                     cfg->agent_path, strerror(agent_errno));
+        else
+            qerr_set(err, EXC_QUBES, "no usable cgroup hierarchy was found");
         container_free(&cb->base);
         return NULL;
     }

@@ -124,6 +124,27 @@ static void make_devices(const struct launch_sync *s, const char *root, uid_t ba
     }
 }
 
+/* What Docker masks too: host firmware tables and kernel internals a qube has no business
+ * reading. An empty read-only tmpfs over directories, /dev/null over files. */
+static void mask_host_details(const struct launch_sync *s, const char *root) {
+    static const char *const dirs[] = {"/sys/firmware", "/proc/acpi", "/proc/scsi"};
+    static const char *const files[] = {"/proc/kcore", "/proc/keys", "/proc/timer_list",
+                                        "/proc/sched_debug", "/proc/sysrq-trigger"};
+    char path[4096];
+    for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+        snprintf(path, sizeof(path), "%s%s", root, dirs[i]);
+        if (access(path, F_OK) == 0 &&
+            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=0,mode=555") < 0)
+            child_fail(s, "cannot mask %s", dirs[i]);
+    }
+    for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+        snprintf(path, sizeof(path), "%s%s", root, files[i]);
+        if (access(path, F_OK) == 0 && mount("/dev/null", path, NULL, MS_BIND, NULL) < 0)
+            child_fail(s, "cannot mask %s", files[i]);
+    }
+}
+
 /* /proc is mounted while the old root is still attached: the kernel refuses a new proc
  * mount once no fully visible proc remains in the namespace (linux-notes.md). */
 static void mount_pseudo_filesystems(const struct launch_sync *s, const char *root, uid_t base) {
@@ -136,6 +157,7 @@ static void mount_pseudo_filesystems(const struct launch_sync *s, const char *ro
     snprintf(path, sizeof(path), "%s/sys", root);
     if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         child_fail(s, "cannot mount /sys");
+    mask_host_details(s, root);
     make_devices(s, root, base);
     make_dir_in(root, "/tmp", base, 01777);
     snprintf(opts, sizeof(opts), "mode=1777,uid=%u,gid=%u", base, base);
