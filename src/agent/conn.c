@@ -65,8 +65,12 @@ void conns_reap_dead(struct agent *a) {
     }
     /* Idle again after a burst of copy-path calls (~130 KiB of buffers each): give the
      * heap back, an idle qube is charged for what its agent keeps. */
+#ifdef __GLIBC__ /* musl's allocator returns freed memory by itself */
     if (freed && !a->conns)
         malloc_trim(0);
+#else
+    (void)freed;
+#endif
 }
 
 /* Replies and closes. Not for a running copy path: that one queues the reply behind the

@@ -275,6 +275,8 @@ int main(int argc, char **argv) {
     static struct agent a = {.kill_at = -1, .ready_retry_at = -1};
     const char *listen_path = NULL, *init = NULL;
     parse_args(argc, argv, &listen_path, &init);
+    /* first: a signal that arrives while we set up must not kill init */
+    int sigfd = setup_signals();
     ensure_std_fds();
     config_load(&a.cfg);
     a.pid1 = getpid() == 1;
@@ -293,7 +295,7 @@ int main(int argc, char **argv) {
     if (!a.pid1) /* orphans of services come back to us, as they would to init */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
     a.epfd = epoll_create1(EPOLL_CLOEXEC);
-    a.signals = (struct watch){.fd = setup_signals(), .fn = on_signal, .owner = &a};
+    a.signals = (struct watch){.fd = sigfd, .fn = on_signal, .owner = &a};
     a.listener = (struct watch){.fd = lfd, .fn = conn_accept, .owner = &a};
     if (a.epfd < 0 || a.signals.fd < 0 || watch_set(&a, &a.signals, EPOLLIN) < 0 ||
         watch_set(&a, &a.listener, EPOLLIN) < 0) {

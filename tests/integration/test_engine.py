@@ -252,7 +252,26 @@ class EngineTestCase(harness.DaemonTestCase):
 
     # --- nothing left on the host ---
 
+    def settled(self, check, timeout=3.0):
+        """Runs an assertion until it holds: the daemon removes a qube's volumes and
+        directories right after it has answered (nobody waits for cleanup)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return check()
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def assert_no_trace(self, name, d=None):
+        self.settled(lambda: self._assert_no_trace(name, d))
+
+    def assert_nothing_runs(self, d=None):
+        """No qube of this daemon has anything left at all."""
+        self.settled(lambda: self._assert_nothing_runs(d))
+
+    def _assert_no_trace(self, name, d=None):
         d = d or self.d
         self.assertEqual([], mounts_referencing(d.state_dir, d.runtime_dir),
                          "mounts left by %s" % name)
@@ -263,8 +282,7 @@ class EngineTestCase(harness.DaemonTestCase):
                      os.path.join(d.state_dir, "volatile", name)):
             self.assertFalse(os.path.exists(path), "directory left: %s" % path)
 
-    def assert_nothing_runs(self, d=None):
-        """No qube of this daemon has anything left at all."""
+    def _assert_nothing_runs(self, d=None):
         d = d or self.d
         self.assertEqual([], mounts_referencing(d.state_dir, d.runtime_dir))
         group = cgroup_group(d.state_dir)

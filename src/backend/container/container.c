@@ -25,6 +25,12 @@
 #include "log.h"
 #include "strbuf.h"
 
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static struct container_backend *cb_of(struct backend *b) {
     return (struct container_backend *)b;
 }
@@ -162,23 +168,55 @@ static void reap_cgroup(struct run *run) {
     run->cg = NULL;
 }
 
-void container_teardown(struct run *run, bool report, int status) {
+/* The slow part of a qube's end: commit or drop its volumes, remove its directories. */
+static void finish_filesystem(struct run *run) {
     struct container_backend *cb = run->cb;
     char path[4096];
-    run_unlink(run);
-    reap_cgroup(run);
+    double t0 = mono_ms();
     finish_volume(run, &run->root, "root");
     finish_volume(run, &run->priv, "private");
+    double t1 = mono_ms();
     container_path(cb, path, sizeof(path), "%s/volatile/%s", cb->state_dir, run->name);
     remove_recursive(path);
     container_path(cb, path, sizeof(path), "%s/qubes/%s", cb->runtime_dir, run->name);
     remove_recursive(path);
+    log_debug("%s: cleanup: volumes %.2f ms, directories %.2f ms", run->name, t1 - t0,
+              mono_ms() - t1);
+}
+
+void container_settle(struct container_backend *cb) {
+    cb->reaper = sd_event_source_disable_unref(cb->reaper);
+    while (cb->dying) {
+        struct run *run = cb->dying;
+        cb->dying = run->next;
+        finish_filesystem(run);
+        run_free(run);
+    }
+}
+
+static int on_reap(sd_event_source *src, void *userdata) {
+    container_settle(userdata);
+    return 0;
+}
+
+/* Processes and cgroups go now; the filesystem work is deferred to the next loop
+ * iteration, after the reply to whoever asked has been sent: nobody waits for cleanup.
+ * Anything that needs the volumes settled (a start, an import) calls container_settle. */
+void container_teardown(struct run *run, bool report, int status) {
+    struct container_backend *cb = run->cb;
+    run_unlink(run);
+    reap_cgroup(run);
+    run->exit_src = sd_event_source_disable_unref(run->exit_src);
+    run->stop_timer = sd_event_source_disable_unref(run->stop_timer);
     /* a qube that never finished starting failed to start; it did not shut down */
     bool was_starting = run->start_done != NULL;
     finish_start(run, -1, "the qube's init exited during start-up");
     struct stop_waiter *waiters = TAKE_PTR(run->stop_waiters);
-    char *name = TAKE_PTR(run->name);
-    run_free(run);
+    char *name = xstrdup(run->name);
+    run->next = cb->dying;
+    cb->dying = run;
+    if (!cb->reaper && sd_event_add_defer(cb->base.loop, &cb->reaper, on_reap, cb) < 0)
+        container_settle(cb);
     while (waiters) {
         struct stop_waiter *w = waiters;
         waiters = w->next;
@@ -358,6 +396,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
 
 /* SIGKILL to every process of the qube, and wait for its init to be gone. */
 static void kill_and_wait(struct run *run) {
+    double t0 = mono_ms();
     if (run->cg)
         cgroup_qube_kill(run->cg);
     syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
@@ -366,11 +405,13 @@ static void kill_and_wait(struct run *run) {
         log_warning("%s: init still alive 5 s after SIGKILL", run->name);
     siginfo_t si;
     waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+    log_debug("%s: killed in %.2f ms", run->name, mono_ms() - t0);
 }
 
 /* The caller hears of the failure only once nothing of the qube is left: a failed Start
  * leaves no trace, and the qube can be started again at once. */
 static void abort_start(struct run *run, const char *reason) {
+    struct container_backend *cb = run->cb;
     backend_done_fn done = run->start_done;
     void *userdata = run->start_userdata;
     struct qerr err = {0};
@@ -378,6 +419,7 @@ static void abort_start(struct run *run, const char *reason) {
     run->start_done = NULL;
     kill_and_wait(run);
     container_teardown(run, false, 0);
+    container_settle(cb);
     if (done)
         done(userdata, -1, &err);
 }
@@ -393,7 +435,7 @@ static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *
         return 0;
     }
     run->power = BACKEND_RUNNING;
-    log_info("%s: ready", run->name);
+    log_info("%s: ready %.2f ms after the launch", run->name, mono_ms() - run->launched_ms);
     finish_start(run, 0, NULL);
     return 0;
 }
@@ -442,15 +484,10 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
     };
 }
 
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static int container_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                            void *userdata, struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb); /* a previous run's volume commit comes first */
     double t0 = mono_ms(), t1, t2, t3;
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
@@ -469,6 +506,7 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     if (launch_run(run, q, err) < 0)
         goto fail;
     t3 = mono_ms();
+    run->launched_ms = t3;
     log_debug("%s: volumes %.2f ms, cgroups %.2f ms, launch %.2f ms", q->name, t1 - t0,
               t2 - t1, t3 - t2);
     run->next = cb->runs;
@@ -482,11 +520,13 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
         kill(run->pid, SIGKILL);
         waitid(P_PIDFD, (id_t)run->pidfd, NULL, WEXITED);
         container_teardown(run, false, 0);
+        container_settle(cb);
         return -1;
     }
     return 0;
 fail:
     container_teardown(run, false, 0);
+    container_settle(cb);
     return -1;
 }
 
@@ -573,6 +613,7 @@ static int container_stats(struct backend *b, const char *name, struct backend_s
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
                                     struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb); /* a previous run's volume commit comes first */
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     int r = volume_remove_all(cb->state_dir, q->uuid);
@@ -593,6 +634,7 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
                                  const char *volume, struct backend_volume_info *out,
                                  struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb); /* a previous run's volume commit comes first */
     const char *source = own_source(q, volume);
     const char *vol = strcmp(volume, "root") == 0 ? "root" : "private";
     struct volume_stack cur = {0};
@@ -617,6 +659,7 @@ static int container_import_begin(struct backend *b, const struct backend_qube *
                                   const char *volume, char *path, size_t size,
                                   struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb); /* a previous run's volume commit comes first */
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     if (own_source(q, volume))
@@ -631,6 +674,7 @@ static int container_import_begin(struct backend *b, const struct backend_qube *
 static int container_import_end(struct backend *b, const struct backend_qube *q,
                                 const char *volume, bool commit, struct qerr *err) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb); /* a previous run's volume commit comes first */
     int r = volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
                               cb->uid_count);
     if (r < 0)
@@ -651,6 +695,7 @@ static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
 
 static void container_free(struct backend *b) {
     struct container_backend *cb = cb_of(b);
+    container_settle(cb);
     /* Qubes outlive the daemon: forget them, do not stop them. */
     bool qubes_left = cb->runs != NULL;
     while (cb->runs) {

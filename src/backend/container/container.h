@@ -33,6 +33,7 @@ struct run {
     unsigned shutdown_timeout;
     /* start: waiting for the agent to report readiness */
     int ready_fd;
+    double launched_ms; /* CLOCK_MONOTONIC, for the debug log */
     sd_event_source *ready_io, *ready_timer;
     backend_done_fn start_done;
     void *start_userdata;
@@ -54,14 +55,18 @@ struct container_backend {
     int agent_fd;
     struct cgroup_system *cgroups;
     struct run *runs;
+    struct run *dying;        /* ended, their volumes and directories not yet settled */
+    sd_event_source *reaper;  /* settles `dying` on the next loop iteration */
 };
 
 struct run *container_find(struct container_backend *cb, const char *name);
 void container_path(const struct container_backend *cb, char *buf, size_t size, const char *fmt,
                     ...) __attribute__((format(printf, 4, 5)));
-/* The qube's init is gone (or never came): commit or discard volumes, remove cgroups and
- * directories, tell the daemon (report=true), free the run. */
+/* The qube's init is gone (or never came): remove its cgroups, tell the daemon
+ * (report=true), and queue the volume and directory work (container_settle). */
 void container_teardown(struct run *run, bool report, int status);
+/* Finishes every queued teardown now. */
+void container_settle(struct container_backend *cb);
 int container_watch_exit(struct run *run);
 unsigned long long proc_starttime(pid_t pid);
 

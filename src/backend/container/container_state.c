@@ -124,6 +124,7 @@ int container_adopt(struct backend *b, const struct backend_qube *q) {
         run->next = cb->runs;
         cb->runs = run;
         container_teardown(run, false, 0); /* saves what a template wrote before it died */
+        container_settle(cb);
         return -1;
     }
     run->power = cgroup_qube_is_frozen(run->cg) ? BACKEND_PAUSED : BACKEND_RUNNING;
@@ -201,6 +202,7 @@ static void cleanup_dir_entries(struct container_backend *cb, const char *sub,
 void container_cleanup(struct backend *b, const char *const *keep) {
     struct container_backend *cb = (struct container_backend *)b;
     cleanup_runtime(cb);
+    container_settle(cb);
     cleanup_cgroups(cb);
     cleanup_dir_entries(cb, "volatile", NULL, true);
     cleanup_dir_entries(cb, "volumes", keep, false);

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -314,6 +315,12 @@ static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec
 
 /* ---- parent side ---- */
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* Reads one step byte, or the child's error text; EOF is returned as 0 bytes. */
 static int parent_read_report(int fd, char *buf, size_t size) {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -346,22 +353,28 @@ static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
 static int parent_steps(const struct launch_sync *s, const struct launch_spec *spec, pid_t pid,
                         struct qerr *err) {
     char report[600];
+    double t0 = now_ms();
     if (spec->attach && spec->attach(spec->attach_ctx, pid) < 0)
         return qerr_set(err, EXC_QUBES, "cannot place the qube in its cgroups: %s",
                         strerror(errno));
     if (write(s->go[1], (char[]){STEP_ATTACHED}, 1) != 1)
         return qerr_set(err, EXC_QUBES, "the qube's init died at birth");
+    double t1 = now_ms();
     int n = parent_read_report(s->report[0], report, sizeof(report));
     if (n != 1 || report[0] != STEP_USERNS)
         goto child_failed;
+    double t2 = now_ms();
     if (write_id_map(pid, "uid_map", spec->uid_base, spec->uid_count) < 0 ||
         write_id_map(pid, "gid_map", spec->uid_base, spec->uid_count) < 0)
         return qerr_set(err, EXC_QUBES, "cannot map the qube's user ids: %s", strerror(errno));
     if (write(s->go[1], (char[]){STEP_MAPPED}, 1) != 1)
         goto child_failed;
     n = parent_read_report(s->report[0], report, sizeof(report));
-    if (n == 0)
-        return 0; /* EOF: the report pipe closed on exec */
+    if (n == 0) { /* EOF: the report pipe closed on exec */
+        log_debug("launch: attach %.2f ms, mounts until userns %.2f ms, to exec %.2f ms",
+                  t1 - t0, t2 - t1, now_ms() - t2);
+        return 0;
+    }
 child_failed:
     if (n > 1 && report[0] == 'E')
         return qerr_set(err, EXC_QUBES, "%s", report + 1);
@@ -386,7 +399,10 @@ int launch_qube(const struct launch_spec *spec, pid_t *pid_out, int *pidfd_out,
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = SIGCHLD,
     };
+    double t = now_ms();
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid > 0)
+        log_debug("launch: clone3 %.2f ms", now_ms() - t);
     if (pid == 0)
         child_main(&s, spec);
     close(s.go[0]);
