@@ -6,21 +6,23 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 N=${2:-50}
 tmp=$(mktemp -d)
+run=$(mktemp -d /run/dispenser-bench-XXXXXX) # runtime state on tmpfs, as /run/dispenser is
 export QUBESD_SOCKET="$tmp/qubesd.sock"
-"$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$tmp/run" \
+"$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$run" \
     --socket "$QUBESD_SOCKET" --agent "$BUILD/src/agent/dispenser-agent" --log-level warning \
     2>"$tmp/log" &
 pid=$!
-cleanup() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp" "$run"; }
 trap cleanup EXIT
 while [ ! -S "$QUBESD_SOCKET" ]; do sleep 0.05; done
 T="$BUILD/src/cli"
 B="$BUILD/bench/engine_bench"
 "$T/qvm-template" build busybox bench-bb >/dev/null
 "$T/qvm-create" -t bench-bb -l red bench >/dev/null
-sock="$tmp/run/qubes/bench/agent.sock"
+sock="$run/qubes/bench/agent.sock"
 rootfs=$(ls -d "$tmp"/state/volumes/*/root/layers/* | head -1)
 echo "machine: $(nproc) cpus, $(uname -r); $N iterations each"
+"$B" start "$N" bench
 "$B" start-kill "$N" bench
 "$B" start-echo-kill "$N" bench "$sock"
 "$B" spawn "$N" bwrap --unshare-all --ro-bind "$rootfs" / --proc /proc --dev /dev /bin/true

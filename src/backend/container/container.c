@@ -22,6 +22,7 @@
 #include "agent_proto.h"
 #include "fsutil.h"
 #include "launch.h"
+#include "sandbox.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -757,6 +758,9 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
         container_free(&cb->base);
         return NULL;
     }
+    int r = sandbox_prepare_seccomp();
+    if (r < 0) /* each qube's init then compiles it itself: slower, as safe */
+        log_warning("cannot precompile the seccomp filter: %s", strerror(-r));
     log_info("container engine: %s", cgroup_system_describe(cb->cgroups));
     return &cb->base;
 }

@@ -9,3 +9,5 @@ int sandbox_drop_capabilities(void);
  * blocks: keyctl, bpf, mount/umount/pivot_root and the new mount API, kexec, module
  * loading, reboot of the host, namespace creation, perf, userfaultfd, ... */
 int sandbox_load_seccomp(void);
+/* Compiles the filter once (in the daemon) so each qube's init only installs it. */
+int sandbox_prepare_seccomp(void);
