@@ -135,7 +135,9 @@ static _Noreturn void agent_exit(struct agent *a) {
 }
 
 /* With --init the template's init owns the shutdown: ask it (a poweroff-command, else
- * systemd's SIGRTMIN+4 "poweroff"); the engine kills the qube if that does not work. */
+ * the poweroff signal of each common init: SIGRTMIN+4 for systemd, SIGUSR2 for busybox,
+ * SIGPWR for sysvinit; each is harmless to the others); the engine kills the qube if
+ * none of that works. */
 static void ask_init_to_poweroff(struct agent *a) {
     char *path;
     if (asprintf(&path, "%s/poweroff-command", a->cfg.conf_dir) < 0)
@@ -150,6 +152,8 @@ static void ask_init_to_poweroff(struct agent *a) {
         }
     } else {
         kill(a->init_pid, SIGRTMIN + 4);
+        kill(a->init_pid, SIGUSR2);
+        kill(a->init_pid, SIGPWR);
     }
     free(path);
 }

@@ -31,6 +31,8 @@ struct backend_qube {
     unsigned vcpus;
     unsigned qrexec_timeout; /* seconds to wait for readiness */
     unsigned shutdown_timeout;
+    const char *init;        /* the template's own init to run as PID 1 (the agent runs
+                              * beside it), or NULL: the agent is PID 1 */
 };
 
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };

@@ -63,7 +63,11 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .vcpus = (unsigned)prop_long(app, q, P_VCPUS),
         .qrexec_timeout = (unsigned)prop_long(app, q, P_QREXEC_TIMEOUT),
         .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
+        /* a template that wants its own init (systemd) says so with this feature */
+        .init = app_feature_check(app, q, "container-init", FEATURE_FALLBACK_TEMPLATE),
     };
+    if (d->bq.init && !*d->bq.init)
+        d->bq.init = NULL;
 }
 
 static struct backend *backend_for(struct engine *e, const struct qube *q, struct qerr *err) {

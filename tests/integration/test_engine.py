@@ -408,6 +408,22 @@ class LifeCycle(EngineTestCase):
                           "domain-unpaused", "domain-pre-shutdown", "domain-shutdown"],
                          life_events(ev, "bb"))
 
+    def test_template_with_its_own_init(self):
+        # a template asks for its init with the container-init feature: init is PID 1,
+        # the agent runs beside it, and a shutdown goes through that init
+        self.create("AppVM", "withinit", "red", "bb")
+        self.ok("admin.vm.feature.Set", "container-init", "withinit", b"/sbin/init")
+        self.start("withinit")
+        out = self.qout("withinit", "ps -o pid,comm | awk '$1 == 1 {print $2}'; "
+                                    "echo agent-pid=$(pidof dispenser-agent)")
+        self.assertIn("init", out.splitlines()[0])
+        self.assertNotIn("agent-pid=1\n", out)
+        t = time.monotonic()
+        self.shutdown("withinit")
+        self.assertLess(time.monotonic() - t, 20)
+        self.assert_state("withinit", "Halted")
+        self.assert_no_trace("withinit")
+
     def test_standalonevm(self):
         ev = self.events()
         self.create("StandaloneVM", "alone")

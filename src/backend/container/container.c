@@ -369,7 +369,9 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
         return qerr_set(err, EXC_QUBES, "cannot create the agent socket or log of '%s'",
                         run->name);
     snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
-    char *argv[] = {"dispenser-agent", NULL};
+    /* the init path comes from a feature: only an absolute path goes to the agent */
+    bool own_init = q->init && q->init[0] == '/';
+    char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)q->init, NULL};
     char *envp[] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "HOME=/root", "TERM=dumb", NULL};
     struct launch_spec spec = {
