@@ -76,10 +76,20 @@ class Agent:
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 5
-        while not os.path.exists(self.socket):
+        while not self._accepts():  # the path appears at bind(), before listen()
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("agent did not listen:\n" + self.log())
             time.sleep(0.005)
+
+    def _accepts(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def log(self):
         with open(self.log_path, "rb") as f:
