@@ -3,7 +3,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES="
-  gcc clang libclang-rt-14-dev meson ninja-build pkg-config
+  gcc libc6-dev clang libclang-rt-14-dev meson ninja-build pkg-config
   libsystemd-dev libsqlite3-dev libcmocka-dev libseccomp-dev libcap-dev
   python3 sqlite3 systemd busybox-static debootstrap bubblewrap musl-tools
 "
