@@ -55,11 +55,38 @@ struct backend_volume_info {
 struct backend;
 struct backend_run; /* one running (or paused) qube */
 
+/* A qrexec service call into a qube. stdio are the caller's descriptors: the engine
+ * hands them to the agent (container) or copies between them and its channel (VM). The
+ * engine duplicates what it keeps; the caller closes its own. */
+struct backend_service_call {
+    const char *service, *argument;
+    const char *source;  /* the caller as the service sees it: QREXEC_REMOTE_DOMAIN */
+    const char *target;  /* as requested: QREXEC_REQUESTED_TARGET */
+    const char *user;    /* "" = the qube's default user */
+    const char *command; /* qubes.VMShell: a command instead of a script on stdin */
+    int stdio[3];
+};
+
+enum backend_call_end { BACKEND_CALL_EXITED, BACKEND_CALL_SIGNALED, BACKEND_CALL_FAILED };
+typedef void (*backend_call_done_fn)(void *userdata, enum backend_call_end how, int status,
+                                     const char *reason);
+
+/* A call made from inside a qube (qrexec-client-vm), for the daemon's router to decide
+ * and run; answered exactly once with upcall_reply. */
+struct backend_upcall {
+    const char *source;  /* the qube it came from: the engine knows, the qube cannot lie */
+    const char *target, *service, *user, *command;
+    int stdio[3];        /* owned by the engine until upcall_reply */
+    void *handle;        /* the engine's */
+};
+
 /* What the engine tells the daemon. */
 struct backend_events {
     void *userdata;
     /* The qube's init exited or was killed; its run handle is freed after this returns. */
     void (*exited)(void *userdata, const char *name, int status);
+    /* A qube asked for a qrexec call. */
+    void (*upcall)(void *userdata, struct backend_upcall *call);
 };
 
 /* Completion of an asynchronous operation: r = 0 or -1 with err set. */
@@ -90,6 +117,12 @@ struct backend_ops {
                         char *path, size_t size, struct qerr *err);
     int (*import_end)(struct backend *b, const struct backend_qube *q, const char *volume,
                       bool commit, struct qerr *err);
+    /* Runs a service in a running qube; `done` when it has ended (or could not start). */
+    int (*exec)(struct backend *b, const char *name, const struct backend_service_call *call,
+                backend_call_done_fn done, void *userdata, struct qerr *err);
+    /* Answers an upcall: how it ended, with a reason shown to the caller when refused. */
+    void (*upcall_reply)(struct backend *b, struct backend_upcall *call,
+                         enum backend_call_end how, int status, const char *reason);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). */
     int (*adopt)(struct backend *b, const struct backend_qube *q);
@@ -107,7 +140,8 @@ struct backend {
 struct backend_config {
     const char *state_dir;
     const char *runtime_dir;
-    const char *agent_path; /* the static agent binary on the host */
+    const char *agent_path; /* the static agent binary on the host; also bound read-only
+                             * into every qube at AGENT_BIN_DIR for qrexec-client-vm */
     uid_t uid_base;         /* first host uid of the range qube ids map to */
     uid_t uid_count;
 };

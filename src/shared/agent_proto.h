@@ -26,7 +26,18 @@ enum agent_request_type {
     AGENT_REQ_EXEC = 1,      /* run a service (qubes.VMShell, qubes.VMExec, /etc/qubes-rpc/...) */
     AGENT_REQ_WAIT_READY = 2, /* reply once start-up is complete (qubes.WaitForRunningSystem) */
     AGENT_REQ_SHUTDOWN = 3,  /* orderly power-off: TERM every process, then exit */
+    AGENT_REQ_UPLINK = 4,    /* the daemon's qrexec router: this connection becomes the
+                              * agent's uplink. From then on the agent sends the calls made
+                              * inside the qube (qrexec-client-vm) up it as qrexec_request
+                              * (+ SCM_RIGHTS), and the daemon answers each with a
+                              * qrexec_result (qrexec_proto.h). No agent_reply is sent.
+                              * A newer uplink replaces an older one (daemon restart). */
 };
+
+/* Inside every qube the agent also listens on this path for qrexec-client-vm; the agent
+ * binary is there too, read-only, for qubes to run as qrexec-client-vm. */
+#define AGENT_QREXEC_SOCKET "/run/dispenser/qrexec.sock"
+#define AGENT_BIN_DIR "/run/dispenser/bin"
 
 enum agent_request_flags {
     AGENT_F_FDS = 1u << 0, /* stdio passed as descriptors (SCM_RIGHTS) */
