@@ -8,6 +8,7 @@
 #include "agent_proto.h"
 #include "frames.h"
 #include "macro.h"
+#include "qrexec_proto.h"
 #include "strbuf.h"
 
 struct watch;
@@ -61,6 +62,29 @@ struct conn {
     struct copy_relay *copy; /* NULL when stdio was passed as descriptors */
 };
 
+/* A call made inside the qube (qrexec-client-vm) on its way up to dispenserd's router:
+ * read from the local client, queued, sent up the uplink with a fresh id, answered. */
+enum qcall_state {
+    QCALL_READING, /* header and body from the local client */
+    QCALL_QUEUED,  /* waiting for (the rest of) its turn on the uplink */
+    QCALL_SENT,    /* waiting for the router's qrexec_result */
+};
+
+struct qcall {
+    struct qcall *next;
+    struct agent *agent;
+    struct watch sock; /* the local client */
+    enum qcall_state state;
+    bool dead;
+    uint32_t id;        /* ours, on the uplink */
+    uint32_t client_id; /* the client's, echoed back in its result */
+    struct qrexec_request req;
+    size_t got;  /* header + body received */
+    char *msg;   /* header + body as forwarded */
+    size_t sent; /* bytes of msg on the uplink; the descriptors ride on the first */
+    int fds[3];
+};
+
 struct agent {
     int epfd;
     struct watch listener, signals;
@@ -75,6 +99,14 @@ struct agent {
     pid_t startup_pid;
     int64_t ready_retry_at; /* --init: next run of the ready command, -1 = none */
     int64_t kill_at;        /* shutdown: when to SIGKILL, -1 = not stopping */
+    /* qrexec calls out of the qube */
+    struct watch qrexec_listener; /* AGENT_QREXEC_SOCKET */
+    char *qrexec_path;            /* unlinked at exit when run by hand */
+    struct watch uplink;          /* fd -1 = dispenserd not connected */
+    char up_buf[sizeof(struct qrexec_result) + QREXEC_MAX_MSG];
+    size_t up_got;
+    struct qcall *qcalls;
+    uint32_t next_qid;
 };
 
 /* util.c */
@@ -83,6 +115,14 @@ int64_t now_ms(void);
 int fd_set_nonblock(int fd);
 int watch_set(struct agent *a, struct watch *w, uint32_t events);
 void watch_close(struct agent *a, struct watch *w);
+/* A non-blocking listening Unix socket at path (replacing a stale one); -errno. */
+int unix_listen(const char *path);
+/* recvmsg (non-blocking) of up to len bytes. Exactly three descriptors coming along fill
+ * fds (entries -1); any others, or any at all with fds NULL, are closed: -EBADMSG. */
+ssize_t recv_fds(int sock, void *buf, size_t len, int fds[3]);
+/* One non-blocking sendmsg, fds (if not NULL) as SCM_RIGHTS: bytes sent or -errno. */
+ssize_t send_fds(int sock, const void *buf, size_t len, const int fds[3]);
+void close_fds(int fds[3]);
 
 /* conn.c */
 void conn_accept(struct watch *w, uint32_t revents);
@@ -101,6 +141,16 @@ int copy_start(struct conn *c, int child_stdio[3]);
  * and sets the epoll masks; call after anything changed. */
 void copy_update(struct conn *c);
 void copy_close(struct agent *a, struct copy_relay *r);
+
+/* uplink.c */
+/* Listens for qrexec-client-vm at path (its directory made if needed); logged, not
+ * fatal, on failure: the qube works without calls out. */
+void qrexec_listen(struct agent *a, const char *path);
+/* AGENT_REQ_UPLINK: the connection becomes the uplink, replacing any older one. */
+void uplink_adopt(struct conn *c);
+void qcalls_reap_dead(struct agent *a);
+/* Shutdown: no new calls from inside. */
+void qrexec_stop_listening(struct agent *a);
 
 /* startup.c */
 void startup_begin(struct agent *a);

@@ -31,12 +31,6 @@ void conn_accept(struct watch *w, uint32_t revents) {
     }
 }
 
-static void close_fds(int fds[3]) {
-    for (int i = 0; i < 3; i++)
-        if (fds[i] >= 0)
-            close(fds[i]), fds[i] = -1;
-}
-
 /* The end of a connection; the memory goes at the end of the loop iteration, because
  * other events of this iteration may still point at its watches. */
 void conn_destroy(struct conn *c) {
@@ -82,39 +76,14 @@ void conn_send_reply(struct conn *c, uint32_t kind, int32_t status) {
     conn_destroy(c);
 }
 
-/* recvmsg for the header and body: exactly the bytes asked for (the copy path's frames
- * follow), collecting any descriptors that come along. */
-static ssize_t recv_with_fds(struct conn *c, void *buf, size_t len) {
-    char control[CMSG_SPACE(sizeof(int) * 4)];
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(c->sock.fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0)
-        return -errno;
-    bool bad = msg.msg_flags & MSG_CTRUNC;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int *fds = (int *)CMSG_DATA(cm);
-        for (size_t i = 0; i < nfds; i++) {
-            if (nfds == 3 && c->fds[i] < 0)
-                c->fds[i] = fds[i];
-            else
-                close(fds[i]), bad = true;
-        }
-    }
-    return bad ? -EBADMSG : n;
-}
-
 /* 1 when the whole request is in, 0 for more, -errno on a broken request. */
 static int read_request(struct conn *c) {
     size_t hdr = sizeof(c->req);
     bool in_header = c->got < hdr;
     void *dst = in_header ? (char *)&c->req + c->got : c->body + (c->got - hdr);
     size_t want = in_header ? hdr - c->got : hdr + c->req.body_len - c->got;
-    ssize_t n = recv_with_fds(c, dst, want);
+    /* exactly the bytes asked for: the copy path's frames follow */
+    ssize_t n = recv_fds(c->sock.fd, dst, want, c->fds);
     if (n == -EAGAIN || n == -EINTR)
         return 0;
     if (n <= 0)
@@ -145,6 +114,9 @@ static void dispatch(struct conn *c) {
         return;
     case AGENT_REQ_EXEC:
         start_service(c);
+        return;
+    case AGENT_REQ_UPLINK:
+        uplink_adopt(c);
         return;
     default:
         conn_send_reply(c, AGENT_REFUSED, EINVAL);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "client_vm.h"
 
 #define LISTEN_FD 3
 #define SHUTDOWN_GRACE_MS 5000
@@ -33,23 +34,6 @@ static void config_load(struct agent_config *cfg) {
     cfg->passwd = "/etc/passwd";
     cfg->group = "/etc/group";
     cfg->qube = env_or("DISPENSER_QUBE", "");
-}
-
-static int listen_on(const char *path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    return fd;
 }
 
 /* The engine's socket on fd 3: must be a listening socket; not inherited by services. */
@@ -130,6 +114,8 @@ static void signal_everyone(struct agent *a, int sig) {
 static _Noreturn void agent_exit(struct agent *a) {
     if (a->listen_path)
         unlink(a->listen_path);
+    if (a->listen_path && a->qrexec_path) /* in a qube, /run goes with it */
+        unlink(a->qrexec_path);
     agent_log("powered off");
     exit(0);
 }
@@ -164,6 +150,7 @@ void agent_poweroff(struct agent *a) {
     a->stopping = true;
     agent_log("powering off");
     watch_close(a, &a->listener);
+    qrexec_stop_listening(a);
     if (a->init_mode)
         return ask_init_to_poweroff(a);
     signal_everyone(a, SIGTERM);
@@ -244,10 +231,26 @@ static _Noreturn void run_loop(struct agent *a) {
             w->fn(w, evs[i].events);
         }
         conns_reap_dead(a);
+        qcalls_reap_dead(a);
         startup_tick(a);
         if (a->stopping && !a->init_mode)
             shutdown_tick(a);
     }
+}
+
+/* In a qube: always at AGENT_QREXEC_SOCKET. Run by hand (--listen, tests) only where
+ * DISPENSER_AGENT_QREXEC_SOCKET says: never on the host's /run. */
+static void setup_qrexec_socket(struct agent *a, bool by_hand) {
+    const char *path = getenv("DISPENSER_AGENT_QREXEC_SOCKET");
+    if (path && *path)
+        qrexec_listen(a, path);
+    else if (!by_hand)
+        qrexec_listen(a, AGENT_QREXEC_SOCKET);
+}
+
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
 }
 
 static void usage(FILE *f) {
@@ -276,7 +279,11 @@ static void parse_args(int argc, char **argv, const char **listen, const char **
 }
 
 int main(int argc, char **argv) {
-    static struct agent a = {.kill_at = -1, .ready_retry_at = -1};
+    static struct agent a = {.kill_at = -1, .ready_retry_at = -1, .uplink.fd = -1,
+                             .qrexec_listener.fd = -1};
+    /* multi-call: the engine puts this binary in every qube as qrexec-client-vm too */
+    if (argc > 0 && streq(base_name(argv[0]), "qrexec-client-vm"))
+        return qrexec_client_vm_main(argc, argv);
     const char *listen_path = NULL, *init = NULL;
     parse_args(argc, argv, &listen_path, &init);
     /* first: a signal that arrives while we set up must not kill init */
@@ -284,7 +291,7 @@ int main(int argc, char **argv) {
     ensure_std_fds();
     config_load(&a.cfg);
     a.pid1 = getpid() == 1;
-    int lfd = listen_path ? listen_on(listen_path) : adopt_listen_fd();
+    int lfd = listen_path ? unix_listen(listen_path) : adopt_listen_fd();
     if (lfd < 0) {
         agent_log("no listening socket (%s): %s", listen_path ? listen_path : "fd 3",
                   strerror(-lfd));
@@ -306,6 +313,7 @@ int main(int argc, char **argv) {
         agent_log("event loop set-up: %m");
         return 1;
     }
+    setup_qrexec_socket(&a, listen_path != NULL);
     startup_begin(&a);
     run_loop(&a);
 }

@@ -10,7 +10,9 @@
 #include "passwd.h"
 #include "vmexec.h"
 
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* AGENT_BIN_DIR last: qrexec-client-vm for templates that lack /usr/bin's link to it */
+#define DEFAULT_PATH \
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:" AGENT_BIN_DIR
 
 static bool valid_chars(const char *s, const char *extra) {
     for (; *s; s++) {

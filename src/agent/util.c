@@ -1,9 +1,13 @@
-/* Logging, time and the epoll bookkeeping of the agent. */
+/* Logging, time, sockets and the epoll bookkeeping of the agent. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,4 +63,71 @@ void watch_close(struct agent *a, struct watch *w) {
     watch_set(a, w, 0);
     close(w->fd);
     w->fd = -1;
+}
+
+int unix_listen(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+ssize_t recv_fds(int sock, void *buf, size_t len, int fds[3]) {
+    char control[CMSG_SPACE(sizeof(int) * 4)];
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                         .msg_controllen = sizeof(control)};
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0)
+        return -errno;
+    bool bad = msg.msg_flags & MSG_CTRUNC;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *got = (int *)CMSG_DATA(cm);
+        for (size_t i = 0; i < nfds; i++) {
+            if (fds && nfds == 3 && fds[i] < 0)
+                fds[i] = got[i];
+            else
+                close(got[i]), bad = true;
+        }
+    }
+    return bad ? -EBADMSG : n;
+}
+
+ssize_t send_fds(int sock, const void *buf, size_t len, const int fds[3]) {
+    char control[CMSG_SPACE(sizeof(int) * 3)] = {0};
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fds) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * 3);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * 3);
+    }
+    ssize_t n;
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+void close_fds(int fds[3]) {
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]), fds[i] = -1;
 }

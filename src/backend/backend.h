@@ -76,7 +76,7 @@ typedef void (*backend_call_done_fn)(void *userdata, enum backend_call_end how, 
 struct backend_upcall {
     const char *source;  /* the qube it came from: the engine knows, the qube cannot lie */
     const char *target, *service, *user, *command;
-    int stdio[3];        /* owned by the engine until upcall_reply */
+    int stdio[3];        /* the caller's; they belong to the daemon from the upcall on */
     void *handle;        /* the engine's */
 };
 
@@ -120,7 +120,8 @@ struct backend_ops {
     /* Runs a service in a running qube; `done` when it has ended (or could not start). */
     int (*exec)(struct backend *b, const char *name, const struct backend_service_call *call,
                 backend_call_done_fn done, void *userdata, struct qerr *err);
-    /* Answers an upcall: how it ended, with a reason shown to the caller when refused. */
+    /* Answers an upcall (and frees it): how it ended, with a reason shown to the caller
+     * when refused or failed. */
     void (*upcall_reply)(struct backend *b, struct backend_upcall *call,
                          enum backend_call_end how, int status, const char *reason);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,

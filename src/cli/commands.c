@@ -19,6 +19,10 @@ static const struct cli_command commands[] = {
     {"qvm-pause", qvm_pause_main},
     {"qvm-unpause", qvm_unpause_main},
     {"qvm-template", qvm_template_main},
+    {"qvm-run", qvm_run_main},
+    {"qvm-copy-to-vm", qvm_copy_to_vm_main},
+    {"qvm-open-in-dvm", qvm_open_in_dvm_main},
+    {"qrexec-client", qrexec_client_main},
 };
 
 const struct cli_command *cli_command_find(const char *name) {

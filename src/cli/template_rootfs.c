@@ -143,6 +143,134 @@ static int ensure_skeleton(const char *root, struct cli_err *e) {
     return 0;
 }
 
+/* ---- qrexec: services and the client, in every template ---- */
+
+/* qubes.Filecopy: a tar stream (what qvm-copy-to-vm sends) into
+ * ~/QubesIncoming/<caller>/. The names are checked before anything is unpacked (tar's
+ * own defaults differ between busybox and GNU), it is unpacked into an empty staging
+ * directory, and nothing already there is overwritten. */
+static const char filecopy_sh[] =
+    "#!/bin/sh\n"
+    "# qubes.Filecopy (dispenser): unpacks the tar stream on stdin into\n"
+    "# ~/QubesIncoming/<calling qube>/. Absolute names and '..' are refused before anything\n"
+    "# is written; existing files are never overwritten.\n"
+    "set -eu\n"
+    "from=${QREXEC_REMOTE_DOMAIN:-}\n"
+    "case $from in ''|.*|*/*) echo \"qubes.Filecopy: bad caller name '$from'\" >&2; exit 1 ;; esac\n"
+    "incoming=\"${HOME:-/tmp}/QubesIncoming\"\n"
+    "dest=\"$incoming/$from\"\n"
+    "mkdir -p \"$dest\"\n"
+    "stage=$(mktemp -d \"$incoming/.filecopy.XXXXXX\")\n"
+    "trap 'rm -rf \"$stage\"' EXIT\n"
+    "cat >\"$stage/stream.tar\"\n"
+    "# busybox tar lists names already stripped of '/' and '../', with a warning\n"
+    "tar -tf \"$stage/stream.tar\" >\"$stage/names\" 2>\"$stage/warnings\"\n"
+    "if [ -s \"$stage/warnings\" ]; then\n"
+    "    echo \"qubes.Filecopy: refusing unsafe archive: $(head -n 1 \"$stage/warnings\")\" >&2\n"
+    "    exit 1\n"
+    "fi\n"
+    "while IFS= read -r name; do\n"
+    "    case \"/$name/\" in\n"
+    "    //*|*/../*) echo \"qubes.Filecopy: refusing unsafe name: $name\" >&2; exit 1 ;;\n"
+    "    esac\n"
+    "done <\"$stage/names\"\n"
+    "mkdir \"$stage/files\"\n"
+    "tar -xf \"$stage/stream.tar\" -C \"$stage/files\"\n"
+    "status=0\n"
+    "for f in \"$stage/files\"/* \"$stage/files\"/.[!.]* \"$stage/files\"/..?*; do\n"
+    "    [ -e \"$f\" ] || [ -L \"$f\" ] || continue\n"
+    "    name=${f##*/}\n"
+    "    if [ -e \"$dest/$name\" ] || [ -L \"$dest/$name\" ]; then\n"
+    "        echo \"qubes.Filecopy: $dest/$name exists: not overwritten\" >&2\n"
+    "        status=1\n"
+    "        continue\n"
+    "    fi\n"
+    "    mv \"$f\" \"$dest/\"\n"
+    "done\n"
+    "exit $status\n";
+
+/* qubes.OpenInVM: the file on stdin, its name in the argument. The handler's stdout
+ * goes back to the caller; without any handler, a description of the file does. */
+static const char openinvm_sh[] =
+    "#!/bin/sh\n"
+    "# qubes.OpenInVM (dispenser): stdin is the file, QREXEC_SERVICE_ARGUMENT its name.\n"
+    "# Saved to a temporary directory and opened with /etc/dispenser/open-handler if it is\n"
+    "# executable, else mimeopen -n or xdg-open, else described; stdout goes to the caller.\n"
+    "set -u\n"
+    "name=${QREXEC_SERVICE_ARGUMENT:-file}\n"
+    "name=${name##*/}\n"
+    "case $name in ''|.|..) name=file ;; esac\n"
+    "dir=$(mktemp -d \"${TMPDIR:-/tmp}/openinvm.XXXXXX\") || exit 1\n"
+    "trap 'rm -rf \"$dir\"' EXIT\n"
+    "file=\"$dir/$name\"\n"
+    "cat >\"$file\" || exit 1\n"
+    "if [ -x /etc/dispenser/open-handler ]; then\n"
+    "    /etc/dispenser/open-handler \"$file\"\n"
+    "elif command -v mimeopen >/dev/null 2>&1; then\n"
+    "    mimeopen -n \"$file\"\n"
+    "elif command -v xdg-open >/dev/null 2>&1; then\n"
+    "    xdg-open \"$file\"\n"
+    "else\n"
+    "    echo \"name: $name\"\n"
+    "    echo \"size: $(wc -c <\"$file\" | tr -d ' ') bytes\"\n"
+    "    if command -v file >/dev/null 2>&1; then\n"
+    "        echo \"type: $(file -b \"$file\")\"\n"
+    "    else\n"
+    "        echo \"type: unknown (no 'file' here); first bytes:\"\n"
+    "        head -c 200 \"$file\"\n"
+    "        echo\n"
+    "    fi\n"
+    "fi\n";
+
+static const char getdate_sh[] = "#!/bin/sh\n"
+                                 "# qubes.GetDate (dispenser): the qube's time, UTC.\n"
+                                 "exec date -u +%FT%T\n";
+
+/* The engine binds the agent into every qube at /run/dispenser/bin; /usr/bin gets the
+ * name programs expect. An imported Qubes template's own qrexec-client-vm speaks vchan,
+ * which no qube here has: replaced. */
+static int link_client_vm(const char *root, struct cli_err *e) {
+    _cleanup_free_ char *p = path_in(root, "usr/bin/qrexec-client-vm");
+    struct stat st;
+    if (make_dir(root, "usr/bin", 0755, 0, e) < 0)
+        return -1;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        return fail(e, "%s is a directory", p);
+    if ((unlink(p) < 0 && errno != ENOENT) ||
+        symlink("/run/dispenser/bin/qrexec-client-vm", p) < 0 || lchown(p, 0, 0) < 0)
+        return fail_errno(e, "cannot create", p);
+    return 0;
+}
+
+/* Ours replace any the template had: qvm-copy-to-vm here sends tar, not Qubes' qfile
+ * protocol. */
+static int qrexec_services(const char *root, struct cli_err *e) {
+    static const struct {
+        const char *rel, *text;
+    } services[] = {
+        {"etc/qubes-rpc/qubes.Filecopy", filecopy_sh},
+        {"etc/qubes-rpc/qubes.OpenInVM", openinvm_sh},
+        {"etc/qubes-rpc/qubes.GetDate", getdate_sh},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(services); i++) {
+        _cleanup_free_ char *p = path_in(root, services[i].rel);
+        if (unlink(p) < 0 && errno != ENOENT) /* never write through a planted symlink */
+            return fail_errno(e, "cannot replace", p);
+        if (write_text(root, services[i].rel, services[i].text, 0755, e) < 0)
+            return -1;
+        if (chown(p, 0, 0) < 0)
+            return fail_errno(e, "cannot set the owner of", p);
+    }
+    return link_client_vm(root, e);
+}
+
+/* What every template gets last, whatever built it. */
+static int rootfs_finish(const char *root, struct cli_err *e) {
+    if (ensure_skeleton(root, e) < 0)
+        return -1;
+    return qrexec_services(root, e);
+}
+
 /* ---- busybox ---- */
 
 /* The template has no libc: a dynamically linked busybox (package "busybox") would not
@@ -237,9 +365,9 @@ int rootfs_build_busybox(const char *dir, struct cli_err *err) {
         return -1;
     if (chmod(dest, 0755) < 0)
         return fail_errno(err, "cannot chmod", dest);
-    if (busybox_applets(dir, err) < 0)
+    if (busybox_applets(dir, err) < 0 || busybox_etc(dir, err) < 0)
         return -1;
-    return busybox_etc(dir, err);
+    return rootfs_finish(dir, err);
 }
 
 /* ---- Debian ---- */
@@ -317,7 +445,7 @@ int rootfs_build_debian(const char *dir, const struct rootfs_debian *o, bool qui
     printf("Adding user 'user' (1000) and cleaning the apt caches ...\n");
     if (debian_user(dir, err) < 0 || debian_clean(dir, err) < 0)
         return -1;
-    return ensure_skeleton(dir, err);
+    return rootfs_finish(dir, err);
 }
 
 /* ---- import ---- */
@@ -334,5 +462,5 @@ int rootfs_import_tar(const char *dir, const char *tarball, struct cli_err *err)
                          "-C", (char *)dir, NULL};
     if (run(tar, false, err) < 0)
         return -1;
-    return ensure_skeleton(dir, err);
+    return rootfs_finish(dir, err);
 }

@@ -111,7 +111,13 @@ struct qube_spec {
     const char *label;
     const char *template; /* NULL or "": class default */
     const char *creator;  /* tag to add, "created-by-<caller>"; may be NULL */
+    const char *extra_tag; /* another tag ("disp-created-by-<caller>"), or NULL */
+    int dispid;            /* DispVM: this dispid (its name is disp<dispid>); 0 = random */
+    bool auto_cleanup;     /* DispVM: removed when it shuts down (unnamed disposables) */
 };
+
+/* A free dispid and its name disp<N>, as Qubes names unnamed disposables. */
+int app_alloc_dispid(const struct app *app, char *name, size_t size);
 int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
                struct qerr *err);
 /* Refuses with QubesVMInUseError naming the dependents. */

@@ -30,6 +30,20 @@ static bool dispid_taken(const struct app *app, int dispid) {
 }
 
 /* Random, as Qubes does, so a disposable's name says nothing about its predecessors. */
+static int alloc_dispid(const struct app *app);
+
+int app_alloc_dispid(const struct app *app, char *name, size_t size) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int id = alloc_dispid(app);
+        if (id < 0)
+            return -1;
+        snprintf(name, size, "disp%d", id);
+        if (!app_find(app, name))
+            return id;
+    }
+    return -1;
+}
+
 static int alloc_dispid(const struct app *app) {
     for (int attempt = 0; attempt < 1000; attempt++) {
         unsigned v;
@@ -98,7 +112,9 @@ static int build_qube(struct app *app, const struct qube_spec *spec, struct qube
     if (resolve_template(app, q, spec->template, err) < 0)
         return -1;
     q->qid = alloc_qid(app);
-    int dispid = spec->klass == QUBE_DISPVM ? alloc_dispid(app) : 0;
+    int dispid = spec->klass != QUBE_DISPVM ? 0
+                 : spec->dispid > 0 && !dispid_taken(app, spec->dispid) ? spec->dispid
+                                                                       : alloc_dispid(app);
     if (q->qid < 0 || dispid < 0)
         return qerr_set(err, EXC_QUBES, "No free qube id left");
     if (dispid) {
@@ -110,6 +126,10 @@ static int build_qube(struct app *app, const struct qube_spec *spec, struct qube
     q->power_state = "Halted";
     if (spec->creator)
         strmap_set(&q->tags, spec->creator, "");
+    if (spec->extra_tag)
+        strmap_set(&q->tags, spec->extra_tag, "");
+    if (spec->klass == QUBE_DISPVM && spec->auto_cleanup)
+        q->props[P_AUTO_CLEANUP] = xstrdup("True");
     return 0;
 }
 

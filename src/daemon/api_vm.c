@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "disposable.h"
 #include "engine.h"
 #include "host.h"
 #include "labels.h"
@@ -178,13 +179,33 @@ static int vm_shutdown(struct api_call *c) {
     return engine_shutdown(c->engine, c->dest, strstr(a, "force") != NULL, NULL, NULL, c->err);
 }
 
+/* admin.vm.CreateDisposable: dest is the disposable template, or dom0 for the caller's
+ * default_dispvm. Returns the new name (or uuid:<uuid> for payload "uuid"). */
 static int vm_create_disposable(struct api_call *c) {
     const char *a = c->req->arg;
+    bool want_uuid = c->req->payload_len == 4 && memcmp(c->req->payload, "uuid", 4) == 0;
     if (*a && strcmp(a, "preload") != 0)
         return qerr_set(c->err, EXC_PERMISSION, "Argument not in \"'', 'preload'\"");
-    if (c->req->payload_len && (c->req->payload_len != 4 || memcmp(c->req->payload, "uuid", 4)))
+    if (c->req->payload_len && !want_uuid)
         return qerr_set(c->err, EXC_PROTOCOL, "Invalid payload, expected empty string or 'uuid'");
-    return no_engine(c);
+    struct qube *tpl = c->dest->klass == QUBE_ADMINVM
+                           ? disposable_default_template(c->app, c->src, c->err)
+                           : c->dest;
+    if (!tpl)
+        return -1;
+    if (!disposable_template_ok(c->app, tpl))
+        return qerr_set(c->err, EXC_QUBES, "'%s' is not a disposable template "
+                        "(template_for_dispvms is not set)", tpl->name);
+    if (*a) /* "preload": refill only; without preloading there is nothing to do */
+        return 0;
+    struct qube *q = disposable_create(c->app, tpl, c->src->name, c->err);
+    if (!q)
+        return -1;
+    if (want_uuid)
+        strbuf_printf(c->out, "uuid:%s", q->uuid);
+    else
+        strbuf_puts(c->out, q->name);
+    return 0;
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

@@ -3,12 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
 struct engine {
     struct app *app;
     struct backend *container;
+    engine_upcall_fn upcall;
+    void *upcall_userdata;
     char container_problem[256]; /* why the container engine is unavailable */
 };
 
@@ -308,6 +311,37 @@ int engine_import_end(struct engine *e, const struct qube *q, const char *volume
     return b->ops->import_end(b, &d.bq, volume, commit, err);
 }
 
+/* ---- qrexec ---- */
+
+int engine_exec(struct engine *e, const struct qube *q, const struct backend_service_call *call,
+                backend_call_done_fn done, void *userdata, struct qerr *err) {
+    struct backend *b = backend_for(e, q, err);
+    return b ? b->ops->exec(b, q->name, call, done, userdata, err) : -1;
+}
+
+static void on_upcall(void *userdata, struct backend_upcall *call) {
+    struct engine *e = userdata;
+    if (e->upcall) {
+        e->upcall(e->upcall_userdata, call);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        close(call->stdio[i]);
+    e->container->ops->upcall_reply(e->container, call, BACKEND_CALL_FAILED, -1,
+                                    "this dispenserd routes no qrexec calls");
+}
+
+void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *userdata) {
+    e->upcall = fn;
+    e->upcall_userdata = userdata;
+}
+
+void engine_upcall_reply(struct engine *e, struct backend_upcall *call,
+                         enum backend_call_end how, int status, const char *reason) {
+    /* upcalls only come from the container engine today */
+    e->container->ops->upcall_reply(e->container, call, how, status, reason);
+}
+
 /* ---- restart ---- */
 
 void engine_recover(struct engine *e) {
@@ -347,6 +381,7 @@ struct engine *engine_new(struct app *app, struct backend *container, const char
     if (container) {
         container->events.userdata = e;
         container->events.exited = on_exited;
+        container->events.upcall = on_upcall;
     }
     return e;
 }

@@ -34,3 +34,12 @@ int engine_import_begin(struct engine *e, const struct qube *q, const char *volu
                         size_t size, struct qerr *err);
 int engine_import_end(struct engine *e, const struct qube *q, const char *volume, bool commit,
                       struct qerr *err);
+
+/* qrexec: a service call into a running qube, and calls coming up from qubes. */
+int engine_exec(struct engine *e, const struct qube *q, const struct backend_service_call *call,
+                backend_call_done_fn done, void *userdata, struct qerr *err);
+typedef void (*engine_upcall_fn)(void *userdata, struct backend_upcall *call);
+void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *userdata);
+/* status < 0: refused (reason says why); else how the call ended. */
+void engine_upcall_reply(struct engine *e, struct backend_upcall *call,
+                         enum backend_call_end how, int status, const char *reason);

@@ -20,6 +20,7 @@
 #include "events.h"
 #include "host.h"
 #include "log.h"
+#include "qrexec_router.h"
 #include "server.h"
 
 struct options {
@@ -30,6 +31,7 @@ struct options {
     bool foreground;
     const char *agent_path;
     uid_t uid_base, uid_count;
+    const char *policy_dir;
 };
 
 /* Host ids 0x60000000.. (65,536 of them) are what ids 0.. inside qubes map to. Far above
@@ -49,9 +51,10 @@ static void usage(FILE *f) {
             "  --log-level LEVEL    error, warning, info (default) or debug\n"
             "  --agent PATH         the static in-qube agent (default %s)\n"
             "  --uid-base N         first host uid of the qubes' id range (default %u)\n"
+            "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
             "  --help, --version\n",
             DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET, DEFAULT_AGENT,
-            DEFAULT_UID_BASE);
+            DEFAULT_UID_BASE, DEFAULT_POLICY_DIR);
 }
 
 static int parse_group(const char *name, gid_t *out) {
@@ -67,7 +70,7 @@ static int parse_group(const char *name, gid_t *out) {
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_UID_BASE };
+           OPT_AGENT, OPT_UID_BASE, OPT_POLICY };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -79,12 +82,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"version", no_argument, NULL, OPT_VERSION},
         {"agent", required_argument, NULL, OPT_AGENT},
         {"uid-base", required_argument, NULL, OPT_UID_BASE},
+        {"policy-dir", required_argument, NULL, OPT_POLICY},
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
     *o = (struct options){DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR,
                           env && *env ? env : DEFAULT_SOCKET, (gid_t)-1, false, DEFAULT_AGENT,
-                          DEFAULT_UID_BASE, DEFAULT_UID_COUNT};
+                          DEFAULT_UID_BASE, DEFAULT_UID_COUNT, DEFAULT_POLICY_DIR};
     int c;
     enum log_level level;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -105,6 +109,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
             log_set_level(level);
             break;
         case OPT_AGENT: o->agent_path = optarg; break;
+        case OPT_POLICY: o->policy_dir = optarg; break;
         case OPT_UID_BASE: o->uid_base = (uid_t)strtoul(optarg, NULL, 0); break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: puts("dispenserd " DISPENSER_VERSION); return 0;
@@ -189,6 +194,11 @@ static void report_ready(int ready_fd) {
     }
 }
 
+static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+    router_reload_policy(userdata);
+    return 0;
+}
+
 /* Qubes keep running across restarts: adopt them before the first call is served. A host
  * where the container engine cannot work still gets a management plane. */
 static struct engine *start_engine(sd_event *loop, struct app *app, const struct options *o) {
@@ -215,6 +225,7 @@ static int run(const struct options *o, int ready_fd) {
     struct events_hub *hub = NULL;
     struct server *srv = NULL;
     struct engine *engine = NULL;
+    struct router *router = NULL;
     struct qerr err = {0};
     char db[4096];
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
@@ -232,13 +243,22 @@ static int run(const struct options *o, int ready_fd) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
+    char qrexec_sock[4096];
+    snprintf(qrexec_sock, sizeof(qrexec_sock), "%s/qrexec.sock", o->runtime_dir);
+    struct router_config rcfg = {o->policy_dir, qrexec_sock, o->socket_gid};
+    if (!(router = router_new(loop, &app, engine, &rcfg, &err))) {
+        log_error("%s", err.msg);
+        goto out;
+    }
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     sd_event_add_signal(loop, NULL, SIGTERM, NULL, NULL); /* NULL handler: exit the loop */
     sd_event_add_signal(loop, NULL, SIGINT, NULL, NULL);
+    sd_event_add_signal(loop, NULL, SIGHUP, on_sighup, router);
     log_info("dispenserd %s: %zu qubes, listening on %s", DISPENSER_VERSION, app.n_qubes,
              o->socket_path);
     write_pid_file(o->runtime_dir);
@@ -246,6 +266,7 @@ static int run(const struct options *o, int ready_fd) {
     ret = sd_event_loop(loop) < 0;
 out:
     server_free(srv);
+    router_free(router);
     engine_free(engine); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;
     events_hub_free(hub);

@@ -1,7 +1,9 @@
 """The in-qube agent run on the host (`dispenser-agent --listen`, not PID 1) and driven by
 dispenser-agent-client: services through passed descriptors and through the copy path,
 VMExec argument decoding, /etc/qubes-rpc services, the QREXEC_* environment, concurrency,
-large streams, EOF propagation, start-up readiness, --init and shutdown.
+large streams, EOF propagation, start-up readiness, --init and shutdown; and calls out of
+the qube: qrexec-client-vm (the agent binary under that name) through the agent's qrexec
+socket up a fake uplink standing in for dispenserd's router.
 
 Binaries come from AGENT and AGENT_CLIENT (set by meson); run by hand they fall back to
 the build dir (DISPENSER_BUILD_DIR, default ../../build)."""
@@ -11,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -66,7 +69,9 @@ class Agent:
             with open(os.path.join(self.conf_dir, name), "w") as f:
                 f.write(text)
         self.log_path = os.path.join(self.dir, "agent.log")
+        self.qrexec_socket = os.path.join(self.dir, "run", "qrexec.sock")
         env = dict(os.environ, DISPENSER_QUBE="test-qube",
+                   DISPENSER_AGENT_QREXEC_SOCKET=self.qrexec_socket,
                    DISPENSER_AGENT_RPC_DIR=self.rpc_dir,
                    DISPENSER_AGENT_STARTUP_DIR=self.startup_dir,
                    DISPENSER_AGENT_CONF_DIR=self.conf_dir,
@@ -231,6 +236,7 @@ class TestRpcServices(AgentTestCase):
         self.assertEqual(env["USER"], USER)
         self.assertEqual(env["DISPENSER_QUBE"], "test-qube")
         self.assertIn("/usr/bin", env["PATH"])
+        self.assertIn("/run/dispenser/bin", env["PATH"].split(":"))  # qrexec-client-vm
         self.assertIn("HOME", env)
         self.assertIn("SHELL", env)
 
@@ -491,6 +497,433 @@ class TestProtocolAbuse(AgentTestCase):
             s.close()
         r = self.agent.client("--", "echo alive", input=b"")
         self.assertEqual(r.stdout, b"alive\n")
+
+
+# ---- calls out of the qube: qrexec-client-vm, the qrexec socket and the uplink ----
+
+AGENT_MAGIC = 0x44535031
+AGENT_REQ_UPLINK = 4
+QREXEC_MAGIC = 0x51524531
+QREXEC_F_FDS = 1
+EXITED, SIGNALED, REFUSED, FAILED = range(4)
+AGENT_REQ = struct.Struct("=IHHI")     # magic, type, flags, body_len
+QREXEC_REQ = struct.Struct("=IIII")    # magic, id, flags, body_len
+QREXEC_RES = struct.Struct("=IIIiI")   # magic, id, kind, status, msg_len
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("connection closed after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
+
+
+def read_fd_all(fd):
+    out = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+class Call:
+    """A call as it arrives on the uplink."""
+
+    def __init__(self, id_, flags, body, fds):
+        self.id, self.flags, self.fds = id_, flags, fds
+        fields = body.split(b"\0")
+        assert len(fields) == 5 and fields[4] == b"", body
+        self.target, self.service, self.user, self.command = (f.decode() for f in fields[:4])
+
+    def close_fds(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+class FakeUplink:
+    """dispenserd's router as the agent sees it: connects with AGENT_REQ_UPLINK, then
+    receives qrexec_requests (+ descriptors) and answers with qrexec_results."""
+
+    def __init__(self, agent):
+        connected = agent.log().count("qrexec uplink connected")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(agent.socket)
+        body = b"\0" * 6   # what agent_client_send() sends for an empty body
+        self.sock.sendall(AGENT_REQ.pack(AGENT_MAGIC, AGENT_REQ_UPLINK, 0, len(body)) + body)
+        deadline = time.monotonic() + 5   # no reply to UPLINK: the log says when it is in
+        while agent.log().count("qrexec uplink connected") <= connected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uplink not adopted:\n" + agent.log())
+            time.sleep(0.005)
+
+    def recv_call(self):
+        data, fds, _, _ = socket.recv_fds(self.sock, QREXEC_REQ.size, 4)
+        if not data:
+            raise EOFError("uplink closed")
+        data += recv_exact(self.sock, QREXEC_REQ.size - len(data))
+        magic, id_, flags, body_len = QREXEC_REQ.unpack(data)
+        assert magic == QREXEC_MAGIC, hex(magic)
+        return Call(id_, flags, recv_exact(self.sock, body_len), fds)
+
+    def answer(self, call_id, kind, status=0, msg=b""):
+        self.sock.sendall(QREXEC_RES.pack(QREXEC_MAGIC, call_id, kind, status, len(msg)) + msg)
+
+    def close(self):
+        self.sock.close()
+
+
+class QrexecTestCase(unittest.TestCase):
+    """A fresh agent per test (the uplink is per agent) and qrexec-client-vm as a symlink
+    to the agent binary, as the engine installs it in every qube."""
+
+    def setUp(self):
+        self.agent = Agent()
+        self.addCleanup(self.agent.close)
+        self.bin_dir = os.path.join(self.agent.dir, "bin")
+        os.mkdir(self.bin_dir)
+        self.cvm_path = os.path.join(self.bin_dir, "qrexec-client-vm")
+        os.symlink(os.path.abspath(AGENT), self.cvm_path)
+        self.env = dict(os.environ, DISPENSER_AGENT_QREXEC_SOCKET=self.agent.qrexec_socket)
+        self.procs = []
+        self.addCleanup(self._reap)
+
+    def _reap(self):
+        # not communicate(): a failed test may still hold copies of the pipes' ends
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f:
+                    f.close()
+
+    def cvm(self, *args, **kw):
+        """Starts qrexec-client-vm; returns the Popen."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        p = subprocess.Popen([self.cvm_path, *args], env=self.env, **kw)
+        self.procs.append(p)
+        return p
+
+    def finish(self, p, timeout=10):
+        if p.stdin and p.stdin.closed:   # written and closed by the test
+            p.stdin = None
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out, err
+
+    def uplink(self):
+        u = FakeUplink(self.agent)
+        self.addCleanup(u.close)
+        return u
+
+    def raw_call(self, header, body=b"", fds=None):
+        """Speaks the qrexec socket's protocol directly; returns (result, msg) or None if
+        the agent hung up."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.agent.qrexec_socket)
+        with s:
+            if fds:
+                socket.send_fds(s, [header + body], fds)
+            else:
+                s.sendall(header + body)
+            try:
+                res = recv_exact(s, QREXEC_RES.size)
+            except (EOFError, ConnectionResetError):
+                return None
+            res = QREXEC_RES.unpack(res)
+            return res, recv_exact(s, res[4])
+
+
+class TestQrexecSocket(QrexecTestCase):
+    def test_socket_mode_and_multicall_help(self):
+        self.assertEqual(os.stat(self.agent.qrexec_socket).st_mode & 0o777, 0o666)
+        r = subprocess.run([self.cvm_path, "--help"], capture_output=True)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(b"TARGET SERVICE", r.stdout)
+        r = subprocess.run([self.cvm_path, "only-target"], capture_output=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"usage", r.stderr)
+
+    def test_no_uplink_fails_at_once(self):
+        rc, out, err = self.finish(self.cvm("work", "test.Svc"))
+        self.assertEqual(rc, 125)
+        self.assertIn(b"qrexec is not connected to dispenserd", err)
+
+    def test_no_socket(self):
+        r = subprocess.run([self.cvm_path, "--agent-socket",
+                            os.path.join(self.agent.dir, "nope.sock"), "work", "test.Svc"],
+                           capture_output=True, env=self.env)
+        self.assertEqual(r.returncode, 125)
+        self.assertIn(b"cannot connect", r.stderr)
+
+    def test_forwarding_and_descriptors(self):
+        up = self.uplink()
+        p = self.cvm("work", "test.Svc+some.arg", stdin=subprocess.PIPE)
+        p.stdin.write(b"to the service\n")
+        p.stdin.close()
+        call = up.recv_call()
+        self.assertEqual((call.target, call.service, call.user, call.command),
+                         ("work", "test.Svc+some.arg", "", ""))
+        self.assertEqual(call.flags, QREXEC_F_FDS)
+        self.assertEqual(len(call.fds), 3)
+        # the descriptors are the client's own stdio: data goes through them directly
+        self.assertEqual(read_fd_all(call.fds[0]), b"to the service\n")
+        os.write(call.fds[1], b"service out\n")
+        os.write(call.fds[2], b"service err\n")
+        call.close_fds()
+        up.answer(call.id, EXITED, 7)
+        rc, out, err = self.finish(p)
+        self.assertEqual((rc, out, err), (7, b"service out\n", b"service err\n"))
+        # the agent kept no copy: the client's stdout pipe ended with the client
+        self.assertNotIn("bad", self.agent.log())
+
+    def test_target_spellings(self):
+        up = self.uplink()
+        for given, sent in (("$dispvm:dvm", "@dispvm:dvm"), ("", "@default"),
+                            ("@dispvm", "@dispvm"), ("dom0", "dom0")):
+            p = self.cvm(given, "test.Svc")
+            call = up.recv_call()
+            self.assertEqual(call.target, sent)
+            call.close_fds()
+            up.answer(call.id, EXITED, 0)
+            self.assertEqual(self.finish(p)[0], 0)
+
+    def test_outcomes_and_exit_codes(self):
+        up = self.uplink()
+        for kind, status, msg, want_rc, want_err in (
+                (EXITED, 0, b"", 0, b""),
+                (EXITED, 42, b"", 42, b""),
+                (SIGNALED, signal.SIGKILL, b"", 128 + signal.SIGKILL, b""),
+                (REFUSED, 0, b"denied by policy", 126, b"Request refused: denied by policy\n"),
+                (FAILED, 0, b"no such qube: x", 125, b"qrexec-client-vm: no such qube: x\n")):
+            p = self.cvm("work", "test.Svc")
+            call = up.recv_call()
+            call.close_fds()
+            up.answer(call.id, kind, status, msg)
+            rc, out, err = self.finish(p)
+            self.assertEqual((rc, err), (want_rc, want_err), (kind, status, msg))
+
+    def test_concurrent_calls_keep_their_ids(self):
+        up = self.uplink()
+        procs = [self.cvm("work", "test.Svc+n%d" % i) for i in range(12)]
+        calls = [up.recv_call() for _ in procs]
+        self.assertEqual(len({c.id for c in calls}), len(calls), "ids must differ")
+        for c in reversed(calls):   # answered out of order
+            n = int(c.service.split("+n")[1])
+            os.write(c.fds[1], b"call %d\n" % n)
+            c.close_fds()
+            up.answer(c.id, EXITED, n)
+        for i, p in enumerate(procs):
+            rc, out, _ = self.finish(p)
+            self.assertEqual((rc, out), (i, b"call %d\n" % i))
+
+    def test_unknown_result_id_ignored(self):
+        up = self.uplink()
+        p = self.cvm("work", "test.Svc")
+        call = up.recv_call()
+        call.close_fds()
+        up.answer(call.id + 1000, EXITED, 9)
+        up.answer(call.id, EXITED, 3)
+        self.assertEqual(self.finish(p)[0], 3)
+        self.assertIn("unknown call", self.agent.log())
+
+    def test_uplink_lost_mid_call(self):
+        up = self.uplink()
+        p = self.cvm("work", "test.Svc")
+        call = up.recv_call()
+        call.close_fds()
+        up.close()
+        rc, _, err = self.finish(p)
+        self.assertEqual(rc, 125)
+        self.assertIn(b"dispenserd", err)
+        rc, _, err = self.finish(self.cvm("work", "test.Svc"))
+        self.assertEqual(rc, 125)
+        self.assertIn(b"not connected to dispenserd", err)
+
+    def test_uplink_replaced(self):
+        old = self.uplink()
+        pending = self.cvm("work", "test.Svc")
+        old.recv_call().close_fds()
+        new = self.uplink()   # the daemon restarted
+        rc, _, err = self.finish(pending)
+        self.assertEqual(rc, 125, "a call on the old uplink can no longer be answered")
+        self.assertIn(b"dispenserd", err)
+        self.assertEqual(old.sock.recv(1), b"", "old uplink not closed")
+        p = self.cvm("work", "test.Svc")
+        call = new.recv_call()
+        call.close_fds()
+        new.answer(call.id, EXITED, 4)
+        self.assertEqual(self.finish(p)[0], 4)
+
+    def test_malformed_result_drops_uplink(self):
+        up = self.uplink()
+        p = self.cvm("work", "test.Svc")
+        call = up.recv_call()
+        call.close_fds()
+        up.sock.sendall(QREXEC_RES.pack(0xdeadbeef, call.id, EXITED, 0, 0))
+        rc, _, err = self.finish(p)
+        self.assertEqual(rc, 125)
+        self.assertEqual(up.sock.recv(1), b"")
+        self.assertIn("malformed result", self.agent.log())
+        up2 = self.uplink()
+        p = self.cvm("work", "test.Svc")
+        call = up2.recv_call()
+        call.close_fds()
+        up2.sock.sendall(QREXEC_RES.pack(QREXEC_MAGIC, call.id, EXITED, 0, 100000))
+        self.assertEqual(self.finish(p)[0], 125, "oversized msg_len accepted")
+
+    def test_broken_local_clients_disturb_nobody(self):
+        up = self.uplink()
+        good = self.cvm("work", "test.Svc", stdin=subprocess.PIPE)
+        good_call = up.recv_call()
+        body = b"work\0test.Svc\0\0\0"
+        hdr = lambda magic=QREXEC_MAGIC, flags=QREXEC_F_FDS, blen=len(body): \
+            QREXEC_REQ.pack(magic, 77, flags, blen)
+        # bad magic, oversized body: hung up on without a word
+        self.assertIsNone(self.raw_call(hdr(magic=0x12345678), body))
+        self.assertIsNone(self.raw_call(hdr(blen=1 << 20), body))
+        # early close, garbage
+        for junk in (b"", b"QRE", b"\xff" * 40):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.agent.qrexec_socket)
+            s.sendall(junk)
+            s.close()
+        # no descriptors, bad body, unknown flags: refused with the reason, own id echoed
+        res, msg = self.raw_call(hdr(flags=0), body)
+        self.assertEqual((res[1], res[2]), (77, REFUSED))
+        self.assertIn(b"stdin, stdout and stderr", msg)
+        r, w = os.pipe()
+        try:
+            res, msg = self.raw_call(hdr(blen=5), b"work\0", fds=[r, w, w])
+            self.assertEqual((res[2], msg), (REFUSED, b"malformed call"))
+            res, msg = self.raw_call(hdr(flags=3), body, fds=[r, w, w])
+            self.assertEqual(res[2], REFUSED)
+            # two descriptors only: hung up on (reset, as its body is left unread)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(self.agent.qrexec_socket)
+                socket.send_fds(s, [hdr() + body], [r, w])
+                try:
+                    self.assertEqual(s.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+            # a valid raw call, with its id translated both ways
+            res = [None]
+            t = threading.Thread(target=lambda: res.__setitem__(
+                0, self.raw_call(hdr(), body, fds=[r, w, w])))
+            t.start()
+            raw = up.recv_call()
+            raw.close_fds()
+            self.assertNotEqual(raw.id, good_call.id)
+            up.answer(raw.id, EXITED, 5, b"fine")
+            t.join(10)
+            (magic, rid, kind, status, _), msg = res[0]
+            self.assertEqual((magic, rid, kind, status, msg), (QREXEC_MAGIC, 77, EXITED, 5, b"fine"))
+        finally:
+            os.close(r)
+            os.close(w)
+        # the first call went on undisturbed
+        good.stdin.write(b"still here\n")
+        good.stdin.close()
+        self.assertEqual(read_fd_all(good_call.fds[0]), b"still here\n")
+        good_call.close_fds()
+        up.answer(good_call.id, EXITED, 0)
+        self.assertEqual(self.finish(good)[0], 0)
+
+    def test_escape_filter(self):
+        up = self.uplink()
+        for opts, want_out, want_err in (
+                ([], b"\x1b[31mred\x07\n", b"\x1b]0;t\x07\n"),       # not terminals: raw
+                (["-t"], b"_[31mred\x07\n", b"\x1b]0;t\x07\n"),
+                (["-t", "-T"], b"_[31mred\x07\n", b"_]0;t\x07\n"),
+                (["--filter-escape-chars-stdout", "--no-filter-escape-chars-stdout"],
+                 b"\x1b[31mred\x07\n", b"\x1b]0;t\x07\n")):
+            p = self.cvm(*opts, "work", "test.Svc")
+            call = up.recv_call()
+            os.write(call.fds[1], b"\x1b[31mred\x07\n")
+            os.write(call.fds[2], b"\x1b]0;t\x07\n")
+            call.close_fds()
+            up.answer(call.id, EXITED, 0)
+            self.assertEqual(self.finish(p), (0, want_out, want_err), opts)
+
+    def test_local_program(self):
+        """LOCAL_PROGRAM's stdin/stdout are the service's; its exit status is ours; our
+        stderr is its stderr."""
+        up = self.uplink()
+        script = 'echo to-service; read reply; echo "local got $reply" >&2; exit 5'
+        p = self.cvm("work", "test.Svc", "/bin/sh", "-c", script, stdin=subprocess.PIPE)
+        call = up.recv_call()
+        f = os.fdopen(call.fds[0], "rb", buffering=0)
+        self.assertEqual(f.readline(), b"to-service\n")
+        os.write(call.fds[1], b"from-service\n")
+        os.write(call.fds[2], b"service stderr\n")
+        self.assertEqual(f.read(), b"")   # the local program exited: EOF
+        f.close()
+        os.close(call.fds[1])
+        os.close(call.fds[2])
+        up.answer(call.id, EXITED, 0)
+        rc, out, err = self.finish(p)
+        self.assertEqual(rc, 5)
+        self.assertEqual(out, b"")
+        self.assertIn(b"local got from-service\n", err)
+        self.assertIn(b"service stderr\n", err)
+
+    def test_local_program_path_and_signal(self):
+        up = self.uplink()
+        p = self.cvm("work", "test.Svc", "sh", "-c", "kill -TERM $$")   # PATH lookup
+        call = up.recv_call()
+        call.close_fds()
+        up.answer(call.id, EXITED, 0)
+        self.assertEqual(self.finish(p)[0], 128 + signal.SIGTERM)
+        p = self.cvm("work", "test.Svc", "/nonexistent/prog")
+        call = up.recv_call()
+        call.close_fds()
+        up.answer(call.id, EXITED, 0)
+        rc, _, err = self.finish(p)
+        self.assertEqual(rc, 127)
+        self.assertIn(b"cannot run", err)
+
+    def test_local_program_stopped_when_refused(self):
+        up = self.uplink()
+        marker = os.path.join(self.agent.dir, "local-ran-on")
+        p = self.cvm("work", "test.Svc", "/bin/sh", "-c",
+                     "trap 'exit 0' TERM; sleep 0.5; touch %s" % marker)
+        call = up.recv_call()
+        call.close_fds()
+        up.answer(call.id, REFUSED, 0, b"nope")
+        rc, _, err = self.finish(p)
+        self.assertEqual(rc, 126)
+        self.assertIn(b"Request refused: nope", err)
+        time.sleep(0.7)
+        self.assertFalse(os.path.exists(marker), "local program not stopped")
+
+    def test_from_a_service(self):
+        """A service run by the agent finds qrexec-client-vm through PATH (here: the test's
+        bin dir standing in for /run/dispenser/bin) and calls out through its agent."""
+        up = self.uplink()
+        write_script(os.path.join(self.agent.rpc_dir, "test.CallOut"),
+                     'PATH="%s:$PATH" DISPENSER_AGENT_QREXEC_SOCKET="%s" '
+                     'qrexec-client-vm other test.Inner; echo "inner=$?"\n'
+                     % (self.bin_dir, self.agent.qrexec_socket))
+        p = subprocess.Popen([CLIENT, "--socket", self.agent.socket, "--user", USER,
+                              "--service", "test.CallOut"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.procs.append(p)
+        call = up.recv_call()
+        self.assertEqual((call.target, call.service), ("other", "test.Inner"))
+        os.write(call.fds[1], b"inner says hi\n")
+        call.close_fds()
+        up.answer(call.id, EXITED, 6)
+        rc, out, _ = self.finish(p)
+        self.assertEqual((rc, out), (0, b"inner says hi\ninner=6\n"))
 
 
 if __name__ == "__main__":

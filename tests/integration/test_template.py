@@ -3,6 +3,7 @@ no daemon), and the whole flow against a private daemon with the container engin
 Needs root. The Debian build (debootstrap, network, ~30 s) runs only with
 DISPENSER_TEST_DEBIAN=1."""
 
+import io
 import os
 import shutil
 import stat
@@ -20,6 +21,7 @@ TOOL = harness.tool_path("qvm-template")
 HAVE_TOOL = os.access(TOOL, os.X_OK)
 IS_ROOT = os.geteuid() == 0
 HAVE_BUSYBOX = os.access("/bin/busybox", os.X_OK)
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
 
 def run(*args, env=None, timeout=120):
@@ -76,6 +78,68 @@ class StagingDir(unittest.TestCase):
         self.assertEqual(0o4755, stat.S_IMODE(os.lstat(os.path.join(dest, "bin/busybox")).st_mode))
         self.assertEqual(1000, os.lstat(os.path.join(dest, "home/user")).st_uid)
         self.assertEqual("ok\n", chroot_sh(dest, "echo ok").stdout)
+
+    @unittest.skipUnless(HAVE_BUSYBOX, "busybox-static not installed")
+    def test_busybox_qrexec_services(self):
+        """qubes.Filecopy, qubes.OpenInVM, qubes.GetDate and the qrexec-client-vm link,
+        run in the busybox root as the qube's user with the agent's environment."""
+        self.assertEqual(0, run("build", "busybox", "x", "--staging-dir", self.root).returncode)
+        for name in ("qubes.Filecopy", "qubes.OpenInVM", "qubes.GetDate"):
+            st = os.lstat(os.path.join(self.root, "etc/qubes-rpc", name))
+            self.assertEqual((0o755, 0, 0), (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+        self.assertEqual("/run/dispenser/bin/qrexec-client-vm",
+                         os.readlink(os.path.join(self.root, "usr/bin/qrexec-client-vm")))
+
+        def service(name, data=b"", arg="", handler=None):
+            env = {"PATH": "/usr/bin:/bin", "HOME": "/home/user",
+                   "QREXEC_REMOTE_DOMAIN": "work", "QREXEC_SERVICE_ARGUMENT": arg}
+            return subprocess.run([CHROOT, "--userspec=1000:1000", self.root,
+                                   "/etc/qubes-rpc/" + name], input=data, env=env,
+                                  capture_output=True, timeout=30)
+
+        def tar_of(members):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as t:
+                for name, content in members:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(content)
+                    t.addfile(info, io.BytesIO(content))
+            return buf.getvalue()
+
+        incoming = os.path.join(self.root, "home/user/QubesIncoming/work")
+        r = service("qubes.Filecopy", tar_of([("a.txt", b"A"), ("d/b.txt", b"B")]))
+        self.assertEqual(0, r.returncode, r.stderr)
+        with open(os.path.join(incoming, "d/b.txt"), "rb") as f:
+            self.assertEqual(b"B", f.read())
+        r = service("qubes.Filecopy", tar_of([("a.txt", b"again")]))
+        self.assertNotEqual(0, r.returncode)   # never overwritten
+        with open(os.path.join(incoming, "a.txt"), "rb") as f:
+            self.assertEqual(b"A", f.read())
+        for bad in ("../escape.txt", "/abs.txt", "d/../../x.txt"):
+            r = service("qubes.Filecopy", tar_of([("ok2.txt", b"x"), (bad, b"evil")]))
+            self.assertNotEqual(0, r.returncode, bad)
+            self.assertIn(b"unsafe", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(incoming, "ok2.txt")), bad)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "home/user/QubesIncoming/escape.txt")))
+        self.assertEqual([], [n for n in os.listdir(os.path.dirname(incoming))
+                              if n.startswith(".filecopy")], "staging dir left behind")
+
+        r = service("qubes.OpenInVM", b"hello file\n", arg="notes.txt")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertIn(b"name: notes.txt\nsize: 11 bytes\n", r.stdout)
+        self.assertIn(b"hello file", r.stdout)
+        handler = os.path.join(self.root, "etc/dispenser/open-handler")
+        with open(handler, "w") as f:
+            f.write('#!/bin/sh\necho "handled $(basename "$1"): $(cat "$1")"\nexit 3\n')
+        os.chmod(handler, 0o755)
+        r = service("qubes.OpenInVM", b"data", arg="x.bin")
+        self.assertEqual((3, b"handled x.bin: data\n"), (r.returncode, r.stdout))
+        self.assertEqual([], [n for n in os.listdir(os.path.join(self.root, "tmp"))
+                              if n.startswith("openinvm.")], "temp dir left behind")
+
+        r = service("qubes.GetDate")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertRegex(r.stdout.decode(), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\n$")
 
     def test_usage_errors(self):
         self.assertEqual(2, run().returncode)

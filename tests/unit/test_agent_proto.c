@@ -1,11 +1,14 @@
-/* The agent protocol body codec, the qubes.VMExec argument codec and the agent's own
- * passwd/group parsing (src/shared/agent_proto.c, src/agent/vmexec.c, passwd.c). */
+/* The agent protocol body codec, the qubes.VMExec argument codec, the agent's own
+ * passwd/group parsing and qrexec-client-vm's pure helpers (src/shared/agent_proto.c,
+ * src/agent/vmexec.c, passwd.c, client_vm_pure.c). */
 #include "testutil.h"
 
 #include <errno.h>
 
 #include "agent_proto.h"
+#include "client_vm.h"
 #include "passwd.h"
+#include "qrexec_proto.h"
 #include "strbuf.h"
 #include "vmexec.h"
 
@@ -175,6 +178,30 @@ static void test_group_list(void **state) {
     tu_rmdir(dir);
 }
 
+static void test_replace_chars(void **state) {
+    char buf[] = "ok \t\n\r\b\a~ \x1b[0m\x7f\x01\xc3\xa9\0end";
+    qrexec_replace_chars(buf, sizeof(buf) - 1);
+    assert_bytes_equal(buf, sizeof(buf) - 1, BYTES("ok \t\n\r\b\a~ _[0m_____end"));
+}
+
+static void test_exit_status(void **state) {
+    assert_int_equal(qrexec_exit_status(QREXEC_EXITED, 0), 0);
+    assert_int_equal(qrexec_exit_status(QREXEC_EXITED, 42), 42);
+    assert_int_equal(qrexec_exit_status(QREXEC_EXITED, 256 + 3), 3);
+    assert_int_equal(qrexec_exit_status(QREXEC_SIGNALED, 9), 137);
+    assert_int_equal(qrexec_exit_status(QREXEC_REFUSED, 0), 126);
+    assert_int_equal(qrexec_exit_status(QREXEC_FAILED, 0), 125);
+    assert_int_equal(qrexec_exit_status(99, 0), 125); /* unknown kinds: a failure */
+}
+
+static void test_target_normalize(void **state) {
+    char a[] = "$dispvm:dvm", b[] = "", c[] = "work", d[] = "$default";
+    assert_string_equal(qrexec_target_normalize(a), "@dispvm:dvm");
+    assert_string_equal(qrexec_target_normalize(b), "@default");
+    assert_string_equal(qrexec_target_normalize(c), "work");
+    assert_string_equal(qrexec_target_normalize(d), "@default");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body_roundtrip),
@@ -186,6 +213,9 @@ int main(void) {
         cmocka_unit_test(test_vmexec_encode_roundtrip),
         cmocka_unit_test(test_passwd_lookup),
         cmocka_unit_test(test_group_list),
+        cmocka_unit_test(test_replace_chars),
+        cmocka_unit_test(test_exit_status),
+        cmocka_unit_test(test_target_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,7 @@ static void run_free(struct run *run) {
         close(run->pidfd);
     if (run->cg)
         cgroup_qube_free(run->cg);
+    uplink_close(run);
     run_volume_free(&run->root);
     run_volume_free(&run->priv);
     while (run->stop_waiters) { /* only at daemon exit: nobody is left to tell */
@@ -206,6 +207,7 @@ static int on_reap(sd_event_source *src, void *userdata) {
 void container_teardown(struct run *run, bool report, int status) {
     struct container_backend *cb = run->cb;
     run_unlink(run);
+    uplink_close(run);
     reap_cgroup(run);
     run->exit_src = sd_event_source_disable_unref(run->exit_src);
     run->stop_timer = sd_event_source_disable_unref(run->stop_timer);
@@ -384,6 +386,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
         .uid_base = cb->uid_base,
         .uid_count = cb->uid_count,
         .agent_fd = cb->agent_fd,
+        .agent_path = cb->agent_path,
         .listen_fd = listen_fd,
         .log_fd = log_fd,
         .attach = attach_to_cgroups,
@@ -438,6 +441,8 @@ static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *
         return 0;
     }
     run->power = BACKEND_RUNNING;
+    if (uplink_open(run) < 0) /* the qube runs, but cannot call out: say so, go on */
+        log_warning("%s: no qrexec uplink: %s", run->name, strerror(errno));
     log_info("%s: ready %.2f ms after the launch", run->name, mono_ms() - run->launched_ms);
     finish_start(run, 0, NULL);
     return 0;
@@ -699,6 +704,7 @@ static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
 static void container_free(struct backend *b) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb);
+    container_calls_free(cb);
     /* Qubes outlive the daemon: forget them, do not stop them. */
     bool qubes_left = cb->runs != NULL;
     while (cb->runs) {
@@ -713,6 +719,7 @@ static void container_free(struct backend *b) {
         close(cb->agent_fd);
     free(cb->state_dir);
     free(cb->runtime_dir);
+    free(cb->agent_path);
     sd_event_unref(b->loop);
     free(cb);
 }
@@ -730,6 +737,8 @@ static const struct backend_ops CONTAINER_OPS = {
     .volume_info = container_volume_info,
     .import_begin = container_import_begin,
     .import_end = container_import_end,
+    .exec = container_exec,
+    .upcall_reply = container_upcall_reply,
     .adopt = container_adopt,
     .cleanup = container_cleanup,
     .free = container_free,
@@ -740,6 +749,7 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
     struct container_backend *cb = xcalloc(1, sizeof(*cb));
     cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), *events};
     cb->state_dir = xstrdup(cfg->state_dir);
+    cb->agent_path = xstrdup(cfg->agent_path);
     cb->runtime_dir = xstrdup(cfg->runtime_dir);
     cb->uid_base = cfg->uid_base;
     cb->uid_count = cfg->uid_count;

@@ -17,6 +17,8 @@ struct run_volume {
 };
 
 struct container_backend;
+struct uplink;
+struct exec_call;
 
 struct run {
     struct container_backend *cb;
@@ -37,6 +39,7 @@ struct run {
     sd_event_source *ready_io, *ready_timer;
     backend_done_fn start_done;
     void *start_userdata;
+    struct uplink *uplink; /* calls made inside come up here (container_uplink.c) */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
     struct stop_waiter *stop_waiters;
@@ -50,12 +53,14 @@ struct stop_waiter {
 
 struct container_backend {
     struct backend base;
-    char *state_dir, *runtime_dir;
+    char *state_dir, *runtime_dir, *agent_path;
     uid_t uid_base, uid_count;
     int agent_fd;
     struct cgroup_system *cgroups;
     struct run *runs;
     struct run *dying;        /* ended, their volumes and directories not yet settled */
+    struct exec_call *calls;  /* service calls in flight */
+    unsigned uplink_generation;
     sd_event_source *reaper;  /* settles `dying` on the next loop iteration */
 };
 
@@ -77,6 +82,16 @@ void run_volume_free(struct run_volume *v);
 
 int container_adopt(struct backend *b, const struct backend_qube *q);
 void container_cleanup(struct backend *b, const char *const *keep);
+
+/* qrexec (container_qrexec.c, container_uplink.c) */
+int container_exec(struct backend *b, const char *name, const struct backend_service_call *call,
+                   backend_call_done_fn done, void *userdata, struct qerr *err);
+void container_calls_free(struct container_backend *cb);
+/* status < 0 means refused (reason says why) */
+void container_upcall_reply(struct backend *b, struct backend_upcall *call,
+                            enum backend_call_end how, int status, const char *reason);
+int uplink_open(struct run *run);
+void uplink_close(struct run *run);
 
 /* talking to the agent */
 int agent_request_async(const char *socket_path, int type);

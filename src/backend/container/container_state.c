@@ -130,6 +130,8 @@ int container_adopt(struct backend *b, const struct backend_qube *q) {
     run->power = cgroup_qube_is_frozen(run->cg) ? BACKEND_PAUSED : BACKEND_RUNNING;
     run->next = cb->runs;
     cb->runs = run;
+    if (uplink_open(run) < 0) /* a paused agent answers once thawed: the uplink waits */
+        log_warning("%s: no qrexec uplink after adoption", q->name);
     log_info("%s: adopted (pid %d, %s)", q->name, run->pid,
              run->power == BACKEND_PAUSED ? "paused" : "running");
     return 0;

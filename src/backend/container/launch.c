@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_proto.h"
 #include "log.h"
 #include "macro.h"
 #include "sandbox.h"
@@ -187,6 +188,25 @@ static void seed_home(const struct launch_sync *s, const char *root) {
         child_fail(s, "cannot seed the new home directory from the template");
 }
 
+/* The agent binary, read-only, as qrexec-client-vm for the qube's own processes. */
+static void bind_agent_binary(const struct launch_sync *s, const char *root, uid_t base,
+                              const char *agent_path) {
+    char path[4096], link[4096];
+    make_dir_in(root, "/run/dispenser", base, 0755);
+    make_dir_in(root, AGENT_BIN_DIR, base, 0755);
+    snprintf(path, sizeof(path), "%s" AGENT_BIN_DIR "/dispenser-agent", root);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0555);
+    if (fd < 0)
+        child_fail(s, "cannot create the qrexec-client-vm mount point");
+    close(fd);
+    if (mount(agent_path, path, NULL, MS_BIND, NULL) < 0 ||
+        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        child_fail(s, "cannot bind the agent binary into the qube");
+    snprintf(link, sizeof(link), "%s" AGENT_BIN_DIR "/qrexec-client-vm", root);
+    if (symlink("dispenser-agent", link) < 0 || lchown(link, base, base) < 0)
+        child_fail(s, "cannot create qrexec-client-vm");
+}
+
 /* The private volume is Qubes' /rw; its home/ is what the qube sees as /home. A new
  * private volume gets home/user for uid 1000, the template's user. */
 static void mount_private(const struct launch_sync *s, const struct launch_spec *spec) {
@@ -239,6 +259,8 @@ static void setup_filesystem(const struct launch_sync *s, const struct launch_sp
         child_fail(s, "cannot mount the root volume");
     mount_private(s, spec);
     mount_pseudo_filesystems(s, spec->root_mountpoint, spec->uid_base);
+    if (spec->agent_path)
+        bind_agent_binary(s, spec->root_mountpoint, spec->uid_base, spec->agent_path);
     pivot_into(s, spec->root_mountpoint);
 }
 

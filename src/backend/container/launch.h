@@ -32,6 +32,8 @@ struct launch_spec {
     struct launch_overlay private_vol; /* mounted at /rw; /rw/home is bound onto /home */
     uid_t uid_base, uid_count;
     int agent_fd;     /* the agent binary (O_PATH or O_RDONLY), exec'ed with execveat */
+    const char *agent_path; /* the same binary, bound read-only into the qube's /run for
+                             * qrexec-client-vm (AGENT_BIN_DIR) */
     int listen_fd;    /* becomes fd 3 of the agent */
     int log_fd;       /* becomes stdout and stderr of the agent */
     /* Called in the parent with the child's pid before the child does anything, so that

@@ -1,0 +1,212 @@
+/* The uplink: the daemon's connection to each agent over which calls made inside the
+ * qube (qrexec-client-vm) come up. The qube is known by the connection, so a call's
+ * source cannot be forged; everything else in it is untrusted input. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent_client.h"
+#include "container.h"
+#include "log.h"
+#include "qrexec_proto.h"
+#include "strbuf.h"
+
+#define UPLINK_MAX_FDS 16
+
+struct uplink {
+    int fd;
+    sd_event_source *io;
+    struct strbuf in;
+    int fds[UPLINK_MAX_FDS]; /* received with the messages, in order, not yet claimed */
+    size_t n_fds;
+    unsigned generation;
+};
+
+struct upcall {
+    struct backend_upcall pub;
+    struct container_backend *cb;
+    char qube[32];
+    uint32_t id;
+    unsigned generation;
+    char *body; /* the strings pub points into */
+};
+
+static void close_fds(int *fds, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+void uplink_close(struct run *run) {
+    struct uplink *u = run->uplink;
+    if (!u)
+        return;
+    sd_event_source_disable_unref(u->io);
+    close(u->fd);
+    close_fds(u->fds, u->n_fds);
+    strbuf_free(&u->in);
+    free(u);
+    run->uplink = NULL;
+}
+
+/* Only what a service's stdio can sensibly be: a directory or other object passed by a
+ * hostile qube must not reach another qube. */
+static bool stdio_fd_acceptable(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ||
+                                   S_ISCHR(st.st_mode) || S_ISREG(st.st_mode));
+}
+
+static void send_result(int fd, uint32_t id, uint32_t kind, int32_t status, const char *msg) {
+    size_t len = msg ? strnlen(msg, QREXEC_MAX_MSG) : 0;
+    struct qrexec_result res = {QREXEC_MAGIC, id, kind, status, (uint32_t)len};
+    _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+    strbuf_append(&out, &res, sizeof(res));
+    strbuf_append(&out, msg, len);
+    /* small, and the agent reads its uplink at once: a blocking send does not stall */
+    if (send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t)out.len)
+        log_warning("uplink: cannot answer call %u: %s", id, strerror(errno));
+}
+
+static bool take_fds(struct uplink *u, int out[3]) {
+    if (u->n_fds < 3)
+        return false;
+    memcpy(out, u->fds, 3 * sizeof(int));
+    memmove(u->fds, u->fds + 3, (u->n_fds - 3) * sizeof(int));
+    u->n_fds -= 3;
+    return true;
+}
+
+static void deliver(struct run *run, const struct qrexec_request *req, const char *body,
+                    const int stdio[3]) {
+    struct container_backend *cb = run->cb;
+    struct upcall *c = xcalloc(1, sizeof(*c));
+    c->cb = cb;
+    snprintf(c->qube, sizeof(c->qube), "%s", run->name);
+    c->id = req->id;
+    c->generation = run->uplink->generation;
+    c->body = xstrndup(body, req->body_len);
+    struct qrexec_call_body b;
+    if (qrexec_body_decode(c->body, req->body_len, &b) < 0) {
+        send_result(run->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
+        close_fds((int *)stdio, 3);
+        free(c->body);
+        free(c);
+        return;
+    }
+    c->pub = (struct backend_upcall){c->qube, b.target, b.service, b.user, b.command,
+                                     {stdio[0], stdio[1], stdio[2]}, c};
+    if (cb->base.events.upcall)
+        cb->base.events.upcall(cb->base.events.userdata, &c->pub);
+    else
+        container_upcall_reply(&cb->base, &c->pub, BACKEND_CALL_FAILED, 0,
+                               "this dispenserd routes no calls");
+}
+
+/* One complete request at the head of the buffer: 1 handled, 0 need more, -1 broken. */
+static int handle_one(struct run *run) {
+    struct uplink *u = run->uplink;
+    struct qrexec_request req;
+    if (u->in.len < sizeof(req))
+        return 0;
+    memcpy(&req, u->in.data, sizeof(req));
+    if (req.magic != QREXEC_MAGIC || req.body_len > QREXEC_MAX_BODY)
+        return -1;
+    if (u->in.len < sizeof(req) + req.body_len)
+        return 0;
+    int stdio[3] = {-1, -1, -1};
+    if ((req.flags & QREXEC_F_FDS) && !take_fds(u, stdio))
+        return -1; /* descriptors travel with the first byte: they must be here */
+    if (!(req.flags & QREXEC_F_FDS) || !stdio_fd_acceptable(stdio[0]) ||
+        !stdio_fd_acceptable(stdio[1]) || !stdio_fd_acceptable(stdio[2])) {
+        send_result(u->fd, req.id, QREXEC_REFUSED, 0, "a call must pass its stdin, stdout "
+                    "and stderr as pipes, sockets, terminals or files");
+        close_fds(stdio, 3);
+    } else {
+        deliver(run, &req, u->in.data + sizeof(req), stdio);
+    }
+    strbuf_consume(&u->in, sizeof(req) + req.body_len);
+    return 1;
+}
+
+static int read_some(struct uplink *u) {
+    char control[CMSG_SPACE(sizeof(int) * UPLINK_MAX_FDS)];
+    strbuf_reserve(&u->in, 16384);
+    struct iovec iov = {u->in.data + u->in.len, u->in.cap - u->in.len - 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                         .msg_controllen = sizeof(control)};
+    ssize_t n = recvmsg(u->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(cm);
+        for (size_t i = 0; i < k; i++) {
+            if (u->n_fds < UPLINK_MAX_FDS)
+                u->fds[u->n_fds++] = fds[i];
+            else
+                close(fds[i]);
+        }
+    }
+    if (n == 0 || (msg.msg_flags & MSG_CTRUNC))
+        return -1;
+    u->in.len += (size_t)n;
+    return 1;
+}
+
+static int on_uplink(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct run *run = userdata;
+    int r = read_some(run->uplink);
+    while (r > 0 && (r = handle_one(run)) > 0)
+        ;
+    if (r < 0) {
+        log_warning("%s: uplink closed or broken; calls from inside it fail until it is back",
+                    run->name);
+        uplink_close(run);
+    }
+    return 0;
+}
+
+int uplink_open(struct run *run) {
+    struct container_backend *cb = run->cb;
+    char sock[4096];
+    container_path(cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", cb->runtime_dir, run->name);
+    int fd = agent_client_connect(sock);
+    if (fd < 0 || agent_client_send(fd, AGENT_REQ_UPLINK, NULL, NULL) < 0 ||
+        fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    uplink_close(run);
+    struct uplink *u = xcalloc(1, sizeof(*u));
+    *u = (struct uplink){.fd = fd, .in = STRBUF_INIT, .generation = ++cb->uplink_generation};
+    run->uplink = u;
+    if (sd_event_add_io(cb->base.loop, &u->io, fd, EPOLLIN, on_uplink, run) < 0) {
+        uplink_close(run);
+        return -1;
+    }
+    return 0;
+}
+
+void container_upcall_reply(struct backend *b, struct backend_upcall *pub,
+                            enum backend_call_end how, int status, const char *reason) {
+    struct upcall *c = pub->handle;
+    struct run *run = container_find(c->cb, c->qube);
+    static const uint32_t kinds[] = {[BACKEND_CALL_EXITED] = QREXEC_EXITED,
+                                     [BACKEND_CALL_SIGNALED] = QREXEC_SIGNALED,
+                                     [BACKEND_CALL_FAILED] = QREXEC_FAILED};
+    uint32_t kind = status < 0 ? QREXEC_REFUSED : kinds[how];
+    /* the caller's qube may have stopped, or its uplink been replaced, meanwhile */
+    if (run && run->uplink && run->uplink->generation == c->generation)
+        send_result(run->uplink->fd, c->id, kind, status < 0 ? 0 : status, reason);
+    free(c->body);
+    free(c);
+}

@@ -1,0 +1,51 @@
+#include "disposable.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool disposable_template_ok(const struct app *app, const struct qube *q) {
+    char buf[16];
+    bool is_default;
+    if (!(PROP_DEFS[P_TEMPLATE_FOR_DISPVMS].classes & CLASS_BIT(q->klass)))
+        return false;
+    return strcmp(app_prop_get(app, q, &PROP_DEFS[P_TEMPLATE_FOR_DISPVMS], buf, sizeof(buf),
+                               &is_default), "True") == 0;
+}
+
+struct qube *disposable_default_template(const struct app *app, const struct qube *caller,
+                                         struct qerr *err) {
+    char buf[64];
+    bool is_default;
+    const char *name = app_prop_get(app, caller, &PROP_DEFS[P_DEFAULT_DISPVM], buf, sizeof(buf),
+                                    &is_default);
+    struct qube *tpl = *name ? app_find(app, name) : NULL;
+    if (!tpl)
+        qerr_set(err, EXC_QUBES, "No disposable template: '%s' has no default_dispvm",
+                 caller->name);
+    return tpl;
+}
+
+struct qube *disposable_create(struct app *app, struct qube *tpl, const char *caller,
+                               struct qerr *err) {
+    if (!disposable_template_ok(app, tpl)) {
+        qerr_set(err, EXC_QUBES, "'%s' is not a disposable template (template_for_dispvms "
+                 "is not set)", tpl->name);
+        return NULL;
+    }
+    char name[32], created_by[64], disp_created_by[64], label[32];
+    int dispid = app_alloc_dispid(app, name, sizeof(name));
+    if (dispid < 0) {
+        qerr_set(err, EXC_QUBES, "No free disposable id left");
+        return NULL;
+    }
+    bool is_default;
+    snprintf(label, sizeof(label), "%s",
+             app_prop_get(app, tpl, &PROP_DEFS[P_LABEL], created_by, sizeof(created_by),
+                          &is_default));
+    snprintf(created_by, sizeof(created_by), "created-by-%s", caller);
+    snprintf(disp_created_by, sizeof(disp_created_by), "disp-created-by-%s", caller);
+    struct qube_spec spec = {QUBE_DISPVM, name, label, tpl->name, created_by, disp_created_by,
+                             dispid, true};
+    struct qube *q = NULL;
+    return app_create(app, &spec, &q, err) < 0 ? NULL : q;
+}

@@ -1,0 +1,348 @@
+#include "qrexec_router.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "disposable.h"
+#include "log.h"
+#include "policy.h"
+#include "qrexec_host.h"
+#include "qrexec_proto.h"
+
+struct router {
+    sd_event *loop;
+    struct app *app;
+    struct engine *engine;
+    char *policy_dir;
+    struct policy *policy;        /* the one in force; never NULL */
+    sd_event_source *inotify;
+    sd_event_source *reload_timer;
+    struct router_host *host;     /* qrexec_host.c */
+    char scratch[64];             /* default_dispvm answers for the evaluator */
+};
+
+/* ---- what the policy may ask about qubes ---- */
+
+static bool sys_exists(void *ctx, const char *name) {
+    return app_find(((struct router *)ctx)->app, name) != NULL;
+}
+
+static const char *sys_klass(void *ctx, const char *name) {
+    const struct qube *q = app_find(((struct router *)ctx)->app, name);
+    return q ? qube_class_name(q->klass) : "";
+}
+
+static bool sys_has_tag(void *ctx, const char *name, const char *tag) {
+    const struct qube *q = app_find(((struct router *)ctx)->app, name);
+    return q && strmap_get(&q->tags, tag);
+}
+
+static const char *sys_default_dispvm(void *ctx, const char *name) {
+    struct router *r = ctx;
+    const struct qube *q = app_find(r->app, name);
+    char tmp[64];
+    bool is_default;
+    if (!q)
+        return "";
+    snprintf(r->scratch, sizeof(r->scratch), "%s",
+             app_prop_get(r->app, q, &PROP_DEFS[P_DEFAULT_DISPVM], tmp, sizeof(tmp),
+                          &is_default));
+    return r->scratch;
+}
+
+static bool sys_is_dispvm_template(void *ctx, const char *name) {
+    struct router *r = ctx;
+    const struct qube *q = app_find(r->app, name);
+    return q && disposable_template_ok(r->app, q);
+}
+
+/* ---- the policy in force ---- */
+
+int router_reload_policy(struct router *r) {
+    struct policy_error perr = {0};
+    struct policy *p = policy_load_dir(r->policy_dir, &perr);
+    if (!p) {
+        if (perr.line)
+            log_error("policy: %s:%d: %s; keeping the policy in force", perr.file, perr.line,
+                      perr.msg);
+        else
+            log_error("policy: %s%s%s; keeping the policy in force", perr.file,
+                      *perr.file ? ": " : "", perr.msg);
+        return -1;
+    }
+    policy_free(r->policy);
+    r->policy = p;
+    log_info("policy: %u rules loaded from %s", policy_rule_count(p), r->policy_dir);
+    return 0;
+}
+
+/* Editors write in bursts (temp file, rename): reload once things are quiet. */
+static int on_reload_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct router *r = userdata;
+    r->reload_timer = sd_event_source_disable_unref(r->reload_timer);
+    router_reload_policy(r);
+    return 0;
+}
+
+static int on_policy_change(sd_event_source *src, const struct inotify_event *ev, void *userdata) {
+    struct router *r = userdata;
+    if (!r->reload_timer)
+        sd_event_add_time_relative(r->loop, &r->reload_timer, CLOCK_MONOTONIC, 100000, 0,
+                                   on_reload_timer, r);
+    return 0;
+}
+
+static int watch_policy_dir(struct router *r) {
+    return sd_event_add_inotify(r->loop, &r->inotify, r->policy_dir,
+                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                    IN_CREATE | IN_ONLYDIR,
+                                on_policy_change, r);
+}
+
+/* ---- one call ---- */
+
+struct route {
+    struct router *r;
+    char source[32], requested[80], service[64], argument[256], user[64];
+    char *command;
+    char target[32];  /* the qube that runs the service */
+    bool disposable;  /* made for this call: killed when it ends */
+    int stdio[3];
+    router_reply_fn reply;
+    void *ctx;
+};
+
+static void route_free(struct route *rt) {
+    for (int i = 0; i < 3; i++)
+        if (rt->stdio[i] >= 0)
+            close(rt->stdio[i]);
+    free(rt->command);
+    free(rt);
+}
+
+/* A disposable made for a call: a running one is killed (its auto_cleanup then removes
+ * it); one that never ran is removed here. Either way q is gone afterwards. */
+static void dispose(struct engine *engine, struct app *app, const char *name) {
+    struct qube *q = app_find(app, name);
+    struct qerr err = {0};
+    if (!q)
+        return; /* it powered off by itself and is gone already */
+    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill(engine, q, &err)
+                                                   : engine_remove(engine, q, &err);
+    if (r < 0)
+        log_warning("qrexec: cannot dispose of %s: %s", name, err.msg);
+}
+
+/* The end of every call: answer first (nobody waits for cleanup), then kill a
+ * disposable, whose auto_cleanup removes it. */
+static void route_end(struct route *rt, uint32_t kind, int32_t status, const char *msg) {
+    if (kind == QREXEC_REFUSED || kind == QREXEC_FAILED)
+        log_info("qrexec: %s -> %s %s+%s: %s", rt->source, *rt->requested ? rt->requested : "@default",
+                 rt->service, rt->argument, msg ? msg : "failed");
+    rt->reply(rt->ctx, kind, status, msg);
+    if (rt->disposable)
+        dispose(rt->r->engine, rt->r->app, rt->target);
+    route_free(rt);
+}
+
+static void on_exec_done(void *userdata, enum backend_call_end how, int status,
+                         const char *reason) {
+    struct route *rt = userdata;
+    static const uint32_t kinds[] = {[BACKEND_CALL_EXITED] = QREXEC_EXITED,
+                                     [BACKEND_CALL_SIGNALED] = QREXEC_SIGNALED,
+                                     [BACKEND_CALL_FAILED] = QREXEC_FAILED};
+    route_end(rt, kinds[how], status, reason);
+}
+
+static void route_exec(struct route *rt) {
+    struct qube *q = app_find(rt->r->app, rt->target);
+    struct backend_service_call call = {
+        rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
+        rt->user, rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
+    struct qerr err = {0};
+    if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
+        route_end(rt, QREXEC_FAILED, 0, q ? err.msg : "the target qube is gone");
+        return;
+    }
+    /* the agent holds its own copies now: ours would only delay the caller's EOF */
+    for (int i = 0; i < 3; i++) {
+        close(rt->stdio[i]);
+        rt->stdio[i] = -1;
+    }
+}
+
+static void on_target_started(void *userdata, int r, const struct qerr *err) {
+    struct route *rt = userdata;
+    if (r < 0) {
+        route_end(rt, QREXEC_FAILED, 0, err ? err->msg : "the target could not be started");
+        return;
+    }
+    route_exec(rt);
+}
+
+/* Runs in the target, starting it first if it is halted. */
+static void route_to_target(struct route *rt) {
+    struct qube *q = app_find(rt->r->app, rt->target);
+    struct qerr err = {0};
+    if (!q || q->klass == QUBE_ADMINVM) {
+        route_end(rt, QREXEC_REFUSED, 0, "calls into dom0 are not served");
+        return;
+    }
+    if (strcmp(q->power_state, "Running") == 0) {
+        route_exec(rt);
+        return;
+    }
+    if (strcmp(q->power_state, "Halted") != 0) {
+        route_end(rt, QREXEC_FAILED, 0, "the target qube is paused or changing state");
+        return;
+    }
+    if (engine_start(rt->r->engine, q, on_target_started, rt, &err) < 0)
+        route_end(rt, QREXEC_FAILED, 0, err.msg);
+}
+
+/* "@dispvm:T": a fresh disposable of T for this call. */
+static void route_to_new_disposable(struct route *rt, const char *tpl_name) {
+    struct qerr err = {0};
+    struct qube *tpl = app_find(rt->r->app, tpl_name);
+    struct qube *q = tpl ? disposable_create(rt->r->app, tpl, rt->source, &err) : NULL;
+    if (!q) {
+        route_end(rt, QREXEC_REFUSED, 0, tpl ? err.msg : "no such disposable template");
+        return;
+    }
+    snprintf(rt->target, sizeof(rt->target), "%s", q->name);
+    rt->disposable = true;
+    route_to_target(rt);
+}
+
+static void route_decided(struct route *rt, const char *target) {
+    if (strncmp(target, "@dispvm:", 8) == 0) {
+        route_to_new_disposable(rt, target + 8);
+        return;
+    }
+    snprintf(rt->target, sizeof(rt->target), "%s", target);
+    route_to_target(rt);
+}
+
+/* dom0 is trusted, as qrexec-client in Qubes' dom0 is: no policy, only resolution. */
+static void route_from_dom0(struct route *rt) {
+    struct qerr err = {0};
+    const char *t = rt->requested;
+    if (strcmp(t, "@dispvm") == 0) {
+        struct qube *tpl = disposable_default_template(rt->r->app, app_dom0(rt->r->app), &err);
+        if (!tpl) {
+            route_end(rt, QREXEC_REFUSED, 0, err.msg);
+            return;
+        }
+        route_to_new_disposable(rt, tpl->name);
+        return;
+    }
+    if (strncmp(t, "@dispvm:", 8) != 0 && !app_lookup(rt->r->app, t, &err)) {
+        route_end(rt, QREXEC_REFUSED, 0, err.msg);
+        return;
+    }
+    route_decided(rt, t);
+}
+
+static void route_by_policy(struct route *rt) {
+    struct router *r = rt->r;
+    struct policy_system sys = {r, sys_exists, sys_klass, sys_has_tag, sys_default_dispvm,
+                                sys_is_dispvm_template};
+    struct policy_decision d = {0};
+    if (policy_evaluate(r->policy, &sys, rt->service, rt->argument, rt->source, rt->requested,
+                        &d) < 0 || d.action != POLICY_ALLOW) {
+        char why[400];
+        snprintf(why, sizeof(why), "Request refused by policy: %s",
+                 *d.reason ? d.reason : "malformed request");
+        route_end(rt, QREXEC_REFUSED, 0, why);
+        return;
+    }
+    log_info("qrexec: %s -> %s %s+%s allowed (%s:%d) to %s", rt->source, rt->requested,
+             rt->service, rt->argument, d.file, d.line, d.target);
+    if (*d.user)
+        snprintf(rt->user, sizeof(rt->user), "%s", d.user);
+    route_decided(rt, d.target);
+}
+
+void router_call(struct router *r, const struct router_request *req, int stdio[3],
+                 router_reply_fn reply, void *ctx) {
+    struct route *rt = xcalloc(1, sizeof(*rt));
+    *rt = (struct route){.r = r, .reply = reply, .ctx = ctx,
+                         .stdio = {stdio[0], stdio[1], stdio[2]}};
+    snprintf(rt->source, sizeof(rt->source), "%s", req->source);
+    snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);
+    snprintf(rt->user, sizeof(rt->user), "%s", req->user ? req->user : "");
+    rt->command = req->command && *req->command ? xstrdup(req->command) : NULL;
+    if (qrexec_split_service(req->service, rt->service, sizeof(rt->service), rt->argument,
+                             sizeof(rt->argument)) < 0) {
+        route_end(rt, QREXEC_REFUSED, 0, "malformed service name");
+        return;
+    }
+    if (strcmp(rt->source, "dom0") == 0)
+        route_from_dom0(rt);
+    else
+        route_by_policy(rt);
+}
+
+/* ---- calls from inside qubes ---- */
+
+struct upcall_ctx {
+    struct router *r;
+    struct backend_upcall *call;
+};
+
+static void on_upcall_done(void *ctx, uint32_t kind, int32_t status, const char *msg) {
+    struct upcall_ctx *u = ctx;
+    enum backend_call_end how = kind == QREXEC_EXITED     ? BACKEND_CALL_EXITED
+                                : kind == QREXEC_SIGNALED ? BACKEND_CALL_SIGNALED
+                                                          : BACKEND_CALL_FAILED;
+    engine_upcall_reply(u->r->engine, u->call, how, kind == QREXEC_REFUSED ? -1 : status, msg);
+    free(u);
+}
+
+static void on_upcall(void *userdata, struct backend_upcall *call) {
+    struct router *r = userdata;
+    struct upcall_ctx *u = xcalloc(1, sizeof(*u));
+    *u = (struct upcall_ctx){r, call};
+    struct router_request req = {call->source, call->target, call->service, call->user,
+                                 call->command};
+    router_call(r, &req, call->stdio, on_upcall_done, u);
+}
+
+/* ---- life ---- */
+
+struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
+                          const struct router_config *cfg, struct qerr *err) {
+    struct router *r = xcalloc(1, sizeof(*r));
+    *r = (struct router){.loop = sd_event_ref(loop), .app = app, .engine = engine,
+                         .policy_dir = xstrdup(cfg->policy_dir)};
+    struct policy_error perr = {0};
+    r->policy = policy_parse("", "(empty)", &perr); /* deny everything until loaded */
+    router_reload_policy(r);
+    if (watch_policy_dir(r) < 0)
+        log_warning("policy: cannot watch %s; reload with SIGHUP", cfg->policy_dir);
+    int res = router_host_open(r, loop, cfg->socket_path, cfg->socket_gid, &r->host);
+    if (res < 0) {
+        qerr_set(err, EXC_QUBES, "cannot listen on %s: %s", cfg->socket_path, strerror(-res));
+        router_free(r);
+        return NULL;
+    }
+    engine_set_upcall_handler(engine, on_upcall, r);
+    return r;
+}
+
+void router_free(struct router *r) {
+    if (!r)
+        return;
+    engine_set_upcall_handler(r->engine, NULL, NULL);
+    router_host_close(r->host);
+    sd_event_source_disable_unref(r->inotify);
+    sd_event_source_disable_unref(r->reload_timer);
+    policy_free(r->policy);
+    free(r->policy_dir);
+    sd_event_unref(r->loop);
+    free(r);
+}

@@ -1,0 +1,45 @@
+/* The qrexec router: every service call, from the host (RUNTIME/qrexec.sock: dom0) or from
+ * a qube (its agent's uplink), is decided here and run in its target.
+ *
+ *   dom0 calls bypass the policy, as in Qubes (qrexec-client in dom0 is trusted);
+ *   calls from qubes are checked against the policy (default deny);
+ *   "@dispvm[:T]" targets get a fresh disposable, started for the call and killed after
+ *   it, with the caller preserved: the service sees the caller as its remote domain and
+ *   the disposable carries created-by-<caller> tags;
+ *   a halted target qube is started first (Qubes' autostart).
+ */
+#pragma once
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "app.h"
+#include "engine.h"
+
+struct router;
+
+struct router_config {
+    const char *policy_dir;
+    const char *socket_path; /* the host socket */
+    gid_t socket_gid;
+};
+
+struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
+                          const struct router_config *cfg, struct qerr *err);
+void router_free(struct router *r);
+/* Re-reads the policy; a broken one is reported and the one in force stays. */
+int router_reload_policy(struct router *r);
+
+/* How a call ended, for whoever made it: a qrexec_result kind and status, and a reason. */
+typedef void (*router_reply_fn)(void *ctx, uint32_t kind, int32_t status, const char *msg);
+
+struct router_request {
+    const char *source;   /* who calls: "dom0" or a qube, from where the call came */
+    const char *target;   /* as requested */
+    const char *service;  /* with "+argument" */
+    const char *user, *command;
+};
+
+/* Takes the three stdio descriptors (closes them when done). */
+void router_call(struct router *r, const struct router_request *req, int stdio[3],
+                 router_reply_fn reply, void *ctx);

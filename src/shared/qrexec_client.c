@@ -1,0 +1,142 @@
+#include "qrexec_client.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "macro.h"
+#include "strbuf.h"
+
+/* One request per connection, so any id will do. */
+#define CALL_ID 1u
+
+const char *qrexec_socket_path(void) {
+    const char *env = getenv("DISPENSER_QREXEC_SOCKET");
+    return env && *env ? env : DEFAULT_RUNTIME_DIR "/qrexec.sock";
+}
+
+static int connect_router(void) {
+    const char *path = qrexec_socket_path();
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* The descriptors ride on the first bytes (the header), as the router expects them
+ * with the first sendmsg; the body follows with plain sends. */
+static int send_header(int fd, const struct qrexec_request *hdr, const int stdio[3]) {
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = (void *)hdr, .iov_len = sizeof(*hdr)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (stdio) {
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof(ctl.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(3 * sizeof(int));
+        memcpy(CMSG_DATA(c), stdio, 3 * sizeof(int));
+    }
+    ssize_t n;
+    do
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == sizeof(*hdr) ? 0 : -EPIPE;
+}
+
+static int send_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3]) {
+    _cleanup_free_ char *buf = xmalloc(QREXEC_MAX_BODY);
+    long len = qrexec_body_encode(body, buf, QREXEC_MAX_BODY);
+    if (len < 0)
+        return -E2BIG;
+    struct qrexec_request hdr = {.magic = QREXEC_MAGIC, .id = CALL_ID,
+                                 .flags = stdio ? QREXEC_F_FDS : 0,
+                                 .body_len = (uint32_t)len};
+    _cleanup_close_ int fd = connect_router();
+    if (fd < 0)
+        return fd;
+    int r = send_header(fd, &hdr, stdio);
+    if (r == 0)
+        r = send_all(fd, buf, (size_t)len);
+    return r < 0 ? r : TAKE_FD(fd);
+}
+
+/* 0 after exactly len bytes; -ECONNRESET on EOF before them. */
+static int read_exact(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ECONNRESET;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int qrexec_result_read(int fd, struct qrexec_result *res, char *msg, size_t msgsize) {
+    char text[QREXEC_MAX_MSG + 1];
+    if (msgsize > 0)
+        msg[0] = '\0';
+    int r = read_exact(fd, res, sizeof(*res));
+    if (r < 0)
+        return r;
+    /* the id is not checked: one request per connection leaves nothing to pair */
+    if (res->magic != QREXEC_MAGIC || res->msg_len > QREXEC_MAX_MSG)
+        return -EBADMSG;
+    r = read_exact(fd, text, res->msg_len);
+    if (r < 0)
+        return r == -ECONNRESET ? -EBADMSG : r;
+    text[res->msg_len] = '\0';
+    if (msgsize > 0)
+        snprintf(msg, msgsize, "%s", text);
+    return 0;
+}
+
+int qrexec_call(const char *target, const char *service, const char *user,
+                const char *command, const int stdio[3], struct qrexec_result *res,
+                char *msg, size_t msgsize) {
+    struct qrexec_call_body body = {target, service, user, command};
+    _cleanup_close_ int fd = qrexec_request_send(&body, stdio);
+    if (fd < 0)
+        return fd;
+    return qrexec_result_read(fd, res, msg, msgsize);
+}

@@ -1,0 +1,22 @@
+/* Caller side of the router socket (qrexec_proto.h): used by qrexec-client, qvm-run and
+ * the file tools on the host, where every call comes from dom0. */
+#pragma once
+#include <stddef.h>
+#include "qrexec_proto.h"
+
+/* $DISPENSER_QREXEC_SOCKET, else RUNTIME_DIR/qrexec.sock (compiled-in runtime dir). */
+const char *qrexec_socket_path(void);
+
+/* Connects and sends one request; stdio (stdin, stdout, stderr) are handed to the router
+ * with SCM_RIGHTS. Returns the connection to read the result from, or -errno. */
+int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3]);
+
+/* Reads the result for a request sent on fd; msg receives the router's reason (NUL-
+ * terminated, truncated to msgsize). Returns 0, -EBADMSG for a malformed result or
+ * -ECONNRESET when the router hung up without one. */
+int qrexec_result_read(int fd, struct qrexec_result *res, char *msg, size_t msgsize);
+
+/* Send + wait: the whole call. Returns 0 once a result was received, else -errno. */
+int qrexec_call(const char *target, const char *service, const char *user,
+                const char *command, const int stdio[3], struct qrexec_result *res,
+                char *msg, size_t msgsize);
