@@ -494,11 +494,15 @@ class Lifecycle(UnchangedCase):
                     r = self.err(method, arg, vm, exc=exc)
                     self.assertIn(vm, r.message)
 
-    def test_create_disposable_without_engine(self):
-        for dest, arg, payload in [("dvm", "", b""), ("dom0", "", b""), ("dvm", "preload", b""),
-                                   ("dvm", "", b"uuid")]:
+    def test_create_disposable_refusals(self):
+        # not a disposable template; dom0 without a default_dispvm; bad argument/payload
+        for dest, arg, payload, exc in [("work", "", b"", "QubesException"),
+                                        ("tpl", "", b"", "QubesException"),
+                                        ("dom0", "", b"", "QubesException"),
+                                        ("dvm", "now", b"", "PermissionDenied"),
+                                        ("dvm", "", b"name", PROTOCOL)]:
             with self.subTest(dest=dest, arg=arg, payload=payload):
-                self.err("admin.vm.CreateDisposable", arg, dest, payload, exc="QubesException")
+                self.err("admin.vm.CreateDisposable", arg, dest, payload, exc=exc)
 
     def test_lifecycle_bad_arguments(self):
         self.err("admin.vm.Shutdown", "now", "work", exc="PermissionDenied")

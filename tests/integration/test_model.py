@@ -242,6 +242,32 @@ class SetReset(ModelCase):
         self.create("AppVM", "my-dmz", "red", "tpl")
 
 
+class CreateDisposable(ModelCase):
+    PER_CLASS = False
+
+    def test_unnamed_disposable(self):
+        name = self.ok("admin.vm.CreateDisposable", "", "dvm").decode()
+        self.assertRegex(name, r"^disp[0-9]{1,4}$")
+        self.assertEqual(name[4:], self.get_prop(name, "dispid")[2])
+        self.assertEqual("dvm", self.get_prop(name, "template")[2])
+        self.assertEqual("True", self.get_prop(name, "auto_cleanup")[2])
+        tags = self.ok("admin.vm.tag.List", "", name).decode().split()
+        self.assertIn("created-by-dom0", tags)
+        self.assertIn("disp-created-by-dom0", tags)
+
+    def test_through_dom0_default_dispvm_and_uuid(self):
+        self.ok("admin.property.Set", "default_dispvm", "dom0", b"dvm")
+        out = self.ok("admin.vm.CreateDisposable", "", "dom0", b"uuid").decode()
+        self.assertTrue(out.startswith("uuid:"), out)
+        listing = self.ok("admin.vm.List").decode()
+        self.assertIn("uuid=" + out[5:], listing)
+
+    def test_preload_argument_creates_nothing(self):
+        before = self.vm_names()
+        self.assertEqual(b"", self.ok("admin.vm.CreateDisposable", "preload", "dvm"))
+        self.assertEqual(before, self.vm_names())
+
+
 class Globals(ModelCase):
     def test_list_and_getall(self):
         names = self.ok("admin.property.List").decode().splitlines()
