@@ -140,7 +140,7 @@ static void dispose(struct engine *engine, struct app *app, const char *name) {
 /* The end of every call: answer first (nobody waits for cleanup), then kill a
  * disposable, whose auto_cleanup removes it. */
 static void route_end(struct route *rt, uint32_t kind, int32_t status, const char *msg) {
-    if (kind == QREXEC_REFUSED || kind == QREXEC_FAILED)
+    if ((kind == QREXEC_REFUSED || kind == QREXEC_FAILED) && msg && strcmp(msg, "Request refused") != 0)
         log_info("qrexec: %s -> %s %s+%s: %s", rt->source, *rt->requested ? rt->requested : "@default",
                  rt->service, rt->argument, msg ? msg : "failed");
     rt->reply(rt->ctx, kind, status, msg);
@@ -254,10 +254,12 @@ static void route_by_policy(struct route *rt) {
     struct policy_decision d = {0};
     if (policy_evaluate(r->policy, &sys, rt->service, rt->argument, rt->source, rt->requested,
                         &d) < 0 || d.action != POLICY_ALLOW) {
-        char why[400];
-        snprintf(why, sizeof(why), "Request refused by policy: %s",
+        /* the caller learns only that it was refused, as in Qubes: the reason (which
+         * rule, whether a qube exists) is for the host's log */
+        log_info("qrexec: %s -> %s %s+%s refused: %s", rt->source,
+                 *rt->requested ? rt->requested : "@default", rt->service, rt->argument,
                  *d.reason ? d.reason : "malformed request");
-        route_end(rt, QREXEC_REFUSED, 0, why);
+        route_end(rt, QREXEC_REFUSED, 0, "Request refused");
         return;
     }
     log_info("qrexec: %s -> %s %s+%s allowed (%s:%d) to %s", rt->source, rt->requested,
