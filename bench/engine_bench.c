@@ -6,6 +6,8 @@
  *   start-echo-kill  the same with `echo hi` run in between
  *   echo             `echo hi` in an already running qube (the floor of a hand-out)
  *   pause-unpause    admin.vm.Pause + admin.vm.Unpause
+ *   thaw-echo        the floor of a preloaded hand-out: Unpause + `echo hi` through the
+ *                    agent, the qube paused (untimed) before each iteration
  *   spawn CMD...     any command run N times (bwrap, for comparison)
  * Prints one line: median, p95, min, max in milliseconds. */
 #include <fcntl.h>
@@ -63,6 +65,10 @@ static int spawn_wait(char **argv) {
 
 /* The untimed part of `start`: kill, then give the daemon time for its cleanup, which
  * is deferred until after the reply and would otherwise land on the next Start. */
+static int untimed_before(const char *mode, const char *qube) {
+    return strcmp(mode, "thaw-echo") == 0 ? api("admin.vm.Pause", qube) : 0;
+}
+
 static int untimed_after(const char *mode, const char *qube) {
     if (strcmp(mode, "start") != 0)
         return 0;
@@ -84,6 +90,8 @@ static int one(const char *mode, const char *qube, const char *sock, char **argv
                                                                      : api("admin.vm.Kill", qube);
     if (strcmp(mode, "echo") == 0)
         return echo_in(sock);
+    if (strcmp(mode, "thaw-echo") == 0)
+        return api("admin.vm.Unpause", qube) < 0 ? -1 : echo_in(sock);
     if (strcmp(mode, "pause-unpause") == 0)
         return api("admin.vm.Pause", qube) < 0 ? -1 : api("admin.vm.Unpause", qube);
     if (strcmp(mode, "spawn") == 0)
@@ -107,6 +115,8 @@ int main(int argc, char **argv) {
     const char *qube = argv[3], *sock = argc > 4 ? argv[4] : "";
     double *t = xcalloc((size_t)n, sizeof(double));
     for (int i = 0; i < n; i++) {
+        if (untimed_before(mode, qube) < 0)
+            return 1;
         double t0 = now_ms();
         if (one(mode, qube, sock, argv + 3) < 0)
             return 1;
