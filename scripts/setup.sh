@@ -28,16 +28,22 @@ else
     /usr/local/sbin/dispenserd 2>>/var/log/dispenser/dispenserd.log
 fi
 
-echo "== dispenserd is up: a busybox template, a qube based on it, a command inside =="
+echo "== dispenserd is up: a busybox template, a disposable template, a disposable answering a command =="
 # (re)build the template unless it already has a root filesystem (revision > 0)
 rev=$(qvm-template list | awk '$1 == "demo-template" { print $2 }')
 if [ "${rev:-0}" = 0 ] || [ "$rev" = - ]; then
-    qvm-ls --raw-list | grep -qx demo-work && qvm-remove -f demo-work
-    qvm-ls --raw-list | grep -qx demo-template && qvm-remove -f demo-template
+    for q in demo-work demo-dvm demo-template; do
+        qvm-ls --raw-list | grep -qx "$q" && qvm-remove -f "$q"
+    done
     qvm-template build busybox demo-template
 fi
+qvm-ls --raw-list | grep -qx demo-dvm || {
+    qvm-create --template demo-template --label red demo-dvm
+    qvm-prefs demo-dvm template_for_dispvms True
+}
+qubes-prefs default_dispvm demo-dvm
 qvm-ls --raw-list | grep -qx demo-work || qvm-create --template demo-template --label blue demo-work
-qvm-start --skip-if-running demo-work
-dispenser-agent-client --socket /run/dispenser/qubes/demo-work/agent.sock -- \
-    'echo "hello from $(hostname), uid $(id -u), kernel $(uname -r)"'
+# the main job: a fresh disposable runs a command and is gone afterwards
+qvm-run --dispvm -p 'echo "hello from $(hostname), a disposable: uid $(id -u), kernel $(uname -r)"'
+qvm-run -p demo-work 'echo "hello from $(hostname), a qube that keeps running"'
 qvm-ls
