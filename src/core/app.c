@@ -102,6 +102,14 @@ int app_save_failed(struct app *app, struct qerr *err) {
     return qerr_set(err, EXC_QUBES, "Failed to save the change to the qube database");
 }
 
+int app_batch_begin(struct app *app, struct qerr *err) {
+    return store_begin(app->store) < 0 ? app_save_failed(app, err) : 0;
+}
+
+int app_batch_end(struct app *app, struct qerr *err) {
+    return store_commit(app->store) < 0 ? app_save_failed(app, err) : 0;
+}
+
 /* ---- loading ---- */
 
 struct loader_ctx {

@@ -68,6 +68,11 @@ void app_emit(struct app *app, const struct qube *subject, const char *event,
 void app_insert(struct app *app, struct qube *q);
 void app_unlink(struct app *app, struct qube *q);
 void app_qube_free(struct qube *q);
+/* Groups the changes made until app_batch_end into one transaction (one commit). If
+ * one fails, the database keeps none of them; memory may then be ahead of it until the
+ * next start, so the caller must log loudly. Returns 0 or -1 (err set) from the end. */
+int app_batch_begin(struct app *app, struct qerr *err);
+int app_batch_end(struct app *app, struct qerr *err);
 /* Rolls back the open transaction and reports the failure as a QubesException. */
 int app_save_failed(struct app *app, struct qerr *err);
 
@@ -80,6 +85,11 @@ int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def,
                  const char *raw, struct qerr *err);
 int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def,
                    struct qerr *err);
+/* The same without the read-only check: for the daemon's own properties (is_preload). */
+int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *def,
+                        const char *raw, struct qerr *err);
+int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def *def,
+                          struct qerr *err);
 
 const struct prop_def *app_global_def(const char *name, struct qerr *err);
 const char *app_global_get(const struct app *app, const struct prop_def *def, char *buf,

@@ -108,6 +108,11 @@ int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def,
                  const char *raw, struct qerr *err) {
     if (def->flags & PF_READONLY)
         return refuse_write(def, qube_class_name(q->klass), err);
+    return app_prop_set_system(app, q, def, raw, err);
+}
+
+int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *def,
+                        const char *raw, struct qerr *err) {
     char value[VALUE_MAX], oldbuf[VALUE_MAX], tmp[VALUE_MAX];
     if (parse_value(app, q, def, raw, value, sizeof(value), err) < 0)
         return -1;
@@ -133,6 +138,11 @@ int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def,
         return 0;
     if (def->flags & PF_READONLY)
         return refuse_write(def, qube_class_name(q->klass), err);
+    return app_prop_reset_system(app, q, def, err);
+}
+
+int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def *def,
+                          struct qerr *err) {
     if (def->flags & PF_NO_RESET)
         return qerr_set(err, EXC_VALUE, "Cannot unset %s; set it to a qube instead", def->name);
     char oldbuf[VALUE_MAX], newbuf[VALUE_MAX];

@@ -22,6 +22,7 @@ enum prop_id {
     P_DISPID,
     P_ICON,
     P_INCLUDE_IN_BACKUPS,
+    P_IS_PRELOAD,
     P_KERNEL,
     P_KERNELOPTS,
     P_KLASS,

@@ -50,6 +50,8 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
+    int depth;    /* open store_begin()s: only the outermost talks to SQLite */
+    bool aborted; /* a nested part failed: the whole transaction is gone */
 };
 
 static int db_fail(struct store *s, const char *what) {
@@ -154,11 +156,38 @@ static int run(struct store *s, enum stmt_id id, const char *fmt, ...) {
     return rc == SQLITE_DONE ? 0 : db_fail(s, STMT_SQL[id]);
 }
 
-int store_begin(struct store *s) { return run(s, S_BEGIN, ""); }
-int store_commit(struct store *s) { return run(s, S_COMMIT, ""); }
+/* Transactions nest: a group of changes (a preload hand-out touches several features,
+ * tags and a property) is one SQLite transaction, one commit. */
+int store_begin(struct store *s) {
+    if (s->aborted)
+        return -1;
+    if (s->depth++ > 0)
+        return 0;
+    int r = run(s, S_BEGIN, "");
+    if (r < 0)
+        s->depth = 0;
+    return r;
+}
+
+int store_commit(struct store *s) {
+    if (s->aborted) {
+        if (--s->depth <= 0)
+            s->depth = 0, s->aborted = false;
+        return -1;
+    }
+    if (s->depth == 0 || --s->depth > 0)
+        return 0;
+    return run(s, S_COMMIT, "");
+}
+
 void store_rollback(struct store *s) {
+    if (s->aborted)
+        return; /* already rolled back; the outermost commit reports it */
     if (!sqlite3_get_autocommit(s->db))
         run(s, S_ROLLBACK, "");
+    if (s->depth > 1)
+        s->aborted = true; /* outer levels learn it at their commit */
+    s->depth = s->depth > 1 ? s->depth - 1 : 0;
 }
 
 int store_insert_qube(struct store *s, int qid, const char *name, const char *klass,
