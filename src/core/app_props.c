@@ -38,8 +38,23 @@ static const char *identity_value(const struct qube *q, int id, char *buf, size_
     }
 }
 
+/* Qubes: a disposable runs like its disposable template (memory, vcpus, kernel ...). */
+static const struct qube *inherits_from(const struct app *app, const struct qube *q,
+                                        const struct prop_def *def) {
+    if (!q || q->klass != QUBE_DISPVM || !(def->flags & PF_INHERIT) || !q->props[P_TEMPLATE])
+        return NULL;
+    return app_find(app, q->props[P_TEMPLATE]);
+}
+
 static const char *default_value(const struct app *app, const struct qube *q,
                                  const struct prop_def *def, char *buf, size_t size) {
+    const struct qube *tpl = inherits_from(app, q, def);
+    if (tpl) {
+        bool is_default;
+        char tmp[1024];
+        snprintf(buf, size, "%s", app_prop_get(app, tpl, def, tmp, sizeof(tmp), &is_default));
+        return buf;
+    }
     if (def->get_default && def->get_default(app, q, buf, size))
         return buf;
     return def->fixed_default ? def->fixed_default : "";

@@ -67,6 +67,7 @@ enum prop_flags {
     PF_NONNEG = 1 << 3,    /* int >= 0 */
     PF_NO_RESET = 1 << 4,  /* Qubes refuses to unset it (template) */
     PF_LATE = 1 << 5,      /* qubesd's load stage 4: listed after the others by GetAll */
+    PF_INHERIT = 1 << 6,   /* a DispVM's default is its disposable template's value */
 };
 
 /* Writes the default into buf and returns true, or returns false: no default. */
