@@ -162,6 +162,17 @@ static void write_all(int fd, const char *buf, size_t len) {
     }
 }
 
+/* Our own stdin and stdout, once the service holds them: a copy kept here would hide
+ * from our reader that the service closed its stdout. stderr stays: our messages go
+ * there. */
+static void drop_std_fd(int fd) {
+    int n = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (n >= 0 && n != fd) {
+        dup2(n, fd);
+        close(n);
+    }
+}
+
 /* Returns the end to hand to the service, or -errno. */
 static int filter_open(struct filter *f, int to) {
     int p[2];
@@ -178,8 +189,11 @@ static bool filter_pump(struct filter *f) {
     if (n < 0 && errno == EINTR)
         return true;
     if (n <= 0) {
-        if (n == 0 || errno != EAGAIN)
+        if (n == 0 || errno != EAGAIN) {
             close(f->from), f->from = -1;
+            if (f->to == STDOUT_FILENO) /* the service closed its stdout: so do we */
+                drop_std_fd(STDOUT_FILENO);
+        }
         return false;
     }
     qrexec_replace_chars(buf, (size_t)n);
@@ -292,7 +306,10 @@ int qrexec_client_vm_main(int argc, char **argv) {
         return EXIT_FAILED;
     }
     int e = send_call(sock, &o, svc);
-    for (int i = 0; i < 3; i++) /* the service has them now: EOF must reach it */
+    for (int i = 0; i < 2; i++) /* the service has them now: EOF must reach it */
+        if (e == 0 && svc[i] == i)
+            drop_std_fd(i);
+    for (int i = 0; i < 3; i++)
         close_mine(&svc[i]);
     if (e < 0) {
         fprintf(stderr, PROG ": cannot send the call: %s\n", strerror(-e));

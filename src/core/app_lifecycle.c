@@ -178,8 +178,8 @@ bool app_dependents(const struct app *app, const struct qube *q, char *buf, size
             append_dependent(buf, size, "@GLOBAL", GPROP_DEFS[g].name);
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *other = app->qubes[i];
-        if (other == q)
-            continue;
+        if (other == q || streq_ptr(other->props[P_IS_PRELOAD], "True"))
+            continue; /* a preload is discarded with its template, never a dependent */
         for (int p = 0; p < PROP_COUNT; p++)
             if (PROP_DEFS[p].type == PT_VM && streq_ptr(other->props[p], q->name))
                 append_dependent(buf, size, other->name, PROP_DEFS[p].name);

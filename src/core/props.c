@@ -189,6 +189,8 @@ static bool used_as_dispvm_template(const struct app *app, const struct qube *q)
         return true;
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *d = app->qubes[i];
+        if (streq_ptr(d->props[P_IS_PRELOAD], "True"))
+            continue; /* preloads never hold their template: they are discarded instead */
         if (streq_ptr(d->props[P_DEFAULT_DISPVM], q->name) ||
             streq_ptr(d->props[P_MANAGEMENT_DISPVM], q->name) ||
             (d->klass == QUBE_DISPVM && streq_ptr(d->props[P_TEMPLATE], q->name)))

@@ -7,7 +7,7 @@
 
 static const struct api_method *const TABLES[] = {
     API_VM_METHODS, API_PROPERTY_METHODS, API_FEATURE_METHODS, API_MISC_METHODS,
-    API_VOLUME_METHODS,
+    API_VOLUME_METHODS, API_INTERNAL_METHODS,
 };
 
 const struct api_method *api_find_method(const char *name) {
@@ -74,7 +74,8 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
     struct qerr err = {0};
     _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
     struct api_call call = {.app = env->app, .engine = env->engine, .peer_uid = env->peer_uid,
-                            .sink = sink, .req = req, .out = &out, .err = &err};
+                            .preload = env->preload, .sink = sink, .req = req, .out = &out,
+                            .err = &err};
     const struct api_method *m = NULL;
     int r = resolve_call(&call);
     if (r == 0) {
@@ -91,7 +92,7 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
 
 enum api_result api_dispatch(struct app *app, const struct wire_request *req,
                              struct strbuf *reply) {
-    struct api_env env = {.app = app, .engine = NULL, .peer_uid = 0};
+    struct api_env env = {.app = app, .engine = NULL, .peer_uid = 0, .preload = NULL};
     return api_dispatch_env(&env, req, reply, NULL);
 }
 
@@ -112,9 +113,14 @@ struct api_deferred *api_defer(struct api_call *call) {
 }
 
 void api_deferred_finish(struct api_deferred *d, int r, const struct qerr *err) {
+    api_deferred_finish_content(d, r, err, "");
+}
+
+void api_deferred_finish_content(struct api_deferred *d, int r, const struct qerr *err,
+                                 const char *content) {
     _cleanup_strbuf_ struct strbuf reply = STRBUF_INIT;
     if (r == 0)
-        wire_reply_ok(&reply, NULL, 0);
+        wire_reply_ok(&reply, content, strlen(content));
     else if (err && err->exc)
         wire_reply_error(&reply, err->exc, err->msg);
     d->sink.reply(d->sink.ctx, r == 0 || (err && err->exc) ? &reply : NULL);

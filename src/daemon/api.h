@@ -8,6 +8,7 @@
 #include "wire.h"
 
 struct engine;
+struct preload;
 struct api_deferred;
 
 /* Where a deferred reply goes (the server's connection); NULL in tests and the fuzzer. */
@@ -21,12 +22,14 @@ struct api_env {
     struct app *app;
     struct engine *engine; /* NULL: no isolation engine (life cycle calls fail) */
     uid_t peer_uid;        /* of the client process (SO_PEERCRED) */
+    struct preload *preload; /* NULL: no preloading (tests, the fuzzer) */
 };
 
 struct api_call {
     struct app *app;
     struct engine *engine;
     uid_t peer_uid;
+    struct preload *preload;
     const struct api_sink *sink;
     const struct wire_request *req;
     struct qube *src;
@@ -73,6 +76,9 @@ enum api_result api_dispatch(struct app *app, const struct wire_request *req,
 /* For handlers that answer later. NULL when the call has no sink (then answer now). */
 struct api_deferred *api_defer(struct api_call *call);
 void api_deferred_finish(struct api_deferred *d, int r, const struct qerr *err);
+/* The same with content for a success reply. */
+void api_deferred_finish_content(struct api_deferred *d, int r, const struct qerr *err,
+                                 const char *content);
 
 /* Method tables of each area, terminated by a {NULL} entry. */
 extern const struct api_method API_VM_METHODS[];
@@ -80,6 +86,7 @@ extern const struct api_method API_PROPERTY_METHODS[];
 extern const struct api_method API_FEATURE_METHODS[];
 extern const struct api_method API_MISC_METHODS[];
 extern const struct api_method API_VOLUME_METHODS[];
+extern const struct api_method API_INTERNAL_METHODS[];
 
 /* Shared helpers for handlers. */
 void api_put_line(struct strbuf *out, const char *line);

@@ -3,6 +3,7 @@
 
 #include "api.h"
 #include "names.h"
+#include "preload.h"
 
 /* Written only by the preload engine: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
@@ -59,13 +60,21 @@ static int feature_set(struct api_call *c) {
     if (!text_is_printable_ascii(req->payload, req->payload_len))
         return qerr_set(c->err, EXC_PROTOCOL, "%s value contains illegal characters", req->arg);
     _cleanup_free_ char *value = xstrndup((const char *)req->payload, req->payload_len);
-    return app_feature_set(c->app, c->dest, req->arg, value, c->err);
+    if (c->preload && preload_validate_feature(c->preload, c->dest, req->arg, value, c->err) < 0)
+        return -1;
+    if (app_feature_set(c->app, c->dest, req->arg, value, c->err) < 0)
+        return -1;
+    if (c->preload)
+        preload_feature_changed(c->preload, c->dest, req->arg);
+    return 0;
 }
 
 static int feature_remove(struct api_call *c) {
-    if (refuse_protected(c) < 0)
+    if (refuse_protected(c) < 0 || app_feature_remove(c->app, c->dest, c->req->arg, c->err) < 0)
         return -1;
-    return app_feature_remove(c->app, c->dest, c->req->arg, c->err);
+    if (c->preload)
+        preload_feature_changed(c->preload, c->dest, c->req->arg);
+    return 0;
 }
 
 /* Qubes tags: [A-Za-z0-9_-] (no dot), non-empty. */

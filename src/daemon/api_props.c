@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "preload.h"
 
 #define VALUE_MAX 1024
 
@@ -93,17 +94,31 @@ static int vm_prop_get_default(struct api_call *c) {
     return 0;
 }
 
+/* Preloads follow their template's configuration: refused while ordinary disposables
+ * depend on it, discarded or refilled after it changed. */
+static int after_change(struct api_call *c, const char *prop, int r) {
+    if (r == 0 && c->preload)
+        preload_property_changed(c->preload, c->dest, prop);
+    return r;
+}
+
+static int before_change(struct api_call *c, const char *prop) {
+    return c->preload ? preload_validate_property(c->preload, c->dest, prop, c->err) : 0;
+}
+
 static int vm_prop_set(struct api_call *c) {
     const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
     char value[VALUE_MAX];
-    if (!def || payload_text(c, value, sizeof(value)) < 0)
+    if (!def || payload_text(c, value, sizeof(value)) < 0 || before_change(c, def->name) < 0)
         return -1;
-    return app_prop_set(c->app, c->dest, def, value, c->err);
+    return after_change(c, def->name, app_prop_set(c->app, c->dest, def, value, c->err));
 }
 
 static int vm_prop_reset(struct api_call *c) {
     const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
-    return def ? app_prop_reset(c->app, c->dest, def, c->err) : -1;
+    if (!def || before_change(c, def->name) < 0)
+        return -1;
+    return after_change(c, def->name, app_prop_reset(c->app, c->dest, def, c->err));
 }
 
 /* --- global --- */
@@ -150,12 +165,12 @@ static int global_set(struct api_call *c) {
     char value[VALUE_MAX];
     if (!def || payload_text(c, value, sizeof(value)) < 0)
         return -1;
-    return app_global_set(c->app, def, value, c->err);
+    return after_change(c, def->name, app_global_set(c->app, def, value, c->err));
 }
 
 static int global_reset(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
-    return def ? app_global_reset(c->app, def, c->err) : -1;
+    return def ? after_change(c, def->name, app_global_reset(c->app, def, c->err)) : -1;
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

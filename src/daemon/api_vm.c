@@ -7,6 +7,7 @@
 #include "api.h"
 #include "disposable.h"
 #include "engine.h"
+#include "preload.h"
 #include "host.h"
 #include "labels.h"
 #include "names.h"
@@ -77,6 +78,8 @@ static int vm_create_standalonevm(struct api_call *c) { return vm_create(c, QUBE
 static int vm_create_templatevm(struct api_call *c) { return vm_create(c, QUBE_TEMPLATEVM); }
 
 static int vm_remove(struct api_call *c) {
+    if (c->preload && app_dependents(c->app, c->dest, (char[8]){0}, 8) == false)
+        preload_discard_of(c->preload, c->dest); /* its preloads go with it */
     if (c->engine)
         return engine_remove(c->engine, c->dest, c->err);
     return app_remove(c->app, c->dest, c->err);
@@ -156,7 +159,13 @@ static int vm_pause(struct api_call *c) {
 static int vm_unpause(struct api_call *c) {
     if (strcmp(c->dest->power_state, "Paused") != 0)
         return qerr_set(c->err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", c->dest->name);
-    return c->engine ? engine_unpause(c->engine, c->dest, c->err) : no_engine(c);
+    if (!c->engine)
+        return no_engine(c);
+    if (engine_unpause(c->engine, c->dest, c->err) < 0)
+        return -1;
+    if (c->preload) /* unpausing a preload by hand counts as using it */
+        preload_unpaused_by_hand(c->preload, c->dest);
+    return 0;
 }
 
 static int op_shutdown_force_wait(struct api_call *c, engine_done_fn done, void *ud) {
@@ -179,6 +188,49 @@ static int vm_shutdown(struct api_call *c) {
     return engine_shutdown(c->engine, c->dest, strstr(a, "force") != NULL, NULL, NULL, c->err);
 }
 
+static int reply_disposable(struct api_call *c, const struct qube *q, bool want_uuid) {
+    if (!q)
+        return -1;
+    if (want_uuid)
+        strbuf_printf(c->out, "uuid:%s", q->uuid);
+    else
+        strbuf_puts(c->out, q->name);
+    return 0;
+}
+
+/* A preloaded disposable when one is ready (it is returned running: the caller cannot
+ * tell it from a fresh one but by speed), else a fresh one, not started. */
+struct preload_reply {
+    struct api_deferred *d;
+    struct app *app;
+    char caller[32], tpl[32];
+    bool want_uuid;
+};
+
+static void on_preload_got(void *userdata, struct qube *disp, const struct qerr *err) {
+    struct preload_reply *pr = userdata;
+    struct qerr e = {0};
+    struct qube *tpl = app_find(pr->app, pr->tpl);
+    if (!disp && tpl)
+        disp = disposable_create(pr->app, tpl, pr->caller, &e);
+    char out[80];
+    if (disp)
+        snprintf(out, sizeof(out), pr->want_uuid ? "uuid:%s" : "%s",
+                 pr->want_uuid ? disp->uuid : disp->name);
+    api_deferred_finish_content(pr->d, disp ? 0 : -1, disp ? NULL : (tpl ? &e : err), out);
+    free(pr);
+}
+
+static int create_from_preload(struct api_call *c, struct qube *tpl, bool want_uuid) {
+    struct preload_reply *pr = xcalloc(1, sizeof(*pr));
+    *pr = (struct preload_reply){api_defer(c), c->app, "", "", want_uuid};
+    snprintf(pr->caller, sizeof(pr->caller), "%s", c->src->name);
+    snprintf(pr->tpl, sizeof(pr->tpl), "%s", tpl->name);
+    if (preload_request(c->preload, tpl, c->src->name, on_preload_got, pr) == 0)
+        on_preload_got(pr, NULL, NULL);
+    return API_HANDLER_DEFERRED;
+}
+
 /* admin.vm.CreateDisposable: dest is the disposable template, or dom0 for the caller's
  * default_dispvm. Returns the new name (or uuid:<uuid> for payload "uuid"). */
 static int vm_create_disposable(struct api_call *c) {
@@ -196,16 +248,14 @@ static int vm_create_disposable(struct api_call *c) {
     if (!disposable_template_ok(c->app, tpl))
         return qerr_set(c->err, EXC_QUBES, "'%s' is not a disposable template "
                         "(template_for_dispvms is not set)", tpl->name);
-    if (*a) /* "preload": refill only; without preloading there is nothing to do */
+    if (*a) { /* "preload": a refill only, never above max (the boot unit, by hand) */
+        if (c->preload)
+            preload_refill(c->preload, tpl, "autostart was requested");
         return 0;
-    struct qube *q = disposable_create(c->app, tpl, c->src->name, c->err);
-    if (!q)
-        return -1;
-    if (want_uuid)
-        strbuf_printf(c->out, "uuid:%s", q->uuid);
-    else
-        strbuf_puts(c->out, q->name);
-    return 0;
+    }
+    if (c->preload && c->sink)
+        return create_from_preload(c, tpl, want_uuid);
+    return reply_disposable(c, disposable_create(c->app, tpl, c->src->name, c->err), want_uuid);
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

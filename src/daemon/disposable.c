@@ -42,10 +42,11 @@ struct qube *disposable_create(struct app *app, struct qube *tpl, const char *ca
     snprintf(label, sizeof(label), "%s",
              app_prop_get(app, tpl, &PROP_DEFS[P_LABEL], created_by, sizeof(created_by),
                           &is_default));
-    snprintf(created_by, sizeof(created_by), "created-by-%s", caller);
-    snprintf(disp_created_by, sizeof(disp_created_by), "disp-created-by-%s", caller);
-    struct qube_spec spec = {QUBE_DISPVM, name, label, tpl->name, created_by, disp_created_by,
-                             dispid, true};
+    snprintf(created_by, sizeof(created_by), "created-by-%s", caller ? caller : "");
+    snprintf(disp_created_by, sizeof(disp_created_by), "disp-created-by-%s", caller ? caller : "");
+    /* a preload (no caller yet) gets its creator's tags when it is handed out */
+    struct qube_spec spec = {QUBE_DISPVM, name, label, tpl->name, caller ? created_by : NULL,
+                             caller ? disp_created_by : NULL, dispid, true};
     struct qube *q = NULL;
     return app_create(app, &spec, &q, err) < 0 ? NULL : q;
 }

@@ -10,6 +10,6 @@ bool disposable_template_ok(const struct app *app, const struct qube *q);
 struct qube *disposable_default_template(const struct app *app, const struct qube *caller,
                                          struct qerr *err);
 /* Creates disp<N> from `tpl` for `caller` (tags created-by-<caller> and
- * disp-created-by-<caller>, auto_cleanup). Not started. */
+ * disp-created-by-<caller>, auto_cleanup). Not started. caller NULL: no tags (a preload). */
 struct qube *disposable_create(struct app *app, struct qube *tpl, const char *caller,
                                struct qerr *err);

@@ -12,6 +12,8 @@ struct engine {
     struct backend *container;
     engine_upcall_fn upcall;
     void *upcall_userdata;
+    engine_halted_fn halted;
+    void *halted_userdata;
     char container_problem[256]; /* why the container engine is unavailable */
 };
 
@@ -174,7 +176,16 @@ static void on_exited(void *userdata, const char *name, int status) {
         return;
     set_power(e, q, "Halted");
     emit(e, q, "domain-shutdown", NULL, NULL);
+    char n[32];
+    snprintf(n, sizeof(n), "%s", name);
     auto_cleanup(e, q);
+    if (e->halted)
+        e->halted(e->halted_userdata, n);
+}
+
+void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdata) {
+    e->halted = fn;
+    e->halted_userdata = userdata;
 }
 
 /* ---- the other life-cycle calls ---- */

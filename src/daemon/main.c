@@ -20,6 +20,7 @@
 #include "events.h"
 #include "host.h"
 #include "log.h"
+#include "preload.h"
 #include "qrexec_router.h"
 #include "server.h"
 
@@ -32,6 +33,7 @@ struct options {
     const char *agent_path;
     uid_t uid_base, uid_count;
     const char *policy_dir;
+    const char *meminfo; /* simulated /proc/meminfo for tests, or NULL */
 };
 
 /* Host ids 0x60000000.. (65,536 of them) are what ids 0.. inside qubes map to. Far above
@@ -52,6 +54,8 @@ static void usage(FILE *f) {
             "  --agent PATH         the static in-qube agent (default %s)\n"
             "  --uid-base N         first host uid of the qubes' id range (default %u)\n"
             "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
+            "  --meminfo FILE       read free memory for preloading from FILE (/proc/meminfo\n"
+            "                       format) instead of the host's: for tests\n"
             "  --help, --version\n",
             DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET, DEFAULT_AGENT,
             DEFAULT_UID_BASE, DEFAULT_POLICY_DIR);
@@ -70,7 +74,7 @@ static int parse_group(const char *name, gid_t *out) {
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_UID_BASE, OPT_POLICY };
+           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -83,6 +87,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"agent", required_argument, NULL, OPT_AGENT},
         {"uid-base", required_argument, NULL, OPT_UID_BASE},
         {"policy-dir", required_argument, NULL, OPT_POLICY},
+        {"meminfo", required_argument, NULL, OPT_MEMINFO},
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
@@ -110,6 +115,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
             break;
         case OPT_AGENT: o->agent_path = optarg; break;
         case OPT_POLICY: o->policy_dir = optarg; break;
+        case OPT_MEMINFO: o->meminfo = optarg; break;
         case OPT_UID_BASE: o->uid_base = (uid_t)strtoul(optarg, NULL, 0); break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: puts("dispenserd " DISPENSER_VERSION); return 0;
@@ -194,6 +200,10 @@ static void report_ready(int ready_fd) {
     }
 }
 
+static void on_qube_halted(void *userdata, const char *name) {
+    preload_qube_halted(userdata, name);
+}
+
 static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
     router_reload_policy(userdata);
     return 0;
@@ -226,6 +236,7 @@ static int run(const struct options *o, int ready_fd) {
     struct server *srv = NULL;
     struct engine *engine = NULL;
     struct router *router = NULL;
+    struct preload *preload = NULL;
     struct qerr err = {0};
     char db[4096];
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
@@ -238,14 +249,18 @@ static int run(const struct options *o, int ready_fd) {
     app.emit = events_broadcast;
     app.emit_ctx = hub;
     engine = start_engine(loop, &app, o);
-    struct server_config cfg = {o->socket_path, o->socket_gid};
+    struct memory_source mem = {o->meminfo, o->meminfo == NULL};
+    preload = preload_new(loop, &app, engine, &mem);
+    engine_set_halted_hook(engine, on_qube_halted, preload);
+    preload_recover(preload);
+    struct server_config cfg = {o->socket_path, o->socket_gid, preload};
     if ((r = server_new(loop, &app, engine, hub, &cfg, &srv)) < 0) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
     char qrexec_sock[4096];
     snprintf(qrexec_sock, sizeof(qrexec_sock), "%s/qrexec.sock", o->runtime_dir);
-    struct router_config rcfg = {o->policy_dir, qrexec_sock, o->socket_gid};
+    struct router_config rcfg = {o->policy_dir, qrexec_sock, o->socket_gid, preload};
     if (!(router = router_new(loop, &app, engine, &rcfg, &err))) {
         log_error("%s", err.msg);
         goto out;
@@ -267,6 +282,7 @@ static int run(const struct options *o, int ready_fd) {
 out:
     server_free(srv);
     router_free(router);
+    preload_free(preload);
     engine_free(engine); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;
     events_hub_free(hub);

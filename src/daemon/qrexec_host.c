@@ -29,6 +29,7 @@ struct host_conn {
     struct strbuf in;
     int fds[3];
     size_t n_fds;
+    bool dispatched; /* the router has the call: only a hang-up is watched for */
 };
 
 static void host_conn_free(struct host_conn *c) {
@@ -66,7 +67,9 @@ static void dispatch(struct host_conn *c, const struct qrexec_request *req) {
     }
     int stdio[3] = {c->fds[0], c->fds[1], c->fds[2]};
     c->n_fds = 0; /* the router owns them now */
-    sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+    c->dispatched = true;
+    /* no more input is read; epoll still reports the caller's going away (EPOLLHUP) */
+    sd_event_source_set_io_events(c->io, 0);
     struct router_request rreq = {"dom0", body.target, body.service, body.user, body.command};
     router_call(c->h->r, &rreq, stdio, on_reply, c);
 }
@@ -111,6 +114,12 @@ static int read_request(struct host_conn *c, struct qrexec_request *req) {
 static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
     struct host_conn *c = userdata;
     struct qrexec_request req;
+    if (c->dispatched) {
+        /* the caller died or gave up: its result has nowhere to go */
+        sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        router_abandon(c->h->r, c);
+        return 0;
+    }
     int r = read_request(c, &req);
     if (r < 0)
         host_conn_free(c);

@@ -10,6 +10,7 @@
 #include "disposable.h"
 #include "log.h"
 #include "policy.h"
+#include "preload.h"
 #include "qrexec_host.h"
 #include "qrexec_proto.h"
 
@@ -22,6 +23,8 @@ struct router {
     sd_event_source *inotify;
     sd_event_source *reload_timer;
     struct router_host *host;     /* qrexec_host.c */
+    struct preload *preload;      /* NULL: every disposable is made fresh */
+    struct route *routes;         /* the calls under way */
     char scratch[64];             /* default_dispvm answers for the evaluator */
 };
 
@@ -107,16 +110,25 @@ static int watch_policy_dir(struct router *r) {
 
 struct route {
     struct router *r;
+    struct route *next;
     char source[32], requested[80], service[64], argument[256], user[64];
     char *command;
     char target[32];  /* the qube that runs the service */
+    char dvm[32];     /* for @dispvm:T: T */
     bool disposable;  /* made for this call: killed when it ends */
+    bool running;     /* the service runs in target */
+    bool abandoned;   /* the caller went away */
     int stdio[3];
     router_reply_fn reply;
     void *ctx;
 };
 
 static void route_free(struct route *rt) {
+    for (struct route **p = &rt->r->routes; *p; p = &(*p)->next)
+        if (*p == rt) {
+            *p = rt->next;
+            break;
+        }
     for (int i = 0; i < 3; i++)
         if (rt->stdio[i] >= 0)
             close(rt->stdio[i]);
@@ -168,6 +180,7 @@ static void route_exec(struct route *rt) {
         route_end(rt, QREXEC_FAILED, 0, q ? err.msg : "the target qube is gone");
         return;
     }
+    rt->running = true;
     /* the agent holds its own copies now: ours would only delay the caller's EOF */
     for (int i = 0; i < 3; i++) {
         close(rt->stdio[i]);
@@ -179,6 +192,10 @@ static void on_target_started(void *userdata, int r, const struct qerr *err) {
     struct route *rt = userdata;
     if (r < 0) {
         route_end(rt, QREXEC_FAILED, 0, err ? err->msg : "the target could not be started");
+        return;
+    }
+    if (rt->abandoned && rt->disposable) { /* nobody left to serve: not even run it */
+        route_end(rt, QREXEC_FAILED, 0, "the caller went away");
         return;
     }
     route_exec(rt);
@@ -204,8 +221,32 @@ static void route_to_target(struct route *rt) {
         route_end(rt, QREXEC_FAILED, 0, err.msg);
 }
 
-/* "@dispvm:T": a fresh disposable of T for this call. */
+static void route_to_fresh_disposable(struct route *rt, const char *tpl_name);
+
+/* A preload was handed out to this call (running, tagged for the caller), or none could
+ * be (NULL): then a fresh disposable. */
+static void on_preload(void *userdata, struct qube *disp, const struct qerr *err) {
+    struct route *rt = userdata;
+    if (!disp) {
+        route_to_fresh_disposable(rt, rt->dvm);
+        return;
+    }
+    snprintf(rt->target, sizeof(rt->target), "%s", disp->name);
+    rt->disposable = true;
+    route_to_target(rt);
+}
+
+/* "@dispvm:T": a preloaded disposable of T if one is ready, else a fresh one. */
 static void route_to_new_disposable(struct route *rt, const char *tpl_name) {
+    struct qube *tpl = app_find(rt->r->app, tpl_name);
+    snprintf(rt->dvm, sizeof(rt->dvm), "%s", tpl_name);
+    if (tpl && rt->r->preload && disposable_template_ok(rt->r->app, tpl) &&
+        preload_request(rt->r->preload, tpl, rt->source, on_preload, rt) == 1)
+        return;
+    route_to_fresh_disposable(rt, tpl_name);
+}
+
+static void route_to_fresh_disposable(struct route *rt, const char *tpl_name) {
     struct qerr err = {0};
     struct qube *tpl = app_find(rt->r->app, tpl_name);
     struct qube *q = tpl ? disposable_create(rt->r->app, tpl, rt->source, &err) : NULL;
@@ -272,8 +313,9 @@ static void route_by_policy(struct route *rt) {
 void router_call(struct router *r, const struct router_request *req, int stdio[3],
                  router_reply_fn reply, void *ctx) {
     struct route *rt = xcalloc(1, sizeof(*rt));
-    *rt = (struct route){.r = r, .reply = reply, .ctx = ctx,
+    *rt = (struct route){.r = r, .next = r->routes, .reply = reply, .ctx = ctx,
                          .stdio = {stdio[0], stdio[1], stdio[2]}};
+    r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
     snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);
     snprintf(rt->user, sizeof(rt->user), "%s", req->user ? req->user : "");
@@ -287,6 +329,21 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
         route_from_dom0(rt);
     else
         route_by_policy(rt);
+}
+
+/* A service in a disposable may never look at its stdio (a viewer, a sleep): without
+ * this, the disposable made for a caller that died would live on until it ends. */
+void router_abandon(struct router *r, void *ctx) {
+    for (struct route *rt = r->routes; rt; rt = rt->next) {
+        if (rt->ctx != ctx)
+            continue;
+        rt->abandoned = true;
+        if (rt->disposable && rt->running) {
+            log_info("qrexec: %s went away: killing %s", rt->source, rt->target);
+            dispose(r->engine, r->app, rt->target); /* the call ends when the qube does */
+        }
+        return;
+    }
 }
 
 /* ---- calls from inside qubes ---- */
@@ -320,7 +377,7 @@ struct router *router_new(sd_event *loop, struct app *app, struct engine *engine
                           const struct router_config *cfg, struct qerr *err) {
     struct router *r = xcalloc(1, sizeof(*r));
     *r = (struct router){.loop = sd_event_ref(loop), .app = app, .engine = engine,
-                         .policy_dir = xstrdup(cfg->policy_dir)};
+                         .policy_dir = xstrdup(cfg->policy_dir), .preload = cfg->preload};
     struct policy_error perr = {0};
     r->policy = policy_parse("", "(empty)", &perr); /* deny everything until loaded */
     router_reload_policy(r);

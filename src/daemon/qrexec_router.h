@@ -22,6 +22,7 @@ struct router_config {
     const char *policy_dir;
     const char *socket_path; /* the host socket */
     gid_t socket_gid;
+    struct preload *preload; /* hands out preloaded disposables for @dispvm; may be NULL */
 };
 
 struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
@@ -43,3 +44,7 @@ struct router_request {
 /* Takes the three stdio descriptors (closes them when done). */
 void router_call(struct router *r, const struct router_request *req, int stdio[3],
                  router_reply_fn reply, void *ctx);
+/* The caller of the call made with ctx went away before its reply: a disposable made for
+ * the call is killed (the call then ends as any other, its reply going nowhere); a named
+ * qube's service runs on, as in Qubes. No-op for a call that has ended. */
+void router_abandon(struct router *r, void *ctx);

@@ -18,6 +18,7 @@ struct server {
     sd_event *loop;
     struct app *app;
     struct engine *engine;
+    struct preload *preload;
     struct events_hub *hub;
     int listen_fd;
     sd_event_source *accept_src;
@@ -112,7 +113,7 @@ static void conn_handle_request(struct conn *c) {
         conn_to_events(c, &req);
         return;
     }
-    struct api_env env = {c->srv->app, c->srv->engine, c->peer_uid};
+    struct api_env env = {c->srv->app, c->srv->engine, c->peer_uid, c->srv->preload};
     struct api_sink sink = {conn_deferred_reply, c};
     enum api_result r = api_dispatch_env(&env, &req, &c->out, &sink);
     if (r == API_NO_REPLY) {
@@ -249,7 +250,7 @@ int server_new(sd_event *loop, struct app *app, struct engine *engine, struct ev
         return fd;
     struct server *srv = xcalloc(1, sizeof(*srv));
     *srv = (struct server){.loop = sd_event_ref(loop), .app = app, .engine = engine, .hub = hub,
-                           .listen_fd = fd,
+                           .preload = cfg->preload, .listen_fd = fd,
                            .socket_path = xstrdup(cfg->socket_path)};
     int r = sd_event_add_io(loop, &srv->accept_src, fd, EPOLLIN, on_accept, srv);
     if (r < 0) {

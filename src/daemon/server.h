@@ -9,9 +9,12 @@
 
 struct server;
 
+struct preload;
+
 struct server_config {
     const char *socket_path;
     gid_t socket_gid; /* (gid_t)-1: keep the daemon's group */
+    struct preload *preload;
 };
 
 struct engine;

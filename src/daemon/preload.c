@@ -1,0 +1,422 @@
+/* The preload life cycle: queued -> startup -> paused -> requested -> used, and discard
+ * from any state (spec/preload.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "disposable.h"
+#include "preload_internal.h"
+
+#define MARK_IN_PROGRESS "preload-dispvm-in-progress"
+#define MARK_COMPLETED "preload-dispvm-completed"
+
+struct preload_waiter {
+    struct preload *p;
+    struct preload_waiter *next;
+    char name[32], caller[32], tpl[32];
+    preload_got_fn got;
+    void *userdata;
+    sd_event_source *timeout;
+};
+
+bool preload_is_preload(const struct app *app, const struct qube *q) {
+    return q->klass == QUBE_DISPVM && q->props[P_IS_PRELOAD] &&
+           strcmp(q->props[P_IS_PRELOAD], "True") == 0;
+}
+
+static struct qube *template_of(const struct app *app, const struct qube *q) {
+    return q->props[P_TEMPLATE] ? app_find(app, q->props[P_TEMPLATE]) : NULL;
+}
+
+/* What a disposable inherits from its template, hashed: a preload made before a change
+ * of any of these is outdated (memory, vcpus, kernel, timeouts, virt_mode, the template). */
+static void fingerprint(const struct app *app, const struct qube *tpl, char out[17]) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (int i = 0; i < PROP_COUNT; i++) {
+        if (!(PROP_DEFS[i].flags & PF_INHERIT) && i != P_TEMPLATE)
+            continue;
+        char buf[1024];
+        bool is_default;
+        const char *v = app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default);
+        for (const char *c = v; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+static bool volume_outdated(struct preload *p, const struct qube *q, const char *vol) {
+    struct backend_volume_info vi;
+    struct qerr err = {0};
+    if (engine_volume_info(p->engine, q, vol, &vi, &err) < 0)
+        return true;
+    return vi.used_revision && vi.used_revision != vi.revision;
+}
+
+/* Exact: only a changed root or private revision, or a changed inherited property. */
+static bool outdated(struct preload *p, const struct qube *q, const struct qube *tpl) {
+    char fp[17];
+    fingerprint(p->app, tpl, fp);
+    const char *mark = strmap_get(&q->features, MARK_COMPLETED);
+    if (!mark)
+        mark = strmap_get(&q->features, MARK_IN_PROGRESS);
+    if (!mark || strcmp(mark, fp) != 0)
+        return true;
+    return strcmp(q->power_state, "Halted") != 0 &&
+           (volume_outdated(p, q, "root") || volume_outdated(p, q, "private"));
+}
+
+/* Gone from every state: out of the list, killed (auto_cleanup removes it) or removed. */
+void preload_discard(struct preload *p, struct qube *q, const char *why) {
+    struct qube *tpl = template_of(p->app, q);
+    char name[32];
+    snprintf(name, sizeof(name), "%s", q->name);
+    log_info("preload: discarding %s: %s", name, why);
+    if (tpl)
+        preload_list_remove(p, tpl, name);
+    struct qerr err = {0};
+    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill(p->engine, q, &err)
+                                                   : engine_remove(p->engine, q, &err);
+    if (r < 0)
+        log_warning("preload: cannot discard %s: %s", name, err.msg);
+}
+
+/* ---- refill ---- */
+
+static void set_mark(struct preload *p, struct qube *q, const char *name, const char *value) {
+    struct qerr err = {0};
+    if (value ? app_feature_set(p->app, q, name, value, &err) < 0
+              : (strmap_get(&q->features, name) && app_feature_remove(p->app, q, name, &err) < 0))
+        log_warning("preload: %s: cannot update %s: %s", q->name, name, err.msg);
+}
+
+static void on_preload_started(void *userdata, int r, const struct qerr *err);
+
+struct start_ctx {
+    struct preload *p;
+    char name[32];
+};
+
+/* Marked and listed before it starts, so that concurrent refills never exceed max. */
+static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
+    struct qerr err = {0};
+    struct qube *q = disposable_create(p->app, tpl, NULL, &err);
+    if (!q) {
+        log_warning("preload: %s: %s", tpl->name, err.msg);
+        return;
+    }
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
+    if (app_batch_begin(p->app, &err) == 0) {
+        set_mark(p, q, MARK_IN_PROGRESS, fp);
+        set_mark(p, q, "internal", "1");
+        app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
+        preload_list_store(p, tpl, names, n);
+        if (app_batch_end(p->app, &err) < 0)
+            log_error("preload: %s: marks not saved: %s", q->name, err.msg);
+    }
+    struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    *ctx = (struct start_ctx){p, ""};
+    snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
+    if (engine_start(p->engine, q, on_preload_started, ctx, &err) < 0) {
+        free(ctx);
+        log_warning("preload: %s: %s", q->name, err.msg);
+        preload_discard(p, q, "it could not be started");
+    }
+}
+
+/* Keeps the oldest `max`, discards the rest (newest first). */
+static size_t trim(struct preload *p, struct qube *tpl, unsigned max) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    for (size_t i = n; i > max; i--) {
+        struct qube *q = app_find(p->app, names[i - 1]);
+        if (q)
+            preload_discard(p, q, "the maximum was lowered");
+        else
+            preload_list_remove(p, tpl, names[i - 1]);
+    }
+    return n > max ? max : n;
+}
+
+static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
+    char buf[32];
+    bool is_default;
+    int64_t tmem = strtoll(app_prop_get(p->app, tpl, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
+                                        &is_default), NULL, 10);
+    int64_t avail = memory_free_mib(&p->mem, p->app, p->engine) -
+                    (int64_t)preload_threshold_mib(p->app);
+    unsigned can = tmem <= 0 ? want : avail <= 0 ? 0 : (unsigned)(avail / tmem);
+    if (can < want)
+        log_warning("preload: %s: not preloading %u disposable(s) due to insufficient memory "
+                    "(%lld MiB free after the threshold, %lld MiB each)", tpl->name, want - can,
+                    (long long)avail, (long long)tmem);
+    return can < want ? can : want;
+}
+
+/* Names of qubes that are gone, and preloads that are outdated, leave the list first:
+ * so every refill is also the eager outdated check. */
+static void prune(struct preload *p, struct qube *tpl) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct qube *q = app_find(p->app, names[i]);
+        if (!q)
+            preload_list_remove(p, tpl, names[i]);
+        else if (outdated(p, q, tpl))
+            preload_discard(p, q, "it is outdated");
+    }
+}
+
+void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
+    if (!disposable_template_ok(p->app, tpl))
+        return;
+    prune(p, tpl);
+    unsigned max = preload_max(p->app, tpl);
+    size_t n = trim(p, tpl, max);
+    unsigned want = max > n ? max - (unsigned)n : 0;
+    unsigned can = want ? affordable(p, tpl, want) : 0;
+    if (!can)
+        return;
+    char delay_s[32];
+    snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
+    struct wire_kv kv[] = {{"reason", reason}, {"delay", delay_s}};
+    app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
+    log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
+    char fp[17];
+    fingerprint(p->app, tpl, fp);
+    for (unsigned i = 0; i < can; i++)
+        create_one(p, tpl, fp);
+}
+
+/* ---- when refills run: after the reply that triggered them, or after a delay ---- */
+
+struct preload_timer {
+    struct preload *p;
+    struct preload_timer *next;
+    char tpl[32], reason[128];
+    double delay;
+    sd_event_source *src;
+};
+
+static void timer_free(struct preload_timer *t) {
+    for (struct preload_timer **pp = &t->p->timers; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    sd_event_source_disable_unref(t->src);
+    free(t);
+}
+
+static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct preload_timer *t = userdata;
+    struct preload *p = t->p;
+    char reason[128];
+    double delay = t->delay;
+    snprintf(reason, sizeof(reason), "%s", t->reason);
+    struct qube *tpl = app_find(p->app, t->tpl);
+    timer_free(t);
+    if (tpl)
+        preload_do_refill(p, tpl, reason, delay);
+    return 0;
+}
+
+/* One pending refill per template: a later trigger does not postpone an earlier one. */
+void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
+                      double delay) {
+    for (struct preload_timer *t = p->timers; t; t = t->next)
+        if (strcmp(t->tpl, tpl->name) == 0)
+            return;
+    struct preload_timer *t = xcalloc(1, sizeof(*t));
+    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay};
+    snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
+    snprintf(t->reason, sizeof(t->reason), "%s", reason);
+    uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0;
+    if (sd_event_add_time_relative(p->loop, &t->src, CLOCK_MONOTONIC, usec, 0, on_refill_timer,
+                                   t) < 0) {
+        free(t);
+        return;
+    }
+    p->timers = t;
+}
+
+void preload_refill(struct preload *p, struct qube *tpl, const char *reason) {
+    preload_schedule(p, tpl, reason, 0);
+}
+
+/* ---- start-up, pause ---- */
+
+static struct preload_waiter *waiter_for(struct preload *p, const char *name) {
+    for (struct preload_waiter *w = p->waiters; w; w = w->next)
+        if (strcmp(w->name, name) == 0)
+            return w;
+    return NULL;
+}
+
+static void waiter_free(struct preload_waiter *w) {
+    for (struct preload_waiter **pp = &w->p->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    sd_event_source_disable_unref(w->timeout);
+    free(w);
+}
+
+static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller);
+
+static void on_preload_started(void *userdata, int r, const struct qerr *err) {
+    struct start_ctx *ctx = userdata;
+    struct preload *p = ctx->p;
+    struct qube *q = app_find(p->app, ctx->name);
+    struct preload_waiter *w = waiter_for(p, ctx->name);
+    free(ctx);
+    if (!q)
+        return;
+    struct qube *tpl = template_of(p->app, q);
+    if (r < 0) { /* a gap: filled at the next trigger, never in a tight loop */
+        log_warning("preload: %s failed to start: %s", q->name, err ? err->msg : "?");
+        preload_discard(p, q, "it failed to start");
+    } else if (w && tpl) { /* requested while starting: straight to its caller, no pause */
+        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        preload_got_fn got = w->got;
+        void *ud = w->userdata;
+        hand_out(p, q, tpl, w->caller);
+        waiter_free(w);
+        got(ud, q, NULL);
+        return;
+    } else {
+        struct qerr perr = {0};
+        if (engine_pause(p->engine, q, &perr) < 0)
+            log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
+        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        set_mark(p, q, MARK_IN_PROGRESS, NULL);
+    }
+    if (w) { /* its preload failed: the caller makes a fresh disposable */
+        preload_got_fn got = w->got;
+        void *ud = w->userdata;
+        waiter_free(w);
+        got(ud, NULL, NULL);
+    }
+}
+
+/* ---- hand-out ---- */
+
+/* After use: a refill after the delay; a negative delay refills only an empty list. */
+static void refill_after_use(struct preload *p, struct qube *tpl, const char *used) {
+    double delay = preload_delay(p->app, tpl);
+    char names[PRELOAD_LIST_MAX][32];
+    if (delay < 0 && preload_list(tpl, names, PRELOAD_LIST_MAX) > 0)
+        return;
+    char delay_s[32];
+    snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
+    struct wire_kv kv[] = {{"dispvm", used}, {"delay", delay_s}};
+    app_emit(p->app, tpl, "domain-preload-dispvm-used", kv, 2);
+    preload_schedule(p, tpl, "a preloaded disposable was used", fabs(delay));
+}
+
+/* The caller sees an ordinary disposable: thawed, visible, tagged as its own. One
+ * transaction for all the bookkeeping: this is the hand-out's hot path. */
+static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller) {
+    struct qerr err = {0};
+    char tag[64], name[32];
+    snprintf(name, sizeof(name), "%s", q->name);
+    if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0)
+        log_warning("preload: cannot unpause %s: %s", name, err.msg);
+    if (app_batch_begin(p->app, &err) == 0) {
+        if (!strmap_get(&tpl->features, "internal"))
+            set_mark(p, q, "internal", NULL);
+        app_prop_reset_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], &err);
+        set_mark(p, q, MARK_IN_PROGRESS, NULL);
+        snprintf(tag, sizeof(tag), "created-by-%s", caller);
+        app_tag_add(p->app, q, tag, &err);
+        snprintf(tag, sizeof(tag), "disp-created-by-%s", caller);
+        app_tag_add(p->app, q, tag, &err);
+        if (app_batch_end(p->app, &err) < 0)
+            log_error("preload: %s: hand-out not saved: %s", name, err.msg);
+    }
+    log_info("preload: %s handed out to %s", name, caller);
+    refill_after_use(p, tpl, name);
+}
+
+static int on_waiter_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct preload_waiter *w = userdata;
+    struct preload *p = w->p;
+    preload_got_fn got = w->got;
+    void *ud = w->userdata;
+    char name[32];
+    snprintf(name, sizeof(name), "%s", w->name);
+    waiter_free(w);
+    struct qube *q = app_find(p->app, name);
+    log_warning("preload: %s did not finish preloading in time; a fresh disposable instead", name);
+    if (q)
+        preload_discard(p, q, "it did not become ready in time");
+    got(ud, NULL, NULL);
+    return 0;
+}
+
+static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
+                          preload_got_fn got, void *userdata) {
+    char buf[32];
+    bool is_default;
+    long timeout = strtol(app_prop_get(p->app, q, &PROP_DEFS[P_QREXEC_TIMEOUT], buf, sizeof(buf),
+                                       &is_default), NULL, 10);
+    struct preload_waiter *w = xcalloc(1, sizeof(*w));
+    *w = (struct preload_waiter){.p = p, .next = p->waiters, .got = got, .userdata = userdata};
+    snprintf(w->name, sizeof(w->name), "%s", q->name);
+    snprintf(w->caller, sizeof(w->caller), "%s", caller);
+    /* as Qubes: 1.2 x qrexec_timeout, then a fresh disposable */
+    if (sd_event_add_time_relative(p->loop, &w->timeout, CLOCK_MONOTONIC,
+                                   (uint64_t)timeout * 1200000ULL, 0, on_waiter_timeout, w) < 0) {
+        free(w);
+        return 0;
+    }
+    p->waiters = w;
+    return 1;
+}
+
+/* A request finding fewer than max fills the gap, a little later (Qubes: max(5, delay)). */
+static void fill_gap(struct preload *p, struct qube *tpl, size_t n) {
+    double delay = preload_delay(p->app, tpl);
+    if (n < preload_max(p->app, tpl) && !(delay < 0 && n > 0))
+        preload_schedule(p, tpl, "there is a gap", delay > 5 ? delay : 5);
+}
+
+int preload_request(struct preload *p, struct qube *tpl, const char *caller, preload_got_fn got,
+                    void *userdata) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct qube *q = app_find(p->app, names[i]);
+        if (!q) {
+            preload_list_remove(p, tpl, names[i]);
+            continue;
+        }
+        if (outdated(p, q, tpl)) { /* the lazy check: never hand out a stale one */
+            preload_discard(p, q, "it is outdated");
+            continue;
+        }
+        preload_list_remove(p, tpl, names[i]);
+        fill_gap(p, tpl, n - i - 1);
+        if (strmap_get(&q->features, MARK_COMPLETED)) {
+            hand_out(p, q, tpl, caller);
+            got(userdata, q, NULL);
+            return 1;
+        }
+        return wait_for_start(p, q, caller, got, userdata);
+    }
+    fill_gap(p, tpl, 0);
+    return 0;
+}
+
+/* Daemon exit: pending refills and waiting requests are dropped (preloads keep running
+ * and are adopted by the next daemon). */
+void preload_cancel_all(struct preload *p) {
+    while (p->timers)
+        timer_free(p->timers);
+    while (p->waiters)
+        waiter_free(p->waiters);
+}

@@ -1,0 +1,47 @@
+/* Preloaded disposables (spec/preload.md): per disposable template, a FIFO of disposables
+ * started in the background, waited until ready, paused, and handed out on request in
+ * about the time of a thaw. The list lives in the template's `preload-dispvm` feature, so
+ * it survives restarts with the qubes themselves. */
+#pragma once
+#include <stdbool.h>
+
+#include "app.h"
+#include "engine.h"
+#include "memory.h"
+
+struct preload;
+
+struct preload *preload_new(sd_event *loop, struct app *app, struct engine *engine,
+                            const struct memory_source *mem);
+void preload_free(struct preload *p);
+
+/* Admin API hooks. validate runs before a feature is set (QubesValueError etc.);
+ * changed runs after a feature or property changed, and fires refills or discards. */
+int preload_validate_feature(struct preload *p, const struct qube *q, const char *name,
+                             const char *value, struct qerr *err);
+void preload_feature_changed(struct preload *p, struct qube *q, const char *name);
+void preload_property_changed(struct preload *p, struct qube *q, const char *prop);
+/* Refuses what must wait for non-preload disposables (template, template_for_dispvms). */
+int preload_validate_property(struct preload *p, const struct qube *q, const char *prop,
+                              struct qerr *err);
+/* A qube halted (engine); a template or disposable template may have new revisions. */
+void preload_qube_halted(struct preload *p, const char *name);
+
+/* A disposable of tpl for caller: a ready preload (thawed, tagged, out of the list), or
+ * through `got` later if the oldest one is still starting. Returns 1 if `got` was called
+ * or will be, 0 if there is none (the caller makes a fresh disposable; a refill follows). */
+typedef void (*preload_got_fn)(void *userdata, struct qube *disp, const struct qerr *err);
+int preload_request(struct preload *p, struct qube *tpl, const char *caller, preload_got_fn got,
+                    void *userdata);
+/* admin.vm.CreateDisposable+preload, the boot unit, host resume. */
+void preload_refill(struct preload *p, struct qube *tpl, const char *reason);
+void preload_refill_all(struct preload *p, const char *reason);
+/* Before host suspend: paused environments do not survive it. */
+void preload_discard_all(struct preload *p);
+/* After a restart: drop what is gone or half-done, keep completed paused preloads. */
+void preload_recover(struct preload *p);
+/* qvm-unpause of a preload by hand: it counts as used. */
+void preload_unpaused_by_hand(struct preload *p, struct qube *q);
+bool preload_is_preload(const struct app *app, const struct qube *q);
+/* All preloads of a disposable template, discarded (it is being removed). */
+void preload_discard_of(struct preload *p, struct qube *tpl);

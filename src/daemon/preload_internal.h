@@ -1,0 +1,35 @@
+/* Shared by the preload engine's files. */
+#pragma once
+#include <stdint.h>
+
+#include "log.h"
+#include "preload.h"
+
+#define PRELOAD_LIST_MAX 64
+
+struct preload_waiter; /* a request waiting for a preload still starting */
+
+struct preload {
+    sd_event *loop;
+    struct app *app;
+    struct engine *engine;
+    struct memory_source mem;
+    struct preload_waiter *waiters;
+    struct preload_timer *timers;
+};
+
+struct qube *preload_default_dispvm(const struct app *app);
+bool preload_global_applies(const struct app *app, const struct qube *tpl);
+unsigned preload_max(const struct app *app, const struct qube *tpl);
+uint64_t preload_threshold_mib(const struct app *app);
+double preload_delay(const struct app *app, const struct qube *tpl);
+
+void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay);
+void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
+                      double delay);
+void preload_discard(struct preload *p, struct qube *q, const char *why);
+void preload_cancel_all(struct preload *p);
+
+size_t preload_list(const struct qube *tpl, char names[][32], size_t max);
+int preload_list_store(struct preload *p, struct qube *tpl, char names[][32], size_t n);
+bool preload_list_remove(struct preload *p, struct qube *tpl, const char *name);
