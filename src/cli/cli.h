@@ -142,6 +142,7 @@ int qvm_events_main(int argc, char **argv);
 int qvm_start_main(int argc, char **argv);
 int qvm_shutdown_main(int argc, char **argv);
 int qvm_kill_main(int argc, char **argv);
+int dispenser_preload_main(int argc, char **argv);
 int qvm_pause_main(int argc, char **argv);
 int qvm_unpause_main(int argc, char **argv);
 int qvm_template_main(int argc, char **argv);
