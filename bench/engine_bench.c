@@ -8,6 +8,9 @@
  *   pause-unpause    admin.vm.Pause + admin.vm.Unpause
  *   thaw-echo        the floor of a preloaded hand-out: Unpause + `echo hi` through the
  *                    agent, the qube paused (untimed) before each iteration
+ *   qrexec TARGET    `echo hi` through the router to TARGET (a qube, or "@dispvm" for a
+ *                    disposable: preloaded if one is ready), as qvm-run does but without
+ *                    the process start
  *   spawn CMD...     any command run N times (bwrap, for comparison)
  * Prints one line: median, p95, min, max in milliseconds. */
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 
 #include "agent_client.h"
 #include "client.h"
+#include "qrexec_client.h"
 
 extern char **environ;
 
@@ -48,6 +52,20 @@ static int echo_in(const char *sock) {
     int r = agent_client_call(sock, AGENT_REQ_EXEC, &body, true, stdio, &reply);
     close(null);
     return r < 0 || reply.kind != AGENT_EXITED || reply.status != 0 ? -1 : 0;
+}
+
+static int qrexec_echo(const char *target) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int stdio[3] = {null, null, null};
+    struct qrexec_result res;
+    char msg[256];
+    int r = qrexec_call(target, "qubes.VMShell", "", "echo hi", stdio, &res, msg, sizeof(msg));
+    close(null);
+    if (r < 0 || res.kind != QREXEC_EXITED || res.status != 0) {
+        fprintf(stderr, "engine_bench: qrexec to %s: %s\n", target, r < 0 ? strerror(-r) : msg);
+        return -1;
+    }
+    return 0;
 }
 
 static int spawn_wait(char **argv) {
@@ -96,6 +114,8 @@ static int one(const char *mode, const char *qube, const char *sock, char **argv
         return api("admin.vm.Pause", qube) < 0 ? -1 : api("admin.vm.Unpause", qube);
     if (strcmp(mode, "spawn") == 0)
         return spawn_wait(argv);
+    if (strcmp(mode, "qrexec") == 0)
+        return qrexec_echo(qube);
     return -1;
 }
 
@@ -114,19 +134,24 @@ int main(int argc, char **argv) {
     int n = atoi(argv[2]);
     const char *qube = argv[3], *sock = argc > 4 ? argv[4] : "";
     double *t = xcalloc((size_t)n, sizeof(double));
+    double *t_in_order = xcalloc((size_t)n, sizeof(double));
     for (int i = 0; i < n; i++) {
         if (untimed_before(mode, qube) < 0)
             return 1;
         double t0 = now_ms();
         if (one(mode, qube, sock, argv + 3) < 0)
             return 1;
-        t[i] = now_ms() - t0;
+        t[i] = t_in_order[i] = now_ms() - t0;
         if (untimed_after(mode, qube) < 0)
             return 1;
     }
     qsort(t, (size_t)n, sizeof(double), cmp_double);
+    if (getenv("BENCH_ALL")) /* every iteration, in order: does the n-th cost the same? */
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "%.3f%c", t_in_order[i], i + 1 < n ? ' ' : '\n');
     printf("%-16s n=%d median=%.3f p95=%.3f min=%.3f max=%.3f ms\n", mode, n, t[n / 2],
            t[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], t[0], t[n - 1]);
     free(t);
+    free(t_in_order);
     return 0;
 }

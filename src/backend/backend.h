@@ -105,6 +105,9 @@ struct backend_ops {
     int (*shutdown)(struct backend *b, const char *name, bool force, backend_done_fn done,
                     void *userdata, struct qerr *err);
     int (*kill)(struct backend *b, const char *name, struct qerr *err);
+    /* Kills without waiting: the exit is reported through events.exited as usual. For
+     * disposables whose call is over: nobody should wait for them to go. */
+    int (*kill_nowait)(struct backend *b, const char *name, struct qerr *err);
     enum backend_power (*state)(struct backend *b, const char *name);
     int (*stats)(struct backend *b, const char *name, struct backend_stats *out);
     /* Remove every volume of a qube that is being deleted. */

@@ -240,6 +240,13 @@ int engine_kill(struct engine *e, struct qube *q, struct qerr *err) {
     return b ? b->ops->kill(b, q->name, err) : -1;
 }
 
+int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err) {
+    if (!is_running(q))
+        return not_started(q, err);
+    struct backend *b = backend_for(e, q, err);
+    return b ? b->ops->kill_nowait(b, q->name, err) : -1;
+}
+
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
     if (strcmp(q->power_state, "Running") != 0)
         return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "

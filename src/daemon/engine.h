@@ -23,6 +23,8 @@ int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *us
 int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
                     void *userdata, struct qerr *err);
 int engine_kill(struct engine *e, struct qube *q, struct qerr *err);
+/* Signals the kill and returns; the qube halts (and an unnamed disposable goes) soon. */
+int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err);
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out);

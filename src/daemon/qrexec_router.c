@@ -143,7 +143,8 @@ static void dispose(struct engine *engine, struct app *app, const char *name) {
     struct qerr err = {0};
     if (!q)
         return; /* it powered off by itself and is gone already */
-    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill(engine, q, &err)
+    /* no waiting: the next call must not queue behind this one's teardown */
+    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill_nowait(engine, q, &err)
                                                    : engine_remove(engine, q, &err);
     if (r < 0)
         log_warning("qrexec: cannot dispose of %s: %s", name, err.msg);

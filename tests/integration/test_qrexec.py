@@ -383,7 +383,7 @@ class Streams(QrexecCase):
         got = []
         t = threading.Thread(target=lambda: got.append(p.stdout.read()), daemon=True)
         t.start()
-        t.join(10)
+        t.join(3)
         self.assertFalse(t.is_alive(), "stdout never reached EOF while the service ran")
         self.assertEqual([b"early\n"], got)
         self.assertIsNone(p.poll())  # still waiting for its stdin
@@ -658,6 +658,13 @@ class Policy(QrexecCase):
         self.assertEqual("work2", self.where("work", "work2", "test.Where+inc1")["qube"])
         self.assertEqual("work2", self.where("work", "work2", "test.Where+inc2")["qube"])
         self.assert_refused("work", "work2", "test.Where+inc3")  # the included deny first
+        # a broken included file is reported under its own name and line
+        with open(os.path.join(self.d.policy_dir, "incdir", "30-c.policy"), "w") as f:
+            f.write("# ok\n\ntest.Where +inc4 work\n")
+        self.write_policy("20-includes.policy", "!include-dir incdir\n",
+                          expect="keeping the policy in force")
+        self.assertRegex(self.d.log(), r"incdir/30-c\.policy:3: ")
+        self.assertEqual("work2", self.where("work", "work2", "test.Where+inc1")["qube"])
 
     def test_broken_file_keeps_old_policy_then_fix(self):
         self.assertEqual("work2", self.where("work", "work2", "test.Where+allowed")["qube"])

@@ -568,6 +568,16 @@ static int container_kill(struct backend *b, const char *name, struct qerr *err)
     return 0;
 }
 
+static int container_kill_nowait(struct backend *b, const char *name, struct qerr *err) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run)
+        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+    if (run->cg)
+        cgroup_qube_kill(run->cg);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    return 0;
+}
+
 static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
     struct run *run = userdata;
     log_warning("%s: still running after shutdown_timeout; killing it", run->name);
@@ -731,6 +741,7 @@ static const struct backend_ops CONTAINER_OPS = {
     .unpause = container_unpause,
     .shutdown = container_shutdown,
     .kill = container_kill,
+    .kill_nowait = container_kill_nowait,
     .state = container_state,
     .stats = container_stats,
     .remove_volumes = container_remove_volumes,
