@@ -147,6 +147,23 @@ static void reap(pid_t *pid, bool kill_it) {
     *pid = 0;
 }
 
+/* Our own stdin and stdout, handed to the service, are swapped for /dev/null: whoever
+ * reads our stdout then sees its end when the service closes it, not when we exit (as
+ * qrexec-client-vm does). stderr stays: our own messages go there. */
+static void drop_own_stdio(const int fds[3]) {
+    int null = -1;
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] != i)
+            continue;
+        if (null < 0)
+            null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0)
+            dup2(null, i);
+    }
+    if (null >= 0)
+        close(null);
+}
+
 int qrun_start(const struct qrun_opts *o, struct qrun *q, char *err, size_t errsize) {
     int fds[3];
     bool owned[3];
@@ -171,6 +188,7 @@ int qrun_start(const struct qrun_opts *o, struct qrun *q, char *err, size_t errs
         reap(&q->local, true);
         return -1;
     }
+    drop_own_stdio(fds);
     return 0;
 }
 

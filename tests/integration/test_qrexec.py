@@ -368,11 +368,8 @@ class Streams(QrexecCase):
         out, err = p.communicate(b"some input\n", timeout=20)
         self.assertEqual((0, b"some input\nafter-eof\n"), (p.returncode, out), err)
 
-    # Known bug, outside this file's scope: qvm-run/qrexec-client (src/cli/qrexec_run.c)
-    # keep their own stdin/stdout open after passing them, so the reader of qvm-run's
-    # stdout only sees EOF when qvm-run exits. qrexec-client-vm drops them (below, in
-    # Policy.test_stdout_closed_early_between_qubes).
-    @unittest.expectedFailure
+    # qvm-run/qrexec-client swap their own stdin/stdout for /dev/null once handed over, as
+    # qrexec-client-vm does (Policy.test_stdout_closed_early_between_qubes).
     def test_stdout_closed_early_reaches_caller(self):
         # the service closes its stdout and stays: the caller sees EOF on stdout at once,
         # the service still reads stdin and writes stderr, and its status comes after
