@@ -199,36 +199,57 @@ static int reply_disposable(struct api_call *c, const struct qube *q, bool want_
 }
 
 /* A preloaded disposable when one is ready (it is returned running: the caller cannot
- * tell it from a fresh one but by speed), else a fresh one, not started. */
+ * tell it from a fresh one but by speed), else a fresh one, not started. The answer is
+ * deferred only while a preload is still starting: a deferred reply finished inside the
+ * handler would free the connection under the server's feet. */
 struct preload_reply {
-    struct api_deferred *d;
+    struct api_deferred *d; /* NULL while still inside the handler */
     struct app *app;
     char caller[32], tpl[32];
-    bool want_uuid;
+    bool want_uuid, answered;
+    int r;
+    struct qerr err;
+    char out[80];
 };
 
 static void on_preload_got(void *userdata, struct qube *disp, const struct qerr *err) {
     struct preload_reply *pr = userdata;
-    struct qerr e = {0};
     struct qube *tpl = app_find(pr->app, pr->tpl);
     if (!disp && tpl)
-        disp = disposable_create(pr->app, tpl, pr->caller, &e);
-    char out[80];
+        disp = disposable_create(pr->app, tpl, pr->caller, &pr->err);
+    else if (!disp && err && err->exc)
+        pr->err = *err;
+    else if (!disp)
+        qerr_set(&pr->err, EXC_QUBES, "The disposable template '%s' is gone", pr->tpl);
     if (disp)
-        snprintf(out, sizeof(out), pr->want_uuid ? "uuid:%s" : "%s",
+        snprintf(pr->out, sizeof(pr->out), pr->want_uuid ? "uuid:%s" : "%s",
                  pr->want_uuid ? disp->uuid : disp->name);
-    api_deferred_finish_content(pr->d, disp ? 0 : -1, disp ? NULL : (tpl ? &e : err), out);
+    pr->r = disp ? 0 : -1;
+    pr->answered = true;
+    if (!pr->d)
+        return; /* the handler answers */
+    api_deferred_finish_content(pr->d, pr->r, &pr->err, pr->out);
     free(pr);
 }
 
 static int create_from_preload(struct api_call *c, struct qube *tpl, bool want_uuid) {
     struct preload_reply *pr = xcalloc(1, sizeof(*pr));
-    *pr = (struct preload_reply){api_defer(c), c->app, "", "", want_uuid};
+    *pr = (struct preload_reply){.app = c->app, .want_uuid = want_uuid};
     snprintf(pr->caller, sizeof(pr->caller), "%s", c->src->name);
     snprintf(pr->tpl, sizeof(pr->tpl), "%s", tpl->name);
     if (preload_request(c->preload, tpl, c->src->name, on_preload_got, pr) == 0)
         on_preload_got(pr, NULL, NULL);
-    return API_HANDLER_DEFERRED;
+    if (!pr->answered) { /* the oldest preload is still starting */
+        pr->d = api_defer(c);
+        return API_HANDLER_DEFERRED;
+    }
+    int r = pr->r;
+    if (r == 0)
+        strbuf_puts(c->out, pr->out);
+    else
+        *c->err = pr->err;
+    free(pr);
+    return r;
 }
 
 /* admin.vm.CreateDisposable: dest is the disposable template, or dom0 for the caller's

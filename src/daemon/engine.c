@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,12 @@ int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err) {
         return not_started(q, err);
     struct backend *b = backend_for(e, q, err);
     return b ? b->ops->kill_nowait(b, q->name, err) : -1;
+}
+
+int engine_reclaim(struct engine *e, const struct qube *q) {
+    struct qerr err;
+    struct backend *b = backend_for(e, q, &err);
+    return b && b->ops->reclaim ? b->ops->reclaim(b, q->name) : -ENOTSUP;
 }
 
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {

@@ -26,6 +26,7 @@ int engine_kill(struct engine *e, struct qube *q, struct qerr *err);
 /* Signals the kill and returns; the qube halts (and an unnamed disposable goes) soon. */
 int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err);
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err);
+int engine_reclaim(struct engine *e, const struct qube *q);
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out);
 /* Removes the qube from the model, then its volumes. */

@@ -224,19 +224,30 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
     return 0;
 }
 
-/* One pending refill per template: a later trigger does not postpone an earlier one. */
+/* One pending refill per template, due at the earliest of its triggers: a later trigger
+ * neither postpones an earlier one nor is held back by a slower one (a use with delay 0
+ * right after a request that found a gap must refill now, not in 5 s). */
 void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
                       double delay) {
-    for (struct preload_timer *t = p->timers; t; t = t->next)
-        if (strcmp(t->tpl, tpl->name) == 0)
-            return;
+    uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
+    sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
+    for (struct preload_timer *t = p->timers; t; t = t->next) {
+        if (strcmp(t->tpl, tpl->name) != 0)
+            continue;
+        uint64_t due = 0;
+        if (sd_event_source_get_time(t->src, &due) == 0 && now + usec < due &&
+            sd_event_source_set_time(t->src, now + usec) == 0) {
+            snprintf(t->reason, sizeof(t->reason), "%s", reason);
+            t->delay = delay;
+        }
+        return;
+    }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
     *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay};
     snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
     snprintf(t->reason, sizeof(t->reason), "%s", reason);
-    uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0;
-    if (sd_event_add_time_relative(p->loop, &t->src, CLOCK_MONOTONIC, usec, 0, on_refill_timer,
-                                   t) < 0) {
+    if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer,
+                          t) < 0) {
         free(t);
         return;
     }
@@ -290,6 +301,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         return;
     } else {
         struct qerr perr = {0};
+        engine_reclaim(p->engine, q); /* a paused preload should cost as little as it can */
         if (engine_pause(p->engine, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
         set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
@@ -389,6 +401,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
                     void *userdata) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
         if (!q) {
@@ -400,7 +413,6 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             continue;
         }
         preload_list_remove(p, tpl, names[i]);
-        fill_gap(p, tpl, n - i - 1);
         if (strmap_get(&q->features, MARK_COMPLETED)) {
             hand_out(p, q, tpl, caller);
             got(userdata, q, NULL);
@@ -408,7 +420,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
         }
         return wait_for_start(p, q, caller, got, userdata);
     }
-    fill_gap(p, tpl, 0);
+    fill_gap(p, tpl, 0); /* none usable: the list is empty now */
     return 0;
 }
 

@@ -548,6 +548,12 @@ static int container_pause(struct backend *b, const char *name, struct qerr *err
     return 0;
 }
 
+static int container_reclaim(struct backend *b, const char *name) {
+    struct run *run = container_find(cb_of(b), name);
+    /* more than any qube holds: the kernel stops when nothing more is reclaimable */
+    return run && run->cg ? cgroup_qube_reclaim(run->cg, 1ULL << 40) : -ENOENT;
+}
+
 static int container_unpause(struct backend *b, const char *name, struct qerr *err) {
     struct run *run = container_find(cb_of(b), name);
     if (!run || run->power != BACKEND_PAUSED)
@@ -739,6 +745,7 @@ static const struct backend_ops CONTAINER_OPS = {
     .start = container_start,
     .pause = container_pause,
     .unpause = container_unpause,
+    .reclaim = container_reclaim,
     .shutdown = container_shutdown,
     .kill = container_kill,
     .kill_nowait = container_kill_nowait,

@@ -1,0 +1,851 @@
+"""Preloaded disposables (spec/preload.md) end to end against a private dispenserd with the
+container engine (as root), one test per rule, given/when/then: the features and their
+validation, protected features, refill counts under concurrent triggers, concurrent
+requests, memory limits (a simulated /proc/meminfo through --meminfo), failures, outdated
+preloads, the daemon killed and restarted, the events of one hand-out, qvm-unpause, global
+and local maxima, the delay, qrexec and qvm-run --dispvm served from the list with the
+caller preserved, suspend and resume, and configuration changes.
+
+Every test makes its own disposable template(s) on the busybox template `bb` and removes
+them at the end (which discards their preloads): nothing a test fills outlives it."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import parse_reply
+import test_engine
+from test_engine import EngineTestCase, build_template, kill_all_qubes
+from test_qrexec import PolicyDaemon, popen_tool, run_tool
+
+ROUTER_WAIT = 3.0
+PLENTY_MIB = 64 * 1024  # simulated MemAvailable when a test does not test memory
+FILL_WAIT = 5.0
+OUTDATED_WAIT = 4.0  # the daemon checks for outdated preloads 4 s after a template stops
+
+# Written into `bb`: a service that says where it runs and for whom.
+SERVICES = r"""
+set -e
+mkdir -p /etc/qubes-rpc
+cat > /etc/qubes-rpc/test.Where <<'EOF'
+#!/bin/sh
+echo "remote=$QREXEC_REMOTE_DOMAIN target=$QREXEC_REQUESTED_TARGET qube=$(hostname)"
+EOF
+chmod 755 /etc/qubes-rpc/test.Where
+"""
+# Written into the template `slow`: readiness comes 5 s after the start.
+SLOW_STARTUP = ("mkdir -p /etc/dispenser/startup.d && "
+                "printf '#!/bin/sh\\nsleep 5\\n' > /etc/dispenser/startup.d/50-slow && "
+                "chmod 755 /etc/dispenser/startup.d/50-slow")
+POLICY = "test.Where * work @dispvm:pdvm allow\ntest.Where * work @dispvm allow\n"
+
+
+class PreloadDaemon(PolicyDaemon):
+    """A PolicyDaemon whose free memory for preloading is read from a file we write."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.meminfo = os.path.join(self.workdir, "meminfo")
+        self.set_mem_available(PLENTY_MIB)
+
+    def set_mem_available(self, mib):
+        tmp = self.meminfo + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("MemTotal:       %d kB\nMemFree:        %d kB\nMemAvailable:   %d kB\n"
+                    % (2 * mib * 1024, mib * 1024, mib * 1024))
+        os.rename(tmp, self.meminfo)
+
+    def spawn(self):
+        self._log_file = open(self.log_path, "ab")
+        cmd = [harness.DISPENSERD, "--state-dir", self.state_dir, "--runtime-dir",
+               self.runtime_dir, "--socket", self.socket, "--foreground", "--log-level",
+               self.log_level, "--agent", self.agent, "--policy-dir", self.policy_dir,
+               "--meminfo", self.meminfo]
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, env=env)
+        harness._live_daemons.add(self)
+        return self.proc
+
+
+def populate_preload(d):
+    """`bb` with test.Where, `slow` (5 s to readiness), qube `work`, dom0 delay 0."""
+    build_template(d, "bb")
+    build_template(d, "slow")
+    deadline = time.monotonic() + ROUTER_WAIT
+    while not os.path.exists(d.qrexec_socket) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for tpl, script in (("bb", SERVICES), ("slow", SLOW_STARTUP)):
+        r = run_tool(d, "qvm-run", "-u", "root", "-p", tpl, "sh", input=script)
+        if r.returncode != 0:
+            raise AssertionError("writing into %s: %s" % (tpl, r.stderr))
+        harness.ok_content(d, "admin.vm.Shutdown", "wait", tpl)
+    harness.ok_content(d, "admin.vm.Create.AppVM", "bb", "dom0", b"name=work label=red")
+    harness.ok_content(d, "admin.vm.feature.Set", "preload-dispvm-delay", "dom0", b"0")
+
+
+@unittest.skipIf(test_engine.engine_skip_reason(), test_engine.engine_skip_reason())
+class PreloadCase(EngineTestCase):
+    """One daemon per class. Every test kills every qube and leaves no disposable."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = PreloadDaemon()
+        try:
+            with open(os.path.join(cls.shared.policy_dir, "30-tests.policy"), "w") as f:
+                f.write(POLICY)
+            cls.shared.start()
+            populate_preload(cls.shared)
+        except BaseException:
+            cls.shared.cleanup()
+            raise
+
+    def setUp(self):
+        super().setUp()
+        self.d.set_mem_available(PLENTY_MIB)
+        self.addCleanup(self.check_nothing_left)
+
+    def check_nothing_left(self):
+        leftovers = kill_all_qubes(self.d)
+        self.assertEqual([], leftovers, "processes left after killing every qube")
+        self.settled(lambda: self.assertEqual([], self.disposables(), "disposables left"))
+        self.assert_nothing_runs()
+
+    # --- qubes ---
+
+    def new_dvm(self, name="pdvm", template="bb", max=None, **props):
+        """A disposable template, removed at the end of the test (with its preloads)."""
+        self.create("AppVM", name, template=template)
+        self.addCleanup(self.remove_dvm, name)
+        for prop, value in props.items():
+            self.set_prop(name, prop, value)
+        self.set_prop(name, "template_for_dispvms", True)
+        if max is not None:
+            self.set_feature(name, "preload-dispvm-max", max)
+        return name
+
+    def remove_dvm(self, name):
+        """Clean-up: its handed-out disposables go first (they are dependents)."""
+        self.d.call("admin.vm.feature.Remove", "preload-dispvm-max", name)
+        kill_all_qubes(self.d)
+
+        def removed():
+            for disp in self.disposables():
+                if disp not in self.plist(name) and self.get_prop(disp, "template")[2] == name:
+                    self.d.call("admin.vm.Remove", dest=disp)  # a fresh one never started
+            r = parse_reply(self.d.call("admin.vm.Remove", dest=name))
+            self.assertTrue(r.ok, "removing %s: %r" % (name, r))
+        self.settled(removed)
+
+    def disposables(self):
+        return [n for n in self.vm_names() if re.match(r"disp\d+$", n)]
+
+    def states(self):
+        out = {}
+        for line in self.ok("admin.vm.List").decode().splitlines():
+            fields = line.split(" ")
+            out[fields[0]] = dict(f.split("=", 1) for f in fields[1:])["state"]
+        return out
+
+    # --- features ---
+
+    def set_feature(self, vm, name, value):
+        self.ok("admin.vm.feature.Set", name, vm, str(value).encode())
+
+    def del_feature(self, vm, name):
+        self.d.call("admin.vm.feature.Remove", name, vm)
+
+    def feature(self, vm, name):
+        r = self.reply("admin.vm.feature.Get", name, vm)
+        return r.content.decode() if r.ok else None
+
+    def set_global_feature(self, name, value):
+        """A dom0 feature, restored to what it was at the end of the test."""
+        old = self.feature("dom0", name)
+        self.addCleanup(lambda: self.set_feature("dom0", name, old) if old is not None
+                        else self.del_feature("dom0", name))
+        self.set_feature("dom0", name, value)
+
+    def set_default_dispvm(self, name):
+        old = self.get_global("default_dispvm")[2]
+        self.addCleanup(self.ok, "admin.property.Set", "default_dispvm", "dom0", old.encode())
+        self.ok("admin.property.Set", "default_dispvm", "dom0", name.encode())
+
+    def refused(self, vm, feature, value, message, exc="QubesValueError"):
+        before = self.feature(vm, feature)
+        r = self.err("admin.vm.feature.Set", feature, vm, str(value).encode(), exc=exc)
+        self.assertEqual(message, r.message, (vm, feature, value))
+        self.assertEqual(before, self.feature(vm, feature), "a refused value was stored")
+
+    # --- the list ---
+
+    def plist(self, dvm):
+        v = self.feature(dvm, "preload-dispvm")
+        return v.split() if v else []
+
+    def wait_filled(self, dvm, n, timeout=FILL_WAIT):
+        """Waits until dvm's list holds n preloads, each completed and paused."""
+        def check():
+            names = self.plist(dvm)
+            self.assertEqual(n, len(names), names)
+            states = self.states()
+            for name in names:
+                self.assertEqual("Paused", states.get(name), name)
+                self.assertIsNotNone(self.feature(name, "preload-dispvm-completed"), name)
+            return names
+        return self.settled(check, timeout)
+
+    def assert_stays(self, check, seconds):
+        """check() holds now and for the next `seconds` (nothing more happens)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            check()
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def create_disposable(self, dvm="pdvm", source="dom0"):
+        data = harness.call(self.d.socket, "admin.vm.CreateDisposable", "", dvm, b"",
+                            source=source)
+        r = parse_reply(data)
+        self.assertTrue(r.ok, r)
+        return r.content.decode()
+
+    def assert_gone(self, name):
+        self.settled(lambda: self.assertNotIn(name, self.vm_names()))
+        self.assert_no_trace(name)
+
+    def start_events(self, ev, dvm):
+        return [dict(kv) for s, n, kv in ev.snapshot()
+                if s == dvm and n == "domain-preload-dispvm-start"]
+
+    def added(self, ev):
+        return [dict(kv)["vm"] for s, n, kv in ev.snapshot() if n == "domain-add"]
+
+
+# --- settings and their validation ---
+
+class Settings(PreloadCase):
+
+    def test_max_validation_order_and_messages(self):
+        # given an AppVM on a template that was never built: no qrexec, no services
+        self.create("TemplateVM", "bare")
+        self.addCleanup(self.remove_quietly, "bare")
+        self.new_appvm("plain", template="bare")
+        # then each check speaks in the reference's order, whatever the value
+        self.refused("plain", "preload-dispvm-max", "a", "Qube does not support qrexec")
+        self.set_feature("bare", "qrexec", "1")  # looked up along the template chain
+        self.refused("plain", "preload-dispvm-max", "a", "Qube does not support the RPC(s) "
+                     "'qubes.WaitForRunningSystem, qubes.WaitForSession'")
+        self.set_feature("plain", "supported-rpc.qubes.WaitForRunningSystem", "1")
+        self.refused("plain", "preload-dispvm-max", "1",
+                     "Qube does not support the RPC(s) 'qubes.WaitForSession'")
+        self.set_feature("bare", "supported-rpc.qubes.WaitForSession", "1")
+        for bad in ("a", "-1", "1 1", "1.0", " 1", ".2."):
+            self.refused("plain", "preload-dispvm-max", bad,
+                         "Invalid preload-dispvm-max value: not a digit")
+        for good in ("", "0", "3"):
+            self.set_feature("plain", "preload-dispvm-max", good)
+            self.assertEqual(good, self.feature("plain", "preload-dispvm-max"))
+        # and a template made by qvm-template carries everything from the start
+        for feat in ("qrexec", "supported-rpc.qubes.WaitForRunningSystem",
+                     "supported-rpc.qubes.WaitForSession"):
+            self.assertEqual("1", self.feature("bb", feat))
+        self.new_appvm("onbb")
+        self.set_feature("onbb", "preload-dispvm-max", "2")
+        self.assertEqual([], self.plist("onbb"))  # not a disposable template: nothing
+
+    def test_global_max_validated_against_default_dispvm(self):
+        # given no default_dispvm: the dom0 value is not validated (as the reference)
+        self.set_default_dispvm("")
+        self.set_global_feature("preload-dispvm-max", "abc")
+        self.assertEqual("abc", self.feature("dom0", "preload-dispvm-max"))
+        # given a default_dispvm: its checks apply, with its messages
+        self.new_dvm()
+        self.set_default_dispvm("pdvm")
+        self.refused("dom0", "preload-dispvm-max", "x",
+                     "Invalid preload-dispvm-max value: not a digit")
+        self.set_feature("dom0", "preload-dispvm-max", "0")
+        self.assertEqual([], self.plist("pdvm"))
+
+    def test_threshold_and_delay_values(self):
+        for bad in ("a", "-1", "1.5", "1 1"):
+            self.refused("dom0", "preload-dispvm-threshold", bad,
+                         "Invalid preload-dispvm-threshold value: not a digit")
+        self.set_global_feature("preload-dispvm-threshold", "100")
+        self.set_feature("dom0", "preload-dispvm-threshold", "")
+        self.new_dvm()
+        for bad in ("a", "1 1", ".2.", " 1", "1s"):
+            for vm in ("pdvm", "dom0"):
+                self.refused(vm, "preload-dispvm-delay", bad,
+                             "Invalid preload-dispvm-delay value: not an integer or float")
+        for good in ("1.5", "-2", "0", "", "3"):
+            self.set_feature("pdvm", "preload-dispvm-delay", good)
+            self.assertEqual(good, self.feature("pdvm", "preload-dispvm-delay"))
+
+    def test_protected_features(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        for vm, feat in (("pdvm", "preload-dispvm"), (name, "preload-dispvm-in-progress"),
+                         (name, "preload-dispvm-completed")):
+            before = self.feature(vm, feat)
+            self.err("admin.vm.feature.Set", feat, vm, b"disp1", exc="PermissionDenied")
+            self.err("admin.vm.feature.Remove", feat, vm, exc="PermissionDenied")
+            self.assertEqual(before, self.feature(vm, feat))
+        # the settings are not protected, and is_preload is read-only
+        self.assertEqual("True", self.get_prop(name, "is_preload")[2])
+        self.assertFalse(self.reply("admin.vm.property.Set", "is_preload", name, b"False").ok)
+        self.assertFalse(self.reply("admin.vm.property.Reset", "is_preload", name).ok)
+        self.assertEqual("True", self.get_prop(name, "is_preload")[2])
+        self.assertEqual("1", self.feature(name, "internal"))
+        self.assertEqual([name], self.plist("pdvm"))
+
+
+# --- refill counts ---
+
+class Refill(PreloadCase):
+
+    def test_max_zero_creates_nothing(self):
+        ev = self.events()
+        self.new_dvm(max=0)
+        self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+        self.assert_stays(lambda: self.assertEqual([], self.disposables()), 1.0)
+        self.assertEqual([], self.plist("pdvm"))
+        self.assertEqual([], self.start_events(ev, "pdvm"))
+
+    def test_fills_to_max_and_paused(self):
+        ev = self.events()
+        self.new_dvm(max=2)
+        names = self.wait_filled("pdvm", 2)
+        self.assertEqual(sorted(names), sorted(self.disposables()))
+        for name in names:
+            self.assertEqual("Paused", self.api_state(name))
+            self.assertEqual("Paused", self.ls_state(name))
+            self.assertEqual("True", self.get_prop(name, "is_preload")[2])
+            self.assertEqual("pdvm", self.get_prop(name, "template")[2])
+            self.assertIsNone(self.feature(name, "preload-dispvm-in-progress"))
+            tags = self.ok("admin.vm.tag.List", dest=name).decode().split()
+            self.assertFalse([t for t in tags if "created-by-" in t], tags)
+        starts = self.start_events(ev, "pdvm")
+        self.assertEqual([{"reason": "local feature was set to '2'", "delay": "0.0"}], starts)
+
+    def test_no_more_than_max_under_concurrent_triggers(self):
+        ev = self.events()
+        self.new_dvm()
+        self.set_feature("pdvm", "preload-dispvm-max", 3)
+        errors = []
+
+        def trigger(i):
+            try:
+                if i % 3 == 2:
+                    r = run_tool(self.d, "dispenser-preload", "refill")
+                    if r.returncode != 0:
+                        errors.append(r.stderr)
+                else:
+                    self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+            except BaseException as e:  # noqa: B902 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=trigger, args=(i,)) for i in range(9)]
+        for t in threads:
+            t.start()
+        self.set_feature("pdvm", "preload-dispvm-max", 3)  # the same value again: a trigger
+        for t in threads:
+            t.join(30)
+        self.assertEqual([], errors)
+        names = self.wait_filled("pdvm", 3)
+        self.assert_stays(lambda: self.assertEqual(sorted(names), sorted(self.disposables())),
+                          1.0)
+        self.assertEqual(sorted(names), sorted(self.added(ev)), "more were ever created")
+
+    def test_lowering_max_trims_the_tail(self):
+        self.new_dvm(max=3)
+        names = self.wait_filled("pdvm", 3)
+        self.set_feature("pdvm", "preload-dispvm-max", 1)
+        self.settled(lambda: self.assertEqual(names[:1], self.plist("pdvm")))
+        for name in names[1:]:
+            self.assert_gone(name)
+        self.del_feature("pdvm", "preload-dispvm-max")
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        self.assert_gone(names[0])
+
+    def test_concurrent_requests_get_distinct_preloads(self):
+        self.new_dvm(max=3)
+        old = self.wait_filled("pdvm", 3)
+        got, errors = [], []
+
+        def request():
+            try:
+                got.append(self.create_disposable())
+            except BaseException as e:  # noqa: B902
+                errors.append(e)
+        threads = [threading.Thread(target=request) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        self.assertEqual([], errors)
+        self.assertEqual(sorted(old), sorted(got))  # each one a preload, none twice
+        for name in got:
+            self.assertEqual("Running", self.api_state(name))
+            self.assertEqual("False", self.get_prop(name, "is_preload")[2])
+        new = self.wait_filled("pdvm", 3)
+        self.assertEqual(set(), set(new) & set(old))
+        for name in got:  # handed out: never killed by a refill
+            self.assertEqual("Running", self.api_state(name))
+
+    def test_request_racing_max_zero_still_served(self):
+        self.new_dvm(max=2)
+        for _ in range(3):
+            self.set_feature("pdvm", "preload-dispvm-max", 2)
+            self.wait_filled("pdvm", 2)
+            got, errors = [], []
+
+            def request():
+                try:
+                    got.append(self.create_disposable())
+                except BaseException as e:  # noqa: B902
+                    errors.append(e)
+            t = threading.Thread(target=request)
+            t.start()
+            self.set_feature("pdvm", "preload-dispvm-max", 0)
+            t.join(10)
+            self.assertEqual([], errors)
+            self.assertEqual(1, len(got))
+            self.assertIn(self.api_state(got[0]), ("Running", "Halted"))
+            self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+            self.settled(lambda: self.assertEqual(got, self.disposables()))
+            self.kill_quietly(got[0])
+            self.assert_gone(got[0])
+
+    def kill_quietly(self, name):
+        self.d.call("admin.vm.Kill", dest=name)
+        self.d.call("admin.vm.Remove", dest=name)  # a fresh one was never started
+
+    def test_low_memory_limits_the_count(self):
+        # 400 MiB each; 1000 MiB available: two fit, and then the running ones' promise
+        # (400 MiB each minus what they use) leaves no room for a third
+        self.assertEqual("400", self.get_prop("bb", "memory")[2])
+        self.d.set_mem_available(1000)
+        ev = self.events()
+        self.new_dvm(max=4)
+        names = self.wait_filled("pdvm", 2)
+        self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+        self.assert_stays(lambda: self.assertEqual(names, self.plist("pdvm")), 1.0)
+        self.assertIn("not preloading 2 disposable(s) due to insufficient memory", self.d.log())
+        self.assertEqual(sorted(names), sorted(self.added(ev)))
+        # more memory: the next trigger fills up
+        self.d.set_mem_available(PLENTY_MIB)
+        self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+        self.wait_filled("pdvm", 4)
+
+    def test_threshold_stops_preloading_keeps_what_exists(self):
+        self.new_dvm(max=2)
+        names = self.wait_filled("pdvm", 2)
+        self.set_global_feature("preload-dispvm-threshold", str(PLENTY_MIB * 2))
+        self.set_feature("pdvm", "preload-dispvm-max", 4)
+        self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+        self.assert_stays(lambda: self.assertEqual(names, self.plist("pdvm")), 1.0)
+        self.assertEqual(sorted(names), sorted(self.disposables()))
+        for name in names:
+            self.assertEqual("Paused", self.api_state(name))
+        # a request is served from what exists, and nothing replaces it
+        self.assertEqual(names[0], self.create_disposable())
+        self.assert_stays(lambda: self.assertEqual(names[1:], self.plist("pdvm")), 1.0)
+
+
+# --- hand-out ---
+
+class HandOut(PreloadCase):
+
+    def test_event_sequence_of_one_hand_out(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        ev = self.events()
+        self.assertEqual(name, self.create_disposable())
+        self.assertEqual("Running", self.api_state(name))
+        used = ev.wait_event("domain-preload-dispvm-used")
+        self.assertEqual(("pdvm", {"dispvm": name, "delay": "0.0"}), (used[0], dict(used[2])))
+        ev.wait_for(lambda evs: self.start_events(ev, "pdvm"))
+        evs = ev.snapshot()
+        mine = [n for s, n, kv in evs if s == name]
+        expected = ["domain-unpaused", "property-reset:is_preload",
+                    "domain-feature-delete:internal", "domain-tag-add:created-by-dom0",
+                    "domain-tag-add:disp-created-by-dom0"]
+        self.assertEqual(expected, [n for n in mine if n in expected], mine)
+        order = [(s, n) for s, n, kv in evs]
+        # the refill comes after the use
+        self.assertLess(order.index((name, "domain-unpaused")),
+                        order.index(("pdvm", "domain-preload-dispvm-used")))
+        self.assertLess(order.index(("pdvm", "domain-preload-dispvm-used")),
+                        order.index(("pdvm", "domain-preload-dispvm-start")))
+        self.assertEqual("a preloaded disposable was used",
+                         self.start_events(ev, "pdvm")[0]["reason"])
+        # and it is an ordinary disposable now
+        tags = self.ok("admin.vm.tag.List", dest=name).decode().split()
+        self.assertIn("created-by-dom0", tags)
+        self.assertIn("disp-created-by-dom0", tags)
+        self.assertIsNone(self.feature(name, "internal"))
+        self.assertIsNone(self.feature(name, "preload-dispvm-in-progress"))
+        self.assertEqual("False", self.get_prop(name, "is_preload")[2])
+        self.assertEqual("True", self.get_prop(name, "auto_cleanup")[2])
+        self.assertEqual("hi\n", self.qout(name, "echo hi"))
+        self.assertNotIn(name, self.wait_filled("pdvm", 1))
+
+    def test_uuid_payload_and_fresh_without_preload(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        self.assertEqual("uuid:" + self.qube_uuid(name),
+                         self.ok("admin.vm.CreateDisposable", "", "pdvm", b"uuid").decode())
+        # without preloading: a fresh disposable, not started
+        self.set_feature("pdvm", "preload-dispvm-max", 0)
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        fresh = self.create_disposable()
+        self.assertEqual("Halted", self.api_state(fresh))
+        self.assertEqual("False", self.get_prop(fresh, "is_preload")[2])
+        self.ok("admin.vm.Remove", dest=fresh)
+
+    def test_unpause_by_hand_counts_as_use(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        ev = self.events()
+        self.tool("qvm-unpause", name)
+        self.assertEqual("Running", self.api_state(name))
+        self.assertNotIn(name, self.plist("pdvm"))
+        self.assertEqual("False", self.get_prop(name, "is_preload")[2])
+        self.assertIsNone(self.feature(name, "internal"))
+        used = ev.wait_event("domain-preload-dispvm-used")
+        self.assertEqual(name, dict(used[2])["dispvm"])
+        new = self.wait_filled("pdvm", 1)
+        self.assertNotEqual([name], new)
+        self.assertEqual("Running", self.api_state(name))
+
+    def test_qvm_run_dispvm_served_from_the_list(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        r = run_tool(self.d, "qvm-run", "--dispvm=pdvm", "-p", "hostname")
+        self.assertEqual((0, name + "\n"), (r.returncode, r.stdout), r.stderr)
+        self.assert_gone(name)
+        self.wait_filled("pdvm", 1)
+
+    def test_qrexec_call_from_a_qube_keeps_the_caller(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        ev = self.events()
+        r = run_tool(self.d, "qvm-run", "-p", "work", "qrexec-client-vm @dispvm:pdvm test.Where")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual({"remote": "work", "target": "@dispvm:pdvm", "qube": name},
+                         dict(kv.split("=", 1) for kv in r.stdout.split()))
+        self.assert_gone(name)
+        tags = [n for s, n, kv in ev.snapshot() if s == name and n.startswith("domain-tag-add")]
+        self.assertEqual(["domain-tag-add:created-by-work",
+                          "domain-tag-add:disp-created-by-work"], tags)
+        self.run_tool_kill("work")
+
+    def run_tool_kill(self, name):
+        self.d.call("admin.vm.Kill", dest=name)
+
+    def test_default_dispvm_call_served_from_the_list(self):
+        self.new_dvm(max=1)
+        self.set_default_dispvm("pdvm")
+        name = self.wait_filled("pdvm", 1)[0]
+        r = run_tool(self.d, "qvm-run", "-p", "work", "qrexec-client-vm @dispvm test.Where")
+        self.assertEqual(0, r.returncode, r.stderr)
+        w = dict(kv.split("=", 1) for kv in r.stdout.split())
+        self.assertEqual(("work", name), (w["remote"], w["qube"]))
+        self.d.call("admin.vm.Kill", dest="work")
+        # and qvm-run --dispvm from the host takes the default one too
+        name = self.wait_filled("pdvm", 1)[0]
+        r = run_tool(self.d, "qvm-run", "--dispvm", "-p", "hostname")
+        self.assertEqual((0, name + "\n"), (r.returncode, r.stdout), r.stderr)
+
+
+# --- the delay ---
+
+class Delay(PreloadCase):
+
+    def used_and_refilled(self, delay, n):
+        """Hands out one of n and returns (seconds until the list is full again, events)."""
+        ev = self.events()
+        self.create_disposable()
+        t0 = time.monotonic()
+        self.wait_filled("pdvm", n, timeout=abs(float(delay)) + FILL_WAIT)
+        return time.monotonic() - t0, ev
+
+    def test_delay_zero_refills_at_once(self):
+        self.new_dvm(max=1, )
+        self.set_feature("pdvm", "preload-dispvm-delay", "0")
+        self.wait_filled("pdvm", 1)
+        took, ev = self.used_and_refilled("0", 1)
+        self.assertLess(took, 1.0)
+
+    def test_positive_delay_waits(self):
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "preload-dispvm-delay", "1.5")
+        self.wait_filled("pdvm", 1)
+        took, ev = self.used_and_refilled("1.5", 1)
+        self.assertGreaterEqual(took, 1.4)
+        self.assertLess(took, 3.0)
+        self.assertEqual("1.5", dict(ev.wait_event("domain-preload-dispvm-used")[2])["delay"])
+
+    def test_template_delay_wins_over_dom0(self):
+        self.set_global_feature("preload-dispvm-delay", "30")
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "preload-dispvm-delay", "0")
+        self.wait_filled("pdvm", 1)
+        took, _ = self.used_and_refilled("0", 1)
+        self.assertLess(took, 1.0)
+
+    def test_negative_delay_refills_only_an_empty_list(self):
+        self.new_dvm(max=2)
+        self.set_feature("pdvm", "preload-dispvm-delay", "-1")
+        names = self.wait_filled("pdvm", 2)
+        ev = self.events()
+        self.assertEqual(names[0], self.create_disposable())
+        self.assert_stays(lambda: self.assertEqual(names[1:], self.plist("pdvm")), 1.5)
+        self.assertNotIn("domain-preload-dispvm-used", ev.names())
+        self.assertNotIn("domain-preload-dispvm-start", ev.names())
+        self.assertEqual(names[1], self.create_disposable())
+        t0 = time.monotonic()
+        used = ev.wait_event("domain-preload-dispvm-used")
+        self.assertEqual("-1.0", dict(used[2])["delay"])
+        new = self.wait_filled("pdvm", 2)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertEqual(set(), set(new) & set(names))
+
+
+# --- global and local maxima ---
+
+class GlobalMax(PreloadCase):
+
+    def test_global_max_overrides_local_for_default_dispvm_only(self):
+        self.new_dvm("pdvm", max=1)
+        self.new_dvm("other", max=1)
+        self.wait_filled("pdvm", 1)
+        self.wait_filled("other", 1)
+        self.set_default_dispvm("pdvm")
+        self.set_global_feature("preload-dispvm-max", "2")
+        self.wait_filled("pdvm", 2)
+        self.wait_filled("other", 1)  # not the default_dispvm: its own max
+        # present but empty counts as 0 and still wins
+        self.set_feature("dom0", "preload-dispvm-max", "")
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        # a local change is ignored while the global one is in force
+        self.set_feature("pdvm", "preload-dispvm-max", 3)
+        self.assert_stays(lambda: self.assertEqual([], self.plist("pdvm")), 0.5)
+        # removed: the local max applies again
+        self.del_feature("dom0", "preload-dispvm-max")
+        self.wait_filled("pdvm", 3)
+
+    def test_switching_default_dispvm_refills_new_trims_old(self):
+        self.new_dvm("pdvm", max=0)
+        self.new_dvm("other", max=0)
+        self.set_default_dispvm("pdvm")
+        self.set_global_feature("preload-dispvm-max", "2")
+        old = self.wait_filled("pdvm", 2)
+        self.assertEqual([], self.plist("other"))
+        self.ok("admin.property.Set", "default_dispvm", "dom0", b"other")
+        self.wait_filled("other", 2)
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        for name in old:
+            self.assert_gone(name)
+        # reset to no default: the global max applies to nobody
+        self.ok("admin.property.Set", "default_dispvm", "dom0", b"")
+        self.settled(lambda: self.assertEqual([], self.plist("other")))
+
+
+# --- failures ---
+
+class Failures(PreloadCase):
+
+    def test_failed_preload_leaves_a_gap_and_request_falls_back(self):
+        # given a disposable template whose qubes are never ready within its timeout
+        ev = self.events()
+        self.new_dvm(template="slow", qrexec_timeout=1)
+        self.set_feature("pdvm", "preload-dispvm-max", 1)
+        started = self.settled(lambda: self.assertEqual(1, len(self.added(ev))) or
+                               self.added(ev)[0])
+        # then it is discarded with its reason logged and on the event stream
+        self.assert_gone(started)
+        self.assertEqual([], self.plist("pdvm"))
+        failed = [dict(kv) for s, n, kv in ev.snapshot()
+                  if s == started and n == "domain-start-failed"]
+        self.assertEqual(1, len(failed), ev.names())
+        self.assertRegex(self.d.log(), r"preload: %s failed to start: .*readiness" % started)
+        # no tight retry loop
+        self.assert_stays(lambda: self.assertEqual([started], self.added(ev)), 1.5)
+        # and a request still gets a disposable: a fresh one
+        fresh = self.create_disposable()
+        self.assertNotEqual(started, fresh)
+        self.assertEqual("Halted", self.api_state(fresh))
+        self.assertEqual("False", self.get_prop(fresh, "is_preload")[2])
+        self.ok("admin.vm.Remove", dest=fresh)
+        self.set_feature("pdvm", "preload-dispvm-max", 0)
+
+    def test_request_while_starting_waits_for_it(self):
+        self.new_dvm(template="slow")
+        ev = self.events()
+        self.set_feature("pdvm", "preload-dispvm-max", 1)
+        name = self.settled(lambda: self.assertEqual(1, len(self.plist("pdvm"))) or
+                            self.plist("pdvm")[0])
+        t0 = time.monotonic()
+        self.assertEqual(name, self.create_disposable())
+        self.assertGreater(time.monotonic() - t0, 2.0)  # waited for its readiness
+        self.assertEqual("Running", self.api_state(name))  # never paused
+        self.assertNotIn("domain-paused", [n for s, n, kv in ev.snapshot() if s == name])
+        self.set_feature("pdvm", "preload-dispvm-max", 0)
+
+
+# --- outdated preloads ---
+
+class Outdated(PreloadCase):
+
+    def test_template_updated_replaces_preloads(self):
+        self.new_dvm(max=2)
+        old = self.wait_filled("pdvm", 2)
+        self.start("bb")
+        self.qrun("bb", "echo v2 > /etc/preload-mark", user="root")
+        self.shutdown("bb")
+        # lazily: a request right away never gets an outdated one
+        got = self.create_disposable()
+        self.assertNotIn(got, old)
+        self.d.call("admin.vm.Remove", dest=got)
+        # eagerly: all of them replaced
+        new = self.wait_filled("pdvm", 2, timeout=OUTDATED_WAIT + FILL_WAIT)
+        self.assertEqual(set(), set(new) & set(old))
+        for name in old:
+            self.assert_gone(name)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertEqual("v2\n", self.qout(name, "cat /etc/preload-mark"))
+
+    def test_unchanged_template_keeps_preloads(self):
+        self.new_dvm(max=2)
+        old = self.wait_filled("pdvm", 2)
+        self.start("bb")
+        self.shutdown("bb")
+        self.start("pdvm")
+        self.shutdown("pdvm")
+        self.set_prop("pdvm", "label", "green")  # not inherited
+        self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
+        self.assertEqual(old[0], self.create_disposable())
+
+    def test_dvm_private_updated_replaces_preloads(self):
+        self.new_dvm(max=1)
+        old = self.wait_filled("pdvm", 1)
+        self.start("pdvm")
+        self.qrun("pdvm", "echo mine > /home/user/mark")
+        self.shutdown("pdvm")
+        new = self.wait_filled("pdvm", 1, timeout=OUTDATED_WAIT + FILL_WAIT)
+        self.assertNotEqual(old, new)
+        name = self.create_disposable()
+        self.assertEqual("mine\n", self.qout(name, "cat /home/user/mark"))
+
+    def test_inherited_property_change_replaces_preloads(self):
+        self.new_dvm(max=1)
+        old = self.wait_filled("pdvm", 1)
+        self.set_prop("pdvm", "memory", 300)
+        new = self.settled(lambda: self.assertNotEqual(old, self.wait_filled("pdvm", 1)) or
+                           self.plist("pdvm"), FILL_WAIT)
+        self.assertEqual("300", self.get_prop(new[0], "memory")[2])
+        self.assert_gone(old[0])
+
+
+# --- configuration changes, suspend ---
+
+class Configuration(PreloadCase):
+
+    def test_removing_the_dvm_discards_its_preloads(self):
+        self.create("AppVM", "gone", template="bb")
+        self.addCleanup(self.remove_quietly, "gone")
+        self.set_prop("gone", "template_for_dispvms", True)
+        self.set_feature("gone", "preload-dispvm-max", 2)
+        names = self.wait_filled("gone", 2)
+        self.ok("admin.vm.Remove", dest="gone")
+        self.assertNotIn("gone", self.vm_names())
+        for name in names:
+            self.assert_gone(name)
+
+    def test_template_for_dispvms_false_discards(self):
+        self.new_dvm(max=2)
+        names = self.wait_filled("pdvm", 2)
+        self.set_prop("pdvm", "template_for_dispvms", False)
+        self.assertEqual([], self.plist("pdvm"))
+        for name in names:
+            self.assert_gone(name)
+        self.assert_stays(lambda: self.assertEqual([], self.disposables()), 0.5)
+        # and back: refilled
+        self.set_prop("pdvm", "template_for_dispvms", True)
+        self.wait_filled("pdvm", 2)
+
+    def test_template_for_dispvms_false_refused_while_a_disposable_exists(self):
+        self.new_dvm(max=1)
+        names = self.wait_filled("pdvm", 1)
+        fresh = self.create_disposable()  # the preload, handed out: an ordinary disposable
+        self.assertEqual(names[0], fresh)
+        self.err("admin.vm.property.Set", "template_for_dispvms", "pdvm", b"False",
+                 exc="QubesVMInUseError")
+        self.assertEqual("True", self.get_prop("pdvm", "template_for_dispvms")[2])
+        self.kill(fresh)
+        self.assert_gone(fresh)
+
+    def test_suspend_pre_empties_suspend_post_refills(self):
+        self.new_dvm("pdvm", max=2)
+        self.new_dvm("other", max=1)
+        old = self.wait_filled("pdvm", 2) + self.wait_filled("other", 1)
+        r = run_tool(self.d, "dispenser-preload", "suspend-pre")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual([], self.plist("pdvm") + self.plist("other"))
+        for name in old:
+            self.assert_gone(name)
+        r = run_tool(self.d, "dispenser-preload", "suspend-post")
+        self.assertEqual(0, r.returncode, r.stderr)
+        new = self.wait_filled("pdvm", 2) + self.wait_filled("other", 1)
+        self.assertEqual(set(), set(new) & set(old))
+
+
+# --- the daemon killed and restarted ---
+
+@unittest.skipIf(test_engine.engine_skip_reason(), test_engine.engine_skip_reason())
+class Restart(PreloadCase):
+
+    def test_kill9_keeps_completed_drops_half_started(self):
+        self.new_dvm("pdvm", max=2)
+        done = self.wait_filled("pdvm", 2)
+        self.new_dvm("sdvm", template="slow", max=1)
+        half = self.settled(lambda: self.assertEqual(1, len(self.plist("sdvm"))) or
+                            self.plist("sdvm")[0])
+        self.assertEqual("True", self.get_prop(half, "is_preload")[2])
+        self.assertIsNotNone(self.feature(half, "preload-dispvm-in-progress"))
+        self.d.kill()
+        self.d.start()
+        # completed and paused: adopted, same names, nothing recreated
+        self.assertEqual(done, self.plist("pdvm"))
+        for name in done:
+            self.assertEqual("Paused", self.api_state(name))
+        # half-started: gone without a trace
+        self.assertEqual([], self.plist("sdvm"))
+        self.assert_gone(half)
+        self.assert_stays(lambda: self.assertEqual(sorted(done), sorted(self.disposables())),
+                          1.0)
+        # served as before
+        name = self.create_disposable()
+        self.assertEqual(done[0], name)
+        self.assertEqual("alive\n", self.qout(name, "echo alive"))
+        # the boot unit refills, never above max
+        r = run_tool(self.d, "dispenser-preload", "refill")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertIn("pdvm", r.stdout.split())
+        self.assertIn("sdvm", r.stdout.split())
+        self.settled(lambda: self.assertEqual(1, len(self.plist("sdvm"))))
+        self.assertEqual(2, len(self.wait_filled("pdvm", 2)))
+        self.assertEqual(done[1], self.plist("pdvm")[0])
+
+
+if __name__ == "__main__":
+    unittest.main()
