@@ -45,11 +45,13 @@ struct backend_stats {
 /* Per-volume facts for admin.vm.volume.Info. */
 struct backend_volume_info {
     uint64_t revision;      /* current revision of the volume (0: none yet) */
-    uint64_t used_revision; /* revision a running qube started with (0: not running) */
+    uint64_t used_revision; /* revision a running qube started with (if in_use) */
+    bool in_use;            /* a running qube has a view: revision 0 is a real one too */
     uint64_t usage_bytes;
     bool save_on_stop;      /* changes kept at shutdown (private of a non-disposable) */
     bool snap_on_start;     /* a CoW view of another volume */
-    const char *source_uuid; /* the volume it is a view of, or NULL */
+    char source_uuid[40];   /* the volume it is a view of, or "": a copy, as the qube's
+                             * description it was read from is gone by the time it is used */
 };
 
 struct backend;

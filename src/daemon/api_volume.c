@@ -46,10 +46,10 @@ static int volume_info(struct api_call *c) {
                   "snap_on_start=%s\nsource=%s\nrevision=%llu\nused_revision=%llu\n"
                   "usage=%llu\nis_outdated=%s\nrevisions_to_keep=0\nephemeral=%s\n",
                   c->dest->uuid, c->req->arg, vi.save_on_stop ? "True" : "False",
-                  vi.snap_on_start ? "True" : "False", vi.source_uuid ? vi.source_uuid : "",
+                  vi.snap_on_start ? "True" : "False", vi.source_uuid,
                   (unsigned long long)vi.revision, (unsigned long long)vi.used_revision,
                   (unsigned long long)vi.usage_bytes,
-                  vi.used_revision && vi.used_revision != vi.revision ? "True" : "False",
+                  vi.in_use && vi.used_revision != vi.revision ? "True" : "False",
                   is_volatile ? "True" : "False");
     return 0;
 }

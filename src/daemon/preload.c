@@ -51,7 +51,7 @@ static bool volume_outdated(struct preload *p, const struct qube *q, const char 
     struct qerr err = {0};
     if (engine_volume_info(p->engine, q, vol, &vi, &err) < 0)
         return true;
-    return vi.used_revision && vi.used_revision != vi.revision;
+    return vi.in_use && vi.used_revision != vi.revision;
 }
 
 /* Exact: only a changed root or private revision, or a changed inherited property. */

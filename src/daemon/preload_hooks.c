@@ -127,12 +127,26 @@ void preload_discard_of(struct preload *p, struct qube *tpl) {
     discard_all_of(p, tpl, "template being removed");
 }
 
+/* Names of the templates that have a list. Taken first because discarding removes
+ * qubes from the array one would walk, which would skip the qube after a removed one. */
+static size_t listing_templates(const struct preload *p, char (**out)[32]) {
+    size_t n = 0;
+    *out = xcalloc(p->app->n_qubes + 1, sizeof(**out));
+    for (size_t i = 0; i < p->app->n_qubes; i++)
+        if (strmap_get(&p->app->qubes[i]->features, "preload-dispvm"))
+            snprintf((*out)[n++], sizeof((*out)[0]), "%s", p->app->qubes[i]->name);
+    return n;
+}
+
 void preload_discard_all(struct preload *p) {
-    for (size_t i = 0; i < p->app->n_qubes; i++) {
-        struct qube *tpl = p->app->qubes[i];
-        if (strmap_get(&tpl->features, "preload-dispvm"))
+    char(*tpls)[32];
+    size_t n = listing_templates(p, &tpls);
+    for (size_t i = 0; i < n; i++) {
+        struct qube *tpl = app_find(p->app, tpls[i]);
+        if (tpl)
             discard_all_of(p, tpl, "system wants to suspend");
     }
+    free(tpls);
 }
 
 void preload_refill_all(struct preload *p, const char *reason) {
@@ -162,12 +176,8 @@ static void recover_template(struct preload *p, struct qube *tpl) {
     }
 }
 
-void preload_recover(struct preload *p) {
-    last_default_dispvm = preload_default_dispvm(p->app);
-    for (size_t i = 0; i < p->app->n_qubes; i++)
-        if (strmap_get(&p->app->qubes[i]->features, "preload-dispvm"))
-            recover_template(p, p->app->qubes[i]);
-    /* preloads in no list (a crash between creation and listing) */
+/* Preloads in no list (a crash between creation and listing). */
+static void discard_unlisted(struct preload *p) {
     for (size_t i = 0; i < p->app->n_qubes;) {
         struct qube *q = p->app->qubes[i];
         size_t before = p->app->n_qubes;
@@ -182,6 +192,19 @@ void preload_recover(struct preload *p) {
         if (p->app->n_qubes == before)
             i++;
     }
+}
+
+void preload_recover(struct preload *p) {
+    last_default_dispvm = preload_default_dispvm(p->app);
+    char(*tpls)[32];
+    size_t n = listing_templates(p, &tpls);
+    for (size_t i = 0; i < n; i++) {
+        struct qube *tpl = app_find(p->app, tpls[i]);
+        if (tpl)
+            recover_template(p, tpl);
+    }
+    free(tpls);
+    discard_unlisted(p);
 }
 
 struct preload *preload_new(sd_event *loop, struct app *app, struct engine *engine,

@@ -204,6 +204,9 @@ class SetReset(ModelCase):
         self.ok("admin.vm.property.Set", "template", "work", b"tpl2")
         self.assertProp("work", "template", "tpl2", False)
         self.err("admin.vm.Remove", "", "tpl", exc="QubesVMInUseError")  # dvm
+        # a disposable template's template waits for its (non-preload) disposables
+        self.err("admin.vm.property.Set", "template", "dvm", b"tpl2", exc="QubesVMInUseError")
+        self.ok("admin.vm.Remove", "", "disp1")
         self.ok("admin.vm.property.Set", "template", "dvm", b"tpl2")
         self.ok("admin.vm.Remove", "", "tpl")
         self.assertNotIn("tpl", self.vm_names())
@@ -373,6 +376,10 @@ class Features(ModelCase):
 
     def test_preload_dispvm_max_is_not_protected(self):
         # only the engine-owned preload-dispvm* names are; the user knob is settable
+        # (once the qube supports qrexec and the readiness services)
+        for feat in ("qrexec", "supported-rpc.qubes.WaitForRunningSystem",
+                     "supported-rpc.qubes.WaitForSession"):
+            self.ok("admin.vm.feature.Set", feat, "tpl", b"1")
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "dvm", b"0")
         self.ok("admin.vm.feature.Remove", "preload-dispvm-max", "dvm")
 

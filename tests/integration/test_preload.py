@@ -11,7 +11,6 @@ them at the end (which discards their preloads): nothing a test fills outlives i
 
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ import harness
 from harness import parse_reply
 import test_engine
 from test_engine import EngineTestCase, build_template, kill_all_qubes
-from test_qrexec import PolicyDaemon, popen_tool, run_tool
+from test_qrexec import PolicyDaemon, run_tool
 
 ROUTER_WAIT = 3.0
 PLENTY_MIB = 64 * 1024  # simulated MemAvailable when a test does not test memory
@@ -226,7 +225,8 @@ class PreloadCase(EngineTestCase):
                 if s == dvm and n == "domain-preload-dispvm-start"]
 
     def added(self, ev):
-        return [dict(kv)["vm"] for s, n, kv in ev.snapshot() if n == "domain-add"]
+        return [dict(kv)["vm"] for s, n, kv in ev.snapshot()
+                if n == "domain-add" and re.match(r"disp\d+$", dict(kv)["vm"])]
 
 
 # --- settings and their validation ---
@@ -474,8 +474,9 @@ class HandOut(PreloadCase):
         ev.wait_for(lambda evs: self.start_events(ev, "pdvm"))
         evs = ev.snapshot()
         mine = [n for s, n, kv in evs if s == name]
-        expected = ["domain-unpaused", "property-reset:is_preload",
-                    "domain-feature-delete:internal", "domain-tag-add:created-by-dom0",
+        # as the reference: thawed, shown, no longer a preload, then its creator's tags
+        expected = ["domain-unpaused", "domain-feature-delete:internal",
+                    "property-reset:is_preload", "domain-tag-add:created-by-dom0",
                     "domain-tag-add:disp-created-by-dom0"]
         self.assertEqual(expected, [n for n in mine if n in expected], mine)
         order = [(s, n) for s, n, kv in evs]
@@ -545,10 +546,7 @@ class HandOut(PreloadCase):
         tags = [n for s, n, kv in ev.snapshot() if s == name and n.startswith("domain-tag-add")]
         self.assertEqual(["domain-tag-add:created-by-work",
                           "domain-tag-add:disp-created-by-work"], tags)
-        self.run_tool_kill("work")
-
-    def run_tool_kill(self, name):
-        self.d.call("admin.vm.Kill", dest=name)
+        self.kill("work")
 
     def test_default_dispvm_call_served_from_the_list(self):
         self.new_dvm(max=1)
@@ -578,7 +576,7 @@ class Delay(PreloadCase):
         return time.monotonic() - t0, ev
 
     def test_delay_zero_refills_at_once(self):
-        self.new_dvm(max=1, )
+        self.new_dvm(max=1)
         self.set_feature("pdvm", "preload-dispvm-delay", "0")
         self.wait_filled("pdvm", 1)
         took, ev = self.used_and_refilled("0", 1)
@@ -716,8 +714,9 @@ class Outdated(PreloadCase):
         self.assertNotIn(got, old)
         self.d.call("admin.vm.Remove", dest=got)
         # eagerly: all of them replaced
-        new = self.wait_filled("pdvm", 2, timeout=OUTDATED_WAIT + FILL_WAIT)
-        self.assertEqual(set(), set(new) & set(old))
+        self.settled(lambda: self.assertEqual(set(), set(self.plist("pdvm")) & set(old)),
+                     OUTDATED_WAIT + 1)
+        new = self.wait_filled("pdvm", 2)
         for name in old:
             self.assert_gone(name)
         name = self.create_disposable()
@@ -725,12 +724,20 @@ class Outdated(PreloadCase):
         self.assertEqual("v2\n", self.qout(name, "cat /etc/preload-mark"))
 
     def test_unchanged_template_keeps_preloads(self):
-        self.new_dvm(max=2)
+        self.new_dvm()
+        self.start("pdvm")  # its first start fills its home: a real change, done before
+        self.shutdown("pdvm")
+        self.set_feature("pdvm", "preload-dispvm-max", 2)
         old = self.wait_filled("pdvm", 2)
+        rev = self.volume_info("pdvm", "private")["revision"]
         self.start("bb")
         self.shutdown("bb")
         self.start("pdvm")
         self.shutdown("pdvm")
+        self.assertEqual(rev, self.volume_info("pdvm", "private")["revision"])
+        for name in old:
+            self.assertEqual("False", self.volume_info(name, "private")["is_outdated"])
+            self.assertEqual("False", self.volume_info(name, "root")["is_outdated"])
         self.set_prop("pdvm", "label", "green")  # not inherited
         self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
         self.assertEqual(old[0], self.create_disposable())
@@ -741,8 +748,11 @@ class Outdated(PreloadCase):
         self.start("pdvm")
         self.qrun("pdvm", "echo mine > /home/user/mark")
         self.shutdown("pdvm")
-        new = self.wait_filled("pdvm", 1, timeout=OUTDATED_WAIT + FILL_WAIT)
-        self.assertNotEqual(old, new)
+        info = self.volume_info(old[0], "private")  # its view is of the old revision
+        self.assertEqual(("True", self.qube_uuid("pdvm")), (info["is_outdated"], info["source"]))
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
+        self.assert_gone(old[0])
+        self.wait_filled("pdvm", 1)
         name = self.create_disposable()
         self.assertEqual("mine\n", self.qout(name, "cat /home/user/mark"))
 

@@ -670,11 +670,12 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
     *out = (struct backend_volume_info){
         .revision = cur.revision,
         .used_revision = rv ? rv->stack.revision : 0,
+        .in_use = rv != NULL,
         .usage_bytes = volume_usage_bytes(cb->state_dir, source ? source : q->uuid, vol),
         .save_on_stop = !source,
         .snap_on_start = source != NULL,
-        .source_uuid = source,
     };
+    snprintf(out->source_uuid, sizeof(out->source_uuid), "%s", source ? source : "");
     volume_stack_free(&cur);
     return 0;
 }
