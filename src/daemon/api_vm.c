@@ -78,8 +78,11 @@ static int vm_create_standalonevm(struct api_call *c) { return vm_create(c, QUBE
 static int vm_create_templatevm(struct api_call *c) { return vm_create(c, QUBE_TEMPLATEVM); }
 
 static int vm_remove(struct api_call *c) {
-    if (c->preload && app_dependents(c->app, c->dest, (char[8]){0}, 8) == false)
-        preload_discard_of(c->preload, c->dest); /* its preloads go with it */
+    char deps[8];
+    /* its preloads go with it, once nothing else refuses the removal */
+    if (c->preload && strcmp(c->dest->power_state, "Halted") == 0 &&
+        !app_dependents(c->app, c->dest, deps, sizeof(deps)))
+        preload_discard_of(c->preload, c->dest);
     if (c->engine)
         return engine_remove(c->engine, c->dest, c->err);
     return app_remove(c->app, c->dest, c->err);
