@@ -62,8 +62,13 @@ PY
 wait_full bench-dvm 4
 "$B" qrexec 1 @dispvm >/dev/null
 wait_full bench-dvm 4
-echo "12 back-to-back preloaded calls (ms, in order):"
+echo "12 back-to-back calls, max 4, delay 0 (ms, in order):"
 BENCH_ALL=1 "$B" qrexec 12 @dispvm
+"$T/qvm-features" bench-dvm preload-dispvm-delay 3
+wait_full bench-dvm 4
+echo "12 back-to-back calls, max 4, delay 3 (the default) (ms, in order):"
+BENCH_ALL=1 "$B" qrexec 12 @dispvm
+sleep 4
 wait_full bench-dvm 4
 "$B" thaw-echo "$N" bench-work "$run/qubes/bench-work/agent.sock" | sed 's/^thaw-echo /floor: thaw+echo/'
 charge() {

@@ -47,7 +47,8 @@ struct backend_volume_info {
     uint64_t revision;      /* current revision of the volume (0: none yet) */
     uint64_t used_revision; /* revision a running qube started with (if in_use) */
     bool in_use;            /* a running qube has a view: revision 0 is a real one too */
-    uint64_t usage_bytes;
+    uint64_t usage_bytes;   /* only when want_usage was set by the caller (it walks files) */
+    bool want_usage;        /* in: compute usage_bytes */
     bool save_on_stop;      /* changes kept at shutdown (private of a non-disposable) */
     bool snap_on_start;     /* a CoW view of another volume */
     char source_uuid[40];   /* the volume it is a view of, or "": a copy, as the qube's

@@ -37,7 +37,7 @@ static int volume_list(struct api_call *c) {
 static int volume_info(struct api_call *c) {
     if (check_volume(c) < 0)
         return -1;
-    struct backend_volume_info vi = {0};
+    struct backend_volume_info vi = {.want_usage = true};
     bool is_volatile = strcmp(c->req->arg, "volatile") == 0;
     if (!is_volatile &&
         engine_volume_info(c->engine, c->dest, c->req->arg, &vi, c->err) < 0)

@@ -198,6 +198,7 @@ struct preload_timer {
     struct preload_timer *next;
     char tpl[32], reason[128];
     double delay;
+    uint64_t held_since; /* when a hold first postponed it (0: never) */
     sd_event_source *src;
 };
 
@@ -211,9 +212,37 @@ static void timer_free(struct preload_timer *t) {
     free(t);
 }
 
+#define HOLD_RETRY_USEC 2000
+#define HOLD_MAX_USEC 200000
+
+/* While a handed-out disposable's call runs, its reply must not wait behind a refill
+ * (starting a qube takes the loop for a few milliseconds): refills wait for the calls to
+ * end, but never more than HOLD_MAX_USEC, so steady traffic cannot starve them. */
+static bool postponed(struct preload_timer *t, uint64_t now) {
+    struct preload *p = t->p;
+    if (p->holds == 0)
+        return false;
+    if (!t->held_since)
+        t->held_since = now;
+    if (now - t->held_since >= HOLD_MAX_USEC)
+        return false;
+    sd_event_source_set_time(t->src, now + HOLD_RETRY_USEC);
+    sd_event_source_set_enabled(t->src, SD_EVENT_ONESHOT);
+    return true;
+}
+
+void preload_hold(struct preload *p) { p->holds++; }
+
+void preload_release(struct preload *p) {
+    if (p->holds > 0)
+        p->holds--;
+}
+
 static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) {
     struct preload_timer *t = userdata;
     struct preload *p = t->p;
+    if (postponed(t, usec))
+        return 0;
     char reason[128];
     double delay = t->delay;
     snprintf(reason, sizeof(reason), "%s", t->reason);
@@ -412,12 +441,19 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             preload_discard(p, q, "it is outdated");
             continue;
         }
-        preload_list_remove(p, tpl, names[i]);
         if (strmap_get(&q->features, MARK_COMPLETED)) {
+            /* out of the list and handed out in one transaction: one commit on the
+             * hand-out path, not two */
+            struct qerr err = {0};
+            bool batch = app_batch_begin(p->app, &err) == 0;
+            preload_list_remove(p, tpl, names[i]);
             hand_out(p, q, tpl, caller);
+            if (batch && app_batch_end(p->app, &err) < 0)
+                log_error("preload: %s: hand-out not saved: %s", q->name, err.msg);
             got(userdata, q, NULL);
             return 1;
         }
+        preload_list_remove(p, tpl, names[i]);
         return wait_for_start(p, q, caller, got, userdata);
     }
     fill_gap(p, tpl, 0); /* none usable: the list is empty now */

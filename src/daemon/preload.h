@@ -43,5 +43,9 @@ void preload_recover(struct preload *p);
 /* qvm-unpause of a preload by hand: it counts as used. */
 void preload_unpaused_by_hand(struct preload *p, struct qube *q);
 bool preload_is_preload(const struct app *app, const struct qube *q);
+/* Around a call made in a handed-out preload: refills wait until it has been answered
+ * (briefly: they are never held back for long). */
+void preload_hold(struct preload *p);
+void preload_release(struct preload *p);
 /* All preloads of a disposable template, discarded (it is being removed). */
 void preload_discard_of(struct preload *p, struct qube *tpl);

@@ -16,6 +16,7 @@ struct preload {
     struct memory_source mem;
     struct preload_waiter *waiters;
     struct preload_timer *timers;
+    unsigned holds; /* hand-out calls in flight: refills wait for them (preload_hold) */
 };
 
 struct qube *preload_default_dispvm(const struct app *app);

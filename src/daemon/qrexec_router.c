@@ -115,6 +115,8 @@ struct route {
     char *command;
     char target[32];  /* the qube that runs the service */
     char dvm[32];     /* for @dispvm:T: T */
+    bool held;        /* holds the preload engine's refills until answered */
+    double t_begin, t_exec; /* CLOCK_MONOTONIC ms, for the debug log */
     bool disposable;  /* made for this call: killed when it ends */
     bool running;     /* the service runs in target */
     bool abandoned;   /* the caller went away */
@@ -123,7 +125,15 @@ struct route {
     void *ctx;
 };
 
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void route_free(struct route *rt) {
+    if (rt->held)
+        preload_release(rt->r->preload);
     for (struct route **p = &rt->r->routes; *p; p = &(*p)->next)
         if (*p == rt) {
             *p = rt->next;
@@ -153,10 +163,14 @@ static void dispose(struct engine *engine, struct app *app, const char *name) {
 /* The end of every call: answer first (nobody waits for cleanup), then kill a
  * disposable, whose auto_cleanup removes it. */
 static void route_end(struct route *rt, uint32_t kind, int32_t status, const char *msg) {
-    if ((kind == QREXEC_REFUSED || kind == QREXEC_FAILED) && msg && strcmp(msg, "Request refused") != 0)
-        log_info("qrexec: %s -> %s %s+%s: %s", rt->source, *rt->requested ? rt->requested : "@default",
-                 rt->service, rt->argument, msg ? msg : "failed");
+    if ((kind == QREXEC_REFUSED || kind == QREXEC_FAILED) && msg &&
+        strcmp(msg, "Request refused") != 0)
+        log_info("qrexec: %s -> %s %s+%s: %s", rt->source,
+                 *rt->requested ? rt->requested : "@default", rt->service, rt->argument, msg);
     rt->reply(rt->ctx, kind, status, msg);
+    log_debug("qrexec: %s to %s: %.2f ms to start the service, %.2f ms for it to end",
+              rt->service, rt->target, rt->t_exec ? rt->t_exec - rt->t_begin : 0,
+              rt->t_exec ? mono_ms() - rt->t_exec : 0);
     if (rt->disposable)
         dispose(rt->r->engine, rt->r->app, rt->target);
     route_free(rt);
@@ -177,6 +191,7 @@ static void route_exec(struct route *rt) {
         rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
         rt->user, rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
     struct qerr err = {0};
+    rt->t_exec = mono_ms();
     if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
         route_end(rt, QREXEC_FAILED, 0, q ? err.msg : "the target qube is gone");
         return;
@@ -234,6 +249,8 @@ static void on_preload(void *userdata, struct qube *disp, const struct qerr *err
     }
     snprintf(rt->target, sizeof(rt->target), "%s", disp->name);
     rt->disposable = true;
+    rt->held = true; /* the refill this hand-out triggered waits for the answer */
+    preload_hold(rt->r->preload);
     route_to_target(rt);
 }
 
@@ -315,7 +332,7 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
                  router_reply_fn reply, void *ctx) {
     struct route *rt = xcalloc(1, sizeof(*rt));
     *rt = (struct route){.r = r, .next = r->routes, .reply = reply, .ctx = ctx,
-                         .stdio = {stdio[0], stdio[1], stdio[2]}};
+                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms()};
     r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
     snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);

@@ -186,6 +186,21 @@ static void finish_filesystem(struct run *run) {
               mono_ms() - t1);
 }
 
+/* Only the ends that commit volumes (templates, AppVM privates): a disposable's cleanup
+ * can wait, and must, when a hand-out is asking about revisions. */
+void container_settle_writers(struct container_backend *cb) {
+    for (struct run **pp = &cb->dying; *pp;) {
+        struct run *run = *pp;
+        if (!run->root.persistent && !run->priv.persistent) {
+            pp = &run->next;
+            continue;
+        }
+        *pp = run->next;
+        finish_filesystem(run);
+        run_free(run);
+    }
+}
+
 void container_settle(struct container_backend *cb) {
     cb->reaper = sd_event_source_disable_unref(cb->reaper);
     while (cb->dying) {
@@ -658,7 +673,8 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
                                  const char *volume, struct backend_volume_info *out,
                                  struct qerr *err) {
     struct container_backend *cb = cb_of(b);
-    container_settle(cb); /* a previous run's volume commit comes first */
+    bool want_usage = out->want_usage;
+    container_settle_writers(cb); /* a template's pending commit makes a new revision */
     const char *source = own_source(q, volume);
     const char *vol = strcmp(volume, "root") == 0 ? "root" : "private";
     struct volume_stack cur = {0};
@@ -671,7 +687,8 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
         .revision = cur.revision,
         .used_revision = rv ? rv->stack.revision : 0,
         .in_use = rv != NULL,
-        .usage_bytes = volume_usage_bytes(cb->state_dir, source ? source : q->uuid, vol),
+        .usage_bytes = want_usage ? volume_usage_bytes(cb->state_dir, source ? source : q->uuid,
+                                                       vol) : 0,
         .save_on_stop = !source,
         .snap_on_start = source != NULL,
     };

@@ -72,6 +72,7 @@ void container_path(const struct container_backend *cb, char *buf, size_t size, 
 void container_teardown(struct run *run, bool report, int status);
 /* Finishes every queued teardown now. */
 void container_settle(struct container_backend *cb);
+void container_settle_writers(struct container_backend *cb);
 int container_watch_exit(struct run *run);
 unsigned long long proc_starttime(pid_t pid);
 
