@@ -311,7 +311,8 @@ class Services(QrexecCase):
         self.assertEqual(0, r.returncode, r.stderr)
         m = re.fullmatch(r"handler: letter\.txt 9 bytes in (disp\d+): DEAR QUBE\n", r.stdout)
         self.assertTrue(m, r.stdout)
-        self.assertEqual(before, set(self.vm_names()))
+        # the disposable goes right after the answer, without the caller waiting for it
+        self.settled(lambda: self.assertEqual(before, set(self.vm_names())))
         self.assert_disposable_gone(m.group(1))
         with open(path) as f:
             self.assertEqual("dear qube", f.read())  # nothing came back

@@ -593,8 +593,10 @@ static int container_kill_nowait(struct backend *b, const char *name, struct qer
     struct run *run = container_find(cb_of(b), name);
     if (!run)
         return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
-    if (run->cg)
-        cgroup_qube_kill(run->cg);
+    if (run->power == BACKEND_PAUSED && run->cg)
+        cgroup_qube_thaw(run->cg); /* a frozen init would not die */
+    /* the kernel takes the whole pid namespace down with its init; the exit watcher
+     * then removes the cgroups: nothing here waits */
     syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
     return 0;
 }
