@@ -201,6 +201,19 @@ void container_settle_writers(struct container_backend *cb) {
     }
 }
 
+void container_settle_name(struct container_backend *cb, const char *name) {
+    for (struct run **pp = &cb->dying; *pp;) {
+        struct run *run = *pp;
+        if (strcmp(run->name, name) != 0) {
+            pp = &run->next;
+            continue;
+        }
+        *pp = run->next;
+        finish_filesystem(run);
+        run_free(run);
+    }
+}
+
 void container_settle(struct container_backend *cb) {
     cb->reaper = sd_event_source_disable_unref(cb->reaper);
     while (cb->dying) {
@@ -222,6 +235,7 @@ static int on_reap(sd_event_source *src, void *userdata) {
 void container_teardown(struct run *run, bool report, int status) {
     struct container_backend *cb = run->cb;
     run_unlink(run);
+    launch_cancel(TAKE_PTR(run->launch));
     uplink_close(run);
     reap_cgroup(run);
     run->exit_src = sd_event_source_disable_unref(run->exit_src);
@@ -372,6 +386,8 @@ static int open_guest_log(struct container_backend *cb, const char *name) {
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
+static void on_launched(void *userdata, int r, const struct qerr *err);
+
 static int launch_run(struct run *run, const struct backend_qube *q, struct qerr *err) {
     struct container_backend *cb = run->cb;
     char rundir[4096], sock[4096], mnt[4096], env_name[64];
@@ -409,7 +425,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
         .argv = argv,
         .envp = envp,
     };
-    if (launch_qube(&spec, &run->pid, &run->pidfd, err) < 0)
+    if (launch_qube_async(cb->base.loop, &spec, on_launched, run, &run->pid, &run->pidfd,
+                          &run->launch, err) < 0)
         return -1;
     run->starttime = proc_starttime(run->pid);
     return 0;
@@ -427,6 +444,23 @@ static void kill_and_wait(struct run *run) {
     siginfo_t si;
     waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
     log_debug("%s: killed in %.2f ms", run->name, mono_ms() - t0);
+}
+
+static void abort_start(struct run *run, const char *reason);
+static int wait_ready(struct run *run, unsigned timeout_s);
+
+/* The child is the agent now: watch it, and wait for it to be ready. */
+static void on_launched(void *userdata, int r, const struct qerr *err) {
+    struct run *run = userdata;
+    run->launch = NULL; /* the launcher is done with it */
+    run->launched_ms = mono_ms();
+    if (r < 0) {
+        abort_start(run, err ? err->msg : "the qube's init failed");
+        return;
+    }
+    if (run_state_save(run) < 0 || container_watch_exit(run) < 0 ||
+        wait_ready(run, run->qrexec_timeout) < 0)
+        abort_start(run, "cannot watch the qube's agent");
 }
 
 /* The caller hears of the failure only once nothing of the qube is left: a failed Start
@@ -510,7 +544,10 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
 static int container_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                            void *userdata, struct qerr *err) {
     struct container_backend *cb = cb_of(b);
-    container_settle(cb); /* a previous run's volume commit comes first */
+    /* a previous run's volume commit comes first, and a teardown of this very name (its
+     * directories would clash); other disposables' cleanups can wait */
+    container_settle_writers(cb);
+    container_settle_name(cb, q->name);
     double t0 = mono_ms(), t1, t2, t3;
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
@@ -536,17 +573,8 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     cb->runs = run;
     run->start_done = done;
     run->start_userdata = userdata;
-    if (run_state_save(run) < 0 || container_watch_exit(run) < 0 ||
-        wait_ready(run, q->qrexec_timeout) < 0) {
-        run->start_done = NULL; /* the caller gets the error from this return */
-        qerr_set(err, EXC_QUBES, "cannot watch qube '%s': %s", q->name, strerror(errno));
-        kill(run->pid, SIGKILL);
-        waitid(P_PIDFD, (id_t)run->pidfd, NULL, WEXITED);
-        container_teardown(run, false, 0);
-        container_settle(cb);
-        return -1;
-    }
-    return 0;
+    run->qrexec_timeout = q->qrexec_timeout;
+    return 0; /* on_launched goes on once the agent runs */
 fail:
     container_teardown(run, false, 0);
     container_settle(cb);

@@ -35,6 +35,8 @@ struct run {
     unsigned shutdown_timeout;
     /* start: waiting for the agent to report readiness */
     int ready_fd;
+    struct launch_op *launch; /* while the child sets itself up (launch.c) */
+    unsigned qrexec_timeout;
     double launched_ms; /* CLOCK_MONOTONIC, for the debug log */
     sd_event_source *ready_io, *ready_timer;
     backend_done_fn start_done;
@@ -73,6 +75,7 @@ void container_teardown(struct run *run, bool report, int status);
 /* Finishes every queued teardown now. */
 void container_settle(struct container_backend *cb);
 void container_settle_writers(struct container_backend *cb);
+void container_settle_name(struct container_backend *cb, const char *name);
 int container_watch_exit(struct run *run);
 unsigned long long proc_starttime(pid_t pid);
 

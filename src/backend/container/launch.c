@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -343,27 +344,6 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Reads one step byte, or the child's error text; EOF is returned as 0 bytes. */
-static int parent_read_report(int fd, char *buf, size_t size) {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    size_t len = 0;
-    for (;;) {
-        int r = poll(&pfd, 1, 10000);
-        if (r <= 0)
-            return r == 0 ? -ETIMEDOUT : -errno;
-        ssize_t n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (buf[0] != 'E' || len == size - 1)
-            break; /* a step byte, or a full error buffer */
-    }
-    buf[len] = '\0';
-    return (int)len;
-}
-
 static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
     char path[64], map[64];
     snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
@@ -372,44 +352,90 @@ static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
     return fd >= 0 && write(fd, map, (size_t)len) == len ? 0 : -errno;
 }
 
-static int parent_steps(const struct launch_sync *s, const struct launch_spec *spec, pid_t pid,
-                        struct qerr *err) {
-    char report[600];
-    double t0 = now_ms();
-    if (spec->attach && spec->attach(spec->attach_ctx, pid) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot place the qube in its cgroups: %s",
-                        strerror(errno));
-    if (write(s->go[1], (char[]){STEP_ATTACHED}, 1) != 1)
-        return qerr_set(err, EXC_QUBES, "the qube's init died at birth");
-    double t1 = now_ms();
-    int n = parent_read_report(s->report[0], report, sizeof(report));
-    if (n != 1 || report[0] != STEP_USERNS)
-        goto child_failed;
-    double t2 = now_ms();
-    if (write_id_map(pid, "uid_map", spec->uid_base, spec->uid_count) < 0 ||
-        write_id_map(pid, "gid_map", spec->uid_base, spec->uid_count) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot map the qube's user ids: %s", strerror(errno));
-    if (write(s->go[1], (char[]){STEP_MAPPED}, 1) != 1)
-        goto child_failed;
-    n = parent_read_report(s->report[0], report, sizeof(report));
-    if (n == 0) { /* EOF: the report pipe closed on exec */
-        log_debug("launch: attach %.2f ms, mounts until userns %.2f ms, to exec %.2f ms",
-                  t1 - t0, t2 - t1, now_ms() - t2);
-        return 0;
-    }
-child_failed:
-    if (n > 1 && report[0] == 'E')
-        return qerr_set(err, EXC_QUBES, "%s", report + 1);
-    return qerr_set(err, EXC_QUBES, "the qube's init failed before starting the agent (%s)",
-                    n < 0 ? strerror(-n) : "no reason given");
+/* The parent's side, driven by the event loop: while the child mounts, the daemon serves
+ * other calls (a preload refill must not hold up a hand-out). */
+struct launch_op {
+    int go, report;          /* our ends of the two pipes */
+    pid_t pid;
+    uid_t base, count;
+    bool mapped;             /* uid/gid maps written, waiting for the exec */
+    char buf[600];
+    size_t len;
+    sd_event_source *io, *timer;
+    launch_done_fn done;
+    void *userdata;
+    double t0;
+};
+
+static void op_free(struct launch_op *op) {
+    sd_event_source_disable_unref(op->io);
+    sd_event_source_disable_unref(op->timer);
+    close(op->go);
+    close(op->report);
+    free(op);
 }
 
-int launch_qube(const struct launch_spec *spec, pid_t *pid_out, int *pidfd_out,
-                struct qerr *err) {
+void launch_cancel(struct launch_op *op) {
+    if (!op)
+        return;
+    kill(op->pid, SIGKILL); /* the caller reaps it through its pidfd */
+    op_free(op);
+}
+
+static void op_finish(struct launch_op *op, const char *failure) {
+    launch_done_fn done = op->done;
+    void *userdata = op->userdata;
+    struct qerr err = {0};
+    if (failure) {
+        qerr_set(&err, EXC_QUBES, "%s", failure);
+        kill(op->pid, SIGKILL);
+    } else {
+        log_debug("launch: %.2f ms from clone to exec", now_ms() - op->t0);
+    }
+    op_free(op);
+    done(userdata, failure ? -1 : 0, failure ? &err : NULL);
+}
+
+/* The child wrote a step byte ('u': map my ids), its error text ('E...'), or closed
+ * the pipe: on exec (success) or on death. */
+static int on_report(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct launch_op *op = userdata;
+    ssize_t n = read(fd, op->buf + op->len, sizeof(op->buf) - 1 - op->len);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : (op_finish(op, strerror(errno)), 0);
+    op->len += (size_t)n;
+    op->buf[op->len] = '\0';
+    if (n > 0 && op->buf[0] == 'E' && op->len < sizeof(op->buf) - 1)
+        return 0; /* the error text: read it to the end */
+    if (n > 0 && !op->mapped && op->buf[0] == STEP_USERNS) {
+        op->mapped = true;
+        op->len = 0;
+        if (write_id_map(op->pid, "uid_map", op->base, op->count) < 0 ||
+            write_id_map(op->pid, "gid_map", op->base, op->count) < 0 ||
+            write(op->go, (char[]){STEP_MAPPED}, 1) != 1)
+            op_finish(op, "cannot map the qube's user ids");
+        return 0;
+    }
+    if (n == 0 && op->len == 0 && op->mapped)
+        op_finish(op, NULL);
+    else
+        op_finish(op, op->buf[0] == 'E' ? op->buf + 1
+                                        : "the qube's init failed before starting the agent");
+    return 0;
+}
+
+static int on_launch_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    op_finish(userdata, "the qube's init did not get to the agent within 10 s");
+    return 0;
+}
+
+int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_done_fn done,
+                      void *userdata, pid_t *pid_out, int *pidfd_out, struct launch_op **out,
+                      struct qerr *err) {
     struct launch_sync s;
     if (pipe2(s.go, O_CLOEXEC) < 0)
         return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
-    if (pipe2(s.report, O_CLOEXEC) < 0) {
+    if (pipe2(s.report, O_CLOEXEC | O_NONBLOCK) < 0) {
         close(s.go[0]);
         close(s.go[1]);
         return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
@@ -421,28 +447,41 @@ int launch_qube(const struct launch_spec *spec, pid_t *pid_out, int *pidfd_out,
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = SIGCHLD,
     };
-    double t = now_ms();
+    double t0 = now_ms();
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (pid > 0)
-        log_debug("launch: clone3 %.2f ms", now_ms() - t);
-    if (pid == 0)
+    if (pid == 0) {
+        fcntl(s.report[1], F_SETFL, 0); /* the child writes blocking */
         child_main(&s, spec);
+    }
     close(s.go[0]);
     close(s.report[1]);
-    int r = pid < 0 ? qerr_set(err, EXC_QUBES, "cannot create the qube's namespaces: %s",
-                               strerror(errno))
-                    : parent_steps(&s, spec, pid, err);
-    close(s.go[1]);
-    close(s.report[0]);
-    if (r < 0 && pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        close(pidfd);
+    struct launch_op *op = xcalloc(1, sizeof(*op));
+    *op = (struct launch_op){.go = s.go[1], .report = s.report[0], .pid = pid,
+                             .base = spec->uid_base, .count = spec->uid_count, .done = done,
+                             .userdata = userdata, .t0 = t0};
+    const char *failure = NULL;
+    if (pid < 0)
+        failure = "cannot create the qube's namespaces";
+    else if (spec->attach && spec->attach(spec->attach_ctx, pid) < 0)
+        failure = "cannot place the qube in its cgroups";
+    else if (write(op->go, (char[]){STEP_ATTACHED}, 1) != 1)
+        failure = "the qube's init died at birth";
+    else if (sd_event_add_io(loop, &op->io, op->report, EPOLLIN, on_report, op) < 0 ||
+             sd_event_add_time_relative(loop, &op->timer, CLOCK_MONOTONIC, 10000000, 0,
+                                        on_launch_timeout, op) < 0)
+        failure = "cannot watch the qube's init";
+    if (failure) {
+        qerr_set(err, EXC_QUBES, "%s: %s", failure, strerror(errno));
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            close(pidfd);
+        }
+        op_free(op);
         return -1;
     }
-    if (r < 0)
-        return -1;
     *pid_out = pid;
     *pidfd_out = pidfd;
+    *out = op;
     return 0;
 }

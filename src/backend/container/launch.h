@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <systemd/sd-event.h>
+
 #include "qerr.h"
 
 struct launch_overlay {
@@ -44,6 +46,16 @@ struct launch_spec {
     char *const *envp;
 };
 
-/* Starts the child and returns once the agent has been exec'ed (a few milliseconds), or
- * fails with the child's reason and nothing left running. pidfd is CLOEXEC. */
-int launch_qube(const struct launch_spec *spec, pid_t *pid, int *pidfd, struct qerr *err);
+struct launch_op;
+/* r = 0: the agent has been exec'ed; -1: the child failed (err says why) and was
+ * SIGKILLed; the caller reaps it through its pidfd. */
+typedef void (*launch_done_fn)(void *userdata, int r, const struct qerr *err);
+
+/* Creates the child now (pid and a CLOEXEC pidfd are the caller's from here on) and
+ * drives the rest from the event loop, calling `done` once. Returns -1 with nothing left
+ * running if the child cannot even be made. */
+int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_done_fn done,
+                      void *userdata, pid_t *pid, int *pidfd, struct launch_op **op,
+                      struct qerr *err);
+/* Gives up a launch in flight (the qube is being killed): no callback. */
+void launch_cancel(struct launch_op *op);
