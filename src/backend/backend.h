@@ -33,6 +33,8 @@ struct backend_qube {
     unsigned shutdown_timeout;
     const char *init;        /* the template's own init to run as PID 1 (the agent runs
                               * beside it), or NULL: the agent is PID 1 */
+    bool background;         /* nobody waits (a preload): the start must not hold up the
+                              * daemon's other work, even if it takes a little longer */
 };
 
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };

@@ -134,8 +134,21 @@ static void on_started(void *userdata, int r, const struct qerr *err) {
     free(p);
 }
 
+static int start(struct engine *e, struct qube *q, bool background, engine_done_fn done,
+                 void *userdata, struct qerr *err);
+
 int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
                  struct qerr *err) {
+    return start(e, q, false, done, userdata, err);
+}
+
+int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done,
+                            void *userdata, struct qerr *err) {
+    return start(e, q, true, done, userdata, err);
+}
+
+static int start(struct engine *e, struct qube *q, bool background, engine_done_fn done,
+                 void *userdata, struct qerr *err) {
     if (strcmp(q->power_state, "Halted") != 0)
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is already running: '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
@@ -143,6 +156,7 @@ int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *us
         return -1;
     struct qube_desc d;
     describe(e->app, q, &d);
+    d.bq.background = background;
     emit(e, q, "domain-pre-start", "start_guid", "False");
     set_power(e, q, "Transient");
     struct pending *p = pending_new(e, q, done, userdata);

@@ -20,6 +20,9 @@ typedef void (*engine_done_fn)(void *userdata, int r, const struct qerr *err);
 
 int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
                  struct qerr *err);
+/* The same for a qube nobody waits for (a preload): never holds up other calls. */
+int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done,
+                            void *userdata, struct qerr *err);
 int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
                     void *userdata, struct qerr *err);
 int engine_kill(struct engine *e, struct qube *q, struct qerr *err);

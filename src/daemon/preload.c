@@ -120,7 +120,7 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
     struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
     *ctx = (struct start_ctx){p, ""};
     snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
-    if (engine_start(p->engine, q, on_preload_started, ctx, &err) < 0) {
+    if (engine_start_background(p->engine, q, on_preload_started, ctx, &err) < 0) {
         free(ctx);
         log_warning("preload: %s: %s", q->name, err.msg);
         preload_discard(p, q, "it could not be started");

@@ -454,10 +454,16 @@ static void on_launched(void *userdata, int r, const struct qerr *err) {
     struct run *run = userdata;
     run->launch = NULL; /* the launcher is done with it */
     run->launched_ms = mono_ms();
+    if (r < 0 && run->sync_failure) { /* container_start reports it */
+        snprintf(run->sync_failure, sizeof(((struct qerr *)0)->msg), "%s",
+                 err ? err->msg : "the qube's init failed");
+        run->start_done = NULL;
+    }
     if (r < 0) {
         abort_start(run, err ? err->msg : "the qube's init failed");
         return;
     }
+    run->sync_failure = NULL;
     if (run_state_save(run) < 0 || container_watch_exit(run) < 0 ||
         wait_ready(run, run->qrexec_timeout) < 0)
         abort_start(run, "cannot watch the qube's agent");
@@ -574,7 +580,17 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     run->start_done = done;
     run->start_userdata = userdata;
     run->qrexec_timeout = q->qrexec_timeout;
-    return 0; /* on_launched goes on once the agent runs */
+    if (q->background)
+        return 0; /* on_launched goes on once the agent runs */
+    /* someone waits: no trips through the loop. A failure here is returned, not called
+     * back: our caller has not even heard that a start is under way. */
+    char failure[sizeof(err->msg)] = "";
+    run->sync_failure = failure;
+    launch_wait(run->launch);
+    if (*failure)
+        return qerr_set(err, EXC_QUBES, "Start of qube '%s' failed: %s", q->name, failure);
+    run->sync_failure = NULL;
+    return 0;
 fail:
     container_teardown(run, false, 0);
     container_settle(cb);

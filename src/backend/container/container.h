@@ -36,6 +36,7 @@ struct run {
     /* start: waiting for the agent to report readiness */
     int ready_fd;
     struct launch_op *launch; /* while the child sets itself up (launch.c) */
+    char *sync_failure;       /* a waiting container_start's buffer for a launch failure */
     unsigned qrexec_timeout;
     double launched_ms; /* CLOCK_MONOTONIC, for the debug log */
     sd_event_source *ready_io, *ready_timer;

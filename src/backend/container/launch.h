@@ -57,5 +57,7 @@ typedef void (*launch_done_fn)(void *userdata, int r, const struct qerr *err);
 int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_done_fn done,
                       void *userdata, pid_t *pid, int *pidfd, struct launch_op **op,
                       struct qerr *err);
+/* Finishes the launch now, blocking (someone waits for this qube: a cold start). */
+void launch_wait(struct launch_op *op);
 /* Gives up a launch in flight (the qube is being killed): no callback. */
 void launch_cancel(struct launch_op *op);
