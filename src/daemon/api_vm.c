@@ -186,6 +186,9 @@ static int vm_shutdown(struct api_call *c) {
                         c->dest->name);
     if (!c->engine)
         return no_engine(c);
+    /* a preload is not waited on: shutting it down (qvm-shutdown --all) kills it */
+    if (c->preload && preload_is_preload(c->app, c->dest))
+        return engine_kill(c->engine, c->dest, c->err);
     if (strstr(a, "wait"))
         return run_deferred(c, op_shutdown_force_wait);
     return engine_shutdown(c->engine, c->dest, strstr(a, "force") != NULL, NULL, NULL, c->err);

@@ -526,6 +526,15 @@ class HandOut(PreloadCase):
         self.assertNotEqual([name], new)
         self.assertEqual("Running", self.api_state(name))
 
+    def test_shutdown_kills_a_preload_without_waiting(self):
+        # bulk operations (qvm-shutdown --all) never wait on preloads: they are killed
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        t = time.monotonic()
+        self.ok("admin.vm.Shutdown", "wait", name)
+        self.assertLess(time.monotonic() - t, 5)
+        self.assert_gone(name)
+
     def test_qvm_run_dispvm_served_from_the_list(self):
         self.new_dvm(max=1)
         name = self.wait_filled("pdvm", 1)[0]
