@@ -1,4 +1,5 @@
 #include "agent_client.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <string.h>
@@ -9,16 +10,7 @@
 #include "macro.h"
 
 int agent_client_connect(const char *socket_path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(socket_path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, socket_path);
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return -errno;
-    return TAKE_FD(fd);
+    return unix_connect(socket_path);
 }
 
 /* sendmsg of everything; descriptors ride on the first byte only. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "unix_socket.h"
 #include "client_vm.h"
 
 #define PROG "qrexec-client-vm"
@@ -88,21 +89,6 @@ static void parse_args(int argc, char **argv, struct cvm_opts *o) {
         o->filter_err = isatty(STDERR_FILENO);
 }
 
-static int connect_to(const char *path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    return fd;
-}
 
 /* The whole request; the descriptors ride on its first byte. */
 static int send_call(int sock, const struct cvm_opts *o, const int stdio[3]) {
@@ -280,7 +266,7 @@ int qrexec_client_vm_main(int argc, char **argv) {
     parse_args(argc, argv, &o);
     ensure_std_fds();
     signal(SIGPIPE, SIG_IGN);
-    int sock = connect_to(o.socket);
+    int sock = unix_connect(o.socket);
     if (sock < 0) {
         fprintf(stderr, PROG ": cannot connect to %s: %s\n", o.socket, strerror(-sock));
         return EXIT_FAILED;

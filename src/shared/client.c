@@ -1,4 +1,5 @@
 #include "client.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,20 +17,7 @@ const char *client_socket_path(void) {
 void client_reply_free(struct client_reply *reply) { strbuf_free(&reply->raw); }
 
 static int connect_daemon(void) {
-    const char *path = client_socket_path();
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
+    return unix_connect(client_socket_path());
 }
 
 static int send_all(int fd, const char *data, size_t len) {

@@ -1,4 +1,5 @@
 #include "qrexec_client.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -21,20 +22,7 @@ const char *qrexec_socket_path(void) {
 }
 
 static int connect_router(void) {
-    const char *path = qrexec_socket_path();
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
+    return unix_connect(qrexec_socket_path());
 }
 
 /* The descriptors ride on the first bytes (the header), as the router expects them
