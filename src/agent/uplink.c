@@ -270,15 +270,13 @@ static int make_parent_dir(const char *path) {
 void qrexec_listen(struct agent *a, const char *path) {
     a->qrexec_listener.fd = -1;
     int fd = make_parent_dir(path);
+    /* any process in the qube may call out, as with Qubes' qrexec-client-vm; the policy
+     * in dispenserd decides, knowing only which qube calls. Born 0666: no window in
+     * which the socket exists with another mode. */
+    mode_t old = umask(0111);
     if (fd >= 0)
         fd = unix_listen(path);
-    /* any process in the qube may call out, as with Qubes' qrexec-client-vm; the policy
-     * in dispenserd decides, knowing only which qube calls */
-    if (fd >= 0 && chmod(path, 0666) < 0) {
-        int err = errno;
-        close(fd);
-        fd = -err;
-    }
+    umask(old);
     if (fd < 0) {
         agent_log("cannot listen for qrexec calls on %s: %s", path, strerror(-fd));
         return;
