@@ -7,14 +7,8 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 SECS=${2:-3}
 [ -x "$BUILD/bench/api_bench" ] || { echo "build first: ninja -C $BUILD" >&2; exit 1; }
-tmp=$(mktemp -d)
-export QUBESD_SOCKET="$tmp/qubesd.sock"
-"$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$tmp/run" \
-    --socket "$QUBESD_SOCKET" --log-level warning 2>"$tmp/log" &
-pid=$!
-cleanup() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-while [ ! -S "$QUBESD_SOCKET" ]; do sleep 0.05; done
+. bench/lib.sh
+start_private_daemon
 B="$BUILD/bench/api_bench"
 create() { python3 - "$QUBESD_SOCKET" "$1" "$2" <<'PY'
 import socket, sys

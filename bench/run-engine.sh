@@ -5,18 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 N=${2:-50}
-tmp=$(mktemp -d)
-run=$(mktemp -d /run/dispenser-bench-XXXXXX) # runtime state on tmpfs, as /run/dispenser is
-export QUBESD_SOCKET="$tmp/qubesd.sock"
-"$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$run" \
-    --socket "$QUBESD_SOCKET" --agent "$BUILD/src/agent/dispenser-agent" --log-level warning \
-    2>"$tmp/log" &
-pid=$!
-cleanup() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp" "$run"; }
-trap cleanup EXIT
-while [ ! -S "$QUBESD_SOCKET" ]; do sleep 0.05; done
-T="$BUILD/src/cli"
-B="$BUILD/bench/engine_bench"
+. bench/lib.sh
+start_private_daemon
 "$T/qvm-template" build busybox bench-bb >/dev/null
 "$T/qvm-create" -t bench-bb -l red bench >/dev/null
 sock="$run/qubes/bench/agent.sock"

@@ -3,31 +3,16 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "nul_fields.h"
+
 long qrexec_body_encode(const struct qrexec_call_body *b, char *buf, size_t size) {
     const char *fields[4] = {b->target, b->service, b->user, b->command};
-    size_t pos = 0;
-    for (size_t i = 0; i < 4; i++) {
-        const char *f = fields[i] ? fields[i] : "";
-        size_t n = strlen(f) + 1;
-        if (pos + n > size || pos + n > QREXEC_MAX_BODY)
-            return -1;
-        memcpy(buf + pos, f, n);
-        pos += n;
-    }
-    return (long)pos;
+    return nul_fields_encode(fields, 4, buf, size, QREXEC_MAX_BODY);
 }
 
 int qrexec_body_decode(char *buf, size_t len, struct qrexec_call_body *out) {
     const char **fields[4] = {&out->target, &out->service, &out->user, &out->command};
-    size_t pos = 0;
-    for (size_t i = 0; i < 4; i++) {
-        char *nul = pos < len ? memchr(buf + pos, '\0', len - pos) : NULL;
-        if (!nul)
-            return -1;
-        *fields[i] = buf + pos;
-        pos = (size_t)(nul - buf) + 1;
-    }
-    return pos == len ? 0 : -1;
+    return nul_fields_decode(buf, len, (const char **const *)fields, 4);
 }
 
 static bool name_char(char c, bool plus_ok) {

@@ -186,12 +186,13 @@ static void finish_filesystem(struct run *run) {
               mono_ms() - t1);
 }
 
-/* Only the ends that commit volumes (templates, AppVM privates): a disposable's cleanup
- * can wait, and must, when a hand-out is asking about revisions. */
-void container_settle_writers(struct container_backend *cb) {
+/* Finishes the queued teardowns that match (name NULL: those that commit volumes). */
+static void settle_matching(struct container_backend *cb, const char *name) {
     for (struct run **pp = &cb->dying; *pp;) {
         struct run *run = *pp;
-        if (!run->root.persistent && !run->priv.persistent) {
+        bool match = name ? strcmp(run->name, name) == 0
+                          : run->root.persistent || run->priv.persistent;
+        if (!match) {
             pp = &run->next;
             continue;
         }
@@ -201,17 +202,12 @@ void container_settle_writers(struct container_backend *cb) {
     }
 }
 
+/* Only the ends that commit volumes (templates, AppVM privates): a disposable's cleanup
+ * can wait, and must, when a hand-out is asking about revisions. */
+void container_settle_writers(struct container_backend *cb) { settle_matching(cb, NULL); }
+
 void container_settle_name(struct container_backend *cb, const char *name) {
-    for (struct run **pp = &cb->dying; *pp;) {
-        struct run *run = *pp;
-        if (strcmp(run->name, name) != 0) {
-            pp = &run->next;
-            continue;
-        }
-        *pp = run->next;
-        finish_filesystem(run);
-        run_free(run);
-    }
+    settle_matching(cb, name);
 }
 
 void container_settle(struct container_backend *cb) {
