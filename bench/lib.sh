@@ -8,7 +8,7 @@ start_private_daemon() {
     mkdir "$tmp/policy"
     "$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$run" \
         --socket "$QUBESD_SOCKET" --agent "$BUILD/src/agent/dispenser-agent" \
-        --policy-dir "$tmp/policy" --log-level warning 2>"$tmp/log" &
+        --policy-dir "$tmp/policy" --log-level ${BENCH_LOG_LEVEL:-warning} ${BENCH_LOG_TIME:+--log-timestamps} 2>"$tmp/log" &
     daemon_pid=$!
     trap 'kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; rm -rf "$tmp" "$run"' EXIT
     while [ ! -S "$QUBESD_SOCKET" ]; do sleep 0.05; done

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -51,6 +50,7 @@ static void usage(FILE *f) {
             "  --socket-group GROUP group allowed to use the socket (mode 0660)\n"
             "  --foreground         stay in the foreground (default: detach when ready)\n"
             "  --log-level LEVEL    error, warning, info (default) or debug\n"
+            "  --log-timestamps     prefix log lines with monotonic milliseconds (profiling)\n"
             "  --agent PATH         the static in-qube agent (default %s)\n"
             "  --uid-base N         first host uid of the qubes' id range (default %u)\n"
             "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
@@ -74,7 +74,7 @@ static int parse_group(const char *name, gid_t *out) {
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO };
+           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -82,6 +82,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"socket-group", required_argument, NULL, OPT_GROUP},
         {"foreground", no_argument, NULL, OPT_FG},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"log-timestamps", no_argument, NULL, OPT_LOG_TIME},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {"agent", required_argument, NULL, OPT_AGENT},
@@ -113,6 +114,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
             }
             log_set_level(level);
             break;
+        case OPT_LOG_TIME: log_set_timestamps(true); break;
         case OPT_AGENT: o->agent_path = optarg; break;
         case OPT_POLICY: o->policy_dir = optarg; break;
         case OPT_MEMINFO: o->meminfo = optarg; break;
@@ -138,12 +140,15 @@ static int make_dir(const char *path, mode_t mode) {
 }
 
 /* One daemon per state dir: a second one would corrupt nothing (SQLite locks) but would
- * fight over the qubes; refuse it early with a clear message. */
+ * fight over the qubes; refuse it early with a clear message. A POSIX record lock, not
+ * flock: it belongs to this process alone, so it goes the moment the daemon dies, even
+ * while a qube it was launching still holds a copy of the descriptor (until its exec). */
 static int lock_state_dir(const char *state_dir) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/dispenserd.lock", state_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    struct flock whole = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fd < 0 || fcntl(fd, F_SETLK, &whole) < 0) {
         log_error("state dir %s is in use by another dispenserd (%s)", state_dir,
                   strerror(errno));
         if (fd >= 0)

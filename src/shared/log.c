@@ -3,11 +3,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static enum log_level current_level = LOG_LVL_INFO;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
+static bool with_time;
+
 void log_set_level(enum log_level level) { current_level = level; }
+
+void log_set_timestamps(bool on) { with_time = on; }
 
 int log_parse_level(const char *s, enum log_level *out) {
     for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
@@ -26,7 +31,14 @@ void log_msg(enum log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     /* "<N>" prefixes are understood by journald when stderr is the journal. */
     static const int syslog_prio[] = {3, 4, 6, 7};
-    fprintf(stderr, "<%d>%s: ", syslog_prio[level], level_names[level]);
+    fprintf(stderr, "<%d>", syslog_prio[level]);
+    if (with_time) { /* monotonic ms: to line up what overlapped when profiling */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        fprintf(stderr, "%lld.%03ld ", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                ts.tv_nsec / 1000 % 1000);
+    }
+    fprintf(stderr, "%s: ", level_names[level]);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
