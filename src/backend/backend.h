@@ -108,6 +108,8 @@ struct backend_ops {
      * -ENOTSUP where the host cannot (cgroup v1 has no memory.reclaim). */
     int (*reclaim)(struct backend *b, const char *name);
     int (*unpause)(struct backend *b, const char *name, struct qerr *err);
+    /* A qube started in the background now serves someone: its full CPU share back. */
+    int (*foreground)(struct backend *b, const char *name);
     /* Orderly shutdown (agent, then SIGTERM to init), kill after shutdown_timeout;
      * `done` when it is gone. */
     int (*shutdown)(struct backend *b, const char *name, bool force, backend_done_fn done,

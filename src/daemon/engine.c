@@ -280,6 +280,12 @@ int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
     return 0;
 }
 
+int engine_foreground(struct engine *e, const struct qube *q) {
+    struct qerr err;
+    struct backend *b = backend_for(e, q, &err);
+    return b && b->ops->foreground ? b->ops->foreground(b, q->name) : -ENOTSUP;
+}
+
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err) {
     if (strcmp(q->power_state, "Paused") != 0)
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);

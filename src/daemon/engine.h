@@ -30,6 +30,8 @@ int engine_kill(struct engine *e, struct qube *q, struct qerr *err);
 int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err);
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_reclaim(struct engine *e, const struct qube *q);
+/* A preload handed out: it runs with its full CPU share from now on. */
+int engine_foreground(struct engine *e, const struct qube *q);
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out);
 /* Removes the qube from the model, then its volumes. */

@@ -170,7 +170,13 @@ static void prune(struct preload *p, struct qube *tpl) {
     }
 }
 
-void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
+static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
+                     double delay, bool quiet);
+
+/* One preload per loop iteration: a burst of creations would hold up, for milliseconds,
+ * a hand-out that arrives meanwhile. `quiet`: the rest of a refill already announced. */
+static void refill_step(struct preload *p, struct qube *tpl, const char *reason, double delay,
+                        bool quiet) {
     if (!disposable_template_ok(p->app, tpl))
         return;
     prune(p, tpl);
@@ -180,15 +186,22 @@ void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, 
     unsigned can = want ? affordable(p, tpl, want) : 0;
     if (!can)
         return;
-    char delay_s[32];
-    snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
-    struct wire_kv kv[] = {{"reason", reason}, {"delay", delay_s}};
-    app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
-    log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
+    if (!quiet) {
+        char delay_s[32];
+        snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
+        struct wire_kv kv[] = {{"reason", reason}, {"delay", delay_s}};
+        app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
+        log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
+    }
     char fp[17];
     fingerprint(p->app, tpl, fp);
-    for (unsigned i = 0; i < can; i++)
-        create_one(p, tpl, fp);
+    create_one(p, tpl, fp);
+    if (can > 1)
+        schedule(p, tpl, reason, 0, true);
+}
+
+void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
+    refill_step(p, tpl, reason, delay, false);
 }
 
 /* ---- when refills run: after the reply that triggered them, or after a delay ---- */
@@ -198,6 +211,7 @@ struct preload_timer {
     struct preload_timer *next;
     char tpl[32], reason[128];
     double delay;
+    bool quiet; /* continues a refill that was announced already */
     uint64_t held_since; /* when a hold first postponed it (0: never) */
     sd_event_source *src;
 };
@@ -214,13 +228,26 @@ static void timer_free(struct preload_timer *t) {
 
 #define HOLD_RETRY_USEC 2000
 #define HOLD_MAX_USEC 200000
+#define LOW_WATER 1 /* at most this many ready: refill even while calls run */
+
+static size_t ready_count(struct preload *p, const struct qube *tpl) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX), ready = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct qube *q = app_find(p->app, names[i]);
+        ready += q && strmap_get(&q->features, MARK_COMPLETED);
+    }
+    return ready;
+}
 
 /* While a handed-out disposable's call runs, its reply must not wait behind a refill
- * (starting a qube takes the loop for a few milliseconds): refills wait for the calls to
- * end, but never more than HOLD_MAX_USEC, so steady traffic cannot starve them. */
+ * (each creation takes the loop for a millisecond or so): refills wait for the calls to
+ * end, but never more than HOLD_MAX_USEC, so steady traffic cannot starve them; and not
+ * at all once the list is nearly empty, or the next caller would find nothing ready. */
 static bool postponed(struct preload_timer *t, uint64_t now) {
     struct preload *p = t->p;
-    if (p->holds == 0)
+    const struct qube *tpl = app_find(p->app, t->tpl);
+    if (p->holds == 0 || !tpl || ready_count(p, tpl) <= LOW_WATER)
         return false;
     if (!t->held_since)
         t->held_since = now;
@@ -245,34 +272,39 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
         return 0;
     char reason[128];
     double delay = t->delay;
+    bool quiet = t->quiet;
     snprintf(reason, sizeof(reason), "%s", t->reason);
     struct qube *tpl = app_find(p->app, t->tpl);
     timer_free(t);
     if (tpl)
-        preload_do_refill(p, tpl, reason, delay);
+        refill_step(p, tpl, reason, delay, quiet);
     return 0;
 }
 
 /* One pending refill per template, due at the earliest of its triggers: a later trigger
  * neither postpones an earlier one nor is held back by a slower one (a use with delay 0
- * right after a request that found a gap must refill now, not in 5 s). */
-void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                      double delay) {
+ * right after a request that found a gap must refill now, not in 5 s). Refills run at
+ * idle priority: a call that is waiting at the same moment goes first. */
+static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
+                     double delay, bool quiet) {
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
         if (strcmp(t->tpl, tpl->name) != 0)
             continue;
         uint64_t due = 0;
-        if (sd_event_source_get_time(t->src, &due) == 0 && now + usec < due &&
-            sd_event_source_set_time(t->src, now + usec) == 0) {
+        bool sooner = sd_event_source_get_time(t->src, &due) == 0 && now + usec < due &&
+                      sd_event_source_set_time(t->src, now + usec) == 0;
+        /* an announced refill says why: the soonest cause, or the latest of those due */
+        if (!quiet && (sooner || t->quiet || due <= now)) {
             snprintf(t->reason, sizeof(t->reason), "%s", reason);
             t->delay = delay;
+            t->quiet = false;
         }
         return;
     }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
-    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay};
+    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .quiet = quiet};
     snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
     snprintf(t->reason, sizeof(t->reason), "%s", reason);
     if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer,
@@ -280,7 +312,13 @@ void preload_schedule(struct preload *p, const struct qube *tpl, const char *rea
         free(t);
         return;
     }
+    sd_event_source_set_priority(t->src, SD_EVENT_PRIORITY_IDLE);
     p->timers = t;
+}
+
+void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
+                      double delay) {
+    schedule(p, tpl, reason, delay, false);
 }
 
 void preload_refill(struct preload *p, struct qube *tpl, const char *reason) {
@@ -365,6 +403,8 @@ static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const 
     struct qerr err = {0};
     char tag[64], name[32];
     snprintf(name, sizeof(name), "%s", q->name);
+    if (engine_foreground(p->engine, q) < 0)
+        log_warning("preload: %s keeps the idle CPU class", name);
     if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0)
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
     if (app_batch_begin(p->app, &err) == 0) {
@@ -409,6 +449,7 @@ static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
     *w = (struct preload_waiter){.p = p, .next = p->waiters, .got = got, .userdata = userdata};
     snprintf(w->name, sizeof(w->name), "%s", q->name);
     snprintf(w->caller, sizeof(w->caller), "%s", caller);
+    engine_foreground(p->engine, q); /* someone waits for it now: ahead of other preloads */
     /* as Qubes: 1.2 x qrexec_timeout, then a fresh disposable */
     if (sd_event_add_time_relative(p->loop, &w->timeout, CLOCK_MONOTONIC,
                                    (uint64_t)timeout * 1200000ULL, 0, on_waiter_timeout, w) < 0) {

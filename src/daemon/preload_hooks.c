@@ -110,6 +110,7 @@ void preload_unpaused_by_hand(struct preload *p, struct qube *q) {
     if (!tpl || !preload_is_preload(p->app, q))
         return;
     log_warning("preload: %s was unpaused by hand: it counts as used", q->name);
+    engine_foreground(p->engine, q);
     struct qerr err = {0};
     preload_list_remove(p, tpl, q->name);
     if (strmap_get(&q->features, "internal"))

@@ -590,6 +590,15 @@ static int set_cpu_weight(struct cgroup_qube *cg, unsigned weight) {
     return write_u64(dir, "cpu.shares", shares < 2 ? 2 : shares);
 }
 
+int cgroup_qube_set_idle(struct cgroup_qube *cg, bool idle, unsigned weight) {
+    const char *dir = ctl_dir(cg, CTL_CPU);
+    if (!dir)
+        return -ENOTSUP;
+    if (file_exists(dir, "cpu.idle"))
+        return write_file(dir, "cpu.idle", idle ? "1" : "0");
+    return set_cpu_weight(cg, idle ? 1 : weight);
+}
+
 /* Zero means "no limit" for each field. A controller the host lacks was logged once at
  * open; the qube runs without that limit. */
 static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
@@ -600,6 +609,8 @@ static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
         r = write_u64(ctl_dir(cg, CTL_PIDS), "pids.max", l->pids_max);
     if (r >= 0 && l->cpu_weight && ctl_dir(cg, CTL_CPU))
         r = set_cpu_weight(cg, l->cpu_weight);
+    if (r >= 0 && l->cpu_idle && ctl_dir(cg, CTL_CPU))
+        r = cgroup_qube_set_idle(cg, true, l->cpu_weight);
     if (r < 0)
         log_error("cgroup: cannot set limits of %s: %s", cg->name, strerror(-r));
     return r;

@@ -22,6 +22,7 @@ struct cgroup_limits {
     uint64_t memory_max_bytes; /* hard limit: OOM kill inside the qube beyond it */
     uint64_t pids_max;
     unsigned cpu_weight;       /* cgroup v2 scale 1..10000, 100 = default */
+    bool cpu_idle;             /* scheduled only when nothing else wants the CPU */
 };
 
 /* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the
@@ -43,6 +44,10 @@ struct cgroup_qube *cgroup_qube_create(struct cgroup_system *cs, const char *nam
                                        const struct cgroup_limits *limits);
 struct cgroup_qube *cgroup_qube_open(struct cgroup_system *cs, const char *name);
 int cgroup_qube_attach(struct cgroup_qube *cg, pid_t pid);
+/* Idle class (cpu.idle, kernel 5.15+; where it is missing, the smallest weight) or back
+ * to `weight`: a preload sets itself up on CPU time nobody else wants, and gets its full
+ * share once handed out. */
+int cgroup_qube_set_idle(struct cgroup_qube *cg, bool idle, unsigned weight);
 int cgroup_qube_freeze(struct cgroup_qube *cg);   /* returns once every task is frozen */
 int cgroup_qube_thaw(struct cgroup_qube *cg);
 bool cgroup_qube_is_frozen(struct cgroup_qube *cg);

@@ -22,6 +22,7 @@
 #include "agent_proto.h"
 #include "fsutil.h"
 #include "launch.h"
+#include "reaper.h"
 #include "sandbox.h"
 #include "log.h"
 #include "strbuf.h"
@@ -186,20 +187,59 @@ static void finish_filesystem(struct run *run) {
               mono_ms() - t1);
 }
 
+static bool commits_volumes(const struct run *run) {
+    return run->root.persistent || run->priv.persistent;
+}
+
+static void retire_here(struct run *run) {
+    reap_cgroup(run);
+    finish_filesystem(run);
+    run_free(run);
+}
+
+static void retired(void *userdata, bool ok) {
+    struct run *run = userdata;
+    for (struct run **pp = &run->cb->retiring; *pp; pp = &(*pp)->next)
+        if (*pp == run) {
+            *pp = run->next;
+            break;
+        }
+    if (ok)
+        run_free(run);
+    else
+        retire_here(run);
+}
+
+/* What is left of an ended qube goes. A volume commit is done here and now (the next
+ * start, an info or an import reads the result); a disposable commits nothing, so its
+ * cgroups and directories go to the reaper process while the loop goes on serving. */
+static void retire(struct run *run) {
+    struct container_backend *cb = run->cb;
+    if (!commits_volumes(run) && reaper_retire(cb->reaper, run->name, retired, run) == 0) {
+        run->next = cb->retiring;
+        cb->retiring = run;
+        return;
+    }
+    retire_here(run);
+}
+
 /* Finishes the queued teardowns that match (name NULL: those that commit volumes). */
 static void settle_matching(struct container_backend *cb, const char *name) {
     for (struct run **pp = &cb->dying; *pp;) {
         struct run *run = *pp;
-        bool match = name ? strcmp(run->name, name) == 0
-                          : run->root.persistent || run->priv.persistent;
+        bool match = name ? strcmp(run->name, name) == 0 : commits_volumes(run);
         if (!match) {
             pp = &run->next;
             continue;
         }
         *pp = run->next;
-        finish_filesystem(run);
-        run_free(run);
+        retire(run);
     }
+    for (struct run *run = cb->retiring; name && run; run = run->next)
+        if (strcmp(run->name, name) == 0) { /* a start reusing the name: its dirs clash */
+            reaper_wait_idle(cb->reaper);
+            break;
+        }
 }
 
 /* Only the ends that commit volumes (templates, AppVM privates): a disposable's cleanup
@@ -211,29 +251,36 @@ void container_settle_name(struct container_backend *cb, const char *name) {
 }
 
 void container_settle(struct container_backend *cb) {
-    cb->reaper = sd_event_source_disable_unref(cb->reaper);
+    cb->settle_src = sd_event_source_disable_unref(cb->settle_src);
     while (cb->dying) {
         struct run *run = cb->dying;
         cb->dying = run->next;
-        finish_filesystem(run);
-        run_free(run);
+        retire(run);
     }
+    reaper_wait_idle(cb->reaper);
 }
 
-static int on_reap(sd_event_source *src, void *userdata) {
-    container_settle(userdata);
+/* After the reply to whoever asked: hand the ended qubes' remains on. */
+static int on_settle(sd_event_source *src, void *userdata) {
+    struct container_backend *cb = userdata;
+    cb->settle_src = sd_event_source_disable_unref(cb->settle_src);
+    while (cb->dying) {
+        struct run *run = cb->dying;
+        cb->dying = run->next;
+        retire(run);
+    }
     return 0;
 }
 
-/* Processes and cgroups go now; the filesystem work is deferred to the next loop
- * iteration, after the reply to whoever asked has been sent: nobody waits for cleanup.
- * Anything that needs the volumes settled (a start, an import) calls container_settle. */
+/* The qube is forgotten now; its cgroups, volumes and directories are dealt with on the
+ * next loop iteration, after the reply to whoever asked has been sent: nobody waits for
+ * cleanup. Anything that needs them settled (a start, an import) calls container_settle.
+ * (When init is gone the kernel has already killed the rest of its pid namespace.) */
 void container_teardown(struct run *run, bool report, int status) {
     struct container_backend *cb = run->cb;
     run_unlink(run);
     launch_cancel(TAKE_PTR(run->launch));
     uplink_close(run);
-    reap_cgroup(run);
     run->exit_src = sd_event_source_disable_unref(run->exit_src);
     run->stop_timer = sd_event_source_disable_unref(run->stop_timer);
     /* a qube that never finished starting failed to start; it did not shut down */
@@ -243,8 +290,10 @@ void container_teardown(struct run *run, bool report, int status) {
     char *name = xstrdup(run->name);
     run->next = cb->dying;
     cb->dying = run;
-    if (!cb->reaper && sd_event_add_defer(cb->base.loop, &cb->reaper, on_reap, cb) < 0)
+    if (!cb->settle_src && sd_event_add_defer(cb->base.loop, &cb->settle_src, on_settle, cb) < 0)
         container_settle(cb);
+    else
+        sd_event_source_set_priority(cb->settle_src, SD_EVENT_PRIORITY_IDLE);
     while (waiters) {
         struct stop_waiter *w = waiters;
         waiters = w->next;
@@ -268,9 +317,14 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
     return 0;
 }
 
+/* An exit is dealt with after the calls pending at the same moment: the end of a used
+ * disposable must not hold up the next hand-out. */
 int container_watch_exit(struct run *run) {
-    return sd_event_add_io(run->cb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
-                           on_exit_event, run);
+    int r = sd_event_add_io(run->cb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
+                            on_exit_event, run);
+    if (r >= 0)
+        sd_event_source_set_priority(run->exit_src, SD_EVENT_PRIORITY_IDLE);
+    return r;
 }
 
 /* ---- start ---- */
@@ -519,6 +573,10 @@ static int wait_ready(struct run *run, unsigned timeout_s) {
                                    (uint64_t)timeout_s * 1000000ULL, 0, on_ready_timeout,
                                    run) < 0)
         return -1;
+    if (run->background) {
+        sd_event_source_set_priority(run->ready_io, SD_EVENT_PRIORITY_IDLE);
+        sd_event_source_set_priority(run->ready_timer, SD_EVENT_PRIORITY_IDLE);
+    }
     return 0;
 }
 
@@ -540,6 +598,9 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
         .memory_max_bytes = mib << 20,
         .pids_max = 4096,
         .cpu_weight = 100 * (q->vcpus ? q->vcpus : 1), /* more vcpus, bigger share */
+        /* a preload sets itself up in the idle class: a hand-out running meanwhile, and
+         * its caller, get the CPUs first */
+        .cpu_idle = q->background,
     };
 }
 
@@ -555,6 +616,7 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     struct run *run = run_new(cb, q);
     struct cgroup_limits limits = limits_of(q);
+    run->cpu_weight = limits.cpu_weight;
     if (prepare_volumes(run, q, err) < 0)
         goto fail;
     t1 = mono_ms();
@@ -576,8 +638,11 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     run->start_done = done;
     run->start_userdata = userdata;
     run->qrexec_timeout = q->qrexec_timeout;
-    if (q->background)
-        return 0; /* on_launched goes on once the agent runs */
+    if (q->background) { /* on_launched goes on once the agent runs */
+        run->background = true;
+        launch_set_priority(run->launch, SD_EVENT_PRIORITY_IDLE);
+        return 0;
+    }
     /* someone waits: no trips through the loop. A failure here is returned, not called
      * back: our caller has not even heard that a start is under way. */
     char failure[sizeof(err->msg)] = "";
@@ -617,6 +682,13 @@ static int container_unpause(struct backend *b, const char *name, struct qerr *e
         return qerr_set(err, EXC_QUBES, "cannot thaw '%s': %s", name, strerror(errno));
     run->power = BACKEND_RUNNING;
     return 0;
+}
+
+static int container_foreground(struct backend *b, const char *name) {
+    struct run *run = container_find(cb_of(b), name);
+    if (!run || !run->cg)
+        return -ENOENT;
+    return cgroup_qube_set_idle(run->cg, false, run->cpu_weight);
 }
 
 /* Kill and wait: the caller may start the qube again right after Kill returns. */
@@ -694,7 +766,9 @@ static int container_stats(struct backend *b, const char *name, struct backend_s
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
                                     struct qerr *err) {
     struct container_backend *cb = cb_of(b);
-    container_settle(cb); /* a previous run's volume commit comes first */
+    /* a previous run's volume commit comes first; a disposable's own remains are only
+     * in directories named after it, which its reaper job removes */
+    container_settle_writers(cb);
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     int r = volume_remove_all(cb->state_dir, q->uuid);
@@ -780,6 +854,7 @@ static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
 static void container_free(struct backend *b) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb);
+    reaper_stop(TAKE_PTR(cb->reaper));
     container_calls_free(cb);
     /* Qubes outlive the daemon: forget them, do not stop them. */
     bool qubes_left = cb->runs != NULL;
@@ -806,6 +881,7 @@ static const struct backend_ops CONTAINER_OPS = {
     .pause = container_pause,
     .unpause = container_unpause,
     .reclaim = container_reclaim,
+    .foreground = container_foreground,
     .shutdown = container_shutdown,
     .kill = container_kill,
     .kill_nowait = container_kill_nowait,
@@ -848,6 +924,10 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
         container_free(&cb->base);
         return NULL;
     }
+    /* forked now, while the daemon is small and has no qubes' descriptors open */
+    cb->reaper = reaper_start(loop, cb->cgroups, cb->state_dir, cb->runtime_dir);
+    if (!cb->reaper) /* cleanups then run in the daemon: slower, as clean */
+        log_warning("cannot start the reaper process: %s", strerror(errno));
     int r = sandbox_prepare_seccomp();
     if (r < 0) /* each qube's init then compiles it itself: slower, as safe */
         log_warning("cannot precompile the seccomp filter: %s", strerror(-r));

@@ -33,6 +33,8 @@ struct run {
     enum backend_power power;
     struct run_volume root, priv;
     unsigned shutdown_timeout;
+    unsigned cpu_weight; /* restored when a preload is handed out */
+    bool background;     /* a preload: its start steps aside for calls */
     /* start: waiting for the agent to report readiness */
     int ready_fd;
     struct launch_op *launch; /* while the child sets itself up (launch.c) */
@@ -64,7 +66,9 @@ struct container_backend {
     struct run *dying;        /* ended, their volumes and directories not yet settled */
     struct exec_call *calls;  /* service calls in flight */
     unsigned uplink_generation;
-    sd_event_source *reaper;  /* settles `dying` on the next loop iteration */
+    struct run *retiring;     /* handed to the reaper, not yet acknowledged */
+    struct reaper *reaper;    /* the helper process that removes disposables' remains */
+    sd_event_source *settle_src; /* settles `dying` on the next loop iteration */
 };
 
 struct run *container_find(struct container_backend *cb, const char *name);

@@ -37,7 +37,7 @@ struct launch_sync {
     int report[2];
 };
 
-enum { STEP_ATTACHED = 'a', STEP_MAPPED = 'm', STEP_USERNS = 'u' };
+enum { STEP_MAPPED = 'm', STEP_USERNS = 'u' };
 
 _printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt,
                                                ...) {
@@ -321,7 +321,8 @@ static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec
     copy.listen_fd = fd_above_3(s, in->listen_fd);
     copy.log_fd = fd_above_3(s, in->log_fd);
     s->report[1] = fd_above_3(s, s->report[1]); /* the old one closes with close_range */
-    child_wait_step(s, STEP_ATTACHED);
+    if (spec->attach && spec->attach(spec->attach_ctx, 0) < 0)
+        child_fail(s, "cannot place the qube in its cgroups");
     if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
         child_fail(s, "cannot set the hostname");
     bring_up_loopback(s);
@@ -444,6 +445,11 @@ void launch_wait(struct launch_op *op) {
     }
 }
 
+void launch_set_priority(struct launch_op *op, int64_t priority) {
+    sd_event_source_set_priority(op->io, priority);
+    sd_event_source_set_priority(op->timer, priority);
+}
+
 static int on_launch_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
     op_finish(userdata, "the qube's init did not get to the agent within 10 s");
     return 0;
@@ -473,6 +479,7 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
         fcntl(s.report[1], F_SETFL, 0); /* the child writes blocking */
         child_main(&s, spec);
     }
+    log_debug("launch: clone3 %.2f ms", now_ms() - t0);
     close(s.go[0]);
     close(s.report[1]);
     struct launch_op *op = xcalloc(1, sizeof(*op));
@@ -482,10 +489,6 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
     const char *failure = NULL;
     if (pid < 0)
         failure = "cannot create the qube's namespaces";
-    else if (spec->attach && spec->attach(spec->attach_ctx, pid) < 0)
-        failure = "cannot place the qube in its cgroups";
-    else if (write(op->go, (char[]){STEP_ATTACHED}, 1) != 1)
-        failure = "the qube's init died at birth";
     else if (sd_event_add_io(loop, &op->io, op->report, EPOLLIN, on_report, op) < 0 ||
              sd_event_add_time_relative(loop, &op->timer, CLOCK_MONOTONIC, 10000000, 0,
                                         on_launch_timeout, op) < 0)

@@ -38,8 +38,10 @@ struct launch_spec {
                              * qrexec-client-vm (AGENT_BIN_DIR) */
     int listen_fd;    /* becomes fd 3 of the agent */
     int log_fd;       /* becomes stdout and stderr of the agent */
-    /* Called in the parent with the child's pid before the child does anything, so that
-     * every process of the qube is born inside its cgroups. */
+    /* Called in the child with pid 0 ("myself") before it does anything else, so that
+     * every process of the qube is born inside its cgroups. In the child, not the parent:
+     * moving a task between cgroups waits for an RCU grace period (the threadgroup
+     * rwsem), milliseconds the daemon's loop should not spend. */
     int (*attach)(void *ctx, pid_t pid);
     void *attach_ctx;
     char *const *argv;
@@ -58,6 +60,8 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
                       void *userdata, pid_t *pid, int *pidfd, struct launch_op **op,
                       struct qerr *err);
 /* Finishes the launch now, blocking (someone waits for this qube: a cold start). */
+/* A launch nobody waits for (a preload) steps aside for whatever else is pending. */
+void launch_set_priority(struct launch_op *op, int64_t priority);
 void launch_wait(struct launch_op *op);
 /* Gives up a launch in flight (the qube is being killed): no callback. */
 void launch_cancel(struct launch_op *op);
