@@ -19,7 +19,7 @@ import unittest
 import harness
 from harness import parse_reply
 import test_engine
-from test_engine import EngineTestCase, build_template, kill_all_qubes
+from test_engine import EngineTestCase, build_template, kill_all_qubes, qube_cgroup_dirs
 from test_qrexec import PolicyDaemon, run_tool
 
 ROUTER_WAIT = 3.0
@@ -497,6 +497,43 @@ class HandOut(PreloadCase):
         self.assertEqual("True", self.get_prop(name, "auto_cleanup")[2])
         self.assertEqual("hi\n", self.qout(name, "echo hi"))
         self.assertNotIn(name, self.wait_filled("pdvm", 1))
+
+    def cpu_idle(self, name):
+        for cg in qube_cgroup_dirs(self.d, name):
+            path = os.path.join(cg, "cpu.idle")
+            if os.path.exists(path):
+                with open(path) as f:
+                    return f.read().strip()
+        self.skipTest("no cpu.idle on this kernel")
+
+    def test_preloads_wait_in_the_idle_cpu_class(self):
+        # a preload sets itself up and waits on CPU time nobody else wants; the one
+        # handed out competes as an ordinary qube again
+        self.new_dvm(max=2)
+        names = self.wait_filled("pdvm", 2)
+        for name in names:
+            self.assertEqual("1", self.cpu_idle(name))
+        name = self.create_disposable()
+        self.assertIn(name, names)
+        self.assertEqual("0", self.cpu_idle(name))
+        self.assertEqual("1", self.cpu_idle(next(n for n in names if n != name)))
+        self.kill(name)
+
+    def test_back_to_back_calls_are_all_served_warm(self):
+        # with delay 0 the list refills while the calls go on: every call of a sequence
+        # of back-to-back calls gets a preload (one that was made for it), none a cold
+        # disposable created on the spot
+        self.new_dvm(max=4)
+        self.set_feature("pdvm", "preload-dispvm-delay", 0)
+        self.wait_filled("pdvm", 4)
+        ev = self.events()
+        for _ in range(12):
+            r = run_tool(self.d, "qvm-run", "--dispvm=pdvm", "-p", "true")
+            self.assertEqual(0, r.returncode, r.stderr)
+        used = [dict(kv)["dispvm"] for s, n, kv in ev.snapshot()
+                if n == "domain-preload-dispvm-used"]
+        self.assertEqual(12, len(used), used)
+        self.assertEqual(12, len(set(used)))
 
     def test_uuid_payload_and_fresh_without_preload(self):
         self.new_dvm(max=1)

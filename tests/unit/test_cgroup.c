@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -389,6 +390,59 @@ static void test_destroy_and_list(void **state) {
     assert_int_equal(errno, EINVAL);
 }
 
+/* The directory of the tree that does the cpu controller's job. */
+static const char *cpu_dir_of(struct cgroup_qube *cg) {
+    for (size_t i = 0; cgroup_qube_dir(cg, i); i++) {
+        char *f = tu_path(cgroup_qube_dir(cg, i), "cpu.idle");
+        bool has = access(f, F_OK) == 0;
+        free(f);
+        if (has)
+            return cgroup_qube_dir(cg, i);
+    }
+    return NULL;
+}
+
+static int pinned_busy_body(void) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof(one), &one);
+    return busy_body();
+}
+
+/* A preload starts in the idle class: on a CPU it shares with an ordinary qube it gets
+ * (almost) nothing, and once handed out (idle off) its fair share again. */
+static void test_cpu_idle(void **state) {
+    struct cgroup_limits lim = {.cpu_weight = 100, .cpu_idle = true};
+    struct cgroup_qube *idle = cgroup_qube_create(cs, "preload", &lim);
+    assert_non_null(idle);
+    const char *dir = cpu_dir_of(idle);
+    if (!dir) {
+        cgroup_qube_destroy(idle);
+        skip(); /* a kernel before 5.15: the smallest weight instead, not measured here */
+    }
+    char buf[16] = "";
+    assert_true(tu_read_file(dir, "cpu.idle", buf, sizeof(buf)) > 0);
+    assert_int_equal(atoi(buf), 1);
+    struct cgroup_qube *busy = make_qube(cs, "ordinary", 0, 0);
+    pid_t a = spawn_in(idle, pinned_busy_body), b = spawn_in(busy, pinned_busy_body);
+    sleep_ms(500);
+    long idle_ticks = cpu_ticks(a), busy_ticks = cpu_ticks(b);
+    assert_true(busy_ticks > 10 * (idle_ticks + 1));
+    assert_int_equal(cgroup_qube_set_idle(idle, false, 100), 0);
+    assert_true(tu_read_file(dir, "cpu.idle", buf, sizeof(buf)) > 0);
+    assert_int_equal(atoi(buf), 0);
+    long before_a = cpu_ticks(a), before_b = cpu_ticks(b);
+    sleep_ms(500);
+    long got_a = cpu_ticks(a) - before_a, got_b = cpu_ticks(b) - before_b;
+    assert_true(got_a * 3 > got_b && got_b * 3 > got_a); /* about half each */
+    assert_int_equal(cgroup_qube_kill(idle), 0);
+    assert_int_equal(cgroup_qube_kill(busy), 0);
+    reap_all();
+    assert_int_equal(cgroup_qube_destroy(idle), 0);
+    assert_int_equal(cgroup_qube_destroy(busy), 0);
+}
+
 static void test_measure_host(void **state) { measure_freeze(cs, "host layout"); }
 
 /* ---- imitated hosts ---- */
@@ -525,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_idle_static_memory),
         cmocka_unit_test(test_reclaim),
         cmocka_unit_test(test_destroy_and_list),
+        cmocka_unit_test(test_cpu_idle),
         cmocka_unit_test(test_measure_host),
         cmocka_unit_test(test_v1_only),
         cmocka_unit_test(test_v2_only),

@@ -52,6 +52,20 @@ static inline char *tu_path(const char *dir, const char *name) {
     return p;
 }
 
+/* Reads <dir>/<name> (small files: /proc, cgroupfs) into buf, NUL-terminated; the
+ * length, or -1. */
+static inline ssize_t tu_read_file(const char *dir, const char *name, char *buf, size_t size) {
+    char *p = tu_path(dir, name);
+    FILE *f = p ? fopen(p, "re") : NULL;
+    free(p);
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
 /* Compare a buffer with expected bytes, printing both (escaped) on mismatch. */
 static inline void tu_print_escaped(const char *tag, const void *data, size_t len) {
     const unsigned char *p = data;
