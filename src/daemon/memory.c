@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "preload.h"
+
 static int64_t meminfo_available_mib(const char *path) {
     FILE *f = fopen(path ? path : "/proc/meminfo", "re");
     if (!f)
@@ -60,13 +62,15 @@ static int64_t cgroup_headroom_mib(void) {
     return limit > 0 && usage >= 0 ? (limit > usage ? (limit - usage) >> 20 : 0) : -1;
 }
 
-/* What running qubes were promised and have not used yet. */
+/* What running qubes were promised and have not used yet; and all of it for a preload
+ * that is queued (created, waiting for its turn to start). */
 static int64_t promised_mib(const struct app *app, struct engine *engine) {
     int64_t total = 0;
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *q = app->qubes[i];
-        struct backend_stats st;
-        if (q->klass == QUBE_ADMINVM || engine_stats(engine, q, &st) < 0)
+        struct backend_stats st = {0};
+        bool queued = preload_is_preload(app, q) && strcmp(q->power_state, "Halted") == 0;
+        if (q->klass == QUBE_ADMINVM || (!queued && engine_stats(engine, q, &st) < 0))
             continue;
         char buf[32];
         bool is_default;

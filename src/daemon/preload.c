@@ -98,7 +98,45 @@ struct start_ctx {
     char name[32];
 };
 
-/* Marked and listed before it starts, so that concurrent refills never exceed max. */
+static bool is_starting(const struct qube *q) { return strcmp(q->power_state, "Transient") == 0; }
+
+static bool is_queued(const struct qube *q) {
+    return strcmp(q->power_state, "Halted") == 0 && strmap_get(&q->features, MARK_IN_PROGRESS);
+}
+
+static int start_preload(struct preload *p, struct qube *q) {
+    struct qerr err = {0};
+    struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    *ctx = (struct start_ctx){p, ""};
+    snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
+    if (engine_start_background(p->engine, q, on_preload_started, ctx, &err) < 0) {
+        free(ctx);
+        log_warning("preload: %s: %s", q->name, err.msg);
+        preload_discard(p, q, "it could not be started");
+        return -1;
+    }
+    return 0;
+}
+
+/* Queued preloads start one at a time per template: started together they would share
+ * the CPUs with each other and with the calls, and every one of them would be ready
+ * later than the first of a queue is. */
+static void start_next(struct preload *p, struct qube *tpl) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    struct qube *next = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct qube *q = app_find(p->app, names[i]);
+        if (q && is_starting(q))
+            return;
+        if (q && !next && is_queued(q))
+            next = q;
+    }
+    if (next && start_preload(p, next) < 0)
+        start_next(p, tpl); /* that one is gone: the next in line */
+}
+
+/* Marked and listed at once (queued), so that concurrent refills never exceed max. */
 static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
     struct qerr err = {0};
     struct qube *q = disposable_create(p->app, tpl, NULL, &err);
@@ -116,14 +154,6 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         preload_list_store(p, tpl, names, n);
         if (app_batch_end(p->app, &err) < 0)
             log_error("preload: %s: marks not saved: %s", q->name, err.msg);
-    }
-    struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
-    *ctx = (struct start_ctx){p, ""};
-    snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
-    if (engine_start_background(p->engine, q, on_preload_started, ctx, &err) < 0) {
-        free(ctx);
-        log_warning("preload: %s: %s", q->name, err.msg);
-        preload_discard(p, q, "it could not be started");
     }
 }
 
@@ -170,38 +200,48 @@ static void prune(struct preload *p, struct qube *tpl) {
     }
 }
 
+/* What a pending refill will do, weakest first: a stronger one absorbs a weaker one. */
+enum refill_kind {
+    START_QUEUED, /* only start the next queued preload (one finished starting) */
+    CONTINUE,     /* go on creating what an announced refill counted */
+    TRIGGER,      /* a new cause: count, announce (event), create */
+};
+
 static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, bool quiet);
+                     double delay, enum refill_kind kind);
 
 /* One preload per loop iteration: a burst of creations would hold up, for milliseconds,
- * a hand-out that arrives meanwhile. `quiet`: the rest of a refill already announced. */
+ * a hand-out that arrives meanwhile. */
 static void refill_step(struct preload *p, struct qube *tpl, const char *reason, double delay,
-                        bool quiet) {
+                        enum refill_kind kind) {
     if (!disposable_template_ok(p->app, tpl))
         return;
+    if (kind == START_QUEUED) /* a failure must not turn into a tight retry loop */
+        return start_next(p, tpl);
     prune(p, tpl);
     unsigned max = preload_max(p->app, tpl);
     size_t n = trim(p, tpl, max);
     unsigned want = max > n ? max - (unsigned)n : 0;
     unsigned can = want ? affordable(p, tpl, want) : 0;
-    if (!can)
-        return;
-    if (!quiet) {
+    if (can && kind == TRIGGER) {
         char delay_s[32];
         snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
         struct wire_kv kv[] = {{"reason", reason}, {"delay", delay_s}};
         app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
         log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
     }
-    char fp[17];
-    fingerprint(p->app, tpl, fp);
-    create_one(p, tpl, fp);
+    if (can) {
+        char fp[17];
+        fingerprint(p->app, tpl, fp);
+        create_one(p, tpl, fp);
+    }
     if (can > 1)
-        schedule(p, tpl, reason, 0, true);
+        schedule(p, tpl, reason, 0, CONTINUE);
+    start_next(p, tpl);
 }
 
 void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
-    refill_step(p, tpl, reason, delay, false);
+    refill_step(p, tpl, reason, delay, TRIGGER);
 }
 
 /* ---- when refills run: after the reply that triggered them, or after a delay ---- */
@@ -211,7 +251,7 @@ struct preload_timer {
     struct preload_timer *next;
     char tpl[32], reason[128];
     double delay;
-    bool quiet; /* continues a refill that was announced already */
+    enum refill_kind kind;
     uint64_t held_since; /* when a hold first postponed it (0: never) */
     sd_event_source *src;
 };
@@ -272,12 +312,12 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
         return 0;
     char reason[128];
     double delay = t->delay;
-    bool quiet = t->quiet;
+    enum refill_kind kind = t->kind;
     snprintf(reason, sizeof(reason), "%s", t->reason);
     struct qube *tpl = app_find(p->app, t->tpl);
     timer_free(t);
     if (tpl)
-        refill_step(p, tpl, reason, delay, quiet);
+        refill_step(p, tpl, reason, delay, kind);
     return 0;
 }
 
@@ -286,7 +326,7 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
  * right after a request that found a gap must refill now, not in 5 s). Refills run at
  * idle priority: a call that is waiting at the same moment goes first. */
 static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, bool quiet) {
+                     double delay, enum refill_kind kind) {
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
@@ -296,15 +336,16 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
         bool sooner = sd_event_source_get_time(t->src, &due) == 0 && now + usec < due &&
                       sd_event_source_set_time(t->src, now + usec) == 0;
         /* an announced refill says why: the soonest cause, or the latest of those due */
-        if (!quiet && (sooner || t->quiet || due <= now)) {
+        if (kind == TRIGGER && (sooner || t->kind != TRIGGER || due <= now)) {
             snprintf(t->reason, sizeof(t->reason), "%s", reason);
             t->delay = delay;
-            t->quiet = false;
         }
+        if (kind > t->kind)
+            t->kind = kind;
         return;
     }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
-    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .quiet = quiet};
+    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .kind = kind};
     snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
     snprintf(t->reason, sizeof(t->reason), "%s", reason);
     if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer,
@@ -318,7 +359,7 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
 
 void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
                       double delay) {
-    schedule(p, tpl, reason, delay, false);
+    schedule(p, tpl, reason, delay, TRIGGER);
 }
 
 void preload_refill(struct preload *p, struct qube *tpl, const char *reason) {
@@ -365,15 +406,21 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         hand_out(p, q, tpl, w->caller);
         waiter_free(w);
         got(ud, q, NULL);
+        schedule(p, tpl, "", 0, START_QUEUED); /* the next in the queue */
         return;
     } else {
         struct qerr perr = {0};
         engine_reclaim(p->engine, q); /* a paused preload should cost as little as it can */
         if (engine_pause(p->engine, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
+        bool batch = app_batch_begin(p->app, &perr) == 0;
         set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
         set_mark(p, q, MARK_IN_PROGRESS, NULL);
+        if (batch && app_batch_end(p->app, &perr) < 0)
+            log_error("preload: %s: completion not saved: %s", q->name, perr.msg);
     }
+    if (tpl)
+        schedule(p, tpl, "", 0, START_QUEUED); /* the next in the queue */
     if (w) { /* its preload failed: the caller makes a fresh disposable */
         preload_got_fn got = w->got;
         void *ud = w->userdata;
@@ -471,6 +518,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
                     void *userdata) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    struct qube *starting = NULL, *queued = NULL;
     fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
@@ -494,8 +542,17 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             got(userdata, q, NULL);
             return 1;
         }
-        preload_list_remove(p, tpl, names[i]);
-        return wait_for_start(p, q, caller, got, userdata);
+        if (!starting && is_starting(q))
+            starting = q;
+        else if (!queued && is_queued(q))
+            queued = q;
+    }
+    /* none ready: the one closest to ready, in the foreground from now on */
+    struct qube *q = starting ? starting : queued;
+    if (q) {
+        preload_list_remove(p, tpl, q->name);
+        if (q != queued || start_preload(p, q) == 0)
+            return wait_for_start(p, q, caller, got, userdata);
     }
     fill_gap(p, tpl, 0); /* none usable: the list is empty now */
     return 0;

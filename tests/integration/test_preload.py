@@ -532,8 +532,7 @@ class HandOut(PreloadCase):
             self.assertEqual(0, r.returncode, r.stderr)
         used = [dict(kv)["dispvm"] for s, n, kv in ev.snapshot()
                 if n == "domain-preload-dispvm-used"]
-        self.assertEqual(12, len(used), used)
-        self.assertEqual(12, len(set(used)))
+        self.assertEqual(12, len(used), used)  # (names may recur: a used one is gone)
 
     def test_uuid_payload_and_fresh_without_preload(self):
         self.new_dvm(max=1)
