@@ -98,6 +98,8 @@ struct start_ctx {
     char name[32];
 };
 
+#define STARTING_MAX 2
+
 static bool is_starting(const struct qube *q) { return strcmp(q->power_state, "Transient") == 0; }
 
 static bool is_queued(const struct qube *q) {
@@ -125,13 +127,15 @@ static void start_next(struct preload *p, struct qube *tpl) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
     struct qube *next = NULL;
+    unsigned starting = 0;
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
-        if (q && is_starting(q))
-            return;
+        starting += q && is_starting(q);
         if (q && !next && is_queued(q))
             next = q;
     }
+    if (starting >= (getenv("SMAX") ? (unsigned)atoi(getenv("SMAX")) : STARTING_MAX))
+        return;
     if (next && start_preload(p, next) < 0)
         start_next(p, tpl); /* that one is gone: the next in line */
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "copytree.h"
 #include "log.h"
 #include "macro.h"
 #include "sandbox.h"
@@ -171,22 +172,18 @@ static void mount_pseudo_filesystems(const struct launch_sync *s, const char *ro
 }
 
 /* A private volume's first start: the template's /home/user (its skeleton: dotfiles,
- * Debian's /etc/skel copy) seeds the new home, as Qubes seeds a new private volume. The
- * host's cp is still reachable: we have not pivoted yet. */
+ * Debian's /etc/skel copy) seeds the new home, as Qubes seeds a new private volume. */
 static void seed_home(const struct launch_sync *s, const char *root) {
     char from[4096], to[4096];
-    snprintf(from, sizeof(from), "%s/home/user/.", root);
-    snprintf(to, sizeof(to), "%s/rw/home/user/", root);
+    snprintf(from, sizeof(from), "%s/home/user", root);
+    snprintf(to, sizeof(to), "%s/rw/home/user", root);
     if (access(from, F_OK) < 0)
         return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/bin/cp", "cp", "-a", "--", from, to, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+    int r = copy_tree(from, to);
+    if (r < 0) {
+        errno = -r;
         child_fail(s, "cannot seed the new home directory from the template");
+    }
 }
 
 /* The agent binary, read-only, as qrexec-client-vm for the qube's own processes. */
