@@ -47,7 +47,7 @@ static void fingerprint(const struct app *app, const struct qube *tpl, char out[
 }
 
 static bool volume_outdated(struct preload *p, const struct qube *q, const char *vol) {
-    struct backend_volume_info vi;
+    struct backend_volume_info vi = {0}; /* no usage: that walks the whole volume */
     struct qerr err = {0};
     if (engine_volume_info(p->engine, q, vol, &vi, &err) < 0)
         return true;
