@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "disposable.h"
 #include "preload_internal.h"
@@ -98,7 +99,16 @@ struct start_ctx {
     char name[32];
 };
 
-#define STARTING_MAX 2
+/* Preloads starting at once per template: one CPU is left for the calls (the caller, the
+ * daemon and the service run one after another, mostly on one CPU at a time). */
+static unsigned starting_max(void) {
+    static unsigned max;
+    if (!max) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        max = cpus > 9 ? 8 : cpus > 2 ? (unsigned)cpus - 1 : 1;
+    }
+    return max;
+}
 
 static bool is_starting(const struct qube *q) { return strcmp(q->power_state, "Transient") == 0; }
 
@@ -120,10 +130,10 @@ static int start_preload(struct preload *p, struct qube *q) {
     return 0;
 }
 
-/* Queued preloads start one at a time per template: started together they would share
- * the CPUs with each other and with the calls, and every one of them would be ready
- * later than the first of a queue is. */
-static void start_next(struct preload *p, struct qube *tpl) {
+/* Queued preloads start a few at a time per template (starting_max): started all at once
+ * they would share the CPUs with each other and with the calls, and every one of them
+ * would be ready later than the first of a queue is. */
+static bool start_next(struct preload *p, struct qube *tpl) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
     struct qube *next = NULL;
@@ -134,31 +144,34 @@ static void start_next(struct preload *p, struct qube *tpl) {
         if (q && !next && is_queued(q))
             next = q;
     }
-    if (starting >= (getenv("SMAX") ? (unsigned)atoi(getenv("SMAX")) : STARTING_MAX))
-        return;
-    if (next && start_preload(p, next) < 0)
-        start_next(p, tpl); /* that one is gone: the next in line */
+    if (starting >= starting_max() || !next)
+        return false;
+    if (start_preload(p, next) < 0)
+        return start_next(p, tpl); /* that one is gone: the next in line */
+    return true;
 }
 
 /* Marked and listed at once (queued), so that concurrent refills never exceed max. */
 static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
     struct qerr err = {0};
-    struct qube *q = disposable_create(p->app, tpl, NULL, &err);
-    if (!q) {
-        log_warning("preload: %s: %s", tpl->name, err.msg);
+    if (app_batch_begin(p->app, &err) < 0) { /* one commit for the qube and its marks */
+        log_error("preload: %s: %s", tpl->name, err.msg);
         return;
     }
-    char names[PRELOAD_LIST_MAX][32];
-    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
-    snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
-    if (app_batch_begin(p->app, &err) == 0) {
+    struct qube *q = disposable_create(p->app, tpl, NULL, &err);
+    if (q) {
+        char names[PRELOAD_LIST_MAX][32];
+        size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+        snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
         set_mark(p, q, MARK_IN_PROGRESS, fp);
         set_mark(p, q, "internal", "1");
         app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
         preload_list_store(p, tpl, names, n);
-        if (app_batch_end(p->app, &err) < 0)
-            log_error("preload: %s: marks not saved: %s", q->name, err.msg);
+    } else {
+        log_warning("preload: %s: %s", tpl->name, err.msg);
     }
+    if (app_batch_end(p->app, &err) < 0)
+        log_error("preload: %s: not saved: %s", tpl->name, err.msg);
 }
 
 /* Keeps the oldest `max`, discards the rest (newest first). */
@@ -214,14 +227,16 @@ enum refill_kind {
 static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
                      double delay, enum refill_kind kind);
 
-/* One preload per loop iteration: a burst of creations would hold up, for milliseconds,
- * a hand-out that arrives meanwhile. */
+/* One piece of work (a creation or a start) per loop iteration, at idle priority: a burst
+ * of them would hold up, for milliseconds, a hand-out that arrives meanwhile. */
 static void refill_step(struct preload *p, struct qube *tpl, const char *reason, double delay,
                         enum refill_kind kind) {
     if (!disposable_template_ok(p->app, tpl))
         return;
-    if (kind == START_QUEUED) /* a failure must not turn into a tight retry loop */
-        return start_next(p, tpl);
+    if (kind == START_QUEUED) { /* a failure must not turn into a tight retry loop */
+        start_next(p, tpl);
+        return;
+    }
     prune(p, tpl);
     unsigned max = preload_max(p->app, tpl);
     size_t n = trim(p, tpl, max);
@@ -234,14 +249,16 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
         app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
         log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
     }
-    if (can) {
-        char fp[17];
-        fingerprint(p->app, tpl, fp);
-        create_one(p, tpl, fp);
+    /* one piece of work per step: a start first (it brings a ready preload closer) */
+    if (start_next(p, tpl) || !can) {
+        if (can)
+            schedule(p, tpl, reason, 0, CONTINUE);
+        return;
     }
-    if (can > 1)
-        schedule(p, tpl, reason, 0, CONTINUE);
-    start_next(p, tpl);
+    char fp[17];
+    fingerprint(p->app, tpl, fp);
+    create_one(p, tpl, fp);
+    schedule(p, tpl, reason, 0, CONTINUE); /* to start it, or create the next */
 }
 
 void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
