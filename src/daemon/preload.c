@@ -217,7 +217,7 @@ static void prune(struct preload *p, struct qube *tpl) {
     }
 }
 
-/* What a pending refill will do, weakest first: a stronger one absorbs a weaker one. */
+/* What a pending refill will do. */
 enum refill_kind {
     START_QUEUED, /* only start the next queued preload (one finished starting) */
     CONTINUE,     /* go on creating what an announced refill counted */
@@ -342,7 +342,8 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
     return 0;
 }
 
-/* One pending refill per template, due at the earliest of its triggers: a later trigger
+/* One pending refill per template (and one start of a queued preload), due at the
+ * earliest of its triggers: a later trigger
  * neither postpones an earlier one nor is held back by a slower one (a use with delay 0
  * right after a request that found a gap must refill now, not in 5 s). Refills run at
  * idle priority: a call that is waiting at the same moment goes first. */
@@ -351,18 +352,21 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
-        if (strcmp(t->tpl, tpl->name) != 0)
+        /* starting a queued preload is its own timer: a refill due later must not wait */
+        if (strcmp(t->tpl, tpl->name) != 0 || (t->kind == START_QUEUED) != (kind == START_QUEUED))
             continue;
         uint64_t due = 0;
-        bool sooner = sd_event_source_get_time(t->src, &due) == 0 && now + usec < due &&
-                      sd_event_source_set_time(t->src, now + usec) == 0;
-        /* an announced refill says why: the soonest cause, or the latest of those due */
-        if (kind == TRIGGER && (sooner || t->kind != TRIGGER || due <= now)) {
+        sd_event_source_get_time(t->src, &due);
+        bool sooner = now + usec < due;
+        /* the cause announced is that of the refill that runs next: a sooner one, or the
+         * latest of those due now (a continuing refill goes on filling without one) */
+        if (kind == TRIGGER && (sooner || (usec == 0 && due <= now))) {
             snprintf(t->reason, sizeof(t->reason), "%s", reason);
             t->delay = delay;
+            t->kind = TRIGGER;
         }
-        if (kind > t->kind)
-            t->kind = kind;
+        if (sooner)
+            sd_event_source_set_time(t->src, now + usec);
         return;
     }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
@@ -571,6 +575,8 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
     /* none ready: the one closest to ready, in the foreground from now on */
     struct qube *q = starting ? starting : queued;
     if (q) {
+        log_debug("preload: %s: none ready; %s waits for %s (%s)", tpl->name, caller, q->name,
+                  q == starting ? "starting" : "queued");
         preload_list_remove(p, tpl, q->name);
         if (q != queued || start_preload(p, q) == 0)
             return wait_for_start(p, q, caller, got, userdata);
