@@ -106,6 +106,10 @@ int app_batch_begin(struct app *app, struct qerr *err) {
     return store_begin(app->store) < 0 ? app_save_failed(app, err) : 0;
 }
 
+int app_batch_begin_ephemeral(struct app *app, struct qerr *err) {
+    return store_begin_ephemeral(app->store) < 0 ? app_save_failed(app, err) : 0;
+}
+
 int app_batch_end(struct app *app, struct qerr *err) {
     return store_commit(app->store) < 0 ? app_save_failed(app, err) : 0;
 }

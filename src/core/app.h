@@ -72,6 +72,12 @@ void app_qube_free(struct qube *q);
  * one fails, the database keeps none of them; memory may then be ahead of it until the
  * next start, so the caller must log loudly. Returns 0 or -1 (err set) from the end. */
 int app_batch_begin(struct app *app, struct qerr *err);
+/* The same for changes that concern throwaway state only: unnamed disposables (created,
+ * tagged, removed) and the preload marks and lists. The commit does not wait for the
+ * disk: a killed daemon loses nothing (the WAL is written), a power loss may lose the
+ * last of these commits, which the restart makes moot: every disposable is dead and
+ * removed then, and the preload lists are reconciled with what exists. */
+int app_batch_begin_ephemeral(struct app *app, struct qerr *err);
 int app_batch_end(struct app *app, struct qerr *err);
 /* Rolls back the open transaction and reports the failure as a QubesException. */
 int app_save_failed(struct app *app, struct qerr *err);

@@ -52,6 +52,7 @@ struct store {
     sqlite3_stmt *stmt[S_COUNT];
     int depth;    /* open store_begin()s: only the outermost talks to SQLite */
     bool aborted; /* a nested part failed: the whole transaction is gone */
+    bool ephemeral; /* the open transaction commits without waiting for the disk */
 };
 
 static int db_fail(struct store *s, const char *what) {
@@ -156,18 +157,47 @@ static int run(struct store *s, enum stmt_id id, const char *fmt, ...) {
     return rc == SQLITE_DONE ? 0 : db_fail(s, STMT_SQL[id]);
 }
 
+/* Back to FULL (fsync at every commit) once an ephemeral transaction is over. */
+static void end_ephemeral(struct store *s) {
+    if (s->ephemeral && sqlite3_get_autocommit(s->db))
+        exec_sql(s, "PRAGMA synchronous=FULL");
+    s->ephemeral = false;
+}
+
 /* Transactions nest: a group of changes (a preload hand-out touches several features,
  * tags and a property) is one SQLite transaction, one commit. */
-int store_begin(struct store *s) {
+static int begin(struct store *s, bool ephemeral) {
     if (s->aborted)
         return -1;
     if (s->depth++ > 0)
-        return 0;
-    int r = run(s, S_BEGIN, "");
-    if (r < 0)
+        return 0; /* nested: the outermost decides, durability included */
+    /* the safety level can only change outside a transaction: before BEGIN */
+    if (ephemeral && exec_sql(s, "PRAGMA synchronous=NORMAL") < 0) {
         s->depth = 0;
+        return -1;
+    }
+    s->ephemeral = ephemeral;
+    int r = run(s, S_BEGIN, "");
+    if (r < 0) {
+        s->depth = 0;
+        end_ephemeral(s);
+    }
     return r;
 }
+
+int store_begin(struct store *s) { return begin(s, false); }
+
+int store_synchronous(struct store *s) {
+    sqlite3_stmt *st = NULL;
+    int level = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA synchronous", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        level = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return level;
+}
+
+int store_begin_ephemeral(struct store *s) { return begin(s, true); }
 
 int store_commit(struct store *s) {
     if (s->aborted) {
@@ -177,7 +207,9 @@ int store_commit(struct store *s) {
     }
     if (s->depth == 0 || --s->depth > 0)
         return 0;
-    return run(s, S_COMMIT, "");
+    int r = run(s, S_COMMIT, "");
+    end_ephemeral(s);
+    return r;
 }
 
 void store_rollback(struct store *s) {
@@ -185,6 +217,7 @@ void store_rollback(struct store *s) {
         return; /* already rolled back; the outermost commit reports it */
     if (!sqlite3_get_autocommit(s->db))
         run(s, S_ROLLBACK, "");
+    end_ephemeral(s);
     if (s->depth > 1)
         s->aborted = true; /* outer levels learn it at their commit */
     s->depth = s->depth > 1 ? s->depth - 1 : 0;

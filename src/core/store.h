@@ -15,6 +15,12 @@ int store_open(const char *path, struct store **out, struct qerr *err);
 void store_close(struct store *s);
 
 int store_begin(struct store *s);
+/* A transaction of throwaway state (see app_batch_begin_ephemeral): committed in the WAL
+ * without an fsync (synchronous=NORMAL), still atomic. Nested in another transaction it
+ * takes that one's durability, and transactions nested in it take its own. */
+int store_begin_ephemeral(struct store *s);
+/* SQLite's safety level now (1 NORMAL, 2 FULL), -1 on error: for tests. */
+int store_synchronous(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
 

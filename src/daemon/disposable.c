@@ -48,5 +48,10 @@ struct qube *disposable_create(struct app *app, struct qube *tpl, const char *ca
     struct qube_spec spec = {QUBE_DISPVM, name, label, tpl->name, caller ? created_by : NULL,
                              caller ? disp_created_by : NULL, dispid, true};
     struct qube *q = NULL;
-    return app_create(app, &spec, &q, err) < 0 ? NULL : q;
+    if (app_batch_begin_ephemeral(app, err) < 0) /* a disposable is throwaway state */
+        return NULL;
+    int r = app_create(app, &spec, &q, err);
+    if (app_batch_end(app, r < 0 ? &(struct qerr){0} : err) < 0)
+        r = -1;
+    return r < 0 ? NULL : q;
 }

@@ -180,8 +180,13 @@ static void auto_cleanup(struct engine *e, struct qube *q) {
                             &is_default), "True") != 0)
         return;
     struct qerr err = {0};
+    char name[32];
+    snprintf(name, sizeof(name), "%s", q->name);
+    bool batch = app_batch_begin_ephemeral(e->app, &err) == 0;
     if (engine_remove(e, q, &err) < 0)
-        log_error("%s: auto cleanup failed: %s", q->name, err.msg);
+        log_error("%s: auto cleanup failed: %s", name, err.msg);
+    if (batch && app_batch_end(e->app, &err) < 0)
+        log_error("%s: auto cleanup not saved: %s", name, err.msg);
 }
 
 static void on_exited(void *userdata, const char *name, int status) {

@@ -77,10 +77,13 @@ void preload_discard(struct preload *p, struct qube *q, const char *why) {
     if (tpl)
         preload_list_remove(p, tpl, name);
     struct qerr err = {0};
+    bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
     int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill(p->engine, q, &err)
                                                    : engine_remove(p->engine, q, &err);
     if (r < 0)
         log_warning("preload: cannot discard %s: %s", name, err.msg);
+    if (batch && app_batch_end(p->app, &err) < 0)
+        log_error("preload: %s: discard not saved: %s", name, err.msg);
 }
 
 /* ---- refill ---- */
@@ -154,7 +157,7 @@ static bool start_next(struct preload *p, struct qube *tpl) {
 /* Marked and listed at once (queued), so that concurrent refills never exceed max. */
 static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
     struct qerr err = {0};
-    if (app_batch_begin(p->app, &err) < 0) { /* one commit for the qube and its marks */
+    if (app_batch_begin_ephemeral(p->app, &err) < 0) { /* one commit, qube and marks */
         log_error("preload: %s: %s", tpl->name, err.msg);
         return;
     }
@@ -438,7 +441,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         engine_reclaim(p->engine, q); /* a paused preload should cost as little as it can */
         if (engine_pause(p->engine, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
-        bool batch = app_batch_begin(p->app, &perr) == 0;
+        bool batch = app_batch_begin_ephemeral(p->app, &perr) == 0;
         set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
         set_mark(p, q, MARK_IN_PROGRESS, NULL);
         if (batch && app_batch_end(p->app, &perr) < 0)
@@ -479,7 +482,7 @@ static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const 
         log_warning("preload: %s keeps the idle CPU class", name);
     if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0)
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
-    if (app_batch_begin(p->app, &err) == 0) {
+    if (app_batch_begin_ephemeral(p->app, &err) == 0) {
         if (!strmap_get(&tpl->features, "internal"))
             set_mark(p, q, "internal", NULL);
         app_prop_reset_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], &err);
@@ -559,7 +562,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             /* out of the list and handed out in one transaction: one commit on the
              * hand-out path, not two */
             struct qerr err = {0};
-            bool batch = app_batch_begin(p->app, &err) == 0;
+            bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
             preload_list_remove(p, tpl, names[i]);
             hand_out(p, q, tpl, caller);
             if (batch && app_batch_end(p->app, &err) < 0)

@@ -168,6 +168,38 @@ static void test_rollback_leaves_nothing(void **state) {
     assert_string_equal(sb.data, DOM0_ROWS);
 }
 
+/* Throwaway state commits without an fsync (NORMAL), durable state with one (FULL): the
+ * outermost transaction decides, and FULL is back once it is over, even after a
+ * rollback. The commit itself is as real as any other. */
+static void test_ephemeral_transactions(void **state) {
+    struct fixture *f = *state;
+    _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+    assert_int_equal(store_synchronous(f->s), 2);
+    assert_int_equal(store_begin_ephemeral(f->s), 0);
+    assert_int_equal(store_begin(f->s), 0); /* nested: takes the outer's level */
+    assert_int_equal(store_insert_qube(f->s, 1, "work", "AppVM", WORK_UUID), 0);
+    assert_int_equal(store_commit(f->s), 0);
+    assert_int_equal(store_synchronous(f->s), 1);
+    assert_int_equal(store_commit(f->s), 0);
+    assert_int_equal(store_synchronous(f->s), 2);
+    load_all(f->s, &sb);
+    assert_non_null(strstr(sb.data, "Q 1 work AppVM"));
+
+    assert_int_equal(store_begin(f->s), 0); /* durable outside, ephemeral inside: durable */
+    assert_int_equal(store_begin_ephemeral(f->s), 0);
+    assert_int_equal(store_synchronous(f->s), 2);
+    assert_int_equal(store_put_prop(f->s, 1, "label", "red"), 0);
+    assert_int_equal(store_commit(f->s), 0);
+    assert_int_equal(store_commit(f->s), 0);
+
+    assert_int_equal(store_begin_ephemeral(f->s), 0);
+    assert_int_equal(store_put_prop(f->s, 1, "label", "blue"), 0);
+    store_rollback(f->s);
+    assert_int_equal(store_synchronous(f->s), 2);
+    load_all(f->s, &sb);
+    assert_non_null(strstr(sb.data, "P 1 label=red\n"));
+}
+
 static void test_constraint_failure(void **state) {
     struct fixture *f = *state;
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
@@ -229,6 +261,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_db_has_dom0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ephemeral_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insert_and_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_null_deletes, setup, teardown),
