@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "disposable.h"
 #include "preload_internal.h"
@@ -102,17 +101,6 @@ struct start_ctx {
     char name[32];
 };
 
-/* Preloads starting at once per template: one CPU is left for the calls (the caller, the
- * daemon and the service run one after another, mostly on one CPU at a time). */
-static unsigned starting_max(void) {
-    static unsigned max;
-    if (!max) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        max = cpus > 9 ? 8 : cpus > 2 ? (unsigned)cpus - 1 : 1;
-    }
-    return max;
-}
-
 static bool is_starting(const struct qube *q) { return strcmp(q->power_state, "Transient") == 0; }
 
 static bool is_queued(const struct qube *q) {
@@ -133,25 +121,18 @@ static int start_preload(struct preload *p, struct qube *q) {
     return 0;
 }
 
-/* Queued preloads start a few at a time per template (starting_max): started all at once
- * they would share the CPUs with each other and with the calls, and every one of them
- * would be ready later than the first of a queue is. */
-static bool start_next(struct preload *p, struct qube *tpl) {
+/* Starts the oldest queued preload of the list: 1 started, 0 none queued, -1 the start
+ * failed (it was discarded). The n of a refill all start, concurrently (the spec): a step
+ * each, so that a call arriving meanwhile waits for one at most. */
+static int start_next(struct preload *p, struct qube *tpl) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
-    struct qube *next = NULL;
-    unsigned starting = 0;
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
-        starting += q && is_starting(q);
-        if (q && !next && is_queued(q))
-            next = q;
+        if (q && is_queued(q))
+            return start_preload(p, q) == 0 ? 1 : -1;
     }
-    if (starting >= starting_max() || !next)
-        return false;
-    if (start_preload(p, next) < 0)
-        return start_next(p, tpl); /* that one is gone: the next in line */
-    return true;
+    return 0;
 }
 
 /* Marked and listed at once (queued), so that concurrent refills never exceed max. */
@@ -222,7 +203,6 @@ static void prune(struct preload *p, struct qube *tpl) {
 
 /* What a pending refill will do. */
 enum refill_kind {
-    START_QUEUED, /* only start the next queued preload (one finished starting) */
     CONTINUE,     /* go on creating what an announced refill counted */
     TRIGGER,      /* a new cause: count, announce (event), create */
 };
@@ -236,10 +216,6 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
                         enum refill_kind kind) {
     if (!disposable_template_ok(p->app, tpl))
         return;
-    if (kind == START_QUEUED) { /* a failure must not turn into a tight retry loop */
-        start_next(p, tpl);
-        return;
-    }
     prune(p, tpl);
     unsigned max = preload_max(p->app, tpl);
     size_t n = trim(p, tpl, max);
@@ -252,9 +228,11 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
         app_emit(p->app, tpl, "domain-preload-dispvm-start", kv, 2);
         log_info("preload: %s: preloading %u qube(s) because %s", tpl->name, can, reason);
     }
-    /* one piece of work per step: a start first (it brings a ready preload closer) */
-    if (start_next(p, tpl) || !can) {
-        if (can)
+    /* one piece of work per step: a start first (it brings a ready preload closer); a
+     * failed start ends the refill: its gap waits for the next trigger, no retry loop */
+    int started = start_next(p, tpl);
+    if (started != 0 || !can) {
+        if (started > 0 && can)
             schedule(p, tpl, reason, 0, CONTINUE);
         return;
     }
@@ -345,8 +323,7 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
     return 0;
 }
 
-/* One pending refill per template (and one start of a queued preload), due at the
- * earliest of its triggers: a later trigger
+/* One pending refill per template, due at the earliest of its triggers: a later trigger
  * neither postpones an earlier one nor is held back by a slower one (a use with delay 0
  * right after a request that found a gap must refill now, not in 5 s). Refills run at
  * idle priority: a call that is waiting at the same moment goes first. */
@@ -355,8 +332,7 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
-        /* starting a queued preload is its own timer: a refill due later must not wait */
-        if (strcmp(t->tpl, tpl->name) != 0 || (t->kind == START_QUEUED) != (kind == START_QUEUED))
+        if (strcmp(t->tpl, tpl->name) != 0)
             continue;
         uint64_t due = 0;
         sd_event_source_get_time(t->src, &due);
@@ -434,7 +410,6 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         hand_out(p, q, tpl, w->caller);
         waiter_free(w);
         got(ud, q, NULL);
-        schedule(p, tpl, "", 0, START_QUEUED); /* the next in the queue */
         return;
     } else {
         struct qerr perr = {0};
@@ -447,8 +422,6 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         if (batch && app_batch_end(p->app, &perr) < 0)
             log_error("preload: %s: completion not saved: %s", q->name, perr.msg);
     }
-    if (tpl)
-        schedule(p, tpl, "", 0, START_QUEUED); /* the next in the queue */
     if (w) { /* its preload failed: the caller makes a fresh disposable */
         preload_got_fn got = w->got;
         void *ud = w->userdata;
