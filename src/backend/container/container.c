@@ -684,10 +684,19 @@ static int container_unpause(struct backend *b, const char *name, struct qerr *e
     return 0;
 }
 
+/* Someone waits for this qube now: its CPU share back, and its start's remaining steps
+ * (the uid maps, the readiness answer) no longer wait behind the daemon's other work. */
 static int container_foreground(struct backend *b, const char *name) {
     struct run *run = container_find(cb_of(b), name);
     if (!run || !run->cg)
         return -ENOENT;
+    run->background = false;
+    if (run->launch)
+        launch_set_priority(run->launch, SD_EVENT_PRIORITY_NORMAL);
+    if (run->ready_io) {
+        sd_event_source_set_priority(run->ready_io, SD_EVENT_PRIORITY_NORMAL);
+        sd_event_source_set_priority(run->ready_timer, SD_EVENT_PRIORITY_NORMAL);
+    }
     return cgroup_qube_set_idle(run->cg, false, run->cpu_weight);
 }
 
