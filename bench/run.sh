@@ -1,0 +1,57 @@
+#!/bin/sh
+# The benchmark and scaling suite: normal vs preloaded disposables, in one command.
+#   bench/run.sh [--quick] [BUILD_DIR]          (BUILD_DIR default: build)
+# A private dispenserd (temp dirs, nothing on the host touched) with a busybox template
+# (`echo`) and a Debian template running a resident Python interpreter (the code
+# sandbox); every call's timings go to bench/results/<time>-<full|quick>/calls.csv,
+# then summary.json, table.md (to paste into docs/benchmarks.md) and the PNG plots.
+# --quick: fewer iterations and callers, every kind of scenario still run once (CI).
+# No timing is asserted: the exit status says whether every call worked.
+set -eu
+cd "$(dirname "$0")/.."
+QUICK=0
+BUILD=build
+for a in "$@"; do
+    case $a in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "bench/run.sh: unknown option $a" >&2; exit 2 ;;
+    *) BUILD=$a ;;
+    esac
+done
+command -v gnuplot >/dev/null || { echo "bench/run.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
+command -v bwrap >/dev/null || { echo "bench/run.sh: bwrap not found (apt-get install bubblewrap)" >&2; exit 1; }
+[ -x "$BUILD/bench/dispvm_bench" ] || { echo "bench/run.sh: build first: ninja -C $BUILD" >&2; exit 1; }
+
+if [ "$QUICK" = 1 ]; then
+    N=2 B2B=6 BURST=20 POOLS="0 2" CALLERS="1 4" SCALE_CALLS=8 MEM_POOL=2 kind=quick
+else
+    N=12 B2B=12 BURST=100 POOLS="0 1 2 4 6 8" CALLERS="1 2 4 8 16 32" SCALE_CALLS=64 MEM_POOL=6 kind=full
+fi
+out="$PWD/bench/results/$(date -u +%Y%m%d-%H%M%S)-$kind"
+mkdir -p "$out"
+ln -sfn "$(basename "$out")" bench/results/latest
+
+. bench/lib.sh
+. bench/pytemplate.sh
+. bench/suite.sh
+start_private_daemon
+D="$BUILD/bench/dispvm_bench"
+started=$(date +%s)
+machine_description >"$out/machine.txt"
+echo "results: $out"
+echo "group,workload,origin,target,max,callers,iteration,caller,t_start_ms,create_ms,start_ms,exec_ms,cleanup_ms,total_ms" >"$out/calls.csv"
+echo "template,pool,memavail_before_kib,memavail_after_kib,charge_one_kib" >"$out/memory.csv"
+setup_qubes
+for w in echo py; do
+    step "sequential ($w)"; sequential "$w"
+    step "back to back, delays 3, 0, -1 ($w)"; back_to_back "$w"
+    step "4 concurrent callers ($w)"; concurrent "$w"
+done
+step "burst of $BURST"; burst
+step "scaling: pools {$POOLS} x callers {$CALLERS}"; scaling
+step "memory"; memory bench-dvm busybox; memory bench-py-dvm python
+echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"
+python3 bench/report.py "$out"
+gnuplot -e "dir='$out'" bench/plots.gp
+echo "done in $(($(date +%s) - started)) s: $out (table: $out/table.md)"
