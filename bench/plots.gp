@@ -30,6 +30,7 @@ do for [w in "echo py"] {
     unset logscale y
     set offsets 0, 0, 0, 0
 }
+set xtics norotate
 
 # ---- scaling ----
 set xlabel "concurrent callers"
@@ -72,7 +73,8 @@ set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.6
 set boxwidth 0.9
-set yrange [0:*]
+set yrange [*:*]
 set key top left
+set xzeroaxis
 plot dir.'/memory.dat' using 3:xticlabels(2) title "charged to one paused preload (cgroup)", \
      '' using 4 title "host MemAvailable drop per preload"

@@ -1,20 +1,24 @@
 #!/bin/sh
 # The benchmark and scaling suite: normal vs preloaded disposables, in one command.
-#   bench/run.sh [--quick] [BUILD_DIR]          (BUILD_DIR default: build)
+#   bench/run.sh [--quick] [--publish] [BUILD_DIR]     (BUILD_DIR default: build)
 # A private dispenserd (temp dirs, nothing on the host touched) with a busybox template
 # (`echo`) and a Debian template running a resident Python interpreter (the code
 # sandbox); every call's timings go to bench/results/<time>-<full|quick>/calls.csv,
 # then summary.json, table.md (to paste into docs/benchmarks.md) and the PNG plots.
 # --quick: fewer iterations and callers, every kind of scenario still run once (CI).
+# --publish: also copy the plots, summary.json, table.md and machine.txt to docs/bench/
+# (what docs/benchmarks.md shows).
 # No timing is asserted: the exit status says whether every call worked.
 set -eu
 cd "$(dirname "$0")/.."
 QUICK=0
+PUBLISH=0
 BUILD=build
 for a in "$@"; do
     case $a in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --publish) PUBLISH=1 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench/run.sh: unknown option $a" >&2; exit 2 ;;
     *) BUILD=$a ;;
     esac
@@ -54,4 +58,8 @@ step "memory"; memory bench-dvm busybox; memory bench-py-dvm python
 echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"
 python3 bench/report.py "$out"
 gnuplot -e "dir='$out'" bench/plots.gp
+if [ "$PUBLISH" = 1 ]; then
+    mkdir -p docs/bench
+    cp "$out"/*.png "$out/summary.json" "$out/table.md" "$out/machine.txt" docs/bench/
+fi
 echo "done in $(($(date +%s) - started)) s: $out (table: $out/table.md)"
