@@ -70,19 +70,21 @@ policy_in_force() {
     return 1
 }
 
-# pool DVM MAX DELAY: set the pool, wait until it is full and the disposables of earlier
-# scenarios are gone (their teardown would otherwise land on this scenario's calls).
+# pool DVM MAX DELAY: an empty pool, no disposable of earlier scenarios left (their
+# teardown would land on this scenario's calls; and while they run, the memory they may
+# still grow into leaves none for preloads: a refill finding none waits for the next
+# trigger), then the new pool, filled.
 pool() {
-    "$T/qvm-features" "$1" preload-dispvm-delay "$3"
-    "$T/qvm-features" "$1" preload-dispvm-max "$2"
-    [ "$2" -gt 0 ] && "$D" wait "$1:$2"
-    for _ in $(seq 400); do
+    "$T/qvm-features" "$1" preload-dispvm-max 0
+    for _ in $(seq 600); do
         n=$("$T/qvm-ls" --raw-list | grep -c '^disp' || true)
-        [ "$n" -le "$2" ] && return 0
+        [ "$n" -eq 0 ] && break
         sleep 0.05
     done
-    echo "bench: disposables of earlier scenarios are still there ($n)" >&2
-    return 1
+    [ "$n" -eq 0 ] || { echo "bench: $n disposables of earlier scenarios are still there" >&2; return 1; }
+    "$T/qvm-features" "$1" preload-dispvm-delay "$3"
+    "$T/qvm-features" "$1" preload-dispvm-max "$2"
+    [ "$2" -eq 0 ] || "$D" wait "$1:$2"
 }
 
 # Per workload: the disposable template, the running qube, the service and its input.
