@@ -83,6 +83,22 @@ def load_memory(path):
     return mem
 
 
+def add_cpu(path, by):
+    """Scaling points: the daemon's CPU per call and how busy the host was (all CPUs)."""
+    if not os.path.exists(path):
+        return
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            s = by.get(f"scale/echo/host-router/{'normal' if r['max'] == '0' else 'preload'}/{r['max']}/{r['callers']}")
+            if not s:
+                continue
+            d = {k: int(r[k + "1"]) - int(r[k + "0"]) for k in ("daemon", "children", "busy", "total")}
+            s["daemon_cpu_ms_per_call"] = d["daemon"] * tick_ms / s["n"]
+            s["launcher_cpu_ms_per_call"] = d["children"] * tick_ms / s["n"]
+            s["host_busy_pct"] = 100 * d["busy"] / d["total"] if d["total"] else None
+
+
 def targets(by):
     def med(n):
         return by[n]["median"] if n in by else None
@@ -181,6 +197,19 @@ def table_concurrent(summary, groups):
     return lines
 
 
+def table_scaling(summary):
+    lines = ["| pool max | callers | calls | median ms | p95 ms | calls/s | daemon CPU ms/call "
+             "| launcher CPU ms/call | host CPU busy |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        if s["group"] == "scale":
+            busy = s.get("host_busy_pct")
+            lines.append(f"| {s['max']} | {s['callers']} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} "
+                         f"| {ms(s['throughput'])} | {ms(s.get('daemon_cpu_ms_per_call'))} "
+                         f"| {ms(s.get('launcher_cpu_ms_per_call'))} | {'—' if busy is None else f'{busy:.0f} %'} |")
+    return lines
+
+
 def table_b2b(summary):
     lines = ["| max 4, calls back to back | first | median | worst | each call in order (ms) |",
              "|---|---:|---:|---:|---|"]
@@ -238,7 +267,7 @@ def headline(by):
 def write_table(path, summary, by, mem, t, machine):
     parts = [["Machine: " + "; ".join(machine)], headline(by), table_seq(summary, "echo"),
              table_seq(summary, "py"), table_stages(summary), table_b2b(summary),
-             table_concurrent(summary, ("conc4", "burst")), table_concurrent(summary, ("scale",)),
+             table_concurrent(summary, ("conc4", "burst")), table_scaling(summary),
              table_memory(mem), table_targets(t)]
     with open(path, "w") as f:
         f.write("\n\n".join("\n".join(p) for p in parts) + "\n")
@@ -302,6 +331,7 @@ def main():
     summary = [describe(k, rows) for k, rows in scen.items()]
     by = add_ratios(summary)
     mem = load_memory(os.path.join(d, "memory.csv"))
+    add_cpu(os.path.join(d, "cpu.csv"), by)
     t = targets(by)
     machine = [l.strip() for l in open(os.path.join(d, "machine.txt"))]
     with open(os.path.join(d, "summary.json"), "w") as f:

@@ -30,7 +30,7 @@ command -v bwrap >/dev/null || { echo "bench/run.sh: bwrap not found (apt-get in
 if [ "$QUICK" = 1 ]; then
     N=2 B2B=6 BURST=20 POOLS="0 2" CALLERS="1 4" SCALE_CALLS=8 MEM_POOL=2 kind=quick
 else
-    N=12 B2B=12 BURST=100 POOLS="0 1 2 4 6 8" CALLERS="1 2 4 8 16 32" SCALE_CALLS=64 MEM_POOL=6 kind=full
+    N=12 B2B=12 BURST=100 POOLS="0 1 2 4 6 8" CALLERS="1 2 4 8 16 32" SCALE_CALLS=128 MEM_POOL=6 kind=full
 fi
 out="$PWD/bench/results/$(date -u +%Y%m%d-%H%M%S)-$kind"
 mkdir -p "$out"
@@ -46,6 +46,7 @@ machine_description >"$out/machine.txt"
 echo "results: $out"
 echo "group,workload,origin,target,max,callers,iteration,caller,t_start_ms,create_ms,start_ms,exec_ms,cleanup_ms,total_ms" >"$out/calls.csv"
 echo "template,pool,memavail_before_kib,memavail_after_kib,charge_one_kib" >"$out/memory.csv"
+echo "max,callers,daemon0,children0,busy0,total0,daemon1,children1,busy1,total1" >"$out/cpu.csv"
 setup_qubes
 for w in echo py; do
     step "sequential ($w)"; sequential "$w"

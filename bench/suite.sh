@@ -191,6 +191,13 @@ burst() { # BURST callers released at once, one call each; normal, then max 8
     pool "$dvm" 0 0
 }
 
+# Where the CPU goes during a scaling point (ticks): the daemon itself, the children it
+# reaped (launchers), and the host's busy and total time (all CPUs; other work included).
+cpu_ticks() {
+    awk '{printf "%d %d ", $14 + $15, $16 + $17}' "/proc/$daemon_pid/stat"
+    awk '/^cpu / {printf "%d %d", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat
+}
+
 # Pool size x callers: each caller makes calls back to back (delay 0: refill at once);
 # at least SCALE_CALLS calls per point, at least 2 per caller.
 scaling() {
@@ -200,7 +207,9 @@ scaling() {
             pool "$dvm" "$m" 0
             k=$(((SCALE_CALLS + c - 1) / c)); [ "$k" -lt 2 ] && k=2
             tgt=normal; [ "$m" -gt 0 ] && tgt=preload
+            before=$(cpu_ticks)
             call "scale,$w,host-router,$tgt,$m,$c" -c "$c" -n "$k" router "@dispvm:$dvm"
+            echo "$m,$c,$before,$(cpu_ticks)" | tr ' ' , >>"$out/cpu.csv"
         done
     done
     pool "$dvm" 0 0
