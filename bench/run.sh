@@ -7,7 +7,7 @@
 # then summary.json, table.md (to paste into docs/benchmarks.md) and the PNG plots.
 # --quick: fewer iterations and callers, every kind of scenario still run once (CI).
 # --publish: also copy the plots, summary.json, table.md and machine.txt to docs/bench/
-# (what docs/benchmarks.md shows).
+# and replace the tables of docs/benchmarks.md (bench/publish.py).
 # No timing is asserted: the exit status says whether every call worked.
 set -eu
 cd "$(dirname "$0")/.."
@@ -59,8 +59,5 @@ step "memory"; memory bench-dvm busybox; memory bench-py-dvm python
 echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"
 python3 bench/report.py "$out"
 gnuplot -e "dir='$out'" bench/plots.gp
-if [ "$PUBLISH" = 1 ]; then
-    mkdir -p docs/bench
-    cp "$out"/*.png "$out/summary.json" "$out/table.md" "$out/machine.txt" docs/bench/
-fi
+[ "$PUBLISH" = 0 ] || python3 bench/publish.py "$out"
 echo "done in $(($(date +%s) - started)) s: $out (table: $out/table.md)"

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Puts one run's results into the documentation (bench/run.sh --publish).
+
+    bench/publish.py RESULTS_DIR
+
+Copies the plots, summary.json, table.md and machine.txt to docs/bench/, and replaces
+each table of docs/benchmarks.md that sits between `<!-- bench:NAME -->` and
+`<!-- /bench:NAME -->` with the same table of RESULTS_DIR/table.md. The prose around
+the tables quotes numbers too: read it again after publishing.
+"""
+import os
+import re
+import shutil
+import sys
+
+# The order of the parts of table.md (bench/report.py, write_table).
+PARTS = ["machine", "headline", "echo", "py", "stages", "b2b", "concurrent", "scaling",
+         "memory", "targets"]
+
+
+def main():
+    src = sys.argv[1]
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    dest = os.path.join(root, "docs", "bench")
+    os.makedirs(dest, exist_ok=True)
+    for f in os.listdir(src):
+        if f.endswith(".png") or f in ("summary.json", "table.md", "machine.txt"):
+            shutil.copy(os.path.join(src, f), dest)
+    with open(os.path.join(src, "table.md")) as f:
+        tables = dict(zip(PARTS, f.read().strip().split("\n\n")))
+    doc_path = os.path.join(root, "docs", "benchmarks.md")
+    with open(doc_path) as f:
+        doc = f.read()
+    for name, table in tables.items():
+        doc = re.sub(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)",
+                     lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+    with open(doc_path, "w") as f:
+        f.write(doc)
+    print(f"published {src} to docs/bench/ and docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
