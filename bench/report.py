@@ -104,10 +104,16 @@ def targets(by):
         return by[n]["median"] if n in by else None
 
     t = {}
-    pre, floor = med("seq/echo/host-qvm-run/preload/4/1"), med("seq/echo/host/floor/-/1")
-    if pre and floor:
-        t["preloaded_qvm_run_vs_floor"] = {"ratio": pre / floor, "goal": "<= 2", "met": pre / floor <= 2,
-                                           "preloaded_ms": pre, "floor_ms": floor}
+    # the floor is measured warm (one thaw after another): so is the preloaded call it is
+    # compared with (refill delay 0: the pool is full again within milliseconds, no idle
+    # seconds before the call); after the default 3 s delay's idle wait, see the next one
+    floor = med("seq/echo/host/floor/-/1")
+    for key, row in (("preloaded_qvm_run_vs_floor", "preload-d0"),
+                     ("preloaded_qvm_run_after_idle_vs_floor", "preload")):
+        pre = med(f"seq/echo/host-qvm-run/{row}/4/1")
+        if pre and floor:
+            t[key] = {"ratio": pre / floor, "goal": "<= 2", "met": pre / floor <= 2,
+                      "preloaded_ms": pre, "floor_ms": floor}
     cold, bw = med("seq/echo/host-router/normal/0/1"), med("seq/echo/host/bwrap/-/1")
     if cold and bw:
         t["cold_busybox_vs_bwrap"] = {"ratio": cold / bw, "goal": "<= 1", "met": cold / bw <= 1,
@@ -137,7 +143,7 @@ def ratio(x):
 
 SEQ_ORDER = [("host", "floor"), ("host-router", "running"), ("host", "bwrap"),
              ("host-router", "normal"), ("host-router", "preload"), ("host-router", "preload-d0"),
-             ("host-qvm-run", "normal"), ("host-qvm-run", "preload"),
+             ("host-qvm-run", "normal"), ("host-qvm-run", "preload"), ("host-qvm-run", "preload-d0"),
              ("admin-api", "normal"), ("admin-api", "preload"), ("admin-api", "preload-d0"),
              ("qube", "normal"), ("qube", "preload"), ("qube", "clock")]
 LABELS = {
@@ -150,6 +156,7 @@ LABELS = {
     ("admin-api", "preload-d0"): "Admin API staged, preloaded, refill delay 0",
     ("host-qvm-run", "normal"): "`qvm-run --dispvm -p`, normal",
     ("host-qvm-run", "preload"): "`qvm-run --dispvm -p`, preloaded",
+    ("host-qvm-run", "preload-d0"): "`qvm-run --dispvm -p`, preloaded, refill delay 0",
     ("admin-api", "normal"): "Admin API staged, normal",
     ("admin-api", "preload"): "Admin API staged, preloaded",
     ("qube", "normal"): "from a qube (`qrexec-client-vm`), normal",
@@ -232,10 +239,13 @@ def table_memory(mem):
 
 def table_targets(t):
     lines = ["| target | measured | verdict |", "|---|---|---|"]
-    if "preloaded_qvm_run_vs_floor" in t:
-        x = t["preloaded_qvm_run_vs_floor"]
-        lines.append(f"| preloaded `qvm-run --dispvm -p 'echo hi'` within 2x of the floor | {ms(x['preloaded_ms'])} ms / "
-                     f"{ms(x['floor_ms'])} ms = {x['ratio']:.2f} | {'met' if x['met'] else 'missed'} |")
+    for key, how in (("preloaded_qvm_run_vs_floor", "warm, as the floor"),
+                     ("preloaded_qvm_run_after_idle_vs_floor", "after the 3 s refill delay's idle wait")):
+        if key in t:
+            x = t[key]
+            lines.append(f"| preloaded `qvm-run --dispvm -p 'echo hi'` within 2x of the floor ({how}) | "
+                         f"{ms(x['preloaded_ms'])} ms / {ms(x['floor_ms'])} ms = {x['ratio']:.2f} | "
+                         f"{'met' if x['met'] else 'missed'} |")
     if "cold_busybox_vs_bwrap" in t:
         x = t["cold_busybox_vs_bwrap"]
         lines.append(f"| cold busybox disposable no slower than bwrap | {ms(x['cold_ms'])} ms / "
@@ -279,6 +289,7 @@ SHORT = {("host", "floor"): "floor", ("host-router", "running"): "running", ("ho
          ("host-router", "normal"): "router", ("host-router", "preload"): "router",
          ("host-router", "preload-d0"): "router d0", ("admin-api", "preload-d0"): "API d0",
          ("host-qvm-run", "normal"): "qvm-run", ("host-qvm-run", "preload"): "qvm-run",
+         ("host-qvm-run", "preload-d0"): "qvm-run d0",
          ("admin-api", "normal"): "admin API", ("admin-api", "preload"): "admin API",
          ("qube", "normal"): "from qube", ("qube", "preload"): "from qube"}
 KIND = {"floor": 0, "running": 0, "bwrap": 0, "normal": 1, "preload": 2, "preload-d0": 2}

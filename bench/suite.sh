@@ -157,6 +157,7 @@ sequential() { # WORKLOAD
     # the caller's call (or its next Admin API request) is still going on
     pool "$dvm" 4 0
     call "seq,$w,host-router,preload-d0,4,1" -n "$N" -w "$dvm:4" router "@dispvm:$dvm"
+    qvm_run_dispvm "seq,$w,host-qvm-run,preload-d0,4,1" "$N" "-w $dvm:4"
     call "seq,$w,admin-api,preload-d0,4,1" -n "$N" -w "$dvm:4" api "$dvm"
     pool "$dvm" 0 0
 }
