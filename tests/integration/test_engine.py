@@ -589,6 +589,30 @@ class Revisions(EngineTestCase):
                          (info["revision"], info["used_revision"], info["is_outdated"]))
         self.kill("old")
 
+    def overlay_options(self, name):
+        """{mount point inside the qube: super options} of the qube's overlays."""
+        with open(os.path.join(unified_cgroup_dir(self.d, name), "cgroup.procs")) as f:
+            pid = int(f.read().split()[0])
+        with open("/proc/%d/mountinfo" % pid) as f:
+            lines = [line.split() for line in f if " - overlay " in line]
+        return {fields[4]: fields[-1] for fields in lines}
+
+    def test_throwaway_uppers_are_volatile(self):
+        # an upper discarded at shutdown is never synced to the disk (overlay `volatile`:
+        # without it, each qube's end synced the whole host filesystem); one committed as
+        # a new revision (a template's root, an AppVM's private) is an ordinary upper
+        self.new_appvm("keeper")
+        self.start("keeper")
+        self.start(self.TEMPLATE)
+        mine, tpl = self.overlay_options("keeper"), self.overlay_options(self.TEMPLATE)
+        self.kill("keeper")
+        self.kill(self.TEMPLATE)
+        def volatile(opts):  # shown as `volatile`, or `fsync=volatile` since 6.x
+            return bool({"volatile", "fsync=volatile"} & set(opts.split(",")))
+        self.assertTrue(volatile(mine["/"]), mine)
+        self.assertFalse(volatile(mine["/rw"]), mine)
+        self.assertFalse(volatile(tpl["/"]), tpl)
+
     def test_private_persists_root_discarded(self):
         self.new_appvm("keeper")
         self.start("keeper")

@@ -24,7 +24,9 @@ static void put_volume(struct strbuf *sb, const char *key, const struct run_volu
         strbuf_printf(sb, "%s_layer %s\n", key, v->stack.layers[i]);
 }
 
-/* Written once at start, replaced atomically: a crash leaves the old file or the new. */
+/* Written once at start, replaced atomically: a crash leaves the old file or the new. No
+ * fsync: the runtime dir is tmpfs on a real host (/run) and gone at reboot anyway, and a
+ * killed daemon loses nothing the kernel has; only a daemon restart reads this. */
 int run_state_save(const struct run *run) {
     const struct container_backend *cb = run->cb;
     char path[4096], tmp[4200];
@@ -36,7 +38,7 @@ int run_state_save(const struct run *run) {
     put_volume(&sb, "root", &run->root);
     put_volume(&sb, "private", &run->priv);
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, sb.data, sb.len) != (ssize_t)sb.len || fsync(fd) < 0)
+    if (fd < 0 || write(fd, sb.data, sb.len) != (ssize_t)sb.len)
         return -1;
     return rename(tmp, path);
 }

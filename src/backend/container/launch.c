@@ -69,11 +69,21 @@ static void join_lowers(struct strbuf *sb, const struct launch_overlay *o) {
     }
 }
 
+/* A throwaway upper is mounted `volatile` (kernel 5.10+): no sync of the upper
+ * filesystem, ever. Without it, unmounting an overlay (the qube's end) syncs the whole
+ * filesystem its upper lives on (overlayfs' sync_fs), and every disposable's end waited
+ * for the host's disk. Older kernels refuse the option: mounted without it then. */
 static int mount_overlay(const struct launch_overlay *o, const char *where) {
     _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
     strbuf_puts(&opts, "lowerdir=");
     join_lowers(&opts, o);
     strbuf_printf(&opts, ",upperdir=%s,workdir=%s", o->upper, o->work);
+    if (o->throwaway) {
+        _cleanup_strbuf_ struct strbuf vol = STRBUF_INIT;
+        strbuf_printf(&vol, "%s,volatile", strbuf_str(&opts));
+        if (mount("overlay", where, "overlay", MS_NOSUID, strbuf_str(&vol)) == 0)
+            return 0;
+    }
     return mount("overlay", where, "overlay", MS_NOSUID, strbuf_str(&opts));
 }
 

@@ -25,6 +25,8 @@ struct launch_overlay {
     size_t n_lowers;
     const char *upper;
     const char *work;
+    bool throwaway; /* the upper is discarded at shutdown (a disposable's, an AppVM's
+                     * root): mounted `volatile`, never synced to the disk */
 };
 
 struct launch_spec {
