@@ -1,5 +1,6 @@
 /* The preload life cycle: queued -> startup -> paused -> requested -> used, and discard
  * from any state (spec/preload.md). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,8 +452,9 @@ static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const 
     struct qerr err = {0};
     char tag[64], name[32];
     snprintf(name, sizeof(name), "%s", q->name);
-    if (engine_foreground(p->engine, q) < 0)
-        log_warning("preload: %s keeps the idle CPU class", name);
+    int fr = engine_foreground(p->engine, q);
+    if (fr < 0 && fr != -ENOTSUP) /* ENOTSUP: no cpu controller, it never was idle */
+        log_warning("preload: %s keeps the idle CPU class: %s", name, strerror(-fr));
     if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0)
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
     if (app_batch_begin_ephemeral(p->app, &err) == 0) {
