@@ -55,10 +55,9 @@ static bool volume_outdated(struct preload *p, const struct qube *q, const char 
     return vi.in_use && vi.used_revision != vi.revision;
 }
 
-/* Exact: only a changed root or private revision, or a changed inherited property. */
-static bool outdated(struct preload *p, const struct qube *q, const struct qube *tpl) {
-    char fp[17];
-    fingerprint(p->app, tpl, fp);
+/* Exact: only a changed root or private revision, or a changed inherited property (fp:
+ * the template's fingerprint now, computed once by the caller for its whole list). */
+static bool outdated(struct preload *p, const struct qube *q, const char *fp) {
     const char *mark = strmap_get(&q->features, MARK_COMPLETED);
     if (!mark)
         mark = strmap_get(&q->features, MARK_IN_PROGRESS);
@@ -190,14 +189,14 @@ static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
 
 /* Names of qubes that are gone, and preloads that are outdated, leave the list first:
  * so every refill is also the eager outdated check. */
-static void prune(struct preload *p, struct qube *tpl) {
+static void prune(struct preload *p, struct qube *tpl, const char *fp) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
         if (!q)
             preload_list_remove(p, tpl, names[i]);
-        else if (outdated(p, q, tpl))
+        else if (outdated(p, q, fp))
             preload_discard(p, q, "it is outdated");
     }
 }
@@ -217,7 +216,9 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
                         enum refill_kind kind) {
     if (!disposable_template_ok(p->app, tpl))
         return;
-    prune(p, tpl);
+    char fp[17];
+    fingerprint(p->app, tpl, fp);
+    prune(p, tpl, fp);
     unsigned max = preload_max(p->app, tpl);
     size_t n = trim(p, tpl, max);
     unsigned want = max > n ? max - (unsigned)n : 0;
@@ -237,8 +238,6 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
             schedule(p, tpl, reason, 0, CONTINUE);
         return;
     }
-    char fp[17];
-    fingerprint(p->app, tpl, fp);
     create_one(p, tpl, fp);
     schedule(p, tpl, reason, 0, CONTINUE); /* to start it, or create the next */
 }
@@ -522,6 +521,8 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
     struct qube *starting = NULL, *queued = NULL;
+    char fp[17];
+    fingerprint(p->app, tpl, fp);
     fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
@@ -529,7 +530,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             preload_list_remove(p, tpl, names[i]);
             continue;
         }
-        if (outdated(p, q, tpl)) { /* the lazy check: never hand out a stale one */
+        if (outdated(p, q, fp)) { /* the lazy check: never hand out a stale one */
             preload_discard(p, q, "it is outdated");
             continue;
         }

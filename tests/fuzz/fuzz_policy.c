@@ -9,13 +9,9 @@
 
 #include "macro.h"
 #include "policy.h"
+#include "../common/fake_policy_system.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct fake_qube {
-    const char *name, *klass, *tag, *default_dispvm;
-    bool dvm_template;
-};
 
 static const struct fake_qube qubes[] = {
     {"dom0", "AdminVM", "host", "default-dvm", false},
@@ -26,22 +22,7 @@ static const struct fake_qube qubes[] = {
     {"disp7", "DispVM", "", "default-dvm", false},
 };
 
-static const struct fake_qube *find(const char *name) {
-    for (size_t i = 0; i < ELEMENTSOF(qubes); i++)
-        if (streq(qubes[i].name, name))
-            return &qubes[i];
-    return NULL;
-}
-
-static bool fk_exists(void *ctx, const char *q) { return find(q) != NULL; }
-static const char *fk_klass(void *ctx, const char *q) { return find(q) ? find(q)->klass : NULL; }
-static bool fk_has_tag(void *ctx, const char *q, const char *t) {
-    return find(q) && *t && streq(find(q)->tag, t);
-}
-static const char *fk_dvm(void *ctx, const char *q) { return find(q) ? find(q)->default_dispvm : ""; }
-static bool fk_is_tpl(void *ctx, const char *q) { return find(q) && find(q)->dvm_template; }
-
-static const struct policy_system fake = {NULL, fk_exists, fk_klass, fk_has_tag, fk_dvm, fk_is_tpl};
+static const struct policy_system fake = FAKE_POLICY_SYSTEM(qubes);
 
 static const char *const requests[][4] = {
     {"qubes.VMShell", "", "work", "vault"},      {"qubes.VMShell", "", "work", "@dispvm"},
@@ -59,7 +40,7 @@ static void check_decision(const struct policy_decision *d) {
     if (d->action != POLICY_ALLOW)
         return;
     const char *t = d->target;
-    if (strncmp(t, "@dispvm:", 8) == 0 ? !fk_is_tpl(NULL, t + 8) : !fk_exists(NULL, t))
+    if (strncmp(t, "@dispvm:", 8) == 0 ? !fake_is_dvm_template(fake.ctx, t + 8) : !fake_exists(fake.ctx, t))
         abort(); /* an allowed call must go somewhere real */
 }
 

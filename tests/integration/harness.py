@@ -480,6 +480,24 @@ GET_RE = re.compile(rb"\Adefault=(True|False) type=(str|int|bool|vm|label) (.*)\
 GETALL_LINE_RE = re.compile(rb"\A([a-z0-9_]+) default=(True|False) type=(str|int|bool|vm|label) (.*)\Z")
 
 
+
+def vmexec_encode(argv):
+    """Qubes' qubes.VMExec encoding (the agent decodes it)."""
+    out = []
+    for arg in argv:
+        enc = ""
+        for b in arg.encode():
+            c = chr(b)
+            if c.isascii() and (c.isalnum() or c in "._"):
+                enc += c
+            elif c == "-":
+                enc += "--"
+            else:
+                enc += "-%02X" % b
+        out.append(enc)
+    return "+".join(out)
+
+
 def parse_get(content):
     m = GET_RE.match(content)
     if not m:

@@ -21,6 +21,7 @@ import time
 import unittest
 
 import harness
+from harness import vmexec_encode
 
 AGENT = os.environ.get("AGENT", os.path.join(harness.BUILD_DIR, "src", "agent",
                                              "dispenser-agent"))
@@ -28,22 +29,6 @@ CLIENT = os.environ.get("AGENT_CLIENT", os.path.join(harness.BUILD_DIR, "src", "
                                                      "dispenser-agent-client"))
 USER = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
 
-
-def vmexec_encode(argv):
-    """Qubes' qubes.VMExec encoding (the agent decodes it)."""
-    out = []
-    for arg in argv:
-        enc = ""
-        for b in arg.encode():
-            c = chr(b)
-            if c.isascii() and (c.isalnum() or c in "._"):
-                enc += c
-            elif c == "-":
-                enc += "--"
-            else:
-                enc += "-%02X" % b
-        out.append(enc)
-    return "+".join(out)
 
 
 def write_script(path, text, mode=0o755):

@@ -620,17 +620,19 @@ class Delay(PreloadCase):
         self.wait_filled("pdvm", n, timeout=abs(float(delay)) + FILL_WAIT)
         return time.monotonic() - t0, ev
 
+    def filled_with_delay(self, delay, n=1):
+        """pdvm with max n and this refill delay, its list full; returns the names."""
+        self.new_dvm(max=n)
+        self.set_feature("pdvm", "preload-dispvm-delay", delay)
+        return self.wait_filled("pdvm", n)
+
     def test_delay_zero_refills_at_once(self):
-        self.new_dvm(max=1)
-        self.set_feature("pdvm", "preload-dispvm-delay", "0")
-        self.wait_filled("pdvm", 1)
+        self.filled_with_delay("0")
         took, ev = self.used_and_refilled("0", 1)
         self.assertLess(took, 1.0)
 
     def test_positive_delay_waits(self):
-        self.new_dvm(max=1)
-        self.set_feature("pdvm", "preload-dispvm-delay", "1.5")
-        self.wait_filled("pdvm", 1)
+        self.filled_with_delay("1.5")
         took, ev = self.used_and_refilled("1.5", 1)
         self.assertGreaterEqual(took, 1.4)
         self.assertLess(took, 3.0)
@@ -638,16 +640,12 @@ class Delay(PreloadCase):
 
     def test_template_delay_wins_over_dom0(self):
         self.set_global_feature("preload-dispvm-delay", "30")
-        self.new_dvm(max=1)
-        self.set_feature("pdvm", "preload-dispvm-delay", "0")
-        self.wait_filled("pdvm", 1)
+        self.filled_with_delay("0")
         took, _ = self.used_and_refilled("0", 1)
         self.assertLess(took, 1.0)
 
     def test_negative_delay_refills_only_an_empty_list(self):
-        self.new_dvm(max=2)
-        self.set_feature("pdvm", "preload-dispvm-delay", "-1")
-        names = self.wait_filled("pdvm", 2)
+        names = self.filled_with_delay("-1", 2)
         ev = self.events()
         self.assertEqual(names[0], self.create_disposable())
         self.assert_stays(lambda: self.assertEqual(names[1:], self.plist("pdvm")), 1.5)

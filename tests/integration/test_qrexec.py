@@ -21,7 +21,7 @@ import time
 import unittest
 
 import harness
-from harness import Daemon
+from harness import Daemon, vmexec_encode
 import test_engine
 from test_engine import EngineTestCase, kill_all_qubes
 
@@ -66,22 +66,6 @@ EOF
 chmod 755 /etc/qubes-rpc/test.* /etc/dispenser/open-handler
 """
 
-
-def vmexec_encode(argv):
-    """Qubes' qubes.VMExec encoding."""
-    out = []
-    for arg in argv:
-        enc = ""
-        for b in arg.encode():
-            c = chr(b)
-            if c.isascii() and (c.isalnum() or c in "._"):
-                enc += c
-            elif c == "-":
-                enc += "--"
-            else:
-                enc += "-%02X" % b
-        out.append(enc)
-    return "+".join(out)
 
 
 class PolicyDaemon(Daemon):

@@ -6,13 +6,9 @@
 
 #include "macro.h"
 #include "policy.h"
+#include "../common/fake_policy_system.h"
 
 /* ---- a fake system ---- */
-
-struct fake_qube {
-    const char *name, *klass, *tags, *default_dispvm; /* tags: space-separated */
-    bool dvm_template;
-};
 
 static const struct fake_qube qubes[] = {
     {"dom0", "AdminVM", "dom0-tag", "default-dvm", false},
@@ -25,30 +21,7 @@ static const struct fake_qube qubes[] = {
     {"disp12", "DispVM", "", "default-dvm", false},
 };
 
-static const struct fake_qube *find(const char *name) {
-    for (size_t i = 0; i < ELEMENTSOF(qubes); i++)
-        if (streq(qubes[i].name, name))
-            return &qubes[i];
-    return NULL;
-}
-
-static bool fk_exists(void *ctx, const char *q) { return find(q) != NULL; }
-static const char *fk_klass(void *ctx, const char *q) { return find(q) ? find(q)->klass : NULL; }
-static const char *fk_dvm(void *ctx, const char *q) { return find(q) ? find(q)->default_dispvm : ""; }
-static bool fk_is_tpl(void *ctx, const char *q) { return find(q) && find(q)->dvm_template; }
-
-static bool fk_has_tag(void *ctx, const char *q, const char *tag) {
-    const struct fake_qube *f = find(q);
-    if (!f)
-        return false;
-    size_t n = strlen(tag);
-    for (const char *p = f->tags; (p = strstr(p, tag)); p += n)
-        if ((p == f->tags || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-            return true;
-    return false;
-}
-
-static const struct policy_system fake = {NULL, fk_exists, fk_klass, fk_has_tag, fk_dvm, fk_is_tpl};
+static const struct policy_system fake = FAKE_POLICY_SYSTEM(qubes);
 
 /* ---- helpers ---- */
 

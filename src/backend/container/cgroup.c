@@ -229,14 +229,16 @@ static void parse_mountinfo_line(struct cgroup_system *cs, char *line) {
     }
 }
 
-static int parse_mountinfo(struct cgroup_system *cs, const char *path) {
+/* Hands every line of a file (mountinfo, /proc/self/cgroup) to one of the parsers. */
+static int parse_lines(struct cgroup_system *cs, const char *path,
+                       void (*parse)(struct cgroup_system *, char *)) {
     _cleanup_(fclosep) FILE *f = fopen(path, "re");
     if (!f)
         return -errno;
     _cleanup_free_ char *line = NULL;
     size_t cap = 0;
     while (getline(&line, &cap, f) > 0)
-        parse_mountinfo_line(cs, line);
+        parse(cs, line);
     return 0;
 }
 
@@ -259,17 +261,6 @@ static void parse_self_line(struct cgroup_system *cs, char *line) {
         if (h->v2 == v2 && h->ctls == ctls && !h->own)
             h->own = xstrdup(path);
     }
-}
-
-static int parse_self_cgroup(struct cgroup_system *cs, const char *path) {
-    _cleanup_(fclosep) FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
-    _cleanup_free_ char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0)
-        parse_self_line(cs, line);
-    return 0;
 }
 
 /* The directory of our own cgroup: the mount shows the cgroup mount_root, so own must lie
@@ -481,9 +472,9 @@ struct cgroup_system *cgroup_system_open_from(const char *group, const char *mou
     struct cgroup_system *cs = xcalloc(1, sizeof(*cs));
     cs->group = xstrdup(group);
     cs->v2 = -1;
-    int r = parse_mountinfo(cs, mountinfo);
+    int r = parse_lines(cs, mountinfo, parse_mountinfo_line);
     if (r >= 0)
-        r = parse_self_cgroup(cs, self_cgroup);
+        r = parse_lines(cs, self_cgroup, parse_self_line);
     if (r >= 0) {
         resolve_own_dirs(cs);
         r = cs->n_hier ? setup_hierarchies(cs) : -ENOMEDIUM;

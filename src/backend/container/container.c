@@ -250,25 +250,24 @@ void container_settle_name(struct container_backend *cb, const char *name) {
     settle_matching(cb, name);
 }
 
-void container_settle(struct container_backend *cb) {
+/* Hands every ended qube's remains on (the reaper's queue, or done here). */
+static void retire_dying(struct container_backend *cb) {
     cb->settle_src = sd_event_source_disable_unref(cb->settle_src);
     while (cb->dying) {
         struct run *run = cb->dying;
         cb->dying = run->next;
         retire(run);
     }
+}
+
+void container_settle(struct container_backend *cb) {
+    retire_dying(cb);
     reaper_wait_idle(cb->reaper);
 }
 
-/* After the reply to whoever asked: hand the ended qubes' remains on. */
+/* After the reply to whoever asked. */
 static int on_settle(sd_event_source *src, void *userdata) {
-    struct container_backend *cb = userdata;
-    cb->settle_src = sd_event_source_disable_unref(cb->settle_src);
-    while (cb->dying) {
-        struct run *run = cb->dying;
-        cb->dying = run->next;
-        retire(run);
-    }
+    retire_dying(userdata);
     return 0;
 }
 
