@@ -74,15 +74,40 @@ static int resolve_rpc_file(const struct agent_config *cfg, const char *service,
     return 0;
 }
 
+/* qubes.VMShell without a command reads its script from stdin, and the upstream qvm-run
+ * sends "CMD; exit\n" followed by the caller's data on the same stream: the shell must
+ * never read past the line it runs, or the data is lost. Qubes' VMShell is `exec
+ * /bin/bash`, and bash reads a pipe a byte at a time. dash and busybox ash read ahead, so
+ * where there is no bash the script is read with the `read` builtin (a byte at a time)
+ * and each line runs once what was read so far is a complete command (`sh -n`). */
+static const char VMSHELL_BASH[] = "/bin/bash";
+static const char VMSHELL_LINEWISE[] =
+    "__qubes_cmd= __qubes_status=0\n"
+    "while IFS= read -r __qubes_line || [ -n \"$__qubes_line\" ]; do\n"
+    "  __qubes_cmd=\"$__qubes_cmd$__qubes_line\n\"\n"
+    "  __qubes_line=\n"
+    "  if /bin/sh -n -c \"$__qubes_cmd\" 2>/dev/null; then\n"
+    "    eval \"$__qubes_cmd\"; __qubes_status=$?; __qubes_cmd=\n"
+    "  fi\n"
+    "done\n"
+    "[ -z \"$__qubes_cmd\" ] || { eval \"$__qubes_cmd\"; __qubes_status=$?; }\n"
+    "exit $__qubes_status\n";
+
+static void resolve_vmshell(const char *command, struct spawn_spec *spec) {
+    spec->argv = strv_new(3);
+    if (*command || !is_executable(VMSHELL_BASH)) {
+        spec->argv[0] = xstrdup("/bin/sh");
+        spec->argv[1] = xstrdup("-c");
+        spec->argv[2] = xstrdup(*command ? command : VMSHELL_LINEWISE);
+    } else {
+        spec->argv[0] = xstrdup(VMSHELL_BASH);
+    }
+}
+
 static int resolve_program(const struct agent_config *cfg, const struct agent_request_body *b,
                            struct spawn_spec *spec) {
     if (streq(b->service, "qubes.VMShell")) {
-        spec->argv = strv_new(3);
-        spec->argv[0] = xstrdup("/bin/sh");
-        if (*b->command) {
-            spec->argv[1] = xstrdup("-c");
-            spec->argv[2] = xstrdup(b->command);
-        }
+        resolve_vmshell(b->command, spec);
         return 0;
     }
     if (streq(b->service, "qubes.VMExec")) {

@@ -246,6 +246,24 @@ class Services(QrexecCase):
         r = self.passio("work", "id -u", user="root")
         self.assertEqual((0, "0\n"), (r.returncode, r.stdout), r.stderr)
 
+    # Upstream qvm-run -p sends "CMD; exit\n" to qubes.VMShell and then the caller's data
+    # on the same stream: the shell must not read past that line (dash and busybox ash
+    # read ahead on a pipe and swallowed the data).
+    def test_vmshell_leaves_data_after_the_command_line(self):
+        data = os.urandom(1 << 20)
+        want = hashlib.md5(data).hexdigest()
+        for target in ("work", "@dispvm:dvm"):
+            with self.subTest(target=target):
+                r = subprocess.run([harness.tool_path("qrexec-client"), "-d", target,
+                                    "DEFAULT:QUBESRPC qubes.VMShell dom0"],
+                                   input=b"md5sum; exit\n" + data, capture_output=True,
+                                   env=self.d.tool_env(), timeout=60)
+                self.assertEqual(0, r.returncode, r.stderr)
+                self.assertEqual(want, r.stdout.decode().split()[0])
+        r = self.qvm_run("-p", "--service", "work", "qubes.VMShell",
+                         input="for i in 1 2; do\n echo $i\ndone; head -c 3; exit 5\nabcdef")
+        self.assertEqual((5, "1\n2\nabc"), (r.returncode, r.stdout), r.stderr)
+
     def test_vmexec_with_encoded_args(self):
         argv = ["printf", "[%s]\\n", "two words", "-dash", "--double", "semi;colon",
                 "ü-é", "a+b", "$HOME", ""]
