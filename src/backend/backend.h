@@ -20,6 +20,10 @@ enum backend_kind {
     BACKEND_STANDALONEVM, /* own root, own private, like a template nobody is based on */
 };
 
+struct backend_option {
+    const char *key, *value;
+};
+
 struct backend_qube {
     const char *name;
     const char *uuid;        /* volumes are keyed by uuid: names can be reused */
@@ -31,8 +35,10 @@ struct backend_qube {
     unsigned vcpus;
     unsigned qrexec_timeout; /* seconds to wait for readiness */
     unsigned shutdown_timeout;
-    const char *init;        /* the template's own init to run as PID 1 (the agent runs
-                              * beside it), or NULL: the agent is PID 1 */
+    /* The engine's own knobs: the qube's features named "<virt_mode>-KEY" (the nearest
+     * along the template chain wins), as KEY=value; read them with backend_option. */
+    const struct backend_option *options;
+    size_t n_options;
     bool background;         /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
 };
@@ -82,6 +88,7 @@ struct backend_upcall {
     const char *source;  /* the qube it came from: the engine knows, the qube cannot lie */
     const char *target, *service, *user, *command;
     int stdio[3];        /* the caller's; they belong to the daemon from the upcall on */
+    struct backend *from; /* the engine it came up through: it gets the reply */
     void *handle;        /* the engine's */
 };
 
@@ -156,9 +163,21 @@ struct backend_config {
     const char *runtime_dir;
     const char *agent_path; /* the static agent binary on the host; also bound read-only
                              * into every qube at AGENT_BIN_DIR for qrexec-client-vm */
-    uid_t uid_base;         /* first host uid of the range qube ids map to */
-    uid_t uid_count;
+    /* The daemon's --engine-option ENGINE.KEY=VALUE settings of this engine, as KEY=VALUE
+     * (e.g. container's uid-base). An engine refuses keys it does not know. */
+    const struct backend_option *options;
+    size_t n_options;
 };
 
-struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
-                                      const struct backend_events *events, struct qerr *err);
+/* An engine's constructor, one per row of the registry (registry.c). NULL with err set
+ * when the engine cannot run on this host; the registry then puts an unavailable engine
+ * in its place. */
+typedef struct backend *(*backend_open_fn)(sd_event *loop, const struct backend_config *cfg,
+                                           struct qerr *err);
+
+/* An engine whose every operation fails with "virt_mode=NAME is not available: WHY". It
+ * stands in for an engine that cannot run here, so the daemon never checks for one. */
+struct backend *backend_unavailable_new(sd_event *loop, const char *name, const char *why);
+
+/* The value of an option (a qube's or a config's), or NULL. */
+const char *backend_option(const struct backend_option *opts, size_t n, const char *key);

@@ -8,20 +8,25 @@
 
 #include "log.h"
 
+#define ENGINES_MAX 8
+#define ENGINE_OPTIONS_MAX 32
+
 struct engine {
     struct app *app;
-    struct backend *container;
+    struct backend *backends[ENGINES_MAX]; /* one per virt_mode, found by its ops' name */
+    size_t n_backends;
     engine_upcall_fn upcall;
     void *upcall_userdata;
     engine_halted_fn halted;
     void *halted_userdata;
-    char container_problem[256]; /* why the container engine is unavailable */
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
 struct qube_desc {
     struct backend_qube bq;
     char template_uuid[37], dvm_uuid[37];
+    char virt_mode[32];
+    struct backend_option options[ENGINE_OPTIONS_MAX];
 };
 
 static long prop_long(const struct app *app, const struct qube *q, int id) {
@@ -46,10 +51,48 @@ static enum backend_kind kind_of(const struct qube *q) {
     }
 }
 
+/* Copies the qube's virt_mode into buf (the model may answer with a pointer of its own). */
+static const char *virt_mode_of(const struct app *app, const struct qube *q, char *buf,
+                                size_t size) {
+    char tmp[32];
+    bool is_default;
+    snprintf(buf, size, "%s", app_prop_get(app, q, &PROP_DEFS[P_VIRT_MODE], tmp, sizeof(tmp),
+                                           &is_default));
+    return buf;
+}
+
+static bool has_option(const struct qube_desc *d, const char *key) {
+    return backend_option(d->options, d->bq.n_options, key) != NULL;
+}
+
+/* The engine's knobs are features named "<virt_mode>-KEY" (crun's annotations): the
+ * daemon passes them on without knowing what they mean. The qube's own win over its
+ * template's, as with every feature read along the template chain. */
+static void collect_options(const struct app *app, const struct qube *q, struct qube_desc *d) {
+    char prefix[40];
+    int plen = snprintf(prefix, sizeof(prefix), "%s-", d->virt_mode);
+    for (int depth = 0; q && depth < 8; depth++) {
+        for (size_t i = 0; i < q->features.n; i++) {
+            const struct strmap_entry *f = &q->features.e[i];
+            if (strncmp(f->key, prefix, (size_t)plen) != 0 || has_option(d, f->key + plen))
+                continue;
+            if (d->bq.n_options == ENGINE_OPTIONS_MAX) {
+                log_warning("%s: more than %d %s* features; the rest are ignored", q->name,
+                            ENGINE_OPTIONS_MAX, prefix);
+                return;
+            }
+            d->options[d->bq.n_options++] = (struct backend_option){f->key + plen, f->value};
+        }
+        q = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
+                ? prop_qube(app, q, P_TEMPLATE) : NULL;
+    }
+}
+
 /* AppVM: root from its template. DispVM: root from its disposable template's template,
  * private from the disposable template. */
 static void describe(const struct app *app, const struct qube *q, struct qube_desc *d) {
     *d = (struct qube_desc){0};
+    virt_mode_of(app, q, d->virt_mode, sizeof(d->virt_mode));
     const struct qube *tpl = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
                                  ? prop_qube(app, q, P_TEMPLATE) : NULL;
     if (q->klass == QUBE_DISPVM && tpl) {
@@ -69,24 +112,37 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .vcpus = (unsigned)prop_long(app, q, P_VCPUS),
         .qrexec_timeout = (unsigned)prop_long(app, q, P_QREXEC_TIMEOUT),
         .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
-        /* a template that wants its own init (systemd) says so with this feature */
-        .init = app_feature_check(app, q, "container-init", FEATURE_FALLBACK_TEMPLATE),
+        .options = d->options,
     };
-    if (d->bq.init && !*d->bq.init)
-        d->bq.init = NULL;
+    collect_options(app, q, d);
 }
 
-static struct backend *backend_for(struct engine *e, const struct qube *q, struct qerr *err) {
-    char buf[32];
-    bool is_default;
-    const char *mode = app_prop_get(e->app, q, &PROP_DEFS[P_VIRT_MODE], buf, sizeof(buf),
-                                    &is_default);
-    if (strcmp(mode, "container") == 0 && e->container)
-        return e->container;
-    qerr_set(err, EXC_QUBES, "Qube '%s' uses virt_mode=%s, and that engine is not available "
-             "on this host%s%s", q->name, mode, strcmp(mode, "container") == 0 ? ": " : "",
-             strcmp(mode, "container") == 0 ? e->container_problem : "");
+static struct backend *backend_named(struct engine *e, const char *mode) {
+    for (size_t i = 0; i < e->n_backends; i++)
+        if (strcmp(e->backends[i]->ops->name, mode) == 0)
+            return e->backends[i];
     return NULL;
+}
+
+/* The qube's own engine, chosen by its virt_mode. An engine that cannot run here is an
+ * object that refuses with its reason, so only a mode no engine has is handled here. */
+static struct backend *backend_for(struct engine *e, const struct qube *q, struct qerr *err) {
+    char mode[32];
+    struct backend *b = backend_named(e, virt_mode_of(e->app, q, mode, sizeof(mode)));
+    if (!b)
+        qerr_set(err, EXC_QUBES, "Qube '%s': virt_mode=%s is not available: this dispenserd "
+                 "has no such engine", q->name, mode);
+    return b;
+}
+
+/* Engines don't know qube names in their messages' context: say whose call failed. */
+static int engine_refused(const struct qube *q, struct qerr *err) {
+    if (strncmp(err->msg, "virt_mode=", 10) == 0) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        snprintf(err->msg, sizeof(err->msg), "Qube '%s': %s", q->name, why);
+    }
+    return -1;
 }
 
 static void set_power(struct engine *e, struct qube *q, const char *state) {
@@ -161,6 +217,7 @@ static int start(struct engine *e, struct qube *q, bool background, engine_done_
     set_power(e, q, "Transient");
     struct pending *p = pending_new(e, q, done, userdata);
     if (b->ops->start(b, &d.bq, on_started, p, err) < 0) {
+        engine_refused(q, err);
         free(p);
         set_power(e, q, "Halted");
         emit(e, q, "domain-start-failed", "reason", err->msg);
@@ -318,13 +375,12 @@ int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {
     snprintf(uuid, sizeof(uuid), "%s", q->uuid);
     d.bq.name = name;
     d.bq.uuid = uuid;
-    bool has_volumes = q->klass != QUBE_ADMINVM;
+    struct backend *b = q->klass != QUBE_ADMINVM ? backend_named(e, d.virt_mode) : NULL;
     if (app_remove(e->app, q, err) < 0) /* frees q */
         return -1;
     /* The definition is gone and committed; volumes left by a failure here are removed
      * by the next start's cleanup, as they belong to no qube. */
-    if (has_volumes && e->container && e->container->ops->remove_volumes(e->container, &d.bq,
-                                                                          err) < 0)
+    if (b && b->ops->remove_volumes(b, &d.bq, err) < 0)
         log_warning("%s: %s", name, err->msg);
     return 0;
 }
@@ -377,8 +433,8 @@ static void on_upcall(void *userdata, struct backend_upcall *call) {
     }
     for (int i = 0; i < 3; i++)
         close(call->stdio[i]);
-    e->container->ops->upcall_reply(e->container, call, BACKEND_CALL_FAILED, -1,
-                                    "this dispenserd routes no qrexec calls");
+    call->from->ops->upcall_reply(call->from, call, BACKEND_CALL_FAILED, -1,
+                                  "this dispenserd routes no qrexec calls");
 }
 
 void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *userdata) {
@@ -388,30 +444,41 @@ void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *user
 
 void engine_upcall_reply(struct engine *e, struct backend_upcall *call,
                          enum backend_call_end how, int status, const char *reason) {
-    /* upcalls only come from the container engine today */
-    e->container->ops->upcall_reply(e->container, call, how, status, reason);
+    call->from->ops->upcall_reply(call->from, call, how, status, reason);
 }
 
 /* ---- restart ---- */
 
-void engine_recover(struct engine *e) {
-    if (!e->container)
-        return;
-    struct backend *b = e->container;
-    const char **keep = xcalloc(e->app->n_qubes + 1, sizeof(char *));
-    size_t n = 0;
+/* Each qube is adopted by its own engine; every engine then removes what belongs to no
+ * qube at all (a qube whose virt_mode changed keeps its volumes in the old engine until
+ * it is removed: they are its data). */
+static void adopt_running(struct engine *e) {
     for (size_t i = 0; i < e->app->n_qubes; i++) {
         struct qube *q = e->app->qubes[i];
         if (q->klass == QUBE_ADMINVM)
             continue;
-        keep[n++] = q->uuid;
         struct qube_desc d;
         describe(e->app, q, &d);
-        if (b->ops->adopt(b, &d.bq) == 0)
+        struct backend *b = backend_named(e, d.virt_mode);
+        if (b && b->ops->adopt(b, &d.bq) == 0)
             set_power(e, q, b->ops->state(b, q->name) == BACKEND_PAUSED ? "Paused" : "Running");
     }
-    b->ops->cleanup(b, keep);
+}
+
+static void cleanup_leftovers(struct engine *e) {
+    const char **keep = xcalloc(e->app->n_qubes + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < e->app->n_qubes; i++)
+        if (e->app->qubes[i]->klass != QUBE_ADMINVM)
+            keep[n++] = e->app->qubes[i]->uuid;
+    for (size_t i = 0; i < e->n_backends; i++)
+        e->backends[i]->ops->cleanup(e->backends[i], keep);
     free(keep);
+}
+
+void engine_recover(struct engine *e) {
+    adopt_running(e);
+    cleanup_leftovers(e);
     /* disposables that died while we were away go the way they would have */
     for (size_t i = 0; i < e->app->n_qubes;) {
         struct qube *q = e->app->qubes[i];
@@ -423,15 +490,13 @@ void engine_recover(struct engine *e) {
     }
 }
 
-struct engine *engine_new(struct app *app, struct backend *container, const char *problem) {
+struct engine *engine_new(struct app *app, struct backend *const *backends, size_t n) {
     struct engine *e = xcalloc(1, sizeof(*e));
     e->app = app;
-    e->container = container;
-    snprintf(e->container_problem, sizeof(e->container_problem), "%s", problem ? problem : "");
-    if (container) {
-        container->events.userdata = e;
-        container->events.exited = on_exited;
-        container->events.upcall = on_upcall;
+    for (size_t i = 0; i < n && i < ENGINES_MAX; i++) {
+        struct backend *b = backends[i];
+        b->events = (struct backend_events){e, on_exited, on_upcall};
+        e->backends[e->n_backends++] = b;
     }
     return e;
 }
@@ -439,7 +504,7 @@ struct engine *engine_new(struct app *app, struct backend *container, const char
 void engine_free(struct engine *e) {
     if (!e)
         return;
-    if (e->container)
-        e->container->ops->free(e->container);
+    for (size_t i = 0; i < e->n_backends; i++)
+        e->backends[i]->ops->free(e->backends[i]);
     free(e);
 }

@@ -9,8 +9,9 @@
 
 struct engine;
 
-/* container may be NULL; `problem` then says why (shown to whoever tries to start). */
-struct engine *engine_new(struct app *app, struct backend *container, const char *problem);
+/* Takes over the engines (one per virt_mode, by their ops' name; an engine that cannot
+ * run here is an unavailable one, see backend.h) and frees them with engine_free. */
+struct engine *engine_new(struct app *app, struct backend *const *backends, size_t n);
 void engine_free(struct engine *e);
 
 /* After a restart: adopt the qubes that still run, remove what is left of the others. */

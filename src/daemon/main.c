@@ -14,6 +14,7 @@
 
 #include "app.h"
 #include "backend.h"
+#include "registry.h"
 #include "engine.h"
 #include "config.h"
 #include "events.h"
@@ -30,15 +31,11 @@ struct options {
     gid_t socket_gid;
     bool foreground;
     const char *agent_path;
-    uid_t uid_base, uid_count;
+    struct backend_option engine_options[16]; /* --engine-option ENGINE.KEY=VALUE */
+    size_t n_engine_options;
     const char *policy_dir;
     const char *meminfo; /* simulated /proc/meminfo for tests, or NULL */
 };
-
-/* Host ids 0x60000000.. (65,536 of them) are what ids 0.. inside qubes map to. Far above
- * the ranges useradd hands out (/etc/subuid starts at 100000) and systemd's dynamic users. */
-#define DEFAULT_UID_BASE 0x60000000u
-#define DEFAULT_UID_COUNT 65536u
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -52,13 +49,16 @@ static void usage(FILE *f) {
             "  --log-level LEVEL    error, warning, info (default) or debug\n"
             "  --log-timestamps     prefix log lines with monotonic milliseconds (profiling)\n"
             "  --agent PATH         the static in-qube agent (default %s)\n"
-            "  --uid-base N         first host uid of the qubes' id range (default %u)\n"
+            "  --engine-option ENGINE.KEY=VALUE\n"
+            "                       a setting of one engine (repeatable), e.g.\n"
+            "                       container.uid-base=N: first host uid of the qubes' ids\n"
+            "  --uid-base N         the same as --engine-option container.uid-base=N\n"
             "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
             "  --meminfo FILE       read free memory for preloading from FILE (/proc/meminfo\n"
             "                       format) instead of the host's: for tests\n"
             "  --help, --version\n",
             DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_SOCKET, DEFAULT_AGENT,
-            DEFAULT_UID_BASE, DEFAULT_POLICY_DIR);
+            DEFAULT_POLICY_DIR);
 }
 
 static int parse_group(const char *name, gid_t *out) {
@@ -71,10 +71,30 @@ static int parse_group(const char *name, gid_t *out) {
     return 0;
 }
 
+static int add_engine_option(struct options *o, const char *key, const char *value) {
+    if (o->n_engine_options == sizeof(o->engine_options) / sizeof(o->engine_options[0])) {
+        fprintf(stderr, "dispenserd: too many engine options\n");
+        return -1;
+    }
+    o->engine_options[o->n_engine_options++] = (struct backend_option){key, value};
+    return 0;
+}
+
+/* ENGINE.KEY=VALUE; the string stays in argv, so it is split in place. */
+static int parse_engine_option(struct options *o, char *arg) {
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !strchr(arg, '.') || strchr(arg, '.') > eq) {
+        fprintf(stderr, "dispenserd: --engine-option wants ENGINE.KEY=VALUE, not '%s'\n", arg);
+        return -1;
+    }
+    *eq = '\0';
+    return add_engine_option(o, arg, eq + 1);
+}
+
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME };
+           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME, OPT_ENGINE };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -87,14 +107,16 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"version", no_argument, NULL, OPT_VERSION},
         {"agent", required_argument, NULL, OPT_AGENT},
         {"uid-base", required_argument, NULL, OPT_UID_BASE},
+        {"engine-option", required_argument, NULL, OPT_ENGINE},
         {"policy-dir", required_argument, NULL, OPT_POLICY},
         {"meminfo", required_argument, NULL, OPT_MEMINFO},
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
-    *o = (struct options){DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR,
-                          env && *env ? env : DEFAULT_SOCKET, (gid_t)-1, false, DEFAULT_AGENT,
-                          DEFAULT_UID_BASE, DEFAULT_UID_COUNT, DEFAULT_POLICY_DIR};
+    *o = (struct options){.state_dir = DEFAULT_STATE_DIR, .runtime_dir = DEFAULT_RUNTIME_DIR,
+                          .socket_path = env && *env ? env : DEFAULT_SOCKET,
+                          .socket_gid = (gid_t)-1, .agent_path = DEFAULT_AGENT,
+                          .policy_dir = DEFAULT_POLICY_DIR};
     int c;
     enum log_level level;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -118,7 +140,14 @@ static int parse_options(int argc, char **argv, struct options *o) {
         case OPT_AGENT: o->agent_path = optarg; break;
         case OPT_POLICY: o->policy_dir = optarg; break;
         case OPT_MEMINFO: o->meminfo = optarg; break;
-        case OPT_UID_BASE: o->uid_base = (uid_t)strtoul(optarg, NULL, 0); break;
+        case OPT_UID_BASE:
+            if (add_engine_option(o, "container.uid-base", optarg) < 0)
+                return -1;
+            break;
+        case OPT_ENGINE:
+            if (parse_engine_option(o, optarg) < 0)
+                return -1;
+            break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: puts("dispenserd " DISPENSER_VERSION); return 0;
         default: usage(stderr); return -1;
@@ -126,6 +155,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
     }
     if (optind < argc) {
         fprintf(stderr, "dispenserd: unexpected argument: %s\n", argv[optind]);
+        return -1;
+    }
+    struct backend_config cfg = {.options = o->engine_options,
+                                 .n_options = o->n_engine_options};
+    struct qerr err = {0};
+    if (backends_check_options(&cfg, &err) < 0) {
+        fprintf(stderr, "dispenserd: %s\n", err.msg);
         return -1;
     }
     return 1;
@@ -215,16 +251,13 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 }
 
 /* Qubes keep running across restarts: adopt them before the first call is served. A host
- * where the container engine cannot work still gets a management plane. */
+ * where an engine cannot work still gets a management plane (and the other engines). */
 static struct engine *start_engine(sd_event *loop, struct app *app, const struct options *o) {
-    struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path, o->uid_base,
-                                 o->uid_count};
-    struct backend_events events = {0};
-    struct qerr err = {0};
-    struct backend *container = container_backend_new(loop, &cfg, &events, &err);
-    if (!container)
-        log_warning("%s; qubes cannot be started", err.msg);
-    struct engine *engine = engine_new(app, container, container ? NULL : err.msg);
+    struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path,
+                                 o->engine_options, o->n_engine_options};
+    struct backend *backends[BACKENDS_MAX];
+    size_t n = backends_open(loop, &cfg, backends);
+    struct engine *engine = engine_new(app, backends, n);
     engine_recover(engine);
     return engine;
 }

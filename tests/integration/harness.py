@@ -51,7 +51,8 @@ class Daemon:
     """A private dispenserd: own state dir, runtime dir, socket and log file."""
 
     def __init__(self, workdir=None, state_dir=None, socket_path=None, log_level="debug",
-                 agent=None):
+                 agent=None, extra_args=()):
+        self.extra_args = list(extra_args)
         self.owns_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="dispenser-it-")
         self.state_dir = state_dir or os.path.join(self.workdir, "state")
@@ -70,7 +71,7 @@ class Daemon:
         self._log_file = open(self.log_path, "ab")
         cmd = [DISPENSERD, "--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir,
                "--socket", self.socket, "--foreground", "--log-level", self.log_level,
-               "--agent", self.agent]
+               "--agent", self.agent] + self.extra_args
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,

@@ -533,6 +533,60 @@ class StartFailures(EngineTestCase):
         self.assert_no_trace("noagent", d)
 
 
+
+# --- the table of engines: one per virt_mode, each with its own options ---
+
+class Engines(EngineTestCase):
+
+    def test_virt_mode_without_an_engine(self):
+        self.new_appvm("vm1", template="bb")
+        self.set_prop("vm1", "virt_mode", "qemu")
+        r = self.start_err("vm1")
+        self.assertEqual("Qube 'vm1': virt_mode=qemu is not available: this dispenserd has "
+                         "no such engine", r.message)
+        self.assert_state("vm1", "Halted")
+        self.set_prop("vm1", "virt_mode", "container")  # the same qube, its own engine
+        self.start("vm1")
+        self.assert_state("vm1", "Running")
+
+    def test_engine_option_reaches_its_engine(self):
+        d = Daemon(extra_args=["--engine-option", "container.uid-base=0x50000000"])
+        self.addCleanup(d.cleanup)
+        d.start()
+        self.addCleanup(kill_all_qubes, d)
+        build_template(d, "bb")
+        r = parse_reply(d.call("admin.vm.Create.AppVM", "bb", "dom0",
+                               b"name=shifted label=red"))
+        self.assertTrue(r.ok, r)
+        self.assertTrue(parse_reply(d.call("admin.vm.Start", dest="shifted")).ok)
+        r = qrun(d, "shifted", "cat /proc/self/uid_map")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(["0", str(0x50000000), str(RANGE_COUNT)], r.stdout.decode().split())
+
+    def test_option_an_engine_refuses_makes_it_unavailable(self):
+        d = Daemon(extra_args=["--engine-option", "container.no-such=1"])
+        self.addCleanup(d.cleanup)
+        d.start()
+        r = parse_reply(d.call("admin.vm.Create.StandaloneVM", "", "dom0",
+                               b"name=opt label=red"))
+        self.assertTrue(r.ok, r)
+        r = parse_reply(d.call("admin.vm.Start", dest="opt"))
+        self.assertEqual("QubesException", r.exc)
+        self.assertEqual("Qube 'opt': virt_mode=container is not available: container.no-such:"
+                         " no such option (known: uid-base, uid-count)", r.message)
+
+    def test_option_for_no_engine_is_a_usage_error(self):
+        cases = {"nosuch.key=1": "engine option 'nosuch.key' names no engine",
+                 "container-uid-base=1": "--engine-option wants ENGINE.KEY=VALUE",
+                 "container.uid-base": "--engine-option wants ENGINE.KEY=VALUE"}
+        for arg, message in cases.items():
+            p = subprocess.run([harness.DISPENSERD, "--engine-option", arg, "--foreground",
+                                "--socket", "/nonexistent/never-made.sock"],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(2, p.returncode, arg)  # a usage error, as for any bad option
+            self.assertIn(message, p.stderr)
+
+
 # --- a qube that ends by itself ---
 
 class SelfPoweroff(EngineTestCase):

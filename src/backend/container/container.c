@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "container_backend.h"
 #include "fsutil.h"
 #include "launch.h"
 #include "reaper.h"
@@ -451,9 +452,11 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
         return qerr_set(err, EXC_QUBES, "cannot create the agent socket or log of '%s'",
                         run->name);
     snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
-    /* the init path comes from a feature: only an absolute path goes to the agent */
-    bool own_init = q->init && q->init[0] == '/';
-    char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)q->init, NULL};
+    /* the template's own init (systemd) comes from its feature container-init: only an
+     * absolute path goes to the agent, which then runs beside it instead of as PID 1 */
+    const char *init = backend_option(q->options, q->n_options, "init");
+    bool own_init = init && init[0] == '/';
+    char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)init, NULL};
     char *envp[] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "HOME=/root", "TERM=dumb", NULL};
     struct launch_spec spec = {
@@ -906,15 +909,53 @@ static const struct backend_ops CONTAINER_OPS = {
     .free = container_free,
 };
 
+/* Host ids 0x60000000.. (65,536 of them) are what ids 0.. inside qubes map to. Far above
+ * the ranges useradd hands out (/etc/subuid starts at 100000) and systemd's dynamic users. */
+#define DEFAULT_UID_BASE 0x60000000u
+#define DEFAULT_UID_COUNT 65536u
+
+static int parse_uid_option(const char *key, const char *value, uid_t *out, struct qerr *err) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 0);
+    if (errno || !*value || *end || v == 0 || v > UINT32_MAX / 2)
+        return qerr_set(err, EXC_QUBES, "container.%s: '%s' is not a valid id", key, value);
+    *out = (uid_t)v;
+    return 0;
+}
+
+/* The engine's own settings from the daemon's --engine-option container.KEY=VALUE. */
+static int apply_options(struct container_backend *cb, const struct backend_config *cfg,
+                         struct qerr *err) {
+    cb->uid_base = DEFAULT_UID_BASE;
+    cb->uid_count = DEFAULT_UID_COUNT;
+    for (size_t i = 0; i < cfg->n_options; i++) {
+        const struct backend_option *o = &cfg->options[i];
+        int r;
+        if (strcmp(o->key, "uid-base") == 0)
+            r = parse_uid_option(o->key, o->value, &cb->uid_base, err);
+        else if (strcmp(o->key, "uid-count") == 0)
+            r = parse_uid_option(o->key, o->value, &cb->uid_count, err);
+        else
+            r = qerr_set(err, EXC_QUBES, "container.%s: no such option (known: uid-base, "
+                         "uid-count)", o->key);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
 struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
-                                      const struct backend_events *events, struct qerr *err) {
+                                      struct qerr *err) {
     struct container_backend *cb = xcalloc(1, sizeof(*cb));
-    cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), *events};
+    cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), {0}};
     cb->state_dir = xstrdup(cfg->state_dir);
     cb->agent_path = xstrdup(cfg->agent_path);
     cb->runtime_dir = xstrdup(cfg->runtime_dir);
-    cb->uid_base = cfg->uid_base;
-    cb->uid_count = cfg->uid_count;
+    if (apply_options(cb, cfg, err) < 0) {
+        container_free(&cb->base);
+        return NULL;
+    }
     cb->agent_fd = open(cfg->agent_path, O_PATH | O_CLOEXEC);
     int agent_errno = errno;
     char group[64];

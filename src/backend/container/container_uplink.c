@@ -100,7 +100,7 @@ static void deliver(struct run *run, const struct qrexec_request *req, const cha
         return;
     }
     c->pub = (struct backend_upcall){c->qube, b.target, b.service, b.user, b.command,
-                                     {stdio[0], stdio[1], stdio[2]}, c};
+                                     {stdio[0], stdio[1], stdio[2]}, &cb->base, c};
     if (cb->base.events.upcall)
         cb->base.events.upcall(cb->base.events.userdata, &c->pub);
     else

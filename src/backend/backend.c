@@ -1,0 +1,125 @@
+/* What every engine shares: option lookup, and the stand-in for an engine that cannot run
+ * on this host (crun's pattern of a disabled cgroup manager: an object that refuses, so
+ * callers never test for a missing one). */
+#include "backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
+
+const char *backend_option(const struct backend_option *opts, size_t n, const char *key) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(opts[i].key, key) == 0)
+            return opts[i].value;
+    return NULL;
+}
+
+struct unavailable {
+    struct backend base;
+    struct backend_ops ops; /* the refusing ops under the engine's own name */
+    char name[32];
+    char why[256];
+};
+
+static int refuse(struct backend *b, struct qerr *err) {
+    struct unavailable *u = (struct unavailable *)b;
+    return qerr_set(err, EXC_QUBES, "virt_mode=%s is not available: %s", u->name, u->why);
+}
+
+static int u_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+                   void *userdata, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_by_name(struct backend *b, const char *name, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_shutdown(struct backend *b, const char *name, bool force, backend_done_fn done,
+                      void *userdata, struct qerr *err) {
+    return refuse(b, err);
+}
+
+/* Nothing of it can be running: it never started anything. */
+static enum backend_power u_state(struct backend *b, const char *name) {
+    return BACKEND_HALTED;
+}
+
+static int u_stats(struct backend *b, const char *name, struct backend_stats *out) {
+    return -ENOTSUP;
+}
+
+static int u_by_qube(struct backend *b, const struct backend_qube *q, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
+                         struct backend_volume_info *out, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
+                          char *path, size_t size, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
+                        bool commit, struct qerr *err) {
+    return refuse(b, err);
+}
+
+static int u_exec(struct backend *b, const char *name, const struct backend_service_call *call,
+                  backend_call_done_fn done, void *userdata, struct qerr *err) {
+    return refuse(b, err);
+}
+
+/* Never called: an engine that runs nothing receives no calls from inside qubes. */
+static void u_upcall_reply(struct backend *b, struct backend_upcall *call,
+                           enum backend_call_end how, int status, const char *reason) {
+}
+
+static int u_adopt(struct backend *b, const struct backend_qube *q) {
+    return -1;
+}
+
+/* Its leftovers, if any, wait for a daemon that can run the engine. */
+static void u_cleanup(struct backend *b, const char *const *keep) {
+}
+
+static void u_free(struct backend *b) {
+    sd_event_unref(b->loop);
+    free(b);
+}
+
+static const struct backend_ops UNAVAILABLE_OPS = {
+    .start = u_start,
+    .pause = u_by_name,
+    .unpause = u_by_name,
+    .shutdown = u_shutdown,
+    .kill = u_by_name,
+    .kill_nowait = u_by_name,
+    .state = u_state,
+    .stats = u_stats,
+    .remove_volumes = u_by_qube,
+    .volume_info = u_volume_info,
+    .import_begin = u_import_begin,
+    .import_end = u_import_end,
+    .exec = u_exec,
+    .upcall_reply = u_upcall_reply,
+    .adopt = u_adopt,
+    .cleanup = u_cleanup,
+    .free = u_free,
+};
+
+struct backend *backend_unavailable_new(sd_event *loop, const char *name, const char *why) {
+    struct unavailable *u = xcalloc(1, sizeof(*u));
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    u->ops = UNAVAILABLE_OPS;
+    u->ops.name = u->name;
+    u->base = (struct backend){&u->ops, sd_event_ref(loop), {0}};
+    snprintf(u->why, sizeof(u->why), "%s", why);
+    return &u->base;
+}
