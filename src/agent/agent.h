@@ -111,7 +111,6 @@ struct agent {
 
 /* util.c */
 void agent_log(const char *fmt, ...) _printf_(1, 2);
-int64_t now_ms(void);
 int fd_set_nonblock(int fd);
 int watch_set(struct agent *a, struct watch *w, uint32_t events);
 void watch_close(struct agent *a, struct watch *w);

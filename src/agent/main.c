@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "client_vm.h"
+#include "monoclock.h"
 
 #define LISTEN_FD 3
 #define SHUTDOWN_GRACE_MS 5000
@@ -154,7 +155,7 @@ void agent_poweroff(struct agent *a) {
     if (a->init_mode)
         return ask_init_to_poweroff(a);
     signal_everyone(a, SIGTERM);
-    a->kill_at = now_ms() + SHUTDOWN_GRACE_MS;
+    a->kill_at = (int64_t)mono_ms() + SHUTDOWN_GRACE_MS;
 }
 
 /* Reaps every child; after a poweroff started, exits once none is left. */
@@ -201,21 +202,21 @@ static int loop_timeout(const struct agent *a) {
         next = a->kill_at;
     if (next < 0)
         return -1;
-    int64_t wait = next - now_ms();
+    int64_t wait = next - (int64_t)mono_ms();
     return wait < 0 ? 0 : (int)wait;
 }
 
 /* Shutdown deadline: KILL what is left, then give the kernel a second to reap. */
 static void shutdown_tick(struct agent *a) {
     reap_children(a);
-    if (a->kill_at < 0 || now_ms() < a->kill_at)
+    if (a->kill_at < 0 || (int64_t)mono_ms() < a->kill_at)
         return;
     if (a->killed)
         agent_exit(a);
     agent_log("processes left after %d ms: killing them", SHUTDOWN_GRACE_MS);
     signal_everyone(a, SIGKILL);
     a->killed = true;
-    a->kill_at = now_ms() + 1000;
+    a->kill_at = (int64_t)mono_ms() + 1000;
 }
 
 static _Noreturn void run_loop(struct agent *a) {

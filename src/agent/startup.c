@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "monoclock.h"
 #include "service.h"
 
 #define READY_RETRY_MS 100
@@ -93,7 +94,7 @@ static void run_ready_command(struct agent *a) {
     free(path);
     a->startup_pid = pid > 0 ? pid : 0;
     if (pid <= 0)
-        a->ready_retry_at = now_ms() + READY_RETRY_MS;
+        a->ready_retry_at = (int64_t)mono_ms() + READY_RETRY_MS;
 }
 
 void startup_begin(struct agent *a) {
@@ -113,7 +114,7 @@ bool startup_child_exited(struct agent *a, pid_t pid, int wstatus) {
         if (ok)
             agent_set_ready(a);
         else if (!a->stopping)
-            a->ready_retry_at = now_ms() + READY_RETRY_MS;
+            a->ready_retry_at = (int64_t)mono_ms() + READY_RETRY_MS;
         return true;
     }
     if (!ok)
@@ -126,7 +127,7 @@ bool startup_child_exited(struct agent *a, pid_t pid, int wstatus) {
 
 /* The loop's timer: time to retry the ready command. */
 void startup_tick(struct agent *a) {
-    if (a->ready_retry_at < 0 || now_ms() < a->ready_retry_at)
+    if (a->ready_retry_at < 0 || (int64_t)mono_ms() < a->ready_retry_at)
         return;
     a->ready_retry_at = -1;
     if (!a->ready && !a->stopping)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "monoclock.h"
 
 void agent_log(const char *fmt, ...) {
     /* One write per line: the engine's log file is shared with start-up scripts. */
@@ -28,12 +29,6 @@ void agent_log(const char *fmt, ...) {
     line[len++] = '\n';
     (void)!write(STDERR_FILENO, line, len);
     errno = saved;
-}
-
-int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int fd_set_nonblock(int fd) {

@@ -127,6 +127,10 @@ struct backend_ops {
     int (*kill_nowait)(struct backend *b, const char *name, struct qerr *err);
     enum backend_power (*state)(struct backend *b, const char *name);
     int (*stats)(struct backend *b, const char *name, struct backend_stats *out);
+    /* Optional: memory its qubes may still take under the limits the host put on the
+     * engine (a cgroup limit above the qubes'), in bytes; -ENOENT when nothing limits it
+     * but the host's own memory. */
+    int (*memory_headroom)(struct backend *b, uint64_t *bytes);
     /* Remove every volume of a qube that is being deleted. */
     int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct qerr *err);
     int (*volume_info)(struct backend *b, const struct backend_qube *q, const char *volume,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "monoclock.h"
 #include "strbuf.h"
 #include "template_rootfs.h"
 
@@ -115,12 +116,6 @@ static int fill_debian(const char *dir, const struct template_ctx *c, struct cli
     return rootfs_build_debian(dir, &o, c->quiet, err);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Qubes' post-install step records what the template's agent supports; ours is the
  * same agent everywhere, so the features are known up front (preloading needs them). */
 static void set_features(const char *name, const char *builder) {
@@ -201,11 +196,11 @@ static int build_in_dir(const struct template_ctx *c, const struct builder *b) {
 static int build(const struct template_ctx *c, const char *name, const struct builder *b) {
     if (geteuid() != 0)
         cli_die("must be run as root: the root file system is written with host ids");
-    double t0 = now_s();
+    double t0 = (mono_ms() / 1e3);
     int r = c->staging ? build_in_dir(c, b) : build_via_daemon(c, name, b);
     if (!c->quiet)
         printf("%s %s built (%s) in %.2f s\n", c->staging ? "Root file system" : "Template",
-               c->staging ? c->staging : name, b->name, now_s() - t0);
+               c->staging ? c->staging : name, b->name, (mono_ms() / 1e3) - t0);
     return r;
 }
 

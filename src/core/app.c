@@ -37,23 +37,14 @@ void app_qube_free(struct qube *q) {
     free(q);
 }
 
+static const char *qube_name_of(const void *elem) {
+    return (*(struct qube *const *)elem)->name;
+}
+
 /* Index of name in the sorted array, or where it would go. */
 static size_t app_index(const struct app *app, const char *name, bool *found) {
-    size_t lo = 0, hi = app->n_qubes;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(app->qubes[mid]->name, name);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return sorted_index(app->qubes, app->n_qubes, sizeof(app->qubes[0]), name, qube_name_of,
+                        found);
 }
 
 struct qube *app_find(const struct app *app, const char *name) {

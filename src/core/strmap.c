@@ -5,12 +5,12 @@
 
 #include "strbuf.h"
 
-/* Index of key, or of where it would be inserted; *found tells which. */
-static size_t strmap_find(const struct strmap *m, const char *key, bool *found) {
-    size_t lo = 0, hi = m->n;
+size_t sorted_index(const void *base, size_t n, size_t elem_size, const char *key,
+                    const char *(*key_of)(const void *elem), bool *found) {
+    size_t lo = 0, hi = n;
     while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(m->e[mid].key, key);
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(key_of((const char *)base + mid * elem_size), key);
         if (c == 0) {
             *found = true;
             return mid;
@@ -22,6 +22,14 @@ static size_t strmap_find(const struct strmap *m, const char *key, bool *found) 
     }
     *found = false;
     return lo;
+}
+
+static const char *entry_key(const void *elem) {
+    return ((const struct strmap_entry *)elem)->key;
+}
+
+static size_t strmap_find(const struct strmap *m, const char *key, bool *found) {
+    return sorted_index(m->e, m->n, sizeof(m->e[0]), key, entry_key, found);
 }
 
 const char *strmap_get(const struct strmap *m, const char *key) {

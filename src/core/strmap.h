@@ -14,6 +14,11 @@ struct strmap {
     size_t n;
 };
 
+/* Binary search in any array sorted by a string key (the maps here, the model's qubes):
+ * the index of key, or of where it would be inserted; *found tells which. */
+size_t sorted_index(const void *base, size_t n, size_t elem_size, const char *key,
+                    const char *(*key_of)(const void *elem), bool *found);
+
 const char *strmap_get(const struct strmap *m, const char *key);
 /* Replaces an existing value; takes copies of key and value. */
 void strmap_set(struct strmap *m, const char *key, const char *value);

@@ -365,6 +365,18 @@ int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *o
     return b ? b->ops->stats(b, q->name, out) : -1;
 }
 
+int64_t engine_memory_headroom_mib(struct engine *e) {
+    int64_t tightest = -1;
+    for (size_t i = 0; i < e->n_backends; i++) {
+        struct backend *b = e->backends[i];
+        uint64_t bytes;
+        if (b->ops->memory_headroom && b->ops->memory_headroom(b, &bytes) == 0 &&
+            (tightest < 0 || (int64_t)(bytes >> 20) < tightest))
+            tightest = (int64_t)(bytes >> 20);
+    }
+    return tightest;
+}
+
 /* ---- volumes ---- */
 
 int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {

@@ -35,6 +35,8 @@ int engine_reclaim(struct engine *e, const struct qube *q);
 int engine_foreground(struct engine *e, const struct qube *q);
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err);
 int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out);
+/* The tightest of the engines' memory headrooms (MiB), -1 if none is limited. */
+int64_t engine_memory_headroom_mib(struct engine *e);
 /* Removes the qube from the model, then its volumes. */
 int engine_remove(struct engine *e, struct qube *q, struct qerr *err);
 int engine_volume_info(struct engine *e, const struct qube *q, const char *volume,

@@ -4,8 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static int read_meminfo(unsigned long long *total_kib, unsigned long long *avail_kib) {
-    FILE *f = fopen("/proc/meminfo", "re");
+int host_meminfo(const char *path, unsigned long long *total_kib,
+                 unsigned long long *avail_kib) {
+    FILE *f = fopen(path ? path : "/proc/meminfo", "re");
     if (!f)
         return -1;
     char line[256];
@@ -33,7 +34,7 @@ static unsigned long long busy_cpu_ns(void) {
 
 int host_usage_read(struct host_usage *u) {
     unsigned long long total = 0, avail = 0;
-    if (read_meminfo(&total, &avail) < 0)
+    if (host_meminfo(NULL, &total, &avail) < 0)
         return -1;
     u->mem_max_kib = total;
     u->mem_kib = total > avail ? total - avail : 0;
@@ -43,6 +44,6 @@ int host_usage_read(struct host_usage *u) {
 
 uint64_t host_mem_total_mib(void) {
     unsigned long long total = 0, avail = 0;
-    read_meminfo(&total, &avail);
+    host_meminfo(NULL, &total, &avail);
     return total / 1024;
 }

@@ -9,6 +9,7 @@
 
 #include "disposable.h"
 #include "log.h"
+#include "monoclock.h"
 #include "policy.h"
 #include "preload.h"
 #include "qrexec_host.h"
@@ -124,12 +125,6 @@ struct route {
     router_reply_fn reply;
     void *ctx;
 };
-
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void route_free(struct route *rt) {
     if (rt->held)

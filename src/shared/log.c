@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "monoclock.h"
+
 static enum log_level current_level = LOG_LVL_INFO;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
@@ -33,10 +35,8 @@ void log_msg(enum log_level level, const char *fmt, ...) {
     static const int syslog_prio[] = {3, 4, 6, 7};
     fprintf(stderr, "<%d>", syslog_prio[level]);
     if (with_time) { /* monotonic ms: to line up what overlapped when profiling */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        fprintf(stderr, "%lld.%03ld ", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                ts.tv_nsec / 1000 % 1000);
+        int64_t ns = mono_ns();
+        fprintf(stderr, "%lld.%03lld ", (long long)(ns / 1000000), (long long)(ns / 1000 % 1000));
     }
     fprintf(stderr, "%s: ", level_names[level]);
     vfprintf(stderr, fmt, ap);

@@ -162,16 +162,20 @@ class Robustness(EventCase):
         healthy = self.subscribe()
         value = b"v" * 60000
         worst = 0.0
-        # ~120 KB of events per call; 40 calls is far beyond the 1 MiB backlog
+        def big_events(evs):
+            return len([e for e in evs if e[1].endswith(":big")])
+        # ~120 KB of events per call; 40 calls is far beyond the 1 MiB backlog. The healthy
+        # subscriber is waited for after each call: a reader slowed down by a loaded
+        # machine must not itself fall 1 MiB behind and be dropped.
         for i in range(40):
             t = time.monotonic()
             self.ok("admin.vm.feature.Set", "big", "work", value + str(i).encode())
             worst = max(worst, time.monotonic() - t)
+            healthy.wait_for(lambda evs: big_events(evs) >= 2 * (i + 1), 10)
         self.assertLess(worst, 0.5, "a call took %.3fs while a subscriber lagged" % worst)
         self.assertIn("dropping a subscriber", self.d.log())
         # the healthy subscriber got everything
-        self.assertEqual(80, healthy.wait_for(
-            lambda evs: len([e for e in evs if e[1].endswith(":big")]) == 80 and 80, 10))
+        self.assertEqual(80, healthy.wait_for(lambda evs: big_events(evs) == 80 and 80, 10))
         # the slow one: whatever was queued in the socket, then EOF, and well under 2 MiB
         slow.settimeout(5)
         total = 0

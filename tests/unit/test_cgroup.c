@@ -535,6 +535,73 @@ static void test_v2_only(void **state) {
     tu_rmdir(tmp);
 }
 
+/* Writes the memory hierarchy's mount point to buf; false if the host has none in v1. */
+static bool v1_memory_mount(char *buf, size_t size) {
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096], mnt[4096];
+    bool found = false;
+    while (!found && f && fgets(line, sizeof(line), f))
+        found = strstr(line, " - cgroup ") && strstr(line, "memory") &&
+                sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1;
+    if (f)
+        fclose(f);
+    if (found)
+        snprintf(buf, size, "%s", mnt);
+    return found;
+}
+
+static void write_value(const char *dir, const char *file, const char *value) {
+    char *p = tu_path(dir, file);
+    FILE *f = fopen(p, "we");
+    assert_non_null(f);
+    fputs(value, f);
+    assert_int_equal(fclose(f), 0);
+    free(p);
+}
+
+static int not_memory_self(const char *l) { return strstr(l, ":memory:") == NULL; }
+
+/* What preloading may still use is bounded by the tightest memory limit on the daemon's
+ * own cgroup or its ancestors, as the cgroup code resolves them (an imitated daemon
+ * cgroup limited/inner below a v1 memory mount). */
+static void test_memory_headroom(void **state) {
+    char mnt[4096];
+    if (!v1_memory_mount(mnt, sizeof(mnt)))
+        skip();
+    char rel[160], outer_rel[128];
+    snprintf(outer_rel, sizeof(outer_rel), "%s-limited", group);
+    snprintf(rel, sizeof(rel), "%s/inner", outer_rel);
+    char *outer = tu_path(mnt, outer_rel), *inner = tu_path(mnt, rel);
+    assert_int_equal(mkdir(outer, 0755), 0);
+    assert_int_equal(mkdir(inner, 0755), 0);
+    write_value(outer, "memory.limit_in_bytes", "268435456");
+
+    char *tmp = tu_mkdtemp();
+    char *self = filtered_copy("/proc/self/cgroup", tmp, "cgroup", not_memory_self);
+    FILE *f = fopen(self, "ae");
+    fprintf(f, "99:memory:/%s\n", rel);
+    fclose(f);
+    char mgroup[80];
+    snprintf(mgroup, sizeof(mgroup), "%s-mem", group);
+    struct cgroup_system *m = cgroup_system_open_from(mgroup, "/proc/self/mountinfo", self);
+    assert_non_null(m);
+
+    uint64_t room = 0;
+    assert_int_equal(cgroup_system_memory_headroom(m, &room), 0);
+    /* the parent's limit less the little the kernel charged for the group directories */
+    assert_in_range(room, 250u << 20, 256u << 20);
+    write_value(inner, "memory.limit_in_bytes", "134217728");
+    assert_int_equal(cgroup_system_memory_headroom(m, &room), 0);
+    assert_in_range(room, 122u << 20, 128u << 20); /* the tightest one wins */
+
+    assert_int_equal(cgroup_system_remove_group(m), 0);
+    cgroup_system_free(m);
+    assert_int_equal(rmdir(inner), 0);
+    assert_int_equal(rmdir(outer), 0);
+    free(inner), free(outer), free(self);
+    tu_rmdir(tmp);
+}
+
 static int group_setup(void **state) {
     snprintf(group, sizeof(group), "dispenser-ut-cg-%d", (int)getpid());
     prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -583,6 +650,7 @@ int main(void) {
         cmocka_unit_test(test_measure_host),
         cmocka_unit_test(test_v1_only),
         cmocka_unit_test(test_v2_only),
+        cmocka_unit_test(test_memory_headroom),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "monoclock.h"
 #include "strbuf.h"
 
 /* The controllers we use. Others (cpuset, blkio, devices, name=systemd) are ignored: a
@@ -144,12 +145,6 @@ static int read_keyed(const char *dir, const char *file, const char *key, uint64
 static bool file_exists(const char *dir, const char *file) {
     _cleanup_free_ char *p = path_join(dir, file);
     return access(p, F_OK) == 0;
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Exponential backoff for the few things the kernel gives no notification for. */
@@ -507,6 +502,38 @@ const char *cgroup_system_describe(const struct cgroup_system *cs) {
 
 /* ---- one qube ---- */
 
+/* Limit minus usage of one cgroup directory; -ENOENT if it has no limit ("max" in v2, a
+ * page-rounded LONG_MAX in v1). */
+static int dir_memory_headroom(const char *dir, bool v2, uint64_t *out) {
+    uint64_t limit, usage;
+    if (read_u64(dir, v2 ? "memory.max" : "memory.limit_in_bytes", &limit) < 0 ||
+        limit >= (1ULL << 60) ||
+        read_u64(dir, v2 ? "memory.current" : "memory.usage_in_bytes", &usage) < 0)
+        return -ENOENT;
+    *out = limit > usage ? limit - usage : 0;
+    return 0;
+}
+
+int cgroup_system_memory_headroom(const struct cgroup_system *cs, uint64_t *bytes) {
+    if (cs->by_ctl[CTL_MEMORY] < 0)
+        return -ENOTSUP;
+    const struct hierarchy *h = &cs->hier[cs->by_ctl[CTL_MEMORY]];
+    _cleanup_free_ char *dir = xstrdup(h->own_dir);
+    size_t mount_len = strlen(h->mount);
+    int r = -ENOENT;
+    for (;;) { /* the tightest limit on the way up to the mount point */
+        uint64_t room;
+        if (dir_memory_headroom(dir, h->v2, &room) == 0 && (r < 0 || room < *bytes)) {
+            *bytes = room;
+            r = 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (strlen(dir) <= mount_len || !slash)
+            return r;
+        *slash = '\0';
+    }
+}
+
 static struct cgroup_qube *qube_new(struct cgroup_system *cs, const char *name) {
     if (!valid_dir_name(name)) {
         errno = EINVAL;
@@ -678,7 +705,7 @@ static int v2_wait_event(const char *dir, const char *key, uint64_t want, int64_
             return (int)n;
         if (keyed_value(buf, key, &v) >= 0 && v == want)
             return 0;
-        if (now_ns() > deadline)
+        if (mono_ns() > deadline)
             return -ETIMEDOUT;
         struct pollfd pfd = {.fd = fd, .events = POLLPRI};
         struct timespec ts = {0, wait_ns};
@@ -699,7 +726,7 @@ static int v1_wait_frozen(const char *dir, int64_t deadline) {
             return (int)n;
         if (strncmp(buf, "FROZEN", 6) == 0)
             return 0;
-        if (now_ns() > deadline)
+        if (mono_ns() > deadline)
             return -ETIMEDOUT;
         backoff_sleep(&sleep_ns);
         if (round % 8 == 0)
@@ -708,7 +735,7 @@ static int v1_wait_frozen(const char *dir, int64_t deadline) {
 }
 
 int cgroup_qube_freeze(struct cgroup_qube *cg) {
-    int64_t deadline = now_ns() + WAIT_TIMEOUT_NS;
+    int64_t deadline = mono_ns() + WAIT_TIMEOUT_NS;
     bool v2 = cg->cs->v2_freeze;
     const char *dir = v2 ? v2_dir(cg) : ctl_dir(cg, CTL_FREEZER);
     if (!dir)
@@ -774,7 +801,7 @@ static int wait_empty(struct cgroup_qube *cg, int64_t deadline) {
         return -ETIMEDOUT;
     long sleep_ns = 10000;
     while (!cgroup_qube_is_empty(cg)) {
-        if (now_ns() > deadline)
+        if (mono_ns() > deadline)
             return -ETIMEDOUT;
         backoff_sleep(&sleep_ns);
     }
@@ -786,7 +813,7 @@ static int wait_empty(struct cgroup_qube *cg, int64_t deadline) {
  * freeze (both measured on kernel 6.18). Thawing only after the signal is queued means no
  * qube code runs in between: the kill is acted on before returning to user space. */
 int cgroup_qube_kill(struct cgroup_qube *cg) {
-    int64_t deadline = now_ns() + WAIT_TIMEOUT_NS;
+    int64_t deadline = mono_ns() + WAIT_TIMEOUT_NS;
     int r = 0;
     if (cg->cs->v2_kill) {
         r = write_file(v2_dir(cg), "cgroup.kill", "1"); /* the kernel also catches forks */
@@ -803,7 +830,7 @@ int cgroup_qube_kill(struct cgroup_qube *cg) {
                 break;
             if (cg->cs->v2_freeze || ctl_dir(cg, CTL_FREEZER))
                 cgroup_qube_thaw(cg);
-            if (wait_empty(cg, now_ns() + 1000000) >= 0)
+            if (wait_empty(cg, mono_ns() + 1000000) >= 0)
                 break;
         }
     }
@@ -869,7 +896,7 @@ static int rmdir_tree(const char *path, int64_t deadline) {
     while (rmdir(path) < 0) {
         if (errno == ENOENT)
             return 0;
-        if (errno != EBUSY || now_ns() > deadline)
+        if (errno != EBUSY || mono_ns() > deadline)
             return -errno;
         backoff_sleep(&sleep_ns);
     }
@@ -877,7 +904,7 @@ static int rmdir_tree(const char *path, int64_t deadline) {
 }
 
 int cgroup_qube_destroy(struct cgroup_qube *cg) {
-    int64_t deadline = now_ns() + 2000000000LL;
+    int64_t deadline = mono_ns() + 2000000000LL;
     int ret = 0;
     for (size_t i = 0; i < cg->cs->n_hier; i++) {
         int r = rmdir_tree(cg->dir[i], deadline);

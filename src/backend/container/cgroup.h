@@ -35,6 +35,10 @@ struct cgroup_system *cgroup_system_open_from(const char *group, const char *mou
 /* Removes the (empty) group directories; -EBUSY while qube cgroups remain. */
 int cgroup_system_remove_group(struct cgroup_system *cs);
 void cgroup_system_free(struct cgroup_system *cs);
+/* Memory left under the limits on the daemon's own cgroup and its ancestors (the qubes'
+ * cgroups are below it), in bytes: 0 with *bytes, -ENOENT if none is limited, -ENOTSUP
+ * without a memory controller. */
+int cgroup_system_memory_headroom(const struct cgroup_system *cs, uint64_t *bytes);
 /* Human-readable description for the log: "cgroup2 (memory pids cpu) at ..." */
 const char *cgroup_system_describe(const struct cgroup_system *cs);
 

@@ -23,16 +23,11 @@
 #include "container_backend.h"
 #include "fsutil.h"
 #include "launch.h"
+#include "log.h"
+#include "monoclock.h"
 #include "reaper.h"
 #include "sandbox.h"
-#include "log.h"
 #include "strbuf.h"
-
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static struct container_backend *cb_of(struct backend *b) {
     return (struct container_backend *)b;
@@ -167,8 +162,9 @@ static void reap_cgroup(struct run *run) {
     if (!run->cg)
         return;
     cgroup_qube_kill(run->cg);
-    if (cgroup_qube_destroy(run->cg) < 0)
-        log_warning("%s: cgroup not removed: %s", run->name, strerror(errno));
+    int r = cgroup_qube_destroy(run->cg); /* -errno, as every cgroup_* call */
+    if (r < 0)
+        log_warning("%s: cgroup not removed: %s", run->name, strerror(-r));
     run->cg = NULL;
 }
 
@@ -664,8 +660,9 @@ static int container_pause(struct backend *b, const char *name, struct qerr *err
     struct run *run = container_find(cb_of(b), name);
     if (!run || run->power != BACKEND_RUNNING || run->start_done)
         return not_running(name, err);
-    if (cgroup_qube_freeze(run->cg) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot freeze '%s': %s", name, strerror(errno));
+    int r = cgroup_qube_freeze(run->cg);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot freeze '%s': %s", name, strerror(-r));
     run->power = BACKEND_PAUSED;
     return 0;
 }
@@ -680,8 +677,9 @@ static int container_unpause(struct backend *b, const char *name, struct qerr *e
     struct run *run = container_find(cb_of(b), name);
     if (!run || run->power != BACKEND_PAUSED)
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", name);
-    if (cgroup_qube_thaw(run->cg) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot thaw '%s': %s", name, strerror(errno));
+    int r = cgroup_qube_thaw(run->cg);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot thaw '%s': %s", name, strerror(-r));
     run->power = BACKEND_RUNNING;
     return 0;
 }
@@ -772,6 +770,10 @@ static int container_stats(struct backend *b, const char *name, struct backend_s
     out->memory_bytes = cgroup_qube_memory_bytes(run->cg);
     out->cpu_ns = cgroup_qube_cpu_ns(run->cg);
     return 0;
+}
+
+static int container_memory_headroom(struct backend *b, uint64_t *bytes) {
+    return cgroup_system_memory_headroom(cb_of(b)->cgroups, bytes);
 }
 
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
@@ -898,6 +900,7 @@ static const struct backend_ops CONTAINER_OPS = {
     .kill_nowait = container_kill_nowait,
     .state = container_state,
     .stats = container_stats,
+    .memory_headroom = container_memory_headroom,
     .remove_volumes = container_remove_volumes,
     .volume_info = container_volume_info,
     .import_begin = container_import_begin,

@@ -27,6 +27,7 @@
 #include "copytree.h"
 #include "log.h"
 #include "macro.h"
+#include "monoclock.h"
 #include "sandbox.h"
 #include "strbuf.h"
 
@@ -346,12 +347,6 @@ static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec
 
 /* ---- parent side ---- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
     char path[64], map[64];
     snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
@@ -401,7 +396,7 @@ static void op_finish(struct launch_op *op, const char *failure) {
         qerr_set(&err, EXC_QUBES, "%s", failure);
         kill(op->pid, SIGKILL);
     } else {
-        log_debug("launch: %.2f ms from clone to exec", now_ms() - op->t0);
+        log_debug("launch: %.2f ms from clone to exec", mono_ms() - op->t0);
     }
     op_free(op);
     done(userdata, failure ? -1 : 0, failure ? &err : NULL);
@@ -440,10 +435,10 @@ static int on_report(sd_event_source *src, int fd, uint32_t revents, void *userd
 void launch_wait(struct launch_op *op) {
     bool finished = false;
     op->finished = &finished;
-    double deadline = now_ms() + 10000;
+    double deadline = mono_ms() + 10000;
     while (!finished) {
         struct pollfd pfd = {.fd = op->report, .events = POLLIN};
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - mono_ms());
         if (left <= 0 || poll(&pfd, 1, left) == 0) {
             op_finish(op, "the qube's init did not get to the agent within 10 s");
             return;
@@ -480,13 +475,13 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = SIGCHLD,
     };
-    double t0 = now_ms();
+    double t0 = mono_ms();
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
     if (pid == 0) {
         fcntl(s.report[1], F_SETFL, 0); /* the child writes blocking */
         child_main(&s, spec);
     }
-    log_debug("launch: clone3 %.2f ms", now_ms() - t0);
+    log_debug("launch: clone3 %.2f ms", mono_ms() - t0);
     close(s.go[0]);
     close(s.report[1]);
     struct launch_op *op = xcalloc(1, sizeof(*op));
