@@ -15,6 +15,8 @@ struct subscriber {
     sd_event_source *io;
     char *filter;
     struct strbuf queue;
+    sd_event_source *stall_timer; /* armed while the queue is past EVENTS_MAX_BACKLOG */
+    uint64_t last_progress;       /* CLOCK_MONOTONIC usec of the last byte the socket took */
 };
 
 struct events_hub {
@@ -38,6 +40,7 @@ static void subscriber_drop(struct subscriber *s) {
         }
     hub->count--;
     sd_event_source_disable_unref(s->io);
+    sd_event_source_disable_unref(s->stall_timer);
     close(s->fd);
     strbuf_free(&s->queue);
     free(s->filter);
@@ -65,6 +68,7 @@ static int subscriber_flush(struct subscriber *s) {
             return -1;
         }
         strbuf_consume(&s->queue, (size_t)n);
+        sd_event_now(s->hub->loop, CLOCK_MONOTONIC, &s->last_progress);
     }
     uint32_t want = s->queue.len ? EPOLLOUT : 0;
     sd_event_source_set_io_events(s->io, want);
@@ -80,10 +84,45 @@ static int on_subscriber_io(sd_event_source *src, int fd, uint32_t revents, void
     return 0;
 }
 
+static void drop_lagging(struct subscriber *s, const char *why) {
+    log_warning("events: dropping a subscriber that fell %zu bytes behind (%s)", s->queue.len,
+                why);
+    subscriber_drop(s);
+}
+
+static int arm_stall_check(struct subscriber *s);
+
+/* Fires EVENTS_STALL_USEC after the last byte the subscriber took, while it is behind. */
+static int on_stall_check(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct subscriber *s = userdata;
+    sd_event_source_disable_unref(s->stall_timer);
+    s->stall_timer = NULL;
+    if (s->queue.len <= EVENTS_MAX_BACKLOG)
+        return 0;
+    /* `usec` is when the timer was due, which may be before this iteration's progress */
+    uint64_t now = 0;
+    sd_event_now(s->hub->loop, CLOCK_MONOTONIC, &now);
+    if (now >= s->last_progress + EVENTS_STALL_USEC)
+        drop_lagging(s, "it stopped reading");
+    else if (arm_stall_check(s) < 0)
+        drop_lagging(s, "no timer");
+    return 0;
+}
+
+static int arm_stall_check(struct subscriber *s) {
+    if (s->stall_timer)
+        return 0;
+    return sd_event_add_time(s->hub->loop, &s->stall_timer, CLOCK_MONOTONIC,
+                             s->last_progress + EVENTS_STALL_USEC, 0, on_stall_check, s);
+}
+
 static void subscriber_queue(struct subscriber *s, const void *data, size_t len) {
-    if (s->queue.len + len > EVENTS_MAX_BACKLOG) {
-        log_warning("events: dropping a subscriber that fell %zu bytes behind", s->queue.len);
-        subscriber_drop(s);
+    if (s->queue.len + len > EVENTS_HARD_BACKLOG) {
+        drop_lagging(s, "hard limit");
+        return;
+    }
+    if (s->queue.len + len > EVENTS_MAX_BACKLOG && arm_stall_check(s) < 0) {
+        drop_lagging(s, "no timer");
         return;
     }
     bool was_idle = s->queue.len == 0;
@@ -97,6 +136,7 @@ int events_subscribe(struct events_hub *hub, int fd, const char *filter) {
     s->hub = hub;
     s->fd = fd;
     s->filter = xstrdup(filter);
+    sd_event_now(hub->loop, CLOCK_MONOTONIC, &s->last_progress);
     if (sd_event_add_io(hub->loop, &s->io, fd, 0, on_subscriber_io, s) < 0) {
         close(fd);
         free(s->filter);

@@ -1,6 +1,9 @@
 /* admin.Events subscribers. Each event is encoded once and queued to every matching
- * subscriber; a subscriber whose queue passes EVENTS_MAX_BACKLOG (it reads too slowly or
- * not at all) is dropped, so no reader can stall the daemon or grow it without bound. */
+ * subscriber. A subscriber is judged by whether it keeps reading, not by how far behind a
+ * burst left it: one whose queue is past EVENTS_MAX_BACKLOG is dropped only if its socket
+ * took no byte for EVENTS_STALL_USEC (it stopped reading), so a reader slowed down by a busy
+ * machine is kept. EVENTS_HARD_BACKLOG bounds the memory a subscriber can hold whatever it
+ * does, so no reader can stall the daemon or grow it without bound. */
 #pragma once
 #include <stddef.h>
 #include <systemd/sd-event.h>
@@ -8,6 +11,8 @@
 #include "wire.h"
 
 #define EVENTS_MAX_BACKLOG (1024 * 1024)
+#define EVENTS_HARD_BACKLOG (64 * 1024 * 1024)
+#define EVENTS_STALL_USEC (5 * 1000000ULL)
 
 struct events_hub;
 
