@@ -11,6 +11,9 @@
 
 #define MARK_IN_PROGRESS "preload-dispvm-in-progress"
 #define MARK_COMPLETED "preload-dispvm-completed"
+/* what the preload was made from (fingerprint()), kept apart from the markers, which
+ * hold "1" as Qubes' do */
+#define MARK_ORIGIN "preload-dispvm-origin"
 
 struct preload_waiter {
     struct preload *p;
@@ -58,10 +61,8 @@ static bool volume_outdated(struct preload *p, const struct qube *q, const char 
 /* Exact: only a changed root or private revision, or a changed inherited property (fp:
  * the template's fingerprint now, computed once by the caller for its whole list). */
 static bool outdated(struct preload *p, const struct qube *q, const char *fp) {
-    const char *mark = strmap_get(&q->features, MARK_COMPLETED);
-    if (!mark)
-        mark = strmap_get(&q->features, MARK_IN_PROGRESS);
-    if (!mark || strcmp(mark, fp) != 0)
+    const char *origin = strmap_get(&q->features, MARK_ORIGIN);
+    if (!origin || strcmp(origin, fp) != 0)
         return true;
     return strcmp(q->power_state, "Halted") != 0 &&
            (volume_outdated(p, q, "root") || volume_outdated(p, q, "private"));
@@ -147,7 +148,8 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         char names[PRELOAD_LIST_MAX][32];
         size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
         snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
-        set_mark(p, q, MARK_IN_PROGRESS, fp);
+        set_mark(p, q, MARK_IN_PROGRESS, "1");
+        set_mark(p, q, MARK_ORIGIN, fp);
         set_mark(p, q, "internal", "1");
         app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
         preload_list_store(p, tpl, names, n);
@@ -404,7 +406,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         log_warning("preload: %s failed to start: %s", q->name, err ? err->msg : "?");
         preload_discard(p, q, "it failed to start");
     } else if (w && tpl) { /* requested while starting: straight to its caller, no pause */
-        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
         void *ud = w->userdata;
         hand_out(p, q, tpl, w->caller);
@@ -417,7 +419,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         if (engine_pause(p->engine, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
         bool batch = app_batch_begin_ephemeral(p->app, &perr) == 0;
-        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        set_mark(p, q, MARK_COMPLETED, "1");
         set_mark(p, q, MARK_IN_PROGRESS, NULL);
         if (batch && app_batch_end(p->app, &perr) < 0)
             log_error("preload: %s: completion not saved: %s", q->name, perr.msg);

@@ -90,12 +90,31 @@ int preload_validate_property(struct preload *p, const struct qube *q, const cha
     return 0;
 }
 
+/* A preload that stopped while in the list (killed, shut down, crashed) leaves it, and
+ * its place is refilled after the delay, as a used one's is. Those discarded or handed
+ * out left the list before: nothing to do for them. */
+static void preload_stopped(struct preload *p, struct qube *q) {
+    struct qube *tpl = q->props[P_TEMPLATE] ? app_find(p->app, q->props[P_TEMPLATE]) : NULL;
+    if (!tpl || !preload_list_remove(p, tpl, q->name))
+        return;
+    log_info("preload: %s stopped: out of the list of %s", q->name, tpl->name);
+    double delay = preload_delay(p->app, tpl);
+    char names[PRELOAD_LIST_MAX][32];
+    if (delay < 0 && preload_list(tpl, names, PRELOAD_LIST_MAX) > 0)
+        return;
+    preload_schedule(p, tpl, "a preloaded disposable stopped", delay < 0 ? -delay : delay);
+}
+
 /* A template that stopped may have a new root revision, a disposable template a new
  * private one: their preloads are checked (4 s later, as Qubes, to let things settle). */
 void preload_qube_halted(struct preload *p, const char *name) {
     struct qube *q = app_find(p->app, name);
     if (!q)
         return;
+    if (preload_is_preload(p->app, q)) {
+        preload_stopped(p, q);
+        return;
+    }
     for (size_t i = 0; i < p->app->n_qubes; i++) {
         struct qube *d = p->app->qubes[i];
         bool dvm = disposable_template_ok(p->app, d);

@@ -293,7 +293,7 @@ class Settings(PreloadCase):
         self.new_dvm(max=1)
         name = self.wait_filled("pdvm", 1)[0]
         for vm, feat in (("pdvm", "preload-dispvm"), (name, "preload-dispvm-in-progress"),
-                         (name, "preload-dispvm-completed")):
+                         (name, "preload-dispvm-completed"), (name, "preload-dispvm-origin")):
             before = self.feature(vm, feat)
             self.err("admin.vm.feature.Set", feat, vm, b"disp1", exc="PermissionDenied")
             self.err("admin.vm.feature.Remove", feat, vm, exc="PermissionDenied")
@@ -606,6 +606,60 @@ class HandOut(PreloadCase):
         name = self.wait_filled("pdvm", 1)[0]
         r = run_tool(self.d, "qvm-run", "--dispvm", "-p", "hostname")
         self.assertEqual((0, name + "\n"), (r.returncode, r.stdout), r.stderr)
+
+
+# --- a preload that stops: killed, shut down, crashed ---
+
+class Stopped(PreloadCase):
+    """A preload that stops (any way) leaves the list, and the refill follows after
+    preload-dispvm-delay, as a used one's does."""
+
+    def check_stop_leaves_the_list_and_refills(self, stop):
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "preload-dispvm-delay", "0.5")
+        name = self.wait_filled("pdvm", 1)[0]
+        ev = self.events()
+        stop(name)
+        self.assert_gone(name)
+        self.assertNotIn(name, self.plist("pdvm"))
+        new = self.wait_filled("pdvm", 1)
+        self.assertNotEqual([name], new)
+        starts = self.start_events(ev, "pdvm")
+        self.assertTrue(starts, "no refill was announced")
+        self.assertEqual("0.5", starts[0]["delay"])
+        # the next request is served from the list, not cold
+        self.assertEqual(new[0], self.create_disposable())
+
+    def test_killed_preload(self):
+        self.check_stop_leaves_the_list_and_refills(self.kill)
+
+    def test_shut_down_preload(self):
+        self.check_stop_leaves_the_list_and_refills(
+            lambda name: self.tool("qvm-shutdown", "--wait", name))
+
+    def test_shutdown_all_takes_the_preload(self):
+        self.check_stop_leaves_the_list_and_refills(
+            lambda name: self.tool("qvm-shutdown", "--all", "--wait"))
+
+    def test_crashed_preload(self):
+        def crash(name):  # every process of the qube SIGKILLed from the host
+            cg = [c for c in qube_cgroup_dirs(self.d, name)
+                  if os.path.exists(os.path.join(c, "cgroup.controllers"))][0]
+            with open(os.path.join(cg, "cgroup.kill"), "w") as f:
+                f.write("1")
+        self.check_stop_leaves_the_list_and_refills(crash)
+
+    def test_markers_and_remove_in_use_list_name_no_preload(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        self.assertEqual("1", self.feature(name, "preload-dispvm-completed"))
+        self.assertIsNotNone(self.feature(name, "preload-dispvm-origin"))
+        self.set_default_dispvm("pdvm")
+        r = run_tool(self.d, "qvm-remove", "-f", "pdvm")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("It is in use as:\n - global property default_dispvm\n", r.stderr)
+        self.assertNotIn(name, r.stderr)
+        self.assertEqual([name], self.plist("pdvm"))
 
 
 # --- the delay ---
