@@ -24,6 +24,8 @@ struct preload_waiter {
     sd_event_source *timeout;
 };
 
+const char *const PRELOAD_FEATURES[] = {"container-init", NULL};
+
 bool preload_is_preload(const struct app *app, const struct qube *q) {
     return q->klass == QUBE_DISPVM && q->props[P_IS_PRELOAD] &&
            strcmp(q->props[P_IS_PRELOAD], "True") == 0;
@@ -33,19 +35,31 @@ static struct qube *template_of(const struct app *app, const struct qube *q) {
     return q->props[P_TEMPLATE] ? app_find(app, q->props[P_TEMPLATE]) : NULL;
 }
 
-/* What a disposable inherits from its template, hashed: a preload made before a change
- * of any of these is outdated (memory, vcpus, kernel, timeouts, virt_mode, the template). */
+static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mark */
+    for (const char *c = v; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL;
+}
+
+/* What a disposable is made from, besides its volumes, hashed: the properties it
+ * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
+ * itself) and the features its start reads along the template chain (PRELOAD_FEATURES).
+ * A preload made before a change of any of these is outdated; nothing else makes it so
+ * (docs/preload.md, "Never stale"). */
 static void fingerprint(const struct app *app, const struct qube *tpl, char out[17]) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    uint64_t h = 1469598103934665603ULL;
     for (int i = 0; i < PROP_COUNT; i++) {
         if (!(PROP_DEFS[i].flags & PF_INHERIT) && i != P_TEMPLATE)
             continue;
         char buf[1024];
         bool is_default;
-        const char *v = app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default);
-        for (const char *c = v; *c; c++)
-            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-        h = (h ^ 0xff) * 1099511628211ULL;
+        h = hash_str(h, app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default));
+    }
+    for (size_t i = 0; PRELOAD_FEATURES[i]; i++) {
+        const char *v = app_feature_check(app, tpl, PRELOAD_FEATURES[i],
+                                          FEATURE_FALLBACK_TEMPLATE);
+        h = hash_str(h, v ? "=" : "");
+        h = hash_str(h, v ? v : "");
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

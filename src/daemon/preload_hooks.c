@@ -26,7 +26,20 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
     preload_schedule(p, tpl, "of outdated volume(s)", delay);
 }
 
+static void refresh_based_on(struct preload *p, struct qube *q, double delay);
+
+static bool is_preload_feature(const char *name) {
+    for (size_t i = 0; PRELOAD_FEATURES[i]; i++)
+        if (strcmp(name, PRELOAD_FEATURES[i]) == 0)
+            return true;
+    return false;
+}
+
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
+    if (is_preload_feature(name)) { /* preloads made with the old value are outdated */
+        refresh_based_on(p, q, 0);
+        return;
+    }
     if (strcmp(name, "preload-dispvm-max") != 0)
         return;
     const char *v = strmap_get(&q->features, name);
@@ -115,11 +128,16 @@ void preload_qube_halted(struct preload *p, const char *name) {
         preload_stopped(p, q);
         return;
     }
+    refresh_based_on(p, q, 4);
+}
+
+/* The disposable templates that are q or are based on q: their preloads are checked. */
+static void refresh_based_on(struct preload *p, struct qube *q, double delay) {
     for (size_t i = 0; i < p->app->n_qubes; i++) {
         struct qube *d = p->app->qubes[i];
         bool dvm = disposable_template_ok(p->app, d);
         if (dvm && (d == q || streq_ptr(d->props[P_TEMPLATE], q->name)))
-            refresh_outdated(p, d, 4);
+            refresh_outdated(p, d, delay);
     }
 }
 

@@ -839,6 +839,36 @@ class Outdated(PreloadCase):
         self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
         self.assertEqual(old[0], self.create_disposable())
 
+    def test_first_start_of_a_fresh_dvm_keeps_preloads(self):
+        # a disposable template never started: its first start and stop, with nothing
+        # written, is no change (its home is seeded once, the same for everyone)
+        self.new_dvm(max=2)
+        old = self.wait_filled("pdvm", 2)
+        rev = self.volume_info("pdvm", "private")["revision"]
+        r = run_tool(self.d, "qvm-run", "-p", "pdvm", "true")  # starts it
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.shutdown("pdvm")
+        self.assertEqual(rev, self.volume_info("pdvm", "private")["revision"])
+        for name in old:
+            self.assertEqual("False", self.volume_info(name, "private")["is_outdated"])
+        self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
+        name = self.create_disposable()
+        self.assertEqual(old[0], name)
+        # the home it was seeded with, as the template's first start makes it
+        self.assertEqual("1000 700\n", self.qout(name, "stat -c '%u %a' /home/user"))
+
+    def test_container_init_change_replaces_preloads(self):
+        # a feature a preload is made with (its init) is part of what it was made from
+        self.new_dvm(max=1)
+        old = self.wait_filled("pdvm", 1)
+        self.set_feature("pdvm", "container-init", "/sbin/init")
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), FILL_WAIT)
+        self.assert_gone(old[0])
+        new = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertIn("init", self.qout(name, "ps -o pid,comm | awk '$1 == 1 {print $2}'"))
+
     def test_dvm_private_updated_replaces_preloads(self):
         self.new_dvm(max=1)
         old = self.wait_filled("pdvm", 1)
