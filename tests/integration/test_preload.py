@@ -854,8 +854,13 @@ class Outdated(PreloadCase):
         self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
         name = self.create_disposable()
         self.assertEqual(old[0], name)
-        # the home it was seeded with, as the template's first start makes it
-        self.assertEqual("1000 700\n", self.qout(name, "stat -c '%u %a' /home/user"))
+        # the home it was seeded with: the one the disposable template itself sees
+        home = self.qout(name, "stat -c '%u %g %a' /home/user; ls -A /home/user")
+        self.assertTrue(home.startswith("1000 1000 "), home)
+        self.start("pdvm")
+        self.assertEqual(home, self.qout("pdvm", "stat -c '%u %g %a' /home/user; "
+                                                 "ls -A /home/user"))
+        self.kill("pdvm")
 
     def test_container_init_change_replaces_preloads(self):
         # a feature a preload is made with (its init) is part of what it was made from
