@@ -124,11 +124,10 @@ void preload_qube_halted(struct preload *p, const char *name) {
     struct qube *q = app_find(p->app, name);
     if (!q)
         return;
-    if (preload_is_preload(p->app, q)) {
+    if (preload_is_preload(p->app, q))
         preload_stopped(p, q);
-        return;
-    }
-    refresh_based_on(p, q, 4);
+    else if (q->klass != QUBE_DISPVM) /* a disposable is nobody's template */
+        refresh_based_on(p, q, 4);
 }
 
 /* The disposable templates that are q or are based on q: their preloads are checked. */
