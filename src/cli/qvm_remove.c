@@ -88,6 +88,10 @@ static void print_qube_uses(const char *name) {
         if (streq(all.v[q].name, name) ||
             prop_list_fetch("admin.vm.property", all.v[q].name, &props, &err) < 0)
             continue;
+        /* a preload is discarded with what it is based on: never a use (as upstream) */
+        const struct prop *preload = prop_list_find(&props, "is_preload");
+        if (preload && streq(preload->value, "True"))
+            continue;
         for (size_t i = 0; i < ELEMENTSOF(vm_props); i++) {
             const struct prop *p = prop_list_find(&props, vm_props[i]);
             if (p && !p->is_default && streq(p->value, name))

@@ -8,6 +8,7 @@
 /* Written only by the preload engine: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
     "preload-dispvm", "preload-dispvm-in-progress", "preload-dispvm-completed",
+    "preload-dispvm-origin",
 };
 
 static int refuse_protected(const struct api_call *c) {

@@ -253,11 +253,12 @@ static void on_exited(void *userdata, const char *name, int status) {
         return;
     set_power(e, q, "Halted");
     emit(e, q, "domain-shutdown", NULL, NULL);
-    char n[32];
-    snprintf(n, sizeof(n), "%s", name);
-    auto_cleanup(e, q);
+    /* told while the qube is still there: a preload that stopped must be seen as one
+     * (its list, its template) before auto_cleanup removes it */
     if (e->halted)
-        e->halted(e->halted_userdata, n);
+        e->halted(e->halted_userdata, name);
+    if ((q = app_find(e->app, name)))
+        auto_cleanup(e, q);
 }
 
 void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdata) {

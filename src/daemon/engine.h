@@ -49,7 +49,8 @@ int engine_import_end(struct engine *e, const struct qube *q, const char *volume
 /* qrexec: a service call into a running qube, and calls coming up from qubes. */
 int engine_exec(struct engine *e, const struct qube *q, const struct backend_service_call *call,
                 backend_call_done_fn done, void *userdata, struct qerr *err);
-/* Told whenever a qube halted (the preload engine checks for new template revisions). */
+/* Told whenever a qube halted, before an unnamed disposable is removed (the preload
+ * engine checks for new template revisions, and takes a stopped preload off its list). */
 typedef void (*engine_halted_fn)(void *userdata, const char *name);
 void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdata);
 typedef void (*engine_upcall_fn)(void *userdata, struct backend_upcall *call);

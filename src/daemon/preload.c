@@ -11,6 +11,9 @@
 
 #define MARK_IN_PROGRESS "preload-dispvm-in-progress"
 #define MARK_COMPLETED "preload-dispvm-completed"
+/* what the preload was made from (fingerprint()), kept apart from the markers, which
+ * hold "1" as Qubes' do */
+#define MARK_ORIGIN "preload-dispvm-origin"
 
 struct preload_waiter {
     struct preload *p;
@@ -21,6 +24,8 @@ struct preload_waiter {
     sd_event_source *timeout;
 };
 
+const char *const PRELOAD_FEATURES[] = {"container-init", NULL};
+
 bool preload_is_preload(const struct app *app, const struct qube *q) {
     return q->klass == QUBE_DISPVM && q->props[P_IS_PRELOAD] &&
            strcmp(q->props[P_IS_PRELOAD], "True") == 0;
@@ -30,19 +35,31 @@ static struct qube *template_of(const struct app *app, const struct qube *q) {
     return q->props[P_TEMPLATE] ? app_find(app, q->props[P_TEMPLATE]) : NULL;
 }
 
-/* What a disposable inherits from its template, hashed: a preload made before a change
- * of any of these is outdated (memory, vcpus, kernel, timeouts, virt_mode, the template). */
+static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mark */
+    for (const char *c = v; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL;
+}
+
+/* What a disposable is made from, besides its volumes, hashed: the properties it
+ * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
+ * itself) and the features its start reads along the template chain (PRELOAD_FEATURES).
+ * A preload made before a change of any of these is outdated; nothing else makes it so
+ * (docs/preload.md, "Never stale"). */
 static void fingerprint(const struct app *app, const struct qube *tpl, char out[17]) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    uint64_t h = 1469598103934665603ULL;
     for (int i = 0; i < PROP_COUNT; i++) {
         if (!(PROP_DEFS[i].flags & PF_INHERIT) && i != P_TEMPLATE)
             continue;
         char buf[1024];
         bool is_default;
-        const char *v = app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default);
-        for (const char *c = v; *c; c++)
-            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-        h = (h ^ 0xff) * 1099511628211ULL;
+        h = hash_str(h, app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default));
+    }
+    for (size_t i = 0; PRELOAD_FEATURES[i]; i++) {
+        const char *v = app_feature_check(app, tpl, PRELOAD_FEATURES[i],
+                                          FEATURE_FALLBACK_TEMPLATE);
+        h = hash_str(h, v ? "=" : "");
+        h = hash_str(h, v ? v : "");
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
@@ -58,10 +75,8 @@ static bool volume_outdated(struct preload *p, const struct qube *q, const char 
 /* Exact: only a changed root or private revision, or a changed inherited property (fp:
  * the template's fingerprint now, computed once by the caller for its whole list). */
 static bool outdated(struct preload *p, const struct qube *q, const char *fp) {
-    const char *mark = strmap_get(&q->features, MARK_COMPLETED);
-    if (!mark)
-        mark = strmap_get(&q->features, MARK_IN_PROGRESS);
-    if (!mark || strcmp(mark, fp) != 0)
+    const char *origin = strmap_get(&q->features, MARK_ORIGIN);
+    if (!origin || strcmp(origin, fp) != 0)
         return true;
     return strcmp(q->power_state, "Halted") != 0 &&
            (volume_outdated(p, q, "root") || volume_outdated(p, q, "private"));
@@ -147,7 +162,8 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         char names[PRELOAD_LIST_MAX][32];
         size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
         snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
-        set_mark(p, q, MARK_IN_PROGRESS, fp);
+        set_mark(p, q, MARK_IN_PROGRESS, "1");
+        set_mark(p, q, MARK_ORIGIN, fp);
         set_mark(p, q, "internal", "1");
         app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
         preload_list_store(p, tpl, names, n);
@@ -404,7 +420,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         log_warning("preload: %s failed to start: %s", q->name, err ? err->msg : "?");
         preload_discard(p, q, "it failed to start");
     } else if (w && tpl) { /* requested while starting: straight to its caller, no pause */
-        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
         void *ud = w->userdata;
         hand_out(p, q, tpl, w->caller);
@@ -417,7 +433,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         if (engine_pause(p->engine, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
         bool batch = app_batch_begin_ephemeral(p->app, &perr) == 0;
-        set_mark(p, q, MARK_COMPLETED, strmap_get(&q->features, MARK_IN_PROGRESS));
+        set_mark(p, q, MARK_COMPLETED, "1");
         set_mark(p, q, MARK_IN_PROGRESS, NULL);
         if (batch && app_batch_end(p->app, &perr) < 0)
             log_error("preload: %s: completion not saved: %s", q->name, perr.msg);

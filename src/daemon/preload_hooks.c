@@ -26,7 +26,20 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
     preload_schedule(p, tpl, "of outdated volume(s)", delay);
 }
 
+static void refresh_based_on(struct preload *p, struct qube *q, double delay);
+
+static bool is_preload_feature(const char *name) {
+    for (size_t i = 0; PRELOAD_FEATURES[i]; i++)
+        if (strcmp(name, PRELOAD_FEATURES[i]) == 0)
+            return true;
+    return false;
+}
+
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
+    if (is_preload_feature(name)) { /* preloads made with the old value are outdated */
+        refresh_based_on(p, q, 0);
+        return;
+    }
     if (strcmp(name, "preload-dispvm-max") != 0)
         return;
     const char *v = strmap_get(&q->features, name);
@@ -90,17 +103,40 @@ int preload_validate_property(struct preload *p, const struct qube *q, const cha
     return 0;
 }
 
+/* A preload that stopped while in the list (killed, shut down, crashed) leaves it, and
+ * its place is refilled after the delay, as a used one's is. Those discarded or handed
+ * out left the list before: nothing to do for them. */
+static void preload_stopped(struct preload *p, struct qube *q) {
+    struct qube *tpl = q->props[P_TEMPLATE] ? app_find(p->app, q->props[P_TEMPLATE]) : NULL;
+    if (!tpl || !preload_list_remove(p, tpl, q->name))
+        return;
+    log_info("preload: %s stopped: out of the list of %s", q->name, tpl->name);
+    double delay = preload_delay(p->app, tpl);
+    char names[PRELOAD_LIST_MAX][32];
+    if (delay < 0 && preload_list(tpl, names, PRELOAD_LIST_MAX) > 0)
+        return;
+    preload_schedule(p, tpl, "a preloaded disposable stopped", delay < 0 ? -delay : delay);
+}
+
 /* A template that stopped may have a new root revision, a disposable template a new
  * private one: their preloads are checked (4 s later, as Qubes, to let things settle). */
 void preload_qube_halted(struct preload *p, const char *name) {
     struct qube *q = app_find(p->app, name);
     if (!q)
         return;
+    if (preload_is_preload(p->app, q))
+        preload_stopped(p, q);
+    else if (q->klass != QUBE_DISPVM) /* a disposable is nobody's template */
+        refresh_based_on(p, q, 4);
+}
+
+/* The disposable templates that are q or are based on q: their preloads are checked. */
+static void refresh_based_on(struct preload *p, struct qube *q, double delay) {
     for (size_t i = 0; i < p->app->n_qubes; i++) {
         struct qube *d = p->app->qubes[i];
         bool dvm = disposable_template_ok(p->app, d);
         if (dvm && (d == q || streq_ptr(d->props[P_TEMPLATE], q->name)))
-            refresh_outdated(p, d, 4);
+            refresh_outdated(p, d, delay);
     }
 }
 

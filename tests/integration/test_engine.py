@@ -685,6 +685,30 @@ class Revisions(EngineTestCase):
         self.kill("keeper")
         self.assertEqual("0", self.volume_info("keeper", "root")["used_revision"])
 
+    def test_fresh_private_first_start_is_no_change(self):
+        # a disposable of a disposable template never started, then the template's first
+        # start and stop with nothing written: the disposable's private stays current
+        self.new_appvm("fresh")
+        self.set_prop("fresh", "template_for_dispvms", True)
+        disp = self.ok("admin.vm.CreateDisposable", "", "fresh").decode()
+        self.addCleanup(self.remove_quietly, disp)
+        self.start(disp)
+        self.start("fresh")
+        self.assertEqual("1000\n", self.qout("fresh", "stat -c %u /home/user"))
+        self.shutdown("fresh")
+        info = self.volume_info(disp, "private")
+        self.assertEqual((info["revision"], "False"), (info["used_revision"],
+                                                       info["is_outdated"]))
+        self.start("fresh")  # and again: the same revision
+        self.shutdown("fresh")
+        self.assertEqual(info["revision"], self.volume_info("fresh", "private")["revision"])
+        # a write is a change
+        self.start("fresh")
+        self.qrun("fresh", "echo x > /home/user/x")
+        self.shutdown("fresh")
+        self.assertEqual("True", self.volume_info(disp, "private")["is_outdated"])
+        self.kill(disp)
+
 
 # --- the daemon killed and restarted ---
 

@@ -293,7 +293,7 @@ class Settings(PreloadCase):
         self.new_dvm(max=1)
         name = self.wait_filled("pdvm", 1)[0]
         for vm, feat in (("pdvm", "preload-dispvm"), (name, "preload-dispvm-in-progress"),
-                         (name, "preload-dispvm-completed")):
+                         (name, "preload-dispvm-completed"), (name, "preload-dispvm-origin")):
             before = self.feature(vm, feat)
             self.err("admin.vm.feature.Set", feat, vm, b"disp1", exc="PermissionDenied")
             self.err("admin.vm.feature.Remove", feat, vm, exc="PermissionDenied")
@@ -608,6 +608,60 @@ class HandOut(PreloadCase):
         self.assertEqual((0, name + "\n"), (r.returncode, r.stdout), r.stderr)
 
 
+# --- a preload that stops: killed, shut down, crashed ---
+
+class Stopped(PreloadCase):
+    """A preload that stops (any way) leaves the list, and the refill follows after
+    preload-dispvm-delay, as a used one's does."""
+
+    def check_stop_leaves_the_list_and_refills(self, stop):
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "preload-dispvm-delay", "0.5")
+        name = self.wait_filled("pdvm", 1)[0]
+        ev = self.events()
+        stop(name)
+        self.assert_gone(name)
+        self.assertNotIn(name, self.plist("pdvm"))
+        new = self.wait_filled("pdvm", 1)
+        self.assertNotEqual([name], new)
+        starts = self.start_events(ev, "pdvm")
+        self.assertTrue(starts, "no refill was announced")
+        self.assertEqual("0.5", starts[0]["delay"])
+        # the next request is served from the list, not cold
+        self.assertEqual(new[0], self.create_disposable())
+
+    def test_killed_preload(self):
+        self.check_stop_leaves_the_list_and_refills(self.kill)
+
+    def test_shut_down_preload(self):
+        self.check_stop_leaves_the_list_and_refills(
+            lambda name: self.tool("qvm-shutdown", "--wait", name))
+
+    def test_shutdown_all_takes_the_preload(self):
+        self.check_stop_leaves_the_list_and_refills(
+            lambda name: self.tool("qvm-shutdown", "--all", "--wait"))
+
+    def test_crashed_preload(self):
+        def crash(name):  # every process of the qube SIGKILLed from the host
+            cg = [c for c in qube_cgroup_dirs(self.d, name)
+                  if os.path.exists(os.path.join(c, "cgroup.controllers"))][0]
+            with open(os.path.join(cg, "cgroup.kill"), "w") as f:
+                f.write("1")
+        self.check_stop_leaves_the_list_and_refills(crash)
+
+    def test_markers_and_remove_in_use_list_name_no_preload(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        self.assertEqual("1", self.feature(name, "preload-dispvm-completed"))
+        self.assertIsNotNone(self.feature(name, "preload-dispvm-origin"))
+        self.set_default_dispvm("pdvm")
+        r = run_tool(self.d, "qvm-remove", "-f", "pdvm")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("It is in use as:\n - global property default_dispvm\n", r.stderr)
+        self.assertNotIn(name, r.stderr)
+        self.assertEqual([name], self.plist("pdvm"))
+
+
 # --- the delay ---
 
 class Delay(PreloadCase):
@@ -784,6 +838,41 @@ class Outdated(PreloadCase):
         self.set_prop("pdvm", "label", "green")  # not inherited
         self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
         self.assertEqual(old[0], self.create_disposable())
+
+    def test_first_start_of_a_fresh_dvm_keeps_preloads(self):
+        # a disposable template never started: its first start and stop, with nothing
+        # written, is no change (its home is seeded once, the same for everyone)
+        self.new_dvm(max=2)
+        old = self.wait_filled("pdvm", 2)
+        rev = self.volume_info("pdvm", "private")["revision"]
+        r = run_tool(self.d, "qvm-run", "-p", "pdvm", "true")  # starts it
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.shutdown("pdvm")
+        self.assertEqual(rev, self.volume_info("pdvm", "private")["revision"])
+        for name in old:
+            self.assertEqual("False", self.volume_info(name, "private")["is_outdated"])
+        self.assert_stays(lambda: self.assertEqual(old, self.plist("pdvm")), OUTDATED_WAIT + 1)
+        name = self.create_disposable()
+        self.assertEqual(old[0], name)
+        # the home it was seeded with: the one the disposable template itself sees
+        home = self.qout(name, "stat -c '%u %g %a' /home/user; ls -A /home/user")
+        self.assertTrue(home.startswith("1000 1000 "), home)
+        self.start("pdvm")
+        self.assertEqual(home, self.qout("pdvm", "stat -c '%u %g %a' /home/user; "
+                                                 "ls -A /home/user"))
+        self.kill("pdvm")
+
+    def test_container_init_change_replaces_preloads(self):
+        # a feature a preload is made with (its init) is part of what it was made from
+        self.new_dvm(max=1)
+        old = self.wait_filled("pdvm", 1)
+        self.set_feature("pdvm", "container-init", "/sbin/init")
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), FILL_WAIT)
+        self.assert_gone(old[0])
+        new = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertIn("init", self.qout(name, "ps -o pid,comm | awk '$1 == 1 {print $2}'"))
 
     def test_dvm_private_updated_replaces_preloads(self):
         self.new_dvm(max=1)

@@ -817,8 +817,9 @@ class Disposables(QrexecCase):
 
     def test_caller_killed_mid_call(self):
         # a service that never looks at its stdio: the disposable made for a caller that
-        # died goes with it, not when the service ends
-        vols = self.volume_dirs()
+        # died goes with it, not when the service ends (its disposable template's own
+        # volumes may appear: a fresh private volume is seeded at its first use)
+        vols = sorted(set(self.volume_dirs()) | {self.qube_uuid("dvm")})
         p = popen_tool(self.d, "qvm-run", "--dispvm=dvm", "-p", "hostname; sleep 60",
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True)

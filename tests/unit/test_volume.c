@@ -3,6 +3,7 @@
  * otherwise. Each test gets its own state dir. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -543,12 +544,15 @@ static void test_crash_leftovers(void **state) {
     put(f->voldir, "current.tmp", "revision 99\nlay", 0600, 0, 0);
     mkdir_owned(f->voldir, "layers/999", 0755, 0);
     mkdir_owned(f->voldir, "squash-998.tmp", 0755, 0);
+    /* and of a seed (its staging layer, its scratch mount point) */
+    mkdir_owned(f->voldir, "seed-1005.tmp", 0755, 0);
+    mkdir_owned(f->voldir, "seed-1005.mnt", 0700, 0);
     struct volume_stack s = current(f);
     assert_int_equal(s.revision, 1);
     volume_stack_free(&s);
     assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
     /* ids are never reused, even ones only seen on disk */
-    assert_non_null(strstr(upper, "upper-1000"));
+    assert_non_null(strstr(upper, "upper-1006"));
     put(upper, "x", "x\n", 0644, BASE, BASE);
     assert_int_equal(volume_commit(f->state, UUID, "root", upper, work), 1);
     s = current(f);
@@ -557,6 +561,8 @@ static void test_crash_leftovers(void **state) {
     assert_int_equal(volume_gc(f->state, UUID, "root", NULL), 1);
     assert_false(exists(f->voldir, "layers/999"));
     assert_false(exists(f->voldir, "squash-998.tmp"));
+    assert_false(exists(f->voldir, "seed-1005.tmp"));
+    assert_false(exists(f->voldir, "seed-1005.mnt"));
     assert_false(exists(f->voldir, "current.tmp"));
     /* a torn `current` itself is an error, never an empty volume */
     put(f->voldir, "current", "revision 3\nlay", 0600, 0, 0);
@@ -585,6 +591,138 @@ static void test_usage(void **state) {
     assert_true(u < 2 * 100 * 1024); /* the hard link is counted once */
 }
 
+/* ---- seed: a private volume's first revision, made before anyone writes it ---- */
+
+static int fill_calls;
+
+static int fill_home_file(void *ctx, const char *dir, const char *scratch) {
+    fill_calls++;
+    assert_true(exists(scratch, "."));
+    mkdir_owned(dir, "home", 0755, BASE);
+    put(dir, "home/.seeded", (const char *)ctx, 0644, BASE, BASE);
+    return 0;
+}
+
+static int fill_nothing(void *ctx, const char *dir, const char *scratch) {
+    fill_calls++;
+    return 0;
+}
+
+static int fill_fails(void *ctx, const char *dir, const char *scratch) {
+    fill_calls++;
+    put(dir, "half", "x", 0644, BASE, BASE);
+    return -EIO;
+}
+
+static struct volume_stack private_current(struct fixture *f) {
+    struct volume_stack s;
+    assert_int_equal(volume_current(f->state, UUID, "private", &s), 0);
+    return s;
+}
+
+/* Nothing but the volume's dir and its empty layers dir: no seed-* leftovers. */
+static void assert_clean_private(struct fixture *f) {
+    char *dir = tu_path(f->state, "volumes/" UUID "/private");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        assert_true(de->d_name[0] == '.' || strcmp(de->d_name, "layers") == 0 ||
+                    strcmp(de->d_name, "next-id") == 0);
+    closedir(d);
+    free(dir);
+}
+
+static void test_seed(void **state) {
+    struct fixture *f = *state;
+    fill_calls = 0;
+    /* a fill that leaves nothing, or fails, leaves the volume never written */
+    assert_int_equal(volume_seed(f->state, UUID, "private", BASE, fill_nothing, NULL), 0);
+    assert_int_equal(volume_seed(f->state, UUID, "private", BASE, fill_fails, NULL), -EIO);
+    struct volume_stack s = private_current(f);
+    assert_int_equal(s.revision, 0);
+    volume_stack_free(&s);
+    assert_clean_private(f);
+
+    assert_int_equal(volume_seed(f->state, UUID, "private", BASE, fill_home_file, "one\n"), 1);
+    s = private_current(f);
+    assert_int_equal(s.revision, 1);
+    assert_int_equal(s.n_layers, 1);
+    struct stat st = lstat_of(s.layers[0], ".");
+    assert_int_equal(st.st_uid, BASE);
+    assert_int_equal(st.st_mode & 07777, 0755);
+    char *seeded = tu_path(s.layers[0], "home/.seeded"), *text = slurp(seeded);
+    assert_string_equal(text, "one\n");
+    free(seeded);
+    free(text);
+    volume_stack_free(&s);
+
+    /* written once: never seeded again */
+    assert_int_equal(volume_seed(f->state, UUID, "private", BASE, fill_home_file, "two\n"), 0);
+    assert_int_equal(fill_calls, 3);
+    /* a start on the seed that writes nothing makes no new revision */
+    char *upper, *work;
+    assert_int_equal(volume_begin_write(f->state, UUID, "private", BASE, &upper, &work), 0);
+    assert_int_equal(volume_commit(f->state, UUID, "private", upper, work), 0);
+    s = private_current(f);
+    assert_int_equal(s.revision, 1);
+    volume_stack_free(&s);
+    /* one that writes stacks on the seed */
+    free(upper);
+    free(work);
+    assert_int_equal(volume_begin_write(f->state, UUID, "private", BASE, &upper, &work), 0);
+    put(upper, "mine", "x", 0644, BASE, BASE);
+    assert_int_equal(volume_commit(f->state, UUID, "private", upper, work), 1);
+    s = private_current(f);
+    assert_int_equal(s.revision, 2);
+    assert_int_equal(s.n_layers, 2);
+    assert_true(exists(s.layers[1], "home/.seeded"));
+    volume_stack_free(&s);
+    free(upper);
+    free(work);
+}
+
+static void test_copy_out(void **state) {
+    struct fixture *f = *state;
+    char *upper, *work, *scratch = tu_path(f->state, "scratch");
+    import_tree(f, fill_tree);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    /* one layer: its own merged view */
+    struct volume_stack s = current(f);
+    char *one = tu_path(f->state, "one");
+    assert_int_equal(mkdir(one, 0755), 0);
+    assert_int_equal(volume_copy_out(&s, scratch, "home/user", one), 0);
+    assert_true(exists(one, "notes"));
+    volume_stack_free(&s);
+    /* two layers: a deletion and a new file in the top one */
+    assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
+    mkdir_owned(upper, "home", 0755, BASE);
+    mkdir_owned(upper, "home/user", 0700, BASE + 1000);
+    char *wh = tu_path(upper, "home/user/notes");
+    assert_int_equal(mknod(wh, S_IFCHR | 0, makedev(0, 0)), 0);
+    put(upper, "home/user/new", "new\n", 0600, BASE + 1000, BASE + 1000);
+    assert_int_equal(volume_commit(f->state, UUID, "root", upper, work), 1);
+    s = current(f);
+    assert_int_equal(s.n_layers, 2);
+    char *two = tu_path(f->state, "two");
+    assert_int_equal(mkdir(two, 0755), 0);
+    assert_int_equal(volume_copy_out(&s, scratch, "home/user", two), 0);
+    assert_true(exists(two, "new"));
+    assert_false(exists(two, "notes"));
+    struct stat st = lstat_of(two, ".");
+    assert_int_equal(st.st_uid, BASE + 1000);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_true(exists(scratch, ".")); /* the view was the child's only */
+    assert_int_equal(volume_copy_out(&s, scratch, "nope", two), -ENOENT);
+    volume_stack_free(&s);
+    free(wh);
+    free(one);
+    free(two);
+    free(scratch);
+    free(upper);
+    free(work);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_empty_volume, setup, teardown),
@@ -598,6 +736,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_uidshift, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

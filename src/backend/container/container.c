@@ -380,6 +380,44 @@ static int prepare_cow(struct run *run, struct run_volume *v, const char *source
     return 0;
 }
 
+/* ---- a private volume's first content ---- */
+
+struct home_seed {
+    const struct volume_stack *root;
+    uid_t base;
+};
+
+/* What a fresh private volume gets at its first start (launch.c's mount_private does
+ * the same in a qube when there is no seed): home/ and home/user for uid 1000, with
+ * the template's /home/user (its skeleton) copied in. */
+static int fill_home(void *ctx, const char *dir, const char *scratch) {
+    const struct home_seed *seed = ctx;
+    char home[4096], user[4096];
+    snprintf(home, sizeof(home), "%s/home", dir);
+    snprintf(user, sizeof(user), "%s/home/user", dir);
+    if (make_owned_dir(home, seed->base, 0755) < 0 ||
+        make_owned_dir(user, seed->base + 1000, 0700) < 0)
+        return -errno;
+    int r = volume_copy_out(seed->root, scratch, "home/user", user);
+    return r == -ENOENT ? 0 : r;
+}
+
+/* A private volume never written gets its home as a revision of its own before anyone
+ * uses it: the owner's first start and its disposables then start from the same
+ * content, and a start that writes nothing else makes no new revision (that would
+ * outdate every preload made from the volume: docs/preload.md, "Never stale"). Without
+ * a seed the qube seeds its home itself, in its upper, as before. */
+static void seed_private(struct run *run, const char *owner_uuid) {
+    struct container_backend *cb = run->cb;
+    struct home_seed seed = {&run->root.stack, cb->uid_base};
+    int r = volume_seed(cb->state_dir, owner_uuid, "private", cb->uid_base, fill_home, &seed);
+    if (r < 0)
+        log_warning("%s: cannot seed the private volume of %s: %s", run->name, owner_uuid,
+                    strerror(-r));
+    else if (r > 0)
+        log_debug("%s: private volume of %s seeded", run->name, owner_uuid);
+}
+
 static int prepare_volumes(struct run *run, const struct backend_qube *q, struct qerr *err) {
     struct container_backend *cb = run->cb;
     char tmp[4096];
@@ -388,6 +426,9 @@ static int prepare_volumes(struct run *run, const struct backend_qube *q, struct
     bool own_root = q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM;
     int r = own_root ? prepare_own(run, &run->root, "root")
                      : prepare_cow(run, &run->root, q->root_source, "root");
+    const char *priv_owner = q->kind == BACKEND_DISPVM ? q->private_source : run->uuid;
+    if (r == 0 && priv_owner && run->root.stack.n_layers > 0)
+        seed_private(run, priv_owner);
     if (r == 0)
         r = q->kind == BACKEND_DISPVM ? prepare_cow(run, &run->priv, q->private_source, "private")
                                       : prepare_own(run, &run->priv, "private");

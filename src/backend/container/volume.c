@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "copytree.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -292,7 +293,7 @@ static int alloc_id(const char *voldir, uint64_t *out) {
         return r;
     if (r == 0)
         next = strtoull(text, NULL, 10);
-    static const char *const prefixes[] = {"upper-", "work-", "squash-"};
+    static const char *const prefixes[] = {"upper-", "work-", "squash-", "seed-"};
     uint64_t seen = max_id_in(layers, "");
     for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
         uint64_t m = max_id_in(voldir, prefixes[i]);
@@ -608,6 +609,95 @@ int volume_import_end(const char *state_dir, const char *uuid, const char *name,
     return r < 0 ? r : k;
 }
 
+/* ---- seed: the first revision of a volume never written ---- */
+
+int volume_seed(const char *state_dir, const char *uuid, const char *name, uid_t owner,
+                volume_fill_fn fill, void *ctx) {
+    _cleanup_free_ char *voldir = NULL, *layers = NULL;
+    _cleanup_(ids_free) struct ids cur = {0}, next = {0};
+    uint64_t id;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    layers = xasprintf("%s/layers", voldir);
+    if ((r = mkdir_p(layers, 0700)) < 0 || (r = ids_read(voldir, "current", &cur)) < 0)
+        return r;
+    if (cur.revision > 0 || cur.n > 0)
+        return 0; /* written already: its content is its own */
+    if ((r = alloc_id(voldir, &id)) < 0)
+        return r;
+    _cleanup_free_ char *tmp = xasprintf("%s/seed-%" PRIu64 ".tmp", voldir, id);
+    _cleanup_free_ char *mnt = xasprintf("%s/seed-%" PRIu64 ".mnt", voldir, id);
+    _cleanup_free_ char *layer = xasprintf("%s/%" PRIu64, layers, id);
+    /* the merged root takes its owner and mode from the top layer's root, as from an
+     * upper's (make_upper) */
+    if (mkdir(tmp, 0755) < 0 || chown(tmp, owner, owner) < 0 || chmod(tmp, 0755) < 0 ||
+        mkdir(mnt, 0700) < 0)
+        r = -errno;
+    if (r == 0)
+        r = fill(ctx, tmp, mnt);
+    rmdir(mnt);
+    if (r == 0 && (r = dir_has_entries(tmp)) == 0) {
+        rm_rf(tmp); /* nothing to seed: the volume stays never written */
+        return 0;
+    }
+    if (r > 0)
+        r = rename(tmp, layer) < 0 ? -errno : 0;
+    if (r < 0) {
+        rm_rf(tmp);
+        return r;
+    }
+    next.revision = 1;
+    ids_push(&next, id);
+    r = ids_commit(voldir, &next); /* on failure layers/<id> is garbage for volume_gc() */
+    return r < 0 ? r : 1;
+}
+
+/* In a forked child with a private mount namespace: the overlay vanishes with it. */
+_Noreturn static void copy_out_child(const char *opts, const char *mnt, const char *from_sub,
+                                     const char *dest) {
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("overlay", mnt, "overlay", MS_RDONLY, opts) < 0) {
+        log_error("volume: cannot mount a merged view on %s: %m", mnt);
+        _exit(126);
+    }
+    _cleanup_free_ char *from = xasprintf("%s/%s", mnt, from_sub);
+    if (access(from, F_OK) < 0)
+        _exit(errno == ENOENT ? 2 : 1);
+    int r = copy_tree(from, dest);
+    if (r < 0)
+        log_error("volume: cannot copy %s out of a merged view: %s", from_sub, strerror(-r));
+    _exit(r < 0 ? 1 : 0);
+}
+
+int volume_copy_out(const struct volume_stack *stack, const char *mnt, const char *sub,
+                    const char *dest) {
+    if (stack->n_layers == 0)
+        return -ENOENT;
+    if (stack->n_layers == 1) { /* one layer is its own merged view: no mount needed */
+        _cleanup_free_ char *from = xasprintf("%s/%s", stack->layers[0], sub);
+        return access(from, F_OK) < 0 ? -errno : copy_tree(from, dest);
+    }
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    strbuf_puts(&opts, "lowerdir=");
+    for (size_t i = 0; i < stack->n_layers; i++)
+        strbuf_printf(&opts, "%s%s", i ? ":" : "", stack->layers[i]);
+    if (opts.len >= 4000)
+        return -E2BIG; /* mount options are limited to a page */
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        copy_out_child(strbuf_str(&opts), mnt, sub, dest);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (WIFEXITED(status) && WEXITSTATUS(status) <= 2)
+        return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == 2 ? -ENOENT : -EIO;
+    return -EIO;
+}
+
 /* ---- garbage collection and removal ---- */
 
 /* Layers the current revision or a running writer's base refers to. */
@@ -649,7 +739,7 @@ static bool is_leftover(const char *voldir, const char *name) {
     size_t len = strlen(name);
     if (len > 4 && streq(name + len - 4, ".tmp"))
         return true; /* an interrupted atomic write or squash */
-    if (parse_id(name, "squash-", ".mnt"))
+    if (parse_id(name, "squash-", ".mnt") || parse_id(name, "seed-", ".mnt"))
         return true;
     uint64_t id = parse_id(name, "upper-", ".base");
     if (!id)

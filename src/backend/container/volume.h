@@ -45,6 +45,21 @@ int volume_commit(const char *state_dir, const char *uuid, const char *name, con
 /* Throws a writer's upper and work dir away without committing (a start that failed). */
 int volume_abort_write(const char *state_dir, const char *uuid, const char *name,
                        const char *upper, const char *work);
+/* A volume never written gets its first revision from `fill`, which puts the content
+ * into `dir` (an empty directory, owned by `owner`; `scratch` is an empty directory it
+ * may mount on). Content that every first start would make anyway (a private volume's
+ * home, seeded from the template) is then no change of the volume: a start and stop that
+ * writes nothing more leaves the revision alone, and disposables made from it stay
+ * current. Returns 1 if revision 1 was made, 0 if the volume had been written already
+ * (or fill left dir empty), -errno. */
+typedef int (*volume_fill_fn)(void *ctx, const char *dir, const char *scratch);
+int volume_seed(const char *state_dir, const char *uuid, const char *name, uid_t owner,
+                volume_fill_fn fill, void *ctx);
+/* Copies directory `sub` (relative) of the merged view of `stack` into the existing
+ * directory `dest`, as `cp -a stack/sub/. dest` would. `mnt` is an empty directory to
+ * mount the view on (in a child's private mount namespace). -ENOENT if sub is absent. */
+int volume_copy_out(const struct volume_stack *stack, const char *mnt, const char *sub,
+                    const char *dest);
 /* Import for qvm-template: a staging dir to fill, then shift ownership into the range and
  * make it the single layer of a new revision (or throw it away). */
 int volume_import_begin(const char *state_dir, const char *uuid, const char *name, char *path,
