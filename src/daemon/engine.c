@@ -9,7 +9,6 @@
 #include "log.h"
 
 #define ENGINES_MAX 8
-#define ENGINE_OPTIONS_MAX 32
 
 struct engine {
     struct app *app;
@@ -61,31 +60,40 @@ static const char *virt_mode_of(const struct app *app, const struct qube *q, cha
     return buf;
 }
 
-static bool has_option(const struct qube_desc *d, const char *key) {
-    return backend_option(d->options, d->bq.n_options, key) != NULL;
-}
-
 /* The engine's knobs are features named "<virt_mode>-KEY" (crun's annotations): the
  * daemon passes them on without knowing what they mean. The qube's own win over its
  * template's, as with every feature read along the template chain. */
-static void collect_options(const struct app *app, const struct qube *q, struct qube_desc *d) {
-    char prefix[40];
-    int plen = snprintf(prefix, sizeof(prefix), "%s-", d->virt_mode);
+size_t engine_qube_options(const struct app *app, const struct qube *q,
+                           struct backend_option *out, size_t max) {
+    char mode[32], prefix[40];
+    int plen = snprintf(prefix, sizeof(prefix), "%s-", virt_mode_of(app, q, mode, sizeof(mode)));
+    size_t n = 0;
     for (int depth = 0; q && depth < 8; depth++) {
         for (size_t i = 0; i < q->features.n; i++) {
             const struct strmap_entry *f = &q->features.e[i];
-            if (strncmp(f->key, prefix, (size_t)plen) != 0 || has_option(d, f->key + plen))
+            if (strncmp(f->key, prefix, (size_t)plen) != 0 ||
+                backend_option(out, n, f->key + plen))
                 continue;
-            if (d->bq.n_options == ENGINE_OPTIONS_MAX) {
-                log_warning("%s: more than %d %s* features; the rest are ignored", q->name,
-                            ENGINE_OPTIONS_MAX, prefix);
-                return;
+            if (n == max) {
+                log_warning("%s: more than %zu %s* features; the rest are ignored", q->name,
+                            max, prefix);
+                return n;
             }
-            d->options[d->bq.n_options++] = (struct backend_option){f->key + plen, f->value};
+            out[n++] = (struct backend_option){f->key + plen, f->value};
         }
         q = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
                 ? prop_qube(app, q, P_TEMPLATE) : NULL;
     }
+    return n;
+}
+
+bool engine_is_option_feature(const struct engine *e, const char *feature) {
+    for (size_t i = 0; i < e->n_backends; i++) {
+        size_t len = strlen(e->backends[i]->ops->name);
+        if (strncmp(feature, e->backends[i]->ops->name, len) == 0 && feature[len] == '-')
+            return true;
+    }
+    return false;
 }
 
 /* AppVM: root from its template. DispVM: root from its disposable template's template,
@@ -114,7 +122,7 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
         .options = d->options,
     };
-    collect_options(app, q, d);
+    d->bq.n_options = engine_qube_options(app, q, d->options, ENGINE_OPTIONS_MAX);
 }
 
 static struct backend *backend_named(struct engine *e, const char *mode) {

@@ -14,6 +14,14 @@ struct engine;
 struct engine *engine_new(struct app *app, struct backend *const *backends, size_t n);
 void engine_free(struct engine *e);
 
+/* A qube's engine options: its `<virt_mode>-KEY` features, the nearest along the template
+ * chain winning, as KEY=value pointing into the model (used at once, never kept). */
+#define ENGINE_OPTIONS_MAX 32
+size_t engine_qube_options(const struct app *app, const struct qube *q,
+                           struct backend_option *out, size_t max);
+/* Is `feature` named like an option of one of the engines (`<virt_mode>-KEY`)? */
+bool engine_is_option_feature(const struct engine *e, const char *feature);
+
 /* After a restart: adopt the qubes that still run, remove what is left of the others. */
 void engine_recover(struct engine *e);
 

@@ -24,8 +24,6 @@ struct preload_waiter {
     sd_event_source *timeout;
 };
 
-const char *const PRELOAD_FEATURES[] = {"container-init", NULL};
-
 bool preload_is_preload(const struct app *app, const struct qube *q) {
     return q->klass == QUBE_DISPVM && q->props[P_IS_PRELOAD] &&
            strcmp(q->props[P_IS_PRELOAD], "True") == 0;
@@ -43,10 +41,12 @@ static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mar
 
 /* What a disposable is made from, besides its volumes, hashed: the properties it
  * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
- * itself) and the features its start reads along the template chain (PRELOAD_FEATURES).
+ * itself) and its engine's options, the `<virt_mode>-KEY` features read along the
+ * template chain (engine_qube_options).
  * A preload made before a change of any of these is outdated; nothing else makes it so
  * (docs/preload.md, "Never stale"). */
-static void fingerprint(const struct app *app, const struct qube *tpl, char out[17]) {
+static void fingerprint(struct preload *p, const struct qube *tpl, char out[17]) {
+    const struct app *app = p->app;
     uint64_t h = 1469598103934665603ULL;
     for (int i = 0; i < PROP_COUNT; i++) {
         if (!(PROP_DEFS[i].flags & PF_INHERIT) && i != P_TEMPLATE)
@@ -55,11 +55,11 @@ static void fingerprint(const struct app *app, const struct qube *tpl, char out[
         bool is_default;
         h = hash_str(h, app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default));
     }
-    for (size_t i = 0; PRELOAD_FEATURES[i]; i++) {
-        const char *v = app_feature_check(app, tpl, PRELOAD_FEATURES[i],
-                                          FEATURE_FALLBACK_TEMPLATE);
-        h = hash_str(h, v ? "=" : "");
-        h = hash_str(h, v ? v : "");
+    struct backend_option opts[ENGINE_OPTIONS_MAX];
+    size_t n = engine_qube_options(app, tpl, opts, ENGINE_OPTIONS_MAX);
+    for (size_t i = 0; i < n; i++) { /* in feature order: the same options, the same hash */
+        h = hash_str(h, opts[i].key);
+        h = hash_str(h, opts[i].value);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
@@ -233,7 +233,7 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     if (!disposable_template_ok(p->app, tpl))
         return;
     char fp[17];
-    fingerprint(p->app, tpl, fp);
+    fingerprint(p, tpl, fp);
     prune(p, tpl, fp);
     unsigned max = preload_max(p->app, tpl);
     size_t n = trim(p, tpl, max);
@@ -538,7 +538,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
     struct qube *starting = NULL, *queued = NULL;
     char fp[17];
-    fingerprint(p->app, tpl, fp);
+    fingerprint(p, tpl, fp);
     fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);

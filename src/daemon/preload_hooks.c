@@ -28,15 +28,8 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
 
 static void refresh_based_on(struct preload *p, struct qube *q, double delay);
 
-static bool is_preload_feature(const char *name) {
-    for (size_t i = 0; PRELOAD_FEATURES[i]; i++)
-        if (strcmp(name, PRELOAD_FEATURES[i]) == 0)
-            return true;
-    return false;
-}
-
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
-    if (is_preload_feature(name)) { /* preloads made with the old value are outdated */
+    if (engine_is_option_feature(p->engine, name)) { /* made with the old value: outdated */
         refresh_based_on(p, q, 0);
         return;
     }

@@ -21,7 +21,6 @@ struct preload {
 
 /* Features of the template chain that a qube's start reads (engine.c's describe()):
  * part of what a preload is made from. NULL-terminated. */
-extern const char *const PRELOAD_FEATURES[];
 
 struct qube *preload_default_dispvm(const struct app *app);
 bool preload_global_applies(const struct app *app, const struct qube *tpl);
