@@ -53,6 +53,16 @@ static int resolve_call(struct api_call *c) {
     return c->dest ? 0 : -1;
 }
 
+/* A method Qubes has but we lack is "not implemented" (tools catch that); any other
+ * name is a protocol error, as qubesd answers it. */
+static int refuse_missing_method(struct api_call *c) {
+    const char *name = c->req->method;
+    if (api_is_upstream_method(name))
+        return qerr_set(c->err, EXC_NOT_IMPLEMENTED, "`%s` is not implemented by dispenser",
+                        name);
+    return qerr_set(c->err, EXC_PROTOCOL, "no such method: '%s'", name);
+}
+
 static enum api_result reply_of(struct api_call *call, int r, struct strbuf *reply) {
     const struct wire_request *req = call->req;
     if (r == 0) {
@@ -80,8 +90,7 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
     int r = resolve_call(&call);
     if (r == 0) {
         m = api_find_method(req->method);
-        r = m ? check_shape(m, &call) : qerr_set(&err, EXC_PROTOCOL, "no such method: '%s'",
-                                                 req->method);
+        r = m ? check_shape(m, &call) : refuse_missing_method(&call);
     }
     if (r == 0)
         r = m->handler(&call);

@@ -117,6 +117,23 @@ class MethodShape(UnchangedCase):
                 r = self.err(m, "", "dom0", exc=PROTOCOL)
                 self.assertIn("no such method", r.message)
 
+    def test_upstream_methods_we_lack_are_not_implemented(self):
+        # Known Admin API methods answer QubesNotImplementedError (which upstream tools
+        # catch: qvm-clone's rollback, --ignore-errors), naming the method.
+        for m, arg, dest, payload in [("admin.vm.notes.Get", "", "work", b""),
+                                      ("admin.vm.notes.Set", "", "work", b"text"),
+                                      ("admin.pool.List", "", "dom0", b""),
+                                      ("admin.vm.volume.CloneFrom", "private", "work", b""),
+                                      ("admin.vm.device.pci.Available", "", "work", b""),
+                                      ("admin.vm.firewall.Get", "", "work", b""),
+                                      ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
+                                       b"name=x label=red"),
+                                      ("admin.backup.Info", "x", "dom0", b"")]:
+            with self.subTest(method=m):
+                r = self.err(m, arg, dest, payload, exc="QubesNotImplementedError")
+                self.assertIn(m, r.message)
+                self.assertIn("not implemented", r.message)
+
     def test_unknown_destination(self):
         self.err("admin.vm.List", "", "nosuchvm", exc="QubesVMNotFoundError")
         self.err("admin.vm.property.Set", "label", "nosuchvm", b"red",

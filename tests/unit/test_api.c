@@ -136,6 +136,20 @@ static void test_generic_errors(void **state) { /* 15, 16, 17, 18 */
     EXPECT(f, "admin.vm.List+ dom0 name dom0\0x", "2\0ProtocolError\0\0unexpected payload\0");
 }
 
+/* Methods of Qubes' Admin API that dispenser lacks: a Qubes error the tools can catch. */
+static void test_not_implemented(void **state) {
+    struct fixture *f = *state;
+    EXPECT(f, "admin.pool.List+ dom0 name dom0\0",
+           "2\0QubesNotImplementedError\0\0`admin.pool.List` is not implemented by dispenser\0");
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name dom0\0",
+           "2\0QubesNotImplementedError\0\0`admin.vm.notes.Get` is not implemented by dispenser\0");
+    /* names Qubes does not have stay protocol errors */
+    EXPECT_ERROR(f, "admin.vm.notes.Frob+ dom0 name dom0\0", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.Create.AdminVM+ dom0 name dom0\0", "ProtocolError");
+    /* the destination is resolved first, as for every method */
+    EXPECT_ERROR(f, "admin.pool.List+ dom0 name nosuchvm\0", "QubesVMNotFoundError");
+}
+
 static void test_shape_errors(void **state) {
     struct fixture *f = *state;
     EXPECT_ERROR(f, "admin.vm.List+x dom0 name dom0\0", "ProtocolError");
@@ -305,6 +319,7 @@ int main(void) {
         T(test_list_after_create),
         T(test_generic_errors),
         T(test_shape_errors),
+        T(test_not_implemented),
         T(test_source_must_be_dom0),
         T(test_property_get),
         T(test_property_get_default),
