@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_checks.h"
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
@@ -39,6 +40,23 @@ static int check_shape(const struct api_method *m, const struct api_call *c) {
     if ((m->flags & API_DEST_NOT_ADMINVM) && c->dest->klass == QUBE_ADMINVM)
         return qerr_set(c->err, EXC_PROTOCOL, "expected destination to not be AdminVM");
     return 0;
+}
+
+static bool starts_with(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The wire lets any byte but NUL into the argument, so that a bad one gets a Qubes error
+ * rather than a dropped connection; handlers only ever see printable ASCII. */
+static int check_arg_bytes(const struct api_call *c) {
+    const char *method = c->req->method, *arg = c->req->arg;
+    if (check_argument(method, arg, NULL) == 0)
+        return 0;
+    if (starts_with(method, "admin.vm.tag."))
+        return check_tag(arg, c->err);
+    if (starts_with(method, "admin.vm.feature."))
+        return check_feature_name(arg, c->err);
+    return check_argument(method, arg, c->err);
 }
 
 /* Source and destination are resolved before the method, as qubesd does. */
@@ -92,6 +110,8 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
         m = api_find_method(req->method);
         r = m ? check_shape(m, &call) : refuse_missing_method(&call);
     }
+    if (r == 0)
+        r = check_arg_bytes(&call);
     if (r == 0)
         r = m->handler(&call);
     if (r == API_HANDLER_DEFERRED)

@@ -229,10 +229,42 @@ static void test_features(void **state) { /* 36-41 */
 static void test_feature_bad_input(void **state) {
     struct fixture *f = *state;
     make_tpl_work(f);
-    EXPECT_ERROR(f, "admin.vm.feature.Set+a/b dom0 name work\0x", "ProtocolError");
-    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0caf\xc3\xa9", "ProtocolError");
-    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0a\nb", "ProtocolError");
+    EXPECT(f, "admin.vm.feature.Set+a/b dom0 name work\0x",
+           "2\0QubesValueError\0\0feature name contains a disallowed character ('/' at offset "
+           "1): feature names are made of A-Z a-z 0-9 _ . -\0");
+    EXPECT(f, "admin.vm.feature.Set+foo dom0 name work\0caf\xc3\xa9",
+           "2\0QubesValueError\0\0feature value contains a disallowed character (byte 0xc3 at "
+           "offset 3): values are printable ASCII (0x20-0x7e)\0");
+    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0a\nb", "QubesValueError");
     EXPECT(f, "admin.vm.feature.List+ dom0 name work\0", "0\0");
+}
+
+/* Length is not a character problem, and a name with a space or non-ASCII bytes gets
+ * a Qubes error (not a dropped connection) whose message stays printable ASCII. */
+static void test_feature_and_tag_limits(void **state) {
+    struct fixture *f = *state;
+    make_tpl_work(f);
+    char req[512];
+    int n = snprintf(req, sizeof(req), "admin.vm.feature.Set+%0300d dom0 name work", 0);
+    req[n] = '\0';
+    req[n + 1] = 'x';
+    assert_int_equal(call(f, req, (size_t)n + 2), API_REPLIED);
+    assert_bytes_equal(f->reply.data, f->reply.len,
+                       BYTES("2\0QubesValueError\0\0feature name is 300 characters long: the "
+                             "limit is 255\0"));
+    EXPECT(f, "admin.vm.feature.Get+w\xc3\xb6rd dom0 name work\0",
+           "2\0QubesValueError\0\0feature name contains a disallowed character (byte 0xc3 at "
+           "offset 1): feature names are made of A-Z a-z 0-9 _ . -\0");
+    EXPECT(f, "admin.vm.tag.Set+a b dom0 name work\0",
+           "2\0QubesInvalidTagError\0\0tag contains a disallowed character (' ' at offset 1): "
+           "tags are made of A-Z a-z 0-9 _ -\0");
+    EXPECT(f, "admin.vm.property.Get+la bel dom0 name work\0",
+           "2\0QubesValueError\0\0the argument of admin.vm.property.Get contains a disallowed "
+           "character (' ' at offset 2): arguments are printable ASCII without spaces\0");
+    EXPECT(f, "admin.vm.List+ dom0 name w\xc3\xb6rk\0",
+           "2\0QubesValueError\0\0VM name contains illegal characters\0");
+    EXPECT(f, "admin.vm.feature.List+ dom0 name work\0", "0\0");
+    EXPECT(f, "admin.vm.tag.List+ dom0 name work\0", "0\0created-by-dom0\n");
 }
 
 static void test_feature_check_with_template(void **state) {
@@ -327,6 +359,7 @@ int main(void) {
         T(test_property_set_nul_in_payload),
         T(test_features),
         T(test_feature_bad_input),
+        T(test_feature_and_tag_limits),
         T(test_feature_check_with_template),
         T(test_tags),
         T(test_remove_and_globals),
