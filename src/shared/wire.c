@@ -58,6 +58,12 @@ int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out) {
     return 0;
 }
 
+size_t wire_request_len(const char *method, const char *arg, const char *dest,
+                        size_t payload_len) {
+    return strlen(method) + 1 + (arg ? strlen(arg) : 0) + strlen(" dom0 name ") + strlen(dest) +
+           1 + payload_len;
+}
+
 void wire_format_request(struct strbuf *sb, const char *method, const char *arg,
                          const char *dest, const void *payload, size_t payload_len) {
     strbuf_printf(sb, "%s+%s dom0 name %s", method, arg ? arg : "", dest);

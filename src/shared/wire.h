@@ -28,6 +28,9 @@ struct wire_request {
  * spaces: the API checks them and answers with a Qubes error. */
 int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out);
 
+/* The length wire_format_request makes (arg may be NULL). */
+size_t wire_request_len(const char *method, const char *arg, const char *dest,
+                        size_t payload_len);
 void wire_format_request(struct strbuf *sb, const char *method, const char *arg,
                          const char *dest, const void *payload, size_t payload_len);
 
