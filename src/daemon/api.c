@@ -81,18 +81,32 @@ static int refuse_missing_method(struct api_call *c) {
     return qerr_set(c->err, EXC_PROTOCOL, "no such method: '%s'", name);
 }
 
+/* Argument and names may hold any byte but NUL: the log gets '?' for the unprintable
+ * ones, so that a request cannot write lines of its own into it. */
+static const char *loggable(const char *s, char *buf, size_t size) {
+    size_t i = 0;
+    for (; s[i] && i + 1 < size; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
 static enum api_result reply_of(struct api_call *call, int r, struct strbuf *reply) {
     const struct wire_request *req = call->req;
     if (r == 0) {
         wire_reply_ok(reply, call->out->data, call->out->len);
         return API_REPLIED;
     }
+    char arg[128], src[64], dest[64];
+    loggable(req->arg, arg, sizeof(arg));
+    loggable(req->source, src, sizeof(src));
+    loggable(req->dest, dest, sizeof(dest));
     if (!call->err->exc) {
-        log_error("%s+%s on %s failed without a reason", req->method, req->arg, req->dest);
+        log_error("%s+%s on %s failed without a reason", req->method, arg, dest);
         return API_NO_REPLY;
     }
-    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, req->arg, req->source,
-              req->dest, call->err->exc, call->err->msg);
+    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, arg, src, dest,
+              call->err->exc, call->err->msg);
     wire_reply_error(reply, call->err->exc, call->err->msg);
     return API_REPLIED;
 }

@@ -174,6 +174,11 @@ class MalformedContent(UnchangedCase):
         self.assert_answered(b"admin.vm.List+\x1b dom0 name dom0\x00", PROTOCOL,
                              "unexpected argument")
 
+    def test_argument_cannot_write_lines_into_the_log(self):
+        self.assert_answered(b"admin.vm.tag.Set+x\n<3>error: forged line dom0 name work\x00",
+                             "QubesInvalidTagError", "byte 0x0a at offset 1")
+        self.assertNotIn("\n<3>error: forged line", self.d.log())
+
     def test_seventy_kilobyte_feature_value(self):
         self.assert_answered(b"admin.vm.feature.Set+big dom0 name work\x00" + b"a" * 70000,
                              VALUE, "makes a request of 70040 bytes", "65536")
