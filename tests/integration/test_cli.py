@@ -247,6 +247,15 @@ class BadInput(CliCase):
         # the good tag before the bad one was not added either
         self.assertEqual(b"created-by-dom0\n", self.ok("admin.vm.tag.List", "", "work"))
 
+    def test_create_with_a_bad_name(self):
+        for name in ["a b", "\u0431" * 20, "w\u00f6rk"]:
+            with self.subTest(name=name):
+                self.assert_refused(1, ["Error creating VM: VM name contains illegal characters"],
+                                    "qvm-create", "-t", "tpl", "-l", "red", name)
+        self.assert_refused(1, ["VM name must be shorter than 32 characters"],
+                            "qvm-create", "-t", "tpl", "-l", "red", "a" * 40)
+        self.assertEqual(["dom0", "tpl", "work"], sorted(self.vm_names()))
+
     def test_oversized_property_value(self):
         self.assert_refused(1, ["admin.vm.property.Set makes a request of", "65536"],
                             "qvm-prefs", "work", "label", "a" * 70000)
