@@ -150,7 +150,8 @@ struct backend_ops {
                          enum backend_call_end how, int status, const char *reason);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). Called for every
-     * qube before cleanup: logs of qubes it was not called for are leftovers. */
+     * qube of this engine before cleanup: the engine's logs of qubes it was not called
+     * for are leftovers. */
     int (*adopt)(struct backend *b, const struct backend_qube *q);
     /* Remove runtime leftovers of qubes not in `keep` (uuids, NULL-terminated). */
     void (*cleanup)(struct backend *b, const char *const *keep);
