@@ -131,7 +131,7 @@ struct backend_ops {
      * engine (a cgroup limit above the qubes'), in bytes; -ENOENT when nothing limits it
      * but the host's own memory. */
     int (*memory_headroom)(struct backend *b, uint64_t *bytes);
-    /* Remove every volume of a qube that is being deleted. */
+    /* Remove every volume of a qube that is being deleted, and its logs. */
     int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct qerr *err);
     int (*volume_info)(struct backend *b, const struct backend_qube *q, const char *volume,
                        struct backend_volume_info *out, struct qerr *err);
@@ -149,7 +149,9 @@ struct backend_ops {
     void (*upcall_reply)(struct backend *b, struct backend_upcall *call,
                          enum backend_call_end how, int status, const char *reason);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
-     * -1 if it is not running (its leftovers are then cleaned up). */
+     * -1 if it is not running (its leftovers are then cleaned up). Called for every
+     * qube of this engine before cleanup: the engine's logs of qubes it was not called
+     * for are leftovers. */
     int (*adopt)(struct backend *b, const struct backend_qube *q);
     /* Remove runtime leftovers of qubes not in `keep` (uuids, NULL-terminated). */
     void (*cleanup)(struct backend *b, const char *const *keep);

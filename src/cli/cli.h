@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include "api_checks.h"
 #include "client.h"
 #include "macro.h"
 #include "opts.h"
@@ -36,6 +37,10 @@ int cli_call(const char *method, const char *arg, const char *dest, const char *
 int cli_call_simple(const char *method, const char *arg, const char *dest,
                     const char *payload, struct cli_err *err);
 bool cli_err_is(const struct cli_err *e, const char *exc);
+/* For the checks tools make before sending (api_checks.h): r < 0 dies with the message. */
+int cli_check(int r, const struct qerr *qe);
+/* Where the daemon's log is: setup.sh's redirect, or the journal under systemd. */
+#define DAEMON_LOG_HINT "/var/log/dispenser/dispenserd.log, or journalctl -u dispenserd"
 
 /* "PROG: error: MSG" and exit 1: argparse's error_runtime(). */
 _Noreturn void cli_die(const char *fmt, ...) _printf_(1, 2);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_checks.h"
 #include "cli.h"
 #include "strbuf.h"
 
@@ -27,20 +28,35 @@ static void err_from_transport(struct cli_err *e, int r) {
     err_set(e, EXC_CLIENT_COMM, buf);
 }
 
+int cli_check(int r, const struct qerr *qe) {
+    if (r < 0)
+        cli_die("%s", qe->msg);
+    return 0;
+}
+
 int cli_call(const char *method, const char *arg, const char *dest, const char *payload,
              struct client_reply *reply, struct cli_err *err) {
-    int r = client_call(method, arg ? arg : "", dest ? dest : "dom0", payload,
-                        payload ? strlen(payload) : 0, reply);
+    size_t payload_len = payload ? strlen(payload) : 0;
+    *reply = (struct client_reply){.raw = STRBUF_INIT};
+    /* the daemon would refuse it too, but only after reading it all */
+    struct qerr qe = {0};
+    if (check_request_size(wire_request_len(method, arg, dest ? dest : "dom0", payload_len),
+                           method, &qe) < 0) {
+        err_set(err, qe.exc, qe.msg);
+        return -1;
+    }
+    int r = client_call(method, arg ? arg : "", dest ? dest : "dom0", payload, payload_len,
+                        reply);
     if (r < 0) {
         err_from_transport(err, r);
         return -1;
     }
     if (reply->empty) {
-        /* qubesd closes without a word on unknown methods, refused access and internal
-         * errors; upstream reports it as below. */
+        /* dispenserd answers bad requests with an error; an empty reply means a request
+         * that is not one, or a failure inside the daemon, which its log explains. */
         err_set(err, EXC_CLIENT_ACCESS,
-                "Got empty response from qubesd. See journalctl in dom0 for details. "
-                "(access denied, unsupported call or daemon-side failure)");
+                "Got empty response from dispenserd (malformed request or daemon-side "
+                "failure). See the daemon's log for details: " DAEMON_LOG_HINT);
         return -1;
     }
     if (!reply->r.ok) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "names.h"
 #include "strbuf.h"
 
 /* "<name> class=<C> state=<S>[ uuid=...]" */
@@ -77,6 +78,8 @@ const struct qube *qube_list_find(const struct qube_list *l, const char *name) {
 void qube_resolve(const struct opt_parser *p, const char *name, struct qube_list *out) {
     struct cli_err err;
     _cleanup_(qube_list_free) struct qube_list one = {0};
+    if (name_validate_qube(name, NULL) < 0) /* no qube has such a name: nothing to ask */
+        opts_error(p, "no such domain: '%s'", name);
     if (qube_list_fetch(name, &one, &err) < 0) {
         if (cli_err_is(&err, "QubesVMNotFoundError") || cli_err_is(&err, "QubesValueError"))
             opts_error(p, "no such domain: '%s'", name);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "names.h"
 #include "strbuf.h"
 
 enum { OPT_CLASS = 1, OPT_STANDALONE, OPT_DISP, OPT_PROP, OPT_POOL, OPT_ONE_POOL,
@@ -121,6 +122,13 @@ static void take_creation_props(struct create_ctx *c, const char **name) {
 }
 
 static int create_qube(const struct create_ctx *c, const char *name) {
+    /* in the payload a space would start another key, and the daemon could only say
+     * that the parameters are not ASCII: check the name here, in qubesd's words */
+    struct qerr qe = {0};
+    if (name_validate_qube(name, &qe) < 0) {
+        fprintf(stderr, "app: Error creating VM: %s\n", qe.msg);
+        return -1;
+    }
     _cleanup_strbuf_ struct strbuf payload = STRBUF_INIT;
     char method[128];
     bool in_pool = c->one_pool || c->pools.n > 0;

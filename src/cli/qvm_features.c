@@ -1,6 +1,7 @@
 /* qvm-features VMNAME [FEATURE [VALUE]] / --unset VMNAME FEATURE: manage a qube's
  * features (admin.vm.feature.*), with upstream's output and exit codes. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -90,8 +91,15 @@ int qvm_features_main(int argc, char **argv) {
     }
     if (r.n_pos == 2)
         return features_show(name, r.pos[1]);
+    struct qerr qe = {0};
+    const char *value = r.pos[2];
+    cli_check(check_feature_name(r.pos[1], &qe), &qe);
+    cli_check(check_feature_value(value, strlen(value), &qe), &qe);
+    cli_check(check_request_size(wire_request_len("admin.vm.feature.Set", r.pos[1], name,
+                                                  strlen(value)), "the feature value", &qe),
+              &qe);
     struct cli_err err;
-    if (cli_call_simple("admin.vm.feature.Set", r.pos[1], name, r.pos[2], &err) < 0)
+    if (cli_call_simple("admin.vm.feature.Set", r.pos[1], name, value, &err) < 0)
         cli_die_err(&err);
     return 0;
 }

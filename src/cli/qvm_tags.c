@@ -65,6 +65,9 @@ static int tags_change(const char *vm, enum tags_mode mode, char **tags, size_t 
         opts_error(&tags_parser, "the following arguments are required: tag");
     if (mode == TAGS_DEL && n > 1)
         opts_error(&tags_parser, "unrecognized arguments: %s", tags[1]);
+    struct qerr qe = {0};
+    for (size_t i = 0; i < n; i++) /* all of them first: a bad one changes nothing */
+        cli_check(check_tag(tags[i], &qe), &qe);
     for (size_t i = 0; i < n; i++) {
         const char *method = mode == TAGS_ADD ? "admin.vm.tag.Set" : "admin.vm.tag.Remove";
         if (cli_call_simple(method, tags[i], vm, NULL, &err) < 0 &&

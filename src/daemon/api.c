@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_checks.h"
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
@@ -41,6 +42,23 @@ static int check_shape(const struct api_method *m, const struct api_call *c) {
     return 0;
 }
 
+static bool starts_with(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The wire lets any byte but NUL into the argument, so that a bad one gets a Qubes error
+ * rather than a dropped connection; handlers only ever see printable ASCII. */
+static int check_arg_bytes(const struct api_call *c) {
+    const char *method = c->req->method, *arg = c->req->arg;
+    if (check_argument(method, arg, NULL) == 0)
+        return 0;
+    if (starts_with(method, "admin.vm.tag."))
+        return check_tag(arg, c->err);
+    if (starts_with(method, "admin.vm.feature."))
+        return check_feature_name(arg, c->err);
+    return check_argument(method, arg, c->err);
+}
+
 /* Source and destination are resolved before the method, as qubesd does. */
 static int resolve_call(struct api_call *c) {
     c->src = app_lookup(c->app, c->req->source, c->err);
@@ -53,18 +71,42 @@ static int resolve_call(struct api_call *c) {
     return c->dest ? 0 : -1;
 }
 
+/* A method Qubes has but we lack is "not implemented" (tools catch that); any other
+ * name is a protocol error, as qubesd answers it. */
+static int refuse_missing_method(struct api_call *c) {
+    const char *name = c->req->method;
+    if (api_is_upstream_method(name))
+        return qerr_set(c->err, EXC_NOT_IMPLEMENTED, "`%s` is not implemented by dispenser",
+                        name);
+    return qerr_set(c->err, EXC_PROTOCOL, "no such method: '%s'", name);
+}
+
+/* Argument and names may hold any byte but NUL: the log gets '?' for the unprintable
+ * ones, so that a request cannot write lines of its own into it. */
+static const char *loggable(const char *s, char *buf, size_t size) {
+    size_t i = 0;
+    for (; s[i] && i + 1 < size; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
 static enum api_result reply_of(struct api_call *call, int r, struct strbuf *reply) {
     const struct wire_request *req = call->req;
     if (r == 0) {
         wire_reply_ok(reply, call->out->data, call->out->len);
         return API_REPLIED;
     }
+    char arg[128], src[64], dest[64];
+    loggable(req->arg, arg, sizeof(arg));
+    loggable(req->source, src, sizeof(src));
+    loggable(req->dest, dest, sizeof(dest));
     if (!call->err->exc) {
-        log_error("%s+%s on %s failed without a reason", req->method, req->arg, req->dest);
+        log_error("%s+%s on %s failed without a reason", req->method, arg, dest);
         return API_NO_REPLY;
     }
-    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, req->arg, req->source,
-              req->dest, call->err->exc, call->err->msg);
+    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, arg, src, dest,
+              call->err->exc, call->err->msg);
     wire_reply_error(reply, call->err->exc, call->err->msg);
     return API_REPLIED;
 }
@@ -80,9 +122,10 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
     int r = resolve_call(&call);
     if (r == 0) {
         m = api_find_method(req->method);
-        r = m ? check_shape(m, &call) : qerr_set(&err, EXC_PROTOCOL, "no such method: '%s'",
-                                                 req->method);
+        r = m ? check_shape(m, &call) : refuse_missing_method(&call);
     }
+    if (r == 0)
+        r = check_arg_bytes(&call);
     if (r == 0)
         r = m->handler(&call);
     if (r == API_HANDLER_DEFERRED)

@@ -65,6 +65,9 @@ enum api_result {
  * will finish it exactly once. */
 #define API_HANDLER_DEFERRED 1
 
+/* A method of Qubes' Admin API (that dispenser may lack: api_unimplemented.c). */
+bool api_is_upstream_method(const char *name);
+
 /* Looks up the method; NULL when there is none. */
 const struct api_method *api_find_method(const char *name);
 enum api_result api_dispatch_env(const struct api_env *env, const struct wire_request *req,

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_checks.h"
 #include "names.h"
 #include "preload.h"
 
@@ -53,13 +54,9 @@ static int feature_set(struct api_call *c) {
     const struct wire_request *req = c->req;
     if (refuse_protected(c) < 0)
         return -1;
-    for (size_t i = 0; i < req->payload_len; i++)
-        if (req->payload[i] > 0x7f)
-            return qerr_set(c->err, EXC_PROTOCOL, "Feature value contains non-ASCII characters");
-    if (!name_is_valid_token(req->arg))
-        return qerr_set(c->err, EXC_PROTOCOL, "feature name contains illegal characters");
-    if (!text_is_printable_ascii(req->payload, req->payload_len))
-        return qerr_set(c->err, EXC_PROTOCOL, "%s value contains illegal characters", req->arg);
+    if (check_feature_name(req->arg, c->err) < 0 ||
+        check_feature_value(req->payload, req->payload_len, c->err) < 0)
+        return -1;
     _cleanup_free_ char *value = xstrndup((const char *)req->payload, req->payload_len);
     if (c->preload && preload_validate_feature(c->preload, c->dest, req->arg, value, c->err) < 0)
         return -1;
@@ -78,14 +75,7 @@ static int feature_remove(struct api_call *c) {
     return 0;
 }
 
-/* Qubes tags: [A-Za-z0-9_-] (no dot), non-empty. */
-static int check_tag(const struct api_call *c) {
-    for (const char *p = c->req->arg; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_'))
-            return qerr_set(c->err, EXC_INVALID_TAG, "disallowed characters");
-    return 0;
-}
+static int tag_check(const struct api_call *c) { return check_tag(c->req->arg, c->err); }
 
 static int tag_list(struct api_call *c) {
     for (size_t i = 0; i < c->dest->tags.n; i++)
@@ -94,18 +84,18 @@ static int tag_list(struct api_call *c) {
 }
 
 static int tag_get(struct api_call *c) {
-    if (check_tag(c) < 0)
+    if (tag_check(c) < 0)
         return -1;
     strbuf_puts(c->out, strmap_get(&c->dest->tags, c->req->arg) ? "1" : "0");
     return 0;
 }
 
 static int tag_set(struct api_call *c) {
-    return check_tag(c) < 0 ? -1 : app_tag_add(c->app, c->dest, c->req->arg, c->err);
+    return tag_check(c) < 0 ? -1 : app_tag_add(c->app, c->dest, c->req->arg, c->err);
 }
 
 static int tag_remove(struct api_call *c) {
-    return check_tag(c) < 0 ? -1 : app_tag_remove(c->app, c->dest, c->req->arg, c->err);
+    return tag_check(c) < 0 ? -1 : app_tag_remove(c->app, c->dest, c->req->arg, c->err);
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -8,11 +9,15 @@
 #include <sys/un.h>
 
 #include "api.h"
+#include "api_checks.h"
 #include "log.h"
 #include "strbuf.h"
 
 #define MAX_CONNECTIONS 4096
 #define REQUEST_TIMEOUT_USEC (30ULL * 1000000ULL) /* a client that never finishes its request */
+/* An over-long request is read to its end (and thrown away) so that its sender, still
+ * writing, gets the error reply rather than a reset; past this much it is dropped. */
+#define DISCARD_MAX (16u * 1024 * 1024)
 
 struct server {
     sd_event *loop;
@@ -34,6 +39,7 @@ struct conn {
     struct strbuf in;
     struct strbuf out;
     size_t sent;
+    size_t request_len; /* bytes received, kept in `in` or (past the limit) thrown away */
     uid_t peer_uid;
 };
 
@@ -132,19 +138,55 @@ static void conn_handle_request(struct conn *c) {
 
 /* Reads what is there; returns 1 at EOF (request complete), 0 for more, -1 to drop. */
 static int conn_read(struct conn *c) {
+    char scratch[16384];
     for (;;) {
-        strbuf_reserve(&c->in, 16384);
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, MSG_DONTWAIT);
+        bool keep = c->request_len <= WIRE_MAX_REQUEST;
+        if (keep)
+            strbuf_reserve(&c->in, sizeof(scratch));
+        char *dst = keep ? c->in.data + c->in.len : scratch;
+        size_t room = keep ? c->in.cap - c->in.len - 1 : sizeof(scratch);
+        ssize_t n = recv(c->fd, dst, room, MSG_DONTWAIT);
         if (n < 0)
             return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -1;
         if (n == 0)
             return 1;
-        c->in.len += (size_t)n;
-        if (c->in.len > WIRE_MAX_REQUEST) {
-            log_warning("request too long: dropping the connection");
+        if (keep)
+            c->in.len += (size_t)n;
+        c->request_len += (size_t)n;
+        if (c->request_len > DISCARD_MAX) {
+            log_warning("request over %u bytes: dropping the connection", DISCARD_MAX);
             return -1;
         }
     }
+}
+
+/* The method of a request, for messages: printable up to '+', ' ' or NUL. */
+static void request_method(const struct strbuf *in, char *buf, size_t size) {
+    size_t i = 0;
+    for (; i + 1 < size && i < in->len; i++) {
+        char ch = in->data[i];
+        if (ch == '+' || ch == ' ' || ch == '\0')
+            break;
+        if (ch < 0x21 || ch > 0x7e) {
+            i = 0;
+            break;
+        }
+        buf[i] = ch;
+    }
+    buf[i] = '\0';
+    if (i == 0)
+        snprintf(buf, size, "the request");
+}
+
+/* Qubes drops such a request unanswered; a QubesValueError says what went wrong. */
+static void conn_refuse_oversized(struct conn *c) {
+    char method[128];
+    struct qerr err = {0};
+    request_method(&c->in, method, sizeof(method));
+    check_request_size(c->request_len, method, &err);
+    log_warning("%s", err.msg);
+    wire_reply_error(&c->out, err.exc, err.msg);
+    conn_send_reply(c);
 }
 
 static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -157,6 +199,8 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
     int r = conn_read(c);
     if (r < 0)
         conn_free(c);
+    else if (r > 0 && c->request_len > WIRE_MAX_REQUEST)
+        conn_refuse_oversized(c);
     else if (r > 0)
         conn_handle_request(c);
     return 0;

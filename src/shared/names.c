@@ -12,14 +12,18 @@ int name_validate_qube(const char *name, struct qerr *err) {
     size_t len = strlen(name);
     if (len == 0)
         return qerr_set(err, EXC_VALUE, "VM name cannot be empty");
+    /* Bytes are not characters: a short name in another script must not read as a
+     * length problem. */
+    if (!text_is_printable_ascii(name, len))
+        return qerr_set(err, EXC_VALUE, "VM name contains illegal characters");
     if (len > QUBE_NAME_MAX)
         return qerr_set(err, EXC_VALUE, "VM name must be shorter than %d characters",
                         QUBE_NAME_MAX + 1);
-    if (!isalpha((unsigned char)name[0]))
+    if (isdigit((unsigned char)name[0]) || strchr("_.-", name[0]))
         return qerr_set(err, EXC_VALUE,
                         "VM name cannot start with hyphen, underscore, dot or numbers");
     for (size_t i = 0; i < len; i++)
-        if (!is_name_char(name[i]))
+        if (!is_name_char(name[i]) || !isalpha((unsigned char)name[0]))
             return qerr_set(err, EXC_VALUE, "VM name contains illegal characters");
     /* Xen's name for dom0: Qubes refuses it so tools never confuse the two. */
     if (strcmp(name, "Domain-0") == 0)

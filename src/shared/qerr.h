@@ -21,6 +21,7 @@
 #define EXC_MEMORY "QubesMemoryError"
 #define EXC_PROPERTY_VALUE "QubesPropertyValueError"
 #define EXC_INVALID_TAG "QubesInvalidTagError"
+#define EXC_NOT_IMPLEMENTED "QubesNotImplementedError"
 
 struct qerr {
     const char *exc; /* NULL: no error recorded */

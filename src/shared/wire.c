@@ -3,61 +3,65 @@
 #include <errno.h>
 #include <string.h>
 
-/* Header bytes must be printable ASCII: anything else is a malformed request. */
-static bool header_is_clean(const uint8_t *h, size_t len) {
-    for (size_t i = 0; i < len; i++)
-        if (h[i] < 0x20 || h[i] > 0x7e)
+/* Method names are printable ASCII without spaces: anything else is not a request. */
+static bool method_is_clean(const char *m) {
+    if (*m == '\0')
+        return false;
+    for (; *m; m++)
+        if (*m <= 0x20 || *m > 0x7e)
             return false;
     return true;
 }
 
-/* Split at spaces into at most `max` fields; returns the number of fields. */
-static size_t split_fields(char *s, char **fields, size_t max) {
-    size_t n = 0;
-    while (n < max) {
-        fields[n++] = s;
-        char *sp = n < max ? strchr(s, ' ') : NULL;
-        if (!sp)
-            break;
-        *sp = '\0';
-        s = sp + 1;
-    }
-    return n;
+/* Cuts the last space-separated field off the header; NULL when there is no space. */
+static char *cut_last_field(char *header) {
+    char *sp = strrchr(header, ' ');
+    if (!sp)
+        return NULL;
+    *sp = '\0';
+    return sp + 1;
 }
 
+/* Framing is the NUL, the three fields at the end and the method. The argument (which
+ * may hold spaces) and the qube names are content: the API refuses bad ones with a
+ * Qubes error rather than a dropped connection. */
 int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out) {
     uint8_t *nul = memchr(buf, '\0', len);
     if (!nul)
         return -EINVAL;
     size_t hlen = (size_t)(nul - buf);
-    if (!header_is_clean(buf, hlen))
+    char *head = (char *)buf;
+    char *dest = cut_last_field(head);
+    char *dest_type = dest ? cut_last_field(head) : NULL;
+    char *source = dest_type ? cut_last_field(head) : NULL;
+    if (!source || *source == '\0' || *dest == '\0')
         return -EINVAL;
 
-    char *fields[4];
-    if (split_fields((char *)buf, fields, 4) != 4)
-        return -EINVAL;
-    if (strchr(fields[3], ' '))
-        return -EINVAL;
-
-    char *plus = strchr(fields[0], '+');
+    char *plus = strchr(head, '+');
     if (plus)
         *plus = '\0';
-    if (fields[0][0] == '\0' || fields[1][0] == '\0' || fields[3][0] == '\0')
+    if (!method_is_clean(head))
         return -EINVAL;
 
-    if (strcmp(fields[2], "name") == 0)
-        out->dest = fields[3];
-    else if (strcmp(fields[2], "keyword") == 0 && strcmp(fields[3], "adminvm") == 0)
+    if (strcmp(dest_type, "name") == 0)
+        out->dest = dest;
+    else if (strcmp(dest_type, "keyword") == 0 && strcmp(dest, "adminvm") == 0)
         out->dest = "dom0";
     else
         return -EINVAL;
 
-    out->method = fields[0];
+    out->method = head;
     out->arg = plus ? plus + 1 : "";
-    out->source = fields[1];
+    out->source = source;
     out->payload = nul + 1;
     out->payload_len = len - hlen - 1;
     return 0;
+}
+
+size_t wire_request_len(const char *method, const char *arg, const char *dest,
+                        size_t payload_len) {
+    return strlen(method) + 1 + (arg ? strlen(arg) : 0) + strlen(" dom0 name ") + strlen(dest) +
+           1 + payload_len;
 }
 
 void wire_format_request(struct strbuf *sb, const char *method, const char *arg,

@@ -22,9 +22,15 @@ struct wire_request {
 };
 
 /* Parse in place (buf is modified: separators become NULs). Returns 0, or -EINVAL when
- * the header is malformed (no NUL, wrong field count, control characters, empty method). */
+ * the request is not framed: no NUL, fewer than four fields, an unknown destination type,
+ * an empty or unprintable method. The argument is everything between '+' and the last
+ * three fields (spaces and any byte but NUL); source and destination any bytes but
+ * spaces: the API checks them and answers with a Qubes error. */
 int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out);
 
+/* The length wire_format_request makes (arg may be NULL). */
+size_t wire_request_len(const char *method, const char *arg, const char *dest,
+                        size_t payload_len);
 void wire_format_request(struct strbuf *sb, const char *method, const char *arg,
                          const char *dest, const void *payload, size_t payload_len);
 

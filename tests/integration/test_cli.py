@@ -4,6 +4,7 @@
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -207,6 +208,126 @@ class Tags(CliCase):
         r = self.run_fail(1, "qvm-tags", "work", "add", "bad.tag")
         self.assertIn("qvm-tags: error:", r.stderr)
         self.assertEqual(b"b2\ncreated-by-dom0\n", self.ok("admin.vm.tag.List", "", "work"))
+
+
+class BadInput(CliCase):
+    """Malformed input ends in a message naming the field and its rule or limit, never in
+    "empty response"."""
+
+    def assert_refused(self, code, words, *args):
+        r = self.run_fail(code, *args)
+        self.assertNotIn("empty response", r.stderr)
+        for w in words:
+            self.assertIn(w, r.stderr)
+        return r
+
+    def test_non_ascii_qube_name(self):
+        for tool, rest in [("qvm-prefs", ["label"]), ("qvm-features", []), ("qvm-tags", []),
+                           ("qvm-start", [])]:
+            with self.subTest(tool=tool):
+                self.assert_refused(2, ["no such domain: 'w\u00f6rk'"], tool, "w\u00f6rk", *rest)
+
+    def test_feature_name_and_value(self):
+        self.assert_refused(1, ["feature name is 300 characters long: the limit is 255"],
+                            "qvm-features", "work", "x" * 300, "1")
+        self.assert_refused(1, ["feature name contains a disallowed character"],
+                            "qvm-features", "work", "w\u00f6rd", "1")
+        self.assert_refused(1, ["the feature value makes a request of 70040 bytes",
+                                "at most 65536 bytes"],
+                            "qvm-features", "work", "big", "a" * 70000)
+        self.assert_refused(1, ["feature value contains a disallowed character"],
+                            "qvm-features", "work", "foo", "v\u00e4l")
+        self.assertEqual(b"", self.ok("admin.vm.feature.List", "", "work"))
+
+    def test_tags(self):
+        self.assert_refused(1, ["tag contains a disallowed character (' ' at offset 1)"],
+                            "qvm-tags", "work", "add", "ok", "a b")
+        self.assert_refused(1, ["tag contains a disallowed character"],
+                            "qvm-tags", "work", "add", "t\u00f6g")
+        # the good tag before the bad one was not added either
+        self.assertEqual(b"created-by-dom0\n", self.ok("admin.vm.tag.List", "", "work"))
+
+    def test_create_with_a_bad_name(self):
+        for name in ["a b", "\u0431" * 20, "w\u00f6rk"]:
+            with self.subTest(name=name):
+                self.assert_refused(1, ["Error creating VM: VM name contains illegal characters"],
+                                    "qvm-create", "-t", "tpl", "-l", "red", name)
+        self.assert_refused(1, ["VM name must be shorter than 32 characters"],
+                            "qvm-create", "-t", "tpl", "-l", "red", "a" * 40)
+        self.assertEqual(["dom0", "tpl", "work"], sorted(self.vm_names()))
+
+    def test_oversized_property_value(self):
+        self.assert_refused(1, ["admin.vm.property.Set makes a request of", "65536"],
+                            "qvm-prefs", "work", "label", "a" * 70000)
+
+
+class FakeDaemon:
+    """A socket that records requests: admin.vm.List gets one qube, anything else the
+    empty reply a daemon-side failure leaves."""
+
+    def __init__(self, path):
+        self.requests = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.requests.append(data)
+                if data.startswith(b"admin.vm.List+"):
+                    conn.sendall(b"0\x00work class=AppVM state=Halted\n")
+
+    def methods(self):
+        return [r.split(b"\x00", 1)[0].split(b"+", 1)[0].decode() for r in self.requests]
+
+    def close(self):
+        self.sock.close()
+
+
+@unittest.skipUnless(harness.cli_available(), SKIP_REASON)
+class ChecksBeforeSending(unittest.TestCase):
+    def setUp(self):
+        self.d = harness.Daemon()  # never started: only its socket path and env are used
+        self.addCleanup(self.d.cleanup)
+        self.fake = FakeDaemon(self.d.socket)
+        self.addCleanup(self.fake.close)
+
+    def run_tool(self, *args):
+        return harness.run_tool(self.d, *args)
+
+    def test_bad_input_is_not_sent(self):
+        for args in [("qvm-tags", "work", "add", "a b"),
+                     ("qvm-features", "work", "x" * 300, "1"),
+                     ("qvm-features", "work", "big", "a" * 70000),
+                     ("qvm-prefs", "work", "label", "a" * 70000)]:
+            with self.subTest(args=args[:3]):
+                r = self.run_tool(*args)
+                self.assertEqual(1, r.returncode, r.stderr)
+                self.assertEqual({"admin.vm.List"}, set(self.fake.methods()), r.stderr)
+        r = self.run_tool("qvm-prefs", "w\u00f6rk", "label")
+        self.assertEqual(2, r.returncode, r.stderr)
+        self.assertNotIn(b"w\xc3\xb6rk", b"".join(self.fake.requests))
+
+    def test_empty_reply_points_to_the_daemon_log(self):
+        r = self.run_tool("qvm-tags", "work", "add", "fine")
+        self.assertEqual(1, r.returncode, r.stderr)
+        self.assertIn("admin.vm.tag.Set", self.fake.methods())
+        self.assertIn("Got empty response from dispenserd", r.stderr)
+        self.assertIn("/var/log/dispenser/dispenserd.log", r.stderr)
+        self.assertNotIn("journalctl in dom0", r.stderr)
 
 
 class Remove(CliCase):

@@ -56,15 +56,12 @@ class MalformedFrames(UnchangedCase):
         b"admin.vm.List+ dom0 nameX dom0\x00",         # bad destination type
         b"admin.vm.List+ dom0 keyword dom0\x00",       # keyword other than adminvm
         b"admin.vm.List+ dom0 uuid dom0\x00",
-        b"admin.vm.List+ dom0 name do\x01m0\x00",      # control characters
-        b"admin.vm.List+ dom0\tname dom0\x00",
-        b"admin.vm.List+\x1b dom0 name dom0\x00",
-        b"admin.vm.List+ dom0 name dom0\x7f\x00",
-        b"admin.vm.List+ dom0 name d\xc3\xb6m0\x00",   # non-ASCII header
+        b"admin.vm.List+ dom0\tname dom0\x00",       # a tab is not a separator
+        b"admin.vm\x1bList+ dom0 name dom0\x00",      # control character in the method
+        b"admin.vm.L\xc3\xafst+ dom0 name dom0\x00",   # non-ASCII method
         b"\x00",
         b"\x00\x00\x00",
         b"    \x00",
-        b"admin.vm.feature.Set+foo dom0 name work\x01\x00x",
     ]
 
     def test_malformed_frames_get_no_bytes(self):
@@ -80,14 +77,25 @@ class MalformedFrames(UnchangedCase):
         self.assertEqual(harness.parse_reply(got).content,
                          self.ok("admin.vm.List"))
 
-    def test_oversized_request_gets_no_reply(self):
+    def test_oversized_request_gets_a_value_error(self):
+        # qubesd drops it ("empty response"); the sender learns what was wrong instead
         head = b"admin.vm.feature.Set+big dom0 name work\x00"
-        self.assert_dropped(head + b"a" * (64 * 1024 + 1 - len(head)))
-        self.assert_dropped(head + b"a" * (300 * 1024))
+        for size in [64 * 1024 + 1, 300 * 1024, 4 * 1024 * 1024]:
+            with self.subTest(size=size):
+                r = harness.parse_reply(self.d.raw(head + b"a" * (size - len(head))))
+                self.assertEqual((r.ok, r.exc), (False, VALUE))
+                self.assertIn("admin.vm.feature.Set makes a request of %d bytes" % size,
+                              r.message)
+                self.assertIn("at most 65536 bytes", r.message)
         # the daemon is fine and answers at once
         t = time.monotonic()
         self.ok("admin.vm.List")
         self.assertLess(time.monotonic() - t, 1.0)
+
+    def test_request_beyond_16m_is_dropped(self):
+        head = b"admin.vm.feature.Set+big dom0 name work\x00"
+        self.assert_dropped(head + b"a" * (16 * 1024 * 1024 + 1))
+        self.ok("admin.vm.List")
 
     def test_request_of_exactly_64k_is_served(self):
         head = b"admin.vm.feature.Get+big dom0 name work\x00"
@@ -108,6 +116,74 @@ class MalformedFrames(UnchangedCase):
             s.close()
 
 
+class MalformedContent(UnchangedCase):
+    """Framed requests with bad content: a Qubes error naming the field and its rule or
+    limit, in printable ASCII whatever the input was; never an empty reply."""
+
+    def assert_answered(self, data, exc, *words):
+        got = self.d.raw(data)
+        self.assertNotEqual(b"", got, "no reply to %r" % data[:80])
+        r = harness.parse_reply(got)
+        self.assertEqual((r.ok, r.exc), (False, exc), r)
+        for w in words:
+            self.assertIn(w, r.message)
+        self.assertTrue(all(0x20 <= ord(ch) < 0x7f for ch in r.message), r.message)
+        return r
+
+    def test_non_ascii_and_control_characters_in_names(self):
+        for dest in [b"w\xc3\xb6rk", b"do\x01m0", b"dom0\x7f", b"work\x01"]:
+            with self.subTest(dest=dest):
+                self.assert_answered(b"admin.vm.List+ dom0 name " + dest + b"\x00", VALUE,
+                                     "VM name contains illegal characters")
+        self.assert_answered(b"admin.vm.feature.Set+foo dom0 name work\x01\x00x", VALUE,
+                             "VM name")
+        # 16 two-byte letters are 32 bytes but 16 characters: not a length problem
+        self.assert_answered(b"admin.vm.List+ dom0 name " + "\u0431".encode() * 16 + b"\x00",
+                             VALUE, "illegal characters")
+
+    def test_tag_with_space_or_non_ascii(self):
+        for method in ["admin.vm.tag.Set", "admin.vm.tag.Get", "admin.vm.tag.Remove"]:
+            with self.subTest(method=method):
+                self.assert_answered(method.encode() + b"+a b dom0 name work\x00",
+                                     "QubesInvalidTagError", "tag", "' ' at offset 1",
+                                     "A-Z a-z 0-9 _ -")
+                self.assert_answered(method.encode() + b"+t\xc3\xb6g dom0 name work\x00",
+                                     "QubesInvalidTagError", "byte 0xc3 at offset 1")
+
+    def test_feature_name_length_is_not_a_character_problem(self):
+        r = self.err("admin.vm.feature.Set", "x" * 300, "work", b"v", exc=VALUE)
+        self.assertEqual("feature name is 300 characters long: the limit is 255", r.message)
+        self.ok("admin.vm.feature.Set", "x" * 255, "work", b"v")
+        self.ok("admin.vm.feature.Remove", "x" * 255, "work")
+
+    def test_feature_names_with_space_or_non_ascii(self):
+        for arg in [b"a b", b"w\xc3\xb6rd", b"a\tb"]:
+            for method, payload in [(b"admin.vm.feature.Set", b"v"),
+                                    (b"admin.vm.feature.Get", b""),
+                                    (b"admin.vm.feature.Remove", b"")]:
+                with self.subTest(arg=arg, method=method):
+                    self.assert_answered(method + b"+" + arg + b" dom0 name work\x00" + payload,
+                                         VALUE, "feature name contains a disallowed character")
+
+    def test_other_arguments_with_space_or_non_ascii(self):
+        self.assert_answered(b"admin.vm.property.Get+la bel dom0 name work\x00", VALUE,
+                             "the argument of admin.vm.property.Get", "' ' at offset 2")
+        self.assert_answered(b"admin.vm.property.Set+l\xc3\xa4bel dom0 name work\x00red", VALUE,
+                             "byte 0xc3 at offset 1")
+        # a method that takes no argument says so first
+        self.assert_answered(b"admin.vm.List+\x1b dom0 name dom0\x00", PROTOCOL,
+                             "unexpected argument")
+
+    def test_argument_cannot_write_lines_into_the_log(self):
+        self.assert_answered(b"admin.vm.tag.Set+x\n<3>error: forged line dom0 name work\x00",
+                             "QubesInvalidTagError", "byte 0x0a at offset 1")
+        self.assertNotIn("\n<3>error: forged line", self.d.log())
+
+    def test_seventy_kilobyte_feature_value(self):
+        self.assert_answered(b"admin.vm.feature.Set+big dom0 name work\x00" + b"a" * 70000,
+                             VALUE, "makes a request of 70040 bytes", "65536")
+
+
 class MethodShape(UnchangedCase):
     def test_unknown_method(self):
         for m in ["admin.no.such.method", "admin.vm.list", "admin.vm.Create.AdminVM",
@@ -116,6 +192,23 @@ class MethodShape(UnchangedCase):
             with self.subTest(method=m):
                 r = self.err(m, "", "dom0", exc=PROTOCOL)
                 self.assertIn("no such method", r.message)
+
+    def test_upstream_methods_we_lack_are_not_implemented(self):
+        # Known Admin API methods answer QubesNotImplementedError (which upstream tools
+        # catch: qvm-clone's rollback, --ignore-errors), naming the method.
+        for m, arg, dest, payload in [("admin.vm.notes.Get", "", "work", b""),
+                                      ("admin.vm.notes.Set", "", "work", b"text"),
+                                      ("admin.pool.List", "", "dom0", b""),
+                                      ("admin.vm.volume.CloneFrom", "private", "work", b""),
+                                      ("admin.vm.device.pci.Available", "", "work", b""),
+                                      ("admin.vm.firewall.Get", "", "work", b""),
+                                      ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
+                                       b"name=x label=red"),
+                                      ("admin.backup.Info", "x", "dom0", b"")]:
+            with self.subTest(method=m):
+                r = self.err(m, arg, dest, payload, exc="QubesNotImplementedError")
+                self.assertIn(m, r.message)
+                self.assertIn("not implemented", r.message)
 
     def test_unknown_destination(self):
         self.err("admin.vm.List", "", "nosuchvm", exc="QubesVMNotFoundError")
@@ -340,13 +433,15 @@ class Features(UnchangedCase):
     def test_invalid_feature_names(self):
         for name in ["a/b", "a=b", "a*b", "a:b", "a%b", "a!b", "x" * 300]:
             with self.subTest(name=name):
-                self.err("admin.vm.feature.Set", name, "work", b"v", exc=PROTOCOL)
+                r = self.err("admin.vm.feature.Set", name, "work", b"v", exc=VALUE)
+                self.assertIn("feature name", r.message)
 
     def test_invalid_feature_values(self):
         for value in [b"a\nb", b"\x01", b"\x7f", b"tab\there", b"a\x00b",
                       "caf\u00e9".encode(), b"\xff\xfe"]:
             with self.subTest(value=value):
-                self.err("admin.vm.feature.Set", "foo", "work", value, exc=PROTOCOL)
+                r = self.err("admin.vm.feature.Set", "foo", "work", value, exc=VALUE)
+                self.assertIn("feature value contains a disallowed character", r.message)
 
     def test_protected_features(self):
         for name in ["preload-dispvm", "preload-dispvm-in-progress",

@@ -136,6 +136,20 @@ static void test_generic_errors(void **state) { /* 15, 16, 17, 18 */
     EXPECT(f, "admin.vm.List+ dom0 name dom0\0x", "2\0ProtocolError\0\0unexpected payload\0");
 }
 
+/* Methods of Qubes' Admin API that dispenser lacks: a Qubes error the tools can catch. */
+static void test_not_implemented(void **state) {
+    struct fixture *f = *state;
+    EXPECT(f, "admin.pool.List+ dom0 name dom0\0",
+           "2\0QubesNotImplementedError\0\0`admin.pool.List` is not implemented by dispenser\0");
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name dom0\0",
+           "2\0QubesNotImplementedError\0\0`admin.vm.notes.Get` is not implemented by dispenser\0");
+    /* names Qubes does not have stay protocol errors */
+    EXPECT_ERROR(f, "admin.vm.notes.Frob+ dom0 name dom0\0", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.Create.AdminVM+ dom0 name dom0\0", "ProtocolError");
+    /* the destination is resolved first, as for every method */
+    EXPECT_ERROR(f, "admin.pool.List+ dom0 name nosuchvm\0", "QubesVMNotFoundError");
+}
+
 static void test_shape_errors(void **state) {
     struct fixture *f = *state;
     EXPECT_ERROR(f, "admin.vm.List+x dom0 name dom0\0", "ProtocolError");
@@ -215,10 +229,42 @@ static void test_features(void **state) { /* 36-41 */
 static void test_feature_bad_input(void **state) {
     struct fixture *f = *state;
     make_tpl_work(f);
-    EXPECT_ERROR(f, "admin.vm.feature.Set+a/b dom0 name work\0x", "ProtocolError");
-    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0caf\xc3\xa9", "ProtocolError");
-    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0a\nb", "ProtocolError");
+    EXPECT(f, "admin.vm.feature.Set+a/b dom0 name work\0x",
+           "2\0QubesValueError\0\0feature name contains a disallowed character ('/' at offset "
+           "1): feature names are made of A-Z a-z 0-9 _ . -\0");
+    EXPECT(f, "admin.vm.feature.Set+foo dom0 name work\0caf\xc3\xa9",
+           "2\0QubesValueError\0\0feature value contains a disallowed character (byte 0xc3 at "
+           "offset 3): values are printable ASCII (0x20-0x7e)\0");
+    EXPECT_ERROR(f, "admin.vm.feature.Set+foo dom0 name work\0a\nb", "QubesValueError");
     EXPECT(f, "admin.vm.feature.List+ dom0 name work\0", "0\0");
+}
+
+/* Length is not a character problem, and a name with a space or non-ASCII bytes gets
+ * a Qubes error (not a dropped connection) whose message stays printable ASCII. */
+static void test_feature_and_tag_limits(void **state) {
+    struct fixture *f = *state;
+    make_tpl_work(f);
+    char req[512];
+    int n = snprintf(req, sizeof(req), "admin.vm.feature.Set+%0300d dom0 name work", 0);
+    req[n] = '\0';
+    req[n + 1] = 'x';
+    assert_int_equal(call(f, req, (size_t)n + 2), API_REPLIED);
+    assert_bytes_equal(f->reply.data, f->reply.len,
+                       BYTES("2\0QubesValueError\0\0feature name is 300 characters long: the "
+                             "limit is 255\0"));
+    EXPECT(f, "admin.vm.feature.Get+w\xc3\xb6rd dom0 name work\0",
+           "2\0QubesValueError\0\0feature name contains a disallowed character (byte 0xc3 at "
+           "offset 1): feature names are made of A-Z a-z 0-9 _ . -\0");
+    EXPECT(f, "admin.vm.tag.Set+a b dom0 name work\0",
+           "2\0QubesInvalidTagError\0\0tag contains a disallowed character (' ' at offset 1): "
+           "tags are made of A-Z a-z 0-9 _ -\0");
+    EXPECT(f, "admin.vm.property.Get+la bel dom0 name work\0",
+           "2\0QubesValueError\0\0the argument of admin.vm.property.Get contains a disallowed "
+           "character (' ' at offset 2): arguments are printable ASCII without spaces\0");
+    EXPECT(f, "admin.vm.List+ dom0 name w\xc3\xb6rk\0",
+           "2\0QubesValueError\0\0VM name contains illegal characters\0");
+    EXPECT(f, "admin.vm.feature.List+ dom0 name work\0", "0\0");
+    EXPECT(f, "admin.vm.tag.List+ dom0 name work\0", "0\0created-by-dom0\n");
 }
 
 static void test_feature_check_with_template(void **state) {
@@ -305,6 +351,7 @@ int main(void) {
         T(test_list_after_create),
         T(test_generic_errors),
         T(test_shape_errors),
+        T(test_not_implemented),
         T(test_source_must_be_dom0),
         T(test_property_get),
         T(test_property_get_default),
@@ -312,6 +359,7 @@ int main(void) {
         T(test_property_set_nul_in_payload),
         T(test_features),
         T(test_feature_bad_input),
+        T(test_feature_and_tag_limits),
         T(test_feature_check_with_template),
         T(test_tags),
         T(test_remove_and_globals),

@@ -53,6 +53,16 @@ static void test_qube_name_illegal_chars(void **state) {
         refused(bad[i], "VM name contains illegal characters");
 }
 
+/* Bytes are not characters: 16 Cyrillic letters (32 bytes) and a name that starts with a
+ * non-ASCII letter are character problems, as Qubes (counting characters) reports them. */
+static void test_qube_name_non_ascii_is_not_length(void **state) {
+    refused("\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1"
+            "\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1\xd0\xb1",
+            "VM name contains illegal characters");
+    refused("\xc3\xb6rk", "VM name contains illegal characters");
+    refused("!x", "VM name contains illegal characters");
+}
+
 static void test_qube_name_reserved(void **state) {
     refused("none", "VM name cannot be 'none' nor 'default'");
     refused("default", "VM name cannot be 'none' nor 'default'");
@@ -112,6 +122,7 @@ int main(void) {
         cmocka_unit_test(test_qube_name_length),
         cmocka_unit_test(test_qube_name_leading_char),
         cmocka_unit_test(test_qube_name_illegal_chars),
+        cmocka_unit_test(test_qube_name_non_ascii_is_not_length),
         cmocka_unit_test(test_qube_name_reserved),
         cmocka_unit_test(test_qube_name_dm_suffix),
         cmocka_unit_test(test_qube_name_null_err_ok),

@@ -465,14 +465,6 @@ static int attach_to_cgroups(void *ctx, pid_t pid) {
     return cgroup_qube_attach(ctx, pid);
 }
 
-static int open_guest_log(struct container_backend *cb, const char *name) {
-    char path[4096];
-    container_path(cb, path, sizeof(path), "%s/log", cb->state_dir);
-    mkdir(path, 0750);
-    container_path(cb, path, sizeof(path), "%s/log/guest-%s.log", cb->state_dir, name);
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
 static void on_launched(void *userdata, int r, const struct qerr *err);
 
 static int launch_run(struct run *run, const struct backend_qube *q, struct qerr *err) {
@@ -484,7 +476,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
     if (make_owned_dir(rundir, 0, 0700) < 0 || make_owned_dir(mnt, 0, 0755) < 0)
         return qerr_set(err, EXC_QUBES, "cannot create %s: %s", rundir, strerror(errno));
     _cleanup_close_ int listen_fd = bind_agent_socket(sock);
-    _cleanup_close_ int log_fd = open_guest_log(cb, run->name);
+    _cleanup_close_ int log_fd = guest_log_open(cb, run->name);
     if (listen_fd < 0 || log_fd < 0)
         return qerr_set(err, EXC_QUBES, "cannot create the agent socket or log of '%s'",
                         run->name);
@@ -568,6 +560,7 @@ static void abort_start(struct run *run, const char *reason) {
     qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
     run->start_done = NULL;
     kill_and_wait(run);
+    guest_log_keep_failed_start(cb, run->name);
     container_teardown(run, false, 0);
     container_settle(cb);
     if (done)
@@ -825,6 +818,7 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     container_settle_writers(cb);
     if (container_find(cb, q->name))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    guest_log_remove(cb, q->name);
     int r = volume_remove_all(cb->state_dir, q->uuid);
     if (r < 0)
         return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
@@ -920,6 +914,7 @@ static void container_free(struct backend *b) {
     if (!qubes_left && cb->cgroups)
         cgroup_system_remove_group(cb->cgroups); /* no qube left: leave no empty dirs */
     cgroup_system_free(cb->cgroups);
+    guest_log_owners_free(cb);
     if (cb->agent_fd >= 0)
         close(cb->agent_fd);
     free(cb->state_dir);

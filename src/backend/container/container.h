@@ -69,6 +69,8 @@ struct container_backend {
     struct run *retiring;     /* handed to the reaper, not yet acknowledged */
     struct reaper *reaper;    /* the helper process that removes disposables' remains */
     sd_event_source *settle_src; /* settles `dying` on the next loop iteration */
+    char **log_owners;        /* qubes adopt() heard of: their logs survive the sweep */
+    size_t n_log_owners;
 };
 
 struct run *container_find(struct container_backend *cb, const char *name);
@@ -90,6 +92,16 @@ struct run *run_state_load(struct container_backend *cb, const char *name);
 void run_volume_free(struct run_volume *v);
 
 int container_adopt(struct backend *b, const struct backend_qube *q);
+
+/* guest logs (guest_log.c): STATE/log/guest-<name>.log */
+int guest_log_open(struct container_backend *cb, const char *name); /* rotates if big */
+void guest_log_remove(struct container_backend *cb, const char *name);
+/* Keeps the tail of the log of a start that failed in log/failed-start/. */
+void guest_log_keep_failed_start(struct container_backend *cb, const char *name);
+/* The sweep at daemon start removes the logs of qubes adopt() was not called for. */
+void guest_log_note_qube(struct container_backend *cb, const char *name);
+void guest_log_sweep(struct container_backend *cb);
+void guest_log_owners_free(struct container_backend *cb);
 void container_cleanup(struct backend *b, const char *const *keep);
 
 /* qrexec (container_qrexec.c, container_uplink.c) */

@@ -117,6 +117,7 @@ static bool run_alive(struct run *run) {
 
 int container_adopt(struct backend *b, const struct backend_qube *q) {
     struct container_backend *cb = (struct container_backend *)b;
+    guest_log_note_qube(cb, q->name);
     struct run *run = run_state_load(cb, q->name);
     if (!run)
         return -1;
@@ -210,4 +211,5 @@ void container_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(cb);
     cleanup_dir_entries(cb, "volatile", NULL, true);
     cleanup_dir_entries(cb, "volumes", keep, false);
+    guest_log_sweep(cb);
 }
