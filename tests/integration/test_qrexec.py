@@ -5,9 +5,10 @@ redirect, @dispvm resolution, @tag/@type, include files, broken files, reload on
 change and on SIGHUP), the caller preserved into disposables, disposables that leave no
 trace, that power themselves off mid-call, and 50 of them at once.
 
-Host calls go through RUNTIME/qrexec.sock (no policy, as dom0 in Qubes); calls from
-inside a qube are made with qrexec-client-vm in a qube that the host reached with
-`qvm-run -p`, so the inner call is checked with the qube as its source."""
+Host calls go through the router socket beside the Admin API socket (no policy, as dom0
+in Qubes); calls from inside a qube are made with qrexec-client-vm in a qube that the
+host reached with `qvm-run -p`, so the inner call is checked with the qube as its
+source."""
 
 import hashlib
 import os
@@ -96,12 +97,11 @@ class PolicyDaemon(Daemon):
 
     @property
     def qrexec_socket(self):
-        return os.path.join(self.runtime_dir, "qrexec.sock")
+        """Beside the Admin API socket: QUBESD_SOCKET alone selects both."""
+        return self.socket[:-len(".sock")] + ".qrexec.sock"
 
     def tool_env(self):
-        env = self.env()
-        env["DISPENSER_QREXEC_SOCKET"] = self.qrexec_socket
-        return env
+        return self.env()
 
 
 def run_tool(d, name, *args, input=None, timeout=30, text=True):
