@@ -8,8 +8,8 @@
 #pragma once
 #include <stddef.h>
 
-/* The router socket beside the Admin API socket admin_sock. -ENAMETOOLONG if it does not
- * fit size (or a Unix socket address). */
+/* The router socket beside the Admin API socket admin_sock; -ENAMETOOLONG if it does not
+ * fit size. (Binding or connecting says whether it fits a socket address.) */
 int qrexec_router_path_for(const char *admin_sock, char *buf, size_t size);
 
 /* $DISPENSER_QREXEC_SOCKET, else the router beside the selected daemon's socket. */
