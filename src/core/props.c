@@ -191,6 +191,9 @@ static int validate_default_user(const struct app *app, const struct qube *q,
     if (value[strspn(value, allowed)])
         return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': only letters, "
                         "digits and _-+,. are allowed", value);
+    if (strlen(value) > DEFAULT_USER_MAX) /* longer than any Linux user name */
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': longer than %d "
+                        "characters", value, DEFAULT_USER_MAX);
     return 0;
 }
 

@@ -197,7 +197,7 @@ static const char *service_user(struct router *r, const struct qube *q, const ch
 
 static void route_exec(struct route *rt) {
     struct qube *q = app_find(rt->r->app, rt->target);
-    char user[64];
+    char user[DEFAULT_USER_MAX + 1];
     struct backend_service_call call = {
         rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
         q ? service_user(rt->r, q, rt->user, user, sizeof(user)) : "",
