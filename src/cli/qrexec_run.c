@@ -175,7 +175,7 @@ int qrun_start(const struct qrun_opts *o, struct qrun *q, char *err, size_t errs
         r = q->sock = qrexec_request_send(&body, fds);
         if (r < 0)
             snprintf(err, errsize, "Failed to connect to qrexec router at %s: %s",
-                     qrexec_socket_path(), strerror(-r));
+                     qrexec_socket_path(), qrexec_connect_strerror(r));
     } else {
         snprintf(err, errsize, "Cannot set up the service's streams: %m");
     }

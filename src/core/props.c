@@ -182,6 +182,21 @@ static int validate_kernel(const struct app *app, const struct qube *q, const ch
     return 0;
 }
 
+/* The user name goes to the qube's agent and into "USER:COMMAND" lines: Qubes allows
+ * only these characters (no ':', blanks or quotes). */
+static int validate_default_user(const struct app *app, const struct qube *q,
+                                 const char *value, struct qerr *err) {
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789_-+,.";
+    if (value[strspn(value, allowed)])
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': only letters, "
+                        "digits and _-+,. are allowed", value);
+    if (strlen(value) > DEFAULT_USER_MAX) /* longer than any Linux user name */
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': longer than %d "
+                        "characters", value, DEFAULT_USER_MAX);
+    return 0;
+}
+
 /* Is q named as a disposable template anywhere (explicitly, as Qubes checks)? */
 static bool used_as_dispvm_template(const struct app *app, const struct qube *q) {
     if (streq_ptr(app->globals[G_DEFAULT_DISPVM], q->name) ||
@@ -234,7 +249,8 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_DEBUG, "debug", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
     P(P_DEFAULT_DISPVM, "default_dispvm", PT_VM, ALL_CLASSES, PF_LATE, NULL, default_default_dispvm,
       validate_default_dispvm),
-    P(P_DEFAULT_USER, "default_user", PT_STR, VM_CLASSES, PF_INHERIT, "user", NULL, NULL),
+    P(P_DEFAULT_USER, "default_user", PT_STR, VM_CLASSES, PF_INHERIT, "user", NULL,
+      validate_default_user),
     P(P_DISPID, "dispid", PT_INT, CLASS_BIT(QUBE_DISPVM), PF_READONLY, NULL, NULL, NULL),
     P(P_ICON, "icon", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_icon, NULL),
     P(P_INCLUDE_IN_BACKUPS, "include_in_backups", PT_BOOL, VM_CLASSES, 0, "True", NULL, NULL),

@@ -11,6 +11,9 @@ struct qube;
 
 enum prop_type { PT_STR, PT_INT, PT_BOOL, PT_VM, PT_LABEL };
 
+/* default_user: at most this long (a Linux user name is at most 32 characters). */
+#define DEFAULT_USER_MAX 63
+
 /* Per-qube properties, alphabetical; GetAll lists the PF_LATE ones last, as qubesd. */
 enum prop_id {
     P_AUTO_CLEANUP,

@@ -21,6 +21,7 @@
 #include "host.h"
 #include "log.h"
 #include "preload.h"
+#include "qrexec_locate.h"
 #include "qrexec_router.h"
 #include "server.h"
 
@@ -262,6 +263,30 @@ static struct engine *start_engine(sd_event *loop, struct app *app, const struct
     return engine;
 }
 
+/* The router listens beside the Admin API socket (qrexec_locate.h), so QUBESD_SOCKET alone
+ * selects both; RUNTIME/qrexec.sock, where it used to be, stays as a link to it. */
+static struct router *start_router(sd_event *loop, struct app *app, struct engine *engine,
+                                   struct preload *preload, const struct options *o,
+                                   char *link, size_t link_size) {
+    char path[4096];
+    struct qerr err = {0};
+    if (qrexec_router_path_for(o->socket_path, path, sizeof(path)) < 0) {
+        log_error("the qrexec socket beside %s would be too long a path", o->socket_path);
+        return NULL;
+    }
+    struct router_config rcfg = {o->policy_dir, path, o->socket_gid, preload};
+    struct router *router = router_new(loop, app, engine, &rcfg, &err);
+    if (!router) {
+        log_error("%s", err.msg);
+        return NULL;
+    }
+    snprintf(link, link_size, "%s/qrexec.sock", o->runtime_dir);
+    unlink(link);
+    if (symlink(path, link) < 0)
+        log_warning("cannot link %s to %s: %m", link, path);
+    return router;
+}
+
 static int run(const struct options *o, int ready_fd) {
     if (make_dir(o->state_dir, 0700) < 0 || make_dir(o->runtime_dir, 0755) < 0)
         return 1;
@@ -276,7 +301,7 @@ static int run(const struct options *o, int ready_fd) {
     struct router *router = NULL;
     struct preload *preload = NULL;
     struct qerr err = {0};
-    char db[4096];
+    char db[4096], router_link[4096] = "";
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
     int ret = 1, r;
     if (sd_event_default(&loop) < 0 || app_open(&app, db, &err) < 0) {
@@ -296,13 +321,9 @@ static int run(const struct options *o, int ready_fd) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
-    char qrexec_sock[4096];
-    snprintf(qrexec_sock, sizeof(qrexec_sock), "%s/qrexec.sock", o->runtime_dir);
-    struct router_config rcfg = {o->policy_dir, qrexec_sock, o->socket_gid, preload};
-    if (!(router = router_new(loop, &app, engine, &rcfg, &err))) {
-        log_error("%s", err.msg);
+    if (!(router = start_router(loop, &app, engine, preload, o, router_link,
+                                sizeof(router_link))))
         goto out;
-    }
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -320,6 +341,8 @@ static int run(const struct options *o, int ready_fd) {
 out:
     server_free(srv);
     router_free(router);
+    if (*router_link)
+        unlink(router_link);
     preload_free(preload);
     engine_free(engine); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;

@@ -147,7 +147,7 @@ int router_host_open(struct router *r, sd_event *loop, const char *path, gid_t g
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
-    unlink(path); /* ours: the state dir lock says no other daemon runs */
+    unlink(path); /* ours, as the Admin API socket it sits beside is */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;

@@ -1,6 +1,7 @@
-/* The host's way into the router: RUNTIME/qrexec.sock, where qrexec-client and qvm-run
- * call as dom0. Same mode and group as the Admin API socket: whoever may manage qubes
- * may run commands in them. */
+/* The host's way into the router: beside the Admin API socket (/run/qubesd.sock ->
+ * /run/qubesd.qrexec.sock, qrexec_locate.h), where qrexec-client and qvm-run call as
+ * dom0. Same mode and group as the Admin API socket: whoever may manage qubes may run
+ * commands in them. */
 #pragma once
 #include <sys/types.h>
 #include <systemd/sd-event.h>

@@ -180,11 +180,23 @@ static void on_exec_done(void *userdata, enum backend_call_end how, int status,
     route_end(rt, kinds[how], status, reason);
 }
 
+/* No user asked ("" or upstream's DEFAULT): the target's default_user, as Qubes' qrexec
+ * daemon substitutes it; a disposable inherits its template's. */
+static const char *service_user(struct router *r, const struct qube *q, const char *asked,
+                                char *buf, size_t size) {
+    bool is_default;
+    if (*asked && strcmp(asked, "DEFAULT") != 0)
+        return asked;
+    return app_prop_get(r->app, q, &PROP_DEFS[P_DEFAULT_USER], buf, size, &is_default);
+}
+
 static void route_exec(struct route *rt) {
     struct qube *q = app_find(rt->r->app, rt->target);
+    char user[DEFAULT_USER_MAX + 1];
     struct backend_service_call call = {
         rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
-        rt->user, rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
+        q ? service_user(rt->r, q, rt->user, user, sizeof(user)) : "",
+        rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
     struct qerr err = {0};
     rt->t_exec = mono_ms();
     if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
@@ -331,14 +343,18 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
     r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
     snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);
-    snprintf(rt->user, sizeof(rt->user), "%s", req->user ? req->user : "");
-    rt->command = req->command && *req->command ? xstrdup(req->command) : NULL;
+    /* Only dom0 chooses the user and a shell command. A qube's call runs the service
+     * as the policy's user= says, else as the target's default_user (as in Qubes, where
+     * qrexec-client-vm cannot send either): what a qube put there is ignored. */
+    bool from_dom0 = strcmp(rt->source, "dom0") == 0;
+    snprintf(rt->user, sizeof(rt->user), "%s", from_dom0 && req->user ? req->user : "");
+    rt->command = from_dom0 && req->command && *req->command ? xstrdup(req->command) : NULL;
     if (qrexec_split_service(req->service, rt->service, sizeof(rt->service), rt->argument,
                              sizeof(rt->argument)) < 0) {
         route_end(rt, QREXEC_REFUSED, 0, "malformed service name");
         return;
     }
-    if (strcmp(rt->source, "dom0") == 0)
+    if (from_dom0)
         route_from_dom0(rt);
     else
         route_by_policy(rt);

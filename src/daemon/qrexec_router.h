@@ -1,5 +1,6 @@
-/* The qrexec router: every service call, from the host (RUNTIME/qrexec.sock: dom0) or from
- * a qube (its agent's uplink), is decided here and run in its target.
+/* The qrexec router: every service call, from the host (the socket beside the Admin API
+ * socket: dom0) or from a qube (its agent's uplink), is decided here and run in its target
+ * as the user dom0 asked for, else the policy's user=, else the target's default_user.
  *
  *   dom0 calls bypass the policy, as in Qubes (qrexec-client in dom0 is trusted);
  *   calls from qubes are checked against the policy (default deny);

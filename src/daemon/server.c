@@ -110,6 +110,10 @@ static void conn_to_events(struct conn *c, const struct wire_request *req) {
 
 static void conn_handle_request(struct conn *c) {
     struct wire_request req;
+    if (c->in.len == 0) { /* a probe: the host tools check who listens (qrexec_locate.c) */
+        conn_free(c);
+        return;
+    }
     if (wire_parse_request((uint8_t *)c->in.data, c->in.len, &req) < 0) {
         log_warning("framing error: dropping a malformed request");
         conn_free(c);

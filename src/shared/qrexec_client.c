@@ -16,13 +16,9 @@
 /* One request per connection, so any id will do. */
 #define CALL_ID 1u
 
-const char *qrexec_socket_path(void) {
-    const char *env = getenv("DISPENSER_QREXEC_SOCKET");
-    return env && *env ? env : DEFAULT_RUNTIME_DIR "/qrexec.sock";
-}
-
+/* The selected daemon's router (qrexec_locate.h). */
 static int connect_router(void) {
-    return unix_connect(qrexec_socket_path());
+    return qrexec_router_connect();
 }
 
 /* The descriptors ride on the first bytes (the header), as the router expects them

@@ -2,13 +2,12 @@
  * the file tools on the host, where every call comes from dom0. */
 #pragma once
 #include <stddef.h>
+#include "qrexec_locate.h"
 #include "qrexec_proto.h"
 
-/* $DISPENSER_QREXEC_SOCKET, else RUNTIME_DIR/qrexec.sock (compiled-in runtime dir). */
-const char *qrexec_socket_path(void);
-
 /* Connects and sends one request; stdio (stdin, stdout, stderr) are handed to the router
- * with SCM_RIGHTS. Returns the connection to read the result from, or -errno. */
+ * with SCM_RIGHTS. Returns the connection to read the result from, or -errno (see
+ * qrexec_connect_strerror). */
 int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3]);
 
 /* Reads the result for a request sent on fd; msg receives the router's reason (NUL-

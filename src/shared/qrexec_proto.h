@@ -8,11 +8,13 @@
  *                     refused, followed by msg_len bytes of a human-readable reason.
  *
  * Body: NUL-terminated strings: target (as asked: a qube, "@dispvm", "@dispvm:T",
- * "@default", "dom0"), service (with "+argument" if any), user ("" = default), command
- * (for qubes.VMShell: a command for sh -c instead of a script on stdin; may be empty).
+ * "@default", "dom0"), service (with "+argument" if any), user ("" or "DEFAULT": the
+ * target's default_user), command (for qubes.VMShell: a command for sh -c instead of a
+ * script on stdin; may be empty). The router honours user and command from dom0 only.
  *
  * Who the caller is comes from where the request arrives, never from its content: the
- * host socket (RUNTIME/qrexec.sock, root only) is dom0; an agent's uplink is its qube.
+ * host socket (beside the Admin API socket, qrexec_locate.h; root and the socket group
+ * only) is dom0; an agent's uplink is its qube.
  * Several calls may be in flight on one uplink; `id` pairs results with requests.
  */
 #pragma once

@@ -6,8 +6,9 @@ Two halves:
   "service" on this host: they pin what the tools send and how they turn results into
   exit codes and messages, and need neither root nor the engine.
 - RouterTests run the same tools against a private dispenserd with the container engine
-  and its qrexec router (RUNTIME/qrexec.sock), as root; they skip themselves when that
-  socket does not appear (a daemon without the router)."""
+  and its qrexec router (beside its Admin API socket: QUBESD_SOCKET selects both), as
+  root; they skip themselves when that socket does not appear (a daemon without the
+  router)."""
 
 import os
 import shutil
@@ -31,9 +32,10 @@ F_FDS = 1
 EXITED, SIGNALED, REFUSED, FAILED = range(4)
 
 
-def tool_env(sock_path, daemon=None):
-    env = daemon.env() if daemon else dict(os.environ)
-    env["DISPENSER_QREXEC_SOCKET"] = sock_path
+def tool_env(admin_sock):
+    """QUBESD_SOCKET alone: the tools find the router beside it."""
+    env = dict(os.environ, QUBESD_SOCKET=admin_sock)
+    env.pop("DISPENSER_QREXEC_SOCKET", None)
     return env
 
 
@@ -46,10 +48,12 @@ def run(name, *args, env, input=None, timeout=20):
 
 class FakeRouter:
     """Accepts calls on a socket and runs each "service" here with the caller's stdio.
-    Targets "denied" and "broken" are refused / fail; the requests are recorded."""
+    Targets "denied" and "broken" are refused / fail; the requests are recorded. It sits
+    where the tools look for the router of the daemon at workdir/qubesd.sock."""
 
     def __init__(self, workdir):
-        self.path = os.path.join(workdir, "qrexec.sock")
+        self.admin_path = os.path.join(workdir, "qubesd.sock")
+        self.path = os.path.join(workdir, "qubesd.qrexec.sock")
         self.incoming = os.path.join(workdir, "incoming")
         os.makedirs(self.incoming)
         self.requests = []
@@ -61,6 +65,26 @@ class FakeRouter:
 
     def close(self):
         self.sock.close()
+        if hasattr(self, "admin"):
+            self.admin.close()
+
+    def proxy_admin_to(self, daemon_sock):
+        """Serves QUBESD_SOCKET too, passing each Admin API call on to a real daemon."""
+        self.admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.admin.bind(self.admin_path)
+        self.admin.listen(16)
+        threading.Thread(target=self._proxy, args=(daemon_sock,), daemon=True).start()
+
+    def _proxy(self, daemon_sock):
+        while True:
+            try:
+                conn, _ = self.admin.accept()
+            except OSError:
+                return
+            with conn:
+                request = b"".join(iter(lambda: conn.recv(65536), b""))
+                if request:  # the tools' probe sends nothing
+                    conn.sendall(harness.raw_request(daemon_sock, request))
 
     def _serve(self):
         while True:
@@ -142,9 +166,8 @@ class ProtocolTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.router = FakeRouter(self.dir)
         self.addCleanup(self.router.close)
-        # Admin API calls must fail loudly, not reach a real daemon
-        self.env = tool_env(self.router.path)
-        self.env["QUBESD_SOCKET"] = os.path.join(self.dir, "no-qubesd.sock")
+        # no daemon at QUBESD_SOCKET: Admin API calls fail loudly, not reach a real one
+        self.env = tool_env(self.router.admin_path)
 
     def tool(self, name, *args, input=None):
         return run(name, *args, env=self.env, input=input)
@@ -222,10 +245,10 @@ class ProtocolTests(unittest.TestCase):
         r = self.tool("qrexec-client", "--help")
         self.assertEqual(0, r.returncode)
         self.assertIn("-d TARGET", r.stdout)
-        self.env["DISPENSER_QREXEC_SOCKET"] = os.path.join(self.dir, "nothing.sock")
+        self.env["QUBESD_SOCKET"] = os.path.join(self.dir, "nothing.sock")
         r = self.tool("qrexec-client", "-d", "work", "DEFAULT:true")
         self.assertEqual(125, r.returncode)
-        self.assertIn("nothing.sock", r.stderr)
+        self.assertIn("nothing.qrexec.sock", r.stderr)
 
     # --- qvm-run ---
 
@@ -310,7 +333,8 @@ class CopyProtocolTests(test_engine.EngineTestCase):
         for rel, data in (("-dash.txt", "d"), ("dir/sub/f", "f" * 100000)):
             with open(os.path.join(src, rel), "w") as f:
                 f.write(data)
-        env = tool_env(router.path, self.d)
+        router.proxy_admin_to(self.d.socket)
+        env = tool_env(router.admin_path)
         r = subprocess.run([harness.tool_path("qvm-copy-to-vm"), "work", "./-dash.txt", "dir"],
                            env=env, cwd=src, capture_output=True, text=True, timeout=30)
         self.assertEqual(0, r.returncode, r.stderr)
@@ -352,14 +376,14 @@ class RouterTests(test_engine.EngineTestCase):
 
     def setUp(self):
         super().setUp()
-        self.sock = os.path.join(self.d.runtime_dir, "qrexec.sock")
+        self.sock = os.path.join(self.d.workdir, "qubesd.qrexec.sock")
         deadline = time.monotonic() + ROUTER_WAIT
         while not os.path.exists(self.sock) and time.monotonic() < deadline:
             time.sleep(0.05)
         if not os.path.exists(self.sock):
             self.skipTest("no qrexec router: %s did not appear (dispenserd without it)"
                           % self.sock)
-        self.env = tool_env(self.sock, self.d)
+        self.env = tool_env(self.d.socket)
 
     def tool(self, name, *args, input=None, timeout=60):
         return run(name, *args, env=self.env, input=input, timeout=timeout)
@@ -457,3 +481,69 @@ class RouterTests(test_engine.EngineTestCase):
         self.assert_names_back_to(before)
         with open(path) as f:
             self.assertEqual("content\n", f.read())  # nothing comes back
+
+    # --- one setting selects one daemon ---
+
+    def other_daemon(self):
+        """A second private daemon with no qubes at all (no work, no dvm)."""
+        other = Daemon().start()
+        self.addCleanup(other.cleanup)
+        return other
+
+    def doc(self):
+        src = tempfile.mkdtemp(prefix="dispenser-qc-")
+        self.addCleanup(shutil.rmtree, src, True)
+        path = os.path.join(src, "doc.txt")
+        with open(path, "w") as f:
+            f.write("content\n")
+        return path
+
+    def test_qubesd_socket_alone_selects_the_router(self):
+        env = self.d.env()
+        env.pop("DISPENSER_QREXEC_SOCKET", None)
+        r = run("qvm-run", "-p", "work", "echo mine", env=env)
+        self.assertEqual((0, "mine\n"), (r.returncode, r.stdout), r.stderr)
+        r = run("qrexec-client", "-d", "@dispvm:dvm", "DEFAULT:echo disp", env=env)
+        self.assertEqual((0, "disp\n"), (r.returncode, r.stdout), r.stderr)
+        # the other daemon has no dvm and no default_dispvm: its router refuses, and no
+        # disposable appears here
+        other = self.other_daemon()
+        env = other.env()
+        env.pop("DISPENSER_QREXEC_SOCKET", None)
+        before = self.names()
+        for tool, args in (("qvm-run", ["--dispvm=dvm", "-p", "true"]),
+                           ("qrexec-client", ["-d", "@dispvm:dvm", "DEFAULT:true"]),
+                           ("qvm-open-in-dvm", [self.doc()])):
+            with self.subTest(tool=tool):
+                r = run(tool, *args, env=env)
+                self.assertEqual(126, r.returncode, r.stderr)
+        self.assertIn("no such disposable template", other.log())
+        r = run("qvm-copy-to-vm", "work", self.doc(), env=env)
+        self.assertEqual(2, r.returncode, r.stderr)  # not a qube of the other daemon
+        self.assertEqual(before, self.names())
+
+    def test_override_naming_another_daemons_router_refused(self):
+        other = self.other_daemon()
+        wrong = os.path.join(other.workdir, "qubesd.qrexec.sock")
+        deadline = time.monotonic() + ROUTER_WAIT
+        while not os.path.exists(wrong) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = self.d.env()
+        env["DISPENSER_QREXEC_SOCKET"] = wrong
+        for tool, args in (("qvm-run", ["-p", "work", "true"]),
+                           ("qrexec-client", ["-d", "work", "DEFAULT:true"]),
+                           ("qrexec-client", ["--socket-dir=" + other.runtime_dir, "-d", "work",
+                                              "DEFAULT:true"]),
+                           ("qvm-copy-to-vm", ["work", self.doc()]),
+                           ("qvm-open-in-dvm", [self.doc()])):
+            with self.subTest(tool=tool, args=args):
+                r = run(tool, *args, env=env)
+                self.assertEqual(125, r.returncode, r.stderr)
+                self.assertIn("belongs to another dispenserd", r.stderr)
+        self.assertNotIn("qrexec:", other.log())  # no call reached it
+        # naming the selected daemon's own router (or the link in its runtime dir) works
+        for path in (os.path.join(self.d.workdir, "qubesd.qrexec.sock"),
+                     os.path.join(self.d.runtime_dir, "qrexec.sock")):
+            env["DISPENSER_QREXEC_SOCKET"] = path
+            r = run("qvm-run", "-p", "work", "echo ok", env=env)
+            self.assertEqual((0, "ok\n"), (r.returncode, r.stdout), r.stderr)

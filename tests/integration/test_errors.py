@@ -360,6 +360,10 @@ class PropertyValues(UnchangedCase):
         ("work", "kernel", b"a/b", ANY_VALUE),
         ("work", "kernelopts", "caf\u00e9".encode(), VALUE),  # non-ASCII
         ("work", "default_user", b"a\x01b", VALUE),            # control character
+        ("work", "default_user", b"root:x", PROP_VALUE),      # ':' splits USER:COMMAND
+        ("work", "default_user", b"a b", PROP_VALUE),
+        ("work", "default_user", b"o'brien", PROP_VALUE),
+        ("work", "default_user", b"u" * 64, PROP_VALUE),       # longer than any user name
         ("work", "kernelopts", b"a\x00b", VALUE),
         ("work", "kernelopts", b"x" * 5000, VALUE),            # too long
         ("disp1", "template", b"tpl", ANY_VALUE),          # DispVM needs a dvm template

@@ -579,6 +579,13 @@ class HandOut(PreloadCase):
         self.assert_gone(name)
         self.wait_filled("pdvm", 1)
 
+    def test_hand_out_runs_as_default_user(self):
+        self.new_dvm(max=1, default_user="root")
+        name = self.wait_filled("pdvm", 1)[0]
+        r = run_tool(self.d, "qvm-run", "--dispvm=pdvm", "-p", "id -un; hostname")
+        self.assertEqual((0, "root\n" + name + "\n"), (r.returncode, r.stdout), r.stderr)
+        self.assert_gone(name)
+
     def test_qrexec_call_from_a_qube_keeps_the_caller(self):
         self.new_dvm(max=1)
         name = self.wait_filled("pdvm", 1)[0]

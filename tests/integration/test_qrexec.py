@@ -5,15 +5,18 @@ redirect, @dispvm resolution, @tag/@type, include files, broken files, reload on
 change and on SIGHUP), the caller preserved into disposables, disposables that leave no
 trace, that power themselves off mid-call, and 50 of them at once.
 
-Host calls go through RUNTIME/qrexec.sock (no policy, as dom0 in Qubes); calls from
-inside a qube are made with qrexec-client-vm in a qube that the host reached with
-`qvm-run -p`, so the inner call is checked with the qube as its source."""
+Host calls go through the router socket beside the Admin API socket (no policy, as dom0
+in Qubes); calls from inside a qube are made with qrexec-client-vm in a qube that the
+host reached with `qvm-run -p`, so the inner call is checked with the qube as its
+source."""
 
 import hashlib
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -23,7 +26,7 @@ import unittest
 import harness
 from harness import Daemon, vmexec_encode
 import test_engine
-from test_engine import EngineTestCase, kill_all_qubes
+from test_engine import EngineTestCase, kill_all_qubes, unified_cgroup_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_POLICY = os.path.join(harness.SOURCE_ROOT, "policy", "50-dispenser-default.policy")
@@ -41,6 +44,10 @@ EOF
 cat > /etc/qubes-rpc/test.Where+special <<'EOF'
 #!/bin/sh
 echo "remote=$QREXEC_REMOTE_DOMAIN target=$QREXEC_REQUESTED_TARGET arg=$QREXEC_SERVICE_ARGUMENT argv1=${1-} qube=$(hostname) file=special"
+EOF
+cat > /etc/qubes-rpc/test.Id <<'EOF'
+#!/bin/sh
+echo "uid=$(id -u) user=$USER home=$HOME"
 EOF
 cat > /etc/qubes-rpc/test.Echo <<'EOF'
 #!/bin/sh
@@ -90,12 +97,11 @@ class PolicyDaemon(Daemon):
 
     @property
     def qrexec_socket(self):
-        return os.path.join(self.runtime_dir, "qrexec.sock")
+        """Beside the Admin API socket: QUBESD_SOCKET alone selects both."""
+        return self.socket[:-len(".sock")] + ".qrexec.sock"
 
     def tool_env(self):
-        env = self.env()
-        env["DISPENSER_QREXEC_SOCKET"] = self.qrexec_socket
-        return env
+        return self.env()
 
 
 def run_tool(d, name, *args, input=None, timeout=30, text=True):
@@ -897,3 +903,126 @@ class Disposables(QrexecCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# --- who a service runs as ---
+
+USER_POLICY = """\
+test.Id  *  work2  work         allow
+test.Id  *  work2  dvm          allow user=root
+test.Id  *  work2  @dispvm:dvm  allow
+qubes.VMShell  *  work2  work   allow
+"""
+QREXEC_REQ = struct.Struct("=IIII")    # magic, id, flags, body_len (qrexec_proto.h)
+QREXEC_RES = struct.Struct("=IIIiI")   # magic, id, kind, status, msg_len
+QREXEC_MAGIC, QREXEC_F_FDS = 0x51524531, 1
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("short read")
+        data += chunk
+    return data
+
+
+class DefaultUser(QrexecCase):
+    """Commands without a user, DEFAULT:, services and Filecopy run as the target's
+    default_user (Qubes: `user` unless set); a qube calling another cannot choose the
+    user: the policy's user= or the target's default_user decide."""
+
+    POLICY = {"30-user.policy": USER_POLICY}
+
+    def set_user(self, vm, user):
+        self.ok("admin.vm.property.Set", "default_user", vm, user.encode())
+        self.addCleanup(self.d.call, "admin.vm.property.Reset", "default_user", vm)
+
+    def ids(self, out):
+        return dict(kv.split("=", 1) for kv in out.split())
+
+    def where_id(self, source, target):
+        rc, out, err = self.call_from(source, target, "test.Id")
+        self.assertEqual(0, rc, (out, err))
+        return self.ids(out)
+
+    def test_host_commands_and_services_run_as_default_user(self):
+        self.assertEqual("user\n", self.out("work", "id -un"))
+        self.set_user("work", "root")
+        self.assertEqual("0\n", self.out("work", "id -u"))
+        r = self.cli("qrexec-client", "-d", "work", "DEFAULT:id -un")
+        self.assertEqual((0, "root\n"), (r.returncode, r.stdout), r.stderr)
+        r = self.cli("qrexec-client", "-d", "work", "DEFAULT:QUBESRPC test.Id dom0")
+        self.assertEqual((0, {"uid": "0", "user": "root", "home": "/root"}),
+                         (r.returncode, self.ids(r.stdout)), r.stderr)
+        r = self.cli("qvm-run", "-p", "--service", "work", "test.Id")
+        self.assertEqual("0", self.ids(r.stdout)["uid"], r.stderr)
+        # an explicit user still wins
+        self.assertEqual("user\n", self.out("work", "id -un", user="user"))
+        r = self.cli("qrexec-client", "-d", "work", "user:id -un")
+        self.assertEqual((0, "user\n"), (r.returncode, r.stdout), r.stderr)
+
+    def test_filecopy_lands_in_the_default_users_home(self):
+        self.set_user("work", "root")
+        src = tempfile.mkdtemp(prefix="dispenser-qx-")
+        self.addCleanup(shutil.rmtree, src, True)
+        with open(os.path.join(src, "note.txt"), "w") as f:
+            f.write("for root")
+        r = self.cli("qvm-copy-to-vm", "work", os.path.join(src, "note.txt"))
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual("for root", self.out("work", "cat /root/QubesIncoming/dom0/note.txt"))
+
+    def test_disposable_runs_as_its_templates_default_user(self):
+        self.set_user("dvm", "root")
+        r = self.qvm_run("--dispvm=dvm", "-p", "id -un")
+        self.assertEqual((0, "root\n"), (r.returncode, r.stdout), r.stderr)
+        r = self.qvm_run("--dispvm", "-p", "id -un")  # the default one: dvm too
+        self.assertEqual((0, "root\n"), (r.returncode, r.stdout), r.stderr)
+
+    def test_calls_between_qubes_run_as_the_targets_default_user(self):
+        self.assertEqual("user", self.where_id("work2", "work")["user"])
+        self.set_user("work", "root")
+        self.assertEqual("root", self.where_id("work2", "work")["user"])
+        self.set_user("dvm", "root")
+        self.assertEqual("root", self.where_id("work2", "@dispvm:dvm")["user"])
+
+    def test_policy_user_wins_over_default_user(self):
+        self.assertEqual("root", self.where_id("work2", "dvm")["user"])
+
+    def test_user_and_command_sent_by_a_qube_are_ignored(self):
+        """qrexec-client-vm sends neither, but any process in a qube can speak to its
+        agent's socket: a user or a command in its request must change nothing."""
+        self.out("work2", "true")  # running
+        self.start("work")
+        with open(os.path.join(unified_cgroup_dir(self.d, "work2"), "cgroup.procs")) as f:
+            pid = f.read().split()[0]
+        path = "/proc/%s/root/run/dispenser/qrexec.sock" % pid
+        for service, command in (("test.Id", ""), ("qubes.VMShell", ""),
+                                 ("qubes.VMShell", "echo uid=0 user=root")):
+            with self.subTest(service=service, command=command):
+                out = self.raw_call_in(path, "work", service, "root", command,
+                                       b"echo uid=$(id -u) user=$USER\n")
+                self.assertEqual("user", self.ids(out).get("user"), out)
+                self.assertNotEqual("0", self.ids(out).get("uid"), out)
+
+    def raw_call_in(self, path, target, service, user, command, stdin):
+        body = b"\0".join(x.encode() for x in (target, service, user, command)) + b"\0"
+        rin, win = os.pipe()
+        rout, wout = os.pipe()
+        os.write(win, stdin)
+        os.close(win)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        with s:
+            s.connect(path)
+            socket.send_fds(s, [QREXEC_REQ.pack(QREXEC_MAGIC, 7, QREXEC_F_FDS, len(body))
+                                + body], [rin, wout, 2])
+            os.close(rin)
+            os.close(wout)
+            _, _, kind, status, msg_len = QREXEC_RES.unpack(recv_exact(s, QREXEC_RES.size))
+            msg = recv_exact(s, msg_len)
+        with os.fdopen(rout) as f:
+            out = f.read()
+        self.assertEqual((0, 0), (kind, status), msg)
+        return out
