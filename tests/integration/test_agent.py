@@ -575,6 +575,11 @@ class QrexecTestCase(unittest.TestCase):
         self.cvm_path = os.path.join(self.bin_dir, "qrexec-client-vm")
         os.symlink(os.path.abspath(AGENT), self.cvm_path)
         self.env = dict(os.environ, DISPENSER_AGENT_QREXEC_SOCKET=self.agent.qrexec_socket)
+        # the agent binds its qubes' socket after its own: on a busy host, a moment later
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.agent.qrexec_socket):
+            self.assertLess(time.monotonic(), deadline, "no qrexec socket:\n" + self.agent.log())
+            time.sleep(0.005)
         self.procs = []
         self.addCleanup(self._reap)
 
