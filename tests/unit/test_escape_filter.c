@@ -13,7 +13,7 @@ static void filtered(const char *in, size_t len, const char *want) {
 }
 
 static void test_printable_and_allowed_controls_pass(void **state) {
-    filtered("a Z~\t\n\r\b\a", 10, "a Z~\t\n\r\b\a");
+    filtered("a Z~\t\n\r\b\a", 9, "a Z~\t\n\r\b\a");
 }
 
 static void test_escape_sequences_are_defused(void **state) {
