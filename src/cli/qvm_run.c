@@ -44,9 +44,10 @@ static const struct opt_spec run_specs[] = {
     {"no-colour-stderr", 0, OPT_FLAG, OPT_NO_COLOUR_ERR, NULL, "disable colouring the stderr"},
     {"no-color-stderr", 0, OPT_FLAG, OPT_NO_COLOUR_ERR, NULL, NULL},
     {"filter-escape-chars", 0, OPT_FLAG, OPT_FILTER, NULL,
-     "accepted; output is passed through unfiltered (see the manual page)"},
+     "filter terminal escape sequences (default if output is terminal)"},
     {"no-filter-escape-chars", 0, OPT_FLAG, OPT_NO_FILTER, NULL,
-     "do not filter terminal escape sequences (what is done anyway)"},
+     "do not filter terminal escape sequences - overrides --filter-escape-chars, "
+     "DANGEROUS when output is terminal"},
     {"service", 0, OPT_FLAG, OPT_SERVICE, NULL,
      "run a qrexec service (named by COMMAND) instead of shell command"},
     {"no-shell", 0, OPT_FLAG, OPT_NO_SHELL, NULL,
@@ -372,6 +373,10 @@ static int launch(const struct run_args *a, const char *target, const char *comm
     o.user = a->user;
     o.localcmd = a->localcmd;
     o.null_io = !a->passio;
+    /* upstream's rule (qubesadmin run_service): -t with filtering, -T also whenever our
+     * stderr is a terminal */
+    o.filter_out = a->filter_esc;
+    o.filter_err = a->filter_esc || isatty(2);
     if (a->verbose > 0)
         note(a, "Running '%s' on %s", a->cmd, target);
     fflush(stdout);

@@ -25,6 +25,9 @@
 
 enum qrexec_flags {
     QREXEC_F_FDS = 1u << 0,
+    QREXEC_F_PTY = 1u << 1, /* the service gets a terminal allocated in the qube; the third
+                             * descriptor carries struct winsize records to it (host calls
+                             * only: a qube's call with it is refused) */
 };
 
 struct qrexec_request {
