@@ -22,6 +22,7 @@ import test_engine
 from test_qrexec import QrexecCase, popen_tool, run_tool
 
 TITLE = r"printf '\033]0;pwned\007'"
+PLAIN = ("--no-colour-output", "--no-colour-stderr")  # qvm-run's own colours off
 
 
 def set_winsize(fd, rows, cols):
@@ -110,7 +111,7 @@ class TtyCase(QrexecCase):
         self.assertEqual(p.before, p.settings())
 
     def test_qube_sees_pipes_not_the_terminal(self):
-        rc, p = self.run_on_pty("qvm-run", "-p", "work",
+        rc, p = self.run_on_pty("qvm-run", "-p", *PLAIN, "work",
                                 "for i in 0 1 2; do readlink /proc/self/fd/$i; done; "
                                 "test -t 0 && echo tty-in; test -t 1 && echo tty-out; true")
         self.assertEqual(0, rc, p.out)
@@ -151,7 +152,7 @@ class TtyCase(QrexecCase):
     # --- escape filtering ---
 
     def test_title_sequence_is_filtered_on_a_terminal(self):
-        rc, p = self.run_on_pty("qvm-run", "-p", "work", TITLE + "; " + TITLE + " >&2")
+        rc, p = self.run_on_pty("qvm-run", "-p", *PLAIN, "work", TITLE + "; " + TITLE + " >&2")
         self.assertEqual(0, rc, p.out)
         self.assertNotIn(b"\033", p.out)
         self.assertEqual(2, p.out.count(b"_]0;pwned\a"), p.out)
