@@ -120,6 +120,7 @@ struct route {
     bool disposable;  /* made for this call: killed when it ends */
     bool running;     /* the service runs in target */
     bool abandoned;   /* the caller went away */
+    bool pty;         /* a terminal in the qube */
     int stdio[3];
     router_reply_fn reply;
     void *ctx;
@@ -189,7 +190,8 @@ static void route_exec(struct route *rt) {
     struct qube *q = app_find(rt->r->app, rt->target);
     struct backend_service_call call = {
         rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
-        rt->user, rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
+        rt->user, rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]},
+        rt->pty};
     struct qerr err = {0};
     rt->t_exec = mono_ms();
     if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
@@ -332,7 +334,8 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
                  router_reply_fn reply, void *ctx) {
     struct route *rt = xcalloc(1, sizeof(*rt));
     *rt = (struct route){.r = r, .next = r->routes, .reply = reply, .ctx = ctx,
-                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms()};
+                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms(),
+                         .pty = req->pty};
     r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
     snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);
