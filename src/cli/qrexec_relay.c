@@ -4,6 +4,7 @@
  * are. */
 #include "qrexec_relay.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -172,17 +173,41 @@ static _Noreturn void relay_loop(struct relay_state *st) {
     }
 }
 
-/* Everything but the descriptors the relay uses goes: above all the service's pipe ends,
- * whose copies here would keep the service from ever seeing EOF. */
-static void close_others(const int *keep, size_t n) {
-    int max = (int)sysconf(_SC_OPEN_MAX);
-    for (int fd = 3; fd < max && fd < 65536; fd++) {
-        bool kept = false;
-        for (size_t i = 0; i < n && !kept; i++)
-            kept = keep[i] == fd;
-        if (!kept)
-            close(fd);
+static bool kept(int fd, const int *keep, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
+/* The open descriptors are listed in /proc/self/fd: no loop up to a limit that may be
+ * a million. Without /proc, up to the soft limit (capped). */
+void close_fds_except(int from, const int *keep, size_t n) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = from; fd < max && fd < 65536; fd++)
+            if (!kept(fd, keep, n))
+                close(fd);
+        return;
     }
+    int open_fds[1024], count = 0;
+    bool more = true;
+    while (more) { /* a batch at a time: closing while reading the directory is unsafe */
+        struct dirent *e;
+        count = 0;
+        rewinddir(d);
+        while ((e = readdir(d)) && count < (int)ELEMENTSOF(open_fds)) {
+            int fd = atoi(e->d_name);
+            if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd >= from && fd != dirfd(d) &&
+                !kept(fd, keep, n))
+                open_fds[count++] = fd;
+        }
+        more = count == (int)ELEMENTSOF(open_fds);
+        for (int i = 0; i < count; i++)
+            close(open_fds[i]);
+    }
+    closedir(d);
 }
 
 static int signal_fd_for_winch(void) {
@@ -204,7 +229,8 @@ static _Noreturn void relay_child(struct relay_state *st, pid_t parent) {
         st->sig = signal_fd_for_winch();
     int keep[] = {st->ctl, st->sig, st->winsize_tty, st->winsize_fd, st->in.src, st->in.dst,
                   st->out[0].src, st->out[0].dst, st->out[1].src, st->out[1].dst};
-    close_others(keep, ELEMENTSOF(keep));
+    /* above all the service's pipe ends: copies here would keep it from seeing EOF */
+    close_fds_except(3, keep, ELEMENTSOF(keep));
     relay_loop(st);
 }
 

@@ -23,6 +23,9 @@ struct relay {
     int ctl;   /* a byte written here: the call has ended, drain and stop */
 };
 
+/* Closes every descriptor >= from except those in keep (for our helper processes). */
+void close_fds_except(int from, const int *keep, size_t n);
+
 /* True for a descriptor that may be handed to a qube as it is. */
 bool relay_may_cross(int fd);
 

@@ -1,4 +1,5 @@
 #include "tty_guard.h"
+#include "qrexec_relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,10 +16,8 @@ static _Noreturn void guardian(int tty, int pipe_r, const struct termios *saved)
     for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
         signal(quiet[i], SIG_IGN);
     setpgid(0, 0);
-    int max = (int)sysconf(_SC_OPEN_MAX);
-    for (int fd = 0; fd < max && fd < 65536; fd++)
-        if (fd != tty && fd != pipe_r)
-            close(fd);
+    int keep[] = {tty, pipe_r};
+    close_fds_except(0, keep, 2);
     char c;
     while (read(pipe_r, &c, 1) != 0 && (errno == EINTR || errno == EAGAIN))
         ;
