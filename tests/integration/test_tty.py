@@ -179,6 +179,17 @@ class TtyCase(QrexecCase):
             self.assertEqual(out, r.stdout, opt)
             self.assertEqual(err, r.stderr, opt)
 
+    def test_open_in_dvm_output_is_filtered_on_a_terminal(self):
+        path = os.path.join(self.d.workdir, "title.txt")
+        with open(path, "wb") as f:
+            f.write(b"\033]0;pwned\007")
+        rc, p = self.run_on_pty("qvm-open-in-dvm", path)
+        self.assertEqual(0, rc, p.out)
+        self.assertIn(b"handler: title.txt", p.out)
+        self.assertIn(b"_]0;PWNED", p.out)
+        self.assertNotIn(b"\033", p.out)
+        self.assertEqual(p.before, p.settings())
+
     # --- a terminal in the qube, on purpose ---
 
     def test_tty_gives_a_terminal_in_the_qube(self):
