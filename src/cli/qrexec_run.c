@@ -71,17 +71,16 @@ static int start_relay(const struct qrun_opts *o, struct qrun *q, int fds[3], bo
                            .filter = {false, o->filter_out, o->filter_err},
                            .prefix = o->prefix, .prefix_len = o->prefix_len, .pty = o->pty,
                            .winsize_tty = o->pty ? host_tty(fds) : -1};
-    bool had[3] = {owned[0], owned[1], owned[2]};
-    bool mine[3] = {false, false, false};
+    bool relayed[3] = {false, false, false};
     if (o->pty && isatty(fds[0]) && tty_guard_raw(fds[0], &q->guard) < 0)
         return -1;
-    if (relay_start(&s, fds, mine, &q->relay) < 0)
+    if (relay_start(&s, fds, relayed, &q->relay) < 0)
         return -1;
     for (int i = 0; i < 3; i++) {
-        if (!mine[i])
+        if (!relayed[i])
             continue;
-        if (had[i] && !(i == 1 && s.host[1] == s.host[0] && had[0]))
-            close(s.host[i]); /* the relay holds its own copy */
+        if (owned[i]) /* a --localcmd pipe: the relay holds its own copy */
+            close(s.host[i]);
         owned[i] = true;
     }
     return 0;
