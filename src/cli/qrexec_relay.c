@@ -247,6 +247,10 @@ static int make_pipe(int svc[3], bool owned[3], int i, bool to_service, int *our
 }
 
 static bool needs_relay(const struct relay_spec *s, int i) {
+    /* the qube's terminal relay makes its ends non-blocking: never on a description it
+     * would share with the caller's shell */
+    if (s->pty)
+        return true;
     if (i == 0)
         return (s->prefix && s->prefix_len > 0) || !relay_may_cross(s->host[0]);
     if (i == 2 && s->pty)

@@ -203,6 +203,18 @@ class TtyCase(QrexecCase):
         self.assertIn(b"in-is-tty", p.out)
         self.assertEqual(p.before, p.settings())
 
+    def test_tty_with_piped_stdin_leaves_the_pipe_blocking(self):
+        r, w = os.pipe()
+        os.write(w, b"from-the-pipe\n")
+        os.close(w)
+        self.addCleanup(os.close, r)
+        proc = popen_tool(self.d, "qvm-run", "--tty", "work", "read x; echo \"got $x\"",
+                          stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(0, proc.returncode, err)
+        self.assertIn(b"got from-the-pipe", out)
+        self.assertTrue(os.get_blocking(r), "the caller's pipe became non-blocking")
+
     def test_tty_window_size_and_interrupt(self):
         p = self.pty(20, 70)
         proc = p.spawn(self.d, "qvm-run", "-p", "-t", "work",
