@@ -23,18 +23,13 @@
 
 #include "escape_filter.h"
 #include "macro.h"
+#include "qrexec_proto.h"
 #include "strbuf.h"
 
 #define RELAY_BUF 65536
 
 bool relay_may_cross(int fd) {
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return false;
-    if (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode))
-        return true;
-    /* /dev/null: harmless, and what -e and qvm-run without -p give */
-    return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+    return qrexec_fd_may_cross(fd);
 }
 
 /* One direction: src -> dst. -1 marks a closed end. */

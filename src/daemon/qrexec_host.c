@@ -66,6 +66,12 @@ static void dispatch(struct host_conn *c, const struct qrexec_request *req) {
                  "caller's stdin, stdout and stderr are needed");
         return;
     }
+    if (!qrexec_fd_may_cross(c->fds[0]) || !qrexec_fd_may_cross(c->fds[1]) ||
+        !qrexec_fd_may_cross(c->fds[2])) {
+        on_reply(c, QREXEC_REFUSED, 0, "the caller's stdio must be pipes, regular files "
+                 "or /dev/null: a terminal or socket never goes into a qube (relay it)");
+        return;
+    }
     int stdio[3] = {c->fds[0], c->fds[1], c->fds[2]};
     c->n_fds = 0; /* the router owns them now */
     c->dispatched = true;

@@ -143,6 +143,28 @@ class TtyCase(QrexecCase):
         self.assertEqual(2, out.count(b"pipe:"), out)
         self.assertIn(b"through-the-socket", out)
 
+    def test_router_refuses_a_terminal_from_the_host_socket(self):
+        """A client that speaks the host socket itself cannot hand over a terminal
+        either (qrexec_proto.h framing)."""
+        p = self.pty()
+        body = b"work\0qubes.VMShell\0\0stty -echo\0"
+        hdr = struct.pack("=IIII", 0x51524531, 1, 1, len(body))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(20)
+            s.connect(self.d.qrexec_socket)
+            socket.send_fds(s, [hdr], [p.slave, p.slave, p.slave])
+            s.sendall(body)
+            data = b""
+            while len(data) < 20:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        magic, _, kind, _, msg_len = struct.unpack("=IIIiI", data[:20])
+        self.assertEqual(2, kind, data)  # QREXEC_REFUSED
+        self.assertIn(b"terminal", data[20:])
+        self.assertEqual(p.before, p.settings())
+
     def test_pipes_still_pass_all_bytes(self):
         data = bytes(range(256)) * 64
         r = run_tool(self.d, "qvm-run", "-p", "work", "cat", input=data, text=False)
