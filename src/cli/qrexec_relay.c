@@ -15,8 +15,6 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -27,10 +25,6 @@
 #include "strbuf.h"
 
 #define RELAY_BUF 65536
-
-bool relay_may_cross(int fd) {
-    return qrexec_fd_may_cross(fd);
-}
 
 /* One direction: src -> dst. -1 marks a closed end. */
 struct stream {
@@ -247,10 +241,10 @@ static bool needs_relay(const struct relay_spec *s, int i) {
     if (s->pty)
         return true;
     if (i == 0)
-        return (s->prefix && s->prefix_len > 0) || !relay_may_cross(s->host[0]);
+        return (s->prefix && s->prefix_len > 0) || !qrexec_fd_may_cross(s->host[0]);
     if (i == 2 && s->pty)
         return true;
-    return s->filter[i] || !relay_may_cross(s->host[i]);
+    return s->filter[i] || !qrexec_fd_may_cross(s->host[i]);
 }
 
 static void init_state(const struct relay_spec *s, struct relay_state *st) {

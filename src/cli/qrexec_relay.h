@@ -1,5 +1,6 @@
 /* The host end of a call's streams. A qube is handed only descriptors that cannot reach
- * back into the host: pipes (FIFOs), regular files the caller redirected, /dev/null.
+ * back into the host (qrexec_fd_may_cross): pipes (FIFOs), regular files the caller
+ * redirected, /dev/null.
  * Anything else the caller's stdio is (a terminal, a socket, another device) stays here
  * and a relay process copies between it and pipes of its own; the relay also filters
  * escape sequences (qrexec-client -t/-T), sends the prefix before stdin (-p), and for a
@@ -26,9 +27,6 @@ struct relay {
 
 /* Closes every descriptor >= from except those in keep (for our helper processes). */
 void close_fds_except(int from, const int *keep, size_t n);
-
-/* True for a descriptor that may be handed to a qube as it is. */
-bool relay_may_cross(int fd);
 
 /* Replaces every slot of svc (initially s->host) that must not cross with a pipe end
  * and starts the relay when there is one; owned[i] is set for the pipe ends (closed by
