@@ -37,7 +37,7 @@ int qvm_console_dispvm_main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     opts_parse(&console_parser, argc, argv, console_option, &user, &r);
     if (r.n_pos > 1)
-        opts_error(&console_parser, "unrecognized arguments");
+        opts_error(&console_parser, "unrecognized arguments: %s", r.pos[1]);
     _cleanup_free_ char *target = NULL;
     if (asprintf(&target, r.n_pos ? "@dispvm:%s" : "@dispvm", r.n_pos ? r.pos[0] : "") < 0)
         abort();
