@@ -45,6 +45,12 @@ static int send_all(int sock, struct iovec *iov, int iovcnt, const int stdio[3])
 
 int agent_client_send(int sock, enum agent_request_type type,
                       const struct agent_request_body *body, const int stdio[3]) {
+    return agent_client_send_flags(sock, type, body, stdio, 0);
+}
+
+int agent_client_send_flags(int sock, enum agent_request_type type,
+                            const struct agent_request_body *body, const int stdio[3],
+                            uint16_t flags) {
     static const struct agent_request_body empty = {0};
     _cleanup_free_ char *buf = malloc(AGENT_MAX_BODY);
     if (!buf)
@@ -53,7 +59,8 @@ int agent_client_send(int sock, enum agent_request_type type,
     if (len < 0)
         return -E2BIG;
     struct agent_request req = {.magic = AGENT_MAGIC, .type = (uint16_t)type,
-                                .flags = stdio ? AGENT_F_FDS : 0, .body_len = (uint32_t)len};
+                                .flags = (uint16_t)(flags | (stdio ? AGENT_F_FDS : 0)),
+                                .body_len = (uint32_t)len};
     struct iovec iov[2] = {{&req, sizeof(req)}, {buf, (size_t)len}};
     return send_all(sock, iov, 2, stdio);
 }

@@ -12,6 +12,10 @@ int agent_client_connect(const char *socket_path);
 /* stdio: three descriptors sent with SCM_RIGHTS (AGENT_F_FDS), or NULL for the copy path. */
 int agent_client_send(int sock, enum agent_request_type type,
                       const struct agent_request_body *body, const int stdio[3]);
+/* The same with more request flags (AGENT_F_PTY). */
+int agent_client_send_flags(int sock, enum agent_request_type type,
+                            const struct agent_request_body *body, const int stdio[3],
+                            uint16_t flags);
 /* Blocking read of the reply (descriptor path, WAIT_READY, SHUTDOWN). */
 int agent_client_read_reply(int sock, struct agent_reply *reply);
 

@@ -199,6 +199,12 @@ static void start_service(struct conn *c) {
         return refuse(c, -r, b.service);
     if (r == 1)
         return wait_ready_service(c);
+    if (c->req.flags & AGENT_F_PTY) {
+        if (!with_fds)
+            return refuse(c, EINVAL, b.service);
+        spec.pty = true;
+        service_env_add_term(&spec);
+    }
     pid_t pid = spawn_for(c, &spec);
     if (pid < 0) {
         agent_log("cannot start %s: %s", b.service, strerror((int)-pid));

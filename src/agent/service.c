@@ -181,6 +181,15 @@ int service_resolve(const struct agent_config *cfg, const struct agent_request_b
     return 0;
 }
 
+void service_env_add_term(struct spawn_spec *spec) {
+    size_t n = 0;
+    while (spec->envp[n])
+        n++;
+    spec->envp = xrealloc(spec->envp, (n + 2) * sizeof(char *));
+    spec->envp[n] = xstrdup("TERM=xterm-256color");
+    spec->envp[n + 1] = NULL;
+}
+
 void service_spec_plain(char **argv, struct spawn_spec *spec) {
     *spec = (struct spawn_spec){.argv = argv, .stdio = {-1, 1, 2}};
     spec->envp = strv_new(3);

@@ -20,6 +20,8 @@ struct spawn_spec {
     size_t ngroups;
     char *home; /* owned */
     int stdio[3];
+    bool pty; /* AGENT_F_PTY: stdio[0] and [1] are relayed to a terminal allocated here,
+               * stdio[2] carries window-size records (pty.c) */
 };
 
 /* Fills spec for a request. 0 = run it; 1 = the built-in qubes.WaitForRunningSystem;
@@ -32,3 +34,13 @@ void spawn_spec_free(struct spawn_spec *spec);
 /* fork + exec in a new session. pid > 0, or -errno if the program could not be started
  * (the child reports exec and credential failures through a close-on-exec pipe). */
 pid_t spawn_run(const struct spawn_spec *spec);
+/* In the forked child, stdio in place: switch user, chdir, exec; on failure errno goes
+ * to errpipe and the child exits 127. */
+_Noreturn void spawn_become(const struct spawn_spec *s, int errpipe);
+
+/* pty.c. In the forked child (a new session, stdio in place): allocates a terminal, runs
+ * the service on it as its controlling terminal and relays between it and stdin/stdout,
+ * applying the window-size records read from fd 2; exits as the service did. */
+_Noreturn void pty_session(const struct spawn_spec *s, int errpipe);
+/* Adds TERM for a service on a terminal. */
+void service_env_add_term(struct spawn_spec *spec);

@@ -47,8 +47,17 @@ static int switch_user(const struct spawn_spec *s) {
 
 static _Noreturn void child_exec(const struct spawn_spec *s, int errpipe) {
     reset_signals();
-    if (setsid() < 0 || setup_stdio(s->stdio) < 0)
-        goto fail;
+    if (setsid() < 0 || setup_stdio(s->stdio) < 0) {
+        int err = errno;
+        (void)!write(errpipe, &err, sizeof(err));
+        _exit(127);
+    }
+    if (s->pty)
+        pty_session(s, errpipe);
+    spawn_become(s, errpipe);
+}
+
+_Noreturn void spawn_become(const struct spawn_spec *s, int errpipe) {
     if (s->switch_user && switch_user(s) < 0)
         goto fail;
     if (!s->home || chdir(s->home) < 0)

@@ -76,6 +76,8 @@ struct backend_service_call {
     const char *user;    /* "" = the qube's default user */
     const char *command; /* qubes.VMShell: a command instead of a script on stdin */
     int stdio[3];
+    bool pty;            /* a terminal in the qube (AGENT_F_PTY); stdio[2] is its window
+                          * size channel */
 };
 
 enum backend_call_end { BACKEND_CALL_EXITED, BACKEND_CALL_SIGNALED, BACKEND_CALL_FAILED };

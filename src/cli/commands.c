@@ -23,6 +23,7 @@ static const struct cli_command commands[] = {
     {"qvm-run", qvm_run_main},
     {"qvm-copy-to-vm", qvm_copy_to_vm_main},
     {"qvm-open-in-dvm", qvm_open_in_dvm_main},
+    {"qvm-console-dispvm", qvm_console_dispvm_main},
     {"qrexec-client", qrexec_client_main},
 };
 

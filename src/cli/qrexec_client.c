@@ -25,7 +25,7 @@ static const struct option longopts[] = {
 
 struct qc_args {
     const char *target, *local, *prefix;
-    bool just_exec, exit_zero, kill, stdin_socket;
+    bool just_exec, exit_zero, kill, stdin_socket, filter_out, filter_err;
 };
 
 static _Noreturn void usage(int status) {
@@ -47,9 +47,8 @@ static _Noreturn void usage(int status) {
         "  -k - kill the target right before exiting\n"
         "  --use-stdin-socket - use fd 0 (which must be a socket) for both stdin and stdout\n"
         "  --socket-dir=DIR - use DIR/qrexec.sock as the router socket (default: %s)\n"
-        "  -t, -T - accepted and ignored: the service's output goes to our descriptors\n"
-        "     directly, so no escape filtering is done; do not send untrusted output to a\n"
-        "     terminal\n"
+        "  -t - replace control characters in the service's stdout with '_'\n"
+        "  -T - replace control characters in the service's stderr with '_'\n"
         "  -w TIMEOUT, -W - accepted for compatibility; the router applies its own timeouts\n"
         "  -c - (VM to VM connections) not supported on this host\n",
         cli_prog, cli_prog, qrexec_socket_path());
@@ -87,7 +86,9 @@ static void parse_options(int argc, char **argv, struct qc_args *a) {
         case 'e': a->just_exec = true; break;
         case 'E': a->exit_zero = true; break;
         case 'k': a->kill = true; break;
-        case 't': case 'T': case 'W': break;
+        case 't': a->filter_out = true; break;
+        case 'T': a->filter_err = true; break;
+        case 'W': break;
         case 'w': check_timeout(optarg); break;
         case OPT_SOCKET_DIR: set_socket_dir(optarg); break;
         case OPT_STDIN_SOCKET: a->stdin_socket = true; break;
@@ -188,6 +189,8 @@ int qrexec_client_main(int argc, char **argv) {
     }
     if (a.stdin_socket)
         o.fds[1] = 0;
+    o.filter_out = a.filter_out;
+    o.filter_err = a.filter_err;
     int kind;
     int rc = run_call(&a, &o, &kind);
     if (a.kill) {

@@ -25,53 +25,6 @@ int qrun_exit_code(const struct qrexec_result *r) {
     }
 }
 
-static int write_all(int fd, const char *p, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* The feeder: prefix, then our stdin until EOF. Closing the pipe is the service's EOF. */
-static _Noreturn void feeder_main(int out, int in, const char *prefix, size_t len) {
-    char buf[65536];
-    signal(SIGPIPE, SIG_IGN);
-    if (write_all(out, prefix, len) < 0)
-        _exit(1);
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || write_all(out, buf, (size_t)n) < 0)
-            _exit(n < 0 ? 1 : 0);
-    }
-}
-
-/* Returns the read end the service gets as stdin. */
-static int start_feeder(const struct qrun_opts *o, int in, pid_t *pid) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    *pid = fork();
-    if (*pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        return -1;
-    }
-    if (*pid == 0) {
-        close(p[0]);
-        feeder_main(p[1], in, o->prefix, o->prefix_len);
-    }
-    close(p[1]);
-    return p[0];
-}
-
 /* The local program reads the service's stdout and writes its stdin (upstream -l). */
 static int start_local(const struct qrun_opts *o, int svc[2], pid_t *pid) {
     int to_local[2], from_local[2];
@@ -106,6 +59,33 @@ static int start_local(const struct qrun_opts *o, int svc[2], pid_t *pid) {
     return 0;
 }
 
+static int host_tty(const int fds[3]) {
+    return isatty(fds[0]) ? fds[0] : isatty(fds[1]) ? fds[1] : -1;
+}
+
+/* Whatever must not cross into the qube, or must be filtered, goes through the relay
+ * (qrexec_relay.h); with --tty a terminal on our stdin goes raw first, under a guardian
+ * that restores it. */
+static int start_relay(const struct qrun_opts *o, struct qrun *q, int fds[3], bool owned[3]) {
+    struct relay_spec s = {.host = {fds[0], fds[1], fds[2]},
+                           .filter = {false, o->filter_out, o->filter_err},
+                           .prefix = o->prefix, .prefix_len = o->prefix_len, .pty = o->pty,
+                           .winsize_tty = o->pty ? host_tty(fds) : -1};
+    bool relayed[3] = {false, false, false};
+    if (o->pty && isatty(fds[0]) && tty_guard_raw(fds[0], &q->guard) < 0)
+        return -1;
+    if (relay_start(&s, fds, relayed, &q->relay) < 0)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        if (!relayed[i])
+            continue;
+        if (owned[i]) /* a --localcmd pipe: the relay holds its own copy */
+            close(s.host[i]);
+        owned[i] = true;
+    }
+    return 0;
+}
+
 /* Fills fds with what the service gets; *owned says which of them we must close. */
 static int prepare_fds(const struct qrun_opts *o, struct qrun *q, int fds[3], bool owned[3]) {
     for (int i = 0; i < 3; i++) {
@@ -125,16 +105,7 @@ static int prepare_fds(const struct qrun_opts *o, struct qrun *q, int fds[3], bo
             return -1;
         owned[0] = owned[1] = true;
     }
-    if (o->prefix && o->prefix_len > 0) {
-        int r = start_feeder(o, fds[0], &q->feeder);
-        if (owned[0])
-            close(fds[0]);
-        fds[0] = r;
-        owned[0] = r >= 0;
-        if (r < 0)
-            return -1;
-    }
-    return 0;
+    return start_relay(o, q, fds, owned);
 }
 
 static void reap(pid_t *pid, bool kill_it) {
@@ -167,12 +138,12 @@ static void drop_own_stdio(const int fds[3]) {
 int qrun_start(const struct qrun_opts *o, struct qrun *q, char *err, size_t errsize) {
     int fds[3];
     bool owned[3];
-    *q = (struct qrun){.sock = -1};
+    *q = (struct qrun){.sock = -1, .relay = {.ctl = -1}, .guard = {.fd = -1, .pipe = -1}};
     int r = prepare_fds(o, q, fds, owned);
     if (r == 0) {
         struct qrexec_call_body body = {o->target, o->service, o->user ? o->user : "",
                                         o->command ? o->command : ""};
-        r = q->sock = qrexec_request_send(&body, fds);
+        r = q->sock = qrexec_request_send(&body, fds, o->pty ? QREXEC_F_PTY : 0);
         if (r < 0)
             snprintf(err, errsize, "Failed to connect to qrexec router at %s: %s",
                      qrexec_socket_path(), qrexec_connect_strerror(r));
@@ -184,7 +155,8 @@ int qrun_start(const struct qrun_opts *o, struct qrun *q, char *err, size_t errs
         if (owned[i])
             close(fds[i]);
     if (r < 0) {
-        reap(&q->feeder, true);
+        relay_abort(&q->relay);
+        tty_guard_restore(&q->guard);
         reap(&q->local, true);
         return -1;
     }
@@ -197,8 +169,9 @@ int qrun_wait(struct qrun *q, int *kind, char *msg, size_t msgsize) {
     int r = qrexec_result_read(q->sock, &res, msg, msgsize);
     closep(&q->sock);
     q->sock = -1;
-    /* the feeder may sit on a terminal the service never read from */
-    reap(&q->feeder, true);
+    /* what the service wrote is in the pipes now: the relay drains it and stops */
+    relay_finish(&q->relay);
+    tty_guard_restore(&q->guard);
     reap(&q->local, false);
     if (r < 0) {
         *kind = -1;
@@ -225,7 +198,8 @@ void qrun_detach(struct qrun *q) {
     }
     closep(&q->sock);
     q->sock = -1;
-    q->feeder = q->local = 0;
+    q->local = 0;
+    q->relay = (struct relay){.ctl = -1}; /* there is none: -e has no stdio */
 }
 
 int qrun_call(const struct qrun_opts *o) {

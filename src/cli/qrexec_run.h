@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include "qrexec_client.h"
+#include "qrexec_relay.h"
+#include "tty_guard.h"
 
 /* Upstream's codes (qubes-core-qrexec libqrexec/qrexec.h). */
 #define QRUN_EXIT_PROBLEM 125
@@ -20,14 +22,17 @@ struct qrun_opts {
     const char *localcmd; /* "sh -c" program wired to the service's stdin and stdout */
     bool null_io;         /* /dev/null for all three streams */
     int fds[3];           /* stdin, stdout, stderr to hand over; -1 = ours */
+    bool filter_out, filter_err; /* escape filtering (qrexec-client -t, -T) */
+    bool pty;             /* a terminal in the qube; ours (if stdin is one) goes raw */
 };
 #define QRUN_OPTS_INIT {.fds = {-1, -1, -1}}
 
 /* A call in flight: the router connection and our helper processes. */
 struct qrun {
     int sock;
-    pid_t feeder; /* writes the prefix, then copies our stdin */
-    pid_t local;  /* the local program */
+    struct relay relay;     /* copies between our stdio and the service's pipes */
+    struct tty_guard guard; /* --tty: our terminal, raw until the end */
+    pid_t local;            /* the local program */
 };
 
 /* Sends the request. On failure returns -1 with a message in err. */

@@ -116,6 +116,9 @@ int qvm_copy_to_vm_main(int argc, char **argv) {
     o.target = vm.v[0].name;
     o.service = "qubes.Filecopy";
     o.fds[0] = archive;
+    /* the qube's messages on our terminal: filtered, by qvm-run's default rule */
+    o.filter_out = isatty(1);
+    o.filter_err = isatty(2);
     int rc = qrun_call(&o);
     close(archive);
     /* a service that stopped reading leaves tar on a broken pipe: its status says less */

@@ -58,5 +58,8 @@ int qvm_open_in_dvm_main(int argc, char **argv) {
     o.target = "@dispvm";
     o.service = service;
     o.fds[0] = fd;
+    /* what the disposable prints on our terminal: filtered, by qvm-run's default rule */
+    o.filter_out = isatty(1);
+    o.filter_err = isatty(2);
     return qrun_call(&o);
 }

@@ -17,7 +17,7 @@
 enum {
     OPT_USER = 1, OPT_AUTOSTART, OPT_NO_AUTOSTART, OPT_PASSIO, OPT_LOCALCMD, OPT_GUI,
     OPT_NO_GUI, OPT_COLOUR_OUT, OPT_COLOUR_ERR, OPT_NO_COLOUR_OUT, OPT_NO_COLOUR_ERR,
-    OPT_FILTER, OPT_NO_FILTER, OPT_SERVICE, OPT_NO_SHELL, OPT_DISPVM,
+    OPT_FILTER, OPT_NO_FILTER, OPT_SERVICE, OPT_NO_SHELL, OPT_DISPVM, OPT_TTY,
 };
 
 static const struct opt_spec run_specs[] = {
@@ -44,9 +44,13 @@ static const struct opt_spec run_specs[] = {
     {"no-colour-stderr", 0, OPT_FLAG, OPT_NO_COLOUR_ERR, NULL, "disable colouring the stderr"},
     {"no-color-stderr", 0, OPT_FLAG, OPT_NO_COLOUR_ERR, NULL, NULL},
     {"filter-escape-chars", 0, OPT_FLAG, OPT_FILTER, NULL,
-     "accepted; output is passed through unfiltered (see the manual page)"},
+     "filter terminal escape sequences (default if output is terminal)"},
     {"no-filter-escape-chars", 0, OPT_FLAG, OPT_NO_FILTER, NULL,
-     "do not filter terminal escape sequences (what is done anyway)"},
+     "do not filter terminal escape sequences - overrides --filter-escape-chars, "
+     "DANGEROUS when output is terminal"},
+    {"tty", 't', OPT_FLAG, OPT_TTY, NULL,
+     "run the command on a terminal allocated in the qube (interactive; implies "
+     "--pass-io, no filtering or colours unless asked for)"},
     {"service", 0, OPT_FLAG, OPT_SERVICE, NULL,
      "run a qrexec service (named by COMMAND) instead of shell command"},
     {"no-shell", 0, OPT_FLAG, OPT_NO_SHELL, NULL,
@@ -61,7 +65,8 @@ static const struct opt_parser run_parser = {
     .usage = "[-h] [--verbose] [--quiet] [--user USER] [--autostart] [--no-autostart] "
              "[--pass-io] [--localcmd COMMAND] [--gui] [--no-gui] [--colour-output COLOUR] "
              "[--colour-stderr COLOUR] [--no-colour-output] [--no-colour-stderr] "
-             "[--filter-escape-chars] [--no-filter-escape-chars] [--service] [--no-shell] "
+             "[--filter-escape-chars] [--no-filter-escape-chars] [--tty] [--service] "
+             "[--no-shell] "
              "[--dispvm [DISPOSABLE_TEMPLATE] | --all] [--exclude EXCLUDE] "
              "[VMNAME] COMMAND ...",
     .description = "run a command in a qube (qubes.VMShell), or a service with --service",
@@ -77,7 +82,7 @@ struct run_args {
     struct target_args t;
     const char *user, *localcmd, *dispvm; /* dispvm: "" for the default */
     const char *colour_out, *colour_err;  /* NULL: default; "": disabled */
-    bool passio, autostart, service, no_shell, filter_esc;
+    bool passio, autostart, service, no_shell, filter_esc, filter_set, tty;
     const char *cmd;
     struct strv cmd_args;
     int verbose;            /* upstream: 1 + -v - -q, one less with --pass-io */
@@ -184,8 +189,9 @@ static void run_option(void *userdata, int id, const char *value) {
     case OPT_COLOUR_ERR: a->colour_err = value; break;
     case OPT_NO_COLOUR_OUT: a->colour_out = ""; break;
     case OPT_NO_COLOUR_ERR: a->colour_err = ""; break;
-    case OPT_FILTER: a->filter_esc = true; break;
-    case OPT_NO_FILTER: a->filter_esc = false; break;
+    case OPT_FILTER: a->filter_esc = a->filter_set = true; break;
+    case OPT_NO_FILTER: a->filter_esc = false; a->filter_set = true; break;
+    case OPT_TTY: a->tty = a->passio = true; break;
     case OPT_SERVICE: a->service = true; break;
     case OPT_NO_SHELL: a->no_shell = true; break;
     case OPT_DISPVM:
@@ -372,6 +378,11 @@ static int launch(const struct run_args *a, const char *target, const char *comm
     o.user = a->user;
     o.localcmd = a->localcmd;
     o.null_io = !a->passio;
+    /* upstream's rule (qubesadmin run_service): -t with filtering, -T also whenever our
+     * stderr is a terminal */
+    o.filter_out = a->filter_esc;
+    o.filter_err = a->filter_esc || isatty(2);
+    o.pty = a->tty;
     if (a->verbose > 0)
         note(a, "Running '%s' on %s", a->cmd, target);
     fflush(stdout);
@@ -428,6 +439,15 @@ static int run_all(const struct run_args *a, const struct qube_list *targets) {
 
 /* Upstream's checks, in its order, once the qubes are known. */
 static void check_args(struct run_args *a, size_t n_named) {
+    if (a->tty) {
+        /* a terminal on purpose: its control sequences are the point */
+        if (!a->filter_set)
+            a->filter_esc = false;
+        if (!a->colour_out)
+            a->colour_out = "";
+        if (!a->colour_err)
+            a->colour_err = "";
+    }
     if (a->passio) {
         if (!a->colour_out && a->filter_esc)
             a->colour_out = "31";

@@ -121,6 +121,7 @@ struct route {
     bool disposable;  /* made for this call: killed when it ends */
     bool running;     /* the service runs in target */
     bool abandoned;   /* the caller went away */
+    bool pty;         /* a terminal in the qube */
     int stdio[3];
     router_reply_fn reply;
     void *ctx;
@@ -196,7 +197,7 @@ static void route_exec(struct route *rt) {
     struct backend_service_call call = {
         rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
         q ? service_user(rt->r, q, rt->user, user, sizeof(user)) : "",
-        rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}};
+        rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}, rt->pty};
     struct qerr err = {0};
     rt->t_exec = mono_ms();
     if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
@@ -339,7 +340,8 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
                  router_reply_fn reply, void *ctx) {
     struct route *rt = xcalloc(1, sizeof(*rt));
     *rt = (struct route){.r = r, .next = r->routes, .reply = reply, .ctx = ctx,
-                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms()};
+                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms(),
+                         .pty = req->pty};
     r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
     snprintf(rt->requested, sizeof(rt->requested), "%s", req->target);

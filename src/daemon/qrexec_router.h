@@ -40,6 +40,7 @@ struct router_request {
     const char *target;   /* as requested */
     const char *service;  /* with "+argument" */
     const char *user, *command;
+    bool pty;             /* a terminal in the qube (QREXEC_F_PTY, host calls only) */
 };
 
 /* Takes the three stdio descriptors (closes them when done). */

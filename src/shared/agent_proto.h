@@ -41,6 +41,10 @@ enum agent_request_type {
 
 enum agent_request_flags {
     AGENT_F_FDS = 1u << 0, /* stdio passed as descriptors (SCM_RIGHTS) */
+    AGENT_F_PTY = 1u << 1, /* with AGENT_F_FDS: the service runs on a terminal the agent
+                            * allocates; stdin and stdout are relayed to and from it, and
+                            * the third descriptor carries struct winsize records (the
+                            * caller's window size, the first before the service starts) */
 };
 
 struct agent_request {

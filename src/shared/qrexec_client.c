@@ -62,13 +62,14 @@ static int send_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
-int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3]) {
+int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3],
+                        uint32_t flags) {
     _cleanup_free_ char *buf = xmalloc(QREXEC_MAX_BODY);
     long len = qrexec_body_encode(body, buf, QREXEC_MAX_BODY);
     if (len < 0)
         return -E2BIG;
     struct qrexec_request hdr = {.magic = QREXEC_MAGIC, .id = CALL_ID,
-                                 .flags = stdio ? QREXEC_F_FDS : 0,
+                                 .flags = flags | (stdio ? QREXEC_F_FDS : 0),
                                  .body_len = (uint32_t)len};
     _cleanup_close_ int fd = connect_router();
     if (fd < 0)
@@ -119,7 +120,7 @@ int qrexec_call(const char *target, const char *service, const char *user,
                 const char *command, const int stdio[3], struct qrexec_result *res,
                 char *msg, size_t msgsize) {
     struct qrexec_call_body body = {target, service, user, command};
-    _cleanup_close_ int fd = qrexec_request_send(&body, stdio);
+    _cleanup_close_ int fd = qrexec_request_send(&body, stdio, 0);
     if (fd < 0)
         return fd;
     return qrexec_result_read(fd, res, msg, msgsize);

@@ -2,13 +2,16 @@
  * the file tools on the host, where every call comes from dom0. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
+
 #include "qrexec_locate.h"
 #include "qrexec_proto.h"
 
 /* Connects and sends one request; stdio (stdin, stdout, stderr) are handed to the router
- * with SCM_RIGHTS. Returns the connection to read the result from, or -errno (see
- * qrexec_connect_strerror). */
-int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3]);
+ * with SCM_RIGHTS; flags: QREXEC_F_PTY or 0 (QREXEC_F_FDS is added with stdio). Returns
+ * the connection to read the result from, or -errno (see qrexec_connect_strerror). */
+int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3],
+                        uint32_t flags);
 
 /* Reads the result for a request sent on fd; msg receives the router's reason (NUL-
  * terminated, truncated to msgsize). Returns 0, -EBADMSG for a malformed result or

@@ -2,6 +2,8 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "nul_fields.h"
 
@@ -13,6 +15,15 @@ long qrexec_body_encode(const struct qrexec_call_body *b, char *buf, size_t size
 int qrexec_body_decode(char *buf, size_t len, struct qrexec_call_body *out) {
     const char **fields[4] = {&out->target, &out->service, &out->user, &out->command};
     return nul_fields_decode(buf, len, (const char **const *)fields, 4);
+}
+
+bool qrexec_fd_may_cross(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return false;
+    if (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode))
+        return true;
+    return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); /* /dev/null */
 }
 
 static bool name_char(char c, bool plus_ok) {

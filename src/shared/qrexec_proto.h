@@ -18,6 +18,7 @@
  * Several calls may be in flight on one uplink; `id` pairs results with requests.
  */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,9 @@
 
 enum qrexec_flags {
     QREXEC_F_FDS = 1u << 0,
+    QREXEC_F_PTY = 1u << 1, /* the service gets a terminal allocated in the qube; the third
+                             * descriptor carries struct winsize records to it (host calls
+                             * only: a qube's call with it is refused) */
 };
 
 struct qrexec_request {
@@ -57,6 +61,12 @@ struct qrexec_call_body {
 
 long qrexec_body_encode(const struct qrexec_call_body *b, char *buf, size_t size);
 int qrexec_body_decode(char *buf, size_t len, struct qrexec_call_body *out);
+
+/* Whether a descriptor from the host may be handed to a qube as it is: a pipe or FIFO, a
+ * regular file, /dev/null. Not a terminal (stty, TIOCSTI would act on the host's), a
+ * socket or another device: host tools relay those through pipes, and the router
+ * refuses them from the host socket. */
+bool qrexec_fd_may_cross(int fd);
 
 /* "service+arg" -> service and argument (argument "" when there is no '+'). Returns -1 if
  * the name is not [A-Za-z0-9._-]+ or the argument not [A-Za-z0-9._+-]* */

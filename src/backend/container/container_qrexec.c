@@ -91,7 +91,8 @@ int container_exec(struct backend *b, const char *name, const struct backend_ser
     struct agent_request_body body = {call->service, call->argument, call->source,
                                       call->target, call->user, call->command};
     int fd = agent_client_connect(sock);
-    int r = fd < 0 ? fd : agent_client_send(fd, AGENT_REQ_EXEC, &body, call->stdio);
+    int r = fd < 0 ? fd : agent_client_send_flags(fd, AGENT_REQ_EXEC, &body, call->stdio,
+                                                      call->pty ? AGENT_F_PTY : 0);
     if (r < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
         if (fd >= 0)
             close(fd);
