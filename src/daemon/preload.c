@@ -219,17 +219,17 @@ static void prune(struct preload *p, struct qube *tpl, const char *fp) {
 
 /* What a pending refill will do. */
 enum refill_kind {
-    CONTINUE,     /* go on creating what an announced refill counted */
+    CONTINUE,     /* go on creating what an announced refill counted (its budget) */
     TRIGGER,      /* a new cause: count, announce (event), create */
 };
 
 static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, enum refill_kind kind);
+                     double delay, enum refill_kind kind, unsigned budget);
 
 /* One piece of work (a creation or a start) per loop iteration, at idle priority: a burst
  * of them would hold up, for milliseconds, a hand-out that arrives meanwhile. */
 static void refill_step(struct preload *p, struct qube *tpl, const char *reason, double delay,
-                        enum refill_kind kind) {
+                        enum refill_kind kind, unsigned budget) {
     if (!disposable_template_ok(p->app, tpl))
         return;
     char fp[17];
@@ -239,6 +239,10 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     size_t n = trim(p, tpl, max);
     unsigned want = max > n ? max - (unsigned)n : 0;
     unsigned can = want ? affordable(p, tpl, want) : 0;
+    /* a continuing refill creates no more than its trigger counted: a preload that failed
+     * to start meanwhile left a gap for the next trigger, not for the next step (that
+     * would create and start one after another as fast as they fail) */
+    budget = (kind == TRIGGER || budget > can) ? can : budget;
     if (can && kind == TRIGGER) {
         char delay_s[32];
         snprintf(delay_s, sizeof(delay_s), "%.1f", delay);
@@ -249,17 +253,17 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     /* one piece of work per step: a start first (it brings a ready preload closer); a
      * failed start ends the refill: its gap waits for the next trigger, no retry loop */
     int started = start_next(p, tpl);
-    if (started != 0 || !can) {
-        if (started > 0 && can)
-            schedule(p, tpl, reason, 0, CONTINUE);
+    if (started != 0 || !budget) {
+        if (started > 0 && budget)
+            schedule(p, tpl, reason, 0, CONTINUE, budget);
         return;
     }
     create_one(p, tpl, fp);
-    schedule(p, tpl, reason, 0, CONTINUE); /* to start it, or create the next */
+    schedule(p, tpl, reason, 0, CONTINUE, budget - 1); /* to start it, or create the next */
 }
 
 void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay) {
-    refill_step(p, tpl, reason, delay, TRIGGER);
+    refill_step(p, tpl, reason, delay, TRIGGER, 0);
 }
 
 /* ---- when refills run: after the reply that triggered them, or after a delay ---- */
@@ -270,6 +274,7 @@ struct preload_timer {
     char tpl[32], reason[128];
     double delay;
     enum refill_kind kind;
+    unsigned budget; /* CONTINUE: how many more it may create */
     uint64_t held_since; /* when a hold first postponed it (0: never) */
     sd_event_source *src;
 };
@@ -331,11 +336,12 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
     char reason[128];
     double delay = t->delay;
     enum refill_kind kind = t->kind;
+    unsigned budget = t->budget;
     snprintf(reason, sizeof(reason), "%s", t->reason);
     struct qube *tpl = app_find(p->app, t->tpl);
     timer_free(t);
     if (tpl)
-        refill_step(p, tpl, reason, delay, kind);
+        refill_step(p, tpl, reason, delay, kind, budget);
     return 0;
 }
 
@@ -344,7 +350,7 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
  * right after a request that found a gap must refill now, not in 5 s). Refills run at
  * idle priority: a call that is waiting at the same moment goes first. */
 static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, enum refill_kind kind) {
+                     double delay, enum refill_kind kind, unsigned budget) {
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
@@ -362,10 +368,13 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
         }
         if (sooner)
             sd_event_source_set_time(t->src, now + usec);
+        if (budget > t->budget)
+            t->budget = budget;
         return;
     }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
-    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .kind = kind};
+    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .kind = kind,
+                                .budget = budget};
     snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
     snprintf(t->reason, sizeof(t->reason), "%s", reason);
     if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer,
@@ -379,7 +388,7 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
 
 void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
                       double delay) {
-    schedule(p, tpl, reason, delay, TRIGGER);
+    schedule(p, tpl, reason, delay, TRIGGER, 0);
 }
 
 void preload_refill(struct preload *p, struct qube *tpl, const char *reason) {

@@ -552,6 +552,10 @@ static int f_adopt(struct backend *b, const struct backend_qube *q) {
     if (!fq || fq->power == BACKEND_HALTED)
         return -1;
     snprintf(fq->uuid, sizeof(fq->uuid), "%s", q->uuid);
+    /* it started before the restart, from the revisions current then: the ones now (a
+     * real engine reads them from what it kept of the run) */
+    fq->used_root = revision_of(f, q, "root");
+    fq->used_private = revision_of(f, q, "private");
     return 0;
 }
 
