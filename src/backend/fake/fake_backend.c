@@ -64,6 +64,7 @@ struct fake {
     int64_t headroom;
     uint64_t memory_usage;
     struct strbuf log, replies, keep;
+    char last_exec[512];
 };
 
 static const char *const OP_NAMES[FAKE_OP_COUNT] = {
@@ -276,6 +277,8 @@ static int f_foreground(struct backend *b, const char *name) {
     return 0;
 }
 
+static void end_execs_of(struct fake *f, const char *name);
+
 /* Gone: a start under way fails (the qube never came up), else the exit is reported.
  * Whoever waits for a shutdown is answered first, as the container engine does. */
 static void halt(struct fake *f, struct fake_qube *q, int status) {
@@ -290,6 +293,7 @@ static void halt(struct fake *f, struct fake_qube *q, int status) {
     backend_done_fn stop_done = q->stop_done;
     void *stop_userdata = q->stop_userdata;
     qube_forget(f, q);
+    end_execs_of(f, name);
     if (stop_done)
         stop_done(stop_userdata, 0, NULL);
     if (f->base.events.exited)
@@ -459,13 +463,27 @@ static void exec_unlink(struct fake_exec *x) {
     sd_event_source_disable_unref(x->src);
 }
 
-static void exec_end(struct fake_exec *x) {
+static void exec_end_as(struct fake_exec *x, enum backend_call_end how, const char *reason) {
     exec_unlink(x);
     backend_call_done_fn done = x->done;
     void *userdata = x->userdata;
     int status = x->status;
     free(x);
-    done(userdata, BACKEND_CALL_EXITED, status, NULL);
+    done(userdata, how, status, reason);
+}
+
+static void exec_end(struct fake_exec *x) { exec_end_as(x, BACKEND_CALL_EXITED, NULL); }
+
+/* As the container engine's calls end when the agent's connection does. */
+static void end_execs_of(struct fake *f, const char *name) {
+    for (struct fake_exec *x = f->execs, *next; x; x = next) {
+        next = x->next;
+        if (strcmp(x->name, name) == 0) {
+            x->status = 0;
+            exec_end_as(x, BACKEND_CALL_FAILED, "the qube went away during the call");
+            next = f->execs; /* the callback may have changed the list */
+        }
+    }
 }
 
 static int on_exec_due(sd_event_source *src, void *userdata) {
@@ -482,6 +500,8 @@ static int f_exec(struct backend *b, const char *name, const struct backend_serv
         return -1;
     if (!q || q->starting || q->power != BACKEND_RUNNING)
         return not_running(name, err);
+    snprintf(f->last_exec, sizeof(f->last_exec), "%s+%s in %s from %s for %s user=%s",
+             call->service, call->argument, name, call->source, call->target, call->user);
     struct fake_exec *x = xcalloc(1, sizeof(*x));
     *x = (struct fake_exec){.f = f, .done = done, .userdata = userdata,
                             .status = f->exec_status};
@@ -737,3 +757,5 @@ const char *fake_last_options(struct backend *b, const char *name) {
     struct fake_qube *q = find(fake_of(b), name);
     return q ? q->options : NULL;
 }
+
+const char *fake_last_exec(struct backend *b) { return fake_of(b)->last_exec; }

@@ -55,7 +55,8 @@ void fake_plan_start(struct backend *b, enum fake_start_plan plan, const char *m
 int fake_finish_start(struct backend *b, const char *name, int r, const char *msg);
 /* Service calls (exec) end by default on a later iteration, exited with status 0. */
 void fake_plan_exec(struct backend *b, bool hang, int status);
-/* Ends the oldest hung service call into `name`: exited with status. -1 if none. */
+/* Ends the oldest hung service call into `name`: exited with status. -1 if none. Calls
+ * into a qube that halts end as failed ("the qube went away during the call"). */
 int fake_finish_exec(struct backend *b, const char *name, int status);
 /* The qube's init died (a crash): it halts and events.exited is reported at once, as a
  * real engine reports from its exit watcher. During a start: the start fails instead. */
@@ -77,8 +78,8 @@ void fake_bump_revision(struct backend *b, const char *uuid, const char *volume)
 /* ---- what it saw ---- */
 
 enum backend_power fake_power(struct backend *b, const char *name);
-/* How many calls of op it got, for one qube (by name, or uuid for volume ops) or for any
- * (NULL). Failed calls count too. */
+/* How many calls of op it got, for one qube (by name) or for any (NULL). Failed calls
+ * count too; stats are not counted (memory accounting asks all the time). */
 unsigned fake_calls(struct backend *b, enum fake_op op, const char *qube);
 /* Every call, one line each: "start disp12", "remove_volumes work", ... */
 const char *fake_log(struct backend *b);
@@ -94,4 +95,6 @@ const char *fake_upcall_replies(struct backend *b);
 const char *fake_last_cleanup_keep(struct backend *b);
 /* The options the last start of `name` got, "KEY=value KEY=value". */
 const char *fake_last_options(struct backend *b, const char *name);
+/* The last service call: "SERVICE+ARG in QUBE from SOURCE for TARGET user=USER". */
+const char *fake_last_exec(struct backend *b);
 const char *fake_op_name(enum fake_op op);
