@@ -113,11 +113,13 @@ struct backend_ops {
     int (*start)(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                  void *userdata, struct qerr *err);
     int (*pause)(struct backend *b, const char *name, struct qerr *err);
-    /* Gives back what the qube can spare before a long pause (a preload); best effort:
-     * -ENOTSUP where the host cannot (cgroup v1 has no memory.reclaim). */
+    /* Optional (NULL: nothing to give back). Gives back what the qube can spare before a
+     * long pause (a preload); best effort: -ENOTSUP where the host cannot (cgroup v1 has
+     * no memory.reclaim). */
     int (*reclaim)(struct backend *b, const char *name);
     int (*unpause)(struct backend *b, const char *name, struct qerr *err);
-    /* A qube started in the background now serves someone: its full CPU share back. */
+    /* Optional (NULL: background starts are not deprioritised). A qube started in the
+     * background now serves someone: its full CPU share back. */
     int (*foreground)(struct backend *b, const char *name);
     /* Orderly shutdown (agent, then SIGTERM to init), kill after shutdown_timeout;
      * `done` when it is gone. */
