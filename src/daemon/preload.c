@@ -414,7 +414,7 @@ static void waiter_free(struct preload_waiter *w) {
     free(w);
 }
 
-static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller);
+static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller);
 
 static void on_preload_started(void *userdata, int r, const struct qerr *err) {
     struct start_ctx *ctx = userdata;
@@ -432,7 +432,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
         void *ud = w->userdata;
-        hand_out(p, q, tpl, w->caller);
+        (void)hand_out(p, q, tpl, w->caller); /* running, never paused: nothing to fail */
         waiter_free(w);
         got(ud, q, NULL);
         return;
@@ -471,16 +471,19 @@ static void refill_after_use(struct preload *p, struct qube *tpl, const char *us
 }
 
 /* The caller sees an ordinary disposable: thawed, visible, tagged as its own. One
- * transaction for all the bookkeeping: this is the hand-out's hot path. */
-static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller) {
+ * transaction for all the bookkeeping: this is the hand-out's hot path. -1 (nothing
+ * handed out) if the engine cannot thaw it: a frozen disposable serves nobody. */
+static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const char *caller) {
     struct qerr err = {0};
     char tag[64], name[32];
     snprintf(name, sizeof(name), "%s", q->name);
     int fr = engine_foreground(p->engine, q);
     if (fr < 0 && fr != -ENOTSUP) /* ENOTSUP: no cpu controller, it never was idle */
         log_warning("preload: %s keeps the idle CPU class: %s", name, strerror(-fr));
-    if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0)
+    if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0) {
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
+        return -1;
+    }
     if (app_batch_begin_ephemeral(p->app, &err) == 0) {
         if (!strmap_get(&tpl->features, "internal"))
             set_mark(p, q, "internal", NULL);
@@ -495,6 +498,7 @@ static void hand_out(struct preload *p, struct qube *q, struct qube *tpl, const 
     }
     log_info("preload: %s handed out to %s", name, caller);
     refill_after_use(p, tpl, name);
+    return 0;
 }
 
 static int on_waiter_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -565,9 +569,13 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             struct qerr err = {0};
             bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
             preload_list_remove(p, tpl, names[i]);
-            hand_out(p, q, tpl, caller);
+            int r = hand_out(p, q, tpl, caller);
+            if (r < 0) /* the next one, or a fresh disposable */
+                preload_discard(p, q, "it could not be unpaused");
             if (batch && app_batch_end(p->app, &err) < 0)
-                log_error("preload: %s: hand-out not saved: %s", q->name, err.msg);
+                log_error("preload: %s: hand-out not saved: %s", names[i], err.msg);
+            if (r < 0)
+                continue;
             got(userdata, q, NULL);
             return 1;
         }

@@ -232,6 +232,31 @@ static void test_handed_out_disposable_removed_at_exit(void **state) {
     WAIT_READY(t, 1);
 }
 
+/* A preload the engine cannot thaw serves nobody: it is discarded, and the next one goes
+ * to the caller (or, with none left, a fresh disposable: request returns 0). */
+static void test_handout_unpause_failure(void **state) {
+    struct pf *t = *state;
+    set_max(t, "2");
+    WAIT_READY(t, 2);
+    char names[4][32];
+    list_names(t, names, 4);
+    fake_fail_next(t->fake, FAKE_UNPAUSE, "cannot thaw");
+    struct got g = {0};
+    assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &g), 1);
+    assert_string_equal(g.name, names[1]);
+    assert_string_equal(qube(t, g.name)->power_state, "Running");
+    assert_null(app_find(&t->f->app, names[0]));
+    WAIT_READY(t, 2);
+    list_names(t, names, 4);
+    fake_fail_next(t->fake, FAKE_UNPAUSE, "cannot thaw");
+    fake_fail_next(t->fake, FAKE_KILL, "cannot kill either"); /* and it stays frozen */
+    struct got h = {0};
+    assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &h), 1);
+    assert_string_equal(h.name, names[1]);
+    assert_string_equal(qube(t, names[0])->power_state, "Paused");
+    assert_null(strstr(list_of(t), names[0])); /* out of the list: never handed out */
+}
+
 static void test_request_without_preloads(void **state) {
     struct pf *t = *state;
     struct got g = {0};
@@ -545,6 +570,7 @@ int main(void) {
         T(test_max_lowered_discards_newest),
         T(test_handout_takes_oldest_and_refills),
         T(test_handed_out_disposable_removed_at_exit),
+        T(test_handout_unpause_failure),
         T(test_request_without_preloads),
         T(test_request_waits_for_starting_one),
         T(test_request_waiting_for_failed_start),
