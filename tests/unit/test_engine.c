@@ -423,6 +423,26 @@ static void test_volume_info_views(void **state) {
     assert_int_equal(vi.revision, vi.used_revision + 1);
 }
 
+/* Template import: only into a halted qube; a commit makes a new revision. */
+static void test_import(void **state) {
+    struct df *f = *state;
+    struct qerr err = {0};
+    char path[256];
+    struct backend_volume_info before = {0}, after = {0};
+    assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &before, &err), 0);
+    start_and_wait(f, "tpl");
+    assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
+                                         &err), -1);
+    assert_string_equal(err.exc, EXC_VM_NOT_HALTED);
+    assert_int_equal(fake_calls(f->fakes[0], FAKE_IMPORT_BEGIN, NULL), 0);
+    assert_int_equal(engine_kill(f->engine, qube(f, "tpl"), &err), 0);
+    assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
+                                         &err), 0);
+    assert_int_equal(engine_import_end(f->engine, qube(f, "tpl"), "root", true, &err), 0);
+    assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &after, &err), 0);
+    assert_int_equal(after.revision, before.revision + 1);
+}
+
 /* ---- restart ---- */
 
 static void test_recover_adopts_through_own_engine(void **state) {
@@ -523,6 +543,7 @@ int main(void) {
         ONE_(test_remove_volumes_failure_keeps_removal),
         ONE_(test_remove_in_use_refused),
         ONE_(test_volume_info_views),
+        ONE_(test_import),
         TWO_(test_recover_adopts_through_own_engine),
         TWO_(test_optional_ops_missing),
         TWO_(test_memory_headroom_tightest),

@@ -426,6 +426,37 @@ static void test_stopped_preload_not_handed_out(void **state) {
     assert_string_equal(g.name, names[1]);
 }
 
+/* qvm-unpause of a preload by hand uses it: out of the list, visible, refilled. */
+static void test_unpaused_by_hand_counts_as_used(void **state) {
+    struct pf *t = *state;
+    set_max(t, "1");
+    WAIT_READY(t, 1);
+    char name[32];
+    snprintf(name, sizeof(name), "%s", list_of(t));
+    struct qerr err = {0};
+    struct qube *q = qube(t, name);
+    assert_int_equal(engine_unpause(t->f->engine, q, &err), 0);
+    preload_unpaused_by_hand(t->p, q); /* as admin.vm.Unpause does */
+    assert_false(preload_is_preload(&t->f->app, q));
+    assert_null(strmap_get(&q->features, "internal"));
+    assert_null(strstr(list_of(t), name));
+    WAIT_READY(t, 1);
+    assert_string_equal(qube(t, name)->power_state, "Running");
+}
+
+/* The disposable template is being removed: its preloads go first. */
+static void test_discard_of_template(void **state) {
+    struct pf *t = *state;
+    set_max(t, "2");
+    WAIT_READY(t, 2);
+    char names[4][32];
+    list_names(t, names, 4);
+    preload_discard_of(t->p, qube(t, "dvm"));
+    assert_string_equal(list_of(t), "");
+    assert_null(app_find(&t->f->app, names[0]));
+    assert_null(app_find(&t->f->app, names[1]));
+}
+
 /* ---- memory ---- */
 
 static void test_no_preloads_without_memory(void **state) {
@@ -582,6 +613,8 @@ int main(void) {
         T(test_property_change_replaces),
         T(test_unrelated_change_keeps),
         T(test_stopped_preload_not_handed_out),
+        T(test_unpaused_by_hand_counts_as_used),
+        T(test_discard_of_template),
         T(test_no_preloads_without_memory),
         T(test_engine_headroom_limits_preloads),
         T(test_engine_without_optional_ops),

@@ -239,6 +239,17 @@ static void test_dispvm_start_failure_removes_it(void **state) {
     assert_true(df_run_until(t->f, no_disposable, t));
 }
 
+/* The engine cannot run the service: the caller hears why; the disposable goes. */
+static void test_exec_failure_reaches_caller(void **state) {
+    struct rf *t = *state;
+    struct answer a = {0};
+    fake_fail_next(t->fake, FAKE_EXEC, "the agent refused the call");
+    call_and_wait(t, "dom0", "@dispvm:dvm", "test.Echo", &a);
+    assert_int_equal(a.kind, QREXEC_FAILED);
+    assert_string_equal(a.msg, "the agent refused the call");
+    assert_true(df_run_until(t->f, no_disposable, t));
+}
+
 /* The caller went away: the disposable is killed, and the call ends with it. */
 static void test_abandoned_call_kills_disposable(void **state) {
     struct rf *t = *state;
@@ -374,6 +385,7 @@ int main(void) {
         T(test_target_start_failure_reaches_caller),
         T(test_dispvm_made_for_the_call_and_gone_after),
         T(test_dispvm_start_failure_removes_it),
+        T(test_exec_failure_reaches_caller),
         T(test_abandoned_call_kills_disposable),
         T(test_abandoned_call_spares_named_qube),
         T(test_upcall_allowed_by_policy),
