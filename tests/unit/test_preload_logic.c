@@ -415,6 +415,23 @@ static void test_property_change_replaces(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 2);
 }
 
+/* An engine option (a "<virt_mode>-KEY" feature) is part of what a preload is made from:
+ * changing it on the template replaces the preloads; the new ones get the new value. */
+static void test_engine_option_change_replaces(void **state) {
+    struct pf *t = *state;
+    set_max(t, "1");
+    WAIT_READY(t, 1);
+    char old[32];
+    snprintf(old, sizeof(old), "%s", list_of(t));
+    df_set_feature(t->f, "tpl", "container-init", "/sbin/init");
+    preload_feature_changed(t->p, qube(t, "tpl"), "container-init");
+    WAIT_GONE(t, old);
+    WAIT_READY(t, 1);
+    const char *opts = fake_last_options(t->fake, list_of(t));
+    assert_non_null(opts);
+    assert_non_null(strstr(opts, "init=/sbin/init"));
+}
+
 /* An unrelated change (label) keeps them. */
 static void test_unrelated_change_keeps(void **state) {
     struct pf *t = *state;
@@ -425,6 +442,24 @@ static void test_unrelated_change_keeps(void **state) {
     df_run_for(t->f, 100000);
     WAIT_READY(t, 1);
     assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 1);
+}
+
+/* A preload that stopped by itself leaves the list at once, and its place is refilled
+ * (after preload-dispvm-delay, 0 here). */
+static void test_stopped_preload_leaves_list_and_refills(void **state) {
+    struct pf *t = *state;
+    set_max(t, "2");
+    WAIT_READY(t, 2);
+    char names[4][32];
+    list_names(t, names, 4);
+    assert_int_equal(fake_crash(t->fake, names[0], 1), 0);
+    assert_null(app_find(&t->f->app, names[0])); /* an unnamed disposable: gone */
+    assert_string_equal(list_of(t), names[1]);
+    WAIT_READY(t, 2);
+    assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 3);
+    char now[4][32];
+    list_names(t, now, 4);
+    assert_string_equal(now[0], names[1]);
 }
 
 /* A preload that stopped by itself is never handed out. */
@@ -627,7 +662,9 @@ int main(void) {
         T(test_refill_replaces_outdated),
         T(test_property_change_replaces),
         T(test_unrelated_change_keeps),
+        T(test_stopped_preload_leaves_list_and_refills),
         T(test_stopped_preload_not_handed_out),
+        T(test_engine_option_change_replaces),
         T(test_unpaused_by_hand_counts_as_used),
         T(test_discard_of_template),
         T(test_no_preloads_without_memory),
