@@ -142,6 +142,8 @@ static bool upcall_replied(void *ctx) { return *fake_upcall_replies(ctx) != '\0'
 
 /* ---- from dom0 ---- */
 
+/* (No user asked: the service runs as the target's default_user, "user".) */
+
 static void test_dom0_call_starts_halted_target(void **state) {
     struct rf *t = *state;
     struct answer a = {0};
@@ -152,7 +154,7 @@ static void test_dom0_call_starts_halted_target(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_START, "work"), 1);
     assert_false(fake_started_background(t->fake, "work")); /* a caller waits */
     assert_int_equal(fake_calls(t->fake, FAKE_EXEC, "work"), 1);
-    assert_string_equal(fake_last_exec(t->fake), "test.Echo+arg in work from dom0 for work user=");
+    assert_string_equal(fake_last_exec(t->fake), "test.Echo+arg in work from dom0 for work user=user");
     assert_string_equal(df_power(t->f, "work"), "Running"); /* a named qube keeps running */
     /* running now: no second start */
     struct answer b = {0};
@@ -292,7 +294,7 @@ static void test_upcall_allowed_by_policy(void **state) {
     WAIT_UPCALL_REPLY(t);
     assert_string_equal(df_power(t->f, "dvm"), "Running"); /* autostarted */
     assert_string_equal(fake_upcall_replies(t->fake), "exited 0 \n");
-    assert_string_equal(fake_last_exec(t->fake), "test.Echo+x in dvm from work for dvm user=");
+    assert_string_equal(fake_last_exec(t->fake), "test.Echo+x in dvm from work for dvm user=user");
 }
 
 static void test_upcall_denied_by_policy(void **state) {
@@ -331,7 +333,7 @@ static void test_upcall_to_dispvm_keeps_caller(void **state) {
     struct qube *q = app_find(&t->f->app, disp);
     assert_non_null(strmap_get(&q->tags, "created-by-work"));
     char want[128];
-    snprintf(want, sizeof(want), "test.Echo+ in %s from work for @dispvm:dvm user=", disp);
+    snprintf(want, sizeof(want), "test.Echo+ in %s from work for @dispvm:dvm user=user", disp);
     assert_string_equal(fake_last_exec(t->fake), want);
     assert_int_equal(fake_finish_exec(t->fake, disp, 0), 0);
     assert_string_equal(fake_upcall_replies(t->fake), "exited 0 \n");
@@ -365,7 +367,7 @@ static void test_dispvm_call_uses_preload(void **state) {
     struct answer a = {0};
     call(t, "dom0", "@dispvm:dvm", "test.Echo", &a);
     char want[128];
-    snprintf(want, sizeof(want), "test.Echo+ in %s from dom0 for @dispvm:dvm user=", preload);
+    snprintf(want, sizeof(want), "test.Echo+ in %s from dom0 for @dispvm:dvm user=user", preload);
     assert_string_equal(fake_last_exec(t->fake), want); /* at once: no start to wait for */
     assert_int_equal(fake_calls(t->fake, FAKE_START, preload), 0);
     assert_int_equal(fake_calls(t->fake, FAKE_UNPAUSE, preload), 1);
