@@ -18,6 +18,11 @@ static const char *const CLASS_NAMES[QUBE_CLASS_COUNT] = {
 
 const char *qube_class_name(enum qube_class klass) { return CLASS_NAMES[klass]; }
 
+const char *power_state_name(enum power_state state) {
+    static const char *const names[] = {"Halted", "Transient", "Running", "Paused", "Halting"};
+    return names[state];
+}
+
 int qube_class_from_name(const char *name, enum qube_class *out) {
     for (int i = 0; i < QUBE_CLASS_COUNT; i++)
         if (strcmp(CLASS_NAMES[i], name) == 0) {
@@ -129,7 +134,7 @@ static int load_qube(void *ctx, int qid, const char *name, const char *klass,
     q->qid = qid;
     snprintf(q->name, sizeof(q->name), "%s", name);
     snprintf(q->uuid, sizeof(q->uuid), "%s", uuid);
-    q->power_state = q->klass == QUBE_ADMINVM ? "Running" : "Halted";
+    q->power = q->klass == QUBE_ADMINVM ? POWER_RUNNING : POWER_HALTED;
     l->by_qid[qid] = q;
     app_insert(l->app, q);
     return 0;

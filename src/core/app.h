@@ -22,6 +22,17 @@ enum qube_class {
 #define CLASS_BIT(c) (1u << (c))
 
 const char *qube_class_name(enum qube_class klass);
+
+/* Qubes' power states (qubesd's get_power_state), those an engine can be in here. */
+enum power_state {
+    POWER_HALTED,
+    POWER_TRANSIENT, /* starting */
+    POWER_RUNNING,
+    POWER_PAUSED,
+    POWER_HALTING,   /* a shutdown was asked for */
+};
+/* As the Admin API spells it: "Halted", "Transient", "Running", "Paused", "Halting". */
+const char *power_state_name(enum power_state state);
 int qube_class_from_name(const char *name, enum qube_class *out);
 
 struct qube {
@@ -32,7 +43,7 @@ struct qube {
     char *props[PROP_COUNT]; /* explicitly set values, canonical text; NULL = default */
     struct strmap features;
     struct strmap tags;      /* values unused */
-    const char *power_state; /* runtime only: "Halted" until an engine runs qubes */
+    enum power_state power;  /* runtime only: halted until an engine runs the qube */
 };
 
 struct store;

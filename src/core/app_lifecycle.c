@@ -123,7 +123,7 @@ static int build_qube(struct app *app, const struct qube_spec *spec, struct qube
         q->props[P_DISPID] = xstrdup(buf);
     }
     random_uuid(q->uuid);
-    q->power_state = "Halted";
+    q->power = POWER_HALTED;
     if (spec->creator)
         strmap_set(&q->tags, spec->creator, "");
     if (spec->extra_tag)
@@ -190,7 +190,7 @@ bool app_dependents(const struct app *app, const struct qube *q, char *buf, size
 int app_remove(struct app *app, struct qube *q, struct qerr *err) {
     if (q->klass == QUBE_ADMINVM)
         return qerr_set(err, EXC_VM_IN_USE, "'%s' cannot be removed", q->name);
-    if (strcmp(q->power_state, "Halted") != 0)
+    if (q->power != POWER_HALTED)
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     char deps[400];
     if (app_dependents(app, q, deps, sizeof(deps)))

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api_checks.h"
+#include "engine.h"
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
@@ -135,8 +136,12 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
 
 enum api_result api_dispatch(struct app *app, const struct wire_request *req,
                              struct strbuf *reply) {
-    struct api_env env = {.app = app, .engine = NULL, .peer_uid = 0, .preload = NULL};
-    return api_dispatch_env(&env, req, reply, NULL);
+    /* a dispatcher with no engines: every qube's engine is then "not available" */
+    struct engine *engine = engine_new(app, NULL, 0);
+    struct api_env env = {.app = app, .engine = engine, .peer_uid = 0, .preload = NULL};
+    enum api_result r = api_dispatch_env(&env, req, reply, NULL);
+    engine_free(engine);
+    return r;
 }
 
 /* ---- replies that come later ---- */

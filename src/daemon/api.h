@@ -20,7 +20,7 @@ struct api_sink {
 /* What a call runs against. */
 struct api_env {
     struct app *app;
-    struct engine *engine; /* NULL: no isolation engine (life cycle calls fail) */
+    struct engine *engine; /* the dispatcher, never NULL (it may have no engines) */
     uid_t peer_uid;        /* of the client process (SO_PEERCRED) */
     struct preload *preload; /* NULL: no preloading (tests, the fuzzer) */
 };

@@ -153,8 +153,8 @@ static int engine_refused(const struct qube *q, struct qerr *err) {
     return -1;
 }
 
-static void set_power(struct engine *e, struct qube *q, const char *state) {
-    q->power_state = state;
+static void set_power(struct engine *e, struct qube *q, enum power_state state) {
+    q->power = state;
 }
 
 static void emit(struct engine *e, const struct qube *q, const char *event, const char *key,
@@ -186,10 +186,10 @@ static void on_started(void *userdata, int r, const struct qerr *err) {
     struct pending *p = userdata;
     struct qube *q = app_find(p->e->app, p->name);
     if (q && r == 0) {
-        set_power(p->e, q, "Running");
+        set_power(p->e, q, POWER_RUNNING);
         emit(p->e, q, "domain-start", "start_guid", "False");
     } else if (q) {
-        set_power(p->e, q, "Halted");
+        set_power(p->e, q, POWER_HALTED);
         emit(p->e, q, "domain-start-failed", "reason", err ? err->msg : "unknown");
         log_warning("%s", err ? err->msg : "start failed");
     }
@@ -213,8 +213,8 @@ int engine_start_background(struct engine *e, struct qube *q, engine_done_fn don
 
 static int start(struct engine *e, struct qube *q, bool background, engine_done_fn done,
                  void *userdata, struct qerr *err) {
-    if (strcmp(q->power_state, "Halted") != 0)
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is already running: '%s'", q->name);
+    if (q->power != POWER_HALTED)
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
     if (!b)
         return -1;
@@ -222,12 +222,12 @@ static int start(struct engine *e, struct qube *q, bool background, engine_done_
     describe(e->app, q, &d);
     d.bq.background = background;
     emit(e, q, "domain-pre-start", "start_guid", "False");
-    set_power(e, q, "Transient");
+    set_power(e, q, POWER_TRANSIENT);
     struct pending *p = pending_new(e, q, done, userdata);
     if (b->ops->start(b, &d.bq, on_started, p, err) < 0) {
         engine_refused(q, err);
         free(p);
-        set_power(e, q, "Halted");
+        set_power(e, q, POWER_HALTED);
         emit(e, q, "domain-start-failed", "reason", err->msg);
         return -1;
     }
@@ -259,7 +259,7 @@ static void on_exited(void *userdata, const char *name, int status) {
     struct qube *q = app_find(e->app, name);
     if (!q)
         return;
-    set_power(e, q, "Halted");
+    set_power(e, q, POWER_HALTED);
     emit(e, q, "domain-shutdown", NULL, NULL);
     /* told while the qube is still there: a preload that stopped must be seen as one
      * (its list, its template) before auto_cleanup removes it */
@@ -277,8 +277,8 @@ void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdat
 /* ---- the other life-cycle calls ---- */
 
 static bool is_running(const struct qube *q) {
-    return strcmp(q->power_state, "Running") == 0 || strcmp(q->power_state, "Paused") == 0 ||
-           strcmp(q->power_state, "Transient") == 0 || strcmp(q->power_state, "Halting") == 0;
+    return q->power == POWER_RUNNING || q->power == POWER_PAUSED ||
+           q->power == POWER_TRANSIENT || q->power == POWER_HALTING;
 }
 
 static int not_started(const struct qube *q, struct qerr *err) {
@@ -315,7 +315,7 @@ int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn
         free(p);
         return -1;
     }
-    set_power(e, q, "Halting");
+    set_power(e, q, POWER_HALTING);
     return 0;
 }
 
@@ -340,13 +340,13 @@ int engine_reclaim(struct engine *e, const struct qube *q) {
 }
 
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
-    if (strcmp(q->power_state, "Running") != 0)
+    if (q->power != POWER_RUNNING)
         return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
                         "paused): '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
     if (!b || b->ops->pause(b, q->name, err) < 0)
         return -1;
-    set_power(e, q, "Paused");
+    set_power(e, q, POWER_PAUSED);
     emit(e, q, "domain-paused", NULL, NULL);
     return 0;
 }
@@ -358,12 +358,12 @@ int engine_foreground(struct engine *e, const struct qube *q) {
 }
 
 int engine_unpause(struct engine *e, struct qube *q, struct qerr *err) {
-    if (strcmp(q->power_state, "Paused") != 0)
+    if (q->power != POWER_PAUSED)
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
     if (!b || b->ops->unpause(b, q->name, err) < 0)
         return -1;
-    set_power(e, q, "Running");
+    set_power(e, q, POWER_RUNNING);
     emit(e, q, "domain-unpaused", NULL, NULL);
     return 0;
 }
@@ -482,7 +482,7 @@ static void adopt_running(struct engine *e) {
         describe(e->app, q, &d);
         struct backend *b = backend_named(e, d.virt_mode);
         if (b && b->ops->adopt(b, &d.bq) == 0)
-            set_power(e, q, b->ops->state(b, q->name) == BACKEND_PAUSED ? "Paused" : "Running");
+            set_power(e, q, b->ops->state(b, q->name) == BACKEND_PAUSED ? POWER_PAUSED : POWER_RUNNING);
     }
 }
 
@@ -504,7 +504,7 @@ void engine_recover(struct engine *e) {
     for (size_t i = 0; i < e->app->n_qubes;) {
         struct qube *q = e->app->qubes[i];
         size_t before = e->app->n_qubes;
-        if (strcmp(q->power_state, "Halted") == 0)
+        if (q->power == POWER_HALTED)
             auto_cleanup(e, q);
         if (e->app->n_qubes == before)
             i++;

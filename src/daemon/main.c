@@ -51,9 +51,8 @@ static void usage(FILE *f) {
             "  --log-timestamps     prefix log lines with monotonic milliseconds (profiling)\n"
             "  --agent PATH         the static in-qube agent (default %s)\n"
             "  --engine-option ENGINE.KEY=VALUE\n"
-            "                       a setting of one engine (repeatable), e.g.\n"
-            "                       container.uid-base=N: first host uid of the qubes' ids\n"
-            "  --uid-base N         the same as --engine-option container.uid-base=N\n"
+            "                       a setting of one isolation engine (repeatable); each\n"
+            "                       engine's keys are in dispenserd(8)\n"
             "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
             "  --meminfo FILE       read free memory for preloading from FILE (/proc/meminfo\n"
             "                       format) instead of the host's: for tests\n"
@@ -95,7 +94,7 @@ static int parse_engine_option(struct options *o, char *arg) {
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_UID_BASE, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME, OPT_ENGINE };
+           OPT_AGENT, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME, OPT_ENGINE };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -107,7 +106,6 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {"agent", required_argument, NULL, OPT_AGENT},
-        {"uid-base", required_argument, NULL, OPT_UID_BASE},
         {"engine-option", required_argument, NULL, OPT_ENGINE},
         {"policy-dir", required_argument, NULL, OPT_POLICY},
         {"meminfo", required_argument, NULL, OPT_MEMINFO},
@@ -141,10 +139,6 @@ static int parse_options(int argc, char **argv, struct options *o) {
         case OPT_AGENT: o->agent_path = optarg; break;
         case OPT_POLICY: o->policy_dir = optarg; break;
         case OPT_MEMINFO: o->meminfo = optarg; break;
-        case OPT_UID_BASE:
-            if (add_engine_option(o, "container.uid-base", optarg) < 0)
-                return -1;
-            break;
         case OPT_ENGINE:
             if (parse_engine_option(o, optarg) < 0)
                 return -1;

@@ -21,7 +21,7 @@ static int64_t promised_mib(const struct app *app, struct engine *engine) {
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *q = app->qubes[i];
         struct backend_stats st = {0};
-        bool queued = preload_is_preload(app, q) && strcmp(q->power_state, "Halted") == 0;
+        bool queued = preload_is_preload(app, q) && q->power == POWER_HALTED;
         if (q->klass == QUBE_ADMINVM || (!queued && engine_stats(engine, q, &st) < 0))
             continue;
         char buf[32];

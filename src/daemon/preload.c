@@ -78,7 +78,7 @@ static bool outdated(struct preload *p, const struct qube *q, const char *fp) {
     const char *origin = strmap_get(&q->features, MARK_ORIGIN);
     if (!origin || strcmp(origin, fp) != 0)
         return true;
-    return strcmp(q->power_state, "Halted") != 0 &&
+    return q->power != POWER_HALTED &&
            (volume_outdated(p, q, "root") || volume_outdated(p, q, "private"));
 }
 
@@ -92,7 +92,7 @@ void preload_discard(struct preload *p, struct qube *q, const char *why) {
         preload_list_remove(p, tpl, name);
     struct qerr err = {0};
     bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
-    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill(p->engine, q, &err)
+    int r = q->power != POWER_HALTED ? engine_kill(p->engine, q, &err)
                                                    : engine_remove(p->engine, q, &err);
     if (r < 0)
         log_warning("preload: cannot discard %s: %s", name, err.msg);
@@ -116,10 +116,10 @@ struct start_ctx {
     char name[32];
 };
 
-static bool is_starting(const struct qube *q) { return strcmp(q->power_state, "Transient") == 0; }
+static bool is_starting(const struct qube *q) { return q->power == POWER_TRANSIENT; }
 
 static bool is_queued(const struct qube *q) {
-    return strcmp(q->power_state, "Halted") == 0 && strmap_get(&q->features, MARK_IN_PROGRESS);
+    return q->power == POWER_HALTED && strmap_get(&q->features, MARK_IN_PROGRESS);
 }
 
 static int start_preload(struct preload *p, struct qube *q) {
@@ -480,7 +480,7 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
     int fr = engine_foreground(p->engine, q);
     if (fr < 0 && fr != -ENOTSUP) /* ENOTSUP: no cpu controller, it never was idle */
         log_warning("preload: %s keeps the idle CPU class: %s", name, strerror(-fr));
-    if (strcmp(q->power_state, "Paused") == 0 && engine_unpause(p->engine, q, &err) < 0) {
+    if (q->power == POWER_PAUSED && engine_unpause(p->engine, q, &err) < 0) {
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
         return -1;
     }

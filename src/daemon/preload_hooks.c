@@ -200,7 +200,7 @@ static void recover_template(struct preload *p, struct qube *tpl) {
             preload_list_remove(p, tpl, names[i]);
         } else if (strmap_get(&q->features, "preload-dispvm-in-progress") ||
                    !strmap_get(&q->features, "preload-dispvm-completed") ||
-                   strcmp(q->power_state, "Paused") != 0) {
+                   q->power != POWER_PAUSED) {
             preload_discard(p, q, "its progress was interrupted");
         }
     }

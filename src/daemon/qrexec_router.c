@@ -150,7 +150,7 @@ static void dispose(struct engine *engine, struct app *app, const char *name) {
     if (!q)
         return; /* it powered off by itself and is gone already */
     /* no waiting: the next call must not queue behind this one's teardown */
-    int r = strcmp(q->power_state, "Halted") != 0 ? engine_kill_nowait(engine, q, &err)
+    int r = q->power != POWER_HALTED ? engine_kill_nowait(engine, q, &err)
                                                    : engine_remove(engine, q, &err);
     if (r < 0)
         log_warning("qrexec: cannot dispose of %s: %s", name, err.msg);
@@ -233,11 +233,11 @@ static void route_to_target(struct route *rt) {
         route_end(rt, QREXEC_REFUSED, 0, "calls into dom0 are not served");
         return;
     }
-    if (strcmp(q->power_state, "Running") == 0) {
+    if (q->power == POWER_RUNNING) {
         route_exec(rt);
         return;
     }
-    if (strcmp(q->power_state, "Halted") != 0) {
+    if (q->power != POWER_HALTED) {
         route_end(rt, QREXEC_FAILED, 0, "the target qube is paused or changing state");
         return;
     }

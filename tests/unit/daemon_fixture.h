@@ -132,7 +132,7 @@ static void df_make_qubes(struct df *f) {
 
 static const char *df_power(struct df *f, const char *name) {
     struct qube *q = app_find(&f->app, name);
-    return q ? q->power_state : "(gone)";
+    return q ? power_state_name(q->power) : "(gone)";
 }
 
 /* Condition helpers for df_run_until. */

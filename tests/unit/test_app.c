@@ -109,7 +109,7 @@ static void test_fresh_has_dom0(void **state) {
     assert_non_null(dom0);
     assert_int_equal(dom0->qid, 0);
     assert_int_equal(dom0->klass, QUBE_ADMINVM);
-    assert_string_equal(dom0->power_state, "Running");
+    assert_string_equal(power_state_name(dom0->power), "Running");
     assert_prop(f, dom0, "label", "black", false);
     assert_prop(f, dom0, "maxmem", "4096", true);
 }
@@ -129,7 +129,7 @@ static void test_create_templatevm(void **state) {
     struct qube *tpl = create(f, QUBE_TEMPLATEVM, "tpl", "black", NULL);
     assert_int_equal(tpl->qid, 1);
     assert_int_equal(strlen(tpl->uuid), 36);
-    assert_string_equal(tpl->power_state, "Halted");
+    assert_string_equal(power_state_name(tpl->power), "Halted");
     assert_non_null(strmap_get(&tpl->tags, "created-by-dom0"));
     assert_prop(f, tpl, "updateable", "True", true);
     assert_prop(f, tpl, "icon", "templatevm-black", true);

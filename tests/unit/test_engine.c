@@ -328,23 +328,23 @@ static void test_pause_unpause_kill_guards(void **state) {
     assert_int_equal(engine_unpause(f->engine, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_PAUSED);
     assert_int_equal(engine_pause(f->engine, work, &err), 0);
-    assert_string_equal(work->power_state, "Paused");
+    assert_string_equal(power_state_name(work->power), "Paused");
     assert_true(df_has_event(f, "work|domain-paused|\n"));
     assert_int_equal(fake_power(b, "work"), BACKEND_PAUSED);
     assert_int_equal(engine_pause(f->engine, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_RUNNING);
     assert_int_equal(engine_unpause(f->engine, work, &err), 0);
-    assert_string_equal(work->power_state, "Running");
+    assert_string_equal(power_state_name(work->power), "Running");
     assert_true(df_has_event(f, "work|domain-unpaused|\n"));
 
     /* the engine refuses: the state stays, no event */
     fake_fail_next(b, FAKE_PAUSE, "cannot freeze");
     assert_int_equal(engine_pause(f->engine, work, &err), -1);
     assert_string_equal(err.msg, "cannot freeze");
-    assert_string_equal(work->power_state, "Running");
+    assert_string_equal(power_state_name(work->power), "Running");
 
     assert_int_equal(engine_kill(f->engine, work, &err), 0);
-    assert_string_equal(work->power_state, "Halted"); /* kill waits: halted on return */
+    assert_string_equal(power_state_name(work->power), "Halted"); /* kill waits: halted on return */
     assert_true(df_has_event(f, "work|domain-shutdown|\n"));
 }
 

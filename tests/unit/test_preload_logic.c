@@ -102,7 +102,7 @@ static bool n_ready(void *ctx) {
         return false;
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(&w->t->f->app, names[i]);
-        if (!q || strcmp(q->power_state, "Paused") != 0 ||
+        if (!q || q->power != POWER_PAUSED ||
             !strmap_get(&q->features, "preload-dispvm-completed"))
             return false;
     }
@@ -199,7 +199,7 @@ static void test_handout_takes_oldest_and_refills(void **state) {
     assert_int_equal(g.calls, 1); /* a ready one: at once */
     assert_string_equal(g.name, names[0]);
     struct qube *q = qube(t, g.name);
-    assert_string_equal(q->power_state, "Running");
+    assert_string_equal(power_state_name(q->power), "Running");
     assert_false(preload_is_preload(&t->f->app, q));
     assert_null(strmap_get(&q->features, "internal"));
     assert_non_null(strmap_get(&q->tags, "created-by-work"));
@@ -244,7 +244,7 @@ static void test_handout_unpause_failure(void **state) {
     struct got g = {0};
     assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &g), 1);
     assert_string_equal(g.name, names[1]);
-    assert_string_equal(qube(t, g.name)->power_state, "Running");
+    assert_string_equal(power_state_name(qube(t, g.name)->power), "Running");
     assert_null(app_find(&t->f->app, names[0]));
     WAIT_READY(t, 2);
     list_names(t, names, 4);
@@ -253,7 +253,7 @@ static void test_handout_unpause_failure(void **state) {
     struct got h = {0};
     assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &h), 1);
     assert_string_equal(h.name, names[1]);
-    assert_string_equal(qube(t, names[0])->power_state, "Paused");
+    assert_string_equal(power_state_name(qube(t, names[0])->power), "Paused");
     assert_null(strstr(list_of(t), names[0])); /* out of the list: never handed out */
 }
 
@@ -283,7 +283,7 @@ static void test_request_waits_for_starting_one(void **state) {
     assert_int_equal(fake_finish_start(t->fake, names[0], 0, NULL), 0);
     assert_int_equal(g.calls, 1);
     assert_string_equal(g.name, names[0]);
-    assert_string_equal(qube(t, names[0])->power_state, "Running");
+    assert_string_equal(power_state_name(qube(t, names[0])->power), "Running");
     assert_int_equal(fake_calls(t->fake, FAKE_PAUSE, names[0]), 0);
     assert_non_null(strmap_get(&qube(t, names[0])->tags, "created-by-work"));
 }
@@ -491,7 +491,7 @@ static void test_unpaused_by_hand_counts_as_used(void **state) {
     assert_null(strmap_get(&q->features, "internal"));
     assert_null(strstr(list_of(t), name));
     WAIT_READY(t, 1);
-    assert_string_equal(qube(t, name)->power_state, "Running");
+    assert_string_equal(power_state_name(qube(t, name)->power), "Running");
 }
 
 /* The disposable template is being removed: its preloads go first. */
@@ -540,7 +540,7 @@ static void test_engine_without_optional_ops(void **state) {
     WAIT_READY(t, 1);
     struct got g = {0};
     assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &g), 1);
-    assert_string_equal(qube(t, g.name)->power_state, "Running");
+    assert_string_equal(power_state_name(qube(t, g.name)->power), "Running");
     WAIT_READY(t, 1);
     assert_int_equal(fake_calls(t->fake, FAKE_RECLAIM, NULL) +
                          fake_calls(t->fake, FAKE_FOREGROUND, NULL),
@@ -584,7 +584,7 @@ static void test_restart_keeps_paused_preloads(void **state) {
     engine_recover(t->f->engine);
     preload_start(t); /* preload_recover */
     assert_string_equal(list_of(t), names[0]);
-    assert_string_equal(qube(t, names[0])->power_state, "Paused");
+    assert_string_equal(power_state_name(qube(t, names[0])->power), "Paused");
     assert_null(app_find(&t->f->app, names[1]));
     struct got g = {0};
     assert_int_equal(preload_request(t->p, qube(t, "dvm"), "work", on_got, &g), 1);
@@ -634,7 +634,7 @@ static void test_admin_api_path(void **state) {
     char want[64];
     int n = snprintf(want, sizeof(want), "0%c%s", '\0', name);
     assert_bytes_equal(out.data, out.len, want, (size_t)n);
-    assert_string_equal(qube(t, name)->power_state, "Running");
+    assert_string_equal(power_state_name(qube(t, name)->power), "Running");
     /* a bad value changes nothing */
     assert_int_equal(api(t, &s, BYTES("admin.vm.feature.Set+preload-dispvm-max dom0 name "
                                       "dvm\0" "x"), &out), API_REPLIED);

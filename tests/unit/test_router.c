@@ -346,7 +346,7 @@ static bool one_ready(void *ctx) {
     struct rf *t = ctx;
     const char *list = strmap_get(&app_find(&t->f->app, "dvm")->features, "preload-dispvm");
     struct qube *q = list && *list ? app_find(&t->f->app, list) : NULL;
-    return q && strcmp(q->power_state, "Paused") == 0;
+    return q && q->power == POWER_PAUSED;
 }
 
 /* A ready preload serves the call (no new start on the call's path), then a refill. */
