@@ -156,6 +156,9 @@ void startup_begin(struct agent *a);
 bool startup_child_exited(struct agent *a, pid_t pid, int wstatus);
 void startup_tick(struct agent *a);
 
+/* vmux_guest.c: --vmux DEVICE, bridging the host's channels to agent_socket; exit code. */
+int vmux_guest_main(const char *device, const char *agent_socket);
+
 /* main.c */
 void agent_set_ready(struct agent *a);
 void agent_poweroff(struct agent *a);

@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "client_vm.h"
 #include "monoclock.h"
+#include "vmux.h"
 
 #define LISTEN_FD 3
 #define SHUTDOWN_GRACE_MS 5000
@@ -256,26 +257,39 @@ static const char *base_name(const char *path) {
 
 static void usage(FILE *f) {
     fputs("Usage: dispenser-agent [--listen PATH] [--init PATH]\n"
+          "       dispenser-agent --vmux DEVICE [--agent-socket PATH]\n"
           "Runs as PID 1 of a qube, serving requests on the listening socket on fd 3\n"
-          "(or on PATH with --listen, for tests).\n",
+          "(or on PATH with --listen, for tests).\n"
+          "With --vmux, bridges the host's channels on the VM's serial port DEVICE to the\n"
+          "agent's socket (default " VMUX_GUEST_AGENT_SOCKET ").\n",
           f);
 }
 
-static void parse_args(int argc, char **argv, const char **listen, const char **init) {
+struct agent_args {
+    const char *listen, *init, *vmux, *agent_socket;
+};
+
+static void parse_args(int argc, char **argv, struct agent_args *o) {
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                          {"init", required_argument, NULL, 'i'},
+                                         {"vmux", required_argument, NULL, 'v'},
+                                         {"agent-socket", required_argument, NULL, 'a'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'l')
-            *listen = optarg;
+            o->listen = optarg;
         else if (c == 'i')
-            *init = optarg;
+            o->init = optarg;
+        else if (c == 'v')
+            o->vmux = optarg;
+        else if (c == 'a')
+            o->agent_socket = optarg;
         else
             usage(c == 'h' ? stdout : stderr), exit(c == 'h' ? 0 : 2);
     }
-    if (optind < argc)
+    if (optind < argc || (o->vmux && (o->listen || o->init)) || (o->agent_socket && !o->vmux))
         usage(stderr), exit(2);
 }
 
@@ -285,8 +299,12 @@ int main(int argc, char **argv) {
     /* multi-call: the engine puts this binary in every qube as qrexec-client-vm too */
     if (argc > 0 && streq(base_name(argv[0]), "qrexec-client-vm"))
         return qrexec_client_vm_main(argc, argv);
-    const char *listen_path = NULL, *init = NULL;
-    parse_args(argc, argv, &listen_path, &init);
+    struct agent_args args = {0};
+    parse_args(argc, argv, &args);
+    if (args.vmux)
+        return vmux_guest_main(args.vmux, args.agent_socket ? args.agent_socket
+                                                            : VMUX_GUEST_AGENT_SOCKET);
+    const char *listen_path = args.listen, *init = args.init;
     /* first: a signal that arrives while we set up must not kill init */
     int sigfd = setup_signals();
     ensure_std_fds();

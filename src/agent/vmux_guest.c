@@ -1,0 +1,57 @@
+/* dispenser-agent --vmux DEVICE: the guest end of the VM's agent stream (vmux.h). Run by
+ * the VM's init beside the agent; for each channel the host opens it connects to the
+ * agent's own socket and bridges, so the agent keeps one request per connection.
+ * DEVICE is the virtio-serial port; a Unix socket path there stands in for it in tests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "unix_socket.h"
+#include "vmux.h"
+
+#define PORT_IDLE_MS 100
+
+static void sleep_ms(long ms) {
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L},
+              NULL);
+}
+
+/* The port (a character device), or a connected socket where DEVICE is one. */
+static int open_stream(const char *device, bool *is_port) {
+    struct stat st;
+    if (stat(device, &st) < 0)
+        return -errno;
+    *is_port = !S_ISSOCK(st.st_mode);
+    if (!*is_port)
+        return unix_connect(device);
+    int fd = open(device, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    return fd < 0 ? -errno : fd;
+}
+
+int vmux_guest_main(const char *device, const char *agent_socket) {
+    signal(SIGPIPE, SIG_IGN);
+    for (;;) {
+        bool is_port = false;
+        int fd = open_stream(device, &is_port);
+        if (fd < 0) {
+            log_error("vmux: cannot open %s: %s", device, strerror(-fd));
+            return 1;
+        }
+        struct vmux *m = vmux_new(&(struct vmux_config){.role = VMUX_GUEST, .stream = fd,
+                                                       .target = agent_socket});
+        int r = vmux_run(m);
+        vmux_free(m);
+        close(fd);
+        if (!is_port)
+            return r < 0 ? 1 : 0;
+        /* A port reads EOF while no host end is connected (not yet, or a restarted
+         * dispenser-vmux): every channel went with it; wait for the next host end. */
+        sleep_ms(PORT_IDLE_MS);
+    }
+}
