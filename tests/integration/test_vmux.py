@@ -199,18 +199,21 @@ class TestThroughTheStream(MuxTestCase):
                                    for i in range(8)])
 
     def test_slow_reader_blocks_only_its_channel(self):
-        """A caller that does not read holds up its own channel only, and what the mux
-        holds for it stays within the window, not the 32 MiB the service writes."""
+        """A caller that does not read holds up its own channel only: its service stalls
+        once the window is full, what the muxes hold for it stays within the window (not
+        the 32 MiB the service would write), and another call goes through meanwhile."""
         size = 32 << 20
-        slow = subprocess.Popen(self.vm.command("--", "head -c %d /dev/zero" % size),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        pidfile = os.path.join(self.vm.rundir, "slow.pid")
+        slow = subprocess.Popen(
+            self.vm.command("--", "echo $$ > %s; exec head -c %d /dev/zero" % (pidfile, size)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
+            self.wait_stalled(pidfile)
+            for pid in (self.vm.host.pid, self.vm.guest.pid):
+                self.assertLess(peak_rss_kib(pid), 16 * 1024)
             r = self.vm.client("--", "echo quick", input=b"", timeout=20)
             self.assertEqual((r.returncode, r.stdout), (0, b"quick\n"))
             self.assertIsNone(slow.poll(), "the slow caller finished without reading")
-            for pid in (self.vm.host.pid, self.vm.guest.pid):
-                self.assertLess(peak_rss_kib(pid), 16 * 1024)
             got = 0
             while True:
                 chunk = slow.stdout.read(1 << 20)
@@ -224,6 +227,25 @@ class TestThroughTheStream(MuxTestCase):
             slow.wait()
             slow.stdout.close()
             slow.stderr.close()
+
+    def wait_stalled(self, pidfile):
+        """Until the service has written all it can (its write count stands still), or
+        has ended (which it may only where nothing holds it back)."""
+        deadline = time.monotonic() + 20
+        while not os.path.exists(pidfile) or not open(pidfile).read().endswith("\n"):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        pid = int(open(pidfile).read())
+        last, still = None, 0
+        while still < 5 and time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/io" % pid) as f:
+                    wchar = [l for l in f if l.startswith("wchar:")][0]
+            except (OSError, IndexError):
+                return  # ended
+            still = still + 1 if wchar == last else 0
+            last = wchar
+            time.sleep(0.1)
 
     def test_half_close_travels(self):
         """A raw connection: the request, then shutdown(SHUT_WR); the reply comes back
