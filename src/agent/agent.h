@@ -92,6 +92,7 @@ struct agent {
     struct agent_config cfg;
     bool pid1, init_mode, ready, stopping, killed;
     pid_t init_pid; /* --init: the process that became the template's init */
+    pid_t vmux_pid; /* --listen with --vmux: the child bridging the VM's port, 0 if none */
     struct conn *conns;
     /* start-up */
     char **scripts;

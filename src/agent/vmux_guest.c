@@ -12,10 +12,16 @@
 
 #include "agent.h"
 #include "log.h"
+#include "monoclock.h"
 #include "unix_socket.h"
 #include "vmux.h"
 
 #define PORT_IDLE_MS 100
+#define DRAIN_MS 500
+
+static volatile sig_atomic_t draining;
+
+static void on_term(int sig) { draining = 1; }
 
 static void sleep_ms(long ms) {
     nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L},
@@ -34,8 +40,29 @@ static int open_stream(const char *device, bool *is_port) {
     return fd < 0 ? -errno : fd;
 }
 
+/* Until the stream ends; after SIGTERM (the VM powering off, or the agent leaving),
+ * until what the agent said last (its reply to a shutdown request) is on the stream. */
+static int run(struct vmux *m) {
+    int r, steps = 0;
+    double deadline = 0;
+    while ((r = vmux_step(m, draining ? 50 : -1)) > 0) {
+        if (!draining)
+            continue;
+        if (!deadline)
+            deadline = mono_ms() + DRAIN_MS;
+        if ((++steps > 2 && vmux_buffered(m) == 0) || mono_ms() > deadline)
+            return 0;
+    }
+    return r;
+}
+
 int vmux_guest_main(const char *device, const char *agent_socket) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* a child of the agent inherits "all blocked" */
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_term};
+    sigaction(SIGTERM, &sa, NULL);
     for (;;) {
         bool is_port = false;
         int fd = open_stream(device, &is_port);
@@ -45,10 +72,10 @@ int vmux_guest_main(const char *device, const char *agent_socket) {
         }
         struct vmux *m = vmux_new(&(struct vmux_config){.role = VMUX_GUEST, .stream = fd,
                                                        .target = agent_socket});
-        int r = vmux_run(m);
+        int r = run(m);
         vmux_free(m);
         close(fd);
-        if (!is_port)
+        if (!is_port || draining)
             return r < 0 ? 1 : 0;
         /* A port reads EOF while no host end is connected (not yet, or a restarted
          * dispenser-vmux): every channel went with it; wait for the next host end. */

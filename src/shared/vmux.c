@@ -503,6 +503,9 @@ int vmux_step(struct vmux *m, int timeout_ms) {
         accept_all(m);
     if (r == 0)
         serve_channels(m, n);
+    if (m->stream_eof) /* last words (a reply just before power-off): what fits, goes */
+        for (size_t i = 0; i < m->nchans; i++)
+            local_write(m, m->chans[i]);
     for (size_t i = 0; i < m->nchans; i++)
         chan_settle(m, m->chans[i]);
     reap_dead(m);

@@ -86,10 +86,14 @@ class FakeSerial:
 class MuxedAgent:
     """An agent behind a guest mux, a fake serial port and dispenser-vmux."""
 
-    def __init__(self, start_guest=True, agent_socket=None, **agent_kw):
-        self.agent = Agent(**agent_kw)
+    def __init__(self, start_guest=True, agent_socket=None, in_agent=False, **agent_kw):
+        """in_agent: the agent forks the guest's end itself (--listen with --vmux)."""
         self.rundir = tempfile.mkdtemp(prefix="dispenser-vmux-it-")
         self.serial = FakeSerial(self.rundir)
+        if in_agent:
+            agent_kw["extra_args"] = ["--vmux", self.serial.guest_path]
+            start_guest = False
+        self.agent = Agent(**agent_kw)
         self.socket = os.path.join(self.rundir, "agent.sock")
         self.agent_socket = agent_socket or self.agent.socket
         self.log_path = os.path.join(self.rundir, "mux.log")
@@ -307,6 +311,18 @@ class TestLifecycle(unittest.TestCase):
         r = self.vm.client("--", "echo late", input=b"", timeout=20)
         self.assertEqual(r.returncode, 125)
         self.assertIn("cannot connect", self.vm.log())
+
+    def test_bridge_forked_by_the_agent(self):
+        """--listen with --vmux: the agent runs the guest's end as its child; the reply
+        to a shutdown request still reaches the caller before that child goes, and the
+        stream ends with the agent."""
+        self.vm = MuxedAgent(in_agent=True)
+        r = self.vm.client("--", "echo inside", input=b"")
+        self.assertEqual((r.returncode, r.stdout), (0, b"inside\n"))
+        r = self.vm.client("--shutdown")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.vm.agent.proc.wait(timeout=10), 0)
+        self.assertEqual(self.vm.host.wait(timeout=10), 0)
 
     def test_guest_not_ready_yet(self):
         """Calls made before the guest's end is up wait for it, then go through."""
