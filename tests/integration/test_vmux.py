@@ -301,6 +301,8 @@ class TestLifecycle(unittest.TestCase):
         open(flag, "w").close()
         for w in waiters:
             self.assertEqual(w.wait(timeout=10), 0)
+        # --no-fds holds for WAIT_READY too: nothing for the mux to drop
+        self.assertNotIn("descriptors cannot cross", self.vm.log())
 
     def test_shutdown(self):
         self.vm = MuxedAgent()
