@@ -57,9 +57,13 @@ static int run(struct vmux *m) {
 }
 
 int vmux_guest_main(const char *device, const char *agent_socket) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL); /* a child of the agent inherits "all blocked" */
+    /* SIGTERM comes in only while waiting: it cannot slip in between the check of
+     * `draining` and the wait. (A child of the agent inherits "all blocked".) */
+    sigset_t term, waiting;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_SETMASK, &term, NULL);
+    sigemptyset(&waiting);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
@@ -71,7 +75,8 @@ int vmux_guest_main(const char *device, const char *agent_socket) {
             return 1;
         }
         struct vmux *m = vmux_new(&(struct vmux_config){.role = VMUX_GUEST, .stream = fd,
-                                                       .target = agent_socket});
+                                                       .target = agent_socket,
+                                                       .wait_mask = &waiting});
         int r = run(m);
         vmux_free(m);
         close(fd);

@@ -489,7 +489,8 @@ static void serve_channels(struct vmux *m, size_t n) {
 int vmux_step(struct vmux *m, int timeout_ms) {
     build_pollset(m);
     size_t n = m->nchans; /* channels added during this step were not polled */
-    if (poll(m->pfd, 2 + n, timeout_ms) < 0)
+    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = timeout_ms % 1000 * 1000000L};
+    if (ppoll(m->pfd, 2 + n, timeout_ms < 0 ? NULL : &ts, m->cfg.wait_mask) < 0)
         return errno == EINTR ? 1 : -errno;
     int r = 0;
     short srev = m->pfd[0].revents;

@@ -22,6 +22,7 @@
  * No descriptors cross: any SCM_RIGHTS a local peer sends is closed and logged.
  * Pure poll(), no threads, no glibc-only calls: the static musl agent compiles this in. */
 #pragma once
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,6 +97,9 @@ struct vmux_config {
     int stream;         /* the byte stream; made non-blocking; not closed by vmux_free */
     int listener;       /* HOST: a listening socket (non-blocking); not closed either */
     const char *target; /* GUEST: the Unix socket each channel connects to */
+    /* If set, the signal mask while waiting (ppoll): a caller that blocks a signal
+     * elsewhere sees it only there, as EINTR, and cannot miss it just before a wait. */
+    const sigset_t *wait_mask;
 };
 
 struct vmux;
