@@ -86,12 +86,15 @@ class FakeSerial:
 class MuxedAgent:
     """An agent behind a guest mux, a fake serial port and dispenser-vmux."""
 
-    def __init__(self, start_guest=True, agent_socket=None, in_agent=False, **agent_kw):
-        """in_agent: the agent forks the guest's end itself (--listen with --vmux)."""
+    def __init__(self, start_guest=True, agent_socket=None, in_agent=False,
+                 serial_later=False, host_args=(), **agent_kw):
+        """in_agent: the agent forks the guest's end itself (--listen with --vmux).
+        serial_later: "QEMU" makes its socket only at start_serial()."""
         self.rundir = tempfile.mkdtemp(prefix="dispenser-vmux-it-")
-        self.serial = FakeSerial(self.rundir)
+        self.serial = None if serial_later else FakeSerial(self.rundir)
+        serial_path = os.path.join(self.rundir, "serial.sock")
         if in_agent:
-            agent_kw["extra_args"] = ["--vmux", self.serial.guest_path]
+            agent_kw["extra_args"] = ["--vmux", os.path.join(self.rundir, "port.sock")]
             start_guest = False
         self.agent = Agent(**agent_kw)
         self.socket = os.path.join(self.rundir, "agent.sock")
@@ -99,8 +102,8 @@ class MuxedAgent:
         self.log_path = os.path.join(self.rundir, "mux.log")
         self._log = open(self.log_path, "ab")
         self.guest = None
-        self.host = subprocess.Popen([VMUX, "--connect", self.serial.host_path,
-                                      "--listen", self.socket],
+        self.host = subprocess.Popen([VMUX, "--connect", serial_path,
+                                      "--listen", self.socket, *host_args],
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 5
@@ -110,6 +113,9 @@ class MuxedAgent:
             time.sleep(0.005)
         if start_guest:
             self.start_guest()
+
+    def start_serial(self):
+        self.serial = FakeSerial(self.rundir)
 
     def start_guest(self):
         self.guest = subprocess.Popen([AGENT, "--vmux", self.serial.guest_path,
@@ -138,7 +144,8 @@ class MuxedAgent:
             if p and p.poll() is None:
                 p.kill()
                 p.wait()
-        self.serial.cut()
+        if self.serial:
+            self.serial.cut()
         self._log.close()
         self.agent.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
@@ -336,6 +343,27 @@ class TestLifecycle(unittest.TestCase):
         self.vm.start_guest()
         out, _ = early.communicate(timeout=20)
         self.assertEqual((early.returncode, out), (0, b"early\n"))
+
+    def test_waits_for_qemu_socket(self):
+        """QEMU makes its chardev socket a little after it starts: dispenser-vmux
+        listens at once and connects when the socket is there; a call made meanwhile
+        goes through then."""
+        self.vm = MuxedAgent(serial_later=True, start_guest=False)
+        early = subprocess.Popen(self.vm.command("--", "echo early"),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        time.sleep(0.3)
+        self.assertIsNone(self.vm.host.poll())
+        self.vm.start_serial()
+        self.vm.start_guest()
+        out, _ = early.communicate(timeout=20)
+        self.assertEqual((early.returncode, out), (0, b"early\n"))
+
+    def test_gives_up_without_qemu(self):
+        self.vm = MuxedAgent(serial_later=True, start_guest=False,
+                             host_args=["--connect-timeout", "1"])
+        self.assertEqual(self.vm.host.wait(timeout=20), 1)
+        self.assertIn("cannot connect to", self.vm.log())
+        self.assertFalse(os.path.exists(self.vm.socket))
 
     def test_no_agent_socket(self):
         """The guest's end cannot reach the agent: each call ends at once, the mux
