@@ -479,7 +479,8 @@ static void serve_channels(struct vmux *m, size_t n) {
             continue;
         if (rev & (POLLOUT | POLLERR | POLLHUP))
             local_write(m, c);
-        if (!c->dead && (m->pfd[2 + i].events & POLLIN) && (rev & (POLLIN | POLLERR | POLLHUP)) &&
+        bool wanted = m->pfd[2 + i].events & POLLIN;
+        if (!c->dead && wanted && (rev & (POLLIN | POLLERR | POLLHUP)) &&
             m->out.len < VMUX_OUT_HIGH)
             local_read(m, c);
     }
@@ -489,7 +490,8 @@ static void serve_channels(struct vmux *m, size_t n) {
 int vmux_step(struct vmux *m, int timeout_ms) {
     build_pollset(m);
     size_t n = m->nchans; /* channels added during this step were not polled */
-    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = timeout_ms % 1000 * 1000000L};
+    struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                          .tv_nsec = timeout_ms % 1000 * 1000000L};
     if (ppoll(m->pfd, 2 + n, timeout_ms < 0 ? NULL : &ts, m->cfg.wait_mask) < 0)
         return errno == EINTR ? 1 : -errno;
     int r = 0;
