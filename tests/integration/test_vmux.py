@@ -281,6 +281,7 @@ class TestThroughTheStream(MuxTestCase):
         r = self.vm.client(input=b"echo never\n", fds=True, timeout=20)
         self.assertEqual(r.returncode, 126)
         self.assertIn(b"refused", r.stderr)
+        self.assertIn(b"use --no-fds", r.stderr)
         self.assertEqual(r.stdout, b"")
         self.assertIn("descriptors cannot cross", self.vm.log())
 
