@@ -18,6 +18,7 @@
 
 #define PORT_IDLE_MS 100
 #define DRAIN_MS 500
+#define AGENT_RETRY_MS 20
 
 static volatile sig_atomic_t draining;
 
@@ -38,6 +39,30 @@ static int open_stream(const char *device, bool *is_port) {
         return unix_connect(device);
     int fd = open(device, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     return fd < 0 ? -errno : fd;
+}
+
+static bool term_pending(void) {
+    sigset_t pending;
+    return draining || (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM));
+}
+
+/* Opening the port is what lets QEMU pass the host's bytes on: until the agent listens,
+ * the host's OPENs wait in the stream instead of being refused. False on SIGTERM. */
+static bool wait_for_agent(const char *agent_socket) {
+    bool said = false;
+    for (;;) {
+        if (term_pending())
+            return false;
+        int fd = unix_connect(agent_socket);
+        if (fd >= 0)
+            close(fd);
+        if (fd >= 0 || (fd != -ENOENT && fd != -ECONNREFUSED))
+            return true;
+        if (!said)
+            log_info("vmux: waiting for the agent at %s", agent_socket);
+        said = true;
+        sleep_ms(AGENT_RETRY_MS);
+    }
 }
 
 /* Until the stream ends; after SIGTERM (the VM powering off, or the agent leaving),
@@ -68,6 +93,8 @@ int vmux_guest_main(const char *device, const char *agent_socket) {
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
     for (;;) {
+        if (!wait_for_agent(agent_socket))
+            return 0;
         bool is_port = false;
         int fd = open_stream(device, &is_port);
         if (fd < 0) {

@@ -366,14 +366,20 @@ class TestLifecycle(unittest.TestCase):
         self.assertIn("cannot connect to", self.vm.log())
         self.assertFalse(os.path.exists(self.vm.socket))
 
-    def test_no_agent_socket(self):
-        """The guest's end cannot reach the agent: each call ends at once, the mux
-        goes on."""
-        self.vm = MuxedAgent(agent_socket="/nonexistent/agent.sock")
-        for _ in range(2):
-            r = self.vm.client("--", "echo x", input=b"", timeout=20)
-            self.assertEqual(r.returncode, 125)
-        self.assertIsNone(self.vm.host.poll())
+    def test_agent_not_listening_yet(self):
+        """The guest's end opens the port only once the agent listens: a call made
+        before waits in the stream instead of being refused."""
+        late = os.path.join(tempfile.gettempdir(), "dispenser-vmux-late-%d.sock" % os.getpid())
+        self.addCleanup(lambda: os.path.lexists(late) and os.unlink(late))
+        self.vm = MuxedAgent(agent_socket=late)
+        early = subprocess.Popen(self.vm.command("--", "echo early"),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        time.sleep(0.3)
+        self.assertIsNone(early.poll())
+        os.symlink(self.vm.agent.socket, late)  # the agent "starts listening" there
+        out, _ = early.communicate(timeout=20)
+        self.assertEqual((early.returncode, out), (0, b"early\n"))
+        self.assertIn("waiting for the agent", self.vm.log())
 
     def test_stream_end_ends_both(self):
         """The VM is gone (the stream ends): dispenser-vmux exits and removes its socket,
