@@ -92,9 +92,9 @@ int vmux_guest_main(const char *device, const char *agent_socket) {
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
+    if (!wait_for_agent(agent_socket))
+        return 0;
     for (;;) {
-        if (!wait_for_agent(agent_socket))
-            return 0;
         bool is_port = false;
         int fd = open_stream(device, &is_port);
         if (fd < 0) {
