@@ -92,6 +92,7 @@ struct agent {
     struct agent_config cfg;
     bool pid1, init_mode, ready, stopping, killed;
     pid_t init_pid; /* --init: the process that became the template's init */
+    pid_t vmux_pid; /* --listen with --vmux: the child bridging the VM's port, 0 if none */
     struct conn *conns;
     /* start-up */
     char **scripts;
@@ -155,6 +156,9 @@ void qrexec_stop_listening(struct agent *a);
 void startup_begin(struct agent *a);
 bool startup_child_exited(struct agent *a, pid_t pid, int wstatus);
 void startup_tick(struct agent *a);
+
+/* vmux_guest.c: --vmux DEVICE, bridging the host's channels to agent_socket; exit code. */
+int vmux_guest_main(const char *device, const char *agent_socket);
 
 /* main.c */
 void agent_set_ready(struct agent *a);

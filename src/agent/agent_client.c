@@ -179,7 +179,9 @@ int agent_client_call(const char *socket_path, enum agent_request_type type,
     if (sock < 0)
         return sock;
     bool copy = type == AGENT_REQ_EXEC && !pass_fds;
-    int r = agent_client_send(sock, type, body, copy ? NULL : stdio);
+    /* without pass_fds no descriptors at all, even where the request ignores them:
+     * a connection through a VM's stream cannot carry them (vmux.h) */
+    int r = agent_client_send(sock, type, body, pass_fds ? stdio : NULL);
     if (r < 0)
         return r;
     if (!copy)

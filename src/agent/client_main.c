@@ -54,7 +54,7 @@ static void parse_args(int argc, char **argv, struct client_opts *o) {
         usage(2);
 }
 
-static int exit_status(const struct agent_reply *r, const char *service) {
+static int exit_status(const struct agent_reply *r, const char *service, bool pass_fds) {
     switch (r->kind) {
     case AGENT_EXITED:
         return r->status;
@@ -65,8 +65,13 @@ static int exit_status(const struct agent_reply *r, const char *service) {
                 strerror(r->status));
         return r->status == ENOENT ? 127 : 126;
     default:
-        fprintf(stderr, "dispenser-agent-client: %s refused: %s\n", service,
-                strerror(r->status));
+        fprintf(stderr, "dispenser-agent-client: %s refused: %s%s\n", service,
+                strerror(r->status),
+                /* the agent's answer to "descriptors announced, none came" */
+                r->status == EBADMSG && pass_fds
+                    ? " (the descriptors did not reach the agent: a VM's stream cannot "
+                      "carry them; use --no-fds)"
+                    : "");
         return r->status == ENOENT ? 127 : 126;
     }
 }
@@ -97,5 +102,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dispenser-agent-client: %s: %s\n", o.socket, strerror(-r));
         return EXIT_CLIENT_ERROR;
     }
-    return exit_status(&reply, service);
+    return exit_status(&reply, service, !o.no_fds);
 }

@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "client_vm.h"
 #include "monoclock.h"
+#include "vmux.h"
 
 #define LISTEN_FD 3
 #define SHUTDOWN_GRACE_MS 5000
@@ -108,6 +109,8 @@ static void signal_everyone(struct agent *a, int sig) {
         return;
     }
     conns_signal(a, sig);
+    if (a->vmux_pid > 0)
+        kill(a->vmux_pid, sig);
     if (a->startup_pid > 0)
         kill(-a->startup_pid, sig);
 }
@@ -167,7 +170,10 @@ static void reap_children(struct agent *a) {
             agent_exit(a);
         if (pid <= 0)
             return;
-        if (!conn_child_exited(a, pid, wstatus))
+        if (pid == a->vmux_pid) {
+            agent_log("the --vmux bridge ended (status 0x%x)", (unsigned)wstatus);
+            a->vmux_pid = 0;
+        } else if (!conn_child_exited(a, pid, wstatus))
             startup_child_exited(a, pid, wstatus);
     }
 }
@@ -249,6 +255,21 @@ static void setup_qrexec_socket(struct agent *a, bool by_hand) {
         qrexec_listen(a, AGENT_QREXEC_SOCKET);
 }
 
+/* --listen PATH --vmux DEVICE: a child bridges the VM's port to PATH (vmux_guest.c); it
+ * goes when the agent goes. Forked before the event loop exists: nothing to close but
+ * the two descriptors made so far. */
+static pid_t spawn_vmux(const char *device, const char *path, int lfd, int sigfd) {
+    pid_t pid = fork();
+    if (pid < 0)
+        agent_log("fork for --vmux: %m");
+    if (pid != 0)
+        return pid < 0 ? 0 : pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    close(lfd);
+    close(sigfd);
+    _exit(vmux_guest_main(device, path));
+}
+
 static const char *base_name(const char *path) {
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
@@ -256,26 +277,42 @@ static const char *base_name(const char *path) {
 
 static void usage(FILE *f) {
     fputs("Usage: dispenser-agent [--listen PATH] [--init PATH]\n"
+          "       dispenser-agent --vmux DEVICE [--agent-socket PATH]\n"
           "Runs as PID 1 of a qube, serving requests on the listening socket on fd 3\n"
-          "(or on PATH with --listen, for tests).\n",
+          "(or on PATH with --listen).\n"
+          "--vmux bridges the host's channels on a VM's serial port DEVICE to the agent's\n"
+          "socket: alone, to --agent-socket (default " VMUX_GUEST_AGENT_SOCKET "); with\n"
+          "--listen, from a child of this agent, to PATH.\n",
           f);
 }
 
-static void parse_args(int argc, char **argv, const char **listen, const char **init) {
+struct agent_args {
+    const char *listen, *init, *vmux, *agent_socket;
+};
+
+static void parse_args(int argc, char **argv, struct agent_args *o) {
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                          {"init", required_argument, NULL, 'i'},
+                                         {"vmux", required_argument, NULL, 'v'},
+                                         {"agent-socket", required_argument, NULL, 'a'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'l')
-            *listen = optarg;
+            o->listen = optarg;
         else if (c == 'i')
-            *init = optarg;
+            o->init = optarg;
+        else if (c == 'v')
+            o->vmux = optarg;
+        else if (c == 'a')
+            o->agent_socket = optarg;
         else
             usage(c == 'h' ? stdout : stderr), exit(c == 'h' ? 0 : 2);
     }
-    if (optind < argc)
+    bool standalone_vmux = o->vmux && !o->listen;
+    if (optind < argc || (standalone_vmux && o->init) ||
+        (o->agent_socket && !standalone_vmux))
         usage(stderr), exit(2);
 }
 
@@ -285,8 +322,12 @@ int main(int argc, char **argv) {
     /* multi-call: the engine puts this binary in every qube as qrexec-client-vm too */
     if (argc > 0 && streq(base_name(argv[0]), "qrexec-client-vm"))
         return qrexec_client_vm_main(argc, argv);
-    const char *listen_path = NULL, *init = NULL;
-    parse_args(argc, argv, &listen_path, &init);
+    struct agent_args args = {0};
+    parse_args(argc, argv, &args);
+    if (args.vmux && !args.listen)
+        return vmux_guest_main(args.vmux, args.agent_socket ? args.agent_socket
+                                                            : VMUX_GUEST_AGENT_SOCKET);
+    const char *listen_path = args.listen, *init = args.init;
     /* first: a signal that arrives while we set up must not kill init */
     int sigfd = setup_signals();
     ensure_std_fds();
@@ -306,6 +347,8 @@ int main(int argc, char **argv) {
     }
     if (!a.pid1) /* orphans of services come back to us, as they would to init */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (args.vmux) /* the socket listens already: the bridge's connects find it */
+        a.vmux_pid = spawn_vmux(args.vmux, listen_path, lfd, sigfd);
     a.epfd = epoll_create1(EPOLL_CLOEXEC);
     a.signals = (struct watch){.fd = sigfd, .fn = on_signal, .owner = &a};
     a.listener = (struct watch){.fd = lfd, .fn = conn_accept, .owner = &a};
