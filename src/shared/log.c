@@ -12,7 +12,11 @@ static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 static bool with_time;
 
+static bool silenced;
+
 void log_set_level(enum log_level level) { current_level = level; }
+
+void log_silence(bool on) { silenced = on; }
 
 void log_set_timestamps(bool on) { with_time = on; }
 
@@ -26,7 +30,7 @@ int log_parse_level(const char *s, enum log_level *out) {
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
-    if (level > current_level)
+    if (level > current_level || silenced)
         return;
     int saved = errno;
     va_list ap;

@@ -7,6 +7,8 @@
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 void log_set_level(enum log_level level);
+/* Nothing at all is printed while on: fuzz harnesses, whose inputs are mostly refused. */
+void log_silence(bool on);
 void log_set_timestamps(bool on); /* CLOCK_MONOTONIC ms before each line */
 int log_parse_level(const char *s, enum log_level *out);
 void log_msg(enum log_level level, const char *fmt, ...) _printf_(2, 3);
