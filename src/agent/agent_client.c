@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "macro.h"
 
 int agent_client_connect(const char *socket_path) {
@@ -15,29 +16,19 @@ int agent_client_connect(const char *socket_path) {
 
 /* sendmsg of everything; descriptors ride on the first byte only. */
 static int send_all(int sock, struct iovec *iov, int iovcnt, const int stdio[3]) {
-    char control[CMSG_SPACE(sizeof(int) * 3)] = {0};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-    if (stdio) {
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * 3);
-        memcpy(CMSG_DATA(cm), stdio, sizeof(int) * 3);
-    }
-    while (msg.msg_iovlen > 0) {
-        ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
+    size_t left = (size_t)iovcnt;
+    bool first = true;
+    while (left > 0) {
+        ssize_t n = fdpass_sendv(sock, iov, left, first ? stdio : NULL,
+                                 first && stdio ? 3 : 0, 0);
         if (n < 0)
-            return -errno;
-        msg.msg_control = NULL, msg.msg_controllen = 0;
-        while (msg.msg_iovlen > 0 && (size_t)n >= msg.msg_iov->iov_len)
-            n -= (ssize_t)msg.msg_iov->iov_len, msg.msg_iov++, msg.msg_iovlen--;
-        if (msg.msg_iovlen > 0) {
-            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + n;
-            msg.msg_iov->iov_len -= (size_t)n;
+            return (int)n;
+        first = false;
+        while (left > 0 && (size_t)n >= iov->iov_len)
+            n -= (ssize_t)iov->iov_len, iov++, left--;
+        if (left > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
         }
     }
     return 0;

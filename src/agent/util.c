@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "fdpass.h"
 #include "monoclock.h"
 
 void agent_log(const char *fmt, ...) {
@@ -78,51 +79,23 @@ int unix_listen(const char *path) {
 }
 
 ssize_t recv_fds(int sock, void *buf, size_t len, int fds[3]) {
-    char control[CMSG_SPACE(sizeof(int) * 4)];
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0)
-        return -errno;
-    bool bad = msg.msg_flags & MSG_CTRUNC;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int *got = (int *)CMSG_DATA(cm);
-        for (size_t i = 0; i < nfds; i++) {
-            if (fds && nfds == 3 && fds[i] < 0)
-                fds[i] = got[i];
-            else
-                close(got[i]), bad = true;
-        }
+    int got[4]; /* one more than a request may carry: a fourth makes it bad */
+    size_t n_got = 0;
+    ssize_t n = fdpass_recv(sock, buf, len, got, 4, &n_got, MSG_DONTWAIT);
+    if (n < 0 || n_got == 0)
+        return n;
+    if (fds && n_got == 3 && fds[0] < 0 && fds[1] < 0 && fds[2] < 0) {
+        memcpy(fds, got, sizeof(got[0]) * 3);
+        return n;
     }
-    return bad ? -EBADMSG : n;
+    fdpass_close(got, n_got);
+    return -EBADMSG;
 }
 
 ssize_t send_fds(int sock, const void *buf, size_t len, const int fds[3]) {
-    char control[CMSG_SPACE(sizeof(int) * 3)] = {0};
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fds) {
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * 3);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * 3);
-    }
-    ssize_t n;
-    do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
+    return fdpass_send(sock, buf, len, fds, fds ? 3 : 0, MSG_DONTWAIT);
 }
 
 void close_fds(int fds[3]) {
-    for (int i = 0; i < 3; i++)
-        if (fds[i] >= 0)
-            close(fds[i]), fds[i] = -1;
+    fdpass_close(fds, 3);
 }

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "log.h"
 #include "qrexec_proto.h"
 #include "qrexec_router.h"
@@ -82,32 +83,15 @@ static void dispatch(struct host_conn *c, const struct qrexec_request *req) {
     router_call(c->h->r, &rreq, stdio, on_reply, c);
 }
 
-static void take_fds(struct host_conn *c, struct msghdr *msg) {
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        int *fds = (int *)CMSG_DATA(cm);
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            if (c->n_fds < 3)
-                c->fds[c->n_fds++] = fds[i];
-            else
-                close(fds[i]);
-        }
-    }
-}
-
 /* 1: a whole request is in, 0: more to come, -1: drop the connection. */
 static int read_request(struct host_conn *c, struct qrexec_request *req) {
-    char control[CMSG_SPACE(sizeof(int) * 3)];
     strbuf_reserve(&c->in, 4096);
-    struct iovec iov = {c->in.data + c->in.len, c->in.cap - c->in.len - 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    size_t got = 0; /* three at most: any more are closed */
+    ssize_t n = fdpass_recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1,
+                            c->fds + c->n_fds, 3 - c->n_fds, &got, MSG_DONTWAIT);
+    c->n_fds += got;
     if (n < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -1;
-    take_fds(c, &msg);
+        return n == -EAGAIN || n == -EINTR ? 0 : -1;
     if (n == 0)
         return -1;
     c->in.len += (size_t)n;

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "config.h"
+#include "fdpass.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -24,28 +25,9 @@ static int connect_router(void) {
 /* The descriptors ride on the first bytes (the header), as the router expects them
  * with the first sendmsg; the body follows with plain sends. */
 static int send_header(int fd, const struct qrexec_request *hdr, const int stdio[3]) {
-    union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = {.iov_base = (void *)hdr, .iov_len = sizeof(*hdr)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (stdio) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof(ctl.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(3 * sizeof(int));
-        memcpy(CMSG_DATA(c), stdio, 3 * sizeof(int));
-    }
-    ssize_t n;
-    do
-        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = fdpass_send(fd, hdr, sizeof(*hdr), stdio, stdio ? 3 : 0, 0);
     if (n < 0)
-        return -errno;
+        return (int)n;
     return (size_t)n == sizeof(*hdr) ? 0 : -EPIPE;
 }
 

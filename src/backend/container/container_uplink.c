@@ -12,6 +12,7 @@
 
 #include "agent_client.h"
 #include "container.h"
+#include "fdpass.h"
 #include "log.h"
 #include "qrexec_proto.h"
 #include "strbuf.h"
@@ -135,27 +136,15 @@ static int handle_one(struct run *run) {
 }
 
 static int read_some(struct uplink *u) {
-    char control[CMSG_SPACE(sizeof(int) * UPLINK_MAX_FDS)];
     strbuf_reserve(&u->in, 16384);
-    struct iovec iov = {u->in.data + u->in.len, u->in.cap - u->in.len - 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(u->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    size_t got = 0; /* beyond UPLINK_MAX_FDS unclaimed, they are closed */
+    ssize_t n = fdpass_recv(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len - 1,
+                            u->fds + u->n_fds, UPLINK_MAX_FDS - u->n_fds, &got,
+                            MSG_DONTWAIT);
+    u->n_fds += got;
     if (n < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int *fds = (int *)CMSG_DATA(cm);
-        for (size_t i = 0; i < k; i++) {
-            if (u->n_fds < UPLINK_MAX_FDS)
-                u->fds[u->n_fds++] = fds[i];
-            else
-                close(fds[i]);
-        }
-    }
-    if (n == 0 || (msg.msg_flags & MSG_CTRUNC))
+        return n == -EAGAIN || n == -EINTR ? 0 : -1;
+    if (n == 0)
         return -1;
     u->in.len += (size_t)n;
     return 1;
