@@ -78,16 +78,12 @@ void run_volume_free(struct run_volume *v) {
 
 static void run_free(struct run *run) {
     sd_event_source_disable_unref(run->exit_src);
-    sd_event_source_disable_unref(run->ready_io);
-    sd_event_source_disable_unref(run->ready_timer);
     sd_event_source_disable_unref(run->stop_timer);
-    if (run->ready_fd >= 0)
-        close(run->ready_fd);
     if (run->pidfd >= 0)
         close(run->pidfd);
     if (run->cg)
         cgroup_qube_free(run->cg);
-    uplink_close(run);
+    agent_link_free(&run->link);
     run_volume_free(&run->root);
     run_volume_free(&run->priv);
     while (run->stop_waiters) { /* only at daemon exit: nobody is left to tell */
@@ -113,11 +109,7 @@ static void run_unlink(struct run *run) {
 static void finish_start(struct run *run, int r, const char *reason) {
     backend_done_fn done = run->start_done;
     run->start_done = NULL;
-    run->ready_io = sd_event_source_disable_unref(run->ready_io);
-    run->ready_timer = sd_event_source_disable_unref(run->ready_timer);
-    if (run->ready_fd >= 0)
-        close(run->ready_fd);
-    run->ready_fd = -1;
+    agent_link_ready_cancel(&run->link);
     if (!done)
         return;
     struct qerr err = {0};
@@ -276,7 +268,7 @@ void container_teardown(struct run *run, bool report, int status) {
     struct container_backend *cb = run->cb;
     run_unlink(run);
     launch_cancel(TAKE_PTR(run->launch));
-    uplink_close(run);
+    agent_link_uplink_close(&run->link);
     run->exit_src = sd_event_source_disable_unref(run->exit_src);
     run->stop_timer = sd_event_source_disable_unref(run->stop_timer);
     /* a qube that never finished starting failed to start; it did not shut down */
@@ -567,49 +559,27 @@ static void abort_start(struct run *run, const char *reason) {
         done(userdata, -1, &err);
 }
 
-static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+static void on_agent_ready(void *userdata, int r, const char *reason) {
     struct run *run = userdata;
-    int status = -1;
-    int r = agent_read_reply_status(fd, &status);
-    if (r == -EAGAIN)
-        return 0;
-    if (r < 0 || status != 0) {
-        abort_start(run, "the agent refused or dropped the readiness request");
-        return 0;
+    if (r == -ETIMEDOUT)
+        log_warning("%s: the agent did not report readiness in time; killing it", run->name);
+    if (r < 0) {
+        abort_start(run, reason);
+        return;
     }
     run->power = BACKEND_RUNNING;
-    if (uplink_open(run) < 0) /* the qube runs, but cannot call out: say so, go on */
+    /* the qube runs, but cannot call out: say so, go on */
+    if (agent_link_uplink_open(&run->link) < 0)
         log_warning("%s: no qrexec uplink: %s", run->name, strerror(errno));
     log_info("%s: ready %.2f ms after the launch", run->name, mono_ms() - run->launched_ms);
     finish_start(run, 0, NULL);
-    return 0;
-}
-
-static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
-    struct run *run = userdata;
-    log_warning("%s: the agent did not report readiness in time; killing it", run->name);
-    abort_start(run, "the agent did not report readiness within qrexec_timeout");
-    return 0;
 }
 
 static int wait_ready(struct run *run, unsigned timeout_s) {
-    char sock[4096];
-    container_path(run->cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", run->cb->runtime_dir,
-                   run->name);
-    run->ready_fd = agent_request_async(sock, AGENT_REQ_WAIT_READY);
-    if (run->ready_fd < 0)
-        return -1;
-    sd_event *loop = run->cb->base.loop;
-    if (sd_event_add_io(loop, &run->ready_io, run->ready_fd, EPOLLIN, on_ready_reply, run) < 0 ||
-        sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)timeout_s * 1000000ULL, 0, on_ready_timeout,
-                                   run) < 0)
-        return -1;
-    if (run->background) {
-        sd_event_source_set_priority(run->ready_io, SD_EVENT_PRIORITY_IDLE);
-        sd_event_source_set_priority(run->ready_timer, SD_EVENT_PRIORITY_IDLE);
-    }
-    return 0;
+    return agent_link_wait_ready(&run->link, timeout_s,
+                                 run->background ? SD_EVENT_PRIORITY_IDLE
+                                                 : SD_EVENT_PRIORITY_NORMAL,
+                                 on_agent_ready, run);
 }
 
 static struct run *run_new(struct container_backend *cb, const struct backend_qube *q) {
@@ -618,7 +588,8 @@ static struct run *run_new(struct container_backend *cb, const struct backend_qu
     run->name = xstrdup(q->name);
     run->uuid = xstrdup(q->uuid);
     run->kind = q->kind;
-    run->pidfd = run->ready_fd = -1;
+    run->pidfd = -1;
+    container_link_init(run);
     run->power = BACKEND_RUNNING;
     run->shutdown_timeout = q->shutdown_timeout;
     return run;
@@ -727,10 +698,7 @@ static int container_foreground(struct backend *b, const char *name) {
     run->background = false;
     if (run->launch)
         launch_set_priority(run->launch, SD_EVENT_PRIORITY_NORMAL);
-    if (run->ready_io) {
-        sd_event_source_set_priority(run->ready_io, SD_EVENT_PRIORITY_NORMAL);
-        sd_event_source_set_priority(run->ready_timer, SD_EVENT_PRIORITY_NORMAL);
-    }
+    agent_link_ready_set_priority(&run->link, SD_EVENT_PRIORITY_NORMAL);
     return cgroup_qube_set_idle(run->cg, false, run->cpu_weight);
 }
 
@@ -772,13 +740,7 @@ static int container_shutdown(struct backend *b, const char *name, bool force,
     if (run->power == BACKEND_PAUSED)
         cgroup_qube_thaw(run->cg); /* a frozen init cannot act on the request */
     run->power = BACKEND_RUNNING;
-    char sock[4096];
-    container_path(run->cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", run->cb->runtime_dir,
-                   name);
-    int fd = agent_request_async(sock, AGENT_REQ_SHUTDOWN);
-    if (fd >= 0)
-        close(fd); /* the agent acts on it; we watch the init instead */
-    else
+    if (agent_link_shutdown(&run->link) < 0) /* else the agent acts on it; we watch the init */
         syscall(SYS_pidfd_send_signal, run->pidfd, SIGTERM, NULL, 0);
     if (!run->stop_timer)
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
@@ -903,7 +865,7 @@ static void container_free(struct backend *b) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb);
     reaper_stop(TAKE_PTR(cb->reaper));
-    container_calls_free(cb);
+    agent_hub_free(&cb->agents);
     /* Qubes outlive the daemon: forget them, do not stop them. */
     bool qubes_left = cb->runs != NULL;
     while (cb->runs) {
@@ -988,6 +950,7 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
                                       struct qerr *err) {
     struct container_backend *cb = xcalloc(1, sizeof(*cb));
     cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), {0}};
+    agent_hub_init(&cb->agents, &cb->base);
     cb->state_dir = xstrdup(cfg->state_dir);
     cb->agent_path = xstrdup(cfg->agent_path);
     cb->runtime_dir = xstrdup(cfg->runtime_dir);

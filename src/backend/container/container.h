@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "agent_link.h"
 #include "backend.h"
 #include "cgroup.h"
 #include "volume.h"
@@ -17,8 +18,6 @@ struct run_volume {
 };
 
 struct container_backend;
-struct uplink;
-struct exec_call;
 
 struct run {
     struct container_backend *cb;
@@ -35,16 +34,14 @@ struct run {
     unsigned shutdown_timeout;
     unsigned cpu_weight; /* restored when a preload is handed out */
     bool background;     /* a preload: its start steps aside for calls */
-    /* start: waiting for the agent to report readiness */
-    int ready_fd;
+    /* start: waiting for the agent to report readiness (link.ready) */
     struct launch_op *launch; /* while the child sets itself up (launch.c) */
     char *sync_failure;       /* a waiting container_start's buffer for a launch failure */
     unsigned qrexec_timeout;
     double launched_ms; /* CLOCK_MONOTONIC, for the debug log */
-    sd_event_source *ready_io, *ready_timer;
     backend_done_fn start_done;
     void *start_userdata;
-    struct uplink *uplink; /* calls made inside come up here (container_uplink.c) */
+    struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
     struct stop_waiter *stop_waiters;
@@ -64,8 +61,7 @@ struct container_backend {
     struct cgroup_system *cgroups;
     struct run *runs;
     struct run *dying;        /* ended, their volumes and directories not yet settled */
-    struct exec_call *calls;  /* service calls in flight */
-    unsigned uplink_generation;
+    struct agent_hub agents;  /* the links' service calls in flight, their uplinks */
     struct run *retiring;     /* handed to the reaper, not yet acknowledged */
     struct reaper *reaper;    /* the helper process that removes disposables' remains */
     sd_event_source *settle_src; /* settles `dying` on the next loop iteration */
@@ -104,16 +100,10 @@ void guest_log_sweep(struct container_backend *cb);
 void guest_log_owners_free(struct container_backend *cb);
 void container_cleanup(struct backend *b, const char *const *keep);
 
-/* qrexec (container_qrexec.c, container_uplink.c) */
+/* the agent link (container_link.c; src/backend/agentlink/) */
+void container_link_init(struct run *run); /* descriptor passing, RUNDIR/agent.sock */
 int container_exec(struct backend *b, const char *name, const struct backend_service_call *call,
                    backend_call_done_fn done, void *userdata, struct qerr *err);
-void container_calls_free(struct container_backend *cb);
 /* status < 0 means refused (reason says why) */
 void container_upcall_reply(struct backend *b, struct backend_upcall *call,
                             enum backend_call_end how, int status, const char *reason);
-int uplink_open(struct run *run);
-void uplink_close(struct run *run);
-
-/* talking to the agent */
-int agent_request_async(const char *socket_path, int type);
-int agent_read_reply_status(int fd, int *status);

@@ -92,7 +92,8 @@ struct run *run_state_load(struct container_backend *cb, const char *name) {
     struct run *run = xcalloc(1, sizeof(*run));
     run->cb = cb;
     run->name = xstrdup(name);
-    run->pidfd = run->ready_fd = -1;
+    run->pidfd = -1;
+    container_link_init(run);
     while (fgets(line, sizeof(line), f))
         parse_line(run, line);
     fclose(f);
@@ -133,7 +134,7 @@ int container_adopt(struct backend *b, const struct backend_qube *q) {
     run->power = cgroup_qube_is_frozen(run->cg) ? BACKEND_PAUSED : BACKEND_RUNNING;
     run->next = cb->runs;
     cb->runs = run;
-    if (uplink_open(run) < 0) /* a paused agent answers once thawed: the uplink waits */
+    if (agent_link_uplink_open(&run->link) < 0) /* a paused agent answers once thawed: the uplink waits */
         log_warning("%s: no qrexec uplink after adoption", q->name);
     log_info("%s: adopted (pid %d, %s)", q->name, run->pid,
              run->power == BACKEND_PAUSED ? "paused" : "running");

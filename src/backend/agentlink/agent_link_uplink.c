@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "agent_client.h"
-#include "container.h"
+#include "agent_link.h"
 #include "fdpass.h"
 #include "log.h"
 #include "qrexec_proto.h"
@@ -19,7 +19,7 @@
 
 #define UPLINK_MAX_FDS 16
 
-struct uplink {
+struct agent_uplink {
     int fd;
     sd_event_source *io;
     struct strbuf in;
@@ -30,7 +30,6 @@ struct uplink {
 
 struct upcall {
     struct backend_upcall pub;
-    struct container_backend *cb;
     char qube[32];
     uint32_t id;
     unsigned generation;
@@ -43,8 +42,8 @@ static void close_fds(int *fds, size_t n) {
             close(fds[i]);
 }
 
-void uplink_close(struct run *run) {
-    struct uplink *u = run->uplink;
+void agent_link_uplink_close(struct agent_link *link) {
+    struct agent_uplink *u = link->uplink;
     if (!u)
         return;
     sd_event_source_disable_unref(u->io);
@@ -52,7 +51,7 @@ void uplink_close(struct run *run) {
     close_fds(u->fds, u->n_fds);
     strbuf_free(&u->in);
     free(u);
-    run->uplink = NULL;
+    link->uplink = NULL;
 }
 
 /* Only what a service's stdio can sensibly be: a directory or other object passed by a
@@ -74,7 +73,7 @@ static void send_result(int fd, uint32_t id, uint32_t kind, int32_t status, cons
         log_warning("uplink: cannot answer call %u: %s", id, strerror(errno));
 }
 
-static bool take_fds(struct uplink *u, int out[3]) {
+static bool take_fds(struct agent_uplink *u, int out[3]) {
     if (u->n_fds < 3)
         return false;
     memcpy(out, u->fds, 3 * sizeof(int));
@@ -83,35 +82,34 @@ static bool take_fds(struct uplink *u, int out[3]) {
     return true;
 }
 
-static void deliver(struct run *run, const struct qrexec_request *req, const char *body,
+static void deliver(struct agent_link *link, const struct qrexec_request *req, const char *body,
                     const int stdio[3]) {
-    struct container_backend *cb = run->cb;
+    struct backend *engine = link->hub->engine;
     struct upcall *c = xcalloc(1, sizeof(*c));
-    c->cb = cb;
-    snprintf(c->qube, sizeof(c->qube), "%s", run->name);
+    snprintf(c->qube, sizeof(c->qube), "%s", link->qube);
     c->id = req->id;
-    c->generation = run->uplink->generation;
+    c->generation = link->uplink->generation;
     c->body = xstrndup(body, req->body_len);
     struct qrexec_call_body b;
     if (qrexec_body_decode(c->body, req->body_len, &b) < 0) {
-        send_result(run->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
+        send_result(link->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
         close_fds((int *)stdio, 3);
         free(c->body);
         free(c);
         return;
     }
     c->pub = (struct backend_upcall){c->qube, b.target, b.service, b.user, b.command,
-                                     {stdio[0], stdio[1], stdio[2]}, &cb->base, c};
-    if (cb->base.events.upcall)
-        cb->base.events.upcall(cb->base.events.userdata, &c->pub);
+                                     {stdio[0], stdio[1], stdio[2]}, engine, c};
+    if (engine->events.upcall)
+        engine->events.upcall(engine->events.userdata, &c->pub);
     else
-        container_upcall_reply(&cb->base, &c->pub, BACKEND_CALL_FAILED, 0,
-                               "this dispenserd routes no calls");
+        agent_link_upcall_reply(link, &c->pub, BACKEND_CALL_FAILED, 0,
+                                "this dispenserd routes no calls");
 }
 
 /* One complete request at the head of the buffer: 1 handled, 0 need more, -1 broken. */
-static int handle_one(struct run *run) {
-    struct uplink *u = run->uplink;
+static int handle_one(struct agent_link *link) {
+    struct agent_uplink *u = link->uplink;
     struct qrexec_request req;
     if (u->in.len < sizeof(req))
         return 0;
@@ -129,13 +127,13 @@ static int handle_one(struct run *run) {
                     "and stderr as pipes, sockets, terminals or files");
         close_fds(stdio, 3);
     } else {
-        deliver(run, &req, u->in.data + sizeof(req), stdio);
+        deliver(link, &req, u->in.data + sizeof(req), stdio);
     }
     strbuf_consume(&u->in, sizeof(req) + req.body_len);
     return 1;
 }
 
-static int read_some(struct uplink *u) {
+static int read_some(struct agent_uplink *u) {
     strbuf_reserve(&u->in, 16384);
     size_t got = 0; /* beyond UPLINK_MAX_FDS unclaimed, they are closed */
     ssize_t n = fdpass_recv(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len - 1,
@@ -151,51 +149,53 @@ static int read_some(struct uplink *u) {
 }
 
 static int on_uplink(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-    struct run *run = userdata;
-    int r = read_some(run->uplink);
-    while (r > 0 && (r = handle_one(run)) > 0)
+    struct agent_link *link = userdata;
+    int r = read_some(link->uplink);
+    while (r > 0 && (r = handle_one(link)) > 0)
         ;
     if (r < 0) {
         log_warning("%s: uplink closed or broken; calls from inside it fail until it is back",
-                    run->name);
-        uplink_close(run);
+                    link->qube);
+        agent_link_uplink_close(link);
     }
     return 0;
 }
 
-int uplink_open(struct run *run) {
-    struct container_backend *cb = run->cb;
-    char sock[4096];
-    container_path(cb, sock, sizeof(sock), "%s/qubes/%s/agent.sock", cb->runtime_dir, run->name);
-    int fd = agent_client_connect(sock);
-    if (fd < 0 || agent_client_send(fd, AGENT_REQ_UPLINK, NULL, NULL) < 0 ||
-        fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+int agent_link_uplink_open(struct agent_link *link) {
+    if (link->mode != AGENT_LINK_FDPASS) /* the agent's uplink passes descriptors */
+        return errno = EOPNOTSUPP, -EOPNOTSUPP;
+    int fd = agent_client_connect(link->socket_path);
+    int r = fd < 0 ? fd : agent_client_send(fd, AGENT_REQ_UPLINK, NULL, NULL);
+    if (r >= 0 && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+        r = -errno;
+    if (r < 0) {
         if (fd >= 0)
             close(fd);
-        return -1;
+        return errno = -r, r;
     }
-    uplink_close(run);
-    struct uplink *u = xcalloc(1, sizeof(*u));
-    *u = (struct uplink){.fd = fd, .in = STRBUF_INIT, .generation = ++cb->uplink_generation};
-    run->uplink = u;
-    if (sd_event_add_io(cb->base.loop, &u->io, fd, EPOLLIN, on_uplink, run) < 0) {
-        uplink_close(run);
-        return -1;
+    agent_link_uplink_close(link);
+    struct agent_uplink *u = xcalloc(1, sizeof(*u));
+    *u = (struct agent_uplink){.fd = fd, .in = STRBUF_INIT,
+                               .generation = ++link->hub->uplink_generation};
+    link->uplink = u;
+    r = sd_event_add_io(link->hub->engine->loop, &u->io, fd, EPOLLIN, on_uplink, link);
+    if (r < 0) {
+        agent_link_uplink_close(link);
+        return errno = -r, r;
     }
     return 0;
 }
 
-void container_upcall_reply(struct backend *b, struct backend_upcall *pub,
-                            enum backend_call_end how, int status, const char *reason) {
+void agent_link_upcall_reply(struct agent_link *link, struct backend_upcall *pub,
+                             enum backend_call_end how, int status, const char *reason) {
     struct upcall *c = pub->handle;
-    struct run *run = container_find(c->cb, c->qube);
     static const uint32_t kinds[] = {[BACKEND_CALL_EXITED] = QREXEC_EXITED,
                                      [BACKEND_CALL_SIGNALED] = QREXEC_SIGNALED,
                                      [BACKEND_CALL_FAILED] = QREXEC_FAILED};
     uint32_t kind = status < 0 ? QREXEC_REFUSED : kinds[how];
     /* the caller's qube may have stopped, or its uplink been replaced, meanwhile */
-    if (run && run->uplink && run->uplink->generation == c->generation)
-        send_result(run->uplink->fd, c->id, kind, status < 0 ? 0 : status, reason);
+    if (link && link->uplink && link->uplink->generation == c->generation)
+        send_result(link->uplink->fd, c->id, kind, status < 0 ? 0 : status, reason);
     free(c->body);
     free(c);
 }
