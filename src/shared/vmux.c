@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -366,21 +367,12 @@ static void accept_all(struct vmux *m) {
 }
 
 /* Descriptors cannot cross the stream: close what came, say so once. */
-static void drop_fds(struct vmux_chan *c, struct msghdr *msg) {
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfds; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            close(fd);
-        }
-        if (!c->fds_logged)
-            log_warning("vmux: channel %u: descriptors cannot cross the stream: closed "
-                        "them, the bytes go on without them", c->id);
-        c->fds_logged = true;
-    }
+static void drop_fds(struct vmux_chan *c, int *fds, size_t n) {
+    fdpass_close(fds, n);
+    if (!c->fds_logged)
+        log_warning("vmux: channel %u: descriptors cannot cross the stream: closed "
+                    "them, the bytes go on without them", c->id);
+    c->fds_logged = true;
 }
 
 /* One read from the local connection into a DATA frame (or EOF). */
@@ -389,17 +381,16 @@ static void local_read(struct vmux *m, struct vmux_chan *c) {
     if (!want)
         return;
     strbuf_reserve(&m->out, VMUX_HDR_SIZE + want);
-    char control[CMSG_SPACE(sizeof(int) * 16)];
-    struct iovec iov = {.iov_base = m->out.data + m->out.len + VMUX_HDR_SIZE,
-                        .iov_len = want};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    int fds[1]; /* one is enough to tell; fdpass closes any others */
+    size_t n_fds = 0;
+    ssize_t n = fdpass_recv(c->fd, m->out.data + m->out.len + VMUX_HDR_SIZE, want, fds, 1,
+                            &n_fds, MSG_DONTWAIT);
+    if (n_fds)
+        drop_fds(c, fds, n_fds);
+    if (n == -EAGAIN || n == -EINTR)
         return;
     if (n < 0)
         return chan_drop(m, c, true);
-    drop_fds(c, &msg);
     if (n == 0) {
         c->local_eof = true;
         return put_ctl(m, c->id, VMUX_EOF);
