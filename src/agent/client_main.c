@@ -1,6 +1,7 @@
 /* dispenser-agent-client: run one service through an agent socket with this process's
- * stdin/stdout/stderr, and exit with the service's status. A test and debugging tool; the
- * daemon uses agent_client.c directly. */
+ * stdin/stdout/stderr, and exit with the service's status. A test and debugging tool on
+ * the blocking client src/shared/agent_client.c; the daemon's engines use the agent link
+ * (src/backend/agentlink/), which builds on the same client. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
