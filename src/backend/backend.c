@@ -4,11 +4,22 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "strbuf.h"
+
+int backend_fail(struct backend_why *why, int r, const char *fmt, ...) {
+    if (why) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why->msg, sizeof(why->msg), fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}
 
 const char *backend_option(const struct backend_option *opts, size_t n, const char *key) {
     for (size_t i = 0; i < n; i++)
@@ -24,23 +35,23 @@ struct unavailable {
     char why[256];
 };
 
-static int refuse(struct backend *b, struct qerr *err) {
+static int refuse(struct backend *b, struct backend_why *why) {
     struct unavailable *u = (struct unavailable *)b;
-    return qerr_set(err, EXC_QUBES, "virt_mode=%s is not available: %s", u->name, u->why);
+    return backend_fail(why, -ENODEV, "virt_mode=%s is not available: %s", u->name, u->why);
 }
 
 static int u_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-                   void *userdata, struct qerr *err) {
-    return refuse(b, err);
+                   void *userdata, struct backend_why *why) {
+    return refuse(b, why);
 }
 
-static int u_by_name(struct backend *b, const char *name, struct qerr *err) {
-    return refuse(b, err);
+static int u_by_name(struct backend *b, const char *name, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 static int u_shutdown(struct backend *b, const char *name, bool force, backend_done_fn done,
-                      void *userdata, struct qerr *err) {
-    return refuse(b, err);
+                      void *userdata, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 /* Nothing of it can be running: it never started anything. */
@@ -52,28 +63,28 @@ static int u_stats(struct backend *b, const char *name, struct backend_stats *ou
     return -ENOTSUP;
 }
 
-static int u_by_qube(struct backend *b, const struct backend_qube *q, struct qerr *err) {
-    return refuse(b, err);
+static int u_by_qube(struct backend *b, const struct backend_qube *q, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 static int u_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
-                         struct backend_volume_info *out, struct qerr *err) {
-    return refuse(b, err);
+                         struct backend_volume_info *out, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 static int u_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
-                          char *path, size_t size, struct qerr *err) {
-    return refuse(b, err);
+                          char *path, size_t size, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 static int u_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
-                        bool commit, struct qerr *err) {
-    return refuse(b, err);
+                        bool commit, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 static int u_exec(struct backend *b, const char *name, const struct backend_service_call *call,
-                  backend_call_done_fn done, void *userdata, struct qerr *err) {
-    return refuse(b, err);
+                  backend_call_done_fn done, void *userdata, struct backend_why *why) {
+    return refuse(b, why);
 }
 
 /* Never called: an engine that runs nothing receives no calls from inside qubes. */

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
-#include "qerr.h"
+#include "macro.h"
 
 enum backend_kind {
     BACKEND_TEMPLATEVM,  /* own root (versioned), own private */
@@ -103,32 +103,49 @@ struct backend_events {
     void (*upcall)(void *userdata, struct backend_upcall *call);
 };
 
-/* Completion of an asynchronous operation: r = 0 or -1 with err set. */
-typedef void (*backend_done_fn)(void *userdata, int r, const struct qerr *err);
+/* One error convention across the seam: every operation returns 0 or a negative errno,
+ * and may say why in words for the user. Engines know nothing of Qubes' exceptions; the
+ * dispatcher (src/daemon/engine.c) alone maps them:
+ *   -ESRCH    the qube does not run at all      QubesVMNotStartedError
+ *   -EAGAIN   it does not run now (paused too)  QubesVMNotRunningError
+ *   -EBUSY    it runs and must not              QubesVMNotHaltedError
+ *   -EALREADY it is not paused                  QubesVMNotPausedError
+ *   -EINVAL   a request the engine refuses      QubesValueError
+ *   -ENODEV   the engine cannot run here        QubesException, naming the qube
+ *   other     a failure                         QubesException with the words as they are */
+struct backend_why {
+    char msg[256];
+};
+
+/* Fills why (if not NULL) and returns r: `return backend_fail(why, -EIO, "...", ...);` */
+int backend_fail(struct backend_why *why, int r, const char *fmt, ...) _printf_(3, 4);
+
+/* Completion of an asynchronous operation: r = 0 or -errno, why = words or NULL. */
+typedef void (*backend_done_fn)(void *userdata, int r, const char *why);
 
 struct backend_ops {
     const char *name; /* "container", "qemu": the virt_mode value */
     /* Start: prepare volumes, launch, then wait for readiness (bounded by
      * qrexec_timeout). `done` is called exactly once; on failure nothing is left. */
     int (*start)(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-                 void *userdata, struct qerr *err);
-    int (*pause)(struct backend *b, const char *name, struct qerr *err);
+                 void *userdata, struct backend_why *why);
+    int (*pause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: nothing to give back). Gives back what the qube can spare before a
      * long pause (a preload); best effort: -ENOTSUP where the host cannot (cgroup v1 has
      * no memory.reclaim). */
     int (*reclaim)(struct backend *b, const char *name);
-    int (*unpause)(struct backend *b, const char *name, struct qerr *err);
+    int (*unpause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: background starts are not deprioritised). A qube started in the
      * background now serves someone: its full CPU share back. */
     int (*foreground)(struct backend *b, const char *name);
     /* Orderly shutdown (agent, then SIGTERM to init), kill after shutdown_timeout;
      * `done` when it is gone. */
     int (*shutdown)(struct backend *b, const char *name, bool force, backend_done_fn done,
-                    void *userdata, struct qerr *err);
-    int (*kill)(struct backend *b, const char *name, struct qerr *err);
+                    void *userdata, struct backend_why *why);
+    int (*kill)(struct backend *b, const char *name, struct backend_why *why);
     /* Kills without waiting: the exit is reported through events.exited as usual. For
      * disposables whose call is over: nobody should wait for them to go. */
-    int (*kill_nowait)(struct backend *b, const char *name, struct qerr *err);
+    int (*kill_nowait)(struct backend *b, const char *name, struct backend_why *why);
     enum backend_power (*state)(struct backend *b, const char *name);
     int (*stats)(struct backend *b, const char *name, struct backend_stats *out);
     /* Optional: memory its qubes may still take under the limits the host put on the
@@ -136,18 +153,18 @@ struct backend_ops {
      * but the host's own memory. */
     int (*memory_headroom)(struct backend *b, uint64_t *bytes);
     /* Remove every volume of a qube that is being deleted, and its logs. */
-    int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct qerr *err);
+    int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct backend_why *why);
     int (*volume_info)(struct backend *b, const struct backend_qube *q, const char *volume,
-                       struct backend_volume_info *out, struct qerr *err);
+                       struct backend_volume_info *out, struct backend_why *why);
     /* Template import (qvm-template): a staging directory the caller fills as root, then
      * commit (uid shift, new revision) or abort. */
     int (*import_begin)(struct backend *b, const struct backend_qube *q, const char *volume,
-                        char *path, size_t size, struct qerr *err);
+                        char *path, size_t size, struct backend_why *why);
     int (*import_end)(struct backend *b, const struct backend_qube *q, const char *volume,
-                      bool commit, struct qerr *err);
+                      bool commit, struct backend_why *why);
     /* Runs a service in a running qube; `done` when it has ended (or could not start). */
     int (*exec)(struct backend *b, const char *name, const struct backend_service_call *call,
-                backend_call_done_fn done, void *userdata, struct qerr *err);
+                backend_call_done_fn done, void *userdata, struct backend_why *why);
     /* Answers an upcall (and frees it): how it ended, with a reason shown to the caller
      * when refused or failed. */
     void (*upcall_reply)(struct backend *b, struct backend_upcall *call,
@@ -183,7 +200,7 @@ struct backend_config {
  * when the engine cannot run on this host; the registry then puts an unavailable engine
  * in its place. */
 typedef struct backend *(*backend_open_fn)(sd_event *loop, const struct backend_config *cfg,
-                                           struct qerr *err);
+                                           struct backend_why *why);
 
 /* An engine whose every operation fails with "virt_mode=NAME is not available: WHY". It
  * stands in for an engine that cannot run here, so the daemon never checks for one. */

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,14 +34,14 @@ static size_t options_of(const struct backend_config *cfg, const char *engine,
     return n;
 }
 
-int backends_check_options(const struct backend_config *cfg, struct qerr *err) {
+int backends_check_options(const struct backend_config *cfg, struct backend_why *why) {
     for (size_t i = 0; i < cfg->n_options; i++) {
         bool known = false;
         for (size_t e = 0; e < N_ENGINES && !known; e++)
             known = own_key(cfg->options[i].key, ENGINES[e].name) != NULL;
         if (!known)
-            return qerr_set(err, EXC_QUBES, "engine option '%s' names no engine of this "
-                            "dispenserd (ENGINE.KEY=VALUE)", cfg->options[i].key);
+            return backend_fail(why, -EINVAL, "engine option '%s' names no engine of this "
+                                "dispenserd (ENGINE.KEY=VALUE)", cfg->options[i].key);
     }
     return 0;
 }
@@ -53,12 +54,12 @@ size_t backends_open(sd_event *loop, const struct backend_config *cfg,
         struct backend_config own = *cfg;
         own.options = opts;
         own.n_options = options_of(cfg, ENGINES[e].name, opts, 32);
-        struct qerr err = {0};
-        struct backend *b = ENGINES[e].open(loop, &own, &err);
+        struct backend_why why = {0};
+        struct backend *b = ENGINES[e].open(loop, &own, &why);
         if (!b) {
             log_warning("virt_mode=%s is not available: %s; its qubes cannot be started",
-                        ENGINES[e].name, err.msg);
-            b = backend_unavailable_new(loop, ENGINES[e].name, err.msg);
+                        ENGINES[e].name, why.msg);
+            b = backend_unavailable_new(loop, ENGINES[e].name, why.msg);
         }
         out[n++] = b;
     }

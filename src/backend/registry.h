@@ -11,5 +11,5 @@
 size_t backends_open(sd_event *loop, const struct backend_config *cfg,
                      struct backend *out[BACKENDS_MAX]);
 
-/* 0 if every `ENGINE.KEY=VALUE` option names an engine built in, else -1 with err set. */
-int backends_check_options(const struct backend_config *cfg, struct qerr *err);
+/* 0 if every `ENGINE.KEY=VALUE` option names an engine built in, else -EINVAL and why. */
+int backends_check_options(const struct backend_config *cfg, struct backend_why *why);

@@ -143,15 +143,31 @@ static struct backend *backend_for(struct engine *e, const struct qube *q, struc
     return b;
 }
 
-/* Engines don't know qube names in their messages' context: say whose call failed. */
-static int engine_refused(const struct qube *q, struct qerr *err) {
-    if (strncmp(err->msg, "virt_mode=", 10) == 0) {
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        snprintf(err->msg, sizeof(err->msg), "Qube '%s': %s", q->name, why);
+/* The one place where an engine's failure (-errno and words, backend.h) becomes a Qubes
+ * exception. Returns -1, as every call of this module does on failure. */
+static int engine_failed(const struct qube *q, int r, const char *why, struct qerr *err) {
+    const char *exc = EXC_QUBES;
+    switch (r) {
+    case -ESRCH: exc = EXC_VM_NOT_STARTED; break;
+    case -EAGAIN: exc = EXC_VM_NOT_RUNNING; break;
+    case -EBUSY: exc = EXC_VM_NOT_HALTED; break;
+    case -EALREADY: exc = EXC_VM_NOT_PAUSED; break;
+    case -EINVAL: exc = EXC_VALUE; break;
     }
-    return -1;
+    if (!why || !*why)
+        return qerr_set(err, exc, "%s: '%s'", strerror(r < 0 ? -r : EIO), q->name);
+    if (r == -ENODEV) /* an engine that cannot run here does not know whose call it was */
+        return qerr_set(err, exc, "Qube '%s': %s", q->name, why);
+    return qerr_set(err, exc, "%s", why);
 }
+
+/* Calls op-returning expression `call` with a fresh `why`, mapping a failure into err. */
+#define ENGINE_CALL(q, err, call)                                                           \
+    ({                                                                                      \
+        struct backend_why why = {{0}};                                                     \
+        int r_ = (call);                                                                    \
+        r_ < 0 ? engine_failed((q), r_, why.msg, (err)) : r_;                               \
+    })
 
 static void set_power(struct engine *e, struct qube *q, enum power_state state) {
     q->power = state;
@@ -182,19 +198,23 @@ static struct pending *pending_new(struct engine *e, const struct qube *q, engin
     return p;
 }
 
-static void on_started(void *userdata, int r, const struct qerr *err) {
+static void on_started(void *userdata, int r, const char *why) {
     struct pending *p = userdata;
     struct qube *q = app_find(p->e->app, p->name);
+    struct qerr err = {0};
     if (q && r == 0) {
         set_power(p->e, q, POWER_RUNNING);
         emit(p->e, q, "domain-start", "start_guid", "False");
     } else if (q) {
+        engine_failed(q, r, why, &err);
         set_power(p->e, q, POWER_HALTED);
-        emit(p->e, q, "domain-start-failed", "reason", err ? err->msg : "unknown");
-        log_warning("%s", err ? err->msg : "start failed");
+        emit(p->e, q, "domain-start-failed", "reason", err.msg);
+        log_warning("%s", err.msg);
+    } else if (r < 0) {
+        qerr_set(&err, EXC_QUBES, "%s", why ? why : "start failed");
     }
     if (p->done)
-        p->done(p->userdata, r, err);
+        p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
     free(p);
 }
 
@@ -224,8 +244,7 @@ static int start(struct engine *e, struct qube *q, bool background, engine_done_
     emit(e, q, "domain-pre-start", "start_guid", "False");
     set_power(e, q, POWER_TRANSIENT);
     struct pending *p = pending_new(e, q, done, userdata);
-    if (b->ops->start(b, &d.bq, on_started, p, err) < 0) {
-        engine_refused(q, err);
+    if (ENGINE_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why)) < 0) {
         free(p);
         set_power(e, q, POWER_HALTED);
         emit(e, q, "domain-start-failed", "reason", err->msg);
@@ -291,10 +310,13 @@ struct stop_pending {
     void *userdata;
 };
 
-static void on_stopped(void *userdata, int r, const struct qerr *err) {
+static void on_stopped(void *userdata, int r, const char *why) {
     struct stop_pending *p = userdata;
+    struct qerr err = {0};
+    if (r < 0)
+        qerr_set(&err, EXC_QUBES, "%s", why && *why ? why : strerror(-r));
     if (p->done)
-        p->done(p->userdata, r, err);
+        p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
     free(p);
 }
 
@@ -311,7 +333,8 @@ int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn
         p = xcalloc(1, sizeof(*p));
         *p = (struct stop_pending){e, done, userdata};
     }
-    if (b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p, err) < 0) {
+    if (ENGINE_CALL(q, err, b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p,
+                                             &why)) < 0) {
         free(p);
         return -1;
     }
@@ -323,14 +346,14 @@ int engine_kill(struct engine *e, struct qube *q, struct qerr *err) {
     if (!is_running(q))
         return not_started(q, err);
     struct backend *b = backend_for(e, q, err);
-    return b ? b->ops->kill(b, q->name, err) : -1;
+    return b ? ENGINE_CALL(q, err, b->ops->kill(b, q->name, &why)) : -1;
 }
 
 int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err) {
     if (!is_running(q))
         return not_started(q, err);
     struct backend *b = backend_for(e, q, err);
-    return b ? b->ops->kill_nowait(b, q->name, err) : -1;
+    return b ? ENGINE_CALL(q, err, b->ops->kill_nowait(b, q->name, &why)) : -1;
 }
 
 int engine_reclaim(struct engine *e, const struct qube *q) {
@@ -344,7 +367,7 @@ int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
         return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
                         "paused): '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
-    if (!b || b->ops->pause(b, q->name, err) < 0)
+    if (!b || ENGINE_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
         return -1;
     set_power(e, q, POWER_PAUSED);
     emit(e, q, "domain-paused", NULL, NULL);
@@ -361,7 +384,7 @@ int engine_unpause(struct engine *e, struct qube *q, struct qerr *err) {
     if (q->power != POWER_PAUSED)
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
     struct backend *b = backend_for(e, q, err);
-    if (!b || b->ops->unpause(b, q->name, err) < 0)
+    if (!b || ENGINE_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
         return -1;
     set_power(e, q, POWER_RUNNING);
     emit(e, q, "domain-unpaused", NULL, NULL);
@@ -401,8 +424,9 @@ int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {
         return -1;
     /* The definition is gone and committed; volumes left by a failure here are removed
      * by the next start's cleanup, as they belong to no qube. */
-    if (b && b->ops->remove_volumes(b, &d.bq, err) < 0)
-        log_warning("%s: %s", name, err->msg);
+    struct backend_why why = {{0}};
+    if (b && b->ops->remove_volumes(b, &d.bq, &why) < 0)
+        log_warning("%s: %s", name, why.msg);
     return 0;
 }
 
@@ -413,7 +437,7 @@ int engine_volume_info(struct engine *e, const struct qube *q, const char *volum
         return -1;
     struct qube_desc d;
     describe(e->app, q, &d);
-    return b->ops->volume_info(b, &d.bq, volume, out, err);
+    return ENGINE_CALL(q, err, b->ops->volume_info(b, &d.bq, volume, out, &why));
 }
 
 int engine_import_begin(struct engine *e, const struct qube *q, const char *volume, char *path,
@@ -425,7 +449,7 @@ int engine_import_begin(struct engine *e, const struct qube *q, const char *volu
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     struct qube_desc d;
     describe(e->app, q, &d);
-    return b->ops->import_begin(b, &d.bq, volume, path, size, err);
+    return ENGINE_CALL(q, err, b->ops->import_begin(b, &d.bq, volume, path, size, &why));
 }
 
 int engine_import_end(struct engine *e, const struct qube *q, const char *volume, bool commit,
@@ -435,7 +459,7 @@ int engine_import_end(struct engine *e, const struct qube *q, const char *volume
         return -1;
     struct qube_desc d;
     describe(e->app, q, &d);
-    return b->ops->import_end(b, &d.bq, volume, commit, err);
+    return ENGINE_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
 }
 
 /* ---- qrexec ---- */
@@ -443,7 +467,7 @@ int engine_import_end(struct engine *e, const struct qube *q, const char *volume
 int engine_exec(struct engine *e, const struct qube *q, const struct backend_service_call *call,
                 backend_call_done_fn done, void *userdata, struct qerr *err) {
     struct backend *b = backend_for(e, q, err);
-    return b ? b->ops->exec(b, q->name, call, done, userdata, err) : -1;
+    return b ? ENGINE_CALL(q, err, b->ops->exec(b, q->name, call, done, userdata, &why)) : -1;
 }
 
 static void on_upcall(void *userdata, struct backend_upcall *call) {

@@ -154,9 +154,9 @@ static int parse_options(int argc, char **argv, struct options *o) {
     }
     struct backend_config cfg = {.options = o->engine_options,
                                  .n_options = o->n_engine_options};
-    struct qerr err = {0};
-    if (backends_check_options(&cfg, &err) < 0) {
-        fprintf(stderr, "dispenserd: %s\n", err.msg);
+    struct backend_why why = {0};
+    if (backends_check_options(&cfg, &why) < 0) {
+        fprintf(stderr, "dispenserd: %s\n", why.msg);
         return -1;
     }
     return 1;

@@ -177,8 +177,8 @@ static void small_call(void **state, enum agent_link_mode mode) {
                                         "cat; echo oops >&2; exit 3", {in[0], out[1], err[1]},
                                         false};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), 0);
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
     close(in[0]), close(out[1]), close(err[1]); /* the link keeps what it needs */
     run_until(f, &res.done);
     assert_int_equal(res.how, BACKEND_CALL_EXITED);
@@ -234,8 +234,8 @@ static void test_call_copy_large(void **state) {
     struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
                                         "cat", {in, out[1], null}, false};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), 0);
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
     close(in), close(out[1]), close(null);
     run_until(f, &res.done);
     for (int i = 0; i < 100 && sd_event_source_get_enabled(src, NULL) > 0; i++)
@@ -265,8 +265,8 @@ static void test_call_copy_early_eof(void **state) {
                                         "echo hi; exec >&-; read x", {in[0], out[1], null},
                                         false};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), 0);
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
     close(in[0]), close(out[1]), close(null);
     run_until(f, &d.eof); /* the service still waits for its stdin */
     assert_false(res.done);
@@ -289,8 +289,8 @@ static void test_call_no_service(void **state) {
     struct backend_service_call call = {"no.such.Service", "", "dom0", "test-qube", user(),
                                         "", {null, null, null}, false};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), 0);
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
     close(null);
     run_until(f, &res.done);
     assert_int_equal(res.how, BACKEND_CALL_EXITED);
@@ -305,10 +305,9 @@ static void test_copy_refuses_descriptors(void **state) {
     struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
                                         "true", {0, 1, 2}, true};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), -1);
-    assert_string_equal(qe.exc, EXC_QUBES);
-    assert_non_null(strstr(qe.msg, "cannot pass descriptors"));
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), -EOPNOTSUPP);
+    assert_non_null(strstr(why.msg, "cannot pass descriptors"));
     assert_false(res.done);
 }
 
@@ -320,8 +319,8 @@ static void test_call_agent_gone(void **state) {
     struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
                                         "sleep 30", {null, null, null}, false};
     struct call_result res = {0};
-    struct qerr qe = {0};
-    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &qe), 0);
+    struct backend_why why = {{0}};
+    assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
     close(null);
     for (int i = 0; i < 20; i++)
         sd_event_run(f->loop, 10000);

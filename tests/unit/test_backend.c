@@ -2,6 +2,8 @@
  * stands in for one that cannot run on this host. */
 #include "testutil.h"
 
+#include <errno.h>
+
 #include "backend.h"
 
 static void test_option_lookup(void **state) {
@@ -12,11 +14,11 @@ static void test_option_lookup(void **state) {
     assert_null(backend_option(opts, 0, "init"));
 }
 
-static void done_never(void *userdata, int r, const struct qerr *err) {
+static void done_never(void *userdata, int r, const char *why) {
     fail_msg("an unavailable engine completes nothing");
 }
 
-/* Every operation refuses with the engine's name and the reason; nothing runs. */
+/* Every operation refuses with -ENODEV, the engine's name and the reason; nothing runs. */
 static void test_unavailable_engine_refuses_with_its_reason(void **state) {
     sd_event *loop = NULL;
     assert_int_equal(sd_event_new(&loop), 0);
@@ -24,16 +26,15 @@ static void test_unavailable_engine_refuses_with_its_reason(void **state) {
     assert_string_equal(b->ops->name, "qemu");
     const char *want = "virt_mode=qemu is not available: no /usr/bin/qemu-system-x86_64";
     struct backend_qube q = {.name = "vm", .uuid = "u", .kind = BACKEND_APPVM};
-    struct qerr err = {0};
-    assert_int_equal(b->ops->start(b, &q, done_never, NULL, &err), -1);
-    assert_string_equal(err.exc, EXC_QUBES);
-    assert_string_equal(err.msg, want);
-    err = (struct qerr){0};
-    assert_int_equal(b->ops->pause(b, "vm", &err), -1);
-    assert_string_equal(err.msg, want);
-    err = (struct qerr){0};
-    assert_int_equal(b->ops->remove_volumes(b, &q, &err), -1);
-    assert_string_equal(err.msg, want);
+    struct backend_why why = {{0}};
+    assert_int_equal(b->ops->start(b, &q, done_never, NULL, &why), -ENODEV);
+    assert_string_equal(why.msg, want);
+    why = (struct backend_why){{0}};
+    assert_int_equal(b->ops->pause(b, "vm", &why), -ENODEV);
+    assert_string_equal(why.msg, want);
+    why = (struct backend_why){{0}};
+    assert_int_equal(b->ops->remove_volumes(b, &q, &why), -ENODEV);
+    assert_string_equal(why.msg, want);
     assert_int_equal(b->ops->state(b, "vm"), BACKEND_HALTED);
     assert_int_equal(b->ops->adopt(b, &q), -1);
     struct backend_stats st;
@@ -43,10 +44,18 @@ static void test_unavailable_engine_refuses_with_its_reason(void **state) {
     sd_event_unref(loop);
 }
 
+static void test_fail_fills_why_and_returns_the_errno(void **state) {
+    struct backend_why why = {{0}};
+    assert_int_equal(backend_fail(&why, -EBUSY, "Domain is not powered off: '%s'", "w"), -EBUSY);
+    assert_string_equal(why.msg, "Domain is not powered off: 'w'");
+    assert_int_equal(backend_fail(NULL, -EIO, "nobody asked"), -EIO); /* why is optional */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_option_lookup),
         cmocka_unit_test(test_unavailable_engine_refuses_with_its_reason),
+        cmocka_unit_test(test_fail_fills_why_and_returns_the_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

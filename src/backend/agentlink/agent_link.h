@@ -32,7 +32,7 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
-#include "qerr.h"
+#include "backend.h"
 
 enum agent_link_mode {
     AGENT_LINK_FDPASS, /* stdio as descriptors (containers) */
@@ -92,7 +92,7 @@ int agent_link_shutdown(struct agent_link *link);
  * or failure with a reason for the caller). The call's stdio are duplicated (the caller
  * closes its own). -1 with err set if it cannot even start. */
 int agent_link_exec(struct agent_link *link, const struct backend_service_call *call,
-                    backend_call_done_fn done, void *userdata, struct qerr *err);
+                    backend_call_done_fn done, void *userdata, struct backend_why *why);
 
 /* Opens (or replaces) the uplink: 0 or -errno (errno set too). */
 int agent_link_uplink_open(struct agent_link *link);

@@ -239,11 +239,11 @@ static int copy_start(struct agent_call *c, const int stdio[3]) {
 }
 
 int agent_link_exec(struct agent_link *link, const struct backend_service_call *call,
-                    backend_call_done_fn done, void *userdata, struct qerr *err) {
+                    backend_call_done_fn done, void *userdata, struct backend_why *why) {
     bool copy = link->mode == AGENT_LINK_COPY;
     if (copy && call->pty) /* the window sizes would need a stream of their own */
-        return qerr_set(err, EXC_QUBES, "a terminal in '%s' is not available: its agent "
-                        "link cannot pass descriptors", link->qube);
+        return backend_fail(why, -EOPNOTSUPP, "a terminal in '%s' is not available: its "
+                            "agent link cannot pass descriptors", link->qube);
     struct agent_request_body body = {call->service, call->argument, call->source,
                                       call->target, call->user, call->command};
     int fd = agent_client_connect(link->socket_path);
@@ -255,8 +255,8 @@ int agent_link_exec(struct agent_link *link, const struct backend_service_call *
     if (r < 0) {
         if (fd >= 0)
             close(fd);
-        return qerr_set(err, EXC_QUBES, "cannot reach the agent of '%s': %s", link->qube,
-                        strerror(-r));
+        return backend_fail(why, r, "cannot reach the agent of '%s': %s", link->qube,
+                            strerror(-r));
     }
     struct agent_call *c = xcalloc(1, sizeof(*c));
     *c = (struct agent_call){link->hub, link->hub->calls, fd, NULL, NULL, done, userdata};
@@ -265,7 +265,7 @@ int agent_link_exec(struct agent_link *link, const struct backend_service_call *
              : sd_event_add_io(link->hub->engine->loop, &c->io, fd, EPOLLIN, on_exec_reply, c);
     if (r < 0) {
         call_free(c);
-        return qerr_set(err, EXC_QUBES, "cannot watch the call into '%s'", link->qube);
+        return backend_fail(why, r, "cannot watch the call into '%s'", link->qube);
     }
     return 0;
 }

@@ -48,8 +48,8 @@ struct run *container_find(struct container_backend *cb, const char *name) {
     return NULL;
 }
 
-static int not_running(const char *name, struct qerr *err) {
-    return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+static int not_running(const char *name, struct backend_why *why) {
+    return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
                     "paused): '%s'", name);
 }
 
@@ -112,10 +112,10 @@ static void finish_start(struct run *run, int r, const char *reason) {
     agent_link_ready_cancel(&run->link);
     if (!done)
         return;
-    struct qerr err = {0};
+    char why[sizeof(((struct backend_why *)0)->msg)] = "";
     if (r < 0)
-        qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
-    done(run->start_userdata, r, r < 0 ? &err : NULL);
+        snprintf(why, sizeof(why), "Start of qube '%s' failed: %s", run->name, reason);
+    done(run->start_userdata, r, r < 0 ? why : NULL);
 }
 
 /* Layers of old revisions go once no running qube stands on them. */
@@ -410,7 +410,7 @@ static void seed_private(struct run *run, const char *owner_uuid) {
         log_debug("%s: private volume of %s seeded", run->name, owner_uuid);
 }
 
-static int prepare_volumes(struct run *run, const struct backend_qube *q, struct qerr *err) {
+static int prepare_volumes(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
     char tmp[4096];
     container_path(cb, tmp, sizeof(tmp), "%s/volatile", cb->state_dir);
@@ -425,10 +425,10 @@ static int prepare_volumes(struct run *run, const struct backend_qube *q, struct
         r = q->kind == BACKEND_DISPVM ? prepare_cow(run, &run->priv, q->private_source, "private")
                                       : prepare_own(run, &run->priv, "private");
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot prepare the volumes of '%s': %s", q->name,
+        return backend_fail(why, -errno, "cannot prepare the volumes of '%s': %s", q->name,
                         strerror(errno));
     if (run->root.stack.n_layers == 0)
-        return qerr_set(err, EXC_QUBES, "'%s' has no root filesystem: its template was never "
+        return backend_fail(why, -EIO, "'%s' has no root filesystem: its template was never "
                         "built (see qvm-template build)", q->name);
     return volume_lowers_or_empty(cb, &run->priv);
 }
@@ -457,20 +457,20 @@ static int attach_to_cgroups(void *ctx, pid_t pid) {
     return cgroup_qube_attach(ctx, pid);
 }
 
-static void on_launched(void *userdata, int r, const struct qerr *err);
+static void on_launched(void *userdata, int r, const char *why);
 
-static int launch_run(struct run *run, const struct backend_qube *q, struct qerr *err) {
+static int launch_run(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
     char rundir[4096], sock[4096], mnt[4096], env_name[64];
     container_path(cb, rundir, sizeof(rundir), "%s/qubes/%s", cb->runtime_dir, run->name);
     snprintf(sock, sizeof(sock), "%s/agent.sock", rundir);
     snprintf(mnt, sizeof(mnt), "%s/root", rundir);
     if (make_owned_dir(rundir, 0, 0700) < 0 || make_owned_dir(mnt, 0, 0755) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot create %s: %s", rundir, strerror(errno));
+        return backend_fail(why, -errno, "cannot create %s: %s", rundir, strerror(errno));
     _cleanup_close_ int listen_fd = bind_agent_socket(sock);
     _cleanup_close_ int log_fd = guest_log_open(cb, run->name);
     if (listen_fd < 0 || log_fd < 0)
-        return qerr_set(err, EXC_QUBES, "cannot create the agent socket or log of '%s'",
+        return backend_fail(why, -EIO, "cannot create the agent socket or log of '%s'",
                         run->name);
     snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
     /* the template's own init (systemd) comes from its feature container-init: only an
@@ -499,8 +499,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct qerr
         .envp = envp,
     };
     if (launch_qube_async(cb->base.loop, &spec, on_launched, run, &run->pid, &run->pidfd,
-                          &run->launch, err) < 0)
-        return -1;
+                          &run->launch, why) < 0)
+        return -EIO;
     run->starttime = proc_starttime(run->pid);
     return 0;
 }
@@ -523,17 +523,17 @@ static void abort_start(struct run *run, const char *reason);
 static int wait_ready(struct run *run, unsigned timeout_s);
 
 /* The child is the agent now: watch it, and wait for it to be ready. */
-static void on_launched(void *userdata, int r, const struct qerr *err) {
+static void on_launched(void *userdata, int r, const char *why) {
     struct run *run = userdata;
     run->launch = NULL; /* the launcher is done with it */
     run->launched_ms = mono_ms();
     if (r < 0 && run->sync_failure) { /* container_start reports it */
-        snprintf(run->sync_failure, sizeof(((struct qerr *)0)->msg), "%s",
-                 err ? err->msg : "the qube's init failed");
+        snprintf(run->sync_failure, sizeof(((struct backend_why *)0)->msg), "%s",
+                 why ? why : "the qube's init failed");
         run->start_done = NULL;
     }
     if (r < 0) {
-        abort_start(run, err ? err->msg : "the qube's init failed");
+        abort_start(run, why ? why : "the qube's init failed");
         return;
     }
     run->sync_failure = NULL;
@@ -548,15 +548,15 @@ static void abort_start(struct run *run, const char *reason) {
     struct container_backend *cb = run->cb;
     backend_done_fn done = run->start_done;
     void *userdata = run->start_userdata;
-    struct qerr err = {0};
-    qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
+    char why[sizeof(((struct backend_why *)0)->msg)];
+    snprintf(why, sizeof(why), "Start of qube '%s' failed: %s", run->name, reason);
     run->start_done = NULL;
     kill_and_wait(run);
     guest_log_keep_failed_start(cb, run->name);
     container_teardown(run, false, 0);
     container_settle(cb);
     if (done)
-        done(userdata, -1, &err);
+        done(userdata, -EIO, why);
 }
 
 static void on_agent_ready(void *userdata, int r, const char *reason) {
@@ -608,7 +608,7 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
 }
 
 static int container_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-                           void *userdata, struct qerr *err) {
+                           void *userdata, struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     /* a previous run's volume commit comes first, and a teardown of this very name (its
      * directories would clash); other disposables' cleanups can wait */
@@ -616,21 +616,23 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     container_settle_name(cb, q->name);
     double t0 = mono_ms(), t1, t2, t3;
     if (container_find(cb, q->name))
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     struct run *run = run_new(cb, q);
     struct cgroup_limits limits = limits_of(q);
     run->cpu_weight = limits.cpu_weight;
-    if (prepare_volumes(run, q, err) < 0)
+    int r = prepare_volumes(run, q, why);
+    if (r < 0)
         goto fail;
     t1 = mono_ms();
     run->cg = cgroup_qube_create(cb->cgroups, q->name, &limits);
     t2 = mono_ms();
     if (!run->cg) {
-        qerr_set(err, EXC_QUBES, "cannot create the cgroups of '%s': %s", q->name,
-                 strerror(errno));
+        r = backend_fail(why, -errno, "cannot create the cgroups of '%s': %s", q->name,
+                         strerror(errno));
         goto fail;
     }
-    if (launch_run(run, q, err) < 0)
+    r = launch_run(run, q, why);
+    if (r < 0)
         goto fail;
     t3 = mono_ms();
     run->launched_ms = t3;
@@ -648,26 +650,26 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     }
     /* someone waits: no trips through the loop. A failure here is returned, not called
      * back: our caller has not even heard that a start is under way. */
-    char failure[sizeof(err->msg)] = "";
+    char failure[sizeof(why->msg)] = "";
     run->sync_failure = failure;
     launch_wait(run->launch);
     if (*failure)
-        return qerr_set(err, EXC_QUBES, "Start of qube '%s' failed: %s", q->name, failure);
+        return backend_fail(why, -EIO, "Start of qube '%s' failed: %s", q->name, failure);
     run->sync_failure = NULL;
     return 0;
 fail:
     container_teardown(run, false, 0);
     container_settle(cb);
-    return -1;
+    return r;
 }
 
-static int container_pause(struct backend *b, const char *name, struct qerr *err) {
+static int container_pause(struct backend *b, const char *name, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run || run->power != BACKEND_RUNNING || run->start_done)
-        return not_running(name, err);
+        return not_running(name, why);
     int r = cgroup_qube_freeze(run->cg);
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot freeze '%s': %s", name, strerror(-r));
+        return backend_fail(why, r, "cannot freeze '%s': %s", name, strerror(-r));
     run->power = BACKEND_PAUSED;
     return 0;
 }
@@ -678,13 +680,13 @@ static int container_reclaim(struct backend *b, const char *name) {
     return run && run->cg ? cgroup_qube_reclaim(run->cg, 1ULL << 40) : -ENOENT;
 }
 
-static int container_unpause(struct backend *b, const char *name, struct qerr *err) {
+static int container_unpause(struct backend *b, const char *name, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run || run->power != BACKEND_PAUSED)
-        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", name);
+        return backend_fail(why, -EALREADY, "Domain is not paused: '%s'", name);
     int r = cgroup_qube_thaw(run->cg);
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot thaw '%s': %s", name, strerror(-r));
+        return backend_fail(why, r, "cannot thaw '%s': %s", name, strerror(-r));
     run->power = BACKEND_RUNNING;
     return 0;
 }
@@ -703,19 +705,19 @@ static int container_foreground(struct backend *b, const char *name) {
 }
 
 /* Kill and wait: the caller may start the qube again right after Kill returns. */
-static int container_kill(struct backend *b, const char *name, struct qerr *err) {
+static int container_kill(struct backend *b, const char *name, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     kill_and_wait(run);
     container_teardown(run, true, 128 + SIGKILL);
     return 0;
 }
 
-static int container_kill_nowait(struct backend *b, const char *name, struct qerr *err) {
+static int container_kill_nowait(struct backend *b, const char *name, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     if (run->power == BACKEND_PAUSED && run->cg)
         cgroup_qube_thaw(run->cg); /* a frozen init would not die */
     /* the kernel takes the whole pid namespace down with its init; the exit watcher
@@ -733,10 +735,10 @@ static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) 
 }
 
 static int container_shutdown(struct backend *b, const char *name, bool force,
-                              backend_done_fn done, void *userdata, struct qerr *err) {
+                              backend_done_fn done, void *userdata, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     if (run->power == BACKEND_PAUSED)
         cgroup_qube_thaw(run->cg); /* a frozen init cannot act on the request */
     run->power = BACKEND_RUNNING;
@@ -773,17 +775,17 @@ static int container_memory_headroom(struct backend *b, uint64_t *bytes) {
 }
 
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
-                                    struct qerr *err) {
+                                    struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     /* a previous run's volume commit comes first; a disposable's own remains are only
      * in directories named after it, which its reaper job removes */
     container_settle_writers(cb);
     if (container_find(cb, q->name))
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     guest_log_remove(cb, q->name);
     int r = volume_remove_all(cb->state_dir, q->uuid);
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
+        return backend_fail(why, r, "cannot remove the volumes of '%s': %s", q->name,
                         strerror(-r));
     return 0;
 }
@@ -797,7 +799,7 @@ static const char *own_source(const struct backend_qube *q, const char *volume) 
 
 static int container_volume_info(struct backend *b, const struct backend_qube *q,
                                  const char *volume, struct backend_volume_info *out,
-                                 struct qerr *err) {
+                                 struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     bool want_usage = out->want_usage;
     container_settle_writers(cb); /* a template's pending commit makes a new revision */
@@ -805,7 +807,7 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
     const char *vol = strcmp(volume, "root") == 0 ? "root" : "private";
     struct volume_stack cur = {0};
     if (volume_current(cb->state_dir, source ? source : q->uuid, vol, &cur) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot read volume %s of '%s'", volume, q->name);
+        return backend_fail(why, -EIO, "cannot read volume %s of '%s'", volume, q->name);
     struct run *run = container_find(cb, q->name);
     const struct run_volume *rv = run ? (strcmp(vol, "root") == 0 ? &run->root : &run->priv)
                                       : NULL;
@@ -825,28 +827,28 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
 
 static int container_import_begin(struct backend *b, const struct backend_qube *q,
                                   const char *volume, char *path, size_t size,
-                                  struct qerr *err) {
+                                  struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb); /* a previous run's volume commit comes first */
     if (container_find(cb, q->name))
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     if (own_source(q, volume))
-        return qerr_set(err, EXC_VALUE, "Volume %s of '%s' is a view of another qube's; import "
+        return backend_fail(why, -EINVAL, "Volume %s of '%s' is a view of another qube's; import "
                         "into that one", volume, q->name);
     int r = volume_import_begin(cb->state_dir, q->uuid, volume, path, size);
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot prepare the import: %s", strerror(-r));
+        return backend_fail(why, r, "cannot prepare the import: %s", strerror(-r));
     return 0;
 }
 
 static int container_import_end(struct backend *b, const struct backend_qube *q,
-                                const char *volume, bool commit, struct qerr *err) {
+                                const char *volume, bool commit, struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb); /* a previous run's volume commit comes first */
     int r = volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
                               cb->uid_count);
     if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot finish the import: %s", strerror(-r));
+        return backend_fail(why, r, "cannot finish the import: %s", strerror(-r));
     return 0;
 }
 
@@ -915,30 +917,30 @@ static const struct backend_ops CONTAINER_OPS = {
 #define DEFAULT_UID_BASE 0x60000000u
 #define DEFAULT_UID_COUNT 65536u
 
-static int parse_uid_option(const char *key, const char *value, uid_t *out, struct qerr *err) {
+static int parse_uid_option(const char *key, const char *value, uid_t *out, struct backend_why *why) {
     char *end;
     errno = 0;
     unsigned long v = strtoul(value, &end, 0);
     if (errno || !*value || *end || v == 0 || v > UINT32_MAX / 2)
-        return qerr_set(err, EXC_QUBES, "container.%s: '%s' is not a valid id", key, value);
+        return backend_fail(why, -EIO, "container.%s: '%s' is not a valid id", key, value);
     *out = (uid_t)v;
     return 0;
 }
 
 /* The engine's own settings from the daemon's --engine-option container.KEY=VALUE. */
 static int apply_options(struct container_backend *cb, const struct backend_config *cfg,
-                         struct qerr *err) {
+                         struct backend_why *why) {
     cb->uid_base = DEFAULT_UID_BASE;
     cb->uid_count = DEFAULT_UID_COUNT;
     for (size_t i = 0; i < cfg->n_options; i++) {
         const struct backend_option *o = &cfg->options[i];
         int r;
         if (strcmp(o->key, "uid-base") == 0)
-            r = parse_uid_option(o->key, o->value, &cb->uid_base, err);
+            r = parse_uid_option(o->key, o->value, &cb->uid_base, why);
         else if (strcmp(o->key, "uid-count") == 0)
-            r = parse_uid_option(o->key, o->value, &cb->uid_count, err);
+            r = parse_uid_option(o->key, o->value, &cb->uid_count, why);
         else
-            r = qerr_set(err, EXC_QUBES, "container.%s: no such option (known: uid-base, "
+            r = backend_fail(why, -EIO, "container.%s: no such option (known: uid-base, "
                          "uid-count)", o->key);
         if (r < 0)
             return -1;
@@ -947,14 +949,14 @@ static int apply_options(struct container_backend *cb, const struct backend_conf
 }
 
 struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
-                                      struct qerr *err) {
+                                      struct backend_why *why) {
     struct container_backend *cb = xcalloc(1, sizeof(*cb));
     cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), {0}};
     agent_hub_init(&cb->agents, &cb->base);
     cb->state_dir = xstrdup(cfg->state_dir);
     cb->agent_path = xstrdup(cfg->agent_path);
     cb->runtime_dir = xstrdup(cfg->runtime_dir);
-    if (apply_options(cb, cfg, err) < 0) {
+    if (apply_options(cb, cfg, why) < 0) {
         container_free(&cb->base);
         return NULL;
     }
@@ -968,10 +970,10 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
     make_owned_dir(path, 0, 0700);
     if (cb->agent_fd < 0 || !cb->cgroups) {
         if (cb->agent_fd < 0)
-            qerr_set(err, EXC_QUBES, "the agent binary %s cannot be opened (%s)",
+            backend_fail(why, -EIO, "the agent binary %s cannot be opened (%s)",
                      cfg->agent_path, strerror(agent_errno));
         else
-            qerr_set(err, EXC_QUBES, "no usable cgroup hierarchy was found");
+            backend_fail(why, -EIO, "no usable cgroup hierarchy was found");
         container_free(&cb->base);
         return NULL;
     }

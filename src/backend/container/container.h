@@ -103,7 +103,7 @@ void container_cleanup(struct backend *b, const char *const *keep);
 /* the agent link (container_link.c; src/backend/agentlink/) */
 void container_link_init(struct run *run); /* descriptor passing, RUNDIR/agent.sock */
 int container_exec(struct backend *b, const char *name, const struct backend_service_call *call,
-                   backend_call_done_fn done, void *userdata, struct qerr *err);
+                   backend_call_done_fn done, void *userdata, struct backend_why *why);
 /* status < 0 means refused (reason says why) */
 void container_upcall_reply(struct backend *b, struct backend_upcall *call,
                             enum backend_call_end how, int status, const char *reason);

@@ -5,4 +5,4 @@
 #include "backend.h"
 
 struct backend *container_backend_new(sd_event *loop, const struct backend_config *cfg,
-                                      struct qerr *err);
+                                      struct backend_why *why);

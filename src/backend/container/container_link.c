@@ -10,12 +10,12 @@ void container_link_init(struct run *run) {
 }
 
 int container_exec(struct backend *b, const char *name, const struct backend_service_call *call,
-                   backend_call_done_fn done, void *userdata, struct qerr *err) {
+                   backend_call_done_fn done, void *userdata, struct backend_why *why) {
     struct run *run = container_find((struct container_backend *)b, name);
     if (!run || run->power != BACKEND_RUNNING)
-        return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+        return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
                         "paused): '%s'", name);
-    return agent_link_exec(&run->link, call, done, userdata, err);
+    return agent_link_exec(&run->link, call, done, userdata, why);
 }
 
 void container_upcall_reply(struct backend *b, struct backend_upcall *call,

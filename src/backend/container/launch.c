@@ -391,15 +391,15 @@ void launch_cancel(struct launch_op *op) {
 static void op_finish(struct launch_op *op, const char *failure) {
     launch_done_fn done = op->done;
     void *userdata = op->userdata;
-    struct qerr err = {0};
+    char why[256] = "";
     if (failure) {
-        qerr_set(&err, EXC_QUBES, "%s", failure);
+        snprintf(why, sizeof(why), "%s", failure);
         kill(op->pid, SIGKILL);
     } else {
         log_debug("launch: %.2f ms from clone to exec", mono_ms() - op->t0);
     }
     op_free(op);
-    done(userdata, failure ? -1 : 0, failure ? &err : NULL);
+    done(userdata, failure ? -EIO : 0, failure ? why : NULL);
 }
 
 /* The child wrote a step byte ('u': map my ids), its error text ('E...'), or closed
@@ -459,14 +459,14 @@ static int on_launch_timeout(sd_event_source *src, uint64_t usec, void *userdata
 
 int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_done_fn done,
                       void *userdata, pid_t *pid_out, int *pidfd_out, struct launch_op **out,
-                      struct qerr *err) {
+                      struct backend_why *why) {
     struct launch_sync s;
     if (pipe2(s.go, O_CLOEXEC) < 0)
-        return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
+        return backend_fail(why, -errno, "pipe: %s", strerror(errno));
     if (pipe2(s.report, O_CLOEXEC | O_NONBLOCK) < 0) {
         close(s.go[0]);
         close(s.go[1]);
-        return qerr_set(err, EXC_QUBES, "pipe: %s", strerror(errno));
+        return backend_fail(why, -errno, "pipe: %s", strerror(errno));
     }
     int pidfd = -1;
     struct clone_args args = {
@@ -496,14 +496,14 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
                                         on_launch_timeout, op) < 0)
         failure = "cannot watch the qube's init";
     if (failure) {
-        qerr_set(err, EXC_QUBES, "%s: %s", failure, strerror(errno));
+        backend_fail(why, -errno, "%s: %s", failure, strerror(errno));
         if (pid > 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             close(pidfd);
         }
         op_free(op);
-        return -1;
+        return -EIO;
     }
     *pid_out = pid;
     *pidfd_out = pidfd;

@@ -17,7 +17,7 @@
 
 #include <systemd/sd-event.h>
 
-#include "qerr.h"
+#include "backend.h"
 
 struct launch_overlay {
     const char *target;    /* inside the new root, e.g. "/" or "/rw" */
@@ -51,16 +51,16 @@ struct launch_spec {
 };
 
 struct launch_op;
-/* r = 0: the agent has been exec'ed; -1: the child failed (err says why) and was
+/* r = 0: the agent has been exec'ed; -EIO: the child failed (why says why) and was
  * SIGKILLed; the caller reaps it through its pidfd. */
-typedef void (*launch_done_fn)(void *userdata, int r, const struct qerr *err);
+typedef void (*launch_done_fn)(void *userdata, int r, const char *why);
 
 /* Creates the child now (pid and a CLOEXEC pidfd are the caller's from here on) and
  * drives the rest from the event loop, calling `done` once. Returns -1 with nothing left
  * running if the child cannot even be made. */
 int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_done_fn done,
                       void *userdata, pid_t *pid, int *pidfd, struct launch_op **op,
-                      struct qerr *err);
+                      struct backend_why *why);
 /* Finishes the launch now, blocking (someone waits for this qube: a cold start). */
 /* A launch nobody waits for (a preload) steps aside for whatever else is pending. */
 void launch_set_priority(struct launch_op *op, int64_t priority);

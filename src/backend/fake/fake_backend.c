@@ -81,15 +81,14 @@ static void record(struct fake *f, enum fake_op op, const char *qube) {
     strbuf_printf(&f->log, "%s %s\n", OP_NAMES[op], qube ? qube : "-");
 }
 
-/* The planned failure of this call, if any: -1 with err set (QubesException). */
-static int planned_failure(struct fake *f, enum fake_op op, struct qerr *err) {
+/* The planned failure of this call, if any: -EIO with its words. */
+static int planned_failure(struct fake *f, enum fake_op op, struct backend_why *why) {
     if (!f->fail_msg[op])
         return 0;
-    if (err)
-        qerr_set(err, EXC_QUBES, "%s", f->fail_msg[op]);
+    backend_fail(why, -EIO, "%s", f->fail_msg[op]);
     free(f->fail_msg[op]);
     f->fail_msg[op] = NULL;
-    return -1;
+    return -EIO;
 }
 
 static struct fake_qube *find(struct fake *f, const char *name) {
@@ -152,16 +151,16 @@ static void start_end(struct fake_qube *q) {
     backend_done_fn done = q->start_done;
     void *userdata = q->start_userdata;
     int r = q->start_r;
-    struct qerr err = {0};
+    char why[sizeof(((struct backend_why *)0)->msg)] = "";
     if (r < 0)
-        qerr_set(&err, EXC_QUBES, "%s", q->start_msg);
+        snprintf(why, sizeof(why), "%s", q->start_msg);
     q->starting = false;
     q->start_src = sd_event_source_disable_unref(q->start_src);
     if (r < 0) /* on failure nothing is left */
         qube_forget(f, q);
     else
         q->power = BACKEND_RUNNING;
-    done(userdata, r, r < 0 ? &err : NULL);
+    done(userdata, r, r < 0 ? why : NULL);
 }
 
 static int on_start_due(sd_event_source *src, void *userdata) {
@@ -177,14 +176,14 @@ static void describe_options(struct fake_qube *fq, const struct backend_qube *q)
 }
 
 static int f_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-                   void *userdata, struct qerr *err) {
+                   void *userdata, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_START, q->name);
-    if (planned_failure(f, FAKE_START, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_START, why) < 0)
+        return -EIO;
     struct fake_qube *fq = find(f, q->name);
     if (fq && (fq->power != BACKEND_HALTED || fq->starting))
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     if (!fq)
         fq = qube_add(f, q->name);
     snprintf(fq->uuid, sizeof(fq->uuid), "%s", q->uuid);
@@ -209,7 +208,7 @@ static int f_start(struct backend *b, const struct backend_qube *q, backend_done
     default:
         if (sd_event_add_defer(b->loop, &fq->start_src, on_start_due, fq) < 0) {
             qube_forget(f, fq);
-            return qerr_set(err, EXC_QUBES, "fake: cannot schedule the start");
+            return backend_fail(why, -EIO, "fake: cannot schedule the start");
         }
         break;
     }
@@ -228,31 +227,31 @@ int fake_finish_start(struct backend *b, const char *name, int r, const char *ms
 
 /* ---- power ---- */
 
-static int not_running(const char *name, struct qerr *err) {
-    return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+static int not_running(const char *name, struct backend_why *why) {
+    return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
                     "paused): '%s'", name);
 }
 
-static int f_pause(struct backend *b, const char *name, struct qerr *err) {
+static int f_pause(struct backend *b, const char *name, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_PAUSE, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_PAUSE, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_PAUSE, why) < 0)
+        return -EIO;
     if (!q || q->starting || q->power != BACKEND_RUNNING)
-        return not_running(name, err);
+        return not_running(name, why);
     q->power = BACKEND_PAUSED;
     return 0;
 }
 
-static int f_unpause(struct backend *b, const char *name, struct qerr *err) {
+static int f_unpause(struct backend *b, const char *name, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_UNPAUSE, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_UNPAUSE, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_UNPAUSE, why) < 0)
+        return -EIO;
     if (!q || q->power != BACKEND_PAUSED)
-        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", name);
+        return backend_fail(why, -EALREADY, "Domain is not paused: '%s'", name);
     q->power = BACKEND_RUNNING;
     return 0;
 }
@@ -307,32 +306,32 @@ static int on_stop_due(sd_event_source *src, void *userdata) {
 }
 
 static int f_shutdown(struct backend *b, const char *name, bool force, backend_done_fn done,
-                      void *userdata, struct qerr *err) {
+                      void *userdata, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_SHUTDOWN, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_SHUTDOWN, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_SHUTDOWN, why) < 0)
+        return -EIO;
     if (!q || q->power == BACKEND_HALTED)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     if (q->stop_src)
-        return qerr_set(err, EXC_QUBES, "fake: '%s' is already shutting down", name);
+        return backend_fail(why, -EIO, "fake: '%s' is already shutting down", name);
     q->stop_done = done;
     q->stop_userdata = userdata;
     if (sd_event_add_defer(b->loop, &q->stop_src, on_stop_due, q) < 0)
-        return qerr_set(err, EXC_QUBES, "fake: cannot schedule the shutdown");
+        return backend_fail(why, -EIO, "fake: cannot schedule the shutdown");
     return 0;
 }
 
 /* As the container engine's: it is gone (and reported) before kill returns. */
-static int f_kill(struct backend *b, const char *name, struct qerr *err) {
+static int f_kill(struct backend *b, const char *name, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_KILL, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_KILL, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_KILL, why) < 0)
+        return -EIO;
     if (!q)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     halt(f, q, 137);
     return 0;
 }
@@ -345,17 +344,17 @@ static int on_killed(sd_event_source *src, void *userdata) {
 }
 
 /* The exit comes later, through the loop, as the container's exit watcher reports it. */
-static int f_kill_nowait(struct backend *b, const char *name, struct qerr *err) {
+static int f_kill_nowait(struct backend *b, const char *name, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_KILL_NOWAIT, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_KILL_NOWAIT, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_KILL_NOWAIT, why) < 0)
+        return -EIO;
     if (!q)
-        return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+        return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
     q->stop_src = sd_event_source_disable_unref(q->stop_src);
     if (sd_event_add_defer(b->loop, &q->stop_src, on_killed, q) < 0)
-        return qerr_set(err, EXC_QUBES, "fake: cannot schedule the kill");
+        return backend_fail(why, -EIO, "fake: cannot schedule the kill");
     return 0;
 }
 
@@ -388,14 +387,14 @@ static int f_memory_headroom(struct backend *b, uint64_t *bytes) {
 
 /* ---- volumes ---- */
 
-static int f_remove_volumes(struct backend *b, const struct backend_qube *q, struct qerr *err) {
+static int f_remove_volumes(struct backend *b, const struct backend_qube *q, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_REMOVE_VOLUMES, q->name);
-    if (planned_failure(f, FAKE_REMOVE_VOLUMES, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_REMOVE_VOLUMES, why) < 0)
+        return -EIO;
     struct fake_qube *fq = find(f, q->name);
     if (fq && fq->power != BACKEND_HALTED)
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     for (struct fake_volume **pp = &f->volumes; *pp;) {
         struct fake_volume *v = *pp;
         if (strcmp(v->uuid, q->uuid) == 0) {
@@ -409,13 +408,13 @@ static int f_remove_volumes(struct backend *b, const struct backend_qube *q, str
 }
 
 static int f_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
-                         struct backend_volume_info *out, struct qerr *err) {
+                         struct backend_volume_info *out, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_VOLUME_INFO, q->name);
-    if (planned_failure(f, FAKE_VOLUME_INFO, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_VOLUME_INFO, why) < 0)
+        return -EIO;
     if (strcmp(volume, "root") != 0 && strcmp(volume, "private") != 0)
-        return qerr_set(err, EXC_QUBES, "no volume %s of '%s'", volume, q->name);
+        return backend_fail(why, -EIO, "no volume %s of '%s'", volume, q->name);
     const char *owner = volume_owner(q, volume);
     struct fake_qube *fq = find(f, q->name);
     bool in_use = fq && !fq->starting && fq->power != BACKEND_HALTED;
@@ -432,21 +431,21 @@ static int f_volume_info(struct backend *b, const struct backend_qube *q, const 
 }
 
 static int f_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
-                          char *path, size_t size, struct qerr *err) {
+                          char *path, size_t size, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_IMPORT_BEGIN, q->name);
-    if (planned_failure(f, FAKE_IMPORT_BEGIN, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_IMPORT_BEGIN, why) < 0)
+        return -EIO;
     snprintf(path, size, "/nonexistent/fake-import/%s/%s", q->uuid, volume);
     return 0;
 }
 
 static int f_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
-                        bool commit, struct qerr *err) {
+                        bool commit, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_IMPORT_END, q->name);
-    if (planned_failure(f, FAKE_IMPORT_END, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_IMPORT_END, why) < 0)
+        return -EIO;
     if (commit)
         (*revision_slot(f, q->uuid, volume))++;
     return 0;
@@ -492,14 +491,14 @@ static int on_exec_due(sd_event_source *src, void *userdata) {
 }
 
 static int f_exec(struct backend *b, const char *name, const struct backend_service_call *call,
-                  backend_call_done_fn done, void *userdata, struct qerr *err) {
+                  backend_call_done_fn done, void *userdata, struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_EXEC, name);
     struct fake_qube *q = find(f, name);
-    if (planned_failure(f, FAKE_EXEC, err) < 0)
-        return -1;
+    if (planned_failure(f, FAKE_EXEC, why) < 0)
+        return -EIO;
     if (!q || q->starting || q->power != BACKEND_RUNNING)
-        return not_running(name, err);
+        return not_running(name, why);
     snprintf(f->last_exec, sizeof(f->last_exec), "%s+%s in %s from %s for %s user=%s",
              call->service, call->argument, name, call->source, call->target, call->user);
     struct fake_exec *x = xcalloc(1, sizeof(*x));
@@ -514,7 +513,7 @@ static int f_exec(struct backend *b, const char *name, const struct backend_serv
     if (!f->exec_hang && sd_event_add_defer(b->loop, &x->src, on_exec_due, x) < 0) {
         exec_unlink(x);
         free(x);
-        return qerr_set(err, EXC_QUBES, "fake: cannot schedule the call");
+        return backend_fail(why, -EIO, "fake: cannot schedule the call");
     }
     return 0;
 }
