@@ -10,6 +10,7 @@
 #include "macro.h"
 #include "qrexec_proto.h"
 #include "strbuf.h"
+#include "unix_socket.h"
 
 struct watch;
 typedef void (*watch_fn)(struct watch *w, uint32_t revents);
@@ -116,7 +117,6 @@ int fd_set_nonblock(int fd);
 int watch_set(struct agent *a, struct watch *w, uint32_t events);
 void watch_close(struct agent *a, struct watch *w);
 /* A non-blocking listening Unix socket at path (replacing a stale one); -errno. */
-int unix_listen(const char *path);
 /* recvmsg (non-blocking) of up to len bytes. Exactly three descriptors coming along fill
  * fds (entries -1); any others, or any at all with fds NULL, are closed: -EBADMSG. */
 ssize_t recv_fds(int sock, void *buf, size_t len, int fds[3]);

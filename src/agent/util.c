@@ -61,23 +61,6 @@ void watch_close(struct agent *a, struct watch *w) {
     w->fd = -1;
 }
 
-int unix_listen(const char *path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    return fd;
-}
-
 ssize_t recv_fds(int sock, void *buf, size_t len, int fds[3]) {
     int got[4]; /* one more than a request may carry: a fourth makes it bad */
     size_t n_got = 0;

@@ -57,17 +57,9 @@ int agent_client_send_flags(int sock, enum agent_request_type type,
 }
 
 int agent_client_read_reply(int sock, struct agent_reply *reply) {
-    size_t got = 0;
-    while (got < sizeof(*reply)) {
-        ssize_t n = read(sock, (char *)reply + got, sizeof(*reply) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ECONNRESET;
-        got += (size_t)n;
-    }
+    int r = fd_read_exact(sock, reply, sizeof(*reply));
+    if (r < 0)
+        return r;
     return reply->magic == AGENT_MAGIC ? 0 : -EPROTO;
 }
 

@@ -62,34 +62,17 @@ int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3],
     return r < 0 ? r : TAKE_FD(fd);
 }
 
-/* 0 after exactly len bytes; -ECONNRESET on EOF before them. */
-static int read_exact(int fd, void *buf, size_t len) {
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ECONNRESET;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int qrexec_result_read(int fd, struct qrexec_result *res, char *msg, size_t msgsize) {
     char text[QREXEC_MAX_MSG + 1];
     if (msgsize > 0)
         msg[0] = '\0';
-    int r = read_exact(fd, res, sizeof(*res));
+    int r = fd_read_exact(fd, res, sizeof(*res));
     if (r < 0)
         return r;
     /* the id is not checked: one request per connection leaves nothing to pair */
     if (res->magic != QREXEC_MAGIC || res->msg_len > QREXEC_MAX_MSG)
         return -EBADMSG;
-    r = read_exact(fd, text, res->msg_len);
+    r = fd_read_exact(fd, text, res->msg_len);
     if (r < 0)
         return r == -ECONNRESET ? -EBADMSG : r;
     text[res->msg_len] = '\0';

@@ -70,23 +70,6 @@ static void parse_args(int argc, char **argv, struct opts *o) {
         usage(2);
 }
 
-static int listen_at(const char *path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
 /* QEMU creates its chardev socket a little after it starts: retry what says "not yet". */
 static int connect_stream(const char *path, int timeout_s) {
     double deadline = mono_ms() + timeout_s * 1000.0;
@@ -110,7 +93,7 @@ int main(int argc, char **argv) {
     parse_args(argc, argv, &o);
     listen_path = o.listen;
     catch_signals();
-    int lfd = listen_at(o.listen);
+    int lfd = unix_listen(o.listen);
     if (lfd < 0) {
         log_error("vmux: cannot listen on %s: %s", o.listen, strerror(-lfd));
         return 1;
