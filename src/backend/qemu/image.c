@@ -1,0 +1,204 @@
+/* Building the block images QEMU attaches (image.h). */
+#include "image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "log.h"
+#include "macro.h"
+#include "monoclock.h"
+#include "strbuf.h"
+
+void image_root_path(const char *state_dir, const char *uuid, uint64_t revision, char *buf,
+                     size_t size) {
+    snprintf(buf, size, "%s/qemu/images/%s/root-%llu.erofs", state_dir, uuid,
+             (unsigned long long)revision);
+}
+
+void image_private_path(const char *state_dir, const char *uuid, char *buf, size_t size) {
+    snprintf(buf, size, "%s/qemu/volumes/%s/private.img", state_dir, uuid);
+}
+
+static int make_parents(const char *state_dir, const char *sub, const char *uuid) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/qemu", state_dir);
+    make_owned_dir(path, 0, 0700);
+    snprintf(path, sizeof(path), "%s/qemu/%s", state_dir, sub);
+    make_owned_dir(path, 0, 0700);
+    snprintf(path, sizeof(path), "%s/qemu/%s/%s", state_dir, sub, uuid);
+    return make_owned_dir(path, 0, 0700);
+}
+
+static int write_map(pid_t pid, const char *file, unsigned base, unsigned count) {
+    char path[64], map[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int n = snprintf(map, sizeof(map), "0 %u %u\n", base, count);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    return fd >= 0 && write(fd, map, (size_t)n) == n ? 0 : -1;
+}
+
+/* The tree to export: the single layer, or the layers' merged view (whiteouts applied)
+ * on an overlay mounted read-only in this child's own mount namespace. */
+static int open_layers(char *const *layers, size_t n, const char *mnt) {
+    if (n == 1)
+        return open(layers[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    strbuf_puts(&opts, "lowerdir=");
+    for (size_t i = 0; i < n; i++)
+        strbuf_printf(&opts, "%s%s", i ? ":" : "", layers[i]);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("overlay", mnt, "overlay", MS_RDONLY, strbuf_str(&opts)) < 0)
+        return -1;
+    return open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Child: holds the tree and the output open, enters a user namespace (the parent writes
+ * its maps), becomes its root and runs mkfs.erofs on "." into /proc/self/fd/3. */
+static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *mnt, int out_fd,
+                                 int ready_w, int go_r) {
+    int tree = -1;
+    if (unshare(CLONE_NEWNS) < 0 || (tree = open_layers(layers, n, mnt)) < 0 ||
+        unshare(CLONE_NEWUSER) < 0) {
+        fprintf(stderr, "image: cannot open the layers: %s\n", strerror(errno));
+        _exit(126);
+    }
+    char c = 0;
+    if (write(ready_w, &c, 1) != 1 || read(go_r, &c, 1) != 1)
+        _exit(126);
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0 || fchdir(tree) < 0 ||
+        dup2(out_fd, 3) < 0)
+        _exit(126);
+    execlp("mkfs.erofs", "mkfs.erofs", "--quiet", "-T0", "/proc/self/fd/3", ".", (char *)NULL);
+    fprintf(stderr, "image: cannot run mkfs.erofs: %s\n", strerror(errno));
+    _exit(127);
+}
+
+static int run_mkfs(char *const *layers, size_t n, const char *mnt, int out_fd, uid_t uid_base,
+                    uid_t uid_count) {
+    int ready[2], go[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(go, O_CLOEXEC) < 0) {
+        close(ready[0]), close(ready[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        mkfs_child(layers, n, mnt, out_fd, ready[1], go[0]);
+    close(ready[1]);
+    close(go[0]);
+    char c = 0;
+    bool mapped = pid > 0 && read(ready[0], &c, 1) == 1 &&
+                  write_map(pid, "uid_map", uid_base, uid_count) == 0 &&
+                  write_map(pid, "gid_map", uid_base, uid_count) == 0;
+    if (mapped && write(go[1], &c, 1) != 1)
+        mapped = false;
+    close(ready[0]);
+    close(go[1]);
+    if (pid < 0)
+        return -1;
+    if (!mapped)
+        kill(pid, SIGKILL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return mapped && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Old revisions' images go once a new one exists (a running qube keeps its open file). */
+static void remove_other_revisions(const char *state_dir, const char *uuid, const char *keep) {
+    char dir[4096], path[8192];
+    snprintf(dir, sizeof(dir), "%s/qemu/images/%s", state_dir, uuid);
+    const char *keep_name = strrchr(keep, '/') + 1;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, "root-", 5) != 0 || strcmp(e->d_name, keep_name) == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision,
+                      char *const *layers, size_t n_layers, struct qerr *err) {
+    char path[4096], tmp[4200], mnt[4200];
+    struct stat st;
+    if (stat(layers[n_layers - 1], &st) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot read the root layer %s: %s",
+                        layers[n_layers - 1], strerror(errno));
+    uid_t uid_base = st.st_uid, uid_count = 65536;
+    image_root_path(state_dir, uuid, revision, path, sizeof(path));
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (make_parents(state_dir, "images", uuid) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot create the image directory of %s: %s", uuid,
+                        strerror(errno));
+    double t0 = mono_ms();
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(mnt, sizeof(mnt), "%s.mnt", path);
+    mkdir(mnt, 0700);
+    _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* owned by the range's root: mkfs reopens it through /proc/self/fd as that user */
+    int r = fd < 0 || fchown(fd, uid_base, uid_base) < 0
+                ? -1 : run_mkfs(layers, n_layers, mnt, fd, uid_base, uid_count);
+    rmdir(mnt);
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0) {
+        unlink(tmp);
+        return qerr_set(err, EXC_QUBES, "cannot build the root image of template %s revision "
+                        "%llu (mkfs.erofs from erofs-utils)", uuid, (unsigned long long)revision);
+    }
+    if (chown(path, 0, 0) < 0)
+        log_warning("qemu: %s stays owned by the qubes' range: %s", path, strerror(errno));
+    remove_other_revisions(state_dir, uuid, path);
+    log_info("qemu: root image %s built in %.0f ms", path, mono_ms() - t0);
+    return 0;
+}
+
+int image_private_ensure(const char *state_dir, const char *uuid, struct qerr *err) {
+    char path[4096], tmp[4200];
+    image_private_path(state_dir, uuid, path, sizeof(path));
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (make_parents(state_dir, "volumes", uuid) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot create the volume directory of %s: %s", uuid,
+                        strerror(errno));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = fd < 0 || ftruncate(fd, (off_t)QEMU_PRIVATE_SIZE) < 0 ? -1 : 0;
+    if (r == 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_RDWR);
+            dup2(devnull, 1);
+            execlp("mkfs.ext4", "mkfs.ext4", "-q", "-F", "-L", "private", "-E",
+                   "lazy_itable_init=1,lazy_journal_init=1", tmp, (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        r = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    }
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0) {
+        unlink(tmp);
+        return qerr_set(err, EXC_QUBES, "cannot create the private image %s (mkfs.ext4)", path);
+    }
+    return 0;
+}

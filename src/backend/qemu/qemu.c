@@ -1,0 +1,881 @@
+/* The QEMU engine: the backend_ops of virt_mode=qemu. Each qube is a QEMU process (a
+ * microvm) in a cgroup of its own, driven through QMP; the guest's init says "ready" on
+ * a control port once the agent listens. */
+#include "qemu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container/volume.h"
+#include "fsutil.h"
+#include "image.h"
+#include "log.h"
+#include "monoclock.h"
+#include "qemu_backend.h"
+#include "strbuf.h"
+
+#define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
+#define QMP_TIMEOUT_MS 5000
+/* QEMU's own memory beyond the guest's: code, the TCG translation cache, device state */
+#define QEMU_OVERHEAD_MIB 384
+
+static struct qemu_backend *qb_of(struct backend *b) {
+    return (struct qemu_backend *)b;
+}
+
+const char *qemu_accel_name(enum qemu_accel a) {
+    return a == QEMU_ACCEL_KVM ? "kvm" : "tcg";
+}
+
+struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name) {
+    for (struct qemu_run *r = qb->runs; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            return r;
+    return NULL;
+}
+
+void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, size_t size) {
+    snprintf(buf, size, "%s/qemu/%s", qb->runtime_dir, name);
+}
+
+unsigned long long qemu_proc_starttime(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long start = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                           "%*d %*u %*u %llu", &start) == 1)
+        return start;
+    return 0;
+}
+
+static int not_running(const char *name, struct qerr *err) {
+    return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
+                    "paused): '%s'", name);
+}
+
+static int powered_off(const char *name, struct qerr *err) {
+    return qerr_set(err, EXC_VM_NOT_STARTED, "Domain is powered off: '%s'", name);
+}
+
+/* ---- the end of a VM ---- */
+
+static void run_unlink(struct qemu_run *run) {
+    for (struct qemu_run **p = &run->qb->runs; *p; p = &(*p)->next)
+        if (*p == run) {
+            *p = run->next;
+            return;
+        }
+}
+
+static void close_channels(struct qemu_run *run) {
+    run->qmp_src = sd_event_source_disable_unref(run->qmp_src);
+    qmp_close(&run->qmp);
+    run->control_src = sd_event_source_disable_unref(run->control_src);
+    if (run->control_fd >= 0)
+        close(run->control_fd);
+    run->control_fd = -1;
+}
+
+static void run_free(struct qemu_run *run) {
+    close_channels(run);
+    sd_event_source_disable_unref(run->exit_src);
+    sd_event_source_disable_unref(run->ready_timer);
+    sd_event_source_disable_unref(run->stop_timer);
+    if (run->pidfd >= 0)
+        close(run->pidfd);
+    if (run->cg)
+        cgroup_qube_free(run->cg);
+    while (run->stop_waiters) {
+        struct qemu_waiter *w = run->stop_waiters;
+        run->stop_waiters = w->next;
+        free(w);
+    }
+    free(run->name);
+    free(run->uuid);
+    free(run);
+}
+
+static void finish_start(struct qemu_run *run, int r, const char *reason) {
+    backend_done_fn done = TAKE_PTR(run->start_done);
+    run->ready_timer = sd_event_source_disable_unref(run->ready_timer);
+    if (!done)
+        return;
+    struct qerr err = {0};
+    if (r < 0)
+        qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, reason);
+    done(run->start_userdata, r, r < 0 ? &err : NULL);
+}
+
+static void remove_cgroup(struct qemu_run *run) {
+    if (!run->cg)
+        return;
+    cgroup_qube_kill(run->cg);
+    int r = cgroup_qube_destroy(TAKE_PTR(run->cg));
+    if (r < 0)
+        log_warning("%s: cgroup not removed: %s", run->name, strerror(-r));
+}
+
+void qemu_teardown(struct qemu_run *run, bool report, int status) {
+    struct qemu_backend *qb = run->qb;
+    char dir[4096];
+    run_unlink(run);
+    close_channels(run);
+    bool was_starting = run->start_done != NULL;
+    finish_start(run, -1, "QEMU exited during start-up");
+    remove_cgroup(run);
+    qemu_rundir(qb, run->name, dir, sizeof(dir));
+    remove_recursive(dir);
+    struct qemu_waiter *waiters = TAKE_PTR(run->stop_waiters);
+    char *name = xstrdup(run->name);
+    run_free(run);
+    while (waiters) {
+        struct qemu_waiter *w = waiters;
+        waiters = w->next;
+        w->done(w->userdata, 0, NULL);
+        free(w);
+    }
+    if (report && !was_starting && qb->base.events.exited)
+        qb->base.events.exited(qb->base.events.userdata, name, status);
+    free(name);
+}
+
+static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct qemu_run *run = userdata;
+    siginfo_t si = {0};
+    int status = 0; /* an adopted QEMU is not our child: the host's init reaps it */
+    if (waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
+        status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    log_info("%s: QEMU exited (status %d)", run->name, status);
+    qemu_teardown(run, true, status);
+    return 0;
+}
+
+int qemu_watch(struct qemu_run *run) {
+    int r = sd_event_add_io(run->qb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
+                            on_exit_event, run);
+    if (r >= 0)
+        sd_event_source_set_priority(run->exit_src, SD_EVENT_PRIORITY_IDLE);
+    return r;
+}
+
+/* SIGKILL, and wait for the process to be gone (bounded). */
+static void kill_and_wait(struct qemu_run *run) {
+    if (run->pidfd < 0)
+        return;
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) <= 0)
+        log_warning("%s: QEMU still alive 5 s after SIGKILL", run->name);
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+}
+
+/* ---- the channels of a running VM ---- */
+
+static int on_qmp_event(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct qemu_run *run = userdata;
+    if (qmp_drain(&run->qmp) < 0) /* QEMU is going: its exit is seen on the pidfd */
+        run->qmp_src = sd_event_source_disable_unref(run->qmp_src);
+    return 0;
+}
+
+static void got_ready(struct qemu_run *run) {
+    if (!run->start_done)
+        return;
+    run->power = BACKEND_RUNNING;
+    log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name,
+             mono_ms() - run->launched_ms, qemu_accel_name(run->accel));
+    finish_start(run, 0, NULL);
+}
+
+/* The guest init's lines: "ready" once; anything else is ignored (the guest may lie,
+ * and nothing it says is trusted beyond "you may hand me out"). */
+static int on_control(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    struct qemu_run *run = userdata;
+    size_t room = sizeof(run->control_buf) - 1 - run->control_len;
+    ssize_t n = recv(fd, run->control_buf + run->control_len, room, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        run->control_src = sd_event_source_disable_unref(run->control_src);
+        return 0;
+    }
+    if (n < 0)
+        return 0;
+    run->control_len += (size_t)n;
+    run->control_buf[run->control_len] = '\0';
+    char *nl;
+    while ((nl = strchr(run->control_buf, '\n'))) {
+        *nl = '\0';
+        if (strcmp(run->control_buf, "ready") == 0)
+            got_ready(run);
+        size_t used = (size_t)(nl + 1 - run->control_buf);
+        memmove(run->control_buf, nl + 1, run->control_len - used + 1);
+        run->control_len -= used;
+    }
+    if (run->control_len == sizeof(run->control_buf) - 1)
+        run->control_len = 0; /* a line too long for us: noise */
+    return 0;
+}
+
+static int connect_unix(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+int qemu_connect(struct qemu_run *run, struct qerr *err) {
+    char dir[4096], path[4200];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/qmp.sock", dir);
+    if (qmp_open(&run->qmp, path, err) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/control.sock", dir);
+    run->control_fd = connect_unix(path);
+    if (run->control_fd < 0)
+        return qerr_set(err, EXC_QUBES, "cannot connect to the control port %s: %s", path,
+                        strerror(errno));
+    sd_event *loop = run->qb->base.loop;
+    if (sd_event_add_io(loop, &run->qmp_src, run->qmp.fd, EPOLLIN, on_qmp_event, run) < 0 ||
+        sd_event_add_io(loop, &run->control_src, run->control_fd, EPOLLIN, on_control,
+                        run) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot watch the sockets of '%s'", run->name);
+    return 0;
+}
+
+/* ---- start ---- */
+
+static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qube *q) {
+    struct qemu_run *run = xcalloc(1, sizeof(*run));
+    run->qb = qb;
+    run->name = xstrdup(q->name);
+    run->uuid = xstrdup(q->uuid);
+    run->kind = q->kind;
+    run->accel = qb->accel;
+    run->pidfd = run->control_fd = run->qmp.fd = -1;
+    run->power = BACKEND_RUNNING;
+    run->shutdown_timeout = q->shutdown_timeout;
+    run->cpu_weight = 100 * (q->vcpus ? q->vcpus : 1);
+    return run;
+}
+
+/* The template's root image of the revision current now: built here the first time a
+ * qube of that revision starts (a later step builds it when the template changes). */
+static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, char *image,
+                        size_t size, struct qerr *err) {
+    struct volume_stack stack = {0};
+    int r = volume_current(qb->state_dir, q->root_source, "root", &stack);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot read the root volume of '%s': %s", q->name,
+                        strerror(-r));
+    if (stack.n_layers == 0) {
+        volume_stack_free(&stack);
+        return qerr_set(err, EXC_QUBES, "'%s' has no root filesystem: its template was never "
+                        "built (see qvm-template build)", q->name);
+    }
+    r = image_root_ensure(qb->state_dir, q->root_source, stack.revision, stack.layers,
+                          stack.n_layers, err);
+    image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
+    volume_stack_free(&stack);
+    return r;
+}
+
+/* An AppVM's own private image; a disposable writes over its template's (if it has one)
+ * into a throwaway overlay. */
+static int prepare_private(struct qemu_backend *qb, const struct backend_qube *q, char *image,
+                           size_t size, bool *throwaway, struct qerr *err) {
+    *throwaway = q->kind == BACKEND_DISPVM;
+    if (q->kind == BACKEND_DISPVM) {
+        image_private_path(qb->state_dir, q->private_source, image, size);
+        if (access(image, F_OK) < 0)
+            *image = '\0';
+        return 0;
+    }
+    image_private_path(qb->state_dir, q->uuid, image, size);
+    return image_private_ensure(qb->state_dir, q->uuid, err);
+}
+
+static const char *option_or(const struct backend_qube *q, const char *key, const char *dflt) {
+    const char *v = backend_option(q->options, q->n_options, key);
+    return v && *v ? v : dflt;
+}
+
+static int open_log(struct qemu_backend *qb, const char *name, const char *kind, char *path,
+                    size_t size) {
+    snprintf(path, size, "%s/log", qb->state_dir);
+    mkdir(path, 0750);
+    snprintf(path, size, "%s/log/%s-%s.log", qb->state_dir, kind, name);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* fork+exec QEMU inside the qube's cgroup, its output to its log. */
+static int spawn(struct qemu_run *run, char **argv, int log_fd) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (cgroup_qube_attach(run->cg, 0) < 0)
+            _exit(125);
+        setsid();
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+            _exit(125);
+        syscall(SYS_close_range, 3, ~0U, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], argv);
+        dprintf(2, "dispenser: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    run->pid = pid;
+    run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    run->starttime = qemu_proc_starttime(pid);
+    return run->pidfd < 0 ? -1 : 0;
+}
+
+/* The last line QEMU wrote to its log since `from`: why it failed. */
+static void last_log_line(const char *path, off_t from, char *buf, size_t size) {
+    char tail[1024];
+    *buf = '\0';
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= from)
+        return;
+    off_t at = st.st_size - from > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1
+                                                           : from;
+    ssize_t n = pread(fd, tail, sizeof(tail) - 1, at);
+    if (n <= 0)
+        return;
+    tail[n] = '\0';
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+        tail[--n] = '\0';
+    char *line = strrchr(tail, '\n');
+    snprintf(buf, size, "%s", line ? line + 1 : tail);
+}
+
+static bool exited(const struct qemu_run *run) {
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+/* QEMU waits in -S for us: connect to its sockets, then let the guest run. */
+static int bring_up(struct qemu_run *run, const char *log_path, off_t log_start,
+                    struct qerr *err) {
+    char qmp[4200], dir[4096];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(qmp, sizeof(qmp), "%s/qmp.sock", dir);
+    double deadline = mono_ms() + QEMU_UP_TIMEOUT_MS;
+    while (access(qmp, F_OK) < 0 && !exited(run) && mono_ms() < deadline)
+        usleep(2000);
+    if (exited(run) || access(qmp, F_OK) < 0) {
+        char why[512];
+        last_log_line(log_path, log_start, why, sizeof(why));
+        return qerr_set(err, EXC_QUBES, "QEMU did not start: %s", *why ? why : "no reason given");
+    }
+    if (qemu_connect(run, err) < 0)
+        return -1;
+    return qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err);
+}
+
+static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct qemu_run *run = userdata;
+    log_warning("%s: the guest did not report readiness in time; killing it", run->name);
+    backend_done_fn done = TAKE_PTR(run->start_done);
+    void *userdata_ = run->start_userdata;
+    struct qerr err = {0};
+    qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: the guest did not report readiness "
+             "within qrexec_timeout", run->name);
+    kill_and_wait(run);
+    qemu_teardown(run, false, 0);
+    if (done)
+        done(userdata_, -1, &err);
+    return 0;
+}
+
+static int check_kind(const struct backend_qube *q, struct qerr *err) {
+    if (q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM)
+        return qerr_set(err, EXC_QUBES, "virt_mode=qemu runs AppVMs and disposables only for "
+                        "now: '%s' has a root of its own (keep virt_mode=container for it)",
+                        q->name);
+    if (!q->root_source)
+        return qerr_set(err, EXC_QUBES, "'%s' has no template to boot from", q->name);
+    return 0;
+}
+
+static int check_file(const char *what, const char *path, struct qerr *err) {
+    if (path[0] != '/' || access(path, R_OK) < 0)
+        return qerr_set(err, EXC_QUBES, "the guest %s %s cannot be read: %s", what, path,
+                        path[0] != '/' ? "not an absolute path" : strerror(errno));
+    return 0;
+}
+
+static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
+                  const char *private, bool throwaway, struct qerr *err) {
+    struct qemu_backend *qb = run->qb;
+    char dir[4096], console[4096], log_path[4096];
+    const char *kernel = option_or(q, "kernel", qb->kernel);
+    const char *initrd = option_or(q, "initrd", qb->initrd);
+    if (check_file("kernel", kernel, err) < 0 || check_file("initramfs", initrd, err) < 0)
+        return -1;
+    qemu_rundir(qb, run->name, dir, sizeof(dir));
+    remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
+    if (make_owned_dir(dir, 0, 0700) < 0)
+        return qerr_set(err, EXC_QUBES, "cannot create %s: %s", dir, strerror(errno));
+    _cleanup_close_ int con_fd = open_log(qb, run->name, "guest", console, sizeof(console));
+    _cleanup_close_ int log_fd = open_log(qb, run->name, "qemu", log_path, sizeof(log_path));
+    if (log_fd < 0 || con_fd < 0)
+        return qerr_set(err, EXC_QUBES, "cannot open the logs of '%s'", run->name);
+    struct qemu_launch l = {
+        .rundir = dir, .console_log = console, .kernel = kernel, .initrd = initrd,
+        .kernelopts = option_or(q, "kernelopts", NULL), .init = option_or(q, "init", NULL),
+        .root_image = root, .private_image = *private ? private : NULL,
+        .private_throwaway = throwaway, .memory_mib = q->memory_mib, .vcpus = q->vcpus,
+    };
+    char **argv = qemu_argv(qb, run->name, &l);
+    off_t log_start = lseek(log_fd, 0, SEEK_END);
+    int r = spawn(run, argv, log_fd);
+    qemu_argv_free(argv);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot start QEMU: %s", strerror(errno));
+    run->launched_ms = mono_ms();
+    return bring_up(run, log_path, log_start, err);
+}
+
+static struct cgroup_limits limits_of(const struct backend_qube *q) {
+    uint64_t mib = q->maxmem_mib > q->memory_mib ? q->maxmem_mib : q->memory_mib;
+    return (struct cgroup_limits){
+        .memory_max_bytes = (mib + QEMU_OVERHEAD_MIB) << 20,
+        .pids_max = 1024, /* QEMU's threads */
+        .cpu_weight = 100 * (q->vcpus ? q->vcpus : 1),
+        .cpu_idle = q->background,
+    };
+}
+
+static int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+                     void *userdata, struct qerr *err) {
+    struct qemu_backend *qb = qb_of(b);
+    if (qemu_find(qb, q->name))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    char root[4096], private[4096];
+    bool throwaway;
+    if (check_kind(q, err) < 0 || prepare_root(qb, q, root, sizeof(root), err) < 0 ||
+        prepare_private(qb, q, private, sizeof(private), &throwaway, err) < 0)
+        return -1;
+    struct qemu_run *run = run_new(qb, q);
+    struct cgroup_limits limits = limits_of(q);
+    run->cg = cgroup_qube_create(qb->cgroups, q->name, &limits);
+    if (!run->cg) {
+        qerr_set(err, EXC_QUBES, "cannot create the cgroups of '%s': %s", q->name,
+                 strerror(errno));
+        run_free(run);
+        return -1;
+    }
+    run->next = qb->runs;
+    qb->runs = run;
+    if (launch(run, q, root, private, throwaway, err) < 0 || qemu_state_save(run) < 0 ||
+        qemu_watch(run) < 0 ||
+        sd_event_add_time_relative(b->loop, &run->ready_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0,
+                                   on_ready_timeout, run) < 0) {
+        if (!*err->msg)
+            qerr_set(err, EXC_QUBES, "cannot watch QEMU of '%s'", q->name);
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        qerr_set(err, EXC_QUBES, "Start of qube '%s' failed: %s", q->name, why);
+        kill_and_wait(run);
+        qemu_teardown(run, false, 0);
+        return -1;
+    }
+    run->start_done = done;
+    run->start_userdata = userdata;
+    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid,
+             qemu_accel_name(run->accel), qb->accel_why);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+static int qemu_pause(struct backend *b, const char *name, struct qerr *err) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run || run->power != BACKEND_RUNNING || run->start_done)
+        return not_running(name, err);
+    if (qmp_execute(&run->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, err) < 0)
+        return -1;
+    run->power = BACKEND_PAUSED;
+    return 0;
+}
+
+static int qemu_unpause(struct backend *b, const char *name, struct qerr *err) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run || run->power != BACKEND_PAUSED)
+        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", name);
+    if (qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err) < 0)
+        return -1;
+    run->power = BACKEND_RUNNING;
+    return 0;
+}
+
+/* Nothing to give back yet: no balloon (a later step); -ENOTSUP as the interface says. */
+static int qemu_reclaim(struct backend *b, const char *name) {
+    return -ENOTSUP;
+}
+
+static int qemu_foreground(struct backend *b, const char *name) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run || !run->cg)
+        return -ENOENT;
+    return cgroup_qube_set_idle(run->cg, false, run->cpu_weight);
+}
+
+static int qemu_kill(struct backend *b, const char *name, struct qerr *err) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run)
+        return powered_off(name, err);
+    kill_and_wait(run);
+    qemu_teardown(run, true, 128 + SIGKILL);
+    return 0;
+}
+
+static int qemu_kill_nowait(struct backend *b, const char *name, struct qerr *err) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run)
+        return powered_off(name, err);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    return 0;
+}
+
+static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct qemu_run *run = userdata;
+    log_warning("%s: still running after shutdown_timeout; killing it", run->name);
+    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    return 0;
+}
+
+/* The guest's init hears "poweroff" on its control port and has the agent power off
+ * (its exit resets the guest, which ends QEMU); ACPI's power button as well, for a
+ * template's own init; a kill after shutdown_timeout whatever happens. */
+static void ask_poweroff(struct qemu_run *run) {
+    struct qerr ignored = {0};
+    if (run->power == BACKEND_PAUSED)
+        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &ignored);
+    run->power = BACKEND_RUNNING;
+    if (run->control_fd < 0 || send(run->control_fd, "poweroff\n", 9, MSG_NOSIGNAL) != 9)
+        log_info("%s: no control port; ACPI power button only", run->name);
+    qmp_execute(&run->qmp, "system_powerdown", NULL, QMP_TIMEOUT_MS, NULL, 0, &ignored);
+}
+
+static int qemu_shutdown(struct backend *b, const char *name, bool force,
+                         backend_done_fn done, void *userdata, struct qerr *err) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run)
+        return powered_off(name, err);
+    ask_poweroff(run);
+    if (!run->stop_timer)
+        sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0,
+                                   on_stop_timeout, run);
+    if (done) {
+        struct qemu_waiter *w = xcalloc(1, sizeof(*w));
+        *w = (struct qemu_waiter){run->stop_waiters, done, userdata};
+        run->stop_waiters = w;
+    }
+    return 0;
+}
+
+static enum backend_power qemu_state(struct backend *b, const char *name) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    return run ? run->power : BACKEND_HALTED;
+}
+
+/* The QEMU process's resident memory: what the qube costs the host. */
+static uint64_t proc_rss_bytes(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+static int qemu_stats(struct backend *b, const char *name, struct backend_stats *out) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run)
+        return -ENOENT;
+    out->memory_bytes = proc_rss_bytes(run->pid);
+    out->cpu_ns = run->cg ? cgroup_qube_cpu_ns(run->cg) : 0;
+    return 0;
+}
+
+static int qemu_memory_headroom(struct backend *b, uint64_t *bytes) {
+    return cgroup_system_memory_headroom(qb_of(b)->cgroups, bytes);
+}
+
+/* ---- volumes ---- */
+
+static int qemu_remove_volumes(struct backend *b, const struct backend_qube *q,
+                               struct qerr *err) {
+    struct qemu_backend *qb = qb_of(b);
+    char path[4096];
+    if (qemu_find(qb, q->name))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    snprintf(path, sizeof(path), "%s/qemu/volumes/%s", qb->state_dir, q->uuid);
+    int r = remove_recursive(path);
+    snprintf(path, sizeof(path), "%s/qemu/images/%s", qb->state_dir, q->uuid);
+    if (r == 0)
+        r = remove_recursive(path);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
+                        strerror(errno));
+    return 0;
+}
+
+/* root: a view of the template's current revision; private: the qube's own image (one
+ * revision: an image is changed in place), or a disposable's throwaway view of its
+ * template's. */
+static int qemu_volume_info(struct backend *b, const struct backend_qube *q,
+                            const char *volume, struct backend_volume_info *out,
+                            struct qerr *err) {
+    struct qemu_backend *qb = qb_of(b);
+    bool is_root = strcmp(volume, "root") == 0;
+    const char *source = is_root ? q->root_source
+                                 : q->kind == BACKEND_DISPVM ? q->private_source : NULL;
+    struct volume_stack cur = {0};
+    uint64_t revision = 0;
+    if (is_root && source) {
+        if (volume_current(qb->state_dir, source, "root", &cur) < 0)
+            return qerr_set(err, EXC_QUBES, "cannot read volume root of '%s'", q->name);
+        revision = cur.revision;
+        volume_stack_free(&cur);
+    } else {
+        char image[4096];
+        image_private_path(qb->state_dir, source ? source : q->uuid, image, sizeof(image));
+        revision = access(image, F_OK) == 0 ? 1 : 0;
+    }
+    bool in_use = qemu_find(qb, q->name) != NULL;
+    *out = (struct backend_volume_info){
+        .revision = revision,
+        .used_revision = in_use ? revision : 0,
+        .in_use = in_use,
+        .save_on_stop = !source,
+        .snap_on_start = source != NULL,
+    };
+    snprintf(out->source_uuid, sizeof(out->source_uuid), "%s", source ? source : "");
+    return 0;
+}
+
+static int no_import(struct qerr *err) {
+    return qerr_set(err, EXC_QUBES, "virt_mode=qemu qubes take their root from a template of "
+                    "the container engine: import into that template");
+}
+
+static int qemu_import_begin(struct backend *b, const struct backend_qube *q,
+                             const char *volume, char *path, size_t size, struct qerr *err) {
+    return no_import(err);
+}
+
+static int qemu_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
+                           bool commit, struct qerr *err) {
+    return no_import(err);
+}
+
+/* The agent's link over virtio-serial (dispenser-vmux on RUNDIR/serial.sock) is the
+ * next step; until then a VM runs, but takes no qrexec call. */
+static int qemu_exec(struct backend *b, const char *name,
+                     const struct backend_service_call *call, backend_call_done_fn done,
+                     void *userdata, struct qerr *err) {
+    if (!qemu_find(qb_of(b), name))
+        return not_running(name, err);
+    return qerr_set(err, EXC_QUBES, "qrexec calls into virt_mode=qemu qubes are not available "
+                    "yet: '%s' runs, but its agent link is still to come", name);
+}
+
+static void qemu_upcall_reply(struct backend *b, struct backend_upcall *call,
+                              enum backend_call_end how, int status, const char *reason) {
+}
+
+static void qemu_free(struct backend *b) {
+    struct qemu_backend *qb = qb_of(b);
+    bool left = qb->runs != NULL;
+    while (qb->runs) { /* VMs outlive the daemon: forget them, do not stop them */
+        struct qemu_run *run = qb->runs;
+        qb->runs = run->next;
+        run_free(run);
+    }
+    if (!left && qb->cgroups)
+        cgroup_system_remove_group(qb->cgroups);
+    cgroup_system_free(qb->cgroups);
+    free(qb->state_dir);
+    free(qb->runtime_dir);
+    free(qb->agent_path);
+    free(qb->binary);
+    free(qb->kernel);
+    free(qb->initrd);
+    sd_event_unref(b->loop);
+    free(qb);
+}
+
+static const struct backend_ops QEMU_OPS = {
+    .name = "qemu",
+    .start = qemu_start,
+    .pause = qemu_pause,
+    .unpause = qemu_unpause,
+    .reclaim = qemu_reclaim,
+    .foreground = qemu_foreground,
+    .shutdown = qemu_shutdown,
+    .kill = qemu_kill,
+    .kill_nowait = qemu_kill_nowait,
+    .state = qemu_state,
+    .stats = qemu_stats,
+    .memory_headroom = qemu_memory_headroom,
+    .remove_volumes = qemu_remove_volumes,
+    .volume_info = qemu_volume_info,
+    .import_begin = qemu_import_begin,
+    .import_end = qemu_import_end,
+    .exec = qemu_exec,
+    .upcall_reply = qemu_upcall_reply,
+    .adopt = qemu_adopt,
+    .cleanup = qemu_cleanup,
+    .free = qemu_free,
+};
+
+/* ---- construction ---- */
+
+/* A program in PATH (QEMU's binary), or NULL. */
+static char *find_in_path(const char *prog) {
+    if (strchr(prog, '/'))
+        return access(prog, X_OK) == 0 ? xstrdup(prog) : NULL;
+    const char *path = getenv("PATH");
+    _cleanup_free_ char *copy = xstrdup(path && *path ? path : "/usr/bin:/bin");
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char full[4096];
+        snprintf(full, sizeof(full), "%s/%s", dir, prog);
+        if (access(full, X_OK) == 0)
+            return xstrdup(full);
+    }
+    return NULL;
+}
+
+/* The host's TSC rate in kHz, from the first "cpu MHz" of /proc/cpuinfo (0 if unknown). */
+static unsigned host_tsc_khz(void) {
+    FILE *f = fopen("/proc/cpuinfo", "re");
+    char line[256];
+    double mhz = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "cpu MHz : %lf", &mhz) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (unsigned)(mhz * 1000);
+}
+
+struct qemu_options {
+    const char *binary, *guest_dir, *accel;
+};
+
+/* --engine-option qemu.KEY=VALUE */
+static int apply_options(struct qemu_backend *qb, const struct backend_config *cfg,
+                         struct qemu_options *o, struct qerr *err) {
+    *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, "auto"};
+    for (size_t i = 0; i < cfg->n_options; i++) {
+        const char *k = cfg->options[i].key, *v = cfg->options[i].value;
+        int r = 0;
+        if (strcmp(k, "binary") == 0)
+            o->binary = v;
+        else if (strcmp(k, "guest-dir") == 0)
+            o->guest_dir = v;
+        else if (strcmp(k, "accel") == 0 && (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
+            o->accel = v;
+        else
+            r = qerr_set(err, EXC_QUBES, "qemu.%s=%s: no such option (known: binary, guest-dir, "
+                         "accel=auto|kvm|tcg)", k, v);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int find_guest(struct qemu_backend *qb, const struct qemu_options *o, struct qerr *err) {
+    qb->binary = find_in_path(o->binary);
+    if (!qb->binary)
+        return qerr_set(err, EXC_QUBES, "%s is not installed (Debian: qemu-system-x86)",
+                        o->binary);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/vmlinux", o->guest_dir);
+    qb->kernel = xstrdup(path);
+    snprintf(path, sizeof(path), "%s/initramfs.cpio", o->guest_dir);
+    qb->initrd = xstrdup(path);
+    if (access(qb->kernel, R_OK) < 0 || access(qb->initrd, R_OK) < 0)
+        return qerr_set(err, EXC_QUBES, "no guest kernel and initramfs in %s (run "
+                        "scripts/fetch-vm-kernel.sh and scripts/build-vm-guest.sh)",
+                        o->guest_dir);
+    return 0;
+}
+
+/* One cgroup group per state dir and engine: the container engine's cleanup must never
+ * see a VM's cgroup as its own leftover, nor several daemons each other's. */
+static void cgroup_group_name(const char *state_dir, char *buf, size_t size) {
+    char real[4096];
+    const char *p = realpath(state_dir, real) ? real : state_dir;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    snprintf(buf, size, "dispenser-qemu-%08x", h);
+}
+
+struct backend *qemu_backend_new(sd_event *loop, const struct backend_config *cfg,
+                                 struct qerr *err) {
+    struct qemu_backend *qb = xcalloc(1, sizeof(*qb));
+    qb->base = (struct backend){&QEMU_OPS, sd_event_ref(loop), {0}};
+    qb->state_dir = xstrdup(cfg->state_dir);
+    qb->runtime_dir = xstrdup(cfg->runtime_dir);
+    qb->agent_path = xstrdup(cfg->agent_path);
+    struct qemu_options o;
+    if (apply_options(qb, cfg, &o, err) < 0 || find_guest(qb, &o, err) < 0) {
+        qemu_free(&qb->base);
+        return NULL;
+    }
+    char group[64], path[4096];
+    cgroup_group_name(cfg->state_dir, group, sizeof(group));
+    qb->cgroups = cgroup_system_open(group);
+    if (!qb->cgroups) {
+        qerr_set(err, EXC_QUBES, "no usable cgroup hierarchy was found");
+        qemu_free(&qb->base);
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%s/qemu", qb->runtime_dir);
+    make_owned_dir(path, 0, 0700);
+    qb->tsc_khz = host_tsc_khz();
+    qemu_accel_detect(qb, o.accel);
+    log_info("qemu engine: %s, guest %s, accelerator %s (%s)", qb->binary, qb->kernel,
+             qemu_accel_name(qb->accel), qb->accel_why);
+    return &qb->base;
+}
