@@ -48,44 +48,54 @@ static int write_map(pid_t pid, const char *file, unsigned base, unsigned count)
     return fd >= 0 && write(fd, map, (size_t)n) == n ? 0 : -1;
 }
 
-/* The tree to export: the single layer, or the layers' merged view (whiteouts applied)
- * on an overlay mounted read-only in this child's own mount namespace. */
-static int open_layers(char *const *layers, size_t n, const char *mnt) {
-    if (n == 1)
-        return open(layers[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
-    strbuf_puts(&opts, "lowerdir=");
-    for (size_t i = 0; i < n; i++)
-        strbuf_printf(&opts, "%s%s", i ? ":" : "", layers[i]);
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-        mount("overlay", mnt, "overlay", MS_RDONLY, strbuf_str(&opts)) < 0)
+/* In the child's own mount namespace: the tree to export (the single layer, or the
+ * layers' merged view with whiteouts applied, on a read-only overlay) at WORK/tree and
+ * the output file at WORK/image. WORK is a fresh directory under /tmp: inside the user
+ * namespace the state dir's root-owned ancestors cannot be searched, and mkfs.erofs
+ * resolves its paths (realpath) from /. */
+static int mount_inputs(char *const *layers, size_t n, const char *work, const char *out) {
+    char tree[4200], image[4200];
+    snprintf(tree, sizeof(tree), "%s/tree", work);
+    snprintf(image, sizeof(image), "%s/image", work);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return -1;
-    return open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (n == 1) {
+        if (mount(layers[0], tree, NULL, MS_BIND, NULL) < 0)
+            return -1;
+    } else {
+        _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+        strbuf_puts(&opts, "lowerdir=");
+        for (size_t i = 0; i < n; i++)
+            strbuf_printf(&opts, "%s%s", i ? ":" : "", layers[i]);
+        if (mount("overlay", tree, "overlay", MS_RDONLY, strbuf_str(&opts)) < 0)
+            return -1;
+    }
+    return mount(out, image, NULL, MS_BIND, NULL);
 }
 
-/* Child: holds the tree and the output open, enters a user namespace (the parent writes
- * its maps), becomes its root and runs mkfs.erofs on "." into /proc/self/fd/3. */
-static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *mnt, int out_fd,
-                                 int ready_w, int go_r) {
-    int tree = -1;
-    if (unshare(CLONE_NEWNS) < 0 || (tree = open_layers(layers, n, mnt)) < 0 ||
+/* Child: mounts its inputs, enters a user namespace (the parent writes its maps), becomes
+ * its root and runs mkfs.erofs. */
+static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *work,
+                                 const char *out, int ready_w, int go_r) {
+    if (unshare(CLONE_NEWNS) < 0 || mount_inputs(layers, n, work, out) < 0 ||
         unshare(CLONE_NEWUSER) < 0) {
-        fprintf(stderr, "image: cannot open the layers: %s\n", strerror(errno));
+        fprintf(stderr, "image: cannot mount the layers: %s\n", strerror(errno));
         _exit(126);
     }
-    char c = 0;
+    char c = 0, tree[4200], image[4200];
     if (write(ready_w, &c, 1) != 1 || read(go_r, &c, 1) != 1)
         _exit(126);
-    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0 || fchdir(tree) < 0 ||
-        dup2(out_fd, 3) < 0)
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
         _exit(126);
-    execlp("mkfs.erofs", "mkfs.erofs", "--quiet", "-T0", "/proc/self/fd/3", ".", (char *)NULL);
+    snprintf(tree, sizeof(tree), "%s/tree", work);
+    snprintf(image, sizeof(image), "%s/image", work);
+    execlp("mkfs.erofs", "mkfs.erofs", "--quiet", "-T0", image, tree, (char *)NULL);
     fprintf(stderr, "image: cannot run mkfs.erofs: %s\n", strerror(errno));
     _exit(127);
 }
 
-static int run_mkfs(char *const *layers, size_t n, const char *mnt, int out_fd, uid_t uid_base,
-                    uid_t uid_count) {
+static int run_mkfs(char *const *layers, size_t n, const char *work, const char *out,
+                    uid_t uid_base, uid_t uid_count) {
     int ready[2], go[2];
     if (pipe2(ready, O_CLOEXEC) < 0)
         return -1;
@@ -95,7 +105,7 @@ static int run_mkfs(char *const *layers, size_t n, const char *mnt, int out_fd, 
     }
     pid_t pid = fork();
     if (pid == 0)
-        mkfs_child(layers, n, mnt, out_fd, ready[1], go[0]);
+        mkfs_child(layers, n, work, out, ready[1], go[0]);
     close(ready[1]);
     close(go[0]);
     char c = 0;
@@ -116,6 +126,28 @@ static int run_mkfs(char *const *layers, size_t n, const char *mnt, int out_fd, 
     return mapped && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
+/* WORK/tree and WORK/image, the mount points of mkfs_child's inputs. */
+static int make_work_dir(char *work, size_t size) {
+    char path[4200];
+    snprintf(work, size, "/tmp/dispenser-erofs-XXXXXX");
+    if (!mkdtemp(work) || chmod(work, 0755) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/tree", work);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/image", work);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -1 : 0;
+}
+
+static void remove_work_dir(const char *work) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/tree", work);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/image", work);
+    unlink(path);
+    rmdir(work);
+}
+
 /* Old revisions' images go once a new one exists (a running qube keeps its open file). */
 static void remove_other_revisions(const char *state_dir, const char *uuid, const char *keep) {
     char dir[4096], path[8192];
@@ -134,7 +166,7 @@ static void remove_other_revisions(const char *state_dir, const char *uuid, cons
 
 int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision,
                       char *const *layers, size_t n_layers, struct qerr *err) {
-    char path[4096], tmp[4200], mnt[4200];
+    char path[4096], tmp[4200], work[64];
     struct stat st;
     if (stat(layers[n_layers - 1], &st) < 0)
         return qerr_set(err, EXC_QUBES, "cannot read the root layer %s: %s",
@@ -148,13 +180,11 @@ int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision
                         strerror(errno));
     double t0 = mono_ms();
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(mnt, sizeof(mnt), "%s.mnt", path);
-    mkdir(mnt, 0700);
     _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    /* owned by the range's root: mkfs reopens it through /proc/self/fd as that user */
-    int r = fd < 0 || fchown(fd, uid_base, uid_base) < 0
-                ? -1 : run_mkfs(layers, n_layers, mnt, fd, uid_base, uid_count);
-    rmdir(mnt);
+    /* owned by the range's root: mkfs writes it as that user */
+    int r = fd < 0 || fchown(fd, uid_base, uid_base) < 0 || make_work_dir(work, sizeof(work)) < 0
+                ? -1 : run_mkfs(layers, n_layers, work, tmp, uid_base, uid_count);
+    remove_work_dir(work);
     if (r == 0 && rename(tmp, path) < 0)
         r = -1;
     if (r < 0) {

@@ -1,0 +1,193 @@
+"""virt_mode=qemu: real micro-VMs under QEMU (TCG here: no /dev/kvm), booting Debian's
+kernel with our initramfs and a root image built from the busybox template.
+
+Each boot costs seconds of CPU under TCG, so the tests boot few VMs and do several steps
+on each. They skip, saying why, where QEMU or the guest kernel is not installed
+(scripts/install-deps.sh installs both)."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import Daemon
+from test_engine import EngineTestCase, build_template, cgroup_group, own_cgroup_bases
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
+KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-kernel")
+QEMU = shutil.which("qemu-system-x86_64")
+BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
+
+
+def missing():
+    if not QEMU:
+        return "qemu-system-x86_64 is not installed (Debian: qemu-system-x86)"
+    if not os.path.exists(os.path.join(KERNEL_CACHE, "vmlinux")):
+        return "no guest kernel in %s (scripts/fetch-vm-kernel.sh)" % KERNEL_CACHE
+    if not shutil.which("mkfs.erofs"):
+        return "mkfs.erofs is not installed (Debian: erofs-utils)"
+    return None
+
+
+def build_guest(out):
+    subprocess.run([os.path.join(SCRIPTS, "build-vm-guest.sh"), harness.AGENT, out,
+                    KERNEL_CACHE], check=True, capture_output=True, timeout=120)
+
+
+def qemu_cgroup_group(state_dir):
+    return cgroup_group(state_dir).replace("dispenser-", "dispenser-qemu-")
+
+
+def qemu_pid(d, name):
+    path = os.path.join(d.runtime_dir, "qemu", name, "state")
+    with open(path) as f:
+        return int(dict(l.split(" ", 1) for l in f.read().splitlines())["pid"])
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().split(") ")[1][0] != "Z"
+
+
+@unittest.skipIf(missing(), missing() or "")
+class QemuTestCase(EngineTestCase):
+    """One daemon for the class, the busybox template `bb` built, the guest in a temp dir."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.guest_dir = tempfile.mkdtemp(prefix="dispenser-vm-guest-")
+        build_guest(cls.guest_dir)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.guest_dir, ignore_errors=True)
+
+    @classmethod
+    def daemon_args(cls):
+        return ["--engine-option", "qemu.guest-dir=" + cls.guest_dir]
+
+    def new_vm(self, name):
+        self.new_appvm(name)
+        self.ok("admin.vm.property.Set", "virt_mode", name, "qemu")
+        self.ok("admin.vm.property.Set", "qrexec_timeout", name, str(BOOT_TIMEOUT))
+        self.ok("admin.vm.property.Set", "shutdown_timeout", name, "60")
+
+    def start_vm(self, name):
+        r = harness.run_tool(self.d, "qvm-start", name, timeout=BOOT_TIMEOUT + 30)
+        self.assertEqual(0, r.returncode, "qvm-start %s: %s%s" % (name, r.stdout, r.stderr))
+
+    def assert_nothing_left(self, name, pid=None):
+        if pid:
+            deadline = time.monotonic() + 10
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(alive(pid), "QEMU of %s still runs" % name)
+        self.assertFalse(os.path.exists(os.path.join(self.d.runtime_dir, "qemu", name)))
+        for base in own_cgroup_bases():
+            self.assertFalse(os.path.exists(os.path.join(base, qemu_cgroup_group(
+                self.d.state_dir), name)), "cgroup of %s left in %s" % (name, base))
+
+
+class Lifecycle(QemuTestCase):
+
+    def test_start_pause_unpause_adopt_kill_then_shutdown(self):
+        self.new_vm("vm1")
+        t0 = time.monotonic()
+        self.start_vm("vm1")
+        boot = time.monotonic() - t0
+        self.assert_state("vm1", "Running")
+        pid = qemu_pid(self.d, "vm1")
+        self.assertTrue(alive(pid))
+        self.assertIn("vm1: QEMU started (pid %d, tcg" % pid, self.d.log())
+        # the root image was built once, for the template's current revision
+        images = os.listdir(os.path.join(self.d.state_dir, "qemu", "images"))
+        self.assertEqual(1, len(images))
+        self.tool("qvm-pause", "vm1")
+        self.assert_state("vm1", "Paused")
+        rss = self.qube_memory_kib("vm1")
+        self.tool("qvm-unpause", "vm1")
+        self.assert_state("vm1", "Running")
+        print("\nqemu: boot to ready %.1f s under TCG, paused RSS %d MiB" % (boot, rss // 1024))
+
+        # the daemon dies; the VM does not, and the next daemon adopts it, paused or not
+        self.tool("qvm-pause", "vm1")
+        self.d.kill()
+        self.assertTrue(alive(pid))
+        self.d.start()
+        self.assertIn("vm1: adopted (QEMU pid %d, paused" % pid, self.d.log())
+        self.assert_state("vm1", "Paused")
+        self.tool("qvm-unpause", "vm1")
+        self.assert_state("vm1", "Running")
+
+        self.tool("qvm-kill", "vm1")
+        self.assert_state("vm1", "Halted")
+        self.assert_nothing_left("vm1", pid)
+
+        # a second boot: the private image persists, the orderly shutdown ends QEMU
+        self.assertTrue(os.path.exists(os.path.join(
+            self.d.state_dir, "qemu", "volumes", self.uuid_of("vm1"), "private.img")))
+        self.start_vm("vm1")
+        pid = qemu_pid(self.d, "vm1")
+        r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assert_state("vm1", "Halted")
+        self.assert_nothing_left("vm1", pid)
+
+    def qube_memory_kib(self, name):
+        pid = qemu_pid(self.d, name)
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def uuid_of(self, name):
+        return self.get_prop(name, "uuid")
+
+
+class Failures(QemuTestCase):
+
+    def test_missing_kernel_leaves_nothing(self):
+        self.new_vm("badk")
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "badk", "/nonexistent/vmlinux")
+        r = harness.run_tool(self.d, "qvm-start", "badk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("/nonexistent/vmlinux", r.stdout + r.stderr)
+        self.assert_state("badk", "Halted")
+        self.assert_nothing_left("badk")
+
+    def test_kernel_qemu_cannot_load_leaves_nothing(self):
+        self.new_vm("junk")
+        junk = os.path.join(self.guest_dir, "not-a-kernel")
+        with open(junk, "wb") as f:
+            f.write(b"\0" * 4096)
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "junk", junk)
+        r = harness.run_tool(self.d, "qvm-start", "junk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("QEMU did not start", r.stdout + r.stderr)
+        self.assert_state("junk", "Halted")
+        self.assert_nothing_left("junk")
+        # and the name starts again at once, with the right kernel
+        self.ok("admin.vm.feature.Remove", "qemu-kernel", "junk")
+
+    def test_template_in_qemu_mode_is_refused(self):
+        self.ok("admin.vm.property.Set", "virt_mode", self.TEMPLATE, "qemu")
+        self.addCleanup(self.ok, "admin.vm.property.Reset", "virt_mode", self.TEMPLATE)
+        r = harness.run_tool(self.d, "qvm-start", self.TEMPLATE, timeout=30)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("AppVMs and disposables only", r.stdout + r.stderr)
+        self.assert_state(self.TEMPLATE, "Halted")
+
+
+if __name__ == "__main__":
+    unittest.main()
