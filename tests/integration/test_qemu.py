@@ -152,7 +152,7 @@ class Lifecycle(QemuTestCase):
         return 0
 
     def uuid_of(self, name):
-        return self.get_prop(name, "uuid")
+        return self.get_prop(name, "uuid")[2]
 
 
 class Failures(QemuTestCase):

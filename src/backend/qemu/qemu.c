@@ -382,6 +382,18 @@ static bool exited(const struct qemu_run *run) {
     return poll(&pfd, 1, 0) > 0;
 }
 
+static bool exited_within(const struct qemu_run *run, int ms) {
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, ms) > 0;
+}
+
+/* QEMU's own words when it gave up (a kernel it cannot load, a bad option). */
+static int qemu_failed(const char *log_path, off_t log_start, struct qerr *err) {
+    char why[512];
+    last_log_line(log_path, log_start, why, sizeof(why));
+    return qerr_set(err, EXC_QUBES, "QEMU did not start: %s", *why ? why : "no reason given");
+}
+
 /* QEMU waits in -S for us: connect to its sockets, then let the guest run. */
 static int bring_up(struct qemu_run *run, const char *log_path, off_t log_start,
                     struct qerr *err) {
@@ -391,14 +403,13 @@ static int bring_up(struct qemu_run *run, const char *log_path, off_t log_start,
     double deadline = mono_ms() + QEMU_UP_TIMEOUT_MS;
     while (access(qmp, F_OK) < 0 && !exited(run) && mono_ms() < deadline)
         usleep(2000);
-    if (exited(run) || access(qmp, F_OK) < 0) {
-        char why[512];
-        last_log_line(log_path, log_start, why, sizeof(why));
-        return qerr_set(err, EXC_QUBES, "QEMU did not start: %s", *why ? why : "no reason given");
-    }
-    if (qemu_connect(run, err) < 0)
-        return -1;
-    return qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err);
+    if (exited(run) || access(qmp, F_OK) < 0)
+        return qemu_failed(log_path, log_start, err);
+    if (qemu_connect(run, err) < 0 ||
+        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err) < 0)
+        /* its sockets exist before it loads the kernel: it may be on its way out */
+        return exited_within(run, 1000) ? qemu_failed(log_path, log_start, err) : -1;
+    return 0;
 }
 
 static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
