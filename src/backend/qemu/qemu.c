@@ -26,10 +26,7 @@
 #include "qemu_backend.h"
 #include "strbuf.h"
 
-#define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
 #define QMP_TIMEOUT_MS 5000
-/* QEMU's own memory beyond the guest's: code, the TCG translation cache, device state */
-#define QEMU_OVERHEAD_MIB 384
 
 static struct qemu_backend *qb_of(struct backend *b) {
     return (struct qemu_backend *)b;
@@ -94,11 +91,14 @@ static void close_channels(struct qemu_run *run) {
     run->control_fd = -1;
 }
 
-static void run_free(struct qemu_run *run) {
+void qemu_run_free(struct qemu_run *run) {
     close_channels(run);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->ready_timer);
+    sd_event_source_disable_unref(run->up_timer);
     sd_event_source_disable_unref(run->stop_timer);
+    free(run->qemu_log);
+    free(run->console_log);
     if (run->pidfd >= 0)
         close(run->pidfd);
     if (run->cg)
@@ -113,9 +113,10 @@ static void run_free(struct qemu_run *run) {
     free(run);
 }
 
-static void finish_start(struct qemu_run *run, int r, const char *reason) {
+void qemu_finish_start(struct qemu_run *run, int r, const char *reason) {
     backend_done_fn done = TAKE_PTR(run->start_done);
     run->ready_timer = sd_event_source_disable_unref(run->ready_timer);
+    run->up_timer = sd_event_source_disable_unref(run->up_timer);
     if (!done)
         return;
     struct qerr err = {0};
@@ -133,26 +134,36 @@ static void remove_cgroup(struct qemu_run *run) {
         log_warning("%s: cgroup not removed: %s", run->name, strerror(-r));
 }
 
+/* The daemon hears of the end (a failed start's caller, the shutdown's waiters, the
+ * exit report) once nothing of the VM is left. */
 void qemu_teardown(struct qemu_run *run, bool report, int status) {
     struct qemu_backend *qb = run->qb;
     char dir[4096];
+    struct qerr start_err = {0};
+    backend_done_fn start_done = TAKE_PTR(run->start_done);
+    void *start_userdata = run->start_userdata;
+    if (start_done) { /* a qube that never finished starting failed to start */
+        char why[400];
+        qemu_start_failure(run, why, sizeof(why));
+        qerr_set(&start_err, EXC_QUBES, "Start of qube '%s' failed: %s", run->name, why);
+    }
     run_unlink(run);
     close_channels(run);
-    bool was_starting = run->start_done != NULL;
-    finish_start(run, -1, "QEMU exited during start-up");
     remove_cgroup(run);
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir);
     struct qemu_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = xstrdup(run->name);
-    run_free(run);
+    qemu_run_free(run);
+    if (start_done)
+        start_done(start_userdata, -1, &start_err);
     while (waiters) {
         struct qemu_waiter *w = waiters;
         waiters = w->next;
         w->done(w->userdata, 0, NULL);
         free(w);
     }
-    if (report && !was_starting && qb->base.events.exited)
+    if (report && !start_done && qb->base.events.exited)
         qb->base.events.exited(qb->base.events.userdata, name, status);
     free(name);
 }
@@ -177,7 +188,7 @@ int qemu_watch(struct qemu_run *run) {
 }
 
 /* SIGKILL, and wait for the process to be gone (bounded). */
-static void kill_and_wait(struct qemu_run *run) {
+void qemu_kill_and_wait(struct qemu_run *run) {
     if (run->pidfd < 0)
         return;
     syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
@@ -203,7 +214,7 @@ static void got_ready(struct qemu_run *run) {
     run->power = BACKEND_RUNNING;
     log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name,
              mono_ms() - run->launched_ms, qemu_accel_name(run->accel));
-    finish_start(run, 0, NULL);
+    qemu_finish_start(run, 0, NULL);
 }
 
 /* The guest init's lines: "ready" once; anything else is ignored (the guest may lie,
@@ -266,268 +277,6 @@ int qemu_connect(struct qemu_run *run, struct qerr *err) {
     return 0;
 }
 
-/* ---- start ---- */
-
-static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qube *q) {
-    struct qemu_run *run = xcalloc(1, sizeof(*run));
-    run->qb = qb;
-    run->name = xstrdup(q->name);
-    run->uuid = xstrdup(q->uuid);
-    run->kind = q->kind;
-    run->accel = qb->accel;
-    run->pidfd = run->control_fd = run->qmp.fd = -1;
-    run->power = BACKEND_RUNNING;
-    run->shutdown_timeout = q->shutdown_timeout;
-    run->cpu_weight = 100 * (q->vcpus ? q->vcpus : 1);
-    return run;
-}
-
-/* The template's root image of the revision current now: built here the first time a
- * qube of that revision starts (a later step builds it when the template changes). */
-static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, char *image,
-                        size_t size, struct qerr *err) {
-    struct volume_stack stack = {0};
-    int r = volume_current(qb->state_dir, q->root_source, "root", &stack);
-    if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot read the root volume of '%s': %s", q->name,
-                        strerror(-r));
-    if (stack.n_layers == 0) {
-        volume_stack_free(&stack);
-        return qerr_set(err, EXC_QUBES, "'%s' has no root filesystem: its template was never "
-                        "built (see qvm-template build)", q->name);
-    }
-    r = image_root_ensure(qb->state_dir, q->root_source, stack.revision, stack.layers,
-                          stack.n_layers, err);
-    image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
-    volume_stack_free(&stack);
-    return r;
-}
-
-/* An AppVM's own private image; a disposable writes over its template's (if it has one)
- * into a throwaway overlay. */
-static int prepare_private(struct qemu_backend *qb, const struct backend_qube *q, char *image,
-                           size_t size, bool *throwaway, struct qerr *err) {
-    *throwaway = q->kind == BACKEND_DISPVM;
-    if (q->kind == BACKEND_DISPVM) {
-        image_private_path(qb->state_dir, q->private_source, image, size);
-        if (access(image, F_OK) < 0)
-            *image = '\0';
-        return 0;
-    }
-    image_private_path(qb->state_dir, q->uuid, image, size);
-    return image_private_ensure(qb->state_dir, q->uuid, err);
-}
-
-static const char *option_or(const struct backend_qube *q, const char *key, const char *dflt) {
-    const char *v = backend_option(q->options, q->n_options, key);
-    return v && *v ? v : dflt;
-}
-
-static int open_log(struct qemu_backend *qb, const char *name, const char *kind, char *path,
-                    size_t size) {
-    snprintf(path, size, "%s/log", qb->state_dir);
-    mkdir(path, 0750);
-    snprintf(path, size, "%s/log/%s-%s.log", qb->state_dir, kind, name);
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
-/* fork+exec QEMU inside the qube's cgroup, its output to its log. */
-static int spawn(struct qemu_run *run, char **argv, int log_fd) {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        if (cgroup_qube_attach(run->cg, 0) < 0)
-            _exit(125);
-        setsid();
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
-            _exit(125);
-        syscall(SYS_close_range, 3, ~0U, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(argv[0], argv);
-        dprintf(2, "dispenser: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    run->pid = pid;
-    run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    run->starttime = qemu_proc_starttime(pid);
-    return run->pidfd < 0 ? -1 : 0;
-}
-
-/* The last line QEMU wrote to its log since `from`: why it failed. */
-static void last_log_line(const char *path, off_t from, char *buf, size_t size) {
-    char tail[1024];
-    *buf = '\0';
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= from)
-        return;
-    off_t at = st.st_size - from > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1
-                                                           : from;
-    ssize_t n = pread(fd, tail, sizeof(tail) - 1, at);
-    if (n <= 0)
-        return;
-    tail[n] = '\0';
-    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
-        tail[--n] = '\0';
-    char *line = strrchr(tail, '\n');
-    snprintf(buf, size, "%s", line ? line + 1 : tail);
-}
-
-static bool exited(const struct qemu_run *run) {
-    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
-    return poll(&pfd, 1, 0) > 0;
-}
-
-static bool exited_within(const struct qemu_run *run, int ms) {
-    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
-    return poll(&pfd, 1, ms) > 0;
-}
-
-/* QEMU's own words when it gave up (a kernel it cannot load, a bad option). */
-static int qemu_failed(const char *log_path, off_t log_start, struct qerr *err) {
-    char why[512];
-    last_log_line(log_path, log_start, why, sizeof(why));
-    return qerr_set(err, EXC_QUBES, "QEMU did not start: %s", *why ? why : "no reason given");
-}
-
-/* QEMU waits in -S for us: connect to its sockets, then let the guest run. */
-static int bring_up(struct qemu_run *run, const char *log_path, off_t log_start,
-                    struct qerr *err) {
-    char qmp[4200], dir[4096];
-    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
-    snprintf(qmp, sizeof(qmp), "%s/qmp.sock", dir);
-    double deadline = mono_ms() + QEMU_UP_TIMEOUT_MS;
-    while (access(qmp, F_OK) < 0 && !exited(run) && mono_ms() < deadline)
-        usleep(2000);
-    if (exited(run) || access(qmp, F_OK) < 0)
-        return qemu_failed(log_path, log_start, err);
-    if (qemu_connect(run, err) < 0 ||
-        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err) < 0)
-        /* its sockets exist before it loads the kernel: it may be on its way out */
-        return exited_within(run, 1000) ? qemu_failed(log_path, log_start, err) : -1;
-    return 0;
-}
-
-static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
-    struct qemu_run *run = userdata;
-    log_warning("%s: the guest did not report readiness in time; killing it", run->name);
-    backend_done_fn done = TAKE_PTR(run->start_done);
-    void *userdata_ = run->start_userdata;
-    struct qerr err = {0};
-    qerr_set(&err, EXC_QUBES, "Start of qube '%s' failed: the guest did not report readiness "
-             "within qrexec_timeout", run->name);
-    kill_and_wait(run);
-    qemu_teardown(run, false, 0);
-    if (done)
-        done(userdata_, -1, &err);
-    return 0;
-}
-
-static int check_kind(const struct backend_qube *q, struct qerr *err) {
-    if (q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM)
-        return qerr_set(err, EXC_QUBES, "virt_mode=qemu runs AppVMs and disposables only for "
-                        "now: '%s' has a root of its own (keep virt_mode=container for it)",
-                        q->name);
-    if (!q->root_source)
-        return qerr_set(err, EXC_QUBES, "'%s' has no template to boot from", q->name);
-    return 0;
-}
-
-static int check_file(const char *what, const char *path, struct qerr *err) {
-    if (path[0] != '/' || access(path, R_OK) < 0)
-        return qerr_set(err, EXC_QUBES, "the guest %s %s cannot be read: %s", what, path,
-                        path[0] != '/' ? "not an absolute path" : strerror(errno));
-    return 0;
-}
-
-static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
-                  const char *private, bool throwaway, struct qerr *err) {
-    struct qemu_backend *qb = run->qb;
-    char dir[4096], console[4096], log_path[4096];
-    const char *kernel = option_or(q, "kernel", qb->kernel);
-    const char *initrd = option_or(q, "initrd", qb->initrd);
-    if (check_file("kernel", kernel, err) < 0 || check_file("initramfs", initrd, err) < 0)
-        return -1;
-    qemu_rundir(qb, run->name, dir, sizeof(dir));
-    remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
-    if (make_owned_dir(dir, 0, 0700) < 0)
-        return qerr_set(err, EXC_QUBES, "cannot create %s: %s", dir, strerror(errno));
-    _cleanup_close_ int con_fd = open_log(qb, run->name, "guest", console, sizeof(console));
-    _cleanup_close_ int log_fd = open_log(qb, run->name, "qemu", log_path, sizeof(log_path));
-    if (log_fd < 0 || con_fd < 0)
-        return qerr_set(err, EXC_QUBES, "cannot open the logs of '%s'", run->name);
-    struct qemu_launch l = {
-        .rundir = dir, .console_log = console, .kernel = kernel, .initrd = initrd,
-        .kernelopts = option_or(q, "kernelopts", NULL), .init = option_or(q, "init", NULL),
-        .root_image = root, .private_image = *private ? private : NULL,
-        .private_throwaway = throwaway, .memory_mib = q->memory_mib, .vcpus = q->vcpus,
-    };
-    char **argv = qemu_argv(qb, run->name, &l);
-    off_t log_start = lseek(log_fd, 0, SEEK_END);
-    int r = spawn(run, argv, log_fd);
-    qemu_argv_free(argv);
-    if (r < 0)
-        return qerr_set(err, EXC_QUBES, "cannot start QEMU: %s", strerror(errno));
-    run->launched_ms = mono_ms();
-    return bring_up(run, log_path, log_start, err);
-}
-
-static struct cgroup_limits limits_of(const struct backend_qube *q) {
-    uint64_t mib = q->maxmem_mib > q->memory_mib ? q->maxmem_mib : q->memory_mib;
-    return (struct cgroup_limits){
-        .memory_max_bytes = (mib + QEMU_OVERHEAD_MIB) << 20,
-        .pids_max = 1024, /* QEMU's threads */
-        .cpu_weight = 100 * (q->vcpus ? q->vcpus : 1),
-        .cpu_idle = q->background,
-    };
-}
-
-static int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-                     void *userdata, struct qerr *err) {
-    struct qemu_backend *qb = qb_of(b);
-    if (qemu_find(qb, q->name))
-        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
-    char root[4096], private[4096];
-    bool throwaway;
-    if (check_kind(q, err) < 0 || prepare_root(qb, q, root, sizeof(root), err) < 0 ||
-        prepare_private(qb, q, private, sizeof(private), &throwaway, err) < 0)
-        return -1;
-    struct qemu_run *run = run_new(qb, q);
-    struct cgroup_limits limits = limits_of(q);
-    run->cg = cgroup_qube_create(qb->cgroups, q->name, &limits);
-    if (!run->cg) {
-        qerr_set(err, EXC_QUBES, "cannot create the cgroups of '%s': %s", q->name,
-                 strerror(errno));
-        run_free(run);
-        return -1;
-    }
-    run->next = qb->runs;
-    qb->runs = run;
-    if (launch(run, q, root, private, throwaway, err) < 0 || qemu_state_save(run) < 0 ||
-        qemu_watch(run) < 0 ||
-        sd_event_add_time_relative(b->loop, &run->ready_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0,
-                                   on_ready_timeout, run) < 0) {
-        if (!*err->msg)
-            qerr_set(err, EXC_QUBES, "cannot watch QEMU of '%s'", q->name);
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        qerr_set(err, EXC_QUBES, "Start of qube '%s' failed: %s", q->name, why);
-        kill_and_wait(run);
-        qemu_teardown(run, false, 0);
-        return -1;
-    }
-    run->start_done = done;
-    run->start_userdata = userdata;
-    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid,
-             qemu_accel_name(run->accel), qb->accel_why);
-    return 0;
-}
-
 /* ---- life cycle ---- */
 
 static int qemu_pause(struct backend *b, const char *name, struct qerr *err) {
@@ -559,6 +308,7 @@ static int qemu_foreground(struct backend *b, const char *name) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run || !run->cg)
         return -ENOENT;
+    qemu_start_priority(run, SD_EVENT_PRIORITY_NORMAL);
     return cgroup_qube_set_idle(run->cg, false, run->cpu_weight);
 }
 
@@ -566,7 +316,7 @@ static int qemu_kill(struct backend *b, const char *name, struct qerr *err) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, err);
-    kill_and_wait(run);
+    qemu_kill_and_wait(run);
     qemu_teardown(run, true, 128 + SIGKILL);
     return 0;
 }
@@ -738,7 +488,7 @@ static void qemu_free(struct backend *b) {
     while (qb->runs) { /* VMs outlive the daemon: forget them, do not stop them */
         struct qemu_run *run = qb->runs;
         qb->runs = run->next;
-        run_free(run);
+        qemu_run_free(run);
     }
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);

@@ -43,9 +43,11 @@ struct qemu_run {
     size_t control_len;
     unsigned shutdown_timeout;
     unsigned cpu_weight;
-    /* start: waiting for the guest's "ready" */
-    double launched_ms;
-    sd_event_source *ready_timer;
+    /* start: QEMU's sockets (up_timer), then the guest's "ready" (ready_timer) */
+    double launched_ms, up_deadline_ms;
+    sd_event_source *up_timer, *ready_timer;
+    char *qemu_log, *console_log; /* and where this start's lines begin in them */
+    off_t qemu_log_start, console_log_start;
     backend_done_fn start_done;
     void *start_userdata;
     /* shutdown */
@@ -68,11 +70,23 @@ struct qemu_backend {
 const char *qemu_accel_name(enum qemu_accel a);
 struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name);
 void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
+void qemu_run_free(struct qemu_run *run);
+/* Tells the start's caller, once. */
+void qemu_finish_start(struct qemu_run *run, int r, const char *reason);
+void qemu_kill_and_wait(struct qemu_run *run);
 /* The VM is gone (or never came up): close everything, remove its runtime directory and
  * cgroup, tell the daemon if `report`. Frees run. */
 void qemu_teardown(struct qemu_run *run, bool report, int status);
 int qemu_watch(struct qemu_run *run);
 unsigned long long qemu_proc_starttime(pid_t pid);
+
+/* start (qemu_start.c) */
+int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+               void *userdata, struct qerr *err);
+/* Why a start failed, from QEMU's log or else the guest's console, since the start. */
+void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size);
+/* A preload's start steps aside for other work (idle) or no longer (normal). */
+void qemu_start_priority(struct qemu_run *run, int64_t priority);
 
 /* The command line (qemu_argv.c); NULL-terminated, free with qemu_argv_free. */
 struct qemu_launch {
