@@ -112,6 +112,10 @@ class Lifecycle(QemuTestCase):
         # the root image was built once, for the template's current revision
         images = os.listdir(os.path.join(self.d.state_dir, "qemu", "images"))
         self.assertEqual(1, len(images))
+        # no qrexec into a VM yet (its agent link is the next step): refused, not hung
+        r = harness.run_tool(self.d, "qvm-run", "-p", "vm1", "true", timeout=30)
+        self.assertNotEqual(0, r.returncode)
+        self.assert_state("vm1", "Running")
         self.tool("qvm-pause", "vm1")
         self.assert_state("vm1", "Paused")
         rss = self.qube_memory_kib("vm1")
@@ -153,6 +157,37 @@ class Lifecycle(QemuTestCase):
 
     def uuid_of(self, name):
         return self.get_prop(name, "uuid")[2]
+
+
+class Disposable(QemuTestCase):
+
+    def test_disposable_writes_over_its_templates_private_and_leaves_it_intact(self):
+        self.new_vm("dvm")
+        self.ok("admin.vm.property.Set", "template_for_dispvms", "dvm", "True")
+        # the disposable template's private image, as its own boot would have made it
+        vol = os.path.join(self.d.state_dir, "qemu", "volumes", self.get_prop("dvm", "uuid")[2])
+        os.makedirs(vol)
+        image = os.path.join(vol, "private.img")
+        subprocess.run(["truncate", "-s", "64M", image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        with open(image, "rb") as f:
+            before = f.read()
+        self.ok("admin.vm.Create.DispVM", "dvm", "dom0", "name=disp1 label=red")
+        self.addCleanup(self.remove_quietly, "disp1")
+        self.assertEqual("qemu", self.get_prop("disp1", "virt_mode")[2])  # from its template
+        self.ok("admin.vm.property.Set", "qrexec_timeout", "disp1", str(BOOT_TIMEOUT))
+        self.start_vm("disp1")
+        self.assert_state("disp1", "Running")
+        pid = qemu_pid(self.d, "disp1")
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().split(b"\0")
+        drive = [a for a in cmdline if b"id=private" in a and b"if=none" in a]
+        self.assertEqual(1, len(drive), cmdline)
+        self.assertIn(b"snapshot=on", drive[0])
+        self.tool("qvm-kill", "disp1")
+        self.assert_nothing_left("disp1", pid)
+        with open(image, "rb") as f:
+            self.assertTrue(before == f.read(), "the disposable wrote to its template's image")
 
 
 class Failures(QemuTestCase):
