@@ -80,7 +80,7 @@ class QemuTestCase(EngineTestCase):
         self.new_appvm(name)
         self.ok("admin.vm.property.Set", "virt_mode", name, "qemu")
         self.ok("admin.vm.property.Set", "qrexec_timeout", name, str(BOOT_TIMEOUT))
-        self.ok("admin.vm.property.Set", "shutdown_timeout", name, "60")
+        self.ok("admin.vm.property.Set", "shutdown_timeout", name, "20")
 
     def start_vm(self, name):
         r = harness.run_tool(self.d, "qvm-start", name, timeout=BOOT_TIMEOUT + 30)
@@ -100,7 +100,7 @@ class QemuTestCase(EngineTestCase):
 
 class Lifecycle(QemuTestCase):
 
-    def test_start_pause_unpause_adopt_kill_then_shutdown(self):
+    def test_start_pause_unpause_adopt_shutdown_then_kill(self):
         self.new_vm("vm1")
         t0 = time.monotonic()
         self.start_vm("vm1")
@@ -132,18 +132,26 @@ class Lifecycle(QemuTestCase):
         self.assert_state("vm1", "Paused")
         self.tool("qvm-unpause", "vm1")
         self.assert_state("vm1", "Running")
+        # and a running one: its guest sees the host side of its ports go and come back
+        self.d.kill()
+        time.sleep(2)
+        self.d.start()
+        self.assertIn("vm1: adopted (QEMU pid %d, running" % pid, self.d.log())
+        self.assert_state("vm1", "Running")
 
-        self.tool("qvm-kill", "vm1")
+        # the orderly shutdown reaches the guest through the adopting daemon's connection
+        r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
+        self.assertEqual(0, r.returncode, r.stderr)
         self.assert_state("vm1", "Halted")
         self.assert_nothing_left("vm1", pid)
+        self.assertNotIn("vm1: still running after shutdown_timeout", self.d.log())
 
-        # a second boot: the private image persists, the orderly shutdown ends QEMU
+        # a second boot: the private image persists; kill
         self.assertTrue(os.path.exists(os.path.join(
             self.d.state_dir, "qemu", "volumes", self.uuid_of("vm1"), "private.img")))
         self.start_vm("vm1")
         pid = qemu_pid(self.d, "vm1")
-        r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
-        self.assertEqual(0, r.returncode, r.stderr)
+        self.tool("qvm-kill", "vm1")
         self.assert_state("vm1", "Halted")
         self.assert_nothing_left("vm1", pid)
 
