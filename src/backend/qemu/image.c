@@ -76,8 +76,9 @@ static int mount_inputs(char *const *layers, size_t n, const char *work, const c
 /* Child: mounts its inputs, enters a user namespace (the parent writes its maps), becomes
  * its root and runs mkfs.erofs. */
 static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *work,
-                                 const char *out, int ready_w, int go_r) {
-    if (unshare(CLONE_NEWNS) < 0 || mount_inputs(layers, n, work, out) < 0 ||
+                                 const char *out, const struct image_confine *confine,
+                                 int ready_w, int go_r) {
+    if ((confine && confine->attach(confine->ctx, 0) < 0) || unshare(CLONE_NEWNS) < 0 || mount_inputs(layers, n, work, out) < 0 ||
         unshare(CLONE_NEWUSER) < 0) {
         fprintf(stderr, "image: cannot mount the layers: %s\n", strerror(errno));
         _exit(126);
@@ -95,7 +96,7 @@ static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *work
 }
 
 static int run_mkfs(char *const *layers, size_t n, const char *work, const char *out,
-                    uid_t uid_base, uid_t uid_count) {
+                    const struct image_confine *confine, uid_t uid_base, uid_t uid_count) {
     int ready[2], go[2];
     if (pipe2(ready, O_CLOEXEC) < 0)
         return -1;
@@ -105,7 +106,7 @@ static int run_mkfs(char *const *layers, size_t n, const char *work, const char 
     }
     pid_t pid = fork();
     if (pid == 0)
-        mkfs_child(layers, n, work, out, ready[1], go[0]);
+        mkfs_child(layers, n, work, out, confine, ready[1], go[0]);
     close(ready[1]);
     close(go[0]);
     char c = 0;
@@ -165,7 +166,8 @@ static void remove_other_revisions(const char *state_dir, const char *uuid, cons
 }
 
 int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision,
-                      char *const *layers, size_t n_layers, struct qerr *err) {
+                      char *const *layers, size_t n_layers, const struct image_confine *confine,
+                      struct qerr *err) {
     char path[4096], tmp[4200], work[64];
     struct stat st;
     if (stat(layers[n_layers - 1], &st) < 0)
@@ -183,7 +185,7 @@ int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision
     _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     /* owned by the range's root: mkfs writes it as that user */
     int r = fd < 0 || fchown(fd, uid_base, uid_base) < 0 || make_work_dir(work, sizeof(work)) < 0
-                ? -1 : run_mkfs(layers, n_layers, work, tmp, uid_base, uid_count);
+                ? -1 : run_mkfs(layers, n_layers, work, tmp, confine, uid_base, uid_count);
     remove_work_dir(work);
     if (r == 0 && rename(tmp, path) < 0)
         r = -1;

@@ -25,10 +25,18 @@
 /* The path of a template revision's root image (may not exist yet). */
 void image_root_path(const char *state_dir, const char *uuid, uint64_t revision, char *buf,
                      size_t size);
+/* Where the builder runs: called in its child with pid 0 before anything else (a cgroup
+ * of its own: mkfs runs as the qubes' range root, and should be counted and confined as
+ * qubes are, not as the daemon). */
+struct image_confine {
+    int (*attach)(void *ctx, pid_t pid);
+    void *ctx;
+};
 /* Builds it from the layers (top first) unless it exists; then removes the template's
  * images of other revisions (a running VM keeps its open file). */
 int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision,
-                      char *const *layers, size_t n_layers, struct qerr *err);
+                      char *const *layers, size_t n_layers, const struct image_confine *confine,
+                      struct qerr *err);
 void image_private_path(const char *state_dir, const char *uuid, char *buf, size_t size);
 /* Creates an empty ext4 private image unless it exists. */
 int image_private_ensure(const char *state_dir, const char *uuid, struct qerr *err);

@@ -43,6 +43,33 @@ static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qu
 
 /* The template's root image of the revision current now: built here the first time a
  * qube of that revision starts (a later step builds it when the template changes). */
+static int attach_builder(void *ctx, pid_t pid) {
+    return cgroup_qube_attach(ctx, pid);
+}
+
+/* In a cgroup of its own in the engine's group ("image-<template uuid>"): removed after,
+ * or by the engine's cleanup if the daemon dies meanwhile. */
+static int build_root_image(struct qemu_backend *qb, const char *uuid,
+                            const struct volume_stack *stack, struct qerr *err) {
+    char name[64], image[4096];
+    image_root_path(qb->state_dir, uuid, stack->revision, image, sizeof(image));
+    if (access(image, F_OK) == 0)
+        return 0;
+    snprintf(name, sizeof(name), "image-%.36s", uuid);
+    struct cgroup_limits limits = {.memory_max_bytes = 1ULL << 30, .pids_max = 64,
+                                   .cpu_weight = 100};
+    struct cgroup_qube *cg = cgroup_qube_create(qb->cgroups, name, &limits);
+    if (!cg)
+        return qerr_set(err, EXC_QUBES, "cannot create the cgroup of the image builder: %s",
+                        strerror(errno));
+    struct image_confine confine = {attach_builder, cg};
+    int r = image_root_ensure(qb->state_dir, uuid, stack->revision, stack->layers,
+                              stack->n_layers, &confine, err);
+    cgroup_qube_kill(cg);
+    cgroup_qube_destroy(cg);
+    return r;
+}
+
 static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, char *image,
                         size_t size, struct qerr *err) {
     struct volume_stack stack = {0};
@@ -55,8 +82,7 @@ static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, c
         return qerr_set(err, EXC_QUBES, "'%s' has no root filesystem: its template was never "
                         "built (see qvm-template build)", q->name);
     }
-    r = image_root_ensure(qb->state_dir, q->root_source, stack.revision, stack.layers,
-                          stack.n_layers, err);
+    r = build_root_image(qb, q->root_source, &stack, err);
     image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
     volume_stack_free(&stack);
     return r;
