@@ -194,6 +194,10 @@ class Disposable(QemuTestCase):
         self.assertIn(b"snapshot=on", drive[0])
         self.tool("qvm-kill", "disp1")
         self.assert_nothing_left("disp1", pid)
+        logs = os.path.join(self.d.state_dir, "log", "qemu")
+        self.assertIn("disp1.console.log", os.listdir(logs))
+        self.ok("admin.vm.Remove", "", "disp1")
+        self.assertEqual([], [f for f in os.listdir(logs) if f.startswith("disp1.")])
         with open(image, "rb") as f:
             self.assertTrue(before == f.read(), "the disposable wrote to its template's image")
 

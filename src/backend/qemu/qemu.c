@@ -47,6 +47,27 @@ void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, siz
     snprintf(buf, size, "%s/qemu/%s", qb->runtime_dir, name);
 }
 
+void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind,
+                   char *buf, size_t size) {
+    snprintf(buf, size, "%s/log", qb->state_dir);
+    mkdir(buf, 0750);
+    snprintf(buf, size, "%s/log/qemu", qb->state_dir);
+    mkdir(buf, 0750);
+    snprintf(buf, size, "%s/log/qemu/%s.%s.log", qb->state_dir, name, kind);
+}
+
+/* A removed qube's logs go with it (a disposable's too). */
+static void remove_logs(struct qemu_backend *qb, const char *name) {
+    static const char *const kinds[] = {"console", "qemu"};
+    for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+        char path[4096], old[4200];
+        qemu_log_path(qb, name, kinds[i], path, sizeof(path));
+        snprintf(old, sizeof(old), "%s.1", path);
+        unlink(path);
+        unlink(old);
+    }
+}
+
 unsigned long long qemu_proc_starttime(pid_t pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -412,6 +433,7 @@ static int qemu_remove_volumes(struct backend *b, const struct backend_qube *q,
     snprintf(path, sizeof(path), "%s/qemu/images/%s", qb->state_dir, q->uuid);
     if (r == 0)
         r = remove_recursive(path);
+    remove_logs(qb, q->name);
     if (r < 0)
         return qerr_set(err, EXC_QUBES, "cannot remove the volumes of '%s': %s", q->name,
                         strerror(errno));

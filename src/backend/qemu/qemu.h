@@ -70,6 +70,10 @@ struct qemu_backend {
 const char *qemu_accel_name(enum qemu_accel a);
 struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name);
 void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
+/* STATE/log/qemu/NAME.KIND.log (its directory made): KIND console or qemu. Apart from the
+ * container engine's guest-NAME.log, whose sweep would take them for its own leftovers. */
+void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind,
+                   char *buf, size_t size);
 void qemu_run_free(struct qemu_run *run);
 /* Tells the start's caller, once. */
 void qemu_finish_start(struct qemu_run *run, int r, const char *reason);

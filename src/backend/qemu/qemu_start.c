@@ -23,6 +23,7 @@
 
 #define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
 #define QEMU_UP_POLL_US 5000
+#define QEMU_LOG_ROTATE_BYTES (1024 * 1024)
 #define QMP_TIMEOUT_MS 5000
 /* QEMU's own memory beyond the guest's: code, the TCG translation cache, device state */
 #define QEMU_OVERHEAD_MIB 384
@@ -108,14 +109,17 @@ static const char *option_or(const struct backend_qube *q, const char *key, cons
     return v && *v ? v : dflt;
 }
 
-/* STATE/log/KIND-NAME.log, appended to; its path and current end are kept in *path and
- * *start (a failed start quotes what was written after it). */
+/* STATE/log/qemu/NAME.KIND.log, appended to (KIND: console, the guest's serial console;
+ * qemu, QEMU's own messages), rotated once over QEMU_LOG_ROTATE_BYTES; its path and
+ * current end are kept in *path and *start (a failed start quotes what came after). */
 static int open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
                     off_t *start) {
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/log", qb->state_dir);
-    mkdir(buf, 0750);
-    snprintf(buf, sizeof(buf), "%s/log/%s-%s.log", qb->state_dir, kind, name);
+    char buf[4096], old[4200];
+    qemu_log_path(qb, name, kind, buf, sizeof(buf));
+    struct stat st;
+    snprintf(old, sizeof(old), "%s.1", buf);
+    if (stat(buf, &st) == 0 && st.st_size > QEMU_LOG_ROTATE_BYTES)
+        rename(buf, old);
     int fd = open(buf, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     free(*path);
     *path = xstrdup(buf);
@@ -198,7 +202,7 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
     remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
     if (make_owned_dir(dir, 0, 0700) < 0)
         return qerr_set(err, EXC_QUBES, "cannot create %s: %s", dir, strerror(errno));
-    _cleanup_close_ int con_fd = open_log(qb, run->name, "guest", &run->console_log,
+    _cleanup_close_ int con_fd = open_log(qb, run->name, "console", &run->console_log,
                                           &run->console_log_start);
     _cleanup_close_ int log_fd = open_log(qb, run->name, "qemu", &run->qemu_log,
                                           &run->qemu_log_start);
