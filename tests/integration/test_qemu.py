@@ -202,6 +202,27 @@ class Disposable(QemuTestCase):
             self.assertTrue(before == f.read(), "the disposable wrote to its template's image")
 
 
+@unittest.skipIf(missing(), missing() or "")
+class KvmProbeGuest(unittest.TestCase):
+    """The guest half of the engine's KVM probe, run under TCG (no /dev/kvm here): with
+    dispenser.probe=1 the initramfs prints its marker and resets at once, so the probe
+    tells "boots" from "hangs" without a root image."""
+
+    def test_probe_guest_prints_its_marker_and_ends(self):
+        out = tempfile.mkdtemp(prefix="dispenser-vm-guest-")
+        self.addCleanup(shutil.rmtree, out, True)
+        build_guest(out)
+        r = subprocess.run([QEMU, "-M", "microvm", "-accel", "tcg", "-m", "128", "-nodefaults",
+                            "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+                            "-kernel", os.path.join(out, "vmlinux"),
+                            "-initrd", os.path.join(out, "initramfs.cpio"),
+                            "-append", "console=ttyS0 quiet panic=-1 reboot=t pci=off "
+                            "tsc=reliable dispenser.probe=1"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=BOOT_TIMEOUT)
+        self.assertIn(b"dispenser-probe-ok", r.stdout)
+        self.assertEqual(0, r.returncode, r.stderr)
+
+
 class Failures(QemuTestCase):
 
     def test_missing_kernel_leaves_nothing(self):
