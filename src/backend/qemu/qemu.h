@@ -105,6 +105,15 @@ struct qemu_launch {
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);
 
+/* volumes (qemu_volumes.c) */
+int qemu_remove_volumes(struct backend *b, const struct backend_qube *q, struct qerr *err);
+int qemu_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
+                     struct backend_volume_info *out, struct qerr *err);
+int qemu_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
+                      char *path, size_t size, struct qerr *err);
+int qemu_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
+                    bool commit, struct qerr *err);
+
 /* state file and adoption (qemu_state.c) */
 int qemu_state_save(const struct qemu_run *run);
 int qemu_adopt(struct backend *b, const struct backend_qube *q);
