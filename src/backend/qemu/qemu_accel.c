@@ -26,13 +26,18 @@ static bool probe_kvm(const struct qemu_backend *qb) {
     int out[2];
     if (pipe2(out, O_CLOEXEC) < 0)
         return false;
+    /* the flags every guest gets (qemu_argv.c): without the TSC's rate a microvm guest
+     * can hang calibrating it, which the probe would take for KVM's fault */
+    char append[256];
+    snprintf(append, sizeof(append), "console=ttyS0 quiet panic=-1 reboot=t pci=off "
+             "tsc=reliable no_timer_check tsc_early_khz=%u dispenser.probe=1", qb->tsc_khz);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(out[1], 1);
         execl(qb->binary, qb->binary, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m",
               "128", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
               "-serial", "stdio", "-kernel", qb->kernel, "-initrd", qb->initrd, "-append",
-              "console=ttyS0 quiet panic=-1 reboot=t pci=off dispenser.probe=1", (char *)NULL);
+              append, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
