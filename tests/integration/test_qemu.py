@@ -236,28 +236,41 @@ class KvmProbeGuest(unittest.TestCase):
 
 class Failures(QemuTestCase):
 
+    def test_kernel_path_is_refused(self):
+        """A feature must not make QEMU read any host file into a guest: a kernel is a
+        name in the kernels dir, as Qubes' `kernel` property is."""
+        self.new_vm("pathk")
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "pathk", "/etc/shadow")
+        r = harness.run_tool(self.d, "qvm-start", "pathk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("a kernel is a directory name", r.stdout + r.stderr)
+        self.assert_state("pathk", "Halted")
+        self.assert_nothing_left("pathk")
+
     def test_missing_kernel_leaves_nothing(self):
         self.new_vm("badk")
-        self.ok("admin.vm.feature.Set", "qemu-kernel", "badk", "/nonexistent/vmlinux")
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "badk", "nosuchkernel")
         r = harness.run_tool(self.d, "qvm-start", "badk", timeout=60)
         self.assertNotEqual(0, r.returncode)
-        self.assertIn("/nonexistent/vmlinux", r.stdout + r.stderr)
+        self.assertIn(os.path.join(self.guest_dir, "kernels", "nosuchkernel", "vmlinux"),
+                      r.stdout + r.stderr)
         self.assert_state("badk", "Halted")
         self.assert_nothing_left("badk")
 
     def test_kernel_qemu_cannot_load_leaves_nothing(self):
         self.new_vm("junk")
-        junk = os.path.join(self.guest_dir, "not-a-kernel")
-        with open(junk, "wb") as f:
+        kdir = os.path.join(self.guest_dir, "kernels", "junk")
+        os.makedirs(kdir)
+        self.addCleanup(shutil.rmtree, kdir, True)
+        with open(os.path.join(kdir, "vmlinux"), "wb") as f:
             f.write(b"\0" * 4096)
-        self.ok("admin.vm.feature.Set", "qemu-kernel", "junk", junk)
+        shutil.copy(os.path.join(self.guest_dir, "initramfs.cpio"), kdir)
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "junk", "junk")
         r = harness.run_tool(self.d, "qvm-start", "junk", timeout=60)
         self.assertNotEqual(0, r.returncode)
         self.assertIn("QEMU did not start", r.stdout + r.stderr)
         self.assert_state("junk", "Halted")
         self.assert_nothing_left("junk")
-        # and the name starts again at once, with the right kernel
-        self.ok("admin.vm.feature.Remove", "qemu-kernel", "junk")
 
     def test_template_in_qemu_mode_is_refused(self):
         self.ok("admin.vm.property.Set", "virt_mode", self.TEMPLATE, "qemu")

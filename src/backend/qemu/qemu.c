@@ -436,6 +436,7 @@ static void qemu_free(struct backend *b) {
     free(qb->binary);
     free(qb->kernel);
     free(qb->initrd);
+    free(qb->kernels_dir);
     sd_event_unref(b->loop);
     free(qb);
 }
@@ -496,13 +497,13 @@ static unsigned host_tsc_khz(void) {
 }
 
 struct qemu_options {
-    const char *binary, *guest_dir, *accel;
+    const char *binary, *guest_dir, *kernels_dir, *accel;
 };
 
 /* --engine-option qemu.KEY=VALUE */
 static int apply_options(struct qemu_backend *qb, const struct backend_config *cfg,
                          struct qemu_options *o, struct qerr *err) {
-    *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, "auto"};
+    *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, NULL, "auto"};
     for (size_t i = 0; i < cfg->n_options; i++) {
         const char *k = cfg->options[i].key, *v = cfg->options[i].value;
         int r = 0;
@@ -510,11 +511,13 @@ static int apply_options(struct qemu_backend *qb, const struct backend_config *c
             o->binary = v;
         else if (strcmp(k, "guest-dir") == 0)
             o->guest_dir = v;
+        else if (strcmp(k, "kernels-dir") == 0)
+            o->kernels_dir = v;
         else if (strcmp(k, "accel") == 0 && (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
             o->accel = v;
         else
             r = qerr_set(err, EXC_QUBES, "qemu.%s=%s: no such option (known: binary, guest-dir, "
-                         "accel=auto|kvm|tcg)", k, v);
+                         "kernels-dir, accel=auto|kvm|tcg)", k, v);
         if (r < 0)
             return -1;
     }
@@ -527,6 +530,8 @@ static int find_guest(struct qemu_backend *qb, const struct qemu_options *o, str
         return qerr_set(err, EXC_QUBES, "%s is not installed (Debian: qemu-system-x86)",
                         o->binary);
     char path[4096];
+    snprintf(path, sizeof(path), "%s/kernels", o->guest_dir);
+    qb->kernels_dir = xstrdup(o->kernels_dir ? o->kernels_dir : path);
     snprintf(path, sizeof(path), "%s/vmlinux", o->guest_dir);
     qb->kernel = xstrdup(path);
     snprintf(path, sizeof(path), "%s/initramfs.cpio", o->guest_dir);

@@ -59,7 +59,8 @@ struct qemu_backend {
     struct backend base;
     char *state_dir, *runtime_dir, *agent_path;
     char *binary;      /* qemu-system-x86_64 */
-    char *kernel, *initrd; /* the default guest, from the guest dir */
+    char *kernel, *initrd; /* the default guest: GUEST_DIR/{vmlinux,initramfs.cpio} */
+    char *kernels_dir;     /* other guests, by name: KERNELS_DIR/NAME/{vmlinux,initramfs.cpio} */
     enum qemu_accel accel;
     char accel_why[128]; /* for the log: why this accelerator */
     unsigned tsc_khz;  /* the host's TSC, for the guest's command line (see qemu_argv) */

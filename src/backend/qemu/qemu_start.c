@@ -184,19 +184,38 @@ static int check_kind(const struct backend_qube *q, struct qerr *err) {
 }
 
 static int check_file(const char *what, const char *path, struct qerr *err) {
-    if (path[0] != '/' || access(path, R_OK) < 0)
+    if (access(path, R_OK) < 0)
         return qerr_set(err, EXC_QUBES, "the guest %s %s cannot be read: %s", what, path,
-                        path[0] != '/' ? "not an absolute path" : strerror(errno));
+                        strerror(errno));
+    return 0;
+}
+
+/* The qube's guest: the feature qemu-kernel names a directory of the kernels dir (as
+ * Qubes' `kernel` property names one of /var/lib/qubes/vm-kernels), never a path: whoever
+ * may set a qube's features must not make QEMU read any host file into a guest. */
+static int guest_files(const struct qemu_backend *qb, const struct backend_qube *q,
+                       char *kernel, char *initrd, size_t size, struct qerr *err) {
+    const char *name = option_or(q, "kernel", NULL);
+    if (!name) {
+        snprintf(kernel, size, "%s", qb->kernel);
+        snprintf(initrd, size, "%s", qb->initrd);
+    } else if (strchr(name, '/') || name[0] == '.') {
+        return qerr_set(err, EXC_QUBES, "qemu-kernel=%s: a kernel is a directory name in %s, "
+                        "not a path", name, qb->kernels_dir);
+    } else {
+        snprintf(kernel, size, "%s/%s/vmlinux", qb->kernels_dir, name);
+        snprintf(initrd, size, "%s/%s/initramfs.cpio", qb->kernels_dir, name);
+    }
+    if (check_file("kernel", kernel, err) < 0 || check_file("initramfs", initrd, err) < 0)
+        return -1;
     return 0;
 }
 
 static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
                   const char *private, bool throwaway, struct qerr *err) {
     struct qemu_backend *qb = run->qb;
-    char dir[4096];
-    const char *kernel = option_or(q, "kernel", qb->kernel);
-    const char *initrd = option_or(q, "initrd", qb->initrd);
-    if (check_file("kernel", kernel, err) < 0 || check_file("initramfs", initrd, err) < 0)
+    char dir[4096], kernel[4096], initrd[4096];
+    if (guest_files(qb, q, kernel, initrd, sizeof(kernel), err) < 0)
         return -1;
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
