@@ -74,8 +74,12 @@ class QemuTestCase(EngineTestCase):
     @classmethod
     def setUpClass(cls):
         cls.guest_dir = tempfile.mkdtemp(prefix="dispenser-vm-guest-")
-        build_guest(cls.guest_dir)
-        super().setUpClass()
+        try:
+            build_guest(cls.guest_dir)
+            super().setUpClass()
+        except BaseException:  # tearDownClass does not run then
+            shutil.rmtree(cls.guest_dir, ignore_errors=True)
+            raise
 
     @classmethod
     def tearDownClass(cls):
