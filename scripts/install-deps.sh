@@ -7,7 +7,13 @@ PACKAGES="
   libsystemd-dev libsqlite3-dev libcmocka-dev libseccomp-dev libcap-dev
   python3 sqlite3 systemd busybox-static debootstrap bubblewrap musl-tools
   gnuplot-nox clang-format
+  qemu-system-x86 erofs-utils e2fsprogs libjson-c-dev
 "
 apt-get update
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $PACKAGES
+
+# The guest kernel of virt_mode=qemu qubes: downloaded and unpacked into a cache, never
+# installed on the host. Without it (no network to the archive), qemu qubes are unavailable
+# and their tests skip; nothing else depends on it.
+"$(dirname "$0")/fetch-vm-kernel.sh" || echo "install-deps: no guest kernel for virt_mode=qemu" >&2

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "container/container_backend.h"
+#ifdef DISPENSER_QEMU_ENGINE
+#include "qemu/qemu_backend.h"
+#endif
 #include "log.h"
 
 /* A second engine is one folder and one row here. */
@@ -13,6 +16,9 @@ static const struct {
     backend_open_fn open;
 } ENGINES[] = {
     {"container", container_backend_new},
+#ifdef DISPENSER_QEMU_ENGINE
+    {"qemu", qemu_backend_new},
+#endif
 };
 
 #define N_ENGINES (sizeof(ENGINES) / sizeof(ENGINES[0]))

@@ -388,7 +388,7 @@ class DaemonTestCase(unittest.TestCase):
     def setUpClass(cls):
         cls.shared = None
         if cls.PER_CLASS:
-            cls.shared = Daemon()
+            cls.shared = Daemon(extra_args=cls.daemon_args())
             try:
                 cls.shared.start()
                 cls.populate(cls.shared)
@@ -400,11 +400,16 @@ class DaemonTestCase(unittest.TestCase):
     def populate(cls, d):
         """Hook: state every test of the class starts from."""
 
+    @classmethod
+    def daemon_args(cls):
+        """Hook: extra dispenserd arguments (e.g. an engine's options)."""
+        return []
+
     def setUp(self):
         if self.shared:
             self.d = self.shared
         else:
-            self.d = Daemon()
+            self.d = Daemon(extra_args=self.daemon_args())
             self.addCleanup(self._check_sanitizers)
             self.addCleanup(self.d.cleanup)
             self.d.start()

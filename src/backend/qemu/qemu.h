@@ -1,0 +1,126 @@
+/* Internals shared by the QEMU engine's files. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "backend.h"
+#include "cgroup.h"
+#include "qmp.h"
+
+/* What a qube runs on: KVM where it works, else QEMU's own translator. */
+enum qemu_accel { QEMU_ACCEL_TCG, QEMU_ACCEL_KVM };
+
+struct qemu_backend;
+
+struct qemu_waiter {
+    struct qemu_waiter *next;
+    backend_done_fn done;
+    void *userdata;
+};
+
+/* One running (or paused, or starting) VM. Its files are in RUNTIME/qemu/<name>/:
+ * state (what an adopting daemon needs), qmp.sock, control.sock (the guest init's
+ * "ready" and our "poweroff"), serial.sock (the agent's port: dispenser-vmux's). */
+struct qemu_run {
+    struct qemu_backend *qb;
+    struct qemu_run *next;
+    char *name, *uuid;
+    enum backend_kind kind;
+    enum qemu_accel accel;
+    pid_t pid;
+    unsigned long long starttime; /* tells a reused pid apart */
+    int pidfd;
+    sd_event_source *exit_src;
+    struct cgroup_qube *cg;
+    enum backend_power power;
+    struct qmp qmp;
+    sd_event_source *qmp_src;     /* drops QMP events between commands */
+    int control_fd;
+    sd_event_source *control_src;
+    char control_buf[64];
+    size_t control_len;
+    unsigned shutdown_timeout;
+    unsigned cpu_weight;
+    /* start: QEMU's sockets (up_timer), then the guest's "ready" (ready_timer) */
+    double launched_ms, up_deadline_ms;
+    sd_event_source *up_timer, *ready_timer;
+    char *qemu_log, *console_log; /* and where this start's lines begin in them */
+    off_t qemu_log_start, console_log_start;
+    backend_done_fn start_done;
+    void *start_userdata;
+    /* shutdown */
+    sd_event_source *stop_timer;
+    struct qemu_waiter *stop_waiters;
+};
+
+struct qemu_backend {
+    struct backend base;
+    char *state_dir, *runtime_dir, *agent_path;
+    char *binary;      /* qemu-system-x86_64 */
+    char *kernel, *initrd; /* the default guest: GUEST_DIR/{vmlinux,initramfs.cpio} */
+    char *kernels_dir;     /* other guests, by name: KERNELS_DIR/NAME/{vmlinux,initramfs.cpio} */
+    enum qemu_accel accel;
+    char accel_why[128]; /* for the log: why this accelerator */
+    unsigned tsc_khz;  /* the host's TSC, for the guest's command line (see qemu_argv) */
+    struct cgroup_system *cgroups;
+    struct qemu_run *runs;
+};
+
+const char *qemu_accel_name(enum qemu_accel a);
+struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name);
+void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
+/* STATE/log/qemu/NAME.KIND.log (its directory made): KIND console or qemu. Apart from the
+ * container engine's guest-NAME.log, whose sweep would take them for its own leftovers. */
+void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind,
+                   char *buf, size_t size);
+void qemu_run_free(struct qemu_run *run);
+/* Tells the start's caller, once. */
+void qemu_finish_start(struct qemu_run *run, int r, const char *reason);
+void qemu_kill_and_wait(struct qemu_run *run);
+/* The VM is gone (or never came up): close everything, remove its runtime directory and
+ * cgroup, tell the daemon if `report`. Frees run. */
+void qemu_teardown(struct qemu_run *run, bool report, int status);
+int qemu_watch(struct qemu_run *run);
+unsigned long long qemu_proc_starttime(pid_t pid);
+
+/* start (qemu_start.c) */
+int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+               void *userdata, struct backend_why *why);
+/* Why a start failed, from QEMU's log or else the guest's console, since the start. */
+void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size);
+/* A preload's start steps aside for other work (idle) or no longer (normal). */
+void qemu_start_priority(struct qemu_run *run, int64_t priority);
+
+/* The command line (qemu_argv.c); NULL-terminated, free with qemu_argv_free. */
+struct qemu_launch {
+    const char *rundir, *console_log;
+    const char *kernel, *initrd, *kernelopts, *init;
+    const char *root_image;     /* read-only */
+    const char *private_image;  /* NULL: none (a tmpfs /rw) */
+    bool private_throwaway;     /* writes go to a temporary overlay QEMU discards */
+    uint64_t memory_mib;
+    unsigned vcpus;
+};
+char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
+void qemu_argv_free(char **argv);
+
+/* volumes (qemu_volumes.c) */
+int qemu_remove_volumes(struct backend *b, const struct backend_qube *q, struct backend_why *why);
+int qemu_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
+                     struct backend_volume_info *out, struct backend_why *why);
+int qemu_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
+                      char *path, size_t size, struct backend_why *why);
+int qemu_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
+                    bool commit, struct backend_why *why);
+
+/* state file and adoption (qemu_state.c) */
+int qemu_state_save(const struct qemu_run *run);
+int qemu_adopt(struct backend *b, const struct backend_qube *q);
+void qemu_cleanup(struct backend *b, const char *const *keep);
+/* QMP and the control port of a VM already running (start, adoption) */
+int qemu_connect(struct qemu_run *run, struct backend_why *why);
+
+/* accelerator choice (qemu_accel.c) */
+void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

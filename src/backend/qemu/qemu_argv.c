@@ -1,0 +1,133 @@
+/* The QEMU command line of a qube: a microvm (no PCI, no firmware, no legacy devices)
+ * booting the uncompressed kernel through its PVH entry, confined by QEMU's seccomp
+ * sandbox, reachable only through sockets in its runtime directory. */
+#include "qemu.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
+
+struct argv_builder {
+    char **v;
+    size_t n, cap;
+};
+
+static void add(struct argv_builder *a, const char *fmt, ...) _printf_(2, 3);
+static void add(struct argv_builder *a, const char *fmt, ...) {
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 64;
+        a->v = xrealloc(a->v, a->cap * sizeof(char *));
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&a->v[a->n], fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    a->v[++a->n] = NULL;
+}
+
+/* QEMU's option syntax doubles a comma inside a value. */
+static char *escape_commas(const char *s) {
+    _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+    for (; *s; s++)
+        strbuf_append(&sb, *s == ',' ? ",," : s, *s == ',' ? 2 : 1);
+    return xstrdup(strbuf_str(&sb));
+}
+
+/* The guest's command line. Under TCG a microvm guest without HPET or PM timer hangs in
+ * a quarter of boots calibrating its TSC: tsc_early_khz gives it the host's rate, and
+ * tsc=reliable keeps the clocksource watchdog from dropping the TSC when a loaded host
+ * makes it look skewed (the guest then falls back to jiffies and sleeps stall). panic=-1
+ * and reboot=t: the agent's exit (its poweroff) resets the guest, and -no-reboot makes
+ * that the end of QEMU. */
+static char *kernel_cmdline(const struct qemu_backend *qb, const char *name,
+                            const struct qemu_launch *l) {
+    _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+    strbuf_printf(&sb, "console=ttyS0 quiet panic=-1 reboot=t pci=off tsc=reliable "
+                  "no_timer_check dispenser.qube=%s", name);
+    if (qb->tsc_khz)
+        strbuf_printf(&sb, " tsc_early_khz=%u", qb->tsc_khz);
+    if (l->init && l->init[0] == '/' && !strpbrk(l->init, " \t\n"))
+        strbuf_printf(&sb, " dispenser.init=%s", l->init);
+    if (l->kernelopts && *l->kernelopts)
+        strbuf_printf(&sb, " %s", l->kernelopts);
+    return xstrdup(strbuf_str(&sb));
+}
+
+static void add_drive(struct argv_builder *a, const char *id, const char *file, bool readonly,
+                      bool snapshot) {
+    _cleanup_free_ char *f = escape_commas(file);
+    add(a, "-drive");
+    add(a, "if=none,id=%s,file=%s,format=raw,readonly=%s%s", id, f,
+        readonly ? "on" : "off", snapshot ? ",snapshot=on" : "");
+    add(a, "-device");
+    add(a, "virtio-blk-device,drive=%s,serial=%s", id, id);
+}
+
+static void add_port(struct argv_builder *a, const char *rundir, const char *id,
+                     const char *sock, const char *port_name) {
+    _cleanup_free_ char *dir = escape_commas(rundir);
+    add(a, "-chardev");
+    add(a, "socket,id=%s,path=%s/%s,server=on,wait=off", id, dir, sock);
+    add(a, "-device");
+    add(a, "virtserialport,chardev=%s,name=%s", id, port_name);
+}
+
+char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l) {
+    struct argv_builder a = {0};
+    _cleanup_free_ char *dir = escape_commas(l->rundir);
+    _cleanup_free_ char *console = escape_commas(l->console_log);
+    _cleanup_free_ char *cmdline = kernel_cmdline(qb, name, l);
+    add(&a, "%s", qb->binary);
+    add(&a, "-name");
+    add(&a, "%s,debug-threads=on", name);
+    add(&a, "-M");
+    add(&a, "microvm");
+    add(&a, "-accel");
+    /* a small translation cache: TCG's default reserves up to 1 GiB per VM */
+    add(&a, "%s", qb->accel == QEMU_ACCEL_KVM ? "kvm" : "tcg,thread=multi,tb-size=64");
+    if (qb->accel == QEMU_ACCEL_KVM) { /* TCG keeps its default model: tested, fast */
+        add(&a, "-cpu");
+        add(&a, "host");
+    }
+    add(&a, "-m");
+    add(&a, "%llu", (unsigned long long)(l->memory_mib ? l->memory_mib : 256));
+    add(&a, "-smp");
+    add(&a, "%u", l->vcpus ? l->vcpus : 1);
+    add(&a, "-nodefaults");
+    add(&a, "-no-user-config");
+    add(&a, "-nographic");
+    add(&a, "-no-reboot");
+    add(&a, "-sandbox");
+    add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    add(&a, "-kernel");
+    add(&a, "%s", l->kernel);
+    add(&a, "-initrd");
+    add(&a, "%s", l->initrd);
+    add(&a, "-append");
+    add(&a, "%s", cmdline);
+    add_drive(&a, "root", l->root_image, true, false);
+    if (l->private_image)
+        add_drive(&a, "private", l->private_image, false, l->private_throwaway);
+    add(&a, "-device");
+    add(&a, "virtio-serial-device,max_ports=4");
+    add_port(&a, l->rundir, "control", "control.sock", "dispenser.control");
+    add_port(&a, l->rundir, "agent", "serial.sock", "dispenser.agent");
+    add(&a, "-chardev");
+    add(&a, "file,id=console,path=%s", console);
+    add(&a, "-serial");
+    add(&a, "chardev:console");
+    add(&a, "-qmp");
+    add(&a, "unix:%s/qmp.sock,server=on,wait=off", dir);
+    add(&a, "-S"); /* the engine connects to every socket before the guest runs */
+    return a.v;
+}
+
+void qemu_argv_free(char **argv) {
+    for (char **p = argv; p && *p; p++)
+        free(*p);
+    free(argv);
+}

@@ -1,0 +1,390 @@
+/* Starting a VM: images, cgroup, QEMU paused (-S), then, from the event loop, its sockets,
+ * `cont`, and the guest's "ready". Nothing here waits for QEMU or the guest: a preload's
+ * boot (seconds under TCG) never holds up the daemon. */
+#include "qemu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "container/volume.h"
+#include "fsutil.h"
+#include "image.h"
+#include "log.h"
+#include "monoclock.h"
+#include "strbuf.h"
+
+#define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
+#define QEMU_UP_POLL_US 5000
+#define QEMU_LOG_ROTATE_BYTES (1024 * 1024)
+#define QMP_TIMEOUT_MS 5000
+/* QEMU's own memory beyond the guest's: code, the TCG translation cache, device state */
+#define QEMU_OVERHEAD_MIB 384
+
+static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qube *q) {
+    struct qemu_run *run = xcalloc(1, sizeof(*run));
+    run->qb = qb;
+    run->name = xstrdup(q->name);
+    run->uuid = xstrdup(q->uuid);
+    run->kind = q->kind;
+    run->accel = qb->accel;
+    run->pidfd = run->control_fd = run->qmp.fd = -1;
+    run->power = BACKEND_RUNNING;
+    run->shutdown_timeout = q->shutdown_timeout;
+    run->cpu_weight = 100 * (q->vcpus ? q->vcpus : 1);
+    return run;
+}
+
+/* The template's root image of the revision current now: built here the first time a
+ * qube of that revision starts (a later step builds it when the template changes). */
+static int attach_builder(void *ctx, pid_t pid) {
+    return cgroup_qube_attach(ctx, pid);
+}
+
+/* In a cgroup of its own in the engine's group ("image-<template uuid>"): removed after,
+ * or by the engine's cleanup if the daemon dies meanwhile. */
+static int build_root_image(struct qemu_backend *qb, const char *uuid,
+                            const struct volume_stack *stack, struct backend_why *why) {
+    char name[64], image[4096];
+    image_root_path(qb->state_dir, uuid, stack->revision, image, sizeof(image));
+    if (access(image, F_OK) == 0)
+        return 0;
+    snprintf(name, sizeof(name), "image-%.36s", uuid);
+    struct cgroup_limits limits = {.memory_max_bytes = 1ULL << 30, .pids_max = 64,
+                                   .cpu_weight = 100};
+    struct cgroup_qube *cg = cgroup_qube_create(qb->cgroups, name, &limits);
+    if (!cg)
+        return backend_fail(why, -errno, "cannot create the cgroup of the image builder: %s",
+                        strerror(errno));
+    struct image_confine confine = {attach_builder, cg};
+    int r = image_root_ensure(qb->state_dir, uuid, stack->revision, stack->layers,
+                              stack->n_layers, &confine, why);
+    cgroup_qube_kill(cg);
+    cgroup_qube_destroy(cg);
+    return r;
+}
+
+static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, char *image,
+                        size_t size, struct backend_why *why) {
+    struct volume_stack stack = {0};
+    int r = volume_current(qb->state_dir, q->root_source, "root", &stack);
+    if (r < 0)
+        return backend_fail(why, r, "cannot read the root volume of '%s': %s", q->name,
+                        strerror(-r));
+    if (stack.n_layers == 0) {
+        volume_stack_free(&stack);
+        return backend_fail(why, -EIO, "'%s' has no root filesystem: its template was never "
+                        "built (see qvm-template build)", q->name);
+    }
+    r = build_root_image(qb, q->root_source, &stack, why);
+    image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
+    volume_stack_free(&stack);
+    return r;
+}
+
+/* An AppVM's own private image; a disposable writes over its template's (if it has one)
+ * into a throwaway overlay. */
+static int prepare_private(struct qemu_backend *qb, const struct backend_qube *q, char *image,
+                           size_t size, bool *throwaway, struct backend_why *why) {
+    *throwaway = q->kind == BACKEND_DISPVM;
+    if (q->kind == BACKEND_DISPVM) {
+        image_private_path(qb->state_dir, q->private_source, image, size);
+        if (access(image, F_OK) < 0)
+            *image = '\0';
+        return 0;
+    }
+    image_private_path(qb->state_dir, q->uuid, image, size);
+    return image_private_ensure(qb->state_dir, q->uuid, why);
+}
+
+static const char *option_or(const struct backend_qube *q, const char *key, const char *dflt) {
+    const char *v = backend_option(q->options, q->n_options, key);
+    return v && *v ? v : dflt;
+}
+
+/* STATE/log/qemu/NAME.KIND.log, appended to (KIND: console, the guest's serial console;
+ * qemu, QEMU's own messages), rotated once over QEMU_LOG_ROTATE_BYTES; its path and
+ * current end are kept in *path and *start (a failed start quotes what came after). */
+static int open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
+                    off_t *start) {
+    char buf[4096], old[4200];
+    qemu_log_path(qb, name, kind, buf, sizeof(buf));
+    struct stat st;
+    snprintf(old, sizeof(old), "%s.1", buf);
+    if (stat(buf, &st) == 0 && st.st_size > QEMU_LOG_ROTATE_BYTES)
+        rename(buf, old);
+    int fd = open(buf, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    free(*path);
+    *path = xstrdup(buf);
+    *start = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+    return fd;
+}
+
+/* fork+exec QEMU inside the qube's cgroup, its output to its log. */
+static int spawn(struct qemu_run *run, char **argv, int log_fd) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (cgroup_qube_attach(run->cg, 0) < 0)
+            _exit(125);
+        setsid();
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+            _exit(125);
+        syscall(SYS_close_range, 3, ~0U, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], argv);
+        dprintf(2, "dispenser: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    run->pid = pid;
+    run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    run->starttime = qemu_proc_starttime(pid);
+    return run->pidfd < 0 ? -1 : 0;
+}
+
+/* The last line written to a log since `from`. */
+static void last_log_line(const char *path, off_t from, char *buf, size_t size) {
+    char tail[1024];
+    *buf = '\0';
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= from)
+        return;
+    off_t at = st.st_size - from > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1
+                                                           : from;
+    ssize_t n = pread(fd, tail, sizeof(tail) - 1, at);
+    if (n <= 0)
+        return;
+    tail[n] = '\0';
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+        tail[--n] = '\0';
+    char *line = strrchr(tail, '\n');
+    snprintf(buf, size, "%s", line ? line + 1 : tail);
+}
+
+static int check_kind(const struct backend_qube *q, struct backend_why *why) {
+    if (q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM)
+        return backend_fail(why, -EIO, "virt_mode=qemu runs AppVMs and disposables only for "
+                        "now: '%s' has a root of its own (keep virt_mode=container for it)",
+                        q->name);
+    if (!q->root_source)
+        return backend_fail(why, -EIO, "'%s' has no template to boot from", q->name);
+    return 0;
+}
+
+static int check_file(const char *what, const char *path, struct backend_why *why) {
+    if (access(path, R_OK) < 0)
+        return backend_fail(why, -errno, "the guest %s %s cannot be read: %s", what, path,
+                        strerror(errno));
+    return 0;
+}
+
+/* The qube's guest: the feature qemu-kernel names a directory of the kernels dir (as
+ * Qubes' `kernel` property names one of /var/lib/qubes/vm-kernels), never a path: whoever
+ * may set a qube's features must not make QEMU read any host file into a guest. */
+static int guest_files(const struct qemu_backend *qb, const struct backend_qube *q,
+                       char *kernel, char *initrd, size_t size, struct backend_why *why) {
+    const char *name = option_or(q, "kernel", NULL);
+    if (!name) {
+        snprintf(kernel, size, "%s", qb->kernel);
+        snprintf(initrd, size, "%s", qb->initrd);
+    } else if (strchr(name, '/') || name[0] == '.') {
+        return backend_fail(why, -EIO, "qemu-kernel=%s: a kernel is a directory name in %s, "
+                        "not a path", name, qb->kernels_dir);
+    } else {
+        snprintf(kernel, size, "%s/%s/vmlinux", qb->kernels_dir, name);
+        snprintf(initrd, size, "%s/%s/initramfs.cpio", qb->kernels_dir, name);
+    }
+    if (check_file("kernel", kernel, why) < 0 || check_file("initramfs", initrd, why) < 0)
+        return -1;
+    return 0;
+}
+
+static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
+                  const char *private, bool throwaway, struct backend_why *why) {
+    struct qemu_backend *qb = run->qb;
+    char dir[4096], kernel[4096], initrd[4096];
+    if (guest_files(qb, q, kernel, initrd, sizeof(kernel), why) < 0)
+        return -1;
+    qemu_rundir(qb, run->name, dir, sizeof(dir));
+    remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
+    if (make_owned_dir(dir, 0, 0700) < 0)
+        return backend_fail(why, -errno, "cannot create %s: %s", dir, strerror(errno));
+    _cleanup_close_ int con_fd = open_log(qb, run->name, "console", &run->console_log,
+                                          &run->console_log_start);
+    _cleanup_close_ int log_fd = open_log(qb, run->name, "qemu", &run->qemu_log,
+                                          &run->qemu_log_start);
+    if (log_fd < 0 || con_fd < 0)
+        return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
+    struct qemu_launch l = {
+        .rundir = dir, .console_log = run->console_log, .kernel = kernel, .initrd = initrd,
+        .kernelopts = option_or(q, "kernelopts", NULL), .init = option_or(q, "init", NULL),
+        .root_image = root, .private_image = *private ? private : NULL,
+        .private_throwaway = throwaway, .memory_mib = q->memory_mib, .vcpus = q->vcpus,
+    };
+    char **argv = qemu_argv(qb, run->name, &l);
+    int r = spawn(run, argv, log_fd);
+    qemu_argv_free(argv);
+    if (r < 0)
+        return backend_fail(why, -errno, "cannot start QEMU: %s", strerror(errno));
+    run->launched_ms = mono_ms();
+    return 0;
+}
+
+static struct cgroup_limits limits_of(const struct backend_qube *q) {
+    uint64_t mib = q->maxmem_mib > q->memory_mib ? q->maxmem_mib : q->memory_mib;
+    return (struct cgroup_limits){
+        .memory_max_bytes = (mib + QEMU_OVERHEAD_MIB) << 20,
+        .pids_max = 1024, /* QEMU's threads */
+        .cpu_weight = 100 * (q->vcpus ? q->vcpus : 1),
+        .cpu_idle = q->background,
+    };
+}
+
+/* The caller hears of the failure once nothing of the VM is left. */
+static void abort_start(struct qemu_run *run, const char *reason) {
+    log_warning("%s: start failed: %s", run->name, reason);
+    backend_done_fn done = TAKE_PTR(run->start_done);
+    void *userdata = run->start_userdata;
+    char why[sizeof(((struct backend_why *)0)->msg)];
+    snprintf(why, sizeof(why), "Start of qube '%s' failed: %s", run->name, reason);
+    qemu_kill_and_wait(run);
+    qemu_teardown(run, false, 0);
+    if (done)
+        done(userdata, -EIO, why);
+}
+
+void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size) {
+    char line[400];
+    last_log_line(run->qemu_log, run->qemu_log_start, line, sizeof(line));
+    if (*line) {
+        snprintf(buf, size, "QEMU did not start: %s", line);
+        return;
+    }
+    last_log_line(run->console_log, run->console_log_start, line, sizeof(line));
+    if (*line)
+        snprintf(buf, size, "QEMU exited during the guest's start-up; its console's last line: "
+                 "%s", line);
+    else
+        snprintf(buf, size, "QEMU exited during start-up");
+}
+
+static bool exited_within(const struct qemu_run *run, int ms) {
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, ms) > 0;
+}
+
+/* QEMU is up once its QMP socket exists: connect to it and to the control port, then
+ * let the guest run. Its sockets exist before it loads the kernel, so a connection that
+ * fails may be a QEMU on its way out: its log then says why. */
+static void bring_up(struct qemu_run *run) {
+    struct backend_why err = {{0}};
+    if (qemu_connect(run, &err) == 0 &&
+        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &err) == 0) {
+        log_debug("%s: QEMU up in %.1f ms", run->name, mono_ms() - run->launched_ms);
+        return;
+    }
+    char why[512];
+    if (exited_within(run, 1000))
+        qemu_start_failure(run, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "%s", err.msg);
+    abort_start(run, why);
+}
+
+static int on_up_poll(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct qemu_run *run = userdata;
+    char dir[4096], qmp[4200];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(qmp, sizeof(qmp), "%s/qmp.sock", dir);
+    if (access(qmp, F_OK) == 0) {
+        run->up_timer = sd_event_source_disable_unref(run->up_timer);
+        bring_up(run);
+    } else if (mono_ms() > run->up_deadline_ms) {
+        abort_start(run, "QEMU did not open its QMP socket in time");
+    } else {
+        sd_event_source_set_time_relative(src, QEMU_UP_POLL_US);
+        sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+    }
+    return 0;
+}
+
+static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+    abort_start(userdata, "the guest did not report readiness within qrexec_timeout");
+    return 0;
+}
+
+void qemu_start_priority(struct qemu_run *run, int64_t priority) {
+    if (run->up_timer)
+        sd_event_source_set_priority(run->up_timer, priority);
+    if (run->ready_timer)
+        sd_event_source_set_priority(run->ready_timer, priority);
+    if (run->control_src)
+        sd_event_source_set_priority(run->control_src, priority);
+}
+
+/* Polls for QEMU's QMP socket (it appears ~35 ms after exec), and bounds the whole start
+ * by qrexec_timeout. */
+static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
+    sd_event *loop = run->qb->base.loop;
+    run->up_deadline_ms = mono_ms() + QEMU_UP_TIMEOUT_MS;
+    if (sd_event_add_time_relative(loop, &run->up_timer, CLOCK_MONOTONIC, QEMU_UP_POLL_US, 0,
+                                   on_up_poll, run) < 0 ||
+        sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0,
+                                   on_ready_timeout, run) < 0)
+        return -1;
+    if (q->background)
+        qemu_start_priority(run, SD_EVENT_PRIORITY_IDLE);
+    return 0;
+}
+
+int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+               void *userdata, struct backend_why *why) {
+    struct qemu_backend *qb = (struct qemu_backend *)b;
+    if (qemu_find(qb, q->name))
+        return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
+    char root[4096], private[4096];
+    bool throwaway;
+    int r;
+    if ((r = check_kind(q, why)) < 0 || (r = prepare_root(qb, q, root, sizeof(root), why)) < 0 ||
+        (r = prepare_private(qb, q, private, sizeof(private), &throwaway, why)) < 0)
+        return r;
+    struct qemu_run *run = run_new(qb, q);
+    struct cgroup_limits limits = limits_of(q);
+    run->cg = cgroup_qube_create(qb->cgroups, q->name, &limits);
+    if (!run->cg) {
+        r = backend_fail(why, -errno, "cannot create the cgroups of '%s': %s", q->name,
+                         strerror(errno));
+        qemu_run_free(run);
+        return r;
+    }
+    run->next = qb->runs;
+    qb->runs = run;
+    struct backend_why failed = {{0}};
+    if (launch(run, q, root, private, throwaway, &failed) < 0 || qemu_state_save(run) < 0 ||
+        qemu_watch(run) < 0 || watch_start(run, q) < 0) {
+        if (!*failed.msg)
+            snprintf(failed.msg, sizeof(failed.msg), "cannot watch QEMU of '%s'", q->name);
+        r = backend_fail(why, -EIO, "Start of qube '%s' failed: %s", q->name, failed.msg);
+        qemu_kill_and_wait(run);
+        qemu_teardown(run, false, 0);
+        return r;
+    }
+    run->start_done = done;
+    run->start_userdata = userdata;
+    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid,
+             qemu_accel_name(run->accel), qb->accel_why);
+    return 0;
+}

@@ -1,0 +1,190 @@
+/* What a restarted daemon needs to adopt a running VM (RUNTIME/qemu/<name>/state), the
+ * adoption itself, and the removal of what VMs left behind. */
+#include "qemu.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "log.h"
+#include "strbuf.h"
+
+int qemu_state_save(const struct qemu_run *run) {
+    char dir[4096], path[4200], tmp[4300];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/state", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return -1;
+    fprintf(f, "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
+            "cpu_weight %u\n", (int)run->pid, run->starttime, run->uuid, (int)run->kind,
+            qemu_accel_name(run->accel), run->shutdown_timeout, run->cpu_weight);
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
+    char dir[4096], path[4200], line[256], word[64], value[128];
+    qemu_rundir(qb, name, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/state", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    struct qemu_run *run = xcalloc(1, sizeof(*run));
+    run->qb = qb;
+    run->name = xstrdup(name);
+    run->pidfd = run->control_fd = run->qmp.fd = -1;
+    run->power = BACKEND_RUNNING;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%63s %127s", word, value) != 2)
+            continue;
+        if (streq(word, "pid"))
+            run->pid = (pid_t)atoi(value);
+        else if (streq(word, "starttime"))
+            run->starttime = strtoull(value, NULL, 10);
+        else if (streq(word, "uuid"))
+            run->uuid = xstrdup(value);
+        else if (streq(word, "kind"))
+            run->kind = (enum backend_kind)atoi(value);
+        else if (streq(word, "accel"))
+            run->accel = streq(value, "kvm") ? QEMU_ACCEL_KVM : QEMU_ACCEL_TCG;
+        else if (streq(word, "shutdown_timeout"))
+            run->shutdown_timeout = (unsigned)atoi(value);
+        else if (streq(word, "cpu_weight"))
+            run->cpu_weight = (unsigned)atoi(value);
+    }
+    fclose(f);
+    if (!run->uuid)
+        run->uuid = xstrdup("");
+    return run;
+}
+
+/* The recorded QEMU, still the same process (pids are reused) and alive. */
+static bool run_alive(struct qemu_run *run) {
+    if (run->pid <= 0 || !run->starttime || qemu_proc_starttime(run->pid) != run->starttime)
+        return false;
+    run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
+    if (run->pidfd < 0 || qemu_proc_starttime(run->pid) != run->starttime)
+        return false;
+    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+/* Gone, or never ours: whatever is left of it goes (without telling the daemon). */
+static void discard(struct qemu_run *run) {
+    if (run->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    run->next = run->qb->runs;
+    run->qb->runs = run;
+    qemu_teardown(run, false, 0);
+}
+
+/* Paused or running, as QEMU says. */
+static enum backend_power query_power(struct qemu_run *run) {
+    char status[256] = "";
+    struct backend_why err = {{0}};
+    if (qmp_execute(&run->qmp, "query-status", NULL, 5000, status, sizeof(status), &err) < 0)
+        return BACKEND_RUNNING;
+    return strstr(status, "\"running\":false") ? BACKEND_PAUSED : BACKEND_RUNNING;
+}
+
+int qemu_adopt(struct backend *b, const struct backend_qube *q) {
+    struct qemu_backend *qb = (struct qemu_backend *)b;
+    struct qemu_run *run = state_load(qb, q->name);
+    if (!run)
+        return -1;
+    struct backend_why err = {{0}};
+    run->cg = cgroup_qube_open(qb->cgroups, q->name);
+    if (!run_alive(run) || qemu_connect(run, &err) < 0 || qemu_watch(run) < 0) {
+        log_info("%s: was running before the restart but is gone%s%s; cleaning up", q->name,
+                 *err.msg ? ": " : "", err.msg);
+        discard(run);
+        return -1;
+    }
+    run->power = query_power(run);
+    run->next = qb->runs;
+    qb->runs = run;
+    log_info("%s: adopted (QEMU pid %d, %s, %s)", q->name, run->pid,
+             run->power == BACKEND_PAUSED ? "paused" : "running", qemu_accel_name(run->accel));
+    return 0;
+}
+
+static bool in_list(const char *const *list, const char *s) {
+    for (; list && *list; list++)
+        if (strcmp(*list, s) == 0)
+            return true;
+    return false;
+}
+
+static void cleanup_runtime(struct qemu_backend *qb) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/qemu", qb->runtime_dir);
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || qemu_find(qb, e->d_name))
+            continue;
+        struct qemu_run *run = state_load(qb, e->d_name);
+        log_info("%s: removing leftovers of a VM that no longer runs here", e->d_name);
+        if (run) {
+            run->cg = cgroup_qube_open(qb->cgroups, e->d_name);
+            run_alive(run); /* its pidfd, to kill a QEMU nobody adopted */
+            discard(run);
+        } else {
+            qemu_rundir(qb, e->d_name, path, sizeof(path));
+            remove_recursive(path);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+static void cleanup_cgroups(struct qemu_backend *qb) {
+    char **names = cgroup_list_qubes(qb->cgroups);
+    for (char **n = names; n && *n; n++) {
+        if (qemu_find(qb, *n))
+            continue;
+        struct cgroup_qube *cg = cgroup_qube_open(qb->cgroups, *n);
+        if (!cg)
+            continue;
+        log_info("%s: removing a leftover VM cgroup", *n);
+        cgroup_qube_kill(cg);
+        cgroup_qube_destroy(cg);
+    }
+    cgroup_names_free(names);
+}
+
+/* Images and volumes of qubes (or templates) that no longer exist. */
+static void cleanup_images(struct qemu_backend *qb, const char *sub, const char *const *keep) {
+    char dir[4096], path[8192];
+    snprintf(dir, sizeof(dir), "%s/qemu/%s", qb->state_dir, sub);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || in_list(keep, e->d_name))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        log_info("removing leftover %s", path);
+        remove_recursive(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+void qemu_cleanup(struct backend *b, const char *const *keep) {
+    struct qemu_backend *qb = (struct qemu_backend *)b;
+    cleanup_runtime(qb);
+    cleanup_cgroups(qb);
+    cleanup_images(qb, "images", keep);
+    cleanup_images(qb, "volumes", keep);
+}

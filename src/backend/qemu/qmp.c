@@ -1,0 +1,145 @@
+/* QMP client: newline-delimited JSON (each message on one line), parsed with json-c. */
+#include "qmp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "monoclock.h"
+
+#define QMP_GREETING_TIMEOUT_MS 5000
+
+/* Reads what is there into the buffer: 1 if something came, 0 if nothing yet, -1 on
+ * EOF or error. A full buffer without a newline is a message too long to care about. */
+static int fill(struct qmp *q, int timeout_ms) {
+    struct pollfd pfd = {.fd = q->fd, .events = POLLIN};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0)
+        return r < 0 && errno != EINTR ? -1 : 0;
+    if (q->len == sizeof(q->buf) - 1)
+        q->len = 0;
+    ssize_t n = recv(q->fd, q->buf + q->len, sizeof(q->buf) - 1 - q->len, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        return -1;
+    q->len += n > 0 ? (size_t)n : 0;
+    q->buf[q->len] = '\0';
+    return 1;
+}
+
+/* The next whole line, parsed (NULL if none is complete yet); consumed from the buffer. */
+static json_object *next_message(struct qmp *q) {
+    char *nl = memchr(q->buf, '\n', q->len);
+    if (!nl)
+        return NULL;
+    *nl = '\0';
+    json_object *msg = json_tokener_parse(q->buf);
+    size_t used = (size_t)(nl + 1 - q->buf);
+    memmove(q->buf, nl + 1, q->len - used);
+    q->len -= used;
+    q->buf[q->len] = '\0';
+    return msg ? msg : json_object_new_object(); /* garbage: skipped like an event */
+}
+
+/* Waits for a message with one of the keys (events in between are dropped). */
+static json_object *wait_for(struct qmp *q, const char *key1, const char *key2,
+                             int timeout_ms) {
+    double deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        json_object *msg;
+        while ((msg = next_message(q))) {
+            if (json_object_object_get_ex(msg, key1, NULL) ||
+                (key2 && json_object_object_get_ex(msg, key2, NULL)))
+                return msg;
+            json_object_put(msg);
+        }
+        int left = (int)(deadline - mono_ms());
+        if (left <= 0 || fill(q, left) < 0)
+            return NULL;
+    }
+}
+
+int qmp_open(struct qmp *q, const char *path, struct backend_why *why) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    q->len = 0;
+    q->fd = -1;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return backend_fail(why, -EIO, "QMP socket path too long: %s", path);
+    strcpy(sa.sun_path, path);
+    q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (q->fd < 0 || connect(q->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        qmp_close(q);
+        return backend_fail(why, -EIO, "cannot connect to QMP at %s: %s", path, strerror(e));
+    }
+    json_object *greeting = wait_for(q, "QMP", NULL, QMP_GREETING_TIMEOUT_MS);
+    if (!greeting) {
+        qmp_close(q);
+        return backend_fail(why, -EIO, "QEMU sent no QMP greeting on %s", path);
+    }
+    json_object_put(greeting);
+    if (qmp_execute(q, "qmp_capabilities", NULL, QMP_GREETING_TIMEOUT_MS, NULL, 0, why) < 0) {
+        qmp_close(q);
+        return -1;
+    }
+    return 0;
+}
+
+void qmp_close(struct qmp *q) {
+    if (q->fd >= 0)
+        close(q->fd);
+    q->fd = -1;
+    q->len = 0;
+}
+
+static int send_all(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int qmp_execute(struct qmp *q, const char *command, const char *arguments, int timeout_ms,
+                char *out, size_t out_size, struct backend_why *why) {
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "{\"execute\": \"%s\"%s%s}\n", command,
+                     arguments ? ", \"arguments\": " : "", arguments ? arguments : "");
+    if (q->fd < 0 || n >= (int)sizeof(line) || send_all(q->fd, line, (size_t)n) < 0)
+        return backend_fail(why, -EIO, "QMP %s: the connection to QEMU is gone", command);
+    json_object *reply = wait_for(q, "return", "error", timeout_ms);
+    if (!reply)
+        return backend_fail(why, -EIO, "QMP %s: no answer from QEMU", command);
+    json_object *val;
+    int r = 0;
+    if (json_object_object_get_ex(reply, "error", &val)) {
+        json_object *desc;
+        r = backend_fail(why, -EIO, "QMP %s: %s", command,
+                     json_object_object_get_ex(val, "desc", &desc)
+                         ? json_object_get_string(desc) : "error");
+    } else if (out && json_object_object_get_ex(reply, "return", &val)) {
+        snprintf(out, out_size, "%s", json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
+    }
+    json_object_put(reply);
+    return r;
+}
+
+int qmp_drain(struct qmp *q) {
+    int r;
+    while ((r = fill(q, 0)) > 0) {
+        json_object *msg;
+        while ((msg = next_message(q)))
+            json_object_put(msg);
+    }
+    return r;
+}

@@ -1,0 +1,25 @@
+/* A client of the QEMU Machine Protocol on a Unix socket: one connection per qube, kept
+ * open. Commands are synchronous (QEMU answers `stop`/`cont` in ~0.5 ms); events that
+ * arrive meanwhile or between commands are read and dropped (the engine learns of the
+ * end of a qube from its process, not from events). */
+#pragma once
+#include <stddef.h>
+
+#include "backend.h"
+
+struct qmp {
+    int fd;
+    char buf[8192];
+    size_t len;
+};
+
+/* Connects, reads the greeting and leaves negotiation mode. -1 with err set. */
+int qmp_open(struct qmp *q, const char *path, struct backend_why *why);
+void qmp_close(struct qmp *q);
+/* Runs `command` (arguments: a JSON object text, or NULL) and waits up to timeout_ms for
+ * its answer. 0 on success (the "return" value's text in out, if out is given), -1 with
+ * err set on an error answer, a timeout or a lost connection. */
+int qmp_execute(struct qmp *q, const char *command, const char *arguments, int timeout_ms,
+                char *out, size_t out_size, struct backend_why *why);
+/* Reads and drops what is pending (events); -1 when the connection is gone. */
+int qmp_drain(struct qmp *q);

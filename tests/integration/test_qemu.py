@@ -1,0 +1,289 @@
+"""virt_mode=qemu: real micro-VMs under QEMU (TCG here: no /dev/kvm), booting Debian's
+kernel with our initramfs and a root image built from the busybox template.
+
+Each boot costs seconds of CPU under TCG, so the tests boot few VMs and do several steps
+on each. They skip, saying why, where QEMU or the guest kernel is not installed
+(scripts/install-deps.sh installs both)."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import Daemon
+from test_engine import EngineTestCase, build_template, cgroup_group, own_cgroup_bases
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
+KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-kernel")
+QEMU = shutil.which("qemu-system-x86_64")
+BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
+
+
+def missing():
+    if not QEMU:
+        return "qemu-system-x86_64 is not installed (Debian: qemu-system-x86)"
+    if not os.path.exists(os.path.join(KERNEL_CACHE, "vmlinux")):
+        return "no guest kernel in %s (scripts/fetch-vm-kernel.sh)" % KERNEL_CACHE
+    if not shutil.which("mkfs.erofs"):
+        return "mkfs.erofs is not installed (Debian: erofs-utils)"
+    return None
+
+
+def build_guest(out):
+    subprocess.run([os.path.join(SCRIPTS, "build-vm-guest.sh"), harness.AGENT, out,
+                    KERNEL_CACHE], check=True, capture_output=True, timeout=120)
+
+
+def host_tsc_khz():
+    """As the engine reads it: without it a microvm guest under TCG can hang calibrating
+    its TSC (the probe test did, once in a few runs)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":")[1]) * 1000)
+    return 0
+
+
+def qemu_cgroup_group(state_dir):
+    return cgroup_group(state_dir).replace("dispenser-", "dispenser-qemu-")
+
+
+def qemu_pid(d, name):
+    path = os.path.join(d.runtime_dir, "qemu", name, "state")
+    with open(path) as f:
+        return int(dict(l.split(" ", 1) for l in f.read().splitlines())["pid"])
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().split(") ")[1][0] != "Z"
+
+
+@unittest.skipIf(missing(), missing() or "")
+class QemuTestCase(EngineTestCase):
+    """One daemon for the class, the busybox template `bb` built, the guest in a temp dir."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.guest_dir = tempfile.mkdtemp(prefix="dispenser-vm-guest-")
+        try:
+            build_guest(cls.guest_dir)
+            super().setUpClass()
+        except BaseException:  # tearDownClass does not run then
+            shutil.rmtree(cls.guest_dir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.guest_dir, ignore_errors=True)
+
+    @classmethod
+    def daemon_args(cls):
+        return ["--engine-option", "qemu.guest-dir=" + cls.guest_dir]
+
+    def new_vm(self, name):
+        self.new_appvm(name)
+        self.ok("admin.vm.property.Set", "virt_mode", name, "qemu")
+        self.ok("admin.vm.property.Set", "qrexec_timeout", name, str(BOOT_TIMEOUT))
+        self.ok("admin.vm.property.Set", "shutdown_timeout", name, "20")
+
+    def start_vm(self, name):
+        r = harness.run_tool(self.d, "qvm-start", name, timeout=BOOT_TIMEOUT + 30)
+        self.assertEqual(0, r.returncode, "qvm-start %s: %s%s" % (name, r.stdout, r.stderr))
+
+    def assert_nothing_left(self, name, pid=None):
+        if pid:
+            deadline = time.monotonic() + 10
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(alive(pid), "QEMU of %s still runs" % name)
+        self.assertFalse(os.path.exists(os.path.join(self.d.runtime_dir, "qemu", name)))
+        for base in own_cgroup_bases():
+            self.assertFalse(os.path.exists(os.path.join(base, qemu_cgroup_group(
+                self.d.state_dir), name)), "cgroup of %s left in %s" % (name, base))
+
+
+class Lifecycle(QemuTestCase):
+
+    def test_start_pause_unpause_adopt_shutdown_then_kill(self):
+        self.new_vm("vm1")
+        t0 = time.monotonic()
+        self.start_vm("vm1")
+        boot = time.monotonic() - t0
+        self.assert_state("vm1", "Running")
+        pid = qemu_pid(self.d, "vm1")
+        self.assertTrue(alive(pid))
+        self.assertIn("vm1: QEMU started (pid %d, tcg" % pid, self.d.log())
+        # the root image was built once, for the template's current revision
+        images = os.listdir(os.path.join(self.d.state_dir, "qemu", "images"))
+        self.assertEqual(1, len(images))
+        # no qrexec into a VM yet (its agent link is the next step): refused, not hung
+        r = harness.run_tool(self.d, "qvm-run", "-p", "vm1", "true", timeout=30)
+        self.assertNotEqual(0, r.returncode)
+        self.assert_state("vm1", "Running")
+        self.tool("qvm-pause", "vm1")
+        self.assert_state("vm1", "Paused")
+        rss = self.qube_memory_kib("vm1")
+        self.tool("qvm-unpause", "vm1")
+        self.assert_state("vm1", "Running")
+        print("\nqemu: boot to ready %.1f s under TCG, paused RSS %d MiB" % (boot, rss // 1024))
+
+        # the daemon dies; the VM does not, and the next daemon adopts it, paused or not
+        self.tool("qvm-pause", "vm1")
+        self.d.kill()
+        self.assertTrue(alive(pid))
+        self.d.start()
+        self.assertIn("vm1: adopted (QEMU pid %d, paused" % pid, self.d.log())
+        self.assert_state("vm1", "Paused")
+        self.tool("qvm-unpause", "vm1")
+        self.assert_state("vm1", "Running")
+        # and a running one: its guest sees the host side of its ports go and come back
+        self.d.kill()
+        time.sleep(2)
+        self.d.start()
+        self.assertIn("vm1: adopted (QEMU pid %d, running" % pid, self.d.log())
+        self.assert_state("vm1", "Running")
+
+        # the orderly shutdown reaches the guest through the adopting daemon's connection
+        r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assert_state("vm1", "Halted")
+        self.assert_nothing_left("vm1", pid)
+        self.assertNotIn("vm1: still running after shutdown_timeout", self.d.log())
+
+        # a second boot: the private image persists; kill
+        self.assertTrue(os.path.exists(os.path.join(
+            self.d.state_dir, "qemu", "volumes", self.uuid_of("vm1"), "private.img")))
+        self.start_vm("vm1")
+        pid = qemu_pid(self.d, "vm1")
+        self.tool("qvm-kill", "vm1")
+        self.assert_state("vm1", "Halted")
+        self.assert_nothing_left("vm1", pid)
+
+    def qube_memory_kib(self, name):
+        pid = qemu_pid(self.d, name)
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def uuid_of(self, name):
+        return self.get_prop(name, "uuid")[2]
+
+
+class Disposable(QemuTestCase):
+
+    def test_disposable_writes_over_its_templates_private_and_leaves_it_intact(self):
+        self.new_vm("dvm")
+        self.ok("admin.vm.property.Set", "template_for_dispvms", "dvm", "True")
+        # the disposable template's private image, as its own boot would have made it
+        vol = os.path.join(self.d.state_dir, "qemu", "volumes", self.get_prop("dvm", "uuid")[2])
+        os.makedirs(vol)
+        image = os.path.join(vol, "private.img")
+        subprocess.run(["truncate", "-s", "64M", image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        with open(image, "rb") as f:
+            before = f.read()
+        self.ok("admin.vm.Create.DispVM", "dvm", "dom0", "name=disp1 label=red")
+        self.addCleanup(self.remove_quietly, "disp1")
+        self.assertEqual("qemu", self.get_prop("disp1", "virt_mode")[2])  # from its template
+        self.ok("admin.vm.property.Set", "qrexec_timeout", "disp1", str(BOOT_TIMEOUT))
+        self.start_vm("disp1")
+        self.assert_state("disp1", "Running")
+        pid = qemu_pid(self.d, "disp1")
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().split(b"\0")
+        drive = [a for a in cmdline if b"id=private" in a and b"if=none" in a]
+        self.assertEqual(1, len(drive), cmdline)
+        self.assertIn(b"snapshot=on", drive[0])
+        self.tool("qvm-kill", "disp1")
+        self.assert_nothing_left("disp1", pid)
+        logs = os.path.join(self.d.state_dir, "log", "qemu")
+        self.assertIn("disp1.console.log", os.listdir(logs))
+        self.ok("admin.vm.Remove", "", "disp1")
+        self.assertEqual([], [f for f in os.listdir(logs) if f.startswith("disp1.")])
+        with open(image, "rb") as f:
+            self.assertTrue(before == f.read(), "the disposable wrote to its template's image")
+
+
+@unittest.skipIf(missing(), missing() or "")
+class KvmProbeGuest(unittest.TestCase):
+    """The guest half of the engine's KVM probe, run under TCG (no /dev/kvm here): with
+    dispenser.probe=1 the initramfs prints its marker and resets at once, so the probe
+    tells "boots" from "hangs" without a root image."""
+
+    def test_probe_guest_prints_its_marker_and_ends(self):
+        out = tempfile.mkdtemp(prefix="dispenser-vm-guest-")
+        self.addCleanup(shutil.rmtree, out, True)
+        build_guest(out)
+        r = subprocess.run([QEMU, "-M", "microvm", "-accel", "tcg", "-m", "128", "-nodefaults",
+                            "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+                            "-kernel", os.path.join(out, "vmlinux"),
+                            "-initrd", os.path.join(out, "initramfs.cpio"),
+                            "-append", "console=ttyS0 quiet panic=-1 reboot=t pci=off "
+                            "tsc=reliable no_timer_check tsc_early_khz=%d dispenser.probe=1"
+                            % host_tsc_khz()],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        self.assertIn(b"dispenser-probe-ok", r.stdout)
+        self.assertEqual(0, r.returncode, r.stderr)
+
+
+class Failures(QemuTestCase):
+
+    def test_kernel_path_is_refused(self):
+        """A feature must not make QEMU read any host file into a guest: a kernel is a
+        name in the kernels dir, as Qubes' `kernel` property is."""
+        self.new_vm("pathk")
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "pathk", "/etc/shadow")
+        r = harness.run_tool(self.d, "qvm-start", "pathk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("a kernel is a directory name", r.stdout + r.stderr)
+        self.assert_state("pathk", "Halted")
+        self.assert_nothing_left("pathk")
+
+    def test_missing_kernel_leaves_nothing(self):
+        self.new_vm("badk")
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "badk", "nosuchkernel")
+        r = harness.run_tool(self.d, "qvm-start", "badk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn(os.path.join(self.guest_dir, "kernels", "nosuchkernel", "vmlinux"),
+                      r.stdout + r.stderr)
+        self.assert_state("badk", "Halted")
+        self.assert_nothing_left("badk")
+
+    def test_kernel_qemu_cannot_load_leaves_nothing(self):
+        self.new_vm("junk")
+        kdir = os.path.join(self.guest_dir, "kernels", "junk")
+        os.makedirs(kdir)
+        self.addCleanup(shutil.rmtree, kdir, True)
+        with open(os.path.join(kdir, "vmlinux"), "wb") as f:
+            f.write(b"\0" * 4096)
+        shutil.copy(os.path.join(self.guest_dir, "initramfs.cpio"), kdir)
+        self.ok("admin.vm.feature.Set", "qemu-kernel", "junk", "junk")
+        r = harness.run_tool(self.d, "qvm-start", "junk", timeout=60)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("QEMU did not start", r.stdout + r.stderr)
+        self.assert_state("junk", "Halted")
+        self.assert_nothing_left("junk")
+
+    def test_template_in_qemu_mode_is_refused(self):
+        self.ok("admin.vm.property.Set", "virt_mode", self.TEMPLATE, "qemu")
+        self.addCleanup(self.ok, "admin.vm.property.Reset", "virt_mode", self.TEMPLATE)
+        r = harness.run_tool(self.d, "qvm-start", self.TEMPLATE, timeout=30)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("AppVMs and disposables only", r.stdout + r.stderr)
+        self.assert_state(self.TEMPLATE, "Halted")
+
+
+if __name__ == "__main__":
+    unittest.main()
