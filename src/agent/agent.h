@@ -29,7 +29,7 @@ struct agent_config {
     const char *conf_dir;    /* DISPENSER_AGENT_CONF_DIR, /etc/dispenser (ready-command) */
     const char *rc_local;    /* DISPENSER_AGENT_RC_LOCAL, /rw/config/rc.local */
     const char *passwd, *group;
-    const char *qube;        /* DISPENSER_QUBE */
+    const char *qube; /* DISPENSER_QUBE */
 };
 
 /* Copy path of one call: the service's pipes and the framing buffers. */

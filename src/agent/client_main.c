@@ -29,11 +29,11 @@ static _Noreturn void usage(int status) {
 
 static void parse_args(int argc, char **argv, struct client_opts *o) {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"user", required_argument, NULL, 'u'},
-        {"source", required_argument, NULL, 'S'}, {"target", required_argument, NULL, 't'},
+        {"socket", required_argument, NULL, 's'},  {"user", required_argument, NULL, 'u'},
+        {"source", required_argument, NULL, 'S'},  {"target", required_argument, NULL, 't'},
         {"service", required_argument, NULL, 'e'}, {"no-fds", no_argument, NULL, 'n'},
-        {"wait-ready", no_argument, NULL, 'w'}, {"shutdown", no_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'}, {0}};
+        {"wait-ready", no_argument, NULL, 'w'},    {"shutdown", no_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},          {0}};
     int c;
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (c) {
@@ -57,17 +57,14 @@ static void parse_args(int argc, char **argv, struct client_opts *o) {
 
 static int exit_status(const struct agent_reply *r, const char *service, bool pass_fds) {
     switch (r->kind) {
-    case AGENT_EXITED:
-        return r->status;
-    case AGENT_SIGNALED:
-        return 128 + r->status;
+    case AGENT_EXITED: return r->status;
+    case AGENT_SIGNALED: return 128 + r->status;
     case AGENT_START_FAILED:
         fprintf(stderr, "dispenser-agent-client: %s could not start: %s\n", service,
                 strerror(r->status));
         return r->status == ENOENT ? 127 : 126;
     default:
-        fprintf(stderr, "dispenser-agent-client: %s refused: %s%s\n", service,
-                strerror(r->status),
+        fprintf(stderr, "dispenser-agent-client: %s refused: %s%s\n", service, strerror(r->status),
                 /* the agent's answer to "descriptors announced, none came" */
                 r->status == EBADMSG && pass_fds
                     ? " (the descriptors did not reach the agent: a VM's stream cannot "
@@ -90,9 +87,12 @@ int main(int argc, char **argv) {
             strbuf_putc(&command, ' ');
         strbuf_puts(&command, *w);
     }
-    struct agent_request_body body = {.service = service, .argument = plus ? plus : "",
-                                      .source = o.source, .target = o.target,
-                                      .user = o.user, .command = strbuf_str(&command)};
+    struct agent_request_body body = {.service = service,
+                                      .argument = plus ? plus : "",
+                                      .source = o.source,
+                                      .target = o.target,
+                                      .user = o.user,
+                                      .command = strbuf_str(&command)};
     enum agent_request_type type = o.shutdown     ? AGENT_REQ_SHUTDOWN
                                    : o.wait_ready ? AGENT_REQ_WAIT_READY
                                                   : AGENT_REQ_EXEC;

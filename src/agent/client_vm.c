@@ -56,15 +56,16 @@ static _Noreturn void usage(int status) {
 enum { OPT_NO_FILTER_OUT = 0x100, OPT_NO_FILTER_ERR, OPT_BUFFER_SIZE };
 
 static void parse_args(int argc, char **argv, struct cvm_opts *o) {
-    static const struct option opts[] = {
-        {"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
-        {"filter-escape-chars-stdout", no_argument, NULL, 't'},
-        {"filter-escape-chars-stderr", no_argument, NULL, 'T'},
-        {"no-filter-escape-chars-stdout", no_argument, NULL, OPT_NO_FILTER_OUT},
-        {"no-filter-escape-chars-stderr", no_argument, NULL, OPT_NO_FILTER_ERR},
-        {"agent-socket", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {0}};
+    static const struct option opts[] = {{"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
+                                         {"filter-escape-chars-stdout", no_argument, NULL, 't'},
+                                         {"filter-escape-chars-stderr", no_argument, NULL, 'T'},
+                                         {"no-filter-escape-chars-stdout", no_argument, NULL,
+                                          OPT_NO_FILTER_OUT},
+                                         {"no-filter-escape-chars-stderr", no_argument, NULL,
+                                          OPT_NO_FILTER_ERR},
+                                         {"agent-socket", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     int c;
     while ((c = getopt_long(argc, argv, "+htTa:", opts, NULL)) != -1) {
         switch (c) {
@@ -88,7 +89,6 @@ static void parse_args(int argc, char **argv, struct cvm_opts *o) {
     if (o->filter_err < 0)
         o->filter_err = isatty(STDERR_FILENO);
 }
-
 
 /* The whole request; the descriptors ride on its first byte. */
 static int send_call(int sock, const struct cvm_opts *o, const int stdio[3]) {
@@ -262,7 +262,8 @@ static void close_mine(int *fd) {
 int qrexec_client_vm_main(int argc, char **argv) {
     const char *env = getenv("DISPENSER_AGENT_QREXEC_SOCKET");
     struct cvm_opts o = {.socket = env && *env ? env : AGENT_QREXEC_SOCKET,
-                         .filter_out = -1, .filter_err = -1};
+                         .filter_out = -1,
+                         .filter_err = -1};
     parse_args(argc, argv, &o);
     ensure_std_fds();
     signal(SIGPIPE, SIG_IGN);

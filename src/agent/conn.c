@@ -24,7 +24,9 @@ void conn_accept(struct watch *w, uint32_t revents) {
             return;
         }
         struct conn *c = xcalloc(1, sizeof(*c));
-        *c = (struct conn){.next = a->conns, .agent = a, .fds = {-1, -1, -1},
+        *c = (struct conn){.next = a->conns,
+                           .agent = a,
+                           .fds = {-1, -1, -1},
                            .sock = {.fd = fd, .fn = conn_readable, .owner = c}};
         a->conns = c;
         watch_set(a, &c->sock, EPOLLIN);
@@ -112,14 +114,9 @@ static void dispatch(struct conn *c) {
         conn_send_reply(c, AGENT_EXITED, 0);
         agent_poweroff(a);
         return;
-    case AGENT_REQ_EXEC:
-        start_service(c);
-        return;
-    case AGENT_REQ_UPLINK:
-        uplink_adopt(c);
-        return;
-    default:
-        conn_send_reply(c, AGENT_REFUSED, EINVAL);
+    case AGENT_REQ_EXEC: start_service(c); return;
+    case AGENT_REQ_UPLINK: uplink_adopt(c); return;
+    default: conn_send_reply(c, AGENT_REFUSED, EINVAL);
     }
 }
 

@@ -64,19 +64,14 @@ static bool pump_stdin(struct conn *c) {
         if (r->from_client.dest[0] == -2 && r->stdin_w.fd >= 0)
             watch_close(c->agent, &r->stdin_w); /* service closed its stdin: discard */
         switch (ev) {
-        case FRAME_NEED_MORE:
-            return true;
-        case FRAME_BLOCKED:
-            r->stdin_blocked = true;
-            return true;
+        case FRAME_NEED_MORE: return true;
+        case FRAME_BLOCKED: r->stdin_blocked = true; return true;
         case FRAME_EOF: /* EOF on stdin: close the pipe so the service sees it */
             r->stdin_done = true;
             r->from_client.dest[0] = -2;
             watch_close(c->agent, &r->stdin_w);
             continue;
-        default:
-            agent_log("copy path: malformed frame from client");
-            return false;
+        default: agent_log("copy path: malformed frame from client"); return false;
         }
     }
 }

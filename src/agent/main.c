@@ -183,8 +183,7 @@ static void on_signal(struct watch *w, uint32_t revents) {
     struct signalfd_siginfo si;
     while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
         switch (si.ssi_signo) {
-        case SIGCHLD:
-            break; /* reaped below */
+        case SIGCHLD: break; /* reaped below */
         case SIGTERM:
         case SIGINT:
         case SIGUSR2: /* busybox poweroff */
@@ -193,8 +192,7 @@ static void on_signal(struct watch *w, uint32_t revents) {
                 agent_exit(a);
             agent_poweroff(a);
             break;
-        default:
-            agent_log("ignoring signal %u from pid %u", si.ssi_signo, si.ssi_pid);
+        default: agent_log("ignoring signal %u from pid %u", si.ssi_signo, si.ssi_pid);
         }
     }
     reap_children(a);
@@ -311,13 +309,14 @@ static void parse_args(int argc, char **argv, struct agent_args *o) {
             usage(c == 'h' ? stdout : stderr), exit(c == 'h' ? 0 : 2);
     }
     bool standalone_vmux = o->vmux && !o->listen;
-    if (optind < argc || (standalone_vmux && o->init) ||
-        (o->agent_socket && !standalone_vmux))
+    if (optind < argc || (standalone_vmux && o->init) || (o->agent_socket && !standalone_vmux))
         usage(stderr), exit(2);
 }
 
 int main(int argc, char **argv) {
-    static struct agent a = {.kill_at = -1, .ready_retry_at = -1, .uplink.fd = -1,
+    static struct agent a = {.kill_at = -1,
+                             .ready_retry_at = -1,
+                             .uplink.fd = -1,
                              .qrexec_listener.fd = -1};
     /* multi-call: the engine puts this binary in every qube as qrexec-client-vm too */
     if (argc > 0 && streq(base_name(argv[0]), "qrexec-client-vm"))
@@ -325,8 +324,8 @@ int main(int argc, char **argv) {
     struct agent_args args = {0};
     parse_args(argc, argv, &args);
     if (args.vmux && !args.listen)
-        return vmux_guest_main(args.vmux, args.agent_socket ? args.agent_socket
-                                                            : VMUX_GUEST_AGENT_SOCKET);
+        return vmux_guest_main(args.vmux,
+                               args.agent_socket ? args.agent_socket : VMUX_GUEST_AGENT_SOCKET);
     const char *listen_path = args.listen, *init = args.init;
     /* first: a signal that arrives while we set up must not kill init */
     int sigfd = setup_signals();

@@ -55,9 +55,11 @@ int passwd_lookup(const char *path, const char *name, struct passwd_entry *out) 
             continue;
         if (!parse_id(fld[2], &uid) || !parse_id(fld[3], &gid))
             continue;
-        *out = (struct passwd_entry){
-            .name = xstrdup(fld[0]), .home = xstrdup(fld[5]), .shell = xstrdup(fld[6]),
-            .uid = (uid_t)uid, .gid = (gid_t)gid};
+        *out = (struct passwd_entry){.name = xstrdup(fld[0]),
+                                     .home = xstrdup(fld[5]),
+                                     .shell = xstrdup(fld[6]),
+                                     .uid = (uid_t)uid,
+                                     .gid = (gid_t)gid};
         return 0;
     }
     return -ENOENT;
@@ -71,8 +73,7 @@ void passwd_entry_free(struct passwd_entry *e) {
 }
 
 static bool member_of(char *members, const char *user) {
-    for (char *save = NULL, *m = strtok_r(members, ",", &save); m;
-         m = strtok_r(NULL, ",", &save))
+    for (char *save = NULL, *m = strtok_r(members, ",", &save); m; m = strtok_r(NULL, ",", &save))
         if (streq(m, user))
             return true;
     return false;

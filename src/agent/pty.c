@@ -67,8 +67,7 @@ static int open_pty(const struct spawn_spec *s, int *slave) {
     return master;
 }
 
-static _Noreturn void run_service(const struct spawn_spec *s, int master, int slave,
-                                  int errpipe) {
+static _Noreturn void run_service(const struct spawn_spec *s, int master, int slave, int errpipe) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -141,8 +140,8 @@ static void step(struct pty_relay *r) {
     struct pollfd p[5] = {
         {r->sig, POLLIN, 0},
         {r->in_open && !r->in_len ? 0 : -1, POLLIN, 0},
-        {r->master_open ? r->master : -1, (short)((r->out_len ? 0 : POLLIN) |
-                                                  (r->in_len ? POLLOUT : 0)), 0},
+        {r->master_open ? r->master : -1,
+         (short)((r->out_len ? 0 : POLLIN) | (r->in_len ? POLLOUT : 0)), 0},
         {r->out_len && r->out_open ? 1 : -1, POLLOUT, 0},
         {r->win_open ? 2 : -1, POLLIN, 0},
     };
@@ -221,8 +220,13 @@ _Noreturn void pty_session(const struct spawn_spec *s, int errpipe) {
         run_service(s, master, slave, errpipe);
     close(slave);
     close(errpipe);
-    r = (struct pty_relay){.master = master, .sig = sig, .svc = svc, .in_open = true,
-                           .master_open = true, .out_open = true, .win_open = true};
+    r = (struct pty_relay){.master = master,
+                           .sig = sig,
+                           .svc = svc,
+                           .in_open = true,
+                           .master_open = true,
+                           .out_open = true,
+                           .win_open = true};
     set_nonblock(0);
     set_nonblock(1);
     set_nonblock(master);

@@ -11,8 +11,7 @@
 #include "vmexec.h"
 
 /* AGENT_BIN_DIR last: qrexec-client-vm for templates that lack /usr/bin's link to it */
-#define DEFAULT_PATH \
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:" AGENT_BIN_DIR
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:" AGENT_BIN_DIR
 
 static bool valid_chars(const char *s, const char *extra) {
     for (; *s; s++) {
@@ -53,8 +52,8 @@ static bool is_executable(const char *path) {
 }
 
 /* /etc/qubes-rpc/<service>+<arg> if it exists, else /etc/qubes-rpc/<service>. */
-static int resolve_rpc_file(const struct agent_config *cfg, const char *service,
-                            const char *arg, struct spawn_spec *spec) {
+static int resolve_rpc_file(const struct agent_config *cfg, const char *service, const char *arg,
+                            struct spawn_spec *spec) {
     char *path = NULL;
     if (*arg) {
         path = strdup_printf("%s/%s+%s", cfg->rpc_dir, service, arg);
@@ -125,8 +124,8 @@ static int resolve_program(const struct agent_config *cfg, const struct agent_re
     return resolve_rpc_file(cfg, b->service, b->argument, spec);
 }
 
-static int resolve_user(const struct agent_config *cfg, const char *name,
-                        struct passwd_entry *pw, struct spawn_spec *spec) {
+static int resolve_user(const struct agent_config *cfg, const char *name, struct passwd_entry *pw,
+                        struct spawn_spec *spec) {
     int r = passwd_lookup(cfg->passwd, *name ? name : "user", pw);
     if (r < 0)
         return r == -ENOENT ? r : -ENOENT;
@@ -152,8 +151,8 @@ static void build_env(const struct agent_request_body *b, const struct passwd_en
     env[n++] = strdup_printf("QREXEC_REMOTE_DOMAIN=%s", b->source);
     env[n++] = strdup_printf("QREXEC_SERVICE_ARGUMENT=%s", b->argument);
     env[n++] = strdup_printf("QREXEC_REQUESTED_TARGET=%s", b->target);
-    env[n++] = strdup_printf("QREXEC_SERVICE_FULL_NAME=%s%s%s", b->service,
-                             *b->argument ? "+" : "", b->argument);
+    env[n++] = strdup_printf("QREXEC_SERVICE_FULL_NAME=%s%s%s", b->service, *b->argument ? "+" : "",
+                             b->argument);
     env[n++] = strdup_printf("QREXEC_AGENT_PID=%d", (int)getpid());
     const char *qube = getenv("DISPENSER_QUBE");
     if (qube)

@@ -9,8 +9,8 @@
 #define SERVICE_WAIT_READY "qubes.WaitForRunningSystem"
 
 struct spawn_spec {
-    char **argv;   /* owned (vmexec argv is one block: argv_block) */
-    char **envp;   /* owned, each string too */
+    char **argv; /* owned (vmexec argv is one block: argv_block) */
+    char **envp; /* owned, each string too */
     void *argv_block;
     bool search_path; /* execvp semantics (VMExec), else argv[0] is a path */
     bool switch_user;

@@ -52,8 +52,11 @@ static void qcall_finish(struct qcall *q, uint32_t kind, int32_t status, const c
     char out[sizeof(struct qrexec_result) + QREXEC_MAX_MSG];
     if (msg_len > QREXEC_MAX_MSG)
         msg_len = QREXEC_MAX_MSG;
-    struct qrexec_result r = {.magic = QREXEC_MAGIC, .id = q->client_id, .kind = kind,
-                              .status = status, .msg_len = (uint32_t)msg_len};
+    struct qrexec_result r = {.magic = QREXEC_MAGIC,
+                              .id = q->client_id,
+                              .kind = kind,
+                              .status = status,
+                              .msg_len = (uint32_t)msg_len};
     memcpy(out, &r, sizeof(r));
     memcpy(out + sizeof(r), msg, msg_len);
     (void)!send(q->sock.fd, out, sizeof(r) + msg_len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -74,7 +77,9 @@ static void qcall_accept(struct watch *w, uint32_t revents) {
             return;
         }
         struct qcall *q = xcalloc(1, sizeof(*q));
-        *q = (struct qcall){.next = a->qcalls, .agent = a, .fds = {-1, -1, -1},
+        *q = (struct qcall){.next = a->qcalls,
+                            .agent = a,
+                            .fds = {-1, -1, -1},
                             .sock = {.fd = fd, .fn = qcall_readable, .owner = q}};
         a->qcalls = q;
         watch_set(a, &q->sock, EPOLLIN);
@@ -129,7 +134,9 @@ static void qcall_submit(struct qcall *q) {
     if (a->uplink.fd < 0)
         return qcall_fail(q, QREXEC_FAILED, MSG_NOT_CONNECTED);
     q->id = ++a->next_qid;
-    struct qrexec_request up = {.magic = QREXEC_MAGIC, .id = q->id, .flags = QREXEC_F_FDS,
+    struct qrexec_request up = {.magic = QREXEC_MAGIC,
+                                .id = q->id,
+                                .flags = QREXEC_F_FDS,
                                 .body_len = q->req.body_len};
     memcpy(q->msg, &up, sizeof(up));
     q->state = QCALL_QUEUED;
@@ -286,6 +293,4 @@ void qrexec_listen(struct agent *a, const char *path) {
     watch_set(a, &a->qrexec_listener, EPOLLIN);
 }
 
-void qrexec_stop_listening(struct agent *a) {
-    watch_close(a, &a->qrexec_listener);
-}
+void qrexec_stop_listening(struct agent *a) { watch_close(a, &a->qrexec_listener); }

@@ -79,6 +79,4 @@ ssize_t send_fds(int sock, const void *buf, size_t len, const int fds[3]) {
     return fdpass_send(sock, buf, len, fds, fds ? 3 : 0, MSG_DONTWAIT);
 }
 
-void close_fds(int fds[3]) {
-    fdpass_close(fds, 3);
-}
+void close_fds(int fds[3]) { fdpass_close(fds, 3); }

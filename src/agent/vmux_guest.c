@@ -25,8 +25,7 @@ static volatile sig_atomic_t draining;
 static void on_term(int sig) { draining = 1; }
 
 static void sleep_ms(long ms) {
-    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L},
-              NULL);
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L}, NULL);
 }
 
 /* The port (a character device), or a connected socket where DEVICE is one. */
@@ -101,9 +100,8 @@ int vmux_guest_main(const char *device, const char *agent_socket) {
             log_error("vmux: cannot open %s: %s", device, strerror(-fd));
             return 1;
         }
-        struct vmux *m = vmux_new(&(struct vmux_config){.role = VMUX_GUEST, .stream = fd,
-                                                       .target = agent_socket,
-                                                       .wait_mask = &waiting});
+        struct vmux *m = vmux_new(&(struct vmux_config){
+            .role = VMUX_GUEST, .stream = fd, .target = agent_socket, .wait_mask = &waiting});
         int r = run(m);
         vmux_free(m);
         close(fd);

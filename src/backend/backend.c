@@ -55,9 +55,7 @@ static int u_shutdown(struct backend *b, const char *name, bool force, backend_d
 }
 
 /* Nothing of it can be running: it never started anything. */
-static enum backend_power u_state(struct backend *b, const char *name) {
-    return BACKEND_HALTED;
-}
+static enum backend_power u_state(struct backend *b, const char *name) { return BACKEND_HALTED; }
 
 static int u_stats(struct backend *b, const char *name, struct backend_stats *out) {
     return -ENOTSUP;
@@ -89,16 +87,12 @@ static int u_exec(struct backend *b, const char *name, const struct backend_serv
 
 /* Never called: an engine that runs nothing receives no calls from inside qubes. */
 static void u_upcall_reply(struct backend *b, struct backend_upcall *call,
-                           enum backend_call_end how, int status, const char *reason) {
-}
+                           enum backend_call_end how, int status, const char *reason) {}
 
-static int u_adopt(struct backend *b, const struct backend_qube *q) {
-    return -1;
-}
+static int u_adopt(struct backend *b, const struct backend_qube *q) { return -1; }
 
 /* Its leftovers, if any, wait for a daemon that can run the engine. */
-static void u_cleanup(struct backend *b, const char *const *keep) {
-}
+static void u_cleanup(struct backend *b, const char *const *keep) {}
 
 static void u_free(struct backend *b) {
     sd_event_unref(b->loop);

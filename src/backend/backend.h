@@ -14,9 +14,9 @@
 #include "macro.h"
 
 enum backend_kind {
-    BACKEND_TEMPLATEVM,  /* own root (versioned), own private */
-    BACKEND_APPVM,       /* root: CoW of its template's root, discarded; own private */
-    BACKEND_DISPVM,      /* root and private: CoW of its template's (and its template's) */
+    BACKEND_TEMPLATEVM,   /* own root (versioned), own private */
+    BACKEND_APPVM,        /* root: CoW of its template's root, discarded; own private */
+    BACKEND_DISPVM,       /* root and private: CoW of its template's (and its template's) */
     BACKEND_STANDALONEVM, /* own root, own private, like a template nobody is based on */
 };
 
@@ -26,12 +26,12 @@ struct backend_option {
 
 struct backend_qube {
     const char *name;
-    const char *uuid;        /* volumes are keyed by uuid: names can be reused */
+    const char *uuid; /* volumes are keyed by uuid: names can be reused */
     enum backend_kind kind;
-    const char *root_source; /* uuid whose root an AppVM/DispVM starts from, else NULL */
+    const char *root_source;    /* uuid whose root an AppVM/DispVM starts from, else NULL */
     const char *private_source; /* DispVM: uuid of its disposable template, else NULL */
-    uint64_t memory_mib;     /* what it starts with */
-    uint64_t maxmem_mib;     /* hard limit; 0 = memory_mib */
+    uint64_t memory_mib;        /* what it starts with */
+    uint64_t maxmem_mib;        /* hard limit; 0 = memory_mib */
     unsigned vcpus;
     unsigned qrexec_timeout; /* seconds to wait for readiness */
     unsigned shutdown_timeout;
@@ -39,7 +39,7 @@ struct backend_qube {
      * along the template chain wins), as KEY=value; read them with backend_option. */
     const struct backend_option *options;
     size_t n_options;
-    bool background;         /* nobody waits (a preload): the start must not hold up the
+    bool background; /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
 };
 
@@ -76,7 +76,7 @@ struct backend_service_call {
     const char *user;    /* "" = the qube's default user */
     const char *command; /* qubes.VMShell: a command instead of a script on stdin */
     int stdio[3];
-    bool pty;            /* a terminal in the qube (AGENT_F_PTY); stdio[2] is its window
+    bool pty; /* a terminal in the qube (AGENT_F_PTY); stdio[2] is its window
                           * size channel */
 };
 
@@ -87,11 +87,11 @@ typedef void (*backend_call_done_fn)(void *userdata, enum backend_call_end how, 
 /* A call made from inside a qube (qrexec-client-vm), for the daemon's router to decide
  * and run; answered exactly once with upcall_reply. */
 struct backend_upcall {
-    const char *source;  /* the qube it came from: the engine knows, the qube cannot lie */
+    const char *source; /* the qube it came from: the engine knows, the qube cannot lie */
     const char *target, *service, *user, *command;
-    int stdio[3];        /* the caller's; they belong to the daemon from the upcall on */
+    int stdio[3];         /* the caller's; they belong to the daemon from the upcall on */
     struct backend *from; /* the engine it came up through: it gets the reply */
-    void *handle;        /* the engine's */
+    void *handle;         /* the engine's */
 };
 
 /* What the engine tells the daemon. */
@@ -167,8 +167,8 @@ struct backend_ops {
                 backend_call_done_fn done, void *userdata, struct backend_why *why);
     /* Answers an upcall (and frees it): how it ended, with a reason shown to the caller
      * when refused or failed. */
-    void (*upcall_reply)(struct backend *b, struct backend_upcall *call,
-                         enum backend_call_end how, int status, const char *reason);
+    void (*upcall_reply)(struct backend *b, struct backend_upcall *call, enum backend_call_end how,
+                         int status, const char *reason);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). Called for every
      * qube of this engine before cleanup: the engine's logs of qubes it was not called

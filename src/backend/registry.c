@@ -46,8 +46,10 @@ int backends_check_options(const struct backend_config *cfg, struct backend_why 
         for (size_t e = 0; e < N_ENGINES && !known; e++)
             known = own_key(cfg->options[i].key, ENGINES[e].name) != NULL;
         if (!known)
-            return backend_fail(why, -EINVAL, "engine option '%s' names no engine of this "
-                                "dispenserd (ENGINE.KEY=VALUE)", cfg->options[i].key);
+            return backend_fail(why, -EINVAL,
+                                "engine option '%s' names no engine of this "
+                                "dispenserd (ENGINE.KEY=VALUE)",
+                                cfg->options[i].key);
     }
     return 0;
 }

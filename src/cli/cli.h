@@ -34,8 +34,8 @@ struct cli_err {
 int cli_call(const char *method, const char *arg, const char *dest, const char *payload,
              struct client_reply *reply, struct cli_err *err);
 /* Like cli_call but for callers that only care about success. */
-int cli_call_simple(const char *method, const char *arg, const char *dest,
-                    const char *payload, struct cli_err *err);
+int cli_call_simple(const char *method, const char *arg, const char *dest, const char *payload,
+                    struct cli_err *err);
 bool cli_err_is(const struct cli_err *e, const char *exc);
 /* For the checks tools make before sending (api_checks.h): r < 0 dies with the message. */
 int cli_check(int r, const struct qerr *qe);
@@ -86,9 +86,10 @@ struct target_args {
 };
 /* Option ids and table entries for --all/--exclude, shared by the multi-qube tools. */
 enum { TARGET_OPT_ALL = 1000, TARGET_OPT_EXCLUDE };
-#define TARGET_OPT_SPECS(all_help)                                                    \
-    {"all", 0, OPT_FLAG, TARGET_OPT_ALL, NULL, all_help},                              \
-    {"exclude", 0, OPT_VALUE, TARGET_OPT_EXCLUDE, "EXCLUDE", "exclude the qube from --all"}
+#define TARGET_OPT_SPECS(all_help)                                                            \
+    {"all", 0, OPT_FLAG, TARGET_OPT_ALL, NULL, all_help}, {                                   \
+        "exclude", 0, OPT_VALUE, TARGET_OPT_EXCLUDE, "EXCLUDE", "exclude the qube from --all" \
+    }
 /* Returns true if id was one of the TARGET_OPT_* options. */
 bool target_args_option(struct target_args *t, int id, const char *value);
 void target_args_set_names(struct target_args *t, const struct opts_result *r);

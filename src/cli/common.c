@@ -20,8 +20,7 @@ static void err_set(struct cli_err *e, const char *exc, const char *msg) {
 static void err_from_transport(struct cli_err *e, int r) {
     char buf[sizeof(e->msg)];
     if (r == -EBADMSG)
-        snprintf(buf, sizeof(buf), "Malformed response from qubesd at %s",
-                 client_socket_path());
+        snprintf(buf, sizeof(buf), "Malformed response from qubesd at %s", client_socket_path());
     else
         snprintf(buf, sizeof(buf), "Failed to connect to qubesd service at %s: %s",
                  client_socket_path(), strerror(-r));
@@ -40,13 +39,12 @@ int cli_call(const char *method, const char *arg, const char *dest, const char *
     *reply = (struct client_reply){.raw = STRBUF_INIT};
     /* the daemon would refuse it too, but only after reading it all */
     struct qerr qe = {0};
-    if (check_request_size(wire_request_len(method, arg, dest ? dest : "dom0", payload_len),
-                           method, &qe) < 0) {
+    if (check_request_size(wire_request_len(method, arg, dest ? dest : "dom0", payload_len), method,
+                           &qe) < 0) {
         err_set(err, qe.exc, qe.msg);
         return -1;
     }
-    int r = client_call(method, arg ? arg : "", dest ? dest : "dom0", payload, payload_len,
-                        reply);
+    int r = client_call(method, arg ? arg : "", dest ? dest : "dom0", payload, payload_len, reply);
     if (r < 0) {
         err_from_transport(err, r);
         return -1;
@@ -66,8 +64,8 @@ int cli_call(const char *method, const char *arg, const char *dest, const char *
     return 0;
 }
 
-int cli_call_simple(const char *method, const char *arg, const char *dest,
-                    const char *payload, struct cli_err *err) {
+int cli_call_simple(const char *method, const char *arg, const char *dest, const char *payload,
+                    struct cli_err *err) {
     _cleanup_reply_ struct client_reply reply = {};
     return cli_call(method, arg, dest, payload, &reply, err);
 }

@@ -11,9 +11,10 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: %s {refill|suspend-pre|suspend-post}\n\n"
-               "Preloaded disposables on this host: fill every disposable template's preload\n"
-               "list (the boot unit runs this), or discard and refill around a suspend.\n",
+    fprintf(f,
+            "usage: %s {refill|suspend-pre|suspend-post}\n\n"
+            "Preloaded disposables on this host: fill every disposable template's preload\n"
+            "list (the boot unit runs this), or discard and refill around a suspend.\n",
             cli_prog);
 }
 

@@ -35,9 +35,11 @@ static const struct {
 };
 
 /* Upstream sorts these columns as numbers. */
-static const char *const sort_numeric[] = {
-    "MEMORY", "DISK", "PRIV-CURR", "PRIV-MAX", "ROOT-CURR", "XID", "ROOT-MAX",
-    "MAXMEM", "QREXEC-TIMEOUT", "SHUTDOWN-TIMEOUT", "VCPUS", "PRIV-USED", "ROOT-USED"};
+static const char *const sort_numeric[] = {"MEMORY",           "DISK",      "PRIV-CURR",
+                                           "PRIV-MAX",         "ROOT-CURR", "XID",
+                                           "ROOT-MAX",         "MAXMEM",    "QREXEC-TIMEOUT",
+                                           "SHUTDOWN-TIMEOUT", "VCPUS",     "PRIV-USED",
+                                           "ROOT-USED"};
 
 const char *ls_format_columns(const char *format) {
     for (size_t i = 0; i < ELEMENTSOF(formats); i++)
@@ -97,7 +99,7 @@ static bool prop_true(struct ls_qube *lq, const char *name) {
 
 static char power_letter(const char *state) {
     static const char *const known[] = {"Running", "Transient", "Paused", "Suspended",
-                                        "Halting", "Dying", "Crashed"};
+                                        "Halting", "Dying",     "Crashed"};
     if (strcasecmp(state, "unknown") == 0)
         return '?';
     for (size_t i = 0; i < ELEMENTSOF(known); i++)
@@ -110,8 +112,11 @@ static char *flags_cell(struct ls_qube *lq) {
     static const struct {
         const char *klass;
         char letter;
-    } types[] = {{"AdminVM", '0'}, {"TemplateVM", 't'}, {"AppVM", 'a'},
-                 {"StandaloneVM", 's'}, {"DispVM", 'd'}};
+    } types[] = {{"AdminVM", '0'},
+                 {"TemplateVM", 't'},
+                 {"AppVM", 'a'},
+                 {"StandaloneVM", 's'},
+                 {"DispVM", 'd'}};
     char type = '-';
     for (size_t i = 0; i < ELEMENTSOF(types); i++)
         if (streq(lq->q->klass, types[i].klass))
@@ -168,8 +173,7 @@ static char *gateway_cell(struct ls_qube *lq) {
 }
 
 static bool is_volume_column(const char *head) {
-    return streq(head, "DISK") || strncmp(head, "PRIV-", 5) == 0 ||
-           strncmp(head, "ROOT-", 5) == 0;
+    return streq(head, "DISK") || strncmp(head, "PRIV-", 5) == 0 || strncmp(head, "ROOT-", 5) == 0;
 }
 
 /* The text of one cell, or NULL for "not applicable" (shown as '-'). */
@@ -209,8 +213,7 @@ static long long numeric_key(const char *s) {
     return strtoll(s, NULL, 10); /* "12%" -> 12; "-" and text -> 0 */
 }
 
-static int compare_rows(const struct ls_row *a, const struct ls_row *b,
-                        const struct sort_spec *s) {
+static int compare_rows(const struct ls_row *a, const struct ls_row *b, const struct sort_spec *s) {
     const char *x = a->cells.v[s->col], *y = b->cells.v[s->col];
     int r;
     if (s->numeric) {
@@ -250,8 +253,7 @@ static void split_heads(const char *columns, struct strv *heads) {
     }
 }
 
-static void build_row(struct ls_qube *lq, const struct strv *heads, int level,
-                      struct ls_row *row) {
+static void build_row(struct ls_qube *lq, const struct strv *heads, int level, struct ls_row *row) {
     *row = (struct ls_row){0};
     for (size_t c = 0; c < heads->n; c++) {
         _cleanup_free_ char *text = cell_text(lq, heads->v[c]);
@@ -280,8 +282,8 @@ static bool tree_has(const struct tree_entry *t, size_t n, size_t idx) {
     return false;
 }
 
-static void tree_children(struct ls_set *set, size_t parent, int level,
-                          struct tree_entry *out, size_t *n) {
+static void tree_children(struct ls_set *set, size_t parent, int level, struct tree_entry *out,
+                          size_t *n) {
     for (size_t i = 0; i < set->n; i++) {
         const char *netvm = ls_prop_text(&set->v[i], "netvm");
         if (!netvm || !streq(netvm, set->v[parent].q->name) || tree_has(out, *n, i))

@@ -10,8 +10,13 @@
 #include "strbuf.h"
 
 /* Options every upstream tool has (QubesArgumentParser adds them). */
-enum { OPT_ID_HELP = -1, OPT_ID_VERSION = -2, OPT_ID_VERBOSE = -3, OPT_ID_QUIET = -4,
-       OPT_ID_FORCE_ROOT = -5 };
+enum {
+    OPT_ID_HELP = -1,
+    OPT_ID_VERSION = -2,
+    OPT_ID_VERBOSE = -3,
+    OPT_ID_QUIET = -4,
+    OPT_ID_FORCE_ROOT = -5
+};
 
 static const struct opt_spec common_specs[] = {
     {"verbose", 'v', OPT_FLAG, OPT_ID_VERBOSE, NULL, "increase verbosity"},
@@ -74,13 +79,13 @@ void opts_print_help(const struct opt_parser *p) {
 
 static void print_version(void) {
     printf("%s (dispenser: Qubes OS Admin API tools for Linux) %s\n"
-           "License: GPL-2.0-or-later\n", cli_prog, DISPENSER_VERSION);
+           "License: GPL-2.0-or-later\n",
+           cli_prog, DISPENSER_VERSION);
 }
 
 /* Look a long option up in both tables: exact name first, then a unique prefix,
  * because argparse accepts abbreviations such as --hide for --hide-default. */
-static const struct opt_spec *find_long(const struct opt_parser *p, const char *name,
-                                        size_t len) {
+static const struct opt_spec *find_long(const struct opt_parser *p, const char *name, size_t len) {
     const struct opt_spec *tables[2] = {common_specs, p->specs};
     size_t sizes[2] = {ELEMENTSOF(common_specs), p->n_specs};
     const struct opt_spec *found = NULL;
@@ -136,22 +141,12 @@ static void spec_name(const struct opt_spec *s, char *buf, size_t n) {
 
 static void deliver(struct parse_state *st, const struct opt_spec *s, const char *value) {
     switch (s->id) {
-    case OPT_ID_HELP:
-        opts_print_help(st->p);
-        exit(0);
-    case OPT_ID_VERSION:
-        print_version();
-        exit(0);
-    case OPT_ID_VERBOSE:
-        st->out->verbose++;
-        return;
-    case OPT_ID_QUIET:
-        st->out->verbose--;
-        return;
-    case OPT_ID_FORCE_ROOT:
-        return;
-    default:
-        st->cb(st->ctx, s->id, value);
+    case OPT_ID_HELP: opts_print_help(st->p); exit(0);
+    case OPT_ID_VERSION: print_version(); exit(0);
+    case OPT_ID_VERBOSE: st->out->verbose++; return;
+    case OPT_ID_QUIET: st->out->verbose--; return;
+    case OPT_ID_FORCE_ROOT: return;
+    default: st->cb(st->ctx, s->id, value);
     }
 }
 
@@ -201,8 +196,8 @@ static void parse_short_cluster(struct parse_state *st, const char *arg) {
     }
 }
 
-void opts_parse(const struct opt_parser *p, int argc, char **argv, opt_callback cb,
-                void *ctx, struct opts_result *out) {
+void opts_parse(const struct opt_parser *p, int argc, char **argv, opt_callback cb, void *ctx,
+                struct opts_result *out) {
     *out = (struct opts_result){.pos = xcalloc((size_t)argc + 1, sizeof(char *))};
     struct parse_state st = {p, argc, argv, 1, cb, ctx, out};
     bool only_positionals = false;

@@ -14,16 +14,16 @@ enum opt_kind {
 };
 
 struct opt_spec {
-    const char *long_name;  /* without leading "--"; NULL if none */
-    char short_name;        /* 0 if none */
+    const char *long_name; /* without leading "--"; NULL if none */
+    char short_name;       /* 0 if none */
     enum opt_kind kind;
     int id;
     const char *metavar;
-    const char *help;       /* NULL: accepted but not shown in --help */
+    const char *help; /* NULL: accepted but not shown in --help */
 };
 
 struct opt_parser {
-    const char *usage;       /* what follows "usage: PROG " */
+    const char *usage; /* what follows "usage: PROG " */
     const char *description;
     const char *positionals; /* preformatted "positional arguments" body, may be NULL */
     const char *epilog;      /* may be NULL */
@@ -42,8 +42,8 @@ struct opts_result {
 };
 
 /* Parses argv[1..]; handles -h/--help and --version itself (exit 0). Errors exit 2. */
-void opts_parse(const struct opt_parser *p, int argc, char **argv, opt_callback cb,
-                void *ctx, struct opts_result *out);
+void opts_parse(const struct opt_parser *p, int argc, char **argv, opt_callback cb, void *ctx,
+                struct opts_result *out);
 void opts_result_free(struct opts_result *r);
 
 /* argparse's parser.error(): usage line + "prog: error: msg" on stderr, exit 2. */

@@ -31,27 +31,27 @@ struct qc_args {
 static _Noreturn void usage(int status) {
     FILE *f = status ? stderr : stdout;
     fprintf(f,
-        "usage: %s [options] -d TARGET [-l LOCAL_PROGRAM|-e] USER:COMMAND\n"
-        "       %s [options] -d TARGET [-l LOCAL_PROGRAM|-e] 'USER:QUBESRPC SERVICE+ARG dom0'\n"
-        "Runs COMMAND (through qubes.VMShell) or SERVICE in TARGET (a qube, @dispvm or\n"
-        "@dispvm:TEMPLATE) through dispenserd's qrexec router; USER DEFAULT is the qube's\n"
-        "default user. Exits with the service's exit status; 126 if the call was refused,\n"
-        "125 if it could not be made.\n"
-        "Options:\n"
-        "  -h, --help - display usage\n"
-        "  -e - exit after sending cmd (the command gets no stdio)\n"
-        "  -E, --no-exit-code - always exit with 0 after command exits\n"
-        "  -l LOCAL_PROGRAM - connect the service's stdin/stdout to LOCAL_PROGRAM (sh -c)\n"
-        "  -p PREFIX-DATA, --prefix-data=PREFIX-DATA - send the given data before the\n"
-        "     provided stdin (can only be used once)\n"
-        "  -k - kill the target right before exiting\n"
-        "  --use-stdin-socket - use fd 0 (which must be a socket) for both stdin and stdout\n"
-        "  --socket-dir=DIR - use DIR/qrexec.sock as the router socket (default: %s)\n"
-        "  -t - replace control characters in the service's stdout with '_'\n"
-        "  -T - replace control characters in the service's stderr with '_'\n"
-        "  -w TIMEOUT, -W - accepted for compatibility; the router applies its own timeouts\n"
-        "  -c - (VM to VM connections) not supported on this host\n",
-        cli_prog, cli_prog, qrexec_socket_path());
+            "usage: %s [options] -d TARGET [-l LOCAL_PROGRAM|-e] USER:COMMAND\n"
+            "       %s [options] -d TARGET [-l LOCAL_PROGRAM|-e] 'USER:QUBESRPC SERVICE+ARG dom0'\n"
+            "Runs COMMAND (through qubes.VMShell) or SERVICE in TARGET (a qube, @dispvm or\n"
+            "@dispvm:TEMPLATE) through dispenserd's qrexec router; USER DEFAULT is the qube's\n"
+            "default user. Exits with the service's exit status; 126 if the call was refused,\n"
+            "125 if it could not be made.\n"
+            "Options:\n"
+            "  -h, --help - display usage\n"
+            "  -e - exit after sending cmd (the command gets no stdio)\n"
+            "  -E, --no-exit-code - always exit with 0 after command exits\n"
+            "  -l LOCAL_PROGRAM - connect the service's stdin/stdout to LOCAL_PROGRAM (sh -c)\n"
+            "  -p PREFIX-DATA, --prefix-data=PREFIX-DATA - send the given data before the\n"
+            "     provided stdin (can only be used once)\n"
+            "  -k - kill the target right before exiting\n"
+            "  --use-stdin-socket - use fd 0 (which must be a socket) for both stdin and stdout\n"
+            "  --socket-dir=DIR - use DIR/qrexec.sock as the router socket (default: %s)\n"
+            "  -t - replace control characters in the service's stdout with '_'\n"
+            "  -T - replace control characters in the service's stderr with '_'\n"
+            "  -w TIMEOUT, -W - accepted for compatibility; the router applies its own timeouts\n"
+            "  -c - (VM to VM connections) not supported on this host\n",
+            cli_prog, cli_prog, qrexec_socket_path());
     exit(status);
 }
 
@@ -98,8 +98,10 @@ static void parse_options(int argc, char **argv, struct qc_args *a) {
             a->prefix = optarg;
             break;
         case 'c':
-            fprintf(stderr, "%s: -c (connecting to an existing VM-to-VM call) is not "
-                            "supported\n", cli_prog);
+            fprintf(stderr,
+                    "%s: -c (connecting to an existing VM-to-VM call) is not "
+                    "supported\n",
+                    cli_prog);
             exit(1);
         case 'h': usage(0);
         default: usage(1);
@@ -142,8 +144,8 @@ static void parse_cmdline(char *cmdline, struct qrun_opts *o) {
         exit(1);
     }
     if (source && *source && !streq(source, "dom0") && !streq(source, "@adminvm")) {
-        fprintf(stderr, "%s: source '%s': calls from this host always come from dom0\n",
-                cli_prog, source);
+        fprintf(stderr, "%s: source '%s': calls from this host always come from dom0\n", cli_prog,
+                source);
         exit(1);
     }
     o->service = service;

@@ -216,8 +216,8 @@ static _Noreturn void relay_child(struct relay_state *st, pid_t parent) {
     signal(SIGINT, SIG_IGN); /* ^C on a cooked terminal is the service's business */
     if (st->winsize_fd >= 0)
         st->sig = signal_fd_for_winch();
-    int keep[] = {st->ctl, st->sig, st->winsize_tty, st->winsize_fd, st->in.src, st->in.dst,
-                  st->out[0].src, st->out[0].dst, st->out[1].src, st->out[1].dst};
+    int keep[] = {st->ctl,    st->sig,        st->winsize_tty, st->winsize_fd, st->in.src,
+                  st->in.dst, st->out[0].src, st->out[0].dst,  st->out[1].src, st->out[1].dst};
     /* above all the service's pipe ends: copies here would keep it from seeing EOF */
     close_fds_except(3, keep, ELEMENTSOF(keep));
     relay_loop(st);
@@ -248,11 +248,10 @@ static bool needs_relay(const struct relay_spec *s, int i) {
 }
 
 static void init_state(const struct relay_spec *s, struct relay_state *st) {
-    *st = (struct relay_state){.ctl = -1, .sig = -1, .winsize_tty = -1, .winsize_fd = -1,
-                               .in = {.src = -1, .dst = -1}};
+    *st = (struct relay_state){
+        .ctl = -1, .sig = -1, .winsize_tty = -1, .winsize_fd = -1, .in = {.src = -1, .dst = -1}};
     for (int k = 0; k < 2; k++)
-        st->out[k] = (struct stream){.src = -1, .dst = s->host[k + 1],
-                                     .filter = s->filter[k + 1]};
+        st->out[k] = (struct stream){.src = -1, .dst = s->host[k + 1], .filter = s->filter[k + 1]};
 }
 
 static void undo_pipes(int svc[3], bool owned[3], struct relay_state *st, const int host[3]) {

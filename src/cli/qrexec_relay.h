@@ -11,13 +11,13 @@
 #include <sys/types.h>
 
 struct relay_spec {
-    int host[3];      /* what the service would get: stdin, stdout, stderr */
-    bool filter[3];   /* [1], [2]: replace escape characters in that output */
+    int host[3];        /* what the service would get: stdin, stdout, stderr */
+    bool filter[3];     /* [1], [2]: replace escape characters in that output */
     const char *prefix; /* sent before stdin (may be NULL) */
     size_t prefix_len;
-    bool pty;         /* slot 2 carries struct winsize records to the qube, not stderr;
+    bool pty;        /* slot 2 carries struct winsize records to the qube, not stderr;
                        * every slot is relayed */
-    int winsize_tty;  /* with pty: the host terminal whose size is sent, or -1 */
+    int winsize_tty; /* with pty: the host terminal whose size is sent, or -1 */
 };
 
 struct relay {

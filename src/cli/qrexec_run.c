@@ -14,14 +14,10 @@
 
 int qrun_exit_code(const struct qrexec_result *r) {
     switch (r->kind) {
-    case QREXEC_EXITED:
-        return r->status & 0xff;
-    case QREXEC_SIGNALED:
-        return 128 + (r->status & 0x7f);
-    case QREXEC_REFUSED:
-        return QRUN_EXIT_REFUSED;
-    default:
-        return QRUN_EXIT_PROBLEM;
+    case QREXEC_EXITED: return r->status & 0xff;
+    case QREXEC_SIGNALED: return 128 + (r->status & 0x7f);
+    case QREXEC_REFUSED: return QRUN_EXIT_REFUSED;
+    default: return QRUN_EXIT_PROBLEM;
     }
 }
 
@@ -69,7 +65,9 @@ static int host_tty(const int fds[3]) {
 static int start_relay(const struct qrun_opts *o, struct qrun *q, int fds[3], bool owned[3]) {
     struct relay_spec s = {.host = {fds[0], fds[1], fds[2]},
                            .filter = {false, o->filter_out, o->filter_err},
-                           .prefix = o->prefix, .prefix_len = o->prefix_len, .pty = o->pty,
+                           .prefix = o->prefix,
+                           .prefix_len = o->prefix_len,
+                           .pty = o->pty,
                            .winsize_tty = o->pty ? host_tty(fds) : -1};
     bool relayed[3] = {false, false, false};
     if (o->pty && isatty(fds[0]) && tty_guard_raw(fds[0], &q->guard) < 0)
@@ -175,9 +173,10 @@ int qrun_wait(struct qrun *q, int *kind, char *msg, size_t msgsize) {
     reap(&q->local, false);
     if (r < 0) {
         *kind = -1;
-        snprintf(msg, msgsize, "%s", r == -ECONNRESET
-                 ? "qrexec router closed the connection without a result"
-                 : r == -EBADMSG ? "malformed result from the qrexec router" : strerror(-r));
+        snprintf(msg, msgsize, "%s",
+                 r == -ECONNRESET ? "qrexec router closed the connection without a result"
+                 : r == -EBADMSG  ? "malformed result from the qrexec router"
+                                  : strerror(-r));
         return QRUN_EXIT_PROBLEM;
     }
     *kind = (int)res.kind;

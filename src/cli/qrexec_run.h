@@ -17,15 +17,18 @@
 
 struct qrun_opts {
     const char *target, *service, *user, *command;
-    const char *prefix;   /* bytes the service reads before our stdin (may be NULL) */
+    const char *prefix; /* bytes the service reads before our stdin (may be NULL) */
     size_t prefix_len;
-    const char *localcmd; /* "sh -c" program wired to the service's stdin and stdout */
-    bool null_io;         /* /dev/null for all three streams */
-    int fds[3];           /* stdin, stdout, stderr to hand over; -1 = ours */
+    const char *localcmd;        /* "sh -c" program wired to the service's stdin and stdout */
+    bool null_io;                /* /dev/null for all three streams */
+    int fds[3];                  /* stdin, stdout, stderr to hand over; -1 = ours */
     bool filter_out, filter_err; /* escape filtering (qrexec-client -t, -T) */
-    bool pty;             /* a terminal in the qube; ours (if stdin is one) goes raw */
+    bool pty;                    /* a terminal in the qube; ours (if stdin is one) goes raw */
 };
-#define QRUN_OPTS_INIT {.fds = {-1, -1, -1}}
+#define QRUN_OPTS_INIT        \
+    {                         \
+        .fds = { -1, -1, -1 } \
+    }
 
 /* A call in flight: the router connection and our helper processes. */
 struct qrun {

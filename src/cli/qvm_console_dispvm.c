@@ -20,7 +20,8 @@ static const struct opt_parser console_parser = {
     .usage = "[-h] [--user USER] [DISPOSABLE_TEMPLATE]",
     .description = "open an interactive shell in a new disposable qube",
     .positionals = "  DISPOSABLE_TEMPLATE   the disposable template (default: default_dispvm)\n",
-    .specs = console_specs, .n_specs = ELEMENTSOF(console_specs),
+    .specs = console_specs,
+    .n_specs = ELEMENTSOF(console_specs),
 };
 
 static void console_option(void *ctx, int id, const char *value) {

@@ -7,8 +7,19 @@
 #include "names.h"
 #include "strbuf.h"
 
-enum { OPT_CLASS = 1, OPT_STANDALONE, OPT_DISP, OPT_PROP, OPT_POOL, OPT_ONE_POOL,
-       OPT_TEMPLATE, OPT_LABEL, OPT_HELP_CLASSES, OPT_ROOT_COPY, OPT_ROOT_MOVE };
+enum {
+    OPT_CLASS = 1,
+    OPT_STANDALONE,
+    OPT_DISP,
+    OPT_PROP,
+    OPT_POOL,
+    OPT_ONE_POOL,
+    OPT_TEMPLATE,
+    OPT_LABEL,
+    OPT_HELP_CLASSES,
+    OPT_ROOT_COPY,
+    OPT_ROOT_MOVE
+};
 
 static const struct opt_spec create_specs[] = {
     {"class", 'C', OPT_VALUE, OPT_CLASS, "CLS",
@@ -21,8 +32,7 @@ static const struct opt_spec create_specs[] = {
     {"pool", 'p', OPT_VALUE, OPT_POOL, "VOLUME_NAME=POOL_NAME",
      "specify the pool to use for a volume (root, private, volatile, kernel); any other\n"
      "                        NAME=VALUE is taken as --property NAME=VALUE"},
-    {NULL, 'P', OPT_VALUE, OPT_ONE_POOL, "POOL_NAME",
-     "change all volume pools to specified pool"},
+    {NULL, 'P', OPT_VALUE, OPT_ONE_POOL, "POOL_NAME", "change all volume pools to specified pool"},
     {"template", 't', OPT_VALUE, OPT_TEMPLATE, "VALUE", "specify the TemplateVM to use"},
     {"label", 'l', OPT_VALUE, OPT_LABEL, "VALUE",
      "specify the label to use for the new domain (e.g. red, yellow, green, ...)"},
@@ -38,7 +48,8 @@ static const struct opt_parser create_parser = {
     .description = "Create a new qube. --label is mandatory; without --template the\n"
                    "default template (qubes-prefs default_template) is used.",
     .positionals = "  VMNAME                name of the domain to create\n",
-    .specs = create_specs, .n_specs = ELEMENTSOF(create_specs),
+    .specs = create_specs,
+    .n_specs = ELEMENTSOF(create_specs),
 };
 
 struct create_ctx {
@@ -67,7 +78,8 @@ static void create_option(void *userdata, int id, const char *value) {
     case OPT_TEMPLATE: c->template = value; break;
     case OPT_LABEL: c->label = value; break;
     case OPT_HELP_CLASSES: c->help_classes = true; break;
-    case OPT_ROOT_COPY: case OPT_ROOT_MOVE: c->root_source = true; break;
+    case OPT_ROOT_COPY:
+    case OPT_ROOT_MOVE: c->root_source = true; break;
     case OPT_PROP:
         if (!strchr(value, '='))
             opts_error(&create_parser, "Invalid property token: '%s'", value);
@@ -75,8 +87,7 @@ static void create_option(void *userdata, int id, const char *value) {
         break;
     case OPT_POOL:
         if (!strchr(value, '='))
-            opts_error(&create_parser,
-                       "Pool argument must be of form: -p volume_name=pool_name");
+            opts_error(&create_parser, "Pool argument must be of form: -p volume_name=pool_name");
         /* -p has meant --pool upstream since R4.0, but people also write -p for
          * --prop; only the four volume names can be pools, so both readings fit. */
         strv_push(is_volume_name(value) ? &c->pools : &c->props, value);
@@ -100,8 +111,7 @@ static void check_label_and_class(const struct create_ctx *c) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
         for (size_t i = 0; i < labels.n; i++)
             strbuf_printf(&sb, "%s%s", i ? ", " : "", labels.v[i]);
-        opts_error(&create_parser, "no such label: '%s'; available: %s", c->label,
-                   strbuf_str(&sb));
+        opts_error(&create_parser, "no such label: '%s'; available: %s", c->label, strbuf_str(&sb));
     }
     fetch_lines("admin.vmclass.List", &classes);
     if (!strv_contains(&classes, c->klass))
@@ -164,8 +174,7 @@ static int set_props(const struct create_ctx *c, const char *name) {
         *eq = '\0';
         struct cli_err err;
         if (cli_call_simple("admin.vm.property.Set", prop, name, eq + 1, &err) < 0) {
-            fprintf(stderr, "app: Error setting property %s (but VM created): %s\n", prop,
-                    err.msg);
+            fprintf(stderr, "app: Error setting property %s (but VM created): %s\n", prop, err.msg);
             ret = 2;
         }
     }

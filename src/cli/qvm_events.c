@@ -18,14 +18,14 @@ static const struct opt_spec events_specs[] = {
 
 static const struct opt_parser events_parser = {
     .usage = "[-h] [--verbose] [--quiet] [--all] [--exclude EXCLUDE] [VMNAME ...]",
-    .description =
-        "Print Admin API events as they happen, one per line:\n"
-        "  SUBJECT EVENT [KEY=VALUE]...\n"
-        "SUBJECT is the qube name, or '-' for global events. The first line,\n"
-        "'- connection-established', means the subscription is live.\n"
-        "Runs until interrupted (Ctrl-C).",
+    .description = "Print Admin API events as they happen, one per line:\n"
+                   "  SUBJECT EVENT [KEY=VALUE]...\n"
+                   "SUBJECT is the qube name, or '-' for global events. The first line,\n"
+                   "'- connection-established', means the subscription is live.\n"
+                   "Runs until interrupted (Ctrl-C).",
     .positionals = "  VMNAME                only show events of these qubes\n",
-    .specs = events_specs, .n_specs = ELEMENTSOF(events_specs),
+    .specs = events_specs,
+    .n_specs = ELEMENTSOF(events_specs),
 };
 
 static volatile sig_atomic_t interrupted;

@@ -21,7 +21,8 @@ static const struct opt_parser features_parser = {
     .positionals = "  VMNAME                a domain name\n"
                    "  FEATURE               name of the feature\n"
                    "  VALUE                 new value of the feature\n",
-    .specs = features_specs, .n_specs = ELEMENTSOF(features_specs),
+    .specs = features_specs,
+    .n_specs = ELEMENTSOF(features_specs),
 };
 
 static void features_option(void *userdata, int id, const char *value) {
@@ -96,7 +97,8 @@ int qvm_features_main(int argc, char **argv) {
     cli_check(check_feature_name(r.pos[1], &qe), &qe);
     cli_check(check_feature_value(value, strlen(value), &qe), &qe);
     cli_check(check_request_size(wire_request_len("admin.vm.feature.Set", r.pos[1], name,
-                                                  strlen(value)), "the feature value", &qe),
+                                                  strlen(value)),
+                                 "the feature value", &qe),
               &qe);
     struct cli_err err;
     if (cli_call_simple("admin.vm.feature.Set", r.pos[1], name, value, &err) < 0)

@@ -11,7 +11,8 @@ static const struct opt_parser kill_parser = {
     .usage = "[-h] [--verbose] [--quiet] [--all] [--exclude EXCLUDE] [VMNAME ...]",
     .description = "immediately terminate a qube without a graceful shutdown sequence",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
-    .specs = kill_specs, .n_specs = ELEMENTSOF(kill_specs),
+    .specs = kill_specs,
+    .n_specs = ELEMENTSOF(kill_specs),
 };
 
 static void kill_option(void *userdata, int id, const char *value) {

@@ -11,11 +11,34 @@
 #include "strbuf.h"
 
 enum {
-    OPT_FORMAT = 1, OPT_FIELDS, OPT_TREE, OPT_RAW_DATA, OPT_RAW_LIST, OPT_DISK, OPT_NETWORK,
-    OPT_KERNEL, OPT_HELP_FORMATS, OPT_HELP_COLUMNS, OPT_CLASS, OPT_LABEL, OPT_TAGS,
-    OPT_EXCLUDE_TAGS, OPT_RUNNING, OPT_PAUSED, OPT_HALTED, OPT_TEMPLATE_SOURCE, OPT_NETVM_IS,
-    OPT_INTERNAL, OPT_SERVICEVM, OPT_PENDING_UPDATE, OPT_FEATURES, OPT_PREFS, OPT_SORT,
-    OPT_REVERSE, OPT_IGNORE_CASE, OPT_SPINNER,
+    OPT_FORMAT = 1,
+    OPT_FIELDS,
+    OPT_TREE,
+    OPT_RAW_DATA,
+    OPT_RAW_LIST,
+    OPT_DISK,
+    OPT_NETWORK,
+    OPT_KERNEL,
+    OPT_HELP_FORMATS,
+    OPT_HELP_COLUMNS,
+    OPT_CLASS,
+    OPT_LABEL,
+    OPT_TAGS,
+    OPT_EXCLUDE_TAGS,
+    OPT_RUNNING,
+    OPT_PAUSED,
+    OPT_HALTED,
+    OPT_TEMPLATE_SOURCE,
+    OPT_NETVM_IS,
+    OPT_INTERNAL,
+    OPT_SERVICEVM,
+    OPT_PENDING_UPDATE,
+    OPT_FEATURES,
+    OPT_PREFS,
+    OPT_SORT,
+    OPT_REVERSE,
+    OPT_IGNORE_CASE,
+    OPT_SPINNER,
 };
 
 static const struct opt_spec ls_specs[] = {
@@ -59,8 +82,7 @@ static const struct opt_spec ls_specs[] = {
      "                        means None (unset). Empty value means \"\" (blank)"},
     {"sort", 0, OPT_VALUE, OPT_SORT, "COLUMN", "sort based on provided column rather than NAME"},
     {"reverse", 0, OPT_FLAG, OPT_REVERSE, NULL, "reverse sort"},
-    {"ignore-case", 0, OPT_FLAG, OPT_IGNORE_CASE, NULL,
-     "ignore case distinctions when sorting"},
+    {"ignore-case", 0, OPT_FLAG, OPT_IGNORE_CASE, NULL, "ignore case distinctions when sorting"},
     {"spinner", 0, OPT_FLAG, OPT_SPINNER, NULL, "reenable spinner (no effect)"},
     {"no-spinner", 0, OPT_FLAG, OPT_SPINNER, NULL, "disable spinner (no effect)"},
 };
@@ -77,7 +99,8 @@ static const struct opt_parser ls_parser = {
               "available columns (see --help-columns):\n"
               "  CLASS, FLAGS, GATEWAY, MEMORY, NAME, STATE, and any qube property\n"
               "  (LABEL, TEMPLATE, NETVM, ...); a value that is not set shows as '-'.",
-    .specs = ls_specs, .n_specs = ELEMENTSOF(ls_specs),
+    .specs = ls_specs,
+    .n_specs = ELEMENTSOF(ls_specs),
 };
 
 struct ls_ctx {
@@ -90,7 +113,7 @@ struct ls_ctx {
 
 static void ls_ctx_free(struct ls_ctx *c) {
     target_args_free(&c->t);
-    struct strv *lists[] = {&c->klass, &c->label, &c->tags, &c->exclude_tags,
+    struct strv *lists[] = {&c->klass,           &c->label,    &c->tags,     &c->exclude_tags,
                             &c->template_source, &c->netvm_is, &c->features, &c->prefs};
     for (size_t i = 0; i < ELEMENTSOF(lists); i++)
         strv_free(lists[i]);
@@ -101,8 +124,10 @@ static const char *yes_no(const char *opt, const char *value) {
     for (size_t i = 0; i < ELEMENTSOF(choices); i++)
         if (streq(value, choices[i]))
             return value;
-    opts_error(&ls_parser, "argument --%s: invalid choice: '%s' (choose from 'y', 'yes', "
-               "'n', 'no')", opt, value);
+    opts_error(&ls_parser,
+               "argument --%s: invalid choice: '%s' (choose from 'y', 'yes', "
+               "'n', 'no')",
+               opt, value);
 }
 
 static struct strv *multi_target(struct ls_ctx *c, int id) {
@@ -185,8 +210,7 @@ static bool has_any_tag(const char *qube, const struct strv *wanted) {
 }
 
 /* "KEY=VALUE": VALUE empty means "not set", '' or "" means the empty string. */
-static bool kv_filter_matches(const char *opt, const char *spec, struct ls_qube *lq,
-                              bool feature) {
+static bool kv_filter_matches(const char *opt, const char *spec, struct ls_qube *lq, bool feature) {
     const char *eq = strchr(spec, '=');
     if (!eq || eq == spec)
         opts_error(&ls_parser, "Invalid argument: --%s %s", opt, spec);
@@ -218,8 +242,8 @@ static bool prop_in(struct ls_qube *lq, const char *prop, const struct strv *nam
 static bool power_matches(const struct ls_ctx *c, const struct qube *q) {
     if (!c->running && !c->paused && !c->halted)
         return true;
-    return (c->running && streq(q->state, "Running")) ||
-           (c->paused && streq(q->state, "Paused")) || (c->halted && streq(q->state, "Halted"));
+    return (c->running && streq(q->state, "Running")) || (c->paused && streq(q->state, "Paused")) ||
+           (c->halted && streq(q->state, "Halted"));
 }
 
 static bool keep_qube(const struct ls_ctx *c, struct ls_qube *lq) {
@@ -276,8 +300,10 @@ static const char *pick_columns(struct ls_ctx *c) {
         return c->fields;
     const char *cols = ls_format_columns(c->format ? c->format : "simple");
     if (!cols)
-        opts_error(&ls_parser, "argument --format/-o: invalid choice: '%s' (choose from "
-                   "'simple', 'network', 'kernel', 'full', 'prefs', 'disk')", c->format);
+        opts_error(&ls_parser,
+                   "argument --format/-o: invalid choice: '%s' (choose from "
+                   "'simple', 'network', 'kernel', 'full', 'prefs', 'disk')",
+                   c->format);
     return cols;
 }
 

@@ -29,8 +29,8 @@ static void sanitise(const char *name, char *out, size_t size) {
     size_t n = 0;
     for (const char *p = name; *p && n + 1 < size; p++) {
         unsigned char c = (unsigned char)*p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || strchr("._+-", c);
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr("._+-", c);
         out[n++] = ok && c ? (char)c : '_';
     }
     out[n] = '\0';

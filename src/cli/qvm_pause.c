@@ -16,7 +16,8 @@ static const struct opt_parser pause_parser = {
     .description = "pause a qube",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
     .epilog = "Paused qubes will be killed on system shutdown.",
-    .specs = pause_specs, .n_specs = ELEMENTSOF(pause_specs),
+    .specs = pause_specs,
+    .n_specs = ELEMENTSOF(pause_specs),
 };
 
 struct pause_ctx {
@@ -44,8 +45,8 @@ int qvm_pause_main(int argc, char **argv) {
         struct cli_err err;
         if (cli_call_simple(method, "", qubes.v[i].name, NULL, &err) == 0)
             continue;
-        cli_print_error("Failed to %s: %s: %s", c.suspend ? "suspend" : "pause",
-                        qubes.v[i].name, err.msg);
+        cli_print_error("Failed to %s: %s: %s", c.suspend ? "suspend" : "pause", qubes.v[i].name,
+                        err.msg);
         ret = 1;
     }
     return ret;

@@ -28,7 +28,8 @@ static const struct opt_parser vm_parser = {
     .positionals = "  VMNAME                a domain name\n"
                    "  PROPERTY              name of the property to show or change\n"
                    "  VALUE                 new value of the property\n",
-    .specs = prefs_specs, .n_specs = ELEMENTSOF(prefs_specs),
+    .specs = prefs_specs,
+    .n_specs = ELEMENTSOF(prefs_specs),
 };
 
 static const struct opt_parser global_parser = {
@@ -39,7 +40,8 @@ static const struct opt_parser global_parser = {
                    "'D' default, 'U' unset).",
     .positionals = "  PROPERTY              name of the property to show or change\n"
                    "  VALUE                 new value of the property\n",
-    .specs = prefs_specs, .n_specs = ELEMENTSOF(prefs_specs),
+    .specs = prefs_specs,
+    .n_specs = ELEMENTSOF(prefs_specs),
 };
 
 struct prefs_ctx {

@@ -17,7 +17,8 @@ static const struct opt_parser remove_parser = {
     .usage = "[-h] [--verbose] [--quiet] [--force] [--all] [--exclude EXCLUDE] [VMNAME ...]",
     .description = "Remove qubes. Asks for confirmation (y/N on stdin) unless --force.",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
-    .specs = remove_specs, .n_specs = ELEMENTSOF(remove_specs),
+    .specs = remove_specs,
+    .n_specs = ELEMENTSOF(remove_specs),
 };
 
 struct remove_ctx {
@@ -62,9 +63,10 @@ static bool confirm(const struct remove_ctx *c, const struct qube_list *qubes) {
 /* Where `name` is used: the places upstream's vm_dependencies() looks at. Global
  * properties count even at their default; a qube's only when explicitly set. */
 static void print_global_uses(const char *name) {
-    static const char *const global_props[] = {
-        "default_dispvm", "default_netvm", "default_guivm", "default_audiovm",
-        "default_template", "clockvm", "updatevm", "management_dispvm"};
+    static const char *const global_props[] = {"default_dispvm",   "default_netvm",
+                                               "default_guivm",    "default_audiovm",
+                                               "default_template", "clockvm",
+                                               "updatevm",         "management_dispvm"};
     _cleanup_(prop_list_free) struct prop_list props = {0};
     struct cli_err err;
     if (prop_list_fetch("admin.property", "dom0", &props, &err) < 0)
@@ -77,8 +79,8 @@ static void print_global_uses(const char *name) {
 }
 
 static void print_qube_uses(const char *name) {
-    static const char *const vm_props[] = {"template", "netvm", "guivm", "audiovm",
-                                           "default_dispvm", "management_dispvm"};
+    static const char *const vm_props[] = {"template", "netvm",          "guivm",
+                                           "audiovm",  "default_dispvm", "management_dispvm"};
     _cleanup_(qube_list_free) struct qube_list all = {0};
     struct cli_err err;
     if (qube_list_fetch("dom0", &all, &err) < 0)

@@ -15,9 +15,23 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 enum {
-    OPT_USER = 1, OPT_AUTOSTART, OPT_NO_AUTOSTART, OPT_PASSIO, OPT_LOCALCMD, OPT_GUI,
-    OPT_NO_GUI, OPT_COLOUR_OUT, OPT_COLOUR_ERR, OPT_NO_COLOUR_OUT, OPT_NO_COLOUR_ERR,
-    OPT_FILTER, OPT_NO_FILTER, OPT_SERVICE, OPT_NO_SHELL, OPT_DISPVM, OPT_TTY,
+    OPT_USER = 1,
+    OPT_AUTOSTART,
+    OPT_NO_AUTOSTART,
+    OPT_PASSIO,
+    OPT_LOCALCMD,
+    OPT_GUI,
+    OPT_NO_GUI,
+    OPT_COLOUR_OUT,
+    OPT_COLOUR_ERR,
+    OPT_NO_COLOUR_OUT,
+    OPT_NO_COLOUR_ERR,
+    OPT_FILTER,
+    OPT_NO_FILTER,
+    OPT_SERVICE,
+    OPT_NO_SHELL,
+    OPT_DISPVM,
+    OPT_TTY,
 };
 
 static const struct opt_spec run_specs[] = {
@@ -75,7 +89,8 @@ static const struct opt_parser run_parser = {
                    "  ARG                   command arguments (implies --no-shell)\n",
     .epilog = "Exit status: the command's (the highest of them with --all); 126 when the\n"
               "call was refused, 125 when it could not be made, 1 when a qube was skipped.",
-    .specs = run_specs, .n_specs = ELEMENTSOF(run_specs),
+    .specs = run_specs,
+    .n_specs = ELEMENTSOF(run_specs),
 };
 
 struct run_args {
@@ -85,8 +100,8 @@ struct run_args {
     bool passio, autostart, service, no_shell, filter_esc, filter_set, tty;
     const char *cmd;
     struct strv cmd_args;
-    int verbose;            /* upstream: 1 + -v - -q, one less with --pass-io */
-    struct strv argv_copy;  /* the rewritten arguments the strings above point into */
+    int verbose;           /* upstream: 1 + -v - -q, one less with --pass-io */
+    struct strv argv_copy; /* the rewritten arguments the strings above point into */
 };
 
 /* ---- argv: argparse's nargs='?' for --dispvm and REMAINDER for ARG... ----
@@ -190,7 +205,10 @@ static void run_option(void *userdata, int id, const char *value) {
     case OPT_NO_COLOUR_OUT: a->colour_out = ""; break;
     case OPT_NO_COLOUR_ERR: a->colour_err = ""; break;
     case OPT_FILTER: a->filter_esc = a->filter_set = true; break;
-    case OPT_NO_FILTER: a->filter_esc = false; a->filter_set = true; break;
+    case OPT_NO_FILTER:
+        a->filter_esc = false;
+        a->filter_set = true;
+        break;
     case OPT_TTY: a->tty = a->passio = true; break;
     case OPT_SERVICE: a->service = true; break;
     case OPT_NO_SHELL: a->no_shell = true; break;
@@ -260,8 +278,7 @@ static size_t select_all(struct run_args *a, struct qube_list *out) {
     targets_resolve(&run_parser, &a->t, false, false, &all);
     for (size_t i = 0; i < all.n; i++) {
         const struct qube *q = &all.v[i];
-        if (streq(q->state, "Running") && !feature_set(q->name, "internal") &&
-            !is_preload(q->name))
+        if (streq(q->state, "Running") && !feature_set(q->name, "internal") && !is_preload(q->name))
             qube_list_push(out, q);
     }
     return all.n;
@@ -405,8 +422,8 @@ static int finish(const struct run_args *a, struct job *j) {
     int kind;
     int rc = qrun_wait(&j->q, &kind, msg, sizeof(msg));
     if (kind != QREXEC_EXITED && kind != QREXEC_SIGNALED)
-        fprintf(stderr, "%s: %s%s\n", j->name,
-                kind == QREXEC_REFUSED ? "Request refused: " : "", msg);
+        fprintf(stderr, "%s: %s%s\n", j->name, kind == QREXEC_REFUSED ? "Request refused: " : "",
+                msg);
     if (rc && a->verbose > 0)
         note(a, "%s: command failed with code: %d", j->name, rc);
     return rc;

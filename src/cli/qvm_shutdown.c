@@ -26,7 +26,8 @@ static const struct opt_parser shutdown_parser = {
              "[--all] [--exclude EXCLUDE] [VMNAME ...]",
     .description = "Shut down qubes gracefully. Exit status: number of qubes that failed.",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
-    .specs = shutdown_specs, .n_specs = ELEMENTSOF(shutdown_specs),
+    .specs = shutdown_specs,
+    .n_specs = ELEMENTSOF(shutdown_specs),
 };
 
 struct shutdown_ctx {

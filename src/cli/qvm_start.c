@@ -6,8 +6,7 @@
 enum { OPT_SKIP = 1, OPT_DRIVE };
 
 static const struct opt_spec start_specs[] = {
-    {"skip-if-running", 0, OPT_FLAG, OPT_SKIP, NULL,
-     "Do not fail if the qube is already runnning"},
+    {"skip-if-running", 0, OPT_FLAG, OPT_SKIP, NULL, "Do not fail if the qube is already runnning"},
     {"drive", 0, OPT_VALUE, OPT_DRIVE, "DRIVE", NULL},
     {"hddisk", 0, OPT_VALUE, OPT_DRIVE, "IMAGE", NULL},
     {"cdrom", 0, OPT_VALUE, OPT_DRIVE, "IMAGE", NULL},
@@ -20,7 +19,8 @@ static const struct opt_parser start_parser = {
              "[VMNAME ...]",
     .description = "start a domain",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
-    .specs = start_specs, .n_specs = ELEMENTSOF(start_specs),
+    .specs = start_specs,
+    .n_specs = ELEMENTSOF(start_specs),
 };
 
 struct start_ctx {

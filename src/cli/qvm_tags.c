@@ -23,8 +23,8 @@ static enum tags_mode parse_mode(const char *word) {
         const char *name;
         enum tags_mode mode;
     } modes[] = {
-        {"list", TAGS_LIST}, {"ls", TAGS_LIST}, {"l", TAGS_LIST},    {"add", TAGS_ADD},
-        {"a", TAGS_ADD},     {"set", TAGS_ADD}, {"del", TAGS_DEL},   {"d", TAGS_DEL},
+        {"list", TAGS_LIST}, {"ls", TAGS_LIST}, {"l", TAGS_LIST},  {"add", TAGS_ADD},
+        {"a", TAGS_ADD},     {"set", TAGS_ADD}, {"del", TAGS_DEL}, {"d", TAGS_DEL},
         {"unset", TAGS_DEL}, {"u", TAGS_DEL},
     };
     for (size_t i = 0; i < ELEMENTSOF(modes); i++)
@@ -32,7 +32,8 @@ static enum tags_mode parse_mode(const char *word) {
             return modes[i].mode;
     opts_error(&tags_parser,
                "argument command: invalid choice: '%s' (choose from 'list', 'ls', 'l', "
-               "'add', 'a', 'set', 'del', 'd', 'unset', 'u')", word);
+               "'add', 'a', 'set', 'del', 'd', 'unset', 'u')",
+               word);
 }
 
 static int tags_list(const char *vm, char **tags, size_t n) {

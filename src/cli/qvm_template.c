@@ -21,8 +21,10 @@
 
 enum { OPT_LABEL = 1, OPT_SUITE, OPT_PACKAGES, OPT_MIRROR, OPT_STAGING, OPT_YES };
 
-#define LABEL_SPEC {"label", 'l', OPT_VALUE, OPT_LABEL, "LABEL", "label of the template (default: black)"}
-#define STAGING_SPEC {"staging-dir", 0, OPT_VALUE, OPT_STAGING, "DIR", NULL}
+#define LABEL_SPEC \
+    { "label", 'l', OPT_VALUE, OPT_LABEL, "LABEL", "label of the template (default: black)" }
+#define STAGING_SPEC \
+    { "staging-dir", 0, OPT_VALUE, OPT_STAGING, "DIR", NULL }
 
 static const struct opt_spec build_specs[] = {
     LABEL_SPEC,
@@ -56,7 +58,8 @@ static const struct opt_parser build_parser = {
                    "--variant=minbase (about half a minute; needs network access).",
     .positionals = "  {busybox,debian}      what to build\n"
                    "  NAME                  name of the new template\n",
-    .specs = build_specs, .n_specs = ELEMENTSOF(build_specs),
+    .specs = build_specs,
+    .n_specs = ELEMENTSOF(build_specs),
 };
 
 static const struct opt_parser import_parser = {
@@ -66,7 +69,8 @@ static const struct opt_parser import_parser = {
                    "as numeric ids.",
     .positionals = "  NAME                  name of the new template\n"
                    "  ROOTFS.tar            the archive\n",
-    .specs = import_specs, .n_specs = ELEMENTSOF(import_specs),
+    .specs = import_specs,
+    .n_specs = ELEMENTSOF(import_specs),
 };
 
 static const struct opt_parser list_parser = {
@@ -79,7 +83,8 @@ static const struct opt_parser remove_parser = {
     .usage = "remove [-h] [--verbose] [--quiet] [--yes] NAME [NAME ...]",
     .description = "Remove templates. Refused (exit 1) while a qube is based on one.",
     .positionals = "  NAME                  template to remove\n",
-    .specs = remove_specs, .n_specs = ELEMENTSOF(remove_specs),
+    .specs = remove_specs,
+    .n_specs = ELEMENTSOF(remove_specs),
 };
 
 struct template_ctx {
@@ -128,10 +133,9 @@ static void set_features(const char *name, const char *builder) {
     };
     for (size_t i = 0; i < ELEMENTSOF(features); i++) {
         struct cli_err err;
-        if (cli_call_simple("admin.vm.feature.Set", features[i][0], name, features[i][1],
-                            &err) < 0)
-            cli_die("template %s created, but setting feature %s failed: %s", name,
-                    features[i][0], err.msg);
+        if (cli_call_simple("admin.vm.feature.Set", features[i][0], name, features[i][1], &err) < 0)
+            cli_die("template %s created, but setting feature %s failed: %s", name, features[i][0],
+                    err.msg);
     }
 }
 
@@ -139,8 +143,8 @@ static void set_features(const char *name, const char *builder) {
 _Noreturn static void abandon(const char *name, const char *why) {
     struct cli_err err;
     if (cli_call_simple("admin.vm.Remove", "", name, NULL, &err) < 0)
-        fprintf(stderr, "%s: warning: could not remove the unfinished template %s: %s\n",
-                cli_prog, name, err.msg);
+        fprintf(stderr, "%s: warning: could not remove the unfinished template %s: %s\n", cli_prog,
+                name, err.msg);
     cli_die("%s", why);
 }
 
@@ -162,8 +166,8 @@ static void import_end(const char *name, const struct cli_err *build_err) {
         strbuf_printf(&payload, "fail\n%s", build_err->msg);
     else
         strbuf_puts(&payload, "ok");
-    if (cli_call_simple("internal.vm.volume.ImportEnd", "root", name, strbuf_str(&payload),
-                        &err) < 0)
+    if (cli_call_simple("internal.vm.volume.ImportEnd", "root", name, strbuf_str(&payload), &err) <
+        0)
         abandon(name, build_err ? build_err->msg : err.msg);
     if (build_err)
         abandon(name, build_err->msg);
@@ -209,9 +213,12 @@ static int cmd_build(int argc, char **argv) {
     struct template_ctx c = {0};
     opts_parse(&build_parser, argc, argv, template_option, &c, &r);
     if (r.n_pos != 2)
-        opts_error(&build_parser, r.n_pos < 2 ? "the following arguments are required: %s"
-                                              : "unrecognized arguments: %s",
-                   r.n_pos == 0 ? "{busybox,debian}, NAME" : r.n_pos == 1 ? "NAME" : r.pos[2]);
+        opts_error(&build_parser,
+                   r.n_pos < 2 ? "the following arguments are required: %s"
+                               : "unrecognized arguments: %s",
+                   r.n_pos == 0   ? "{busybox,debian}, NAME"
+                   : r.n_pos == 1 ? "NAME"
+                                  : r.pos[2]);
     c.quiet = r.verbose < 0;
     struct builder b;
     if (streq(r.pos[0], "busybox"))
@@ -234,9 +241,12 @@ static int cmd_import(int argc, char **argv) {
     struct template_ctx c = {0};
     opts_parse(&import_parser, argc, argv, template_option, &c, &r);
     if (r.n_pos != 2)
-        opts_error(&import_parser, r.n_pos < 2 ? "the following arguments are required: %s"
-                                               : "unrecognized arguments: %s",
-                   r.n_pos == 0 ? "NAME, ROOTFS.tar" : r.n_pos == 1 ? "ROOTFS.tar" : r.pos[2]);
+        opts_error(&import_parser,
+                   r.n_pos < 2 ? "the following arguments are required: %s"
+                               : "unrecognized arguments: %s",
+                   r.n_pos == 0   ? "NAME, ROOTFS.tar"
+                   : r.n_pos == 1 ? "ROOTFS.tar"
+                                  : r.pos[2]);
     c.quiet = r.verbose < 0;
     c.archive = r.pos[1];
     /* checked before the template is created, so a typo leaves nothing to clean up */
@@ -285,8 +295,8 @@ static void root_volume_info(const char *name, char *rev, char *size, size_t n) 
 static void template_builder(const char *name, char *out, size_t n) {
     _cleanup_reply_ struct client_reply reply = {};
     struct cli_err err;
-    bool ok = cli_call("admin.vm.feature.Get", "template-builder", name, NULL, &reply,
-                       &err) == 0 && reply.r.content[0];
+    bool ok = cli_call("admin.vm.feature.Get", "template-builder", name, NULL, &reply, &err) == 0 &&
+              reply.r.content[0];
     snprintf(out, n, "%s", ok ? reply.r.content : "-");
 }
 
@@ -365,7 +375,9 @@ int qvm_template_main(int argc, char **argv) {
     _cleanup_(opts_result_free) struct opts_result r = {0};
     opts_parse(&top_parser, argc, argv, template_option, NULL, &r);
     if (r.n_pos > 0)
-        opts_error(&top_parser, "argument COMMAND: invalid choice: '%s' (choose from "
-                                "'build', 'import', 'list', 'remove')", r.pos[0]);
+        opts_error(&top_parser,
+                   "argument COMMAND: invalid choice: '%s' (choose from "
+                   "'build', 'import', 'list', 'remove')",
+                   r.pos[0]);
     opts_error(&top_parser, "the following arguments are required: COMMAND");
 }

@@ -11,7 +11,8 @@ static const struct opt_parser unpause_parser = {
     .usage = "[-h] [--verbose] [--quiet] [--all] [--exclude EXCLUDE] [VMNAME ...]",
     .description = "unpause a domain",
     .positionals = "  VMNAME                one or more domain names (shell wildcards allowed)\n",
-    .specs = unpause_specs, .n_specs = ELEMENTSOF(unpause_specs),
+    .specs = unpause_specs,
+    .n_specs = ELEMENTSOF(unpause_specs),
 };
 
 static void unpause_option(void *userdata, int id, const char *value) {
@@ -39,8 +40,7 @@ int qvm_unpause_main(int argc, char **argv) {
         struct cli_err err;
         if (t.all && is_internal(q->name))
             continue;
-        const char *method =
-            streq(q->state, "Suspended") ? "admin.vm.Resume" : "admin.vm.Unpause";
+        const char *method = streq(q->state, "Suspended") ? "admin.vm.Resume" : "admin.vm.Unpause";
         if (cli_call_simple(method, "", q->name, NULL, &err) == 0)
             continue;
         cli_print_error("Failed to unpause/resume: %s: %s", q->name, err.msg);

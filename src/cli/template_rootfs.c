@@ -62,16 +62,14 @@ static int make_dir(const char *root, const char *rel, mode_t mode, uid_t owner,
 static int write_text(const char *root, const char *rel, const char *text, mode_t mode,
                       struct cli_err *e) {
     _cleanup_free_ char *p = path_in(root, rel);
-    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                                  mode);
+    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     size_t len = strlen(text);
     if (fd < 0 || write(fd, text, len) != (ssize_t)len || fchmod(fd, mode) < 0)
         return fail_errno(e, "cannot write", p);
     return 0;
 }
 
-static int append_text(const char *root, const char *rel, const char *text,
-                       struct cli_err *e) {
+static int append_text(const char *root, const char *rel, const char *text, struct cli_err *e) {
     _cleanup_free_ char *p = path_in(root, rel);
     _cleanup_close_ int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     size_t len = strlen(text);
@@ -129,8 +127,9 @@ static int ensure_skeleton(const char *root, struct cli_err *e) {
         const char *rel;
         mode_t mode;
     } dirs[] = {
-        {"dev", 0755}, {"proc", 0555}, {"sys", 0555}, {"tmp", 01777}, {"run", 0755},
-        {"var/tmp", 01777}, {"rw", 0755}, {"etc/qubes-rpc", 0755}, {"etc/dispenser/startup.d", 0755},
+        {"dev", 0755},  {"proc", 0555},          {"sys", 0555},
+        {"tmp", 01777}, {"run", 0755},           {"var/tmp", 01777},
+        {"rw", 0755},   {"etc/qubes-rpc", 0755}, {"etc/dispenser/startup.d", 0755},
     };
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
         _cleanup_free_ char *p = path_in(root, dirs[i].rel);
@@ -156,7 +155,8 @@ static const char filecopy_sh[] =
     "# is written; existing files are never overwritten.\n"
     "set -eu\n"
     "from=${QREXEC_REMOTE_DOMAIN:-}\n"
-    "case $from in ''|.*|*/*) echo \"qubes.Filecopy: bad caller name '$from'\" >&2; exit 1 ;; esac\n"
+    "case $from in ''|.*|*/*) echo \"qubes.Filecopy: bad caller name '$from'\" >&2; exit 1 ;; "
+    "esac\n"
     "incoming=\"${HOME:-/tmp}/QubesIncoming\"\n"
     "dest=\"$incoming/$from\"\n"
     "mkdir -p \"$dest\"\n"
@@ -296,9 +296,9 @@ static int busybox_dirs(const char *root, struct cli_err *e) {
         mode_t mode;
         uid_t owner;
     } dirs[] = {
-        {"bin", 0755, 0}, {"sbin", 0755, 0}, {"usr/bin", 0755, 0}, {"usr/sbin", 0755, 0},
-        {"etc", 0755, 0}, {"var", 0755, 0}, {"root", 0700, 0}, {"home", 0755, 0},
-        {"home/user", 0755, USER_ID},
+        {"bin", 0755, 0},      {"sbin", 0755, 0}, {"usr/bin", 0755, 0},
+        {"usr/sbin", 0755, 0}, {"etc", 0755, 0},  {"var", 0755, 0},
+        {"root", 0700, 0},     {"home", 0755, 0}, {"home/user", 0755, USER_ID},
     };
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
         if (make_dir(root, dirs[i].rel, dirs[i].mode, dirs[i].owner, e) < 0)
@@ -339,14 +339,15 @@ static int busybox_etc(const char *root, struct cli_err *e) {
     if (write_text(root, "etc/passwd",
                    "root:x:0:0:root:/root:/bin/sh\n"
                    "user:x:1000:1000:user:/home/user:/bin/sh\n"
-                   "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0644, e) < 0 ||
-        write_text(root, "etc/group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n", 0644,
-                   e) < 0 ||
+                   "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+                   0644, e) < 0 ||
+        write_text(root, "etc/group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n", 0644, e) < 0 ||
         write_text(root, "etc/hostname", "", 0644, e) < 0 ||
         write_text(root, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n", 0644, e) < 0 ||
         write_text(root, "etc/os-release",
                    "NAME=\"BusyBox\"\nID=busybox\n"
-                   "PRETTY_NAME=\"BusyBox (dispenser template)\"\n", 0644, e) < 0)
+                   "PRETTY_NAME=\"BusyBox (dispenser template)\"\n",
+                   0644, e) < 0)
         return -1;
     return 0;
 }
@@ -355,8 +356,10 @@ int rootfs_build_busybox(const char *dir, struct cli_err *err) {
     if (access(BUSYBOX, X_OK) < 0)
         return fail(err, "%s not found: install the Debian package 'busybox-static'", BUSYBOX);
     if (elf_has_interp(BUSYBOX))
-        return fail(err, "%s is not statically linked: install the Debian package "
-                         "'busybox-static' (it replaces 'busybox')", BUSYBOX);
+        return fail(err,
+                    "%s is not statically linked: install the Debian package "
+                    "'busybox-static' (it replaces 'busybox')",
+                    BUSYBOX);
     if (busybox_dirs(dir, err) < 0)
         return -1;
     _cleanup_free_ char *dest = path_in(dir, "bin/busybox");
@@ -374,7 +377,7 @@ int rootfs_build_busybox(const char *dir, struct cli_err *err) {
 
 static bool in_path(const char *prog) {
     static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                       "/usr/bin", "/sbin", "/bin"};
+                                       "/usr/bin",        "/sbin",          "/bin"};
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
         _cleanup_free_ char *p = path_in(dirs[i], prog);
         if (access(p, X_OK) == 0)
@@ -426,9 +429,9 @@ static int debian_clean(const char *dir, struct cli_err *e) {
     _cleanup_free_ char *archives = path_in(dir, "var/cache/apt/archives");
     _cleanup_free_ char *lists = path_in(dir, "var/lib/apt/lists");
     _cleanup_free_ char *cache = path_in(dir, "var/cache/apt");
-    char *const find[] = {"find", archives, cache, lists, "-maxdepth", "1", "-type", "f",
-                          "(", "-name", "*.deb", "-o", "-name", "*.bin", "-o", "-name",
-                          "*_*", ")", "-delete", NULL};
+    char *const find[] = {"find", archives, cache,   lists,   "-maxdepth", "1",     "-type",
+                          "f",    "(",      "-name", "*.deb", "-o",        "-name", "*.bin",
+                          "-o",   "-name",  "*_*",   ")",     "-delete",   NULL};
     if (run(find, false, e) < 0)
         return -1;
     return write_text(dir, "etc/hostname", "", 0644, e);
@@ -457,9 +460,17 @@ int rootfs_import_tar(const char *dir, const char *tarball, struct cli_err *err)
     if (access(tarball, R_OK) < 0)
         return fail_errno(err, "cannot read", tarball);
     printf("Extracting %s ...\n", tarball);
-    char *const tar[] = {"tar", "-x", "--numeric-owner", "-p", "--xattrs",
-                         "--xattrs-include=security.capability", "-f", (char *)tarball,
-                         "-C", (char *)dir, NULL};
+    char *const tar[] = {"tar",
+                         "-x",
+                         "--numeric-owner",
+                         "-p",
+                         "--xattrs",
+                         "--xattrs-include=security.capability",
+                         "-f",
+                         (char *)tarball,
+                         "-C",
+                         (char *)dir,
+                         NULL};
     if (run(tar, false, err) < 0)
         return -1;
     return rootfs_finish(dir, err);

@@ -11,8 +11,8 @@
  * deaf to the terminal's signals; SIGTTOU is ignored so that it may set the terminal
  * from the background. Only its two descriptors stay open. */
 static _Noreturn void guardian(int tty, int pipe_r, const struct termios *saved) {
-    static const int quiet[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGTSTP, SIGTTOU, SIGTTIN,
-                                SIGPIPE, SIGWINCH};
+    static const int quiet[] = {SIGINT,  SIGQUIT, SIGTERM, SIGHUP,  SIGTSTP,
+                                SIGTTOU, SIGTTIN, SIGPIPE, SIGWINCH};
     for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
         signal(quiet[i], SIG_IGN);
     setpgid(0, 0);

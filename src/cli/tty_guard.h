@@ -7,9 +7,9 @@
 #include <termios.h>
 
 struct tty_guard {
-    int fd;     /* the terminal, -1 when not raw */
-    int pipe;   /* our end: closing it tells the guardian to restore */
-    pid_t pid;  /* the guardian */
+    int fd;    /* the terminal, -1 when not raw */
+    int pipe;  /* our end: closing it tells the guardian to restore */
+    pid_t pid; /* the guardian */
     struct termios saved;
 };
 

@@ -9,10 +9,9 @@
 #include "names.h"
 #include "store.h"
 
-
 static const char *const CLASS_NAMES[QUBE_CLASS_COUNT] = {
-    [QUBE_ADMINVM] = "AdminVM",         [QUBE_APPVM] = "AppVM",
-    [QUBE_DISPVM] = "DispVM",           [QUBE_STANDALONEVM] = "StandaloneVM",
+    [QUBE_ADMINVM] = "AdminVM",       [QUBE_APPVM] = "AppVM",
+    [QUBE_DISPVM] = "DispVM",         [QUBE_STANDALONEVM] = "StandaloneVM",
     [QUBE_TEMPLATEVM] = "TemplateVM",
 };
 
@@ -42,14 +41,11 @@ void app_qube_free(struct qube *q) {
     free(q);
 }
 
-static const char *qube_name_of(const void *elem) {
-    return (*(struct qube *const *)elem)->name;
-}
+static const char *qube_name_of(const void *elem) { return (*(struct qube *const *)elem)->name; }
 
 /* Index of name in the sorted array, or where it would go. */
 static size_t app_index(const struct app *app, const char *name, bool *found) {
-    return sorted_index(app->qubes, app->n_qubes, sizeof(app->qubes[0]), name, qube_name_of,
-                        found);
+    return sorted_index(app->qubes, app->n_qubes, sizeof(app->qubes[0]), name, qube_name_of, found);
 }
 
 struct qube *app_find(const struct app *app, const char *name) {
@@ -58,7 +54,9 @@ struct qube *app_find(const struct app *app, const char *name) {
     return found ? app->qubes[i] : NULL;
 }
 
-struct qube *app_dom0(const struct app *app) { return app_find(app, "dom0"); }
+struct qube *app_dom0(const struct app *app) {
+    return app_find(app, "dom0");
+}
 
 struct qube *app_lookup(const struct app *app, const char *name, struct qerr *err) {
     if (name_validate_qube(name, err) < 0)
@@ -121,8 +119,7 @@ static struct qube *loaded_qube(struct loader_ctx *l, int qid) {
     return qid >= 0 && qid < MAX_QID ? l->by_qid[qid] : NULL;
 }
 
-static int load_qube(void *ctx, int qid, const char *name, const char *klass,
-                     const char *uuid) {
+static int load_qube(void *ctx, int qid, const char *name, const char *klass, const char *uuid) {
     struct loader_ctx *l = ctx;
     struct qube *q = xcalloc(1, sizeof(*q));
     if (qid < 0 || qid >= MAX_QID || strlen(name) > QUBE_NAME_MAX ||

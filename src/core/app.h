@@ -29,7 +29,7 @@ enum power_state {
     POWER_TRANSIENT, /* starting */
     POWER_RUNNING,
     POWER_PAUSED,
-    POWER_HALTING,   /* a shutdown was asked for */
+    POWER_HALTING, /* a shutdown was asked for */
 };
 /* As the Admin API spells it: "Halted", "Transient", "Running", "Paused", "Halting". */
 const char *power_state_name(enum power_state state);
@@ -42,8 +42,8 @@ struct qube {
     char uuid[37];
     char *props[PROP_COUNT]; /* explicitly set values, canonical text; NULL = default */
     struct strmap features;
-    struct strmap tags;      /* values unused */
-    enum power_state power;  /* runtime only: halted until an engine runs the qube */
+    struct strmap tags;     /* values unused */
+    enum power_state power; /* runtime only: halted until an engine runs the qube */
 };
 
 struct store;
@@ -96,12 +96,11 @@ int app_save_failed(struct app *app, struct qerr *err);
 /* --- properties (props.c describes them) --- */
 const struct prop_def *app_prop_def(const struct qube *q, const char *name, struct qerr *err);
 /* Effective value as text ("" for none) into buf; *is_default says whether it is set. */
-const char *app_prop_get(const struct app *app, const struct qube *q,
-                         const struct prop_def *def, char *buf, size_t size, bool *is_default);
-int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def,
-                 const char *raw, struct qerr *err);
-int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def,
-                   struct qerr *err);
+const char *app_prop_get(const struct app *app, const struct qube *q, const struct prop_def *def,
+                         char *buf, size_t size, bool *is_default);
+int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def, const char *raw,
+                 struct qerr *err);
+int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def, struct qerr *err);
 /* The same without the read-only check: for the daemon's own properties (is_preload). */
 int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *def,
                         const char *raw, struct qerr *err);
@@ -111,8 +110,7 @@ int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def
 const struct prop_def *app_global_def(const char *name, struct qerr *err);
 const char *app_global_get(const struct app *app, const struct prop_def *def, char *buf,
                            size_t size, bool *is_default);
-int app_global_set(struct app *app, const struct prop_def *def, const char *raw,
-                   struct qerr *err);
+int app_global_set(struct app *app, const struct prop_def *def, const char *raw, struct qerr *err);
 int app_global_reset(struct app *app, const struct prop_def *def, struct qerr *err);
 
 /* --- features and tags --- */
@@ -136,8 +134,8 @@ struct qube_spec {
     enum qube_class klass;
     const char *name;
     const char *label;
-    const char *template; /* NULL or "": class default */
-    const char *creator;  /* tag to add, "created-by-<caller>"; may be NULL */
+    const char *template;  /* NULL or "": class default */
+    const char *creator;   /* tag to add, "created-by-<caller>"; may be NULL */
     const char *extra_tag; /* another tag ("disp-created-by-<caller>"), or NULL */
     int dispid;            /* DispVM: this dispid (its name is disp<dispid>); 0 = random */
     bool auto_cleanup;     /* DispVM: removed when it shuts down (unnamed disposables) */
@@ -145,8 +143,7 @@ struct qube_spec {
 
 /* A free dispid and its name disp<N>, as Qubes names unnamed disposables. */
 int app_alloc_dispid(const struct app *app, char *name, size_t size);
-int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
-               struct qerr *err);
+int app_create(struct app *app, const struct qube_spec *spec, struct qube **out, struct qerr *err);
 /* Refuses with QubesVMInUseError naming the dependents. */
 int app_remove(struct app *app, struct qube *q, struct qerr *err);
 /* Names of qubes and globals that refer to q, "a:template, @GLOBAL:default_dispvm". */

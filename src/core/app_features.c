@@ -33,8 +33,8 @@ int app_feature_set(struct app *app, struct qube *q, const char *name, const cha
 
 int app_feature_remove(struct app *app, struct qube *q, const char *name, struct qerr *err) {
     if (!strmap_get(&q->features, name))
-        return qerr_set(err, EXC_FEATURE_NOT_FOUND, "Feature not set for domain %s: %s",
-                        q->name, name);
+        return qerr_set(err, EXC_FEATURE_NOT_FOUND, "Feature not set for domain %s: %s", q->name,
+                        name);
     emit_feature(app, q, "domain-feature-pre-delete", name, NULL, NULL);
     if (store_begin(app->store) < 0 || store_put_feature(app->store, q->qid, name, NULL) < 0 ||
         store_commit(app->store) < 0)

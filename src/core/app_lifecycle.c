@@ -62,12 +62,12 @@ static int alloc_dispid(const struct app *app) {
 static void random_uuid(char out[37]) {
     unsigned char b[16] = {0};
     if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        abort(); /* the kernel's CSPRNG never fails once booted */
+        abort();                                  /* the kernel's CSPRNG never fails once booted */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* Resolves and checks the template of a new qube into q->props[P_TEMPLATE]. */
@@ -112,9 +112,9 @@ static int build_qube(struct app *app, const struct qube_spec *spec, struct qube
     if (resolve_template(app, q, spec->template, err) < 0)
         return -1;
     q->qid = alloc_qid(app);
-    int dispid = spec->klass != QUBE_DISPVM ? 0
+    int dispid = spec->klass != QUBE_DISPVM                             ? 0
                  : spec->dispid > 0 && !dispid_taken(app, spec->dispid) ? spec->dispid
-                                                                       : alloc_dispid(app);
+                                                                        : alloc_dispid(app);
     if (q->qid < 0 || dispid < 0)
         return qerr_set(err, EXC_QUBES, "No free qube id left");
     if (dispid) {
@@ -147,8 +147,7 @@ static int save_new_qube(struct app *app, const struct qube *q) {
     return store_commit(s);
 }
 
-int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
-               struct qerr *err) {
+int app_create(struct app *app, const struct qube_spec *spec, struct qube **out, struct qerr *err) {
     struct qube *q = xcalloc(1, sizeof(*q));
     if (build_qube(app, spec, q, err) < 0) {
         app_qube_free(q);

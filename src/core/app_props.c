@@ -26,15 +26,10 @@ const struct prop_def *app_global_def(const char *name, struct qerr *err) {
 /* Identity fields live in struct qube itself, not in props[]. */
 static const char *identity_value(const struct qube *q, int id, char *buf, size_t size) {
     switch (id) {
-    case P_NAME:
-        return q->name;
-    case P_UUID:
-        return q->uuid;
-    case P_QID:
-        snprintf(buf, size, "%d", q->qid);
-        return buf;
-    default:
-        return NULL;
+    case P_NAME: return q->name;
+    case P_UUID: return q->uuid;
+    case P_QID: snprintf(buf, size, "%d", q->qid); return buf;
+    default: return NULL;
     }
 }
 
@@ -60,8 +55,8 @@ static const char *default_value(const struct app *app, const struct qube *q,
     return def->fixed_default ? def->fixed_default : "";
 }
 
-const char *app_prop_get(const struct app *app, const struct qube *q,
-                         const struct prop_def *def, char *buf, size_t size, bool *is_default) {
+const char *app_prop_get(const struct app *app, const struct qube *q, const struct prop_def *def,
+                         char *buf, size_t size, bool *is_default) {
     const char *v = identity_value(q, def->id, buf, size);
     *is_default = v == NULL && q->props[def->id] == NULL;
     if (v)
@@ -119,8 +114,8 @@ static void emit_change(struct app *app, const struct qube *q, const char *event
     app_emit(app, q, event, kv, n);
 }
 
-int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def,
-                 const char *raw, struct qerr *err) {
+int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def, const char *raw,
+                 struct qerr *err) {
     if (def->flags & PF_READONLY)
         return refuse_write(def, qube_class_name(q->klass), err);
     return app_prop_set_system(app, q, def, raw, err);
@@ -147,8 +142,7 @@ int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *
     return 0;
 }
 
-int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def,
-                   struct qerr *err) {
+int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def, struct qerr *err) {
     if (def->id == P_KLASS || def->id == P_ICON) /* computed: resetting is a no-op */
         return 0;
     if (def->flags & PF_READONLY)
@@ -162,8 +156,8 @@ int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def
         return qerr_set(err, EXC_VALUE, "Cannot unset %s; set it to a qube instead", def->name);
     char oldbuf[VALUE_MAX], newbuf[VALUE_MAX];
     bool was_default;
-    snprintf(oldbuf, sizeof(oldbuf), "%s", app_prop_get(app, q, def, newbuf, sizeof(newbuf),
-                                                         &was_default));
+    snprintf(oldbuf, sizeof(oldbuf), "%s",
+             app_prop_get(app, q, def, newbuf, sizeof(newbuf), &was_default));
     const char *fallback = default_value(app, q, def, newbuf, sizeof(newbuf));
     if (def->validate && def->validate(app, q, fallback, err) < 0)
         return -1;
@@ -177,14 +171,13 @@ int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def
     return 0;
 }
 
-int app_global_set(struct app *app, const struct prop_def *def, const char *raw,
-                   struct qerr *err) {
+int app_global_set(struct app *app, const struct prop_def *def, const char *raw, struct qerr *err) {
     char value[VALUE_MAX], oldbuf[VALUE_MAX], tmp[VALUE_MAX];
     if (parse_value(app, NULL, def, raw, value, sizeof(value), err) < 0)
         return -1;
     bool was_default;
-    snprintf(oldbuf, sizeof(oldbuf), "%s", app_global_get(app, def, tmp, sizeof(tmp),
-                                                         &was_default));
+    snprintf(oldbuf, sizeof(oldbuf), "%s",
+             app_global_get(app, def, tmp, sizeof(tmp), &was_default));
     emit_change(app, NULL, "property-pre-set", def, value, oldbuf);
     if (store_begin(app->store) < 0 || store_put_global(app->store, def->name, value) < 0 ||
         store_commit(app->store) < 0)
@@ -198,8 +191,8 @@ int app_global_set(struct app *app, const struct prop_def *def, const char *raw,
 int app_global_reset(struct app *app, const struct prop_def *def, struct qerr *err) {
     char oldbuf[VALUE_MAX], tmp[VALUE_MAX];
     bool was_default;
-    snprintf(oldbuf, sizeof(oldbuf), "%s", app_global_get(app, def, tmp, sizeof(tmp),
-                                                         &was_default));
+    snprintf(oldbuf, sizeof(oldbuf), "%s",
+             app_global_get(app, def, tmp, sizeof(tmp), &was_default));
     emit_change(app, NULL, "property-pre-reset", def, NULL, oldbuf);
     if (store_begin(app->store) < 0 || store_put_global(app->store, def->name, NULL) < 0 ||
         store_commit(app->store) < 0)

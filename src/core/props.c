@@ -32,8 +32,7 @@ static bool is_dispvm_template(const struct app *app, const struct qube *q);
 
 /* --- defaults that depend on the qube or on the global properties --- */
 
-static bool default_template(const struct app *app, const struct qube *q, char *buf,
-                             size_t size) {
+static bool default_template(const struct app *app, const struct qube *q, char *buf, size_t size) {
     /* A DispVM comes from a disposable template; everything else from a TemplateVM. */
     int gid = q->klass == QUBE_DISPVM ? G_DEFAULT_DISPVM : G_DEFAULT_TEMPLATE;
     return global_default(app, gid, buf, size);
@@ -68,8 +67,8 @@ static bool default_default_dispvm(const struct app *app, const struct qube *q, 
     if (q->klass == QUBE_DISPVM) {
         char tmp[64];
         bool is_default;
-        return copy_out(app_prop_get(app, q, &PROP_DEFS[P_TEMPLATE], tmp, sizeof(tmp),
-                                     &is_default), buf, size);
+        return copy_out(app_prop_get(app, q, &PROP_DEFS[P_TEMPLATE], tmp, sizeof(tmp), &is_default),
+                        buf, size);
     }
     return global_default(app, G_DEFAULT_DISPVM, buf, size);
 }
@@ -106,8 +105,7 @@ static bool default_memory(const struct app *app, const struct qube *q, char *bu
 
 static bool default_maxmem(const struct app *app, const struct qube *q, char *buf, size_t size) {
     /* 0 = no balancing: the qube's limit is `memory` (see the container engine). */
-    return q->klass == QUBE_ADMINVM ? default_memory(app, q, buf, size)
-                                    : copy_out("0", buf, size);
+    return q->klass == QUBE_ADMINVM ? default_memory(app, q, buf, size) : copy_out("0", buf, size);
 }
 
 /* --- validation against the rest of the model --- */
@@ -128,23 +126,28 @@ static int require_dispvm_template(const struct app *app, const char *value, con
         return 0;
     const struct qube *target = app_find(app, value);
     if (target && !is_dispvm_template(app, target))
-        return qerr_set(err, EXC_PROPERTY_VALUE, "%s must be a qube with "
-                        "template_for_dispvms=True, and '%s' is not one", what, value);
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "%s must be a qube with "
+                        "template_for_dispvms=True, and '%s' is not one",
+                        what, value);
     return 0;
 }
 
 static int require_templatevm(const struct app *app, const char *value, struct qerr *err) {
     const struct qube *target = *value ? app_find(app, value) : NULL;
     if (target && target->klass != QUBE_TEMPLATEVM)
-        return qerr_set(err, EXC_PROPERTY_VALUE, "wrong qube class: '%s' is a %s, not a "
-                        "TemplateVM", value, qube_class_name(target->klass));
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "wrong qube class: '%s' is a %s, not a "
+                        "TemplateVM",
+                        value, qube_class_name(target->klass));
     return 0;
 }
 
 static int validate_template(const struct app *app, const struct qube *q, const char *value,
                              struct qerr *err) {
     if (!*value)
-        return qerr_set(err, EXC_VALUE, "Template for the qube not specified, nor default "
+        return qerr_set(err, EXC_VALUE,
+                        "Template for the qube not specified, nor default "
                         "template set.");
     if (q->klass == QUBE_DISPVM)
         return require_dispvm_template(app, value, "The template of a DispVM", err);
@@ -155,21 +158,25 @@ static int validate_netvm(const struct app *app, const struct qube *q, const cha
                           struct qerr *err) {
     /* No qube provides network yet (networking is a later issue), so only none fits. */
     if (*value)
-        return qerr_set(err, EXC_VALUE, "The %s qube does not provide network (dispenser has "
-                        "no networking yet, so netvm can only be none)", value);
+        return qerr_set(err, EXC_VALUE,
+                        "The %s qube does not provide network (dispenser has "
+                        "no networking yet, so netvm can only be none)",
+                        value);
     return 0;
 }
 
-static int validate_default_dispvm(const struct app *app, const struct qube *q,
-                                   const char *value, struct qerr *err) {
+static int validate_default_dispvm(const struct app *app, const struct qube *q, const char *value,
+                                   struct qerr *err) {
     return require_dispvm_template(app, value, "default_dispvm", err);
 }
 
 static int validate_virt_mode(const struct app *app, const struct qube *q, const char *value,
                               struct qerr *err) {
     if (strcmp(value, "container") != 0 && strcmp(value, "qemu") != 0)
-        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid virtualization mode '%s', supported "
-                        "values: container, qemu", value);
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Invalid virtualization mode '%s', supported "
+                        "values: container, qemu",
+                        value);
     return 0;
 }
 
@@ -177,23 +184,29 @@ static int validate_kernel(const struct app *app, const struct qube *q, const ch
                            struct qerr *err) {
     /* A kernel is a directory name under the kernels dir, never a path. */
     if (*value && (!name_is_valid_token(value) || value[0] == '.'))
-        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid kernel name '%s': a kernel is a "
-                        "directory name, not a path", value);
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Invalid kernel name '%s': a kernel is a "
+                        "directory name, not a path",
+                        value);
     return 0;
 }
 
 /* The user name goes to the qube's agent and into "USER:COMMAND" lines: Qubes allows
  * only these characters (no ':', blanks or quotes). */
-static int validate_default_user(const struct app *app, const struct qube *q,
-                                 const char *value, struct qerr *err) {
+static int validate_default_user(const struct app *app, const struct qube *q, const char *value,
+                                 struct qerr *err) {
     static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                   "0123456789_-+,.";
     if (value[strspn(value, allowed)])
-        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': only letters, "
-                        "digits and _-+,. are allowed", value);
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Invalid user name '%s': only letters, "
+                        "digits and _-+,. are allowed",
+                        value);
     if (strlen(value) > DEFAULT_USER_MAX) /* longer than any Linux user name */
-        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid user name '%s': longer than %d "
-                        "characters", value, DEFAULT_USER_MAX);
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Invalid user name '%s': longer than %d "
+                        "characters",
+                        value, DEFAULT_USER_MAX);
     return 0;
 }
 
@@ -217,9 +230,11 @@ static bool used_as_dispvm_template(const struct app *app, const struct qube *q)
 static int validate_template_for_dispvms(const struct app *app, const struct qube *q,
                                          const char *value, struct qerr *err) {
     if (strcmp(value, "False") == 0 && used_as_dispvm_template(app, q))
-        return qerr_set(err, EXC_VM_IN_USE, "Cannot change template_for_dispvms of '%s' to "
+        return qerr_set(err, EXC_VM_IN_USE,
+                        "Cannot change template_for_dispvms of '%s' to "
                         "False while it is in use as a disposable template (default_dispvm, "
-                        "management_dispvm or a disposable's template)", q->name);
+                        "management_dispvm or a disposable's template)",
+                        q->name);
     return 0;
 }
 
@@ -228,8 +243,8 @@ static int validate_global_default_template(const struct app *app, const struct 
     return require_templatevm(app, value, err);
 }
 
-static int validate_global_dispvm(const struct app *app, const struct qube *q,
-                                  const char *value, struct qerr *err) {
+static int validate_global_dispvm(const struct app *app, const struct qube *q, const char *value,
+                                  struct qerr *err) {
     return require_dispvm_template(app, value, "default_dispvm", err);
 }
 
@@ -238,9 +253,15 @@ static int validate_global_management_dispvm(const struct app *app, const struct
     return require_dispvm_template(app, value, "management_dispvm", err);
 }
 
-#define P(id_, name_, type_, classes_, flags_, fixed_, fn_, val_)                              \
-    [id_] = {.name = name_, .type = type_, .id = id_, .classes = classes_, .flags = flags_,    \
-             .fixed_default = fixed_, .get_default = fn_, .validate = val_}
+#define P(id_, name_, type_, classes_, flags_, fixed_, fn_, val_) \
+    [id_] = {.name = name_,                                       \
+             .type = type_,                                       \
+             .id = id_,                                           \
+             .classes = classes_,                                 \
+             .flags = flags_,                                     \
+             .fixed_default = fixed_,                             \
+             .get_default = fn_,                                  \
+             .validate = val_}
 
 const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_AUTO_CLEANUP, "auto_cleanup", PT_BOOL, CLASS_BIT(QUBE_DISPVM), 0, "False", NULL, NULL),
@@ -264,7 +285,8 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, VM_CLASSES, PF_LATE, NULL,
       default_management_dispvm, validate_default_dispvm),
     P(P_MAXMEM, "maxmem", PT_INT, ALL_CLASSES, PF_NONNEG | PF_INHERIT, NULL, default_maxmem, NULL),
-    P(P_MEMORY, "memory", PT_INT, ALL_CLASSES, PF_POSITIVE | PF_INHERIT, NULL, default_memory, NULL),
+    P(P_MEMORY, "memory", PT_INT, ALL_CLASSES, PF_POSITIVE | PF_INHERIT, NULL, default_memory,
+      NULL),
     P(P_NAME, "name", PT_STR, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
     P(P_NETVM, "netvm", PT_VM, VM_CLASSES, PF_LATE, NULL, default_netvm, validate_netvm),
     P(P_PROVIDES_NETWORK, "provides_network", PT_BOOL, VM_CLASSES, PF_READONLY, "False", NULL,
@@ -275,14 +297,15 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_SHUTDOWN_TIMEOUT, "shutdown_timeout", PT_INT, VM_CLASSES, PF_POSITIVE | PF_INHERIT, NULL,
       default_shutdown_timeout, NULL),
     P(P_START_TIME, "start_time", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
-    P(P_TEMPLATE, "template", PT_VM, TEMPLATED, PF_NO_RESET | PF_LATE, NULL, default_template, validate_template),
+    P(P_TEMPLATE, "template", PT_VM, TEMPLATED, PF_NO_RESET | PF_LATE, NULL, default_template,
+      validate_template),
     P(P_TEMPLATE_FOR_DISPVMS, "template_for_dispvms", PT_BOOL, DVM_TEMPLATES, 0, "False", NULL,
       validate_template_for_dispvms),
-    P(P_UPDATEABLE, "updateable", PT_BOOL, VM_CLASSES, PF_READONLY, NULL, default_updateable,
-      NULL),
+    P(P_UPDATEABLE, "updateable", PT_BOOL, VM_CLASSES, PF_READONLY, NULL, default_updateable, NULL),
     P(P_UUID, "uuid", PT_STR, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
     P(P_VCPUS, "vcpus", PT_INT, VM_CLASSES, PF_POSITIVE | PF_INHERIT, "2", NULL, NULL),
-    P(P_VIRT_MODE, "virt_mode", PT_STR, VM_CLASSES, PF_INHERIT, "container", NULL, validate_virt_mode),
+    P(P_VIRT_MODE, "virt_mode", PT_STR, VM_CLASSES, PF_INHERIT, "container", NULL,
+      validate_virt_mode),
 };
 
 const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
@@ -290,10 +313,9 @@ const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
     P(G_DEFAULT_DISPVM, "default_dispvm", PT_VM, 0, 0, "", NULL, validate_global_dispvm),
     P(G_DEFAULT_KERNEL, "default_kernel", PT_STR, 0, 0, "", NULL, validate_kernel),
     P(G_DEFAULT_NETVM, "default_netvm", PT_VM, 0, 0, "", NULL, validate_netvm),
-    P(G_DEFAULT_QREXEC_TIMEOUT, "default_qrexec_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL,
+    P(G_DEFAULT_QREXEC_TIMEOUT, "default_qrexec_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL, NULL),
+    P(G_DEFAULT_SHUTDOWN_TIMEOUT, "default_shutdown_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL,
       NULL),
-    P(G_DEFAULT_SHUTDOWN_TIMEOUT, "default_shutdown_timeout", PT_INT, 0, PF_POSITIVE, "60",
-      NULL, NULL),
     P(G_DEFAULT_TEMPLATE, "default_template", PT_VM, 0, 0, NULL, NULL,
       validate_global_default_template),
     P(G_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, 0, 0, "", NULL,
@@ -348,10 +370,8 @@ int prop_canonicalize(const struct prop_def *def, const char *raw, char *out, si
     if (strlen(raw) >= size)
         return qerr_set(err, EXC_VALUE, "Value of property '%s' is too long", def->name);
     switch (def->type) {
-    case PT_INT:
-        return canonical_int(def, raw, out, size, err);
-    case PT_BOOL:
-        return canonical_bool(raw, out, size, err);
+    case PT_INT: return canonical_int(def, raw, out, size, err);
+    case PT_BOOL: return canonical_bool(raw, out, size, err);
     case PT_VM:
         if (!*raw || strcmp(raw, "none") == 0 || strcmp(raw, "None") == 0) {
             out[0] = '\0';
@@ -364,8 +384,7 @@ int prop_canonicalize(const struct prop_def *def, const char *raw, char *out, si
         if (!label_find(raw))
             return qerr_set(err, EXC_LABEL_NOT_FOUND, "Label does not exist: %s", raw);
         break;
-    case PT_STR:
-        break;
+    case PT_STR: break;
     }
     snprintf(out, size, "%s", raw);
     return 0;

@@ -64,27 +64,27 @@ enum gprop_id {
 };
 
 enum prop_flags {
-    PF_READONLY = 1 << 0,  /* computed or identity: never written through the API */
+    PF_READONLY = 1 << 0,   /* computed or identity: never written through the API */
     PF_WRITE_ONCE = 1 << 1, /* set at creation, then fixed */
-    PF_POSITIVE = 1 << 2,  /* int > 0 */
-    PF_NONNEG = 1 << 3,    /* int >= 0 */
-    PF_NO_RESET = 1 << 4,  /* Qubes refuses to unset it (template) */
-    PF_LATE = 1 << 5,      /* qubesd's load stage 4: listed after the others by GetAll */
-    PF_INHERIT = 1 << 6,   /* a DispVM's default is its disposable template's value */
+    PF_POSITIVE = 1 << 2,   /* int > 0 */
+    PF_NONNEG = 1 << 3,     /* int >= 0 */
+    PF_NO_RESET = 1 << 4,   /* Qubes refuses to unset it (template) */
+    PF_LATE = 1 << 5,       /* qubesd's load stage 4: listed after the others by GetAll */
+    PF_INHERIT = 1 << 6,    /* a DispVM's default is its disposable template's value */
 };
 
 /* Writes the default into buf and returns true, or returns false: no default. */
 typedef bool (*prop_default_fn)(const struct app *app, const struct qube *q, char *buf,
                                 size_t size);
 /* Checks a canonical value against the rest of the model (q is NULL for globals). */
-typedef int (*prop_validate_fn)(const struct app *app, const struct qube *q,
-                                const char *value, struct qerr *err);
+typedef int (*prop_validate_fn)(const struct app *app, const struct qube *q, const char *value,
+                                struct qerr *err);
 
 struct prop_def {
     const char *name;
     enum prop_type type;
-    int id;            /* index in the per-qube or global table */
-    unsigned classes;  /* CLASS_BIT mask; 0 for globals */
+    int id;           /* index in the per-qube or global table */
+    unsigned classes; /* CLASS_BIT mask; 0 for globals */
     unsigned flags;
     const char *fixed_default; /* used when get_default is NULL; NULL: no default */
     prop_default_fn get_default;

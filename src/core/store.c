@@ -9,10 +9,19 @@
 #include "strbuf.h"
 
 enum stmt_id {
-    S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_INSERT_QUBE, S_DELETE_QUBE,
-    S_SET_PROP, S_DEL_PROP, S_SET_GLOBAL, S_DEL_GLOBAL,
-    S_SET_FEATURE, S_DEL_FEATURE, S_SET_TAG, S_DEL_TAG,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_INSERT_QUBE,
+    S_DELETE_QUBE,
+    S_SET_PROP,
+    S_DEL_PROP,
+    S_SET_GLOBAL,
+    S_DEL_GLOBAL,
+    S_SET_FEATURE,
+    S_DEL_FEATURE,
+    S_SET_TAG,
+    S_DEL_TAG,
     S_COUNT,
 };
 
@@ -50,8 +59,8 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
-    int depth;    /* open store_begin()s: only the outermost talks to SQLite */
-    bool aborted; /* a nested part failed: the whole transaction is gone */
+    int depth;      /* open store_begin()s: only the outermost talks to SQLite */
+    bool aborted;   /* a nested part failed: the whole transaction is gone */
     bool ephemeral; /* the open transaction commits without waiting for the disk */
 };
 
@@ -86,12 +95,14 @@ static int migrate(struct store *s, struct qerr *err) {
     if (v < 0)
         return qerr_set(err, EXC_QUBES, "cannot read the database schema version");
     if (v > STORE_SCHEMA_VERSION)
-        return qerr_set(err, EXC_QUBES, "database schema %d is newer than this dispenserd "
-                        "understands (%d)", v, STORE_SCHEMA_VERSION);
+        return qerr_set(err, EXC_QUBES,
+                        "database schema %d is newer than this dispenserd "
+                        "understands (%d)",
+                        v, STORE_SCHEMA_VERSION);
     for (; v < STORE_SCHEMA_VERSION; v++) {
         _cleanup_strbuf_ struct strbuf sql = STRBUF_INIT;
-        strbuf_printf(&sql, "BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;",
-                      MIGRATIONS[v], v + 1);
+        strbuf_printf(&sql, "BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;", MIGRATIONS[v],
+                      v + 1);
         if (exec_sql(s, strbuf_str(&sql)) < 0) {
             exec_sql(s, "ROLLBACK");
             return qerr_set(err, EXC_QUBES, "database migration to schema %d failed", v + 1);
@@ -103,8 +114,8 @@ static int migrate(struct store *s, struct qerr *err) {
 
 static int prepare_all(struct store *s) {
     for (int i = 0; i < S_COUNT; i++)
-        if (sqlite3_prepare_v3(s->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &s->stmt[i], NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v3(s->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                               NULL) != SQLITE_OK)
             return db_fail(s, STMT_SQL[i]);
     return 0;
 }

@@ -24,9 +24,7 @@ size_t sorted_index(const void *base, size_t n, size_t elem_size, const char *ke
     return lo;
 }
 
-static const char *entry_key(const void *elem) {
-    return ((const struct strmap_entry *)elem)->key;
-}
+static const char *entry_key(const void *elem) { return ((const struct strmap_entry *)elem)->key; }
 
 static size_t strmap_find(const struct strmap *m, const char *key, bool *found) {
     return sorted_index(m->e, m->n, sizeof(m->e[0]), key, entry_key, found);

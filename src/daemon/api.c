@@ -8,8 +8,8 @@
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
-    API_VM_METHODS, API_PROPERTY_METHODS, API_FEATURE_METHODS, API_MISC_METHODS,
-    API_VOLUME_METHODS, API_INTERNAL_METHODS,
+    API_VM_METHODS,   API_PROPERTY_METHODS, API_FEATURE_METHODS,
+    API_MISC_METHODS, API_VOLUME_METHODS,   API_INTERNAL_METHODS,
 };
 
 const struct api_method *api_find_method(const char *name) {
@@ -77,8 +77,7 @@ static int resolve_call(struct api_call *c) {
 static int refuse_missing_method(struct api_call *c) {
     const char *name = c->req->method;
     if (api_is_upstream_method(name))
-        return qerr_set(c->err, EXC_NOT_IMPLEMENTED, "`%s` is not implemented by dispenser",
-                        name);
+        return qerr_set(c->err, EXC_NOT_IMPLEMENTED, "`%s` is not implemented by dispenser", name);
     return qerr_set(c->err, EXC_PROTOCOL, "no such method: '%s'", name);
 }
 
@@ -106,8 +105,8 @@ static enum api_result reply_of(struct api_call *call, int r, struct strbuf *rep
         log_error("%s+%s on %s failed without a reason", req->method, arg, dest);
         return API_NO_REPLY;
     }
-    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, arg, src, dest,
-              call->err->exc, call->err->msg);
+    log_debug("call %s+%s (%s -> %s) failed: %s: %s", req->method, arg, src, dest, call->err->exc,
+              call->err->msg);
     wire_reply_error(reply, call->err->exc, call->err->msg);
     return API_REPLIED;
 }
@@ -116,8 +115,13 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
                                  struct strbuf *reply, const struct api_sink *sink) {
     struct qerr err = {0};
     _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-    struct api_call call = {.app = env->app, .engine = env->engine, .peer_uid = env->peer_uid,
-                            .preload = env->preload, .sink = sink, .req = req, .out = &out,
+    struct api_call call = {.app = env->app,
+                            .engine = env->engine,
+                            .peer_uid = env->peer_uid,
+                            .preload = env->preload,
+                            .sink = sink,
+                            .req = req,
+                            .out = &out,
                             .err = &err};
     const struct api_method *m = NULL;
     int r = resolve_call(&call);

@@ -20,8 +20,8 @@ struct api_sink {
 /* What a call runs against. */
 struct api_env {
     struct app *app;
-    struct engine *engine; /* the dispatcher, never NULL (it may have no engines) */
-    uid_t peer_uid;        /* of the client process (SO_PEERCRED) */
+    struct engine *engine;   /* the dispatcher, never NULL (it may have no engines) */
+    uid_t peer_uid;          /* of the client process (SO_PEERCRED) */
     struct preload *preload; /* NULL: no preloading (tests, the fuzzer) */
 };
 
@@ -73,8 +73,7 @@ const struct api_method *api_find_method(const char *name);
 enum api_result api_dispatch_env(const struct api_env *env, const struct wire_request *req,
                                  struct strbuf *reply, const struct api_sink *sink);
 /* Without engine or sink: what unit tests and the fuzzer drive. */
-enum api_result api_dispatch(struct app *app, const struct wire_request *req,
-                             struct strbuf *reply);
+enum api_result api_dispatch(struct app *app, const struct wire_request *req, struct strbuf *reply);
 
 /* For handlers that answer later. NULL when the call has no sink (then answer now). */
 struct api_deferred *api_defer(struct api_call *call);

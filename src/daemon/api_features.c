@@ -8,14 +8,17 @@
 
 /* Written only by the preload engine: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
-    "preload-dispvm", "preload-dispvm-in-progress", "preload-dispvm-completed",
+    "preload-dispvm",
+    "preload-dispvm-in-progress",
+    "preload-dispvm-completed",
     "preload-dispvm-origin",
 };
 
 static int refuse_protected(const struct api_call *c) {
     for (size_t i = 0; i < ELEMENTSOF(PROTECTED_FEATURES); i++)
         if (strcmp(c->req->arg, PROTECTED_FEATURES[i]) == 0)
-            return qerr_set(c->err, EXC_PERMISSION, "changing this feature is prohibited: "
+            return qerr_set(c->err, EXC_PERMISSION,
+                            "changing this feature is prohibited: "
                             "dispenserd's preload engine manages it");
     return 0;
 }

@@ -45,8 +45,9 @@ static int parse_create_payload(const struct wire_request *req, char *buf, size_
         if (!eq)
             return qerr_set(err, EXC_PROTOCOL, "Invalid creation parameter '%s'", item);
         *eq = '\0';
-        const char **slot = strcmp(item, "name") == 0 ? name
-                            : strcmp(item, "label") == 0 ? label : NULL;
+        const char **slot = strcmp(item, "name") == 0    ? name
+                            : strcmp(item, "label") == 0 ? label
+                                                         : NULL;
         if (!slot)
             return qerr_set(err, EXC_PROTOCOL, "Options does not match: name, label");
         if (*slot)
@@ -89,8 +90,8 @@ static int vm_remove(struct api_call *c) {
 static unsigned long long prop_ull(const struct api_call *c, int id) {
     char buf[64];
     bool is_default;
-    return strtoull(app_prop_get(c->app, c->dest, &PROP_DEFS[id], buf, sizeof(buf),
-                                 &is_default), NULL, 10);
+    return strtoull(app_prop_get(c->app, c->dest, &PROP_DEFS[id], buf, sizeof(buf), &is_default),
+                    NULL, 10);
 }
 
 static int vm_current_state(struct api_call *c) {
@@ -103,9 +104,8 @@ static int vm_current_state(struct api_call *c) {
         u = (struct host_usage){st.memory_bytes / 1024, (maxmem > mem ? maxmem : mem) * 1024,
                                 st.cpu_ns};
     }
-    strbuf_printf(c->out, "mem=%llu mem_static_max=%llu cputime=%llu power_state=%s",
-                  u.mem_kib, u.mem_max_kib, u.cputime_ns,
-                  power_state_name(c->dest->power));
+    strbuf_printf(c->out, "mem=%llu mem_static_max=%llu cputime=%llu power_state=%s", u.mem_kib,
+                  u.mem_max_kib, u.cputime_ns, power_state_name(c->dest->power));
     return 0;
 }
 
@@ -130,17 +130,11 @@ static int op_start(struct api_call *c, engine_done_fn done, void *ud) {
 
 /* The power-state guards (Qubes' exceptions for a call in the wrong state) are the
  * dispatcher's (engine.c): one place, whichever way a call comes in. */
-static int vm_start(struct api_call *c) {
-    return run_deferred(c, op_start);
-}
+static int vm_start(struct api_call *c) { return run_deferred(c, op_start); }
 
-static int vm_kill(struct api_call *c) {
-    return engine_kill(c->engine, c->dest, c->err);
-}
+static int vm_kill(struct api_call *c) { return engine_kill(c->engine, c->dest, c->err); }
 
-static int vm_pause(struct api_call *c) {
-    return engine_pause(c->engine, c->dest, c->err);
-}
+static int vm_pause(struct api_call *c) { return engine_pause(c->engine, c->dest, c->err); }
 
 static int vm_unpause(struct api_call *c) {
     if (engine_unpause(c->engine, c->dest, c->err) < 0)
@@ -247,8 +241,10 @@ static int vm_create_disposable(struct api_call *c) {
     if (!tpl)
         return -1;
     if (!disposable_template_ok(c->app, tpl))
-        return qerr_set(c->err, EXC_QUBES, "'%s' is not a disposable template "
-                        "(template_for_dispvms is not set)", tpl->name);
+        return qerr_set(c->err, EXC_QUBES,
+                        "'%s' is not a disposable template "
+                        "(template_for_dispvms is not set)",
+                        tpl->name);
     if (*a) { /* "preload": a refill only, never above max (the boot unit, by hand) */
         if (c->preload)
             preload_refill(c->preload, tpl, "autostart was requested");

@@ -37,10 +37,10 @@ static int volume_info(struct api_call *c) {
         return -1;
     struct backend_volume_info vi = {.want_usage = true};
     bool is_volatile = strcmp(c->req->arg, "volatile") == 0;
-    if (!is_volatile &&
-        engine_volume_info(c->engine, c->dest, c->req->arg, &vi, c->err) < 0)
+    if (!is_volatile && engine_volume_info(c->engine, c->dest, c->req->arg, &vi, c->err) < 0)
         return -1;
-    strbuf_printf(c->out, "pool=dispenser\nvid=%s/%s\nrw=True\nsave_on_stop=%s\n"
+    strbuf_printf(c->out,
+                  "pool=dispenser\nvid=%s/%s\nrw=True\nsave_on_stop=%s\n"
                   "snap_on_start=%s\nsource=%s\nrevision=%llu\nused_revision=%llu\n"
                   "usage=%llu\nis_outdated=%s\nrevisions_to_keep=0\nephemeral=%s\n",
                   c->dest->uuid, c->req->arg, vi.save_on_stop ? "True" : "False",

@@ -9,7 +9,8 @@ bool disposable_template_ok(const struct app *app, const struct qube *q) {
     if (!(PROP_DEFS[P_TEMPLATE_FOR_DISPVMS].classes & CLASS_BIT(q->klass)))
         return false;
     return strcmp(app_prop_get(app, q, &PROP_DEFS[P_TEMPLATE_FOR_DISPVMS], buf, sizeof(buf),
-                               &is_default), "True") == 0;
+                               &is_default),
+                  "True") == 0;
 }
 
 struct qube *disposable_default_template(const struct app *app, const struct qube *caller,
@@ -28,8 +29,10 @@ struct qube *disposable_default_template(const struct app *app, const struct qub
 struct qube *disposable_create(struct app *app, struct qube *tpl, const char *caller,
                                struct qerr *err) {
     if (!disposable_template_ok(app, tpl)) {
-        qerr_set(err, EXC_QUBES, "'%s' is not a disposable template (template_for_dispvms "
-                 "is not set)", tpl->name);
+        qerr_set(err, EXC_QUBES,
+                 "'%s' is not a disposable template (template_for_dispvms "
+                 "is not set)",
+                 tpl->name);
         return NULL;
     }
     char name[32], created_by[64], disp_created_by[64], label[32];
@@ -45,8 +48,14 @@ struct qube *disposable_create(struct app *app, struct qube *tpl, const char *ca
     snprintf(created_by, sizeof(created_by), "created-by-%s", caller ? caller : "");
     snprintf(disp_created_by, sizeof(disp_created_by), "disp-created-by-%s", caller ? caller : "");
     /* a preload (no caller yet) gets its creator's tags when it is handed out */
-    struct qube_spec spec = {QUBE_DISPVM, name, label, tpl->name, caller ? created_by : NULL,
-                             caller ? disp_created_by : NULL, dispid, true};
+    struct qube_spec spec = {QUBE_DISPVM,
+                             name,
+                             label,
+                             tpl->name,
+                             caller ? created_by : NULL,
+                             caller ? disp_created_by : NULL,
+                             dispid,
+                             true};
     struct qube *q = NULL;
     if (app_batch_begin_ephemeral(app, err) < 0) /* a disposable is throwaway state */
         return NULL;

@@ -55,34 +55,33 @@ static const char *virt_mode_of(const struct app *app, const struct qube *q, cha
                                 size_t size) {
     char tmp[32];
     bool is_default;
-    snprintf(buf, size, "%s", app_prop_get(app, q, &PROP_DEFS[P_VIRT_MODE], tmp, sizeof(tmp),
-                                           &is_default));
+    snprintf(buf, size, "%s",
+             app_prop_get(app, q, &PROP_DEFS[P_VIRT_MODE], tmp, sizeof(tmp), &is_default));
     return buf;
 }
 
 /* The engine's knobs are features named "<virt_mode>-KEY" (crun's annotations): the
  * daemon passes them on without knowing what they mean. The qube's own win over its
  * template's, as with every feature read along the template chain. */
-size_t engine_qube_options(const struct app *app, const struct qube *q,
-                           struct backend_option *out, size_t max) {
+size_t engine_qube_options(const struct app *app, const struct qube *q, struct backend_option *out,
+                           size_t max) {
     char mode[32], prefix[40];
     int plen = snprintf(prefix, sizeof(prefix), "%s-", virt_mode_of(app, q, mode, sizeof(mode)));
     size_t n = 0;
     for (int depth = 0; q && depth < 8; depth++) {
         for (size_t i = 0; i < q->features.n; i++) {
             const struct strmap_entry *f = &q->features.e[i];
-            if (strncmp(f->key, prefix, (size_t)plen) != 0 ||
-                backend_option(out, n, f->key + plen))
+            if (strncmp(f->key, prefix, (size_t)plen) != 0 || backend_option(out, n, f->key + plen))
                 continue;
             if (n == max) {
-                log_warning("%s: more than %zu %s* features; the rest are ignored", q->name,
-                            max, prefix);
+                log_warning("%s: more than %zu %s* features; the rest are ignored", q->name, max,
+                            prefix);
                 return n;
             }
             out[n++] = (struct backend_option){f->key + plen, f->value};
         }
-        q = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
-                ? prop_qube(app, q, P_TEMPLATE) : NULL;
+        q = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes) ? prop_qube(app, q, P_TEMPLATE)
+                                                                  : NULL;
     }
     return n;
 }
@@ -102,7 +101,8 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
     *d = (struct qube_desc){0};
     virt_mode_of(app, q, d->virt_mode, sizeof(d->virt_mode));
     const struct qube *tpl = (CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE].classes)
-                                 ? prop_qube(app, q, P_TEMPLATE) : NULL;
+                                 ? prop_qube(app, q, P_TEMPLATE)
+                                 : NULL;
     if (q->klass == QUBE_DISPVM && tpl) {
         snprintf(d->dvm_uuid, sizeof(d->dvm_uuid), "%s", tpl->uuid);
         tpl = prop_qube(app, tpl, P_TEMPLATE);
@@ -138,8 +138,10 @@ static struct backend *backend_for(struct engine *e, const struct qube *q, struc
     char mode[32];
     struct backend *b = backend_named(e, virt_mode_of(e->app, q, mode, sizeof(mode)));
     if (!b)
-        qerr_set(err, EXC_QUBES, "Qube '%s': virt_mode=%s is not available: this dispenserd "
-                 "has no such engine", q->name, mode);
+        qerr_set(err, EXC_QUBES,
+                 "Qube '%s': virt_mode=%s is not available: this dispenserd "
+                 "has no such engine",
+                 q->name, mode);
     return b;
 }
 
@@ -162,11 +164,11 @@ static int engine_failed(const struct qube *q, int r, const char *why, struct qe
 }
 
 /* Calls op-returning expression `call` with a fresh `why`, mapping a failure into err. */
-#define ENGINE_CALL(q, err, call)                                                           \
-    ({                                                                                      \
-        struct backend_why why = {{0}};                                                     \
-        int r_ = (call);                                                                    \
-        r_ < 0 ? engine_failed((q), r_, why.msg, (err)) : r_;                               \
+#define ENGINE_CALL(q, err, call)                             \
+    ({                                                        \
+        struct backend_why why = {{0}};                       \
+        int r_ = (call);                                      \
+        r_ < 0 ? engine_failed((q), r_, why.msg, (err)) : r_; \
     })
 
 static void set_power(struct engine *e, struct qube *q, enum power_state state) {
@@ -226,8 +228,8 @@ int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *us
     return start(e, q, false, done, userdata, err);
 }
 
-int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done,
-                            void *userdata, struct qerr *err) {
+int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
+                            struct qerr *err) {
     return start(e, q, true, done, userdata, err);
 }
 
@@ -260,8 +262,8 @@ static void auto_cleanup(struct engine *e, struct qube *q) {
     char buf[16];
     bool is_default;
     if (q->klass != QUBE_DISPVM ||
-        strcmp(app_prop_get(e->app, q, &PROP_DEFS[P_AUTO_CLEANUP], buf, sizeof(buf),
-                            &is_default), "True") != 0)
+        strcmp(app_prop_get(e->app, q, &PROP_DEFS[P_AUTO_CLEANUP], buf, sizeof(buf), &is_default),
+               "True") != 0)
         return;
     struct qerr err = {0};
     char name[32];
@@ -296,8 +298,8 @@ void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdat
 /* ---- the other life-cycle calls ---- */
 
 static bool is_running(const struct qube *q) {
-    return q->power == POWER_RUNNING || q->power == POWER_PAUSED ||
-           q->power == POWER_TRANSIENT || q->power == POWER_HALTING;
+    return q->power == POWER_RUNNING || q->power == POWER_PAUSED || q->power == POWER_TRANSIENT ||
+           q->power == POWER_HALTING;
 }
 
 static int not_started(const struct qube *q, struct qerr *err) {
@@ -333,8 +335,8 @@ int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn
         p = xcalloc(1, sizeof(*p));
         *p = (struct stop_pending){e, done, userdata};
     }
-    if (ENGINE_CALL(q, err, b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p,
-                                             &why)) < 0) {
+    if (ENGINE_CALL(q, err, b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p, &why)) <
+        0) {
         free(p);
         return -1;
     }
@@ -364,8 +366,10 @@ int engine_reclaim(struct engine *e, const struct qube *q) {
 
 int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
     if (q->power != POWER_RUNNING)
-        return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running (either powered off or "
-                        "paused): '%s'", q->name);
+        return qerr_set(err, EXC_VM_NOT_RUNNING,
+                        "Domain not running (either powered off or "
+                        "paused): '%s'",
+                        q->name);
     struct backend *b = backend_for(e, q, err);
     if (!b || ENGINE_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
         return -1;
@@ -487,8 +491,8 @@ void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *user
     e->upcall_userdata = userdata;
 }
 
-void engine_upcall_reply(struct engine *e, struct backend_upcall *call,
-                         enum backend_call_end how, int status, const char *reason) {
+void engine_upcall_reply(struct engine *e, struct backend_upcall *call, enum backend_call_end how,
+                         int status, const char *reason) {
     call->from->ops->upcall_reply(call->from, call, how, status, reason);
 }
 
@@ -506,7 +510,8 @@ static void adopt_running(struct engine *e) {
         describe(e->app, q, &d);
         struct backend *b = backend_named(e, d.virt_mode);
         if (b && b->ops->adopt(b, &d.bq) == 0)
-            set_power(e, q, b->ops->state(b, q->name) == BACKEND_PAUSED ? POWER_PAUSED : POWER_RUNNING);
+            set_power(e, q,
+                      b->ops->state(b, q->name) == BACKEND_PAUSED ? POWER_PAUSED : POWER_RUNNING);
     }
 }
 

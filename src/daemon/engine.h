@@ -17,8 +17,8 @@ void engine_free(struct engine *e);
 /* A qube's engine options: its `<virt_mode>-KEY` features, the nearest along the template
  * chain winning, as KEY=value pointing into the model (used at once, never kept). */
 #define ENGINE_OPTIONS_MAX 32
-size_t engine_qube_options(const struct app *app, const struct qube *q,
-                           struct backend_option *out, size_t max);
+size_t engine_qube_options(const struct app *app, const struct qube *q, struct backend_option *out,
+                           size_t max);
 /* Is `feature` named like an option of one of the engines (`<virt_mode>-KEY`)? */
 bool engine_is_option_feature(const struct engine *e, const char *feature);
 
@@ -30,8 +30,8 @@ typedef void (*engine_done_fn)(void *userdata, int r, const struct qerr *err);
 int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
                  struct qerr *err);
 /* The same for a qube nobody waits for (a preload): never holds up other calls. */
-int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done,
-                            void *userdata, struct qerr *err);
+int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
+                            struct qerr *err);
 int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
                     void *userdata, struct qerr *err);
 int engine_kill(struct engine *e, struct qube *q, struct qerr *err);
@@ -64,5 +64,5 @@ void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdat
 typedef void (*engine_upcall_fn)(void *userdata, struct backend_upcall *call);
 void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *userdata);
 /* status < 0: refused (reason says why); else how the call ended. */
-void engine_upcall_reply(struct engine *e, struct backend_upcall *call,
-                         enum backend_call_end how, int status, const char *reason);
+void engine_upcall_reply(struct engine *e, struct backend_upcall *call, enum backend_call_end how,
+                         int status, const char *reason);

@@ -85,8 +85,7 @@ static int on_subscriber_io(sd_event_source *src, int fd, uint32_t revents, void
 }
 
 static void drop_lagging(struct subscriber *s, const char *why) {
-    log_warning("events: dropping a subscriber that fell %zu bytes behind (%s)", s->queue.len,
-                why);
+    log_warning("events: dropping a subscriber that fell %zu bytes behind (%s)", s->queue.len, why);
     subscriber_drop(s);
 }
 

@@ -21,6 +21,6 @@ void events_hub_free(struct events_hub *hub);
 /* Takes ownership of fd; filter "" = every event, else only events whose subject is it. */
 int events_subscribe(struct events_hub *hub, int fd, const char *filter);
 /* Matches app_emit_fn, so the model emits straight into the hub. */
-void events_broadcast(void *hub, const char *subject, const char *event,
-                      const struct wire_kv *kv, size_t n_kv);
+void events_broadcast(void *hub, const char *subject, const char *event, const struct wire_kv *kv,
+                      size_t n_kv);
 size_t events_subscriber_count(const struct events_hub *hub);

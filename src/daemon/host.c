@@ -4,8 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int host_meminfo(const char *path, unsigned long long *total_kib,
-                 unsigned long long *avail_kib) {
+int host_meminfo(const char *path, unsigned long long *total_kib, unsigned long long *avail_kib) {
     FILE *f = fopen(path ? path : "/proc/meminfo", "re");
     if (!f)
         return -1;
@@ -23,8 +22,8 @@ static unsigned long long busy_cpu_ns(void) {
     if (!f)
         return 0;
     unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
-                   &iowait, &irq, &softirq);
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait,
+                   &irq, &softirq);
     fclose(f);
     if (n < 3)
         return 0;

@@ -11,6 +11,5 @@ struct host_usage {
 int host_usage_read(struct host_usage *u);
 /* MemTotal and MemAvailable (kB) from a file in /proc/meminfo's format (NULL: the host's);
  * -1 if it cannot be read. Fields the file lacks are left as they were. */
-int host_meminfo(const char *path, unsigned long long *total_kib,
-                 unsigned long long *avail_kib);
+int host_meminfo(const char *path, unsigned long long *total_kib, unsigned long long *avail_kib);
 uint64_t host_mem_total_mib(void);

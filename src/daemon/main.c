@@ -93,8 +93,20 @@ static int parse_engine_option(struct options *o, char *arg) {
 
 /* Returns 1 to go on, 0 to exit successfully (help/version), -1 on bad usage. */
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { OPT_STATE = 256, OPT_RUNTIME, OPT_SOCKET, OPT_GROUP, OPT_FG, OPT_LOG, OPT_VERSION,
-           OPT_AGENT, OPT_POLICY, OPT_MEMINFO, OPT_LOG_TIME, OPT_ENGINE };
+    enum {
+        OPT_STATE = 256,
+        OPT_RUNTIME,
+        OPT_SOCKET,
+        OPT_GROUP,
+        OPT_FG,
+        OPT_LOG,
+        OPT_VERSION,
+        OPT_AGENT,
+        OPT_POLICY,
+        OPT_MEMINFO,
+        OPT_LOG_TIME,
+        OPT_ENGINE
+    };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
@@ -112,9 +124,11 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
-    *o = (struct options){.state_dir = DEFAULT_STATE_DIR, .runtime_dir = DEFAULT_RUNTIME_DIR,
+    *o = (struct options){.state_dir = DEFAULT_STATE_DIR,
+                          .runtime_dir = DEFAULT_RUNTIME_DIR,
                           .socket_path = env && *env ? env : DEFAULT_SOCKET,
-                          .socket_gid = (gid_t)-1, .agent_path = DEFAULT_AGENT,
+                          .socket_gid = (gid_t)-1,
+                          .agent_path = DEFAULT_AGENT,
                           .policy_dir = DEFAULT_POLICY_DIR};
     int c;
     enum log_level level;
@@ -152,8 +166,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         fprintf(stderr, "dispenserd: unexpected argument: %s\n", argv[optind]);
         return -1;
     }
-    struct backend_config cfg = {.options = o->engine_options,
-                                 .n_options = o->n_engine_options};
+    struct backend_config cfg = {.options = o->engine_options, .n_options = o->n_engine_options};
     struct backend_why why = {0};
     if (backends_check_options(&cfg, &why) < 0) {
         fprintf(stderr, "dispenserd: %s\n", why.msg);
@@ -180,8 +193,7 @@ static int lock_state_dir(const char *state_dir) {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     struct flock whole = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fd < 0 || fcntl(fd, F_SETLK, &whole) < 0) {
-        log_error("state dir %s is in use by another dispenserd (%s)", state_dir,
-                  strerror(errno));
+        log_error("state dir %s is in use by another dispenserd (%s)", state_dir, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -248,8 +260,8 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 /* Qubes keep running across restarts: adopt them before the first call is served. A host
  * where an engine cannot work still gets a management plane (and the other engines). */
 static struct engine *start_engine(sd_event *loop, struct app *app, const struct options *o) {
-    struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path,
-                                 o->engine_options, o->n_engine_options};
+    struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path, o->engine_options,
+                                 o->n_engine_options};
     struct backend *backends[BACKENDS_MAX];
     size_t n = backends_open(loop, &cfg, backends);
     struct engine *engine = engine_new(app, backends, n);
@@ -260,8 +272,8 @@ static struct engine *start_engine(sd_event *loop, struct app *app, const struct
 /* The router listens beside the Admin API socket (qrexec_locate.h), so QUBESD_SOCKET alone
  * selects both; RUNTIME/qrexec.sock, where it used to be, stays as a link to it. */
 static struct router *start_router(sd_event *loop, struct app *app, struct engine *engine,
-                                   struct preload *preload, const struct options *o,
-                                   char *link, size_t link_size) {
+                                   struct preload *preload, const struct options *o, char *link,
+                                   size_t link_size) {
     char path[4096];
     struct qerr err = {0};
     if (qrexec_router_path_for(o->socket_path, path, sizeof(path)) < 0) {
@@ -315,8 +327,7 @@ static int run(const struct options *o, int ready_fd) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
-    if (!(router = start_router(loop, &app, engine, preload, o, router_link,
-                                sizeof(router_link))))
+    if (!(router = start_router(loop, &app, engine, preload, o, router_link, sizeof(router_link))))
         goto out;
     sigset_t mask;
     sigemptyset(&mask);

@@ -27,7 +27,8 @@ static int64_t promised_mib(const struct app *app, struct engine *engine) {
         char buf[32];
         bool is_default;
         int64_t mem = strtoll(app_prop_get(app, q, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
-                                           &is_default), NULL, 10);
+                                           &is_default),
+                              NULL, 10);
         int64_t used = (int64_t)(st.memory_bytes >> 20);
         total += mem > used ? mem - used : 0;
     }

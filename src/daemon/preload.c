@@ -93,7 +93,7 @@ void preload_discard(struct preload *p, struct qube *q, const char *why) {
     struct qerr err = {0};
     bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
     int r = q->power != POWER_HALTED ? engine_kill(p->engine, q, &err)
-                                                   : engine_remove(p->engine, q, &err);
+                                     : engine_remove(p->engine, q, &err);
     if (r < 0)
         log_warning("preload: cannot discard %s: %s", name, err.msg);
     if (batch && app_batch_end(p->app, &err) < 0)
@@ -192,14 +192,15 @@ static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
     char buf[32];
     bool is_default;
     int64_t tmem = strtoll(app_prop_get(p->app, tpl, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
-                                        &is_default), NULL, 10);
+                                        &is_default),
+                           NULL, 10);
     int64_t avail = memory_free_mib(&p->mem, p->app, p->engine) -
                     (int64_t)preload_threshold_mib(p->app);
     unsigned can = tmem <= 0 ? want : avail <= 0 ? 0 : (unsigned)(avail / tmem);
     if (can < want)
         log_warning("preload: %s: not preloading %u disposable(s) due to insufficient memory "
-                    "(%lld MiB free after the threshold, %lld MiB each)", tpl->name, want - can,
-                    (long long)avail, (long long)tmem);
+                    "(%lld MiB free after the threshold, %lld MiB each)",
+                    tpl->name, want - can, (long long)avail, (long long)tmem);
     return can < want ? can : want;
 }
 
@@ -219,12 +220,12 @@ static void prune(struct preload *p, struct qube *tpl, const char *fp) {
 
 /* What a pending refill will do. */
 enum refill_kind {
-    CONTINUE,     /* go on creating what an announced refill counted (its budget) */
-    TRIGGER,      /* a new cause: count, announce (event), create */
+    CONTINUE, /* go on creating what an announced refill counted (its budget) */
+    TRIGGER,  /* a new cause: count, announce (event), create */
 };
 
-static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, enum refill_kind kind, unsigned budget);
+static void schedule(struct preload *p, const struct qube *tpl, const char *reason, double delay,
+                     enum refill_kind kind, unsigned budget);
 
 /* One piece of work (a creation or a start) per loop iteration, at idle priority: a burst
  * of them would hold up, for milliseconds, a hand-out that arrives meanwhile. */
@@ -274,7 +275,7 @@ struct preload_timer {
     char tpl[32], reason[128];
     double delay;
     enum refill_kind kind;
-    unsigned budget; /* CONTINUE: how many more it may create */
+    unsigned budget;     /* CONTINUE: how many more it may create */
     uint64_t held_since; /* when a hold first postponed it (0: never) */
     sd_event_source *src;
 };
@@ -349,8 +350,8 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
  * neither postpones an earlier one nor is held back by a slower one (a use with delay 0
  * right after a request that found a gap must refill now, not in 5 s). Refills run at
  * idle priority: a call that is waiting at the same moment goes first. */
-static void schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                     double delay, enum refill_kind kind, unsigned budget) {
+static void schedule(struct preload *p, const struct qube *tpl, const char *reason, double delay,
+                     enum refill_kind kind, unsigned budget) {
     uint64_t usec = delay > 0 ? (uint64_t)(fabs(delay) * 1e6) : 0, now = 0;
     sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
     for (struct preload_timer *t = p->timers; t; t = t->next) {
@@ -373,12 +374,12 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
         return;
     }
     struct preload_timer *t = xcalloc(1, sizeof(*t));
-    *t = (struct preload_timer){.p = p, .next = p->timers, .delay = delay, .kind = kind,
-                                .budget = budget};
+    *t = (struct preload_timer){
+        .p = p, .next = p->timers, .delay = delay, .kind = kind, .budget = budget};
     snprintf(t->tpl, sizeof(t->tpl), "%s", tpl->name);
     snprintf(t->reason, sizeof(t->reason), "%s", reason);
-    if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer,
-                          t) < 0) {
+    if (sd_event_add_time(p->loop, &t->src, CLOCK_MONOTONIC, now + usec, 0, on_refill_timer, t) <
+        0) {
         free(t);
         return;
     }
@@ -386,8 +387,7 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
     p->timers = t;
 }
 
-void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                      double delay) {
+void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason, double delay) {
     schedule(p, tpl, reason, delay, TRIGGER, 0);
 }
 
@@ -517,12 +517,13 @@ static int on_waiter_timeout(sd_event_source *src, uint64_t usec, void *userdata
     return 0;
 }
 
-static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
-                          preload_got_fn got, void *userdata) {
+static int wait_for_start(struct preload *p, struct qube *q, const char *caller, preload_got_fn got,
+                          void *userdata) {
     char buf[32];
     bool is_default;
     long timeout = strtol(app_prop_get(p->app, q, &PROP_DEFS[P_QREXEC_TIMEOUT], buf, sizeof(buf),
-                                       &is_default), NULL, 10);
+                                       &is_default),
+                          NULL, 10);
     struct preload_waiter *w = xcalloc(1, sizeof(*w));
     *w = (struct preload_waiter){.p = p, .next = p->waiters, .got = got, .userdata = userdata};
     snprintf(w->name, sizeof(w->name), "%s", q->name);

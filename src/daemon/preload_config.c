@@ -60,7 +60,8 @@ int preload_validate_feature(struct preload *p, const struct qube *q, const char
     if (strcmp(name, "preload-dispvm-threshold") == 0 && dom0 && !all_digits(value))
         return qerr_set(err, EXC_VALUE, "Invalid preload-dispvm-threshold value: not a digit");
     if (strcmp(name, "preload-dispvm-delay") == 0 && !is_float(value))
-        return qerr_set(err, EXC_VALUE, "Invalid preload-dispvm-delay value: not an integer "
+        return qerr_set(err, EXC_VALUE,
+                        "Invalid preload-dispvm-delay value: not an integer "
                         "or float");
     return 0;
 }

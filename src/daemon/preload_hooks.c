@@ -7,7 +7,6 @@
 #include "disposable.h"
 #include "preload_internal.h"
 
-
 static void discard_all_of(struct preload *p, struct qube *tpl, const char *why) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
@@ -39,16 +38,16 @@ void preload_feature_changed(struct preload *p, struct qube *q, const char *name
     char reason[160];
     if (q->klass == QUBE_ADMINVM) {
         struct qube *dvm = preload_default_dispvm(p->app);
-        snprintf(reason, sizeof(reason), v ? "global feature was set to '%s'"
-                                           : "global feature was deleted", v ? v : "");
+        snprintf(reason, sizeof(reason),
+                 v ? "global feature was set to '%s'" : "global feature was deleted", v ? v : "");
         if (dvm)
             preload_schedule(p, dvm, reason, 0);
         return;
     }
     if (preload_global_applies(p->app, q))
         return; /* the global value is in force for this template */
-    snprintf(reason, sizeof(reason), v ? "local feature was set to '%s'"
-                                       : "local feature was deleted", v ? v : "");
+    snprintf(reason, sizeof(reason),
+             v ? "local feature was set to '%s'" : "local feature was deleted", v ? v : "");
     preload_schedule(p, q, reason, 0);
 }
 
@@ -90,8 +89,10 @@ int preload_validate_property(struct preload *p, const struct qube *q, const cha
         const struct qube *d = p->app->qubes[i];
         if (d->klass == QUBE_DISPVM && streq_ptr(d->props[P_TEMPLATE], q->name) &&
             !preload_is_preload(p->app, d) && strcmp(prop, "template") == 0)
-            return qerr_set(err, EXC_VM_IN_USE, "Cannot change the template of '%s' while "
-                            "its disposable '%s' exists", q->name, d->name);
+            return qerr_set(err, EXC_VM_IN_USE,
+                            "Cannot change the template of '%s' while "
+                            "its disposable '%s' exists",
+                            q->name, d->name);
     }
     return 0;
 }
@@ -240,8 +241,7 @@ void preload_recover(struct preload *p) {
 struct preload *preload_new(sd_event *loop, struct app *app, struct engine *engine,
                             const struct memory_source *mem) {
     struct preload *p = xcalloc(1, sizeof(*p));
-    *p = (struct preload){.loop = sd_event_ref(loop), .app = app, .engine = engine,
-                          .mem = *mem};
+    *p = (struct preload){.loop = sd_event_ref(loop), .app = app, .engine = engine, .mem = *mem};
     return p;
 }
 

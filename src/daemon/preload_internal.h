@@ -29,8 +29,7 @@ uint64_t preload_threshold_mib(const struct app *app);
 double preload_delay(const struct app *app, const struct qube *tpl);
 
 void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay);
-void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason,
-                      double delay);
+void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason, double delay);
 void preload_discard(struct preload *p, struct qube *q, const char *why);
 void preload_cancel_all(struct preload *p);
 

@@ -63,13 +63,15 @@ static void dispatch(struct host_conn *c, const struct qrexec_request *req) {
     if (qrexec_body_decode(c->in.data + sizeof(*req), req->body_len, &body) < 0 ||
         !(req->flags & QREXEC_F_FDS) || c->n_fds != 3 ||
         (req->flags & ~(uint32_t)(QREXEC_F_FDS | QREXEC_F_PTY))) {
-        on_reply(c, QREXEC_REFUSED, 0, "malformed call: a target, a service and the "
+        on_reply(c, QREXEC_REFUSED, 0,
+                 "malformed call: a target, a service and the "
                  "caller's stdin, stdout and stderr are needed");
         return;
     }
     if (!qrexec_fd_may_cross(c->fds[0]) || !qrexec_fd_may_cross(c->fds[1]) ||
         !qrexec_fd_may_cross(c->fds[2])) {
-        on_reply(c, QREXEC_REFUSED, 0, "the caller's stdio must be pipes, regular files "
+        on_reply(c, QREXEC_REFUSED, 0,
+                 "the caller's stdio must be pipes, regular files "
                  "or /dev/null: a terminal or socket never goes into a qube (relay it)");
         return;
     }
@@ -78,8 +80,8 @@ static void dispatch(struct host_conn *c, const struct qrexec_request *req) {
     c->dispatched = true;
     /* no more input is read; epoll still reports the caller's going away (EPOLLHUP) */
     sd_event_source_set_io_events(c->io, 0);
-    struct router_request rreq = {"dom0", body.target, body.service, body.user, body.command,
-                                  req->flags & QREXEC_F_PTY};
+    struct router_request rreq = {"dom0",    body.target,  body.service,
+                                  body.user, body.command, req->flags & QREXEC_F_PTY};
     router_call(c->h->r, &rreq, stdio, on_reply, c);
 }
 

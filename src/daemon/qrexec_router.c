@@ -20,13 +20,13 @@ struct router {
     struct app *app;
     struct engine *engine;
     char *policy_dir;
-    struct policy *policy;        /* the one in force; never NULL */
+    struct policy *policy; /* the one in force; never NULL */
     sd_event_source *inotify;
     sd_event_source *reload_timer;
-    struct router_host *host;     /* qrexec_host.c */
-    struct preload *preload;      /* NULL: every disposable is made fresh */
-    struct route *routes;         /* the calls under way */
-    char scratch[64];             /* default_dispvm answers for the evaluator */
+    struct router_host *host; /* qrexec_host.c */
+    struct preload *preload;  /* NULL: every disposable is made fresh */
+    struct route *routes;     /* the calls under way */
+    char scratch[64];         /* default_dispvm answers for the evaluator */
 };
 
 /* ---- what the policy may ask about qubes ---- */
@@ -53,8 +53,7 @@ static const char *sys_default_dispvm(void *ctx, const char *name) {
     if (!q)
         return "";
     snprintf(r->scratch, sizeof(r->scratch), "%s",
-             app_prop_get(r->app, q, &PROP_DEFS[P_DEFAULT_DISPVM], tmp, sizeof(tmp),
-                          &is_default));
+             app_prop_get(r->app, q, &PROP_DEFS[P_DEFAULT_DISPVM], tmp, sizeof(tmp), &is_default));
     return r->scratch;
 }
 
@@ -114,14 +113,14 @@ struct route {
     struct route *next;
     char source[32], requested[80], service[64], argument[256], user[64];
     char *command;
-    char target[32];  /* the qube that runs the service */
-    char dvm[32];     /* for @dispvm:T: T */
-    bool held;        /* holds the preload engine's refills until answered */
+    char target[32];        /* the qube that runs the service */
+    char dvm[32];           /* for @dispvm:T: T */
+    bool held;              /* holds the preload engine's refills until answered */
     double t_begin, t_exec; /* CLOCK_MONOTONIC ms, for the debug log */
-    bool disposable;  /* made for this call: killed when it ends */
-    bool running;     /* the service runs in target */
-    bool abandoned;   /* the caller went away */
-    bool pty;         /* a terminal in the qube */
+    bool disposable;        /* made for this call: killed when it ends */
+    bool running;           /* the service runs in target */
+    bool abandoned;         /* the caller went away */
+    bool pty;               /* a terminal in the qube */
     int stdio[3];
     router_reply_fn reply;
     void *ctx;
@@ -151,7 +150,7 @@ static void dispose(struct engine *engine, struct app *app, const char *name) {
         return; /* it powered off by itself and is gone already */
     /* no waiting: the next call must not queue behind this one's teardown */
     int r = q->power != POWER_HALTED ? engine_kill_nowait(engine, q, &err)
-                                                   : engine_remove(engine, q, &err);
+                                     : engine_remove(engine, q, &err);
     if (r < 0)
         log_warning("qrexec: cannot dispose of %s: %s", name, err.msg);
 }
@@ -164,8 +163,8 @@ static void route_end(struct route *rt, uint32_t kind, int32_t status, const cha
         log_info("qrexec: %s -> %s %s+%s: %s", rt->source,
                  *rt->requested ? rt->requested : "@default", rt->service, rt->argument, msg);
     rt->reply(rt->ctx, kind, status, msg);
-    log_debug("qrexec: %s to %s: %.2f ms to start the service, %.2f ms for it to end",
-              rt->service, rt->target, rt->t_exec ? rt->t_exec - rt->t_begin : 0,
+    log_debug("qrexec: %s to %s: %.2f ms to start the service, %.2f ms for it to end", rt->service,
+              rt->target, rt->t_exec ? rt->t_exec - rt->t_begin : 0,
               rt->t_exec ? mono_ms() - rt->t_exec : 0);
     if (rt->disposable)
         dispose(rt->r->engine, rt->r->app, rt->target);
@@ -194,10 +193,15 @@ static const char *service_user(struct router *r, const struct qube *q, const ch
 static void route_exec(struct route *rt) {
     struct qube *q = app_find(rt->r->app, rt->target);
     char user[DEFAULT_USER_MAX + 1];
-    struct backend_service_call call = {
-        rt->service, rt->argument, rt->source, *rt->requested ? rt->requested : "@default",
-        q ? service_user(rt->r, q, rt->user, user, sizeof(user)) : "",
-        rt->command ? rt->command : "", {rt->stdio[0], rt->stdio[1], rt->stdio[2]}, rt->pty};
+    struct backend_service_call call = {rt->service,
+                                        rt->argument,
+                                        rt->source,
+                                        *rt->requested ? rt->requested : "@default",
+                                        q ? service_user(rt->r, q, rt->user, user, sizeof(user))
+                                          : "",
+                                        rt->command ? rt->command : "",
+                                        {rt->stdio[0], rt->stdio[1], rt->stdio[2]},
+                                        rt->pty};
     struct qerr err = {0};
     rt->t_exec = mono_ms();
     if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
@@ -316,11 +320,12 @@ static void route_from_dom0(struct route *rt) {
 
 static void route_by_policy(struct route *rt) {
     struct router *r = rt->r;
-    struct policy_system sys = {r, sys_exists, sys_klass, sys_has_tag, sys_default_dispvm,
-                                sys_is_dispvm_template};
+    struct policy_system sys = {r,           sys_exists,         sys_klass,
+                                sys_has_tag, sys_default_dispvm, sys_is_dispvm_template};
     struct policy_decision d = {0};
-    if (policy_evaluate(r->policy, &sys, rt->service, rt->argument, rt->source, rt->requested,
-                        &d) < 0 || d.action != POLICY_ALLOW) {
+    if (policy_evaluate(r->policy, &sys, rt->service, rt->argument, rt->source, rt->requested, &d) <
+            0 ||
+        d.action != POLICY_ALLOW) {
         /* the caller learns only that it was refused, as in Qubes: the reason (which
          * rule, whether a qube exists) is for the host's log */
         log_info("qrexec: %s -> %s %s+%s refused: %s", rt->source,
@@ -329,8 +334,8 @@ static void route_by_policy(struct route *rt) {
         route_end(rt, QREXEC_REFUSED, 0, "Request refused");
         return;
     }
-    log_info("qrexec: %s -> %s %s+%s allowed (%s:%d) to %s", rt->source, rt->requested,
-             rt->service, rt->argument, d.file, d.line, d.target);
+    log_info("qrexec: %s -> %s %s+%s allowed (%s:%d) to %s", rt->source, rt->requested, rt->service,
+             rt->argument, d.file, d.line, d.target);
     if (*d.user)
         snprintf(rt->user, sizeof(rt->user), "%s", d.user);
     route_decided(rt, d.target);
@@ -339,8 +344,12 @@ static void route_by_policy(struct route *rt) {
 void router_call(struct router *r, const struct router_request *req, int stdio[3],
                  router_reply_fn reply, void *ctx) {
     struct route *rt = xcalloc(1, sizeof(*rt));
-    *rt = (struct route){.r = r, .next = r->routes, .reply = reply, .ctx = ctx,
-                         .stdio = {stdio[0], stdio[1], stdio[2]}, .t_begin = mono_ms(),
+    *rt = (struct route){.r = r,
+                         .next = r->routes,
+                         .reply = reply,
+                         .ctx = ctx,
+                         .stdio = {stdio[0], stdio[1], stdio[2]},
+                         .t_begin = mono_ms(),
                          .pty = req->pty};
     r->routes = rt;
     snprintf(rt->source, sizeof(rt->source), "%s", req->source);
@@ -407,8 +416,11 @@ static void on_upcall(void *userdata, struct backend_upcall *call) {
 struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
                           const struct router_config *cfg, struct qerr *err) {
     struct router *r = xcalloc(1, sizeof(*r));
-    *r = (struct router){.loop = sd_event_ref(loop), .app = app, .engine = engine,
-                         .policy_dir = xstrdup(cfg->policy_dir), .preload = cfg->preload};
+    *r = (struct router){.loop = sd_event_ref(loop),
+                         .app = app,
+                         .engine = engine,
+                         .policy_dir = xstrdup(cfg->policy_dir),
+                         .preload = cfg->preload};
     struct policy_error perr = {0};
     r->policy = policy_parse("", "(empty)", &perr); /* deny everything until loaded */
     router_reload_policy(r);

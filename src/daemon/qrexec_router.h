@@ -36,11 +36,11 @@ int router_reload_policy(struct router *r);
 typedef void (*router_reply_fn)(void *ctx, uint32_t kind, int32_t status, const char *msg);
 
 struct router_request {
-    const char *source;   /* who calls: "dom0" or a qube, from where the call came */
-    const char *target;   /* as requested */
-    const char *service;  /* with "+argument" */
+    const char *source;  /* who calls: "dom0" or a qube, from where the call came */
+    const char *target;  /* as requested */
+    const char *service; /* with "+argument" */
     const char *user, *command;
-    bool pty;             /* a terminal in the qube (QREXEC_F_PTY, host calls only) */
+    bool pty; /* a terminal in the qube (QREXEC_F_PTY, host calls only) */
 };
 
 /* Takes the three stdio descriptors (closes them when done). */

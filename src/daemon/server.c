@@ -96,8 +96,8 @@ static void conn_to_events(struct conn *c, const struct wire_request *req) {
         if (!dest)
             wire_reply_error(&c->out, err.exc, err.msg);
         else
-            wire_reply_error(&c->out, EXC_PROTOCOL, *req->arg ? "unexpected argument"
-                                                              : "unexpected payload");
+            wire_reply_error(&c->out, EXC_PROTOCOL,
+                             *req->arg ? "unexpected argument" : "unexpected payload");
         conn_send_reply(c);
         return;
     }
@@ -223,12 +223,11 @@ static void conn_new(struct server *srv, int fd) {
     struct ucred cred;
     socklen_t len = sizeof(cred);
     /* unknown peers get a uid no check will ever trust */
-    c->peer_uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid
-                                                                           : (uid_t)-1;
+    c->peer_uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : (uid_t)-1;
     srv->n_conns++;
     if (sd_event_add_io(srv->loop, &c->io, fd, EPOLLIN, on_conn_io, c) < 0 ||
-        sd_event_add_time_relative(srv->loop, &c->timer, CLOCK_MONOTONIC, REQUEST_TIMEOUT_USEC,
-                                   0, on_conn_timeout, c) < 0)
+        sd_event_add_time_relative(srv->loop, &c->timer, CLOCK_MONOTONIC, REQUEST_TIMEOUT_USEC, 0,
+                                   on_conn_timeout, c) < 0)
         conn_free(c);
 }
 
@@ -281,8 +280,8 @@ static int bind_socket(const struct server_config *cfg) {
     mode_t old = umask(0117); /* the socket is born 0660: no window with wider access */
     r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    if (r < 0 || (cfg->socket_gid != (gid_t)-1 && chown(cfg->socket_path, (uid_t)-1,
-                                                         cfg->socket_gid) < 0) ||
+    if (r < 0 ||
+        (cfg->socket_gid != (gid_t)-1 && chown(cfg->socket_path, (uid_t)-1, cfg->socket_gid) < 0) ||
         listen(fd, SOMAXCONN) < 0) {
         r = -errno;
         close(fd);
@@ -297,8 +296,12 @@ int server_new(sd_event *loop, struct app *app, struct engine *engine, struct ev
     if (fd < 0)
         return fd;
     struct server *srv = xcalloc(1, sizeof(*srv));
-    *srv = (struct server){.loop = sd_event_ref(loop), .app = app, .engine = engine, .hub = hub,
-                           .preload = cfg->preload, .listen_fd = fd,
+    *srv = (struct server){.loop = sd_event_ref(loop),
+                           .app = app,
+                           .engine = engine,
+                           .hub = hub,
+                           .preload = cfg->preload,
+                           .listen_fd = fd,
                            .socket_path = xstrdup(cfg->socket_path)};
     int r = sd_event_add_io(loop, &srv->accept_src, fd, EPOLLIN, on_accept, srv);
     if (r < 0) {

@@ -8,7 +8,7 @@ struct policy;
 
 struct policy_error {
     char file[256];
-    int line;        /* 0 when not about a line */
+    int line; /* 0 when not about a line */
     char msg[256];
 };
 
@@ -31,7 +31,7 @@ unsigned policy_rule_count(const struct policy *p);
 struct policy_system {
     void *ctx;
     bool (*exists)(void *ctx, const char *qube);
-    const char *(*klass)(void *ctx, const char *qube);   /* "AppVM", "DispVM", ... */
+    const char *(*klass)(void *ctx, const char *qube); /* "AppVM", "DispVM", ... */
     bool (*has_tag)(void *ctx, const char *qube, const char *tag);
     const char *(*default_dispvm)(void *ctx, const char *qube); /* "" = none */
     bool (*is_dispvm_template)(void *ctx, const char *qube);
@@ -44,11 +44,11 @@ struct policy_decision {
     /* allow: where the call goes: a qube name, "dom0", or "@dispvm:T" meaning a new
      * disposable of T (T checked to be a disposable template) */
     char target[80];
-    char user[64];     /* from user=, else "" */
+    char user[64]; /* from user=, else "" */
     bool notify, autostart;
-    char file[256];    /* the rule that decided, for the log ("" if none matched) */
+    char file[256]; /* the rule that decided, for the log ("" if none matched) */
     int line;
-    char reason[256];  /* deny: why, in words a person understands. For the log: tell
+    char reason[256]; /* deny: why, in words a person understands. For the log: tell
                         * the caller only "refused", so that "no such qube" and "denied"
                         * do not reveal which qubes exist */
 };
@@ -60,6 +60,6 @@ struct policy_decision {
  * request (bad service/argument characters, no source), *out then says deny too.
  * autostart=no is only enforced here for new disposables (always denied): for a named
  * target the caller, which knows whether it runs, must deny when it is not running. */
-int policy_evaluate(const struct policy *p, const struct policy_system *sys,
-                    const char *service, const char *argument, const char *source,
-                    const char *target, struct policy_decision *out);
+int policy_evaluate(const struct policy *p, const struct policy_system *sys, const char *service,
+                    const char *argument, const char *source, const char *target,
+                    struct policy_decision *out);

@@ -17,7 +17,7 @@ struct request {
     const char *service, *argument, *source;
     bool source_is_host;
     enum request_kind kind;
-    const char *name; /* REQ_NAME: the qube; REQ_HOST: "dom0"; REQ_DISPVM_TPL: the template */
+    const char *name;       /* REQ_NAME: the qube; REQ_HOST: "dom0"; REQ_DISPVM_TPL: the template */
     const char *source_dvm; /* the source's default_dispvm, NULL when none */
 };
 
@@ -63,18 +63,12 @@ static bool is_dvm_template(const struct eval *e, const char *name) {
 static bool match_source(const struct eval *e, const struct policy_token *t) {
     const char *src = e->req.source;
     switch (t->kind) {
-    case TOK_NAME:
-        return !e->req.source_is_host && streq(t->value, src);
-    case TOK_WILDCARD:
-        return true;
-    case TOK_ANYVM:
-        return !e->req.source_is_host;
-    case TOK_ADMINVM:
-        return e->req.source_is_host;
-    case TOK_TYPE:
-        return qube_has_class(e, src, t->value);
-    case TOK_TAG:
-        return qube_has_tag(e, src, t->value);
+    case TOK_NAME: return !e->req.source_is_host && streq(t->value, src);
+    case TOK_WILDCARD: return true;
+    case TOK_ANYVM: return !e->req.source_is_host;
+    case TOK_ADMINVM: return e->req.source_is_host;
+    case TOK_TYPE: return qube_has_class(e, src, t->value);
+    case TOK_TAG: return qube_has_tag(e, src, t->value);
     default:
         /* @dispvm:T and @dispvm:@tag:T parse as sources, but upstream compares them with
          * the caller's plain name, so they never match; we keep that */
@@ -93,26 +87,18 @@ static bool match_target(const struct eval *e, const struct policy_token *t) {
     enum request_kind k = e->req.kind;
     const char *tpl = requested_template(e);
     switch (t->kind) {
-    case TOK_NAME:
-        return k == REQ_NAME && streq(t->value, e->req.name);
-    case TOK_WILDCARD:
-        return true;
+    case TOK_NAME: return k == REQ_NAME && streq(t->value, e->req.name);
+    case TOK_WILDCARD: return true;
     case TOK_ANYVM: /* upstream: everything but the host, @default and @dispvm included */
         return k != REQ_HOST;
-    case TOK_ADMINVM:
-        return k == REQ_HOST;
-    case TOK_DEFAULT:
-        return k == REQ_DEFAULT;
+    case TOK_ADMINVM: return k == REQ_HOST;
+    case TOK_DEFAULT: return k == REQ_DEFAULT;
     case TOK_TYPE:
         return (k == REQ_NAME || k == REQ_HOST) && qube_has_class(e, e->req.name, t->value);
-    case TOK_TAG:
-        return (k == REQ_NAME || k == REQ_HOST) && qube_has_tag(e, e->req.name, t->value);
-    case TOK_DISPVM:
-        return k == REQ_DISPVM;
-    case TOK_DISPVM_TPL:
-        return tpl && streq(t->value, tpl);
-    case TOK_DISPVM_TAG:
-        return tpl && is_dvm_template(e, tpl) && qube_has_tag(e, tpl, t->value);
+    case TOK_TAG: return (k == REQ_NAME || k == REQ_HOST) && qube_has_tag(e, e->req.name, t->value);
+    case TOK_DISPVM: return k == REQ_DISPVM;
+    case TOK_DISPVM_TPL: return tpl && streq(t->value, tpl);
+    case TOK_DISPVM_TAG: return tpl && is_dvm_template(e, tpl) && qube_has_tag(e, tpl, t->value);
     }
     return false;
 }
@@ -154,15 +140,10 @@ static int decide_qube(struct eval *e, const struct policy_rule *r, const char *
 static int decide_redirect(struct eval *e, const struct policy_rule *r) {
     const struct policy_token *t = &r->redirect;
     switch (t->kind) {
-    case TOK_ADMINVM:
-        snprintf(e->out->target, sizeof(e->out->target), POLICY_HOST);
-        return 0;
-    case TOK_DISPVM:
-        return decide_dispvm(e, r, e->req.source_dvm);
-    case TOK_DISPVM_TPL:
-        return decide_dispvm(e, r, t->value);
-    default: /* the parser lets only names through otherwise */
-        return decide_qube(e, r, t->value);
+    case TOK_ADMINVM: snprintf(e->out->target, sizeof(e->out->target), POLICY_HOST); return 0;
+    case TOK_DISPVM: return decide_dispvm(e, r, e->req.source_dvm);
+    case TOK_DISPVM_TPL: return decide_dispvm(e, r, t->value);
+    default: /* the parser lets only names through otherwise */ return decide_qube(e, r, t->value);
     }
 }
 
@@ -174,11 +155,8 @@ static int decide_requested(struct eval *e, const struct policy_rule *r) {
              r->file, r->line);
         return -1;
     case REQ_DISPVM:
-    case REQ_DISPVM_TPL:
-        return decide_dispvm(e, r, requested_template(e));
-    default:
-        snprintf(e->out->target, sizeof(e->out->target), "%s", e->req.name);
-        return 0;
+    case REQ_DISPVM_TPL: return decide_dispvm(e, r, requested_template(e));
+    default: snprintf(e->out->target, sizeof(e->out->target), "%s", e->req.name); return 0;
     }
 }
 
@@ -204,9 +182,7 @@ static void apply_allow(struct eval *e, const struct policy_rule *r) {
 
 static void apply_rule(struct eval *e, const struct policy_rule *r) {
     switch (r->action) {
-    case ACTION_ALLOW:
-        apply_allow(e, r);
-        break;
+    case ACTION_ALLOW: apply_allow(e, r); break;
     case ACTION_DENY:
         deny(e->out, r, "denied by policy %s:%d", r->file, r->line);
         e->out->notify = r->notify;
@@ -274,8 +250,10 @@ int policy_evaluate(const struct policy *p, const struct policy_system *sys, con
     bool from_host = is_host(source);
     struct eval e = {.sys = sys,
                      .out = out,
-                     .req = {.service = service, .argument = argument,
-                             .source = from_host ? POLICY_HOST : source, .source_is_host = from_host}};
+                     .req = {.service = service,
+                             .argument = argument,
+                             .source = from_host ? POLICY_HOST : source,
+                             .source_is_host = from_host}};
     const char *d = sys->default_dispvm ? sys->default_dispvm(sys->ctx, e.req.source) : NULL;
     if (d && *d) {
         snprintf(dvm, sizeof(dvm), "%s", d); /* the callback's string may not outlive us */

@@ -12,7 +12,7 @@
 #include "policy_internal.h"
 #include "strbuf.h"
 
-#define MAX_INCLUDE_DEPTH 16            /* deeper is an include loop, in practice */
+#define MAX_INCLUDE_DEPTH 16                /* deeper is an include loop, in practice */
 #define MAX_POLICY_FILE (16u * 1024 * 1024) /* a policy is lines of text, not data */
 #define POLICY_SUFFIX ".policy"
 
@@ -74,8 +74,10 @@ static int load_file(struct policy_loader *l, const char *path, const char *serv
     if (read_text(path, &text) < 0)
         return policy_fail(err, from.file, from.line, "cannot read %s: %s", path,
                            errno == EILSEQ ? "contains a NUL byte" : strerror(errno));
-    const struct policy_text t = {
-        .file = path, .in_service_file = service != NULL, .service = service, .argument = argument};
+    const struct policy_text t = {.file = path,
+                                  .in_service_file = service != NULL,
+                                  .service = service,
+                                  .argument = argument};
     l->depth++;
     int r = policy_parse_text(l->p, l, &t, text, err);
     l->depth--;

@@ -142,7 +142,8 @@ static int parse_option(struct policy_rule *r, char *field, unsigned *seen, cons
     char q[48];
     char *eq = strchr(field, '=');
     if (!eq)
-        return policy_fail(err, file, lineno, "invalid action parameter syntax: %s (want key=value)",
+        return policy_fail(err, file, lineno,
+                           "invalid action parameter syntax: %s (want key=value)",
                            policy_quote(q, sizeof(q), field));
     *eq = '\0';
     const char *key = field, *value = eq + 1;
@@ -293,7 +294,9 @@ int policy_parse_text(struct policy *p, struct policy_loader *loader, const stru
     return 0;
 }
 
-struct policy *policy_new(void) { return xcalloc(1, sizeof(struct policy)); }
+struct policy *policy_new(void) {
+    return xcalloc(1, sizeof(struct policy));
+}
 
 const char *policy_intern_file(struct policy *p, const char *file) {
     for (size_t i = 0; i < p->n_files; i++)

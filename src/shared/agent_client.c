@@ -10,17 +10,14 @@
 #include "fdpass.h"
 #include "macro.h"
 
-int agent_client_connect(const char *socket_path) {
-    return unix_connect(socket_path);
-}
+int agent_client_connect(const char *socket_path) { return unix_connect(socket_path); }
 
 /* sendmsg of everything; descriptors ride on the first byte only. */
 static int send_all(int sock, struct iovec *iov, int iovcnt, const int stdio[3]) {
     size_t left = (size_t)iovcnt;
     bool first = true;
     while (left > 0) {
-        ssize_t n = fdpass_sendv(sock, iov, left, first ? stdio : NULL,
-                                 first && stdio ? 3 : 0, 0);
+        ssize_t n = fdpass_sendv(sock, iov, left, first ? stdio : NULL, first && stdio ? 3 : 0, 0);
         if (n < 0)
             return (int)n;
         first = false;
@@ -34,8 +31,8 @@ static int send_all(int sock, struct iovec *iov, int iovcnt, const int stdio[3])
     return 0;
 }
 
-int agent_client_send(int sock, enum agent_request_type type,
-                      const struct agent_request_body *body, const int stdio[3]) {
+int agent_client_send(int sock, enum agent_request_type type, const struct agent_request_body *body,
+                      const int stdio[3]) {
     return agent_client_send_flags(sock, type, body, stdio, 0);
 }
 
@@ -49,7 +46,8 @@ int agent_client_send_flags(int sock, enum agent_request_type type,
     long len = agent_body_encode(body ? body : &empty, buf, AGENT_MAX_BODY);
     if (len < 0)
         return -E2BIG;
-    struct agent_request req = {.magic = AGENT_MAGIC, .type = (uint16_t)type,
+    struct agent_request req = {.magic = AGENT_MAGIC,
+                                .type = (uint16_t)type,
                                 .flags = (uint16_t)(flags | (stdio ? AGENT_F_FDS : 0)),
                                 .body_len = (uint32_t)len};
     struct iovec iov[2] = {{&req, sizeof(req)}, {buf, (size_t)len}};
@@ -78,7 +76,8 @@ void agent_relay_events(const struct agent_relay *r, struct pollfd pfd[RELAY_NFD
         pfd[i] = (struct pollfd){.fd = -1};
     pfd[RELAY_SOCK].fd = r->fd[RELAY_SOCK];
     pfd[RELAY_SOCK].events = (r->to_agent.len ? POLLOUT : 0) |
-                             (!r->out_blocked && r->from_agent.in.len < AGENT_FRAME_MAX ? POLLIN : 0);
+                             (!r->out_blocked && r->from_agent.in.len < AGENT_FRAME_MAX ? POLLIN
+                                                                                        : 0);
     if (!r->in_eof && r->to_agent.len < AGENT_FRAME_MAX)
         pfd[RELAY_IN] = (struct pollfd){.fd = r->fd[RELAY_IN], .events = POLLIN};
     if (r->out_blocked) {
@@ -91,18 +90,13 @@ void agent_relay_events(const struct agent_relay *r, struct pollfd pfd[RELAY_NFD
 static int relay_pump(struct agent_relay *r) {
     for (;;) {
         switch (frame_demux_run(&r->from_agent)) {
-        case FRAME_NEED_MORE:
-            return 0;
-        case FRAME_BLOCKED:
-            r->out_blocked = true;
-            return 0;
+        case FRAME_NEED_MORE: return 0;
+        case FRAME_BLOCKED: r->out_blocked = true; return 0;
         case FRAME_EOF: /* the caller's descriptor stays open: it is not ours */
             r->from_agent.dest[r->from_agent.ev_stream] = -2;
             continue;
-        case FRAME_REPLY:
-            return r->reply = r->from_agent.reply, 1;
-        default:
-            return -EPROTO;
+        case FRAME_REPLY: return r->reply = r->from_agent.reply, 1;
+        default: return -EPROTO;
         }
     }
 }
@@ -156,8 +150,8 @@ int agent_relay_run(struct agent_relay *r, struct agent_reply *reply) {
 }
 
 int agent_client_call(const char *socket_path, enum agent_request_type type,
-                      const struct agent_request_body *body, bool pass_fds,
-                      const int stdio[3], struct agent_reply *reply) {
+                      const struct agent_request_body *body, bool pass_fds, const int stdio[3],
+                      struct agent_reply *reply) {
     _cleanup_close_ int sock = agent_client_connect(socket_path);
     if (sock < 0)
         return sock;

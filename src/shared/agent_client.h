@@ -10,8 +10,8 @@
 
 int agent_client_connect(const char *socket_path);
 /* stdio: three descriptors sent with SCM_RIGHTS (AGENT_F_FDS), or NULL for the copy path. */
-int agent_client_send(int sock, enum agent_request_type type,
-                      const struct agent_request_body *body, const int stdio[3]);
+int agent_client_send(int sock, enum agent_request_type type, const struct agent_request_body *body,
+                      const int stdio[3]);
 /* The same with more request flags (AGENT_F_PTY). */
 int agent_client_send_flags(int sock, enum agent_request_type type,
                             const struct agent_request_body *body, const int stdio[3],
@@ -44,5 +44,5 @@ int agent_relay_run(struct agent_relay *r, struct agent_reply *reply);
 
 /* Whole call: connect, send, relay or wait, reply. */
 int agent_client_call(const char *socket_path, enum agent_request_type type,
-                      const struct agent_request_body *body, bool pass_fds,
-                      const int stdio[3], struct agent_reply *reply);
+                      const struct agent_request_body *body, bool pass_fds, const int stdio[3],
+                      struct agent_reply *reply);

@@ -23,10 +23,10 @@
 #define AGENT_MAX_BODY 65536
 
 enum agent_request_type {
-    AGENT_REQ_EXEC = 1,      /* run a service (qubes.VMShell, qubes.VMExec, /etc/qubes-rpc/...) */
+    AGENT_REQ_EXEC = 1,       /* run a service (qubes.VMShell, qubes.VMExec, /etc/qubes-rpc/...) */
     AGENT_REQ_WAIT_READY = 2, /* reply once start-up is complete (qubes.WaitForRunningSystem) */
-    AGENT_REQ_SHUTDOWN = 3,  /* orderly power-off: TERM every process, then exit */
-    AGENT_REQ_UPLINK = 4,    /* the daemon's qrexec router: this connection becomes the
+    AGENT_REQ_SHUTDOWN = 3,   /* orderly power-off: TERM every process, then exit */
+    AGENT_REQ_UPLINK = 4,     /* the daemon's qrexec router: this connection becomes the
                               * agent's uplink. From then on the agent sends the calls made
                               * inside the qube (qrexec-client-vm) up it as qrexec_request
                               * (+ SCM_RIGHTS), and the daemon answers each with a
@@ -55,10 +55,10 @@ struct agent_request {
 };
 
 enum agent_reply_kind {
-    AGENT_EXITED = 0,      /* status: exit code */
-    AGENT_SIGNALED = 1,    /* status: signal number */
+    AGENT_EXITED = 0,       /* status: exit code */
+    AGENT_SIGNALED = 1,     /* status: signal number */
     AGENT_START_FAILED = 2, /* status: errno; the service never ran */
-    AGENT_REFUSED = 3,     /* status: errno; bad request (unknown service, bad user ...) */
+    AGENT_REFUSED = 3,      /* status: errno; bad request (unknown service, bad user ...) */
 };
 
 struct agent_reply {

@@ -44,12 +44,13 @@ int check_feature_name(const char *name, struct qerr *err) {
     long at = first_bad(name, len, is_feature_char);
     char what[48];
     if (at >= 0)
-        return qerr_set(err, EXC_VALUE, "feature name contains a disallowed character (%s): "
+        return qerr_set(err, EXC_VALUE,
+                        "feature name contains a disallowed character (%s): "
                         "feature names are made of A-Z a-z 0-9 _ . -",
                         describe_bad(name, at, what, sizeof(what)));
     if (len > FEATURE_NAME_MAX)
-        return qerr_set(err, EXC_VALUE, "feature name is %zu characters long: the limit is %d",
-                        len, FEATURE_NAME_MAX);
+        return qerr_set(err, EXC_VALUE, "feature name is %zu characters long: the limit is %d", len,
+                        FEATURE_NAME_MAX);
     return 0;
 }
 
@@ -57,7 +58,8 @@ int check_feature_value(const void *value, size_t len, struct qerr *err) {
     long at = first_bad(value, len, is_printable);
     char what[48];
     if (at >= 0)
-        return qerr_set(err, EXC_VALUE, "feature value contains a disallowed character (%s): "
+        return qerr_set(err, EXC_VALUE,
+                        "feature value contains a disallowed character (%s): "
                         "values are printable ASCII (0x20-0x7e)",
                         describe_bad(value, at, what, sizeof(what)));
     return 0;
@@ -70,7 +72,8 @@ int check_tag(const char *tag, struct qerr *err) {
     long at = first_bad(tag, len, is_tag_char);
     char what[48];
     if (at >= 0)
-        return qerr_set(err, EXC_INVALID_TAG, "tag contains a disallowed character (%s): "
+        return qerr_set(err, EXC_INVALID_TAG,
+                        "tag contains a disallowed character (%s): "
                         "tags are made of A-Z a-z 0-9 _ -",
                         describe_bad(tag, at, what, sizeof(what)));
     return 0;
@@ -80,16 +83,18 @@ int check_argument(const char *method, const char *arg, struct qerr *err) {
     long at = first_bad(arg, strlen(arg), is_token_char);
     char what[48];
     if (at >= 0)
-        return qerr_set(err, EXC_VALUE, "the argument of %s contains a disallowed character "
-                        "(%s): arguments are printable ASCII without spaces", method,
-                        describe_bad(arg, at, what, sizeof(what)));
+        return qerr_set(err, EXC_VALUE,
+                        "the argument of %s contains a disallowed character "
+                        "(%s): arguments are printable ASCII without spaces",
+                        method, describe_bad(arg, at, what, sizeof(what)));
     return 0;
 }
 
 int check_request_size(size_t len, const char *what, struct qerr *err) {
     if (len > WIRE_MAX_REQUEST)
-        return qerr_set(err, EXC_VALUE, "%s makes a request of %zu bytes: the Admin API takes "
-                        "at most %d bytes per request (header and payload)", what, len,
-                        WIRE_MAX_REQUEST);
+        return qerr_set(err, EXC_VALUE,
+                        "%s makes a request of %zu bytes: the Admin API takes "
+                        "at most %d bytes per request (header and payload)",
+                        what, len, WIRE_MAX_REQUEST);
     return 0;
 }

@@ -16,9 +16,7 @@ const char *client_socket_path(void) {
 
 void client_reply_free(struct client_reply *reply) { strbuf_free(&reply->raw); }
 
-static int connect_daemon(void) {
-    return unix_connect(client_socket_path());
-}
+static int connect_daemon(void) { return unix_connect(client_socket_path()); }
 
 static int send_all(int fd, const char *data, size_t len) {
     while (len > 0) {

@@ -10,8 +10,8 @@
 const char *client_socket_path(void);
 
 struct client_reply {
-    struct strbuf raw;  /* owns the bytes the fields below point into */
-    bool empty;         /* daemon closed without a reply (unknown method / access denied) */
+    struct strbuf raw; /* owns the bytes the fields below point into */
+    bool empty;        /* daemon closed without a reply (unknown method / access denied) */
     struct wire_reply r;
 };
 void client_reply_free(struct client_reply *reply);

@@ -12,8 +12,8 @@ union fdpass_control {
     struct cmsghdr align;
 };
 
-ssize_t fdpass_sendv(int sock, const struct iovec *iov, size_t iovcnt, const int *fds,
-                     size_t n_fds, int flags) {
+ssize_t fdpass_sendv(int sock, const struct iovec *iov, size_t iovcnt, const int *fds, size_t n_fds,
+                     int flags) {
     union fdpass_control control;
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt};
     if (n_fds > FDPASS_MAX_FDS)
@@ -71,7 +71,9 @@ ssize_t fdpass_recv(int sock, void *buf, size_t len, int *fds, size_t max_fds, s
                     int flags) {
     union fdpass_control control;
     struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
                          .msg_controllen = sizeof(control.buf)};
     *n_fds = 0;
     if (max_fds > FDPASS_MAX_FDS)

@@ -14,10 +14,9 @@
  * MSG_NOSIGNAL is always added to flags (e.g. MSG_DONTWAIT); EINTR is retried.
  * Returns the bytes sent (possibly fewer than asked: the descriptors went with them),
  * or -errno. */
-ssize_t fdpass_sendv(int sock, const struct iovec *iov, size_t iovcnt, const int *fds,
-                     size_t n_fds, int flags);
-ssize_t fdpass_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds,
-                    int flags);
+ssize_t fdpass_sendv(int sock, const struct iovec *iov, size_t iovcnt, const int *fds, size_t n_fds,
+                     int flags);
+ssize_t fdpass_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds, int flags);
 
 /* One recvmsg of up to len bytes (flags e.g. MSG_DONTWAIT; EINTR is not retried) and of
  * the descriptors that came with them, received close-on-exec. The first max_fds (at most

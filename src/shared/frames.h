@@ -10,20 +10,20 @@
 #include "strbuf.h"
 
 enum frame_event {
-    FRAME_NEED_MORE,  /* everything buffered was delivered: read more from the peer */
-    FRAME_BLOCKED,    /* the destination of the current frame would block: wait POLLOUT */
-    FRAME_EOF,        /* stream `stream` ended (frame of length 0) */
-    FRAME_REPLY,      /* an agent_reply is at the front: taken into `reply` */
-    FRAME_BAD,        /* protocol violation (unknown stream, oversized frame) */
+    FRAME_NEED_MORE, /* everything buffered was delivered: read more from the peer */
+    FRAME_BLOCKED,   /* the destination of the current frame would block: wait POLLOUT */
+    FRAME_EOF,       /* stream `stream` ended (frame of length 0) */
+    FRAME_REPLY,     /* an agent_reply is at the front: taken into `reply` */
+    FRAME_BAD,       /* protocol violation (unknown stream, oversized frame) */
 };
 
 struct frame_demux {
-    struct strbuf in;  /* received, not yet delivered */
-    int dest[3];       /* where each stream's payload goes; -1 = refused, -2 = discard */
+    struct strbuf in; /* received, not yet delivered */
+    int dest[3];      /* where each stream's payload goes; -1 = refused, -2 = discard */
     bool in_payload;
     uint32_t stream, left;
-    uint32_t ev_stream;        /* with FRAME_EOF */
-    struct agent_reply reply;  /* with FRAME_REPLY */
+    uint32_t ev_stream;       /* with FRAME_EOF */
+    struct agent_reply reply; /* with FRAME_REPLY */
 };
 
 void frame_demux_init(struct frame_demux *d, int dest0, int dest1, int dest2);

@@ -21,8 +21,18 @@ static inline void closep(int *fd) {
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Hand ownership of a pointer to the caller: the cleanup sees NULL. */
-#define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
-#define TAKE_FD(fd) ({ int _tf = (fd); (fd) = -1; _tf; })
+#define TAKE_PTR(p)              \
+    ({                           \
+        __typeof__(p) _tp = (p); \
+        (p) = NULL;              \
+        _tp;                     \
+    })
+#define TAKE_FD(fd)     \
+    ({                  \
+        int _tf = (fd); \
+        (fd) = -1;      \
+        _tf;            \
+    })
 
 static inline int streq_ptr(const char *a, const char *b) {
     return a && b ? __builtin_strcmp(a, b) == 0 : a == b;

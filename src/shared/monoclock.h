@@ -11,6 +11,4 @@ static inline int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static inline double mono_ms(void) {
-    return (double)mono_ns() / 1e6;
-}
+static inline double mono_ms(void) { return (double)mono_ns() / 1e6; }

@@ -2,8 +2,7 @@
 
 #include <string.h>
 
-long nul_fields_encode(const char *const *fields, size_t n, char *buf, size_t size,
-                       size_t max) {
+long nul_fields_encode(const char *const *fields, size_t n, char *buf, size_t size, size_t max) {
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         const char *f = fields[i] ? fields[i] : "";

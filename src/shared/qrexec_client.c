@@ -18,9 +18,7 @@
 #define CALL_ID 1u
 
 /* The selected daemon's router (qrexec_locate.h). */
-static int connect_router(void) {
-    return qrexec_router_connect();
-}
+static int connect_router(void) { return qrexec_router_connect(); }
 
 /* The descriptors ride on the first bytes (the header), as the router expects them
  * with the first sendmsg; the body follows with plain sends. */
@@ -44,13 +42,13 @@ static int send_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
-int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3],
-                        uint32_t flags) {
+int qrexec_request_send(const struct qrexec_call_body *body, const int stdio[3], uint32_t flags) {
     _cleanup_free_ char *buf = xmalloc(QREXEC_MAX_BODY);
     long len = qrexec_body_encode(body, buf, QREXEC_MAX_BODY);
     if (len < 0)
         return -E2BIG;
-    struct qrexec_request hdr = {.magic = QREXEC_MAGIC, .id = CALL_ID,
+    struct qrexec_request hdr = {.magic = QREXEC_MAGIC,
+                                 .id = CALL_ID,
                                  .flags = flags | (stdio ? QREXEC_F_FDS : 0),
                                  .body_len = (uint32_t)len};
     _cleanup_close_ int fd = connect_router();
@@ -81,9 +79,8 @@ int qrexec_result_read(int fd, struct qrexec_result *res, char *msg, size_t msgs
     return 0;
 }
 
-int qrexec_call(const char *target, const char *service, const char *user,
-                const char *command, const int stdio[3], struct qrexec_result *res,
-                char *msg, size_t msgsize) {
+int qrexec_call(const char *target, const char *service, const char *user, const char *command,
+                const int stdio[3], struct qrexec_result *res, char *msg, size_t msgsize) {
     struct qrexec_call_body body = {target, service, user, command};
     _cleanup_close_ int fd = qrexec_request_send(&body, stdio, 0);
     if (fd < 0)

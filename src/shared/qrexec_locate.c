@@ -62,14 +62,18 @@ static int check_same_daemon(int router_fd) {
     int err = 0;
     pid_t router = peer_pid(router_fd), daemon = daemon_pid(&err);
     if (daemon < 0) {
-        snprintf(mismatch, sizeof(mismatch), "cannot check that it belongs to the dispenserd "
-                 "at %s (QUBESD_SOCKET): %s", client_socket_path(), strerror(err));
+        snprintf(mismatch, sizeof(mismatch),
+                 "cannot check that it belongs to the dispenserd "
+                 "at %s (QUBESD_SOCKET): %s",
+                 client_socket_path(), strerror(err));
         return -EXDEV;
     }
     if (router != daemon) {
-        snprintf(mismatch, sizeof(mismatch), "it belongs to another dispenserd (pid %d) than "
+        snprintf(mismatch, sizeof(mismatch),
+                 "it belongs to another dispenserd (pid %d) than "
                  "the one at %s (QUBESD_SOCKET, pid %d); unset DISPENSER_QREXEC_SOCKET to use "
-                 "that daemon's own router", (int)router, client_socket_path(), (int)daemon);
+                 "that daemon's own router",
+                 (int)router, client_socket_path(), (int)daemon);
         return -EXDEV;
     }
     return 0;

@@ -27,12 +27,11 @@ bool qrexec_fd_may_cross(int fd) {
 }
 
 static bool name_char(char c, bool plus_ok) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || (plus_ok && c == '+');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || (plus_ok && c == '+');
 }
 
-int qrexec_split_service(const char *full, char *service, size_t ssize, char *arg,
-                         size_t asize) {
+int qrexec_split_service(const char *full, char *service, size_t ssize, char *arg, size_t asize) {
     const char *plus = strchr(full, '+');
     size_t slen = plus ? (size_t)(plus - full) : strlen(full);
     const char *a = plus ? plus + 1 : "";

@@ -41,10 +41,10 @@ struct qrexec_request {
 };
 
 enum qrexec_result_kind {
-    QREXEC_EXITED = 0,       /* status: the service's exit code */
-    QREXEC_SIGNALED = 1,     /* status: signal number */
-    QREXEC_REFUSED = 2,      /* denied by policy, no such target, bad request */
-    QREXEC_FAILED = 3,       /* the target could not be started or the service run */
+    QREXEC_EXITED = 0,   /* status: the service's exit code */
+    QREXEC_SIGNALED = 1, /* status: signal number */
+    QREXEC_REFUSED = 2,  /* denied by policy, no such target, bad request */
+    QREXEC_FAILED = 3,   /* the target could not be started or the service run */
 };
 
 struct qrexec_result {
@@ -70,5 +70,4 @@ bool qrexec_fd_may_cross(int fd);
 
 /* "service+arg" -> service and argument (argument "" when there is no '+'). Returns -1 if
  * the name is not [A-Za-z0-9._-]+ or the argument not [A-Za-z0-9._+-]* */
-int qrexec_split_service(const char *full, char *service, size_t ssize, char *arg,
-                         size_t asize);
+int qrexec_split_service(const char *full, char *service, size_t ssize, char *arg, size_t asize);

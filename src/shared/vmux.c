@@ -22,8 +22,7 @@ static void put_le32(unsigned char *p, uint32_t v) {
 }
 
 static uint32_t get_le32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 void vmux_hdr_encode(unsigned char out[VMUX_HDR_SIZE], const struct vmux_hdr *h) {
@@ -44,16 +43,12 @@ int vmux_hdr_check(const struct vmux_hdr *h) {
     if (h->channel == 0 || h->reserved != 0)
         return -EPROTO;
     switch (h->type) {
-    case VMUX_DATA:
-        return h->len >= 1 && h->len <= VMUX_MAX_PAYLOAD ? 0 : -EPROTO;
-    case VMUX_CREDIT:
-        return h->len == 4 ? 0 : -EPROTO;
+    case VMUX_DATA: return h->len >= 1 && h->len <= VMUX_MAX_PAYLOAD ? 0 : -EPROTO;
+    case VMUX_CREDIT: return h->len == 4 ? 0 : -EPROTO;
     case VMUX_OPEN:
     case VMUX_EOF:
-    case VMUX_CLOSE:
-        return h->len == 0 ? 0 : -EPROTO;
-    default:
-        return -EPROTO;
+    case VMUX_CLOSE: return h->len == 0 ? 0 : -EPROTO;
+    default: return -EPROTO;
     }
 }
 
@@ -67,8 +62,7 @@ long vmux_frame_parse(const void *buf, size_t len, struct vmux_hdr *h) {
     return len < total ? 0 : (long)total;
 }
 
-void vmux_frame_put(void *out, uint32_t channel, uint16_t type, const void *payload,
-                    uint32_t len) {
+void vmux_frame_put(void *out, uint32_t channel, uint16_t type, const void *payload, uint32_t len) {
     unsigned char hdr[VMUX_HDR_SIZE];
     vmux_hdr_encode(hdr, &(struct vmux_hdr){.channel = channel, .type = type, .len = len});
     strbuf_append(out, hdr, sizeof(hdr));
@@ -77,9 +71,7 @@ void vmux_frame_put(void *out, uint32_t channel, uint16_t type, const void *payl
 
 /* ---- flow control ---- */
 
-void vmux_flow_init(struct vmux_flow *f) {
-    *f = (struct vmux_flow){.send_credit = VMUX_WINDOW};
-}
+void vmux_flow_init(struct vmux_flow *f) { *f = (struct vmux_flow){.send_credit = VMUX_WINDOW}; }
 
 uint32_t vmux_flow_sendable(const struct vmux_flow *f, size_t want) {
     size_t n = want < VMUX_MAX_PAYLOAD ? want : VMUX_MAX_PAYLOAD;
@@ -116,8 +108,8 @@ int vmux_flow_granted(struct vmux_flow *f, uint32_t n) {
 
 struct vmux_chan {
     uint32_t id;
-    int fd;                   /* the local connection */
-    struct strbuf to_local;   /* DATA received, not yet written to fd (<= window) */
+    int fd;                 /* the local connection */
+    struct strbuf to_local; /* DATA received, not yet written to fd (<= window) */
     struct vmux_flow flow;
     bool local_eof;   /* fd read EOF; our EOF frame is queued */
     bool peer_eof;    /* EOF received: shut fd's write side once to_local is out */
@@ -125,21 +117,21 @@ struct vmux_chan {
     bool wr_dead;     /* fd no longer takes data (EPIPE): DATA is discarded */
     bool peer_closed; /* CLOSE received: close fd once to_local is out */
     bool fds_logged;
-    bool dead;        /* freed at the end of the step */
+    bool dead; /* freed at the end of the step */
 };
 
 struct vmux {
     struct vmux_config cfg;
-    struct strbuf out;       /* frames queued for the stream */
+    struct strbuf out; /* frames queued for the stream */
     unsigned char in[VMUX_HDR_SIZE + VMUX_MAX_PAYLOAD];
     size_t in_len;
     bool stream_eof;
-    bool stream_is_socket;   /* else a character device (virtio port): write(), not send() */
-    uint32_t last_id;        /* host: last channel opened; guest: last OPEN seen */
+    bool stream_is_socket; /* else a character device (virtio port): write(), not send() */
+    uint32_t last_id;      /* host: last channel opened; guest: last OPEN seen */
     struct vmux_chan **chans;
     size_t nchans, cap;
-    struct pollfd *pfd;      /* [0] stream, [1] listener, [2..] channels */
-    size_t rotate;           /* first channel to read from: fairness under a full queue */
+    struct pollfd *pfd; /* [0] stream, [1] listener, [2..] channels */
+    size_t rotate;      /* first channel to read from: fairness under a full queue */
 };
 
 struct vmux *vmux_new(const struct vmux_config *cfg) {
@@ -230,8 +222,8 @@ void vmux_free(struct vmux *m) {
 static void grant(struct vmux *m, struct vmux_chan *c, uint32_t n) {
     uint32_t g = vmux_flow_consumed(&c->flow, n);
     if (g) {
-        unsigned char p[4] = {(unsigned char)g, (unsigned char)(g >> 8),
-                              (unsigned char)(g >> 16), (unsigned char)(g >> 24)};
+        unsigned char p[4] = {(unsigned char)g, (unsigned char)(g >> 8), (unsigned char)(g >> 16),
+                              (unsigned char)(g >> 24)};
         vmux_frame_put(&m->out, c->id, VMUX_CREDIT, p, 4);
     }
 }
@@ -259,8 +251,7 @@ static int on_open(struct vmux *m, uint32_t id) {
         }
     }
     if (fd < 0) {
-        log_warning("vmux: channel %u: cannot connect to %s: %s", id, m->cfg.target,
-                    strerror(err));
+        log_warning("vmux: channel %u: cannot connect to %s: %s", id, m->cfg.target, strerror(err));
         put_ctl(m, id, VMUX_CLOSE);
         return 0;
     }
@@ -285,16 +276,10 @@ static int on_frame(struct vmux *m, const struct vmux_hdr *h, const unsigned cha
     if (!c || c->peer_closed) /* closed on our side; the peer's frames crossed ours */
         return 0;
     switch (h->type) {
-    case VMUX_DATA:
-        return on_data(m, c, p, h->len);
-    case VMUX_EOF:
-        c->peer_eof = true;
-        return 0;
-    case VMUX_CLOSE:
-        c->peer_closed = true;
-        return 0;
-    default: /* VMUX_CREDIT */
-        return vmux_flow_granted(&c->flow, get_le32(p));
+    case VMUX_DATA: return on_data(m, c, p, h->len);
+    case VMUX_EOF: c->peer_eof = true; return 0;
+    case VMUX_CLOSE: c->peer_closed = true; return 0;
+    default: /* VMUX_CREDIT */ return vmux_flow_granted(&c->flow, get_le32(p));
     }
 }
 
@@ -316,16 +301,15 @@ static int stream_read(struct vmux *m) {
         struct vmux_hdr h;
         long size = vmux_frame_parse(m->in + off, m->in_len - off, &h);
         if (size < 0) {
-            log_error("vmux: malformed frame (channel %u, type %u, length %u)", h.channel,
-                      h.type, h.len);
+            log_error("vmux: malformed frame (channel %u, type %u, length %u)", h.channel, h.type,
+                      h.len);
             return -EPROTO;
         }
         if (size == 0)
             break;
         int r = on_frame(m, &h, m->in + off + VMUX_HDR_SIZE);
         if (r < 0) {
-            log_error("vmux: channel %u: protocol violation (frame type %u)", h.channel,
-                      h.type);
+            log_error("vmux: channel %u: protocol violation (frame type %u)", h.channel, h.type);
             return r;
         }
         off += (size_t)size;
@@ -337,9 +321,8 @@ static int stream_read(struct vmux *m) {
 
 static int stream_flush(struct vmux *m) {
     while (m->out.len) {
-        ssize_t n = m->stream_is_socket
-                        ? send(m->cfg.stream, m->out.data, m->out.len, MSG_NOSIGNAL)
-                        : write(m->cfg.stream, m->out.data, m->out.len);
+        ssize_t n = m->stream_is_socket ? send(m->cfg.stream, m->out.data, m->out.len, MSG_NOSIGNAL)
+                                        : write(m->cfg.stream, m->out.data, m->out.len);
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)) {
             m->stream_eof = true; /* the other end went away */
             return 0;
@@ -371,7 +354,8 @@ static void drop_fds(struct vmux_chan *c, int *fds, size_t n) {
     fdpass_close(fds, n);
     if (!c->fds_logged)
         log_warning("vmux: channel %u: descriptors cannot cross the stream: closed "
-                    "them, the bytes go on without them", c->id);
+                    "them, the bytes go on without them",
+                    c->id);
     c->fds_logged = true;
 }
 
@@ -383,8 +367,8 @@ static void local_read(struct vmux *m, struct vmux_chan *c) {
     strbuf_reserve(&m->out, VMUX_HDR_SIZE + want);
     int fds[1]; /* one is enough to tell; fdpass closes any others */
     size_t n_fds = 0;
-    ssize_t n = fdpass_recv(c->fd, m->out.data + m->out.len + VMUX_HDR_SIZE, want, fds, 1,
-                            &n_fds, MSG_DONTWAIT);
+    ssize_t n = fdpass_recv(c->fd, m->out.data + m->out.len + VMUX_HDR_SIZE, want, fds, 1, &n_fds,
+                            MSG_DONTWAIT);
     if (n_fds)
         drop_fds(c, fds, n_fds);
     if (n == -EAGAIN || n == -EINTR)
@@ -396,8 +380,8 @@ static void local_read(struct vmux *m, struct vmux_chan *c) {
         return put_ctl(m, c->id, VMUX_EOF);
     }
     unsigned char *hdr = (unsigned char *)m->out.data + m->out.len;
-    vmux_hdr_encode(hdr, &(struct vmux_hdr){.channel = c->id, .type = VMUX_DATA,
-                                             .len = (uint32_t)n});
+    vmux_hdr_encode(hdr,
+                    &(struct vmux_hdr){.channel = c->id, .type = VMUX_DATA, .len = (uint32_t)n});
     m->out.len += VMUX_HDR_SIZE + (size_t)n;
     vmux_flow_sent(&c->flow, (uint32_t)n);
 }
@@ -435,8 +419,7 @@ static short chan_events(const struct vmux *m, const struct vmux_chan *c) {
     short ev = 0;
     if (c->dead)
         return 0;
-    if (!c->local_eof && !c->peer_closed && c->flow.send_credit &&
-        m->out.len < VMUX_OUT_HIGH)
+    if (!c->local_eof && !c->peer_closed && c->flow.send_credit && m->out.len < VMUX_OUT_HIGH)
         ev |= POLLIN;
     if (c->to_local.len && !c->wr_dead)
         ev |= POLLOUT;
@@ -450,8 +433,7 @@ static void build_pollset(struct vmux *m) {
     m->pfd[0] = (struct pollfd){.fd = m->cfg.stream,
                                 .events = (m->out.len ? POLLOUT : 0) |
                                           (m->out.len < VMUX_OUT_MAX ? POLLIN : 0)};
-    bool accepting = m->cfg.role == VMUX_HOST &&
-                     vmux_channel_count(m) < VMUX_MAX_CHANNELS;
+    bool accepting = m->cfg.role == VMUX_HOST && vmux_channel_count(m) < VMUX_MAX_CHANNELS;
     m->pfd[1] = (struct pollfd){.fd = accepting ? m->cfg.listener : -1, .events = POLLIN};
     for (size_t i = 0; i < m->nchans; i++) {
         short ev = chan_events(m, m->chans[i]);
@@ -481,8 +463,7 @@ static void serve_channels(struct vmux *m, size_t n) {
 int vmux_step(struct vmux *m, int timeout_ms) {
     build_pollset(m);
     size_t n = m->nchans; /* channels added during this step were not polled */
-    struct timespec ts = {.tv_sec = timeout_ms / 1000,
-                          .tv_nsec = timeout_ms % 1000 * 1000000L};
+    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = timeout_ms % 1000 * 1000000L};
     if (ppoll(m->pfd, 2 + n, timeout_ms < 0 ? NULL : &ts, m->cfg.wait_mask) < 0)
         return errno == EINTR ? 1 : -errno;
     int r = 0;

@@ -32,7 +32,7 @@
 #define VMUX_WINDOW (256 * 1024)
 #define VMUX_CREDIT_BATCH (VMUX_WINDOW / 4) /* grant back in batches: fewer frames */
 #define VMUX_MAX_CHANNELS 1024
-#define VMUX_OUT_HIGH (128 * 1024) /* local sockets are read only below this */
+#define VMUX_OUT_HIGH (128 * 1024)     /* local sockets are read only below this */
 #define VMUX_OUT_MAX (4 * 1024 * 1024) /* the stream is read only below this */
 
 /* Where the agent's mux looks by default inside a VM (the boot side may say otherwise). */
@@ -64,8 +64,7 @@ int vmux_hdr_check(const struct vmux_hdr *h);
  * more bytes are needed, -EPROTO if malformed. */
 long vmux_frame_parse(const void *buf, size_t len, struct vmux_hdr *h);
 /* Appends one frame to *out (a struct strbuf *; void here to keep this header light). */
-void vmux_frame_put(void *out, uint32_t channel, uint16_t type, const void *payload,
-                    uint32_t len);
+void vmux_frame_put(void *out, uint32_t channel, uint16_t type, const void *payload, uint32_t len);
 
 /* Flow control of one channel, both directions. */
 struct vmux_flow {

@@ -58,14 +58,13 @@ int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out) {
     return 0;
 }
 
-size_t wire_request_len(const char *method, const char *arg, const char *dest,
-                        size_t payload_len) {
-    return strlen(method) + 1 + (arg ? strlen(arg) : 0) + strlen(" dom0 name ") + strlen(dest) +
-           1 + payload_len;
+size_t wire_request_len(const char *method, const char *arg, const char *dest, size_t payload_len) {
+    return strlen(method) + 1 + (arg ? strlen(arg) : 0) + strlen(" dom0 name ") + strlen(dest) + 1 +
+           payload_len;
 }
 
-void wire_format_request(struct strbuf *sb, const char *method, const char *arg,
-                         const char *dest, const void *payload, size_t payload_len) {
+void wire_format_request(struct strbuf *sb, const char *method, const char *arg, const char *dest,
+                         const void *payload, size_t payload_len) {
     strbuf_printf(sb, "%s+%s dom0 name %s", method, arg ? arg : "", dest);
     strbuf_putc(sb, '\0');
     strbuf_append(sb, payload, payload_len);
@@ -89,8 +88,8 @@ void wire_reply_error(struct strbuf *sb, const char *exc, const char *msg) {
     strbuf_putc(sb, '\0');
 }
 
-void wire_event(struct strbuf *sb, const char *subject, const char *event,
-                const struct wire_kv *kv, size_t n_kv) {
+void wire_event(struct strbuf *sb, const char *subject, const char *event, const struct wire_kv *kv,
+                size_t n_kv) {
     strbuf_append(sb, "1", 2);
     strbuf_append(sb, subject, strlen(subject) + 1);
     strbuf_append(sb, event, strlen(event) + 1);

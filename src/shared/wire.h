@@ -14,9 +14,9 @@
 
 struct wire_request {
     const char *method;
-    const char *arg;    /* never NULL; may be empty */
+    const char *arg; /* never NULL; may be empty */
     const char *source;
-    const char *dest;   /* "keyword adminvm" is normalised to "dom0" */
+    const char *dest; /* "keyword adminvm" is normalised to "dom0" */
     const uint8_t *payload;
     size_t payload_len;
 };
@@ -29,10 +29,9 @@ struct wire_request {
 int wire_parse_request(uint8_t *buf, size_t len, struct wire_request *out);
 
 /* The length wire_format_request makes (arg may be NULL). */
-size_t wire_request_len(const char *method, const char *arg, const char *dest,
-                        size_t payload_len);
-void wire_format_request(struct strbuf *sb, const char *method, const char *arg,
-                         const char *dest, const void *payload, size_t payload_len);
+size_t wire_request_len(const char *method, const char *arg, const char *dest, size_t payload_len);
+void wire_format_request(struct strbuf *sb, const char *method, const char *arg, const char *dest,
+                         const void *payload, size_t payload_len);
 
 void wire_reply_ok(struct strbuf *sb, const void *content, size_t len);
 /* The client formats the message with '%' substitution, so '%' is doubled here. */
@@ -42,16 +41,16 @@ struct wire_kv {
     const char *key;
     const char *value;
 };
-void wire_event(struct strbuf *sb, const char *subject, const char *event,
-                const struct wire_kv *kv, size_t n_kv);
+void wire_event(struct strbuf *sb, const char *subject, const char *event, const struct wire_kv *kv,
+                size_t n_kv);
 
 /* Parsed reply, pointing into the caller's buffer. */
 struct wire_reply {
     bool ok;
     const char *content; /* ok: content (not NUL-terminated unless buffer is) */
     size_t content_len;
-    const char *exc;     /* error: exception type */
-    const char *msg;     /* error: message with %% undone */
+    const char *exc; /* error: exception type */
+    const char *msg; /* error: message with %% undone */
 };
 
 /* Parses a complete reply; buf must have one spare byte after len (it is NUL-terminated

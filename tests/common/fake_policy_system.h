@@ -54,6 +54,8 @@ static inline bool fake_is_dvm_template(void *ctx, const char *q) {
     return f && f->dvm_template;
 }
 
-#define FAKE_POLICY_SYSTEM(table)                                                         \
-    {(void *)&(const struct fake_qubes){(table), ELEMENTSOF(table)}, fake_exists,        \
-     fake_klass, fake_has_tag, fake_default_dispvm, fake_is_dvm_template}
+#define FAKE_POLICY_SYSTEM(table)                                                                \
+    {                                                                                            \
+        (void *)&(const struct fake_qubes){(table), ELEMENTSOF(table)}, fake_exists, fake_klass, \
+            fake_has_tag, fake_default_dispvm, fake_is_dvm_template                              \
+    }

@@ -25,22 +25,30 @@ static const struct fake_qube qubes[] = {
 static const struct policy_system fake = FAKE_POLICY_SYSTEM(qubes);
 
 static const char *const requests[][4] = {
-    {"qubes.VMShell", "", "work", "vault"},      {"qubes.VMShell", "", "work", "@dispvm"},
-    {"qubes.OpenInVM", "x", "personal", "@dispvm"}, {"s", "ARG", "vault", "@dispvm"},
-    {"s", "", "work", "@dispvm:default-dvm"},     {"s", "", "work", "@dispvm:work"},
-    {"s", "", "work", ""},                        {"s", "", "dom0", "work"},
-    {"s", "a+b", "disp7", "dom0"},                {"s", "", "work", "@adminvm"},
-    {"s", "", "work", "nosuch"},                  {"s", "", "disp7", "@default"},
+    {"qubes.VMShell", "", "work", "vault"},
+    {"qubes.VMShell", "", "work", "@dispvm"},
+    {"qubes.OpenInVM", "x", "personal", "@dispvm"},
+    {"s", "ARG", "vault", "@dispvm"},
+    {"s", "", "work", "@dispvm:default-dvm"},
+    {"s", "", "work", "@dispvm:work"},
+    {"s", "", "work", ""},
+    {"s", "", "dom0", "work"},
+    {"s", "a+b", "disp7", "dom0"},
+    {"s", "", "work", "@adminvm"},
+    {"s", "", "work", "nosuch"},
+    {"s", "", "disp7", "@default"},
 };
 
 static void check_decision(const struct policy_decision *d) {
-    if (!memchr(d->target, '\0', sizeof(d->target)) || !memchr(d->reason, '\0', sizeof(d->reason)) ||
-        !memchr(d->user, '\0', sizeof(d->user)) || !memchr(d->file, '\0', sizeof(d->file)))
+    if (!memchr(d->target, '\0', sizeof(d->target)) ||
+        !memchr(d->reason, '\0', sizeof(d->reason)) || !memchr(d->user, '\0', sizeof(d->user)) ||
+        !memchr(d->file, '\0', sizeof(d->file)))
         abort();
     if (d->action != POLICY_ALLOW)
         return;
     const char *t = d->target;
-    if (strncmp(t, "@dispvm:", 8) == 0 ? !fake_is_dvm_template(fake.ctx, t + 8) : !fake_exists(fake.ctx, t))
+    if (strncmp(t, "@dispvm:", 8) == 0 ? !fake_is_dvm_template(fake.ctx, t + 8)
+                                       : !fake_exists(fake.ctx, t))
         abort(); /* an allowed call must go somewhere real */
 }
 

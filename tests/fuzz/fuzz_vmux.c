@@ -62,9 +62,8 @@ static void setup_once(void) {
 /* Whatever the input, an end holds at most: its input buffer, a window per channel, and
  * its queue to the stream (below VMUX_OUT_MAX when read, plus what one step adds). */
 static void check_bounds(const struct vmux *m) {
-    size_t bound = VMUX_HDR_SIZE + VMUX_MAX_PAYLOAD +
-                   vmux_channel_count(m) * (size_t)VMUX_WINDOW + VMUX_OUT_MAX +
-                   2 * (VMUX_HDR_SIZE + VMUX_MAX_PAYLOAD);
+    size_t bound = VMUX_HDR_SIZE + VMUX_MAX_PAYLOAD + vmux_channel_count(m) * (size_t)VMUX_WINDOW +
+                   VMUX_OUT_MAX + 2 * (VMUX_HDR_SIZE + VMUX_MAX_PAYLOAD);
     if (vmux_buffered(m) > bound)
         abort();
 }
@@ -84,9 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
         abort();
     int callers[2] = {-1, -1};
-    struct vmux *m = vmux_new(&(struct vmux_config){
-        .role = host ? VMUX_HOST : VMUX_GUEST, .stream = sp[0],
-        .listener = host_listener, .target = target_path});
+    struct vmux *m = vmux_new(&(struct vmux_config){.role = host ? VMUX_HOST : VMUX_GUEST,
+                                                    .stream = sp[0],
+                                                    .listener = host_listener,
+                                                    .target = target_path});
     int r = 1;
     if (host) { /* two callers, so that the stream's frames find channels 1 and 2 */
         callers[0] = connect_to(host_path);

@@ -110,8 +110,7 @@ static void df_set_prop(struct df *f, const char *qube, const char *prop, const 
         fail_msg("%s.%s=%s: %s", qube, prop, value, err.msg);
 }
 
-static void df_set_feature(struct df *f, const char *qube, const char *name,
-                           const char *value) {
+static void df_set_feature(struct df *f, const char *qube, const char *name, const char *value) {
     struct qerr err = {0};
     struct qube *q = app_find(&f->app, qube);
     assert_non_null(q);
@@ -146,11 +145,11 @@ static bool df_power_is(void *ctx) {
     return strcmp(df_power(w->f, w->name), w->state) == 0;
 }
 
-#define DF_WAIT_POWER(f, name, state)                                                          \
-    do {                                                                                       \
-        struct df_power_want w_ = {(f), (name), (state)};                                      \
-        if (!df_run_until((f), df_power_is, &w_))                                              \
-            fail_msg("%s: still %s, waited for %s", (name), df_power((f), (name)), (state));   \
+#define DF_WAIT_POWER(f, name, state)                                                        \
+    do {                                                                                     \
+        struct df_power_want w_ = {(f), (name), (state)};                                    \
+        if (!df_run_until((f), df_power_is, &w_))                                            \
+            fail_msg("%s: still %s, waited for %s", (name), df_power((f), (name)), (state)); \
     } while (0)
 
 /* A done callback that records what it got. */

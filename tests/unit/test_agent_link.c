@@ -112,7 +112,8 @@ static void ready_in_mode(void **state, enum agent_link_mode mode) {
     struct fixture *f = *state;
     agent_link_init(&f->link, &f->hub, mode, "test-qube", f->sock);
     struct ready_result res = {0};
-    assert_int_equal(agent_link_wait_ready(&f->link, 10, SD_EVENT_PRIORITY_IDLE, on_ready, &res), 0);
+    assert_int_equal(agent_link_wait_ready(&f->link, 10, SD_EVENT_PRIORITY_IDLE, on_ready, &res),
+                     0);
     assert_true(agent_link_waiting_ready(&f->link));
     run_until(f, &res.done);
     assert_int_equal(res.r, 0);
@@ -173,9 +174,9 @@ static void small_call(void **state, enum agent_link_mode mode) {
     assert_int_equal(pipe2(in, O_CLOEXEC) | pipe2(out, O_CLOEXEC) | pipe2(err, O_CLOEXEC), 0);
     assert_int_equal(write(in[1], "hello\n", 6), 6);
     close(in[1]);
-    struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
-                                        "cat; echo oops >&2; exit 3", {in[0], out[1], err[1]},
-                                        false};
+    struct backend_service_call call = {
+        "qubes.VMShell",         "",   "dom0", "test-qube", user(), "cat; echo oops >&2; exit 3",
+        {in[0], out[1], err[1]}, false};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
@@ -231,8 +232,9 @@ static void test_call_copy_large(void **state) {
     struct drain d = {out[0], STRBUF_INIT};
     sd_event_source *src;
     assert_int_equal(sd_event_add_io(f->loop, &src, out[0], EPOLLIN, on_drain, &d), 0);
-    struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
-                                        "cat", {in, out[1], null}, false};
+    struct backend_service_call call = {"qubes.VMShell",    "",     "dom0",
+                                        "test-qube",        user(), "cat",
+                                        {in, out[1], null}, false};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
@@ -261,9 +263,9 @@ static void test_call_copy_early_eof(void **state) {
     struct drain d = {out[0], STRBUF_INIT, false};
     sd_event_source *src;
     assert_int_equal(sd_event_add_io(f->loop, &src, out[0], EPOLLIN, on_drain, &d), 0);
-    struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
-                                        "echo hi; exec >&-; read x", {in[0], out[1], null},
-                                        false};
+    struct backend_service_call call = {"qubes.VMShell",       "",     "dom0",
+                                        "test-qube",           user(), "echo hi; exec >&-; read x",
+                                        {in[0], out[1], null}, false};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
@@ -286,8 +288,8 @@ static void test_call_no_service(void **state) {
     struct fixture *f = *state;
     agent_link_init(&f->link, &f->hub, AGENT_LINK_COPY, "test-qube", f->sock);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    struct backend_service_call call = {"no.such.Service", "", "dom0", "test-qube", user(),
-                                        "", {null, null, null}, false};
+    struct backend_service_call call = {"no.such.Service",  "",   "dom0", "test-qube", user(), "",
+                                        {null, null, null}, false};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
@@ -302,8 +304,8 @@ static void test_copy_refuses_descriptors(void **state) {
     struct fixture *f = *state;
     agent_link_init(&f->link, &f->hub, AGENT_LINK_COPY, "test-qube", f->sock);
     assert_int_equal(agent_link_uplink_open(&f->link), -EOPNOTSUPP);
-    struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
-                                        "true", {0, 1, 2}, true};
+    struct backend_service_call call = {"qubes.VMShell", "",     "dom0",    "test-qube",
+                                        user(),          "true", {0, 1, 2}, true};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), -EOPNOTSUPP);
@@ -316,8 +318,9 @@ static void test_call_agent_gone(void **state) {
     struct fixture *f = *state;
     agent_link_init(&f->link, &f->hub, AGENT_LINK_COPY, "test-qube", f->sock);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    struct backend_service_call call = {"qubes.VMShell", "", "dom0", "test-qube", user(),
-                                        "sleep 30", {null, null, null}, false};
+    struct backend_service_call call = {"qubes.VMShell",    "",     "dom0",
+                                        "test-qube",        user(), "sleep 30",
+                                        {null, null, null}, false};
     struct call_result res = {0};
     struct backend_why why = {{0}};
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), 0);
@@ -347,11 +350,11 @@ static void test_shutdown(void **state) {
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_ready_fdpass),      T(test_ready_copy),
-        T(test_ready_timeout),     T(test_call_fdpass),
-        T(test_call_copy),         T(test_call_copy_large),
-        T(test_call_no_service),   T(test_copy_refuses_descriptors),
-        T(test_call_agent_gone),   T(test_shutdown),
+        T(test_ready_fdpass),        T(test_ready_copy),
+        T(test_ready_timeout),       T(test_call_fdpass),
+        T(test_call_copy),           T(test_call_copy_large),
+        T(test_call_no_service),     T(test_copy_refuses_descriptors),
+        T(test_call_agent_gone),     T(test_shutdown),
         T(test_call_copy_early_eof),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,8 +13,7 @@
 #include "vmexec.h"
 
 static void test_body_roundtrip(void **state) {
-    struct agent_request_body in = {"qubes.VMShell", "", "work", "@dispvm:dvm", "user",
-                                    "echo hi"};
+    struct agent_request_body in = {"qubes.VMShell", "", "work", "@dispvm:dvm", "user", "echo hi"};
     char buf[256];
     long len = agent_body_encode(&in, buf, sizeof(buf));
     assert_bytes_equal(buf, (size_t)len,
@@ -85,8 +84,8 @@ static void test_vmexec_decode(void **state) {
 }
 
 static void test_vmexec_decode_refused(void **state) {
-    static const char *const bad[] = {"", "+x", "ls+-", "ls+-2", "ls+-zz", "ls+a b",
-                                      "ls/x", "ls+-00", "ls+a~"};
+    static const char *const bad[] = {"",       "+x",   "ls+-",   "ls+-2", "ls+-zz",
+                                      "ls+a b", "ls/x", "ls+-00", "ls+a~"};
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
         char **argv = NULL;
         assert_int_equal(vmexec_decode(bad[i], &argv), -EINVAL);
@@ -100,8 +99,7 @@ static void test_vmexec_encode_roundtrip(void **state) {
     char *argv[] = {"/bin/echo", "a b", "-n", "--x", "caf\xc3\xa9", "+", "", NULL};
     struct strbuf sb = STRBUF_INIT;
     vmexec_encode(argv, &sb);
-    assert_string_equal(strbuf_str(&sb),
-                        "-2Fbin-2Fecho+a-20b+--n+----x+caf-C3-A9+-2B+");
+    assert_string_equal(strbuf_str(&sb), "-2Fbin-2Fecho+a-20b+--n+----x+caf-C3-A9+-2B+");
     char **back = NULL;
     assert_int_equal(vmexec_decode(strbuf_str(&sb), &back), 0);
     for (size_t i = 0; argv[i]; i++)

@@ -48,19 +48,19 @@ static enum api_result call(struct fixture *f, const char *req, size_t len) {
 }
 
 /* One exchange, byte-exact. */
-#define EXPECT(f, req, want)                                                                   \
-    do {                                                                                       \
-        assert_int_equal(call((f), BYTES(req)), API_REPLIED);                                 \
-        assert_bytes_equal((f)->reply.data, (f)->reply.len, BYTES(want));                      \
+#define EXPECT(f, req, want)                                              \
+    do {                                                                  \
+        assert_int_equal(call((f), BYTES(req)), API_REPLIED);             \
+        assert_bytes_equal((f)->reply.data, (f)->reply.len, BYTES(want)); \
     } while (0)
 
 /* An error reply whose message is ours to word: the exception and framing must match. */
-#define EXPECT_ERROR(f, req, exc)                                                              \
-    do {                                                                                       \
+#define EXPECT_ERROR(f, req, exc)                                                             \
+    do {                                                                                      \
         assert_int_equal(call((f), BYTES(req)), API_REPLIED);                                 \
-        assert_true((f)->reply.len > sizeof("2\0" exc "\0\0"));                                \
-        assert_memory_equal((f)->reply.data, "2\0" exc "\0\0", sizeof("2\0" exc "\0\0") - 1);  \
-        assert_int_equal((f)->reply.data[(f)->reply.len - 1], '\0');                           \
+        assert_true((f)->reply.len > sizeof("2\0" exc "\0\0"));                               \
+        assert_memory_equal((f)->reply.data, "2\0" exc "\0\0", sizeof("2\0" exc "\0\0") - 1); \
+        assert_int_equal((f)->reply.data[(f)->reply.len - 1], '\0');                          \
     } while (0)
 
 #define CREATE_TPL "admin.vm.Create.TemplateVM+ dom0 name dom0\0name=tpl label=black"
@@ -81,9 +81,15 @@ static void test_labels(void **state) { /* 3, 4, 5, 6 */
     struct fixture *f = *state;
     EXPECT(f, "admin.label.List+ dom0 name dom0\0",
            "0\0red\norange\nyellow\ngreen\ngray\nblue\npurple\nblack\n");
-    EXPECT(f, "admin.label.Get+red dom0 name dom0\0", "0\0" "0xcc0000");
-    EXPECT(f, "admin.label.Index+red dom0 name dom0\0", "0\0" "1");
-    EXPECT(f, "admin.label.Index+black dom0 name dom0\0", "0\0" "8");
+    EXPECT(f, "admin.label.Get+red dom0 name dom0\0",
+           "0\0"
+           "0xcc0000");
+    EXPECT(f, "admin.label.Index+red dom0 name dom0\0",
+           "0\0"
+           "1");
+    EXPECT(f, "admin.label.Index+black dom0 name dom0\0",
+           "0\0"
+           "8");
     EXPECT(f, "admin.label.Get+nosuch dom0 name dom0\0",
            "2\0QubesLabelNotFoundError\0\0Label does not exist: nosuch\0");
 }
@@ -114,10 +120,12 @@ static void test_list_after_create(void **state) { /* 13, 14 */
     make_tpl_work(f);
     _cleanup_strbuf_ struct strbuf want = STRBUF_INIT;
     strbuf_append(&want, "0", 2);
-    strbuf_printf(&want, "dom0 class=AdminVM state=Running uuid=%s\n"
+    strbuf_printf(&want,
+                  "dom0 class=AdminVM state=Running uuid=%s\n"
                   "tpl class=TemplateVM state=Halted uuid=%s\n"
-                  "work class=AppVM state=Halted uuid=%s\n", app_dom0(&f->app)->uuid,
-                  app_find(&f->app, "tpl")->uuid, app_find(&f->app, "work")->uuid);
+                  "work class=AppVM state=Halted uuid=%s\n",
+                  app_dom0(&f->app)->uuid, app_find(&f->app, "tpl")->uuid,
+                  app_find(&f->app, "work")->uuid);
     assert_int_equal(call(f, BYTES("admin.vm.List+ dom0 name dom0\0")), API_REPLIED);
     assert_bytes_equal(f->reply.data, f->reply.len, want.data, want.len);
     assert_int_equal(call(f, BYTES("admin.vm.List+ dom0 name work\0")), API_REPLIED);
@@ -280,9 +288,13 @@ static void test_tags(void **state) {
     make_tpl_work(f);
     EXPECT(f, "admin.vm.tag.List+ dom0 name work\0", "0\0created-by-dom0\n");
     EXPECT(f, "admin.vm.tag.Set+t1 dom0 name work\0", "0\0");
-    EXPECT(f, "admin.vm.tag.Get+t1 dom0 name work\0", "0\0" "1");
+    EXPECT(f, "admin.vm.tag.Get+t1 dom0 name work\0",
+           "0\0"
+           "1");
     EXPECT(f, "admin.vm.tag.Remove+t1 dom0 name work\0", "0\0");
-    EXPECT(f, "admin.vm.tag.Get+t1 dom0 name work\0", "0\0" "0");
+    EXPECT(f, "admin.vm.tag.Get+t1 dom0 name work\0",
+           "0\0"
+           "0");
     EXPECT_ERROR(f, "admin.vm.tag.Remove+t1 dom0 name work\0", "QubesTagNotFoundError");
     EXPECT_ERROR(f, "admin.vm.tag.Set+a.b dom0 name work\0", "QubesInvalidTagError");
 }

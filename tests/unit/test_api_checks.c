@@ -62,8 +62,8 @@ static void test_argument(void **state) {
 static void test_request_size(void **state) {
     struct qerr err = {0};
     assert_int_equal(check_request_size(WIRE_MAX_REQUEST, "x", &err), 0);
-    refused(check_request_size(WIRE_MAX_REQUEST + 1, "the feature value", &err), &err,
-            EXC_VALUE, "the feature value makes a request of 65537 bytes: the Admin API takes "
+    refused(check_request_size(WIRE_MAX_REQUEST + 1, "the feature value", &err), &err, EXC_VALUE,
+            "the feature value makes a request of 65537 bytes: the Admin API takes "
             "at most 65536 bytes per request (header and payload)");
     /* what the tools measure is what wire_format_request makes */
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
@@ -76,8 +76,8 @@ static void test_request_size(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_feature_name),  cmocka_unit_test(test_feature_value),
-        cmocka_unit_test(test_tag),           cmocka_unit_test(test_argument),
+        cmocka_unit_test(test_feature_name), cmocka_unit_test(test_feature_value),
+        cmocka_unit_test(test_tag),          cmocka_unit_test(test_argument),
         cmocka_unit_test(test_request_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -55,9 +55,7 @@ static void reopen(struct fixture *f) {
     open_app(f);
 }
 
-static const char *events(struct fixture *f) {
-    return f->events.len ? strbuf_str(&f->events) : "";
-}
+static const char *events(struct fixture *f) { return f->events.len ? strbuf_str(&f->events) : ""; }
 
 static struct qube *create(struct fixture *f, enum qube_class klass, const char *name,
                            const char *label, const char *tpl) {
@@ -276,9 +274,9 @@ static void test_events_property_set(void **state) {
     struct qerr err = {0};
     assert_int_equal(set_prop(f, app_find(&f->app, "work"), "label", "green", &err), 0);
     assert_string_equal(events(f),
-        "work|property-pre-set:label|name=label,newvalue=green,oldvalue=red\n"
-        "work|property-reset:icon|name=icon\n"
-        "work|property-set:label|name=label,newvalue=green,oldvalue=red\n");
+                        "work|property-pre-set:label|name=label,newvalue=green,oldvalue=red\n"
+                        "work|property-reset:icon|name=icon\n"
+                        "work|property-set:label|name=label,newvalue=green,oldvalue=red\n");
 }
 
 static void test_events_property_reset_vm(void **state) {
@@ -292,8 +290,8 @@ static void test_events_property_reset_vm(void **state) {
     const struct prop_def *def = app_prop_def(app_find(&f->app, "tpl"), "default_dispvm", &err);
     assert_int_equal(app_prop_reset(&f->app, app_find(&f->app, "tpl"), def, &err), 0);
     assert_string_equal(events(f),
-        "tpl|property-pre-reset:default_dispvm|name=default_dispvm,oldvalue=work\n"
-        "tpl|property-reset:default_dispvm|name=default_dispvm,oldvalue=work\n");
+                        "tpl|property-pre-reset:default_dispvm|name=default_dispvm,oldvalue=work\n"
+                        "tpl|property-reset:default_dispvm|name=default_dispvm,oldvalue=work\n");
 }
 
 static void test_events_features_tags(void **state) {
@@ -310,14 +308,14 @@ static void test_events_features_tags(void **state) {
     assert_int_equal(app_tag_add(&f->app, work, "t1", &err), 0); /* no second event */
     assert_int_equal(app_tag_remove(&f->app, work, "t1", &err), 0);
     assert_string_equal(events(f),
-        "work|domain-feature-pre-set:foo|feature=foo,value=bar\n"
-        "work|domain-feature-set:foo|feature=foo,value=bar\n"
-        "work|domain-feature-pre-set:foo|feature=foo,value=baz,oldvalue=bar\n"
-        "work|domain-feature-set:foo|feature=foo,value=baz,oldvalue=bar\n"
-        "work|domain-feature-pre-delete:foo|feature=foo\n"
-        "work|domain-feature-delete:foo|feature=foo\n"
-        "work|domain-tag-add:t1|tag=t1\n"
-        "work|domain-tag-delete:t1|tag=t1\n");
+                        "work|domain-feature-pre-set:foo|feature=foo,value=bar\n"
+                        "work|domain-feature-set:foo|feature=foo,value=bar\n"
+                        "work|domain-feature-pre-set:foo|feature=foo,value=baz,oldvalue=bar\n"
+                        "work|domain-feature-set:foo|feature=foo,value=baz,oldvalue=bar\n"
+                        "work|domain-feature-pre-delete:foo|feature=foo\n"
+                        "work|domain-feature-delete:foo|feature=foo\n"
+                        "work|domain-tag-add:t1|tag=t1\n"
+                        "work|domain-tag-delete:t1|tag=t1\n");
 }
 
 static void test_feature_check_with_template(void **state) {
@@ -330,8 +328,9 @@ static void test_feature_check_with_template(void **state) {
     assert_string_equal(app_feature_check(&f->app, disp, "a", FEATURE_FALLBACK_TEMPLATE), "T");
     assert_null(app_feature_check(&f->app, disp, "a", 0));
     assert_null(app_feature_check(&f->app, disp, "b", FEATURE_FALLBACK_TEMPLATE));
-    assert_string_equal(app_feature_check(&f->app, disp, "b", FEATURE_FALLBACK_TEMPLATE |
-                                          FEATURE_FALLBACK_ADMINVM), "D");
+    assert_string_equal(app_feature_check(&f->app, disp, "b",
+                                          FEATURE_FALLBACK_TEMPLATE | FEATURE_FALLBACK_ADMINVM),
+                        "D");
 }
 
 static void test_failed_validation_changes_nothing(void **state) {

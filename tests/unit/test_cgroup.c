@@ -45,8 +45,7 @@ static long cpu_ticks(pid_t pid) {
     char *p = strrchr(buf, ')');
     unsigned long ut = 0, st = 0;
     /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                     &st) != 2)
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (long)(ut + st);
 }
@@ -118,8 +117,8 @@ static int wait_status(pid_t pid) {
     return st;
 }
 
-static struct cgroup_qube *make_qube(struct cgroup_system *sys, const char *name,
-                                     uint64_t mem, uint64_t pids) {
+static struct cgroup_qube *make_qube(struct cgroup_system *sys, const char *name, uint64_t mem,
+                                     uint64_t pids) {
     struct cgroup_limits lim = {.memory_max_bytes = mem, .pids_max = pids, .cpu_weight = 100};
     struct cgroup_qube *cg = cgroup_qube_create(sys, name, &lim);
     if (!cg)
@@ -293,7 +292,7 @@ static void test_pids_limit(void **state) {
     pid_t pid = spawn_in(cg, forker_body);
     int st = wait_status(pid);
     assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 3); /* itself + 3 children = pids.max 4 */
+    assert_int_equal(WEXITSTATUS(st), 3);   /* itself + 3 children = pids.max 4 */
     assert_false(cgroup_qube_is_empty(cg)); /* the orphans still pause inside */
     assert_int_equal(cgroup_qube_kill(cg), 0);
     assert_true(cgroup_qube_is_empty(cg));
@@ -618,8 +617,7 @@ static int group_setup(void **state) {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     cs = cgroup_system_open(group);
     if (!cs) {
-        fprintf(stderr, "cgroup_system_open: %s (the cgroup tests need root)\n",
-                strerror(errno));
+        fprintf(stderr, "cgroup_system_open: %s (the cgroup tests need root)\n", strerror(errno));
         return -1;
     }
     return 0;
@@ -649,18 +647,12 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_describe),
-        cmocka_unit_test(test_freeze_thaw),
-        cmocka_unit_test(test_memory_limit),
-        cmocka_unit_test(test_pids_limit),
-        cmocka_unit_test(test_kill_frozen_tree),
-        cmocka_unit_test(test_idle_static_memory),
-        cmocka_unit_test(test_reclaim),
-        cmocka_unit_test(test_destroy_and_list),
-        cmocka_unit_test(test_cpu_idle),
-        cmocka_unit_test(test_measure_host),
-        cmocka_unit_test(test_v1_only),
-        cmocka_unit_test(test_v2_only),
+        cmocka_unit_test(test_describe),         cmocka_unit_test(test_freeze_thaw),
+        cmocka_unit_test(test_memory_limit),     cmocka_unit_test(test_pids_limit),
+        cmocka_unit_test(test_kill_frozen_tree), cmocka_unit_test(test_idle_static_memory),
+        cmocka_unit_test(test_reclaim),          cmocka_unit_test(test_destroy_and_list),
+        cmocka_unit_test(test_cpu_idle),         cmocka_unit_test(test_measure_host),
+        cmocka_unit_test(test_v1_only),          cmocka_unit_test(test_v2_only),
         cmocka_unit_test(test_memory_headroom),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

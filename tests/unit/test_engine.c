@@ -283,8 +283,7 @@ static void test_shutdown(void **state) {
     assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), false, NULL, NULL, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_STARTED);
     start_and_wait(f, "work");
-    assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), false, df_done_cb, &d, &err),
-                     0);
+    assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), false, df_done_cb, &d, &err), 0);
     assert_string_equal(df_power(f, "work"), "Halting");
     assert_true(df_has_event(f, "work|domain-pre-shutdown|force=False\n"));
     assert_true(df_run_until(f, df_done_called, &d));
@@ -436,12 +435,14 @@ static void test_import(void **state) {
     assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &before, &err), 0);
     start_and_wait(f, "tpl");
     assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
-                                         &err), -1);
+                                         &err),
+                     -1);
     assert_string_equal(err.exc, EXC_VM_NOT_HALTED);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_IMPORT_BEGIN, NULL), 0);
     assert_int_equal(engine_kill(f->engine, qube(f, "tpl"), &err), 0);
     assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
-                                         &err), 0);
+                                         &err),
+                     0);
     assert_int_equal(engine_import_end(f->engine, qube(f, "tpl"), "root", true, &err), 0);
     assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &after, &err), 0);
     assert_int_equal(after.revision, before.revision + 1);
@@ -496,8 +497,7 @@ static void test_optional_ops_missing(void **state) {
     assert_int_equal(engine_reclaim(f->engine, qube(f, "work")), -ENOTSUP);
     assert_int_equal(engine_foreground(f->engine, qube(f, "work")), -ENOTSUP);
     assert_int_equal(engine_memory_headroom_mib(f->engine), -1);
-    assert_int_equal(fake_calls(b, FAKE_RECLAIM, NULL) + fake_calls(b, FAKE_FOREGROUND, NULL),
-                     0);
+    assert_int_equal(fake_calls(b, FAKE_RECLAIM, NULL) + fake_calls(b, FAKE_FOREGROUND, NULL), 0);
 }
 
 static void test_memory_headroom_tightest(void **state) {

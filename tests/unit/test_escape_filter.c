@@ -31,8 +31,8 @@ static void test_every_byte(void **state) {
         buf[i] = (char)i;
     escape_filter(buf, sizeof(buf));
     for (int i = 0; i < 256; i++) {
-        bool keep = (i >= 0x20 && i <= 0x7e) || i == '\t' || i == '\n' || i == '\r' ||
-                    i == '\b' || i == '\a';
+        bool keep = (i >= 0x20 && i <= 0x7e) || i == '\t' || i == '\n' || i == '\r' || i == '\b' ||
+                    i == '\a';
         assert_int_equal((unsigned char)buf[i], keep ? i : '_');
     }
 }

@@ -121,7 +121,9 @@ static void test_truncated_control_is_error(void **state) {
         struct cmsghdr align;
     } control;
     struct iovec iov = {"z", 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
                          .msg_controllen = sizeof(control.buf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
@@ -133,8 +135,7 @@ static void test_truncated_control_is_error(void **state) {
     int before = count_open_fds();
     char buf[4];
     size_t n = 99;
-    assert_int_equal(fdpass_recv(sv[1], buf, sizeof(buf), got, FDPASS_MAX_FDS, &n, 0),
-                     -EBADMSG);
+    assert_int_equal(fdpass_recv(sv[1], buf, sizeof(buf), got, FDPASS_MAX_FDS, &n, 0), -EBADMSG);
     assert_int_equal(n, 0);
     assert_int_equal(count_open_fds(), before);
     close(p[0]), close(p[1]), close(sv[0]), close(sv[1]);

@@ -47,8 +47,8 @@ static void test_qube_name_leading_char(void **state) {
 }
 
 static void test_qube_name_illegal_chars(void **state) {
-    static const char *const bad[] = {"a b", "a/b", "a+b", "a:b", "lost+found", "a\tb",
-                                      "caf\xc3\xa9", "a%s", "a\\b", "a@b"};
+    static const char *const bad[] = {"a b",  "a/b",         "a+b", "a:b",  "lost+found",
+                                      "a\tb", "caf\xc3\xa9", "a%s", "a\\b", "a@b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         refused(bad[i], "VM name contains illegal characters");
 }

@@ -47,8 +47,8 @@ static void parse_fails(const char *text, int line, const char *msg_part) {
     assert_non_null(strstr(err.msg, msg_part));
 }
 
-static struct policy_decision decide(const struct policy *p, const char *service,
-                                     const char *arg, const char *src, const char *tgt) {
+static struct policy_decision decide(const struct policy *p, const char *service, const char *arg,
+                                     const char *src, const char *tgt) {
     struct policy_decision d;
     assert_int_equal(policy_evaluate(p, &fake, service, arg, src, tgt, &d), 0);
     return d;
@@ -346,8 +346,8 @@ static void test_nonexistent_target(void **state) {
     struct policy_decision d = decide(p, "s", "", "work", "nosuch");
     assert_int_equal(d.action, POLICY_DENY);
     assert_reason_has(d, "no such qube");
-    static const char *const bad[] = {"@anyvm", "@tag:trusted", "@type:AppVM", "*", "@bogus",
-                                      "a b", "@dispvm:"};
+    static const char *const bad[] = {"@anyvm", "@tag:trusted", "@type:AppVM", "*",
+                                      "@bogus", "a b",          "@dispvm:"};
     for (size_t i = 0; i < ELEMENTSOF(bad); i++)
         assert_int_equal(decide(p, "s", "", "work", bad[i]).action, POLICY_DENY);
     policy_free(p);
@@ -457,11 +457,12 @@ static void test_include_and_include_dir(void **state) {
     char *dir = tu_mkdtemp();
     make_dir(dir, "include");
     make_dir(dir, "more");
-    write_file(dir, "10-main.policy", "a * work vault deny\n"
-                                      "!include include/extra\n"
-                                      "!include-dir more\n"
-                                      "!include-service c + include/c-rules\n"
-                                      "* * @anyvm @anyvm deny\n");
+    write_file(dir, "10-main.policy",
+               "a * work vault deny\n"
+               "!include include/extra\n"
+               "!include-dir more\n"
+               "!include-service c + include/c-rules\n"
+               "* * @anyvm @anyvm deny\n");
     write_file(dir, "include/extra", "b * work vault allow\n");
     write_file(dir, "more/2-x.policy", "d * work vault allow target=personal\n");
     write_file(dir, "more/1-y.policy", "d * work vault deny\n");

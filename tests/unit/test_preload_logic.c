@@ -102,19 +102,18 @@ static bool n_ready(void *ctx) {
         return false;
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(&w->t->f->app, names[i]);
-        if (!q || q->power != POWER_PAUSED ||
-            !strmap_get(&q->features, "preload-dispvm-completed"))
+        if (!q || q->power != POWER_PAUSED || !strmap_get(&q->features, "preload-dispvm-completed"))
             return false;
     }
     return true;
 }
 
-#define WAIT_READY(t, count)                                                                   \
-    do {                                                                                       \
-        struct ready_want w_ = {(t), (count)};                                                 \
-        if (!df_run_until((t)->f, n_ready, &w_))                                               \
-            fail_msg("not %d ready preloads: list '%s'; engine log:\n%s", (int)(count),        \
-                     list_of(t), fake_log((t)->fake));                                         \
+#define WAIT_READY(t, count)                                                            \
+    do {                                                                                \
+        struct ready_want w_ = {(t), (count)};                                          \
+        if (!df_run_until((t)->f, n_ready, &w_))                                        \
+            fail_msg("not %d ready preloads: list '%s'; engine log:\n%s", (int)(count), \
+                     list_of(t), fake_log((t)->fake));                                  \
     } while (0)
 
 struct got {
@@ -140,11 +139,11 @@ static bool is_gone(void *ctx) {
     return app_find(&w->t->f->app, w->name) == NULL;
 }
 
-#define WAIT_GONE(t, qname)                                                                    \
-    do {                                                                                       \
-        struct gone_want g_ = {(t), (qname)};                                                  \
-        if (!df_run_until((t)->f, is_gone, &g_))                                               \
-            fail_msg("%s is still there: list '%s'", (qname), list_of(t));                     \
+#define WAIT_GONE(t, qname)                                                \
+    do {                                                                   \
+        struct gone_want g_ = {(t), (qname)};                              \
+        if (!df_run_until((t)->f, is_gone, &g_))                           \
+            fail_msg("%s is still there: list '%s'", (qname), list_of(t)); \
     } while (0)
 
 /* ---- refill ---- */
@@ -331,8 +330,7 @@ struct starts_want {
 
 static bool n_starts_done(void *ctx) {
     struct starts_want *w = ctx;
-    return fake_calls(w->t->fake, FAKE_START, NULL) >= w->n &&
-           fake_pending_starts(w->t->fake) == 0;
+    return fake_calls(w->t->fake, FAKE_START, NULL) >= w->n && fake_pending_starts(w->t->fake) == 0;
 }
 
 static void wait_starts(struct pf *t, unsigned n) {
@@ -574,7 +572,8 @@ static void test_restart_keeps_paused_preloads(void **state) {
     /* a new daemon reads the model afresh (every qube Halted until adopted) */
     struct qerr err = {0};
     app_close(&t->f->app);
-    t->f->app = (struct app){.host_mem_mib = 4096, .emit = df_record_event,
+    t->f->app = (struct app){.host_mem_mib = 4096,
+                             .emit = df_record_event,
                              .emit_ctx = &t->f->events};
     assert_int_equal(app_open(&t->f->app, t->f->db, &err), 0);
     /* its engine: only names[0] survived */
@@ -623,8 +622,12 @@ static void test_admin_api_path(void **state) {
     struct pf *t = *state;
     struct sink_log s = {STRBUF_INIT};
     struct strbuf out = STRBUF_INIT;
-    assert_int_equal(api(t, &s, BYTES("admin.vm.feature.Set+preload-dispvm-max dom0 name "
-                                      "dvm\0" "1"), &out), API_REPLIED);
+    assert_int_equal(api(t, &s,
+                         BYTES("admin.vm.feature.Set+preload-dispvm-max dom0 name "
+                               "dvm\0"
+                               "1"),
+                         &out),
+                     API_REPLIED);
     assert_bytes_equal(out.data, out.len, BYTES("0\0"));
     WAIT_READY(t, 1);
     char name[32];
@@ -636,8 +639,12 @@ static void test_admin_api_path(void **state) {
     assert_bytes_equal(out.data, out.len, want, (size_t)n);
     assert_string_equal(power_state_name(qube(t, name)->power), "Running");
     /* a bad value changes nothing */
-    assert_int_equal(api(t, &s, BYTES("admin.vm.feature.Set+preload-dispvm-max dom0 name "
-                                      "dvm\0" "x"), &out), API_REPLIED);
+    assert_int_equal(api(t, &s,
+                         BYTES("admin.vm.feature.Set+preload-dispvm-max dom0 name "
+                               "dvm\0"
+                               "x"),
+                         &out),
+                     API_REPLIED);
     assert_non_null(memmem(out.data, out.len, BYTES("QubesValueError")));
     assert_string_equal(strmap_get(&qube(t, "dvm")->features, "preload-dispvm-max"), "1");
     strbuf_free(&out);

@@ -58,8 +58,8 @@ static void test_int_ok(void **state) {
 }
 
 static void test_int_parse_errors(void **state) {
-    static const char *const bad[] = {"abc", "", "12x", "1.5", "2147483648", "0x10",
-                                      "99999999999999999999"};
+    static const char *const bad[] = {
+        "abc", "", "12x", "1.5", "2147483648", "0x10", "99999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_err(P_MEMORY, bad[i], EXC_VALUE, "Failed to parse property value as int");
 }
@@ -114,8 +114,7 @@ static void test_vm_errors(void **state) {
 static void test_label(void **state) {
     expect_ok(P_LABEL, "red", "red");
     expect_ok(P_LABEL, "black", "black");
-    expect_err(P_LABEL, "nosuchlabel", EXC_LABEL_NOT_FOUND,
-               "Label does not exist: nosuchlabel");
+    expect_err(P_LABEL, "nosuchlabel", EXC_LABEL_NOT_FOUND, "Label does not exist: nosuchlabel");
     expect_err(P_LABEL, "Red", EXC_LABEL_NOT_FOUND, "Label does not exist: Red");
     expect_err(P_LABEL, "", EXC_LABEL_NOT_FOUND, "Label does not exist: ");
 }
@@ -145,12 +144,14 @@ static void test_too_long(void **state) {
 
 static void test_global_canonicalize(void **state) {
     err = (struct qerr){0};
-    assert_int_equal(prop_canonicalize(&GPROP_DEFS[G_DEFAULT_QREXEC_TIMEOUT], "0", out,
-                                       sizeof(out), &err), -1);
+    assert_int_equal(prop_canonicalize(&GPROP_DEFS[G_DEFAULT_QREXEC_TIMEOUT], "0", out, sizeof(out),
+                                       &err),
+                     -1);
     assert_string_equal(err.exc, EXC_PROPERTY_VALUE);
     assert_string_equal(err.msg, "default_qrexec_timeout must be positive");
-    assert_int_equal(prop_canonicalize(&GPROP_DEFS[G_DEFAULT_TEMPLATE], "None", out,
-                                       sizeof(out), &err), 0);
+    assert_int_equal(prop_canonicalize(&GPROP_DEFS[G_DEFAULT_TEMPLATE], "None", out, sizeof(out),
+                                       &err),
+                     0);
     assert_string_equal(out, "");
 }
 

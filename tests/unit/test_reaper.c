@@ -37,8 +37,8 @@ static void make_remains(const char *name) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/volatile/%s/root-upper", state_dir, name);
     char cmd[8192];
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s && touch %s/file && mkdir -p %s/qubes/%s/root",
-             path, path, runtime_dir, name);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && touch %s/file && mkdir -p %s/qubes/%s/root", path,
+             path, runtime_dir, name);
     assert_int_equal(system(cmd), 0);
 }
 

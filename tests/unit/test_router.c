@@ -105,8 +105,8 @@ static void call(struct rf *t, const char *source, const char *target, const cha
     router_call(t->r, &req, stdio, on_answer, a);
 }
 
-static void call_and_wait(struct rf *t, const char *source, const char *target,
-                          const char *service, struct answer *a) {
+static void call_and_wait(struct rf *t, const char *source, const char *target, const char *service,
+                          struct answer *a) {
     call(t, source, target, service, a);
     if (!df_run_until(t->f, answered, a))
         fail_msg("%s -> %s %s: no answer; engine log:\n%s", source, target, service,
@@ -116,8 +116,8 @@ static void call_and_wait(struct rf *t, const char *source, const char *target,
 static void start_and_wait(struct rf *t, const char *name) {
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_start(t->f->engine, app_find(&t->f->app, name), df_done_cb, &d,
-                                  &err), 0);
+    assert_int_equal(engine_start(t->f->engine, app_find(&t->f->app, name), df_done_cb, &d, &err),
+                     0);
     assert_true(df_run_until(t->f, df_done_called, &d));
     assert_int_equal(d.r, 0);
 }
@@ -134,10 +134,10 @@ static bool no_disposable(void *ctx) { return !*a_disposable(ctx); }
 
 static bool upcall_replied(void *ctx) { return *fake_upcall_replies(ctx) != '\0'; }
 
-#define WAIT_UPCALL_REPLY(t)                                                                   \
-    do {                                                                                       \
-        if (!df_run_until((t)->f, upcall_replied, (t)->fake))                                  \
-            fail_msg("no reply to the upcall; engine log:\n%s", fake_log((t)->fake));         \
+#define WAIT_UPCALL_REPLY(t)                                                          \
+    do {                                                                              \
+        if (!df_run_until((t)->f, upcall_replied, (t)->fake))                         \
+            fail_msg("no reply to the upcall; engine log:\n%s", fake_log((t)->fake)); \
     } while (0)
 
 /* ---- from dom0 ---- */
@@ -154,7 +154,8 @@ static void test_dom0_call_starts_halted_target(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_START, "work"), 1);
     assert_false(fake_started_background(t->fake, "work")); /* a caller waits */
     assert_int_equal(fake_calls(t->fake, FAKE_EXEC, "work"), 1);
-    assert_string_equal(fake_last_exec(t->fake), "test.Echo+arg in work from dom0 for work user=user");
+    assert_string_equal(fake_last_exec(t->fake),
+                        "test.Echo+arg in work from dom0 for work user=user");
     assert_string_equal(df_power(t->f, "work"), "Running"); /* a named qube keeps running */
     /* running now: no second start */
     struct answer b = {0};

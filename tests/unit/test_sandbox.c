@@ -20,8 +20,8 @@
 #include "sandbox.h"
 
 static const int kept[] = {
-    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER,  CAP_FSETID,           CAP_KILL,
-    CAP_SETGID, CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_CHOWN,       CAP_DAC_OVERRIDE, CAP_FOWNER,  CAP_FSETID,           CAP_KILL,
+    CAP_SETGID,      CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
     CAP_AUDIT_WRITE, CAP_SETFCAP,
 };
 
@@ -118,8 +118,8 @@ static void *thread_main(void *arg) { return arg; }
 /* What must keep working: plain fork, threads (glibc falls back from clone3), the
  * allowed personality values, ordinary I/O. */
 static void try_allowed_calls(void) {
-    if (personality(0xffffffff) < 0 || personality(PER_LINUX) < 0 ||
-        personality(PER_LINUX32) < 0 || personality(PER_LINUX) < 0)
+    if (personality(0xffffffff) < 0 || personality(PER_LINUX) < 0 || personality(PER_LINUX32) < 0 ||
+        personality(PER_LINUX) < 0)
         failf("allowed personality refused: %s", strerror(errno));
     pid_t pid = fork();
     if (pid == 0)

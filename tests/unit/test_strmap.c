@@ -83,9 +83,9 @@ static void test_many(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),   cmocka_unit_test(test_set_get),
-        cmocka_unit_test(test_sorted),  cmocka_unit_test(test_replace_copies),
-        cmocka_unit_test(test_remove),  cmocka_unit_test(test_many),
+        cmocka_unit_test(test_empty),  cmocka_unit_test(test_set_get),
+        cmocka_unit_test(test_sorted), cmocka_unit_test(test_replace_copies),
+        cmocka_unit_test(test_remove), cmocka_unit_test(test_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,10 +16,10 @@
 
 static void test_header_layout(void **state) {
     unsigned char b[VMUX_HDR_SIZE];
-    vmux_hdr_encode(b, &(struct vmux_hdr){.channel = 0x01020304, .type = VMUX_DATA,
-                                           .len = 0x00010000});
-    assert_bytes_equal(b, sizeof(b),
-                       BYTES("\x04\x03\x02\x01\x02\x00\x00\x00\x00\x00\x01\x00"));
+    vmux_hdr_encode(b, &(struct vmux_hdr){.channel = 0x01020304,
+                                          .type = VMUX_DATA,
+                                          .len = 0x00010000});
+    assert_bytes_equal(b, sizeof(b), BYTES("\x04\x03\x02\x01\x02\x00\x00\x00\x00\x00\x01\x00"));
     struct vmux_hdr h;
     vmux_hdr_decode(b, &h);
     assert_int_equal(h.channel, 0x01020304);
@@ -135,10 +135,10 @@ static int pair_setup(void **state) {
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->stream), 0);
     p->listener = listen_at(p->host_path);
     p->agent_listener = listen_at(p->agent_path);
-    p->host = vmux_new(&(struct vmux_config){.role = VMUX_HOST, .stream = p->stream[0],
-                                             .listener = p->listener});
-    p->guest = vmux_new(&(struct vmux_config){.role = VMUX_GUEST, .stream = p->stream[1],
-                                              .target = p->agent_path});
+    p->host = vmux_new(
+        &(struct vmux_config){.role = VMUX_HOST, .stream = p->stream[0], .listener = p->listener});
+    p->guest = vmux_new(
+        &(struct vmux_config){.role = VMUX_GUEST, .stream = p->stream[1], .target = p->agent_path});
     *state = p;
     return 0;
 }
@@ -273,7 +273,9 @@ static void test_descriptors_do_not_cross(void **state) {
     assert_int_equal(pipe(pipefd), 0);
     char control[CMSG_SPACE(sizeof(int))] = {0};
     struct iovec iov = {.iov_base = "req", .iov_len = 3};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control,
                          .msg_controllen = sizeof(control)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET, cm->cmsg_type = SCM_RIGHTS;
@@ -285,7 +287,9 @@ static void test_descriptors_do_not_cross(void **state) {
     char buf[8];
     char rcontrol[CMSG_SPACE(sizeof(int) * 4)];
     struct iovec riov = {.iov_base = buf, .iov_len = sizeof(buf)};
-    struct msghdr rmsg = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rcontrol,
+    struct msghdr rmsg = {.msg_iov = &riov,
+                          .msg_iovlen = 1,
+                          .msg_control = rcontrol,
                           .msg_controllen = sizeof(rcontrol)};
     assert_int_equal(recvmsg(agent, &rmsg, MSG_DONTWAIT), 3);
     assert_null(CMSG_FIRSTHDR(&rmsg));

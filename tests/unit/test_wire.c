@@ -40,8 +40,7 @@ static void test_request_arg_and_payload(void **state) {
 static void test_request_plus_in_argument(void **state) {
     uint8_t buf[128];
     struct wire_request r;
-    assert_int_equal(parse_req(BYTES("admin.vm.Shutdown+force+wait dom0 name work\0"), buf, &r),
-                     0);
+    assert_int_equal(parse_req(BYTES("admin.vm.Shutdown+force+wait dom0 name work\0"), buf, &r), 0);
     assert_string_equal(r.method, "admin.vm.Shutdown");
     assert_string_equal(r.arg, "force+wait");
 }
@@ -56,8 +55,7 @@ static void test_request_keyword_adminvm(void **state) {
 static void test_request_bad_keyword(void **state) {
     uint8_t buf[128];
     struct wire_request r;
-    assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 keyword default\0"), buf, &r),
-                     -EINVAL);
+    assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 keyword default\0"), buf, &r), -EINVAL);
     assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 uuid dom0\0"), buf, &r), -EINVAL);
 }
 
@@ -72,8 +70,7 @@ static void test_request_field_count(void **state) {
     uint8_t buf[128];
     struct wire_request r;
     assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 name\0"), buf, &r), -EINVAL);
-    assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 name dom0 extra\0"), buf, &r),
-                     -EINVAL);
+    assert_int_equal(parse_req(BYTES("admin.vm.List+ dom0 name dom0 extra\0"), buf, &r), -EINVAL);
     assert_int_equal(parse_req(BYTES("admin.vm.List+\0"), buf, &r), -EINVAL);
 }
 
@@ -98,8 +95,7 @@ static void test_request_control_chars_in_method(void **state) {
     uint8_t buf[128];
     struct wire_request r;
     assert_int_equal(parse_req(BYTES("admin.vm\tList+ dom0 name dom0\0"), buf, &r), -EINVAL);
-    assert_int_equal(parse_req(BYTES("admin.vm.L\xc3\xa9st+ dom0 name dom0\0"), buf, &r),
-                     -EINVAL);
+    assert_int_equal(parse_req(BYTES("admin.vm.L\xc3\xa9st+ dom0 name dom0\0"), buf, &r), -EINVAL);
     assert_int_equal(parse_req(BYTES("admin.vm.List\x7f dom0 name dom0\0"), buf, &r), -EINVAL);
 }
 
@@ -113,8 +109,7 @@ static void test_request_argument_takes_any_byte(void **state) {
     assert_string_equal(r.arg, "a b");
     assert_string_equal(r.source, "dom0");
     assert_string_equal(r.dest, "work");
-    assert_int_equal(parse_req(BYTES("admin.vm.List+\t\xc3\xa9 dom0 name dom0\0"), buf, &r),
-                     0);
+    assert_int_equal(parse_req(BYTES("admin.vm.List+\t\xc3\xa9 dom0 name dom0\0"), buf, &r), 0);
     assert_string_equal(r.arg, "\t\xc3\xa9");
 }
 
@@ -149,7 +144,9 @@ static void test_format_request(void **state) {
 static void test_reply_ok(void **state) {
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
     wire_reply_ok(&sb, "0xcc0000", 8);
-    assert_bytes_equal(sb.data, sb.len, BYTES("0\0" "0xcc0000"));
+    assert_bytes_equal(sb.data, sb.len,
+                       BYTES("0\0"
+                             "0xcc0000"));
     strbuf_reset(&sb);
     wire_reply_ok(&sb, NULL, 0);
     assert_bytes_equal(sb.data, sb.len, BYTES("0\0"));
@@ -165,7 +162,9 @@ static void test_reply_error(void **state) {
 static void test_reply_error_escapes_percent(void **state) {
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
     wire_reply_error(&sb, "QubesValueError", "100% sure %s %%");
-    assert_bytes_equal(sb.data, sb.len, BYTES("2\0QubesValueError\0\0" "100%% sure %%s %%%%\0"));
+    assert_bytes_equal(sb.data, sb.len,
+                       BYTES("2\0QubesValueError\0\0"
+                             "100%% sure %%s %%%%\0"));
 }
 
 static void test_parse_reply_ok_roundtrip(void **state) {
@@ -197,8 +196,8 @@ static void test_parse_reply_malformed(void **state) {
         const char *b;
         size_t n;
     } bad[] = {
-        {"", 0}, {"0", 1}, {"1\0x", 3}, {"2\0Exc", 5}, {"2\0Exc\0", 6},
-        {"2\0Exc\0\0", 7}, {"2\0Exc\0\0msg", 10}, {"x\0", 2},
+        {"", 0},         {"0", 1},          {"1\0x", 3},           {"2\0Exc", 5},
+        {"2\0Exc\0", 6}, {"2\0Exc\0\0", 7}, {"2\0Exc\0\0msg", 10}, {"x\0", 2},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memcpy(buf, bad[i].b, bad[i].n);
@@ -243,7 +242,9 @@ static void test_parse_event_incomplete(void **state) {
 }
 
 static void test_parse_event_multiple(void **state) {
-    char buf[] = "1\0\0connection-established\0\0" "1\0\0domain-add\0vm\0work\0\0" "1\0";
+    char buf[] = "1\0\0connection-established\0\0"
+                 "1\0\0domain-add\0vm\0work\0\0"
+                 "1\0";
     size_t len = sizeof(buf) - 1, pos = 0;
     struct wire_event_msg ev;
     long n = wire_parse_event(buf, len, &ev);

@@ -16,8 +16,7 @@
  * the literal's own terminator. */
 #define BYTES(lit) (lit), (sizeof(lit) - 1)
 
-static inline int tu_rm_entry(const char *path, const struct stat *st, int flag,
-                              struct FTW *ftw) {
+static inline int tu_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st;
     (void)flag;
     (void)ftw;
@@ -93,5 +92,5 @@ static inline int tu_bytes_equal(const void *got, size_t got_len, const void *wa
 }
 
 /* assert_bytes_equal(got, got_len, want, want_len); want may be BYTES("..."). */
-#define assert_bytes_equal(got, got_len, ...)                                                 \
+#define assert_bytes_equal(got, got_len, ...) \
     assert_true(tu_bytes_equal((got), (got_len), __VA_ARGS__))

@@ -26,13 +26,13 @@ void agent_hub_init(struct agent_hub *hub, struct backend *engine) {
     *hub = (struct agent_hub){.engine = engine};
 }
 
-void agent_hub_free(struct agent_hub *hub) {
-    agent_calls_free(hub);
-}
+void agent_hub_free(struct agent_hub *hub) { agent_calls_free(hub); }
 
 void agent_link_init(struct agent_link *link, struct agent_hub *hub, enum agent_link_mode mode,
                      const char *qube, const char *socket_path) {
-    *link = (struct agent_link){.hub = hub, .mode = mode, .qube = xstrdup(qube),
+    *link = (struct agent_link){.hub = hub,
+                                .mode = mode,
+                                .qube = xstrdup(qube),
                                 .socket_path = xstrdup(socket_path)};
 }
 
@@ -109,15 +109,15 @@ static int on_ready_reply(sd_event_source *src, int fd, uint32_t revents, void *
     if (r == -EAGAIN)
         return 0;
     if (r < 0 || status != 0)
-        ready_end(link, r < 0 ? r : -EPROTO,
-                  "the agent refused or dropped the readiness request");
+        ready_end(link, r < 0 ? r : -EPROTO, "the agent refused or dropped the readiness request");
     else
         ready_end(link, 0, NULL);
     return 0;
 }
 
 static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
-    ready_end(userdata, -ETIMEDOUT, "the agent did not report readiness within "
+    ready_end(userdata, -ETIMEDOUT,
+              "the agent did not report readiness within "
               "qrexec_timeout");
     return 0;
 }
@@ -135,8 +135,7 @@ int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t p
     int r = sd_event_add_io(loop, &w->io, fd, EPOLLIN, on_ready_reply, link);
     if (r >= 0)
         r = sd_event_add_time_relative(loop, &w->timer, CLOCK_MONOTONIC,
-                                       (uint64_t)timeout_s * 1000000ULL, 0, on_ready_timeout,
-                                       link);
+                                       (uint64_t)timeout_s * 1000000ULL, 0, on_ready_timeout, link);
     if (r < 0) {
         agent_link_ready_cancel(link);
         return r;
@@ -145,9 +144,7 @@ int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t p
     return 0;
 }
 
-bool agent_link_waiting_ready(const struct agent_link *link) {
-    return link->ready != NULL;
-}
+bool agent_link_waiting_ready(const struct agent_link *link) { return link->ready != NULL; }
 
 void agent_link_ready_set_priority(struct agent_link *link, int64_t priority) {
     if (!link->ready)

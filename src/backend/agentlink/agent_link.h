@@ -57,8 +57,8 @@ void agent_hub_free(struct agent_hub *hub);
 struct agent_link {
     struct agent_hub *hub;
     enum agent_link_mode mode;
-    char *qube;        /* its name: messages, and the source of its upcalls */
-    char *socket_path; /* where the agent accepts, one request per connection */
+    char *qube;                  /* its name: messages, and the source of its upcalls */
+    char *socket_path;           /* where the agent accepts, one request per connection */
     struct agent_ready *ready;   /* a readiness wait under way */
     struct agent_uplink *uplink; /* calls made inside come up here */
 };

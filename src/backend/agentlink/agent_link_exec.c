@@ -22,7 +22,7 @@
  * event stands in for it. */
 struct copy_relay {
     struct agent_relay relay;
-    int own[RELAY_NFDS];          /* the descriptors the relay uses, ours to close */
+    int own[RELAY_NFDS]; /* the descriptors the relay uses, ours to close */
     sd_event_source *io[RELAY_NFDS];
     bool always_ready[RELAY_NFDS];
     sd_event_source *kick;
@@ -32,8 +32,8 @@ struct agent_call {
     struct agent_hub *hub;
     struct agent_call *next;
     int fd;
-    sd_event_source *io;       /* the reply (descriptor path) */
-    struct copy_relay *copy;   /* or the relay (copy path) */
+    sd_event_source *io;     /* the reply (descriptor path) */
+    struct copy_relay *copy; /* or the relay (copy path) */
     backend_call_done_fn done;
     void *userdata;
 };
@@ -82,12 +82,8 @@ static void call_gone(struct agent_call *c) {
 
 static void call_replied(struct agent_call *c, const struct agent_reply *reply) {
     switch (reply->kind) {
-    case AGENT_EXITED:
-        call_end(c, BACKEND_CALL_EXITED, reply->status, NULL);
-        return;
-    case AGENT_SIGNALED:
-        call_end(c, BACKEND_CALL_SIGNALED, reply->status, NULL);
-        return;
+    case AGENT_EXITED: call_end(c, BACKEND_CALL_EXITED, reply->status, NULL); return;
+    case AGENT_SIGNALED: call_end(c, BACKEND_CALL_SIGNALED, reply->status, NULL); return;
     case AGENT_REFUSED:
         if (reply->status == ENOENT) { /* Qubes' QREXEC_EXIT_SERVICE_NOT_FOUND */
             call_end(c, BACKEND_CALL_EXITED, 127, NULL);
@@ -131,8 +127,7 @@ static int own_copy(int fd, bool for_reading) {
     if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        int r = open(path, (for_reading ? O_RDONLY : O_WRONLY) | O_NONBLOCK | O_CLOEXEC |
-                     O_NOCTTY);
+        int r = open(path, (for_reading ? O_RDONLY : O_WRONLY) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (r >= 0)
             return r;
     }
@@ -223,8 +218,7 @@ static int copy_start(struct agent_call *c, const int stdio[3]) {
         if (cr->own[RELAY_IN + s] < 0)
             return cr->own[RELAY_IN + s];
     }
-    agent_relay_init(&cr->relay, c->fd, cr->own[RELAY_IN], cr->own[RELAY_OUT],
-                     cr->own[RELAY_ERR]);
+    agent_relay_init(&cr->relay, c->fd, cr->own[RELAY_IN], cr->own[RELAY_OUT], cr->own[RELAY_ERR]);
     sd_event *loop = c->hub->engine->loop;
     int r = sd_event_add_defer(loop, &cr->kick, on_copy_kick, c);
     for (int i = 0; i < RELAY_NFDS && r >= 0; i++) {
@@ -242,21 +236,22 @@ int agent_link_exec(struct agent_link *link, const struct backend_service_call *
                     backend_call_done_fn done, void *userdata, struct backend_why *why) {
     bool copy = link->mode == AGENT_LINK_COPY;
     if (copy && call->pty) /* the window sizes would need a stream of their own */
-        return backend_fail(why, -EOPNOTSUPP, "a terminal in '%s' is not available: its "
-                            "agent link cannot pass descriptors", link->qube);
+        return backend_fail(why, -EOPNOTSUPP,
+                            "a terminal in '%s' is not available: its "
+                            "agent link cannot pass descriptors",
+                            link->qube);
     struct agent_request_body body = {call->service, call->argument, call->source,
-                                      call->target, call->user, call->command};
+                                      call->target,  call->user,     call->command};
     int fd = agent_client_connect(link->socket_path);
-    int r = fd < 0 ? fd : agent_client_send_flags(fd, AGENT_REQ_EXEC, &body,
-                                                      copy ? NULL : call->stdio,
-                                                      call->pty ? AGENT_F_PTY : 0);
+    int r = fd < 0 ? fd
+                   : agent_client_send_flags(fd, AGENT_REQ_EXEC, &body, copy ? NULL : call->stdio,
+                                             call->pty ? AGENT_F_PTY : 0);
     if (r >= 0 && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
         r = -errno;
     if (r < 0) {
         if (fd >= 0)
             close(fd);
-        return backend_fail(why, r, "cannot reach the agent of '%s': %s", link->qube,
-                            strerror(-r));
+        return backend_fail(why, r, "cannot reach the agent of '%s': %s", link->qube, strerror(-r));
     }
     struct agent_call *c = xcalloc(1, sizeof(*c));
     *c = (struct agent_call){link->hub, link->hub->calls, fd, NULL, NULL, done, userdata};

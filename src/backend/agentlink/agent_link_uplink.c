@@ -98,8 +98,9 @@ static void deliver(struct agent_link *link, const struct qrexec_request *req, c
         free(c);
         return;
     }
-    c->pub = (struct backend_upcall){c->qube, b.target, b.service, b.user, b.command,
-                                     {stdio[0], stdio[1], stdio[2]}, engine, c};
+    c->pub = (struct backend_upcall){c->qube, b.target,  b.service,
+                                     b.user,  b.command, {stdio[0], stdio[1], stdio[2]},
+                                     engine,  c};
     if (engine->events.upcall)
         engine->events.upcall(engine->events.userdata, &c->pub);
     else
@@ -123,7 +124,8 @@ static int handle_one(struct agent_link *link) {
         return -1; /* descriptors travel with the first byte: they must be here */
     if (!(req.flags & QREXEC_F_FDS) || !stdio_fd_acceptable(stdio[0]) ||
         !stdio_fd_acceptable(stdio[1]) || !stdio_fd_acceptable(stdio[2])) {
-        send_result(u->fd, req.id, QREXEC_REFUSED, 0, "a call must pass its stdin, stdout "
+        send_result(u->fd, req.id, QREXEC_REFUSED, 0,
+                    "a call must pass its stdin, stdout "
                     "and stderr as pipes, sockets, terminals or files");
         close_fds(stdio, 3);
     } else {
@@ -137,8 +139,7 @@ static int read_some(struct agent_uplink *u) {
     strbuf_reserve(&u->in, 16384);
     size_t got = 0; /* beyond UPLINK_MAX_FDS unclaimed, they are closed */
     ssize_t n = fdpass_recv(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len - 1,
-                            u->fds + u->n_fds, UPLINK_MAX_FDS - u->n_fds, &got,
-                            MSG_DONTWAIT);
+                            u->fds + u->n_fds, UPLINK_MAX_FDS - u->n_fds, &got, MSG_DONTWAIT);
     u->n_fds += got;
     if (n < 0)
         return n == -EAGAIN || n == -EINTR ? 0 : -1;
@@ -175,7 +176,8 @@ int agent_link_uplink_open(struct agent_link *link) {
     }
     agent_link_uplink_close(link);
     struct agent_uplink *u = xcalloc(1, sizeof(*u));
-    *u = (struct agent_uplink){.fd = fd, .in = STRBUF_INIT,
+    *u = (struct agent_uplink){.fd = fd,
+                               .in = STRBUF_INIT,
                                .generation = ++link->hub->uplink_generation};
     link->uplink = u;
     r = sd_event_add_io(link->hub->engine->loop, &u->io, fd, EPOLLIN, on_uplink, link);

@@ -200,8 +200,10 @@ static void add_mount(struct cgroup_system *cs, bool v2, unsigned ctls, const ch
     if (cs->n_hier == MAX_HIER)
         return;
     struct hierarchy *h = &cs->hier[cs->n_hier++];
-    *h = (struct hierarchy){.mount = xstrdup(mnt), .mount_root = xstrdup(root),
-                            .ctls = ctls, .v2 = v2};
+    *h = (struct hierarchy){.mount = xstrdup(mnt),
+                            .mount_root = xstrdup(root),
+                            .ctls = ctls,
+                            .v2 = v2};
 }
 
 static void parse_mountinfo_line(struct cgroup_system *cs, char *line) {
@@ -290,9 +292,7 @@ static void resolve_own_dirs(struct cgroup_system *cs) {
     cs->n_hier = w;
 }
 
-static bool is_pure_v2(const struct cgroup_system *cs) {
-    return cs->n_hier == 1 && cs->hier[0].v2;
-}
+static bool is_pure_v2(const struct cgroup_system *cs) { return cs->n_hier == 1 && cs->hier[0].v2; }
 
 /* On pure cgroup v2 the daemon lives in <own>/supervisor, so that <own> holds no process
  * and may hand controllers to its children (the no-internal-processes rule). A daemon that
@@ -353,9 +353,8 @@ static void v2_enable_controllers(struct cgroup_system *cs, struct hierarchy *h)
             continue;
         int r = (avail & CTL_BIT(c)) ? v2_enable(h, c) : -ENOENT;
         if (r < 0)
-            log_warning("cgroup: %s controller %s in %s: qubes run without %s limits",
-                        ctl_names[c], r == -ENOENT ? "not offered" : strerror(-r),
-                        h->own_dir, ctl_names[c]);
+            log_warning("cgroup: %s controller %s in %s: qubes run without %s limits", ctl_names[c],
+                        r == -ENOENT ? "not offered" : strerror(-r), h->own_dir, ctl_names[c]);
         else
             h->ctls |= CTL_BIT(c);
     }
@@ -441,8 +440,7 @@ static int setup_hierarchies(struct cgroup_system *cs) {
                 continue;
             int r = h->v2 ? setup_v2(cs, h) : make_group_dir(cs, h);
             if (r < 0) {
-                log_error("cgroup: cannot create %s/%s: %s", h->own_dir, cs->group,
-                          strerror(-r));
+                log_error("cgroup: cannot create %s/%s: %s", h->own_dir, cs->group, strerror(-r));
                 return r;
             }
         }
@@ -849,8 +847,7 @@ uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg) {
     const char *dir = ctl_dir(cg, CTL_MEMORY);
     uint64_t v = 0;
     if (dir)
-        read_u64(dir, ctl_is_v2(cg, CTL_MEMORY) ? "memory.current" : "memory.usage_in_bytes",
-                 &v);
+        read_u64(dir, ctl_is_v2(cg, CTL_MEMORY) ? "memory.current" : "memory.usage_in_bytes", &v);
     return v;
 }
 

@@ -21,8 +21,8 @@ struct cgroup_qube;   /* one qube's set of cgroups */
 struct cgroup_limits {
     uint64_t memory_max_bytes; /* hard limit: OOM kill inside the qube beyond it */
     uint64_t pids_max;
-    unsigned cpu_weight;       /* cgroup v2 scale 1..10000, 100 = default */
-    bool cpu_idle;             /* scheduled only when nothing else wants the CPU */
+    unsigned cpu_weight; /* cgroup v2 scale 1..10000, 100 = default */
+    bool cpu_idle;       /* scheduled only when nothing else wants the CPU */
 };
 
 /* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the
@@ -52,10 +52,10 @@ int cgroup_qube_attach(struct cgroup_qube *cg, pid_t pid);
  * to `weight`: a preload sets itself up on CPU time nobody else wants, and gets its full
  * share once handed out. */
 int cgroup_qube_set_idle(struct cgroup_qube *cg, bool idle, unsigned weight);
-int cgroup_qube_freeze(struct cgroup_qube *cg);   /* returns once every task is frozen */
+int cgroup_qube_freeze(struct cgroup_qube *cg); /* returns once every task is frozen */
 int cgroup_qube_thaw(struct cgroup_qube *cg);
 bool cgroup_qube_is_frozen(struct cgroup_qube *cg);
-int cgroup_qube_kill(struct cgroup_qube *cg);     /* SIGKILL to every task, thawing first */
+int cgroup_qube_kill(struct cgroup_qube *cg); /* SIGKILL to every task, thawing first */
 bool cgroup_qube_is_empty(struct cgroup_qube *cg);
 uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg);
 uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);

@@ -29,9 +29,7 @@
 #include "sandbox.h"
 #include "strbuf.h"
 
-static struct container_backend *cb_of(struct backend *b) {
-    return (struct container_backend *)b;
-}
+static struct container_backend *cb_of(struct backend *b) { return (struct container_backend *)b; }
 
 void container_path(const struct container_backend *cb, char *buf, size_t size, const char *fmt,
                     ...) {
@@ -49,8 +47,10 @@ struct run *container_find(struct container_backend *cb, const char *name) {
 }
 
 static int not_running(const char *name, struct backend_why *why) {
-    return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
-                    "paused): '%s'", name);
+    return backend_fail(why, -EAGAIN,
+                        "Domain not running (either powered off or "
+                        "paused): '%s'",
+                        name);
 }
 
 unsigned long long proc_starttime(pid_t pid) {
@@ -63,8 +63,10 @@ unsigned long long proc_starttime(pid_t pid) {
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long start = 0;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                           "%*d %*u %*u %llu", &start) == 1)
+    if (p && sscanf(p + 2,
+                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                    "%*d %*u %*u %llu",
+                    &start) == 1)
         return start;
     return 0;
 }
@@ -133,8 +135,7 @@ static void collect_garbage(struct container_backend *cb, const char *uuid, cons
     }
     int res = volume_gc(cb->state_dir, uuid, volname, in_use);
     if (res < 0)
-        log_warning("volume %s/%s: garbage collection failed: %s", uuid, volname,
-                    strerror(-res));
+        log_warning("volume %s/%s: garbage collection failed: %s", uuid, volname, strerror(-res));
     free(in_use);
 }
 
@@ -308,8 +309,8 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
 /* An exit is dealt with after the calls pending at the same moment: the end of a used
  * disposable must not hold up the next hand-out. */
 int container_watch_exit(struct run *run) {
-    int r = sd_event_add_io(run->cb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
-                            on_exit_event, run);
+    int r = sd_event_add_io(run->cb->base.loop, &run->exit_src, run->pidfd, EPOLLIN, on_exit_event,
+                            run);
     if (r >= 0)
         sd_event_source_set_priority(run->exit_src, SD_EVENT_PRIORITY_IDLE);
     return r;
@@ -426,10 +427,12 @@ static int prepare_volumes(struct run *run, const struct backend_qube *q, struct
                                       : prepare_own(run, &run->priv, "private");
     if (r < 0)
         return backend_fail(why, -errno, "cannot prepare the volumes of '%s': %s", q->name,
-                        strerror(errno));
+                            strerror(errno));
     if (run->root.stack.n_layers == 0)
-        return backend_fail(why, -EIO, "'%s' has no root filesystem: its template was never "
-                        "built (see qvm-template build)", q->name);
+        return backend_fail(why, -EIO,
+                            "'%s' has no root filesystem: its template was never "
+                            "built (see qvm-template build)",
+                            q->name);
     return volume_lowers_or_empty(cb, &run->priv);
 }
 
@@ -453,9 +456,7 @@ static int bind_agent_socket(const char *path) {
     return fd;
 }
 
-static int attach_to_cgroups(void *ctx, pid_t pid) {
-    return cgroup_qube_attach(ctx, pid);
-}
+static int attach_to_cgroups(void *ctx, pid_t pid) { return cgroup_qube_attach(ctx, pid); }
 
 static void on_launched(void *userdata, int r, const char *why);
 
@@ -470,8 +471,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     _cleanup_close_ int listen_fd = bind_agent_socket(sock);
     _cleanup_close_ int log_fd = guest_log_open(cb, run->name);
     if (listen_fd < 0 || log_fd < 0)
-        return backend_fail(why, -EIO, "cannot create the agent socket or log of '%s'",
-                        run->name);
+        return backend_fail(why, -EIO, "cannot create the agent socket or log of '%s'", run->name);
     snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
     /* the template's own init (systemd) comes from its feature container-init: only an
      * absolute path goes to the agent, which then runs beside it instead of as PID 1 */
@@ -485,8 +485,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .root_mountpoint = mnt,
         .root = {"/", run->root.stack.layers, run->root.stack.n_layers, run->root.upper,
                  run->root.work, !run->root.persistent},
-        .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers,
-                        run->priv.upper, run->priv.work, !run->priv.persistent},
+        .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers, run->priv.upper,
+                        run->priv.work, !run->priv.persistent},
         .uid_base = cb->uid_base,
         .uid_count = cb->uid_count,
         .agent_fd = cb->agent_fd,
@@ -636,8 +636,8 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
         goto fail;
     t3 = mono_ms();
     run->launched_ms = t3;
-    log_debug("%s: volumes %.2f ms, cgroups %.2f ms, launch %.2f ms", q->name, t1 - t0,
-              t2 - t1, t3 - t2);
+    log_debug("%s: volumes %.2f ms, cgroups %.2f ms, launch %.2f ms", q->name, t1 - t0, t2 - t1,
+              t3 - t2);
     run->next = cb->runs;
     cb->runs = run;
     run->start_done = done;
@@ -734,8 +734,8 @@ static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) 
     return 0;
 }
 
-static int container_shutdown(struct backend *b, const char *name, bool force,
-                              backend_done_fn done, void *userdata, struct backend_why *why) {
+static int container_shutdown(struct backend *b, const char *name, bool force, backend_done_fn done,
+                              void *userdata, struct backend_why *why) {
     struct run *run = container_find(cb_of(b), name);
     if (!run)
         return backend_fail(why, -ESRCH, "Domain is powered off: '%s'", name);
@@ -746,8 +746,8 @@ static int container_shutdown(struct backend *b, const char *name, bool force,
         syscall(SYS_pidfd_send_signal, run->pidfd, SIGTERM, NULL, 0);
     if (!run->stop_timer)
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0,
-                                   on_stop_timeout, run);
+                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0, on_stop_timeout,
+                                   run);
     if (done) {
         struct stop_waiter *w = xcalloc(1, sizeof(*w));
         *w = (struct stop_waiter){run->stop_waiters, done, userdata};
@@ -785,8 +785,7 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     guest_log_remove(cb, q->name);
     int r = volume_remove_all(cb->state_dir, q->uuid);
     if (r < 0)
-        return backend_fail(why, r, "cannot remove the volumes of '%s': %s", q->name,
-                        strerror(-r));
+        return backend_fail(why, r, "cannot remove the volumes of '%s': %s", q->name, strerror(-r));
     return 0;
 }
 
@@ -809,14 +808,14 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
     if (volume_current(cb->state_dir, source ? source : q->uuid, vol, &cur) < 0)
         return backend_fail(why, -EIO, "cannot read volume %s of '%s'", volume, q->name);
     struct run *run = container_find(cb, q->name);
-    const struct run_volume *rv = run ? (strcmp(vol, "root") == 0 ? &run->root : &run->priv)
-                                      : NULL;
+    const struct run_volume *rv = run ? (strcmp(vol, "root") == 0 ? &run->root : &run->priv) : NULL;
     *out = (struct backend_volume_info){
         .revision = cur.revision,
         .used_revision = rv ? rv->stack.revision : 0,
         .in_use = rv != NULL,
-        .usage_bytes = want_usage ? volume_usage_bytes(cb->state_dir, source ? source : q->uuid,
-                                                       vol) : 0,
+        .usage_bytes = want_usage
+                           ? volume_usage_bytes(cb->state_dir, source ? source : q->uuid, vol)
+                           : 0,
         .save_on_stop = !source,
         .snap_on_start = source != NULL,
     };
@@ -833,20 +832,21 @@ static int container_import_begin(struct backend *b, const struct backend_qube *
     if (container_find(cb, q->name))
         return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     if (own_source(q, volume))
-        return backend_fail(why, -EINVAL, "Volume %s of '%s' is a view of another qube's; import "
-                        "into that one", volume, q->name);
+        return backend_fail(why, -EINVAL,
+                            "Volume %s of '%s' is a view of another qube's; import "
+                            "into that one",
+                            volume, q->name);
     int r = volume_import_begin(cb->state_dir, q->uuid, volume, path, size);
     if (r < 0)
         return backend_fail(why, r, "cannot prepare the import: %s", strerror(-r));
     return 0;
 }
 
-static int container_import_end(struct backend *b, const struct backend_qube *q,
-                                const char *volume, bool commit, struct backend_why *why) {
+static int container_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
+                                bool commit, struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     container_settle(cb); /* a previous run's volume commit comes first */
-    int r = volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base,
-                              cb->uid_count);
+    int r = volume_import_end(cb->state_dir, q->uuid, volume, commit, cb->uid_base, cb->uid_count);
     if (r < 0)
         return backend_fail(why, r, "cannot finish the import: %s", strerror(-r));
     return 0;
@@ -917,7 +917,8 @@ static const struct backend_ops CONTAINER_OPS = {
 #define DEFAULT_UID_BASE 0x60000000u
 #define DEFAULT_UID_COUNT 65536u
 
-static int parse_uid_option(const char *key, const char *value, uid_t *out, struct backend_why *why) {
+static int parse_uid_option(const char *key, const char *value, uid_t *out,
+                            struct backend_why *why) {
     char *end;
     errno = 0;
     unsigned long v = strtoul(value, &end, 0);
@@ -940,8 +941,10 @@ static int apply_options(struct container_backend *cb, const struct backend_conf
         else if (strcmp(o->key, "uid-count") == 0)
             r = parse_uid_option(o->key, o->value, &cb->uid_count, why);
         else
-            r = backend_fail(why, -EIO, "container.%s: no such option (known: uid-base, "
-                         "uid-count)", o->key);
+            r = backend_fail(why, -EIO,
+                             "container.%s: no such option (known: uid-base, "
+                             "uid-count)",
+                             o->key);
         if (r < 0)
             return -1;
     }
@@ -970,8 +973,8 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
     make_owned_dir(path, 0, 0700);
     if (cb->agent_fd < 0 || !cb->cgroups) {
         if (cb->agent_fd < 0)
-            backend_fail(why, -EIO, "the agent binary %s cannot be opened (%s)",
-                     cfg->agent_path, strerror(agent_errno));
+            backend_fail(why, -EIO, "the agent binary %s cannot be opened (%s)", cfg->agent_path,
+                         strerror(agent_errno));
         else
             backend_fail(why, -EIO, "no usable cgroup hierarchy was found");
         container_free(&cb->base);

@@ -13,8 +13,8 @@
 struct run_volume {
     struct volume_stack stack; /* the layers it was started on */
     char *upper, *work;
-    bool persistent;           /* commit the upper at stop (own volume), else discard */
-    const char *owner_uuid;    /* whose volume the upper belongs to when persistent */
+    bool persistent;        /* commit the upper at stop (own volume), else discard */
+    const char *owner_uuid; /* whose volume the upper belongs to when persistent */
 };
 
 struct container_backend;
@@ -60,12 +60,12 @@ struct container_backend {
     int agent_fd;
     struct cgroup_system *cgroups;
     struct run *runs;
-    struct run *dying;        /* ended, their volumes and directories not yet settled */
-    struct agent_hub agents;  /* the links' service calls in flight, their uplinks */
-    struct run *retiring;     /* handed to the reaper, not yet acknowledged */
-    struct reaper *reaper;    /* the helper process that removes disposables' remains */
+    struct run *dying;           /* ended, their volumes and directories not yet settled */
+    struct agent_hub agents;     /* the links' service calls in flight, their uplinks */
+    struct run *retiring;        /* handed to the reaper, not yet acknowledged */
+    struct reaper *reaper;       /* the helper process that removes disposables' remains */
     sd_event_source *settle_src; /* settles `dying` on the next loop iteration */
-    char **log_owners;        /* qubes adopt() heard of: their logs survive the sweep */
+    char **log_owners;           /* qubes adopt() heard of: their logs survive the sweep */
     size_t n_log_owners;
 };
 

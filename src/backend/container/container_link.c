@@ -13,8 +13,10 @@ int container_exec(struct backend *b, const char *name, const struct backend_ser
                    backend_call_done_fn done, void *userdata, struct backend_why *why) {
     struct run *run = container_find((struct container_backend *)b, name);
     if (!run || run->power != BACKEND_RUNNING)
-        return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
-                        "paused): '%s'", name);
+        return backend_fail(why, -EAGAIN,
+                            "Domain not running (either powered off or "
+                            "paused): '%s'",
+                            name);
     return agent_link_exec(&run->link, call, done, userdata, why);
 }
 

@@ -33,8 +33,8 @@ int run_state_save(const struct run *run) {
     container_path(cb, path, sizeof(path), "%s/qubes/%s/state", cb->runtime_dir, run->name);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-    strbuf_printf(&sb, "pid %d\nstarttime %llu\nuuid %s\nkind %d\nshutdown_timeout %u\n",
-                  run->pid, run->starttime, run->uuid, (int)run->kind, run->shutdown_timeout);
+    strbuf_printf(&sb, "pid %d\nstarttime %llu\nuuid %s\nkind %d\nshutdown_timeout %u\n", run->pid,
+                  run->starttime, run->uuid, (int)run->kind, run->shutdown_timeout);
     put_volume(&sb, "root", &run->root);
     put_volume(&sb, "private", &run->priv);
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -134,7 +134,8 @@ int container_adopt(struct backend *b, const struct backend_qube *q) {
     run->power = cgroup_qube_is_frozen(run->cg) ? BACKEND_PAUSED : BACKEND_RUNNING;
     run->next = cb->runs;
     cb->runs = run;
-    if (agent_link_uplink_open(&run->link) < 0) /* a paused agent answers once thawed: the uplink waits */
+    if (agent_link_uplink_open(&run->link) <
+        0) /* a paused agent answers once thawed: the uplink waits */
         log_warning("%s: no qrexec uplink after adoption", q->name);
     log_info("%s: adopted (pid %d, %s)", q->name, run->pid,
              run->power == BACKEND_PAUSED ? "paused" : "running");
@@ -194,8 +195,8 @@ static void cleanup_dir_entries(struct container_backend *cb, const char *sub,
     container_path(cb, path, sizeof(path), "%s/%s", cb->state_dir, sub);
     DIR *d = opendir(path);
     for (struct dirent *e; d && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || (by_run ? container_find(cb, e->d_name) != NULL
-                                           : in_list(keep, e->d_name)))
+        if (e->d_name[0] == '.' ||
+            (by_run ? container_find(cb, e->d_name) != NULL : in_list(keep, e->d_name)))
             continue;
         container_path(cb, path, sizeof(path), "%s/%s/%s", cb->state_dir, sub, e->d_name);
         log_info("removing leftover %s", path);

@@ -56,8 +56,8 @@ static int copy_file(int src, int dst, const char *name) {
     _cleanup_close_ int in = openat(src, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (in < 0)
         return -errno;
-    _cleanup_close_ int out = openat(dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                                     O_CLOEXEC, 0600);
+    _cleanup_close_ int out = openat(dst, name,
+                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (out < 0)
         return -errno;
     return copy_bytes(in, out);

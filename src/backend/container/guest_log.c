@@ -21,8 +21,8 @@
 #define FAILED_START_KEEP 16
 #define FAILED_START_TAIL (64 * 1024)
 
-static void log_path(const struct container_backend *cb, char *buf, size_t size,
-                     const char *name, const char *suffix) {
+static void log_path(const struct container_backend *cb, char *buf, size_t size, const char *name,
+                     const char *suffix) {
     container_path(cb, buf, size, "%s/log/guest-%s.log%s", cb->state_dir, name, suffix);
 }
 

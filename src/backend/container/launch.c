@@ -41,8 +41,7 @@ struct launch_sync {
 
 enum { STEP_MAPPED = 'm', STEP_USERNS = 'u' };
 
-_printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt,
-                                               ...) {
+_printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, const char *fmt, ...) {
     char msg[512];
     int saved = errno;
     va_list ap;
@@ -107,9 +106,12 @@ static void mount_tmpfs(const struct launch_sync *s, const char *root, const cha
 }
 
 static void make_devices(const struct launch_sync *s, const char *root, uid_t base) {
-    static const struct { const char *name; unsigned maj, min; } nodes[] = {
-        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9},
-        {"tty", 5, 0},
+    static const struct {
+        const char *name;
+        unsigned maj, min;
+    } nodes[] = {
+        {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+        {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
     };
     char path[4096], opts[128];
     snprintf(opts, sizeof(opts), "mode=755,size=64k,uid=%u,gid=%u", base, base);
@@ -129,7 +131,7 @@ static void make_devices(const struct launch_sync *s, const char *root, uid_t ba
     snprintf(opts, sizeof(opts), "mode=1777,uid=%u,gid=%u", base, base);
     mount_tmpfs(s, root, "/dev/shm", opts, MS_NOSUID | MS_NODEV);
     static const char *const links[][2] = {
-        {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+        {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"},
         {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
     };
     for (size_t i = 0; i < ELEMENTSOF(links); i++) {
@@ -358,10 +360,10 @@ static int write_id_map(pid_t pid, const char *file, uid_t base, uid_t count) {
 /* The parent's side, driven by the event loop: while the child mounts, the daemon serves
  * other calls (a preload refill must not hold up a hand-out). */
 struct launch_op {
-    int go, report;          /* our ends of the two pipes */
+    int go, report; /* our ends of the two pipes */
     pid_t pid;
     uid_t base, count;
-    bool mapped;             /* uid/gid maps written, waiting for the exec */
+    bool mapped; /* uid/gid maps written, waiting for the exec */
     char buf[600];
     size_t len;
     sd_event_source *io, *timer;
@@ -485,9 +487,14 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
     close(s.go[0]);
     close(s.report[1]);
     struct launch_op *op = xcalloc(1, sizeof(*op));
-    *op = (struct launch_op){.go = s.go[1], .report = s.report[0], .pid = pid,
-                             .base = spec->uid_base, .count = spec->uid_count, .done = done,
-                             .userdata = userdata, .t0 = t0};
+    *op = (struct launch_op){.go = s.go[1],
+                             .report = s.report[0],
+                             .pid = pid,
+                             .base = spec->uid_base,
+                             .count = spec->uid_count,
+                             .done = done,
+                             .userdata = userdata,
+                             .t0 = t0};
     const char *failure = NULL;
     if (pid < 0)
         failure = "cannot create the qube's namespaces";

@@ -43,9 +43,9 @@
  * Gone, among others: SYS_ADMIN (mount, namespaces), NET_ADMIN, NET_RAW, MKNOD, SYS_PTRACE,
  * SYS_MODULE, SYS_TIME, SYS_BOOT, SYS_RESOURCE, DAC_READ_SEARCH (open_by_handle_at), BPF. */
 static const cap_value_t kept_caps[] = {
-    CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,     CAP_FSETID,      CAP_KILL,
-    CAP_SETGID,  CAP_SETUID,           CAP_SETPCAP,    CAP_NET_BIND_SERVICE,
-    CAP_SYS_CHROOT, CAP_AUDIT_WRITE,   CAP_SETFCAP,
+    CAP_CHOWN,       CAP_DAC_OVERRIDE, CAP_FOWNER,  CAP_FSETID,           CAP_KILL,
+    CAP_SETGID,      CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_AUDIT_WRITE, CAP_SETFCAP,
 };
 
 static bool cap_is_kept(cap_value_t c) {
@@ -120,33 +120,77 @@ int sandbox_drop_capabilities(void) {
  * skipped (create_module, vm86, ... exist only on some architectures or kernels). */
 static const char *const blocked_syscalls[] = {
     /* kernel keyrings are not namespaced */
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     /* large kernel attack surface with a history of exploits */
-    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
     "io_uring_register",
     /* the kernel itself */
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "create_module", "get_kernel_syms", "query_module", "reboot", "swapon", "swapoff",
-    "acct", "syslog", "quotactl", "quotactl_fd", "lookup_dcookie", "nfsservctl", "_sysctl",
-    "sysfs", "ustat", "uselib", "iopl", "ioperm", "vm86", "vm86old",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "syslog",
+    "quotactl",
+    "quotactl_fd",
+    "lookup_dcookie",
+    "nfsservctl",
+    "_sysctl",
+    "sysfs",
+    "ustat",
+    "uselib",
+    "iopl",
+    "ioperm",
+    "vm86",
+    "vm86old",
     /* mounts, old and new API: the qube's file system is fixed at start */
-    "mount", "umount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen",
-    "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
     /* new namespaces (clone is filtered on its flags below) */
-    "unshare", "setns",
+    "unshare",
+    "setns",
     /* the host's clock; adjtimex stays: see sandbox_load_seccomp */
-    "settimeofday", "stime", "clock_settime", "clock_adjtime",
+    "settimeofday",
+    "stime",
+    "clock_settime",
+    "clock_adjtime",
     /* file handles bypass path permissions; other processes' memory; fanotify watches */
-    "open_by_handle_at", "name_to_handle_at", "process_vm_readv", "process_vm_writev",
-    "kcmp", "fanotify_init",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "fanotify_init",
 };
 
 /* The flags that make clone() create namespaces. CLONE_NEWTIME is absent on purpose: it
  * is only valid for unshare/clone3, and in clone()'s first argument its bit lies in the
  * exit-signal byte. */
 static const unsigned long clone_ns_flags[] = {
-    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-    CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
+    CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET,
 };
 
 static void seccomp_releasep(scmp_filter_ctx *ctx) {
@@ -173,8 +217,7 @@ static int add_blocked(scmp_filter_ctx ctx) {
 static int add_clone_rules(scmp_filter_ctx ctx) {
     for (size_t i = 0; i < ELEMENTSOF(clone_ns_flags); i++) {
         int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-                                 SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i],
-                                         clone_ns_flags[i]));
+                                 SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
         if (r < 0)
             return r;
     }

@@ -43,7 +43,8 @@ static uid_t shift_id(uid_t id, const char *path) {
         return id; /* shifted before: shifting is idempotent */
     if (!shift.warned_foreign) {
         log_warning("uidshift: %s is owned by id %u, outside 0..%u; mapping such ids to "
-                    "nobody (reported once)", path, (unsigned)id, (unsigned)shift.count - 1);
+                    "nobody (reported once)",
+                    path, (unsigned)id, (unsigned)shift.count - 1);
         shift.warned_foreign = true;
     }
     return shift.base + (shift.count > NOBODY_ID ? NOBODY_ID : shift.count - 1);

@@ -406,8 +406,7 @@ static int dir_has_entries(const char *dir) {
     return 0;
 }
 
-static void writer_cleanup(const char *voldir, uint64_t id, const char *upper,
-                           const char *work) {
+static void writer_cleanup(const char *voldir, uint64_t id, const char *upper, const char *work) {
     _cleanup_free_ char *base_file = xasprintf("%s/upper-%" PRIu64 ".base", voldir, id);
     if (upper)
         rm_rf(upper);
@@ -415,8 +414,8 @@ static void writer_cleanup(const char *voldir, uint64_t id, const char *upper,
     unlink(base_file);
 }
 
-int volume_abort_write(const char *state_dir, const char *uuid, const char *name,
-                       const char *upper, const char *work) {
+int volume_abort_write(const char *state_dir, const char *uuid, const char *name, const char *upper,
+                       const char *work) {
     _cleanup_free_ char *voldir = NULL;
     uint64_t id;
     int r = vol_path(state_dir, uuid, name, &voldir);
@@ -517,8 +516,7 @@ static int commit_layer(const char *voldir, uint64_t id, struct ids *next) {
     for (size_t i = 0; i < base.n; i++)
         ids_push(next, base.v[i]);
     if (next->n > VOLUME_MAX_LAYERS && (r = squash(voldir, next)) < 0)
-        log_warning("volume: %s: keeping %zu layers unsquashed: %s", voldir, next->n,
-                    strerror(-r));
+        log_warning("volume: %s: keeping %zu layers unsquashed: %s", voldir, next->n, strerror(-r));
     return ids_commit(voldir, next);
 }
 

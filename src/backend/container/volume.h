@@ -43,8 +43,8 @@ int volume_begin_write(const char *state_dir, const char *uuid, const char *name
 int volume_commit(const char *state_dir, const char *uuid, const char *name, const char *upper,
                   const char *work);
 /* Throws a writer's upper and work dir away without committing (a start that failed). */
-int volume_abort_write(const char *state_dir, const char *uuid, const char *name,
-                       const char *upper, const char *work);
+int volume_abort_write(const char *state_dir, const char *uuid, const char *name, const char *upper,
+                       const char *work);
 /* A volume never written gets its first revision from `fill`, which puts the content
  * into `dir` (an empty directory, owned by `owner`; `scratch` is an empty directory it
  * may mount on). Content that every first start would make anyway (a private volume's
@@ -70,8 +70,7 @@ int volume_import_end(const char *state_dir, const char *uuid, const char *name,
  * layer paths, may be NULL) refers to, and leftovers of interrupted operations. Layers
  * under a running writer's upper are kept too. Returns the number of layers removed.
  * Calls for one volume must not run concurrently (the daemon is single-threaded). */
-int volume_gc(const char *state_dir, const char *uuid, const char *name,
-              const char *const *in_use);
+int volume_gc(const char *state_dir, const char *uuid, const char *name, const char *const *in_use);
 int volume_remove_all(const char *state_dir, const char *uuid);
 /* Bytes allocated on disk by the current revision's layers (du -s; hard links once). */
 uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char *name);

@@ -68,9 +68,9 @@ struct fake {
 };
 
 static const char *const OP_NAMES[FAKE_OP_COUNT] = {
-    "start", "pause", "unpause", "reclaim", "foreground", "shutdown", "kill", "kill_nowait",
-    "stats", "memory_headroom", "remove_volumes", "volume_info", "import_begin",
-    "import_end", "exec", "upcall_reply", "adopt", "cleanup",
+    "start",        "pause",       "unpause", "reclaim",         "foreground",     "shutdown",
+    "kill",         "kill_nowait", "stats",   "memory_headroom", "remove_volumes", "volume_info",
+    "import_begin", "import_end",  "exec",    "upcall_reply",    "adopt",          "cleanup",
 };
 
 const char *fake_op_name(enum fake_op op) { return op < FAKE_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -200,11 +200,8 @@ static int f_start(struct backend *b, const struct backend_qube *q, backend_done
     fq->start_r = f->start_plan == FAKE_START_FAIL ? -1 : 0;
     snprintf(fq->start_msg, sizeof(fq->start_msg), "%s", f->start_msg);
     switch (f->start_plan) {
-    case FAKE_START_OK_SYNC:
-        start_end(fq);
-        break;
-    case FAKE_START_HANG:
-        break;
+    case FAKE_START_OK_SYNC: start_end(fq); break;
+    case FAKE_START_HANG: break;
     default:
         if (sd_event_add_defer(b->loop, &fq->start_src, on_start_due, fq) < 0) {
             qube_forget(f, fq);
@@ -228,8 +225,10 @@ int fake_finish_start(struct backend *b, const char *name, int r, const char *ms
 /* ---- power ---- */
 
 static int not_running(const char *name, struct backend_why *why) {
-    return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
-                    "paused): '%s'", name);
+    return backend_fail(why, -EAGAIN,
+                        "Domain not running (either powered off or "
+                        "paused): '%s'",
+                        name);
 }
 
 static int f_pause(struct backend *b, const char *name, struct backend_why *why) {
@@ -387,7 +386,8 @@ static int f_memory_headroom(struct backend *b, uint64_t *bytes) {
 
 /* ---- volumes ---- */
 
-static int f_remove_volumes(struct backend *b, const struct backend_qube *q, struct backend_why *why) {
+static int f_remove_volumes(struct backend *b, const struct backend_qube *q,
+                            struct backend_why *why) {
     struct fake *f = fake_of(b);
     record(f, FAKE_REMOVE_VOLUMES, q->name);
     if (planned_failure(f, FAKE_REMOVE_VOLUMES, why) < 0)
@@ -420,8 +420,9 @@ static int f_volume_info(struct backend *b, const struct backend_qube *q, const 
     bool in_use = fq && !fq->starting && fq->power != BACKEND_HALTED;
     *out = (struct backend_volume_info){
         .revision = revision_of(f, q, volume),
-        .used_revision = !in_use ? 0 : strcmp(volume, "root") == 0 ? fq->used_root
-                                                                    : fq->used_private,
+        .used_revision = !in_use                       ? 0
+                         : strcmp(volume, "root") == 0 ? fq->used_root
+                                                       : fq->used_private,
         .in_use = in_use,
         .save_on_stop = !owner,
         .snap_on_start = owner != NULL,
@@ -502,8 +503,7 @@ static int f_exec(struct backend *b, const char *name, const struct backend_serv
     snprintf(f->last_exec, sizeof(f->last_exec), "%s+%s in %s from %s for %s user=%s",
              call->service, call->argument, name, call->source, call->target, call->user);
     struct fake_exec *x = xcalloc(1, sizeof(*x));
-    *x = (struct fake_exec){.f = f, .done = done, .userdata = userdata,
-                            .status = f->exec_status};
+    *x = (struct fake_exec){.f = f, .done = done, .userdata = userdata, .status = f->exec_status};
     snprintf(x->name, sizeof(x->name), "%s", name);
     /* appended: fake_finish_exec ends the oldest first */
     struct fake_exec **tail = &f->execs;
@@ -538,8 +538,8 @@ static void f_upcall_reply(struct backend *b, struct backend_upcall *call,
     struct fake *f = fake_of(b);
     static const char *const HOW[] = {"exited", "signaled", "failed"};
     record(f, FAKE_UPCALL_REPLY, call->source);
-    strbuf_printf(&f->replies, "%s %d %s\n", how <= BACKEND_CALL_FAILED ? HOW[how] : "?",
-                  status, reason ? reason : "");
+    strbuf_printf(&f->replies, "%s %d %s\n", how <= BACKEND_CALL_FAILED ? HOW[how] : "?", status,
+                  reason ? reason : "");
     free(call->handle);
 }
 
@@ -553,9 +553,13 @@ int fake_inject_upcall(struct backend *b, const char *source, const char *target
     snprintf(u->source, sizeof(u->source), "%s", source);
     snprintf(u->target, sizeof(u->target), "%s", target);
     snprintf(u->service, sizeof(u->service), "%s", service);
-    u->call = (struct backend_upcall){.source = u->source, .target = u->target,
-                                      .service = u->service, .user = "", .command = "",
-                                      .from = b, .handle = u};
+    u->call = (struct backend_upcall){.source = u->source,
+                                      .target = u->target,
+                                      .service = u->service,
+                                      .user = "",
+                                      .command = "",
+                                      .from = b,
+                                      .handle = u};
     for (int i = 0; i < 3; i++)
         u->call.stdio[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
     b->events.upcall(b->events.userdata, &u->call);
@@ -694,9 +698,7 @@ int fake_crash(struct backend *b, const char *name, int status) {
 
 void fake_set_headroom(struct backend *b, int64_t bytes) { fake_of(b)->headroom = bytes; }
 
-void fake_set_memory_usage(struct backend *b, uint64_t bytes) {
-    fake_of(b)->memory_usage = bytes;
-}
+void fake_set_memory_usage(struct backend *b, uint64_t bytes) { fake_of(b)->memory_usage = bytes; }
 
 void fake_set_running(struct backend *b, const char *name, enum backend_power power) {
     struct fake *f = fake_of(b);
@@ -746,9 +748,7 @@ unsigned fake_pending_starts(struct backend *b) {
     return n;
 }
 
-const char *fake_upcall_replies(struct backend *b) {
-    return strbuf_str(&fake_of(b)->replies);
-}
+const char *fake_upcall_replies(struct backend *b) { return strbuf_str(&fake_of(b)->replies); }
 
 const char *fake_last_cleanup_keep(struct backend *b) { return strbuf_str(&fake_of(b)->keep); }
 

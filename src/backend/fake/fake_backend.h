@@ -33,10 +33,10 @@ enum fake_op {
 
 /* How starts end, from now on (each start takes the plan in force when it was called). */
 enum fake_start_plan {
-    FAKE_START_OK,        /* ready on a later loop iteration (after start returned) */
-    FAKE_START_OK_SYNC,   /* done called before start returns (a waited-for container start) */
-    FAKE_START_FAIL,      /* done(-1) with the planned message, on a later iteration */
-    FAKE_START_HANG,      /* never done until fake_finish_start */
+    FAKE_START_OK,      /* ready on a later loop iteration (after start returned) */
+    FAKE_START_OK_SYNC, /* done called before start returns (a waited-for container start) */
+    FAKE_START_FAIL,    /* done(-1) with the planned message, on a later iteration */
+    FAKE_START_HANG,    /* never done until fake_finish_start */
 };
 
 /* An engine named `name` (the virt_mode it serves: "container", "qemu"). Optional ops

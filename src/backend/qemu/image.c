@@ -75,11 +75,10 @@ static int mount_inputs(char *const *layers, size_t n, const char *work, const c
 
 /* Child: mounts its inputs, enters a user namespace (the parent writes its maps), becomes
  * its root and runs mkfs.erofs. */
-static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *work,
-                                 const char *out, const struct image_confine *confine,
-                                 int ready_w, int go_r) {
-    if ((confine && confine->attach(confine->ctx, 0) < 0) || unshare(CLONE_NEWNS) < 0 || mount_inputs(layers, n, work, out) < 0 ||
-        unshare(CLONE_NEWUSER) < 0) {
+static _Noreturn void mkfs_child(char *const *layers, size_t n, const char *work, const char *out,
+                                 const struct image_confine *confine, int ready_w, int go_r) {
+    if ((confine && confine->attach(confine->ctx, 0) < 0) || unshare(CLONE_NEWNS) < 0 ||
+        mount_inputs(layers, n, work, out) < 0 || unshare(CLONE_NEWUSER) < 0) {
         fprintf(stderr, "image: cannot mount the layers: %s\n", strerror(errno));
         _exit(126);
     }
@@ -171,28 +170,31 @@ int image_root_ensure(const char *state_dir, const char *uuid, uint64_t revision
     char path[4096], tmp[4200], work[64];
     struct stat st;
     if (stat(layers[n_layers - 1], &st) < 0)
-        return backend_fail(why, -errno, "cannot read the root layer %s: %s",
-                        layers[n_layers - 1], strerror(errno));
+        return backend_fail(why, -errno, "cannot read the root layer %s: %s", layers[n_layers - 1],
+                            strerror(errno));
     uid_t uid_base = st.st_uid, uid_count = 65536;
     image_root_path(state_dir, uuid, revision, path, sizeof(path));
     if (access(path, F_OK) == 0)
         return 0;
     if (make_parents(state_dir, "images", uuid) < 0)
         return backend_fail(why, -errno, "cannot create the image directory of %s: %s", uuid,
-                        strerror(errno));
+                            strerror(errno));
     double t0 = mono_ms();
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     /* owned by the range's root: mkfs writes it as that user */
     int r = fd < 0 || fchown(fd, uid_base, uid_base) < 0 || make_work_dir(work, sizeof(work)) < 0
-                ? -1 : run_mkfs(layers, n_layers, work, tmp, confine, uid_base, uid_count);
+                ? -1
+                : run_mkfs(layers, n_layers, work, tmp, confine, uid_base, uid_count);
     remove_work_dir(work);
     if (r == 0 && rename(tmp, path) < 0)
         r = -1;
     if (r < 0) {
         unlink(tmp);
-        return backend_fail(why, -EIO, "cannot build the root image of template %s revision "
-                        "%llu (mkfs.erofs from erofs-utils)", uuid, (unsigned long long)revision);
+        return backend_fail(why, -EIO,
+                            "cannot build the root image of template %s revision "
+                            "%llu (mkfs.erofs from erofs-utils)",
+                            uuid, (unsigned long long)revision);
     }
     if (chown(path, 0, 0) < 0)
         log_warning("qemu: %s stays owned by the qubes' range: %s", path, strerror(errno));
@@ -208,7 +210,7 @@ int image_private_ensure(const char *state_dir, const char *uuid, struct backend
         return 0;
     if (make_parents(state_dir, "volumes", uuid) < 0)
         return backend_fail(why, -errno, "cannot create the volume directory of %s: %s", uuid,
-                        strerror(errno));
+                            strerror(errno));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int r = fd < 0 || ftruncate(fd, (off_t)QEMU_PRIVATE_SIZE) < 0 ? -1 : 0;

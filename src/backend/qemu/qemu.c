@@ -26,13 +26,9 @@
 
 #define QMP_TIMEOUT_MS 5000
 
-static struct qemu_backend *qb_of(struct backend *b) {
-    return (struct qemu_backend *)b;
-}
+static struct qemu_backend *qb_of(struct backend *b) { return (struct qemu_backend *)b; }
 
-const char *qemu_accel_name(enum qemu_accel a) {
-    return a == QEMU_ACCEL_KVM ? "kvm" : "tcg";
-}
+const char *qemu_accel_name(enum qemu_accel a) { return a == QEMU_ACCEL_KVM ? "kvm" : "tcg"; }
 
 struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name) {
     for (struct qemu_run *r = qb->runs; r; r = r->next)
@@ -45,8 +41,8 @@ void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, siz
     snprintf(buf, size, "%s/qemu/%s", qb->runtime_dir, name);
 }
 
-void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind,
-                   char *buf, size_t size) {
+void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind, char *buf,
+                   size_t size) {
     snprintf(buf, size, "%s/log", qb->state_dir);
     mkdir(buf, 0750);
     snprintf(buf, size, "%s/log/qemu", qb->state_dir);
@@ -64,15 +60,19 @@ unsigned long long qemu_proc_starttime(pid_t pid) {
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
     unsigned long long start = 0;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                           "%*d %*u %*u %llu", &start) == 1)
+    if (p && sscanf(p + 2,
+                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                    "%*d %*u %*u %llu",
+                    &start) == 1)
         return start;
     return 0;
 }
 
 static int not_running(const char *name, struct backend_why *why) {
-    return backend_fail(why, -EAGAIN, "Domain not running (either powered off or "
-                    "paused): '%s'", name);
+    return backend_fail(why, -EAGAIN,
+                        "Domain not running (either powered off or "
+                        "paused): '%s'",
+                        name);
 }
 
 static int powered_off(const char *name, struct backend_why *why) {
@@ -187,8 +187,8 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
 }
 
 int qemu_watch(struct qemu_run *run) {
-    int r = sd_event_add_io(run->qb->base.loop, &run->exit_src, run->pidfd, EPOLLIN,
-                            on_exit_event, run);
+    int r = sd_event_add_io(run->qb->base.loop, &run->exit_src, run->pidfd, EPOLLIN, on_exit_event,
+                            run);
     if (r >= 0)
         sd_event_source_set_priority(run->exit_src, SD_EVENT_PRIORITY_IDLE);
     return r;
@@ -219,8 +219,8 @@ static void got_ready(struct qemu_run *run) {
     if (!run->start_done)
         return;
     run->power = BACKEND_RUNNING;
-    log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name,
-             mono_ms() - run->launched_ms, qemu_accel_name(run->accel));
+    log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name, mono_ms() - run->launched_ms,
+             qemu_accel_name(run->accel));
     qemu_finish_start(run, 0, NULL);
 }
 
@@ -275,11 +275,10 @@ int qemu_connect(struct qemu_run *run, struct backend_why *why) {
     run->control_fd = connect_unix(path);
     if (run->control_fd < 0)
         return backend_fail(why, -errno, "cannot connect to the control port %s: %s", path,
-                        strerror(errno));
+                            strerror(errno));
     sd_event *loop = run->qb->base.loop;
     if (sd_event_add_io(loop, &run->qmp_src, run->qmp.fd, EPOLLIN, on_qmp_event, run) < 0 ||
-        sd_event_add_io(loop, &run->control_src, run->control_fd, EPOLLIN, on_control,
-                        run) < 0)
+        sd_event_add_io(loop, &run->control_src, run->control_fd, EPOLLIN, on_control, run) < 0)
         return backend_fail(why, -EIO, "cannot watch the sockets of '%s'", run->name);
     return 0;
 }
@@ -307,9 +306,7 @@ static int qemu_unpause(struct backend *b, const char *name, struct backend_why 
 }
 
 /* Nothing to give back yet: no balloon (a later step); -ENOTSUP as the interface says. */
-static int qemu_reclaim(struct backend *b, const char *name) {
-    return -ENOTSUP;
-}
+static int qemu_reclaim(struct backend *b, const char *name) { return -ENOTSUP; }
 
 static int qemu_foreground(struct backend *b, const char *name) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
@@ -356,16 +353,16 @@ static void ask_poweroff(struct qemu_run *run) {
     qmp_execute(&run->qmp, "system_powerdown", NULL, QMP_TIMEOUT_MS, NULL, 0, &ignored);
 }
 
-static int qemu_shutdown(struct backend *b, const char *name, bool force,
-                         backend_done_fn done, void *userdata, struct backend_why *why) {
+static int qemu_shutdown(struct backend *b, const char *name, bool force, backend_done_fn done,
+                         void *userdata, struct backend_why *why) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, why);
     ask_poweroff(run);
     if (!run->stop_timer)
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0,
-                                   on_stop_timeout, run);
+                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0, on_stop_timeout,
+                                   run);
     if (done) {
         struct qemu_waiter *w = xcalloc(1, sizeof(*w));
         *w = (struct qemu_waiter){run->stop_waiters, done, userdata};
@@ -406,18 +403,18 @@ static int qemu_memory_headroom(struct backend *b, uint64_t *bytes) {
     return cgroup_system_memory_headroom(qb_of(b)->cgroups, bytes);
 }
 
-static int qemu_exec(struct backend *b, const char *name,
-                     const struct backend_service_call *call, backend_call_done_fn done,
-                     void *userdata, struct backend_why *why) {
+static int qemu_exec(struct backend *b, const char *name, const struct backend_service_call *call,
+                     backend_call_done_fn done, void *userdata, struct backend_why *why) {
     if (!qemu_find(qb_of(b), name))
         return not_running(name, why);
-    return backend_fail(why, -EIO, "qrexec calls into virt_mode=qemu qubes are not available "
-                    "yet: '%s' runs, but its agent link is still to come", name);
+    return backend_fail(why, -EIO,
+                        "qrexec calls into virt_mode=qemu qubes are not available "
+                        "yet: '%s' runs, but its agent link is still to come",
+                        name);
 }
 
 static void qemu_upcall_reply(struct backend *b, struct backend_upcall *call,
-                              enum backend_call_end how, int status, const char *reason) {
-}
+                              enum backend_call_end how, int status, const char *reason) {}
 
 static void qemu_free(struct backend *b) {
     struct qemu_backend *qb = qb_of(b);
@@ -513,22 +510,25 @@ static int apply_options(struct qemu_backend *qb, const struct backend_config *c
             o->guest_dir = v;
         else if (strcmp(k, "kernels-dir") == 0)
             o->kernels_dir = v;
-        else if (strcmp(k, "accel") == 0 && (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
+        else if (strcmp(k, "accel") == 0 &&
+                 (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
             o->accel = v;
         else
-            r = backend_fail(why, -EIO, "qemu.%s=%s: no such option (known: binary, guest-dir, "
-                         "kernels-dir, accel=auto|kvm|tcg)", k, v);
+            r = backend_fail(why, -EIO,
+                             "qemu.%s=%s: no such option (known: binary, guest-dir, "
+                             "kernels-dir, accel=auto|kvm|tcg)",
+                             k, v);
         if (r < 0)
             return -1;
     }
     return 0;
 }
 
-static int find_guest(struct qemu_backend *qb, const struct qemu_options *o, struct backend_why *why) {
+static int find_guest(struct qemu_backend *qb, const struct qemu_options *o,
+                      struct backend_why *why) {
     qb->binary = find_in_path(o->binary);
     if (!qb->binary)
-        return backend_fail(why, -EIO, "%s is not installed (Debian: qemu-system-x86)",
-                        o->binary);
+        return backend_fail(why, -EIO, "%s is not installed (Debian: qemu-system-x86)", o->binary);
     char path[4096];
     snprintf(path, sizeof(path), "%s/kernels", o->guest_dir);
     qb->kernels_dir = xstrdup(o->kernels_dir ? o->kernels_dir : path);
@@ -537,9 +537,10 @@ static int find_guest(struct qemu_backend *qb, const struct qemu_options *o, str
     snprintf(path, sizeof(path), "%s/initramfs.cpio", o->guest_dir);
     qb->initrd = xstrdup(path);
     if (access(qb->kernel, R_OK) < 0 || access(qb->initrd, R_OK) < 0)
-        return backend_fail(why, -EIO, "no guest kernel and initramfs in %s (run "
-                        "scripts/fetch-vm-kernel.sh and scripts/build-vm-guest.sh)",
-                        o->guest_dir);
+        return backend_fail(why, -EIO,
+                            "no guest kernel and initramfs in %s (run "
+                            "scripts/fetch-vm-kernel.sh and scripts/build-vm-guest.sh)",
+                            o->guest_dir);
     return 0;
 }
 

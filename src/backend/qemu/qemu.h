@@ -36,7 +36,7 @@ struct qemu_run {
     struct cgroup_qube *cg;
     enum backend_power power;
     struct qmp qmp;
-    sd_event_source *qmp_src;     /* drops QMP events between commands */
+    sd_event_source *qmp_src; /* drops QMP events between commands */
     int control_fd;
     sd_event_source *control_src;
     char control_buf[64];
@@ -58,12 +58,12 @@ struct qemu_run {
 struct qemu_backend {
     struct backend base;
     char *state_dir, *runtime_dir, *agent_path;
-    char *binary;      /* qemu-system-x86_64 */
+    char *binary;          /* qemu-system-x86_64 */
     char *kernel, *initrd; /* the default guest: GUEST_DIR/{vmlinux,initramfs.cpio} */
     char *kernels_dir;     /* other guests, by name: KERNELS_DIR/NAME/{vmlinux,initramfs.cpio} */
     enum qemu_accel accel;
     char accel_why[128]; /* for the log: why this accelerator */
-    unsigned tsc_khz;  /* the host's TSC, for the guest's command line (see qemu_argv) */
+    unsigned tsc_khz;    /* the host's TSC, for the guest's command line (see qemu_argv) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
 };
@@ -73,8 +73,8 @@ struct qemu_run *qemu_find(struct qemu_backend *qb, const char *name);
 void qemu_rundir(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
 /* STATE/log/qemu/NAME.KIND.log (its directory made): KIND console or qemu. Apart from the
  * container engine's guest-NAME.log, whose sweep would take them for its own leftovers. */
-void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind,
-                   char *buf, size_t size);
+void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *kind, char *buf,
+                   size_t size);
 void qemu_run_free(struct qemu_run *run);
 /* Tells the start's caller, once. */
 void qemu_finish_start(struct qemu_run *run, int r, const char *reason);
@@ -97,9 +97,9 @@ void qemu_start_priority(struct qemu_run *run, int64_t priority);
 struct qemu_launch {
     const char *rundir, *console_log;
     const char *kernel, *initrd, *kernelopts, *init;
-    const char *root_image;     /* read-only */
-    const char *private_image;  /* NULL: none (a tmpfs /rw) */
-    bool private_throwaway;     /* writes go to a temporary overlay QEMU discards */
+    const char *root_image;    /* read-only */
+    const char *private_image; /* NULL: none (a tmpfs /rw) */
+    bool private_throwaway;    /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
 };

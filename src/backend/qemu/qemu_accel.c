@@ -29,15 +29,16 @@ static bool probe_kvm(const struct qemu_backend *qb) {
     /* the flags every guest gets (qemu_argv.c): without the TSC's rate a microvm guest
      * can hang calibrating it, which the probe would take for KVM's fault */
     char append[256];
-    snprintf(append, sizeof(append), "console=ttyS0 quiet panic=-1 reboot=t pci=off "
-             "tsc=reliable no_timer_check tsc_early_khz=%u dispenser.probe=1", qb->tsc_khz);
+    snprintf(append, sizeof(append),
+             "console=ttyS0 quiet panic=-1 reboot=t pci=off "
+             "tsc=reliable no_timer_check tsc_early_khz=%u dispenser.probe=1",
+             qb->tsc_khz);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(out[1], 1);
-        execl(qb->binary, qb->binary, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m",
-              "128", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-              "-serial", "stdio", "-kernel", qb->kernel, "-initrd", qb->initrd, "-append",
-              append, (char *)NULL);
+        execl(qb->binary, qb->binary, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128",
+              "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+              "-kernel", qb->kernel, "-initrd", qb->initrd, "-append", append, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -98,8 +99,7 @@ void qemu_accel_detect(struct qemu_backend *qb, const char *forced) {
         return;
     }
     if (access("/dev/kvm", R_OK | W_OK) < 0) {
-        snprintf(qb->accel_why, sizeof(qb->accel_why), "no usable /dev/kvm: %s",
-                 strerror(errno));
+        snprintf(qb->accel_why, sizeof(qb->accel_why), "no usable /dev/kvm: %s", strerror(errno));
         return;
     }
     if (streq(forced, "kvm")) {
@@ -114,7 +114,8 @@ void qemu_accel_detect(struct qemu_backend *qb, const char *forced) {
         write_verdict(qb, verdict);
     }
     qb->accel = streq(verdict, "kvm") ? QEMU_ACCEL_KVM : QEMU_ACCEL_TCG;
-    snprintf(qb->accel_why, sizeof(qb->accel_why), qb->accel == QEMU_ACCEL_KVM
-             ? "a probe guest booted under KVM" : "/dev/kvm exists, but a probe guest did not "
-             "boot under KVM in time (nested virtualisation?)");
+    snprintf(qb->accel_why, sizeof(qb->accel_why),
+             qb->accel == QEMU_ACCEL_KVM ? "a probe guest booted under KVM"
+                                         : "/dev/kvm exists, but a probe guest did not "
+                                           "boot under KVM in time (nested virtualisation?)");
 }

@@ -46,8 +46,10 @@ static char *escape_commas(const char *s) {
 static char *kernel_cmdline(const struct qemu_backend *qb, const char *name,
                             const struct qemu_launch *l) {
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-    strbuf_printf(&sb, "console=ttyS0 quiet panic=-1 reboot=t pci=off tsc=reliable "
-                  "no_timer_check dispenser.qube=%s", name);
+    strbuf_printf(&sb,
+                  "console=ttyS0 quiet panic=-1 reboot=t pci=off tsc=reliable "
+                  "no_timer_check dispenser.qube=%s",
+                  name);
     if (qb->tsc_khz)
         strbuf_printf(&sb, " tsc_early_khz=%u", qb->tsc_khz);
     if (l->init && l->init[0] == '/' && !strpbrk(l->init, " \t\n"))
@@ -61,14 +63,14 @@ static void add_drive(struct argv_builder *a, const char *id, const char *file, 
                       bool snapshot) {
     _cleanup_free_ char *f = escape_commas(file);
     add(a, "-drive");
-    add(a, "if=none,id=%s,file=%s,format=raw,readonly=%s%s", id, f,
-        readonly ? "on" : "off", snapshot ? ",snapshot=on" : "");
+    add(a, "if=none,id=%s,file=%s,format=raw,readonly=%s%s", id, f, readonly ? "on" : "off",
+        snapshot ? ",snapshot=on" : "");
     add(a, "-device");
     add(a, "virtio-blk-device,drive=%s,serial=%s", id, id);
 }
 
-static void add_port(struct argv_builder *a, const char *rundir, const char *id,
-                     const char *sock, const char *port_name) {
+static void add_port(struct argv_builder *a, const char *rundir, const char *id, const char *sock,
+                     const char *port_name) {
     _cleanup_free_ char *dir = escape_commas(rundir);
     add(a, "-chardev");
     add(a, "socket,id=%s,path=%s/%s,server=on,wait=off", id, dir, sock);

@@ -44,9 +44,7 @@ static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qu
 
 /* The template's root image of the revision current now: built here the first time a
  * qube of that revision starts (a later step builds it when the template changes). */
-static int attach_builder(void *ctx, pid_t pid) {
-    return cgroup_qube_attach(ctx, pid);
-}
+static int attach_builder(void *ctx, pid_t pid) { return cgroup_qube_attach(ctx, pid); }
 
 /* In a cgroup of its own in the engine's group ("image-<template uuid>"): removed after,
  * or by the engine's cleanup if the daemon dies meanwhile. */
@@ -57,15 +55,16 @@ static int build_root_image(struct qemu_backend *qb, const char *uuid,
     if (access(image, F_OK) == 0)
         return 0;
     snprintf(name, sizeof(name), "image-%.36s", uuid);
-    struct cgroup_limits limits = {.memory_max_bytes = 1ULL << 30, .pids_max = 64,
+    struct cgroup_limits limits = {.memory_max_bytes = 1ULL << 30,
+                                   .pids_max = 64,
                                    .cpu_weight = 100};
     struct cgroup_qube *cg = cgroup_qube_create(qb->cgroups, name, &limits);
     if (!cg)
         return backend_fail(why, -errno, "cannot create the cgroup of the image builder: %s",
-                        strerror(errno));
+                            strerror(errno));
     struct image_confine confine = {attach_builder, cg};
-    int r = image_root_ensure(qb->state_dir, uuid, stack->revision, stack->layers,
-                              stack->n_layers, &confine, why);
+    int r = image_root_ensure(qb->state_dir, uuid, stack->revision, stack->layers, stack->n_layers,
+                              &confine, why);
     cgroup_qube_kill(cg);
     cgroup_qube_destroy(cg);
     return r;
@@ -77,11 +76,13 @@ static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, c
     int r = volume_current(qb->state_dir, q->root_source, "root", &stack);
     if (r < 0)
         return backend_fail(why, r, "cannot read the root volume of '%s': %s", q->name,
-                        strerror(-r));
+                            strerror(-r));
     if (stack.n_layers == 0) {
         volume_stack_free(&stack);
-        return backend_fail(why, -EIO, "'%s' has no root filesystem: its template was never "
-                        "built (see qvm-template build)", q->name);
+        return backend_fail(why, -EIO,
+                            "'%s' has no root filesystem: its template was never "
+                            "built (see qvm-template build)",
+                            q->name);
     }
     r = build_root_image(qb, q->root_source, &stack, why);
     image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
@@ -175,9 +176,10 @@ static void last_log_line(const char *path, off_t from, char *buf, size_t size) 
 
 static int check_kind(const struct backend_qube *q, struct backend_why *why) {
     if (q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM)
-        return backend_fail(why, -EIO, "virt_mode=qemu runs AppVMs and disposables only for "
-                        "now: '%s' has a root of its own (keep virt_mode=container for it)",
-                        q->name);
+        return backend_fail(why, -EIO,
+                            "virt_mode=qemu runs AppVMs and disposables only for "
+                            "now: '%s' has a root of its own (keep virt_mode=container for it)",
+                            q->name);
     if (!q->root_source)
         return backend_fail(why, -EIO, "'%s' has no template to boot from", q->name);
     return 0;
@@ -186,22 +188,24 @@ static int check_kind(const struct backend_qube *q, struct backend_why *why) {
 static int check_file(const char *what, const char *path, struct backend_why *why) {
     if (access(path, R_OK) < 0)
         return backend_fail(why, -errno, "the guest %s %s cannot be read: %s", what, path,
-                        strerror(errno));
+                            strerror(errno));
     return 0;
 }
 
 /* The qube's guest: the feature qemu-kernel names a directory of the kernels dir (as
  * Qubes' `kernel` property names one of /var/lib/qubes/vm-kernels), never a path: whoever
  * may set a qube's features must not make QEMU read any host file into a guest. */
-static int guest_files(const struct qemu_backend *qb, const struct backend_qube *q,
-                       char *kernel, char *initrd, size_t size, struct backend_why *why) {
+static int guest_files(const struct qemu_backend *qb, const struct backend_qube *q, char *kernel,
+                       char *initrd, size_t size, struct backend_why *why) {
     const char *name = option_or(q, "kernel", NULL);
     if (!name) {
         snprintf(kernel, size, "%s", qb->kernel);
         snprintf(initrd, size, "%s", qb->initrd);
     } else if (strchr(name, '/') || name[0] == '.') {
-        return backend_fail(why, -EIO, "qemu-kernel=%s: a kernel is a directory name in %s, "
-                        "not a path", name, qb->kernels_dir);
+        return backend_fail(why, -EIO,
+                            "qemu-kernel=%s: a kernel is a directory name in %s, "
+                            "not a path",
+                            name, qb->kernels_dir);
     } else {
         snprintf(kernel, size, "%s/%s/vmlinux", qb->kernels_dir, name);
         snprintf(initrd, size, "%s/%s/initramfs.cpio", qb->kernels_dir, name);
@@ -228,10 +232,17 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
     if (log_fd < 0 || con_fd < 0)
         return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
     struct qemu_launch l = {
-        .rundir = dir, .console_log = run->console_log, .kernel = kernel, .initrd = initrd,
-        .kernelopts = option_or(q, "kernelopts", NULL), .init = option_or(q, "init", NULL),
-        .root_image = root, .private_image = *private ? private : NULL,
-        .private_throwaway = throwaway, .memory_mib = q->memory_mib, .vcpus = q->vcpus,
+        .rundir = dir,
+        .console_log = run->console_log,
+        .kernel = kernel,
+        .initrd = initrd,
+        .kernelopts = option_or(q, "kernelopts", NULL),
+        .init = option_or(q, "init", NULL),
+        .root_image = root,
+        .private_image = *private ? private : NULL,
+        .private_throwaway = throwaway,
+        .memory_mib = q->memory_mib,
+        .vcpus = q->vcpus,
     };
     char **argv = qemu_argv(qb, run->name, &l);
     int r = spawn(run, argv, log_fd);
@@ -274,8 +285,10 @@ void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size) {
     }
     last_log_line(run->console_log, run->console_log_start, line, sizeof(line));
     if (*line)
-        snprintf(buf, size, "QEMU exited during the guest's start-up; its console's last line: "
-                 "%s", line);
+        snprintf(buf, size,
+                 "QEMU exited during the guest's start-up; its console's last line: "
+                 "%s",
+                 line);
     else
         snprintf(buf, size, "QEMU exited during start-up");
 }
@@ -342,8 +355,8 @@ static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
     if (sd_event_add_time_relative(loop, &run->up_timer, CLOCK_MONOTONIC, QEMU_UP_POLL_US, 0,
                                    on_up_poll, run) < 0 ||
         sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0,
-                                   on_ready_timeout, run) < 0)
+                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0, on_ready_timeout,
+                                   run) < 0)
         return -1;
     if (q->background)
         qemu_start_priority(run, SD_EVENT_PRIORITY_IDLE);
@@ -384,7 +397,7 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
     }
     run->start_done = done;
     run->start_userdata = userdata;
-    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid,
-             qemu_accel_name(run->accel), qb->accel_why);
+    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid, qemu_accel_name(run->accel),
+             qb->accel_why);
     return 0;
 }

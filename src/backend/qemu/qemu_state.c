@@ -25,9 +25,11 @@ int qemu_state_save(const struct qemu_run *run) {
     FILE *f = fopen(tmp, "we");
     if (!f)
         return -1;
-    fprintf(f, "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
-            "cpu_weight %u\n", (int)run->pid, run->starttime, run->uuid, (int)run->kind,
-            qemu_accel_name(run->accel), run->shutdown_timeout, run->cpu_weight);
+    fprintf(f,
+            "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
+            "cpu_weight %u\n",
+            (int)run->pid, run->starttime, run->uuid, (int)run->kind, qemu_accel_name(run->accel),
+            run->shutdown_timeout, run->cpu_weight);
     if (fclose(f) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         return -1;

@@ -23,8 +23,7 @@ static void remove_logs(struct qemu_backend *qb, const char *name) {
     }
 }
 
-int qemu_remove_volumes(struct backend *b, const struct backend_qube *q,
-                               struct backend_why *why) {
+int qemu_remove_volumes(struct backend *b, const struct backend_qube *q, struct backend_why *why) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
     char path[4096];
     if (qemu_find(qb, q->name))
@@ -37,20 +36,20 @@ int qemu_remove_volumes(struct backend *b, const struct backend_qube *q,
     remove_logs(qb, q->name);
     if (r < 0)
         return backend_fail(why, -errno, "cannot remove the volumes of '%s': %s", q->name,
-                        strerror(errno));
+                            strerror(errno));
     return 0;
 }
 
 /* root: a view of the template's current revision; private: the qube's own image (one
  * revision: an image is changed in place), or a disposable's throwaway view of its
  * template's. */
-int qemu_volume_info(struct backend *b, const struct backend_qube *q,
-                            const char *volume, struct backend_volume_info *out,
-                            struct backend_why *why) {
+int qemu_volume_info(struct backend *b, const struct backend_qube *q, const char *volume,
+                     struct backend_volume_info *out, struct backend_why *why) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
     bool is_root = strcmp(volume, "root") == 0;
-    const char *source = is_root ? q->root_source
-                                 : q->kind == BACKEND_DISPVM ? q->private_source : NULL;
+    const char *source = is_root                     ? q->root_source
+                         : q->kind == BACKEND_DISPVM ? q->private_source
+                                                     : NULL;
     struct volume_stack cur = {0};
     uint64_t revision = 0;
     if (is_root && source) {
@@ -76,17 +75,18 @@ int qemu_volume_info(struct backend *b, const struct backend_qube *q,
 }
 
 static int no_import(struct backend_why *why) {
-    return backend_fail(why, -EIO, "virt_mode=qemu qubes take their root from a template of "
-                    "the container engine: import into that template");
+    return backend_fail(why, -EIO,
+                        "virt_mode=qemu qubes take their root from a template of "
+                        "the container engine: import into that template");
 }
 
-int qemu_import_begin(struct backend *b, const struct backend_qube *q,
-                             const char *volume, char *path, size_t size, struct backend_why *why) {
+int qemu_import_begin(struct backend *b, const struct backend_qube *q, const char *volume,
+                      char *path, size_t size, struct backend_why *why) {
     return no_import(why);
 }
 
 int qemu_import_end(struct backend *b, const struct backend_qube *q, const char *volume,
-                           bool commit, struct backend_why *why) {
+                    bool commit, struct backend_why *why) {
     return no_import(why);
 }
 

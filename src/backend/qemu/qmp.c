@@ -47,8 +47,7 @@ static json_object *next_message(struct qmp *q) {
 }
 
 /* Waits for a message with one of the keys (events in between are dropped). */
-static json_object *wait_for(struct qmp *q, const char *key1, const char *key2,
-                             int timeout_ms) {
+static json_object *wait_for(struct qmp *q, const char *key1, const char *key2, int timeout_ms) {
     double deadline = mono_ms() + timeout_ms;
     for (;;) {
         json_object *msg;
@@ -125,8 +124,9 @@ int qmp_execute(struct qmp *q, const char *command, const char *arguments, int t
     if (json_object_object_get_ex(reply, "error", &val)) {
         json_object *desc;
         r = backend_fail(why, -EIO, "QMP %s: %s", command,
-                     json_object_object_get_ex(val, "desc", &desc)
-                         ? json_object_get_string(desc) : "error");
+                         json_object_object_get_ex(val, "desc", &desc)
+                             ? json_object_get_string(desc)
+                             : "error");
     } else if (out && json_object_object_get_ex(reply, "return", &val)) {
         snprintf(out, out_size, "%s", json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
     }

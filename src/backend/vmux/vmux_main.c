@@ -46,10 +46,12 @@ static _Noreturn void usage(int status) {
 }
 
 static void parse_args(int argc, char **argv, struct opts *o) {
-    static const struct option opts[] = {
-        {"connect", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-        {"connect-timeout", required_argument, NULL, 't'},
-        {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'}, {0}};
+    static const struct option opts[] = {{"connect", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"connect-timeout", required_argument, NULL, 't'},
+                                         {"log-level", required_argument, NULL, 'L'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     int c;
     enum log_level level;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -103,8 +105,8 @@ int main(int argc, char **argv) {
     if (stream < 0) {
         log_error("vmux: cannot connect to %s: %s", o.connect, strerror(-stream));
     } else {
-        struct vmux *m = vmux_new(&(struct vmux_config){.role = VMUX_HOST, .stream = stream,
-                                                       .listener = lfd});
+        struct vmux *m = vmux_new(
+            &(struct vmux_config){.role = VMUX_HOST, .stream = stream, .listener = lfd});
         r = vmux_run(m);
         vmux_free(m);
         close(stream);
