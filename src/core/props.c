@@ -275,7 +275,7 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_DISPID, "dispid", PT_INT, CLASS_BIT(QUBE_DISPVM), PF_READONLY, NULL, NULL, NULL),
     P(P_ICON, "icon", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_icon, NULL),
     P(P_INCLUDE_IN_BACKUPS, "include_in_backups", PT_BOOL, VM_CLASSES, 0, "True", NULL, NULL),
-    /* a preloaded disposable not yet handed out; the preload engine's, never the API's */
+    /* a preloaded disposable not yet handed out; the preload pool's, never the API's */
     P(P_IS_PRELOAD, "is_preload", PT_BOOL, CLASS_BIT(QUBE_DISPVM), PF_READONLY, "False", NULL,
       NULL),
     P(P_KERNEL, "kernel", PT_STR, VM_CLASSES, PF_INHERIT, NULL, default_kernel, validate_kernel),

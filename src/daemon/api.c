@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "api_checks.h"
-#include "engine.h"
+#include "dispatcher.h"
 #include "log.h"
 
 static const struct api_method *const TABLES[] = {
@@ -116,7 +116,7 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
     struct qerr err = {0};
     _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
     struct api_call call = {.app = env->app,
-                            .engine = env->engine,
+                            .dispatcher = env->dispatcher,
                             .peer_uid = env->peer_uid,
                             .preload = env->preload,
                             .sink = sink,
@@ -141,10 +141,10 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
 enum api_result api_dispatch(struct app *app, const struct wire_request *req,
                              struct strbuf *reply) {
     /* a dispatcher with no engines: every qube's engine is then "not available" */
-    struct engine *engine = engine_new(app, NULL, 0);
-    struct api_env env = {.app = app, .engine = engine, .peer_uid = 0, .preload = NULL};
+    struct dispatcher *dispatcher = dispatcher_new(app, NULL, 0);
+    struct api_env env = {.app = app, .dispatcher = dispatcher, .peer_uid = 0, .preload = NULL};
     enum api_result r = api_dispatch_env(&env, req, reply, NULL);
-    engine_free(engine);
+    dispatcher_free(dispatcher);
     return r;
 }
 

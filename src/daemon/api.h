@@ -7,7 +7,7 @@
 #include "strbuf.h"
 #include "wire.h"
 
-struct engine;
+struct dispatcher;
 struct preload;
 struct api_deferred;
 
@@ -20,14 +20,14 @@ struct api_sink {
 /* What a call runs against. */
 struct api_env {
     struct app *app;
-    struct engine *engine;   /* the dispatcher, never NULL (it may have no engines) */
-    uid_t peer_uid;          /* of the client process (SO_PEERCRED) */
-    struct preload *preload; /* NULL: no preloading (tests, the fuzzer) */
+    struct dispatcher *dispatcher; /* never NULL (it may have no engines) */
+    uid_t peer_uid;                /* of the client process (SO_PEERCRED) */
+    struct preload *preload;       /* NULL: no preloading (tests, the fuzzer) */
 };
 
 struct api_call {
     struct app *app;
-    struct engine *engine;
+    struct dispatcher *dispatcher;
     uid_t peer_uid;
     struct preload *preload;
     const struct api_sink *sink;
@@ -72,7 +72,7 @@ bool api_is_upstream_method(const char *name);
 const struct api_method *api_find_method(const char *name);
 enum api_result api_dispatch_env(const struct api_env *env, const struct wire_request *req,
                                  struct strbuf *reply, const struct api_sink *sink);
-/* Without engine or sink: what unit tests and the fuzzer drive. */
+/* Without engines or sink: what unit tests and the fuzzer drive. */
 enum api_result api_dispatch(struct app *app, const struct wire_request *req, struct strbuf *reply);
 
 /* For handlers that answer later. NULL when the call has no sink (then answer now). */

@@ -6,7 +6,7 @@
 #include "names.h"
 #include "preload.h"
 
-/* Written only by the preload engine: a client must not forge or clear them. */
+/* Written only by the preload pool: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
     "preload-dispvm",
     "preload-dispvm-in-progress",
@@ -19,7 +19,7 @@ static int refuse_protected(const struct api_call *c) {
         if (strcmp(c->req->arg, PROTECTED_FEATURES[i]) == 0)
             return qerr_set(c->err, EXC_PERMISSION,
                             "changing this feature is prohibited: "
-                            "dispenserd's preload engine manages it");
+                            "dispenserd's preload pool manages it");
     return 0;
 }
 

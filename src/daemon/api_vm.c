@@ -6,7 +6,7 @@
 
 #include "api.h"
 #include "disposable.h"
-#include "engine.h"
+#include "dispatcher.h"
 #include "preload.h"
 #include "host.h"
 #include "labels.h"
@@ -84,7 +84,7 @@ static int vm_remove(struct api_call *c) {
     if (c->preload && c->dest->power == POWER_HALTED &&
         !app_dependents(c->app, c->dest, deps, sizeof(deps)))
         preload_discard_of(c->preload, c->dest);
-    return engine_remove(c->engine, c->dest, c->err);
+    return dispatcher_remove(c->dispatcher, c->dest, c->err);
 }
 
 static unsigned long long prop_ull(const struct api_call *c, int id) {
@@ -99,7 +99,7 @@ static int vm_current_state(struct api_call *c) {
     struct backend_stats st = {0};
     if (c->dest->klass == QUBE_ADMINVM) {
         host_usage_read(&u);
-    } else if (engine_stats(c->engine, c->dest, &st) == 0) {
+    } else if (dispatcher_stats(c->dispatcher, c->dest, &st) == 0) {
         unsigned long long mem = prop_ull(c, P_MEMORY), maxmem = prop_ull(c, P_MAXMEM);
         u = (struct host_usage){st.memory_bytes / 1024, (maxmem > mem ? maxmem : mem) * 1024,
                                 st.cpu_ns};
@@ -115,7 +115,7 @@ static void finish_deferred(void *userdata, int r, const struct qerr *err) {
 
 /* Runs an engine operation that completes later; the reply waits for it. */
 static int run_deferred(struct api_call *c,
-                        int (*op)(struct api_call *c, engine_done_fn done, void *ud)) {
+                        int (*op)(struct api_call *c, dispatcher_done_fn done, void *ud)) {
     struct api_deferred *d = api_defer(c);
     if (op(c, d ? finish_deferred : NULL, d) < 0) {
         free(d);
@@ -124,29 +124,29 @@ static int run_deferred(struct api_call *c,
     return d ? API_HANDLER_DEFERRED : 0;
 }
 
-static int op_start(struct api_call *c, engine_done_fn done, void *ud) {
-    return engine_start(c->engine, c->dest, done, ud, c->err);
+static int op_start(struct api_call *c, dispatcher_done_fn done, void *ud) {
+    return dispatcher_start(c->dispatcher, c->dest, done, ud, c->err);
 }
 
 /* The power-state guards (Qubes' exceptions for a call in the wrong state) are the
- * dispatcher's (engine.c): one place, whichever way a call comes in. */
+ * dispatcher's (dispatcher.c): one place, whichever way a call comes in. */
 static int vm_start(struct api_call *c) { return run_deferred(c, op_start); }
 
-static int vm_kill(struct api_call *c) { return engine_kill(c->engine, c->dest, c->err); }
+static int vm_kill(struct api_call *c) { return dispatcher_kill(c->dispatcher, c->dest, c->err); }
 
-static int vm_pause(struct api_call *c) { return engine_pause(c->engine, c->dest, c->err); }
+static int vm_pause(struct api_call *c) { return dispatcher_pause(c->dispatcher, c->dest, c->err); }
 
 static int vm_unpause(struct api_call *c) {
-    if (engine_unpause(c->engine, c->dest, c->err) < 0)
+    if (dispatcher_unpause(c->dispatcher, c->dest, c->err) < 0)
         return -1;
     if (c->preload) /* unpausing a preload by hand counts as using it */
         preload_unpaused_by_hand(c->preload, c->dest);
     return 0;
 }
 
-static int op_shutdown_force_wait(struct api_call *c, engine_done_fn done, void *ud) {
+static int op_shutdown_force_wait(struct api_call *c, dispatcher_done_fn done, void *ud) {
     bool force = strstr(c->req->arg, "force") != NULL;
-    return engine_shutdown(c->engine, c->dest, force, done, ud, c->err);
+    return dispatcher_shutdown(c->dispatcher, c->dest, force, done, ud, c->err);
 }
 
 static int vm_shutdown(struct api_call *c) {
@@ -156,10 +156,11 @@ static int vm_shutdown(struct api_call *c) {
         return qerr_set(c->err, EXC_PERMISSION, "Argument not in 'force', 'wait', 'force+wait'");
     /* a preload is not waited on: shutting it down (qvm-shutdown --all) kills it */
     if (c->preload && preload_is_preload(c->app, c->dest))
-        return engine_kill(c->engine, c->dest, c->err);
+        return dispatcher_kill(c->dispatcher, c->dest, c->err);
     if (strstr(a, "wait"))
         return run_deferred(c, op_shutdown_force_wait);
-    return engine_shutdown(c->engine, c->dest, strstr(a, "force") != NULL, NULL, NULL, c->err);
+    return dispatcher_shutdown(c->dispatcher, c->dest, strstr(a, "force") != NULL, NULL, NULL,
+                               c->err);
 }
 
 static int reply_disposable(struct api_call *c, const struct qube *q, bool want_uuid) {

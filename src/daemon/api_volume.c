@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "engine.h"
+#include "dispatcher.h"
 
 static const char *const VOLUMES[] = {"private", "root", "volatile"};
 
@@ -37,7 +37,8 @@ static int volume_info(struct api_call *c) {
         return -1;
     struct backend_volume_info vi = {.want_usage = true};
     bool is_volatile = strcmp(c->req->arg, "volatile") == 0;
-    if (!is_volatile && engine_volume_info(c->engine, c->dest, c->req->arg, &vi, c->err) < 0)
+    if (!is_volatile &&
+        dispatcher_volume_info(c->dispatcher, c->dest, c->req->arg, &vi, c->err) < 0)
         return -1;
     strbuf_printf(c->out,
                   "pool=dispenser\nvid=%s/%s\nrw=True\nsave_on_stop=%s\n"
@@ -64,8 +65,8 @@ static int import_begin(struct api_call *c) {
     char path[4096];
     if (strcmp(c->req->arg, "volatile") == 0)
         return qerr_set(c->err, EXC_VALUE, "The volatile volume is scratch: nothing to import");
-    if (require_root(c) < 0 ||
-        engine_import_begin(c->engine, c->dest, c->req->arg, path, sizeof(path), c->err) < 0)
+    if (require_root(c) < 0 || dispatcher_import_begin(c->dispatcher, c->dest, c->req->arg, path,
+                                                       sizeof(path), c->err) < 0)
         return -1;
     strbuf_puts(c->out, path);
     return 0;
@@ -75,7 +76,7 @@ static int import_end(struct api_call *c) {
     if (require_root(c) < 0)
         return -1;
     bool ok = c->req->payload_len == 2 && memcmp(c->req->payload, "ok", 2) == 0;
-    int r = engine_import_end(c->engine, c->dest, c->req->arg, ok, c->err);
+    int r = dispatcher_import_end(c->dispatcher, c->dest, c->req->arg, ok, c->err);
     if (r == 0 && !ok)
         return qerr_set(c->err, EXC_QUBES, "Import of volume %s of '%s' abandoned by the caller",
                         c->req->arg, c->dest->name);

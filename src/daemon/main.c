@@ -15,7 +15,7 @@
 #include "app.h"
 #include "backend.h"
 #include "registry.h"
-#include "engine.h"
+#include "dispatcher.h"
 #include "config.h"
 #include "events.h"
 #include "host.h"
@@ -259,19 +259,20 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 
 /* Qubes keep running across restarts: adopt them before the first call is served. A host
  * where an engine cannot work still gets a management plane (and the other engines). */
-static struct engine *start_engine(sd_event *loop, struct app *app, const struct options *o) {
+static struct dispatcher *start_dispatcher(sd_event *loop, struct app *app,
+                                           const struct options *o) {
     struct backend_config cfg = {o->state_dir, o->runtime_dir, o->agent_path, o->engine_options,
                                  o->n_engine_options};
     struct backend *backends[BACKENDS_MAX];
     size_t n = backends_open(loop, &cfg, backends);
-    struct engine *engine = engine_new(app, backends, n);
-    engine_recover(engine);
-    return engine;
+    struct dispatcher *dispatcher = dispatcher_new(app, backends, n);
+    dispatcher_recover(dispatcher);
+    return dispatcher;
 }
 
 /* The router listens beside the Admin API socket (qrexec_locate.h), so QUBESD_SOCKET alone
  * selects both; RUNTIME/qrexec.sock, where it used to be, stays as a link to it. */
-static struct router *start_router(sd_event *loop, struct app *app, struct engine *engine,
+static struct router *start_router(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                                    struct preload *preload, const struct options *o, char *link,
                                    size_t link_size) {
     char path[4096];
@@ -281,7 +282,7 @@ static struct router *start_router(sd_event *loop, struct app *app, struct engin
         return NULL;
     }
     struct router_config rcfg = {o->policy_dir, path, o->socket_gid, preload};
-    struct router *router = router_new(loop, app, engine, &rcfg, &err);
+    struct router *router = router_new(loop, app, dispatcher, &rcfg, &err);
     if (!router) {
         log_error("%s", err.msg);
         return NULL;
@@ -303,7 +304,7 @@ static int run(const struct options *o, int ready_fd) {
     struct app app = {.host_mem_mib = host_mem_total_mib()};
     struct events_hub *hub = NULL;
     struct server *srv = NULL;
-    struct engine *engine = NULL;
+    struct dispatcher *dispatcher = NULL;
     struct router *router = NULL;
     struct preload *preload = NULL;
     struct qerr err = {0};
@@ -317,17 +318,18 @@ static int run(const struct options *o, int ready_fd) {
     hub = events_hub_new(loop);
     app.emit = events_broadcast;
     app.emit_ctx = hub;
-    engine = start_engine(loop, &app, o);
+    dispatcher = start_dispatcher(loop, &app, o);
     struct memory_source mem = {o->meminfo, o->meminfo == NULL};
-    preload = preload_new(loop, &app, engine, &mem);
-    engine_set_halted_hook(engine, on_qube_halted, preload);
+    preload = preload_new(loop, &app, dispatcher, &mem);
+    dispatcher_set_halted_hook(dispatcher, on_qube_halted, preload);
     preload_recover(preload);
     struct server_config cfg = {o->socket_path, o->socket_gid, preload};
-    if ((r = server_new(loop, &app, engine, hub, &cfg, &srv)) < 0) {
+    if ((r = server_new(loop, &app, dispatcher, hub, &cfg, &srv)) < 0) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
     }
-    if (!(router = start_router(loop, &app, engine, preload, o, router_link, sizeof(router_link))))
+    if (!(router = start_router(loop, &app, dispatcher, preload, o, router_link,
+                                sizeof(router_link))))
         goto out;
     sigset_t mask;
     sigemptyset(&mask);
@@ -349,7 +351,7 @@ out:
     if (*router_link)
         unlink(router_link);
     preload_free(preload);
-    engine_free(engine); /* qubes keep running: a restarted daemon adopts them */
+    dispatcher_free(dispatcher); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;
     events_hub_free(hub);
     app_close(&app);

@@ -16,13 +16,13 @@ static int64_t meminfo_available_mib(const char *path) {
 
 /* What running qubes were promised and have not used yet; and all of it for a preload
  * that is queued (created, waiting for its turn to start). */
-static int64_t promised_mib(const struct app *app, struct engine *engine) {
+static int64_t promised_mib(const struct app *app, struct dispatcher *dispatcher) {
     int64_t total = 0;
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *q = app->qubes[i];
         struct backend_stats st = {0};
         bool queued = preload_is_preload(app, q) && q->power == POWER_HALTED;
-        if (q->klass == QUBE_ADMINVM || (!queued && engine_stats(engine, q, &st) < 0))
+        if (q->klass == QUBE_ADMINVM || (!queued && dispatcher_stats(dispatcher, q, &st) < 0))
             continue;
         char buf[32];
         bool is_default;
@@ -36,12 +36,12 @@ static int64_t promised_mib(const struct app *app, struct engine *engine) {
 }
 
 int64_t memory_free_mib(const struct memory_source *src, const struct app *app,
-                        struct engine *engine) {
+                        struct dispatcher *dispatcher) {
     int64_t avail = meminfo_available_mib(src->meminfo_path);
     /* the engines know where their qubes' limits are (cgroups, for containers) */
-    int64_t headroom = src->use_cgroup_limit ? engine_memory_headroom_mib(engine) : -1;
+    int64_t headroom = src->use_cgroup_limit ? dispatcher_memory_headroom_mib(dispatcher) : -1;
     if (headroom >= 0 && headroom < avail)
         avail = headroom;
-    avail -= promised_mib(app, engine);
+    avail -= promised_mib(app, dispatcher);
     return avail > 0 ? avail : 0;
 }

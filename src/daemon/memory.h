@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "app.h"
-#include "engine.h"
+#include "dispatcher.h"
 
 struct memory_source {
     /* a file in /proc/meminfo's format; NULL = /proc/meminfo. Tests point it at a file
@@ -16,4 +16,4 @@ struct memory_source {
 
 /* Free memory in MiB as defined above (never negative). */
 int64_t memory_free_mib(const struct memory_source *src, const struct app *app,
-                        struct engine *engine);
+                        struct dispatcher *dispatcher);

@@ -42,7 +42,7 @@ static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mar
 /* What a disposable is made from, besides its volumes, hashed: the properties it
  * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
  * itself) and its engine's options, the `<virt_mode>-KEY` features read along the
- * template chain (engine_qube_options).
+ * template chain (dispatcher_qube_options).
  * A preload made before a change of any of these is outdated; nothing else makes it so
  * (docs/preload.md, "Never stale"). */
 static void fingerprint(struct preload *p, const struct qube *tpl, char out[17]) {
@@ -55,8 +55,8 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
         bool is_default;
         h = hash_str(h, app_prop_get(app, tpl, &PROP_DEFS[i], buf, sizeof(buf), &is_default));
     }
-    struct backend_option opts[ENGINE_OPTIONS_MAX];
-    size_t n = engine_qube_options(app, tpl, opts, ENGINE_OPTIONS_MAX);
+    struct backend_option opts[DISPATCHER_OPTIONS_MAX];
+    size_t n = dispatcher_qube_options(app, tpl, opts, DISPATCHER_OPTIONS_MAX);
     for (size_t i = 0; i < n; i++) { /* in feature order: the same options, the same hash */
         h = hash_str(h, opts[i].key);
         h = hash_str(h, opts[i].value);
@@ -67,7 +67,7 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
 static bool volume_outdated(struct preload *p, const struct qube *q, const char *vol) {
     struct backend_volume_info vi = {0}; /* no usage: that walks the whole volume */
     struct qerr err = {0};
-    if (engine_volume_info(p->engine, q, vol, &vi, &err) < 0)
+    if (dispatcher_volume_info(p->dispatcher, q, vol, &vi, &err) < 0)
         return true;
     return vi.in_use && vi.used_revision != vi.revision;
 }
@@ -92,8 +92,8 @@ void preload_discard(struct preload *p, struct qube *q, const char *why) {
         preload_list_remove(p, tpl, name);
     struct qerr err = {0};
     bool batch = app_batch_begin_ephemeral(p->app, &err) == 0;
-    int r = q->power != POWER_HALTED ? engine_kill(p->engine, q, &err)
-                                     : engine_remove(p->engine, q, &err);
+    int r = q->power != POWER_HALTED ? dispatcher_kill(p->dispatcher, q, &err)
+                                     : dispatcher_remove(p->dispatcher, q, &err);
     if (r < 0)
         log_warning("preload: cannot discard %s: %s", name, err.msg);
     if (batch && app_batch_end(p->app, &err) < 0)
@@ -127,7 +127,7 @@ static int start_preload(struct preload *p, struct qube *q) {
     struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
     *ctx = (struct start_ctx){p, ""};
     snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
-    if (engine_start_background(p->engine, q, on_preload_started, ctx, &err) < 0) {
+    if (dispatcher_start_background(p->dispatcher, q, on_preload_started, ctx, &err) < 0) {
         free(ctx);
         log_warning("preload: %s: %s", q->name, err.msg);
         preload_discard(p, q, "it could not be started");
@@ -194,7 +194,7 @@ static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
     int64_t tmem = strtoll(app_prop_get(p->app, tpl, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
                                         &is_default),
                            NULL, 10);
-    int64_t avail = memory_free_mib(&p->mem, p->app, p->engine) -
+    int64_t avail = memory_free_mib(&p->mem, p->app, p->dispatcher) -
                     (int64_t)preload_threshold_mib(p->app);
     unsigned can = tmem <= 0 ? want : avail <= 0 ? 0 : (unsigned)(avail / tmem);
     if (can < want)
@@ -438,8 +438,8 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         return;
     } else {
         struct qerr perr = {0};
-        engine_reclaim(p->engine, q); /* a paused preload should cost as little as it can */
-        if (engine_pause(p->engine, q, &perr) < 0)
+        dispatcher_reclaim(p->dispatcher, q); /* a paused preload should cost as little as it can */
+        if (dispatcher_pause(p->dispatcher, q, &perr) < 0)
             log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
         bool batch = app_batch_begin_ephemeral(p->app, &perr) == 0;
         set_mark(p, q, MARK_COMPLETED, "1");
@@ -477,10 +477,10 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
     struct qerr err = {0};
     char tag[64], name[32];
     snprintf(name, sizeof(name), "%s", q->name);
-    int fr = engine_foreground(p->engine, q);
+    int fr = dispatcher_foreground(p->dispatcher, q);
     if (fr < 0 && fr != -ENOTSUP) /* ENOTSUP: no cpu controller, it never was idle */
         log_warning("preload: %s keeps the idle CPU class: %s", name, strerror(-fr));
-    if (q->power == POWER_PAUSED && engine_unpause(p->engine, q, &err) < 0) {
+    if (q->power == POWER_PAUSED && dispatcher_unpause(p->dispatcher, q, &err) < 0) {
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
         return -1;
     }
@@ -528,7 +528,7 @@ static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
     *w = (struct preload_waiter){.p = p, .next = p->waiters, .got = got, .userdata = userdata};
     snprintf(w->name, sizeof(w->name), "%s", q->name);
     snprintf(w->caller, sizeof(w->caller), "%s", caller);
-    engine_foreground(p->engine, q); /* someone waits for it now: ahead of other preloads */
+    dispatcher_foreground(p->dispatcher, q); /* someone waits for it now: ahead of other preloads */
     /* as Qubes: 1.2 x qrexec_timeout, then a fresh disposable */
     if (sd_event_add_time_relative(p->loop, &w->timeout, CLOCK_MONOTONIC,
                                    (uint64_t)timeout * 1200000ULL, 0, on_waiter_timeout, w) < 0) {

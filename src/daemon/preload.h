@@ -6,12 +6,12 @@
 #include <stdbool.h>
 
 #include "app.h"
-#include "engine.h"
+#include "dispatcher.h"
 #include "memory.h"
 
 struct preload;
 
-struct preload *preload_new(sd_event *loop, struct app *app, struct engine *engine,
+struct preload *preload_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                             const struct memory_source *mem);
 void preload_free(struct preload *p);
 

@@ -1,4 +1,4 @@
-/* What sets the preload engine going: feature and property changes, qubes stopping,
+/* What sets the preload pool going: feature and property changes, qubes stopping,
  * a restart, suspend and resume. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
 static void refresh_based_on(struct preload *p, struct qube *q, double delay);
 
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
-    if (engine_is_option_feature(p->engine, name)) { /* made with the old value: outdated */
+    if (dispatcher_is_option_feature(p->dispatcher, name)) { /* made with the old value: outdated */
         refresh_based_on(p, q, 0);
         return;
     }
@@ -140,7 +140,7 @@ void preload_unpaused_by_hand(struct preload *p, struct qube *q) {
     if (!tpl || !preload_is_preload(p->app, q))
         return;
     log_warning("preload: %s was unpaused by hand: it counts as used", q->name);
-    engine_foreground(p->engine, q);
+    dispatcher_foreground(p->dispatcher, q);
     struct qerr err = {0};
     preload_list_remove(p, tpl, q->name);
     if (strmap_get(&q->features, "internal"))
@@ -238,10 +238,13 @@ void preload_recover(struct preload *p) {
     discard_unlisted(p);
 }
 
-struct preload *preload_new(sd_event *loop, struct app *app, struct engine *engine,
+struct preload *preload_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                             const struct memory_source *mem) {
     struct preload *p = xcalloc(1, sizeof(*p));
-    *p = (struct preload){.loop = sd_event_ref(loop), .app = app, .engine = engine, .mem = *mem};
+    *p = (struct preload){.loop = sd_event_ref(loop),
+                          .app = app,
+                          .dispatcher = dispatcher,
+                          .mem = *mem};
     return p;
 }
 

@@ -1,4 +1,4 @@
-/* Shared by the preload engine's files. */
+/* Shared by the preload pool's files. */
 #pragma once
 #include <stdint.h>
 
@@ -12,14 +12,14 @@ struct preload_waiter; /* a request waiting for a preload still starting */
 struct preload {
     sd_event *loop;
     struct app *app;
-    struct engine *engine;
+    struct dispatcher *dispatcher;
     struct memory_source mem;
     struct preload_waiter *waiters;
     struct preload_timer *timers;
     unsigned holds; /* hand-out calls in flight: refills wait for them (preload_hold) */
 };
 
-/* Features of the template chain that a qube's start reads (engine.c's describe()):
+/* Features of the template chain that a qube's start reads (dispatcher.c's describe()):
  * part of what a preload is made from. NULL-terminated. */
 
 struct qube *preload_default_dispvm(const struct app *app);

@@ -18,7 +18,7 @@
 struct router {
     sd_event *loop;
     struct app *app;
-    struct engine *engine;
+    struct dispatcher *dispatcher;
     char *policy_dir;
     struct policy *policy; /* the one in force; never NULL */
     sd_event_source *inotify;
@@ -115,7 +115,7 @@ struct route {
     char *command;
     char target[32];        /* the qube that runs the service */
     char dvm[32];           /* for @dispvm:T: T */
-    bool held;              /* holds the preload engine's refills until answered */
+    bool held;              /* holds the preload pool's refills until answered */
     double t_begin, t_exec; /* CLOCK_MONOTONIC ms, for the debug log */
     bool disposable;        /* made for this call: killed when it ends */
     bool running;           /* the service runs in target */
@@ -143,14 +143,14 @@ static void route_free(struct route *rt) {
 
 /* A disposable made for a call: a running one is killed (its auto_cleanup then removes
  * it); one that never ran is removed here. Either way q is gone afterwards. */
-static void dispose(struct engine *engine, struct app *app, const char *name) {
+static void dispose(struct dispatcher *dispatcher, struct app *app, const char *name) {
     struct qube *q = app_find(app, name);
     struct qerr err = {0};
     if (!q)
         return; /* it powered off by itself and is gone already */
     /* no waiting: the next call must not queue behind this one's teardown */
-    int r = q->power != POWER_HALTED ? engine_kill_nowait(engine, q, &err)
-                                     : engine_remove(engine, q, &err);
+    int r = q->power != POWER_HALTED ? dispatcher_kill_nowait(dispatcher, q, &err)
+                                     : dispatcher_remove(dispatcher, q, &err);
     if (r < 0)
         log_warning("qrexec: cannot dispose of %s: %s", name, err.msg);
 }
@@ -167,7 +167,7 @@ static void route_end(struct route *rt, uint32_t kind, int32_t status, const cha
               rt->target, rt->t_exec ? rt->t_exec - rt->t_begin : 0,
               rt->t_exec ? mono_ms() - rt->t_exec : 0);
     if (rt->disposable)
-        dispose(rt->r->engine, rt->r->app, rt->target);
+        dispose(rt->r->dispatcher, rt->r->app, rt->target);
     route_free(rt);
 }
 
@@ -204,7 +204,7 @@ static void route_exec(struct route *rt) {
                                         rt->pty};
     struct qerr err = {0};
     rt->t_exec = mono_ms();
-    if (!q || engine_exec(rt->r->engine, q, &call, on_exec_done, rt, &err) < 0) {
+    if (!q || dispatcher_exec(rt->r->dispatcher, q, &call, on_exec_done, rt, &err) < 0) {
         route_end(rt, QREXEC_FAILED, 0, q ? err.msg : "the target qube is gone");
         return;
     }
@@ -245,7 +245,7 @@ static void route_to_target(struct route *rt) {
         route_end(rt, QREXEC_FAILED, 0, "the target qube is paused or changing state");
         return;
     }
-    if (engine_start(rt->r->engine, q, on_target_started, rt, &err) < 0)
+    if (dispatcher_start(rt->r->dispatcher, q, on_target_started, rt, &err) < 0)
         route_end(rt, QREXEC_FAILED, 0, err.msg);
 }
 
@@ -380,7 +380,7 @@ void router_abandon(struct router *r, void *ctx) {
         rt->abandoned = true;
         if (rt->disposable && rt->running) {
             log_info("qrexec: %s went away: killing %s", rt->source, rt->target);
-            dispose(r->engine, r->app, rt->target); /* the call ends when the qube does */
+            dispose(r->dispatcher, r->app, rt->target); /* the call ends when the qube does */
         }
         return;
     }
@@ -398,7 +398,8 @@ static void on_upcall_done(void *ctx, uint32_t kind, int32_t status, const char 
     enum backend_call_end how = kind == QREXEC_EXITED     ? BACKEND_CALL_EXITED
                                 : kind == QREXEC_SIGNALED ? BACKEND_CALL_SIGNALED
                                                           : BACKEND_CALL_FAILED;
-    engine_upcall_reply(u->r->engine, u->call, how, kind == QREXEC_REFUSED ? -1 : status, msg);
+    dispatcher_upcall_reply(u->r->dispatcher, u->call, how, kind == QREXEC_REFUSED ? -1 : status,
+                            msg);
     free(u);
 }
 
@@ -413,12 +414,12 @@ static void on_upcall(void *userdata, struct backend_upcall *call) {
 
 /* ---- life ---- */
 
-struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
+struct router *router_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                           const struct router_config *cfg, struct qerr *err) {
     struct router *r = xcalloc(1, sizeof(*r));
     *r = (struct router){.loop = sd_event_ref(loop),
                          .app = app,
-                         .engine = engine,
+                         .dispatcher = dispatcher,
                          .policy_dir = xstrdup(cfg->policy_dir),
                          .preload = cfg->preload};
     struct policy_error perr = {0};
@@ -432,14 +433,14 @@ struct router *router_new(sd_event *loop, struct app *app, struct engine *engine
         router_free(r);
         return NULL;
     }
-    engine_set_upcall_handler(engine, on_upcall, r);
+    dispatcher_set_upcall_handler(dispatcher, on_upcall, r);
     return r;
 }
 
 void router_free(struct router *r) {
     if (!r)
         return;
-    engine_set_upcall_handler(r->engine, NULL, NULL);
+    dispatcher_set_upcall_handler(r->dispatcher, NULL, NULL);
     router_host_close(r->host);
     sd_event_source_disable_unref(r->inotify);
     sd_event_source_disable_unref(r->reload_timer);

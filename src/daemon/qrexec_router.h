@@ -15,7 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "app.h"
-#include "engine.h"
+#include "dispatcher.h"
 
 struct router;
 
@@ -26,7 +26,7 @@ struct router_config {
     struct preload *preload; /* hands out preloaded disposables for @dispvm; may be NULL */
 };
 
-struct router *router_new(sd_event *loop, struct app *app, struct engine *engine,
+struct router *router_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                           const struct router_config *cfg, struct qerr *err);
 void router_free(struct router *r);
 /* Re-reads the policy; a broken one is reported and the one in force stays. */

@@ -22,7 +22,7 @@
 struct server {
     sd_event *loop;
     struct app *app;
-    struct engine *engine;
+    struct dispatcher *dispatcher;
     struct preload *preload;
     struct events_hub *hub;
     int listen_fd;
@@ -123,7 +123,7 @@ static void conn_handle_request(struct conn *c) {
         conn_to_events(c, &req);
         return;
     }
-    struct api_env env = {c->srv->app, c->srv->engine, c->peer_uid, c->srv->preload};
+    struct api_env env = {c->srv->app, c->srv->dispatcher, c->peer_uid, c->srv->preload};
     struct api_sink sink = {conn_deferred_reply, c};
     enum api_result r = api_dispatch_env(&env, &req, &c->out, &sink);
     if (r == API_NO_REPLY) {
@@ -290,15 +290,15 @@ static int bind_socket(const struct server_config *cfg) {
     return fd;
 }
 
-int server_new(sd_event *loop, struct app *app, struct engine *engine, struct events_hub *hub,
-               const struct server_config *cfg, struct server **out) {
+int server_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
+               struct events_hub *hub, const struct server_config *cfg, struct server **out) {
     int fd = bind_socket(cfg);
     if (fd < 0)
         return fd;
     struct server *srv = xcalloc(1, sizeof(*srv));
     *srv = (struct server){.loop = sd_event_ref(loop),
                            .app = app,
-                           .engine = engine,
+                           .dispatcher = dispatcher,
                            .hub = hub,
                            .preload = cfg->preload,
                            .listen_fd = fd,

@@ -17,8 +17,8 @@ struct server_config {
     struct preload *preload;
 };
 
-struct engine;
+struct dispatcher;
 
-int server_new(sd_event *loop, struct app *app, struct engine *engine, struct events_hub *hub,
-               const struct server_config *cfg, struct server **out);
+int server_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
+               struct events_hub *hub, const struct server_config *cfg, struct server **out);
 void server_free(struct server *srv);

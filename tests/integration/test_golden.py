@@ -19,7 +19,7 @@ GOLDEN_CANDIDATES = [
 ]
 GOLDEN = next((p for p in GOLDEN_CANDIDATES if p and os.path.exists(p)), None)
 
-# 1-49 and 70-75 are the model; 50-69 exercise the preload engine, except these plain
+# 1-49 and 70-75 are the model; 50-69 exercise the preload pool, except these plain
 # property/feature writes that 70-75 build on (work becomes the global default_dispvm).
 ENGINE_FREE = set(range(1, 50)) | {52, 54, 55, 59, 67} | {70, 71, 73, 74, 75}
 

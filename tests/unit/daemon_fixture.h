@@ -1,5 +1,5 @@
 /* What the daemon's unit tests share: a real model (SQLite in a temp dir) with its events
- * recorded, an sd-event loop, and the daemon's engine table filled with fake engines
+ * recorded, an sd-event loop, and the dispatcher's table of engines filled with fake engines
  * (src/backend/fake). The loop is run until a condition holds, never longer than
  * DF_TIMEOUT_USEC: a broken daemon makes a test fail, not hang. */
 #pragma once
@@ -10,7 +10,7 @@
 
 #include "app.h"
 #include "disposable.h"
-#include "engine.h"
+#include "dispatcher.h"
 #include "fake_backend.h"
 #include "monoclock.h"
 #include "strbuf.h"
@@ -22,8 +22,8 @@ struct df {
     char *dir, *db;
     struct app app;
     sd_event *loop;
-    struct engine *engine;
-    struct backend *fakes[DF_MAX_ENGINES]; /* owned by the engine */
+    struct dispatcher *dispatcher;
+    struct backend *fakes[DF_MAX_ENGINES]; /* owned by the dispatcher */
     size_t n_fakes;
     struct strbuf events; /* "subject|event|k=v,k=v\n" per emitted event */
 };
@@ -52,12 +52,12 @@ static struct df *df_new(const char *const *names) {
     assert_int_equal(sd_event_new(&f->loop), 0);
     for (size_t i = 0; names && names[i] && i < DF_MAX_ENGINES; i++)
         f->fakes[f->n_fakes++] = fake_backend_new(f->loop, names[i]);
-    f->engine = engine_new(&f->app, f->fakes, f->n_fakes);
+    f->dispatcher = dispatcher_new(&f->app, f->fakes, f->n_fakes);
     return f;
 }
 
 static void df_free(struct df *f) {
-    engine_free(f->engine);
+    dispatcher_free(f->dispatcher);
     f->app.emit = NULL;
     app_close(&f->app);
     sd_event_unref(f->loop);

@@ -1,4 +1,4 @@
-/* The preload engine (src/daemon/preload*.c) against a fake engine: refills up to
+/* The preload pool (src/daemon/preload*.c) against a fake engine: refills up to
  * preload-dispvm-max, hand-outs, waiting for a preload still starting, failed starts,
  * outdated preloads, memory limits, suspend and restart. Timings are not tested, only
  * what happens (and what must not happen: a tight retry loop). */
@@ -30,8 +30,8 @@ static void on_halted(void *userdata, const char *name) { preload_qube_halted(us
 
 static void preload_start(struct pf *t) {
     struct memory_source mem = {t->meminfo, t->use_cgroup_limit};
-    t->p = preload_new(t->f->loop, &t->f->app, t->f->engine, &mem);
-    engine_set_halted_hook(t->f->engine, on_halted, t->p);
+    t->p = preload_new(t->f->loop, &t->f->app, t->f->dispatcher, &mem);
+    dispatcher_set_halted_hook(t->f->dispatcher, on_halted, t->p);
     preload_recover(t->p);
 }
 
@@ -483,7 +483,7 @@ static void test_unpaused_by_hand_counts_as_used(void **state) {
     snprintf(name, sizeof(name), "%s", list_of(t));
     struct qerr err = {0};
     struct qube *q = qube(t, name);
-    assert_int_equal(engine_unpause(t->f->engine, q, &err), 0);
+    assert_int_equal(dispatcher_unpause(t->f->dispatcher, q, &err), 0);
     preload_unpaused_by_hand(t->p, q); /* as admin.vm.Unpause does */
     assert_false(preload_is_preload(&t->f->app, q));
     assert_null(strmap_get(&q->features, "internal"));
@@ -568,7 +568,7 @@ static void test_restart_keeps_paused_preloads(void **state) {
     char names[4][32];
     list_names(t, names, 4);
     preload_free(t->p);
-    engine_free(t->f->engine);
+    dispatcher_free(t->f->dispatcher);
     /* a new daemon reads the model afresh (every qube Halted until adopted) */
     struct qerr err = {0};
     app_close(&t->f->app);
@@ -579,8 +579,8 @@ static void test_restart_keeps_paused_preloads(void **state) {
     /* its engine: only names[0] survived */
     t->fake = t->f->fakes[0] = fake_backend_new(t->f->loop, "container");
     fake_set_running(t->fake, names[0], BACKEND_PAUSED);
-    t->f->engine = engine_new(&t->f->app, t->f->fakes, 1);
-    engine_recover(t->f->engine);
+    t->f->dispatcher = dispatcher_new(&t->f->app, t->f->fakes, 1);
+    dispatcher_recover(t->f->dispatcher);
     preload_start(t); /* preload_recover */
     assert_string_equal(list_of(t), names[0]);
     assert_string_equal(power_state_name(qube(t, names[0])->power), "Paused");
@@ -609,7 +609,7 @@ static enum api_result api(struct pf *t, struct sink_log *s, const char *req, si
     memcpy(buf, req, len);
     struct wire_request r;
     assert_int_equal(wire_parse_request(buf, len, &r), 0);
-    struct api_env env = {&t->f->app, t->f->engine, 0, t->p};
+    struct api_env env = {&t->f->app, t->f->dispatcher, 0, t->p};
     struct api_sink sink = {on_reply, s};
     strbuf_reset(out);
     enum api_result res = api_dispatch_env(&env, &r, out, &sink);

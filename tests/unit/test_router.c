@@ -57,11 +57,11 @@ static const char POLICY[] = "test.Echo * work dvm allow\n"
 static void router_start(struct rf *t, bool with_preload) {
     if (with_preload) {
         struct memory_source mem = {t->meminfo, false};
-        t->p = preload_new(t->f->loop, &t->f->app, t->f->engine, &mem);
+        t->p = preload_new(t->f->loop, &t->f->app, t->f->dispatcher, &mem);
     }
     struct router_config cfg = {t->policy_dir, t->sock, (gid_t)-1, t->p};
     struct qerr err = {0};
-    t->r = router_new(t->f->loop, &t->f->app, t->f->engine, &cfg, &err);
+    t->r = router_new(t->f->loop, &t->f->app, t->f->dispatcher, &cfg, &err);
     if (!t->r)
         fail_msg("router_new: %s", err.msg);
 }
@@ -116,7 +116,8 @@ static void call_and_wait(struct rf *t, const char *source, const char *target, 
 static void start_and_wait(struct rf *t, const char *name) {
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_start(t->f->engine, app_find(&t->f->app, name), df_done_cb, &d, &err),
+    assert_int_equal(dispatcher_start(t->f->dispatcher, app_find(&t->f->app, name), df_done_cb, &d,
+                                      &err),
                      0);
     assert_true(df_run_until(t->f, df_done_called, &d));
     assert_int_equal(d.r, 0);
@@ -187,7 +188,7 @@ static void test_paused_target_fails(void **state) {
     struct rf *t = *state;
     struct qerr err = {0};
     start_and_wait(t, "work");
-    assert_int_equal(engine_pause(t->f->engine, app_find(&t->f->app, "work"), &err), 0);
+    assert_int_equal(dispatcher_pause(t->f->dispatcher, app_find(&t->f->app, "work"), &err), 0);
     struct answer a = {0};
     call_and_wait(t, "dom0", "work", "test.Echo", &a);
     assert_int_equal(a.kind, QREXEC_FAILED);

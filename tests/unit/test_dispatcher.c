@@ -1,4 +1,4 @@
-/* The daemon's side of the engines (src/daemon/engine.c) against fake engines: power
+/* The dispatcher, the daemon's side of the engines (src/daemon/dispatcher.c), against fake engines: power
  * states and events, the choice of engine by virt_mode, exits, guards, removal and
  * restart recovery. The contract every engine must keep is what these tests assume. */
 #include "daemon_fixture.h"
@@ -34,7 +34,7 @@ static struct qube *qube(struct df *f, const char *name) {
 static void start_and_wait(struct df *f, const char *name) {
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_start(f->engine, qube(f, name), df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, name), df_done_cb, &d, &err), 0);
     assert_true(df_run_until(f, df_done_called, &d));
     assert_int_equal(d.r, 0);
     assert_string_equal(df_power(f, name), "Running");
@@ -46,7 +46,7 @@ static void test_start_runs_with_events(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), 0);
     /* under way until the engine says it is ready */
     assert_string_equal(df_power(f, "work"), "Transient");
     assert_true(df_has_event(f, "work|domain-pre-start|start_guid=False\n"));
@@ -67,7 +67,7 @@ static void test_start_done_before_return(void **state) {
     struct qerr err = {0};
     struct df_done d = {0};
     fake_plan_start(f->fakes[0], FAKE_START_OK_SYNC, NULL);
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), 0);
     assert_int_equal(d.calls, 1);
     assert_string_equal(df_power(f, "work"), "Running");
     assert_true(df_has_event(f, "work|domain-start|"));
@@ -78,7 +78,7 @@ static void test_start_fails_later(void **state) {
     struct qerr err = {0};
     struct df_done d = {0};
     fake_plan_start(f->fakes[0], FAKE_START_FAIL, "the agent did not answer in time");
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), 0);
     assert_true(df_run_until(f, df_done_called, &d));
     assert_int_equal(d.r, -1);
     assert_string_equal(d.msg, "the agent did not answer in time");
@@ -94,7 +94,7 @@ static void test_start_refused_at_once(void **state) {
     struct qerr err = {0};
     struct df_done d = {0};
     fake_fail_next(f->fakes[0], FAKE_START, "cannot prepare the volumes");
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), -1);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), -1);
     assert_string_equal(err.exc, EXC_QUBES);
     assert_string_equal(err.msg, "cannot prepare the volumes");
     assert_int_equal(d.calls, 0); /* a refusal is returned, never also called back */
@@ -109,8 +109,8 @@ static void test_start_twice_refused(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     fake_plan_start(f->fakes[0], FAKE_START_HANG, NULL);
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), NULL, NULL, &err), 0);
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), NULL, NULL, &err), -1);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), NULL, NULL, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), NULL, NULL, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_HALTED);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_START, "work"), 1);
     /* a start that hangs holds the qube in Transient until the engine answers */
@@ -150,10 +150,10 @@ static void test_virt_mode_selects_engine(void **state) {
     assert_int_equal(fake_calls(qemu, FAKE_START, "dvm"), 0);
     /* every later call about it goes to the same engine */
     struct qerr err = {0};
-    assert_int_equal(engine_pause(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_pause(f->dispatcher, qube(f, "work"), &err), 0);
     assert_int_equal(fake_calls(qemu, FAKE_PAUSE, "work"), 1);
     assert_int_equal(fake_calls(container, FAKE_PAUSE, NULL), 0);
-    assert_int_equal(engine_kill(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_kill(f->dispatcher, qube(f, "work"), &err), 0);
     assert_int_equal(fake_calls(qemu, FAKE_KILL, "work"), 1);
     assert_int_equal(fake_calls(container, FAKE_KILL, NULL), 0);
     assert_string_equal(df_power(f, "work"), "Halted");
@@ -178,7 +178,7 @@ static void test_virt_mode_without_engine(void **state) {
     df_set_prop(f, "work", "virt_mode", "qemu");
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), -1);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), -1);
     assert_string_equal(err.exc, EXC_QUBES);
     assert_string_equal(err.msg, "Qube 'work': virt_mode=qemu is not available: this "
                                  "dispenserd has no such engine");
@@ -186,10 +186,10 @@ static void test_virt_mode_without_engine(void **state) {
     assert_string_equal(df_power(f, "work"), "Halted");
     assert_int_equal(fake_calls(f->fakes[0], FAKE_START, NULL), 0);
     struct backend_volume_info vi = {0};
-    assert_int_equal(engine_volume_info(f->engine, qube(f, "work"), "root", &vi, &err), -1);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, "work"), "root", &vi, &err), -1);
     assert_non_null(strstr(err.msg, "virt_mode=qemu is not available"));
     /* removal still works: the definition goes, no engine has volumes to remove */
-    assert_int_equal(engine_remove(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_remove(f->dispatcher, qube(f, "work"), &err), 0);
     assert_null(app_find(&f->app, "work"));
     assert_int_equal(fake_calls(f->fakes[0], FAKE_REMOVE_VOLUMES, NULL), 0);
 }
@@ -199,12 +199,12 @@ static void test_unavailable_engine(void **state) {
     struct df *f = df_new(NULL);
     struct backend *table[] = {fake_backend_new(f->loop, "container"),
                                backend_unavailable_new(f->loop, "qemu", "no /dev/kvm")};
-    engine_free(f->engine);
-    f->engine = engine_new(&f->app, table, 2);
+    dispatcher_free(f->dispatcher);
+    f->dispatcher = dispatcher_new(&f->app, table, 2);
     df_make_qubes(f);
     df_set_prop(f, "work", "virt_mode", "qemu");
     struct qerr err = {0};
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), NULL, NULL, &err), -1);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), NULL, NULL, &err), -1);
     assert_string_equal(err.msg, "Qube 'work': virt_mode=qemu is not available: no /dev/kvm");
     assert_string_equal(df_power(f, "work"), "Halted");
     assert_true(df_has_event(f, "work|domain-start-failed|reason=Qube 'work': virt_mode=qemu "
@@ -230,7 +230,7 @@ static void on_halted(void *userdata, const char *name) {
 static void test_exit_halts(void **state) {
     struct df *f = *state;
     struct halted_log h = {&f->app, "", false};
-    engine_set_halted_hook(f->engine, on_halted, &h);
+    dispatcher_set_halted_hook(f->dispatcher, on_halted, &h);
     start_and_wait(f, "work");
     assert_int_equal(fake_crash(f->fakes[0], "work", 139), 0);
     assert_string_equal(df_power(f, "work"), "Halted");
@@ -243,7 +243,7 @@ static void test_exit_halts(void **state) {
 static void test_exit_removes_unnamed_disposable(void **state) {
     struct df *f = *state;
     struct halted_log h = {&f->app, "", false};
-    engine_set_halted_hook(f->engine, on_halted, &h);
+    dispatcher_set_halted_hook(f->dispatcher, on_halted, &h);
     struct qerr err = {0};
     struct qube *disp = disposable_create(&f->app, qube(f, "dvm"), "work", &err);
     assert_non_null(disp);
@@ -267,7 +267,7 @@ static void test_exit_during_start_is_a_failed_start(void **state) {
     struct qerr err = {0};
     struct df_done d = {0};
     fake_plan_start(f->fakes[0], FAKE_START_HANG, NULL);
-    assert_int_equal(engine_start(f->engine, qube(f, "work"), df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_start(f->dispatcher, qube(f, "work"), df_done_cb, &d, &err), 0);
     assert_int_equal(fake_crash(f->fakes[0], "work", 1), 0);
     assert_int_equal(d.calls, 1);
     assert_int_equal(d.r, -1);
@@ -280,10 +280,13 @@ static void test_shutdown(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     struct df_done d = {0};
-    assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), false, NULL, NULL, &err), -1);
+    assert_int_equal(dispatcher_shutdown(f->dispatcher, qube(f, "work"), false, NULL, NULL, &err),
+                     -1);
     assert_string_equal(err.exc, EXC_VM_NOT_STARTED);
     start_and_wait(f, "work");
-    assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), false, df_done_cb, &d, &err), 0);
+    assert_int_equal(dispatcher_shutdown(f->dispatcher, qube(f, "work"), false, df_done_cb, &d,
+                                         &err),
+                     0);
     assert_string_equal(df_power(f, "work"), "Halting");
     assert_true(df_has_event(f, "work|domain-pre-shutdown|force=False\n"));
     assert_true(df_run_until(f, df_done_called, &d));
@@ -298,7 +301,8 @@ static void test_shutdown_refused(void **state) {
     struct qerr err = {0};
     start_and_wait(f, "work");
     fake_fail_next(f->fakes[0], FAKE_SHUTDOWN, "the agent is gone");
-    assert_int_equal(engine_shutdown(f->engine, qube(f, "work"), true, NULL, NULL, &err), -1);
+    assert_int_equal(dispatcher_shutdown(f->dispatcher, qube(f, "work"), true, NULL, NULL, &err),
+                     -1);
     assert_string_equal(err.msg, "the agent is gone");
     assert_string_equal(df_power(f, "work"), "Running");
 }
@@ -310,13 +314,13 @@ static void test_pause_unpause_kill_guards(void **state) {
     struct backend *b = f->fakes[0];
     struct qerr err = {0};
     struct qube *work = qube(f, "work");
-    assert_int_equal(engine_pause(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_pause(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_RUNNING);
-    assert_int_equal(engine_unpause(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_unpause(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_PAUSED);
-    assert_int_equal(engine_kill(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_kill(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_STARTED);
-    assert_int_equal(engine_kill_nowait(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_kill_nowait(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_STARTED);
     /* the guards answer before the engine is asked */
     assert_int_equal(fake_calls(b, FAKE_PAUSE, NULL) + fake_calls(b, FAKE_UNPAUSE, NULL) +
@@ -324,25 +328,25 @@ static void test_pause_unpause_kill_guards(void **state) {
                      0);
 
     start_and_wait(f, "work");
-    assert_int_equal(engine_unpause(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_unpause(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_PAUSED);
-    assert_int_equal(engine_pause(f->engine, work, &err), 0);
+    assert_int_equal(dispatcher_pause(f->dispatcher, work, &err), 0);
     assert_string_equal(power_state_name(work->power), "Paused");
     assert_true(df_has_event(f, "work|domain-paused|\n"));
     assert_int_equal(fake_power(b, "work"), BACKEND_PAUSED);
-    assert_int_equal(engine_pause(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_pause(f->dispatcher, work, &err), -1);
     assert_string_equal(err.exc, EXC_VM_NOT_RUNNING);
-    assert_int_equal(engine_unpause(f->engine, work, &err), 0);
+    assert_int_equal(dispatcher_unpause(f->dispatcher, work, &err), 0);
     assert_string_equal(power_state_name(work->power), "Running");
     assert_true(df_has_event(f, "work|domain-unpaused|\n"));
 
     /* the engine refuses: the state stays, no event */
     fake_fail_next(b, FAKE_PAUSE, "cannot freeze");
-    assert_int_equal(engine_pause(f->engine, work, &err), -1);
+    assert_int_equal(dispatcher_pause(f->dispatcher, work, &err), -1);
     assert_string_equal(err.msg, "cannot freeze");
     assert_string_equal(power_state_name(work->power), "Running");
 
-    assert_int_equal(engine_kill(f->engine, work, &err), 0);
+    assert_int_equal(dispatcher_kill(f->dispatcher, work, &err), 0);
     assert_string_equal(power_state_name(work->power), "Halted"); /* kill waits: halted on return */
     assert_true(df_has_event(f, "work|domain-shutdown|\n"));
 }
@@ -351,7 +355,7 @@ static void test_kill_nowait_halts_later(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     start_and_wait(f, "work");
-    assert_int_equal(engine_kill_nowait(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_kill_nowait(f->dispatcher, qube(f, "work"), &err), 0);
     assert_string_equal(df_power(f, "work"), "Running");
     DF_WAIT_POWER(f, "work", "Halted");
 }
@@ -361,13 +365,13 @@ static void test_kill_paused_and_stats(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     struct backend_stats st;
-    assert_int_equal(engine_stats(f->engine, qube(f, "work"), &st), -1);
+    assert_int_equal(dispatcher_stats(f->dispatcher, qube(f, "work"), &st), -1);
     start_and_wait(f, "work");
     fake_set_memory_usage(f->fakes[0], 123 << 20);
-    assert_int_equal(engine_stats(f->engine, qube(f, "work"), &st), 0);
+    assert_int_equal(dispatcher_stats(f->dispatcher, qube(f, "work"), &st), 0);
     assert_int_equal(st.memory_bytes, 123 << 20);
-    assert_int_equal(engine_pause(f->engine, qube(f, "work"), &err), 0);
-    assert_int_equal(engine_kill(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_pause(f->dispatcher, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_kill(f->dispatcher, qube(f, "work"), &err), 0);
     assert_string_equal(df_power(f, "work"), "Halted");
 }
 
@@ -377,11 +381,11 @@ static void test_remove_asks_own_engine(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     df_set_prop(f, "work", "virt_mode", "qemu");
-    assert_int_equal(engine_remove(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_remove(f->dispatcher, qube(f, "work"), &err), 0);
     assert_null(app_find(&f->app, "work"));
     assert_int_equal(fake_calls(f->fakes[1], FAKE_REMOVE_VOLUMES, "work"), 1);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_REMOVE_VOLUMES, NULL), 0);
-    assert_int_equal(engine_remove(f->engine, qube(f, "dvm"), &err), 0);
+    assert_int_equal(dispatcher_remove(f->dispatcher, qube(f, "dvm"), &err), 0);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_REMOVE_VOLUMES, "dvm"), 1);
     assert_int_equal(fake_calls(f->fakes[1], FAKE_REMOVE_VOLUMES, "dvm"), 0);
 }
@@ -392,14 +396,14 @@ static void test_remove_volumes_failure_keeps_removal(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
     fake_fail_next(f->fakes[0], FAKE_REMOVE_VOLUMES, "busy");
-    assert_int_equal(engine_remove(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_remove(f->dispatcher, qube(f, "work"), &err), 0);
     assert_null(app_find(&f->app, "work"));
 }
 
 static void test_remove_in_use_refused(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
-    assert_int_equal(engine_remove(f->engine, qube(f, "tpl"), &err), -1);
+    assert_int_equal(dispatcher_remove(f->dispatcher, qube(f, "tpl"), &err), -1);
     assert_string_equal(err.exc, EXC_VM_IN_USE);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_REMOVE_VOLUMES, NULL), 0);
 }
@@ -414,15 +418,15 @@ static void test_volume_info_views(void **state) {
     snprintf(name, sizeof(name), "%s", disp->name);
     start_and_wait(f, name);
     struct backend_volume_info vi = {0};
-    assert_int_equal(engine_volume_info(f->engine, qube(f, name), "root", &vi, &err), 0);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, name), "root", &vi, &err), 0);
     assert_true(vi.snap_on_start);
     assert_string_equal(vi.source_uuid, qube(f, "tpl")->uuid);
     assert_true(vi.in_use);
     assert_int_equal(vi.used_revision, vi.revision);
-    assert_int_equal(engine_volume_info(f->engine, qube(f, name), "private", &vi, &err), 0);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, name), "private", &vi, &err), 0);
     assert_string_equal(vi.source_uuid, qube(f, "dvm")->uuid);
     fake_bump_revision(f->fakes[0], qube(f, "dvm")->uuid, "private");
-    assert_int_equal(engine_volume_info(f->engine, qube(f, name), "private", &vi, &err), 0);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, name), "private", &vi, &err), 0);
     assert_int_equal(vi.revision, vi.used_revision + 1);
 }
 
@@ -432,19 +436,21 @@ static void test_import(void **state) {
     struct qerr err = {0};
     char path[256];
     struct backend_volume_info before = {0}, after = {0};
-    assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &before, &err), 0);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, "tpl"), "root", &before, &err),
+                     0);
     start_and_wait(f, "tpl");
-    assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
-                                         &err),
+    assert_int_equal(dispatcher_import_begin(f->dispatcher, qube(f, "tpl"), "root", path,
+                                             sizeof(path), &err),
                      -1);
     assert_string_equal(err.exc, EXC_VM_NOT_HALTED);
     assert_int_equal(fake_calls(f->fakes[0], FAKE_IMPORT_BEGIN, NULL), 0);
-    assert_int_equal(engine_kill(f->engine, qube(f, "tpl"), &err), 0);
-    assert_int_equal(engine_import_begin(f->engine, qube(f, "tpl"), "root", path, sizeof(path),
-                                         &err),
+    assert_int_equal(dispatcher_kill(f->dispatcher, qube(f, "tpl"), &err), 0);
+    assert_int_equal(dispatcher_import_begin(f->dispatcher, qube(f, "tpl"), "root", path,
+                                             sizeof(path), &err),
                      0);
-    assert_int_equal(engine_import_end(f->engine, qube(f, "tpl"), "root", true, &err), 0);
-    assert_int_equal(engine_volume_info(f->engine, qube(f, "tpl"), "root", &after, &err), 0);
+    assert_int_equal(dispatcher_import_end(f->dispatcher, qube(f, "tpl"), "root", true, &err), 0);
+    assert_int_equal(dispatcher_volume_info(f->dispatcher, qube(f, "tpl"), "root", &after, &err),
+                     0);
     assert_int_equal(after.revision, before.revision + 1);
 }
 
@@ -463,7 +469,7 @@ static void test_recover_adopts_through_own_engine(void **state) {
     fake_set_running(qemu, "work", BACKEND_PAUSED);
     fake_set_running(container, "dvm", BACKEND_RUNNING);
     fake_set_running(container, "stray", BACKEND_RUNNING);
-    engine_recover(f->engine);
+    dispatcher_recover(f->dispatcher);
     assert_string_equal(df_power(f, "work"), "Paused");
     assert_string_equal(df_power(f, "dvm"), "Running");
     assert_string_equal(df_power(f, "tpl"), "Halted");
@@ -482,7 +488,7 @@ static void test_recover_adopts_through_own_engine(void **state) {
     assert_null(app_find(&f->app, gone));
     assert_int_equal(fake_calls(container, FAKE_REMOVE_VOLUMES, gone), 1);
     /* adopted qubes are driven as any other */
-    assert_int_equal(engine_unpause(f->engine, qube(f, "work"), &err), 0);
+    assert_int_equal(dispatcher_unpause(f->dispatcher, qube(f, "work"), &err), 0);
     assert_int_equal(fake_calls(qemu, FAKE_UNPAUSE, "work"), 1);
 }
 
@@ -494,21 +500,21 @@ static void test_optional_ops_missing(void **state) {
     fake_drop_optional(b);
     fake_drop_optional(f->fakes[1]);
     start_and_wait(f, "work");
-    assert_int_equal(engine_reclaim(f->engine, qube(f, "work")), -ENOTSUP);
-    assert_int_equal(engine_foreground(f->engine, qube(f, "work")), -ENOTSUP);
-    assert_int_equal(engine_memory_headroom_mib(f->engine), -1);
+    assert_int_equal(dispatcher_reclaim(f->dispatcher, qube(f, "work")), -ENOTSUP);
+    assert_int_equal(dispatcher_foreground(f->dispatcher, qube(f, "work")), -ENOTSUP);
+    assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), -1);
     assert_int_equal(fake_calls(b, FAKE_RECLAIM, NULL) + fake_calls(b, FAKE_FOREGROUND, NULL), 0);
 }
 
 static void test_memory_headroom_tightest(void **state) {
     struct df *f = *state;
-    assert_int_equal(engine_memory_headroom_mib(f->engine), -1); /* none limited */
+    assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), -1); /* none limited */
     fake_set_headroom(f->fakes[0], 2048LL << 20);
-    assert_int_equal(engine_memory_headroom_mib(f->engine), 2048);
+    assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), 2048);
     fake_set_headroom(f->fakes[1], 512LL << 20);
-    assert_int_equal(engine_memory_headroom_mib(f->engine), 512);
+    assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), 512);
     fake_drop_optional(f->fakes[1]);
-    assert_int_equal(engine_memory_headroom_mib(f->engine), 2048);
+    assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), 2048);
 }
 
 /* ---- upcalls ---- */

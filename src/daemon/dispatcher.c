@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "dispatcher.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,15 +8,16 @@
 
 #include "log.h"
 
-#define ENGINES_MAX 8
+#define DISPATCHER_ENGINES_MAX 8
 
-struct engine {
+struct dispatcher {
     struct app *app;
-    struct backend *backends[ENGINES_MAX]; /* one per virt_mode, found by its ops' name */
+    /* the engines, one per virt_mode, found by its ops' name */
+    struct backend *backends[DISPATCHER_ENGINES_MAX];
     size_t n_backends;
-    engine_upcall_fn upcall;
+    dispatcher_upcall_fn upcall;
     void *upcall_userdata;
-    engine_halted_fn halted;
+    dispatcher_halted_fn halted;
     void *halted_userdata;
 };
 
@@ -25,7 +26,7 @@ struct qube_desc {
     struct backend_qube bq;
     char template_uuid[37], dvm_uuid[37];
     char virt_mode[32];
-    struct backend_option options[ENGINE_OPTIONS_MAX];
+    struct backend_option options[DISPATCHER_OPTIONS_MAX];
 };
 
 static long prop_long(const struct app *app, const struct qube *q, int id) {
@@ -63,8 +64,8 @@ static const char *virt_mode_of(const struct app *app, const struct qube *q, cha
 /* The engine's knobs are features named "<virt_mode>-KEY" (crun's annotations): the
  * daemon passes them on without knowing what they mean. The qube's own win over its
  * template's, as with every feature read along the template chain. */
-size_t engine_qube_options(const struct app *app, const struct qube *q, struct backend_option *out,
-                           size_t max) {
+size_t dispatcher_qube_options(const struct app *app, const struct qube *q,
+                               struct backend_option *out, size_t max) {
     char mode[32], prefix[40];
     int plen = snprintf(prefix, sizeof(prefix), "%s-", virt_mode_of(app, q, mode, sizeof(mode)));
     size_t n = 0;
@@ -86,10 +87,10 @@ size_t engine_qube_options(const struct app *app, const struct qube *q, struct b
     return n;
 }
 
-bool engine_is_option_feature(const struct engine *e, const char *feature) {
-    for (size_t i = 0; i < e->n_backends; i++) {
-        size_t len = strlen(e->backends[i]->ops->name);
-        if (strncmp(feature, e->backends[i]->ops->name, len) == 0 && feature[len] == '-')
+bool dispatcher_is_option_feature(const struct dispatcher *disp, const char *feature) {
+    for (size_t i = 0; i < disp->n_backends; i++) {
+        size_t len = strlen(disp->backends[i]->ops->name);
+        if (strncmp(feature, disp->backends[i]->ops->name, len) == 0 && feature[len] == '-')
             return true;
     }
     return false;
@@ -122,21 +123,22 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
         .options = d->options,
     };
-    d->bq.n_options = engine_qube_options(app, q, d->options, ENGINE_OPTIONS_MAX);
+    d->bq.n_options = dispatcher_qube_options(app, q, d->options, DISPATCHER_OPTIONS_MAX);
 }
 
-static struct backend *backend_named(struct engine *e, const char *mode) {
-    for (size_t i = 0; i < e->n_backends; i++)
-        if (strcmp(e->backends[i]->ops->name, mode) == 0)
-            return e->backends[i];
+static struct backend *backend_named(struct dispatcher *disp, const char *mode) {
+    for (size_t i = 0; i < disp->n_backends; i++)
+        if (strcmp(disp->backends[i]->ops->name, mode) == 0)
+            return disp->backends[i];
     return NULL;
 }
 
 /* The qube's own engine, chosen by its virt_mode. An engine that cannot run here is an
  * object that refuses with its reason, so only a mode no engine has is handled here. */
-static struct backend *backend_for(struct engine *e, const struct qube *q, struct qerr *err) {
+static struct backend *backend_for(struct dispatcher *disp, const struct qube *q,
+                                   struct qerr *err) {
     char mode[32];
-    struct backend *b = backend_named(e, virt_mode_of(e->app, q, mode, sizeof(mode)));
+    struct backend *b = backend_named(disp, virt_mode_of(disp->app, q, mode, sizeof(mode)));
     if (!b)
         qerr_set(err, EXC_QUBES,
                  "Qube '%s': virt_mode=%s is not available: this dispenserd "
@@ -147,7 +149,7 @@ static struct backend *backend_for(struct engine *e, const struct qube *q, struc
 
 /* The one place where an engine's failure (-errno and words, backend.h) becomes a Qubes
  * exception. Returns -1, as every call of this module does on failure. */
-static int engine_failed(const struct qube *q, int r, const char *why, struct qerr *err) {
+static int dispatcher_failed(const struct qube *q, int r, const char *why, struct qerr *err) {
     const char *exc = EXC_QUBES;
     switch (r) {
     case -ESRCH: exc = EXC_VM_NOT_STARTED; break;
@@ -164,36 +166,36 @@ static int engine_failed(const struct qube *q, int r, const char *why, struct qe
 }
 
 /* Calls op-returning expression `call` with a fresh `why`, mapping a failure into err. */
-#define ENGINE_CALL(q, err, call)                             \
-    ({                                                        \
-        struct backend_why why = {{0}};                       \
-        int r_ = (call);                                      \
-        r_ < 0 ? engine_failed((q), r_, why.msg, (err)) : r_; \
+#define DISPATCHER_CALL(q, err, call)                             \
+    ({                                                            \
+        struct backend_why why = {{0}};                           \
+        int r_ = (call);                                          \
+        r_ < 0 ? dispatcher_failed((q), r_, why.msg, (err)) : r_; \
     })
 
-static void set_power(struct engine *e, struct qube *q, enum power_state state) {
+static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
     q->power = state;
 }
 
-static void emit(struct engine *e, const struct qube *q, const char *event, const char *key,
+static void emit(struct dispatcher *disp, const struct qube *q, const char *event, const char *key,
                  const char *value) {
     struct wire_kv kv = {key, value};
-    app_emit(e->app, q, event, key ? &kv : NULL, key ? 1 : 0);
+    app_emit(disp->app, q, event, key ? &kv : NULL, key ? 1 : 0);
 }
 
 /* ---- start ---- */
 
 struct pending {
-    struct engine *e;
+    struct dispatcher *disp;
     char name[32];
-    engine_done_fn done;
+    dispatcher_done_fn done;
     void *userdata;
 };
 
-static struct pending *pending_new(struct engine *e, const struct qube *q, engine_done_fn done,
-                                   void *userdata) {
+static struct pending *pending_new(struct dispatcher *disp, const struct qube *q,
+                                   dispatcher_done_fn done, void *userdata) {
     struct pending *p = xcalloc(1, sizeof(*p));
-    p->e = e;
+    p->disp = disp;
     snprintf(p->name, sizeof(p->name), "%s", q->name);
     p->done = done;
     p->userdata = userdata;
@@ -202,15 +204,15 @@ static struct pending *pending_new(struct engine *e, const struct qube *q, engin
 
 static void on_started(void *userdata, int r, const char *why) {
     struct pending *p = userdata;
-    struct qube *q = app_find(p->e->app, p->name);
+    struct qube *q = app_find(p->disp->app, p->name);
     struct qerr err = {0};
     if (q && r == 0) {
-        set_power(p->e, q, POWER_RUNNING);
-        emit(p->e, q, "domain-start", "start_guid", "False");
+        set_power(p->disp, q, POWER_RUNNING);
+        emit(p->disp, q, "domain-start", "start_guid", "False");
     } else if (q) {
-        engine_failed(q, r, why, &err);
-        set_power(p->e, q, POWER_HALTED);
-        emit(p->e, q, "domain-start-failed", "reason", err.msg);
+        dispatcher_failed(q, r, why, &err);
+        set_power(p->disp, q, POWER_HALTED);
+        emit(p->disp, q, "domain-start-failed", "reason", err.msg);
         log_warning("%s", err.msg);
     } else if (r < 0) {
         qerr_set(&err, EXC_QUBES, "%s", why ? why : "start failed");
@@ -220,36 +222,36 @@ static void on_started(void *userdata, int r, const char *why) {
     free(p);
 }
 
-static int start(struct engine *e, struct qube *q, bool background, engine_done_fn done,
+static int start(struct dispatcher *disp, struct qube *q, bool background, dispatcher_done_fn done,
                  void *userdata, struct qerr *err);
 
-int engine_start(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
-                 struct qerr *err) {
-    return start(e, q, false, done, userdata, err);
+int dispatcher_start(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
+                     void *userdata, struct qerr *err) {
+    return start(disp, q, false, done, userdata, err);
 }
 
-int engine_start_background(struct engine *e, struct qube *q, engine_done_fn done, void *userdata,
-                            struct qerr *err) {
-    return start(e, q, true, done, userdata, err);
+int dispatcher_start_background(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
+                                void *userdata, struct qerr *err) {
+    return start(disp, q, true, done, userdata, err);
 }
 
-static int start(struct engine *e, struct qube *q, bool background, engine_done_fn done,
+static int start(struct dispatcher *disp, struct qube *q, bool background, dispatcher_done_fn done,
                  void *userdata, struct qerr *err) {
     if (q->power != POWER_HALTED)
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
-    struct backend *b = backend_for(e, q, err);
+    struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
     struct qube_desc d;
-    describe(e->app, q, &d);
+    describe(disp->app, q, &d);
     d.bq.background = background;
-    emit(e, q, "domain-pre-start", "start_guid", "False");
-    set_power(e, q, POWER_TRANSIENT);
-    struct pending *p = pending_new(e, q, done, userdata);
-    if (ENGINE_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why)) < 0) {
+    emit(disp, q, "domain-pre-start", "start_guid", "False");
+    set_power(disp, q, POWER_TRANSIENT);
+    struct pending *p = pending_new(disp, q, done, userdata);
+    if (DISPATCHER_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why)) < 0) {
         free(p);
-        set_power(e, q, POWER_HALTED);
-        emit(e, q, "domain-start-failed", "reason", err->msg);
+        set_power(disp, q, POWER_HALTED);
+        emit(disp, q, "domain-start-failed", "reason", err->msg);
         return -1;
     }
     return 0;
@@ -258,41 +260,41 @@ static int start(struct engine *e, struct qube *q, bool background, engine_done_
 /* ---- what engines report ---- */
 
 /* An unnamed disposable lives as long as its qube: gone with it (Qubes' auto_cleanup). */
-static void auto_cleanup(struct engine *e, struct qube *q) {
+static void auto_cleanup(struct dispatcher *disp, struct qube *q) {
     char buf[16];
     bool is_default;
-    if (q->klass != QUBE_DISPVM ||
-        strcmp(app_prop_get(e->app, q, &PROP_DEFS[P_AUTO_CLEANUP], buf, sizeof(buf), &is_default),
-               "True") != 0)
+    if (q->klass != QUBE_DISPVM || strcmp(app_prop_get(disp->app, q, &PROP_DEFS[P_AUTO_CLEANUP],
+                                                       buf, sizeof(buf), &is_default),
+                                          "True") != 0)
         return;
     struct qerr err = {0};
     char name[32];
     snprintf(name, sizeof(name), "%s", q->name);
-    bool batch = app_batch_begin_ephemeral(e->app, &err) == 0;
-    if (engine_remove(e, q, &err) < 0)
+    bool batch = app_batch_begin_ephemeral(disp->app, &err) == 0;
+    if (dispatcher_remove(disp, q, &err) < 0)
         log_error("%s: auto cleanup failed: %s", name, err.msg);
-    if (batch && app_batch_end(e->app, &err) < 0)
+    if (batch && app_batch_end(disp->app, &err) < 0)
         log_error("%s: auto cleanup not saved: %s", name, err.msg);
 }
 
 static void on_exited(void *userdata, const char *name, int status) {
-    struct engine *e = userdata;
-    struct qube *q = app_find(e->app, name);
+    struct dispatcher *disp = userdata;
+    struct qube *q = app_find(disp->app, name);
     if (!q)
         return;
-    set_power(e, q, POWER_HALTED);
-    emit(e, q, "domain-shutdown", NULL, NULL);
+    set_power(disp, q, POWER_HALTED);
+    emit(disp, q, "domain-shutdown", NULL, NULL);
     /* told while the qube is still there: a preload that stopped must be seen as one
      * (its list, its template) before auto_cleanup removes it */
-    if (e->halted)
-        e->halted(e->halted_userdata, name);
-    if ((q = app_find(e->app, name)))
-        auto_cleanup(e, q);
+    if (disp->halted)
+        disp->halted(disp->halted_userdata, name);
+    if ((q = app_find(disp->app, name)))
+        auto_cleanup(disp, q);
 }
 
-void engine_set_halted_hook(struct engine *e, engine_halted_fn fn, void *userdata) {
-    e->halted = fn;
-    e->halted_userdata = userdata;
+void dispatcher_set_halted_hook(struct dispatcher *disp, dispatcher_halted_fn fn, void *userdata) {
+    disp->halted = fn;
+    disp->halted_userdata = userdata;
 }
 
 /* ---- the other life-cycle calls ---- */
@@ -307,8 +309,8 @@ static int not_started(const struct qube *q, struct qerr *err) {
 }
 
 struct stop_pending {
-    struct engine *e;
-    engine_done_fn done;
+    struct dispatcher *disp;
+    dispatcher_done_fn done;
     void *userdata;
 };
 
@@ -322,89 +324,89 @@ static void on_stopped(void *userdata, int r, const char *why) {
     free(p);
 }
 
-int engine_shutdown(struct engine *e, struct qube *q, bool force, engine_done_fn done,
-                    void *userdata, struct qerr *err) {
-    struct backend *b = is_running(q) ? backend_for(e, q, err) : NULL;
+int dispatcher_shutdown(struct dispatcher *disp, struct qube *q, bool force,
+                        dispatcher_done_fn done, void *userdata, struct qerr *err) {
+    struct backend *b = is_running(q) ? backend_for(disp, q, err) : NULL;
     if (!is_running(q))
         return not_started(q, err);
     if (!b)
         return -1;
-    emit(e, q, "domain-pre-shutdown", "force", force ? "True" : "False");
+    emit(disp, q, "domain-pre-shutdown", "force", force ? "True" : "False");
     struct stop_pending *p = NULL;
     if (done) {
         p = xcalloc(1, sizeof(*p));
-        *p = (struct stop_pending){e, done, userdata};
+        *p = (struct stop_pending){disp, done, userdata};
     }
-    if (ENGINE_CALL(q, err, b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p, &why)) <
-        0) {
+    if (DISPATCHER_CALL(q, err,
+                        b->ops->shutdown(b, q->name, force, p ? on_stopped : NULL, p, &why)) < 0) {
         free(p);
         return -1;
     }
-    set_power(e, q, POWER_HALTING);
+    set_power(disp, q, POWER_HALTING);
     return 0;
 }
 
-int engine_kill(struct engine *e, struct qube *q, struct qerr *err) {
+int dispatcher_kill(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     if (!is_running(q))
         return not_started(q, err);
-    struct backend *b = backend_for(e, q, err);
-    return b ? ENGINE_CALL(q, err, b->ops->kill(b, q->name, &why)) : -1;
+    struct backend *b = backend_for(disp, q, err);
+    return b ? DISPATCHER_CALL(q, err, b->ops->kill(b, q->name, &why)) : -1;
 }
 
-int engine_kill_nowait(struct engine *e, struct qube *q, struct qerr *err) {
+int dispatcher_kill_nowait(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     if (!is_running(q))
         return not_started(q, err);
-    struct backend *b = backend_for(e, q, err);
-    return b ? ENGINE_CALL(q, err, b->ops->kill_nowait(b, q->name, &why)) : -1;
+    struct backend *b = backend_for(disp, q, err);
+    return b ? DISPATCHER_CALL(q, err, b->ops->kill_nowait(b, q->name, &why)) : -1;
 }
 
-int engine_reclaim(struct engine *e, const struct qube *q) {
+int dispatcher_reclaim(struct dispatcher *disp, const struct qube *q) {
     struct qerr err;
-    struct backend *b = backend_for(e, q, &err);
+    struct backend *b = backend_for(disp, q, &err);
     return b && b->ops->reclaim ? b->ops->reclaim(b, q->name) : -ENOTSUP;
 }
 
-int engine_pause(struct engine *e, struct qube *q, struct qerr *err) {
+int dispatcher_pause(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     if (q->power != POWER_RUNNING)
         return qerr_set(err, EXC_VM_NOT_RUNNING,
                         "Domain not running (either powered off or "
                         "paused): '%s'",
                         q->name);
-    struct backend *b = backend_for(e, q, err);
-    if (!b || ENGINE_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
+    struct backend *b = backend_for(disp, q, err);
+    if (!b || DISPATCHER_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
         return -1;
-    set_power(e, q, POWER_PAUSED);
-    emit(e, q, "domain-paused", NULL, NULL);
+    set_power(disp, q, POWER_PAUSED);
+    emit(disp, q, "domain-paused", NULL, NULL);
     return 0;
 }
 
-int engine_foreground(struct engine *e, const struct qube *q) {
+int dispatcher_foreground(struct dispatcher *disp, const struct qube *q) {
     struct qerr err;
-    struct backend *b = backend_for(e, q, &err);
+    struct backend *b = backend_for(disp, q, &err);
     return b && b->ops->foreground ? b->ops->foreground(b, q->name) : -ENOTSUP;
 }
 
-int engine_unpause(struct engine *e, struct qube *q, struct qerr *err) {
+int dispatcher_unpause(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     if (q->power != POWER_PAUSED)
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
-    struct backend *b = backend_for(e, q, err);
-    if (!b || ENGINE_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
+    struct backend *b = backend_for(disp, q, err);
+    if (!b || DISPATCHER_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
         return -1;
-    set_power(e, q, POWER_RUNNING);
-    emit(e, q, "domain-unpaused", NULL, NULL);
+    set_power(disp, q, POWER_RUNNING);
+    emit(disp, q, "domain-unpaused", NULL, NULL);
     return 0;
 }
 
-int engine_stats(struct engine *e, const struct qube *q, struct backend_stats *out) {
+int dispatcher_stats(struct dispatcher *disp, const struct qube *q, struct backend_stats *out) {
     struct qerr err;
-    struct backend *b = is_running(q) ? backend_for(e, q, &err) : NULL;
+    struct backend *b = is_running(q) ? backend_for(disp, q, &err) : NULL;
     return b ? b->ops->stats(b, q->name, out) : -1;
 }
 
-int64_t engine_memory_headroom_mib(struct engine *e) {
+int64_t dispatcher_memory_headroom_mib(struct dispatcher *disp) {
     int64_t tightest = -1;
-    for (size_t i = 0; i < e->n_backends; i++) {
-        struct backend *b = e->backends[i];
+    for (size_t i = 0; i < disp->n_backends; i++) {
+        struct backend *b = disp->backends[i];
         uint64_t bytes;
         if (b->ops->memory_headroom && b->ops->memory_headroom(b, &bytes) == 0 &&
             (tightest < 0 || (int64_t)(bytes >> 20) < tightest))
@@ -415,16 +417,16 @@ int64_t engine_memory_headroom_mib(struct engine *e) {
 
 /* ---- volumes ---- */
 
-int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {
+int dispatcher_remove(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     struct qube_desc d;
-    describe(e->app, q, &d);
+    describe(disp->app, q, &d);
     char name[32], uuid[37];
     snprintf(name, sizeof(name), "%s", q->name);
     snprintf(uuid, sizeof(uuid), "%s", q->uuid);
     d.bq.name = name;
     d.bq.uuid = uuid;
-    struct backend *b = q->klass != QUBE_ADMINVM ? backend_named(e, d.virt_mode) : NULL;
-    if (app_remove(e->app, q, err) < 0) /* frees q */
+    struct backend *b = q->klass != QUBE_ADMINVM ? backend_named(disp, d.virt_mode) : NULL;
+    if (app_remove(disp->app, q, err) < 0) /* frees q */
         return -1;
     /* The definition is gone and committed; volumes left by a failure here are removed
      * by the next start's cleanup, as they belong to no qube. */
@@ -434,50 +436,51 @@ int engine_remove(struct engine *e, struct qube *q, struct qerr *err) {
     return 0;
 }
 
-int engine_volume_info(struct engine *e, const struct qube *q, const char *volume,
-                       struct backend_volume_info *out, struct qerr *err) {
-    struct backend *b = backend_for(e, q, err);
+int dispatcher_volume_info(struct dispatcher *disp, const struct qube *q, const char *volume,
+                           struct backend_volume_info *out, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
     struct qube_desc d;
-    describe(e->app, q, &d);
-    return ENGINE_CALL(q, err, b->ops->volume_info(b, &d.bq, volume, out, &why));
+    describe(disp->app, q, &d);
+    return DISPATCHER_CALL(q, err, b->ops->volume_info(b, &d.bq, volume, out, &why));
 }
 
-int engine_import_begin(struct engine *e, const struct qube *q, const char *volume, char *path,
-                        size_t size, struct qerr *err) {
-    struct backend *b = backend_for(e, q, err);
+int dispatcher_import_begin(struct dispatcher *disp, const struct qube *q, const char *volume,
+                            char *path, size_t size, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
     if (is_running(q))
         return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
     struct qube_desc d;
-    describe(e->app, q, &d);
-    return ENGINE_CALL(q, err, b->ops->import_begin(b, &d.bq, volume, path, size, &why));
+    describe(disp->app, q, &d);
+    return DISPATCHER_CALL(q, err, b->ops->import_begin(b, &d.bq, volume, path, size, &why));
 }
 
-int engine_import_end(struct engine *e, const struct qube *q, const char *volume, bool commit,
-                      struct qerr *err) {
-    struct backend *b = backend_for(e, q, err);
+int dispatcher_import_end(struct dispatcher *disp, const struct qube *q, const char *volume,
+                          bool commit, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
     struct qube_desc d;
-    describe(e->app, q, &d);
-    return ENGINE_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
+    describe(disp->app, q, &d);
+    return DISPATCHER_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
 }
 
 /* ---- qrexec ---- */
 
-int engine_exec(struct engine *e, const struct qube *q, const struct backend_service_call *call,
-                backend_call_done_fn done, void *userdata, struct qerr *err) {
-    struct backend *b = backend_for(e, q, err);
-    return b ? ENGINE_CALL(q, err, b->ops->exec(b, q->name, call, done, userdata, &why)) : -1;
+int dispatcher_exec(struct dispatcher *disp, const struct qube *q,
+                    const struct backend_service_call *call, backend_call_done_fn done,
+                    void *userdata, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    return b ? DISPATCHER_CALL(q, err, b->ops->exec(b, q->name, call, done, userdata, &why)) : -1;
 }
 
 static void on_upcall(void *userdata, struct backend_upcall *call) {
-    struct engine *e = userdata;
-    if (e->upcall) {
-        e->upcall(e->upcall_userdata, call);
+    struct dispatcher *disp = userdata;
+    if (disp->upcall) {
+        disp->upcall(disp->upcall_userdata, call);
         return;
     }
     for (int i = 0; i < 3; i++)
@@ -486,13 +489,14 @@ static void on_upcall(void *userdata, struct backend_upcall *call) {
                                   "this dispenserd routes no qrexec calls");
 }
 
-void engine_set_upcall_handler(struct engine *e, engine_upcall_fn fn, void *userdata) {
-    e->upcall = fn;
-    e->upcall_userdata = userdata;
+void dispatcher_set_upcall_handler(struct dispatcher *disp, dispatcher_upcall_fn fn,
+                                   void *userdata) {
+    disp->upcall = fn;
+    disp->upcall_userdata = userdata;
 }
 
-void engine_upcall_reply(struct engine *e, struct backend_upcall *call, enum backend_call_end how,
-                         int status, const char *reason) {
+void dispatcher_upcall_reply(struct dispatcher *disp, struct backend_upcall *call,
+                             enum backend_call_end how, int status, const char *reason) {
     call->from->ops->upcall_reply(call->from, call, how, status, reason);
 }
 
@@ -501,60 +505,60 @@ void engine_upcall_reply(struct engine *e, struct backend_upcall *call, enum bac
 /* Each qube is adopted by its own engine; every engine then removes what belongs to no
  * qube at all (a qube whose virt_mode changed keeps its volumes in the old engine until
  * it is removed: they are its data). */
-static void adopt_running(struct engine *e) {
-    for (size_t i = 0; i < e->app->n_qubes; i++) {
-        struct qube *q = e->app->qubes[i];
+static void adopt_running(struct dispatcher *disp) {
+    for (size_t i = 0; i < disp->app->n_qubes; i++) {
+        struct qube *q = disp->app->qubes[i];
         if (q->klass == QUBE_ADMINVM)
             continue;
         struct qube_desc d;
-        describe(e->app, q, &d);
-        struct backend *b = backend_named(e, d.virt_mode);
+        describe(disp->app, q, &d);
+        struct backend *b = backend_named(disp, d.virt_mode);
         if (b && b->ops->adopt(b, &d.bq) == 0)
-            set_power(e, q,
+            set_power(disp, q,
                       b->ops->state(b, q->name) == BACKEND_PAUSED ? POWER_PAUSED : POWER_RUNNING);
     }
 }
 
-static void cleanup_leftovers(struct engine *e) {
-    const char **keep = xcalloc(e->app->n_qubes + 1, sizeof(char *));
+static void cleanup_leftovers(struct dispatcher *disp) {
+    const char **keep = xcalloc(disp->app->n_qubes + 1, sizeof(char *));
     size_t n = 0;
-    for (size_t i = 0; i < e->app->n_qubes; i++)
-        if (e->app->qubes[i]->klass != QUBE_ADMINVM)
-            keep[n++] = e->app->qubes[i]->uuid;
-    for (size_t i = 0; i < e->n_backends; i++)
-        e->backends[i]->ops->cleanup(e->backends[i], keep);
+    for (size_t i = 0; i < disp->app->n_qubes; i++)
+        if (disp->app->qubes[i]->klass != QUBE_ADMINVM)
+            keep[n++] = disp->app->qubes[i]->uuid;
+    for (size_t i = 0; i < disp->n_backends; i++)
+        disp->backends[i]->ops->cleanup(disp->backends[i], keep);
     free(keep);
 }
 
-void engine_recover(struct engine *e) {
-    adopt_running(e);
-    cleanup_leftovers(e);
+void dispatcher_recover(struct dispatcher *disp) {
+    adopt_running(disp);
+    cleanup_leftovers(disp);
     /* disposables that died while we were away go the way they would have */
-    for (size_t i = 0; i < e->app->n_qubes;) {
-        struct qube *q = e->app->qubes[i];
-        size_t before = e->app->n_qubes;
+    for (size_t i = 0; i < disp->app->n_qubes;) {
+        struct qube *q = disp->app->qubes[i];
+        size_t before = disp->app->n_qubes;
         if (q->power == POWER_HALTED)
-            auto_cleanup(e, q);
-        if (e->app->n_qubes == before)
+            auto_cleanup(disp, q);
+        if (disp->app->n_qubes == before)
             i++;
     }
 }
 
-struct engine *engine_new(struct app *app, struct backend *const *backends, size_t n) {
-    struct engine *e = xcalloc(1, sizeof(*e));
-    e->app = app;
-    for (size_t i = 0; i < n && i < ENGINES_MAX; i++) {
+struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backends, size_t n) {
+    struct dispatcher *disp = xcalloc(1, sizeof(*disp));
+    disp->app = app;
+    for (size_t i = 0; i < n && i < DISPATCHER_ENGINES_MAX; i++) {
         struct backend *b = backends[i];
-        b->events = (struct backend_events){e, on_exited, on_upcall};
-        e->backends[e->n_backends++] = b;
+        b->events = (struct backend_events){disp, on_exited, on_upcall};
+        disp->backends[disp->n_backends++] = b;
     }
-    return e;
+    return disp;
 }
 
-void engine_free(struct engine *e) {
-    if (!e)
+void dispatcher_free(struct dispatcher *disp) {
+    if (!disp)
         return;
-    for (size_t i = 0; i < e->n_backends; i++)
-        e->backends[i]->ops->free(e->backends[i]);
-    free(e);
+    for (size_t i = 0; i < disp->n_backends; i++)
+        disp->backends[i]->ops->free(disp->backends[i]);
+    free(disp);
 }

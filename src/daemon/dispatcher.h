@@ -1,0 +1,69 @@
+/* The daemon's side of the isolation engines: turns qubes of the model into the plain
+ * descriptions engines take, picks the engine by virt_mode, keeps power states and
+ * events in step with what the engines report. Knows nothing of mounts or cgroups. */
+#pragma once
+#include <stdbool.h>
+
+#include "app.h"
+#include "backend.h"
+
+struct dispatcher;
+
+/* Takes over the engines (one per virt_mode, by their ops' name; an engine that cannot
+ * run here is an unavailable one, see backend.h) and frees them with dispatcher_free. */
+struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backends, size_t n);
+void dispatcher_free(struct dispatcher *e);
+
+/* A qube's engine options: its `<virt_mode>-KEY` features, the nearest along the template
+ * chain winning, as KEY=value pointing into the model (used at once, never kept). */
+#define DISPATCHER_OPTIONS_MAX 32
+size_t dispatcher_qube_options(const struct app *app, const struct qube *q,
+                               struct backend_option *out, size_t max);
+/* Is `feature` named like an option of one of the engines (`<virt_mode>-KEY`)? */
+bool dispatcher_is_option_feature(const struct dispatcher *e, const char *feature);
+
+/* After a restart: adopt the qubes that still run, remove what is left of the others. */
+void dispatcher_recover(struct dispatcher *e);
+
+typedef void (*dispatcher_done_fn)(void *userdata, int r, const struct qerr *err);
+
+int dispatcher_start(struct dispatcher *e, struct qube *q, dispatcher_done_fn done, void *userdata,
+                     struct qerr *err);
+/* The same for a qube nobody waits for (a preload): never holds up other calls. */
+int dispatcher_start_background(struct dispatcher *e, struct qube *q, dispatcher_done_fn done,
+                                void *userdata, struct qerr *err);
+int dispatcher_shutdown(struct dispatcher *e, struct qube *q, bool force, dispatcher_done_fn done,
+                        void *userdata, struct qerr *err);
+int dispatcher_kill(struct dispatcher *e, struct qube *q, struct qerr *err);
+/* Signals the kill and returns; the qube halts (and an unnamed disposable goes) soon. */
+int dispatcher_kill_nowait(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_pause(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_reclaim(struct dispatcher *e, const struct qube *q);
+/* A preload handed out: it runs with its full CPU share from now on. */
+int dispatcher_foreground(struct dispatcher *e, const struct qube *q);
+int dispatcher_unpause(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_stats(struct dispatcher *e, const struct qube *q, struct backend_stats *out);
+/* The tightest of the engines' memory headrooms (MiB), -1 if none is limited. */
+int64_t dispatcher_memory_headroom_mib(struct dispatcher *e);
+/* Removes the qube from the model, then its volumes. */
+int dispatcher_remove(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_volume_info(struct dispatcher *e, const struct qube *q, const char *volume,
+                           struct backend_volume_info *out, struct qerr *err);
+int dispatcher_import_begin(struct dispatcher *e, const struct qube *q, const char *volume,
+                            char *path, size_t size, struct qerr *err);
+int dispatcher_import_end(struct dispatcher *e, const struct qube *q, const char *volume,
+                          bool commit, struct qerr *err);
+
+/* qrexec: a service call into a running qube, and calls coming up from qubes. */
+int dispatcher_exec(struct dispatcher *e, const struct qube *q,
+                    const struct backend_service_call *call, backend_call_done_fn done,
+                    void *userdata, struct qerr *err);
+/* Told whenever a qube halted, before an unnamed disposable is removed (the preload
+ * pool checks for new template revisions, and takes a stopped preload off its list). */
+typedef void (*dispatcher_halted_fn)(void *userdata, const char *name);
+void dispatcher_set_halted_hook(struct dispatcher *e, dispatcher_halted_fn fn, void *userdata);
+typedef void (*dispatcher_upcall_fn)(void *userdata, struct backend_upcall *call);
+void dispatcher_set_upcall_handler(struct dispatcher *e, dispatcher_upcall_fn fn, void *userdata);
+/* status < 0: refused (reason says why); else how the call ended. */
+void dispatcher_upcall_reply(struct dispatcher *e, struct backend_upcall *call,
+                             enum backend_call_end how, int status, const char *reason);
