@@ -105,7 +105,7 @@ struct backend_events {
 
 /* One error convention across the seam: every operation returns 0 or a negative errno,
  * and may say why in words for the user. Engines know nothing of Qubes' exceptions; the
- * dispatcher (src/daemon/engine.c) alone maps them:
+ * dispatcher (src/daemon/dispatcher.c) alone maps them:
  *   -ESRCH    the qube does not run at all      QubesVMNotStartedError
  *   -EAGAIN   it does not run now (paused too)  QubesVMNotRunningError
  *   -EBUSY    it runs and must not              QubesVMNotHaltedError

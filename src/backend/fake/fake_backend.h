@@ -2,7 +2,7 @@
  * qube's power state and volume revisions, records every call it gets, and does what the
  * test asks: succeed (by default, on the next loop iteration, as a real engine answers
  * through the loop), fail with a given message, or hang until told to finish. The daemon's
- * logic (engine.c, the preload engine, the qrexec router) runs against it unchanged, so
+ * logic (the dispatcher, the preload pool, the qrexec router) runs against it unchanged, so
  * the same tests can later be pointed at every real engine (container, QEMU).
  *
  * Not an entry of the registry: dispenserd never builds it in. */
