@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -12,8 +13,10 @@
 #include <json-c/json.h>
 
 #include "monoclock.h"
+#include "unix_socket.h"
 
 #define QMP_GREETING_TIMEOUT_MS 5000
+#define QMP_RECONNECT_MS 2000
 
 /* Reads what is there into the buffer: 1 if something came, 0 if nothing yet, -1 on
  * EOF or error. A full buffer without a newline is a message too long to care about. */
@@ -63,18 +66,27 @@ static json_object *wait_for(struct qmp *q, const char *key1, const char *key2, 
     }
 }
 
+/* QMP serves one client at a time: after the previous one went away (a daemon that was
+ * killed), QEMU listens again only once its main loop has noticed, and a connection made
+ * in between is refused. Such a refusal is retried for a moment. */
+static int connect_qmp(const char *path) {
+    double deadline = mono_ms() + QMP_RECONNECT_MS;
+    for (;;) {
+        int fd = unix_connect(path);
+        if (fd != -ECONNREFUSED || mono_ms() >= deadline)
+            return fd;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 int qmp_open(struct qmp *q, const char *path, struct backend_why *why) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     q->len = 0;
-    q->fd = -1;
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return backend_fail(why, -EIO, "QMP socket path too long: %s", path);
-    strcpy(sa.sun_path, path);
-    q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (q->fd < 0 || connect(q->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int e = errno;
-        qmp_close(q);
-        return backend_fail(why, -EIO, "cannot connect to QMP at %s: %s", path, strerror(e));
+    q->fd = connect_qmp(path);
+    if (q->fd < 0) {
+        int r = q->fd;
+        q->fd = -1;
+        return backend_fail(why, r, "cannot connect to QMP at %s: %s", path, strerror(-r));
     }
     json_object *greeting = wait_for(q, "QMP", NULL, QMP_GREETING_TIMEOUT_MS);
     if (!greeting) {
