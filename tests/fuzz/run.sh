@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build the libFuzzer harnesses with clang in their own build dir and run each for N
 # seconds (default 60) on a scratch copy of its seed corpus: fuzz_request (corpus/),
-# fuzz_policy (corpus_policy/) and fuzz_vmux (corpus_vmux/). Exits non-zero if any
+# fuzz_policy (corpus_policy/), fuzz_vmux (corpus_vmux/) and fuzz_proto (corpus_proto/:
+# the agent and qrexec call bodies and the copy path's frames). Exits non-zero if any
 # harness crashed.
 #   usage: tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
 set -eu
@@ -13,7 +14,8 @@ build=${2:-$root/build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" -Dfuzz=true -Dtests=false -Dbuildtype=debugoptimized
 fi
-ninja -C "$build" tests/fuzz/fuzz_request tests/fuzz/fuzz_policy tests/fuzz/fuzz_vmux
+ninja -C "$build" tests/fuzz/fuzz_request tests/fuzz/fuzz_policy tests/fuzz/fuzz_vmux \
+    tests/fuzz/fuzz_proto
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dispenser-fuzz-run-XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -41,4 +43,5 @@ failed=0
 run_harness fuzz_request "$here/corpus" || failed=$?
 run_harness fuzz_policy "$here/corpus_policy" || failed=$?
 run_harness fuzz_vmux "$here/corpus_vmux" || failed=$?
+run_harness fuzz_proto "$here/corpus_proto" || failed=$?
 exit "$failed"
