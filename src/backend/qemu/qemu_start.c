@@ -134,7 +134,7 @@ int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid_out) {
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        if (cgroup_qube_attach(run->cg, 0) < 0)
+        if (run->cg && cgroup_qube_attach(run->cg, 0) < 0) /* none: an adopted VM's is gone */
             _exit(125);
         setsid();
         int devnull = open("/dev/null", O_RDONLY);
