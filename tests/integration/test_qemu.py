@@ -22,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-kernel")
 QEMU = shutil.which("qemu-system-x86_64")
-VMUX = os.path.join(harness.BUILD_DIR, "src", "backend", "vmux", "dispenser-vmux")
+VMUX = os.environ.get("VMUX", os.path.join(harness.BUILD_DIR, "src", "backend", "vmux",
+                                           "dispenser-vmux"))  # meson sets VMUX
 BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
 
 
