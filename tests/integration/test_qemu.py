@@ -4,7 +4,9 @@ kernel with our initramfs and a root image built from the busybox template.
 Each boot costs seconds of CPU under TCG, so the tests boot few VMs and do several steps
 on each. They skip, saying why, where QEMU or the guest kernel is not installed
 (scripts/install-deps.sh installs both)."""
+import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-kernel")
 QEMU = shutil.which("qemu-system-x86_64")
+VMUX = os.environ.get("VMUX", os.path.join(harness.BUILD_DIR, "src", "backend", "vmux",
+                                           "dispenser-vmux"))  # meson sets VMUX
 BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
 
 
@@ -58,6 +62,12 @@ def qemu_pid(d, name):
         return int(dict(l.split(" ", 1) for l in f.read().splitlines())["pid"])
 
 
+def vmux_pid(d, name):
+    path = os.path.join(d.runtime_dir, "qemu", name, "state")
+    with open(path) as f:
+        return int(dict(l.split(" ", 1) for l in f.read().splitlines())["vmux_pid"])
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -88,7 +98,8 @@ class QemuTestCase(EngineTestCase):
 
     @classmethod
     def daemon_args(cls):
-        return ["--engine-option", "qemu.guest-dir=" + cls.guest_dir]
+        return ["--engine-option", "qemu.guest-dir=" + cls.guest_dir,
+                "--engine-option", "qemu.vmux=" + VMUX]
 
     def new_vm(self, name):
         self.new_appvm(name)
@@ -99,6 +110,10 @@ class QemuTestCase(EngineTestCase):
     def start_vm(self, name):
         r = harness.run_tool(self.d, "qvm-start", name, timeout=BOOT_TIMEOUT + 30)
         self.assertEqual(0, r.returncode, "qvm-start %s: %s%s" % (name, r.stdout, r.stderr))
+
+    def run_ok(self, name, command, stdout):
+        r = harness.run_tool(self.d, "qvm-run", "-p", name, command, timeout=60)
+        self.assertEqual((0, stdout), (r.returncode, r.stdout), r.stderr)
 
     def assert_nothing_left(self, name, pid=None):
         if pid:
@@ -126,10 +141,11 @@ class Lifecycle(QemuTestCase):
         # the root image was built once, for the template's current revision
         images = os.listdir(os.path.join(self.d.state_dir, "qemu", "images"))
         self.assertEqual(1, len(images))
-        # no qrexec into a VM yet (its agent link is the next step): refused, not hung
-        r = harness.run_tool(self.d, "qvm-run", "-p", "vm1", "true", timeout=30)
-        self.assertNotEqual(0, r.returncode)
-        self.assert_state("vm1", "Running")
+        # its dispenser-vmux runs in the VM's cgroup
+        vmux = vmux_pid(self.d, "vm1")
+        with open("/proc/%d/cgroup" % vmux) as f, open("/proc/%d/cgroup" % pid) as g:
+            self.assertEqual(g.read(), f.read())
+        self.check_calls("vm1")
         self.tool("qvm-pause", "vm1")
         self.assert_state("vm1", "Paused")
         rss = self.qube_memory_kib("vm1")
@@ -146,18 +162,26 @@ class Lifecycle(QemuTestCase):
         self.assert_state("vm1", "Paused")
         self.tool("qvm-unpause", "vm1")
         self.assert_state("vm1", "Running")
-        # and a running one: its guest sees the host side of its ports go and come back
+        self.run_ok("vm1", "echo adopted", "adopted\n")  # the old dispenser-vmux serves
+        self.assertTrue(alive(vmux))
+        # and a running one: its guest sees the host side of its ports go and come back,
+        # the agent's too (its dispenser-vmux died meanwhile: the adopting daemon starts one)
         self.d.kill()
+        os.kill(vmux, signal.SIGKILL)
         time.sleep(2)
         self.d.start()
         self.assertIn("vm1: adopted (QEMU pid %d, running" % pid, self.d.log())
+        self.assertIn("vm1: its dispenser-vmux is gone; starting a new one", self.d.log())
         self.assert_state("vm1", "Running")
+        self.run_ok("vm1", "echo again", "again\n")
+        vmux = vmux_pid(self.d, "vm1")
 
         # the orderly shutdown reaches the guest through the adopting daemon's connection
         r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
         self.assertEqual(0, r.returncode, r.stderr)
         self.assert_state("vm1", "Halted")
         self.assert_nothing_left("vm1", pid)
+        self.assertFalse(alive(vmux))
         self.assertNotIn("vm1: still running after shutdown_timeout", self.d.log())
 
         # a second boot: the private image persists; kill
@@ -168,6 +192,38 @@ class Lifecycle(QemuTestCase):
         self.tool("qvm-kill", "vm1")
         self.assert_state("vm1", "Halted")
         self.assert_nothing_left("vm1", pid)
+
+    def check_calls(self, name):
+        """qrexec into the running VM: its agent over virtio-serial, stdio copied."""
+        r = harness.run_tool(self.d, "qvm-run", "-p", name,
+                             "echo out; echo err >&2; echo $QREXEC_REMOTE_DOMAIN; exit 9",
+                             timeout=60)
+        self.assertEqual((9, "out\ndom0\n", "err\n"), (r.returncode, r.stdout, r.stderr))
+        data = os.urandom(1 << 20)
+        want = hashlib.md5(data).hexdigest()
+        r = subprocess.run([harness.tool_path("qvm-run"), "-p", name, "md5sum"], input=data,
+                           capture_output=True, env=self.d.env(), timeout=120)
+        self.assertEqual((0, want), (r.returncode, r.stdout.decode().split()[0]), r.stderr)
+        r = subprocess.run([harness.tool_path("qrexec-client"), "-d", name,
+                            "DEFAULT:QUBESRPC qubes.VMShell dom0"],
+                           input=b"md5sum; exit\n" + data, capture_output=True,
+                           env=self.d.env(), timeout=120)
+        self.assertEqual((0, want), (r.returncode, r.stdout.decode().split()[0]), r.stderr)
+        r = subprocess.run([harness.tool_path("qvm-run"), "-p", name, "head -c 1048576 /dev/zero"],
+                           capture_output=True, env=self.d.env(), timeout=120)
+        self.assertEqual((0, b"\0" * (1 << 20)), (r.returncode, r.stdout), r.stderr)
+        # calls at once, each on a channel of its own
+        procs = [subprocess.Popen([harness.tool_path("qvm-run"), "-p", name, "echo %d" % i],
+                                  stdout=subprocess.PIPE, env=self.d.env()) for i in range(6)]
+        self.assertEqual(["%d\n" % i for i in range(6)],
+                         [p.communicate(timeout=60)[0].decode() for p in procs])
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            self.run_ok(name, "true", "")
+            times.append(time.monotonic() - t0)
+        print("\nqemu: qvm-run -p %s true: median %.0f ms (tool start-up included)"
+              % (name, sorted(times)[2] * 1000))
 
     def qube_memory_kib(self, name):
         pid = qemu_pid(self.d, name)
@@ -214,6 +270,66 @@ class Disposable(QemuTestCase):
         self.assertEqual([], [f for f in os.listdir(logs) if f.startswith("disp1.")])
         with open(image, "rb") as f:
             self.assertTrue(before == f.read(), "the disposable wrote to its template's image")
+
+
+class DisposableCalls(QemuTestCase):
+
+    def disposables(self):
+        return [l.split()[0] for l in self.tool("qvm-ls", "--raw-list").stdout.split()
+                if re.match(r"disp\d+$", l)]
+
+    def test_qvm_run_dispvm_answers_and_is_gone(self):
+        self.new_vm("qdvm")
+        self.ok("admin.vm.property.Set", "template_for_dispvms", "qdvm", "True")
+        t0 = time.monotonic()
+        r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p",
+                             "echo hi; hostname; exit 3", timeout=BOOT_TIMEOUT + 30)
+        cold = time.monotonic() - t0
+        self.assertEqual(3, r.returncode, r.stderr)
+        hi, disp = r.stdout.split()
+        self.assertEqual("hi", hi)
+        self.assertRegex(disp, r"^disp\d+$")
+        self.assertIn("%s: QEMU started" % disp, self.d.log())
+        # gone: the qube, its QEMU, its runtime dir, its cgroup, its logs
+        deadline = time.monotonic() + 30
+        while self.disposables() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual([], self.disposables())
+        self.assert_nothing_left(disp)
+        self.assertEqual([], [f for f in os.listdir(os.path.join(
+            self.d.state_dir, "log", "qemu")) if f.startswith(disp + ".")])
+        print("\nqemu: cold qvm-run --dispvm -p 'echo hi' %.1f s under TCG" % cold)
+
+        # preloaded: the preload pool boots one in the background and pauses it; the call
+        # is handed it (unpaused, no boot)
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "1")
+        preload = self.wait_preloaded("qdvm")
+        t0 = time.monotonic()
+        r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
+        warm = time.monotonic() - t0
+        self.assertEqual((0, preload + "\n"), (r.returncode, r.stdout), r.stderr)
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # no refill boot
+        print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms" % (warm * 1000))
+        deadline = time.monotonic() + 60
+        while self.disposables() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual([], self.disposables())
+        self.assert_nothing_left(preload)
+
+    def feature(self, vm, name):
+        r = harness.parse_reply(self.d.call("admin.vm.feature.Get", name, vm))
+        return r.content.decode() if r.ok else ""
+
+    def wait_preloaded(self, dvm):
+        """The one preload of dvm, once it is completed and paused."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            names = self.feature(dvm, "preload-dispvm").split()
+            if (names and self.api_state(names[0]) == "Paused"
+                    and self.feature(names[0], "preload-dispvm-completed")):
+                return names[0]
+            time.sleep(0.2)
+        self.fail("no preload of %s within %d s: %s" % (dvm, BOOT_TIMEOUT, self.d.log()[-3000:]))
 
 
 @unittest.skipIf(missing(), missing() or "")

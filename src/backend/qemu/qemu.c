@@ -1,6 +1,7 @@
 /* The QEMU engine: the backend_ops of virt_mode=qemu. Each qube is a QEMU process (a
- * microvm) in a cgroup of its own, driven through QMP; the guest's init says "ready" on
- * a control port once the agent listens. */
+ * microvm) in a cgroup of its own, driven through QMP; its agent is reached through
+ * dispenser-vmux on a virtio-serial port (qemu_link.c), its init hears "poweroff" on
+ * another. */
 #include "qemu.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "fsutil.h"
 #include "log.h"
 #include "monoclock.h"
@@ -100,9 +102,14 @@ static void close_channels(struct qemu_run *run) {
 
 void qemu_run_free(struct qemu_run *run) {
     close_channels(run);
+    agent_link_free(&run->link);
     sd_event_source_disable_unref(run->exit_src);
+    sd_event_source_disable_unref(run->vmux_src);
+    if (run->vmux_pidfd >= 0)
+        close(run->vmux_pidfd);
     sd_event_source_disable_unref(run->ready_timer);
     sd_event_source_disable_unref(run->up_timer);
+    sd_event_source_disable_unref(run->link_timer);
     sd_event_source_disable_unref(run->stop_timer);
     free(run->qemu_log);
     free(run->console_log);
@@ -124,6 +131,8 @@ void qemu_finish_start(struct qemu_run *run, int r, const char *reason) {
     backend_done_fn done = TAKE_PTR(run->start_done);
     run->ready_timer = sd_event_source_disable_unref(run->ready_timer);
     run->up_timer = sd_event_source_disable_unref(run->up_timer);
+    run->link_timer = sd_event_source_disable_unref(run->link_timer);
+    agent_link_ready_cancel(&run->link);
     if (!done)
         return;
     char why[sizeof(((struct backend_why *)0)->msg)] = "";
@@ -156,7 +165,9 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
     }
     run_unlink(run);
     close_channels(run);
+    agent_link_free(&run->link); /* its calls in flight end as their connections do */
     remove_cgroup(run);
+    qemu_vmux_end(run);
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir);
     struct qemu_waiter *waiters = TAKE_PTR(run->stop_waiters);
@@ -215,7 +226,7 @@ static int on_qmp_event(sd_event_source *src, int fd, uint32_t revents, void *us
     return 0;
 }
 
-static void got_ready(struct qemu_run *run) {
+void qemu_got_ready(struct qemu_run *run) {
     if (!run->start_done)
         return;
     run->power = BACKEND_RUNNING;
@@ -224,31 +235,15 @@ static void got_ready(struct qemu_run *run) {
     qemu_finish_start(run, 0, NULL);
 }
 
-/* The guest init's lines: "ready" once; anything else is ignored (the guest may lie,
- * and nothing it says is trusted beyond "you may hand me out"). */
+/* The control port carries our requests to the guest's init; nothing the guest writes
+ * there means anything to us (readiness is the agent's answer): read and dropped, so a
+ * chatty guest cannot fill the socket. */
 static int on_control(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
     struct qemu_run *run = userdata;
-    size_t room = sizeof(run->control_buf) - 1 - run->control_len;
-    ssize_t n = recv(fd, run->control_buf + run->control_len, room, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    char junk[256];
+    ssize_t n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         run->control_src = sd_event_source_disable_unref(run->control_src);
-        return 0;
-    }
-    if (n < 0)
-        return 0;
-    run->control_len += (size_t)n;
-    run->control_buf[run->control_len] = '\0';
-    char *nl;
-    while ((nl = strchr(run->control_buf, '\n'))) {
-        *nl = '\0';
-        if (strcmp(run->control_buf, "ready") == 0)
-            got_ready(run);
-        size_t used = (size_t)(nl + 1 - run->control_buf);
-        memmove(run->control_buf, nl + 1, run->control_len - used + 1);
-        run->control_len -= used;
-    }
-    if (run->control_len == sizeof(run->control_buf) - 1)
-        run->control_len = 0; /* a line too long for us: noise */
     return 0;
 }
 
@@ -403,19 +398,6 @@ static int qemu_memory_headroom(struct backend *b, uint64_t *bytes) {
     return cgroup_system_memory_headroom(qb_of(b)->cgroups, bytes);
 }
 
-static int qemu_exec(struct backend *b, const char *name, const struct backend_service_call *call,
-                     backend_call_done_fn done, void *userdata, struct backend_why *why) {
-    if (!qemu_find(qb_of(b), name))
-        return not_running(name, why);
-    return backend_fail(why, -EIO,
-                        "qrexec calls into virt_mode=qemu qubes are not available "
-                        "yet: '%s' runs, but its agent link is still to come",
-                        name);
-}
-
-static void qemu_upcall_reply(struct backend *b, struct backend_upcall *call,
-                              enum backend_call_end how, int status, const char *reason) {}
-
 static void qemu_free(struct backend *b) {
     struct qemu_backend *qb = qb_of(b);
     bool left = qb->runs != NULL;
@@ -424,6 +406,7 @@ static void qemu_free(struct backend *b) {
         qb->runs = run->next;
         qemu_run_free(run);
     }
+    agent_hub_free(&qb->agents);
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);
     cgroup_system_free(qb->cgroups);
@@ -431,6 +414,7 @@ static void qemu_free(struct backend *b) {
     free(qb->runtime_dir);
     free(qb->agent_path);
     free(qb->binary);
+    free(qb->vmux);
     free(qb->kernel);
     free(qb->initrd);
     free(qb->kernels_dir);
@@ -494,13 +478,14 @@ static unsigned host_tsc_khz(void) {
 }
 
 struct qemu_options {
-    const char *binary, *guest_dir, *kernels_dir, *accel;
+    const char *binary, *guest_dir, *kernels_dir, *accel, *vmux;
 };
 
 /* --engine-option qemu.KEY=VALUE */
 static int apply_options(struct qemu_backend *qb, const struct backend_config *cfg,
                          struct qemu_options *o, struct backend_why *why) {
-    *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, NULL, "auto"};
+    *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, NULL, "auto",
+                               DEFAULT_VMUX};
     for (size_t i = 0; i < cfg->n_options; i++) {
         const char *k = cfg->options[i].key, *v = cfg->options[i].value;
         int r = 0;
@@ -510,13 +495,15 @@ static int apply_options(struct qemu_backend *qb, const struct backend_config *c
             o->guest_dir = v;
         else if (strcmp(k, "kernels-dir") == 0)
             o->kernels_dir = v;
+        else if (strcmp(k, "vmux") == 0)
+            o->vmux = v;
         else if (strcmp(k, "accel") == 0 &&
                  (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
             o->accel = v;
         else
             r = backend_fail(why, -EIO,
                              "qemu.%s=%s: no such option (known: binary, guest-dir, "
-                             "kernels-dir, accel=auto|kvm|tcg)",
+                             "kernels-dir, accel=auto|kvm|tcg, vmux)",
                              k, v);
         if (r < 0)
             return -1;
@@ -541,6 +528,10 @@ static int find_guest(struct qemu_backend *qb, const struct qemu_options *o,
                             "no guest kernel and initramfs in %s (run "
                             "scripts/fetch-vm-kernel.sh and scripts/build-vm-guest.sh)",
                             o->guest_dir);
+    qb->vmux = xstrdup(o->vmux); /* without it no VM could answer a call, nor get ready */
+    if (access(qb->vmux, X_OK) < 0)
+        return backend_fail(why, -EIO, "dispenser-vmux cannot be run from %s (qemu.vmux=PATH): %s",
+                            qb->vmux, strerror(errno));
     return 0;
 }
 
@@ -559,6 +550,7 @@ struct backend *qemu_backend_new(sd_event *loop, const struct backend_config *cf
                                  struct backend_why *why) {
     struct qemu_backend *qb = xcalloc(1, sizeof(*qb));
     qb->base = (struct backend){&QEMU_OPS, sd_event_ref(loop), {0}};
+    agent_hub_init(&qb->agents, &qb->base);
     qb->state_dir = xstrdup(cfg->state_dir);
     qb->runtime_dir = xstrdup(cfg->runtime_dir);
     qb->agent_path = xstrdup(cfg->agent_path);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "agent_link.h"
 #include "backend.h"
 #include "cgroup.h"
 #include "qmp.h"
@@ -21,8 +22,9 @@ struct qemu_waiter {
 };
 
 /* One running (or paused, or starting) VM. Its files are in RUNTIME/qemu/<name>/:
- * state (what an adopting daemon needs), qmp.sock, control.sock (the guest init's
- * "ready" and our "poweroff"), serial.sock (the agent's port: dispenser-vmux's). */
+ * state (what an adopting daemon needs), qmp.sock, control.sock (our "poweroff" to the
+ * guest's init), serial.sock (the agent's port, dispenser-vmux's stream) and agent.sock
+ * (dispenser-vmux's: one connection per agent request, the agent link's socket). */
 struct qemu_run {
     struct qemu_backend *qb;
     struct qemu_run *next;
@@ -39,13 +41,20 @@ struct qemu_run {
     sd_event_source *qmp_src; /* drops QMP events between commands */
     int control_fd;
     sd_event_source *control_src;
-    char control_buf[64];
-    size_t control_len;
     unsigned shutdown_timeout;
     unsigned cpu_weight;
-    /* start: QEMU's sockets (up_timer), then the guest's "ready" (ready_timer) */
-    double launched_ms, up_deadline_ms;
-    sd_event_source *up_timer, *ready_timer;
+    /* the agent: dispenser-vmux (a child of ours, or of the daemon before a restart) in
+     * the VM's cgroup, and the link to the agent through it */
+    pid_t vmux_pid;
+    unsigned long long vmux_starttime;
+    int vmux_pidfd;
+    sd_event_source *vmux_src;
+    struct agent_link link;
+    /* start: QEMU's sockets (up_timer), then the agent's readiness (link_timer while
+     * dispenser-vmux binds agent.sock); ready_timer bounds it all by qrexec_timeout */
+    double launched_ms, up_deadline_ms, ready_deadline_ms;
+    int64_t start_priority;
+    sd_event_source *up_timer, *ready_timer, *link_timer;
     char *qemu_log, *console_log; /* and where this start's lines begin in them */
     off_t qemu_log_start, console_log_start;
     backend_done_fn start_done;
@@ -59,6 +68,7 @@ struct qemu_backend {
     struct backend base;
     char *state_dir, *runtime_dir, *agent_path;
     char *binary;          /* qemu-system-x86_64 */
+    char *vmux;            /* dispenser-vmux */
     char *kernel, *initrd; /* the default guest: GUEST_DIR/{vmlinux,initramfs.cpio} */
     char *kernels_dir;     /* other guests, by name: KERNELS_DIR/NAME/{vmlinux,initramfs.cpio} */
     enum qemu_accel accel;
@@ -66,6 +76,7 @@ struct qemu_backend {
     unsigned tsc_khz;    /* the host's TSC, for the guest's command line (see qemu_argv) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
+    struct agent_hub agents; /* the service calls in flight */
 };
 
 const char *qemu_accel_name(enum qemu_accel a);
@@ -92,6 +103,31 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
 void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size);
 /* A preload's start steps aside for other work (idle) or no longer (normal). */
 void qemu_start_priority(struct qemu_run *run, int64_t priority);
+/* The guest runs and the agent said it is ready: the start is over. */
+void qemu_got_ready(struct qemu_run *run);
+/* The caller hears of the failure once nothing of the VM is left. */
+void qemu_abort_start(struct qemu_run *run, const char *reason);
+/* fork+exec argv in the VM's cgroup, its output to log_fd: a pidfd (and *pid), or -1 */
+int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid);
+/* STATE/log/qemu/NAME.KIND.log opened for appending, rotated once past 1 MiB; its path and
+ * current end in *path and *start. */
+int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
+                  off_t *start);
+
+/* the agent (qemu_link.c) */
+void qemu_link_init(struct qemu_run *run);
+/* Starts dispenser-vmux for the VM (QEMU runs: its serial.sock exists). */
+int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why);
+/* After a restart: the recorded dispenser-vmux watched if it still runs, else a new one. */
+int qemu_vmux_adopt(struct qemu_run *run, struct backend_why *why);
+/* The VM is gone: its dispenser-vmux too (killed if need be, reaped if ours). */
+void qemu_vmux_end(struct qemu_run *run);
+/* The start's last step: the agent's WAIT_READY through dispenser-vmux. */
+void qemu_link_wait_ready(struct qemu_run *run);
+int qemu_exec(struct backend *b, const char *name, const struct backend_service_call *call,
+              backend_call_done_fn done, void *userdata, struct backend_why *why);
+void qemu_upcall_reply(struct backend *b, struct backend_upcall *call, enum backend_call_end how,
+                       int status, const char *reason);
 
 /* The command line (qemu_argv.c); NULL-terminated, free with qemu_argv_free. */
 struct qemu_launch {

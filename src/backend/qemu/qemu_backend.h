@@ -1,7 +1,8 @@
 /* The QEMU engine's entry in the registry: micro-VMs (QEMU's microvm machine) booting
  * Debian's kernel with our initramfs. Options (--engine-option qemu.KEY=VALUE): binary,
  * guest-dir (vmlinux + initramfs.cpio, from scripts/build-vm-guest.sh), kernels-dir
- * (other guests by name, default GUEST_DIR/kernels), accel=auto|kvm|tcg. Per qube
+ * (other guests by name, default GUEST_DIR/kernels), accel=auto|kvm|tcg, vmux (the
+ * dispenser-vmux binary, default LIBEXECDIR/dispenser/dispenser-vmux). Per qube
  * (features qemu-KEY): kernel (a name in the kernels dir), kernelopts, init. */
 #pragma once
 #include "backend.h"

@@ -1,6 +1,6 @@
 /* Starting a VM: images, cgroup, QEMU paused (-S), then, from the event loop, its sockets,
- * `cont`, and the guest's "ready". Nothing here waits for QEMU or the guest: a preload's
- * boot (seconds under TCG) never holds up the daemon. */
+ * `cont`, dispenser-vmux and the agent's readiness (qemu_link.c). Nothing here waits for
+ * QEMU or the guest: a preload's boot (seconds under TCG) never holds up the daemon. */
 #include "qemu.h"
 
 #include <errno.h>
@@ -35,10 +35,12 @@ static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qu
     run->uuid = xstrdup(q->uuid);
     run->kind = q->kind;
     run->accel = qb->accel;
-    run->pidfd = run->control_fd = run->qmp.fd = -1;
+    run->pidfd = run->control_fd = run->qmp.fd = run->vmux_pidfd = -1;
     run->power = BACKEND_RUNNING;
     run->shutdown_timeout = q->shutdown_timeout;
     run->cpu_weight = 100 * (q->vcpus ? q->vcpus : 1);
+    run->start_priority = q->background ? SD_EVENT_PRIORITY_IDLE : SD_EVENT_PRIORITY_NORMAL;
+    qemu_link_init(run);
     return run;
 }
 
@@ -110,11 +112,10 @@ static const char *option_or(const struct backend_qube *q, const char *key, cons
     return v && *v ? v : dflt;
 }
 
-/* STATE/log/qemu/NAME.KIND.log, appended to (KIND: console, the guest's serial console;
- * qemu, QEMU's own messages), rotated once over QEMU_LOG_ROTATE_BYTES; its path and
- * current end are kept in *path and *start (a failed start quotes what came after). */
-static int open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
-                    off_t *start) {
+/* KIND: console, the guest's serial console; qemu, QEMU's own messages; vmux,
+ * dispenser-vmux's. A failed start quotes what came after *start. */
+int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
+                  off_t *start) {
     char buf[4096], old[4200];
     qemu_log_path(qb, name, kind, buf, sizeof(buf));
     struct stat st;
@@ -128,13 +129,12 @@ static int open_log(struct qemu_backend *qb, const char *name, const char *kind,
     return fd;
 }
 
-/* fork+exec QEMU inside the qube's cgroup, its output to its log. */
-static int spawn(struct qemu_run *run, char **argv, int log_fd) {
+int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid_out) {
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        if (cgroup_qube_attach(run->cg, 0) < 0)
+        if (run->cg && cgroup_qube_attach(run->cg, 0) < 0) /* none: an adopted VM's is gone */
             _exit(125);
         setsid();
         int devnull = open("/dev/null", O_RDONLY);
@@ -148,10 +148,8 @@ static int spawn(struct qemu_run *run, char **argv, int log_fd) {
         dprintf(2, "dispenser: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    run->pid = pid;
-    run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    run->starttime = qemu_proc_starttime(pid);
-    return run->pidfd < 0 ? -1 : 0;
+    *pid_out = pid;
+    return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 /* The last line written to a log since `from`. */
@@ -225,10 +223,10 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
     remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
     if (make_owned_dir(dir, 0, 0700) < 0)
         return backend_fail(why, -errno, "cannot create %s: %s", dir, strerror(errno));
-    _cleanup_close_ int con_fd = open_log(qb, run->name, "console", &run->console_log,
-                                          &run->console_log_start);
-    _cleanup_close_ int log_fd = open_log(qb, run->name, "qemu", &run->qemu_log,
-                                          &run->qemu_log_start);
+    _cleanup_close_ int con_fd = qemu_open_log(qb, run->name, "console", &run->console_log,
+                                               &run->console_log_start);
+    _cleanup_close_ int log_fd = qemu_open_log(qb, run->name, "qemu", &run->qemu_log,
+                                               &run->qemu_log_start);
     if (log_fd < 0 || con_fd < 0)
         return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
     struct qemu_launch l = {
@@ -245,10 +243,11 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .vcpus = q->vcpus,
     };
     char **argv = qemu_argv(qb, run->name, &l);
-    int r = spawn(run, argv, log_fd);
+    run->pidfd = qemu_spawn(run, argv, log_fd, &run->pid);
     qemu_argv_free(argv);
-    if (r < 0)
+    if (run->pidfd < 0)
         return backend_fail(why, -errno, "cannot start QEMU: %s", strerror(errno));
+    run->starttime = qemu_proc_starttime(run->pid);
     run->launched_ms = mono_ms();
     return 0;
 }
@@ -263,8 +262,7 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
     };
 }
 
-/* The caller hears of the failure once nothing of the VM is left. */
-static void abort_start(struct qemu_run *run, const char *reason) {
+void qemu_abort_start(struct qemu_run *run, const char *reason) {
     log_warning("%s: start failed: %s", run->name, reason);
     backend_done_fn done = TAKE_PTR(run->start_done);
     void *userdata = run->start_userdata;
@@ -298,14 +296,17 @@ static bool exited_within(const struct qemu_run *run, int ms) {
     return poll(&pfd, 1, ms) > 0;
 }
 
-/* QEMU is up once its QMP socket exists: connect to it and to the control port, then
- * let the guest run. Its sockets exist before it loads the kernel, so a connection that
- * fails may be a QEMU on its way out: its log then says why. */
+/* QEMU is up once its QMP socket exists: connect to it and to the control port, let the
+ * guest run, start dispenser-vmux on the agent's port and ask the agent for readiness.
+ * Its sockets exist before it loads the kernel, so a connection that fails may be a QEMU
+ * on its way out: its log then says why. */
 static void bring_up(struct qemu_run *run) {
     struct backend_why err = {{0}};
     if (qemu_connect(run, &err) == 0 &&
-        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &err) == 0) {
+        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &err) == 0 &&
+        qemu_vmux_spawn(run, &err) == 0) {
         log_debug("%s: QEMU up in %.1f ms", run->name, mono_ms() - run->launched_ms);
+        qemu_link_wait_ready(run);
         return;
     }
     char why[512];
@@ -313,7 +314,7 @@ static void bring_up(struct qemu_run *run) {
         qemu_start_failure(run, why, sizeof(why));
     else
         snprintf(why, sizeof(why), "%s", err.msg);
-    abort_start(run, why);
+    qemu_abort_start(run, why);
 }
 
 static int on_up_poll(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -325,7 +326,7 @@ static int on_up_poll(sd_event_source *src, uint64_t usec, void *userdata) {
         run->up_timer = sd_event_source_disable_unref(run->up_timer);
         bring_up(run);
     } else if (mono_ms() > run->up_deadline_ms) {
-        abort_start(run, "QEMU did not open its QMP socket in time");
+        qemu_abort_start(run, "QEMU did not open its QMP socket in time");
     } else {
         sd_event_source_set_time_relative(src, QEMU_UP_POLL_US);
         sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
@@ -334,17 +335,19 @@ static int on_up_poll(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
-    abort_start(userdata, "the guest did not report readiness within qrexec_timeout");
+    qemu_abort_start(userdata, "the agent did not report readiness within qrexec_timeout");
     return 0;
 }
 
 void qemu_start_priority(struct qemu_run *run, int64_t priority) {
+    run->start_priority = priority;
     if (run->up_timer)
         sd_event_source_set_priority(run->up_timer, priority);
     if (run->ready_timer)
         sd_event_source_set_priority(run->ready_timer, priority);
-    if (run->control_src)
-        sd_event_source_set_priority(run->control_src, priority);
+    if (run->link_timer)
+        sd_event_source_set_priority(run->link_timer, priority);
+    agent_link_ready_set_priority(&run->link, priority);
 }
 
 /* Polls for QEMU's QMP socket (it appears ~35 ms after exec), and bounds the whole start
@@ -352,14 +355,14 @@ void qemu_start_priority(struct qemu_run *run, int64_t priority) {
 static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
     sd_event *loop = run->qb->base.loop;
     run->up_deadline_ms = mono_ms() + QEMU_UP_TIMEOUT_MS;
+    run->ready_deadline_ms = mono_ms() + q->qrexec_timeout * 1000.0;
     if (sd_event_add_time_relative(loop, &run->up_timer, CLOCK_MONOTONIC, QEMU_UP_POLL_US, 0,
                                    on_up_poll, run) < 0 ||
         sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
                                    (uint64_t)q->qrexec_timeout * 1000000ULL, 0, on_ready_timeout,
                                    run) < 0)
         return -1;
-    if (q->background)
-        qemu_start_priority(run, SD_EVENT_PRIORITY_IDLE);
+    qemu_start_priority(run, run->start_priority);
     return 0;
 }
 

@@ -27,9 +27,9 @@ int qemu_state_save(const struct qemu_run *run) {
         return -1;
     fprintf(f,
             "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
-            "cpu_weight %u\n",
+            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\n",
             (int)run->pid, run->starttime, run->uuid, (int)run->kind, qemu_accel_name(run->accel),
-            run->shutdown_timeout, run->cpu_weight);
+            run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime);
     if (fclose(f) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         return -1;
@@ -47,7 +47,7 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
     struct qemu_run *run = xcalloc(1, sizeof(*run));
     run->qb = qb;
     run->name = xstrdup(name);
-    run->pidfd = run->control_fd = run->qmp.fd = -1;
+    run->pidfd = run->control_fd = run->qmp.fd = run->vmux_pidfd = -1;
     run->power = BACKEND_RUNNING;
     while (fgets(line, sizeof(line), f)) {
         if (sscanf(line, "%63s %127s", word, value) != 2)
@@ -66,10 +66,15 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
             run->shutdown_timeout = (unsigned)atoi(value);
         else if (streq(word, "cpu_weight"))
             run->cpu_weight = (unsigned)atoi(value);
+        else if (streq(word, "vmux_pid"))
+            run->vmux_pid = (pid_t)atoi(value);
+        else if (streq(word, "vmux_starttime"))
+            run->vmux_starttime = strtoull(value, NULL, 10);
     }
     fclose(f);
     if (!run->uuid)
         run->uuid = xstrdup("");
+    qemu_link_init(run);
     return run;
 }
 
@@ -84,7 +89,8 @@ static bool run_alive(struct qemu_run *run) {
     return poll(&pfd, 1, 0) == 0;
 }
 
-/* Gone, or never ours: whatever is left of it goes (without telling the daemon). */
+/* Gone, or never ours: whatever is left of it goes (without telling the daemon); its
+ * dispenser-vmux goes with its cgroup. */
 static void discard(struct qemu_run *run) {
     if (run->pidfd >= 0)
         syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
@@ -109,7 +115,8 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q) {
         return -1;
     struct backend_why err = {{0}};
     run->cg = cgroup_qube_open(qb->cgroups, q->name);
-    if (!run_alive(run) || qemu_connect(run, &err) < 0 || qemu_watch(run) < 0) {
+    if (!run_alive(run) || qemu_connect(run, &err) < 0 || qemu_watch(run) < 0 ||
+        qemu_vmux_adopt(run, &err) < 0) {
         log_info("%s: was running before the restart but is gone%s%s; cleaning up", q->name,
                  *err.msg ? ": " : "", err.msg);
         discard(run);

@@ -13,7 +13,7 @@
 
 /* A removed qube's logs go with it (a disposable's too). */
 static void remove_logs(struct qemu_backend *qb, const char *name) {
-    static const char *const kinds[] = {"console", "qemu"};
+    static const char *const kinds[] = {"console", "qemu", "vmux"};
     for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
         char path[4096], old[4200];
         qemu_log_path(qb, name, kinds[i], path, sizeof(path));
@@ -89,6 +89,3 @@ int qemu_import_end(struct backend *b, const struct backend_qube *q, const char 
                     bool commit, struct backend_why *why) {
     return no_import(why);
 }
-
-/* The agent's link over virtio-serial (dispenser-vmux on RUNDIR/serial.sock) is the
- * next step; until then a VM runs, but takes no qrexec call. */
