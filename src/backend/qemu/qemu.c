@@ -25,6 +25,7 @@
 #include "monoclock.h"
 #include "qemu_backend.h"
 #include "strbuf.h"
+#include "unix_socket.h"
 
 #define QMP_TIMEOUT_MS 5000
 
@@ -247,19 +248,6 @@ static int on_control(sd_event_source *src, int fd, uint32_t revents, void *user
     return 0;
 }
 
-static int connect_unix(const char *path) {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -1;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
 int qemu_connect(struct qemu_run *run, struct backend_why *why) {
     char dir[4096], path[4200];
     qemu_rundir(run->qb, run->name, dir, sizeof(dir));
@@ -267,10 +255,13 @@ int qemu_connect(struct qemu_run *run, struct backend_why *why) {
     if (qmp_open(&run->qmp, path, why) < 0)
         return -1;
     snprintf(path, sizeof(path), "%s/control.sock", dir);
-    run->control_fd = connect_unix(path);
-    if (run->control_fd < 0)
-        return backend_fail(why, -errno, "cannot connect to the control port %s: %s", path,
-                            strerror(errno));
+    run->control_fd = unix_connect(path);
+    if (run->control_fd < 0) {
+        int r = run->control_fd;
+        run->control_fd = -1;
+        return backend_fail(why, r, "cannot connect to the control port %s: %s", path,
+                            strerror(-r));
+    }
     sd_event *loop = run->qb->base.loop;
     if (sd_event_add_io(loop, &run->qmp_src, run->qmp.fd, EPOLLIN, on_qmp_event, run) < 0 ||
         sd_event_add_io(loop, &run->control_src, run->control_fd, EPOLLIN, on_control, run) < 0)
