@@ -968,3 +968,19 @@ void cgroup_names_free(char **names) {
         free(*p);
     free(names);
 }
+
+void cgroup_remove_leftovers(struct cgroup_system *cs, bool (*in_use)(void *ctx, const char *name),
+                             void *ctx) {
+    char **names = cgroup_list_qubes(cs);
+    for (char **n = names; n && *n; n++) {
+        if (in_use(ctx, *n))
+            continue;
+        struct cgroup_qube *cg = cgroup_qube_open(cs, *n);
+        if (!cg)
+            continue;
+        log_info("%s: removing a leftover cgroup", *n);
+        cgroup_qube_kill(cg);
+        cgroup_qube_destroy(cg);
+    }
+    cgroup_names_free(names);
+}

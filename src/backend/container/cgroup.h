@@ -71,3 +71,7 @@ const char *cgroup_qube_dir(const struct cgroup_qube *cg, size_t i);
  * free with cgroup_names_free. */
 char **cgroup_list_qubes(struct cgroup_system *cs);
 void cgroup_names_free(char **names);
+/* Kills and removes every qube cgroup of the group whose name `in_use` does not claim
+ * (after a restart: what no adopted qube owns). */
+void cgroup_remove_leftovers(struct cgroup_system *cs, bool (*in_use)(void *ctx, const char *name),
+                             void *ctx);

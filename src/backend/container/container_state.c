@@ -174,19 +174,10 @@ static void cleanup_runtime(struct container_backend *cb) {
         closedir(d);
 }
 
+static bool qube_in_use(void *ctx, const char *name) { return container_find(ctx, name) != NULL; }
+
 static void cleanup_cgroups(struct container_backend *cb) {
-    char **names = cgroup_list_qubes(cb->cgroups);
-    for (char **n = names; n && *n; n++) {
-        if (container_find(cb, *n))
-            continue;
-        struct cgroup_qube *cg = cgroup_qube_open(cb->cgroups, *n);
-        if (!cg)
-            continue;
-        log_info("%s: removing a leftover cgroup", *n);
-        cgroup_qube_kill(cg);
-        cgroup_qube_destroy(cg);
-    }
-    cgroup_names_free(names);
+    cgroup_remove_leftovers(cb->cgroups, qube_in_use, cb);
 }
 
 static void cleanup_dir_entries(struct container_backend *cb, const char *sub,

@@ -159,19 +159,10 @@ static void cleanup_runtime(struct qemu_backend *qb) {
         closedir(d);
 }
 
+static bool vm_in_use(void *ctx, const char *name) { return qemu_find(ctx, name) != NULL; }
+
 static void cleanup_cgroups(struct qemu_backend *qb) {
-    char **names = cgroup_list_qubes(qb->cgroups);
-    for (char **n = names; n && *n; n++) {
-        if (qemu_find(qb, *n))
-            continue;
-        struct cgroup_qube *cg = cgroup_qube_open(qb->cgroups, *n);
-        if (!cg)
-            continue;
-        log_info("%s: removing a leftover VM cgroup", *n);
-        cgroup_qube_kill(cg);
-        cgroup_qube_destroy(cg);
-    }
-    cgroup_names_free(names);
+    cgroup_remove_leftovers(qb->cgroups, vm_in_use, qb);
 }
 
 /* Images and volumes of qubes (or templates) that no longer exist. */
