@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "backend.h"
+#include "backend_proc.h"
 
 static void test_option_lookup(void **state) {
     const struct backend_option opts[] = {{"init", "/sbin/init"}, {"uid-base", "7"}};
@@ -51,11 +52,47 @@ static void test_fail_fills_why_and_returns_the_errno(void **state) {
     assert_int_equal(backend_fail(NULL, -EIO, "nobody asked"), -EIO); /* why is optional */
 }
 
+/* A recorded process is ours only while pid and start time both match. */
+static void test_recorded_process(void **state) {
+    unsigned long long start = backend_proc_starttime(getpid());
+    assert_true(start > 0);
+    int pidfd = -1;
+    assert_true(backend_proc_alive(getpid(), start, &pidfd));
+    assert_true(pidfd >= 0);
+    close(pidfd);
+    pidfd = -1;
+    assert_false(backend_proc_alive(getpid(), start + 1, &pidfd)); /* a reused pid */
+    assert_int_equal(pidfd, -1);
+    assert_false(backend_proc_alive(0, start, &pidfd));
+}
+
+static void count_done(void *userdata, int r, const char *why) {
+    assert_int_equal(r, 0);
+    (*(int *)userdata)++;
+}
+
+static void test_waiters_told_once(void **state) {
+    struct backend_waiter *list = NULL;
+    int told = 0;
+    backend_waiter_add(&list, count_done, &told);
+    backend_waiter_add(&list, count_done, &told);
+    backend_waiters_tell(&list);
+    assert_int_equal(told, 2);
+    assert_null(list);
+    backend_waiters_tell(&list); /* nobody left */
+    assert_int_equal(told, 2);
+    backend_waiter_add(&list, count_done, &told);
+    backend_waiters_free(&list); /* freed untold */
+    assert_int_equal(told, 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_option_lookup),
         cmocka_unit_test(test_unavailable_engine_refuses_with_its_reason),
         cmocka_unit_test(test_fail_fills_why_and_returns_the_errno),
+        cmocka_unit_test(test_recorded_process),
+        cmocka_unit_test(test_waiters_told_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,24 +53,6 @@ static int not_running(const char *name, struct backend_why *why) {
                         name);
 }
 
-unsigned long long proc_starttime(pid_t pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long start = 0;
-    if (p && sscanf(p + 2,
-                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                    "%*d %*u %*u %llu",
-                    &start) == 1)
-        return start;
-    return 0;
-}
-
 void run_volume_free(struct run_volume *v) {
     volume_stack_free(&v->stack);
     free(v->upper);
@@ -88,11 +70,7 @@ static void run_free(struct run *run) {
     agent_link_free(&run->link);
     run_volume_free(&run->root);
     run_volume_free(&run->priv);
-    while (run->stop_waiters) { /* only at daemon exit: nobody is left to tell */
-        struct stop_waiter *w = run->stop_waiters;
-        run->stop_waiters = w->next;
-        free(w);
-    }
+    backend_waiters_free(&run->stop_waiters); /* only at daemon exit: nobody to tell */
     free(run->name);
     free(run->uuid);
     free(run);
@@ -275,7 +253,7 @@ void container_teardown(struct run *run, bool report, int status) {
     /* a qube that never finished starting failed to start; it did not shut down */
     bool was_starting = run->start_done != NULL;
     finish_start(run, -1, "the qube's init exited during start-up");
-    struct stop_waiter *waiters = TAKE_PTR(run->stop_waiters);
+    struct backend_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = xstrdup(run->name);
     run->next = cb->dying;
     cb->dying = run;
@@ -283,12 +261,7 @@ void container_teardown(struct run *run, bool report, int status) {
         container_settle(cb);
     else
         sd_event_source_set_priority(cb->settle_src, SD_EVENT_PRIORITY_IDLE);
-    while (waiters) {
-        struct stop_waiter *w = waiters;
-        waiters = w->next;
-        w->done(w->userdata, 0, NULL);
-        free(w);
-    }
+    backend_waiters_tell(&waiters);
     if (report && !was_starting && cb->base.events.exited)
         cb->base.events.exited(cb->base.events.userdata, name, status);
     free(name);
@@ -501,7 +474,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     if (launch_qube_async(cb->base.loop, &spec, on_launched, run, &run->pid, &run->pidfd,
                           &run->launch, why) < 0)
         return -EIO;
-    run->starttime = proc_starttime(run->pid);
+    run->starttime = backend_proc_starttime(run->pid);
     return 0;
 }
 
@@ -748,11 +721,8 @@ static int container_shutdown(struct backend *b, const char *name, bool force, b
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
                                    (uint64_t)run->shutdown_timeout * 1000000ULL, 0, on_stop_timeout,
                                    run);
-    if (done) {
-        struct stop_waiter *w = xcalloc(1, sizeof(*w));
-        *w = (struct stop_waiter){run->stop_waiters, done, userdata};
-        run->stop_waiters = w;
-    }
+    if (done)
+        backend_waiter_add(&run->stop_waiters, done, userdata);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "agent_link.h"
 #include "backend.h"
+#include "backend_proc.h"
 #include "cgroup.h"
 #include "volume.h"
 
@@ -44,13 +45,7 @@ struct run {
     struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
-    struct stop_waiter *stop_waiters;
-};
-
-struct stop_waiter {
-    struct stop_waiter *next;
-    backend_done_fn done;
-    void *userdata;
+    struct backend_waiter *stop_waiters;
 };
 
 struct container_backend {
@@ -80,7 +75,6 @@ void container_settle(struct container_backend *cb);
 void container_settle_writers(struct container_backend *cb);
 void container_settle_name(struct container_backend *cb, const char *name);
 int container_watch_exit(struct run *run);
-unsigned long long proc_starttime(pid_t pid);
 
 /* state file: RUNTIME/qubes/<name>/state, what a restarted daemon needs to adopt */
 int run_state_save(const struct run *run);

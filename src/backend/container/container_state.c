@@ -107,13 +107,7 @@ struct run *run_state_load(struct container_backend *cb, const char *name) {
  * that died while we were away is no longer our child: it may linger as a zombie until
  * the host's init reaps it, and a zombie's pidfd is readable at once. */
 static bool run_alive(struct run *run) {
-    if (run->pid <= 0 || !run->starttime || proc_starttime(run->pid) != run->starttime)
-        return false;
-    run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
-    if (run->pidfd < 0 || proc_starttime(run->pid) != run->starttime)
-        return false;
-    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
-    return poll(&pfd, 1, 0) == 0;
+    return backend_proc_alive(run->pid, run->starttime, &run->pidfd);
 }
 
 int container_adopt(struct backend *b, const struct backend_qube *q) {

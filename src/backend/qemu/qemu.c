@@ -53,24 +53,6 @@ void qemu_log_path(const struct qemu_backend *qb, const char *name, const char *
     snprintf(buf, size, "%s/log/qemu/%s.%s.log", qb->state_dir, name, kind);
 }
 
-unsigned long long qemu_proc_starttime(pid_t pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long start = 0;
-    if (p && sscanf(p + 2,
-                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                    "%*d %*u %*u %llu",
-                    &start) == 1)
-        return start;
-    return 0;
-}
-
 static int not_running(const char *name, struct backend_why *why) {
     return backend_fail(why, -EAGAIN,
                         "Domain not running (either powered off or "
@@ -118,11 +100,7 @@ void qemu_run_free(struct qemu_run *run) {
         close(run->pidfd);
     if (run->cg)
         cgroup_qube_free(run->cg);
-    while (run->stop_waiters) {
-        struct qemu_waiter *w = run->stop_waiters;
-        run->stop_waiters = w->next;
-        free(w);
-    }
+    backend_waiters_free(&run->stop_waiters);
     free(run->name);
     free(run->uuid);
     free(run);
@@ -171,17 +149,12 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
     qemu_vmux_end(run);
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir);
-    struct qemu_waiter *waiters = TAKE_PTR(run->stop_waiters);
+    struct backend_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = xstrdup(run->name);
     qemu_run_free(run);
     if (start_done)
         start_done(start_userdata, -EIO, start_why);
-    while (waiters) {
-        struct qemu_waiter *w = waiters;
-        waiters = w->next;
-        w->done(w->userdata, 0, NULL);
-        free(w);
-    }
+    backend_waiters_tell(&waiters);
     if (report && !start_done && qb->base.events.exited)
         qb->base.events.exited(qb->base.events.userdata, name, status);
     free(name);
@@ -349,11 +322,8 @@ static int qemu_shutdown(struct backend *b, const char *name, bool force, backen
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
                                    (uint64_t)run->shutdown_timeout * 1000000ULL, 0, on_stop_timeout,
                                    run);
-    if (done) {
-        struct qemu_waiter *w = xcalloc(1, sizeof(*w));
-        *w = (struct qemu_waiter){run->stop_waiters, done, userdata};
-        run->stop_waiters = w;
-    }
+    if (done)
+        backend_waiter_add(&run->stop_waiters, done, userdata);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "agent_link.h"
 #include "backend.h"
+#include "backend_proc.h"
 #include "cgroup.h"
 #include "qmp.h"
 
@@ -14,12 +15,6 @@
 enum qemu_accel { QEMU_ACCEL_TCG, QEMU_ACCEL_KVM };
 
 struct qemu_backend;
-
-struct qemu_waiter {
-    struct qemu_waiter *next;
-    backend_done_fn done;
-    void *userdata;
-};
 
 /* One running (or paused, or starting) VM. Its files are in RUNTIME/qemu/<name>/:
  * state (what an adopting daemon needs), qmp.sock, control.sock (our "poweroff" to the
@@ -61,7 +56,7 @@ struct qemu_run {
     void *start_userdata;
     /* shutdown */
     sd_event_source *stop_timer;
-    struct qemu_waiter *stop_waiters;
+    struct backend_waiter *stop_waiters;
 };
 
 struct qemu_backend {
@@ -94,7 +89,6 @@ void qemu_kill_and_wait(struct qemu_run *run);
  * cgroup, tell the daemon if `report`. Frees run. */
 void qemu_teardown(struct qemu_run *run, bool report, int status);
 int qemu_watch(struct qemu_run *run);
-unsigned long long qemu_proc_starttime(pid_t pid);
 
 /* start (qemu_start.c) */
 int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,

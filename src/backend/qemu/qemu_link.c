@@ -83,7 +83,7 @@ int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why) {
     run->vmux_pidfd = qemu_spawn(run, argv, log_fd, &run->vmux_pid);
     if (run->vmux_pidfd < 0)
         return backend_fail(why, -errno, "cannot start dispenser-vmux: %s", strerror(errno));
-    run->vmux_starttime = qemu_proc_starttime(run->vmux_pid);
+    run->vmux_starttime = backend_proc_starttime(run->vmux_pid);
     if (watch_vmux(run) < 0 || qemu_state_save(run) < 0)
         return backend_fail(why, -EIO, "cannot watch dispenser-vmux of '%s'", run->name);
     return 0;
@@ -91,14 +91,7 @@ int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why) {
 
 /* The recorded mux, still the same process (pids are reused) and alive. */
 static bool vmux_alive(struct qemu_run *run) {
-    if (run->vmux_pid <= 0 || !run->vmux_starttime ||
-        qemu_proc_starttime(run->vmux_pid) != run->vmux_starttime)
-        return false;
-    run->vmux_pidfd = (int)syscall(SYS_pidfd_open, run->vmux_pid, 0);
-    if (run->vmux_pidfd < 0 || qemu_proc_starttime(run->vmux_pid) != run->vmux_starttime)
-        return false;
-    struct pollfd pfd = {.fd = run->vmux_pidfd, .events = POLLIN};
-    return poll(&pfd, 1, 0) == 0;
+    return backend_proc_alive(run->vmux_pid, run->vmux_starttime, &run->vmux_pidfd);
 }
 
 int qemu_vmux_adopt(struct qemu_run *run, struct backend_why *why) {

@@ -247,7 +247,7 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
     qemu_argv_free(argv);
     if (run->pidfd < 0)
         return backend_fail(why, -errno, "cannot start QEMU: %s", strerror(errno));
-    run->starttime = qemu_proc_starttime(run->pid);
+    run->starttime = backend_proc_starttime(run->pid);
     run->launched_ms = mono_ms();
     return 0;
 }

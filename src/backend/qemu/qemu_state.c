@@ -80,13 +80,7 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
 
 /* The recorded QEMU, still the same process (pids are reused) and alive. */
 static bool run_alive(struct qemu_run *run) {
-    if (run->pid <= 0 || !run->starttime || qemu_proc_starttime(run->pid) != run->starttime)
-        return false;
-    run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
-    if (run->pidfd < 0 || qemu_proc_starttime(run->pid) != run->starttime)
-        return false;
-    struct pollfd pfd = {.fd = run->pidfd, .events = POLLIN};
-    return poll(&pfd, 1, 0) == 0;
+    return backend_proc_alive(run->pid, run->starttime, &run->pidfd);
 }
 
 /* Gone, or never ours: whatever is left of it goes (without telling the daemon); its
