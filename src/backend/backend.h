@@ -35,6 +35,10 @@ struct backend_qube {
     unsigned vcpus;
     unsigned qrexec_timeout; /* seconds to wait for readiness */
     unsigned shutdown_timeout;
+    /* Qubes' `kernel` (a name in the engine's kernels directory, never a path: the model
+     * checks it; "" = the engine's default guest) and `kernelopts` (added to the guest's
+     * command line). Engines without a kernel of their own ignore both. */
+    const char *kernel, *kernelopts;
     /* The engine's own knobs: the qube's features named "<virt_mode>-KEY" (the nearest
      * along the template chain wins), as KEY=value; read them with backend_option. */
     const struct backend_option *options;
@@ -48,6 +52,9 @@ enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
 struct backend_stats {
     uint64_t memory_bytes; /* charged to the qube now */
     uint64_t cpu_ns;       /* CPU time used since start */
+    /* How the qube's CPU runs, for engines where it is a choice ("kvm", "tcg"); ""
+     * where it is not (a container runs on the host's CPU). */
+    char accel[16];
 };
 
 /* Per-volume facts for admin.vm.volume.Info. */

@@ -26,6 +26,7 @@ struct qube_desc {
     struct backend_qube bq;
     char template_uuid[37], dvm_uuid[37];
     char virt_mode[32];
+    char kernel[256], kernelopts[4096];
     struct backend_option options[DISPATCHER_OPTIONS_MAX];
 };
 
@@ -33,6 +34,13 @@ static long prop_long(const struct app *app, const struct qube *q, int id) {
     char buf[64];
     bool is_default;
     return strtol(app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default), NULL, 10);
+}
+
+static void prop_copy(const struct app *app, const struct qube *q, int id, char *out,
+                      size_t size) {
+    char buf[4096];
+    bool is_default;
+    snprintf(out, size, "%s", app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default));
 }
 
 static const struct qube *prop_qube(const struct app *app, const struct qube *q, int id) {
@@ -110,6 +118,8 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
     }
     if (tpl)
         snprintf(d->template_uuid, sizeof(d->template_uuid), "%s", tpl->uuid);
+    prop_copy(app, q, P_KERNEL, d->kernel, sizeof(d->kernel));
+    prop_copy(app, q, P_KERNELOPTS, d->kernelopts, sizeof(d->kernelopts));
     d->bq = (struct backend_qube){
         .name = q->name,
         .uuid = q->uuid,
@@ -121,6 +131,8 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .vcpus = (unsigned)prop_long(app, q, P_VCPUS),
         .qrexec_timeout = (unsigned)prop_long(app, q, P_QREXEC_TIMEOUT),
         .shutdown_timeout = (unsigned)prop_long(app, q, P_SHUTDOWN_TIMEOUT),
+        .kernel = d->kernel,
+        .kernelopts = d->kernelopts,
         .options = d->options,
     };
     d->bq.n_options = dispatcher_qube_options(app, q, d->options, DISPATCHER_OPTIONS_MAX);

@@ -131,6 +131,7 @@ class Lifecycle(QemuTestCase):
 
     def test_start_pause_unpause_adopt_shutdown_then_kill(self):
         self.new_vm("vm1")
+        self.ok("admin.vm.property.Set", "kernelopts", "vm1", "dispenser.test=opts42")
         t0 = time.monotonic()
         self.start_vm("vm1")
         boot = time.monotonic() - t0
@@ -138,6 +139,7 @@ class Lifecycle(QemuTestCase):
         pid = qemu_pid(self.d, "vm1")
         self.assertTrue(alive(pid))
         self.assertIn("vm1: QEMU started (pid %d, tcg" % pid, self.d.log())
+        self.assertEqual("tcg", self.current_state("vm1")["accel"])  # as the log says
         # the root image was built once, for the template's current revision
         images = os.listdir(os.path.join(self.d.state_dir, "qemu", "images"))
         self.assertEqual(1, len(images))
@@ -146,6 +148,8 @@ class Lifecycle(QemuTestCase):
         with open("/proc/%d/cgroup" % vmux) as f, open("/proc/%d/cgroup" % pid) as g:
             self.assertEqual(g.read(), f.read())
         self.check_calls("vm1")
+        self.assertIn("dispenser.test=opts42", self.tool("qvm-run", "-p", "vm1",
+                                                         "cat /proc/cmdline").stdout)
         self.tool("qvm-pause", "vm1")
         self.assert_state("vm1", "Paused")
         rss = self.qube_memory_kib("vm1")
@@ -357,19 +361,20 @@ class KvmProbeGuest(unittest.TestCase):
 class Failures(QemuTestCase):
 
     def test_kernel_path_is_refused(self):
-        """A feature must not make QEMU read any host file into a guest: a kernel is a
+        """A property must not make QEMU read any host file into a guest: a kernel is a
         name in the kernels dir, as Qubes' `kernel` property is."""
         self.new_vm("pathk")
-        self.ok("admin.vm.feature.Set", "qemu-kernel", "pathk", "/etc/shadow")
-        r = harness.run_tool(self.d, "qvm-start", "pathk", timeout=60)
-        self.assertNotEqual(0, r.returncode)
-        self.assertIn("a kernel is a directory name", r.stdout + r.stderr)
+        r = harness.parse_reply(self.d.call("admin.vm.property.Set", "kernel", "pathk",
+                                            b"/etc/shadow"))
+        self.assertEqual("QubesPropertyValueError", r.exc)
+        self.assertIn("not a path", r.message)
+        self.assertTrue(self.get_prop("pathk", "kernel")[0])  # unchanged: still the default
         self.assert_state("pathk", "Halted")
         self.assert_nothing_left("pathk")
 
     def test_missing_kernel_leaves_nothing(self):
         self.new_vm("badk")
-        self.ok("admin.vm.feature.Set", "qemu-kernel", "badk", "nosuchkernel")
+        self.ok("admin.vm.property.Set", "kernel", "badk", "nosuchkernel")
         r = harness.run_tool(self.d, "qvm-start", "badk", timeout=60)
         self.assertNotEqual(0, r.returncode)
         self.assertIn(os.path.join(self.guest_dir, "kernels", "nosuchkernel", "vmlinux"),
@@ -385,7 +390,7 @@ class Failures(QemuTestCase):
         with open(os.path.join(kdir, "vmlinux"), "wb") as f:
             f.write(b"\0" * 4096)
         shutil.copy(os.path.join(self.guest_dir, "initramfs.cpio"), kdir)
-        self.ok("admin.vm.feature.Set", "qemu-kernel", "junk", "junk")
+        self.ok("admin.vm.property.Set", "kernel", "junk", "junk")
         r = harness.run_tool(self.d, "qvm-start", "junk", timeout=60)
         self.assertNotEqual(0, r.returncode)
         self.assertIn("QEMU did not start", r.stdout + r.stderr)

@@ -352,6 +352,7 @@ static int qemu_stats(struct backend *b, const char *name, struct backend_stats 
         return -ENOENT;
     out->memory_bytes = proc_rss_bytes(run->pid);
     out->cpu_ns = run->cg ? cgroup_qube_cpu_ns(run->cg) : 0;
+    snprintf(out->accel, sizeof(out->accel), "%s", qemu_accel_name(run->accel));
     return 0;
 }
 

@@ -190,20 +190,20 @@ static int check_file(const char *what, const char *path, struct backend_why *wh
     return 0;
 }
 
-/* The qube's guest: the feature qemu-kernel names a directory of the kernels dir (as
- * Qubes' `kernel` property names one of /var/lib/qubes/vm-kernels), never a path: whoever
- * may set a qube's features must not make QEMU read any host file into a guest. */
+/* The qube's guest: its `kernel` property names a directory of the kernels dir (as
+ * Qubes' names one of /var/lib/qubes/vm-kernels), never a path: whoever may set a qube's
+ * properties must not make QEMU read any host file into a guest. The model refuses a path;
+ * checked again here, where it matters. "" is the engine's default guest. */
 static int guest_files(const struct qemu_backend *qb, const struct backend_qube *q, char *kernel,
                        char *initrd, size_t size, struct backend_why *why) {
-    const char *name = option_or(q, "kernel", NULL);
-    if (!name) {
+    const char *name = q->kernel;
+    if (!name || !*name) {
         snprintf(kernel, size, "%s", qb->kernel);
         snprintf(initrd, size, "%s", qb->initrd);
     } else if (strchr(name, '/') || name[0] == '.') {
-        return backend_fail(why, -EIO,
-                            "qemu-kernel=%s: a kernel is a directory name in %s, "
-                            "not a path",
-                            name, qb->kernels_dir);
+        return backend_fail(why, -EINVAL,
+                            "kernel %s: a kernel is a directory name in %s, not a path", name,
+                            qb->kernels_dir);
     } else {
         snprintf(kernel, size, "%s/%s/vmlinux", qb->kernels_dir, name);
         snprintf(initrd, size, "%s/%s/initramfs.cpio", qb->kernels_dir, name);
@@ -234,7 +234,7 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .console_log = run->console_log,
         .kernel = kernel,
         .initrd = initrd,
-        .kernelopts = option_or(q, "kernelopts", NULL),
+        .kernelopts = q->kernelopts,
         .init = option_or(q, "init", NULL),
         .root_image = root,
         .private_image = *private ? private : NULL,
