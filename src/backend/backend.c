@@ -28,6 +28,41 @@ const char *backend_option(const struct backend_option *opts, size_t n, const ch
     return NULL;
 }
 
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+struct backend_qube *backend_qube_dup(const struct backend_qube *q) {
+    struct backend_qube *c = xmalloc(sizeof(*c));
+    *c = *q;
+    c->name = dup_or_null(q->name);
+    c->uuid = dup_or_null(q->uuid);
+    c->root_source = dup_or_null(q->root_source);
+    c->private_source = dup_or_null(q->private_source);
+    c->kernel = dup_or_null(q->kernel);
+    c->kernelopts = dup_or_null(q->kernelopts);
+    struct backend_option *opts = q->n_options ? xcalloc(q->n_options, sizeof(*opts)) : NULL;
+    for (size_t i = 0; i < q->n_options; i++)
+        opts[i] = (struct backend_option){xstrdup(q->options[i].key), xstrdup(q->options[i].value)};
+    c->options = opts;
+    return c;
+}
+
+void backend_qube_free(struct backend_qube *q) {
+    if (!q)
+        return;
+    for (size_t i = 0; i < q->n_options; i++) {
+        free((char *)q->options[i].key);
+        free((char *)q->options[i].value);
+    }
+    free((void *)q->options);
+    free((char *)q->name);
+    free((char *)q->uuid);
+    free((char *)q->root_source);
+    free((char *)q->private_source);
+    free((char *)q->kernel);
+    free((char *)q->kernelopts);
+    free(q);
+}
+
 struct unavailable {
     struct backend base;
     struct backend_ops ops; /* the refusing ops under the engine's own name */

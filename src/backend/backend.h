@@ -213,5 +213,9 @@ typedef struct backend *(*backend_open_fn)(sd_event *loop, const struct backend_
  * stands in for an engine that cannot run here, so the daemon never checks for one. */
 struct backend *backend_unavailable_new(sd_event *loop, const char *name, const char *why);
 
+/* A deep copy of a description, for an engine that acts on it after the call returns
+ * (the daemon's own points into its model and is not kept). Free with backend_qube_free. */
+struct backend_qube *backend_qube_dup(const struct backend_qube *q);
+void backend_qube_free(struct backend_qube *q);
 /* The value of an option (a qube's or a config's), or NULL. */
 const char *backend_option(const struct backend_option *opts, size_t n, const char *key);

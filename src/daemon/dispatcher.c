@@ -36,8 +36,7 @@ static long prop_long(const struct app *app, const struct qube *q, int id) {
     return strtol(app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default), NULL, 10);
 }
 
-static void prop_copy(const struct app *app, const struct qube *q, int id, char *out,
-                      size_t size) {
+static void prop_copy(const struct app *app, const struct qube *q, int id, char *out, size_t size) {
     char buf[4096];
     bool is_default;
     snprintf(out, size, "%s", app_prop_get(app, q, &PROP_DEFS[id], buf, sizeof(buf), &is_default));

@@ -336,6 +336,50 @@ class DisposableCalls(QemuTestCase):
         self.fail("no preload of %s within %d s: %s" % (dvm, BOOT_TIMEOUT, self.d.log()[-3000:]))
 
 
+class BackgroundBuild(QemuTestCase):
+    """A template revision's root image is built by a builder process beside the daemon,
+    never in its loop: a big template takes seconds to export, and every other qube's
+    calls (and preload hand-outs) must not wait for it."""
+
+    def test_daemon_answers_while_the_image_builds_and_kill_ends_the_wait(self):
+        self.new_vm("bigvm")
+        self.start(self.TEMPLATE)  # a template revision with 300 MiB more to export
+        self.tool("qvm-run", "-u", "root", "-p", self.TEMPLATE,
+                  "head -c 314572800 /dev/urandom > /big")
+        self.shutdown(self.TEMPLATE)
+        images = os.path.join(self.d.state_dir, "qemu", "images",
+                              self.get_prop(self.TEMPLATE, "uuid")[2])
+        start = subprocess.Popen([harness.tool_path("qvm-start"), "bigvm"], env=self.d.env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(start.kill)
+        self.addCleanup(start.stdout.close)
+        deadline = time.monotonic() + 60
+        while not self.partial_images(images) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(self.partial_images(images), "no build began: " + self.d.log()[-2000:])
+        # the daemon answers while the builder works (a build in the loop would hold this
+        # call until the image was renamed into place)
+        self.assertIn(b"bigvm ", self.ok("admin.vm.List"))
+        self.assertTrue(self.partial_images(images), "the build ended before the call")
+        self.assertIn("building root image", self.d.log())
+        # a kill ends the waiting start; nothing of the qube is left, the image completes
+        self.kill("bigvm")
+        self.assertNotEqual(0, start.wait(timeout=30))
+        self.assert_state("bigvm", "Halted")
+        self.assert_nothing_left("bigvm")
+        deadline = time.monotonic() + 120
+        while self.partial_images(images) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual([], self.partial_images(images))
+        self.assertEqual(1, len(os.listdir(images)), os.listdir(images))
+        self.assertIn("ready in", self.d.log())
+
+    @staticmethod
+    def partial_images(images):
+        return [f for f in os.listdir(images) if f.endswith(".tmp")] if os.path.isdir(images) \
+            else []
+
+
 @unittest.skipIf(missing(), missing() or "")
 class KvmProbeGuest(unittest.TestCase):
     """The guest half of the engine's KVM probe, run under TCG (no /dev/kvm here): with

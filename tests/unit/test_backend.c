@@ -15,6 +15,35 @@ static void test_option_lookup(void **state) {
     assert_null(backend_option(opts, 0, "init"));
 }
 
+/* A kept description owns its strings: the original may go (the daemon's points into a
+ * model that changes) and the copy still reads the same. */
+static void test_description_copy_outlives_the_original(void **state) {
+    char name[] = "work", opts_key[] = "init", opts_val[] = "/sbin/init", kernel[] = "k1";
+    struct backend_option opts[] = {{opts_key, opts_val}};
+    struct backend_qube q = {.name = name,
+                             .uuid = "u-1",
+                             .kind = BACKEND_DISPVM,
+                             .private_source = "u-2",
+                             .memory_mib = 400,
+                             .kernel = kernel,
+                             .kernelopts = "a=b",
+                             .options = opts,
+                             .n_options = 1};
+    struct backend_qube *c = backend_qube_dup(&q);
+    memset(name, 'x', 4);
+    memset(opts_val, 'x', 5);
+    memset(kernel, 'x', 2);
+    assert_string_equal("work", c->name);
+    assert_string_equal("u-2", c->private_source);
+    assert_null(c->root_source);
+    assert_int_equal(400, c->memory_mib);
+    assert_string_equal("k1", c->kernel);
+    assert_string_equal("a=b", c->kernelopts);
+    assert_string_equal("/sbin/init", backend_option(c->options, c->n_options, "init"));
+    backend_qube_free(c);
+    backend_qube_free(NULL);
+}
+
 static void done_never(void *userdata, int r, const char *why) {
     fail_msg("an unavailable engine completes nothing");
 }
@@ -89,6 +118,7 @@ static void test_waiters_told_once(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_option_lookup),
+        cmocka_unit_test(test_description_copy_outlives_the_original),
         cmocka_unit_test(test_unavailable_engine_refuses_with_its_reason),
         cmocka_unit_test(test_fail_fills_why_and_returns_the_errno),
         cmocka_unit_test(test_recorded_process),

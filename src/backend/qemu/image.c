@@ -155,7 +155,8 @@ static void remove_other_revisions(const char *state_dir, const char *uuid, cons
     const char *keep_name = strrchr(keep, '/') + 1;
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
-        if (strncmp(e->d_name, "root-", 5) != 0 || strcmp(e->d_name, keep_name) == 0)
+        if (strncmp(e->d_name, "root-", 5) != 0 || strcmp(e->d_name, keep_name) == 0 ||
+            strstr(e->d_name, ".tmp")) /* another revision's builder at work */
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         unlink(path);

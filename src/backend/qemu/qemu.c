@@ -101,6 +101,7 @@ void qemu_run_free(struct qemu_run *run) {
     if (run->cg)
         cgroup_qube_free(run->cg);
     backend_waiters_free(&run->stop_waiters);
+    backend_qube_free(run->pending);
     free(run->name);
     free(run->uuid);
     free(run);
@@ -288,6 +289,8 @@ static int qemu_kill_nowait(struct backend *b, const char *name, struct backend_
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, why);
+    if (run->build) /* no QEMU yet: the start waiting for its image ends here */
+        return qemu_kill(b, name, why);
     syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
     return 0;
 }
@@ -317,6 +320,12 @@ static int qemu_shutdown(struct backend *b, const char *name, bool force, backen
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, why);
+    if (run->build) { /* no guest to ask yet: the start waiting for its image ends */
+        qemu_kill(b, name, why);
+        if (done)
+            done(userdata, 0, NULL);
+        return 0;
+    }
     ask_poweroff(run);
     if (!run->stop_timer)
         sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
@@ -369,6 +378,7 @@ static void qemu_free(struct backend *b) {
         qemu_run_free(run);
     }
     agent_hub_free(&qb->agents);
+    qemu_builds_forget(qb);
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);
     cgroup_system_free(qb->cgroups);

@@ -54,6 +54,10 @@ struct qemu_run {
     off_t qemu_log_start, console_log_start;
     backend_done_fn start_done;
     void *start_userdata;
+    /* the start waits for its root image (qemu_build.c): the builder, and the qube's
+     * description kept for the launch after it */
+    struct qemu_build *build;
+    struct backend_qube *pending;
     /* shutdown */
     sd_event_source *stop_timer;
     struct backend_waiter *stop_waiters;
@@ -71,7 +75,8 @@ struct qemu_backend {
     unsigned tsc_khz;    /* the host's TSC, for the guest's command line (see qemu_argv) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
-    struct agent_hub agents; /* the service calls in flight */
+    struct qemu_build *builds; /* root images being built (qemu_build.c) */
+    struct agent_hub agents;   /* the service calls in flight */
 };
 
 const char *qemu_accel_name(enum qemu_accel a);
@@ -101,6 +106,8 @@ void qemu_start_priority(struct qemu_run *run, int64_t priority);
 void qemu_got_ready(struct qemu_run *run);
 /* The caller hears of the failure once nothing of the VM is left. */
 void qemu_abort_start(struct qemu_run *run, const char *reason);
+/* The start that waited for its root image goes on (its builder is done). */
+void qemu_launch_pending(struct qemu_run *run);
 /* fork+exec argv in the VM's cgroup, its output to log_fd: a pidfd (and *pid), or -1 */
 int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid);
 /* STATE/log/qemu/NAME.KIND.log opened for appending, rotated once past 1 MiB; its path and
@@ -151,6 +158,13 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q);
 void qemu_cleanup(struct backend *b, const char *const *keep);
 /* QMP and the control port of a VM already running (start, adoption) */
 int qemu_connect(struct qemu_run *run, struct backend_why *why);
+
+/* root images built off the daemon's loop (qemu_build.c) */
+struct volume_stack;
+/* The builder of that revision's image: a new one, or the one already at work. */
+struct qemu_build *qemu_build_root(struct qemu_backend *qb, const char *uuid,
+                                   const struct volume_stack *stack, struct backend_why *why);
+void qemu_builds_forget(struct qemu_backend *qb);
 
 /* accelerator choice (qemu_accel.c) */
 void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

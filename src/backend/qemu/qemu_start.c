@@ -44,52 +44,21 @@ static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qu
     return run;
 }
 
-/* The template's root image of the revision current now: built here the first time a
- * qube of that revision starts (a later step builds it when the template changes). */
-static int attach_builder(void *ctx, pid_t pid) { return cgroup_qube_attach(ctx, pid); }
-
-/* In a cgroup of its own in the engine's group ("image-<template uuid>"): removed after,
- * or by the engine's cleanup if the daemon dies meanwhile. */
-static int build_root_image(struct qemu_backend *qb, const char *uuid,
-                            const struct volume_stack *stack, struct backend_why *why) {
-    char name[64], image[4096];
-    image_root_path(qb->state_dir, uuid, stack->revision, image, sizeof(image));
-    if (access(image, F_OK) == 0)
-        return 0;
-    snprintf(name, sizeof(name), "image-%.36s", uuid);
-    struct cgroup_limits limits = {.memory_max_bytes = 1ULL << 30,
-                                   .pids_max = 64,
-                                   .cpu_weight = 100};
-    struct cgroup_qube *cg = cgroup_qube_create(qb->cgroups, name, &limits);
-    if (!cg)
-        return backend_fail(why, -errno, "cannot create the cgroup of the image builder: %s",
-                            strerror(errno));
-    struct image_confine confine = {attach_builder, cg};
-    int r = image_root_ensure(qb->state_dir, uuid, stack->revision, stack->layers, stack->n_layers,
-                              &confine, why);
-    cgroup_qube_kill(cg);
-    cgroup_qube_destroy(cg);
-    return r;
-}
-
+/* The template's root image of the revision current now, in `image`; *stack_out (when
+ * the image is still to be built) says what from. */
 static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, char *image,
-                        size_t size, struct backend_why *why) {
-    struct volume_stack stack = {0};
-    int r = volume_current(qb->state_dir, q->root_source, "root", &stack);
+                        size_t size, struct volume_stack *stack, struct backend_why *why) {
+    int r = volume_current(qb->state_dir, q->root_source, "root", stack);
     if (r < 0)
         return backend_fail(why, r, "cannot read the root volume of '%s': %s", q->name,
                             strerror(-r));
-    if (stack.n_layers == 0) {
-        volume_stack_free(&stack);
+    if (stack->n_layers == 0)
         return backend_fail(why, -EIO,
                             "'%s' has no root filesystem: its template was never "
                             "built (see qvm-template build)",
                             q->name);
-    }
-    r = build_root_image(qb, q->root_source, &stack, why);
-    image_root_path(qb->state_dir, q->root_source, stack.revision, image, size);
-    volume_stack_free(&stack);
-    return r;
+    image_root_path(qb->state_dir, q->root_source, stack->revision, image, size);
+    return 0;
 }
 
 /* An AppVM's own private image; a disposable writes over its template's (if it has one)
@@ -366,41 +335,92 @@ static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
     return 0;
 }
 
+/* QEMU runs, watched; its start goes on in the loop. On failure nothing of it is left. */
+static int launch_watched(struct qemu_run *run, const struct backend_qube *q, const char *root,
+                          struct backend_why *failed) {
+    char private[4096];
+    bool throwaway;
+    if (prepare_private(run->qb, q, private, sizeof(private), &throwaway, failed) < 0 ||
+        launch(run, q, root, private, throwaway, failed) < 0 || qemu_state_save(run) < 0 ||
+        qemu_watch(run) < 0 || watch_start(run, q) < 0) {
+        if (!*failed->msg)
+            snprintf(failed->msg, sizeof(failed->msg), "cannot watch QEMU of '%s'", q->name);
+        return -EIO;
+    }
+    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid, qemu_accel_name(run->accel),
+             run->qb->accel_why);
+    return 0;
+}
+
+void qemu_launch_pending(struct qemu_run *run) {
+    struct backend_qube *q = TAKE_PTR(run->pending);
+    char root[4096];
+    struct volume_stack stack = {0};
+    struct backend_why why = {{0}};
+    /* the revision current now: the template may have changed while its image was built */
+    if (prepare_root(run->qb, q, root, sizeof(root), &stack, &why) == 0 && access(root, F_OK) < 0) {
+        run->build = qemu_build_root(run->qb, q->root_source, &stack, &why);
+        if (run->build) {
+            run->pending = q;
+            volume_stack_free(&stack);
+            return;
+        }
+    }
+    volume_stack_free(&stack);
+    if (*why.msg || launch_watched(run, q, root, &why) < 0)
+        qemu_abort_start(run, why.msg);
+    backend_qube_free(q);
+}
+
+static struct qemu_run *run_prepared(struct qemu_backend *qb, const struct backend_qube *q,
+                                     struct backend_why *why) {
+    struct qemu_run *run = run_new(qb, q);
+    struct cgroup_limits limits = limits_of(q);
+    run->cg = cgroup_qube_create(qb->cgroups, q->name, &limits);
+    if (!run->cg) {
+        backend_fail(why, -errno, "cannot create the cgroups of '%s': %s", q->name,
+                     strerror(errno));
+        qemu_run_free(run);
+        return NULL;
+    }
+    run->next = qb->runs;
+    qb->runs = run;
+    return run;
+}
+
+/* A revision's first start waits for its root image in the background (qemu_build.c):
+ * the daemon's loop never runs mkfs. */
 int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                void *userdata, struct backend_why *why) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
     if (qemu_find(qb, q->name))
         return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
-    char root[4096], private[4096];
-    bool throwaway;
-    int r;
-    if ((r = check_kind(q, why)) < 0 || (r = prepare_root(qb, q, root, sizeof(root), why)) < 0 ||
-        (r = prepare_private(qb, q, private, sizeof(private), &throwaway, why)) < 0)
-        return r;
-    struct qemu_run *run = run_new(qb, q);
-    struct cgroup_limits limits = limits_of(q);
-    run->cg = cgroup_qube_create(qb->cgroups, q->name, &limits);
-    if (!run->cg) {
-        r = backend_fail(why, -errno, "cannot create the cgroups of '%s': %s", q->name,
-                         strerror(errno));
-        qemu_run_free(run);
-        return r;
+    char root[4096];
+    struct volume_stack stack = {0};
+    int r = check_kind(q, why);
+    if (r == 0)
+        r = prepare_root(qb, q, root, sizeof(root), &stack, why);
+    struct qemu_run *run = r == 0 ? run_prepared(qb, q, why) : NULL;
+    if (!run) {
+        volume_stack_free(&stack);
+        return r < 0 ? r : -EIO;
     }
-    run->next = qb->runs;
-    qb->runs = run;
-    struct backend_why failed = {{0}};
-    if (launch(run, q, root, private, throwaway, &failed) < 0 || qemu_state_save(run) < 0 ||
-        qemu_watch(run) < 0 || watch_start(run, q) < 0) {
-        if (!*failed.msg)
-            snprintf(failed.msg, sizeof(failed.msg), "cannot watch QEMU of '%s'", q->name);
-        r = backend_fail(why, -EIO, "Start of qube '%s' failed: %s", q->name, failed.msg);
+    if (access(root, F_OK) < 0) {
+        run->build = qemu_build_root(qb, q->root_source, &stack, why);
+        run->pending = run->build ? backend_qube_dup(q) : NULL;
+        r = run->build ? 0 : -EIO;
+    } else {
+        struct backend_why failed = {{0}};
+        if (launch_watched(run, q, root, &failed) < 0)
+            r = backend_fail(why, -EIO, "Start of qube '%s' failed: %s", q->name, failed.msg);
+    }
+    volume_stack_free(&stack);
+    if (r < 0) {
         qemu_kill_and_wait(run);
         qemu_teardown(run, false, 0);
         return r;
     }
     run->start_done = done;
     run->start_userdata = userdata;
-    log_info("%s: QEMU started (pid %d, %s: %s)", q->name, run->pid, qemu_accel_name(run->accel),
-             qb->accel_why);
     return 0;
 }

@@ -159,14 +159,35 @@ static void cleanup_cgroups(struct qemu_backend *qb) {
     cgroup_remove_leftovers(qb->cgroups, vm_in_use, qb);
 }
 
+/* Half-written files (NAME.tmp) of a builder the last daemon left behind. */
+static void remove_partial_files(const char *dir) {
+    char path[8192];
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n <= 4 || strcmp(e->d_name + n - 4, ".tmp") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        log_info("removing leftover %s", path);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* Images and volumes of qubes (or templates) that no longer exist. */
 static void cleanup_images(struct qemu_backend *qb, const char *sub, const char *const *keep) {
     char dir[4096], path[8192];
     snprintf(dir, sizeof(dir), "%s/qemu/%s", qb->state_dir, sub);
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || in_list(keep, e->d_name))
+        if (e->d_name[0] == '.')
             continue;
+        if (in_list(keep, e->d_name)) {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            remove_partial_files(path);
+            continue;
+        }
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         log_info("removing leftover %s", path);
         remove_recursive(path);
