@@ -304,36 +304,42 @@ class DisposableCalls(QemuTestCase):
             self.d.state_dir, "log", "qemu")) if f.startswith(disp + ".")])
         print("\nqemu: cold qvm-run --dispvm -p 'echo hi' %.1f s under TCG" % cold)
 
-        # preloaded: the preload pool boots one in the background and pauses it; the call
-        # is handed it (unpaused, no boot)
-        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "1")
-        preload = self.wait_preloaded("qdvm")
+        # preloaded: a pool of 2 booted in the background and paused; a call is handed
+        # one (unpaused, no boot) and the pool refills to 2 off the caller's path
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "2")
+        pool = self.wait_preloaded("qdvm", 2)
         t0 = time.monotonic()
         r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
         warm = time.monotonic() - t0
-        self.assertEqual((0, preload + "\n"), (r.returncode, r.stdout), r.stderr)
-        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # no refill boot
+        self.assertEqual((0, pool[0] + "\n"), (r.returncode, r.stdout), r.stderr)
         print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms" % (warm * 1000))
+        refilled = self.wait_preloaded("qdvm", 2)
+        self.assertEqual(pool[1], refilled[0])
+        self.assertNotIn(pool[0], refilled)
+        self.assertIn("%s: QEMU started" % refilled[1], self.d.log())
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # the pool goes
         deadline = time.monotonic() + 60
         while self.disposables() and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertEqual([], self.disposables())
-        self.assert_nothing_left(preload)
+        for name in pool + refilled:
+            self.assert_nothing_left(name)
 
     def feature(self, vm, name):
         r = harness.parse_reply(self.d.call("admin.vm.feature.Get", name, vm))
         return r.content.decode() if r.ok else ""
 
-    def wait_preloaded(self, dvm):
-        """The one preload of dvm, once it is completed and paused."""
+    def wait_preloaded(self, dvm, n):
+        """The n preloads of dvm, once every one is completed and paused."""
         deadline = time.monotonic() + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             names = self.feature(dvm, "preload-dispvm").split()
-            if (names and self.api_state(names[0]) == "Paused"
-                    and self.feature(names[0], "preload-dispvm-completed")):
-                return names[0]
+            if len(names) == n and all(self.api_state(name) == "Paused" and self.feature(
+                    name, "preload-dispvm-completed") for name in names):
+                return names
             time.sleep(0.2)
-        self.fail("no preload of %s within %d s: %s" % (dvm, BOOT_TIMEOUT, self.d.log()[-3000:]))
+        self.fail("no %d preloads of %s within %d s: %s" % (n, dvm, BOOT_TIMEOUT,
+                                                            self.d.log()[-3000:]))
 
 
 class BackgroundBuild(QemuTestCase):
