@@ -317,6 +317,13 @@ class DisposableCalls(QemuTestCase):
         self.assertEqual(pool[1], refilled[0])
         self.assertNotIn(pool[0], refilled)
         self.assertIn("%s: QEMU started" % refilled[1], self.d.log())
+        # the daemon dies; its paused preloads do not: the next one adopts them as the pool
+        # and hands them out
+        self.d.kill()
+        self.d.start()
+        self.assertEqual(refilled, self.wait_preloaded("qdvm", 2))
+        r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
+        self.assertEqual((0, refilled[0] + "\n"), (r.returncode, r.stdout), r.stderr)
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # the pool goes
         deadline = time.monotonic() + 60
         while self.disposables() and time.monotonic() < deadline:
