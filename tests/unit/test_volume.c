@@ -536,6 +536,37 @@ static void test_uidshift(void **state) {
     free(dir);
 }
 
+/* The daemon killed between a commit's rename of its upper dir into layers/ and the new
+ * `current`: the next daemon's commit of the same writer finishes it (the qube's changes
+ * are in that layer) instead of losing them to garbage collection. */
+static void test_commit_cut_short_by_a_crash(void **state) {
+    struct fixture *f = *state;
+    char *upper, *work;
+    import_tree(f, fill_tree);
+    assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
+    put(upper, "kept", "written before the crash\n", 0644, BASE, BASE);
+    char name[64];
+    snprintf(name, sizeof(name), "layers/%s", strrchr(upper, '-') + 1);
+    char *layer = tu_path(f->voldir, name);
+    assert_int_equal(rename(upper, layer), 0);
+    assert_int_equal(volume_commit(f->state, UUID, "root", upper, work), 1);
+    assert_false(exists(work, "."));
+    struct volume_stack s = current(f);
+    assert_int_equal(s.revision, 2);
+    assert_true(exists(s.layers[0], "kept"));
+    volume_stack_free(&s);
+    assert_int_equal(volume_gc(f->state, UUID, "root", NULL), 0);
+    /* killed after `current` was replaced: nothing more to do, nothing lost */
+    assert_int_equal(volume_commit(f->state, UUID, "root", upper, work), 0);
+    s = current(f);
+    assert_int_equal(s.revision, 2);
+    assert_true(exists(s.layers[0], "kept"));
+    volume_stack_free(&s);
+    free(layer);
+    free(upper);
+    free(work);
+}
+
 static void test_crash_leftovers(void **state) {
     struct fixture *f = *state;
     char *upper, *work;
@@ -734,6 +765,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_squash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uidshift, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_cut_short_by_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seed, setup, teardown),

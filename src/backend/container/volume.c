@@ -520,6 +520,27 @@ static int commit_layer(const char *voldir, uint64_t id, struct ids *next) {
     return ids_commit(voldir, next);
 }
 
+/* A commit the last daemon began and did not end (killed after renaming the upper dir
+ * into layers/ID): ID's layer holds the qube's changes, so the commit is finished now,
+ * before any garbage collection could take the unreferenced layer. Returns 1 if that made
+ * a revision, 0 if the commit had made it already, -ENOENT if there is no such layer. */
+static int resume_commit(const char *voldir, uint64_t id, const char *work) {
+    _cleanup_free_ char *layer = xasprintf("%s/layers/%" PRIu64, voldir, id);
+    _cleanup_(ids_free) struct ids cur = {0}, next = {0};
+    if (access(layer, F_OK) < 0)
+        return -errno;
+    int r = ids_read(voldir, "current", &cur);
+    if (r < 0)
+        return r;
+    bool done = ids_contains(&cur, id);
+    if (!done && (r = commit_layer(voldir, id, &next)) < 0)
+        return r;
+    writer_cleanup(voldir, id, NULL, work);
+    log_info("volume: %s: the commit of layer %" PRIu64 " a crash interrupted %s", voldir, id,
+             done ? "had ended" : "is finished");
+    return done ? 0 : 1;
+}
+
 int volume_commit(const char *state_dir, const char *uuid, const char *name, const char *upper,
                   const char *work) {
     _cleanup_free_ char *voldir = NULL;
@@ -529,6 +550,8 @@ int volume_commit(const char *state_dir, const char *uuid, const char *name, con
     if (r < 0 || (r = writer_id(voldir, upper, work, &id)) < 0)
         return r;
     r = dir_has_entries(upper);
+    if (r == -ENOENT)
+        return resume_commit(voldir, id, work);
     if (r <= 0) {
         if (r == 0)
             writer_cleanup(voldir, id, upper, work);
