@@ -281,7 +281,7 @@ static struct router *start_router(sd_event *loop, struct app *app, struct dispa
         log_error("the qrexec socket beside %s would be too long a path", o->socket_path);
         return NULL;
     }
-    struct router_config rcfg = {o->policy_dir, path, o->socket_gid, preload};
+    struct router_config rcfg = {o->policy_dir, path, o->runtime_dir, o->socket_gid, preload};
     struct router *router = router_new(loop, app, dispatcher, &rcfg, &err);
     if (!router) {
         log_error("%s", err.msg);

@@ -1,10 +1,13 @@
 #include "qrexec_router.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "disposable.h"
@@ -26,6 +29,7 @@ struct router {
     struct router_host *host; /* qrexec_host.c */
     struct preload *preload;  /* NULL: every disposable is made fresh */
     struct route *routes;     /* the calls under way */
+    char *calls_dir;          /* RUNTIME/calls/NAME: a disposable a call is using */
     char scratch[64];         /* default_dispvm answers for the evaluator */
 };
 
@@ -141,11 +145,66 @@ static void route_free(struct route *rt) {
     free(rt);
 }
 
+/* ---- disposables in use by calls, as the next daemon must know them ----
+ * The router owns the disposables of its calls (Qubes' qrexec-client -W kills one when
+ * its call ends). A daemon killed mid-call loses the call (its caller sees the
+ * connection end) but not the qube, which runs on: RUNTIME/calls/NAME, a file on tmpfs
+ * (no database write on the hand-out path), tells the next daemon to kill it, so its
+ * auto_cleanup removes it instead of it running forever. */
+
+static char *path_join(const char *dir, const char *name) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+    return xstrdup(buf);
+}
+
+static void call_mark_path(const struct router *r, const char *name, char *buf, size_t size) {
+    snprintf(buf, size, "%s/%s", r->calls_dir, name);
+}
+
+static void call_mark(const struct router *r, const char *name) {
+    char path[4096];
+    call_mark_path(r, name, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        log_warning("qrexec: cannot record %s as in use by a call: %m", name);
+    else
+        close(fd);
+}
+
+static void call_unmark(const struct router *r, const char *name) {
+    char path[4096];
+    call_mark_path(r, name, path, sizeof(path));
+    unlink(path);
+}
+
+/* The calls of the last daemon ended with it: their disposables go. */
+static void calls_recover(struct router *r) {
+    mkdir(r->calls_dir, 0700);
+    DIR *d = opendir(r->calls_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct qube *q = app_find(r->app, e->d_name);
+        struct qerr err = {0};
+        if (q && q->power != POWER_HALTED) {
+            log_info("qrexec: %s: its call ended with the last daemon; killing it", q->name);
+            if (dispatcher_kill_nowait(r->dispatcher, q, &err) < 0)
+                log_warning("qrexec: cannot kill %s: %s", q->name, err.msg);
+        }
+        call_unmark(r, e->d_name);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* A disposable made for a call: a running one is killed (its auto_cleanup then removes
  * it); one that never ran is removed here. Either way q is gone afterwards. */
-static void dispose(struct dispatcher *dispatcher, struct app *app, const char *name) {
-    struct qube *q = app_find(app, name);
+static void dispose(struct router *router, const char *name) {
+    struct dispatcher *dispatcher = router->dispatcher;
+    struct qube *q = app_find(router->app, name);
     struct qerr err = {0};
+    call_unmark(router, name);
     if (!q)
         return; /* it powered off by itself and is gone already */
     /* no waiting: the next call must not queue behind this one's teardown */
@@ -167,7 +226,7 @@ static void route_end(struct route *rt, uint32_t kind, int32_t status, const cha
               rt->target, rt->t_exec ? rt->t_exec - rt->t_begin : 0,
               rt->t_exec ? mono_ms() - rt->t_exec : 0);
     if (rt->disposable)
-        dispose(rt->r->dispatcher, rt->r->app, rt->target);
+        dispose(rt->r, rt->target);
     route_free(rt);
 }
 
@@ -261,6 +320,7 @@ static void on_preload(void *userdata, struct qube *disp, const struct qerr *err
     }
     snprintf(rt->target, sizeof(rt->target), "%s", disp->name);
     rt->disposable = true;
+    call_mark(rt->r, disp->name);
     rt->held = true; /* the refill this hand-out triggered waits for the answer */
     preload_hold(rt->r->preload);
     route_to_target(rt);
@@ -286,6 +346,7 @@ static void route_to_fresh_disposable(struct route *rt, const char *tpl_name) {
     }
     snprintf(rt->target, sizeof(rt->target), "%s", q->name);
     rt->disposable = true;
+    call_mark(rt->r, q->name);
     route_to_target(rt);
 }
 
@@ -380,7 +441,7 @@ void router_abandon(struct router *r, void *ctx) {
         rt->abandoned = true;
         if (rt->disposable && rt->running) {
             log_info("qrexec: %s went away: killing %s", rt->source, rt->target);
-            dispose(r->dispatcher, r->app, rt->target); /* the call ends when the qube does */
+            dispose(r, rt->target); /* the call ends when the qube does */
         }
         return;
     }
@@ -421,7 +482,9 @@ struct router *router_new(sd_event *loop, struct app *app, struct dispatcher *di
                          .app = app,
                          .dispatcher = dispatcher,
                          .policy_dir = xstrdup(cfg->policy_dir),
-                         .preload = cfg->preload};
+                         .preload = cfg->preload,
+                         .calls_dir = path_join(cfg->runtime_dir, "calls")};
+    calls_recover(r);
     struct policy_error perr = {0};
     r->policy = policy_parse("", "(empty)", &perr); /* deny everything until loaded */
     router_reload_policy(r);
@@ -446,6 +509,7 @@ void router_free(struct router *r) {
     sd_event_source_disable_unref(r->reload_timer);
     policy_free(r->policy);
     free(r->policy_dir);
+    free(r->calls_dir);
     sd_event_unref(r->loop);
     free(r);
 }

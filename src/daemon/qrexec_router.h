@@ -22,6 +22,7 @@ struct router;
 struct router_config {
     const char *policy_dir;
     const char *socket_path; /* the host socket */
+    const char *runtime_dir; /* RUNTIME/calls: the disposables calls are using */
     gid_t socket_gid;
     struct preload *preload; /* hands out preloaded disposables for @dispvm; may be NULL */
 };

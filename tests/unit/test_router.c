@@ -59,7 +59,11 @@ static void router_start(struct rf *t, bool with_preload) {
         struct memory_source mem = {t->meminfo, false};
         t->p = preload_new(t->f->loop, &t->f->app, t->f->dispatcher, &mem);
     }
-    struct router_config cfg = {t->policy_dir, t->sock, (gid_t)-1, t->p};
+    struct router_config cfg = {.policy_dir = t->policy_dir,
+                                .socket_path = t->sock,
+                                .runtime_dir = t->f->dir,
+                                .socket_gid = (gid_t)-1,
+                                .preload = t->p};
     struct qerr err = {0};
     t->r = router_new(t->f->loop, &t->f->app, t->f->dispatcher, &cfg, &err);
     if (!t->r)
@@ -231,6 +235,47 @@ static void test_dispvm_made_for_the_call_and_gone_after(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_KILL_NOWAIT, disp), 1);
     assert_true(df_run_until(t->f, no_disposable, t));
     assert_int_equal(fake_calls(t->fake, FAKE_REMOVE_VOLUMES, disp), 1);
+}
+
+static bool call_marked(struct rf *t, const char *name) {
+    char rel[64];
+    snprintf(rel, sizeof(rel), "calls/%s", name);
+    char *path = tu_path(t->f->dir, rel);
+    bool marked = access(path, F_OK) == 0;
+    free(path);
+    return marked;
+}
+
+/* The daemon dies mid-call: the call is lost with it, its disposable is not. The next
+ * daemon's router kills the disposables the last one's calls were using (their
+ * auto_cleanup removes them), instead of leaving them to run forever. */
+static void test_disposables_of_calls_the_last_daemon_lost_are_killed(void **state) {
+    struct rf *t = *state;
+    struct answer a = {0};
+    fake_plan_exec(t->fake, true, 0);
+    call(t, "dom0", "@dispvm:dvm", "test.Echo", &a);
+    char disp[32];
+    snprintf(disp, sizeof(disp), "%s", a_disposable(t));
+    DF_WAIT_POWER(t->f, disp, "Running");
+    assert_true(call_marked(t, disp));
+    /* a call that ends leaves no marker */
+    assert_int_equal(fake_finish_exec(t->fake, disp, 0), 0);
+    assert_true(df_run_until(t->f, no_disposable, t));
+    assert_false(call_marked(t, disp));
+    /* as a killed daemon leaves one: the marker, and the qube running on */
+    char *mark = tu_path(t->f->dir, "calls/work");
+    write_file(t->f->dir, "calls/work", "");
+    struct df_done started = {0};
+    assert_int_equal(dispatcher_start(t->f->dispatcher, app_find(&t->f->app, "work"), df_done_cb,
+                                      &started, &(struct qerr){0}),
+                     0);
+    DF_WAIT_POWER(t->f, "work", "Running");
+    assert_int_equal(fake_calls(t->fake, FAKE_KILL_NOWAIT, "work"), 0);
+    router_free(t->r);
+    router_start(t, false);
+    assert_int_equal(fake_calls(t->fake, FAKE_KILL_NOWAIT, "work"), 1);
+    assert_false(call_marked(t, "work"));
+    free(mark);
 }
 
 /* A disposable that could not be started goes too. */
