@@ -277,6 +277,11 @@ struct preload_timer {
     enum refill_kind kind;
     unsigned budget;     /* CONTINUE: how many more it may create */
     uint64_t held_since; /* when a hold first postponed it (0: never) */
+    /* A later trigger that arrived while this continuing fill was due first: the fill's
+     * budget did not count its gap, so it is scheduled again when the fill moves on. */
+    bool later_trigger;
+    char later_reason[128];
+    uint64_t later_due;
     sd_event_source *src;
 };
 
@@ -334,15 +339,21 @@ static int on_refill_timer(sd_event_source *src, uint64_t usec, void *userdata) 
     struct preload *p = t->p;
     if (postponed(t, usec))
         return 0;
-    char reason[128];
+    char reason[128], later_reason[128], name[32];
     double delay = t->delay;
     enum refill_kind kind = t->kind;
     unsigned budget = t->budget;
+    bool later = t->later_trigger;
+    double later_delay = t->later_due > usec ? (double)(t->later_due - usec) / 1e6 : 0;
     snprintf(reason, sizeof(reason), "%s", t->reason);
-    struct qube *tpl = app_find(p->app, t->tpl);
+    snprintf(later_reason, sizeof(later_reason), "%s", t->later_reason);
+    snprintf(name, sizeof(name), "%s", t->tpl);
+    struct qube *tpl = app_find(p->app, name);
     timer_free(t);
     if (tpl)
         refill_step(p, tpl, reason, delay, kind, budget);
+    if (later && (tpl = app_find(p->app, name)))
+        schedule(p, tpl, later_reason, later_delay, TRIGGER, 0);
     return 0;
 }
 
@@ -366,6 +377,11 @@ static void schedule(struct preload *p, const struct qube *tpl, const char *reas
             snprintf(t->reason, sizeof(t->reason), "%s", reason);
             t->delay = delay;
             t->kind = TRIGGER;
+        } else if (kind == TRIGGER && t->kind == CONTINUE &&
+                   (!t->later_trigger || now + usec < t->later_due)) {
+            t->later_trigger = true;
+            t->later_due = now + usec;
+            snprintf(t->later_reason, sizeof(t->later_reason), "%s", reason);
         }
         if (sooner)
             sd_event_source_set_time(t->src, now + usec);
