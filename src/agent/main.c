@@ -323,6 +323,10 @@ int main(int argc, char **argv) {
         return qrexec_client_vm_main(argc, argv);
     struct agent_args args = {0};
     parse_args(argc, argv, &args);
+    /* Root inside the qube shares our user namespace but lacks CAP_SYS_PTRACE: not
+     * dumpable, we cannot be traced, nor our memory, fds, environment or executable read
+     * through /proc (the exe would name a host path). What we exec is dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0);
     if (args.vmux && !args.listen)
         return vmux_guest_main(args.vmux,
                                args.agent_socket ? args.agent_socket : VMUX_GUEST_AGENT_SOCKET);

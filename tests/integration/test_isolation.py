@@ -202,6 +202,18 @@ class Isolation(EngineTestCase):
         self.assertNotEqual(0, r.returncode)
         self.assertIsNone(marker.poll())
 
+    def test_root_in_the_qube_cannot_reach_into_the_agent(self):
+        """Root inside a qube shares the agent's user namespace, but the agent is not
+        dumpable: no ptrace, no /proc/1/mem, environ or exe (which would name a host path),
+        and PID 1 of the qube's pid namespace ignores what it has no handler for."""
+        for probe in ("cat /proc/1/environ", "readlink /proc/1/exe", "head -c 16 /proc/1/mem",
+                      "readlink /proc/1/fd/0", "cat /proc/1/maps"):
+            r = self.qrun("alpha", probe, user="root", check=False)
+            self.assertNotEqual(0, r.returncode, "%s: %r" % (probe, r.stdout))
+        r = self.qrun("alpha", "kill -KILL 1; sleep 0.2; echo alive", user="root", check=False)
+        self.assertEqual(b"alive\n", r.stdout)
+        self.assertEqual("dispenser-agent\n", self.qout("alpha", "cat /proc/1/comm"))
+
     def test_other_qubes_invisible(self):
         self.qrun("beta", "setsid sleep 7777 </dev/null >/dev/null 2>&1 &")
         deadline = time.monotonic() + 3
