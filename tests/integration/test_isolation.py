@@ -202,6 +202,17 @@ class Isolation(EngineTestCase):
         self.assertNotEqual(0, r.returncode)
         self.assertIsNone(marker.poll())
 
+    def test_mountinfo_names_no_host_path(self):
+        """The overlays are mounted through short links and the agent is a sealed copy in
+        memory: nothing in the qube's mount table names where the host keeps things."""
+        info = self.qout("alpha", "cat /proc/self/mountinfo", user="root")
+        for host_path in (self.d.state_dir, self.d.runtime_dir, os.path.realpath(self.d.state_dir),
+                          os.path.dirname(harness.AGENT), "/work", "/tmp/"):
+            self.assertNotIn(host_path, info)
+        self.assertIn("lowerdir=r0", info)
+        self.assertEqual("dispenser-agent\n", self.qout("alpha", "cat /proc/1/comm"))
+        self.assertEqual("", self.qout("alpha", "qrexec-client-vm --help >/dev/null 2>&1; true"))
+
     def test_root_in_the_qube_cannot_reach_into_the_agent(self):
         """Root inside a qube shares the agent's user namespace, but the agent is not
         dumpable: no ptrace, no /proc/1/mem, environ or exe (which would name a host path),

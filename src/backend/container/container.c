@@ -435,10 +435,11 @@ static void on_launched(void *userdata, int r, const char *why);
 
 static int launch_run(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
-    char rundir[4096], sock[4096], mnt[4096], env_name[64];
+    char rundir[4096], sock[4096], mnt[4096], links[4200], env_name[64];
     container_path(cb, rundir, sizeof(rundir), "%s/qubes/%s", cb->runtime_dir, run->name);
     snprintf(sock, sizeof(sock), "%s/agent.sock", rundir);
     snprintf(mnt, sizeof(mnt), "%s/root", rundir);
+    snprintf(links, sizeof(links), "%s/links", rundir);
     if (make_owned_dir(rundir, 0, 0700) < 0 || make_owned_dir(mnt, 0, 0755) < 0)
         return backend_fail(why, -errno, "cannot create %s: %s", rundir, strerror(errno));
     _cleanup_close_ int listen_fd = bind_agent_socket(sock);
@@ -456,6 +457,7 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     struct launch_spec spec = {
         .hostname = run->name,
         .root_mountpoint = mnt,
+        .links_dir = links,
         .root = {"/", run->root.stack.layers, run->root.stack.n_layers, run->root.upper,
                  run->root.work, !run->root.persistent},
         .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers, run->priv.upper,
@@ -463,7 +465,6 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .uid_base = cb->uid_base,
         .uid_count = cb->uid_count,
         .agent_fd = cb->agent_fd,
-        .agent_path = cb->agent_path,
         .listen_fd = listen_fd,
         .log_fd = log_fd,
         .attach = attach_to_cgroups,
@@ -933,8 +934,10 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
         container_free(&cb->base);
         return NULL;
     }
-    cb->agent_fd = open(cfg->agent_path, O_PATH | O_CLOEXEC);
-    int agent_errno = errno;
+    /* a sealed copy in memory: its path shows nowhere in a qube (mountinfo, /proc/1/exe),
+     * and a rebuilt binary on disk changes no running daemon's qubes */
+    cb->agent_fd = sealed_memfd_copy(cfg->agent_path, "dispenser-agent");
+    int agent_errno = cb->agent_fd < 0 ? -cb->agent_fd : 0;
     char group[64];
     cgroup_group_name(cfg->state_dir, group, sizeof(group));
     cb->cgroups = cgroup_system_open(group);

@@ -1,8 +1,11 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,4 +27,34 @@ int make_owned_dir(const char *path, uid_t owner, mode_t mode) {
     if (chown(path, owner, owner) < 0 || chmod(path, mode) < 0)
         return -1;
     return 0;
+}
+
+int sealed_memfd_copy(const char *path, const char *name) {
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (src < 0 || fstat(src, &st) < 0) {
+        int r = -errno;
+        if (src >= 0)
+            close(src);
+        return r;
+    }
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    off_t off = 0;
+    while (fd >= 0 && off < st.st_size) {
+        ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
+        if (n <= 0) {
+            close(fd);
+            fd = -1;
+            errno = n == 0 ? EIO : errno;
+        }
+    }
+    int r = fd < 0 ? -errno : 0;
+    close(src);
+    if (r == 0 &&
+        (fchmod(fd, 0555) < 0 ||
+         fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)) {
+        r = -errno;
+        close(fd);
+    }
+    return r < 0 ? r : fd;
 }

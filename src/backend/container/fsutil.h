@@ -7,3 +7,7 @@
 int remove_recursive(const char *path);
 /* mkdir (EEXIST is fine) and chown to owner:owner with mode. */
 int make_owned_dir(const char *path, uid_t owner, mode_t mode);
+/* A sealed in-memory copy of a file (memfd: no size or content change possible), named
+ * NAME, close-on-exec: exec'able with execveat and bindable through /proc/self/fd, and
+ * naming no host path wherever it shows (/proc/PID/exe, mountinfo). -errno on failure. */
+int sealed_memfd_copy(const char *path, const char *name);

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -61,23 +62,40 @@ static void child_wait_step(const struct launch_sync *s, char step) {
         child_fail(s, "launcher went away");
 }
 
-static void join_lowers(struct strbuf *sb, const struct launch_overlay *o) {
-    for (size_t i = 0; i < o->n_lowers; i++) {
-        if (i)
-            strbuf_putc(sb, ':');
-        strbuf_puts(sb, o->lowers[i]);
-    }
+/* The overlay's directories by short names: symlinks in links_dir ("<tag>0".. for the
+ * lowers, "<tag>u", "<tag>w"), the mount made from there. The kernel follows the links
+ * and shows the options as given, so the qube's mountinfo names no host path. */
+static void link_as(const char *target, const char *name, struct strbuf *opts) {
+    unlink(name);
+    if (symlink(target, name) == 0)
+        strbuf_puts(opts, name);
+    else
+        strbuf_puts(opts, target); /* still mounts; only the path shows */
 }
 
 /* A throwaway upper is mounted `volatile` (kernel 5.10+): no sync of the upper
  * filesystem, ever. Without it, unmounting an overlay (the qube's end) syncs the whole
  * filesystem its upper lives on (overlayfs' sync_fs), and every disposable's end waited
  * for the host's disk. Older kernels refuse the option: mounted without it then. */
-static int mount_overlay(const struct launch_overlay *o, const char *where) {
+static int mount_overlay(const struct launch_overlay *o, const char *where, const char *links_dir,
+                         char tag) {
     _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    char name[32];
+    if (chdir(links_dir) < 0)
+        return -1;
     strbuf_puts(&opts, "lowerdir=");
-    join_lowers(&opts, o);
-    strbuf_printf(&opts, ",upperdir=%s,workdir=%s", o->upper, o->work);
+    for (size_t i = 0; i < o->n_lowers; i++) {
+        if (i)
+            strbuf_putc(&opts, ':');
+        snprintf(name, sizeof(name), "%c%zu", tag, i);
+        link_as(o->lowers[i], name, &opts);
+    }
+    strbuf_puts(&opts, ",upperdir=");
+    snprintf(name, sizeof(name), "%cu", tag);
+    link_as(o->upper, name, &opts);
+    strbuf_puts(&opts, ",workdir=");
+    snprintf(name, sizeof(name), "%cw", tag);
+    link_as(o->work, name, &opts);
     if (o->throwaway) {
         _cleanup_strbuf_ struct strbuf vol = STRBUF_INIT;
         strbuf_printf(&vol, "%s,volatile", strbuf_str(&opts));
@@ -199,23 +217,33 @@ static void seed_home(const struct launch_sync *s, const char *root) {
     }
 }
 
-/* The agent binary, read-only, as qrexec-client-vm for the qube's own processes. */
-static void bind_agent_binary(const struct launch_sync *s, const char *root, uid_t base,
-                              const char *agent_path) {
-    char path[4096], link[4096];
+/* The agent binary, as qrexec-client-vm for the qube's own processes: copied from its
+ * sealed memfd (a memfd lives on a kernel-internal mount, which cannot be bound) onto a
+ * small tmpfs of its own, then made read-only (root in the qube has no CAP_SYS_ADMIN to
+ * remount it). The qube's mount table shows a tmpfs, not where the host keeps it. */
+static void install_agent_binary(const struct launch_sync *s, const char *root, uid_t base,
+                                 int agent_fd) {
+    char dir[4096], path[4200], link[4200], opts[128];
+    struct stat st;
     make_dir_in(root, "/run/dispenser", base, 0755);
     make_dir_in(root, AGENT_BIN_DIR, base, 0755);
-    snprintf(path, sizeof(path), "%s" AGENT_BIN_DIR "/dispenser-agent", root);
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0555);
-    if (fd < 0)
-        child_fail(s, "cannot create the qrexec-client-vm mount point");
-    close(fd);
-    if (mount(agent_path, path, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-        child_fail(s, "cannot bind the agent binary into the qube");
-    snprintf(link, sizeof(link), "%s" AGENT_BIN_DIR "/qrexec-client-vm", root);
+    snprintf(dir, sizeof(dir), "%s" AGENT_BIN_DIR, root);
+    snprintf(opts, sizeof(opts), "mode=755,size=4m,uid=%u,gid=%u", base, base);
+    if (fstat(agent_fd, &st) < 0 || mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        child_fail(s, "cannot mount the agent's directory");
+    snprintf(path, sizeof(path), "%s/dispenser-agent", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0555);
+    off_t off = 0;
+    while (fd >= 0 && off < st.st_size)
+        if (sendfile(fd, agent_fd, &off, (size_t)(st.st_size - off)) <= 0)
+            child_fail(s, "cannot copy the agent binary into the qube");
+    if (fd < 0 || fchown(fd, base, base) < 0 || close(fd) < 0) /* open for writing: EBUSY */
+        child_fail(s, "cannot create the agent binary in the qube");
+    snprintf(link, sizeof(link), "%s/qrexec-client-vm", dir);
     if (symlink("dispenser-agent", link) < 0 || lchown(link, base, base) < 0)
         child_fail(s, "cannot create qrexec-client-vm");
+    if (mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0)
+        child_fail(s, "cannot make the agent's directory read-only");
 }
 
 /* The private volume is Qubes' /rw; its home/ is what the qube sees as /home. A new
@@ -226,7 +254,7 @@ static void mount_private(const struct launch_sync *s, const struct launch_spec 
     char rw[4096], home[4096], target[4096];
     make_dir_in(root, "/rw", base, 0755);
     snprintf(rw, sizeof(rw), "%s/rw", root);
-    if (mount_overlay(&spec->private_vol, rw) < 0)
+    if (mount_overlay(&spec->private_vol, rw, spec->links_dir, 'p') < 0)
         child_fail(s, "cannot mount the private volume");
     make_dir_in(root, "/rw/home", base, 0755);
     char user_home[4096];
@@ -266,12 +294,13 @@ static void setup_filesystem(const struct launch_sync *s, const struct launch_sp
     /* our mounts must never propagate back to the host */
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         child_fail(s, "cannot make the mount namespace private");
-    if (mount_overlay(&spec->root, spec->root_mountpoint) < 0)
+    if (mkdir(spec->links_dir, 0700) < 0 && errno != EEXIST)
+        child_fail(s, "cannot create %s", spec->links_dir);
+    if (mount_overlay(&spec->root, spec->root_mountpoint, spec->links_dir, 'r') < 0)
         child_fail(s, "cannot mount the root volume");
     mount_private(s, spec);
     mount_pseudo_filesystems(s, spec->root_mountpoint, spec->uid_base);
-    if (spec->agent_path)
-        bind_agent_binary(s, spec->root_mountpoint, spec->uid_base, spec->agent_path);
+    install_agent_binary(s, spec->root_mountpoint, spec->uid_base, spec->agent_fd);
     pivot_into(s, spec->root_mountpoint);
 }
 
@@ -343,7 +372,9 @@ static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec
         child_fail(s, "cannot drop capabilities");
     if (sandbox_load_seccomp() < 0)
         child_fail(s, "cannot load the seccomp filter");
-    syscall(SYS_execveat, spec->agent_fd, "", spec->argv, spec->envp, AT_EMPTY_PATH);
+    /* the qube's own read-only copy (install_agent_binary): /proc/1/exe and comm name a
+     * path of the qube, not of the host */
+    execve(AGENT_BIN_DIR "/dispenser-agent", spec->argv, spec->envp);
     child_fail(s, "cannot execute the agent");
 }
 

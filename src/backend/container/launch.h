@@ -32,14 +32,14 @@ struct launch_overlay {
 struct launch_spec {
     const char *hostname;
     const char *root_mountpoint; /* an empty host directory the root overlay goes on */
+    const char *links_dir;       /* scratch for the overlays' short names (mount_overlay) */
     struct launch_overlay root;
     struct launch_overlay private_vol; /* mounted at /rw; /rw/home is bound onto /home */
     uid_t uid_base, uid_count;
-    int agent_fd;           /* the agent binary (O_PATH or O_RDONLY), exec'ed with execveat */
-    const char *agent_path; /* the same binary, bound read-only into the qube's /run for
-                             * qrexec-client-vm (AGENT_BIN_DIR) */
-    int listen_fd;          /* becomes fd 3 of the agent */
-    int log_fd;             /* becomes stdout and stderr of the agent */
+    int agent_fd;  /* the agent binary (a sealed memfd), exec'ed with execveat and
+                             * bound read-only into the qube's /run as qrexec-client-vm */
+    int listen_fd; /* becomes fd 3 of the agent */
+    int log_fd;    /* becomes stdout and stderr of the agent */
     /* Called in the child with pid 0 ("myself") before it does anything else, so that
      * every process of the qube is born inside its cgroups. In the child, not the parent:
      * moving a task between cgroups waits for an RCU grace period (the threadgroup
