@@ -41,8 +41,9 @@ static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mar
 
 /* What a disposable is made from, besides its volumes, hashed: the properties it
  * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
- * itself) and its engine's options, the `<virt_mode>-KEY` features read along the
- * template chain (dispatcher_qube_options).
+ * itself), its engine's options, the `<virt_mode>-KEY` features read along the
+ * template chain (dispatcher_qube_options), and its services (service.* features, which
+ * a disposable copies from it when made: dispatcher_qube_services).
  * A preload made before a change of any of these is outdated; nothing else makes it so
  * (docs/preload.md, "Never stale"). */
 static void fingerprint(struct preload *p, const struct qube *tpl, char out[17]) {
@@ -60,6 +61,12 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
     for (size_t i = 0; i < n; i++) { /* in feature order: the same options, the same hash */
         h = hash_str(h, opts[i].key);
         h = hash_str(h, opts[i].value);
+    }
+    struct backend_option services[DISPATCHER_SERVICES_MAX];
+    n = dispatcher_qube_services(tpl, services, DISPATCHER_SERVICES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        h = hash_str(h, services[i].key);
+        h = hash_str(h, services[i].value);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

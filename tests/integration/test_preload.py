@@ -881,6 +881,21 @@ class Outdated(PreloadCase):
         self.assertEqual(new[0], name)
         self.assertIn("init", self.qout(name, "ps -o pid,comm | awk '$1 == 1 {print $2}'"))
 
+    def test_service_change_replaces_preloads(self):
+        # a preload carries its template's services (/run/qubes-service) from when it was
+        # made: a change of them outdates it
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "service.cups", "1")
+        old = self.wait_filled("pdvm", 1)
+        self.assertEqual("1", self.feature(old[0], "service.cups"))
+        self.set_feature("pdvm", "service.crond", "1")
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), FILL_WAIT)
+        self.assert_gone(old[0])
+        new = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertEqual("crond\ncups\n", self.qout(name, "ls /run/qubes-service"))
+
     def test_dvm_private_updated_replaces_preloads(self):
         self.new_dvm(max=1)
         old = self.wait_filled("pdvm", 1)

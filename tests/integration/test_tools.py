@@ -1,6 +1,6 @@
 """Tools a Qubes user reaches for next (issue 18), driven as a user would against a
-private daemon with the container engine: qvm-check; what they change is checked through
-the raw Admin API."""
+private daemon with the container engine: qvm-check, qvm-service and the services in the
+qube; what they change is checked through the raw Admin API."""
 
 import unittest
 
@@ -64,6 +64,97 @@ class Check(EngineTestCase):
         # a check with unknown names: they make it a failure whatever the others are
         self.assertEqual("qvm-check: idle: paused\nqvm-check: x': non-existent!\n",
                          self.check(1, "--paused", "idle", "x"))
+
+
+@unittest.skipUnless(harness.cli_available(), "CLI tools not built")
+class Service(EngineTestCase):
+    """qvm-service over service.* features, and what the qube sees of them."""
+
+    def feature(self, vm, name):
+        r = self.reply("admin.vm.feature.Get", name, vm)
+        return r.content.decode() if r.ok else None
+
+    def service(self, code, *args):
+        r = run_tool(self.d, "qvm-service", *args)
+        self.assertEqual(code, r.returncode, "qvm-service %s: %s%s" % (args, r.stdout, r.stderr))
+        return r
+
+    def test_list_set_show_unset(self):
+        self.new_appvm("svc")
+        self.assertEqual("", self.service(0, "svc").stdout)
+        self.service(0, "svc", "cups", "on")
+        self.service(0, "svc", "--disable", "crond")
+        self.service(0, "svc", "-e", "ssh")
+        self.service(0, "svc", "zz", "No")
+        self.ok("admin.vm.feature.Set", "other", "svc", b"1")  # not a service: not listed
+        self.assertEqual(("1", "", "1", ""), tuple(self.feature("svc", "service." + n)
+                                                   for n in ("cups", "crond", "ssh", "zz")))
+        self.assertEqual("crond  off\ncups   on\nssh    on\nzz     off\n",
+                         self.service(0, "svc", "--list").stdout)
+        self.assertEqual("on\n", self.service(0, "svc", "cups").stdout)
+        self.assertEqual("off\n", self.service(0, "svc", "crond").stdout)
+        r = self.service(1, "svc", "nosuch")  # not set: exit 1, silently
+        self.assertEqual(("", ""), (r.stdout, r.stderr))
+        self.service(0, "svc", "--unset", "cups")
+        self.service(0, "svc", "--default", "cups")  # already gone: no error
+        self.assertIsNone(self.feature("svc", "service.cups"))
+
+    def test_bad_input_changes_nothing(self):
+        self.new_appvm("svc")
+        r = self.service(1, "svc", "cups", "maybe")
+        self.assertEqual("qvm-service: error: Invalid literal for boolean value: 'maybe'\n",
+                         r.stderr)
+        self.assertIn("--unset requires a feature", self.service(2, "svc", "-D").stderr)
+        self.assertIn("cannot both set and unset",
+                      self.service(2, "svc", "-D", "cups", "on").stderr)
+        self.assertIn("no such domain", self.service(2, "nosuch").stderr)
+        r = self.service(1, "svc", "x" * 49, "on")
+        self.assertEqual("qvm-service: error: Service name must not exceed 48 bytes\n",
+                         r.stderr)
+        self.assertEqual("", self.service(0, "svc").stdout)
+
+    def test_daemon_checks_service_names(self):
+        # Qubes' checks (a name becomes a file in the qube), through the wire
+        self.new_appvm("svc")
+        for feature, message in (("service.", "Service name cannot be empty"),
+                                 ("service..", 'Service name cannot be "." or ".."'),
+                                 ("service." + "a" * 49, "Service name must not exceed 48 bytes")):
+            r = self.err("admin.vm.feature.Set", feature, "svc", b"1", exc="QubesValueError")
+            self.assertEqual(message, r.message)
+            self.assertIsNone(self.feature("svc", feature))
+        self.ok("admin.vm.feature.Set", "service." + "a" * 48, "svc", b"1")
+        self.ok("admin.vm.feature.Set", "service.app-dispvm." + "a" * 60, "svc", b"1")
+
+    def test_enabled_services_are_there_before_startup(self):
+        self.new_appvm("svc")
+        self.start("svc")
+        # what the qube's own start-up (rc.local) sees, written down for us
+        self.qrun("svc", "mkdir -p /rw/config && printf '#!/bin/sh\\nls /run/qubes-service "
+                  "> /rw/seen\\n' > /rw/config/rc.local && chmod 755 /rw/config/rc.local",
+                  user="root")
+        self.assertEqual("", self.qout("svc", "ls -A /run/qubes-service"))
+        self.shutdown("svc")
+        self.service(0, "svc", "cups", "on")
+        self.service(0, "svc", "crond", "off")
+        self.ok("admin.vm.feature.Set", "service.legacy", "svc", b"0")  # "0" is a true value
+        self.start("svc")
+        self.addCleanup(self.d.call, "admin.vm.Kill", dest="svc")
+        self.assertEqual("cups\nlegacy\n", self.qout("svc", "cat /rw/seen"))
+        self.assertEqual("0 0 644\n", self.qout("svc", "stat -c '%u %g %a' "
+                                                        "/run/qubes-service/cups"))
+
+    def test_disposable_gets_its_templates_services(self):
+        self.new_appvm("sdvm")
+        self.set_prop("sdvm", "template_for_dispvms", True)
+        self.service(0, "sdvm", "cups", "on")
+        self.service(0, "sdvm", "crond", "off")
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "sdvm", b"0")
+        disp = self.ok("admin.vm.CreateDisposable", "", "sdvm").decode()
+        self.addCleanup(self.remove_quietly, disp)
+        self.assertEqual("crond  off\ncups   on\n", self.service(0, disp).stdout)
+        self.assertIsNone(self.feature(disp, "preload-dispvm-max"))
+        self.start(disp)
+        self.assertEqual("cups\n", self.qout(disp, "ls /run/qubes-service"))
 
 
 if __name__ == "__main__":
