@@ -1,11 +1,12 @@
 """Tools a Qubes user reaches for next (issue 18), driven as a user would against a
 private daemon with the container engine: qvm-check, qvm-service and the services in the
-qube; what they change is checked through the raw Admin API."""
+qube, property help; what they change is checked through the raw Admin API."""
 
+import textwrap
 import unittest
 
 import harness
-from harness import run_tool
+from harness import DaemonTestCase, run_tool
 from test_engine import EngineTestCase
 
 
@@ -155,6 +156,66 @@ class Service(EngineTestCase):
         self.assertIsNone(self.feature(disp, "preload-dispvm-max"))
         self.start(disp)
         self.assertEqual("cups\n", self.qout(disp, "ls /run/qubes-service"))
+
+
+@unittest.skipUnless(harness.cli_available(), "CLI tools not built")
+class PropertyHelp(DaemonTestCase):
+    """admin.vm.property.Help / admin.property.Help: a sentence for every property, shown
+    by --help-properties as upstream's qvm-prefs formats it (textwrap at 80 columns)."""
+
+    PER_CLASS = True
+
+    @classmethod
+    def populate(cls, d):
+        harness.ok_content(d, "admin.vm.Create.TemplateVM", "", "dom0", b"name=tpl label=black")
+        harness.ok_content(d, "admin.vm.Create.AppVM", "tpl", "dom0", b"name=work label=red")
+        harness.ok_content(d, "admin.vm.property.Set", "template_for_dispvms", "work", b"True")
+        cls.disp = harness.ok_content(d, "admin.vm.CreateDisposable", "", "work").decode()
+
+    def names(self, prefix, dest):
+        return sorted(self.ok(prefix + ".List", "", dest).decode().splitlines())
+
+    def help(self, prefix, dest, name):
+        text = self.ok(prefix + ".Help", name, dest).decode()
+        self.assertEqual(text, self.ok(prefix + ".HelpRst", name, dest).decode())
+        return text
+
+    def upstream_format(self, prefix, dest):
+        names = self.names(prefix, dest)
+        width = max(len(n) for n in names)
+        wrapper = textwrap.TextWrapper(width=80, initial_indent="  ",
+                                       subsequent_indent=" " * (width + 6))
+        return "".join(wrapper.fill("%-*s  %s" % (width, n, self.help(prefix, dest, n))) + "\n"
+                       for n in names)
+
+    def test_every_property_has_a_sentence(self):
+        for prefix, dest in (("admin.vm.property", "work"), ("admin.vm.property", "tpl"),
+                             ("admin.vm.property", self.disp), ("admin.vm.property", "dom0"),
+                             ("admin.property", "dom0")):
+            for name in self.names(prefix, dest):
+                text = self.help(prefix, dest, name)
+                self.assertTrue(text.endswith("."), (prefix, dest, name, text))
+
+    def test_engine_dependent_properties_say_both_engines(self):
+        for name in ("virt_mode", "memory", "maxmem", "vcpus"):
+            text = self.help("admin.vm.property", "work", name)
+            self.assertIn("ontainer", text, name)
+            self.assertIn("qemu", text, name)
+
+    def test_unknown_property(self):
+        self.err("admin.vm.property.Help", "nosuch", "work", exc="QubesNoSuchPropertyError")
+        self.err("admin.property.Help", "nosuch", "dom0", exc="QubesNoSuchPropertyError")
+        self.err("admin.vm.property.Help", "template_for_dispvms", "tpl",
+                 exc="QubesNoSuchPropertyError")  # not a property of templates
+
+    def test_help_properties_formatted_as_upstream(self):
+        r = run_tool(self.d, "qvm-prefs", "--help-properties", "work")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(self.upstream_format("admin.vm.property", "work"), r.stdout)
+        self.assertTrue(any(len(l) > 60 for l in r.stdout.splitlines()))
+        r = run_tool(self.d, "qubes-prefs", "--help-properties")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(self.upstream_format("admin.property", "dom0"), r.stdout)
 
 
 if __name__ == "__main__":
