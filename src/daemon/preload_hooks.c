@@ -162,6 +162,7 @@ void preload_unpaused_by_hand(struct preload *p, struct qube *q) {
 }
 
 void preload_discard_of(struct preload *p, struct qube *tpl) {
+    preload_clear_failure(p, tpl->name);
     discard_all_of(p, tpl, "template being removed");
 }
 
@@ -259,6 +260,8 @@ void preload_free(struct preload *p) {
     if (!p)
         return;
     preload_cancel_all(p);
+    while (p->failures)
+        preload_clear_failure(p, p->failures->tpl);
     sd_event_unref(p->loop);
     free(p);
 }
