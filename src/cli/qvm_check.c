@@ -49,8 +49,11 @@ static bool is_template(const struct qube *q) { return streq(q->klass, "Template
 static bool prop_get(const char *qube, const char *name, struct prop *out) {
     _cleanup_reply_ struct client_reply reply = {};
     struct cli_err err;
-    if (cli_call("admin.vm.property.Get", name, qube, NULL, &reply, &err) < 0)
+    if (cli_call("admin.vm.property.Get", name, qube, NULL, &reply, &err) < 0) {
+        if (cli_err_is(&err, "QubesNoSuchPropertyError")) /* dom0 has neither */
+            return false;
         cli_die_err(&err);
+    }
     return prop_parse(reply.r.content, out) == 0;
 }
 

@@ -55,6 +55,9 @@ class Check(EngineTestCase):
                                                                   "idle"))
         self.assertEqual("qvm-check: None of qubes: networked\n",
                          self.check(1, "--networked", "idle"))
+        # dom0 has neither netvm nor provides_network: not networked, no error
+        self.assertEqual("qvm-check: None of qubes: networked\n",
+                         self.check(1, "--networked", "dom0"))
         self.start("idle")
         self.addCleanup(self.d.call, "admin.vm.Kill", dest="idle")
         self.assertEqual("qvm-check: idle: running\n", self.check(3, "--running", "idle", "bb"))
