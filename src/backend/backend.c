@@ -30,6 +30,21 @@ const char *backend_option(const struct backend_option *opts, size_t n, const ch
 
 static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
+static const struct backend_option *options_dup(const struct backend_option *o, size_t n) {
+    struct backend_option *c = n ? xcalloc(n, sizeof(*c)) : NULL;
+    for (size_t i = 0; i < n; i++)
+        c[i] = (struct backend_option){xstrdup(o[i].key), xstrdup(o[i].value)};
+    return c;
+}
+
+static void options_free(const struct backend_option *o, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free((char *)o[i].key);
+        free((char *)o[i].value);
+    }
+    free((void *)o);
+}
+
 struct backend_qube *backend_qube_dup(const struct backend_qube *q) {
     struct backend_qube *c = xmalloc(sizeof(*c));
     *c = *q;
@@ -39,21 +54,16 @@ struct backend_qube *backend_qube_dup(const struct backend_qube *q) {
     c->private_source = dup_or_null(q->private_source);
     c->kernel = dup_or_null(q->kernel);
     c->kernelopts = dup_or_null(q->kernelopts);
-    struct backend_option *opts = q->n_options ? xcalloc(q->n_options, sizeof(*opts)) : NULL;
-    for (size_t i = 0; i < q->n_options; i++)
-        opts[i] = (struct backend_option){xstrdup(q->options[i].key), xstrdup(q->options[i].value)};
-    c->options = opts;
+    c->options = options_dup(q->options, q->n_options);
+    c->services = options_dup(q->services, q->n_services);
     return c;
 }
 
 void backend_qube_free(struct backend_qube *q) {
     if (!q)
         return;
-    for (size_t i = 0; i < q->n_options; i++) {
-        free((char *)q->options[i].key);
-        free((char *)q->options[i].value);
-    }
-    free((void *)q->options);
+    options_free(q->options, q->n_options);
+    options_free(q->services, q->n_services);
     free((char *)q->name);
     free((char *)q->uuid);
     free((char *)q->root_source);

@@ -43,6 +43,12 @@ struct backend_qube {
      * along the template chain wins), as KEY=value; read them with backend_option. */
     const struct backend_option *options;
     size_t n_options;
+    /* Qubes' services (qvm-service): the qube's service.NAME features as NAME and "1"
+     * (enabled) or "0" (disabled), names already checked (no '/', not "." or "..", at
+     * most 48 bytes). An engine shows the enabled ones to the qube as Qubes' agent does,
+     * as files /run/qubes-service/NAME present before anything of the qube runs. */
+    const struct backend_option *services;
+    size_t n_services;
     bool background; /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
 };

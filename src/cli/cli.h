@@ -91,6 +91,10 @@ enum { TARGET_OPT_ALL = 1000, TARGET_OPT_EXCLUDE };
         "exclude", 0, OPT_VALUE, TARGET_OPT_EXCLUDE, "EXCLUDE", "exclude the qube from --all" \
     }
 /* Returns true if id was one of the TARGET_OPT_* options. */
+/* Like targets_resolve (VMNAME or --all required, no AdminVM with --all) but names of
+ * no qube are collected in unknown instead of ending the tool (upstream qvm-check). */
+void targets_resolve_collect(const struct opt_parser *p, const struct target_args *t,
+                             struct qube_list *out, struct strv *unknown);
 bool target_args_option(struct target_args *t, int id, const char *value);
 void target_args_set_names(struct target_args *t, const struct opts_result *r);
 void target_args_free(struct target_args *t);
@@ -148,6 +152,8 @@ int qvm_events_main(int argc, char **argv);
 int qvm_start_main(int argc, char **argv);
 int qvm_shutdown_main(int argc, char **argv);
 int qvm_kill_main(int argc, char **argv);
+int qvm_check_main(int argc, char **argv);
+int qvm_service_main(int argc, char **argv);
 int dispenser_preload_main(int argc, char **argv);
 int qvm_pause_main(int argc, char **argv);
 int qvm_unpause_main(int argc, char **argv);

@@ -16,6 +16,8 @@ static const struct cli_command commands[] = {
     {"qvm-start", qvm_start_main},
     {"qvm-shutdown", qvm_shutdown_main},
     {"qvm-kill", qvm_kill_main},
+    {"qvm-check", qvm_check_main},
+    {"qvm-service", qvm_service_main},
     {"dispenser-preload", dispenser_preload_main},
     {"qvm-pause", qvm_pause_main},
     {"qvm-unpause", qvm_unpause_main},

@@ -75,21 +75,28 @@ const struct qube *qube_list_find(const struct qube_list *l, const char *name) {
 
 /* Ask the daemon about one name. Errors other than "no such qube" (including a bad
  * name, which upstream also reports as unknown) are fatal runtime errors. */
-void qube_resolve(const struct opt_parser *p, const char *name, struct qube_list *out) {
+/* Adds the qube to out; false if there is no such qube. */
+static bool qube_lookup(const char *name, struct qube_list *out) {
     struct cli_err err;
     _cleanup_(qube_list_free) struct qube_list one = {0};
     if (name_validate_qube(name, NULL) < 0) /* no qube has such a name: nothing to ask */
-        opts_error(p, "no such domain: '%s'", name);
+        return false;
     if (qube_list_fetch(name, &one, &err) < 0) {
         if (cli_err_is(&err, "QubesVMNotFoundError") || cli_err_is(&err, "QubesValueError"))
-            opts_error(p, "no such domain: '%s'", name);
+            return false;
         cli_die_err(&err);
     }
     const struct qube *q = qube_list_find(&one, name);
     if (!q)
-        opts_error(p, "no such domain: '%s'", name);
+        return false;
     if (!qube_list_find(out, name))
         qube_list_push(out, q);
+    return true;
+}
+
+void qube_resolve(const struct opt_parser *p, const char *name, struct qube_list *out) {
+    if (!qube_lookup(name, out))
+        opts_error(p, "no such domain: '%s'", name);
 }
 
 static void fetch_all_or_die(struct qube_list *all) {
@@ -100,12 +107,16 @@ static void fetch_all_or_die(struct qube_list *all) {
 
 static bool has_wildcard(const char *s) { return strpbrk(s, "*?[!]") != NULL; }
 
+/* unknown: where names of no qube go; NULL makes them a usage error. */
 static void resolve_names(const struct opt_parser *p, const struct strv *names,
-                          struct qube_list *out) {
+                          struct qube_list *out, struct strv *unknown) {
     _cleanup_(qube_list_free) struct qube_list all = {0};
     for (size_t i = 0; i < names->n; i++) {
         if (!has_wildcard(names->v[i])) {
-            qube_resolve(p, names->v[i], out);
+            if (!unknown)
+                qube_resolve(p, names->v[i], out);
+            else if (!qube_lookup(names->v[i], out))
+                strv_push(unknown, names->v[i]);
             continue;
         }
         /* a pattern matching nothing selects nothing, as with upstream fnmatch */
@@ -117,8 +128,9 @@ static void resolve_names(const struct opt_parser *p, const struct strv *names,
     }
 }
 
-void targets_resolve(const struct opt_parser *p, const struct target_args *t, bool required,
-                     bool keep_admin, struct qube_list *out) {
+static void targets_resolve_into(const struct opt_parser *p, const struct target_args *t,
+                                 bool required, bool keep_admin, struct qube_list *out,
+                                 struct strv *unknown) {
     *out = (struct qube_list){0};
     if (t->all && t->names.n > 0)
         opts_error(p, "argument VMNAME: not allowed with argument --all");
@@ -127,7 +139,7 @@ void targets_resolve(const struct opt_parser *p, const struct target_args *t, bo
     if (!t->all) {
         if (required && t->names.n == 0)
             opts_error(p, "one of the arguments --all VMNAME is required");
-        resolve_names(p, &t->names, out);
+        resolve_names(p, &t->names, out, unknown);
         return;
     }
     _cleanup_(qube_list_free) struct qube_list all = {0};
@@ -138,6 +150,16 @@ void targets_resolve(const struct opt_parser *p, const struct target_args *t, bo
         if (!strv_contains(&t->exclude, all.v[i].name))
             qube_list_push(out, &all.v[i]);
     }
+}
+
+void targets_resolve(const struct opt_parser *p, const struct target_args *t, bool required,
+                     bool keep_admin, struct qube_list *out) {
+    targets_resolve_into(p, t, required, keep_admin, out, NULL);
+}
+
+void targets_resolve_collect(const struct opt_parser *p, const struct target_args *t,
+                             struct qube_list *out, struct strv *unknown) {
+    targets_resolve_into(p, t, true, false, out, unknown);
 }
 
 bool target_args_option(struct target_args *t, int id, const char *value) {

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "strbuf.h"
+#include "textwrap.h"
 
 enum { OPT_HELP_PROPS = 1, OPT_HIDE_DEFAULT, OPT_GET, OPT_SET, OPT_DEFAULT };
 
@@ -128,37 +129,25 @@ static int prefs_list(const struct prefs_ctx *c) {
     return 0;
 }
 
-/* Help texts may span lines; keep them on one line of the table. */
-static void print_help_line(const char *name, int width, const char *text) {
-    printf("  %-*s  ", width, name);
-    bool space = false;
-    for (const char *t = text; *t; t++) {
-        if (*t == ' ' || *t == '\n' || *t == '\t') {
-            space = true;
-            continue;
-        }
-        if (space && t != text)
-            putchar(' ');
-        space = false;
-        putchar(*t);
-    }
-    putchar('\n');
-}
-
+/* upstream: each property's "NAME  HELP" (NAME padded to the longest) through
+ * textwrap.fill at 80 columns, indented 2, the lines after the first by the width + 6. */
 static int prefs_help_properties(const struct prefs_ctx *c) {
     _cleanup_(strv_free) struct strv names = {0};
     list_names(c, &names);
-    int width = 0;
+    size_t width = 0;
     for (size_t i = 0; i < names.n; i++)
-        if ((int)strlen(names.v[i]) > width)
-            width = (int)strlen(names.v[i]);
+        if (strlen(names.v[i]) > width)
+            width = strlen(names.v[i]);
+    _cleanup_free_ char *indent = xcalloc(width + 7, 1);
+    memset(indent, ' ', width + 6);
     for (size_t i = 0; i < names.n; i++) {
         _cleanup_reply_ struct client_reply reply = {};
         struct cli_err err;
-        const char *text = "";
-        if (prefs_call(c, "Help", names.v[i], NULL, &reply, &err) == 0)
-            text = reply.r.content;
-        print_help_line(names.v[i], width, text);
+        if (prefs_call(c, "Help", names.v[i], NULL, &reply, &err) < 0)
+            cli_die_err(&err);
+        _cleanup_strbuf_ struct strbuf entry = STRBUF_INIT;
+        strbuf_printf(&entry, "%-*s  %s", (int)width, names.v[i], reply.r.content);
+        text_fill(stdout, strbuf_str(&entry), 80, "  ", indent);
     }
     return 0;
 }

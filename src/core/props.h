@@ -95,6 +95,9 @@ extern const struct prop_def PROP_DEFS[PROP_COUNT];
 extern const struct prop_def GPROP_DEFS[GPROP_COUNT];
 
 const char *prop_type_name(enum prop_type type);
+/* What the property means, one plain-text paragraph (props_help.c); global: def is one
+ * of GPROP_DEFS. */
+const char *prop_help(const struct prop_def *def, bool global);
 /* Turns API input into the canonical stored text (int digits, True/False, "" for no
  * qube), with Qubes' error messages. out must hold at least size bytes. */
 int prop_canonicalize(const struct prop_def *def, const char *raw, char *out, size_t size,

@@ -57,7 +57,7 @@ static int feature_set(struct api_call *c) {
     const struct wire_request *req = c->req;
     if (refuse_protected(c) < 0)
         return -1;
-    if (check_feature_name(req->arg, c->err) < 0 ||
+    if (check_feature_name(req->arg, c->err) < 0 || check_service_feature(req->arg, c->err) < 0 ||
         check_feature_value(req->payload, req->payload_len, c->err) < 0)
         return -1;
     _cleanup_free_ char *value = xstrndup((const char *)req->payload, req->payload_len);

@@ -1,6 +1,8 @@
 /* internal.* methods for the host's own tools (root only), as Qubes' qubesd has them:
  * suspend and resume. Before a suspend every preload is discarded (a paused environment
- * does not survive it well); after resume the preload lists are refilled. */
+ * does not survive it well); after resume the preload lists are refilled.
+ * dispenser.* methods are ours, named apart from Qubes' namespaces: the preload pool's
+ * status (read-only, for dispenser-preload status). */
 #include <string.h>
 
 #include "api.h"
@@ -28,9 +30,18 @@ static int suspend_post(struct api_call *c) {
     return 0;
 }
 
+/* dest dom0: every disposable template; a qube: that one (it must be one). */
+static int preload_status_call(struct api_call *c) {
+    if (!c->preload)
+        return 0;
+    return preload_status(c->preload, c->dest->klass == QUBE_ADMINVM ? NULL : c->dest, c->out,
+                          c->err);
+}
+
 #define GLOBAL (API_NO_ARG | API_NO_PAYLOAD | API_DEST_ADMINVM)
 const struct api_method API_INTERNAL_METHODS[] = {
     {"internal.SuspendPre", suspend_pre, GLOBAL},
     {"internal.SuspendPost", suspend_post, GLOBAL},
+    {"dispenser.preload.Status", preload_status_call, API_NO_ARG | API_NO_PAYLOAD},
     {NULL, NULL, 0},
 };

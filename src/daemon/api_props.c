@@ -94,6 +94,16 @@ static int vm_prop_get_default(struct api_call *c) {
     return 0;
 }
 
+/* qubesd answers with the property's docstring as text; Rst is the same text, which is
+ * valid reStructuredText as it is. */
+static int vm_prop_help(struct api_call *c) {
+    const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
+    if (!def)
+        return -1;
+    strbuf_puts(c->out, prop_help(def, false));
+    return 0;
+}
+
 /* Preloads follow their template's configuration: refused while ordinary disposables
  * depend on it, discarded or refilled after it changed. */
 static int after_change(struct api_call *c, const char *prop, int r) {
@@ -160,6 +170,14 @@ static int global_get_default(struct api_call *c) {
     return 0;
 }
 
+static int global_help(struct api_call *c) {
+    const struct prop_def *def = app_global_def(c->req->arg, c->err);
+    if (!def)
+        return -1;
+    strbuf_puts(c->out, prop_help(def, true));
+    return 0;
+}
+
 static int global_set(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
     char value[VALUE_MAX];
@@ -183,11 +201,15 @@ const struct api_method API_PROPERTY_METHODS[] = {
     {"admin.vm.property.GetDefault", vm_prop_get_default, ONE},
     {"admin.vm.property.Set", vm_prop_set, API_WANTS_ARG},
     {"admin.vm.property.Reset", vm_prop_reset, ONE},
+    {"admin.vm.property.Help", vm_prop_help, ONE},
+    {"admin.vm.property.HelpRst", vm_prop_help, ONE},
     {"admin.property.List", global_list, BARE | GLOBAL},
     {"admin.property.Get", global_get, ONE | GLOBAL},
     {"admin.property.GetAll", global_get_all, BARE | GLOBAL},
     {"admin.property.GetDefault", global_get_default, ONE | GLOBAL},
     {"admin.property.Set", global_set, API_WANTS_ARG | GLOBAL},
     {"admin.property.Reset", global_reset, ONE | GLOBAL},
+    {"admin.property.Help", global_help, ONE | GLOBAL},
+    {"admin.property.HelpRst", global_help, ONE | GLOBAL},
     {NULL, NULL, 0},
 };

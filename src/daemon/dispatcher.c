@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_checks.h"
 #include "log.h"
 
 #define DISPATCHER_ENGINES_MAX 8
@@ -28,6 +29,7 @@ struct qube_desc {
     char virt_mode[32];
     char kernel[256], kernelopts[4096];
     struct backend_option options[DISPATCHER_OPTIONS_MAX];
+    struct backend_option services[DISPATCHER_SERVICES_MAX];
 };
 
 static long prop_long(const struct app *app, const struct qube *q, int id) {
@@ -94,6 +96,29 @@ size_t dispatcher_qube_options(const struct app *app, const struct qube *q,
     return n;
 }
 
+/* Qubes' services: the qube's own service.NAME features (a disposable has copies of its
+ * template's, made when it was created), NAME with "1" for a true value and "0" for an
+ * empty one, as Qubes writes /qubes-service/NAME. Names an engine could not make a file
+ * of (set before they were checked) are left out, as Qubes leaves them out. */
+size_t dispatcher_qube_services(const struct qube *q, struct backend_option *out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < q->features.n; i++) {
+        const struct strmap_entry *f = &q->features.e[i];
+        struct qerr err = {0};
+        if (strncmp(f->key, SERVICE_FEATURE_PREFIX, strlen(SERVICE_FEATURE_PREFIX)) != 0 ||
+            check_service_feature(f->key, &err) < 0 ||
+            strlen(f->key) - strlen(SERVICE_FEATURE_PREFIX) > SERVICE_NAME_MAX)
+            continue;
+        if (n == max) {
+            log_warning("%s: more than %zu services; the rest are not shown to it", q->name, max);
+            break;
+        }
+        out[n++] = (struct backend_option){f->key + strlen(SERVICE_FEATURE_PREFIX),
+                                           *f->value ? "1" : "0"};
+    }
+    return n;
+}
+
 bool dispatcher_is_option_feature(const struct dispatcher *disp, const char *feature) {
     for (size_t i = 0; i < disp->n_backends; i++) {
         size_t len = strlen(disp->backends[i]->ops->name);
@@ -135,6 +160,8 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .options = d->options,
     };
     d->bq.n_options = dispatcher_qube_options(app, q, d->options, DISPATCHER_OPTIONS_MAX);
+    d->bq.services = d->services;
+    d->bq.n_services = dispatcher_qube_services(q, d->services, DISPATCHER_SERVICES_MAX);
 }
 
 static struct backend *backend_named(struct dispatcher *disp, const char *mode) {

@@ -19,6 +19,10 @@ void dispatcher_free(struct dispatcher *e);
 #define DISPATCHER_OPTIONS_MAX 32
 size_t dispatcher_qube_options(const struct app *app, const struct qube *q,
                                struct backend_option *out, size_t max);
+/* A qube's Qubes services (backend_qube.services): its service.NAME features as NAME and
+ * "1"/"0", in feature order, pointing into the model. */
+#define DISPATCHER_SERVICES_MAX 128
+size_t dispatcher_qube_services(const struct qube *q, struct backend_option *out, size_t max);
 /* Is `feature` named like an option of one of the engines (`<virt_mode>-KEY`)? */
 bool dispatcher_is_option_feature(const struct dispatcher *e, const char *feature);
 

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_checks.h"
+
 bool disposable_template_ok(const struct app *app, const struct qube *q) {
     char buf[16];
     bool is_default;
@@ -24,6 +26,21 @@ struct qube *disposable_default_template(const struct app *app, const struct qub
         qerr_set(err, EXC_QUBES, "No disposable template: '%s' has no default_dispvm",
                  caller->name);
     return tpl;
+}
+
+/* Qubes copies a disposable template's features into each disposable it makes; of those
+ * the services (service.*) are what reach the qube (/run/qubes-service), so a disposable
+ * starts with its template's services and keeps them if the template changes later. */
+static int copy_services(struct app *app, const struct qube *tpl, struct qube *q,
+                         struct qerr *err) {
+    size_t plen = strlen(SERVICE_FEATURE_PREFIX);
+    for (size_t i = 0; i < tpl->features.n; i++) {
+        const struct strmap_entry *f = &tpl->features.e[i];
+        if (strncmp(f->key, SERVICE_FEATURE_PREFIX, plen) == 0 &&
+            app_feature_set(app, q, f->key, f->value, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 struct qube *disposable_create(struct app *app, struct qube *tpl, const char *caller,
@@ -60,6 +77,8 @@ struct qube *disposable_create(struct app *app, struct qube *tpl, const char *ca
     if (app_batch_begin_ephemeral(app, err) < 0) /* a disposable is throwaway state */
         return NULL;
     int r = app_create(app, &spec, &q, err);
+    if (r == 0)
+        r = copy_services(app, tpl, q, err);
     if (app_batch_end(app, r < 0 ? &(struct qerr){0} : err) < 0)
         r = -1;
     return r < 0 ? NULL : q;

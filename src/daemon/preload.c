@@ -41,8 +41,9 @@ static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mar
 
 /* What a disposable is made from, besides its volumes, hashed: the properties it
  * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
- * itself) and its engine's options, the `<virt_mode>-KEY` features read along the
- * template chain (dispatcher_qube_options).
+ * itself), its engine's options, the `<virt_mode>-KEY` features read along the
+ * template chain (dispatcher_qube_options), and its services (service.* features, which
+ * a disposable copies from it when made: dispatcher_qube_services).
  * A preload made before a change of any of these is outdated; nothing else makes it so
  * (docs/preload.md, "Never stale"). */
 static void fingerprint(struct preload *p, const struct qube *tpl, char out[17]) {
@@ -60,6 +61,12 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
     for (size_t i = 0; i < n; i++) { /* in feature order: the same options, the same hash */
         h = hash_str(h, opts[i].key);
         h = hash_str(h, opts[i].value);
+    }
+    struct backend_option services[DISPATCHER_SERVICES_MAX];
+    n = dispatcher_qube_services(tpl, services, DISPATCHER_SERVICES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        h = hash_str(h, services[i].key);
+        h = hash_str(h, services[i].value);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
@@ -130,6 +137,9 @@ static int start_preload(struct preload *p, struct qube *q) {
     if (dispatcher_start_background(p->dispatcher, q, on_preload_started, ctx, &err) < 0) {
         free(ctx);
         log_warning("preload: %s: %s", q->name, err.msg);
+        struct qube *tpl = template_of(p->app, q);
+        if (tpl)
+            preload_note_failure(p, tpl->name, err.msg);
         preload_discard(p, q, "it could not be started");
         return -1;
     }
@@ -169,6 +179,7 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         preload_list_store(p, tpl, names, n);
     } else {
         log_warning("preload: %s: %s", tpl->name, err.msg);
+        preload_note_failure(p, tpl->name, err.msg);
     }
     if (app_batch_end(p->app, &err) < 0)
         log_error("preload: %s: not saved: %s", tpl->name, err.msg);
@@ -188,15 +199,24 @@ static size_t trim(struct preload *p, struct qube *tpl, unsigned max) {
     return n > max ? max : n;
 }
 
-static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
+unsigned preload_affordable(struct preload *p, const struct qube *tpl, unsigned want,
+                            struct preload_memory *m) {
     char buf[32];
     bool is_default;
-    int64_t tmem = strtoll(app_prop_get(p->app, tpl, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
-                                        &is_default),
-                           NULL, 10);
-    int64_t avail = memory_free_mib(&p->mem, p->app, p->dispatcher) -
-                    (int64_t)preload_threshold_mib(p->app);
-    unsigned can = tmem <= 0 ? want : avail <= 0 ? 0 : (unsigned)(avail / tmem);
+    m->each_mib = strtoll(app_prop_get(p->app, tpl, &PROP_DEFS[P_MEMORY], buf, sizeof(buf),
+                                       &is_default),
+                          NULL, 10);
+    m->free_mib = memory_free_mib(&p->mem, p->app, p->dispatcher);
+    m->threshold_mib = (int64_t)preload_threshold_mib(p->app);
+    int64_t avail = m->free_mib - m->threshold_mib;
+    unsigned can = m->each_mib <= 0 ? want : avail <= 0 ? 0 : (unsigned)(avail / m->each_mib);
+    return can < want ? can : want;
+}
+
+static unsigned affordable(struct preload *p, struct qube *tpl, unsigned want) {
+    struct preload_memory m;
+    unsigned can = preload_affordable(p, tpl, want, &m);
+    int64_t avail = m.free_mib - m.threshold_mib, tmem = m.each_mib;
     if (can < want)
         log_warning("preload: %s: not preloading %u disposable(s) due to insufficient memory "
                     "(%lld MiB free after the threshold, %lld MiB each)",
@@ -299,7 +319,7 @@ static void timer_free(struct preload_timer *t) {
 #define HOLD_MAX_USEC 200000
 #define LOW_WATER 1 /* at most this many ready: refill even while calls run */
 
-static size_t ready_count(struct preload *p, const struct qube *tpl) {
+size_t preload_ready_count(struct preload *p, const struct qube *tpl) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX), ready = 0;
     for (size_t i = 0; i < n; i++) {
@@ -316,7 +336,7 @@ static size_t ready_count(struct preload *p, const struct qube *tpl) {
 static bool postponed(struct preload_timer *t, uint64_t now) {
     struct preload *p = t->p;
     const struct qube *tpl = app_find(p->app, t->tpl);
-    if (p->holds == 0 || !tpl || ready_count(p, tpl) <= LOW_WATER)
+    if (p->holds == 0 || !tpl || preload_ready_count(p, tpl) <= LOW_WATER)
         return false;
     if (!t->held_since)
         t->held_since = now;
@@ -325,6 +345,19 @@ static bool postponed(struct preload_timer *t, uint64_t now) {
     sd_event_source_set_time(t->src, now + HOLD_RETRY_USEC);
     sd_event_source_set_enabled(t->src, SD_EVENT_ONESHOT);
     return true;
+}
+
+bool preload_refill_pending(const struct preload *p, const char *tpl, double *in_s) {
+    uint64_t now = 0, due = 0;
+    sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
+    for (const struct preload_timer *t = p->timers; t; t = t->next) {
+        if (strcmp(t->tpl, tpl) != 0)
+            continue;
+        sd_event_source_get_time(t->src, &due);
+        *in_s = due > now ? (double)(due - now) / 1e6 : 0;
+        return true;
+    }
+    return false;
 }
 
 void preload_hold(struct preload *p) { p->holds++; }
@@ -443,8 +476,11 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
     struct qube *tpl = template_of(p->app, q);
     if (r < 0) { /* a gap: filled at the next trigger, never in a tight loop */
         log_warning("preload: %s failed to start: %s", q->name, err ? err->msg : "?");
+        if (tpl)
+            preload_note_failure(p, tpl->name, err ? err->msg : "it failed to start");
         preload_discard(p, q, "it failed to start");
     } else if (w && tpl) { /* requested while starting: straight to its caller, no pause */
+        preload_clear_failure(p, tpl->name);
         set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
         void *ud = w->userdata;
@@ -453,6 +489,8 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         got(ud, q, NULL);
         return;
     } else {
+        if (tpl)
+            preload_clear_failure(p, tpl->name);
         struct qerr perr = {0};
         dispatcher_reclaim(p->dispatcher, q); /* a paused preload should cost as little as it can */
         if (dispatcher_pause(p->dispatcher, q, &perr) < 0)
@@ -527,6 +565,9 @@ static int on_waiter_timeout(sd_event_source *src, uint64_t usec, void *userdata
     waiter_free(w);
     struct qube *q = app_find(p->app, name);
     log_warning("preload: %s did not finish preloading in time; a fresh disposable instead", name);
+    const struct qube *tpl = q ? template_of(p->app, q) : NULL;
+    if (tpl)
+        preload_note_failure(p, tpl->name, "a preload did not become ready in time");
     if (q)
         preload_discard(p, q, "it did not become ready in time");
     got(ud, NULL, NULL);

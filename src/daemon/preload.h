@@ -10,6 +10,7 @@
 #include "memory.h"
 
 struct preload;
+struct strbuf;
 
 struct preload *preload_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                             const struct memory_source *mem);
@@ -47,5 +48,12 @@ bool preload_is_preload(const struct app *app, const struct qube *q);
  * (briefly: they are never held back for long). */
 void preload_hold(struct preload *p);
 void preload_release(struct preload *p);
+/* dispenser.preload.Status: one line per disposable template (only: that one, which
+ * must be one), "NAME max=N local=V global=V ready=N starting=N state=S refill_in=SECS
+ * delay=SECS mem_free=MIB threshold=MIB each=MIB failure=TEXT" (TEXT to the line's end;
+ * "-" for what is not set or not pending). States: off, full, filling, delay,
+ * threshold, failed, idle (docs/preload.md). */
+int preload_status(struct preload *p, const struct qube *only, struct strbuf *out,
+                   struct qerr *err);
 /* All preloads of a disposable template, discarded (it is being removed). */
 void preload_discard_of(struct preload *p, struct qube *tpl);

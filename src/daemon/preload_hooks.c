@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_checks.h"
 #include "disposable.h"
 #include "preload_internal.h"
 
@@ -30,6 +31,12 @@ static void refresh_based_on(struct preload *p, struct qube *q, double delay);
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
     if (dispatcher_is_option_feature(p->dispatcher, name)) { /* made with the old value: outdated */
         refresh_based_on(p, q, 0);
+        return;
+    }
+    /* a disposable's services are its template's when it was made: outdated too */
+    if (strncmp(name, SERVICE_FEATURE_PREFIX, strlen(SERVICE_FEATURE_PREFIX)) == 0) {
+        if (disposable_template_ok(p->app, q))
+            refresh_outdated(p, q, 0);
         return;
     }
     if (strcmp(name, "preload-dispvm-max") != 0)
@@ -155,6 +162,7 @@ void preload_unpaused_by_hand(struct preload *p, struct qube *q) {
 }
 
 void preload_discard_of(struct preload *p, struct qube *tpl) {
+    preload_clear_failure(p, tpl->name);
     discard_all_of(p, tpl, "template being removed");
 }
 
@@ -252,6 +260,8 @@ void preload_free(struct preload *p) {
     if (!p)
         return;
     preload_cancel_all(p);
+    while (p->failures)
+        preload_clear_failure(p, p->failures->tpl);
     sd_event_unref(p->loop);
     free(p);
 }

@@ -9,6 +9,15 @@
 
 struct preload_waiter; /* a request waiting for a preload still starting */
 
+/* A template's last preloading failure, kept until one of its preloads gets ready: a gap
+ * it left waits for the next trigger (no retry loop), and dispenser.preload.Status says
+ * so. */
+struct preload_failure {
+    struct preload_failure *next;
+    char tpl[32];
+    char why[256];
+};
+
 struct preload {
     sd_event *loop;
     struct app *app;
@@ -17,6 +26,7 @@ struct preload {
     struct preload_waiter *waiters;
     struct preload_timer *timers;
     unsigned holds; /* hand-out calls in flight: refills wait for them (preload_hold) */
+    struct preload_failure *failures;
 };
 
 /* Features of the template chain that a qube's start reads (dispatcher.c's describe()):
@@ -27,6 +37,21 @@ bool preload_global_applies(const struct app *app, const struct qube *tpl);
 unsigned preload_max(const struct app *app, const struct qube *tpl);
 uint64_t preload_threshold_mib(const struct app *app);
 double preload_delay(const struct app *app, const struct qube *tpl);
+
+void preload_note_failure(struct preload *p, const char *tpl, const char *why);
+void preload_clear_failure(struct preload *p, const char *tpl);
+const char *preload_last_failure(const struct preload *p, const char *tpl);
+
+/* What memory allows: how many of want preloads of tpl fit (the threshold kept free),
+ * and the numbers it was decided on. */
+struct preload_memory {
+    int64_t free_mib, threshold_mib, each_mib;
+};
+unsigned preload_affordable(struct preload *p, const struct qube *tpl, unsigned want,
+                            struct preload_memory *m);
+size_t preload_ready_count(struct preload *p, const struct qube *tpl);
+/* A refill of tpl is pending: true, with the seconds until it runs (0: now). */
+bool preload_refill_pending(const struct preload *p, const char *tpl, double *in_s);
 
 void preload_do_refill(struct preload *p, struct qube *tpl, const char *reason, double delay);
 void preload_schedule(struct preload *p, const struct qube *tpl, const char *reason, double delay);

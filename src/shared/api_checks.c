@@ -54,6 +54,22 @@ int check_feature_name(const char *name, struct qerr *err) {
     return 0;
 }
 
+int check_service_feature(const char *feature, struct qerr *err) {
+    size_t plen = strlen(SERVICE_FEATURE_PREFIX);
+    if (strncmp(feature, SERVICE_FEATURE_PREFIX, plen) != 0)
+        return 0;
+    const char *service = feature + plen;
+    if (!*service)
+        return qerr_set(err, EXC_VALUE, "Service name cannot be empty");
+    if (strchr(service, '/'))
+        return qerr_set(err, EXC_VALUE, "Service name cannot contain a slash");
+    if (strcmp(service, ".") == 0 || strcmp(service, "..") == 0)
+        return qerr_set(err, EXC_VALUE, "Service name cannot be \".\" or \"..\"");
+    if (strlen(service) > SERVICE_NAME_MAX && strncmp(service, "app-dispvm.", 11) != 0)
+        return qerr_set(err, EXC_VALUE, "Service name must not exceed %d bytes", SERVICE_NAME_MAX);
+    return 0;
+}
+
 int check_feature_value(const void *value, size_t len, struct qerr *err) {
     long at = first_bad(value, len, is_printable);
     char what[48];

@@ -10,6 +10,12 @@
 
 /* Feature names: [A-Za-z0-9_.-], 1..FEATURE_NAME_MAX characters (QubesValueError). */
 int check_feature_name(const char *name, struct qerr *err);
+/* Qubes' services: a feature service.NAME becomes the qube's /run/qubes-service/NAME,
+ * so NAME must be a file name of at most SERVICE_NAME_MAX bytes (app-dispvm.* names
+ * excepted, as in Qubes: those are not files). 0 for any other feature. */
+#define SERVICE_FEATURE_PREFIX "service."
+#define SERVICE_NAME_MAX 48
+int check_service_feature(const char *feature, struct qerr *err);
 /* Feature values: printable ASCII (QubesValueError). */
 int check_feature_value(const void *value, size_t len, struct qerr *err);
 /* Tags: [A-Za-z0-9_-], not empty (QubesInvalidTagError, as Qubes' validate_tag). */

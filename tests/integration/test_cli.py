@@ -40,7 +40,7 @@ class Help(CliCase):
 
     def test_help_everywhere(self):
         for tool in ["qvm-ls", "qvm-prefs", "qubes-prefs", "qvm-features", "qvm-tags",
-                     "qvm-create", "qvm-remove", "qvm-events"]:
+                     "qvm-create", "qvm-remove", "qvm-events", "qvm-check", "qvm-service"]:
             with self.subTest(tool=tool):
                 out = self.run_ok(tool, "--help")
                 self.assertTrue(out.startswith("usage: " + tool), out[:200])

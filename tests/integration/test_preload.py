@@ -881,6 +881,21 @@ class Outdated(PreloadCase):
         self.assertEqual(new[0], name)
         self.assertIn("init", self.qout(name, "ps -o pid,comm | awk '$1 == 1 {print $2}'"))
 
+    def test_service_change_replaces_preloads(self):
+        # a preload carries its template's services (/run/qubes-service) from when it was
+        # made: a change of them outdates it
+        self.new_dvm(max=1)
+        self.set_feature("pdvm", "service.cups", "1")
+        old = self.wait_filled("pdvm", 1)
+        self.assertEqual("1", self.feature(old[0], "service.cups"))
+        self.set_feature("pdvm", "service.crond", "1")
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), FILL_WAIT)
+        self.assert_gone(old[0])
+        new = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertEqual("crond\ncups\n", self.qout(name, "ls /run/qubes-service"))
+
     def test_dvm_private_updated_replaces_preloads(self):
         self.new_dvm(max=1)
         old = self.wait_filled("pdvm", 1)
@@ -994,6 +1009,101 @@ class Restart(PreloadCase):
         self.settled(lambda: self.assertEqual(1, len(self.plist("sdvm"))))
         self.assertEqual(2, len(self.wait_filled("pdvm", 2)))
         self.assertEqual(done[1], self.plist("pdvm")[0])
+
+
+# --- the pool view ---
+
+class PoolStatus(PreloadCase):
+    """dispenser.preload.Status (our own call, outside Qubes' namespaces) and
+    `dispenser-preload status`: per disposable template the maxima, ready, starting, and
+    why a gap is not being filled, from the daemon's state."""
+
+    def status(self, dest="pdvm"):
+        line = self.ok("dispenser.preload.Status", "", dest).decode()
+        self.assertTrue(line.endswith("\n"), line)
+        head, _, failure = line.rstrip("\n").partition(" failure=")
+        fields = head.split(" ")
+        out = dict(f.split("=", 1) for f in fields[1:])
+        out["name"], out["failure"] = fields[0], failure
+        return out
+
+    def tool_rows(self, *names):
+        r = run_tool(self.d, "dispenser-preload", "status", *names)
+        self.assertEqual(0, r.returncode, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "READY", "STARTING", "STATUS"],
+                         lines[0].split())
+        return {l.split()[0]: l for l in lines[1:]}
+
+    def test_off_full_and_the_global_maximum(self):
+        self.new_dvm()
+        st = self.status()
+        self.assertEqual(("0", "-", "-", "0", "0", "off"),
+                         (st["max"], st["local"], st["global"], st["ready"], st["starting"],
+                          st["state"]))
+        self.assertIn("off (preload-dispvm-max is 0 or not set)", self.tool_rows()["pdvm"])
+        self.set_feature("pdvm", "preload-dispvm-max", 2)
+        self.wait_filled("pdvm", 2)
+        st = self.status()
+        self.assertEqual(("2", "2", "2", "0", "full"),
+                         (st["max"], st["local"], st["ready"], st["starting"], st["state"]))
+        self.assertEqual("pdvm      2    2      -       2      0         full",
+                         self.tool_rows("pdvm")["pdvm"])
+        # the global value, where it applies (the default_dispvm), wins over the local one
+        self.set_default_dispvm("pdvm")
+        self.set_global_feature("preload-dispvm-max", 1)
+        self.settled(lambda: self.assertEqual(("1", "2", "1", "1", "full"),
+                                              tuple(self.status()[k] for k in (
+                                                  "max", "local", "global", "ready", "state"))))
+        self.assertIn("pdvm", self.tool_rows())  # every disposable template, from dom0
+
+    def test_starting_and_delay(self):
+        self.new_dvm(template="slow", max=1)  # 5 s to readiness
+        st = self.settled(lambda: self.assertEqual("1", self.status()["starting"]) or
+                          self.status())
+        self.assertEqual(("0", "full"), (st["ready"], st["state"]))  # nothing missing
+        self.wait_filled("pdvm", 1, timeout=15)
+        self.set_feature("pdvm", "preload-dispvm-delay", 60)
+        self.create_disposable()  # a use: the refill comes 60 s later
+        st = self.status()
+        self.assertEqual(("0", "0", "delay", "60.0"),
+                         (st["ready"], st["starting"], st["state"], st["delay"]))
+        self.assertGreater(float(st["refill_in"]), 50)
+        self.assertRegex(self.tool_rows()["pdvm"], r"refill in \d+\.\d s \(preload-dispvm-delay 60.0\)")
+
+    def test_threshold(self):
+        self.d.set_mem_available(1000)
+        self.set_global_feature("preload-dispvm-threshold", 900)
+        self.new_dvm(max=2)  # memory 400 each, 100 MiB above the threshold: none fits
+        st = self.settled(lambda: self.assertEqual("threshold", self.status()["state"]) or
+                          self.status())
+        self.assertEqual(("0", "0", "900", "400"),
+                         (st["ready"], st["starting"], st["threshold"], st["each"]))
+        self.assertIn("not enough memory: 1000 MiB free, 900 MiB kept free", self.tool_rows()["pdvm"])
+        self.d.set_mem_available(PLENTY_MIB)  # the next trigger fills it
+        run_tool(self.d, "dispenser-preload", "refill")
+        self.wait_filled("pdvm", 2)
+        self.assertEqual("full", self.status()["state"])
+
+    def test_failure_is_shown_until_a_preload_gets_ready(self):
+        self.new_dvm(template="slow", qrexec_timeout=1)
+        self.set_feature("pdvm", "preload-dispvm-max", 1)
+        st = self.settled(lambda: self.assertEqual("failed", self.status()["state"]) or
+                          self.status(), 10)
+        self.assertEqual(("0", "0"), (st["ready"], st["starting"]))
+        self.assertIn("readiness", st["failure"])
+        self.assertIn("waiting for the next trigger after a failure: ", self.tool_rows()["pdvm"])
+        self.set_prop("pdvm", "qrexec_timeout", 30)
+        run_tool(self.d, "dispenser-preload", "refill")
+        self.wait_filled("pdvm", 1, timeout=15)
+        self.assertEqual(("full", ""), (self.status()["state"], self.status()["failure"]))
+
+    def test_bad_requests(self):
+        self.err("dispenser.preload.Status", "", "work", exc="QubesValueError")
+        self.err("dispenser.preload.Status", "x", "dom0", exc="ProtocolError")
+        r = run_tool(self.d, "dispenser-preload", "status", "work")
+        self.assertEqual(1, r.returncode)
+        self.assertIn("'work' is not a disposable template", r.stderr)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ static void test_option_lookup(void **state) {
  * model that changes) and the copy still reads the same. */
 static void test_description_copy_outlives_the_original(void **state) {
     char name[] = "work", opts_key[] = "init", opts_val[] = "/sbin/init", kernel[] = "k1";
+    char svc[] = "cups";
     struct backend_option opts[] = {{opts_key, opts_val}};
+    struct backend_option services[] = {{svc, "1"}, {"crond", "0"}};
     struct backend_qube q = {.name = name,
                              .uuid = "u-1",
                              .kind = BACKEND_DISPVM,
@@ -28,9 +30,12 @@ static void test_description_copy_outlives_the_original(void **state) {
                              .kernel = kernel,
                              .kernelopts = "a=b",
                              .options = opts,
-                             .n_options = 1};
+                             .n_options = 1,
+                             .services = services,
+                             .n_services = 2};
     struct backend_qube *c = backend_qube_dup(&q);
     memset(name, 'x', 4);
+    memset(svc, 'x', 4);
     memset(opts_val, 'x', 5);
     memset(kernel, 'x', 2);
     assert_string_equal("work", c->name);
@@ -40,6 +45,9 @@ static void test_description_copy_outlives_the_original(void **state) {
     assert_string_equal("k1", c->kernel);
     assert_string_equal("a=b", c->kernelopts);
     assert_string_equal("/sbin/init", backend_option(c->options, c->n_options, "init"));
+    assert_int_equal(2, c->n_services);
+    assert_string_equal("1", backend_option(c->services, c->n_services, "cups"));
+    assert_string_equal("0", backend_option(c->services, c->n_services, "crond"));
     backend_qube_free(c);
     backend_qube_free(NULL);
 }

@@ -471,6 +471,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .attach_ctx = run->cg,
         .argv = argv,
         .envp = envp,
+        .services = q->services,
+        .n_services = q->n_services,
     };
     if (launch_qube_async(cb->base.loop, &spec, on_launched, run, &run->pid, &run->pidfd,
                           &run->launch, why) < 0)

@@ -202,6 +202,25 @@ static void mount_pseudo_filesystems(const struct launch_sync *s, const char *ro
     mount_tmpfs(s, root, "/run", opts, MS_NOSUID | MS_NODEV);
 }
 
+/* Qubes' agent makes /run/qubes-service/NAME for every enabled service at boot, before
+ * the qube's own services start, which test for them; the directory is there even when
+ * none is enabled. Names were checked by the daemon (no '/', not "." or ".."). */
+static void write_services(const struct launch_sync *s, const struct launch_spec *spec) {
+    const char *root = spec->root_mountpoint;
+    char path[4096];
+    if (make_dir_in(root, "/run/qubes-service", spec->uid_base, 0755) < 0)
+        child_fail(s, "cannot create /run/qubes-service");
+    for (size_t i = 0; i < spec->n_services; i++) {
+        if (strcmp(spec->services[i].value, "1") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/run/qubes-service/%s", root, spec->services[i].key);
+        int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 || fchown(fd, spec->uid_base, spec->uid_base) < 0)
+            child_fail(s, "cannot create /run/qubes-service/%s", spec->services[i].key);
+        close(fd);
+    }
+}
+
 /* A private volume's first start: the template's /home/user (its skeleton: dotfiles,
  * Debian's /etc/skel copy) seeds the new home, as Qubes seeds a new private volume. */
 static void seed_home(const struct launch_sync *s, const char *root) {
@@ -300,6 +319,7 @@ static void setup_filesystem(const struct launch_sync *s, const struct launch_sp
         child_fail(s, "cannot mount the root volume");
     mount_private(s, spec);
     mount_pseudo_filesystems(s, spec->root_mountpoint, spec->uid_base);
+    write_services(s, spec);
     install_agent_binary(s, spec->root_mountpoint, spec->uid_base, spec->agent_fd);
     pivot_into(s, spec->root_mountpoint);
 }

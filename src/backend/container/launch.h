@@ -48,6 +48,10 @@ struct launch_spec {
     void *attach_ctx;
     char *const *argv;
     char *const *envp;
+    /* Qubes' services (backend_qube.services): the enabled ones become empty files in
+     * the qube's /run/qubes-service before its agent (and so anything of the qube) runs */
+    const struct backend_option *services;
+    size_t n_services;
 };
 
 struct launch_op;

@@ -1,0 +1,95 @@
+/* What each property means here (admin.vm.property.Help, admin.property.Help, shown by
+ * qvm-prefs/qubes-prefs --help-properties): Qubes' meaning, and what it does on each of
+ * our engines (container, qemu) where that differs, or that it is kept without effect.
+ * One plain-text paragraph each; every property has one (a unit test checks). */
+#include "props.h"
+
+static const char *const VM_HELP[PROP_COUNT] = {
+    [P_AUTO_CLEANUP] = "Remove the disposable when it shuts down. True for disposables made by "
+                       "admin.vm.CreateDisposable (qvm-run --dispvm).",
+    [P_AUTOSTART] = "Start the qube when the host boots. Kept for Qubes' tools: dispenserd does "
+                    "not start qubes by itself (preloaded disposables excepted).",
+    [P_BACKUP_TIMESTAMP] = "Time of the qube's last backup, in seconds since the epoch. Kept "
+                           "for Qubes' tools: dispenser makes no backups.",
+    [P_DEBUG] = "Debug mode of the qube. Kept for Qubes' tools: it changes nothing on either "
+                "engine.",
+    [P_DEFAULT_DISPVM] = "Disposable template used when this qube asks for a disposable "
+                         "(@dispvm in qrexec policy, qvm-open-in-dvm). Defaults to the global "
+                         "default_dispvm.",
+    [P_DEFAULT_USER] = "User that qrexec services and qvm-run run as inside the qube when the "
+                       "caller names none; by default user, uid 1000 of the template.",
+    [P_DISPID] = "Number of the disposable, the N of its name dispN. Read-only.",
+    [P_ICON] = "Name of the icon that shows the qube's class and label. Read-only.",
+    [P_INCLUDE_IN_BACKUPS] = "Whether the qube is backed up by default. Kept for Qubes' tools: "
+                             "dispenser makes no backups.",
+    [P_IS_PRELOAD] = "True while the disposable is a preloaded one that has not been handed "
+                     "out yet. Set by the preload pool only.",
+    [P_KERNEL] = "Kernel of a qemu qube: the name of a directory of the engine's kernels "
+                 "directory (never a path); empty means the engine's own guest kernel. "
+                 "Containers run on the host's kernel and ignore it.",
+    [P_KERNELOPTS] = "Options added to the guest kernel's command line of a qemu qube. "
+                     "Containers ignore it.",
+    [P_KLASS] = "Class of the qube: AdminVM, AppVM, DispVM, StandaloneVM or TemplateVM. "
+                "Read-only.",
+    [P_LABEL] = "Colour label of the qube, which the tools show as a mark of how much it is "
+                "trusted.",
+    [P_MANAGEMENT_DISPVM] = "Disposable template that would manage this qube (Qubes' Salt "
+                            "management). Defaults to the global management_dispvm.",
+    [P_MAXMEM] = "Most memory, in MiB, the qube may use; 0 means no more than memory. "
+                 "Container: its cgroup's memory limit is the larger of memory and maxmem, "
+                 "past which the kernel reclaims and then kills inside the qube. qemu: the "
+                 "limit of the VM's cgroup is the larger of the two plus QEMU's own overhead.",
+    [P_MEMORY] = "Memory of the qube, in MiB. Container: its cgroup's memory limit when "
+                 "maxmem is not larger (there is no memory to reserve up front). qemu: the "
+                 "guest's RAM at boot (qemu -m).",
+    [P_NAME] = "Name of the qube. It cannot be changed.",
+    [P_NETVM] = "Qube that gives this qube its network; none means no network at all. "
+                "Defaults to the global default_netvm.",
+    [P_PROVIDES_NETWORK] = "Whether the qube gives network to other qubes (can be their "
+                           "netvm). Read-only.",
+    [P_QID] = "Number of the qube, unique on this host. Read-only.",
+    [P_QREXEC_TIMEOUT] = "Seconds a start waits for the qube's agent to be ready (its startup "
+                         "scripts done) before the start fails. Defaults to the global "
+                         "default_qrexec_timeout.",
+    [P_SHUTDOWN_TIMEOUT] = "Seconds a shutdown waits for the qube to stop by itself before it "
+                           "is killed. Defaults to the global default_shutdown_timeout.",
+    [P_START_TIME] = "When the qube was last started, as Qubes keeps it. Read-only; "
+                     "dispenser does not record it yet, so it is empty.",
+    [P_TEMPLATE] = "Template the qube's root filesystem comes from: an AppVM sees a "
+                   "throwaway copy of it at every start; for a disposable, the disposable "
+                   "template it is made from.",
+    [P_TEMPLATE_FOR_DISPVMS] = "Whether disposables can be made from this qube (it is a "
+                               "disposable template).",
+    [P_UPDATEABLE] = "Whether changes to the qube's root filesystem are kept (templates and "
+                     "standalone qubes). Read-only.",
+    [P_UUID] = "Unique id of the qube, which never changes. Read-only.",
+    [P_VCPUS] = "Number of virtual CPUs. Container: the qube's share of CPU time (a cgroup "
+                "weight of 100 per vcpu); it may use every host CPU. qemu: the guest's CPUs "
+                "(qemu -smp), also weighted 100 each.",
+    [P_VIRT_MODE] = "Engine that runs the qube: container (Linux namespaces and cgroups on "
+                    "the host's kernel, Qubes' pv/pvh/hvm have no meaning here) or qemu (a "
+                    "micro VM with its own kernel, on KVM when available, else TCG).",
+};
+
+static const char *const GLOBAL_HELP[GPROP_COUNT] = {
+    [G_CLOCKVM] = "Qube that would give the others the time. Kept for Qubes' tools: qubes "
+                  "here share the host's clock.",
+    [G_DEFAULT_DISPVM] = "Disposable template used by default when a qube or dom0 asks for a "
+                         "disposable.",
+    [G_DEFAULT_KERNEL] = "Kernel of qemu qubes whose kernel property is not set; empty means "
+                         "the engine's own guest kernel.",
+    [G_DEFAULT_NETVM] = "Qube that gives network to qubes whose netvm is not set.",
+    [G_DEFAULT_QREXEC_TIMEOUT] = "Default of the qubes' qrexec_timeout, in seconds.",
+    [G_DEFAULT_SHUTDOWN_TIMEOUT] = "Default of the qubes' shutdown_timeout, in seconds.",
+    [G_DEFAULT_TEMPLATE] = "Template of new qubes made without one (qvm-create without "
+                           "--template).",
+    [G_MANAGEMENT_DISPVM] = "Default of the qubes' management_dispvm.",
+    [G_STATS_INTERVAL] = "Seconds between two statistics events of admin.vm.Stats. Kept for "
+                         "Qubes' tools: dispenser sends no such events.",
+    [G_UPDATEVM] = "Qube that would download updates for dom0. Kept for Qubes' tools.",
+};
+
+const char *prop_help(const struct prop_def *def, bool global) {
+    const char *text = global ? GLOBAL_HELP[def->id] : VM_HELP[def->id];
+    return text ? text : "";
+}
