@@ -134,6 +134,10 @@ class QemuTestCase(EngineTestCase):
         for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             self.assertEqual(0, int(st[caps], 16), "%s: %s" % (what, caps))
         self.assertEqual("1", st["NoNewPrivs"].strip(), what)
+        # dumpable again after its exec: what the engine's search for a free uid sees
+        self.assertEqual(uid, os.stat("/proc/%d" % pid).st_uid, what)
+        with open("/proc/%d/limits" % pid) as f:
+            self.assertRegex(f.read(), r"Max core file size\s+0\s+0\s")
         for ns in ("mnt", "net"):
             self.assertNotEqual(os.readlink("/proc/self/ns/" + ns),
                                 os.readlink("/proc/%d/ns/%s" % (pid, ns)), "%s: %s" % (what, ns))
