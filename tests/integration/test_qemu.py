@@ -218,6 +218,8 @@ class Lifecycle(QemuTestCase):
         self.run_ok("vm1", "echo again", "again\n")
         vmux = vmux_pid(self.d, "vm1")
         self.assertEqual(uid, self.assert_confined(vmux, "the new dispenser-vmux"))
+        self.assertEqual(os.readlink("/proc/%d/ns/net" % pid),
+                         os.readlink("/proc/%d/ns/net" % vmux))
 
         # the orderly shutdown reaches the guest through the adopting daemon's connection
         r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
@@ -244,6 +246,10 @@ class Lifecycle(QemuTestCase):
         uid = self.assert_confined(pid, "QEMU")
         self.assertEqual("2", proc_status(pid)["Seccomp"].strip())  # -sandbox on
         self.assertEqual(uid, self.assert_confined(vmux, "dispenser-vmux"))
+        # the mux shares its QEMU's (empty) network namespace, not its mounts
+        ns = lambda p, kind: os.readlink("/proc/%d/ns/%s" % (p, kind))
+        self.assertEqual(ns(pid, "net"), ns(vmux, "net"))
+        self.assertNotEqual(ns(pid, "mnt"), ns(vmux, "mnt"))
         # QEMU's root: the tmpfs the engine built, with the host's /usr, its sockets and
         # its kernel; its images only as descriptors, never by a path
         root = "/proc/%d/root" % pid

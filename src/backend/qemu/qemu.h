@@ -184,12 +184,14 @@ struct qemu_jail {
     const char *scratch;                /* bound read-write: QEMU's temporary files; NULL: none */
     const char *files[QEMU_JAIL_FILES]; /* bound read-only at their paths (NULL ends) */
     bool kvm;                           /* /dev/kvm too */
-    int fds[QEMU_JAIL_FDS];             /* the program gets them as 3, 4, ... */
+    int ns_pidfd;           /* > 0: a process whose network, IPC and UTS namespaces to join */
+    int fds[QEMU_JAIL_FDS]; /* the program gets them as 3, 4, ... */
     size_t n_fds;
     char *const *env; /* NULL: the daemon's */
 };
-/* In the child before exec: 0, or -errno (said on stderr). */
-int qemu_confine(const struct qemu_jail *j);
+/* In the child before exec: 0, or -errno (said on stderr). ns_fd: the child's copy of
+ * j->ns_pidfd, or -1. */
+int qemu_confine(const struct qemu_jail *j, int ns_fd);
 /* A uid for a new VM, (uid_t)-1 if the range is full. */
 uid_t qemu_pick_uid(const struct qemu_backend *qb);
 /* The runtime directory of run (made anew, QEMU's group may add to it) in rundir, and its

@@ -190,14 +190,28 @@ static gid_t kvm_group(bool kvm) {
     return st.st_gid;
 }
 
-int qemu_confine(const struct qemu_jail *j) {
-    gid_t kvm_gid = kvm_group(j->kvm);
-    if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
+/* A new network namespace costs ~0.5 ms, and up to ~20 ms while the kernel is still
+ * taking down those of VMs gone: dispenser-vmux joins its QEMU's instead. */
+static int own_namespaces(int ns_fd) {
+    const int shared = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (ns_fd >= 0 && setns(ns_fd, shared) < 0)
+        return fail("join the namespaces of QEMU", NULL);
+    if (ns_fd >= 0)
+        close(ns_fd);
+    if (unshare(CLONE_NEWNS | (ns_fd >= 0 ? 0 : shared)) < 0)
         return fail("unshare", NULL);
+    return 0;
+}
+
+int qemu_confine(const struct qemu_jail *j, int ns_fd) {
+    gid_t kvm_gid = kvm_group(j->kvm);
+    int r = own_namespaces(ns_fd);
+    if (r < 0)
+        return r;
     /* nothing mounted here reaches the host, nothing the host mounts later reaches here */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return fail("make / private", NULL);
-    int r = build_root(j);
+    r = build_root(j);
     if (r == 0)
         r = enter_root(j->root);
     if (r == 0) {

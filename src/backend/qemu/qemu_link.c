@@ -83,11 +83,13 @@ int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why) {
     char dir[4096], root[4200];
     qemu_rundir(run->qb, run->name, dir, sizeof(dir));
     snprintf(root, sizeof(root), "%s/root", dir);
-    /* jailed as its QEMU, with the same uid: it sees the sockets and nothing else */
+    /* jailed as its QEMU, with its uid and in its network namespace: it sees the
+     * sockets and nothing else */
     struct qemu_jail jail = {.uid = run->uid,
                              .root = root,
                              .rundir = dir,
-                             .files = {run->qb->vmux, NULL}};
+                             .files = {run->qb->vmux, NULL},
+                             .ns_pidfd = run->pidfd};
     run->vmux_pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->vmux_pid);
     if (run->vmux_pidfd < 0)
         return backend_fail(why, -errno, "cannot start dispenser-vmux: %s", strerror(errno));

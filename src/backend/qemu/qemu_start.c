@@ -99,13 +99,15 @@ int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, c
 }
 
 /* stdin /dev/null, stdout and stderr the log, the jail's descriptors as 3, 4, ... and
- * nothing else (each first moved above them, so none overwrites another). */
-static void child_fds(int log_fd, const struct qemu_jail *jail) {
+ * nothing else (each first moved above them, so none overwrites another) but, until the
+ * exec, the pidfd whose namespaces the jail joins: returned (-1: none). */
+static int child_fds(int log_fd, const struct qemu_jail *jail) {
     int high[QEMU_JAIL_FDS + 1];
     size_t n = jail ? jail->n_fds : 0;
     for (size_t i = 0; i < n; i++)
         if ((high[i] = fcntl(jail->fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
             _exit(125);
+    int ns_fd = jail && jail->ns_pidfd > 0 ? fcntl(jail->ns_pidfd, F_DUPFD_CLOEXEC, 64) : -1;
     int log_high = fcntl(log_fd, F_DUPFD_CLOEXEC, 64);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_high < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_high, 1) < 0 ||
@@ -114,7 +116,15 @@ static void child_fds(int log_fd, const struct qemu_jail *jail) {
     for (size_t i = 0; i < n; i++)
         if (dup2(high[i], 3 + (int)i) < 0)
             _exit(125);
-    syscall(SYS_close_range, 3 + (unsigned)n, ~0U, 0);
+    if (ns_fd < 0) {
+        syscall(SYS_close_range, 3 + (unsigned)n, ~0U, 0);
+        return -1;
+    }
+    int keep = dup2(ns_fd, 3 + (int)n); /* and CLOEXEC again: gone at the exec */
+    if (keep < 0 || fcntl(keep, F_SETFD, FD_CLOEXEC) < 0)
+        _exit(125);
+    syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0);
+    return keep;
 }
 
 int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, const struct qemu_jail *jail,
@@ -126,11 +136,11 @@ int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, const struct qemu_
         if (run->cg && cgroup_qube_attach(run->cg, 0) < 0) /* none: an adopted VM's is gone */
             _exit(125);
         setsid();
-        child_fds(log_fd, jail);
+        int ns_fd = child_fds(log_fd, jail);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (jail && qemu_confine(jail) < 0)
+        if (jail && qemu_confine(jail, ns_fd) < 0)
             _exit(125);
         if (jail && jail->env)
             execve(argv[0], argv, jail->env);
