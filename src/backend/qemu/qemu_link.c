@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,6 +84,7 @@ int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why) {
     char dir[4096], root[4200];
     qemu_rundir(run->qb, run->name, dir, sizeof(dir));
     snprintf(root, sizeof(root), "%s/root", dir);
+    mkdir(root, 0700); /* missing in the directory of a VM started before jails */
     /* jailed as its QEMU, with its uid and in its network namespace: it sees the
      * sockets and nothing else */
     struct qemu_jail jail = {.uid = run->uid,
