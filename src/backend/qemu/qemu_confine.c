@@ -1,13 +1,13 @@
 /* QEMU (and dispenser-vmux) confined, as a careful distributor runs it: in the child,
  * between fork and exec, a mount namespace of its own whose root is an empty read-only
- * tmpfs holding only what the program needs (the host's /usr read-only, the loader's
- * cache, a few device nodes, its guest's kernel and initramfs, its runtime directory and
- * a scratch directory), network, IPC and UTS namespaces of their own (QEMU has no network
- * device: nothing to reach from it), each at its host path (the command line's paths
- * hold), then a uid of its own without capabilities, groups
- * or a way to gain privileges. The images and the console log are not in that root at
- * all: the engine opens them and QEMU gets the descriptors (-add-fd, /dev/fdset/N).
- * QEMU's own seccomp sandbox (-sandbox on, qemu_argv.c) comes on top. */
+ * tmpfs holding only what the program needs, each at its host path so the command line's
+ * paths hold (the host's /usr read-only, the loader's cache, a few device nodes, its
+ * guest's kernel and initramfs, its runtime directory, a scratch directory); network, IPC
+ * and UTS namespaces of their own (QEMU has no network device: nothing to reach from it);
+ * then a uid of its own without capabilities, groups or a way to gain privileges. The
+ * images and the console log are not in that root at all: the engine opens them and QEMU
+ * gets the descriptors (-add-fd, /dev/fdset/N). QEMU's own seccomp sandbox (-sandbox on,
+ * qemu_argv.c) comes on top. */
 #include "qemu.h"
 
 #include <dirent.h>
@@ -39,7 +39,8 @@ static const char *const DEVICES[] = {"/dev/null", "/dev/zero", "/dev/full", "/d
 /* The child reports on its stderr (the log the engine quotes on a failed start). */
 static int fail(const char *what, const char *path) {
     int e = errno;
-    dprintf(2, "dispenser: cannot confine QEMU: %s %s: %s\n", what, path ? path : "", strerror(e));
+    dprintf(2, "dispenser: cannot build the jail: %s %s: %s\n", what, path ? path : "",
+            strerror(e));
     return -e;
 }
 
@@ -288,6 +289,8 @@ int qemu_jail_prepare(struct qemu_run *run, char *rundir, size_t size) {
     snprintf(path, sizeof(path), "%s/root", rundir);
     if (mkdir(path, 0700) < 0)
         return -errno;
+    snprintf(path, sizeof(path), "%s/qemu", qb->state_dir);
+    mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/qemu/scratch", qb->state_dir);
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
         return -errno;
