@@ -68,6 +68,11 @@ def vmux_pid(d, name):
         return int(dict(l.split(" ", 1) for l in f.read().splitlines())["vmux_pid"])
 
 
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -111,9 +116,39 @@ class QemuTestCase(EngineTestCase):
         r = harness.run_tool(self.d, "qvm-start", name, timeout=BOOT_TIMEOUT + 30)
         self.assertEqual(0, r.returncode, "qvm-start %s: %s%s" % (name, r.stdout, r.stderr))
 
-    def run_ok(self, name, command, stdout):
-        r = harness.run_tool(self.d, "qvm-run", "-p", name, command, timeout=60)
+    def run_ok(self, name, command, stdout, user=None):
+        r = harness.run_tool(self.d, "qvm-run", "-p", *(["-u", user] if user else []), name,
+                             command, timeout=60)
         self.assertEqual((0, stdout), (r.returncode, r.stdout), r.stderr)
+
+    def assert_confined(self, pid, what):
+        """A process of a VM (QEMU, its dispenser-vmux) as the host sees it: a uid of its
+        own, no capabilities, no way to gain any, a mount namespace of its own whose root
+        holds nothing of the daemon's."""
+        st = proc_status(pid)
+        uid = int(st["Uid"].split()[0])
+        self.assertNotEqual(0, uid, what)
+        self.assertEqual([str(uid)] * 4, st["Uid"].split(), what)
+        self.assertEqual([str(uid)] * 4, st["Gid"].split(), what)
+        self.assertEqual("", st["Groups"].strip(), what)
+        for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            self.assertEqual(0, int(st[caps], 16), "%s: %s" % (what, caps))
+        self.assertEqual("1", st["NoNewPrivs"].strip(), what)
+        # dumpable again after its exec: what the engine's search for a free uid sees
+        self.assertEqual(uid, os.stat("/proc/%d" % pid).st_uid, what)
+        with open("/proc/%d/limits" % pid) as f:
+            self.assertRegex(f.read(), r"Max core file size\s+0\s+0\s")
+        for ns in ("mnt", "net"):
+            self.assertNotEqual(os.readlink("/proc/self/ns/" + ns),
+                                os.readlink("/proc/%d/ns/%s" % (pid, ns)), "%s: %s" % (what, ns))
+        root = "/proc/%d/root" % pid
+        for host_path in ("/root", "/home", "/etc/passwd", "/var", self.d.socket,
+                          os.path.join(self.d.state_dir, "qubes.db"),
+                          os.path.join(self.d.state_dir, "qemu", "images"),
+                          os.path.join(self.d.state_dir, "qemu", "volumes"),
+                          os.path.join(self.d.state_dir, "log")):
+            self.assertFalse(os.path.lexists(root + host_path), "%s sees %s" % (what, host_path))
+        return uid
 
     def assert_nothing_left(self, name, pid=None):
         if pid:
@@ -122,6 +157,7 @@ class QemuTestCase(EngineTestCase):
                 time.sleep(0.05)
             self.assertFalse(alive(pid), "QEMU of %s still runs" % name)
         self.assertFalse(os.path.exists(os.path.join(self.d.runtime_dir, "qemu", name)))
+        self.assertFalse(os.path.exists(os.path.join(self.d.state_dir, "qemu", "scratch", name)))
         for base in own_cgroup_bases():
             self.assertFalse(os.path.exists(os.path.join(base, qemu_cgroup_group(
                 self.d.state_dir), name)), "cgroup of %s left in %s" % (name, base))
@@ -150,6 +186,8 @@ class Lifecycle(QemuTestCase):
         self.check_calls("vm1")
         self.assertIn("dispenser.test=opts42", self.tool("qvm-run", "-p", "vm1",
                                                          "cat /proc/cmdline").stdout)
+        uid = self.check_confined("vm1", pid, vmux)
+        self.check_guest_isolated("vm1")
         self.tool("qvm-pause", "vm1")
         self.assert_state("vm1", "Paused")
         rss = self.qube_memory_kib("vm1")
@@ -179,6 +217,9 @@ class Lifecycle(QemuTestCase):
         self.assert_state("vm1", "Running")
         self.run_ok("vm1", "echo again", "again\n")
         vmux = vmux_pid(self.d, "vm1")
+        self.assertEqual(uid, self.assert_confined(vmux, "the new dispenser-vmux"))
+        self.assertEqual(os.readlink("/proc/%d/ns/net" % pid),
+                         os.readlink("/proc/%d/ns/net" % vmux))
 
         # the orderly shutdown reaches the guest through the adopting daemon's connection
         r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
@@ -193,9 +234,59 @@ class Lifecycle(QemuTestCase):
             self.d.state_dir, "qemu", "volumes", self.uuid_of("vm1"), "private.img")))
         self.start_vm("vm1")
         pid = qemu_pid(self.d, "vm1")
+        # the first boot's write to / went to its throwaway root overlay
+        self.run_ok("vm1", "test -e /dispenser-written && echo there || echo gone", "gone\n",
+                    user="root")
         self.tool("qvm-kill", "vm1")
         self.assert_state("vm1", "Halted")
         self.assert_nothing_left("vm1", pid)
+
+    def check_confined(self, name, pid, vmux):
+        """QEMU and its dispenser-vmux run jailed (qemu_confine.c), with the VM's uid."""
+        uid = self.assert_confined(pid, "QEMU")
+        self.assertEqual("2", proc_status(pid)["Seccomp"].strip())  # -sandbox on
+        self.assertEqual(uid, self.assert_confined(vmux, "dispenser-vmux"))
+        # the mux shares its QEMU's (empty) network namespace, not its mounts
+        ns = lambda p, kind: os.readlink("/proc/%d/ns/%s" % (p, kind))
+        self.assertEqual(ns(pid, "net"), ns(vmux, "net"))
+        self.assertNotEqual(ns(pid, "mnt"), ns(vmux, "mnt"))
+        # QEMU's root: the tmpfs the engine built, with the host's /usr, its sockets and
+        # its kernel; its images only as descriptors, never by a path
+        root = "/proc/%d/root" % pid
+        self.assertNotEqual(os.stat("/").st_dev, os.stat(root).st_dev)
+        self.assertTrue(os.path.exists(root + "/usr/bin/true"))
+        self.assertTrue(os.path.exists(os.path.join(root + self.d.runtime_dir, "qemu", name,
+                                                    "qmp.sock")))
+        self.assertTrue(os.path.exists(root + os.path.join(self.guest_dir, "vmlinux")))
+        images = os.path.join(self.d.state_dir, "qemu", "images")
+        image = os.path.join(images, os.listdir(images)[0])
+        self.assertFalse(os.path.lexists(root + image))
+        self.assertIn(os.path.realpath(os.path.join(image, os.listdir(image)[0])),
+                      [os.path.realpath("/proc/%d/fd/%s" % (pid, fd))
+                       for fd in os.listdir("/proc/%d/fd" % pid)])
+        with open(os.path.join(self.d.runtime_dir, "qemu", name, "state")) as f:
+            self.assertIn("uid %d\n" % uid, f.read())  # what an adopting daemon reuses
+        return uid
+
+    def check_guest_isolated(self, name):
+        """From inside: nothing of the host's files, a template image it cannot write, no
+        network device."""
+        marker = tempfile.NamedTemporaryFile(prefix="dispenser-host-marker-", dir="/tmp")
+        self.addCleanup(marker.close)
+        self.run_ok(name, "test -e %s && echo seen || echo unseen" % marker.name, "unseen\n",
+                    user="root")
+        self.run_ok(name, "ip -o link | cut -d: -f2",
+                    " lo\n", user="root")
+        # the root disk (its serial says which) is read-only to the guest's root too
+        find_root = ("mkdir -p /tmp/sys && mount -t sysfs sysfs /tmp/sys && "
+                     "for s in /tmp/sys/block/vd*/serial; do read -r v < $s; "
+                     "[ \"$v\" = root ] && d=${s%/serial}; done; ")
+        self.run_ok(name, find_root + "cat $d/ro; dd if=/dev/zero of=/dev/${d##*/} count=1 "
+                    "2>/dev/null && echo written || echo refused; umount /tmp/sys",
+                    "1\nrefused\n", user="root")
+        # a write to / lands in the root's throwaway overlay (gone at the next boot)
+        self.run_ok(name, "echo x > /dispenser-written && cat /dispenser-written", "x\n",
+                    user="root")
 
     def check_calls(self, name):
         """qrexec into the running VM: its agent over virtio-serial, stdio copied."""
@@ -266,6 +357,19 @@ class Disposable(QemuTestCase):
         drive = [a for a in cmdline if b"id=private" in a and b"if=none" in a]
         self.assertEqual(1, len(drive), cmdline)
         self.assertIn(b"snapshot=on", drive[0])
+        # QEMU, jailed, holds its template's image read-only and cannot name it: even a
+        # QEMU taken over by its guest cannot write to it; its overlay is in its scratch dir
+        self.assertFalse(os.path.lexists("/proc/%d/root%s" % (pid, image)))
+        fds = [fd for fd in os.listdir("/proc/%d/fd" % pid)
+               if os.path.realpath("/proc/%d/fd/%s" % (pid, fd)) == os.path.realpath(image)]
+        self.assertTrue(fds)
+        for fd in fds:
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                flags = int(re.search(r"flags:\s+(\d+)", f.read()).group(1), 8)
+            self.assertEqual(os.O_RDONLY, flags & os.O_ACCMODE)
+        self.assertNotEqual(0, int(proc_status(pid)["Uid"].split()[0]))
+        scratch = os.path.join(self.d.state_dir, "qemu", "scratch", "disp1")
+        self.assertTrue(os.path.isdir(scratch))
         self.tool("qvm-kill", "disp1")
         self.assert_nothing_left("disp1", pid)
         logs = os.path.join(self.d.state_dir, "log", "qemu")

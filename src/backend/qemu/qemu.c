@@ -150,6 +150,7 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
     qemu_vmux_end(run);
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir);
+    qemu_scratch_remove(qb, run->name);
     struct backend_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = xstrdup(run->name);
     qemu_run_free(run);
@@ -453,11 +454,26 @@ struct qemu_options {
     const char *binary, *guest_dir, *kernels_dir, *accel, *vmux;
 };
 
+/* Above the container engine's default range (0x60000000 + 65536): a VM's uid must own
+ * nothing a qube's container could, and no host user. */
+#define DEFAULT_UID_BASE 0x61000000u
+
+static int parse_uid_base(const char *value, uid_t *out, struct backend_why *why) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 0);
+    if (errno || !*value || *end || v == 0 || v > UINT32_MAX / 2)
+        return backend_fail(why, -EIO, "qemu.uid-base: '%s' is not a valid id", value);
+    *out = (uid_t)v;
+    return 0;
+}
+
 /* --engine-option qemu.KEY=VALUE */
 static int apply_options(struct qemu_backend *qb, const struct backend_config *cfg,
                          struct qemu_options *o, struct backend_why *why) {
     *o = (struct qemu_options){"qemu-system-x86_64", DEFAULT_VM_GUEST_DIR, NULL, "auto",
                                DEFAULT_VMUX};
+    qb->uid_base = DEFAULT_UID_BASE;
     for (size_t i = 0; i < cfg->n_options; i++) {
         const char *k = cfg->options[i].key, *v = cfg->options[i].value;
         int r = 0;
@@ -469,13 +485,15 @@ static int apply_options(struct qemu_backend *qb, const struct backend_config *c
             o->kernels_dir = v;
         else if (strcmp(k, "vmux") == 0)
             o->vmux = v;
+        else if (strcmp(k, "uid-base") == 0)
+            r = parse_uid_base(v, &qb->uid_base, why);
         else if (strcmp(k, "accel") == 0 &&
                  (streq(v, "auto") || streq(v, "kvm") || streq(v, "tcg")))
             o->accel = v;
         else
             r = backend_fail(why, -EIO,
                              "qemu.%s=%s: no such option (known: binary, guest-dir, "
-                             "kernels-dir, accel=auto|kvm|tcg, vmux)",
+                             "kernels-dir, accel=auto|kvm|tcg, vmux, uid-base)",
                              k, v);
         if (r < 0)
             return -1;

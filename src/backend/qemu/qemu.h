@@ -28,6 +28,7 @@ struct qemu_run {
     enum qemu_accel accel;
     pid_t pid;
     unsigned long long starttime; /* tells a reused pid apart */
+    uid_t uid;                    /* QEMU's and its dispenser-vmux's (qemu_confine.c) */
     int pidfd;
     sd_event_source *exit_src;
     struct cgroup_qube *cg;
@@ -73,6 +74,7 @@ struct qemu_backend {
     enum qemu_accel accel;
     char accel_why[128]; /* for the log: why this accelerator */
     unsigned tsc_khz;    /* the host's TSC, for the guest's command line (see qemu_argv) */
+    uid_t uid_base;      /* the VMs' uids: one per running VM from here (qemu.uid-base) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
     struct qemu_build *builds; /* root images being built (qemu_build.c) */
@@ -108,8 +110,11 @@ void qemu_got_ready(struct qemu_run *run);
 void qemu_abort_start(struct qemu_run *run, const char *reason);
 /* The start that waited for its root image goes on (its builder is done). */
 void qemu_launch_pending(struct qemu_run *run);
-/* fork+exec argv in the VM's cgroup, its output to log_fd: a pidfd (and *pid), or -1 */
-int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid);
+/* fork+exec argv in the VM's cgroup, confined by jail (qemu_confine.c), its output to
+ * log_fd: a pidfd (and *pid), or -1 */
+struct qemu_jail;
+int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, const struct qemu_jail *jail,
+               pid_t *pid);
 /* STATE/log/qemu/NAME.KIND.log opened for appending, rotated once past 1 MiB; its path and
  * current end in *path and *start. */
 int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, char **path,
@@ -136,7 +141,10 @@ struct qemu_launch {
     const char *kernel, *initrd, *kernelopts, *init;
     const char *root_image;    /* read-only */
     const char *private_image; /* NULL: none (a tmpfs /rw) */
-    bool private_throwaway;    /* writes go to a temporary overlay QEMU discards */
+    /* > 0: the image or log is this descriptor QEMU inherits (/dev/fdset/N), not its path;
+     * private_ro_fd > 0: a read-only one of the private image in the same set */
+    int root_fd, private_fd, private_ro_fd, console_fd;
+    bool private_throwaway; /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
 };
@@ -165,6 +173,32 @@ struct volume_stack;
 struct qemu_build *qemu_build_root(struct qemu_backend *qb, const char *uuid,
                                    const struct volume_stack *stack, struct backend_why *why);
 void qemu_builds_forget(struct qemu_backend *qb);
+
+/* confinement (qemu_confine.c) */
+#define QEMU_JAIL_FILES 4
+#define QEMU_JAIL_FDS 4
+struct qemu_jail {
+    uid_t uid;                          /* and gid: the VM's own */
+    const char *root;                   /* RUNDIR/root: the empty mount point of the jail's root */
+    const char *rundir;                 /* bound read-write: the sockets */
+    const char *scratch;                /* bound read-write: QEMU's temporary files; NULL: none */
+    const char *files[QEMU_JAIL_FILES]; /* bound read-only at their paths (NULL ends) */
+    bool kvm;                           /* /dev/kvm too */
+    int ns_pidfd;           /* > 0: a process whose network, IPC and UTS namespaces to join */
+    int fds[QEMU_JAIL_FDS]; /* the program gets them as 3, 4, ... */
+    size_t n_fds;
+    char *const *env; /* NULL: the daemon's */
+};
+/* In the child before exec: 0, or -errno (said on stderr). ns_fd: the child's copy of
+ * j->ns_pidfd, or -1. */
+int qemu_confine(const struct qemu_jail *j, int ns_fd);
+/* A uid for a new VM, (uid_t)-1 if the range is full. */
+uid_t qemu_pick_uid(const struct qemu_backend *qb);
+/* The runtime directory of run (made anew, QEMU's group may add to it) in rundir, and its
+ * scratch directory. 0 or -errno. */
+int qemu_jail_prepare(struct qemu_run *run, char *rundir, size_t size);
+void qemu_scratch_path(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
+void qemu_scratch_remove(const struct qemu_backend *qb, const char *name);
 
 /* accelerator choice (qemu_accel.c) */
 void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

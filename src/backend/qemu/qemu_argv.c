@@ -1,6 +1,8 @@
 /* The QEMU command line of a qube: a microvm (no PCI, no firmware, no legacy devices)
  * booting the uncompressed kernel through its PVH entry, confined by QEMU's seccomp
- * sandbox, reachable only through sockets in its runtime directory. */
+ * sandbox, reachable only through sockets in its runtime directory; its images and
+ * console log are descriptors it inherits where the engine passes them (qemu_confine.c:
+ * its jail holds no path to them). */
 #include "qemu.h"
 
 #include <stdarg.h>
@@ -59,9 +61,27 @@ static char *kernel_cmdline(const struct qemu_backend *qb, const char *name,
     return xstrdup(strbuf_str(&sb));
 }
 
-static void add_drive(struct argv_builder *a, const char *id, const char *file, bool readonly,
-                      bool snapshot) {
-    _cleanup_free_ char *f = escape_commas(file);
+/* A file QEMU gets as inherited descriptors (fd > 0: -add-fd, then /dev/fdset/N where a
+ * path goes; the set's number is fd's; fd2 > 0: a second one of the other access mode, as
+ * QEMU opens an image read-only before it opens it for writing) or else by its path. */
+static char *file_or_fd(struct argv_builder *a, const char *path, int fd, int fd2) {
+    if (fd <= 0)
+        return escape_commas(path);
+    add(a, "-add-fd");
+    add(a, "fd=%d,set=%d", fd, fd);
+    if (fd2 > 0) {
+        add(a, "-add-fd");
+        add(a, "fd=%d,set=%d", fd2, fd);
+    }
+    char *s;
+    if (asprintf(&s, "/dev/fdset/%d", fd) < 0)
+        abort();
+    return s;
+}
+
+static void add_drive(struct argv_builder *a, const char *id, const char *file, int fd, int fd2,
+                      bool readonly, bool snapshot) {
+    _cleanup_free_ char *f = file_or_fd(a, file, fd, fd2);
     add(a, "-drive");
     add(a, "if=none,id=%s,file=%s,format=raw,readonly=%s%s", id, f, readonly ? "on" : "off",
         snapshot ? ",snapshot=on" : "");
@@ -81,7 +101,6 @@ static void add_port(struct argv_builder *a, const char *rundir, const char *id,
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l) {
     struct argv_builder a = {0};
     _cleanup_free_ char *dir = escape_commas(l->rundir);
-    _cleanup_free_ char *console = escape_commas(l->console_log);
     _cleanup_free_ char *cmdline = kernel_cmdline(qb, name, l);
     add(&a, "%s", qb->binary);
     add(&a, "-name");
@@ -111,15 +130,17 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add(&a, "%s", l->initrd);
     add(&a, "-append");
     add(&a, "%s", cmdline);
-    add_drive(&a, "root", l->root_image, true, false);
+    add_drive(&a, "root", l->root_image, l->root_fd, 0, true, false);
     if (l->private_image)
-        add_drive(&a, "private", l->private_image, false, l->private_throwaway);
+        add_drive(&a, "private", l->private_image, l->private_fd, l->private_ro_fd, false,
+                  l->private_throwaway);
     add(&a, "-device");
     add(&a, "virtio-serial-device,max_ports=4");
     add_port(&a, l->rundir, "control", "control.sock", "dispenser.control");
     add_port(&a, l->rundir, "agent", "serial.sock", "dispenser.agent");
+    _cleanup_free_ char *console = file_or_fd(&a, l->console_log, l->console_fd, 0);
     add(&a, "-chardev");
-    add(&a, "file,id=console,path=%s", console);
+    add(&a, "file,id=console,path=%s,append=on", console);
     add(&a, "-serial");
     add(&a, "chardev:console");
     add(&a, "-qmp");

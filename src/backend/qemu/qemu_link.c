@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -80,7 +81,18 @@ int qemu_vmux_spawn(struct qemu_run *run, struct backend_why *why) {
     if (log_fd < 0)
         return backend_fail(why, -EIO, "cannot open the dispenser-vmux log of '%s'", run->name);
     char *argv[] = {run->qb->vmux, "--connect", serial, "--listen", agent, NULL};
-    run->vmux_pidfd = qemu_spawn(run, argv, log_fd, &run->vmux_pid);
+    char dir[4096], root[4200];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(root, sizeof(root), "%s/root", dir);
+    mkdir(root, 0700); /* missing in the directory of a VM started before jails */
+    /* jailed as its QEMU, with its uid and in its network namespace: it sees the
+     * sockets and nothing else */
+    struct qemu_jail jail = {.uid = run->uid,
+                             .root = root,
+                             .rundir = dir,
+                             .files = {run->qb->vmux, NULL},
+                             .ns_pidfd = run->pidfd};
+    run->vmux_pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->vmux_pid);
     if (run->vmux_pidfd < 0)
         return backend_fail(why, -errno, "cannot start dispenser-vmux: %s", strerror(errno));
     run->vmux_starttime = backend_proc_starttime(run->vmux_pid);

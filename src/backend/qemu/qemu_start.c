@@ -98,7 +98,37 @@ int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, c
     return fd;
 }
 
-int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid_out) {
+/* stdin /dev/null, stdout and stderr the log, the jail's descriptors as 3, 4, ... and
+ * nothing else (each first moved above them, so none overwrites another) but, until the
+ * exec, the pidfd whose namespaces the jail joins: returned (-1: none). */
+static int child_fds(int log_fd, const struct qemu_jail *jail) {
+    int high[QEMU_JAIL_FDS + 1];
+    size_t n = jail ? jail->n_fds : 0;
+    for (size_t i = 0; i < n; i++)
+        if ((high[i] = fcntl(jail->fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
+            _exit(125);
+    int ns_fd = jail && jail->ns_pidfd > 0 ? fcntl(jail->ns_pidfd, F_DUPFD_CLOEXEC, 64) : -1;
+    int log_high = fcntl(log_fd, F_DUPFD_CLOEXEC, 64);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (log_high < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_high, 1) < 0 ||
+        dup2(log_high, 2) < 0)
+        _exit(125);
+    for (size_t i = 0; i < n; i++)
+        if (dup2(high[i], 3 + (int)i) < 0)
+            _exit(125);
+    if (ns_fd < 0) {
+        syscall(SYS_close_range, 3 + (unsigned)n, ~0U, 0);
+        return -1;
+    }
+    int keep = dup2(ns_fd, 3 + (int)n); /* and CLOEXEC again: gone at the exec */
+    if (keep < 0 || fcntl(keep, F_SETFD, FD_CLOEXEC) < 0)
+        _exit(125);
+    syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0);
+    return keep;
+}
+
+int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, const struct qemu_jail *jail,
+               pid_t *pid_out) {
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -106,14 +136,16 @@ int qemu_spawn(struct qemu_run *run, char **argv, int log_fd, pid_t *pid_out) {
         if (run->cg && cgroup_qube_attach(run->cg, 0) < 0) /* none: an adopted VM's is gone */
             _exit(125);
         setsid();
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
-            _exit(125);
-        syscall(SYS_close_range, 3, ~0U, 0);
+        int ns_fd = child_fds(log_fd, jail);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(argv[0], argv);
+        if (jail && qemu_confine(jail, ns_fd) < 0)
+            _exit(125);
+        if (jail && jail->env)
+            execve(argv[0], argv, jail->env);
+        else
+            execv(argv[0], argv);
         dprintf(2, "dispenser: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -182,22 +214,96 @@ static int guest_files(const struct qemu_backend *qb, const struct backend_qube 
     return 0;
 }
 
+/* The images QEMU gets as descriptors: the root read-only; the private one read-write
+ * and read-only (QEMU opens it both ways), or read-only alone when its writes go to a
+ * throwaway overlay. fds: root, private, private read-only (-1: none). */
+static int open_images(const char *root, const char *private, bool throwaway, int fds[3],
+                       struct backend_why *why) {
+    const char *path = root;
+    fds[0] = open(root, O_RDONLY | O_CLOEXEC);
+    if (fds[0] >= 0 && *private) {
+        path = private;
+        fds[1] = open(private, (throwaway ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (fds[1] >= 0 && !throwaway)
+            fds[2] = open(private, O_RDONLY | O_CLOEXEC);
+    }
+    if (fds[0] < 0 || (*private && fds[1] < 0) || (*private && !throwaway && fds[2] < 0))
+        return backend_fail(why, -errno, "cannot open %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* QEMU in its jail: the descriptors at 3 (console log), 4 (root image) and on (the
+ * private image's, if any), as qemu_argv names them. */
+static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const char *dir, int log_fd,
+                          int con_fd, const int images[3]) {
+    struct qemu_backend *qb = run->qb;
+    char root[4200], scratch[4200], tmpdir[4300];
+    snprintf(root, sizeof(root), "%s/root", dir);
+    qemu_scratch_path(qb, run->name, scratch, sizeof(scratch));
+    /* its temporary files (a disposable's overlay) in its scratch dir, nothing else */
+    snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", scratch);
+    char *env[] = {"PATH=/usr/bin:/bin", tmpdir, NULL};
+    struct qemu_jail jail = {
+        .uid = run->uid,
+        .root = root,
+        .rundir = dir,
+        .scratch = scratch,
+        .files = {qb->binary, l->kernel, l->initrd, NULL},
+        .kvm = run->accel == QEMU_ACCEL_KVM,
+        .fds = {con_fd, images[0]},
+        .n_fds = 2,
+        .env = env,
+    };
+    l->console_fd = 3;
+    l->root_fd = 4;
+    for (int i = 1; i < 3; i++)
+        if (images[i] >= 0)
+            jail.fds[jail.n_fds++] = images[i];
+    l->private_fd = images[1] >= 0 ? 5 : 0;
+    l->private_ro_fd = images[2] >= 0 ? 6 : 0;
+    char **argv = qemu_argv(qb, run->name, l);
+    run->pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->pid);
+    qemu_argv_free(argv);
+    return run->pidfd;
+}
+
+static void close_all(int *fds, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* A uid of its own, its runtime and scratch directories. */
+static int prepare_jail(struct qemu_run *run, char *dir, size_t size, struct backend_why *why) {
+    run->uid = qemu_pick_uid(run->qb);
+    if (run->uid == (uid_t)-1)
+        return backend_fail(why, -EAGAIN, "no free uid for QEMU in qemu.uid-base's range");
+    int r = qemu_jail_prepare(run, dir, size);
+    if (r < 0)
+        return backend_fail(why, r, "cannot prepare the directories of '%s': %s", run->name,
+                            strerror(-r));
+    return 0;
+}
+
 static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
                   const char *private, bool throwaway, struct backend_why *why) {
     struct qemu_backend *qb = run->qb;
     char dir[4096], kernel[4096], initrd[4096];
     if (guest_files(qb, q, kernel, initrd, sizeof(kernel), why) < 0)
         return -1;
-    qemu_rundir(qb, run->name, dir, sizeof(dir));
-    remove_recursive(dir); /* a stale one's sockets would refuse the new ones */
-    if (make_owned_dir(dir, 0, 0700) < 0)
-        return backend_fail(why, -errno, "cannot create %s: %s", dir, strerror(errno));
+    if (prepare_jail(run, dir, sizeof(dir), why) < 0)
+        return -1;
     _cleanup_close_ int con_fd = qemu_open_log(qb, run->name, "console", &run->console_log,
                                                &run->console_log_start);
     _cleanup_close_ int log_fd = qemu_open_log(qb, run->name, "qemu", &run->qemu_log,
                                                &run->qemu_log_start);
     if (log_fd < 0 || con_fd < 0)
         return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
+    int images[3] = {-1, -1, -1};
+    if (open_images(root, private, throwaway, images, why) < 0) {
+        close_all(images, 3);
+        return -1;
+    }
     struct qemu_launch l = {
         .rundir = dir,
         .console_log = run->console_log,
@@ -211,10 +317,9 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
     };
-    char **argv = qemu_argv(qb, run->name, &l);
-    run->pidfd = qemu_spawn(run, argv, log_fd, &run->pid);
-    qemu_argv_free(argv);
-    if (run->pidfd < 0)
+    int r = spawn_confined(run, &l, dir, log_fd, con_fd, images);
+    close_all(images, 3);
+    if (r < 0)
         return backend_fail(why, -errno, "cannot start QEMU: %s", strerror(errno));
     run->starttime = backend_proc_starttime(run->pid);
     run->launched_ms = mono_ms();

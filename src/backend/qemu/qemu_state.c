@@ -22,14 +22,22 @@ int qemu_state_save(const struct qemu_run *run) {
     qemu_rundir(run->qb, run->name, dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/state", dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
-    if (!f)
+    /* QEMU's group may add files to the directory: whatever it put at tmp goes, and the
+     * file is made anew, never followed through a link */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     fprintf(f,
             "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
-            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\n",
+            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\nuid %u\n",
             (int)run->pid, run->starttime, run->uuid, (int)run->kind, qemu_accel_name(run->accel),
-            run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime);
+            run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime,
+            (unsigned)run->uid);
     if (fclose(f) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         return -1;
@@ -70,6 +78,8 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
             run->vmux_pid = (pid_t)atoi(value);
         else if (streq(word, "vmux_starttime"))
             run->vmux_starttime = strtoull(value, NULL, 10);
+        else if (streq(word, "uid"))
+            run->uid = (uid_t)strtoul(value, NULL, 10);
     }
     fclose(f);
     if (!run->uuid)
@@ -196,9 +206,25 @@ static void cleanup_images(struct qemu_backend *qb, const char *sub, const char 
         closedir(d);
 }
 
+/* Scratch directories of VMs that no longer run (their QEMU killed above). */
+static void cleanup_scratch(struct qemu_backend *qb) {
+    char dir[4096];
+    qemu_scratch_path(qb, "", dir, sizeof(dir));
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || qemu_find(qb, e->d_name))
+            continue;
+        log_info("%s: removing the scratch directory of a VM that no longer runs", e->d_name);
+        qemu_scratch_remove(qb, e->d_name);
+    }
+    if (d)
+        closedir(d);
+}
+
 void qemu_cleanup(struct backend *b, const char *const *keep) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
     cleanup_runtime(qb);
+    cleanup_scratch(qb);
     cleanup_cgroups(qb);
     cleanup_images(qb, "images", keep);
     cleanup_images(qb, "volumes", keep);
