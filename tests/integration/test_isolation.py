@@ -23,6 +23,7 @@ from test_engine import (RANGE_BASE, RANGE_COUNT, EngineTestCase, engine_skip_re
 PROBE_C = r"""
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@ PROBE_C = r"""
 #include <unistd.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
+#include <linux/perf_event.h>
+#include <netinet/in.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 /* Each check prints "name: blocked (errno)" or "name: ALLOWED"; the exit status is the
  * number of checks that were allowed. */
@@ -69,6 +75,26 @@ static void syscalls(void) {
     report("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, NULL));
     report("swapoff", syscall(SYS_swapoff, "/dev/null"));
     report("open_by_handle_at", syscall(SYS_open_by_handle_at, 0, NULL, 0));
+    struct perf_event_attr pe;
+    memset(&pe, 0, sizeof(pe));
+    pe.size = sizeof(pe);
+    pe.type = PERF_TYPE_SOFTWARE;
+    pe.config = PERF_COUNT_SW_CPU_CLOCK;
+    report("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
+    report("userfaultfd", syscall(SYS_userfaultfd, 0));
+    char params[120];
+    memset(params, 0, sizeof(params));
+    report("io_uring_setup", syscall(SYS_io_uring_setup, 4, params));
+    report("raw_socket_inet", socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    report("raw_socket_packet", socket(AF_PACKET, SOCK_RAW, 0));
+    /* the agent (pid 1 of the qube): not dumpable, not traceable */
+    report("ptrace_agent", ptrace(PTRACE_ATTACH, 1, NULL, NULL));
+    char buf[16];
+    struct iovec local = {buf, sizeof(buf)}, remote = {(void *)0x400000, sizeof(buf)};
+    report("process_vm_readv_agent", syscall(SYS_process_vm_readv, 1, &local, 1, &remote, 1, 0));
+    report("setns_host_net", syscall(SYS_setns, -1, 0));
+    report("kmsg", open("/dev/kmsg", 0));
+    report("mknod", syscall(SYS_mknodat, AT_FDCWD, "/tmp/probe-dev", 020666, 0x0801));
 }
 
 static int hog(long mib) {
@@ -321,8 +347,12 @@ class Isolation(EngineTestCase):
                 print(out)
             self.assertEqual(0, r.returncode, "allowed as %s:\n%s" % (user or "user", out))
             for name in ("keyctl", "add_key", "bpf", "unshare_user", "unshare_mount",
-                         "mount_tmpfs", "init_module", "finit_module", "kexec_load",
-                         "reboot", "open_by_handle_at"):
+                         "unshare_net", "mount_tmpfs", "mount_proc", "umount_proc",
+                         "init_module", "finit_module", "delete_module", "kexec_load",
+                         "reboot", "swapoff", "open_by_handle_at", "perf_event_open",
+                         "userfaultfd", "io_uring_setup", "raw_socket_inet",
+                         "raw_socket_packet", "ptrace_agent", "process_vm_readv_agent",
+                         "setns_host_net", "kmsg", "mknod"):
                 self.assertIn("%s: blocked" % name, out)
         r = self.qrun("alpha", "insmod /nonexistent.ko; modprobe loop", user="root",
                       check=False)
