@@ -77,6 +77,8 @@ struct qcall {
     struct watch sock; /* the local client */
     enum qcall_state state;
     bool dead;
+    bool client_gone;   /* the local client hung up: the router is told (QREXEC_F_CANCEL)
+                       * once the call is on the uplink; its result then goes nowhere */
     uint32_t id;        /* ours, on the uplink */
     uint32_t client_id; /* the client's, echoed back in its result */
     struct qrexec_request req;

@@ -124,7 +124,9 @@ static void uplink_flush(struct agent *a);
 
 static void qcall_submit(struct qcall *q) {
     struct agent *a = q->agent;
-    watch_set(a, &q->sock, 0); /* nothing more to read: the result is all that follows */
+    /* nothing more to read: the result is all that follows; but a client that dies
+     * meanwhile (its hangup) cancels the call, and a disposable made for it goes */
+    watch_set(a, &q->sock, EPOLLRDHUP);
     q->client_id = q->req.id;
     const char *bad = qcall_check(q);
     if (bad)
@@ -143,10 +145,39 @@ static void qcall_submit(struct qcall *q) {
     uplink_flush(a);
 }
 
+/* The cancel replaces the call's message once the call is all on the uplink: a header
+ * alone, no body, no descriptors. */
+static void qcall_queue_cancel(struct qcall *q) {
+    struct qrexec_request cancel = {.magic = QREXEC_MAGIC, .id = q->id, .flags = QREXEC_F_CANCEL};
+    q->req.body_len = 0;
+    memcpy(q->msg, &cancel, sizeof(cancel));
+    q->sent = 0;
+    q->state = QCALL_QUEUED;
+}
+
+static void qcall_client_gone(struct qcall *q) {
+    struct agent *a = q->agent;
+    watch_close(a, &q->sock);
+    if (q->client_gone)
+        return;
+    q->client_gone = true;
+    if (q->state == QCALL_QUEUED && q->sent == 0)
+        qcall_destroy(q); /* the router never heard of it */
+    else if (q->state == QCALL_SENT && a->uplink.fd >= 0) {
+        qcall_queue_cancel(q);
+        uplink_flush(a);
+    }
+    /* else half sent: uplink_flush queues the cancel when the call is all out */
+}
+
 static void qcall_readable(struct watch *w, uint32_t revents) {
     struct qcall *q = w->owner;
     if (q->dead)
         return;
+    if (q->state != QCALL_READING) {
+        qcall_client_gone(q);
+        return;
+    }
     int r = qcall_read(q);
     if (r < 0) {
         if (r != -ECONNRESET)
@@ -190,8 +221,9 @@ static void uplink_flush(struct agent *a) {
             return;
         }
         size_t total = sizeof(q->req) + q->req.body_len;
+        bool cancelling = q->client_gone && q->req.body_len == 0;
         ssize_t n = send_fds(a->uplink.fd, q->msg + q->sent, total - q->sent,
-                             q->sent == 0 ? q->fds : NULL);
+                             q->sent == 0 && !cancelling ? q->fds : NULL);
         if (n == -EAGAIN) {
             watch_set(a, &a->uplink, EPOLLIN | EPOLLOUT);
             return;
@@ -203,6 +235,8 @@ static void uplink_flush(struct agent *a) {
         q->sent += (size_t)n;
         if (q->sent == total)
             q->state = QCALL_SENT;
+        if (q->sent == total && q->client_gone && !cancelling)
+            qcall_queue_cancel(q);
     }
 }
 

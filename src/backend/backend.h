@@ -114,6 +114,9 @@ struct backend_events {
     void (*exited)(void *userdata, const char *name, int status);
     /* A qube asked for a qrexec call. */
     void (*upcall)(void *userdata, struct backend_upcall *call);
+    /* The process inside the qube that made that call went away before its answer (the
+     * call is still answered, once, with upcall_reply). Optional. */
+    void (*upcall_cancel)(void *userdata, struct backend_upcall *call);
 };
 
 /* One error convention across the seam: every operation returns 0 or a negative errno,

@@ -16,7 +16,7 @@ struct dispatcher {
     /* the engines, one per virt_mode, found by its ops' name */
     struct backend *backends[DISPATCHER_ENGINES_MAX];
     size_t n_backends;
-    dispatcher_upcall_fn upcall;
+    dispatcher_upcall_fn upcall, upcall_cancel;
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
@@ -527,9 +527,16 @@ static void on_upcall(void *userdata, struct backend_upcall *call) {
                                   "this dispenserd routes no qrexec calls");
 }
 
+static void on_upcall_cancel(void *userdata, struct backend_upcall *call) {
+    struct dispatcher *disp = userdata;
+    if (disp->upcall_cancel)
+        disp->upcall_cancel(disp->upcall_userdata, call);
+}
+
 void dispatcher_set_upcall_handler(struct dispatcher *disp, dispatcher_upcall_fn fn,
-                                   void *userdata) {
+                                   dispatcher_upcall_fn cancel, void *userdata) {
     disp->upcall = fn;
+    disp->upcall_cancel = cancel;
     disp->upcall_userdata = userdata;
 }
 
@@ -587,7 +594,7 @@ struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backen
     disp->app = app;
     for (size_t i = 0; i < n && i < DISPATCHER_ENGINES_MAX; i++) {
         struct backend *b = backends[i];
-        b->events = (struct backend_events){disp, on_exited, on_upcall};
+        b->events = (struct backend_events){disp, on_exited, on_upcall, on_upcall_cancel};
         disp->backends[disp->n_backends++] = b;
     }
     return disp;

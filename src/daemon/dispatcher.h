@@ -67,7 +67,10 @@ int dispatcher_exec(struct dispatcher *e, const struct qube *q,
 typedef void (*dispatcher_halted_fn)(void *userdata, const char *name);
 void dispatcher_set_halted_hook(struct dispatcher *e, dispatcher_halted_fn fn, void *userdata);
 typedef void (*dispatcher_upcall_fn)(void *userdata, struct backend_upcall *call);
-void dispatcher_set_upcall_handler(struct dispatcher *e, dispatcher_upcall_fn fn, void *userdata);
+/* fn gets the calls made inside qubes; cancel (may be NULL) hears that the caller of one
+ * went away before its answer. */
+void dispatcher_set_upcall_handler(struct dispatcher *e, dispatcher_upcall_fn fn,
+                                   dispatcher_upcall_fn cancel, void *userdata);
 /* status < 0: refused (reason says why); else how the call ended. */
 void dispatcher_upcall_reply(struct dispatcher *e, struct backend_upcall *call,
                              enum backend_call_end how, int status, const char *reason);

@@ -464,6 +464,16 @@ static void on_upcall_done(void *ctx, uint32_t kind, int32_t status, const char 
     free(u);
 }
 
+/* The qube's caller went away: its call is abandoned as a host caller's is. */
+static void on_upcall_cancel(void *userdata, struct backend_upcall *call) {
+    struct router *r = userdata;
+    for (struct route *rt = r->routes; rt; rt = rt->next)
+        if (rt->reply == on_upcall_done && ((struct upcall_ctx *)rt->ctx)->call == call) {
+            router_abandon(r, rt->ctx);
+            return;
+        }
+}
+
 static void on_upcall(void *userdata, struct backend_upcall *call) {
     struct router *r = userdata;
     struct upcall_ctx *u = xcalloc(1, sizeof(*u));
@@ -496,14 +506,14 @@ struct router *router_new(sd_event *loop, struct app *app, struct dispatcher *di
         router_free(r);
         return NULL;
     }
-    dispatcher_set_upcall_handler(dispatcher, on_upcall, r);
+    dispatcher_set_upcall_handler(dispatcher, on_upcall, on_upcall_cancel, r);
     return r;
 }
 
 void router_free(struct router *r) {
     if (!r)
         return;
-    dispatcher_set_upcall_handler(r->dispatcher, NULL, NULL);
+    dispatcher_set_upcall_handler(r->dispatcher, NULL, NULL, NULL);
     router_host_close(r->host);
     sd_event_source_disable_unref(r->inotify);
     sd_event_source_disable_unref(r->reload_timer);

@@ -28,7 +28,9 @@
 
 enum qrexec_flags {
     QREXEC_F_FDS = 1u << 0,
-    QREXEC_F_PTY = 1u << 1, /* the service gets a terminal allocated in the qube; the third
+    QREXEC_F_CANCEL = 1u << 2, /* agent -> router, no body, no descriptors: the caller of
+                                * call `id` went away; a disposable made for it goes */
+    QREXEC_F_PTY = 1u << 1,    /* the service gets a terminal allocated in the qube; the third
                              * descriptor carries struct winsize records to it (host calls
                              * only: a qube's call with it is refused) */
 };

@@ -53,6 +53,10 @@ cat > /etc/qubes-rpc/test.Echo <<'EOF'
 #!/bin/sh
 exec cat
 EOF
+cat > /etc/qubes-rpc/test.Sleep <<'EOF'
+#!/bin/sh
+exec sleep 60 </dev/null >/dev/null 2>&1
+EOF
 cat > /etc/qubes-rpc/test.Hold <<'EOF'
 #!/bin/sh
 echo "$(hostname) remote=$QREXEC_REMOTE_DOMAIN target=$QREXEC_REQUESTED_TARGET"
@@ -496,6 +500,7 @@ test.Where   +tagged   @tag:trusted  work2 allow
 test.Where   +typed    work   @type:AppVM  allow
 test.Hold    *         work   @dispvm:dvm  allow
 test.Hold    *         work   @dispvm      allow
+test.Sleep   *         work   @dispvm:dvm  allow
 test.Echo    *         work   work2        allow
 test.CloseOut *        work   work2        allow
 qubes.Filecopy *       work   work2        allow
@@ -745,6 +750,22 @@ class Policy(QrexecCase):
         # @dispvm as asked
         w = self.where("work", "@dispvm", "test.Where")
         self.assertEqual(("work", "@dispvm"), (w["remote"], w["target"]))
+
+    def test_caller_in_a_qube_dying_mid_call_ends_its_disposable(self):
+        """A service that never looks at its stdio: when the qube's caller dies, the call
+        is cancelled and the disposable made for it goes, not when the service ends."""
+        before = set(self.disposables())
+        pid = self.out("work", "setsid qrexec-client-vm @dispvm:dvm test.Sleep "
+                               "</dev/null >/dev/null 2>&1 & echo $!").strip()
+        deadline = time.monotonic() + 10
+        while not set(self.disposables()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        new = set(self.disposables()) - before
+        self.assertEqual(1, len(new), "no disposable for the call")
+        name = new.pop()
+        self.settled(lambda: self.assertEqual("Running", self.api_state(name)))
+        self.out("work", "kill -KILL %s" % pid)
+        self.assert_disposable_gone(name)
 
     def test_dispvm_call_from_qube_leaves_no_trace(self):
         vols = self.volume_dirs()

@@ -47,6 +47,8 @@ struct agent_uplink;
 struct agent_hub {
     struct backend *engine;   /* its loop; upcalls go to its events, `from` is it */
     struct agent_call *calls; /* service calls in flight */
+    struct upcall *upcalls;   /* calls from inside qubes not yet answered (a cancel finds
+                               * them by qube, id and uplink generation) */
     unsigned uplink_generation;
 };
 

@@ -30,6 +30,8 @@ struct agent_uplink {
 
 struct upcall {
     struct backend_upcall pub;
+    struct upcall *next; /* in the hub's list until answered */
+    struct agent_hub *hub;
     char qube[32];
     uint32_t id;
     unsigned generation;
@@ -101,11 +103,35 @@ static void deliver(struct agent_link *link, const struct qrexec_request *req, c
     c->pub = (struct backend_upcall){c->qube, b.target,  b.service,
                                      b.user,  b.command, {stdio[0], stdio[1], stdio[2]},
                                      engine,  c};
+    c->hub = link->hub;
+    c->next = link->hub->upcalls;
+    link->hub->upcalls = c;
     if (engine->events.upcall)
         engine->events.upcall(engine->events.userdata, &c->pub);
     else
         agent_link_upcall_reply(link, &c->pub, BACKEND_CALL_FAILED, 0,
                                 "this dispenserd routes no calls");
+}
+
+/* The agent says the caller of call `id` went away: the daemon is told (the call is
+ * still answered once, later). An unknown id is a call answered meanwhile. */
+static void cancel(struct agent_link *link, uint32_t id) {
+    struct backend *engine = link->hub->engine;
+    for (struct upcall *c = link->hub->upcalls; c; c = c->next)
+        if (c->id == id && c->generation == link->uplink->generation &&
+            strcmp(c->qube, link->qube) == 0) {
+            if (engine->events.upcall_cancel)
+                engine->events.upcall_cancel(engine->events.userdata, &c->pub);
+            return;
+        }
+}
+
+static void forget(struct agent_hub *hub, struct upcall *c) {
+    for (struct upcall **p = &hub->upcalls; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            return;
+        }
 }
 
 /* One complete request at the head of the buffer: 1 handled, 0 need more, -1 broken. */
@@ -119,6 +145,13 @@ static int handle_one(struct agent_link *link) {
         return -1;
     if (u->in.len < sizeof(req) + req.body_len)
         return 0;
+    if (req.flags & QREXEC_F_CANCEL) {
+        if (req.flags != QREXEC_F_CANCEL || req.body_len)
+            return -1;
+        strbuf_consume(&u->in, sizeof(req));
+        cancel(link, req.id);
+        return 1;
+    }
     int stdio[3] = {-1, -1, -1};
     if ((req.flags & QREXEC_F_FDS) && !take_fds(u, stdio))
         return -1; /* descriptors travel with the first byte: they must be here */
@@ -198,6 +231,7 @@ void agent_link_upcall_reply(struct agent_link *link, struct backend_upcall *pub
     /* the caller's qube may have stopped, or its uplink been replaced, meanwhile */
     if (link && link->uplink && link->uplink->generation == c->generation)
         send_result(link->uplink->fd, c->id, kind, status < 0 ? 0 : status, reason);
+    forget(c->hub, c);
     free(c->body);
     free(c);
 }
