@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "network.h"
+#include "props_net.h"
 
 #define DISPATCHER_ENGINES_MAX 8
 
@@ -208,10 +210,12 @@ static void on_started(void *userdata, int r, const char *why) {
     struct qerr err = {0};
     if (q && r == 0) {
         set_power(p->disp, q, POWER_RUNNING);
+        network_netvm_started(p->disp, q);
         emit(p->disp, q, "domain-start", "start_guid", "False");
     } else if (q) {
         dispatcher_failed(q, r, why, &err);
         set_power(p->disp, q, POWER_HALTED);
+        network_qube_halted(p->disp, q);
         emit(p->disp, q, "domain-start-failed", "reason", err.msg);
         log_warning("%s", err.msg);
     } else if (r < 0) {
@@ -235,6 +239,45 @@ int dispatcher_start_background(struct dispatcher *disp, struct qube *q, dispatc
     return start(disp, q, true, done, userdata, err);
 }
 
+/* Qubes starts a qube's netvm first when it is not running. */
+struct netvm_first {
+    struct dispatcher *disp;
+    char name[32];
+    bool background;
+    dispatcher_done_fn done;
+    void *userdata;
+};
+
+static void on_netvm_started(void *userdata, int r, const struct qerr *netvm_err) {
+    struct netvm_first *nf = userdata;
+    struct qerr err = {0};
+    struct qube *q = app_find(nf->disp->app, nf->name);
+    if (r == 0 && !q)
+        r = qerr_set(&err, EXC_VM_NOT_FOUND, "'%s' is gone", nf->name);
+    else if (r < 0)
+        qerr_set(&err, EXC_QUBES, "Cannot start the netvm of '%s': %s", nf->name,
+                 netvm_err ? netvm_err->msg : "failed");
+    else
+        r = start(nf->disp, q, nf->background, nf->done, nf->userdata, &err);
+    if (r < 0 && nf->done)
+        nf->done(nf->userdata, -1, &err);
+    free(nf);
+}
+
+static int start_netvm_first(struct dispatcher *disp, struct qube *q, struct qube *netvm,
+                             bool background, dispatcher_done_fn done, void *userdata,
+                             struct qerr *err) {
+    struct netvm_first *nf = xcalloc(1, sizeof(*nf));
+    *nf = (struct netvm_first){disp, "", background, done, userdata};
+    snprintf(nf->name, sizeof(nf->name), "%s", q->name);
+    log_info("%s: starting its netvm %s first", q->name, netvm->name);
+    if (start(disp, netvm, background, on_netvm_started, nf, err) < 0) {
+        free(nf);
+        return -1;
+    }
+    return 0;
+}
+
 static int start(struct dispatcher *disp, struct qube *q, bool background, dispatcher_done_fn done,
                  void *userdata, struct qerr *err) {
     if (q->power != POWER_HALTED)
@@ -242,15 +285,28 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
     struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
+    struct qube *netvm = net_netvm_of(disp->app, q);
+    if (netvm && netvm->power == POWER_HALTED)
+        return start_netvm_first(disp, q, netvm, background, done, userdata, err);
     struct qube_desc d;
     describe(disp->app, q, &d);
     d.bq.background = background;
     emit(disp, q, "domain-pre-start", "start_guid", "False");
     set_power(disp, q, POWER_TRANSIENT);
+    struct network_link link;
+    if (network_link_prepare(disp, q, &link, &d.bq.net, err) < 0) {
+        set_power(disp, q, POWER_HALTED);
+        network_qube_halted(disp, q);
+        emit(disp, q, "domain-start-failed", "reason", err->msg);
+        return -1;
+    }
     struct pending *p = pending_new(disp, q, done, userdata);
-    if (DISPATCHER_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why)) < 0) {
+    int r = DISPATCHER_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why));
+    network_link_release(&link);
+    if (r < 0) {
         free(p);
         set_power(disp, q, POWER_HALTED);
+        network_qube_halted(disp, q);
         emit(disp, q, "domain-start-failed", "reason", err->msg);
         return -1;
     }
@@ -283,6 +339,7 @@ static void on_exited(void *userdata, const char *name, int status) {
     if (!q)
         return;
     set_power(disp, q, POWER_HALTED);
+    network_qube_halted(disp, q);
     emit(disp, q, "domain-shutdown", NULL, NULL);
     /* told while the qube is still there: a preload that stopped must be seen as one
      * (its list, its template) before auto_cleanup removes it */
@@ -468,6 +525,36 @@ int dispatcher_import_end(struct dispatcher *disp, const struct qube *q, const c
     return DISPATCHER_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
 }
 
+/* ---- networking ---- */
+
+struct app *dispatcher_app(struct dispatcher *disp) {
+    return disp->app;
+}
+
+int dispatcher_netns_open(struct dispatcher *disp, const struct qube *q, int *fd,
+                          struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->netns_open)
+        return qerr_set(err, EXC_QUBES, "'%s': virt_mode=%s cannot provide network", q->name,
+                        b->ops->name);
+    int r = b->ops->netns_open(b, q->name, fd);
+    return r < 0 ? dispatcher_failed(q, r, NULL, err) : 0;
+}
+
+int dispatcher_net_attach(struct dispatcher *disp, const struct qube *q,
+                          const struct backend_net *net, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->net_attach)
+        return qerr_set(err, EXC_QUBES,
+                        "'%s': virt_mode=%s cannot change its network while it runs", q->name,
+                        b->ops->name);
+    return DISPATCHER_CALL(q, err, b->ops->net_attach(b, q->name, net, &why));
+}
+
 /* ---- qrexec ---- */
 
 int dispatcher_exec(struct dispatcher *disp, const struct qube *q,
@@ -532,6 +619,7 @@ static void cleanup_leftovers(struct dispatcher *disp) {
 
 void dispatcher_recover(struct dispatcher *disp) {
     adopt_running(disp);
+    network_recover(disp);
     cleanup_leftovers(disp);
     /* disposables that died while we were away go the way they would have */
     for (size_t i = 0; i < disp->app->n_qubes;) {

@@ -1,0 +1,319 @@
+#include "network.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend_net.h"
+#include "dispatcher.h"
+#include "firewall.h"
+#include "log.h"
+#include "props_net.h"
+
+#define NFT_TABLE "inet dispenser"
+
+static bool is_up(const struct qube *q) { return q->power != POWER_HALTED; }
+
+static bool netvm_runs(const struct qube *netvm) {
+    return netvm && (netvm->power == POWER_RUNNING || netvm->power == POWER_PAUSED);
+}
+
+/* ---- the nftables script of a netvm (pure) ---- */
+
+static void render_dst(const struct fw_rule *r, struct strbuf *out) {
+    if (r->dst_type == FW_DST4)
+        strbuf_printf(out, " ip daddr %s", r->dst);
+    if (r->dns)
+        strbuf_puts(out, " ip daddr { " NET_DNS1 ", " NET_DNS2 " }");
+}
+
+static void render_proto(const struct fw_rule *r, struct strbuf *out) {
+    if (*r->proto)
+        strbuf_printf(out, " meta l4proto %s", r->proto);
+    else if (r->dns)
+        strbuf_puts(out, " meta l4proto { tcp, udp }");
+    if (r->port_lo >= 0)
+        strbuf_printf(out, " th dport %d-%d", r->port_lo, r->port_hi);
+    else if (r->dns)
+        strbuf_puts(out, " th dport 53");
+    if (r->icmptype >= 0)
+        strbuf_printf(out, " icmp type %d", r->icmptype);
+}
+
+bool network_render_rule(const struct fw_rule *r, struct strbuf *out) {
+    /* IPv6 never passes (qubes get no IPv6 here), so an IPv6 rule matches nothing. A
+     * name is not resolved by the daemon: an accept for it is left out, a drop drops
+     * regardless of the destination (closed rather than open). */
+    if (r->dst_type == FW_DST6 || (r->dst_type == FW_DST_NAME && r->accept))
+        return false;
+    render_dst(r, out);
+    render_proto(r, out);
+    strbuf_puts(out, r->accept ? " accept" : " drop");
+    return true;
+}
+
+static void render_client_chain(const struct app *app, const struct qube *c, struct strbuf *out) {
+    char ip[64];
+    net_prop(app, c, P_IP, ip, sizeof(ip));
+    strbuf_printf(out, "  chain qube-%d {\n", c->qid);
+    strbuf_puts(out, "    meta nfproto ipv6 drop\n");
+    strbuf_printf(out, "    ip saddr != %s drop\n", ip); /* no spoofing */
+    strbuf_puts(out, "    ct state established,related accept\n");
+    struct fw_rule *rules = xcalloc(FW_RULES_MAX, sizeof(*rules));
+    struct qerr err = {0};
+    int n = fw_rules_parse(c->firewall ? c->firewall : FW_DEFAULT_RULES, NULL, rules, time(NULL),
+                           &err);
+    for (int i = 0; i < n; i++) {
+        _cleanup_strbuf_ struct strbuf line = STRBUF_INIT;
+        if (network_render_rule(&rules[i], &line))
+            strbuf_printf(out, "   %s\n", strbuf_str(&line));
+    }
+    free(rules);
+    strbuf_puts(out, "    drop\n  }\n");
+}
+
+static void render_filter(const struct app *app, const struct qube *netvm, struct strbuf *out) {
+    strbuf_puts(out, "  chain clients {\n"
+                     "    type filter hook prerouting priority -150; policy accept;\n");
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        const struct qube *c = app->qubes[i];
+        if (is_up(c) && net_netvm_of(app, c) == netvm)
+            strbuf_printf(out, "    iifname \"vif%d\" jump qube-%d\n", c->qid, c->qid);
+    }
+    /* a link without its chain (yet, or any more) passes nothing */
+    strbuf_puts(out, "    iifname \"vif*\" drop\n  }\n");
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        const struct qube *c = app->qubes[i];
+        if (is_up(c) && net_netvm_of(app, c) == netvm)
+            render_client_chain(app, c, out);
+    }
+    /* qubes of one netvm never meet through it */
+    strbuf_puts(out, "  chain forward {\n"
+                     "    type filter hook forward priority 0; policy accept;\n"
+                     "    iifname \"vif*\" oifname \"vif*\" drop\n  }\n");
+}
+
+static void render_nat(const char *dns_target, struct strbuf *out) {
+    strbuf_puts(out, "  chain dns {\n    type nat hook prerouting priority -100; policy accept;\n");
+    if (*dns_target)
+        for (int i = 0; i < 2; i++)
+            strbuf_printf(out,
+                          "    ip daddr %s meta l4proto { tcp, udp } th dport 53 dnat ip to %s\n",
+                          i ? NET_DNS2 : NET_DNS1, dns_target);
+    strbuf_puts(out, "  }\n  chain uplink {\n"
+                     "    type nat hook postrouting priority 100; policy accept;\n"
+                     "    oifname \"eth0\" masquerade\n  }\n");
+}
+
+void network_render_netvm(const struct app *app, const struct qube *netvm, const char *dns_target,
+                          struct strbuf *out) {
+    /* one transaction: the old table goes and the new one comes at once */
+    strbuf_puts(out, "table " NFT_TABLE "\ndelete table " NFT_TABLE "\n");
+    strbuf_puts(out, "table " NFT_TABLE " {\n");
+    render_filter(app, netvm, out);
+    render_nat(dns_target, out);
+    strbuf_puts(out, "}\n");
+}
+
+/* ---- applying it ---- */
+
+/* Uplink addresses: a /30 per netvm out of 10.136.0.0/16 (unused by Qubes' scheme). */
+static void uplink_addrs(const struct qube *netvm, char *outside, char *inside, size_t size) {
+    unsigned a = (unsigned)netvm->qid * 4;
+    snprintf(outside, size, "10.136.%u.%u", (a >> 8) & 0xff, (a & 0xff) + 1);
+    snprintf(inside, size, "10.136.%u.%u", (a >> 8) & 0xff, (a & 0xff) + 2);
+}
+
+static const char *uplink_netns(const struct app *app, const struct qube *netvm) {
+    const char *path = app_feature_check(app, netvm, "net.uplink-netns", FEATURE_FALLBACK_TEMPLATE);
+    return path && *path ? path : NULL;
+}
+
+/* Where 10.139.1.1/.2 go: a netvm with a netvm of its own routes them there unchanged. */
+static void dns_target_of(const struct app *app, const struct qube *netvm, char *buf, size_t size) {
+    buf[0] = '\0';
+    if (net_netvm_of(app, netvm) || !uplink_netns(app, netvm))
+        return;
+    const char *dns = app_feature_check(app, netvm, "net.uplink-dns", FEATURE_FALLBACK_TEMPLATE);
+    char inside[32];
+    if (dns && *dns)
+        snprintf(buf, size, "%s", dns);
+    else
+        uplink_addrs(netvm, buf, inside, size);
+}
+
+static int apply_rules(struct dispatcher *disp, const struct qube *netvm, struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    int fd;
+    if (dispatcher_netns_open(disp, netvm, &fd, err) < 0)
+        return -1;
+    char dns[64];
+    dns_target_of(app, netvm, dns, sizeof(dns));
+    _cleanup_strbuf_ struct strbuf script = STRBUF_INIT;
+    network_render_netvm(app, netvm, dns, &script);
+    struct backend_why why = {{0}};
+    int r = backend_nft_apply(fd, strbuf_str(&script), &why);
+    close(fd);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "Cannot set up the firewall in '%s': %s", netvm->name,
+                        why.msg);
+    return 0;
+}
+
+static void describe_link(const struct app *app, const struct qube *q, int netvm_fd,
+                          struct network_link *l) {
+    *l = (struct network_link){.netvm_netns = netvm_fd};
+    snprintf(l->ifname, sizeof(l->ifname), "vif%d", q->qid);
+    net_prop(app, q, P_IP, l->ip, sizeof(l->ip));
+    net_prop(app, q, P_VISIBLE_GATEWAY, l->gateway, sizeof(l->gateway));
+    net_prop(app, q, P_MAC, l->mac, sizeof(l->mac));
+    l->net = (struct backend_net){netvm_fd, l->ifname, l->ip, l->gateway, l->mac};
+}
+
+int network_link_prepare(struct dispatcher *disp, const struct qube *q, struct network_link *link,
+                         const struct backend_net **net, struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    *link = (struct network_link){.netvm_netns = -1};
+    *net = NULL;
+    struct qube *netvm = net_netvm_of(app, q);
+    if (!netvm)
+        return 0;
+    if (!netvm_runs(netvm))
+        return qerr_set(err, EXC_VM_NOT_STARTED, "Cannot start '%s': its netvm '%s' is not running",
+                        q->name, netvm->name);
+    int fd;
+    if (apply_rules(disp, netvm, err) < 0 || dispatcher_netns_open(disp, netvm, &fd, err) < 0)
+        return -1;
+    describe_link(app, q, fd, link);
+    *net = &link->net;
+    return 0;
+}
+
+void network_link_release(struct network_link *link) {
+    if (link->netvm_netns >= 0)
+        close(link->netvm_netns);
+    link->netvm_netns = -1;
+}
+
+/* The netvm's side of its uplink: a veth into the namespace the feature names, routed
+ * like a client's link, with the netvm as the client. */
+static int link_uplink(struct dispatcher *disp, struct qube *netvm, int netvm_fd,
+                       struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    const char *path = uplink_netns(app, netvm);
+    if (!path || net_netvm_of(app, netvm))
+        return 0;
+    int up = open(path, O_RDONLY | O_CLOEXEC);
+    if (up < 0)
+        return qerr_set(err, EXC_QUBES, "'%s': cannot open its uplink namespace %s: %s",
+                        netvm->name, path, strerror(errno));
+    char outside[32], inside[32], ifname[16], mac[18];
+    uplink_addrs(netvm, outside, inside, sizeof(outside));
+    snprintf(ifname, sizeof(ifname), "dspup%d", netvm->qid);
+    net_prop(app, netvm, P_MAC, mac, sizeof(mac));
+    struct backend_net uplink = {up, ifname, inside, outside, mac};
+    struct backend_why why = {{0}};
+    int r = backend_net_veth_link(netvm_fd, &uplink, &why);
+    close(up);
+    if (r < 0)
+        return qerr_set(err, EXC_QUBES, "'%s': cannot link its uplink: %s", netvm->name, why.msg);
+    return 0;
+}
+
+static void reconnect_clients(struct dispatcher *disp, struct qube *netvm, int netvm_fd) {
+    struct app *app = dispatcher_app(disp);
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        struct qube *c = app->qubes[i];
+        if (c == netvm || !is_up(c) || c->power == POWER_TRANSIENT || net_netvm_of(app, c) != netvm)
+            continue;
+        struct network_link l;
+        struct qerr err = {0};
+        describe_link(app, c, netvm_fd, &l);
+        if (dispatcher_net_attach(disp, c, &l.net, &err) < 0)
+            log_warning("%s: cannot attach network: %s", c->name, err.msg);
+    }
+}
+
+void network_netvm_started(struct dispatcher *disp, struct qube *netvm) {
+    struct app *app = dispatcher_app(disp);
+    if (!net_provides_network(app, netvm))
+        return;
+    struct qerr err = {0};
+    int fd;
+    if (dispatcher_netns_open(disp, netvm, &fd, &err) < 0) {
+        log_error("%s: no network namespace to route in: %s", netvm->name, err.msg);
+        return;
+    }
+    struct backend_why why = {{0}};
+    if (backend_netns_sysctl(fd, "net/ipv4/ip_forward", "1", &why) < 0)
+        log_error("%s: cannot enable forwarding: %s", netvm->name, why.msg);
+    if (link_uplink(disp, netvm, fd, &err) < 0 || apply_rules(disp, netvm, &err) < 0)
+        log_error("%s", err.msg);
+    else
+        reconnect_clients(disp, netvm, fd);
+    close(fd);
+}
+
+void network_qube_halted(struct dispatcher *disp, struct qube *q) {
+    struct app *app = dispatcher_app(disp);
+    struct qube *netvm = net_netvm_of(app, q);
+    struct qerr err = {0};
+    if (netvm_runs(netvm) && apply_rules(disp, netvm, &err) < 0)
+        log_warning("%s", err.msg);
+}
+
+void network_recover(struct dispatcher *disp) {
+    struct app *app = dispatcher_app(disp);
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        struct qube *q = app->qubes[i];
+        struct qerr err = {0};
+        if (net_provides_network(app, q) && netvm_runs(q) && apply_rules(disp, q, &err) < 0)
+            log_warning("%s", err.msg);
+    }
+}
+
+int network_check_netvm_change(struct dispatcher *disp, const struct qube *q, const char *newvalue,
+                               struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    if (!is_up(q) || !*newvalue)
+        return 0;
+    const struct qube *netvm = app_find(app, newvalue);
+    if (netvm && !netvm_runs(netvm))
+        return qerr_set(err, EXC_VM_NOT_STARTED, "Cannot dynamically attach to stopped qube %s",
+                        newvalue);
+    return 0;
+}
+
+int network_netvm_changed(struct dispatcher *disp, struct qube *q, const char *old_netvm,
+                          struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    if (q->power != POWER_RUNNING && q->power != POWER_PAUSED)
+        return 0;
+    struct qube *old = *old_netvm ? app_find(app, old_netvm) : NULL;
+    struct qube *now = net_netvm_of(app, q);
+    if (old == now)
+        return 0;
+    if (dispatcher_net_attach(disp, q, NULL, err) < 0)
+        return -1;
+    if (netvm_runs(old) && apply_rules(disp, old, err) < 0)
+        return -1;
+    if (!now)
+        return 0;
+    struct network_link l;
+    const struct backend_net *net;
+    int r = network_link_prepare(disp, q, &l, &net, err);
+    if (r == 0 && net)
+        r = dispatcher_net_attach(disp, q, net, err);
+    network_link_release(&l);
+    return r;
+}
+
+int network_firewall_changed(struct dispatcher *disp, struct qube *q, struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    struct qube *netvm = is_up(q) ? net_netvm_of(app, q) : NULL;
+    return netvm_runs(netvm) ? apply_rules(disp, netvm, err) : 0;
+}
