@@ -181,6 +181,34 @@ class Model(NetworkCase):
                 self.assertFalse(r.ok)
                 self.assertEqual(before, self.ok("admin.vm.firewall.Get", dest="fw1"))
 
+    def test_qvm_firewall(self):
+        self.client("fwcli")
+        self.tool("qvm-firewall", "fwcli", "reset")
+        self.tool("qvm-firewall", "fwcli", "add", "drop", "1.2.3.4", "tcp", "443")
+        self.tool("qvm-firewall", "fwcli", "add", "--before", "0", "action=accept",
+                  "specialtarget=dns", "comment=name service")
+        self.tool("qvm-firewall", "fwcli", "add", "accept", "proto=icmp", "icmptype=8")
+        self.assertEqual("action=accept specialtarget=dns comment=name service\n"
+                         "action=accept\n"
+                         "action=drop proto=tcp dsthost=1.2.3.4/32 dstports=443-443\n"
+                         "action=accept proto=icmp icmptype=8\n"
+                         .replace("dsthost=", "dst4="),
+                         self.tool("qvm-firewall", "--raw", "fwcli").stdout)
+        table = self.tool("qvm-firewall", "fwcli", "list").stdout.splitlines()
+        self.assertEqual(["NO", "ACTION", "HOST", "PROTOCOL", "PORT(S)", "SPECIAL", "TARGET",
+                          "ICMP", "TYPE", "EXPIRE", "COMMENT"], table[0].split())
+        self.assertEqual(["2", "drop", "1.2.3.4/32", "tcp", "443", "-", "-", "-", "-"],
+                         table[3].split())
+        self.tool("qvm-firewall", "fwcli", "del", "drop", "1.2.3.4", "tcp", "443")
+        self.tool("qvm-firewall", "fwcli", "del", "--rule-no", "0")
+        self.assertEqual(b"action=accept\naction=accept proto=icmp icmptype=8\n",
+                         self.ok("admin.vm.firewall.Get", dest="fwcli"))
+        r = harness.run_tool(self.d, "qvm-firewall", "fwcli", "add", "action=maybe")
+        self.assertEqual(1, r.returncode)
+        self.assertIn("action", r.stderr)
+        self.tool("qvm-firewall", "fwcli", "reset")
+        self.assertEqual(b"action=accept\n", self.ok("admin.vm.firewall.Get", dest="fwcli"))
+
     def test_firewall_survives_a_restart(self):
         self.client("fw2")
         self.set_firewall("fw2", ["action=drop proto=udp", "action=accept"])
