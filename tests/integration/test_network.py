@@ -15,6 +15,7 @@ import unittest
 
 import harness
 import test_engine
+import test_preload
 from test_engine import EngineTestCase, kill_all_qubes
 
 SERVER_IP = "198.51.100.1"  # TEST-NET-2, on the uplink namespace's loopback
@@ -318,6 +319,56 @@ class Leftovers(NetworkCase):
                 if line.startswith("pid "):
                     return int(line.split()[1])
         self.fail("no pid for %s" % name)
+
+
+class Preloads(test_preload.PreloadCase):
+    """Preloaded disposables start with their network and firewall in place."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.uplink = Uplink()
+        ok = lambda *a: harness.ok_content(cls.shared, *a)
+        ok("admin.vm.Create.AppVM", "bb", "dom0", b"name=sys-net label=red")
+        ok("admin.vm.property.Set", "provides_network", "sys-net", b"True")
+        ok("admin.vm.feature.Set", "net.uplink-netns", "sys-net", cls.uplink.path.encode())
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.uplink.close()
+
+    fetch = NetworkCase.fetch
+    set_firewall = NetworkCase.set_firewall
+
+    def test_preload_has_network_when_handed_out(self):
+        self.new_dvm(max=1, netvm="sys-net")
+        old = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(old[0], name)
+        self.assertEqual("hello-from-uplink-8000", self.fetch(name))
+
+    def test_netvm_or_firewall_change_outdates_preloads(self):
+        self.new_dvm(max=1, netvm="sys-net")
+        old = self.wait_filled("pdvm", 1)
+        self.set_firewall("pdvm", ["action=drop proto=tcp dstports=%d" % TCP_PORT,
+                                   "action=accept"])
+        self.settled(lambda: self.assertNotIn(old[0], self.plist("pdvm")),
+                     test_preload.OUTDATED_WAIT + 1)
+        new = self.wait_filled("pdvm", 1)
+        name = self.create_disposable()
+        self.assertEqual(new[0], name)
+        self.assertEqual(self.ok("admin.vm.firewall.Get", dest="pdvm"),
+                         self.ok("admin.vm.firewall.Get", dest=name))
+        self.assertEqual("", self.fetch(name, timeout=2))
+        self.assertEqual("hello-from-uplink-%d" % OTHER_PORT, self.fetch(name, OTHER_PORT))
+        self.set_prop("pdvm", "netvm", "")
+        self.settled(lambda: self.assertNotIn(new[0], self.plist("pdvm")),
+                     test_preload.OUTDATED_WAIT + 1)
+        name = self.create_disposable()
+        self.assertEqual(["lo"], self.qout(name, "ip -o link | cut -d: -f2").split())
 
 
 if __name__ == "__main__":
