@@ -201,7 +201,7 @@ class MethodShape(UnchangedCase):
                                       ("admin.pool.List", "", "dom0", b""),
                                       ("admin.vm.volume.CloneFrom", "private", "work", b""),
                                       ("admin.vm.device.pci.Available", "", "work", b""),
-                                      ("admin.vm.firewall.Get", "", "work", b""),
+                                      ("admin.vm.firewall.GetPolicy", "", "work", b""),
                                       ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
                                        b"name=x label=red"),
                                       ("admin.backup.Info", "x", "dom0", b"")]:
