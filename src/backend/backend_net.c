@@ -10,120 +10,35 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nftables/libnftables.h>
+
 #include "macro.h"
 #include "strbuf.h"
 
-/* The child: into the namespace, stdin from the pipe, stderr to the report pipe. */
-static _Noreturn void exec_in_netns(int netns_fd, int in, int errfd, int keep_fd,
-                                    char *const argv[]) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (setns(netns_fd, CLONE_NEWNET) < 0) {
-        dprintf(errfd, "setns: %s", strerror(errno));
-        _exit(126);
-    }
-    if (keep_fd >= 0)
-        fcntl(keep_fd, F_SETFD, 0); /* named by /proc/self/fd/N in argv or input */
-    int null = open("/dev/null", O_WRONLY);
-    if (dup2(in, 0) < 0 || dup2(null, 1) < 0 || dup2(errfd, 2) < 0)
-        _exit(126);
-    execvp(argv[0], argv);
-    dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-    _exit(127);
-}
-
-static void read_error(int fd, char *buf, size_t size) {
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < size && (n = read(fd, buf + len, size - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    for (char *p = buf; *p; p++) /* one line for the log and the caller */
-        if (*p == '\n')
-            *p = ' ';
-}
-
-static int exec_keeping(int netns_fd, char *const argv[], const char *input, int keep_fd,
-                        struct backend_why *why) {
-    int in[2], err[2];
-    if (pipe2(in, O_CLOEXEC) < 0)
-        return backend_fail(why, -errno, "pipe: %s", strerror(errno));
-    if (pipe2(err, O_CLOEXEC) < 0) {
-        close(in[0]);
-        close(in[1]);
-        return backend_fail(why, -errno, "pipe: %s", strerror(errno));
-    }
-    pid_t pid = fork();
-    if (pid == 0)
-        exec_in_netns(netns_fd, in[0], err[1], keep_fd, argv);
-    close(in[0]);
-    close(err[1]);
-    /* the input is small (a few rules): it fits the pipe, no deadlock */
-    size_t len = input ? strlen(input) : 0;
-    bool written = pid > 0 && (len == 0 || write(in[1], input, len) == (ssize_t)len);
-    close(in[1]);
-    char msg[200];
-    read_error(err[0], msg, sizeof(msg));
-    close(err[0]);
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0)
-        return backend_fail(why, -EIO, "cannot run %s: %s", argv[0], strerror(errno));
-    if (!written || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return backend_fail(why, -EIO, "%s failed: %s", argv[0], *msg ? msg : "no reason given");
-    return 0;
-}
-
-int backend_netns_exec(int netns_fd, char *const argv[], const char *input,
-                       struct backend_why *why) {
-    return exec_keeping(netns_fd, argv, input, -1, why);
-}
-
+/* libnftables in the daemon: its netlink socket is opened with the context, inside the
+ * namespace; one script is one transaction (all of it or nothing). */
 int backend_nft_apply(int netns_fd, const char *script, struct backend_why *why) {
-    char *argv[] = {"nft", "-f", "-", NULL};
-    return backend_netns_exec(netns_fd, argv, script, why);
-}
-
-int backend_ip_batch(int netns_fd, const char *commands, struct backend_why *why) {
-    char *argv[] = {"ip", "-batch", "-", NULL};
-    return backend_netns_exec(netns_fd, argv, commands, why);
-}
-
-int backend_net_veth_link(int qube_netns, const struct backend_net *net, struct backend_why *why) {
-    _cleanup_strbuf_ struct strbuf cmd = STRBUF_INIT;
-    /* made in the qube's namespace, the peer sent to the netvm's: ip opens the path */
-    strbuf_printf(&cmd,
-                  "link add eth0 address %s type veth peer name %s netns /proc/self/fd/%d\n"
-                  "addr add %s/32 dev eth0\n"
-                  "link set eth0 up\n"
-                  "route add %s/32 dev eth0 scope link\n"
-                  "route add default via %s dev eth0\n",
-                  net->mac, net->netvm_ifname, net->netvm_netns, net->ip, net->gateway,
-                  net->gateway);
-    char *argv[] = {"ip", "-batch", "-", NULL};
-    int r = exec_keeping(qube_netns, argv, strbuf_str(&cmd), net->netvm_netns, why);
-    if (r < 0) {
-        backend_net_veth_unlink(qube_netns, NULL);
-        return r;
+    _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0 || setns(netns_fd, CLONE_NEWNET) < 0)
+        return backend_fail(why, -errno, "cannot enter the namespace: %s", strerror(errno));
+    struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (setns(home, CLONE_NEWNET) < 0)
+        abort(); /* the daemon would go on in a qube's namespace: never */
+    if (!nft)
+        return backend_fail(why, -ENOMEM, "cannot open nftables");
+    nft_ctx_buffer_output(nft);
+    nft_ctx_buffer_error(nft);
+    int r = nft_run_cmd_from_buffer(nft, script);
+    if (r != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s", nft_ctx_get_error_buffer(nft));
+        for (char *p = msg; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        backend_fail(why, -EIO, "nft: %s", *msg ? msg : "failed");
     }
-    strbuf_reset(&cmd);
-    strbuf_printf(&cmd,
-                  "addr add %s/32 dev %s\n"
-                  "link set %s up\n"
-                  "route add %s/32 dev %s scope link\n",
-                  net->gateway, net->netvm_ifname, net->netvm_ifname, net->ip, net->netvm_ifname);
-    r = backend_ip_batch(net->netvm_netns, strbuf_str(&cmd), why);
-    if (r < 0)
-        backend_net_veth_unlink(qube_netns, NULL);
-    return r;
-}
-
-int backend_net_veth_unlink(int qube_netns, struct backend_why *why) {
-    char *argv[] = {"ip", "link", "del", "eth0", NULL};
-    char *probe[] = {"ip", "link", "show", "eth0", NULL};
-    if (backend_netns_exec(qube_netns, probe, NULL, NULL) < 0)
-        return 0; /* no link */
-    return backend_netns_exec(qube_netns, argv, NULL, why);
+    nft_ctx_free(nft);
+    return r != 0 ? -EIO : 0;
 }
 
 /* /proc/sys/net shows the namespace of whoever opens it: the daemon steps in to open

@@ -1,20 +1,14 @@
-/* The network plumbing every engine shares: running `ip` and `nft` inside a network
+/* The network plumbing every engine shares: nftables and sysctls inside a network
  * namespace, and the routed point-to-point link between a qube and its netvm (Qubes'
  * vif: the netvm's end holds the gateway address, the qube's end its /32, no bridge, so
  * qubes of one netvm only meet through its forwarding, where the daemon's rules are). */
 #pragma once
 #include "backend.h"
 
-/* Runs argv (argv[0] looked up in PATH) in the network namespace netns_fd, `input` on
- * its stdin; waits for it. 0, or -EIO with its first words of stderr in why. */
-int backend_netns_exec(int netns_fd, char *const argv[], const char *input,
-                       struct backend_why *why);
 /* Writes a sysctl of the namespace ("net/ipv4/ip_forward"): opened from inside it. */
 int backend_netns_sysctl(int netns_fd, const char *key, const char *value, struct backend_why *why);
-/* `nft -f -` in the namespace. */
+/* An nftables script run in the namespace (libnftables), as one transaction. */
 int backend_nft_apply(int netns_fd, const char *script, struct backend_why *why);
-/* `ip -batch -` in the namespace. */
-int backend_ip_batch(int netns_fd, const char *commands, struct backend_why *why);
 
 /* A veth pair: `eth0` in qube_netns with net->ip, a route to the gateway and the default
  * route through it; net->netvm_ifname in the netvm's namespace with the gateway address

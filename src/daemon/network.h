@@ -47,6 +47,9 @@ int network_firewall_changed(struct dispatcher *disp, struct qube *q, struct qer
  * virtual DNS servers are forwarded to ("" for nowhere). */
 void network_render_netvm(const struct app *app, const struct qube *netvm, const char *dns_target,
                           struct strbuf *out);
+/* The nft commands that add (or replace) a client's chain and map entry, or remove them. */
+void network_render_client(const struct app *app, const struct qube *c, struct strbuf *out);
+void network_render_client_gone(const struct qube *c, struct strbuf *out);
 /* One firewall rule as nft matches and a verdict, or false when it cannot be (a
  * dsthost name: left out when accepting, a broader drop when dropping). */
 struct fw_rule;
