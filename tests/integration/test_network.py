@@ -34,7 +34,18 @@ def dns():  # TCP on 53: the qubes' busybox nc has no UDP; the DNAT covers both
     s.bind(("0.0.0.0", 53)); s.listen(16)
     while True:
         c, _ = s.accept(); c.sendall(b"dns-answer"); c.close()
-for target, args in ((tcp, (8000,)), (tcp, (8001,)), (dns, ())):
+def sink(port):  # reads to the end, answers with the count (throughput)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True:
+        c, _ = s.accept(); n = 0
+        while True:
+            b = c.recv(1 << 16)
+            if not b:
+                break
+            n += len(b)
+        c.sendall(b"%d\n" % n); c.close()
+for target, args in ((tcp, (8000,)), (tcp, (8001,)), (dns, ()), (sink, (8002,))):
     threading.Thread(target=target, args=args, daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()
@@ -367,7 +378,9 @@ class Preloads(test_preload.PreloadCase):
         self.set_prop("pdvm", "netvm", "")
         self.settled(lambda: self.assertNotIn(new[0], self.plist("pdvm")),
                      test_preload.OUTDATED_WAIT + 1)
+        newer = self.wait_filled("pdvm", 1)
         name = self.create_disposable()
+        self.assertEqual(newer[0], name)
         self.assertEqual(["lo"], self.qout(name, "ip -o link | cut -d: -f2").split())
 
 
