@@ -36,6 +36,7 @@ struct backend_net {
     const char *ip;           /* the qube's address (a /32) */
     const char *gateway;      /* the netvm's address as the qube sees it */
     const char *mac;          /* of the qube's end */
+    const char *dns;          /* its DNS servers, blank-separated (Qubes' virtual ones) */
 };
 
 struct backend_qube {

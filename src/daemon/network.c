@@ -199,7 +199,8 @@ static void describe_link(const struct app *app, const struct qube *q, int netvm
     net_prop(app, q, P_IP, l->ip, sizeof(l->ip));
     net_prop(app, q, P_VISIBLE_GATEWAY, l->gateway, sizeof(l->gateway));
     net_prop(app, q, P_MAC, l->mac, sizeof(l->mac));
-    l->net = (struct backend_net){netvm_fd, l->ifname, l->ip, l->gateway, l->mac};
+    net_prop(app, q, P_DNS, l->dns, sizeof(l->dns));
+    l->net = (struct backend_net){netvm_fd, l->ifname, l->ip, l->gateway, l->mac, l->dns};
 }
 
 int network_link_prepare(struct dispatcher *disp, const struct qube *q, struct network_link *link,
@@ -245,7 +246,7 @@ static int link_uplink(struct dispatcher *disp, struct qube *netvm, int netvm_fd
     uplink_addrs(netvm, outside, inside, sizeof(outside));
     snprintf(ifname, sizeof(ifname), "dspup%d", netvm->qid);
     net_prop(app, netvm, P_MAC, mac, sizeof(mac));
-    struct backend_net uplink = {up, ifname, inside, outside, mac};
+    struct backend_net uplink = {up, ifname, inside, outside, mac, NULL};
     struct backend_why why = {{0}};
     int r = backend_net_veth_link(netvm_fd, &uplink, &why);
     close(up);

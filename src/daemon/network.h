@@ -15,7 +15,7 @@ struct dispatcher;
 /* What a starting qube's engine gets: net is NULL for a qube without a netvm. */
 struct network_link {
     struct backend_net net;
-    char ifname[16], ip[16], gateway[16], mac[18];
+    char ifname[16], ip[16], gateway[16], mac[18], dns[64];
     int netvm_netns; /* ours: closed by network_link_release */
 };
 

@@ -243,6 +243,8 @@ class Traffic(NetworkCase):
         qid = int(self.get_prop("web1", "qid")[2])
         self.assertIn("10.137.0.%d/32" % qid, self.qout("web1", "ip -4 addr show eth0"))
         self.assertEqual("hello-from-uplink-8000", self.fetch("web1"))
+        self.assertEqual("nameserver 10.139.1.1\nnameserver 10.139.1.2\n",
+                         self.qout("web1", "cat /etc/resolv.conf"))
         # both virtual DNS addresses are forwarded into the uplink (a server on port 53)
         for dns in ("10.139.1.1", "10.139.1.2"):
             r = self.qrun("web1", "nc -w 2 %s 53 </dev/null" % dns, check=False)

@@ -24,7 +24,7 @@ struct container_backend;
 struct run_net {
     bool on;
     int netvm_fd; /* our duplicate, until the link is made */
-    char ifname[16], ip[16], gateway[16], mac[18];
+    char ifname[16], ip[16], gateway[16], mac[18], dns[64];
 };
 
 struct run {

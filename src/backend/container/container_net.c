@@ -19,6 +19,7 @@ void container_net_keep(struct run *run, const struct backend_net *net) {
     snprintf(n->ip, sizeof(n->ip), "%s", net->ip);
     snprintf(n->gateway, sizeof(n->gateway), "%s", net->gateway);
     snprintf(n->mac, sizeof(n->mac), "%s", net->mac);
+    snprintf(n->dns, sizeof(n->dns), "%s", net->dns ? net->dns : "");
 }
 
 void container_net_drop(struct run *run) {
@@ -42,7 +43,7 @@ int container_net_before_exec(void *ctx, pid_t pid, struct backend_why *why) {
     int qube_fd;
     if (n->netvm_fd < 0 || open_netns(pid, &qube_fd) < 0)
         return backend_fail(why, -EIO, "cannot reach the network namespaces");
-    struct backend_net net = {n->netvm_fd, n->ifname, n->ip, n->gateway, n->mac};
+    struct backend_net net = {n->netvm_fd, n->ifname, n->ip, n->gateway, n->mac, n->dns};
     int r = backend_net_veth_link(qube_fd, &net, why);
     close(qube_fd);
     container_net_drop(run);
