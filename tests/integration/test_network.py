@@ -139,6 +139,14 @@ class Model(NetworkCase):
         self.assertEqual("", self.get_prop("addr1", "gateway")[2])
         self.assertEqual("10.139.1.1 10.139.1.2", self.get_prop("addr1", "dns")[2])
         self.assertEqual("00:16:3e:5e:6c:00", self.get_prop("addr1", "mac")[2])
+        # a disposable's address comes from its dispid, its netvm from its template
+        self.set_prop("addr1", "template_for_dispvms", True)
+        self.ok("admin.vm.Create.DispVM", "addr1", "dom0", b"name=disp77 label=red")
+        self.assertEqual((True, "vm", "sys-net"), self.get_prop("disp77", "netvm"))
+        dispid = int(self.get_prop("disp77", "dispid")[2])
+        self.assertEqual("10.138.%d.%d" % (dispid >> 8, dispid & 255),
+                         self.get_prop("disp77", "ip")[2])
+        self.ok("admin.vm.Remove", dest="disp77")
         self.set_prop("addr1", "netvm", "")
         for prop in ("ip", "visible_gateway", "dns"):
             self.assertEqual("", self.get_prop("addr1", prop)[2])
