@@ -45,7 +45,20 @@ def sink(port):  # reads to the end, answers with the count (throughput)
                 break
             n += len(b)
         c.sendall(b"%d\n" % n); c.close()
-for target, args in ((tcp, (8000,)), (tcp, (8001,)), (dns, ()), (sink, (8002,))):
+def http(port):  # one page for wget
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True:
+        c, _ = s.accept(); req = b""
+        while b"\r\n\r\n" not in req:
+            b = c.recv(4096)
+            if not b:
+                break
+            req += b
+        body = b"page from the uplink\n"
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        c.close()
+for target, args in ((tcp, (8000,)), (tcp, (8001,)), (dns, ()), (sink, (8002,)), (http, (8080,))):
     threading.Thread(target=target, args=args, daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()
@@ -371,6 +384,14 @@ class Preloads(test_preload.PreloadCase):
         name = self.create_disposable()
         self.assertEqual(old[0], name)
         self.assertEqual("hello-from-uplink-8000", self.fetch(name))
+
+    def test_qvm_run_dispvm_wget(self):
+        # the "done": qvm-prefs dvm netvm sys-net; qvm-run --dispvm=dvm -p 'wget ...'
+        self.new_dvm()
+        self.tool("qvm-prefs", "pdvm", "netvm", "sys-net")
+        r = self.tool("qvm-run", "--dispvm=pdvm", "-p",
+                      "wget -qO- http://%s:8080/" % SERVER_IP)
+        self.assertEqual("page from the uplink\n", r.stdout)
 
     def test_netvm_or_firewall_change_outdates_preloads(self):
         self.new_dvm(max=1, netvm="sys-net")
