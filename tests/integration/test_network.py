@@ -315,6 +315,51 @@ class Traffic(NetworkCase):
             self.start(name)
 
 
+class HostUplink(NetworkCase):
+    """scripts/net-uplink.sh, run inside a namespace this test makes that stands in for
+    the host (it changes the namespace it runs in: never the real host's here)."""
+
+    SCRIPT = os.path.join(harness.SOURCE_ROOT, "scripts", "net-uplink.sh")
+
+    def setUp(self):
+        super().setUp()
+        self.fakehost = "dsp-test-host-%d" % os.getpid()
+        self.uplink_name = "dsp-test-hup-%d" % os.getpid()
+        ip("netns", "add", self.fakehost)
+        self.addCleanup(ip, "netns", "del", self.fakehost, check=False)
+        self.addCleanup(self.script, "down")
+        ip("-n", self.fakehost, "link", "set", "lo", "up")
+
+    def script(self, cmd):
+        # nsenter, not `ip netns exec`: the namespace the script names must be visible in
+        # the host's mount namespace, where the daemon opens it
+        return subprocess.run(["nsenter", "--net=/run/netns/" + self.fakehost, "sh",
+                               self.SCRIPT, cmd, self.uplink_name], capture_output=True,
+                              text=True)
+
+    def test_qube_reaches_the_host_through_the_uplink_script(self):
+        r = self.script("up")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(0, self.script("up").returncode)  # again: nothing breaks
+        server = subprocess.Popen(["ip", "netns", "exec", self.fakehost, sys.executable, "-c",
+                                   SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.kill)
+        self.assertEqual(b"ready", server.stdout.readline().strip())
+        self.create("AppVM", "hostnet", template="bb")
+        self.set_prop("hostnet", "provides_network", True)
+        self.ok("admin.vm.feature.Set", "net.uplink-netns", "hostnet",
+                ("/run/netns/" + self.uplink_name).encode())
+        self.client("behind", "hostnet")
+        self.start("behind")
+        self.assertTrue(self.reaches("behind", TCP_PORT, "10.136.255.1"))
+        kill_all_qubes(self.d)
+        r = self.script("down")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertFalse(os.path.exists("/run/netns/" + self.uplink_name))
+        self.assertNotIn("dsp-h-", ip("-n", self.fakehost, "-o", "link").stdout)
+
+
 class Leftovers(NetworkCase):
     def test_nothing_left_after_qubes_end(self):
         before = self.uplink.links()
