@@ -386,7 +386,7 @@ int dispatcher_shutdown(struct dispatcher *disp, struct qube *q, bool force,
     struct backend *b = is_running(q) ? backend_for(disp, q, err) : NULL;
     if (!is_running(q))
         return not_started(q, err);
-    if (!b)
+    if (!b || network_check_shutdown(disp, q, force, err) < 0)
         return -1;
     emit(disp, q, "domain-pre-shutdown", "force", force ? "True" : "False");
     struct stop_pending *p = NULL;

@@ -356,3 +356,21 @@ int network_firewall_changed(struct dispatcher *disp, struct qube *q, struct qer
     struct qube *netvm = is_up(q) ? net_netvm_of(app, q) : NULL;
     return netvm_runs(netvm) ? apply_client(disp, netvm, q, err) : 0;
 }
+
+int network_check_shutdown(struct dispatcher *disp, const struct qube *q, bool force,
+                           struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    if (force || !net_provides_network(app, q))
+        return 0;
+    _cleanup_strbuf_ struct strbuf names = STRBUF_INIT;
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        const struct qube *c = app->qubes[i];
+        bool preload = c->props[P_IS_PRELOAD] && strcmp(c->props[P_IS_PRELOAD], "True") == 0;
+        if (c != q && is_up(c) && !preload && net_netvm_of(app, c) == q)
+            strbuf_printf(&names, "%s%s", names.len ? ", " : "", c->name);
+    }
+    if (!names.len)
+        return 0;
+    return qerr_set(err, EXC_VM_IN_USE, "There are other VMs connected to this VM: %s",
+                    strbuf_str(&names));
+}

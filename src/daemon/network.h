@@ -30,6 +30,9 @@ void network_link_release(struct network_link *link);
 void network_netvm_started(struct dispatcher *disp, struct qube *netvm);
 /* A qube halted: its chain goes from its netvm's rules. */
 void network_qube_halted(struct dispatcher *disp, struct qube *q);
+/* Qubes refuses to shut down a netvm that running qubes use, unless forced. */
+int network_check_shutdown(struct dispatcher *disp, const struct qube *q, bool force,
+                           struct qerr *err);
 /* After a daemon restart: every running netvm's rules again (clients gone meanwhile
  * lose their chains). */
 void network_recover(struct dispatcher *disp);

@@ -299,6 +299,20 @@ class Traffic(NetworkCase):
         self.assertNotIn(b"from-b", r.stdout)
         self.assertTrue(self.reaches("qa"))
 
+    def test_netvm_in_use_shuts_down_only_when_forced(self):
+        self.client("user3")
+        self.start("user3")
+        r = self.err("admin.vm.Shutdown", "", "sys-net", exc="QubesVMInUseError")
+        self.assertIn("user3", r.message)
+        self.assertEqual("Running", self.api_state("sys-net"))
+        self.ok("admin.vm.Shutdown", "force+wait", "sys-net")
+        self.assertEqual("Halted", self.api_state("sys-net"))
+        # its client lost the link with it; a new start of the netvm links it again
+        self.settled(lambda: self.assertEqual(
+            ["lo"], self.qout("user3", "ip -o link | cut -d: -f2").split()))
+        self.start("sys-net")
+        self.assertTrue(self.reaches("user3"))
+
     def test_changing_the_netvm_of_a_running_qube(self):
         self.new_appvm("mover")
         self.start("mover")
