@@ -194,17 +194,36 @@ static int global_get_default(struct api_call *c) {
     return 0;
 }
 
+/* default_netvm moves every running qube that follows it (Qubes resets their netvm). */
+static int global_change(struct api_call *c, const struct prop_def *def, const char *raw) {
+    struct network_moves *moves = NULL;
+    char value[VALUE_MAX] = "";
+    if (def->id == G_DEFAULT_NETVM) {
+        if (raw && prop_canonicalize(def, raw, value, sizeof(value), c->err) < 0)
+            return -1;
+        moves = network_moves_begin(c->dispatcher);
+        if (network_moves_check(c->dispatcher, moves, value, c->err) < 0) {
+            network_moves_end(c->dispatcher, moves); /* nothing changed: no move */
+            return -1;
+        }
+    }
+    int r = raw ? app_global_set(c->app, def, raw, c->err) : app_global_reset(c->app, def, c->err);
+    if (moves)
+        network_moves_end(c->dispatcher, moves);
+    return after_change(c, def->name, r);
+}
+
 static int global_set(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
     char value[VALUE_MAX];
     if (!def || payload_text(c, value, sizeof(value)) < 0)
         return -1;
-    return after_change(c, def->name, app_global_set(c->app, def, value, c->err));
+    return global_change(c, def, value);
 }
 
 static int global_reset(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
-    return def ? after_change(c, def->name, app_global_reset(c->app, def, c->err)) : -1;
+    return def ? global_change(c, def, NULL) : -1;
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

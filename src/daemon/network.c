@@ -374,3 +374,57 @@ int network_check_shutdown(struct dispatcher *disp, const struct qube *q, bool f
     return qerr_set(err, EXC_VM_IN_USE, "There are other VMs connected to this VM: %s",
                     strbuf_str(&names));
 }
+
+/* ---- default_netvm: every running qube that follows it moves ---- */
+
+struct network_moves {
+    size_t n;
+    struct {
+        char name[32], netvm[32];
+    } * v;
+};
+
+struct network_moves *network_moves_begin(struct dispatcher *disp) {
+    struct app *app = dispatcher_app(disp);
+    struct network_moves *m = xcalloc(1, sizeof(*m));
+    m->v = xcalloc(app->n_qubes + 1, sizeof(*m->v));
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        const struct qube *q = app->qubes[i];
+        if (q->klass == QUBE_ADMINVM || (q->power != POWER_RUNNING && q->power != POWER_PAUSED))
+            continue;
+        const struct qube *netvm = net_netvm_of(app, q);
+        snprintf(m->v[m->n].name, sizeof(m->v[0].name), "%s", q->name);
+        snprintf(m->v[m->n].netvm, sizeof(m->v[0].netvm), "%s", netvm ? netvm->name : "");
+        m->n++;
+    }
+    return m;
+}
+
+int network_moves_check(struct dispatcher *disp, const struct network_moves *m,
+                        const char *new_default, struct qerr *err) {
+    struct app *app = dispatcher_app(disp);
+    const struct qube *netvm = *new_default ? app_find(app, new_default) : NULL;
+    if (!netvm || netvm_runs(netvm))
+        return 0;
+    for (size_t i = 0; i < m->n; i++) {
+        const struct qube *q = app_find(app, m->v[i].name);
+        if (q && !q->props[P_NETVM] && q != netvm)
+            return qerr_set(err, EXC_VM_NOT_STARTED, "Cannot dynamically attach to stopped qube %s",
+                            new_default);
+    }
+    return 0;
+}
+
+void network_moves_end(struct dispatcher *disp, struct network_moves *m) {
+    struct app *app = dispatcher_app(disp);
+    for (size_t i = 0; i < m->n; i++) {
+        struct qube *q = app_find(app, m->v[i].name);
+        const struct qube *now = q ? net_netvm_of(app, q) : NULL;
+        struct qerr err = {0};
+        if (q && strcmp(now ? now->name : "", m->v[i].netvm) != 0 &&
+            network_netvm_changed(disp, q, m->v[i].netvm, &err) < 0)
+            log_warning("%s: cannot move to its new netvm: %s", q->name, err.msg);
+    }
+    free(m->v);
+    free(m);
+}

@@ -43,6 +43,14 @@ int network_check_netvm_change(struct dispatcher *disp, const struct qube *q, co
 /* After it changed: unlink from the old netvm, link to the new one (none: unlinked). */
 int network_netvm_changed(struct dispatcher *disp, struct qube *q, const char *old_netvm,
                           struct qerr *err);
+/* A change that may move many running qubes (default_netvm): what their netvms are
+ * before (begin), whether the new default can take them (check: it must run), and the
+ * moves once the change is made (end frees it). */
+struct network_moves;
+struct network_moves *network_moves_begin(struct dispatcher *disp);
+int network_moves_check(struct dispatcher *disp, const struct network_moves *m,
+                        const char *new_default, struct qerr *err);
+void network_moves_end(struct dispatcher *disp, struct network_moves *m);
 /* The firewall of q changed (Set, Reload): its netvm's rules again, if both run. */
 int network_firewall_changed(struct dispatcher *disp, struct qube *q, struct qerr *err);
 

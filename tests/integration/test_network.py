@@ -324,6 +324,21 @@ class Traffic(NetworkCase):
         self.assertFalse(self.reaches("mover"))
         self.assertEqual(["lo"], self.qout("mover", "ip -o link | cut -d: -f2").split())
 
+    def test_default_netvm_moves_running_qubes_that_follow_it(self):
+        self.new_appvm("follower")  # netvm: the default, none for now
+        self.start("follower")
+        self.start_if_halted("sys-net")
+        self.ok("admin.property.Set", "default_netvm", "dom0", b"sys-net")
+        self.addCleanup(self.d.call, "admin.property.Reset", "default_netvm")
+        self.assertTrue(self.reaches("follower"))
+        self.ok("admin.property.Reset", "default_netvm")
+        self.assertFalse(self.reaches("follower"))
+        # a halted new default is refused while a running qube follows the default
+        self.ok("admin.vm.Shutdown", "force+wait", "sys-net")
+        self.err("admin.property.Set", "default_netvm", "dom0", b"sys-net",
+                 exc="QubesVMNotStartedError")
+        self.assertEqual((True, "vm", ""), self.get_global("default_netvm"))
+
     def start_if_halted(self, name):
         if self.api_state(name) == "Halted":
             self.start(name)
