@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-event.h>
+
 #include "backend_net.h"
 #include "dispatcher.h"
 #include "firewall.h"
@@ -170,6 +172,59 @@ static int run_script(struct dispatcher *disp, const struct qube *netvm, const c
     return 0;
 }
 
+/* ---- rules that expire: the netvm's rules again when the first one does ---- */
+
+static time_t expiry_armed; /* when the armed timer fires (epoch seconds), 0: none */
+
+static time_t next_expiry(const struct app *app, time_t now) {
+    time_t next = 0;
+    struct fw_rule *rules = xcalloc(FW_RULES_MAX, sizeof(*rules));
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        const struct qube *c = app->qubes[i];
+        struct qerr err = {0};
+        if (!c->firewall || !is_up(c) || !netvm_runs(net_netvm_of(app, c)))
+            continue;
+        int n = fw_rules_parse(c->firewall, NULL, rules, now, &err);
+        for (int k = 0; k < n; k++)
+            if (rules[k].expire && (!next || rules[k].expire < next))
+                next = (time_t)rules[k].expire;
+    }
+    free(rules);
+    return next;
+}
+
+static int apply_rules(struct dispatcher *disp, const struct qube *netvm, struct qerr *err);
+
+static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct dispatcher *disp = userdata;
+    struct app *app = dispatcher_app(disp);
+    expiry_armed = 0;
+    log_info("firewall: a rule expired; rules of the netvms again");
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        struct qube *q = app->qubes[i];
+        struct qerr err = {0};
+        if (net_provides_network(app, q) && netvm_runs(q) && apply_rules(disp, q, &err) < 0)
+            log_warning("%s", err.msg);
+    }
+    return 0;
+}
+
+/* One timer for the whole daemon, at the nearest expiry of a rule in force (Qubes
+ * reloads then as well). Floating: the loop owns it, and one that fires for nothing
+ * only rewrites the same rules. */
+static void arm_expiry(struct dispatcher *disp) {
+    time_t next = next_expiry(dispatcher_app(disp), time(NULL));
+    if (!next || (expiry_armed && expiry_armed <= next + 1))
+        return;
+    sd_event *loop = NULL;
+    if (sd_event_default(&loop) < 0)
+        return;
+    if (sd_event_add_time(loop, NULL, CLOCK_REALTIME, (uint64_t)(next + 1) * 1000000ULL, 0,
+                          on_expiry, disp) >= 0)
+        expiry_armed = next + 1;
+    sd_event_unref(loop);
+}
+
 /* Everything of a netvm at once: at its start and after a daemon restart. */
 static int apply_rules(struct dispatcher *disp, const struct qube *netvm, struct qerr *err) {
     struct app *app = dispatcher_app(disp);
@@ -177,7 +232,10 @@ static int apply_rules(struct dispatcher *disp, const struct qube *netvm, struct
     dns_target_of(app, netvm, dns, sizeof(dns));
     _cleanup_strbuf_ struct strbuf script = STRBUF_INIT;
     network_render_netvm(app, netvm, dns, &script);
-    return run_script(disp, netvm, strbuf_str(&script), err);
+    int r = run_script(disp, netvm, strbuf_str(&script), err);
+    if (r == 0)
+        arm_expiry(disp);
+    return r;
 }
 
 /* One client's chain and map entry; the whole table again if that fails (a netvm whose
@@ -186,8 +244,10 @@ static int apply_client(struct dispatcher *disp, const struct qube *netvm, const
                         struct qerr *err) {
     _cleanup_strbuf_ struct strbuf script = STRBUF_INIT;
     network_render_client(dispatcher_app(disp), c, &script);
-    if (run_script(disp, netvm, strbuf_str(&script), err) == 0)
+    if (run_script(disp, netvm, strbuf_str(&script), err) == 0) {
+        arm_expiry(disp);
         return 0;
+    }
     log_warning("%s: %s; all of its rules again", netvm->name, err->msg);
     return apply_rules(disp, netvm, err);
 }

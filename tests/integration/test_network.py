@@ -285,6 +285,17 @@ class Traffic(NetworkCase):
         self.assertFalse(self.reaches("fw3", TCP_PORT))
         self.assertTrue(self.reaches("fw3", OTHER_PORT))
 
+    def test_a_rule_that_expires_stops_being_enforced(self):
+        self.client("exp1")
+        self.start("exp1")
+        expire = int(time.time()) + 3
+        self.set_firewall("exp1", ["action=drop proto=tcp dstports=%d expire=%d"
+                                   % (TCP_PORT, expire), "action=accept"])
+        self.assertFalse(self.reaches("exp1"))
+        time.sleep(max(0, expire + 1.5 - time.time()))
+        self.assertTrue(self.reaches("exp1"))
+        self.assertEqual(b"action=accept\n", self.ok("admin.vm.firewall.Get", dest="exp1"))
+
     def test_qubes_of_one_netvm_cannot_reach_each_other(self):
         self.client("qa")
         self.client("qb")
