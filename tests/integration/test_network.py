@@ -401,14 +401,26 @@ class HostUplink(NetworkCase):
 
 
 class Leftovers(NetworkCase):
+    def host_state(self):
+        """Links and nftables tables of ours in the host's own namespace (by their names:
+        other jobs on this machine may add their own meanwhile)."""
+        links = sorted(name for name in (l.split(":")[1].strip().split("@")[0]
+                                         for l in ip("-o", "link").stdout.splitlines())
+                       if name.startswith(("vif", "dspup", "dsp-", "eth0")))
+        tables = [t for t in subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                            text=True).stdout.splitlines() if "dispenser" in t]
+        return links, tables
+
     def test_nothing_left_after_qubes_end(self):
-        before = self.uplink.links()
+        before, host_before = self.uplink.links(), self.host_state()
         self.client("gone1")
         self.start("gone1")
         self.assertTrue(self.reaches("gone1"))
         self.assertIn("dspup", self.uplink.links())
+        self.assertEqual(host_before, self.host_state())  # nothing of it in the host's
         kill_all_qubes(self.d)
         self.settled(lambda: self.assertEqual(before, self.uplink.links()))
+        self.assertEqual(host_before, self.host_state())
 
     def test_kill_9_and_restart(self):
         self.client("k9")
