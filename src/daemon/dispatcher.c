@@ -21,6 +21,7 @@ struct dispatcher {
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
+    struct netvm_first *waiting; /* starts waiting for their netvm's */
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -204,6 +205,8 @@ static struct pending *pending_new(struct dispatcher *disp, const struct qube *q
     return p;
 }
 
+static void resume_waiting(struct dispatcher *disp, const char *name, int r, const char *why);
+
 static void on_started(void *userdata, int r, const char *why) {
     struct pending *p = userdata;
     struct qube *q = app_find(p->disp->app, p->name);
@@ -223,6 +226,7 @@ static void on_started(void *userdata, int r, const char *why) {
     }
     if (p->done)
         p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
+    resume_waiting(p->disp, p->name, r, r < 0 ? err.msg : NULL);
     free(p);
 }
 
@@ -239,43 +243,57 @@ int dispatcher_start_background(struct dispatcher *disp, struct qube *q, dispatc
     return start(disp, q, true, done, userdata, err);
 }
 
-/* Qubes starts a qube's netvm first when it is not running. */
+/* Qubes starts a qube's netvm first when it is not running; starts that find it starting
+ * wait for it (two clients started at once, a preload refill). */
 struct netvm_first {
+    struct netvm_first *next;
     struct dispatcher *disp;
-    char name[32];
+    char name[32], netvm[32];
     bool background;
     dispatcher_done_fn done;
     void *userdata;
 };
 
-static void on_netvm_started(void *userdata, int r, const struct qerr *netvm_err) {
-    struct netvm_first *nf = userdata;
-    struct qerr err = {0};
-    struct qube *q = app_find(nf->disp->app, nf->name);
-    if (r == 0 && !q)
-        r = qerr_set(&err, EXC_VM_NOT_FOUND, "'%s' is gone", nf->name);
-    else if (r < 0)
-        qerr_set(&err, EXC_QUBES, "Cannot start the netvm of '%s': %s", nf->name,
-                 netvm_err ? netvm_err->msg : "failed");
-    else
-        r = start(nf->disp, q, nf->background, nf->done, nf->userdata, &err);
-    if (r < 0 && nf->done)
-        nf->done(nf->userdata, -1, &err);
-    free(nf);
+static void wait_for_netvm(struct dispatcher *disp, const struct qube *q, const struct qube *netvm,
+                           bool background, dispatcher_done_fn done, void *userdata) {
+    struct netvm_first *nf = xcalloc(1, sizeof(*nf));
+    *nf = (struct netvm_first){disp->waiting, disp, "", "", background, done, userdata};
+    snprintf(nf->name, sizeof(nf->name), "%s", q->name);
+    snprintf(nf->netvm, sizeof(nf->netvm), "%s", netvm->name);
+    disp->waiting = nf;
+    log_info("%s: waiting for its netvm %s to start", q->name, netvm->name);
 }
 
-static int start_netvm_first(struct dispatcher *disp, struct qube *q, struct qube *netvm,
-                             bool background, dispatcher_done_fn done, void *userdata,
-                             struct qerr *err) {
-    struct netvm_first *nf = xcalloc(1, sizeof(*nf));
-    *nf = (struct netvm_first){disp, "", background, done, userdata};
-    snprintf(nf->name, sizeof(nf->name), "%s", q->name);
-    log_info("%s: starting its netvm %s first", q->name, netvm->name);
-    if (start(disp, netvm, background, on_netvm_started, nf, err) < 0) {
-        free(nf);
-        return -1;
+/* The netvm `name` has started (r = 0) or failed: the starts waiting for it go on. */
+static void resume_waiting(struct dispatcher *disp, const char *name, int r, const char *why) {
+    struct netvm_first **pp = &disp->waiting, *ready = NULL;
+    while (*pp) { /* taken off the list first: the starts below may add to it */
+        struct netvm_first *nf = *pp;
+        if (strcmp(nf->netvm, name) == 0) {
+            *pp = nf->next;
+            nf->next = ready;
+            ready = nf;
+        } else {
+            pp = &nf->next;
+        }
     }
-    return 0;
+    while (ready) {
+        struct netvm_first *nf = ready;
+        ready = nf->next;
+        struct qerr err = {0};
+        struct qube *q = app_find(disp->app, nf->name);
+        int rr = -1;
+        if (r < 0)
+            qerr_set(&err, EXC_QUBES, "Cannot start the netvm of '%s': %s", nf->name,
+                     why ? why : "failed");
+        else if (!q)
+            qerr_set(&err, EXC_VM_NOT_FOUND, "'%s' is gone", nf->name);
+        else
+            rr = start(disp, q, nf->background, nf->done, nf->userdata, &err);
+        if (rr < 0 && nf->done)
+            nf->done(nf->userdata, -1, &err);
+        free(nf);
+    }
 }
 
 static int start(struct dispatcher *disp, struct qube *q, bool background, dispatcher_done_fn done,
@@ -286,8 +304,15 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
     if (!b)
         return -1;
     struct qube *netvm = net_netvm_of(disp->app, q);
-    if (netvm && netvm->power == POWER_HALTED)
-        return start_netvm_first(disp, q, netvm, background, done, userdata, err);
+    if (netvm && netvm->power == POWER_HALTED) {
+        log_info("%s: starting its netvm %s first", q->name, netvm->name);
+        if (start(disp, netvm, background, NULL, NULL, err) < 0)
+            return -1;
+    }
+    if (netvm && netvm->power == POWER_TRANSIENT) {
+        wait_for_netvm(disp, q, netvm, background, done, userdata);
+        return 0;
+    }
     struct qube_desc d;
     describe(disp->app, q, &d);
     d.bq.background = background;
@@ -646,6 +671,11 @@ struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backen
 void dispatcher_free(struct dispatcher *disp) {
     if (!disp)
         return;
+    while (disp->waiting) { /* daemon exit: nobody is left to tell */
+        struct netvm_first *nf = disp->waiting;
+        disp->waiting = nf->next;
+        free(nf);
+    }
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
     free(disp);

@@ -310,6 +310,25 @@ class Traffic(NetworkCase):
         self.assertNotIn(b"from-b", r.stdout)
         self.assertTrue(self.reaches("qa"))
 
+    def test_clients_started_at_once_wait_for_their_netvm(self):
+        import threading
+        if self.api_state("sys-net") != "Halted":
+            self.ok("admin.vm.Shutdown", "force+wait", "sys-net")
+        names = [self.client("many%d" % i) for i in range(3)]
+        replies = {}
+
+        def start(name):
+            replies[name] = harness.parse_reply(harness.call(self.d.socket, "admin.vm.Start",
+                                                             dest=name))
+        threads = [threading.Thread(target=start, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name in names:
+            self.assertTrue(replies[name].ok, replies[name])
+            self.assertTrue(self.reaches(name))
+
     def test_netvm_in_use_shuts_down_only_when_forced(self):
         self.client("user3")
         self.start("user3")
