@@ -318,8 +318,12 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
     d.bq.background = background;
     emit(disp, q, "domain-pre-start", "start_guid", "False");
     set_power(disp, q, POWER_TRANSIENT);
-    struct network_link link;
-    if (network_link_prepare(disp, q, &link, &d.bq.net, err) < 0) {
+    struct network_link link = {.netvm_netns = -1};
+    bool linkable = b->ops->net_attach != NULL; /* an engine that can link its qubes */
+    if (netvm && !linkable)
+        log_warning("%s: starts without network: virt_mode=%s cannot link to a netvm yet", q->name,
+                    b->ops->name);
+    if (linkable && network_link_prepare(disp, q, &link, &d.bq.net, err) < 0) {
         set_power(disp, q, POWER_HALTED);
         network_qube_halted(disp, q);
         emit(disp, q, "domain-start-failed", "reason", err->msg);
