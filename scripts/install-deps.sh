@@ -5,6 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES="
   gcc libc6-dev clang libclang-rt-14-dev meson ninja-build pkg-config
   libsystemd-dev libsqlite3-dev libcmocka-dev libseccomp-dev libcap-dev
+  libmnl-dev libnftables-dev iproute2 nftables
   python3 sqlite3 systemd busybox-static debootstrap bubblewrap musl-tools
   gnuplot-nox clang-format
   qemu-system-x86 erofs-utils e2fsprogs libjson-c-dev

@@ -2,8 +2,18 @@
 # One command from a fresh Debian 12 machine to a working dispenser: installs the
 # build dependencies, builds, installs, starts dispenserd, builds a template and starts a
 # qube, and runs a command inside it.
+#
+# --network (opt-in: it changes the host's network, see scripts/net-uplink.sh): also
+# creates `sys-net`, a network-providing qube whose uplink is the host's network through
+# a NATed namespace, and makes it the default netvm (docs/network.md).
 set -eu
 cd "$(dirname "$0")/.."
+network=no
+case ${1:-} in
+--network) network=yes ;;
+"") ;;
+*) echo "usage: setup.sh [--network]" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and a daemon)" >&2; exit 1; }
 
 scripts/install-deps.sh
@@ -51,3 +61,23 @@ qvm-ls --raw-list | grep -qx demo-work || qvm-create --template demo-template --
 qvm-run --dispvm -p 'echo "hello from $(hostname), a disposable: uid $(id -u), kernel $(uname -r)"'
 qvm-run -p demo-work 'echo "hello from $(hostname), a qube that keeps running"'
 qvm-ls
+
+if [ "$network" = yes ]; then
+    echo "== networking: sys-net, the default netvm, its uplink the host's network =="
+    scripts/net-uplink.sh up dispenser-uplink
+    qvm-ls --raw-list | grep -qx sys-net || {
+        qvm-create --template demo-template --label red sys-net
+        qvm-prefs sys-net provides_network True
+    }
+    qvm-features sys-net net.uplink-netns /run/netns/dispenser-uplink
+    # the netvm forwards the virtual DNS servers to the host's first non-loopback one
+    dns=$(awk '$1 == "nameserver" && $2 !~ /^127\./ && $2 !~ /:/ { print $2; exit }' /etc/resolv.conf)
+    if [ -n "$dns" ]; then
+        qvm-features sys-net net.uplink-dns "$dns"
+    else
+        echo "setup.sh: no non-loopback DNS server in /etc/resolv.conf: set it with" \
+             "qvm-features sys-net net.uplink-dns ADDRESS" >&2
+    fi
+    qubes-prefs default_netvm sys-net
+    qvm-run --dispvm -p 'ip -4 addr show eth0; cat /etc/resolv.conf'
+fi

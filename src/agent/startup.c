@@ -3,6 +3,7 @@
  * init, its ready command retried until it succeeds. Requests are served meanwhile. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -97,8 +98,30 @@ static void run_ready_command(struct agent *a) {
         a->ready_retry_at = (int64_t)mono_ms() + READY_RETRY_MS;
 }
 
+/* A qube with a netvm resolves names through Qubes' virtual DNS servers, which its netvm
+ * forwards (the engine says which in DISPENSER_DNS); written before any start-up script
+ * or service runs. */
+static void write_resolv_conf(void) {
+    const char *dns = getenv("DISPENSER_DNS");
+    if (!dns || !*dns)
+        return;
+    FILE *f = fopen("/etc/resolv.conf.dispenser", "w");
+    if (!f) {
+        agent_log("cannot write /etc/resolv.conf: %s", strerror(errno));
+        return;
+    }
+    char copy[128];
+    snprintf(copy, sizeof(copy), "%s", dns);
+    for (char *save, *s = strtok_r(copy, " ", &save); s; s = strtok_r(NULL, " ", &save))
+        fprintf(f, "nameserver %s\n", s);
+    /* a symlink left by the template (systemd-resolved's) is replaced, not followed */
+    if (fclose(f) != 0 || rename("/etc/resolv.conf.dispenser", "/etc/resolv.conf") < 0)
+        agent_log("cannot write /etc/resolv.conf: %s", strerror(errno));
+}
+
 void startup_begin(struct agent *a) {
     a->ready_retry_at = -1;
+    write_resolv_conf();
     if (a->init_mode)
         return run_ready_command(a);
     collect_scripts(a);

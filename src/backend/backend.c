@@ -54,6 +54,7 @@ struct backend_qube *backend_qube_dup(const struct backend_qube *q) {
     c->private_source = dup_or_null(q->private_source);
     c->kernel = dup_or_null(q->kernel);
     c->kernelopts = dup_or_null(q->kernelopts);
+    c->net = NULL; /* borrowed descriptors, valid during the call only: not kept */
     c->options = options_dup(q->options, q->n_options);
     c->services = options_dup(q->services, q->n_services);
     return c;

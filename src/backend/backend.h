@@ -24,6 +24,21 @@ struct backend_option {
     const char *key, *value;
 };
 
+/* A qube's link to the qube that routes for it (its netvm). The engine makes the qube's
+ * end (a container: a veth whose end `eth0` is in the qube's network namespace; a VM: a
+ * tap its NIC uses) and puts the other end, named `netvm_ifname`, into the netvm's
+ * network namespace with `gateway` on it and a route to `ip`: all before the qube's
+ * init runs, so it never sees a moment without its network (or its firewall, which the
+ * daemon has put in the netvm before). backend_net.h has the shared pieces. */
+struct backend_net {
+    int netvm_netns;          /* the netvm's network namespace (borrowed: dup what you keep) */
+    const char *netvm_ifname; /* "vif12" */
+    const char *ip;           /* the qube's address (a /32) */
+    const char *gateway;      /* the netvm's address as the qube sees it */
+    const char *mac;          /* of the qube's end */
+    const char *dns;          /* its DNS servers, blank-separated (Qubes' virtual ones) */
+};
+
 struct backend_qube {
     const char *name;
     const char *uuid; /* volumes are keyed by uuid: names can be reused */
@@ -51,6 +66,7 @@ struct backend_qube {
     size_t n_services;
     bool background; /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
+    const struct backend_net *net; /* NULL: loopback only (netvm none) */
 };
 
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
@@ -185,6 +201,15 @@ struct backend_ops {
      * when refused or failed. */
     void (*upcall_reply)(struct backend *b, struct backend_upcall *call, enum backend_call_end how,
                          int status, const char *reason);
+    /* Optional (NULL: its qubes cannot provide network). Opens (O_CLOEXEC) the network
+     * namespace a running qube's traffic lives in: for a netvm, where its clients' links
+     * end, its uplink starts and the daemon puts the firewall. -EAGAIN if not running. */
+    int (*netns_open)(struct backend *b, const char *name, int *fd);
+    /* Optional (NULL: the netvm of a running qube cannot change). Links a running qube to
+     * a netvm as start does (net), or unlinks it (net NULL): Qubes' attach-network and
+     * detach-network. */
+    int (*net_attach)(struct backend *b, const char *name, const struct backend_net *net,
+                      struct backend_why *why);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). Called for every
      * qube of this engine before cleanup: the engine's logs of qubes it was not called

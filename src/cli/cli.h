@@ -146,6 +146,7 @@ int qvm_prefs_main(int argc, char **argv);
 int qubes_prefs_main(int argc, char **argv);
 int qvm_features_main(int argc, char **argv);
 int qvm_tags_main(int argc, char **argv);
+int qvm_firewall_main(int argc, char **argv);
 int qvm_create_main(int argc, char **argv);
 int qvm_remove_main(int argc, char **argv);
 int qvm_events_main(int argc, char **argv);

@@ -10,6 +10,7 @@ static const struct cli_command commands[] = {
     {"qubes-prefs", qubes_prefs_main},
     {"qvm-features", qvm_features_main},
     {"qvm-tags", qvm_tags_main},
+    {"qvm-firewall", qvm_firewall_main},
     {"qvm-create", qvm_create_main},
     {"qvm-remove", qvm_remove_main},
     {"qvm-events", qvm_events_main},

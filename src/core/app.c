@@ -38,6 +38,7 @@ void app_qube_free(struct qube *q) {
         free(q->props[i]);
     strmap_free(&q->features);
     strmap_free(&q->tags);
+    free(q->firewall);
     free(q);
 }
 
@@ -173,11 +174,19 @@ static int load_global(void *ctx, const char *name, const char *value) {
     return 0;
 }
 
+static int load_firewall(void *ctx, int qid, const char *rules) {
+    struct qube *q = loaded_qube(ctx, qid);
+    if (q)
+        q->firewall = xstrdup(rules);
+    return 0;
+}
+
 int app_open(struct app *app, const char *db_path, struct qerr *err) {
     if (store_open(db_path, &app->store, err) < 0)
         return -1;
     struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
-    struct store_loader loader = {&l, load_qube, load_prop, load_feature, load_tag, load_global};
+    struct store_loader loader = {&l,       load_qube,   load_prop,    load_feature,
+                                  load_tag, load_global, load_firewall};
     int r = store_load(app->store, &loader);
     free(l.by_qid);
     if (r < 0 || !app_dom0(app)) {

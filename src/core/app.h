@@ -8,6 +8,7 @@
 
 #include "props.h"
 #include "qerr.h"
+#include "strbuf.h"
 #include "strmap.h"
 #include "wire.h"
 
@@ -44,6 +45,7 @@ struct qube {
     struct strmap features;
     struct strmap tags;     /* values unused */
     enum power_state power; /* runtime only: halted until an engine runs the qube */
+    char *firewall;         /* its firewall rules, canonical lines; NULL: the default */
 };
 
 struct store;
@@ -128,6 +130,13 @@ const char *app_feature_check(const struct app *app, const struct qube *q, const
                               unsigned fallback);
 int app_tag_add(struct app *app, struct qube *q, const char *tag, struct qerr *err);
 int app_tag_remove(struct app *app, struct qube *q, const char *tag, struct qerr *err);
+
+/* --- firewall (firewall.h has the rule syntax) --- */
+/* The rules as admin.vm.firewall.Get shows them (expired ones left out). */
+void app_firewall_get(const struct app *app, const struct qube *q, struct strbuf *out);
+/* Replaces the rules (QubesValueError, nothing changed, if one is bad); emits
+ * firewall-changed. */
+int app_firewall_set(struct app *app, struct qube *q, const char *rules, struct qerr *err);
 
 /* --- qubes --- */
 struct qube_spec {

@@ -144,6 +144,8 @@ static int save_new_qube(struct app *app, const struct qube *q) {
     for (size_t i = 0; i < q->tags.n; i++)
         if (store_put_tag(s, q->qid, q->tags.e[i].key, true) < 0)
             return -1;
+    if (q->firewall && store_put_firewall(s, q->qid, q->firewall) < 0)
+        return -1;
     return store_commit(s);
 }
 
@@ -153,6 +155,12 @@ int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
         app_qube_free(q);
         return -1;
     }
+    /* Qubes: a disposable starts with its disposable template's firewall */
+    const struct qube *tpl = q->klass == QUBE_DISPVM && q->props[P_TEMPLATE]
+                                 ? app_find(app, q->props[P_TEMPLATE])
+                                 : NULL;
+    if (tpl && tpl->firewall)
+        q->firewall = xstrdup(tpl->firewall);
     if (save_new_qube(app, q) < 0) {
         app_qube_free(q);
         return app_save_failed(app, err);

@@ -96,7 +96,7 @@ static int parse_value(const struct app *app, const struct qube *q, const struct
         if (!app_find(app, out))
             return qerr_set(err, EXC_PROPERTY_VALUE, "Can't set %s to non-existing qube %s",
                             def->name, out);
-        if (q && strcmp(out, q->name) == 0)
+        if (q && strcmp(out, q->name) == 0 && def->id != P_NETVM) /* netvm: "Loops ..." */
             return qerr_set(err, EXC_PROPERTY_VALUE, "A qube cannot be its own %s", def->name);
     }
     return def->validate ? def->validate(app, q, out, err) : 0;

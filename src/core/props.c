@@ -10,6 +10,7 @@
 #include "app.h"
 #include "labels.h"
 #include "names.h"
+#include "props_net.h"
 
 #define ALL_CLASSES 0x1fu
 #define VM_CLASSES (ALL_CLASSES & ~CLASS_BIT(QUBE_ADMINVM))
@@ -36,10 +37,6 @@ static bool default_template(const struct app *app, const struct qube *q, char *
     /* A DispVM comes from a disposable template; everything else from a TemplateVM. */
     int gid = q->klass == QUBE_DISPVM ? G_DEFAULT_DISPVM : G_DEFAULT_TEMPLATE;
     return global_default(app, gid, buf, size);
-}
-
-static bool default_netvm(const struct app *app, const struct qube *q, char *buf, size_t size) {
-    return global_default(app, G_DEFAULT_NETVM, buf, size);
 }
 
 static bool default_qrexec_timeout(const struct app *app, const struct qube *q, char *buf,
@@ -154,17 +151,6 @@ static int validate_template(const struct app *app, const struct qube *q, const 
     return require_templatevm(app, value, err);
 }
 
-static int validate_netvm(const struct app *app, const struct qube *q, const char *value,
-                          struct qerr *err) {
-    /* No qube provides network yet (networking is a later issue), so only none fits. */
-    if (*value)
-        return qerr_set(err, EXC_VALUE,
-                        "The %s qube does not provide network (dispenser has "
-                        "no networking yet, so netvm can only be none)",
-                        value);
-    return 0;
-}
-
 static int validate_default_dispvm(const struct app *app, const struct qube *q, const char *value,
                                    struct qerr *err) {
     return require_dispvm_template(app, value, "default_dispvm", err);
@@ -273,24 +259,29 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_DEFAULT_USER, "default_user", PT_STR, VM_CLASSES, PF_INHERIT, "user", NULL,
       validate_default_user),
     P(P_DISPID, "dispid", PT_INT, CLASS_BIT(QUBE_DISPVM), PF_READONLY, NULL, NULL, NULL),
+    P(P_DNS, "dns", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_dns, NULL),
+    P(P_GATEWAY, "gateway", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_gateway, NULL),
     P(P_ICON, "icon", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_icon, NULL),
     P(P_INCLUDE_IN_BACKUPS, "include_in_backups", PT_BOOL, VM_CLASSES, 0, "True", NULL, NULL),
     /* a preloaded disposable not yet handed out; the preload pool's, never the API's */
+    P(P_IP, "ip", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_default_ip, NULL),
     P(P_IS_PRELOAD, "is_preload", PT_BOOL, CLASS_BIT(QUBE_DISPVM), PF_READONLY, "False", NULL,
       NULL),
     P(P_KERNEL, "kernel", PT_STR, VM_CLASSES, PF_INHERIT, NULL, default_kernel, validate_kernel),
     P(P_KERNELOPTS, "kernelopts", PT_STR, VM_CLASSES, PF_LATE | PF_INHERIT, "", NULL, NULL),
     P(P_KLASS, "klass", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_klass, NULL),
     P(P_LABEL, "label", PT_LABEL, ALL_CLASSES, 0, NULL, NULL, NULL),
+    P(P_MAC, "mac", PT_STR, VM_CLASSES, 0, NET_DEFAULT_MAC, NULL, net_validate_mac),
     P(P_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, VM_CLASSES, PF_LATE, NULL,
       default_management_dispvm, validate_default_dispvm),
     P(P_MAXMEM, "maxmem", PT_INT, ALL_CLASSES, PF_NONNEG | PF_INHERIT, NULL, default_maxmem, NULL),
     P(P_MEMORY, "memory", PT_INT, ALL_CLASSES, PF_POSITIVE | PF_INHERIT, NULL, default_memory,
       NULL),
     P(P_NAME, "name", PT_STR, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
-    P(P_NETVM, "netvm", PT_VM, VM_CLASSES, PF_LATE, NULL, default_netvm, validate_netvm),
-    P(P_PROVIDES_NETWORK, "provides_network", PT_BOOL, VM_CLASSES, PF_READONLY, "False", NULL,
-      NULL),
+    P(P_NETVM, "netvm", PT_VM, VM_CLASSES, PF_LATE | PF_INHERIT, NULL, net_prop_default_netvm,
+      net_validate_netvm),
+    P(P_PROVIDES_NETWORK, "provides_network", PT_BOOL, VM_CLASSES, 0, "False", NULL,
+      net_validate_provides_network),
     P(P_QID, "qid", PT_INT, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
     P(P_QREXEC_TIMEOUT, "qrexec_timeout", PT_INT, VM_CLASSES, PF_POSITIVE | PF_INHERIT, NULL,
       default_qrexec_timeout, NULL),
@@ -306,13 +297,18 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
     P(P_VCPUS, "vcpus", PT_INT, VM_CLASSES, PF_POSITIVE | PF_INHERIT, "2", NULL, NULL),
     P(P_VIRT_MODE, "virt_mode", PT_STR, VM_CLASSES, PF_INHERIT, "container", NULL,
       validate_virt_mode),
+    P(P_VISIBLE_GATEWAY, "visible_gateway", PT_STR, VM_CLASSES, PF_READONLY, NULL,
+      net_prop_visible_gateway, NULL),
+    P(P_VISIBLE_IP, "visible_ip", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_visible_ip, NULL),
+    P(P_VISIBLE_NETMASK, "visible_netmask", PT_STR, VM_CLASSES, PF_READONLY, NULL,
+      net_prop_visible_netmask, NULL),
 };
 
 const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
     P(G_CLOCKVM, "clockvm", PT_VM, 0, 0, "", NULL, NULL),
     P(G_DEFAULT_DISPVM, "default_dispvm", PT_VM, 0, 0, "", NULL, validate_global_dispvm),
     P(G_DEFAULT_KERNEL, "default_kernel", PT_STR, 0, 0, "", NULL, validate_kernel),
-    P(G_DEFAULT_NETVM, "default_netvm", PT_VM, 0, 0, "", NULL, validate_netvm),
+    P(G_DEFAULT_NETVM, "default_netvm", PT_VM, 0, 0, "", NULL, net_validate_netvm),
     P(G_DEFAULT_QREXEC_TIMEOUT, "default_qrexec_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL, NULL),
     P(G_DEFAULT_SHUTDOWN_TIMEOUT, "default_shutdown_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL,
       NULL),

@@ -18,6 +18,20 @@ static const char *const VM_HELP[PROP_COUNT] = {
                          "default_dispvm.",
     [P_DEFAULT_USER] = "User that qrexec services and qvm-run run as inside the qube when the "
                        "caller names none; by default user, uid 1000 of the template.",
+    [P_DNS] = "Addresses of the DNS servers the qube is given: Qubes' virtual DNS "
+              "10.139.1.1 and 10.139.1.2, answered by its netvm. Empty without a netvm. "
+              "Read-only.",
+    [P_GATEWAY] = "Address of the qube's gateway: its netvm's address as seen from the qube. "
+                  "Empty without a netvm. Read-only.",
+    [P_IP] = "IPv4 address of the qube, 10.137.0.x from its qid (10.138.x.y for a "
+             "disposable), or set by the feature net.fake-ip. Empty without a netvm. "
+             "Read-only.",
+    [P_MAC] = "MAC address of the qube's network interface, derived from its qid as in Qubes.",
+    [P_VISIBLE_GATEWAY] = "Gateway address as the qube itself sees it (net.fake-gateway, or "
+                          "gateway). Read-only.",
+    [P_VISIBLE_IP] = "Address as the qube itself sees it (net.fake-ip, or ip). Read-only.",
+    [P_VISIBLE_NETMASK] = "Netmask as the qube itself sees it (net.fake-netmask, or "
+                          "255.255.255.255). Read-only.",
     [P_DISPID] = "Number of the disposable, the N of its name dispN. Read-only.",
     [P_ICON] = "Name of the icon that shows the qube's class and label. Read-only.",
     [P_INCLUDE_IN_BACKUPS] = "Whether the qube is backed up by default. Kept for Qubes' tools: "

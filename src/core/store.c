@@ -22,6 +22,8 @@ enum stmt_id {
     S_DEL_FEATURE,
     S_SET_TAG,
     S_DEL_TAG,
+    S_SET_FIREWALL,
+    S_DEL_FIREWALL,
     S_COUNT,
 };
 
@@ -39,6 +41,8 @@ static const char *const STMT_SQL[S_COUNT] = {
     [S_DEL_FEATURE] = "DELETE FROM features WHERE qid = ?1 AND name = ?2",
     [S_SET_TAG] = "INSERT OR IGNORE INTO tags(qid, name) VALUES (?1, ?2)",
     [S_DEL_TAG] = "DELETE FROM tags WHERE qid = ?1 AND name = ?2",
+    [S_SET_FIREWALL] = "INSERT OR REPLACE INTO firewall(qid, rules) VALUES (?1, ?2)",
+    [S_DEL_FIREWALL] = "DELETE FROM firewall WHERE qid = ?1",
 };
 
 /* Migration N takes the schema from user_version N to N+1. Append, never edit. */
@@ -54,6 +58,9 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     "CREATE TABLE global_properties (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT INTO qubes VALUES (0, 'dom0', 'AdminVM', '00000000-0000-0000-0000-000000000000');"
     "INSERT INTO properties VALUES (0, 'label', 'black');",
+    /* 2: firewall rules of qubes (networking), as admin.vm.firewall.Get shows them */
+    "CREATE TABLE firewall (qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  rules TEXT NOT NULL);",
 };
 
 struct store {
@@ -259,6 +266,10 @@ int store_put_tag(struct store *s, int qid, const char *tag, bool present) {
     return present ? run(s, S_SET_TAG, "is", qid, tag) : run(s, S_DEL_TAG, "is", qid, tag);
 }
 
+int store_put_firewall(struct store *s, int qid, const char *rules) {
+    return rules ? run(s, S_SET_FIREWALL, "is", qid, rules) : run(s, S_DEL_FIREWALL, "i", qid);
+}
+
 static const char *col(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -293,6 +304,10 @@ static int row_tag(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->tag(l->ctx, sqlite3_column_int(st, 0), col(st, 1));
 }
+static int row_firewall(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->firewall ? l->firewall(l->ctx, sqlite3_column_int(st, 0), col(st, 1)) : 0;
+}
 static int row_global(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->global(l->ctx, col(st, 0), col(st, 1));
@@ -304,7 +319,8 @@ int store_load(struct store *s, const struct store_loader *loader) {
         load_rows(s, "SELECT qid, name, value FROM properties", ctx, row_prop) < 0 ||
         load_rows(s, "SELECT qid, name, value FROM features", ctx, row_feature) < 0 ||
         load_rows(s, "SELECT qid, name FROM tags", ctx, row_tag) < 0 ||
-        load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0)
+        load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0 ||
+        load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0)
         return -1;
     return 0;
 }

@@ -89,6 +89,7 @@ extern const struct api_method API_FEATURE_METHODS[];
 extern const struct api_method API_MISC_METHODS[];
 extern const struct api_method API_VOLUME_METHODS[];
 extern const struct api_method API_INTERNAL_METHODS[];
+extern const struct api_method API_FIREWALL_METHODS[];
 
 /* Shared helpers for handlers. */
 void api_put_line(struct strbuf *out, const char *line);

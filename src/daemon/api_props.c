@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "network.h"
+#include "props_net.h"
 #include "preload.h"
 
 #define VALUE_MAX 1024
@@ -116,19 +118,51 @@ static int before_change(struct api_call *c, const char *prop) {
     return c->preload ? preload_validate_property(c->preload, c->dest, prop, c->err) : 0;
 }
 
+/* A running qube's netvm changes at once (Qubes' attach-network): the new one must run.
+ * new_netvm: the canonical value, or NULL for a reset. */
+static int before_netvm_change(struct api_call *c, const struct prop_def *def, const char *raw,
+                               char *old, size_t size) {
+    if (def->id != P_NETVM)
+        return 0;
+    net_prop(c->app, c->dest, P_NETVM, old, size);
+    char value[VALUE_MAX] = "";
+    if (raw && prop_canonicalize(def, raw, value, sizeof(value), c->err) < 0)
+        return -1;
+    if (!raw) {
+        /* what a reset falls back to: the default, read without the explicit value */
+        char *explicit = c->dest->props[P_NETVM];
+        c->dest->props[P_NETVM] = NULL;
+        net_prop(c->app, c->dest, P_NETVM, value, sizeof(value));
+        c->dest->props[P_NETVM] = explicit;
+    }
+    return network_check_netvm_change(c->dispatcher, c->dest, value, c->err);
+}
+
+static int after_netvm_change(struct api_call *c, const struct prop_def *def, const char *old,
+                              int r) {
+    if (r < 0 || def->id != P_NETVM)
+        return r;
+    return network_netvm_changed(c->dispatcher, c->dest, old, c->err);
+}
+
 static int vm_prop_set(struct api_call *c) {
     const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
-    char value[VALUE_MAX];
-    if (!def || payload_text(c, value, sizeof(value)) < 0 || before_change(c, def->name) < 0)
+    char value[VALUE_MAX], old_netvm[64];
+    if (!def || payload_text(c, value, sizeof(value)) < 0 || before_change(c, def->name) < 0 ||
+        before_netvm_change(c, def, value, old_netvm, sizeof(old_netvm)) < 0)
         return -1;
-    return after_change(c, def->name, app_prop_set(c->app, c->dest, def, value, c->err));
+    int r = app_prop_set(c->app, c->dest, def, value, c->err);
+    return after_change(c, def->name, after_netvm_change(c, def, old_netvm, r));
 }
 
 static int vm_prop_reset(struct api_call *c) {
     const struct prop_def *def = app_prop_def(c->dest, c->req->arg, c->err);
-    if (!def || before_change(c, def->name) < 0)
+    char old_netvm[64];
+    if (!def || before_change(c, def->name) < 0 ||
+        before_netvm_change(c, def, NULL, old_netvm, sizeof(old_netvm)) < 0)
         return -1;
-    return after_change(c, def->name, app_prop_reset(c->app, c->dest, def, c->err));
+    int r = app_prop_reset(c->app, c->dest, def, c->err);
+    return after_change(c, def->name, after_netvm_change(c, def, old_netvm, r));
 }
 
 /* --- global --- */
@@ -178,17 +212,36 @@ static int global_help(struct api_call *c) {
     return 0;
 }
 
+/* default_netvm moves every running qube that follows it (Qubes resets their netvm). */
+static int global_change(struct api_call *c, const struct prop_def *def, const char *raw) {
+    struct network_moves *moves = NULL;
+    char value[VALUE_MAX] = "";
+    if (def->id == G_DEFAULT_NETVM) {
+        if (raw && prop_canonicalize(def, raw, value, sizeof(value), c->err) < 0)
+            return -1;
+        moves = network_moves_begin(c->dispatcher);
+        if (network_moves_check(c->dispatcher, moves, value, c->err) < 0) {
+            network_moves_end(c->dispatcher, moves); /* nothing changed: no move */
+            return -1;
+        }
+    }
+    int r = raw ? app_global_set(c->app, def, raw, c->err) : app_global_reset(c->app, def, c->err);
+    if (moves)
+        network_moves_end(c->dispatcher, moves);
+    return after_change(c, def->name, r);
+}
+
 static int global_set(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
     char value[VALUE_MAX];
     if (!def || payload_text(c, value, sizeof(value)) < 0)
         return -1;
-    return after_change(c, def->name, app_global_set(c->app, def, value, c->err));
+    return global_change(c, def, value);
 }
 
 static int global_reset(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
-    return def ? after_change(c, def->name, app_global_reset(c->app, def, c->err)) : -1;
+    return def ? global_change(c, def, NULL) : -1;
 }
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD)

@@ -8,6 +8,8 @@
 
 #include "api_checks.h"
 #include "log.h"
+#include "network.h"
+#include "props_net.h"
 
 #define DISPATCHER_ENGINES_MAX 8
 
@@ -20,6 +22,7 @@ struct dispatcher {
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
+    struct netvm_first *waiting; /* starts waiting for their netvm's */
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -240,16 +243,20 @@ static struct pending *pending_new(struct dispatcher *disp, const struct qube *q
     return p;
 }
 
+static void resume_waiting(struct dispatcher *disp, const char *name, int r, const char *why);
+
 static void on_started(void *userdata, int r, const char *why) {
     struct pending *p = userdata;
     struct qube *q = app_find(p->disp->app, p->name);
     struct qerr err = {0};
     if (q && r == 0) {
         set_power(p->disp, q, POWER_RUNNING);
+        network_netvm_started(p->disp, q);
         emit(p->disp, q, "domain-start", "start_guid", "False");
     } else if (q) {
         dispatcher_failed(q, r, why, &err);
         set_power(p->disp, q, POWER_HALTED);
+        network_qube_halted(p->disp, q);
         emit(p->disp, q, "domain-start-failed", "reason", err.msg);
         log_warning("%s", err.msg);
     } else if (r < 0) {
@@ -257,6 +264,7 @@ static void on_started(void *userdata, int r, const char *why) {
     }
     if (p->done)
         p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
+    resume_waiting(p->disp, p->name, r, r < 0 ? err.msg : NULL);
     free(p);
 }
 
@@ -273,6 +281,59 @@ int dispatcher_start_background(struct dispatcher *disp, struct qube *q, dispatc
     return start(disp, q, true, done, userdata, err);
 }
 
+/* Qubes starts a qube's netvm first when it is not running; starts that find it starting
+ * wait for it (two clients started at once, a preload refill). */
+struct netvm_first {
+    struct netvm_first *next;
+    struct dispatcher *disp;
+    char name[32], netvm[32];
+    bool background;
+    dispatcher_done_fn done;
+    void *userdata;
+};
+
+static void wait_for_netvm(struct dispatcher *disp, const struct qube *q, const struct qube *netvm,
+                           bool background, dispatcher_done_fn done, void *userdata) {
+    struct netvm_first *nf = xcalloc(1, sizeof(*nf));
+    *nf = (struct netvm_first){disp->waiting, disp, "", "", background, done, userdata};
+    snprintf(nf->name, sizeof(nf->name), "%s", q->name);
+    snprintf(nf->netvm, sizeof(nf->netvm), "%s", netvm->name);
+    disp->waiting = nf;
+    log_info("%s: waiting for its netvm %s to start", q->name, netvm->name);
+}
+
+/* The netvm `name` has started (r = 0) or failed: the starts waiting for it go on. */
+static void resume_waiting(struct dispatcher *disp, const char *name, int r, const char *why) {
+    struct netvm_first **pp = &disp->waiting, *ready = NULL;
+    while (*pp) { /* taken off the list first: the starts below may add to it */
+        struct netvm_first *nf = *pp;
+        if (strcmp(nf->netvm, name) == 0) {
+            *pp = nf->next;
+            nf->next = ready;
+            ready = nf;
+        } else {
+            pp = &nf->next;
+        }
+    }
+    while (ready) {
+        struct netvm_first *nf = ready;
+        ready = nf->next;
+        struct qerr err = {0};
+        struct qube *q = app_find(disp->app, nf->name);
+        int rr = -1;
+        if (r < 0)
+            qerr_set(&err, EXC_QUBES, "Cannot start the netvm of '%s': %s", nf->name,
+                     why ? why : "failed");
+        else if (!q)
+            qerr_set(&err, EXC_VM_NOT_FOUND, "'%s' is gone", nf->name);
+        else
+            rr = start(disp, q, nf->background, nf->done, nf->userdata, &err);
+        if (rr < 0 && nf->done)
+            nf->done(nf->userdata, -1, &err);
+        free(nf);
+    }
+}
+
 static int start(struct dispatcher *disp, struct qube *q, bool background, dispatcher_done_fn done,
                  void *userdata, struct qerr *err) {
     if (q->power != POWER_HALTED)
@@ -280,15 +341,39 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
     struct backend *b = backend_for(disp, q, err);
     if (!b)
         return -1;
+    struct qube *netvm = net_netvm_of(disp->app, q);
+    if (netvm && netvm->power == POWER_HALTED) {
+        log_info("%s: starting its netvm %s first", q->name, netvm->name);
+        if (start(disp, netvm, background, NULL, NULL, err) < 0)
+            return -1;
+    }
+    if (netvm && netvm->power == POWER_TRANSIENT) {
+        wait_for_netvm(disp, q, netvm, background, done, userdata);
+        return 0;
+    }
     struct qube_desc d;
     describe(disp->app, q, &d);
     d.bq.background = background;
     emit(disp, q, "domain-pre-start", "start_guid", "False");
     set_power(disp, q, POWER_TRANSIENT);
+    struct network_link link = {.netvm_netns = -1};
+    bool linkable = b->ops->net_attach != NULL; /* an engine that can link its qubes */
+    if (netvm && !linkable)
+        log_warning("%s: starts without network: virt_mode=%s cannot link to a netvm yet", q->name,
+                    b->ops->name);
+    if (linkable && network_link_prepare(disp, q, &link, &d.bq.net, err) < 0) {
+        set_power(disp, q, POWER_HALTED);
+        network_qube_halted(disp, q);
+        emit(disp, q, "domain-start-failed", "reason", err->msg);
+        return -1;
+    }
     struct pending *p = pending_new(disp, q, done, userdata);
-    if (DISPATCHER_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why)) < 0) {
+    int r = DISPATCHER_CALL(q, err, b->ops->start(b, &d.bq, on_started, p, &why));
+    network_link_release(&link);
+    if (r < 0) {
         free(p);
         set_power(disp, q, POWER_HALTED);
+        network_qube_halted(disp, q);
         emit(disp, q, "domain-start-failed", "reason", err->msg);
         return -1;
     }
@@ -321,6 +406,7 @@ static void on_exited(void *userdata, const char *name, int status) {
     if (!q)
         return;
     set_power(disp, q, POWER_HALTED);
+    network_qube_halted(disp, q);
     emit(disp, q, "domain-shutdown", NULL, NULL);
     /* told while the qube is still there: a preload that stopped must be seen as one
      * (its list, its template) before auto_cleanup removes it */
@@ -367,7 +453,7 @@ int dispatcher_shutdown(struct dispatcher *disp, struct qube *q, bool force,
     struct backend *b = is_running(q) ? backend_for(disp, q, err) : NULL;
     if (!is_running(q))
         return not_started(q, err);
-    if (!b)
+    if (!b || network_check_shutdown(disp, q, force, err) < 0)
         return -1;
     emit(disp, q, "domain-pre-shutdown", "force", force ? "True" : "False");
     struct stop_pending *p = NULL;
@@ -506,6 +592,36 @@ int dispatcher_import_end(struct dispatcher *disp, const struct qube *q, const c
     return DISPATCHER_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
 }
 
+/* ---- networking ---- */
+
+struct app *dispatcher_app(struct dispatcher *disp) {
+    return disp->app;
+}
+
+int dispatcher_netns_open(struct dispatcher *disp, const struct qube *q, int *fd,
+                          struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->netns_open)
+        return qerr_set(err, EXC_QUBES, "'%s': virt_mode=%s cannot provide network", q->name,
+                        b->ops->name);
+    int r = b->ops->netns_open(b, q->name, fd);
+    return r < 0 ? dispatcher_failed(q, r, NULL, err) : 0;
+}
+
+int dispatcher_net_attach(struct dispatcher *disp, const struct qube *q,
+                          const struct backend_net *net, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->net_attach)
+        return qerr_set(err, EXC_QUBES,
+                        "'%s': virt_mode=%s cannot change its network while it runs", q->name,
+                        b->ops->name);
+    return DISPATCHER_CALL(q, err, b->ops->net_attach(b, q->name, net, &why));
+}
+
 /* ---- qrexec ---- */
 
 int dispatcher_exec(struct dispatcher *disp, const struct qube *q,
@@ -577,6 +693,7 @@ static void cleanup_leftovers(struct dispatcher *disp) {
 
 void dispatcher_recover(struct dispatcher *disp) {
     adopt_running(disp);
+    network_recover(disp);
     cleanup_leftovers(disp);
     /* disposables that died while we were away go the way they would have */
     for (size_t i = 0; i < disp->app->n_qubes;) {
@@ -603,6 +720,11 @@ struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backen
 void dispatcher_free(struct dispatcher *disp) {
     if (!disp)
         return;
+    while (disp->waiting) { /* daemon exit: nobody is left to tell */
+        struct netvm_first *nf = disp->waiting;
+        disp->waiting = nf->next;
+        free(nf);
+    }
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
     free(disp);

@@ -58,6 +58,13 @@ int dispatcher_import_begin(struct dispatcher *e, const struct qube *q, const ch
 int dispatcher_import_end(struct dispatcher *e, const struct qube *q, const char *volume,
                           bool commit, struct qerr *err);
 
+/* Networking (network.c): the model it works on, a running qube's network namespace
+ * (O_CLOEXEC, the caller closes it), and a link made or removed while it runs. */
+struct app *dispatcher_app(struct dispatcher *e);
+int dispatcher_netns_open(struct dispatcher *e, const struct qube *q, int *fd, struct qerr *err);
+int dispatcher_net_attach(struct dispatcher *e, const struct qube *q, const struct backend_net *net,
+                          struct qerr *err);
+
 /* qrexec: a service call into a running qube, and calls coming up from qubes. */
 int dispatcher_exec(struct dispatcher *e, const struct qube *q,
                     const struct backend_service_call *call, backend_call_done_fn done,

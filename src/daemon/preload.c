@@ -41,7 +41,7 @@ static uint64_t hash_str(uint64_t h, const char *v) { /* FNV-1a, with an end mar
 
 /* What a disposable is made from, besides its volumes, hashed: the properties it
  * inherits from its template (memory, vcpus, kernel, timeouts, virt_mode, the template
- * itself), its engine's options, the `<virt_mode>-KEY` features read along the
+ * itself, its netvm), its engine's options, the `<virt_mode>-KEY` features read along the
  * template chain (dispatcher_qube_options), and its services (service.* features, which
  * a disposable copies from it when made: dispatcher_qube_services).
  * A preload made before a change of any of these is outdated; nothing else makes it so
@@ -68,6 +68,8 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
         h = hash_str(h, services[i].key);
         h = hash_str(h, services[i].value);
     }
+    /* its firewall is a copy of the template's, made when it was created */
+    h = hash_str(h, tpl->firewall ? tpl->firewall : "default");
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 

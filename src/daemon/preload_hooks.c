@@ -71,6 +71,13 @@ void preload_property_changed(struct preload *p, struct qube *q, const char *pro
         last_default_dispvm = now;
         return;
     }
+    if (q->klass == QUBE_ADMINVM && strcmp(prop, "default_netvm") == 0) {
+        /* the netvm of templates that follow the default changed: exact check of all */
+        for (size_t i = 0; i < p->app->n_qubes; i++)
+            if (disposable_template_ok(p->app, p->app->qubes[i]))
+                refresh_outdated(p, p->app->qubes[i], 0);
+        return;
+    }
     if (!(CLASS_BIT(q->klass) & PROP_DEFS[P_TEMPLATE_FOR_DISPVMS].classes))
         return;
     if (strcmp(prop, "template_for_dispvms") == 0) {

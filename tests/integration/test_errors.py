@@ -201,7 +201,7 @@ class MethodShape(UnchangedCase):
                                       ("admin.pool.List", "", "dom0", b""),
                                       ("admin.vm.volume.CloneFrom", "private", "work", b""),
                                       ("admin.vm.device.pci.Available", "", "work", b""),
-                                      ("admin.vm.firewall.Get", "", "work", b""),
+                                      ("admin.vm.firewall.GetPolicy", "", "work", b""),
                                       ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
                                        b"name=x label=red"),
                                       ("admin.backup.Info", "x", "dom0", b"")]:
@@ -350,8 +350,10 @@ class PropertyValues(UnchangedCase):
         ("work", "default_dispvm", b"nosuchvm", PROP_VALUE),
         ("work", "default_dispvm", b"tpl", ANY_VALUE),     # no template_for_dispvms
         ("work", "management_dispvm", b"work", ANY_VALUE),
-        ("work", "netvm", b"tpl", ANY_VALUE),              # networking: none only
-        ("work", "netvm", b"alone", ANY_VALUE),
+        ("work", "netvm", b"tpl", VALUE),                  # provides no network
+        ("work", "netvm", b"alone", VALUE),
+        ("work", "mac", b"00:16:3e:5e:6c", PROP_VALUE),
+        ("work", "mac", b"00-16-3e-5e-6c-00", PROP_VALUE),
         ("work", "netvm", b"nosuchvm", ANY_VALUE),
         ("work", "virt_mode", b"pvh", ANY_VALUE),
         ("work", "virt_mode", b"", ANY_VALUE),
@@ -403,7 +405,9 @@ class PropertyValues(UnchangedCase):
                                 ("work", "uuid", b"12345678-1234-4234-8234-123456789abc"),
                                 ("work", "klass", b"TemplateVM"), ("work", "icon", b"x"),
                                 ("disp1", "dispid", b"42"), ("work", "updateable", b"True"),
-                                ("work", "provides_network", b"True"),
+                                ("work", "ip", b"10.137.0.99"), ("work", "dns", b"1.1.1.1"),
+                                ("work", "visible_ip", b"1.2.3.4"),
+                                ("work", "gateway", b"1.2.3.4"),
                                 ("work", "start_time", b"1"),
                                 ("dom0", "name", b"dom1"), ("dom0", "qid", b"5")]:
             with self.subTest(vm=vm, prop=prop):

@@ -73,6 +73,18 @@ static void test_start_done_before_return(void **state) {
     assert_true(df_has_event(f, "work|domain-start|"));
 }
 
+/* An engine that cannot link its qubes (no net_attach: the fake, qemu today) starts a
+ * qube whose netvm is set, without network, its netvm first; it is not refused. */
+static void test_netvm_on_an_engine_without_links(void **state) {
+    struct df *f = *state;
+    df_create(f, QUBE_APPVM, "net", "tpl");
+    df_set_prop(f, "net", "provides_network", "True");
+    df_set_prop(f, "work", "netvm", "net");
+    start_and_wait(f, "work");
+    assert_string_equal(df_power(f, "net"), "Running");
+    assert_int_equal(fake_calls(f->fakes[0], FAKE_START, "net"), 1);
+}
+
 static void test_start_fails_later(void **state) {
     struct df *f = *state;
     struct qerr err = {0};
@@ -533,6 +545,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         ONE_(test_start_runs_with_events),
         ONE_(test_start_done_before_return),
+        ONE_(test_netvm_on_an_engine_without_links),
         ONE_(test_start_fails_later),
         ONE_(test_start_refused_at_once),
         ONE_(test_start_twice_refused),

@@ -61,6 +61,7 @@ void run_volume_free(struct run_volume *v) {
 }
 
 static void run_free(struct run *run) {
+    container_net_drop(run);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->stop_timer);
     if (run->pidfd >= 0)
@@ -452,8 +453,14 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     const char *init = backend_option(q->options, q->n_options, "init");
     bool own_init = init && init[0] == '/';
     char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)init, NULL};
-    char *envp[] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME=/root", "TERM=dumb", NULL};
+    char env_dns[96];
+    snprintf(env_dns, sizeof(env_dns), "DISPENSER_DNS=%s", run->net.on ? run->net.dns : "");
+    char *envp[] = {env_name,
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root",
+                    "TERM=dumb",
+                    run->net.on ? env_dns : NULL,
+                    NULL};
     struct launch_spec spec = {
         .hostname = run->name,
         .root_mountpoint = mnt,
@@ -469,6 +476,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .log_fd = log_fd,
         .attach = attach_to_cgroups,
         .attach_ctx = run->cg,
+        .before_exec = run->net.on ? container_net_before_exec : NULL,
+        .before_exec_ctx = run,
         .argv = argv,
         .envp = envp,
         .services = q->services,
@@ -594,6 +603,8 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
     if (container_find(cb, q->name))
         return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
     struct run *run = run_new(cb, q);
+    if (q->net)
+        container_net_keep(run, q->net);
     struct cgroup_limits limits = limits_of(q);
     run->cpu_weight = limits.cpu_weight;
     int r = prepare_volumes(run, q, why);
@@ -880,6 +891,8 @@ static const struct backend_ops CONTAINER_OPS = {
     .import_end = container_import_end,
     .exec = container_exec,
     .upcall_reply = container_upcall_reply,
+    .netns_open = container_netns_open,
+    .net_attach = container_net_attach,
     .adopt = container_adopt,
     .cleanup = container_cleanup,
     .free = container_free,

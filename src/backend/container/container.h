@@ -20,6 +20,13 @@ struct run_volume {
 
 struct container_backend;
 
+/* The link a starting qube gets to its netvm (made before its init runs). */
+struct run_net {
+    bool on;
+    int netvm_fd; /* our duplicate, until the link is made */
+    char ifname[16], ip[16], gateway[16], mac[18], dns[64];
+};
+
 struct run {
     struct container_backend *cb;
     struct run *next;
@@ -42,6 +49,7 @@ struct run {
     double launched_ms; /* CLOCK_MONOTONIC, for the debug log */
     backend_done_fn start_done;
     void *start_userdata;
+    struct run_net net;
     struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
@@ -75,6 +83,14 @@ void container_settle(struct container_backend *cb);
 void container_settle_writers(struct container_backend *cb);
 void container_settle_name(struct container_backend *cb, const char *name);
 int container_watch_exit(struct run *run);
+
+/* container_net.c: the qube's end of its network link (backend.h, struct backend_net) */
+void container_net_keep(struct run *run, const struct backend_net *net);
+void container_net_drop(struct run *run);
+int container_net_before_exec(void *ctx, pid_t pid, struct backend_why *why);
+int container_netns_open(struct backend *b, const char *name, int *fd);
+int container_net_attach(struct backend *b, const char *name, const struct backend_net *net,
+                         struct backend_why *why);
 
 /* state file: RUNTIME/qubes/<name>/state, what a restarted daemon needs to adopt */
 int run_state_save(const struct run *run);

@@ -414,6 +414,8 @@ struct launch_op {
     int go, report; /* our ends of the two pipes */
     pid_t pid;
     uid_t base, count;
+    int (*before_exec)(void *ctx, pid_t pid, struct backend_why *why);
+    void *before_exec_ctx;
     bool mapped; /* uid/gid maps written, waiting for the exec */
     char buf[600];
     size_t len;
@@ -469,6 +471,11 @@ static int on_report(sd_event_source *src, int fd, uint32_t revents, void *userd
     if (n > 0 && !op->mapped && op->buf[0] == STEP_USERNS) {
         op->mapped = true;
         op->len = 0;
+        struct backend_why why = {{0}};
+        if (op->before_exec && op->before_exec(op->before_exec_ctx, op->pid, &why) < 0) {
+            op_finish(op, why.msg);
+            return 0;
+        }
         if (write_id_map(op->pid, "uid_map", op->base, op->count) < 0 ||
             write_id_map(op->pid, "gid_map", op->base, op->count) < 0 ||
             write(op->go, (char[]){STEP_MAPPED}, 1) != 1)
@@ -543,6 +550,8 @@ int launch_qube_async(sd_event *loop, const struct launch_spec *spec, launch_don
                              .pid = pid,
                              .base = spec->uid_base,
                              .count = spec->uid_count,
+                             .before_exec = spec->before_exec,
+                             .before_exec_ctx = spec->before_exec_ctx,
                              .done = done,
                              .userdata = userdata,
                              .t0 = t0};

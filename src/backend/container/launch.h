@@ -46,6 +46,10 @@ struct launch_spec {
      * rwsem), milliseconds the daemon's loop should not spend. */
     int (*attach)(void *ctx, pid_t pid);
     void *attach_ctx;
+    /* Called in the parent once the child's namespaces exist and before it may go on to
+     * the agent (the network link: no moment without it); < 0 fails the launch. */
+    int (*before_exec)(void *ctx, pid_t pid, struct backend_why *why);
+    void *before_exec_ctx;
     char *const *argv;
     char *const *envp;
     /* Qubes' services (backend_qube.services): the enabled ones become empty files in
