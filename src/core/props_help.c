@@ -26,7 +26,8 @@ static const char *const VM_HELP[PROP_COUNT] = {
     [P_IP] = "IPv4 address of the qube, 10.137.0.x from its qid (10.138.x.y for a "
              "disposable), or set by the feature net.fake-ip. Empty without a netvm. "
              "Read-only.",
-    [P_MAC] = "MAC address of the qube's network interface, derived from its qid as in Qubes.",
+    [P_MAC] = "MAC address of the qube's network interface; by default Qubes' "
+              "00:16:3e:5e:6c:00 (each qube is alone on its link to its netvm).",
     [P_VISIBLE_GATEWAY] = "Gateway address as the qube itself sees it (net.fake-gateway, or "
                           "gateway). Read-only.",
     [P_VISIBLE_IP] = "Address as the qube itself sees it (net.fake-ip, or ip). Read-only.",
