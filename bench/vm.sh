@@ -158,7 +158,7 @@ vm_suite() {
         return 0
     fi
     [ "$QUICK" = 1 ] && vm_note "quick mode: VM samples cut to floor $VM_N, cold $VM_COLD, preloaded $VM_PRE per origin, from a qube $VM_QUBE_COLD cold / $VM_QUBE_PRE preloaded (a VM boot costs seconds under TCG)"
-    echo "label,iteration,refill_ms" >"$out/vm-refill.csv"
+    echo "group,workload,origin,target,max,callers,iteration,refill_ms" >"$out/vm-refill.csv"
     echo "mode,name,state,memory_mib,rss_kib" >"$out/vm-memory.csv"
     vm_started=$(date +%s)
     w=vm-echo dvm=bench-vm-dvm svc=qubes.VMShell input=$tmp/echo.sh pool_wait=$VM_WAIT
