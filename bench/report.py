@@ -328,11 +328,12 @@ def headline(by):
     return lines
 
 
-VM_ORDER = [("host-qvm-start", "boot"), ("host", "floor"), ("host-router", "running"),
+VM_ORDER = [("host-qvm-start", "boot"), ("host", "floor-first"), ("host", "floor"), ("host-router", "running"),
             ("host-router", "normal"), ("host-router", "preload"), ("host-qvm-run", "normal"),
             ("host-qvm-run", "preload"), ("qube", "normal"), ("qube", "preload")]
 VM_LABELS = {
     ("host-qvm-start", "boot"): "`qvm-start` of a VM (boot until its agent answers)",
+    ("host", "floor-first"): "a VM's first call after its boot: unpause + agent round trip",
     ("host", "floor"): "VM floor: unpause (QMP `cont`) + agent round trip",
     ("host-router", "running"): "already running VM (router)",
     ("host-router", "normal"): "`@dispvm` from the host (router), cold VM",

@@ -81,14 +81,18 @@ vm_setup() {
 }
 
 # The VM floor: a running VM paused (untimed), then admin.vm.Unpause (QMP cont) and
-# `echo hi` through its agent (the copy path through dispenser-vmux); and the same VM
-# running, through the router. The VM's first start builds the template's root image,
+# `echo hi` through its agent (the copy path through dispenser-vmux), after a first such
+# call (its own row); and the same VM running, through the router. The VM's first start builds the template's root image,
 # which every later VM of this revision shares (the cold rows do not pay for it).
 vm_floor() {
     row "vm,vm-echo,host-qvm-start,boot,-,1" -n 1 spawn "$T/qvm-start" bench-vm-work || return 1
     accel=$(vm_field bench-vm-work accel)
     vm_note "accelerator: ${accel:-unknown} (RUNTIME/qemu/bench-vm-work/state)"
     [ "$accel" = tcg ] && [ ! -e /dev/kvm ] && vm_note "accelerator reason: no /dev/kvm on this host"
+    # its first call after the boot, as every preload's hand-out is: the guest has not
+    # yet run the shell (not in its page cache, not yet translated under TCG)
+    row "vm,vm-echo,host,floor-first,-,1" -C -n 1 thaw bench-vm-work \
+        "$run/qemu/bench-vm-work/agent.sock" || return 1
     row "vm,vm-echo,host,floor,-,1" -C -n "$VM_N" thaw bench-vm-work \
         "$run/qemu/bench-vm-work/agent.sock" || return 1
     row "vm,vm-echo,host-router,running,-,1" -n "$VM_N" router bench-vm-work || return 1
