@@ -66,6 +66,16 @@ vm_field() { # NAME FIELD: a line of the engine's state file of a running VM
     sed -n "s/^$2 //p" "$run/qemu/$1/state" 2>/dev/null
 }
 
+vm_current_state() { # QUBE KEY: one key of admin.vm.CurrentState ("-" if absent)
+    python3 - "$QUBESD_SOCKET" "$1" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b'admin.vm.CurrentState+ dom0 name ' + sys.argv[2].encode() + b'\0'); s.shutdown(socket.SHUT_WR)
+reply = b''.join(iter(lambda: s.recv(4096), b''))[2:].decode()
+print(dict(kv.split('=', 1) for kv in reply.split() if '=' in kv).get(sys.argv[3], '-'))
+PY
+}
+
 vm_rss_kib() { # PID
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
 }
@@ -87,7 +97,7 @@ vm_setup() {
 vm_floor() {
     row "vm,vm-echo,host-qvm-start,boot,-,1" -n 1 spawn "$T/qvm-start" bench-vm-work || return 1
     accel=$(vm_field bench-vm-work accel)
-    vm_note "accelerator: ${accel:-unknown} (RUNTIME/qemu/bench-vm-work/state)"
+    vm_note "accelerator: ${accel:-unknown} (RUNTIME/qemu/bench-vm-work/state; admin.vm.CurrentState says accel=$(vm_current_state bench-vm-work accel))"
     [ "$accel" = tcg ] && [ ! -e /dev/kvm ] && vm_note "accelerator reason: no /dev/kvm on this host"
     # its first call after the boot, as every preload's hand-out is: the guest has not
     # yet run the shell (not in its page cache, not yet translated under TCG)
