@@ -39,7 +39,7 @@ command -v bwrap >/dev/null || { echo "bench/run.sh: bwrap not found (apt-get in
 
 if [ "$QUICK" = 1 ]; then
     N=2 B2B=6 BURST=20 POOLS="0 2" CALLERS="1 4" SCALE_CALLS=8 MEM_POOL=2 kind=quick
-    VM_N=5 VM_COLD=1 VM_PRE=3 VM_QUBE_COLD=1 VM_QUBE_PRE=1
+    VM_N=5 VM_COLD=1 VM_PRE=3 VM_QUBE_COLD=1 VM_QUBE_PRE=1 VM_BUDGET=120
 else
     N=12 B2B=12 BURST=100 POOLS="0 1 2 4 6 8" CALLERS="1 2 4 8 16 32" SCALE_CALLS=128 MEM_POOL=6 kind=full
     VM_N=12 VM_COLD=5 VM_PRE=10 VM_QUBE_COLD=3 VM_QUBE_PRE=5
