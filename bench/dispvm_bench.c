@@ -23,7 +23,12 @@
  * Options: -n calls per caller (12), -c concurrent callers (1; processes released
  * together), -l LABEL (the rows' first columns), -x CMD (echo hi), -s SERVICE,
  * -i FILE (the service's stdin), -w TEMPLATE:MAX (before every call, untimed: wait until
- * TEMPLATE's preload list holds MAX completed preloads, i.e. the pool is full). */
+ * TEMPLATE's preload list holds MAX completed preloads, i.e. the pool is full),
+ * -t SECONDS (how long such a wait may take: 30; a VM preload boots for seconds),
+ * -C (agent and thaw: the copy path, no descriptors passed, as a VM's agent needs),
+ * -r FILE (with -w: after each call, wait until the pool is full again and append
+ * "LABEL,iteration,refill_ms" to FILE: the time from the call's start, i.e. the
+ * hand-out, until the pool is full). */
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -44,6 +49,8 @@ struct opts {
     int n, callers;
     const char *label, *cmd, *service, *stdin_file, *wait_spec;
     const char *mode;
+    const char *refill_file;
+    bool copy_path;
     char **args; /* after MODE */
     int nargs;
 };
@@ -111,7 +118,7 @@ static int via_agent(const struct opts *o, const char *sock) {
     struct agent_reply reply;
     if (open_stdio(o, stdio) < 0)
         return -1;
-    int r = agent_client_call(sock, AGENT_REQ_EXEC, &body, true, stdio, &reply);
+    int r = agent_client_call(sock, AGENT_REQ_EXEC, &body, !o->copy_path, stdio, &reply);
     close_stdio(stdio);
     if (r < 0 || reply.kind != AGENT_EXITED || reply.status != 0) {
         fprintf(stderr, "dispvm_bench: %s through %s failed\n", o->service, sock);
@@ -211,7 +218,9 @@ static int completed_preloads(const char *tpl) {
     return n;
 }
 
-/* -w TEMPLATE:MAX: untimed, bounded (30 s) wait for a full pool. */
+static double wait_limit_ms = 30000; /* -t */
+
+/* -w TEMPLATE:MAX: untimed, bounded (-t) wait for a full pool. */
 static int wait_pool(const char *spec) {
     char tpl[64];
     const char *colon = strchr(spec, ':');
@@ -219,12 +228,13 @@ static int wait_pool(const char *spec) {
         return -1;
     snprintf(tpl, sizeof(tpl), "%.*s", (int)(colon - spec), spec);
     int want = atoi(colon + 1);
-    for (double end = now_ms() + 30000; now_ms() < end; sleep_ms(5))
+    for (double end = now_ms() + wait_limit_ms; now_ms() < end; sleep_ms(5))
         if (completed_preloads(tpl) >= want) {
             spin_ms(5);
             return 0;
         }
-    fprintf(stderr, "dispvm_bench: the pool of %s did not fill to %d\n", tpl, want);
+    fprintf(stderr, "dispvm_bench: the pool of %s did not fill to %d within %.0f s\n", tpl, want,
+            wait_limit_ms / 1e3);
     return -1;
 }
 
@@ -239,6 +249,19 @@ static void print_row(const struct opts *o, int iter, int caller, const struct c
                        t->t_start, stages, t->total);
     if (write(STDOUT_FILENO, row, (size_t)len) != len)
         _exit(1);
+}
+
+/* -r: the pool full again after the hand-out that began at t0 (the wait's own polling,
+ * every 5 ms, and its 5 ms spin are taken off). */
+static int record_refill(const struct opts *o, int iter, double t0) {
+    if (wait_pool(o->wait_spec) < 0)
+        return -1;
+    double refill = now_ms() - 5 - t0;
+    FILE *f = fopen(o->refill_file, "ae");
+    if (!f)
+        return -1;
+    fprintf(f, "%s,%d,%.3f\n", o->label, iter, refill);
+    return fclose(f) == 0 ? 0 : -1;
 }
 
 /* One caller: its n calls in sequence. With -c, released by the parent: each caller
@@ -259,6 +282,8 @@ static int run_caller(const struct opts *o, int caller, int go) {
         t.total = now_ms() - t0;
         t.t_start = t0 - t_origin;
         print_row(o, i, caller, &t);
+        if (o->refill_file && record_refill(o, i, t0) < 0)
+            return 1;
     }
     return 0;
 }
@@ -306,7 +331,7 @@ static int run_callers(const struct opts *o) {
 
 static int usage(void) {
     fprintf(stderr, "usage: dispvm_bench [-n N] [-c CALLERS] [-l LABEL] [-x CMD] [-s SERVICE] "
-                    "[-i FILE] [-w TEMPLATE:MAX]\n"
+                    "[-i FILE] [-w TEMPLATE:MAX [-r FILE]] [-t SECONDS] [-C]\n"
                     "                    router TARGET | api TEMPLATE | agent SOCKET | "
                     "thaw QUBE SOCKET | spawn CMD... | wait TEMPLATE:MAX\n");
     return 2;
@@ -316,7 +341,7 @@ int main(int argc, char **argv) {
     struct opts o = {.n = 12, .callers = 1, .label = "-", .cmd = "echo hi",
                      .service = "qubes.VMShell"};
     int opt;
-    while ((opt = getopt(argc, argv, "+n:c:l:x:s:i:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "+n:c:l:x:s:i:w:t:r:C")) != -1) {
         switch (opt) {
         case 'n': o.n = atoi(optarg); break;
         case 'c': o.callers = atoi(optarg); break;
@@ -325,10 +350,14 @@ int main(int argc, char **argv) {
         case 's': o.service = optarg; break;
         case 'i': o.stdin_file = optarg; break;
         case 'w': o.wait_spec = optarg; break;
+        case 't': wait_limit_ms = atof(optarg) * 1e3; break;
+        case 'r': o.refill_file = optarg; break;
+        case 'C': o.copy_path = true; break;
         default: return usage();
         }
     }
-    if (optind >= argc || o.n < 1 || o.callers < 1 || o.callers > 512)
+    if (optind >= argc || o.n < 1 || o.callers < 1 || o.callers > 512 || wait_limit_ms <= 0 ||
+        (o.refill_file && !o.wait_spec))
         return usage();
     o.mode = argv[optind];
     if (strcmp(o.mode, "wait") == 0)

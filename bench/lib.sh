@@ -1,5 +1,6 @@
 # Sourced by the bench scripts: a private dispenserd in temp dirs (runtime state on tmpfs,
 # as /run/dispenser is), stopped and removed on exit. Needs BUILD set.
+# BENCH_DAEMON_ARGS: more options for the daemon (the VM engine's, bench/vm.sh).
 # Sets: tmp, run, T (the tools), B (engine_bench), QUBESD_SOCKET (which selects the qrexec
 # router too: it listens beside the Admin API socket).
 # On exit: stop_private_daemon (below).
@@ -10,7 +11,7 @@ start_private_daemon() {
     mkdir "$tmp/policy"
     "$BUILD/src/daemon/dispenserd" --foreground --state-dir "$tmp/state" --runtime-dir "$run" \
         --socket "$QUBESD_SOCKET" --agent "$BUILD/src/agent/dispenser-agent" \
-        --policy-dir "$tmp/policy" --log-level ${BENCH_LOG_LEVEL:-warning} ${BENCH_LOG_TIME:+--log-timestamps} 2>"$tmp/log" &
+        --policy-dir "$tmp/policy" ${BENCH_DAEMON_ARGS:-} --log-level ${BENCH_LOG_LEVEL:-warning} ${BENCH_LOG_TIME:+--log-timestamps} 2>"$tmp/log" &
     daemon_pid=$!
     trap stop_private_daemon EXIT
     while [ ! -S "$QUBESD_SOCKET" ] || [ ! -S "$tmp/qubesd.qrexec.sock" ]; do sleep 0.05; done

@@ -3,10 +3,11 @@
 
     bench/report.py RESULTS_DIR
 
-Reads calls.csv (one row per call), memory.csv and machine.txt; writes summary.json
+Reads calls.csv (one row per call), memory.csv and machine.txt, and the VM rows'
+vm.txt, vm-memory.csv and vm-refill.csv where the run has them; writes summary.json
 (per scenario: n, median, p95, min, max, stage medians, throughput, ratios against the
-floor and bwrap; memory; the targets), table.md (the markdown for docs/benchmarks.md)
-and the .dat files bench/plots.gp draws.
+floor and bwrap; memory; the VM figures; the targets), table.md (the markdown for
+docs/benchmarks.md) and the .dat files bench/plots.gp draws.
 """
 import csv
 import json
@@ -64,8 +65,8 @@ def add_ratios(summary):
     by = {name(s): s for s in summary}
     for s in summary:
         for ref in ("floor", "bwrap"):
-            r = by.get(f"seq/{s['workload']}/host/{ref}/-/1")
-            if r and s["group"] == "seq":
+            r = by.get(f"{s['group']}/{s['workload']}/host/{ref}/-/1")
+            if r and s["group"] in ("seq", "vm"):
                 s[f"x_{ref}"] = s["median"] / r["median"]
     return by
 
@@ -131,6 +132,54 @@ def targets(by):
             t[f"back_to_back_delay_{d}"] = {"first_ms": v[0], "worst_ms": max(v), "slower_than_2x_first": slow,
                                             "goal": "each as fast as the first", "met": slow == 0}
     return t
+
+
+def load_vm(d):
+    """The VM rows' side files: notes (vm.txt), paused preloads' RSS, refill times."""
+    vm = {"notes": [], "memory": [], "refill": []}
+    path = os.path.join(d, "vm.txt")
+    if not os.path.exists(path):
+        return None
+    vm["notes"] = [l.strip() for l in open(path) if l.strip()]
+    vm["skipped"] = any(n.startswith("VM rows skipped") for n in vm["notes"])
+    vm["failed"] = [n[len("failed: "):] for n in vm["notes"] if n.startswith("failed: ")]
+    vm["accel"] = next((n.split(": ", 1)[1].split()[0] for n in vm["notes"]
+                        if n.startswith("accelerator: ")), None)
+    path = os.path.join(d, "vm-memory.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                vm["memory"].append({"mode": r["mode"], "name": r["name"], "state": r["state"],
+                                     "memory_mib": int(r["memory_mib"]), "rss_kib": int(r["rss_kib"]),
+                                     "fraction": int(r["rss_kib"]) / (int(r["memory_mib"]) * 1024)})
+    path = os.path.join(d, "vm-refill.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            vm["refill"] = [float(r["refill_ms"]) for r in csv.DictReader(f)]
+    return vm
+
+
+def vm_targets(by, vm, t):
+    """The issue's VM targets, in the same run: preloaded >= 100x faster than cold, within
+    3x of the VM floor; a paused preload's RSS <= 60 % of its memory."""
+    def med(n):
+        return by[n]["median"] if n in by else None
+
+    floor = med("vm/vm-echo/host/floor/-/1")
+    for origin in ("host-router", "host-qvm-run", "qube"):
+        cold = med(f"vm/vm-echo/{origin}/normal/0/1")
+        pre = next((s["median"] for k, s in by.items()
+                    if k.startswith(f"vm/vm-echo/{origin}/preload/")), None)
+        if cold and pre:
+            t[f"vm_cold_vs_preloaded_{origin}"] = {"ratio": cold / pre, "goal": ">= 100", "met": cold / pre >= 100,
+                                                   "cold_ms": cold, "preloaded_ms": pre}
+        if pre and floor and origin != "qube":
+            t[f"vm_preloaded_vs_floor_{origin}"] = {"ratio": pre / floor, "goal": "<= 3", "met": pre / floor <= 3,
+                                                    "preloaded_ms": pre, "floor_ms": floor}
+    for mode in sorted({m["mode"] for m in vm["memory"]}):
+        worst = max((m for m in vm["memory"] if m["mode"] == mode), key=lambda m: m["fraction"])
+        t[f"vm_paused_rss_{mode}"] = {"ratio": worst["fraction"], "goal": "<= 0.60", "met": worst["fraction"] <= 0.6,
+                                      "rss_kib": worst["rss_kib"], "memory_mib": worst["memory_mib"]}
 
 
 def ms(x):
@@ -271,14 +320,98 @@ def headline(by):
             if c and p:
                 lines.append(f"| {what}, {how} | {ms(c['median'])} ms | {ms(p['median'])} ms "
                              f"| {c['median'] / p['median']:.1f}x |")
+    for origin, how in (("host-router", "through the router"), ("host-qvm-run", "`qvm-run --dispvm -p`")):
+        c, p = by.get(f"vm/vm-echo/{origin}/normal/0/1"), by.get(f"vm/vm-echo/{origin}/preload/2/1")
+        if c and p:
+            lines.append(f"| `echo hi`, VM (QEMU), {how} | {ms(c['median'])} ms | {ms(p['median'])} ms "
+                         f"| {c['median'] / p['median']:.0f}x |")
     return lines
 
 
-def write_table(path, summary, by, mem, t, machine):
+VM_ORDER = [("host-qvm-start", "boot"), ("host", "floor-first"), ("host", "floor"), ("host-router", "running"),
+            ("host-router", "normal"), ("host-router", "preload"), ("host-qvm-run", "normal"),
+            ("host-qvm-run", "preload"), ("qube", "normal"), ("qube", "preload")]
+VM_LABELS = {
+    ("host-qvm-start", "boot"): "`qvm-start` of a VM (boot until its agent answers)",
+    ("host", "floor-first"): "a VM's first call after its boot: unpause + agent round trip",
+    ("host", "floor"): "VM floor: unpause (QMP `cont`) + agent round trip",
+    ("host-router", "running"): "already running VM (router)",
+    ("host-router", "normal"): "`@dispvm` from the host (router), cold VM",
+    ("host-router", "preload"): "`@dispvm` from the host (router), preloaded VM",
+    ("host-qvm-run", "normal"): "`qvm-run --dispvm -p`, cold VM",
+    ("host-qvm-run", "preload"): "`qvm-run --dispvm -p`, preloaded VM",
+    ("qube", "normal"): "from a qube (`qrexec-client-vm`), cold VM",
+    ("qube", "preload"): "from a qube (`qrexec-client-vm`), preloaded VM",
+}
+
+
+def table_vm(summary, vm):
+    """One table (no blank line: publish.py splits table.md on them)."""
+    if vm is None:
+        return ["| VM disposables | |", "|---|---|", "| not run (this run has no vm.txt) | |"]
+    if vm["skipped"]:
+        return ["| VM disposables | |", "|---|---|"] + [f"| {n} | |" for n in vm["notes"]]
+    lines = [f"| VM disposables (QEMU, {vm['accel'] or 'accelerator unknown'}), `echo hi` "
+             "| n | median ms | p95 ms | min ms | max ms | x VM floor |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for origin, target in VM_ORDER:
+        for s in summary:
+            if (s["group"], s["origin"], s["target"]) == ("vm", origin, target):
+                lines.append(f"| {VM_LABELS[(origin, target)]} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} "
+                             f"| {ms(s['lo'])} | {ms(s['hi'])} | {ratio(s.get('x_floor'))} |")
+    if vm["refill"]:
+        r = vm["refill"]
+        lines.append(f"| refill: hand-out until the pool is full again (delay 3 s + a boot) | {len(r)} "
+                     f"| {ms(statistics.median(r))} | {ms(pct(r, 95))} | {ms(min(r))} | {ms(max(r))} | |")
+    for f in vm["failed"]:
+        lines.append(f"| **failed**: {f} | | | | | | |")
+    return lines
+
+
+def table_vm_memory(vm):
+    lines = ["| paused VM preload | state | `memory` | host RSS (QEMU) | RSS / memory |",
+             "|---|---|---:|---:|---:|"]
+    if not vm or vm["skipped"]:
+        return lines + ["| (VM rows skipped) | | | | |"]
+    for m in vm["memory"]:
+        lines.append(f"| {m['name']} ({m['mode']}) | {m['state']} | {m['memory_mib']} MiB "
+                     f"| {m['rss_kib'] / 1024:.0f} MiB | {100 * m['fraction']:.0f} % |")
+    if not vm["memory"]:
+        lines.append("| **failed**: no paused preload measured | | | | |")
+    return lines
+
+
+def table_vm_targets(t, vm):
+    lines = ["| VM target | measured | verdict |", "|---|---|---|"]
+    if not vm or vm["skipped"]:
+        return lines + ["| (VM rows skipped) | — | — |"]
+    how = {"host-router": "through the router", "host-qvm-run": "`qvm-run --dispvm -p`",
+           "qube": "from a qube"}
+    for origin in ("host-router", "host-qvm-run", "qube"):
+        x = t.get(f"vm_cold_vs_preloaded_{origin}")
+        if x:
+            lines.append(f"| preloaded VM hand-out >= 100x faster than a cold VM disposable ({how[origin]}) "
+                         f"| {ms(x['cold_ms'])} ms / {ms(x['preloaded_ms'])} ms = {x['ratio']:.0f}x "
+                         f"| {'met' if x['met'] else 'missed'} |")
+        x = t.get(f"vm_preloaded_vs_floor_{origin}")
+        if x:
+            lines.append(f"| preloaded VM hand-out within 3x of the VM floor ({how[origin]}) "
+                         f"| {ms(x['preloaded_ms'])} ms / {ms(x['floor_ms'])} ms = {x['ratio']:.2f} "
+                         f"| {'met' if x['met'] else 'missed'} |")
+    for key, x in t.items():
+        if key.startswith("vm_paused_rss_"):
+            lines.append(f"| paused VM preload's host RSS <= 60 % of its `memory` ({key[len('vm_paused_rss_'):]}; "
+                         f"the largest) | {x['rss_kib'] / 1024:.0f} MiB / {x['memory_mib']} MiB = "
+                         f"{100 * x['ratio']:.0f} % | {'met' if x['met'] else 'missed'} |")
+    return lines
+
+
+def write_table(path, summary, by, mem, t, machine, vm):
     parts = [["Machine: " + "; ".join(machine)], headline(by), table_seq(summary, "echo"),
              table_seq(summary, "py"), table_stages(summary), table_b2b(summary),
              table_concurrent(summary, ("conc4", "burst")), table_scaling(summary),
-             table_memory(mem), table_targets(t)]
+             table_memory(mem), table_targets(t), table_vm(summary, vm), table_vm_memory(vm),
+             table_vm_targets(t, vm)]
     with open(path, "w") as f:
         f.write("\n\n".join("\n".join(p) for p in parts) + "\n")
 
@@ -344,10 +477,14 @@ def main():
     mem = load_memory(os.path.join(d, "memory.csv"))
     add_cpu(os.path.join(d, "cpu.csv"), by)
     t = targets(by)
+    vm = load_vm(d)
+    if vm and not vm["skipped"]:
+        vm_targets(by, vm, t)
     machine = [l.strip() for l in open(os.path.join(d, "machine.txt"))]
     with open(os.path.join(d, "summary.json"), "w") as f:
-        json.dump({"machine": machine, "scenarios": summary, "memory": mem, "targets": t}, f, indent=1)
-    write_table(os.path.join(d, "table.md"), summary, by, mem, t, machine)
+        json.dump({"machine": machine, "scenarios": summary, "memory": mem, "vm": vm, "targets": t},
+                  f, indent=1)
+    write_table(os.path.join(d, "table.md"), summary, by, mem, t, machine, vm)
     for w in ("echo", "py"):
         write_dist(d, summary, w)
     pools = write_scaling(d, summary)
@@ -357,6 +494,9 @@ def main():
         f.write(f'pools = "{" ".join(pools)}"\n')
     print("\n".join(headline(by)))
     print("\n".join(table_targets(t)))
+    print("\n".join(table_vm(summary, vm)))
+    print("\n".join(table_vm_memory(vm)))
+    print("\n".join(table_vm_targets(t, vm)))
 
 
 if __name__ == "__main__":

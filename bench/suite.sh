@@ -54,6 +54,7 @@ setup_qubes() {
     cat >"$tmp/policy/30-bench.policy" <<'EOF'
 qubes.VMShell       *  bench-py-work  @dispvm:bench-dvm     allow
 dispenser.PySandbox *  bench-py-work  @dispvm:bench-py-dvm  allow
+qubes.VMShell       *  bench-py-work  @dispvm:bench-vm-dvm  allow
 EOF
     kill -HUP "$daemon_pid"
     policy_in_force
@@ -84,7 +85,7 @@ pool() {
     [ "$n" -eq 0 ] || { echo "bench: $n disposables of earlier scenarios are still there" >&2; return 1; }
     "$T/qvm-features" "$1" preload-dispvm-delay "$3"
     "$T/qvm-features" "$1" preload-dispvm-max "$2"
-    [ "$2" -eq 0 ] || "$D" wait "$1:$2"
+    [ "$2" -eq 0 ] || "$D" ${pool_wait:-} wait "$1:$2"
 }
 
 # Per workload: the disposable template, the running qube, the service and its input.
@@ -122,17 +123,17 @@ bwrap_same() { # LABEL: the same work in the same rootfs, under bwrap --unshare-
 
 # From a qube: `qrexec-client-vm @dispvm:T` run inside bench-py-work, timed there with
 # date +%s%N (one date fork, ~1 ms, included: see the `clock` row). One qvm-run per call
-# so the pool can be waited for between calls.
+# so the pool can be waited for between calls. The rows' group: $group (default seq).
 from_qube() { # TARGET MAX ITERATIONS
     for i in $(seq 0 $(($3 - 1))); do
-        [ "$2" -gt 0 ] && "$D" wait "$dvm:$2"
+        if [ "$2" -gt 0 ]; then "$D" ${pool_wait:-} wait "$dvm:$2" || return 1; fi
         if [ "$1" = clock ]; then
             cmd='t0=$(date +%s%N); t1=$(date +%s%N)'
         else
             cmd="t0=\$(date +%s%N); qrexec-client-vm @dispvm:$dvm $svc <$( [ "$svc" = qubes.VMShell ] && echo /tmp/echo.sh || echo /tmp/code.py) >/dev/null || exit 1; t1=\$(date +%s%N)"
         fi
-        us=$("$T/qvm-run" -p bench-py-work "$cmd; echo \$(( (t1 - t0) / 1000 ))")
-        echo "seq,$w,qube,$1,$2,1,$i,0,,,,,,$(echo "$us" | awk '{printf "%.3f", $1 / 1000}')" >>"$out/calls.csv"
+        us=$("$T/qvm-run" -p bench-py-work "$cmd; echo \$(( (t1 - t0) / 1000 ))") || return 1
+        echo "${group:-seq},$w,qube,$1,$2,1,$i,0,,,,,,$(echo "$us" | awk '{printf "%.3f", $1 / 1000}')" >>"$out/calls.csv"
     done
 }
 
