@@ -171,6 +171,24 @@ static void test_fills_up_to_max(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 2);
 }
 
+/* The first call into a fresh qube is the slow one (a VM pages in and, under TCG,
+ * translates its shell): the preload makes it itself, before its pause. */
+static void test_warmed_up_before_pause(void **state) {
+    struct pf *t = *state;
+    set_max(t, "1");
+    WAIT_READY(t, 1);
+    char names[2][32], exec_line[64], pause_line[64], want[128];
+    list_names(t, names, 2);
+    assert_int_equal(fake_calls(t->fake, FAKE_EXEC, names[0]), 1);
+    snprintf(want, sizeof(want), "qubes.VMShell+ in %s from dom0 for %s user=", names[0], names[0]);
+    assert_string_equal(fake_last_exec(t->fake), want);
+    snprintf(exec_line, sizeof(exec_line), "exec %s\n", names[0]);
+    snprintf(pause_line, sizeof(pause_line), "pause %s\n", names[0]);
+    const char *log = fake_log(t->fake);
+    assert_non_null(strstr(log, exec_line));
+    assert_true(strstr(log, exec_line) < strstr(log, pause_line));
+}
+
 static void test_max_lowered_discards_newest(void **state) {
     struct pf *t = *state;
     set_max(t, "3");
@@ -683,6 +701,7 @@ int main(void) {
         T(test_handout_unpause_failure),
         T(test_request_without_preloads),
         T(test_use_during_fill_is_refilled),
+        T(test_warmed_up_before_pause),
         T(test_request_waits_for_starting_one),
         T(test_request_waiting_for_failed_start),
         T(test_request_wait_times_out),
