@@ -99,6 +99,12 @@ static void run_ready_command(struct agent *a) {
 
 void startup_begin(struct agent *a) {
     a->ready_retry_at = -1;
+    if (gui_agent_begin(a))
+        return; /* startup_continue once the GUI agent is up */
+    startup_continue(a);
+}
+
+void startup_continue(struct agent *a) {
     if (a->init_mode)
         return run_ready_command(a);
     collect_scripts(a);
