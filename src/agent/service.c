@@ -189,7 +189,9 @@ int service_spec_user(const struct agent_config *cfg, char **argv, struct spawn_
     int r = resolve_user(cfg, "", &pw, spec);
     if (r < 0)
         return r;
-    struct agent_request_body none = {.service = "", .argument = "", .source = "dom0",
+    struct agent_request_body none = {.service = "",
+                                      .argument = "",
+                                      .source = "dom0",
                                       .target = ""};
     build_env(&none, &pw, spec);
     return 0;

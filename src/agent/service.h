@@ -20,7 +20,8 @@ struct spawn_spec {
     size_t ngroups;
     char *home; /* owned */
     int stdio[3];
-    int extra_fd; /* > 2: handed on as fd 3 (the GUI channel for the GUI agent) */
+    /* > 2: handed on as fd 3 (the GUI channel, for the GUI agent) */
+    int extra_fd;
     bool pty; /* AGENT_F_PTY: stdio[0] and [1] are relayed to a terminal allocated here,
                * stdio[2] carries window-size records (pty.c) */
 };

@@ -3,9 +3,12 @@
  * (backend_ops.gui_socket). It draws the qube's windows seamlessly, each one titled
  * "[QUBE] title" with a border in the qube's label colour, as Qubes' GUI daemon does.
  *
- * Driven by the model's events: a GUI qube that starts is attached at once, except a
- * preload, which is attached when it is handed out (a paused xpra server cannot answer
- * a handshake); the client goes when the qube does. */
+ * Driven by the model's events: a GUI qube that starts is attached at once, a preload
+ * too: its client starts (Python, seconds) and connects while the qube is paused, the
+ * kernel queueing the connection on the qube's listening socket; the handshake happens
+ * when the hand-out thaws the qube, so the caller does not pay for the client's start.
+ * Its timeouts are made long enough for a long pause; a client that gave up anyway is
+ * replaced at the hand-out. The client goes when the qube does. */
 #include "gui.h"
 
 #include <errno.h>
@@ -27,6 +30,8 @@
 extern char **environ;
 
 #define GUI_BORDER_WIDTH "3"
+/* xpra's own knobs: how long its client waits for a (paused) server's hello and pings */
+#define GUI_PAUSE_TOLERANCE_S "864000"
 
 struct gui_client {
     struct gui *gui;
@@ -92,8 +97,8 @@ static int on_client_exit(sd_event_source *src, int fd, uint32_t revents, void *
 static void border_of(const struct app *app, const struct qube *q, char *out, size_t size) {
     char buf[64];
     bool is_default;
-    const struct label *l =
-        label_find(app_prop_get(app, q, &PROP_DEFS[P_LABEL], buf, sizeof(buf), &is_default));
+    const struct label *l = label_find(
+        app_prop_get(app, q, &PROP_DEFS[P_LABEL], buf, sizeof(buf), &is_default));
     snprintf(out, size, "#%s,%s", l ? l->color + 2 : "cc0000", GUI_BORDER_WIDTH);
 }
 
@@ -107,20 +112,40 @@ static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock,
     border_of(g->app, q, border, sizeof(border));
     snprintf(border_opt, sizeof(border_opt), "--border=%s", border);
     snprintf(display, sizeof(display), "DISPLAY=%s", g->display);
-    char *argv[] = {"xpra", "attach", url, title, border_opt, "--clipboard=no", "--tray=no",
-                    "--system-tray=no", "--notifications=no", "--speaker=off",
-                    "--microphone=off", "--webcam=no", "--pulseaudio=no", "--printing=no",
-                    "--file-transfer=no", "--open-files=no", "--bell=no", "--mdns=no",
-                    "--dbus-proxy=no", "--opengl=no", "--mmap=no", "--modal-windows=no", NULL};
+    char *argv[] = {"xpra",
+                    "attach",
+                    url,
+                    title,
+                    border_opt,
+                    "--clipboard=no",
+                    "--tray=no",
+                    "--system-tray=no",
+                    "--notifications=no",
+                    "--speaker=off",
+                    "--microphone=off",
+                    "--webcam=no",
+                    "--pulseaudio=no",
+                    "--printing=no",
+                    "--file-transfer=no",
+                    "--open-files=no",
+                    "--bell=no",
+                    "--mdns=no",
+                    "--dbus-proxy=no",
+                    "--opengl=no",
+                    "--mmap=no",
+                    "--modal-windows=no",
+                    NULL};
     size_t n = 0;
     while (environ[n])
         n++;
-    char **envp = xcalloc(n + 2, sizeof(char *));
+    char **envp = xcalloc(n + 4, sizeof(char *));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "DISPLAY=", 8) != 0)
+        if (strncmp(environ[i], "DISPLAY=", 8) != 0 && strncmp(environ[i], "XPRA_", 5) != 0)
             envp[k++] = environ[i];
-    envp[k] = display;
+    envp[k++] = display;
+    envp[k++] = "XPRA_SOCKET_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
+    envp[k++] = "XPRA_PING_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;
@@ -133,8 +158,8 @@ static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock,
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSID);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
     pid_t pid;
     int r = posix_spawnp(&pid, "xpra", &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
@@ -184,13 +209,6 @@ static void detach(struct gui *g, const char *name) {
         kill(c->pid, SIGTERM);
 }
 
-static bool is_preload(const struct app *app, const struct qube *q) {
-    char buf[16];
-    bool is_default;
-    return strcmp(app_prop_get(app, q, &PROP_DEFS[P_IS_PRELOAD], buf, sizeof(buf), &is_default),
-                  "True") == 0;
-}
-
 static const char *kv_get(const struct wire_kv *kv, size_t n, const char *key) {
     for (size_t i = 0; i < n; i++)
         if (strcmp(kv[i].key, key) == 0)
@@ -205,8 +223,8 @@ void gui_on_event(struct gui *g, const char *subject, const char *event, const s
     const struct qube *q = NULL;
     if (strcmp(event, "domain-start") == 0) {
         q = app_find(g->app, subject);
-        if (q && !is_preload(g->app, q) && dispatcher_qube_gui(g->app, q))
-            attach(g, q);
+        if (q && dispatcher_qube_gui(g->app, q))
+            attach(g, q); /* a preload's client waits for the thaw (above) */
     } else if (strcmp(event, "domain-preload-dispvm-used") == 0) {
         const char *name = kv_get(kv, n_kv, "dispvm");
         q = name ? app_find(g->app, name) : NULL;

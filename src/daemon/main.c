@@ -36,7 +36,7 @@ struct options {
     struct backend_option engine_options[16]; /* --engine-option ENGINE.KEY=VALUE */
     size_t n_engine_options;
     const char *policy_dir;
-    const char *meminfo; /* simulated /proc/meminfo for tests, or NULL */
+    const char *meminfo;     /* simulated /proc/meminfo for tests, or NULL */
     const char *gui_display; /* where GUI qubes' windows go (docs/gui.md), or NULL */
 };
 
@@ -376,7 +376,7 @@ out:
         unlink(router_link);
     preload_free(preload);
     app.emit = NULL;
-    gui_free(targets.gui); /* the windows go; the qubes run on */
+    gui_free(targets.gui);       /* the windows go; the qubes run on */
     dispatcher_free(dispatcher); /* qubes keep running: a restarted daemon adopts them */
     events_hub_free(hub);
     app_close(&app);

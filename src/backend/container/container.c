@@ -457,9 +457,12 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     const char *init = backend_option(q->options, q->n_options, "init");
     bool own_init = init && init[0] == '/';
     char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)init, NULL};
-    char *envp[] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME=/root", "TERM=dumb",
-                    q->gui ? LAUNCH_GUI_FD_ENV : NULL, NULL};
+    char *envp[] = {env_name,
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root",
+                    "TERM=dumb",
+                    q->gui ? LAUNCH_GUI_FD_ENV : NULL,
+                    NULL};
     struct launch_spec spec = {
         .hostname = run->name,
         .root_mountpoint = mnt,
