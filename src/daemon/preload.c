@@ -61,6 +61,7 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
         h = hash_str(h, opts[i].key);
         h = hash_str(h, opts[i].value);
     }
+    h = hash_str(h, dispatcher_qube_gui(app, tpl) ? "gui" : ""); /* a GUI agent or not */
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
