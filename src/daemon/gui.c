@@ -50,6 +50,19 @@ struct gui {
     struct gui_client *clients;
 };
 
+static void attach(struct gui *g, const struct qube *q);
+
+/* Qubes outlive the daemon, their windows do not (its clients stop with it): the GUI
+ * qubes a restarted daemon adopted are attached again, paused ones (preloads) too. */
+static void attach_adopted(struct gui *g) {
+    for (size_t i = 0; i < g->app->n_qubes; i++) {
+        const struct qube *q = g->app->qubes[i];
+        if ((q->power == POWER_RUNNING || q->power == POWER_PAUSED) &&
+            dispatcher_qube_gui(g->app, q))
+            attach(g, q);
+    }
+}
+
 struct gui *gui_new(sd_event *loop, struct app *app, struct dispatcher *disp, const char *display,
                     const char *runtime_dir) {
     struct gui *g = xcalloc(1, sizeof(*g));
@@ -59,8 +72,10 @@ struct gui *gui_new(sd_event *loop, struct app *app, struct dispatcher *disp, co
     g->display = display && *display ? xstrdup(display) : NULL;
     if (asprintf(&g->log_dir, "%s/gui", runtime_dir) < 0)
         abort();
-    if (g->display)
+    if (g->display) {
         log_info("gui: windows of GUI qubes go to display %s", g->display);
+        attach_adopted(g);
+    }
     return g;
 }
 
@@ -103,7 +118,15 @@ static void border_of(const struct app *app, const struct qube *q, char *out, si
 }
 
 /* Everything but the windows is off: no clipboard (explicit only, docs/gui.md), no
- * sound, no files, no printing, no notifications, no tray. */
+ * sound, no files, no printing, no notifications, no tray. Pictures come as plain RGB:
+ * no video or image decoder of the host's client reads what a qube sends. */
+static const char *const ATTACH_OPTIONS[] = {
+    "--clipboard=no",     "--tray=no",          "--system-tray=no", "--notifications=no",
+    "--speaker=off",      "--microphone=off",   "--webcam=no",      "--pulseaudio=no",
+    "--printing=no",      "--file-transfer=no", "--open-files=no",  "--bell=no",
+    "--mdns=no",          "--dbus-proxy=no",    "--opengl=no",      "--mmap=no",
+    "--modal-windows=no", "--encodings=rgb",    "--encoding=rgb",   NULL};
+
 static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock, int logfd) {
     char url[4200], title[64], border[32], display[256];
     snprintf(url, sizeof(url), "socket://%s", sock);
@@ -112,29 +135,8 @@ static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock,
     border_of(g->app, q, border, sizeof(border));
     snprintf(border_opt, sizeof(border_opt), "--border=%s", border);
     snprintf(display, sizeof(display), "DISPLAY=%s", g->display);
-    char *argv[] = {"xpra",
-                    "attach",
-                    url,
-                    title,
-                    border_opt,
-                    "--clipboard=no",
-                    "--tray=no",
-                    "--system-tray=no",
-                    "--notifications=no",
-                    "--speaker=off",
-                    "--microphone=off",
-                    "--webcam=no",
-                    "--pulseaudio=no",
-                    "--printing=no",
-                    "--file-transfer=no",
-                    "--open-files=no",
-                    "--bell=no",
-                    "--mdns=no",
-                    "--dbus-proxy=no",
-                    "--opengl=no",
-                    "--mmap=no",
-                    "--modal-windows=no",
-                    NULL};
+    const char *argv[ELEMENTSOF(ATTACH_OPTIONS) + 5] = {"xpra", "attach", url, title, border_opt};
+    memcpy(argv + 5, ATTACH_OPTIONS, sizeof(ATTACH_OPTIONS));
     size_t n = 0;
     while (environ[n])
         n++;
@@ -161,7 +163,7 @@ static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock,
     posix_spawnattr_setflags(&attr,
                              POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
     pid_t pid;
-    int r = posix_spawnp(&pid, "xpra", &fa, &attr, argv, envp);
+    int r = posix_spawnp(&pid, "xpra", &fa, &attr, (char *const *)argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(envp);

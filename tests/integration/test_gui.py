@@ -270,7 +270,7 @@ class GuiCase(EngineTestCase):
 
     def popen_run(self, *args):
         p = subprocess.Popen([harness.tool_path("qvm-run")] + list(args), env=self.d.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
         return p
 
@@ -322,6 +322,19 @@ class GuiCase(EngineTestCase):
         r = test_engine.qrun(self.d, "work", "ls %s" % sock)
         self.assertNotEqual(0, r.returncode)
         self.assertEqual("ok\n", self.qout("work", "xdpyinfo >/dev/null && echo ok"))
+
+    def test_windows_come_back_after_a_daemon_restart(self):
+        # qubes outlive their daemon; its host-side clients do not, and come back
+        self.tool("qvm-start", "work")
+        # in the background of a call that ends: the program does not depend on a caller
+        self.qrun("work", "xmessage -name again 'still here' >/dev/null 2>&1 &")
+        self.display.wait_window(r"^\[work\] again$")
+        self.d.restart()
+        self.display.wait_gone(r"^\[work\] again$")  # went with the daemon's client...
+        wid = self.display.wait_window(r"^\[work\] again$")  # ...back with the new one
+        self.display.close_window(wid)
+        self.display.wait_gone(r"^\[work\] again$")
+        self.assertEqual("", self.qout("work", "pidof xmessage || true"))
 
     def test_headless_qube_gets_nothing_of_the_gui(self):
         self.tool("qvm-start", "plain")
