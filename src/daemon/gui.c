@@ -127,6 +127,22 @@ static const char *const ATTACH_OPTIONS[] = {
     "--mdns=no",          "--dbus-proxy=no",    "--opengl=no",      "--mmap=no",
     "--modal-windows=no", "--encodings=rgb",    "--encoding=rgb",   NULL};
 
+/* The daemon's environment (XAUTHORITY, HOME...) with the display and xpra's timeouts
+ * set; the strings stay the caller's (display) and environ's: free only the array. */
+static char **attach_env(char *display) {
+    size_t n = 0, k = 0;
+    while (environ[n])
+        n++;
+    char **envp = xcalloc(n + 4, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "DISPLAY=", 8) != 0 && strncmp(environ[i], "XPRA_", 5) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = display;
+    envp[k++] = "XPRA_SOCKET_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
+    envp[k++] = "XPRA_PING_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
+    return envp;
+}
+
 static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock, int logfd) {
     char url[4200], title[64], border[32], display[256];
     snprintf(url, sizeof(url), "socket://%s", sock);
@@ -137,17 +153,7 @@ static pid_t spawn_attach(struct gui *g, const struct qube *q, const char *sock,
     snprintf(display, sizeof(display), "DISPLAY=%s", g->display);
     const char *argv[ELEMENTSOF(ATTACH_OPTIONS) + 5] = {"xpra", "attach", url, title, border_opt};
     memcpy(argv + 5, ATTACH_OPTIONS, sizeof(ATTACH_OPTIONS));
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = xcalloc(n + 4, sizeof(char *));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "DISPLAY=", 8) != 0 && strncmp(environ[i], "XPRA_", 5) != 0)
-            envp[k++] = environ[i];
-    envp[k++] = display;
-    envp[k++] = "XPRA_SOCKET_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
-    envp[k++] = "XPRA_PING_TIMEOUT=" GUI_PAUSE_TOLERANCE_S;
+    char **envp = attach_env(display);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;
