@@ -101,6 +101,8 @@ struct agent {
     char **scripts;
     size_t nscripts, next_script;
     pid_t startup_pid;
+    int gui_fd;             /* the GUI channel the engine passed (gui.c), -1 = headless */
+    pid_t gui_launcher_pid; /* `--gui-agent` until xpra is ready; start-up waits for it */
     int64_t ready_retry_at; /* --init: next run of the ready command, -1 = none */
     int64_t kill_at;        /* shutdown: when to SIGKILL, -1 = not stopping */
     /* qrexec calls out of the qube */
@@ -156,6 +158,7 @@ void qrexec_stop_listening(struct agent *a);
 
 /* startup.c */
 void startup_begin(struct agent *a);
+void startup_continue(struct agent *a); /* the scripts, after the GUI agent (gui.c) */
 bool startup_child_exited(struct agent *a, pid_t pid, int wstatus);
 void startup_tick(struct agent *a);
 
@@ -165,3 +168,11 @@ int vmux_guest_main(const char *device, const char *agent_socket);
 /* main.c */
 void agent_set_ready(struct agent *a);
 void agent_poweroff(struct agent *a);
+
+/* gui.c (docs/gui.md) */
+/* Starts the GUI agent when the engine passed a GUI channel; true = start-up waits for
+ * gui_launcher_exited before its scripts. */
+bool gui_agent_begin(struct agent *a);
+bool gui_launcher_exited(struct agent *a, pid_t pid, int wstatus);
+/* `dispenser-agent --gui-agent`: the launcher, run as the qube's user. */
+int gui_agent_main(void);

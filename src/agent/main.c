@@ -173,8 +173,11 @@ static void reap_children(struct agent *a) {
         if (pid == a->vmux_pid) {
             agent_log("the --vmux bridge ended (status 0x%x)", (unsigned)wstatus);
             a->vmux_pid = 0;
-        } else if (!conn_child_exited(a, pid, wstatus))
+        } else if (gui_launcher_exited(a, pid, wstatus)) {
+            startup_continue(a);
+        } else if (!conn_child_exited(a, pid, wstatus)) {
             startup_child_exited(a, pid, wstatus);
+        }
     }
 }
 
@@ -317,10 +320,13 @@ int main(int argc, char **argv) {
     static struct agent a = {.kill_at = -1,
                              .ready_retry_at = -1,
                              .uplink.fd = -1,
+                             .gui_fd = -1,
                              .qrexec_listener.fd = -1};
     /* multi-call: the engine puts this binary in every qube as qrexec-client-vm too */
     if (argc > 0 && streq(base_name(argv[0]), "qrexec-client-vm"))
         return qrexec_client_vm_main(argc, argv);
+    if (argc == 2 && streq(argv[1], "--gui-agent"))
+        return gui_agent_main();
     struct agent_args args = {0};
     parse_args(argc, argv, &args);
     /* Root inside the qube shares our user namespace but lacks CAP_SYS_PTRACE: not

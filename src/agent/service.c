@@ -141,7 +141,7 @@ static int resolve_user(const struct agent_config *cfg, const char *name, struct
 
 static void build_env(const struct agent_request_body *b, const struct passwd_entry *pw,
                       struct spawn_spec *spec) {
-    char **env = strv_new(12);
+    char **env = strv_new(13);
     size_t n = 0;
     env[n++] = strdup_printf("PATH=%s", DEFAULT_PATH);
     env[n++] = strdup_printf("HOME=%s", spec->home);
@@ -157,6 +157,9 @@ static void build_env(const struct agent_request_body *b, const struct passwd_en
     const char *qube = getenv("DISPENSER_QUBE");
     if (qube)
         env[n++] = strdup_printf("DISPENSER_QUBE=%s", qube);
+    const char *display = getenv("DISPLAY"); /* a GUI qube's own display (gui.c) */
+    if (display)
+        env[n++] = strdup_printf("DISPLAY=%s", display);
     spec->envp = env;
 }
 
@@ -177,6 +180,20 @@ int service_resolve(const struct agent_config *cfg, const struct agent_request_b
         return r;
     }
     build_env(b, &pw, spec);
+    return 0;
+}
+
+int service_spec_user(const struct agent_config *cfg, char **argv, struct spawn_spec *spec) {
+    *spec = (struct spawn_spec){.argv = argv, .stdio = {-1, 1, 2}};
+    _cleanup_(passwd_entry_free) struct passwd_entry pw = {0};
+    int r = resolve_user(cfg, "", &pw, spec);
+    if (r < 0)
+        return r;
+    struct agent_request_body none = {.service = "",
+                                      .argument = "",
+                                      .source = "dom0",
+                                      .target = ""};
+    build_env(&none, &pw, spec);
     return 0;
 }
 

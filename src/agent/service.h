@@ -20,6 +20,8 @@ struct spawn_spec {
     size_t ngroups;
     char *home; /* owned */
     int stdio[3];
+    /* > 2: handed on as fd 3 (the GUI channel, for the GUI agent) */
+    int extra_fd;
     bool pty; /* AGENT_F_PTY: stdio[0] and [1] are relayed to a terminal allocated here,
                * stdio[2] carries window-size records (pty.c) */
 };
@@ -30,6 +32,8 @@ int service_resolve(const struct agent_config *cfg, const struct agent_request_b
                     struct spawn_spec *spec);
 /* A root process with the agent's stdout/stderr, for start-up scripts. */
 void service_spec_plain(char **argv, struct spawn_spec *spec);
+/* A process of the qube's default user ("user"), with the agent's stdout/stderr. */
+int service_spec_user(const struct agent_config *cfg, char **argv, struct spawn_spec *spec);
 void spawn_spec_free(struct spawn_spec *spec);
 /* fork + exec in a new session. pid > 0, or -errno if the program could not be started
  * (the child reports exec and credential failures through a close-on-exec pipe). */

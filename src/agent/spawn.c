@@ -47,7 +47,8 @@ static int switch_user(const struct spawn_spec *s) {
 
 static _Noreturn void child_exec(const struct spawn_spec *s, int errpipe) {
     reset_signals();
-    if (setsid() < 0 || setup_stdio(s->stdio) < 0) {
+    if (setsid() < 0 || setup_stdio(s->stdio) < 0 ||
+        (s->extra_fd > 2 && dup2(s->extra_fd, 3) < 0)) {
         int err = errno;
         (void)!write(errpipe, &err, sizeof(err));
         _exit(127);

@@ -121,6 +121,12 @@ static void write_resolv_conf(void) {
 
 void startup_begin(struct agent *a) {
     a->ready_retry_at = -1;
+    if (gui_agent_begin(a))
+        return; /* startup_continue once the GUI agent is up */
+    startup_continue(a);
+}
+
+void startup_continue(struct agent *a) {
     write_resolv_conf();
     if (a->init_mode)
         return run_ready_command(a);

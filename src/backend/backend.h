@@ -64,9 +64,13 @@ struct backend_qube {
      * as files /run/qubes-service/NAME present before anything of the qube runs. */
     const struct backend_option *services;
     size_t n_services;
-    bool background; /* nobody waits (a preload): the start must not hold up the
+    bool background;               /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
     const struct backend_net *net; /* NULL: loopback only (netvm none) */
+    /* The qube gets a GUI agent (its own X server and an xpra server, docs/gui.md),
+     * started before readiness; the engine creates the channel to it (gui_socket).
+     * false: nothing of the GUI is started or created (headless qubes pay nothing). */
+    bool gui;
 };
 
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
@@ -194,6 +198,11 @@ struct backend_ops {
                         char *path, size_t size, struct backend_why *why);
     int (*import_end)(struct backend *b, const struct backend_qube *q, const char *volume,
                       bool commit, struct backend_why *why);
+    /* Optional (NULL: no engine GUI). The host end of a GUI qube's window channel: a
+     * Unix socket, created by the engine for the qube alone, that the host's GUI daemon
+     * connects to (never the other way round: the qube reaches no host socket). -ENOENT
+     * when the qube has none (headless, or not running). */
+    int (*gui_socket)(struct backend *b, const char *name, char *path, size_t size);
     /* Runs a service in a running qube; `done` when it has ended (or could not start). */
     int (*exec)(struct backend *b, const char *name, const struct backend_service_call *call,
                 backend_call_done_fn done, void *userdata, struct backend_why *why);

@@ -131,6 +131,13 @@ bool dispatcher_is_option_feature(const struct dispatcher *disp, const char *fea
     return false;
 }
 
+/* Qubes' feature `gui` (read along the template chain) gives a qube a GUI agent; a
+ * qube without it is headless and pays nothing for the GUI (docs/gui.md). */
+bool dispatcher_qube_gui(const struct app *app, const struct qube *q) {
+    const char *v = app_feature_check(app, q, "gui", FEATURE_FALLBACK_TEMPLATE);
+    return v && *v && strcmp(v, "0") != 0 && strcmp(v, "False") != 0;
+}
+
 /* AppVM: root from its template. DispVM: root from its disposable template's template,
  * private from the disposable template. */
 static void describe(const struct app *app, const struct qube *q, struct qube_desc *d) {
@@ -161,6 +168,7 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .kernel = d->kernel,
         .kernelopts = d->kernelopts,
         .options = d->options,
+        .gui = dispatcher_qube_gui(app, q),
     };
     d->bq.n_options = dispatcher_qube_options(app, q, d->options, DISPATCHER_OPTIONS_MAX);
     d->bq.services = d->services;
@@ -728,4 +736,12 @@ void dispatcher_free(struct dispatcher *disp) {
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
     free(disp);
+}
+
+int dispatcher_gui_socket(struct dispatcher *disp, const struct qube *q, char *path, size_t size) {
+    struct qerr err = {0};
+    struct backend *b = backend_for(disp, q, &err);
+    if (!b || !b->ops->gui_socket)
+        return -ENOTSUP;
+    return b->ops->gui_socket(b, q->name, path, size);
 }

@@ -81,3 +81,8 @@ void dispatcher_set_upcall_handler(struct dispatcher *e, dispatcher_upcall_fn fn
 /* status < 0: refused (reason says why); else how the call ended. */
 void dispatcher_upcall_reply(struct dispatcher *e, struct backend_upcall *call,
                              enum backend_call_end how, int status, const char *reason);
+
+/* The GUI (docs/gui.md): whether the qube gets a GUI agent (feature `gui`), and the host
+ * end of a running GUI qube's window channel (-ENOENT none, -ENOTSUP engine without). */
+bool dispatcher_qube_gui(const struct app *app, const struct qube *q);
+int dispatcher_gui_socket(struct dispatcher *e, const struct qube *q, char *path, size_t size);

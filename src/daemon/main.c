@@ -18,6 +18,7 @@
 #include "dispatcher.h"
 #include "config.h"
 #include "events.h"
+#include "gui.h"
 #include "host.h"
 #include "log.h"
 #include "preload.h"
@@ -35,7 +36,8 @@ struct options {
     struct backend_option engine_options[16]; /* --engine-option ENGINE.KEY=VALUE */
     size_t n_engine_options;
     const char *policy_dir;
-    const char *meminfo; /* simulated /proc/meminfo for tests, or NULL */
+    const char *meminfo;     /* simulated /proc/meminfo for tests, or NULL */
+    const char *gui_display; /* where GUI qubes' windows go (docs/gui.md), or NULL */
 };
 
 static void usage(FILE *f) {
@@ -54,6 +56,8 @@ static void usage(FILE *f) {
             "                       a setting of one isolation engine (repeatable); each\n"
             "                       engine's keys are in dispenserd(8)\n"
             "  --policy-dir DIR     qrexec policy (default %s; reloaded on change and SIGHUP)\n"
+            "  --gui-display DISPLAY  X display for the windows of GUI qubes (feature gui;\n"
+            "                       default $DISPLAY; \"\" for none)\n"
             "  --meminfo FILE       read free memory for preloading from FILE (/proc/meminfo\n"
             "                       format) instead of the host's: for tests\n"
             "  --help, --version\n",
@@ -105,7 +109,8 @@ static int parse_options(int argc, char **argv, struct options *o) {
         OPT_POLICY,
         OPT_MEMINFO,
         OPT_LOG_TIME,
-        OPT_ENGINE
+        OPT_ENGINE,
+        OPT_GUI_DISPLAY
     };
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
@@ -121,6 +126,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"engine-option", required_argument, NULL, OPT_ENGINE},
         {"policy-dir", required_argument, NULL, OPT_POLICY},
         {"meminfo", required_argument, NULL, OPT_MEMINFO},
+        {"gui-display", required_argument, NULL, OPT_GUI_DISPLAY},
         {0},
     };
     const char *env = getenv("QUBESD_SOCKET");
@@ -129,7 +135,8 @@ static int parse_options(int argc, char **argv, struct options *o) {
                           .socket_path = env && *env ? env : DEFAULT_SOCKET,
                           .socket_gid = (gid_t)-1,
                           .agent_path = DEFAULT_AGENT,
-                          .policy_dir = DEFAULT_POLICY_DIR};
+                          .policy_dir = DEFAULT_POLICY_DIR,
+                          .gui_display = getenv("DISPLAY")};
     int c;
     enum log_level level;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -153,6 +160,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         case OPT_AGENT: o->agent_path = optarg; break;
         case OPT_POLICY: o->policy_dir = optarg; break;
         case OPT_MEMINFO: o->meminfo = optarg; break;
+        case OPT_GUI_DISPLAY: o->gui_display = optarg; break;
         case OPT_ENGINE:
             if (parse_engine_option(o, optarg) < 0)
                 return -1;
@@ -248,6 +256,19 @@ static void report_ready(int ready_fd) {
     }
 }
 
+/* Every model event goes to the admin.Events subscribers and to the GUI daemons. */
+struct emit_targets {
+    struct events_hub *hub;
+    struct gui *gui;
+};
+
+static void emit_everywhere(void *ctx, const char *subject, const char *event,
+                            const struct wire_kv *kv, size_t n_kv) {
+    struct emit_targets *t = ctx;
+    events_broadcast(t->hub, subject, event, kv, n_kv);
+    gui_on_event(t->gui, subject, event, kv, n_kv);
+}
+
 static void on_qube_halted(void *userdata, const char *name) {
     preload_qube_halted(userdata, name);
 }
@@ -303,6 +324,7 @@ static int run(const struct options *o, int ready_fd) {
     sd_event *loop = NULL;
     struct app app = {.host_mem_mib = host_mem_total_mib()};
     struct events_hub *hub = NULL;
+    struct emit_targets targets = {0};
     struct server *srv = NULL;
     struct dispatcher *dispatcher = NULL;
     struct router *router = NULL;
@@ -316,9 +338,11 @@ static int run(const struct options *o, int ready_fd) {
         goto out;
     }
     hub = events_hub_new(loop);
-    app.emit = events_broadcast;
-    app.emit_ctx = hub;
+    targets.hub = hub;
+    app.emit = emit_everywhere;
+    app.emit_ctx = &targets;
     dispatcher = start_dispatcher(loop, &app, o);
+    targets.gui = gui_new(loop, &app, dispatcher, o->gui_display, o->runtime_dir);
     struct memory_source mem = {o->meminfo, o->meminfo == NULL};
     preload = preload_new(loop, &app, dispatcher, &mem);
     dispatcher_set_halted_hook(dispatcher, on_qube_halted, preload);
@@ -351,8 +375,9 @@ out:
     if (*router_link)
         unlink(router_link);
     preload_free(preload);
-    dispatcher_free(dispatcher); /* qubes keep running: a restarted daemon adopts them */
     app.emit = NULL;
+    gui_free(targets.gui);       /* the windows go; the qubes run on */
+    dispatcher_free(dispatcher); /* qubes keep running: a restarted daemon adopts them */
     events_hub_free(hub);
     app_close(&app);
     sd_event_unref(loop);

@@ -72,6 +72,7 @@ static void fingerprint(struct preload *p, const struct qube *tpl, char out[17])
     }
     /* its firewall is a copy of the template's, made when it was created */
     h = hash_str(h, tpl->firewall ? tpl->firewall : "default");
+    h = hash_str(h, dispatcher_qube_gui(app, tpl) ? "gui" : ""); /* a GUI agent or not */
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 

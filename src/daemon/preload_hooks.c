@@ -29,7 +29,8 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
 static void refresh_based_on(struct preload *p, struct qube *q, double delay);
 
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
-    if (dispatcher_is_option_feature(p->dispatcher, name)) { /* made with the old value: outdated */
+    /* made with the old value (an engine option, or with or without a GUI agent): outdated */
+    if (dispatcher_is_option_feature(p->dispatcher, name) || strcmp(name, "gui") == 0) {
         refresh_based_on(p, q, 0);
         return;
     }

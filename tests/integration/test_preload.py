@@ -896,6 +896,20 @@ class Outdated(PreloadCase):
         self.assertEqual(new[0], name)
         self.assertEqual("crond\ncups\n", self.qout(name, "ls /run/qubes-service"))
 
+    def test_gui_feature_change_replaces_preloads(self):
+        # with or without a GUI agent (docs/gui.md) is part of what a preload is made from;
+        # `bb` has no xpra: the agent says so and the qube starts anyway, headless
+        self.new_dvm(max=1)
+        old = self.wait_filled("pdvm", 1)
+        self.assertFalse(os.path.exists(os.path.join(self.d.runtime_dir, "qubes", old[0],
+                                                     "gui.sock")))
+        self.set_feature("pdvm", "gui", "1")
+        self.settled(lambda: self.assertNotEqual(old, self.plist("pdvm")), FILL_WAIT)
+        self.assert_gone(old[0])
+        new = self.wait_filled("pdvm", 1)
+        self.assertTrue(os.path.exists(os.path.join(self.d.runtime_dir, "qubes", new[0],
+                                                    "gui.sock")))
+
     def test_dvm_private_updated_replaces_preloads(self):
         self.new_dvm(max=1)
         old = self.wait_filled("pdvm", 1)

@@ -410,7 +410,7 @@ static int prepare_volumes(struct run *run, const struct backend_qube *q, struct
     return volume_lowers_or_empty(cb, &run->priv);
 }
 
-static int bind_agent_socket(const char *path) {
+int bind_agent_socket(const char *path) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
@@ -430,6 +430,11 @@ static int bind_agent_socket(const char *path) {
     return fd;
 }
 
+static bool option_true(const struct backend_qube *q, const char *key) {
+    const char *v = backend_option(q->options, q->n_options, key);
+    return v && (strcmp(v, "1") == 0 || strcmp(v, "True") == 0 || strcmp(v, "true") == 0);
+}
+
 static int attach_to_cgroups(void *ctx, pid_t pid) { return cgroup_qube_attach(ctx, pid); }
 
 static void on_launched(void *userdata, int r, const char *why);
@@ -445,7 +450,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         return backend_fail(why, -errno, "cannot create %s: %s", rundir, strerror(errno));
     _cleanup_close_ int listen_fd = bind_agent_socket(sock);
     _cleanup_close_ int log_fd = guest_log_open(cb, run->name);
-    if (listen_fd < 0 || log_fd < 0)
+    _cleanup_close_ int gui_fd = q->gui ? container_gui_bind(run) : -1;
+    if (listen_fd < 0 || log_fd < 0 || (q->gui && gui_fd < 0))
         return backend_fail(why, -EIO, "cannot create the agent socket or log of '%s'", run->name);
     snprintf(env_name, sizeof(env_name), "DISPENSER_QUBE=%s", run->name);
     /* the template's own init (systemd) comes from its feature container-init: only an
@@ -455,12 +461,14 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
     char *argv[] = {"dispenser-agent", own_init ? "--init" : NULL, (char *)init, NULL};
     char env_dns[96];
     snprintf(env_dns, sizeof(env_dns), "DISPENSER_DNS=%s", run->net.on ? run->net.dns : "");
-    char *envp[] = {env_name,
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME=/root",
-                    "TERM=dumb",
-                    run->net.on ? env_dns : NULL,
-                    NULL};
+    char *envp[8] = {env_name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "HOME=/root", "TERM=dumb"};
+    size_t n_env = 4;
+    if (run->net.on)
+        envp[n_env++] = env_dns;
+    if (q->gui)
+        envp[n_env++] = (char *)LAUNCH_GUI_FD_ENV;
+    envp[n_env] = NULL;
     struct launch_spec spec = {
         .hostname = run->name,
         .root_mountpoint = mnt,
@@ -474,6 +482,8 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .agent_fd = cb->agent_fd,
         .listen_fd = listen_fd,
         .log_fd = log_fd,
+        .gui_fd = gui_fd,
+        .host_usr = option_true(q, "host-usr"),
         .attach = attach_to_cgroups,
         .attach_ctx = run->cg,
         .before_exec = run->net.on ? container_net_before_exec : NULL,
@@ -889,6 +899,7 @@ static const struct backend_ops CONTAINER_OPS = {
     .volume_info = container_volume_info,
     .import_begin = container_import_begin,
     .import_end = container_import_end,
+    .gui_socket = container_gui_socket,
     .exec = container_exec,
     .upcall_reply = container_upcall_reply,
     .netns_open = container_netns_open,

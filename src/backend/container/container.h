@@ -117,3 +117,8 @@ int container_exec(struct backend *b, const char *name, const struct backend_ser
 /* status < 0 means refused (reason says why) */
 void container_upcall_reply(struct backend *b, struct backend_upcall *call,
                             enum backend_call_end how, int status, const char *reason);
+
+/* The GUI channel (gui.c): a listening socket at RUNDIR/gui.sock for a GUI qube. */
+int bind_agent_socket(const char *path); /* root-only (0600) listening socket, or -errno */
+int container_gui_bind(struct run *run);
+int container_gui_socket(struct backend *b, const char *name, char *path, size_t size);

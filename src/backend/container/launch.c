@@ -265,6 +265,18 @@ static void install_agent_binary(const struct launch_sync *s, const char *root, 
         child_fail(s, "cannot make the agent's directory read-only");
 }
 
+/* container-host-usr: the host's /usr, read-only, without set-uid, in place of the
+ * template's (docs/gui.md): a template of the host's own programs, GUI ones included,
+ * without copying gigabytes into a layer. Files owned by host root show as nobody. */
+static void bind_host_usr(const struct launch_sync *s, const char *root, uid_t base) {
+    char path[4096];
+    make_dir_in(root, "/usr", base, 0755);
+    snprintf(path, sizeof(path), "%s/usr", root);
+    if (mount("/usr", path, NULL, MS_BIND, NULL) < 0 ||
+        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        child_fail(s, "cannot bind the host's /usr into the qube");
+}
+
 /* The private volume is Qubes' /rw; its home/ is what the qube sees as /home. A new
  * private volume gets home/user for uid 1000, the template's user. */
 static void mount_private(const struct launch_sync *s, const struct launch_spec *spec) {
@@ -318,6 +330,8 @@ static void setup_filesystem(const struct launch_sync *s, const struct launch_sp
     if (mount_overlay(&spec->root, spec->root_mountpoint, spec->links_dir, 'r') < 0)
         child_fail(s, "cannot mount the root volume");
     mount_private(s, spec);
+    if (spec->host_usr)
+        bind_host_usr(s, spec->root_mountpoint, spec->uid_base);
     mount_pseudo_filesystems(s, spec->root_mountpoint, spec->uid_base);
     write_services(s, spec);
     install_agent_binary(s, spec->root_mountpoint, spec->uid_base, spec->agent_fd);
@@ -339,16 +353,18 @@ static void enter_user_namespace(const struct launch_sync *s) {
 }
 
 /* 0 /dev/null, 1-2 the log, 3 the listening socket, 4 the agent binary and 5 the report
- * pipe (both CLOEXEC); everything else inherited from the daemon is closed. */
+ * pipe (both CLOEXEC), 6 the GUI channel of a GUI qube (LAUNCH_GUI_FD); everything else
+ * inherited from the daemon is closed. */
 static void place_fds(struct launch_sync *s, struct launch_spec *spec) {
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(spec->log_fd, 1) < 0 || dup2(spec->log_fd, 2) < 0 ||
         dup2(spec->listen_fd, 3) < 0 || dup3(spec->agent_fd, 4, O_CLOEXEC) < 0 ||
-        dup3(s->report[1], 5, O_CLOEXEC) < 0)
+        dup3(s->report[1], 5, O_CLOEXEC) < 0 ||
+        (spec->gui_fd >= 0 && dup2(spec->gui_fd, LAUNCH_GUI_FD) < 0))
         child_fail(s, "cannot set up the agent's descriptors");
     spec->agent_fd = 4;
     s->report[1] = 5;
-    if (syscall(SYS_close_range, 6, ~0U, 0) < 0)
+    if (syscall(SYS_close_range, spec->gui_fd >= 0 ? LAUNCH_GUI_FD + 1 : 6, ~0U, 0) < 0)
         child_fail(s, "cannot close the daemon's descriptors");
 }
 
@@ -379,6 +395,8 @@ static _Noreturn void child_main(struct launch_sync *s, const struct launch_spec
     copy.agent_fd = fd_above_3(s, in->agent_fd);
     copy.listen_fd = fd_above_3(s, in->listen_fd);
     copy.log_fd = fd_above_3(s, in->log_fd);
+    if (in->gui_fd >= 0)
+        copy.gui_fd = fd_above_3(s, in->gui_fd);
     s->report[1] = fd_above_3(s, s->report[1]); /* the old one closes with close_range */
     if (spec->attach && spec->attach(spec->attach_ctx, 0) < 0)
         child_fail(s, "cannot place the qube in its cgroups");

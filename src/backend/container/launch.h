@@ -29,6 +29,9 @@ struct launch_overlay {
                      * root): mounted `volatile`, never synced to the disk */
 };
 
+#define LAUNCH_GUI_FD 6
+#define LAUNCH_GUI_FD_ENV "DISPENSER_GUI_FD=6" /* the same number, for the agent */
+
 struct launch_spec {
     const char *hostname;
     const char *root_mountpoint; /* an empty host directory the root overlay goes on */
@@ -40,6 +43,9 @@ struct launch_spec {
                              * bound read-only into the qube's /run as qrexec-client-vm */
     int listen_fd; /* becomes fd 3 of the agent */
     int log_fd;    /* becomes stdout and stderr of the agent */
+    bool host_usr; /* the host's /usr read-only instead of the template's */
+    int gui_fd;    /* -1, or a GUI qube's listening window channel (gui.c): becomes
+                    * LAUNCH_GUI_FD of the agent, named in its DISPENSER_GUI_FD */
     /* Called in the child with pid 0 ("myself") before it does anything else, so that
      * every process of the qube is born inside its cgroups. In the child, not the parent:
      * moving a task between cgroups waits for an RCU grace period (the threadgroup
