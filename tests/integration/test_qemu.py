@@ -24,6 +24,12 @@ KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-ke
 QEMU = shutil.which("qemu-system-x86_64")
 VMUX = os.environ.get("VMUX", os.path.join(harness.BUILD_DIR, "src", "backend", "vmux",
                                            "dispenser-vmux"))  # meson sets VMUX
+MEMORY = 400 << 20  # bytes: the default `memory` of a qube
+# in the guest: waits (up to ~10 s) for MemFree above N kB, then prints it
+# (as root: the guest has no /proc of its own)
+WAIT_MEMFREE = ("mount -t proc proc /proc; i=0; while [ $i -lt 100 ]; do "
+                "set -- $(grep MemFree: /proc/meminfo); [ $2 -gt %d ] && break; "
+                "i=$((i+1)); sleep 0.1; done; echo $2")
 BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
 
 
@@ -413,7 +419,11 @@ class DisposableCalls(QemuTestCase):
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "2")
         pool = self.wait_preloaded("qdvm", 2)
         t0 = time.monotonic()
-        r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
+        p = subprocess.Popen([harness.tool_path("qvm-run"), "--dispvm=qdvm", "-u", "root", "-p",
+                              "hostname; " + os.environ.get("DIAG", "") + WAIT_MEMFREE % (MEMORY // 2 >> 10)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.d.env())
+        first = p.stdout.readline()
         warm = time.monotonic() - t0
         self.assertEqual((0, pool[0] + "\n"), (r.returncode, r.stdout), r.stderr)
         print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms" % (warm * 1000))
@@ -435,6 +445,19 @@ class DisposableCalls(QemuTestCase):
         self.assertEqual([], self.disposables())
         for name in pool + refilled:
             self.assert_nothing_left(name)
+
+    def paused_small_rss(self, name):
+        """QEMU's RSS once the engine stopped the shrunk preload (its log says when)."""
+        deadline = time.monotonic() + 30
+        while "%s: paused small" % name not in self.d.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertIn("%s: paused small" % name, self.d.log())
+        with open("/proc/%d/status" % qemu_pid(self.d, name)) as f:
+            return 1024 * int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+    def current_state(self, name):
+        r = harness.parse_reply(self.d.call("admin.vm.CurrentState", "", name))
+        return dict(kv.split("=", 1) for kv in r.content.decode().split())
 
     def feature(self, vm, name):
         r = harness.parse_reply(self.d.call("admin.vm.feature.Get", name, vm))

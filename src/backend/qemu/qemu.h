@@ -59,6 +59,12 @@ struct qemu_run {
      * description kept for the launch after it */
     struct qemu_build *build;
     struct backend_qube *pending;
+    /* memory (qemu_balloon.c): it has a balloon; a shrink asked before the pause (its
+     * target, 0 if none), then the poll that stops the VM once the balloon settled */
+    bool balloon;
+    uint64_t shrink_target, shrink_memory, shrink_last_actual;
+    double shrink_started_ms, shrink_progress_ms;
+    sd_event_source *shrink_timer, *give_back_src;
     /* shutdown */
     sd_event_source *stop_timer;
     struct backend_waiter *stop_waiters;
@@ -147,6 +153,7 @@ struct qemu_launch {
     bool private_throwaway; /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
+    bool balloon; /* virtio-balloon with free page reporting (qemu-balloon, default on) */
 };
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);

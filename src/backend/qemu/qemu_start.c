@@ -19,6 +19,7 @@
 #include "image.h"
 #include "log.h"
 #include "monoclock.h"
+#include "qemu_balloon.h"
 #include "strbuf.h"
 
 #define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
@@ -316,7 +317,9 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .private_throwaway = throwaway,
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
+        .balloon = qemu_balloon_enabled(option_or(q, "balloon", NULL)),
     };
+    run->balloon = l.balloon;
     int r = spawn_confined(run, &l, dir, log_fd, con_fd, images);
     close_all(images, 3);
     if (r < 0)

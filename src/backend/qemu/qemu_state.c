@@ -15,6 +15,7 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "qemu_balloon.h"
 #include "strbuf.h"
 
 int qemu_state_save(const struct qemu_run *run) {
@@ -127,6 +128,7 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q) {
         return -1;
     }
     run->power = query_power(run);
+    run->balloon = qemu_balloon_present(run); /* a ballooned preload gets its memory back */
     run->next = qb->runs;
     qb->runs = run;
     log_info("%s: adopted (QEMU pid %d, %s, %s)", q->name, run->pid,
