@@ -420,7 +420,7 @@ class DisposableCalls(QemuTestCase):
         pool = self.wait_preloaded("qdvm", 2)
         t0 = time.monotonic()
         p = subprocess.Popen([harness.tool_path("qvm-run"), "--dispvm=qdvm", "-u", "root", "-p",
-                              "hostname; " + os.environ.get("DIAG", "") + WAIT_MEMFREE % (MEMORY // 2 >> 10)],
+                              "hostname; " + WAIT_MEMFREE % (MEMORY // 2 >> 10)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=self.d.env())
         first = p.stdout.readline()
@@ -446,14 +446,20 @@ class DisposableCalls(QemuTestCase):
         for name in pool + refilled:
             self.assert_nothing_left(name)
 
-    def paused_small_rss(self, name):
-        """QEMU's RSS once the engine stopped the shrunk preload (its log says when)."""
+    def paused_small(self, name):
+        """Once the engine stopped the shrunk preload (its log says when): the guest's
+        size the balloon left (bytes), and QEMU's RSS: all of it, its own part."""
         deadline = time.monotonic() + 30
-        while "%s: paused small" % name not in self.d.log() and time.monotonic() < deadline:
+        pattern = r"%s: paused small .*balloon: guest at (\d+) MiB" % name
+        while not re.search(pattern, self.d.log()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertIn("%s: paused small" % name, self.d.log())
+        m = re.search(pattern, self.d.log())
+        self.assertTrue(m, "no shrink before the pause of %s" % name)
         with open("/proc/%d/status" % qemu_pid(self.d, name)) as f:
-            return 1024 * int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+            kib = dict(re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.M))
+        return int(m.group(1)) << 20, {
+            "total": int(kib["VmRSS"]) << 10,
+            "own": (int(kib["RssAnon"]) + int(kib["RssShmem"])) << 10}
 
     def current_state(self, name):
         r = harness.parse_reply(self.d.call("admin.vm.CurrentState", "", name))

@@ -263,8 +263,9 @@ static int qemu_pause(struct backend *b, const char *name, struct backend_why *w
     if (qmp_execute(&run->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0)
         return -EIO;
     run->power = BACKEND_PAUSED;
-    log_info("%s: paused: QEMU's RSS %llu MiB", run->name,
-             (unsigned long long)(qemu_rss_bytes(run->pid) >> 20));
+    struct qemu_rss rss = qemu_rss_of(run->pid);
+    log_info("%s: paused: QEMU's RSS %llu MiB, its own %llu MiB", run->name,
+             (unsigned long long)(rss.total >> 20), (unsigned long long)(rss.own >> 20));
     return 0;
 }
 
@@ -366,7 +367,9 @@ static int qemu_stats(struct backend *b, const char *name, struct backend_stats 
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return -ENOENT;
-    out->memory_bytes = qemu_rss_bytes(run->pid); /* what the qube costs the host */
+    /* what the qube costs the host: its own resident memory, the part the host's
+     * MemAvailable does not count (the daemon's free memory adds it back as promised) */
+    out->memory_bytes = qemu_rss_of(run->pid).own;
     out->cpu_ns = run->cg ? cgroup_qube_cpu_ns(run->cg) : 0;
     snprintf(out->accel, sizeof(out->accel), "%s", qemu_accel_name(run->accel));
     return 0;

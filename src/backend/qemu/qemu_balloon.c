@@ -29,8 +29,8 @@
 bool qemu_balloon_enabled(const char *value) {
     if (!value || !*value)
         return true;
-    return !(strcmp(value, "0") == 0 || strcmp(value, "off") == 0 ||
-             strcmp(value, "false") == 0 || strcmp(value, "no") == 0);
+    return !(strcmp(value, "0") == 0 || strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
+             strcmp(value, "no") == 0);
 }
 
 uint64_t qemu_balloon_target(uint64_t memory, int64_t stat_total, int64_t stat_free) {
@@ -73,17 +73,29 @@ uint64_t qemu_balloon_parse_u64(const char *json, const char *key) {
     return ok && v > 0 ? (uint64_t)v : 0;
 }
 
-uint64_t qemu_rss_bytes(pid_t pid) {
-    char path[64], line[256];
+struct qemu_rss qemu_rss_parse(const char *status) {
+    struct qemu_rss rss = {0};
+    unsigned long long kb;
+    for (const char *line = status; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+            rss.total = (uint64_t)kb * 1024;
+        else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1 ||
+                 sscanf(line, "RssShmem: %llu kB", &kb) == 1)
+            rss.own += (uint64_t)kb * 1024;
+    }
+    return rss;
+}
+
+struct qemu_rss qemu_rss_of(pid_t pid) {
+    char path[64], buf[4096];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "re");
-    unsigned long long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
-            break;
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
     if (f)
         fclose(f);
-    return (uint64_t)kb * 1024;
+    buf[n] = '\0';
+    return qemu_rss_parse(buf);
 }
 
 /* ---- QMP ---- */
@@ -116,8 +128,8 @@ int qemu_balloon_shrink(struct qemu_run *run) {
                     "{\"path\": \"" BALLOON_QOM_PATH "\", \"property\": \"guest-stats\"}",
                     QMP_TIMEOUT_MS, out, sizeof(out), &why) < 0 ||
         !qemu_balloon_parse_stats(out, &total, &free_bytes)) {
-        log_info("%s: no memory statistics from the guest yet: paused at full size%s%s",
-                 run->name, *why.msg ? ": " : "", why.msg);
+        log_info("%s: no memory statistics from the guest yet: paused at full size%s%s", run->name,
+                 *why.msg ? ": " : "", why.msg);
         return -ENOTSUP;
     }
     uint64_t memory = query_u64(run, "query-memory-size-summary", "base-memory");
@@ -144,9 +156,10 @@ static void stop_now(struct qemu_run *run, uint64_t actual) {
         log_warning("%s: %s", run->name, why.msg);
         return;
     }
-    log_info("%s: paused small after %.0f ms: QEMU's RSS %" PRIu64 " MiB, memory %" PRIu64
-             " MiB (balloon: guest at %" PRIu64 " MiB)",
-             run->name, mono_ms() - run->shrink_started_ms, qemu_rss_bytes(run->pid) / MIB,
+    struct qemu_rss rss = qemu_rss_of(run->pid);
+    log_info("%s: paused small after %.0f ms: QEMU's RSS %" PRIu64 " MiB, its own %" PRIu64
+             " MiB, memory %" PRIu64 " MiB (balloon: guest at %" PRIu64 " MiB)",
+             run->name, mono_ms() - run->shrink_started_ms, rss.total / MIB, rss.own / MIB,
              run->shrink_memory / MIB, actual / MIB);
 }
 
@@ -158,7 +171,8 @@ static int on_shrink_poll(sd_event_source *src, uint64_t usec, void *userdata) {
         run->shrink_last_actual = actual;
         run->shrink_progress_ms = now;
     }
-    if (!actual || qemu_balloon_settled(actual, run->shrink_target, now - run->shrink_progress_ms) ||
+    if (!actual ||
+        qemu_balloon_settled(actual, run->shrink_target, now - run->shrink_progress_ms) ||
         now - run->shrink_started_ms >= SHRINK_MAX_MS) {
         stop_now(run, actual);
         return 0;

@@ -47,5 +47,13 @@ void qemu_balloon_give_back(struct qemu_run *run);
 /* Whether the VM has a balloon device (QMP query-balloon answers): for an adopted VM. */
 bool qemu_balloon_present(struct qemu_run *run);
 
-/* Resident memory of a process (VmRSS of /proc/PID/status), bytes. */
-uint64_t qemu_rss_bytes(pid_t pid);
+/* Resident memory of a QEMU process (/proc/PID/status), bytes: all of it (VmRSS), and
+ * its own (RssAnon + RssShmem: guest RAM, the TCG translation cache, QEMU's heap). The
+ * rest is file pages (the mapped guest kernel, QEMU's code): page cache shared by every
+ * VM, which the host's MemAvailable still counts as available. */
+struct qemu_rss {
+    uint64_t total, own;
+};
+struct qemu_rss qemu_rss_of(pid_t pid);
+/* The same from the text of a /proc/PID/status. */
+struct qemu_rss qemu_rss_parse(const char *status);
