@@ -65,6 +65,23 @@ static void test_qmp_replies_are_read(void **state) {
     assert_int_equal(qemu_balloon_parse_u64("[1]", "actual"), 0);
 }
 
+/* All of QEMU's RSS, and its own part: not the file pages (the mapped kernel image and
+ * QEMU's code, page cache every VM shares) */
+static void test_rss_and_its_own_part(void **state) {
+    struct qemu_rss rss = qemu_rss_parse("Name:\tqemu-system-x86\nVmPeak:\t 1000 kB\n"
+                                         "VmRSS:\t  267884 kB\nRssAnon:\t  77732 kB\n"
+                                         "RssFile:\t   86648 kB\nRssShmem:\t  102888 kB\n"
+                                         "VmData:\t 5000 kB\n");
+    assert_int_equal(rss.total, 267884ULL << 10);
+    assert_int_equal(rss.own, (77732ULL + 102888ULL) << 10);
+    rss = qemu_rss_parse("");
+    assert_int_equal(rss.total, 0);
+    assert_int_equal(rss.own, 0);
+    /* a process that is gone */
+    rss = qemu_rss_of(-1);
+    assert_int_equal(rss.total, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feature_is_on_unless_switched_off),
@@ -72,6 +89,7 @@ int main(void) {
         cmocka_unit_test(test_target_without_statistics_is_no_shrink),
         cmocka_unit_test(test_settled_at_target_or_when_stalled),
         cmocka_unit_test(test_qmp_replies_are_read),
+        cmocka_unit_test(test_rss_and_its_own_part),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
