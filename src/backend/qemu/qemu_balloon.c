@@ -22,8 +22,10 @@
 #define SHRINK_FLOOR (64 * MIB)
 #define SHRINK_SLACK (4 * MIB)
 #define SHRINK_POLL_US 50000
-#define SHRINK_STALL_MS 1000.0 /* no progress that long: the guest gives no more */
-#define SHRINK_MAX_MS 5000.0   /* a pause is never held up longer (a loaded TCG host) */
+#define SHRINK_STALL_MS 2000.0 /* no progress that long: the guest gives no more */
+/* a pause is never held up longer: a preload still boots in the idle CPU class, so on a
+ * busy host its guest fills the balloon slowly, but on nobody else's time */
+#define SHRINK_MAX_MS 10000.0
 #define BALLOON_QOM_PATH "/machine/peripheral/balloon"
 
 bool qemu_balloon_enabled(const char *value) {
