@@ -6,15 +6,16 @@
 
 #define MIB (UINT64_C(1) << 20)
 
-static void test_feature_is_on_unless_switched_off(void **state) {
-    assert_true(qemu_balloon_enabled(NULL));
-    assert_true(qemu_balloon_enabled(""));
-    assert_true(qemu_balloon_enabled("1"));
-    assert_true(qemu_balloon_enabled("on"));
-    assert_false(qemu_balloon_enabled("0"));
-    assert_false(qemu_balloon_enabled("off"));
-    assert_false(qemu_balloon_enabled("false"));
-    assert_false(qemu_balloon_enabled("no"));
+static void test_feature_shrinks_unless_switched_off(void **state) {
+    assert_int_equal(qemu_balloon_mode_of(NULL), QEMU_BALLOON_SHRINK);
+    assert_int_equal(qemu_balloon_mode_of(""), QEMU_BALLOON_SHRINK);
+    assert_int_equal(qemu_balloon_mode_of("1"), QEMU_BALLOON_SHRINK);
+    assert_int_equal(qemu_balloon_mode_of("on"), QEMU_BALLOON_SHRINK);
+    assert_int_equal(qemu_balloon_mode_of("report"), QEMU_BALLOON_REPORT);
+    assert_int_equal(qemu_balloon_mode_of("0"), QEMU_BALLOON_OFF);
+    assert_int_equal(qemu_balloon_mode_of("off"), QEMU_BALLOON_OFF);
+    assert_int_equal(qemu_balloon_mode_of("false"), QEMU_BALLOON_OFF);
+    assert_int_equal(qemu_balloon_mode_of("no"), QEMU_BALLOON_OFF);
 }
 
 /* The guest keeps what it uses and a margin; the balloon takes the rest of its free
@@ -85,7 +86,7 @@ static void test_rss_and_its_own_part(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_feature_is_on_unless_switched_off),
+        cmocka_unit_test(test_feature_shrinks_unless_switched_off),
         cmocka_unit_test(test_target_is_what_the_guest_uses_plus_a_margin),
         cmocka_unit_test(test_target_without_statistics_is_no_shrink),
         cmocka_unit_test(test_settled_at_target_or_when_stalled),

@@ -28,11 +28,13 @@
 #define SHRINK_MAX_MS 10000.0
 #define BALLOON_QOM_PATH "/machine/peripheral/balloon"
 
-bool qemu_balloon_enabled(const char *value) {
-    if (!value || !*value)
-        return true;
-    return !(strcmp(value, "0") == 0 || strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
-             strcmp(value, "no") == 0);
+enum qemu_balloon_mode qemu_balloon_mode_of(const char *value) {
+    if (!value)
+        return QEMU_BALLOON_SHRINK;
+    if (strcmp(value, "0") == 0 || strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
+        strcmp(value, "no") == 0)
+        return QEMU_BALLOON_OFF;
+    return strcmp(value, "report") == 0 ? QEMU_BALLOON_REPORT : QEMU_BALLOON_SHRINK;
 }
 
 uint64_t qemu_balloon_target(uint64_t memory, int64_t stat_total, int64_t stat_free) {
@@ -121,7 +123,7 @@ bool qemu_balloon_present(struct qemu_run *run) {
 }
 
 int qemu_balloon_shrink(struct qemu_run *run) {
-    if (!run->balloon)
+    if (run->balloon != QEMU_BALLOON_SHRINK)
         return -ENOTSUP;
     char out[2048];
     struct backend_why why = {{0}};
@@ -208,7 +210,7 @@ static int on_give_back(sd_event_source *src, void *userdata) {
 }
 
 void qemu_balloon_give_back(struct qemu_run *run) {
-    if (!run->balloon || run->give_back_src)
+    if (run->balloon != QEMU_BALLOON_SHRINK || run->give_back_src)
         return;
     if (sd_event_add_defer(run->qb->base.loop, &run->give_back_src, on_give_back, run) < 0)
         on_give_back(NULL, run);

@@ -13,8 +13,13 @@
 
 struct qemu_run;
 
-/* The qube's qemu-balloon feature: on unless "0", "off", "false" or "no". */
-bool qemu_balloon_enabled(const char *value);
+enum qemu_balloon_mode {
+    QEMU_BALLOON_OFF,    /* no balloon device */
+    QEMU_BALLOON_REPORT, /* free page reporting only: no shrink, nothing to give back */
+    QEMU_BALLOON_SHRINK, /* and the shrink before a preload's pause (the default) */
+};
+/* The qube's qemu-balloon feature: "0" (or off, false, no), "report", else the default. */
+enum qemu_balloon_mode qemu_balloon_mode_of(const char *value);
 
 /* The guest size (bytes) a shrink asks for: what the guest uses (total - free, from its
  * own statistics) plus a margin it keeps free for the hand-out's first work, never
@@ -32,8 +37,8 @@ bool qemu_balloon_parse_stats(const char *json, int64_t *total, int64_t *free_by
 uint64_t qemu_balloon_parse_u64(const char *json, const char *key);
 
 /* Asks the running guest to shrink to what it uses (QMP balloon): 0 when a shrink is
- * under way, -ENOTSUP when the VM has no balloon (qemu-balloon=0) or its guest sent no
- * statistics yet. */
+ * under way, -ENOTSUP when the VM does not shrink (qemu-balloon=0 or report) or its guest
+ * sent no statistics yet. */
 int qemu_balloon_shrink(struct qemu_run *run);
 /* The engine's pause after a shrink: the qube counts as paused from now on; QMP stop
  * follows when the balloon has settled, at the latest after a bounded wait. */

@@ -317,9 +317,9 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .private_throwaway = throwaway,
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
-        .balloon = qemu_balloon_enabled(option_or(q, "balloon", NULL)),
     };
-    run->balloon = l.balloon;
+    run->balloon = qemu_balloon_mode_of(option_or(q, "balloon", NULL));
+    l.balloon = run->balloon != QEMU_BALLOON_OFF;
     int r = spawn_confined(run, &l, dir, log_fd, con_fd, images);
     close_all(images, 3);
     if (r < 0)

@@ -128,7 +128,8 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q) {
         return -1;
     }
     run->power = query_power(run);
-    run->balloon = qemu_balloon_present(run); /* a ballooned preload gets its memory back */
+    /* a ballooned preload gets its memory back on unpause */
+    run->balloon = qemu_balloon_present(run) ? QEMU_BALLOON_SHRINK : QEMU_BALLOON_OFF;
     run->next = qb->runs;
     qb->runs = run;
     log_info("%s: adopted (QEMU pid %d, %s, %s)", q->name, run->pid,
