@@ -4,9 +4,11 @@
 #include "qemu_balloon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -152,9 +154,30 @@ int qemu_balloon_shrink(struct qemu_run *run) {
     return 0;
 }
 
+/* RUNDIR/pausing while the guest shrinks: a pause the daemon already counts, which the
+ * next daemon finishes if this one dies before it could (qemu_balloon_adopt). */
+static void pausing_path(const struct qemu_run *run, char *buf, size_t size) {
+    char dir[4096];
+    qemu_rundir(run->qb, run->name, dir, sizeof(dir));
+    snprintf(buf, size, "%s/pausing", dir);
+}
+
+static void set_pausing(const struct qemu_run *run, bool on) {
+    char path[4200];
+    pausing_path(run, path, sizeof(path));
+    if (!on) {
+        unlink(path);
+        return;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void stop_now(struct qemu_run *run, uint64_t actual) {
     run->shrink_timer = sd_event_source_disable_unref(run->shrink_timer);
     run->shrink_target = 0;
+    set_pausing(run, false);
     struct backend_why why = {{0}};
     if (qmp_execute(&run->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, &why) < 0) {
         log_warning("%s: %s", run->name, why.msg);
@@ -189,14 +212,28 @@ static int on_shrink_poll(sd_event_source *src, uint64_t usec, void *userdata) {
 void qemu_balloon_stop_when_small(struct qemu_run *run) {
     run->shrink_started_ms = run->shrink_progress_ms = mono_ms();
     run->shrink_last_actual = 0;
+    set_pausing(run, true);
     if (sd_event_add_time_relative(run->qb->base.loop, &run->shrink_timer, CLOCK_MONOTONIC,
                                    SHRINK_POLL_US, 0, on_shrink_poll, run) < 0)
         stop_now(run, 0);
 }
 
 void qemu_balloon_cancel(struct qemu_run *run) {
+    if (run->shrink_timer)
+        set_pausing(run, false);
     run->shrink_timer = sd_event_source_disable_unref(run->shrink_timer);
     run->shrink_target = 0;
+}
+
+bool qemu_balloon_adopt(struct qemu_run *run) {
+    char path[4200];
+    pausing_path(run, path, sizeof(path));
+    if (access(path, F_OK) < 0)
+        return false;
+    run->shrink_started_ms = mono_ms();
+    run->shrink_memory = query_u64(run, "query-memory-size-summary", "base-memory");
+    stop_now(run, query_u64(run, "query-balloon", "actual"));
+    return true;
 }
 
 static int on_give_back(sd_event_source *src, void *userdata) {

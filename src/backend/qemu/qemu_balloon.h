@@ -45,6 +45,9 @@ int qemu_balloon_shrink(struct qemu_run *run);
 void qemu_balloon_stop_when_small(struct qemu_run *run);
 /* A pending shrink is dropped (unpause, shutdown, kill): no stop will come. */
 void qemu_balloon_cancel(struct qemu_run *run);
+/* After a daemon restart: a VM its predecessor had paused while it still shrank is
+ * stopped now (true). */
+bool qemu_balloon_adopt(struct qemu_run *run);
 /* After cont: the guest is given its whole memory back, from the next loop iteration
  * (the hand-out does not wait for it). Harmless on a VM without a balloon. */
 void qemu_balloon_give_back(struct qemu_run *run);
