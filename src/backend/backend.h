@@ -76,7 +76,8 @@ struct backend_qube {
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
 
 struct backend_stats {
-    uint64_t memory_bytes; /* charged to the qube now */
+    uint64_t memory_bytes; /* charged to the qube now (a VM: QEMU's own resident memory,
+                            * not the file pages every VM shares) */
     uint64_t cpu_ns;       /* CPU time used since start */
     /* How the qube's CPU runs, for engines where it is a choice ("kvm", "tcg"); ""
      * where it is not (a container runs on the host's CPU). */
@@ -167,8 +168,11 @@ struct backend_ops {
                  void *userdata, struct backend_why *why);
     int (*pause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: nothing to give back). Gives back what the qube can spare before a
-     * long pause (a preload); best effort: -ENOTSUP where the host cannot (cgroup v1 has
-     * no memory.reclaim). */
+     * long pause (a preload): called right before that pause; best effort: -ENOTSUP where
+     * the host cannot (cgroup v1 has no memory.reclaim). Where the qube must run on to give
+     * it back (a VM's balloon), the pause that follows counts at once, nothing more is
+     * asked of the qube, and the engine freezes it itself within a bounded time; an
+     * unpause meanwhile drops the rest and gives its memory back. */
     int (*reclaim)(struct backend *b, const char *name);
     int (*unpause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: background starts are not deprioritised). A qube started in the

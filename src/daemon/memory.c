@@ -14,15 +14,21 @@ static int64_t meminfo_available_mib(const char *path) {
     return (int64_t)(avail / 1024);
 }
 
-/* What running qubes were promised and have not used yet; and all of it for a preload
- * that is queued (created, waiting for its turn to start). */
+/* What running qubes were promised and have not used yet: memory - what the engine
+ * measured it uses (the host's MemAvailable already lacks that part), so each counts its
+ * whole `memory`, whatever it uses now (a ballooned VM preload included). A preload
+ * counts all of it until its engine has measured it: queued (created, waiting for its
+ * turn to start) or not measurable. */
 static int64_t promised_mib(const struct app *app, struct dispatcher *dispatcher) {
     int64_t total = 0;
     for (size_t i = 0; i < app->n_qubes; i++) {
         const struct qube *q = app->qubes[i];
+        bool preload = preload_is_preload(app, q);
+        if (q->klass == QUBE_ADMINVM || (q->power == POWER_HALTED && !preload))
+            continue;
         struct backend_stats st = {0};
-        bool queued = preload_is_preload(app, q) && q->power == POWER_HALTED;
-        if (q->klass == QUBE_ADMINVM || (!queued && dispatcher_stats(dispatcher, q, &st) < 0))
+        bool measured = q->power != POWER_HALTED && dispatcher_stats(dispatcher, q, &st) == 0;
+        if (!measured && !preload)
             continue;
         char buf[32];
         bool is_default;

@@ -24,6 +24,10 @@ KERNEL_CACHE = os.environ.get("DISPENSER_VM_KERNEL", "/var/cache/dispenser/vm-ke
 QEMU = shutil.which("qemu-system-x86_64")
 VMUX = os.environ.get("VMUX", os.path.join(harness.BUILD_DIR, "src", "backend", "vmux",
                                            "dispenser-vmux"))  # meson sets VMUX
+MEMORY = 400 << 20  # bytes: the default `memory` of a qube
+# in the guest: waits (up to ~10 s) for MemFree above N kB, then prints it
+WAIT_MEMFREE = ("i=0; while [ $i -lt 100 ]; do set -- $(grep MemFree: /proc/meminfo); "
+                "[ $2 -gt %d ] && break; i=$((i+1)); sleep 0.1; done; echo $2")
 BOOT_TIMEOUT = 240  # seconds: a TCG boot on two shared, loaded cores
 
 
@@ -408,24 +412,48 @@ class DisposableCalls(QemuTestCase):
             self.d.state_dir, "log", "qemu")) if f.startswith(disp + ".")])
         print("\nqemu: cold qvm-run --dispvm -p 'echo hi' %.1f s under TCG" % cold)
 
-        # preloaded: a pool of 2 booted in the background and paused; a call is handed
-        # one (unpaused, no boot) and the pool refills to 2 off the caller's path
+        # preloaded: a pool of 2 booted in the background, each made small (its balloon
+        # took what the guest does not use) and paused; a call is handed one (unpaused, no
+        # boot) and the pool refills to 2 off the caller's path
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "2")
         pool = self.wait_preloaded("qdvm", 2)
+        guest, rss = self.paused_small(pool[0])
+        self.assertLess(guest, MEMORY, "the balloon took nothing")
+        self.assertLess(rss["total"], 0.8 * MEMORY, "paused preload's RSS %d MiB" % (
+            rss["total"] >> 20))
+        # the daemon shows its own part (not the shared kernel image and QEMU's code) as
+        # the qube's memory use
+        self.assertAlmostEqual(rss["own"] >> 10, self.current_state(pool[0])["mem"],
+                               delta=4096)
+        # handed out: the guest gets its memory back (what it does not use is free again)
         t0 = time.monotonic()
-        r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
+        p = subprocess.Popen([harness.tool_path("qvm-run"), "--dispvm=qdvm", "-p",
+                              "hostname; " + WAIT_MEMFREE % (MEMORY // 2 >> 10)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.d.env())
+        first = p.stdout.readline()
         warm = time.monotonic() - t0
-        self.assertEqual((0, pool[0] + "\n"), (r.returncode, r.stdout), r.stderr)
-        print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms" % (warm * 1000))
+        out, err = p.stdout.read(), p.stderr.read()  # communicate() drops what readline buffered
+        self.assertEqual(0, p.wait(timeout=60), err)
+        self.assertEqual(pool[0] + "\n", first)
+        free_kib = int(out.split()[-1])
+        self.assertGreater(free_kib, MEMORY // 2 >> 10, "MemFree in the guest after hand-out")
+        print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms; the paused preload: "
+              "guest ballooned to %d MiB, QEMU's RSS %d MiB (%.0f%% of memory=%d MiB), its "
+              "own %d MiB (%.0f%%); MemFree in the guest after hand-out %d MiB"
+              % (warm * 1000, guest >> 20, rss["total"] >> 20, 100.0 * rss["total"] / MEMORY,
+                 MEMORY >> 20, rss["own"] >> 20, 100.0 * rss["own"] / MEMORY, free_kib >> 10))
         refilled = self.wait_preloaded("qdvm", 2)
         self.assertEqual(pool[1], refilled[0])
         self.assertNotIn(pool[0], refilled)
         self.assertIn("%s: QEMU started" % refilled[1], self.d.log())
-        # the daemon dies; its paused preloads do not: the next one adopts them as the pool
-        # and hands them out
+        # the daemon dies (the new preload's guest may still be filling its balloon: paused
+        # for the daemon, not yet stopped); its paused preloads do not: the next one adopts
+        # them as the pool, stopped, and hands them out
         self.d.kill()
         self.d.start()
         self.assertEqual(refilled, self.wait_preloaded("qdvm", 2))
+        self.assertIn("%s: paused small" % refilled[1], self.d.log())
         r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
         self.assertEqual((0, refilled[0] + "\n"), (r.returncode, r.stdout), r.stderr)
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # the pool goes
@@ -435,6 +463,21 @@ class DisposableCalls(QemuTestCase):
         self.assertEqual([], self.disposables())
         for name in pool + refilled:
             self.assert_nothing_left(name)
+
+    def paused_small(self, name):
+        """Once the engine stopped the shrunk preload (its log says when): the guest's
+        size the balloon left (bytes), and QEMU's RSS: all of it, its own part."""
+        deadline = time.monotonic() + 30
+        pattern = r"%s: paused small .*balloon: guest at (\d+) MiB" % name
+        while not re.search(pattern, self.d.log()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        m = re.search(pattern, self.d.log())
+        self.assertTrue(m, "no shrink before the pause of %s" % name)
+        with open("/proc/%d/status" % qemu_pid(self.d, name)) as f:
+            kib = dict(re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.M))
+        return int(m.group(1)) << 20, {
+            "total": int(kib["VmRSS"]) << 10,
+            "own": (int(kib["RssAnon"]) + int(kib["RssShmem"])) << 10}
 
     def feature(self, vm, name):
         r = harness.parse_reply(self.d.call("admin.vm.feature.Get", name, vm))

@@ -569,6 +569,35 @@ static void test_engine_headroom_limits_preloads(void **state) {
     assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 2);
 }
 
+/* A running preload counts its whole memory, however little its engine says it uses (a
+ * VM whose balloon took most of its memory): the host's MemAvailable lacks only what it
+ * uses, the rest is still promised to it. */
+static void test_running_preload_counts_its_memory(void **state) {
+    struct pf *t = *state;
+    write_meminfo(t, 1000); /* room for two of 400 MiB */
+    fake_set_memory_usage(t->fake, 1 << 20);
+    set_max(t, "1");
+    WAIT_READY(t, 1);
+    set_max(t, "3");
+    WAIT_READY(t, 2);
+    df_run_for(t->f, 100000);
+    assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 2);
+}
+
+/* ... and all of it while its engine cannot measure it. */
+static void test_unmeasured_preload_counts_its_memory(void **state) {
+    struct pf *t = *state;
+    write_meminfo(t, 1000);
+    fake_set_memory_usage(t->fake, 1 << 20);
+    set_max(t, "1");
+    WAIT_READY(t, 1);
+    fake_set_stats_unavailable(t->fake, true);
+    set_max(t, "3");
+    WAIT_READY(t, 2);
+    df_run_for(t->f, 100000);
+    assert_int_equal(fake_calls(t->fake, FAKE_START, NULL), 2);
+}
+
 /* ---- engines without the optional ops ---- */
 
 static void test_engine_without_optional_ops(void **state) {
@@ -718,6 +747,8 @@ int main(void) {
         T(test_discard_of_template),
         T(test_no_preloads_without_memory),
         T(test_engine_headroom_limits_preloads),
+        T(test_running_preload_counts_its_memory),
+        T(test_unmeasured_preload_counts_its_memory),
         T(test_engine_without_optional_ops),
         T(test_discard_all_before_suspend),
         T(test_restart_keeps_paused_preloads),

@@ -63,6 +63,7 @@ struct fake {
     int exec_status;
     int64_t headroom;
     uint64_t memory_usage;
+    bool stats_unavailable;
     struct strbuf log, replies, keep;
     char last_exec[512];
 };
@@ -369,6 +370,8 @@ static int f_stats(struct backend *b, const char *name, struct backend_stats *ou
         return -EIO;
     if (!q)
         return -ENOENT;
+    if (f->stats_unavailable)
+        return -EIO;
     *out = (struct backend_stats){.memory_bytes = f->memory_usage};
     return 0;
 }
@@ -699,6 +702,10 @@ int fake_crash(struct backend *b, const char *name, int status) {
 void fake_set_headroom(struct backend *b, int64_t bytes) { fake_of(b)->headroom = bytes; }
 
 void fake_set_memory_usage(struct backend *b, uint64_t bytes) { fake_of(b)->memory_usage = bytes; }
+
+void fake_set_stats_unavailable(struct backend *b, bool unavailable) {
+    fake_of(b)->stats_unavailable = unavailable;
+}
 
 void fake_set_running(struct backend *b, const char *name, enum backend_power power) {
     struct fake *f = fake_of(b);

@@ -69,6 +69,8 @@ int fake_inject_upcall(struct backend *b, const char *source, const char *target
 void fake_set_headroom(struct backend *b, int64_t bytes);
 /* What stats report for running qubes. */
 void fake_set_memory_usage(struct backend *b, uint64_t bytes);
+/* stats fail (-EIO) for every qube while set: an engine that cannot measure them. */
+void fake_set_stats_unavailable(struct backend *b, bool unavailable);
 /* Marks a qube as running (or paused) before any start: what survives a daemon restart,
  * for adopt. */
 void fake_set_running(struct backend *b, const char *name, enum backend_power power);

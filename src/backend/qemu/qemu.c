@@ -24,6 +24,7 @@
 #include "log.h"
 #include "monoclock.h"
 #include "qemu_backend.h"
+#include "qemu_balloon.h"
 #include "strbuf.h"
 #include "unix_socket.h"
 
@@ -94,6 +95,8 @@ void qemu_run_free(struct qemu_run *run) {
     sd_event_source_disable_unref(run->up_timer);
     sd_event_source_disable_unref(run->link_timer);
     sd_event_source_disable_unref(run->stop_timer);
+    sd_event_source_disable_unref(run->shrink_timer);
+    sd_event_source_disable_unref(run->give_back_src);
     free(run->qemu_log);
     free(run->console_log);
     if (run->pidfd >= 0)
@@ -246,13 +249,23 @@ int qemu_connect(struct qemu_run *run, struct backend_why *why) {
 
 /* ---- life cycle ---- */
 
+/* After a shrink (reclaim) the guest runs on until its balloon settled (bounded): it
+ * counts as paused at once, nothing is asked of it meanwhile. */
 static int qemu_pause(struct backend *b, const char *name, struct backend_why *why) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run || run->power != BACKEND_RUNNING || run->start_done)
         return not_running(name, why);
+    if (run->shrink_target) {
+        run->power = BACKEND_PAUSED;
+        qemu_balloon_stop_when_small(run);
+        return 0;
+    }
     if (qmp_execute(&run->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0)
         return -EIO;
     run->power = BACKEND_PAUSED;
+    struct qemu_rss rss = qemu_rss_of(run->pid);
+    log_info("%s: paused: QEMU's RSS %llu MiB, its own %llu MiB", run->name,
+             (unsigned long long)(rss.total >> 20), (unsigned long long)(rss.own >> 20));
     return 0;
 }
 
@@ -260,14 +273,21 @@ static int qemu_unpause(struct backend *b, const char *name, struct backend_why 
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run || run->power != BACKEND_PAUSED)
         return backend_fail(why, -EALREADY, "Domain is not paused: '%s'", name);
+    qemu_balloon_cancel(run); /* still shrinking: `cont` is a no-op then */
     if (qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0)
         return -EIO;
     run->power = BACKEND_RUNNING;
+    qemu_balloon_give_back(run);
     return 0;
 }
 
-/* Nothing to give back yet: no balloon (a later step); -ENOTSUP as the interface says. */
-static int qemu_reclaim(struct backend *b, const char *name) { return -ENOTSUP; }
+/* The balloon takes what the guest does not use; the pause that follows waits for it. */
+static int qemu_reclaim(struct backend *b, const char *name) {
+    struct qemu_run *run = qemu_find(qb_of(b), name);
+    if (!run || run->power != BACKEND_RUNNING || run->start_done)
+        return -ENOENT;
+    return qemu_balloon_shrink(run);
+}
 
 static int qemu_foreground(struct backend *b, const char *name) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
@@ -308,6 +328,7 @@ static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata) 
  * template's own init; a kill after shutdown_timeout whatever happens. */
 static void ask_poweroff(struct qemu_run *run) {
     struct backend_why ignored = {{0}};
+    qemu_balloon_cancel(run);
     if (run->power == BACKEND_PAUSED)
         qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &ignored);
     run->power = BACKEND_RUNNING;
@@ -342,25 +363,13 @@ static enum backend_power qemu_state(struct backend *b, const char *name) {
     return run ? run->power : BACKEND_HALTED;
 }
 
-/* The QEMU process's resident memory: what the qube costs the host. */
-static uint64_t proc_rss_bytes(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    unsigned long long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (uint64_t)kb * 1024;
-}
-
 static int qemu_stats(struct backend *b, const char *name, struct backend_stats *out) {
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return -ENOENT;
-    out->memory_bytes = proc_rss_bytes(run->pid);
+    /* what the qube costs the host: its own resident memory, the part the host's
+     * MemAvailable does not count (the daemon's free memory adds it back as promised) */
+    out->memory_bytes = qemu_rss_of(run->pid).own;
     out->cpu_ns = run->cg ? cgroup_qube_cpu_ns(run->cg) : 0;
     snprintf(out->accel, sizeof(out->accel), "%s", qemu_accel_name(run->accel));
     return 0;

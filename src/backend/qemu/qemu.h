@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "backend_proc.h"
 #include "cgroup.h"
+#include "qemu_balloon.h"
 #include "qmp.h"
 
 /* What a qube runs on: KVM where it works, else QEMU's own translator. */
@@ -59,6 +60,12 @@ struct qemu_run {
      * description kept for the launch after it */
     struct qemu_build *build;
     struct backend_qube *pending;
+    /* memory (qemu_balloon.c): what its balloon does; a shrink asked before the pause (its
+     * target, 0 if none), then the poll that stops the VM once the balloon settled */
+    enum qemu_balloon_mode balloon;
+    uint64_t shrink_target, shrink_memory, shrink_last_actual;
+    double shrink_started_ms, shrink_progress_ms;
+    sd_event_source *shrink_timer, *give_back_src;
     /* shutdown */
     sd_event_source *stop_timer;
     struct backend_waiter *stop_waiters;
@@ -147,6 +154,7 @@ struct qemu_launch {
     bool private_throwaway; /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
+    bool balloon; /* virtio-balloon with free page reporting (qemu-balloon not 0) */
 };
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);

@@ -3,7 +3,8 @@
  * guest-dir (vmlinux + initramfs.cpio, from scripts/build-vm-guest.sh), kernels-dir
  * (other guests by name, default GUEST_DIR/kernels), accel=auto|kvm|tcg, vmux (the
  * dispenser-vmux binary, default LIBEXECDIR/dispenser/dispenser-vmux). Per qube
- * (features qemu-KEY): kernel (a name in the kernels dir), kernelopts, init. */
+ * (features qemu-KEY): kernel (a name in the kernels dir), kernelopts, init, balloon
+ * (0: no virtio-balloon; see qemu_balloon.h). */
 #pragma once
 #include "backend.h"
 

@@ -19,6 +19,7 @@
 #include "image.h"
 #include "log.h"
 #include "monoclock.h"
+#include "qemu_balloon.h"
 #include "strbuf.h"
 
 #define QEMU_UP_TIMEOUT_MS 30000 /* QEMU's own start (~35 ms idle; a loaded host, more) */
@@ -317,6 +318,8 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
     };
+    run->balloon = qemu_balloon_mode_of(option_or(q, "balloon", NULL));
+    l.balloon = run->balloon != QEMU_BALLOON_OFF;
     int r = spawn_confined(run, &l, dir, log_fd, con_fd, images);
     close_all(images, 3);
     if (r < 0)

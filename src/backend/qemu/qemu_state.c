@@ -15,6 +15,7 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "qemu_balloon.h"
 #include "strbuf.h"
 
 int qemu_state_save(const struct qemu_run *run) {
@@ -127,6 +128,10 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q) {
         return -1;
     }
     run->power = query_power(run);
+    if (run->power == BACKEND_RUNNING && qemu_balloon_adopt(run))
+        run->power = BACKEND_PAUSED; /* the daemon before us had paused it */
+    /* a ballooned preload gets its memory back on unpause */
+    run->balloon = qemu_balloon_present(run) ? QEMU_BALLOON_SHRINK : QEMU_BALLOON_OFF;
     run->next = qb->runs;
     qb->runs = run;
     log_info("%s: adopted (QEMU pid %d, %s, %s)", q->name, run->pid,
