@@ -9,13 +9,20 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-/var/cache/dispenser/vm-kernel}
-# virtio transport and devices of a -M microvm guest, its filesystems
-WANTED="virtio_mmio virtio_blk virtio_console crc32c_generic erofs ext4 overlay"
+# virtio transport and devices of a -M microvm guest (virtio_rng: the host's entropy for
+# restore-mode clones), its filesystems
+WANTED="virtio_mmio virtio_blk virtio_console virtio_rng crc32c_generic erofs ext4 overlay"
 
 # the exact image package the metapackage points at (e.g. linux-image-6.1.0-57-amd64)
 pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$pkg" ] || { echo "fetch-vm-kernel: linux-image-amd64 names no image package (apt-get update?)" >&2; exit 1; }
-if [ -f "$cache/version" ] && [ "$(cat "$cache/version")" = "$pkg" ] && [ -f "$cache/vmlinux" ]; then
+# every wanted module there: a cache made before one was added is made again
+have_all() {
+    for m in $WANTED; do
+        tr - _ < "$cache/modules.order" 2>/dev/null | grep -qx "$m.ko" || return 1
+    done
+}
+if [ -f "$cache/version" ] && [ "$(cat "$cache/version")" = "$pkg" ] && [ -f "$cache/vmlinux" ] && have_all; then
     echo "fetch-vm-kernel: $pkg already in $cache"
     exit 0
 fi

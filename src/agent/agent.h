@@ -152,6 +152,9 @@ void qcalls_reap_dead(struct agent *a);
 /* Shutdown: no new calls from inside. */
 void qrexec_stop_listening(struct agent *a);
 
+/* refresh.c: AGENT_REQ_REFRESH (a restored clone's own name, machine-id, clock, entropy) */
+void refresh_identity(struct conn *c);
+
 /* startup.c */
 void startup_begin(struct agent *a);
 bool startup_child_exited(struct agent *a, pid_t pid, int wstatus);

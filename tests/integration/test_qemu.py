@@ -180,6 +180,17 @@ class Lifecycle(QemuTestCase):
         self.run_ok("vm1", "echo again", "again\n")
         vmux = vmux_pid(self.d, "vm1")
 
+        # its template moves on: the root it booted is outdated (as a preload's would be),
+        # known across the adoptions above (the state file has it)
+        self.assertEqual("False", self.volume_info("vm1", "root")["is_outdated"])
+        self.start("bb")
+        self.qrun("bb", "echo v2 > /etc/qemu-mark", user="root")
+        self.shutdown("bb")
+        deadline = time.monotonic() + 20  # the template's new revision is committed as it stops
+        while self.volume_info("vm1", "root")["is_outdated"] != "True":
+            self.assertLess(time.monotonic(), deadline, "vm1's root is not outdated")
+            time.sleep(0.1)
+
         # the orderly shutdown reaches the guest through the adopting daemon's connection
         r = harness.run_tool(self.d, "qvm-shutdown", "--wait", "vm1", timeout=90)
         self.assertEqual(0, r.returncode, r.stderr)

@@ -94,6 +94,7 @@ void qemu_run_free(struct qemu_run *run) {
     sd_event_source_disable_unref(run->up_timer);
     sd_event_source_disable_unref(run->link_timer);
     sd_event_source_disable_unref(run->stop_timer);
+    sd_event_source_disable_unref(run->restore_timer);
     free(run->qemu_log);
     free(run->console_log);
     if (run->pidfd >= 0)
@@ -144,6 +145,7 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
         snprintf(start_why, sizeof(start_why), "Start of qube '%s' failed: %s", run->name, why);
     }
     run_unlink(run);
+    qemu_golden_detach(run);
     close_channels(run);
     agent_link_free(&run->link); /* its calls in flight end as their connections do */
     remove_cgroup(run);
@@ -291,7 +293,8 @@ static int qemu_kill_nowait(struct backend *b, const char *name, struct backend_
         return powered_off(name, why);
     if (run->build) /* no QEMU yet: the start waiting for its image ends here */
         return qemu_kill(b, name, why);
-    syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+    if (!qemu_golden_end_queued(run))
+        syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
     return 0;
 }
 
@@ -324,6 +327,11 @@ static int qemu_shutdown(struct backend *b, const char *name, bool force, backen
         qemu_kill(b, name, why);
         if (done)
             done(userdata, 0, NULL);
+        return 0;
+    }
+    if (qemu_golden_end_queued(run)) { /* nothing to power off yet */
+        if (done)
+            backend_waiter_add(&run->stop_waiters, done, userdata);
         return 0;
     }
     ask_poweroff(run);
@@ -379,6 +387,7 @@ static void qemu_free(struct backend *b) {
     }
     agent_hub_free(&qb->agents);
     qemu_builds_forget(qb);
+    qemu_golden_free_all(qb);
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);
     cgroup_system_free(qb->cgroups);

@@ -26,6 +26,7 @@ struct qemu_run {
     char *name, *uuid;
     enum backend_kind kind;
     enum qemu_accel accel;
+    uint64_t root_revision; /* the template's root revision it booted (0: not known) */
     pid_t pid;
     unsigned long long starttime; /* tells a reused pid apart */
     int pidfd;
@@ -61,6 +62,13 @@ struct qemu_run {
     /* shutdown */
     sd_event_source *stop_timer;
     struct backend_waiter *stop_waiters;
+    /* restore mode (qemu_golden.c): the golden this run is (golden_vm) or is started from
+     * (a clone, until it is ready); its wait for the saved state to load */
+    struct qemu_golden *golden;
+    bool golden_vm;
+    struct qemu_run *golden_next_waiting; /* a clone queued while its golden boots */
+    sd_event_source *restore_timer;
+    double restore_deadline_ms;
 };
 
 struct qemu_backend {
@@ -75,8 +83,9 @@ struct qemu_backend {
     unsigned tsc_khz;    /* the host's TSC, for the guest's command line (see qemu_argv) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
-    struct qemu_build *builds; /* root images being built (qemu_build.c) */
-    struct agent_hub agents;   /* the service calls in flight */
+    struct qemu_build *builds;   /* root images being built (qemu_build.c) */
+    struct agent_hub agents;     /* the service calls in flight */
+    struct qemu_golden *goldens; /* restore mode: one per disposable template in use */
 };
 
 const char *qemu_accel_name(enum qemu_accel a);
@@ -102,6 +111,16 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
 void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size);
 /* A preload's start steps aside for other work (idle) or no longer (normal). */
 void qemu_start_priority(struct qemu_run *run, int64_t priority);
+/* A registered run in its own cgroup, not launched yet (NULL with why set). */
+struct qemu_run *qemu_run_create(struct qemu_backend *qb, const struct backend_qube *q,
+                                 struct backend_why *why);
+/* QEMU launched for the run as l says (rundir and console log filled in here), watched,
+ * its start bounded by qrexec_timeout. */
+struct qemu_launch;
+int qemu_run_launch(struct qemu_run *run, const struct qemu_launch *l, unsigned qrexec_timeout,
+                    struct backend_why *why);
+/* QEMU is connected and the guest may run: `cont`, dispenser-vmux, the agent's readiness. */
+int qemu_continue_start(struct qemu_run *run, struct backend_why *err);
 /* The guest runs and the agent said it is ready: the start is over. */
 void qemu_got_ready(struct qemu_run *run);
 /* The caller hears of the failure once nothing of the VM is left. */
@@ -139,6 +158,11 @@ struct qemu_launch {
     bool private_throwaway;    /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
+    /* restore mode (qemu_golden.c): the guest's RAM in this file, mapped shared (the
+     * golden VM, whose RAM is saved there) or private (a clone: copy-on-write of it); a
+     * clone waits for the golden's device state (-incoming defer) instead of booting */
+    const char *ram_file;
+    bool ram_shared, incoming;
 };
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);
@@ -165,6 +189,27 @@ struct volume_stack;
 struct qemu_build *qemu_build_root(struct qemu_backend *qb, const char *uuid,
                                    const struct volume_stack *stack, struct backend_why *why);
 void qemu_builds_forget(struct qemu_backend *qb);
+
+/* restore mode (qemu_golden.c): a disposable template's preloads restored copy-on-write
+ * from one saved, booted VM per template revision (feature qemu-preload-mode=restore) */
+bool qemu_golden_wanted(const struct backend_qube *q);
+/* Launches the registered run from its template's golden: at once if it is saved, else
+ * once it is (booting the golden VM if nobody does yet); base: what a boot would run. */
+int qemu_golden_start(struct qemu_run *run, const struct backend_qube *q,
+                      const struct qemu_launch *base, struct backend_why *why);
+/* A clone's QEMU is connected: its saved state is loaded, then qemu_continue_start. */
+void qemu_golden_restore(struct qemu_run *run);
+/* A clone's agent is ready: it gets its own identity (then qemu_got_ready). */
+void qemu_golden_refresh(struct qemu_run *run);
+/* A clone still waiting for its golden (no QEMU to signal) ends from the loop, as if
+ * killed; false for any other run. */
+bool qemu_golden_end_queued(struct qemu_run *run);
+/* The run ends: it no longer waits for nor uses its golden. */
+void qemu_golden_detach(struct qemu_run *run);
+/* The golden files of a removed disposable template; of templates not in keep (start-up). */
+void qemu_golden_remove(struct qemu_backend *qb, const char *template_uuid);
+void qemu_golden_cleanup(struct qemu_backend *qb, const char *const *keep);
+void qemu_golden_free_all(struct qemu_backend *qb);
 
 /* accelerator choice (qemu_accel.c) */
 void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

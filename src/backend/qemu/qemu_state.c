@@ -27,9 +27,10 @@ int qemu_state_save(const struct qemu_run *run) {
         return -1;
     fprintf(f,
             "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
-            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\n",
+            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\nroot_revision %llu\n",
             (int)run->pid, run->starttime, run->uuid, (int)run->kind, qemu_accel_name(run->accel),
-            run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime);
+            run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime,
+            (unsigned long long)run->root_revision);
     if (fclose(f) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         return -1;
@@ -70,6 +71,8 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
             run->vmux_pid = (pid_t)atoi(value);
         else if (streq(word, "vmux_starttime"))
             run->vmux_starttime = strtoull(value, NULL, 10);
+        else if (streq(word, "root_revision"))
+            run->root_revision = strtoull(value, NULL, 10);
     }
     fclose(f);
     if (!run->uuid)
@@ -202,4 +205,5 @@ void qemu_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(qb);
     cleanup_images(qb, "images", keep);
     cleanup_images(qb, "volumes", keep);
+    qemu_golden_cleanup(qb, keep);
 }
