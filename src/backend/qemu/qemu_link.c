@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,6 +23,7 @@
 #include "strbuf.h"
 
 #define LINK_RETRY_US 5000 /* dispenser-vmux binds agent.sock a few ms after its exec */
+#define VMUX_LISTEN_WAIT_MS 3000
 
 static void socket_path(const struct qemu_run *run, const char *file, char *buf, size_t size) {
     char dir[4096];
@@ -106,6 +108,17 @@ static bool vmux_alive(struct qemu_run *run) {
     return backend_proc_alive(run->vmux_pid, run->vmux_starttime, &run->vmux_pidfd);
 }
 
+/* An adopted VM serves calls as soon as the daemon listens: the new mux's socket should
+ * be there by then (it binds a few ms after its exec; longer on a loaded host). Bounded:
+ * a mux that does not come up is reported by its exit. */
+static void wait_listening(struct qemu_run *run) {
+    double deadline = mono_ms() + VMUX_LISTEN_WAIT_MS;
+    while (access(run->link.socket_path, F_OK) < 0 && mono_ms() < deadline && qemu_alive(run)) {
+        struct timespec pause = {0, LINK_RETRY_US * 1000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 int qemu_vmux_adopt(struct qemu_run *run, struct backend_why *why) {
     if (vmux_alive(run))
         return watch_vmux(run) < 0 ? backend_fail(why, -EIO, "cannot watch dispenser-vmux") : 0;
@@ -113,7 +126,11 @@ int qemu_vmux_adopt(struct qemu_run *run, struct backend_why *why) {
         close(run->vmux_pidfd);
     run->vmux_pidfd = -1;
     log_info("%s: its dispenser-vmux is gone; starting a new one", run->name);
-    return qemu_vmux_spawn(run, why);
+    unlink(run->link.socket_path); /* the dead one's: refuses, and would end the wait */
+    if (qemu_vmux_spawn(run, why) < 0)
+        return -1;
+    wait_listening(run);
+    return 0;
 }
 
 void qemu_vmux_end(struct qemu_run *run) {
