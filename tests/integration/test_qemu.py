@@ -221,6 +221,14 @@ class Lifecycle(QemuTestCase):
         self.assert_state("vm1", "Running")
         self.run_ok("vm1", "echo again", "again\n")
         vmux = vmux_pid(self.d, "vm1")
+
+        # its template moves on: the root it booted is outdated (as a preload's would be),
+        # known across the adoptions above (the state file has it)
+        self.assertEqual("False", self.volume_info("vm1", "root")["is_outdated"])
+        self.start("bb")
+        self.qrun("bb", "echo v2 > /etc/qemu-mark", user="root")
+        self.shutdown("bb")
+        self.assertEqual("True", self.volume_info("vm1", "root")["is_outdated"])
         self.assertEqual(uid, self.assert_confined(vmux, "the new dispenser-vmux"))
         self.assertEqual(os.readlink("/proc/%d/ns/net" % pid),
                          os.readlink("/proc/%d/ns/net" % vmux))

@@ -27,6 +27,7 @@ struct qemu_run {
     char *name, *uuid;
     enum backend_kind kind;
     enum qemu_accel accel;
+    uint64_t root_revision; /* the template's root revision it booted (0: not known) */
     pid_t pid;
     unsigned long long starttime; /* tells a reused pid apart */
     uid_t uid;                    /* QEMU's and its dispenser-vmux's (qemu_confine.c) */

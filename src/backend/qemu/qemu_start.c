@@ -466,7 +466,9 @@ void qemu_launch_pending(struct qemu_run *run) {
     struct volume_stack stack = {0};
     struct backend_why why = {{0}};
     /* the revision current now: the template may have changed while its image was built */
-    if (prepare_root(run->qb, q, root, sizeof(root), &stack, &why) == 0 && access(root, F_OK) < 0) {
+    if (prepare_root(run->qb, q, root, sizeof(root), &stack, &why) == 0)
+        run->root_revision = stack.revision;
+    if (!*why.msg && access(root, F_OK) < 0) {
         run->build = qemu_build_root(run->qb, q->root_source, &stack, &why);
         if (run->build) {
             run->pending = q;
@@ -513,6 +515,7 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
         volume_stack_free(&stack);
         return r < 0 ? r : -EIO;
     }
+    run->root_revision = stack.revision; /* its root is outdated once the template moves on */
     if (access(root, F_OK) < 0) {
         run->build = qemu_build_root(qb, q->root_source, &stack, why);
         run->pending = run->build ? backend_qube_dup(q) : NULL;

@@ -35,10 +35,10 @@ int qemu_state_save(const struct qemu_run *run) {
     }
     fprintf(f,
             "pid %d\nstarttime %llu\nuuid %s\nkind %d\naccel %s\nshutdown_timeout %u\n"
-            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\nuid %u\n",
+            "cpu_weight %u\nvmux_pid %d\nvmux_starttime %llu\nuid %u\nroot_revision %llu\n",
             (int)run->pid, run->starttime, run->uuid, (int)run->kind, qemu_accel_name(run->accel),
             run->shutdown_timeout, run->cpu_weight, (int)run->vmux_pid, run->vmux_starttime,
-            (unsigned)run->uid);
+            (unsigned)run->uid, (unsigned long long)run->root_revision);
     if (fclose(f) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         return -1;
@@ -81,6 +81,8 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
             run->vmux_starttime = strtoull(value, NULL, 10);
         else if (streq(word, "uid"))
             run->uid = (uid_t)strtoul(value, NULL, 10);
+        else if (streq(word, "root_revision"))
+            run->root_revision = strtoull(value, NULL, 10);
     }
     fclose(f);
     if (!run->uuid)

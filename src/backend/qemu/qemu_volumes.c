@@ -62,10 +62,14 @@ int qemu_volume_info(struct backend *b, const struct backend_qube *q, const char
         image_private_path(qb->state_dir, source ? source : q->uuid, image, sizeof(image));
         revision = access(image, F_OK) == 0 ? 1 : 0;
     }
-    bool in_use = qemu_find(qb, q->name) != NULL;
+    struct qemu_run *run = qemu_find(qb, q->name);
+    bool in_use = run != NULL;
+    /* the root it booted: the template's may have moved on since (an outdated preload);
+     * not known for a VM started before the engine recorded it */
+    uint64_t used = in_use && is_root && run->root_revision ? run->root_revision : revision;
     *out = (struct backend_volume_info){
         .revision = revision,
-        .used_revision = in_use ? revision : 0,
+        .used_revision = in_use ? used : 0,
         .in_use = in_use,
         .save_on_stop = !source,
         .snap_on_start = source != NULL,
