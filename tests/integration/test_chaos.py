@@ -21,6 +21,7 @@ import unittest
 import harness
 from harness import run_tool
 from test_crash import Unknown, apply, actual_state, harness_names, integrity_check
+from test_crash import Writer as CrashWriter
 from test_engine import (EngineTestCase, build_template, cgroup_group, mounts_referencing,
                          own_cgroup_bases, range_processes)
 
@@ -86,19 +87,13 @@ class ModelWriter(Driver):
             return ("memory", name, str(self.rng.randint(100, 900)))
         return ("feature", name, "v%d" % self.rng.randint(0, 10 ** 6))
 
+    TEMPLATE = "bb"
+    perform = CrashWriter.perform  # the same ops as test_crash's writers
+
     def step(self):
         op = self.next_op()
         self.pending = op
-        kind, name, value = op
-        if kind == "create":
-            self.call("admin.vm.Create.AppVM", "bb", "dom0",
-                      ("name=%s label=%s" % (name, value)).encode())
-        elif kind == "remove":
-            self.call("admin.vm.Remove", "", name)
-        elif kind in ("label", "memory"):
-            self.call("admin.vm.property.Set", kind, name, value.encode())
-        else:
-            self.call("admin.vm.feature.Set", "f", name, value.encode())
+        self.perform(op)
         self.state = apply(self.state, op)
         self.pending = None
 

@@ -76,10 +76,13 @@ class Writer(threading.Thread):
             return ("memory", name, str(self.rng.randint(100, 9000)))
         return ("feature", name, "v%d" % self.rng.randint(0, 10 ** 6))
 
+    TEMPLATE = "tpl"
+
     def perform(self, op):
+        """One op through self.call (test_chaos's writer does the same ops)."""
         kind, name, value = op
         if kind == "create":
-            self.call("admin.vm.Create.AppVM", "tpl", "dom0",
+            self.call("admin.vm.Create.AppVM", self.TEMPLATE, "dom0",
                       ("name=%s label=%s" % (name, value)).encode())
         elif kind == "remove":
             self.call("admin.vm.Remove", "", name)

@@ -137,6 +137,15 @@ static const char *a_disposable(struct rf *t) {
 
 static bool no_disposable(void *ctx) { return !*a_disposable(ctx); }
 
+/* dom0 calls test.Echo in a new disposable of dvm, whose service runs until the test ends
+ * it (fake_finish_exec); disp: the disposable, running. */
+static void held_dispvm_call(struct rf *t, struct answer *a, char disp[32]) {
+    fake_plan_exec(t->fake, true, 0);
+    call(t, "dom0", "@dispvm:dvm", "test.Echo", a);
+    snprintf(disp, 32, "%s", a_disposable(t));
+    DF_WAIT_POWER(t->f, disp, "Running");
+}
+
 static bool upcall_replied(void *ctx) { return *fake_upcall_replies(ctx) != '\0'; }
 
 #define WAIT_UPCALL_REPLY(t)                                                          \
@@ -252,11 +261,8 @@ static bool call_marked(struct rf *t, const char *name) {
 static void test_disposables_of_calls_the_last_daemon_lost_are_killed(void **state) {
     struct rf *t = *state;
     struct answer a = {0};
-    fake_plan_exec(t->fake, true, 0);
-    call(t, "dom0", "@dispvm:dvm", "test.Echo", &a);
     char disp[32];
-    snprintf(disp, sizeof(disp), "%s", a_disposable(t));
-    DF_WAIT_POWER(t->f, disp, "Running");
+    held_dispvm_call(t, &a, disp);
     assert_true(call_marked(t, disp));
     /* a call that ends leaves no marker */
     assert_int_equal(fake_finish_exec(t->fake, disp, 0), 0);
@@ -303,11 +309,8 @@ static void test_exec_failure_reaches_caller(void **state) {
 static void test_abandoned_call_kills_disposable(void **state) {
     struct rf *t = *state;
     struct answer a = {0};
-    fake_plan_exec(t->fake, true, 0);
-    call(t, "dom0", "@dispvm:dvm", "test.Echo", &a);
     char disp[32];
-    snprintf(disp, sizeof(disp), "%s", a_disposable(t));
-    DF_WAIT_POWER(t->f, disp, "Running");
+    held_dispvm_call(t, &a, disp);
     router_abandon(t->r, &a);
     assert_int_equal(fake_calls(t->fake, FAKE_KILL_NOWAIT, disp), 1);
     assert_true(df_run_until(t->f, no_disposable, t));
