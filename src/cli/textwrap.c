@@ -49,6 +49,8 @@ static bool is_space_chunk(const char *c) { return c[0] == ' '; }
 /* The longest start of a word of more than a line that goes on this one: what is left
  * (at least one character), up to its last hyphen if it has one there. */
 static size_t long_word_cut(const char *word, size_t left) {
+    if (!word) /* never: the chunks are strings; said for the compiler's sake (-Wnonnull) */
+        return 0;
     size_t take = left ? left : 1;
     const char *hyphen = memrchr(word, '-', take);
     if (hyphen && hyphen > word && strspn(word, "-") < (size_t)(hyphen - word))
