@@ -227,8 +227,9 @@ class Lifecycle(QemuTestCase):
         self.assertEqual("False", self.volume_info("vm1", "root")["is_outdated"])
         self.start("bb")
         self.qrun("bb", "echo v2 > /etc/qemu-mark", user="root")
-        self.shutdown("bb")
-        self.assertEqual("True", self.volume_info("vm1", "root")["is_outdated"])
+        self.shutdown("bb")  # its new root revision is committed right after the answer
+        self.settled(lambda: self.assertEqual(
+            "True", self.volume_info("vm1", "root")["is_outdated"]), timeout=20)
         self.assertEqual(uid, self.assert_confined(vmux, "the new dispenser-vmux"))
         self.assertEqual(os.readlink("/proc/%d/ns/net" % pid),
                          os.readlink("/proc/%d/ns/net" % vmux))
