@@ -510,24 +510,32 @@ static int apply_options(struct qemu_backend *qb, const struct backend_config *c
     return 0;
 }
 
+/* A path as the jails need it: absolute (they bind files at their host paths, and a
+ * relative one would name nothing inside). */
+static char *absolute(const char *path) {
+    char *real = realpath(path, NULL);
+    return real ? real : xstrdup(path);
+}
+
 static int find_guest(struct qemu_backend *qb, const struct qemu_options *o,
                       struct backend_why *why) {
     qb->binary = find_in_path(o->binary);
     if (!qb->binary)
         return backend_fail(why, -EIO, "%s is not installed (Debian: qemu-system-x86)", o->binary);
     char path[4096];
-    snprintf(path, sizeof(path), "%s/kernels", o->guest_dir);
-    qb->kernels_dir = xstrdup(o->kernels_dir ? o->kernels_dir : path);
-    snprintf(path, sizeof(path), "%s/vmlinux", o->guest_dir);
+    _cleanup_free_ char *guest_dir = absolute(o->guest_dir);
+    snprintf(path, sizeof(path), "%s/kernels", guest_dir);
+    qb->kernels_dir = o->kernels_dir ? absolute(o->kernels_dir) : xstrdup(path);
+    snprintf(path, sizeof(path), "%s/vmlinux", guest_dir);
     qb->kernel = xstrdup(path);
-    snprintf(path, sizeof(path), "%s/initramfs.cpio", o->guest_dir);
+    snprintf(path, sizeof(path), "%s/initramfs.cpio", guest_dir);
     qb->initrd = xstrdup(path);
     if (access(qb->kernel, R_OK) < 0 || access(qb->initrd, R_OK) < 0)
         return backend_fail(why, -EIO,
                             "no guest kernel and initramfs in %s (run "
                             "scripts/fetch-vm-kernel.sh and scripts/build-vm-guest.sh)",
                             o->guest_dir);
-    qb->vmux = xstrdup(o->vmux); /* without it no VM could answer a call, nor get ready */
+    qb->vmux = absolute(o->vmux); /* without it no VM could answer a call, nor get ready */
     if (access(qb->vmux, X_OK) < 0)
         return backend_fail(why, -EIO, "dispenser-vmux cannot be run from %s (qemu.vmux=PATH): %s",
                             qb->vmux, strerror(errno));
