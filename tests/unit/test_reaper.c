@@ -109,6 +109,34 @@ static void test_done_through_the_loop(void **state) {
     reaper_stop(r);
 }
 
+/* Many qubes ending at once: the daemon must never block on the reaper's socket (the
+ * reaper blocks on its acknowledgements while they are unread: a blocking send deadlocked
+ * both, found by the soak). Every retire returns at once; the loop does them all. */
+static void test_burst_never_blocks(void **state) {
+    enum { N = 3000 };
+    static struct outcome o[N];
+    memset(o, 0, sizeof(o));
+    struct reaper *r = reaper_start(loop, cs, state_dir, runtime_dir);
+    alarm(60); /* a deadlock fails the test instead of hanging the suite */
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "burst%d", i);
+        assert_int_equal(reaper_retire(r, name, on_done, &o[i]), 0);
+    }
+    int done = 0;
+    for (int k = 0; k < 20000 && done < N; k++) {
+        sd_event_run(loop, 10000);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += o[i].calls;
+    }
+    alarm(0);
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++)
+        assert_true(o[i].ok);
+    reaper_stop(r);
+}
+
 static pid_t child_named(const char *comm) {
     char cmd[256], out[32] = "";
     snprintf(cmd, sizeof(cmd), "pgrep -P %d -x %s", (int)getpid(), comm);
@@ -184,6 +212,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retire_removes_everything),
         cmocka_unit_test(test_done_through_the_loop),
+        cmocka_unit_test(test_burst_never_blocks),
         cmocka_unit_test(test_dead_reaper_hands_back),
         cmocka_unit_test(test_refuses_bad_names),
     };

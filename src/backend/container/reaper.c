@@ -25,6 +25,8 @@ struct reaper_job {
     struct reaper_job *next;
     reaper_done_fn done;
     void *userdata;
+    char name[NAME_MAX_LEN];
+    bool sent;
 };
 
 struct reaper {
@@ -32,7 +34,9 @@ struct reaper {
     pid_t pid;
     int pidfd;
     sd_event_source *src;
-    struct reaper_job *head, **tail; /* in flight, oldest first */
+    /* oldest first: the sent ones, waiting for their acknowledgement, then those whose
+     * name is still to be sent (the socket was full) */
+    struct reaper_job *head, **tail;
 };
 
 /* ---- the reaper process ---- */
@@ -102,7 +106,7 @@ static bool read_acks(struct reaper *r) {
         ssize_t n = recv(r->fd, &c, sizeof(c), MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return true;
-        if (n != 1 || !r->head) { /* EOF, error, or an answer nobody asked for */
+        if (n != 1 || !r->head || !r->head->sent) { /* EOF, error, or an unasked answer */
             mark_dead(r);
             return false;
         }
@@ -110,10 +114,37 @@ static bool read_acks(struct reaper *r) {
     }
 }
 
+/* Sends the names not sent yet, never blocking: the reaper blocks on its acknowledgements
+ * while ours are unread, so a daemon blocked on a full socket would wait for it forever
+ * (seen: 100 disposables ending at once). What does not fit waits for EPOLLOUT. */
+static bool send_pending(struct reaper *r) {
+    bool full = false;
+    for (struct reaper_job *j = r->head; j && !full; j = j->next) {
+        if (j->sent)
+            continue;
+        size_t len = strlen(j->name);
+        ssize_t n = send(r->fd, j->name, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            full = true;
+        } else if (n != (ssize_t)len) {
+            mark_dead(r);
+            return false;
+        } else {
+            j->sent = true;
+        }
+    }
+    sd_event_source_set_io_events(r->src, full ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    return true;
+}
+
 static int on_ack(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
     struct reaper *r = userdata;
-    if (read_acks(r) && (revents & (EPOLLHUP | EPOLLERR)))
+    if (!read_acks(r))
+        return 0;
+    if (revents & (EPOLLHUP | EPOLLERR))
         mark_dead(r);
+    else
+        send_pending(r);
     return 0;
 }
 
@@ -152,19 +183,35 @@ int reaper_retire(struct reaper *r, const char *name, reaper_done_fn done, void 
     size_t len = strlen(name);
     if (!r || r->fd < 0 || len == 0 || len >= NAME_MAX_LEN)
         return -1;
-    if (send(r->fd, name, len, MSG_NOSIGNAL) != (ssize_t)len) {
-        mark_dead(r);
-        return -1;
-    }
+    /* never blocking (send_pending): acknowledgements are read by the loop only, so no
+     * job's done runs inside the caller's retire */
+    bool queue_behind = false;
+    for (struct reaper_job *q = r->head; q; q = q->next)
+        queue_behind |= !q->sent;
     struct reaper_job *j = xcalloc(1, sizeof(*j));
     *j = (struct reaper_job){.done = done, .userdata = userdata};
+    memcpy(j->name, name, len + 1);
+    if (!queue_behind) {
+        ssize_t n = send(r->fd, name, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)len) {
+            j->sent = true;
+        } else if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+            free(j); /* not queued: the caller does the work, as the contract says */
+            mark_dead(r);
+            return -1;
+        }
+    }
     *r->tail = j;
     r->tail = &j->next;
+    if (!j->sent) /* the socket is full: sent from the loop once there is room */
+        sd_event_source_set_io_events(r->src, EPOLLIN | EPOLLOUT);
     return 0;
 }
 
 void reaper_wait_idle(struct reaper *r) {
     while (r && r->head && r->fd >= 0) {
+        if (!send_pending(r))
+            return;
         struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
         if (poll(&pfd, 1, WAIT_MS) <= 0) {
             log_warning("reaper: no answer in %d ms", WAIT_MS);
