@@ -9,6 +9,7 @@ cycles=${1:-500}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${2:-$root/build}
 [ -f "$build/build.ninja" ] || meson setup "$build" "$root"
+build=$(cd "$build" && pwd) # the test runs from tests/integration
 ninja -C "$build"
 cd "$root/tests/integration"
 export CHAOS_CYCLES="$cycles" \

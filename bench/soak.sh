@@ -15,6 +15,7 @@ for a in "$@"; do
     esac
 done
 ninja -C "$build" >/dev/null
+build=$(cd "$build" && pwd)
 mkdir -p "$root/bench/results"
 export DISPENSERD="$build/src/daemon/dispenserd" QVM_BIN_DIR="$build/src/cli" \
     AGENT="$build/src/agent/dispenser-agent" AGENT_CLIENT="$build/src/agent/dispenser-agent-client" \
