@@ -70,3 +70,13 @@ void backend_waiters_free(struct backend_waiter **list) {
         w = next;
     }
 }
+
+void backend_shutdown_watch(sd_event *loop, sd_event_source **stop_timer, unsigned timeout_s,
+                            sd_event_time_handler_t on_timeout, void *run,
+                            struct backend_waiter **waiters, backend_done_fn done, void *userdata) {
+    if (!*stop_timer)
+        sd_event_add_time_relative(loop, stop_timer, CLOCK_MONOTONIC,
+                                   (uint64_t)timeout_s * 1000000ULL, 0, on_timeout, run);
+    if (done)
+        backend_waiter_add(waiters, done, userdata);
+}

@@ -349,12 +349,8 @@ static int qemu_shutdown(struct backend *b, const char *name, bool force, backen
         return 0;
     }
     ask_poweroff(run);
-    if (!run->stop_timer)
-        sd_event_add_time_relative(b->loop, &run->stop_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)run->shutdown_timeout * 1000000ULL, 0, on_stop_timeout,
-                                   run);
-    if (done)
-        backend_waiter_add(&run->stop_waiters, done, userdata);
+    backend_shutdown_watch(b->loop, &run->stop_timer, run->shutdown_timeout, on_stop_timeout, run,
+                           &run->stop_waiters, done, userdata);
     return 0;
 }
 
