@@ -93,7 +93,12 @@ void app_emit(struct app *app, const struct qube *subject, const char *event,
 }
 
 int app_save_failed(struct app *app, struct qerr *err) {
+    bool full = store_disk_full(app->store);
     store_rollback(app->store);
+    if (full)
+        return qerr_set(err, EXC_QUBES,
+                        "Failed to save the change to the qube database: no space left on the "
+                        "state disk (nothing was changed)");
     return qerr_set(err, EXC_QUBES, "Failed to save the change to the qube database");
 }
 

@@ -153,6 +153,10 @@ struct qube_spec {
 /* A free dispid and its name disp<N>, as Qubes names unnamed disposables. */
 int app_alloc_dispid(const struct app *app, char *name, size_t size);
 int app_create(struct app *app, const struct qube_spec *spec, struct qube **out, struct qerr *err);
+/* Takes back a qube app_create made inside a batch whose commit then failed: the
+ * database never had it, so neither may memory (subscribers saw domain-add: they get
+ * domain-delete). */
+void app_forget_new(struct app *app, struct qube *q);
 /* Refuses with QubesVMInUseError naming the dependents. */
 int app_remove(struct app *app, struct qube *q, struct qerr *err);
 /* Names of qubes and globals that refer to q, "a:template, @GLOBAL:default_dispvm". */

@@ -172,6 +172,12 @@ int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
     return 0;
 }
 
+void app_forget_new(struct app *app, struct qube *q) {
+    app_unlink(app, q);
+    app_emit(app, NULL, "domain-delete", &(struct wire_kv){"vm", q->name}, 1);
+    app_qube_free(q);
+}
+
 static void append_dependent(char *buf, size_t size, const char *holder, const char *prop) {
     size_t len = strlen(buf);
     snprintf(buf + len, size - len, "%s%s:%s", len ? ", " : "", holder, prop);
