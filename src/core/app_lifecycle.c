@@ -166,16 +166,11 @@ int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
         return app_save_failed(app, err);
     }
     app_insert(app, q);
+    app_undo_created(app, q);
     app_emit(app, NULL, "domain-add", &(struct wire_kv){"vm", q->name}, 1);
     if (out)
         *out = q;
     return 0;
-}
-
-void app_forget_new(struct app *app, struct qube *q) {
-    app_unlink(app, q);
-    app_emit(app, NULL, "domain-delete", &(struct wire_kv){"vm", q->name}, 1);
-    app_qube_free(q);
 }
 
 static void append_dependent(char *buf, size_t size, const char *holder, const char *prop) {
@@ -214,6 +209,7 @@ int app_remove(struct app *app, struct qube *q, struct qerr *err) {
         return app_save_failed(app, err);
     app_unlink(app, q);
     app_emit(app, NULL, "domain-delete", &(struct wire_kv){"vm", q->name}, 1);
-    app_qube_free(q);
+    if (!app_undo_removed(app, q)) /* in a batch: freed once the removal is saved */
+        app_qube_free(q);
     return 0;
 }

@@ -6,6 +6,7 @@ nothing half-made is left from the failed calls."""
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness
@@ -96,6 +97,7 @@ class DiskFull(EngineTestCase):
         self.assertTrue(self.d.running())
         self.assertEqual(before, self.names())
         self.assertEqual(label, self.get_prop("a", "label"))
+        self.err("admin.vm.feature.Get", "f", "a", exc="QubesFeatureNotFoundError")
         self.assertEqual([("ok",)], integrity_check(self.d.db_path))
         self.assertEqual([], [n for n in self.names() if n.startswith("disp")])
 
@@ -109,6 +111,41 @@ class DiskFull(EngineTestCase):
         self.start("a")
         self.kill("a")
         self.assertEqual([], range_processes(self.d, "a"))
+
+    def pool(self):
+        r = self.reply("admin.vm.feature.Get", "preload-dispvm", "dvm")
+        return r.content.decode().split() if r.ok else []
+
+    def settled_pool(self, want):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = self.pool()
+            states = {l.split(" ")[0]: l for l in self.ok("admin.vm.List").decode().splitlines()}
+            if len(names) == want and all("state=Paused" in states.get(n, "") for n in names):
+                return names
+            time.sleep(0.1)
+        self.fail("pool not at %d: %r" % (want, self.pool()))
+
+    def test_preloads_on_a_full_disk(self):
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "dvm", b"1")
+        self.settled_pool(1)
+        filler = os.path.join(self.mnt, "filler")
+        fill(filler)
+        # the hand-out records who got the preload: on a full disk that fails clearly, or
+        # the call is served; either way the daemon stays consistent
+        r = run_tool(self.d, "qvm-run", "--dispvm=dvm", "-p", "echo hi", timeout=60)
+        print("\npreloaded qvm-run --dispvm on a full disk: %d %r" % (r.returncode,
+                                                                 r.stderr.strip()))
+        if r.returncode == 0:
+            self.assertEqual("hi\n", r.stdout)
+        time.sleep(1)  # refills that fail must not spin or leave half-made qubes
+        self.assertEqual([("ok",)], integrity_check(self.d.db_path))
+        disps = [n for n in self.names() if n.startswith("disp")]
+        self.assertLessEqual(set(disps), set(self.pool()), "disposables outside the pool")
+        os.unlink(filler)
+        r = run_tool(self.d, "qvm-run", "--dispvm=dvm", "-p", "echo hi", timeout=60)
+        self.assertEqual((0, "hi\n"), (r.returncode, r.stdout), r.stderr)
+        self.settled_pool(1)
 
 
 if __name__ == "__main__":
