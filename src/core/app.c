@@ -93,20 +93,34 @@ void app_emit(struct app *app, const struct qube *subject, const char *event,
 }
 
 int app_save_failed(struct app *app, struct qerr *err) {
+    bool full = store_disk_full(app->store);
     store_rollback(app->store);
+    if (full)
+        return qerr_set(err, EXC_QUBES,
+                        "Failed to save the change to the qube database: no space left on the "
+                        "state disk (nothing was changed)");
     return qerr_set(err, EXC_QUBES, "Failed to save the change to the qube database");
 }
 
 int app_batch_begin(struct app *app, struct qerr *err) {
-    return store_begin(app->store) < 0 ? app_save_failed(app, err) : 0;
+    if (store_begin(app->store) < 0)
+        return app_save_failed(app, err);
+    app->batch_depth++;
+    return 0;
 }
 
 int app_batch_begin_ephemeral(struct app *app, struct qerr *err) {
-    return store_begin_ephemeral(app->store) < 0 ? app_save_failed(app, err) : 0;
+    if (store_begin_ephemeral(app->store) < 0)
+        return app_save_failed(app, err);
+    app->batch_depth++;
+    return 0;
 }
 
 int app_batch_end(struct app *app, struct qerr *err) {
-    return store_commit(app->store) < 0 ? app_save_failed(app, err) : 0;
+    int r = store_commit(app->store) < 0 ? app_save_failed(app, err) : 0;
+    if (app->batch_depth > 0 && --app->batch_depth == 0)
+        app_undo_end(app, r == 0);
+    return r;
 }
 
 /* ---- loading ---- */
@@ -197,6 +211,7 @@ int app_open(struct app *app, const char *db_path, struct qerr *err) {
 }
 
 void app_close(struct app *app) {
+    app_undo_end(app, true); /* a batch left open: its removed qubes are freed */
     for (size_t i = 0; i < app->n_qubes; i++)
         app_qube_free(app->qubes[i]);
     free(app->qubes);

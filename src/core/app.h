@@ -61,6 +61,8 @@ struct app {
     app_emit_fn emit;
     void *emit_ctx;
     uint64_t host_mem_mib; /* for dom0's memory properties; set by the daemon */
+    int batch_depth;       /* open app_batch_begin()s */
+    struct app_undo *undo; /* how to take back the open batch's changes (app_undo.c) */
 };
 
 /* Opens (creating or migrating) the database at db_path and loads every qube. */
@@ -82,8 +84,10 @@ void app_insert(struct app *app, struct qube *q);
 void app_unlink(struct app *app, struct qube *q);
 void app_qube_free(struct qube *q);
 /* Groups the changes made until app_batch_end into one transaction (one commit). If
- * one fails, the database keeps none of them; memory may then be ahead of it until the
- * next start, so the caller must log loudly. Returns 0 or -1 (err set) from the end. */
+ * one fails, the database keeps none of them and memory takes them all back (the qubes
+ * created in the batch are gone, the removed ones are back, features, tags and
+ * properties have their old values): pointers to qubes created in a failed batch are
+ * dangling then. Returns 0 or -1 (err set) from the end. */
 int app_batch_begin(struct app *app, struct qerr *err);
 /* The same for changes that concern throwaway state only: unnamed disposables (created,
  * tagged, removed) and the preload marks and lists. The commit does not wait for the
@@ -92,6 +96,15 @@ int app_batch_begin(struct app *app, struct qerr *err);
  * removed then, and the preload lists are reconciled with what exists. */
 int app_batch_begin_ephemeral(struct app *app, struct qerr *err);
 int app_batch_end(struct app *app, struct qerr *err);
+/* Inside a batch: record how to take a change back before making it (app_undo.c).
+ * app_undo_removed returns true when the qube's free must wait for the commit. */
+void app_undo_feature(struct app *app, struct qube *q, const char *name);
+void app_undo_tag(struct app *app, struct qube *q, const char *tag);
+void app_undo_prop(struct app *app, struct qube *q, int prop);
+void app_undo_created(struct app *app, struct qube *q);
+bool app_undo_removed(struct app *app, struct qube *q);
+/* The outermost batch ended: forget the record (saved) or take every change back. */
+void app_undo_end(struct app *app, bool saved);
 /* Rolls back the open transaction and reports the failure as a QubesException. */
 int app_save_failed(struct app *app, struct qerr *err);
 

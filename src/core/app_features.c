@@ -26,6 +26,7 @@ int app_feature_set(struct app *app, struct qube *q, const char *name, const cha
     if (store_begin(app->store) < 0 || store_put_feature(app->store, q->qid, name, value) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_feature(app, q, name);
     strmap_set(&q->features, name, value);
     emit_feature(app, q, "domain-feature-set", name, value, old);
     return 0;
@@ -39,6 +40,7 @@ int app_feature_remove(struct app *app, struct qube *q, const char *name, struct
     if (store_begin(app->store) < 0 || store_put_feature(app->store, q->qid, name, NULL) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_feature(app, q, name);
     strmap_remove(&q->features, name);
     emit_feature(app, q, "domain-feature-delete", name, NULL, NULL);
     return 0;
@@ -86,6 +88,7 @@ int app_tag_add(struct app *app, struct qube *q, const char *tag, struct qerr *e
     if (store_begin(app->store) < 0 || store_put_tag(app->store, q->qid, tag, true) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_tag(app, q, tag);
     strmap_set(&q->tags, tag, "");
     char event[300];
     snprintf(event, sizeof(event), "domain-tag-add:%s", tag);
@@ -99,6 +102,7 @@ int app_tag_remove(struct app *app, struct qube *q, const char *tag, struct qerr
     if (store_begin(app->store) < 0 || store_put_tag(app->store, q->qid, tag, false) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_tag(app, q, tag);
     strmap_remove(&q->tags, tag);
     char event[300];
     snprintf(event, sizeof(event), "domain-tag-delete:%s", tag);

@@ -166,6 +166,7 @@ int app_create(struct app *app, const struct qube_spec *spec, struct qube **out,
         return app_save_failed(app, err);
     }
     app_insert(app, q);
+    app_undo_created(app, q);
     app_emit(app, NULL, "domain-add", &(struct wire_kv){"vm", q->name}, 1);
     if (out)
         *out = q;
@@ -208,6 +209,7 @@ int app_remove(struct app *app, struct qube *q, struct qerr *err) {
         return app_save_failed(app, err);
     app_unlink(app, q);
     app_emit(app, NULL, "domain-delete", &(struct wire_kv){"vm", q->name}, 1);
-    app_qube_free(q);
+    if (!app_undo_removed(app, q)) /* in a batch: freed once the removal is saved */
+        app_qube_free(q);
     return 0;
 }

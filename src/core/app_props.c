@@ -134,6 +134,7 @@ int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *
     if (store_begin(app->store) < 0 || store_put_prop(app->store, q->qid, def->name, value) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_prop(app, q, def->id);
     free(q->props[def->id]);
     q->props[def->id] = xstrdup(value);
     if (def->id == P_LABEL) /* the icon follows the label */
@@ -165,6 +166,7 @@ int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def
     if (store_begin(app->store) < 0 || store_put_prop(app->store, q->qid, def->name, NULL) < 0 ||
         store_commit(app->store) < 0)
         return app_save_failed(app, err);
+    app_undo_prop(app, q, def->id);
     free(q->props[def->id]);
     q->props[def->id] = NULL;
     emit_change(app, q, "property-reset", def, NULL, oldbuf);

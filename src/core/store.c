@@ -1,3 +1,4 @@
+#include <errno.h>
 #include "store.h"
 
 #include <sqlite3.h>
@@ -69,12 +70,18 @@ struct store {
     int depth;      /* open store_begin()s: only the outermost talks to SQLite */
     bool aborted;   /* a nested part failed: the whole transaction is gone */
     bool ephemeral; /* the open transaction commits without waiting for the disk */
+    bool disk_full; /* the last failure was SQLITE_FULL (or no space to write the journal) */
 };
 
 static int db_fail(struct store *s, const char *what) {
+    int code = sqlite3_errcode(s->db);
+    s->disk_full = code == SQLITE_FULL ||
+                   (code == SQLITE_IOERR && sqlite3_system_errno(s->db) == ENOSPC);
     log_error("database: %s: %s", what, sqlite3_errmsg(s->db));
     return -1;
 }
+
+bool store_disk_full(const struct store *s) { return s->disk_full; }
 
 static int exec_sql(struct store *s, const char *sql) {
     char *msg = NULL;

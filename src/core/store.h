@@ -23,6 +23,8 @@ int store_begin_ephemeral(struct store *s);
 int store_synchronous(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
+/* Whether the last failed statement failed for want of disk space. */
+bool store_disk_full(const struct store *s);
 
 int store_insert_qube(struct store *s, int qid, const char *name, const char *klass,
                       const char *uuid);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-event.h>
 #include <unistd.h>
 
 #include "api_checks.h"
@@ -12,6 +13,7 @@
 #include "props_net.h"
 
 #define DISPATCHER_ENGINES_MAX 8
+#define CLEANUP_RETRY_USEC (2 * 1000 * 1000ULL)
 
 struct dispatcher {
     struct app *app;
@@ -22,7 +24,8 @@ struct dispatcher {
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
-    struct netvm_first *waiting; /* starts waiting for their netvm's */
+    struct netvm_first *waiting;    /* starts waiting for their netvm's */
+    sd_event_source *cleanup_retry; /* disposables whose removal could not be saved */
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -390,6 +393,8 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
 
 /* ---- what engines report ---- */
 
+static void schedule_cleanup_retry(struct dispatcher *disp);
+
 /* An unnamed disposable lives as long as its qube: gone with it (Qubes' auto_cleanup). */
 static void auto_cleanup(struct dispatcher *disp, struct qube *q) {
     char buf[16];
@@ -402,10 +407,16 @@ static void auto_cleanup(struct dispatcher *disp, struct qube *q) {
     char name[32];
     snprintf(name, sizeof(name), "%s", q->name);
     bool batch = app_batch_begin_ephemeral(disp->app, &err) == 0;
-    if (dispatcher_remove(disp, q, &err) < 0)
+    if (dispatcher_remove(disp, q, &err) < 0) {
         log_error("%s: auto cleanup failed: %s", name, err.msg);
-    if (batch && app_batch_end(disp->app, &err) < 0)
+        if (!batch) /* the database refused even to begin: try again later */
+            schedule_cleanup_retry(disp);
+    }
+    if (batch && app_batch_end(disp->app, &err) < 0) {
+        /* the qube is back in the model, halted, as the database still has it */
         log_error("%s: auto cleanup not saved: %s", name, err.msg);
+        schedule_cleanup_retry(disp);
+    }
 }
 
 static void on_exited(void *userdata, const char *name, int status) {
@@ -699,11 +710,8 @@ static void cleanup_leftovers(struct dispatcher *disp) {
     free(keep);
 }
 
-void dispatcher_recover(struct dispatcher *disp) {
-    adopt_running(disp);
-    network_recover(disp);
-    cleanup_leftovers(disp);
-    /* disposables that died while we were away go the way they would have */
+/* Every halted unnamed disposable goes, as it would have when it stopped. */
+static void sweep_halted_disposables(struct dispatcher *disp) {
     for (size_t i = 0; i < disp->app->n_qubes;) {
         struct qube *q = disp->app->qubes[i];
         size_t before = disp->app->n_qubes;
@@ -712,6 +720,34 @@ void dispatcher_recover(struct dispatcher *disp) {
         if (disp->app->n_qubes == before)
             i++;
     }
+}
+
+static int on_cleanup_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+    (void)s, (void)usec;
+    struct dispatcher *disp = userdata;
+    disp->cleanup_retry = sd_event_source_disable_unref(disp->cleanup_retry);
+    sweep_halted_disposables(disp); /* fails again: schedules the next try */
+    return 0;
+}
+
+/* A removal that could not be saved (a full state disk) is tried again every few
+ * seconds, until space is back: the disposable does not wait for the next start. */
+static void schedule_cleanup_retry(struct dispatcher *disp) {
+    sd_event *loop = NULL;
+    if (disp->cleanup_retry || sd_event_default(&loop) < 0)
+        return;
+    if (sd_event_add_time_relative(loop, &disp->cleanup_retry, CLOCK_MONOTONIC, CLEANUP_RETRY_USEC,
+                                   0, on_cleanup_retry, disp) < 0)
+        log_warning("cannot schedule the retry of disposables' removal: they go at next start");
+    sd_event_unref(loop);
+}
+
+void dispatcher_recover(struct dispatcher *disp) {
+    adopt_running(disp);
+    network_recover(disp);
+    cleanup_leftovers(disp);
+    /* disposables that died while we were away go the way they would have */
+    sweep_halted_disposables(disp);
 }
 
 struct dispatcher *dispatcher_new(struct app *app, struct backend *const *backends, size_t n) {
@@ -733,6 +769,7 @@ void dispatcher_free(struct dispatcher *disp) {
         disp->waiting = nf->next;
         free(nf);
     }
+    sd_event_source_disable_unref(disp->cleanup_retry);
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
     free(disp);

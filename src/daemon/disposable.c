@@ -81,5 +81,6 @@ struct qube *disposable_create(struct app *app, struct qube *tpl, const char *ca
         r = copy_services(app, tpl, q, err);
     if (app_batch_end(app, r < 0 ? &(struct qerr){0} : err) < 0)
         r = -1;
+    /* a failed commit took q back out of the model too (app_batch_end) */
     return r < 0 ? NULL : q;
 }

@@ -689,8 +689,14 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             int r = hand_out(p, q, tpl, caller);
             if (r < 0) /* the next one, or a fresh disposable */
                 preload_discard(p, q, "it could not be unpaused");
-            if (batch && app_batch_end(p->app, &err) < 0)
+            if (batch && app_batch_end(p->app, &err) < 0) {
+                /* memory took the hand-out back: q is a listed preload again, and
+                 * handing it out now could hand it out twice */
                 log_error("preload: %s: hand-out not saved: %s", names[i], err.msg);
+                if (r == 0)
+                    preload_discard(p, q, "its hand-out could not be saved");
+                r = -1;
+            }
             if (r < 0)
                 continue;
             got(userdata, q, NULL);

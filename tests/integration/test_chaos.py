@@ -8,6 +8,10 @@ kill the daemon restarts and reconciles; then the invariants must hold:
 - the preload list is consistent: no name twice, none missing, pool back to its max;
 - nothing leaked: processes, mounts, cgroups, runtime and volatile directories, disposables.
 
+Besides the daemon, an assassin kills at random the init of a running qube, the agent of a
+disposable serving a call (that call may fail; nothing else may), and the daemon's reaper
+process (the daemon then cleans up by itself): the same invariants hold after each cycle.
+
 CHAOS_CYCLES sets the number of kills (CI's short mode: 30; `bench/chaos.sh` runs 500 and
 prints the figures docs/reliability.md records). CHAOS_SEED replays a run."""
 
@@ -115,6 +119,10 @@ class DispvmCaller(Driver):
     """Calls into disposables of the pool's template, and now and then resizes the pool
     or changes the template (its preloads become outdated and are refreshed)."""
 
+    def __init__(self, d, rng, shared):
+        super().__init__(d, rng)
+        self.shared = shared
+
     def step(self):
         roll = self.rng.random()
         if roll < 0.15:
@@ -125,7 +133,12 @@ class DispvmCaller(Driver):
             self.call("admin.vm.property.Set", "memory", DVM,
                       str(self.rng.randint(200, 400)).encode())
             return
-        r = run_tool(self.d, "qvm-run", "--dispvm=" + DVM, "-p", "echo hi", timeout=30)
+        killed = self.shared["dispvm_kills"]
+        # a slow call now and then gives the assassin time to find its agent
+        cmd = "sleep 0.5; echo hi" if roll < 0.5 else "echo hi"
+        r = run_tool(self.d, "qvm-run", "--dispvm=" + DVM, "-p", cmd, timeout=30)
+        if r.returncode != 0 and self.shared["dispvm_kills"] != killed:
+            return  # the assassin killed this call's agent (or another call's): may fail
         if r.returncode != 0 or r.stdout != "hi\n":
             time.sleep(0.5)  # a daemon being killed closes its sockets before it is reaped
             if not self.d.running():
@@ -133,6 +146,75 @@ class DispvmCaller(Driver):
             # the daemon may have died and come back between the tool's start and now
             raise AssertionError("qvm-run --dispvm: %d %r %r" % (r.returncode, r.stdout,
                                                                  r.stderr))
+
+
+def proc_status(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return {}
+
+
+class Assassin(Driver):
+    """Kills what the daemon does not control: a running runner's init, a calling
+    disposable's agent, the reaper. `dispvm_kills` counts the agents it killed, so that the
+    caller may fail the call whose disposable lost its agent."""
+
+    def __init__(self, d, rng, listing, shared):
+        super().__init__(d, rng)
+        self.listing, self.shared = listing, shared
+        self.kills = {"init": 0, "agent": 0, "reaper": 0}
+
+    def step(self):
+        time.sleep(self.rng.uniform(0.1, 0.4))
+        if not self.d.running():
+            raise Unknown()
+        what = self.rng.choice(["init", "agent", "reaper"])
+        try:
+            pid = getattr(self, "find_" + what)()
+        except harness.MalformedReply:
+            raise Unknown()  # an empty answer: the daemon is being killed
+        if pid is None:
+            return
+        if what == "agent":
+            self.shared["dispvm_kills"] += 1
+        try:
+            os.kill(pid, 9)
+            self.kills[what] += 1
+        except ProcessLookupError:
+            pass
+
+    def qubes(self, klass, state):
+        return [n for n, q in self.listing().items()
+                if q["class"] == klass and q["state"] == state]
+
+    def find_init(self):
+        """The process that is pid 1 of a running runner."""
+        for name in self.rng.sample(RUNNERS, len(RUNNERS)):
+            if name not in self.qubes("AppVM", "Running"):
+                continue
+            for pid in range_processes(self.d, name):
+                if proc_status(pid).get("NSpid", "").split("\t")[-1] == "1":
+                    return pid
+        return None
+
+    def find_agent(self):
+        """The agent of a running disposable that is not a preload: a caller's."""
+        pool = set(self.shared["pool"]())
+        names = [n for n in self.qubes("DispVM", "Running") if n not in pool]
+        for name in names:
+            for pid in range_processes(self.d, name):
+                if proc_status(pid).get("Name") == "dispenser-agent":
+                    return pid
+        return None
+
+    def find_reaper(self):
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            st = proc_status(pid)
+            if st.get("Name") == "dispenser-reap" and st.get("PPid") == str(self.d.pid):
+                return pid
+        return None
 
 
 class Chaos(EngineTestCase):
@@ -153,12 +235,16 @@ class Chaos(EngineTestCase):
         rng = random.Random(SEED)
         print("\nchaos: seed %d, %d cycles" % (SEED, CYCLES))
         model, seq, acked, t0 = {}, 0, 0, time.monotonic()
+        shared = {"dispvm_kills": 0,
+                  "pool": lambda: self.feature(DVM, "preload-dispvm").split()}
+        kills = {"init": 0, "agent": 0, "reaper": 0}
         run_tool(self.d, "dispenser-preload", "refill", timeout=60)
         self.settle_pool()
         for cycle in range(CYCLES):
             writer = ModelWriter(self.d, random.Random(rng.random()), model, seq)
+            assassin = Assassin(self.d, random.Random(rng.random()), self.listing, shared)
             drivers = [writer, LifeCycler(self.d, random.Random(rng.random())),
-                       DispvmCaller(self.d, random.Random(rng.random()))]
+                       DispvmCaller(self.d, random.Random(rng.random()), shared), assassin]
             for drv in drivers:
                 drv.start()
             time.sleep(rng.uniform(0.05, 1.0))
@@ -167,7 +253,9 @@ class Chaos(EngineTestCase):
                 drv.join(40)
                 self.assertFalse(drv.is_alive(), "a driver hangs after the kill")
                 self.assertIsNone(drv.error, "cycle %d (seed %d)" % (cycle, SEED))
-            acked += sum(drv.acked for drv in drivers)
+            acked += sum(drv.acked for drv in drivers if drv is not assassin)
+            for what, n in assassin.kills.items():
+                kills[what] += n
             self.assertEqual([("ok",)], integrity_check(self.d.db_path))
             self.d.start()
             # as the boot unit does (a restart alone makes no new preloads: spec/preload.md)
@@ -177,8 +265,10 @@ class Chaos(EngineTestCase):
             seq = writer.seq
             self.settle_pool()
             self.settled(self.check_nothing_leaked, timeout=20)
-        print("chaos: %d kills survived, %d acknowledged operations, %.0f s, leaks 0"
-              % (CYCLES, acked, time.monotonic() - t0))
+        print("chaos: %d kills survived, %d acknowledged operations, %.0f s, leaks 0; "
+              "also killed: %d qube inits, %d disposable agents, %d reapers"
+              % (CYCLES, acked, time.monotonic() - t0, kills["init"], kills["agent"],
+                 kills["reaper"]))
         self.assertGreater(acked, CYCLES, "the drivers did too little to mean anything")
 
     # --- invariants ---

@@ -410,6 +410,68 @@ static void test_app_close_after_failed_open_is_safe(void **state) {
     assert_true(all_reset);
 }
 
+/* A batch whose commit fails leaves memory as the database has it: what the batch
+ * created is gone, what it removed is back, features, tags and properties are as before
+ * (the failure here: a write for a qube the database does not have, which aborts the
+ * whole transaction as a full disk would). */
+static void check_as_before(struct fixture *f) {
+    assert_null(app_find(&f->app, "n"));
+    struct qube *a = app_find(&f->app, "a"), *b = app_find(&f->app, "b");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(strmap_get(&a->features, "f"));
+    assert_string_equal(strmap_get(&a->features, "kept"), "old");
+    assert_null(strmap_get(&a->tags, "tg"));
+    assert_non_null(strmap_get(&a->tags, "created-by-dom0"));
+    assert_prop(f, a, "label", "red", false);
+}
+
+static void test_failed_batch_is_taken_back(void **state) {
+    struct fixture *f = *state;
+    struct qerr err = {0};
+    create(f, QUBE_TEMPLATEVM, "t", "black", NULL);
+    struct qube *a = create(f, QUBE_APPVM, "a", "red", "t");
+    struct qube *b = create(f, QUBE_APPVM, "b", "red", "t");
+    assert_int_equal(app_feature_set(&f->app, a, "kept", "old", &err), 0);
+
+    assert_int_equal(app_batch_begin_ephemeral(&f->app, &err), 0);
+    create(f, QUBE_APPVM, "n", "green", "t");
+    assert_int_equal(app_feature_set(&f->app, a, "f", "1", &err), 0);
+    assert_int_equal(app_feature_remove(&f->app, a, "kept", &err), 0);
+    assert_int_equal(app_tag_add(&f->app, a, "tg", &err), 0);
+    assert_int_equal(app_tag_remove(&f->app, a, "created-by-dom0", &err), 0);
+    assert_int_equal(app_prop_set(&f->app, a, app_prop_def(a, "label", &err), "blue", &err), 0);
+    assert_int_equal(app_remove(&f->app, b, &err), 0);
+    struct qube ghost = {.qid = 4242, .name = "ghost"};
+    assert_int_equal(app_feature_set(&f->app, &ghost, "x", "y", &err), -1);
+    strmap_free(&ghost.features);
+    assert_int_equal(app_batch_end(&f->app, &err), -1);
+    assert_string_equal(err.exc, EXC_QUBES);
+
+    check_as_before(f);
+    assert_non_null(strstr(events(f), "|domain-delete|vm=n\n"));
+    reopen(f); /* the database agrees */
+    check_as_before(f);
+}
+
+/* The same batch saved: the removed qube is freed at the commit, not before. */
+static void test_saved_batch_keeps_its_changes(void **state) {
+    struct fixture *f = *state;
+    struct qerr err = {0};
+    create(f, QUBE_TEMPLATEVM, "t", "black", NULL);
+    struct qube *a = create(f, QUBE_APPVM, "a", "red", "t");
+    struct qube *b = create(f, QUBE_APPVM, "b", "red", "t");
+    assert_int_equal(app_batch_begin(&f->app, &err), 0);
+    create(f, QUBE_APPVM, "n", "green", "t");
+    assert_int_equal(app_feature_set(&f->app, a, "f", "1", &err), 0);
+    assert_int_equal(app_remove(&f->app, b, &err), 0);
+    assert_int_equal(app_batch_end(&f->app, &err), 0);
+    reopen(f);
+    assert_non_null(app_find(&f->app, "n"));
+    assert_null(app_find(&f->app, "b"));
+    assert_string_equal(strmap_get(&app_find(&f->app, "a")->features, "f"), "1");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -432,6 +494,8 @@ int main(void) {
         T(test_reopen_restores_everything),
         T(test_qid_reused_after_remove),
         T(test_app_close_after_failed_open_is_safe),
+        T(test_failed_batch_is_taken_back),
+        T(test_saved_batch_keeps_its_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
