@@ -12,6 +12,8 @@
 
 #define EVENTS_MAX_BACKLOG (1024 * 1024)
 #define EVENTS_HARD_BACKLOG (64 * 1024 * 1024)
+/* A drained queue keeps its buffer up to this size, for the next event. */
+#define EVENTS_KEEP_CAPACITY (64 * 1024)
 #define EVENTS_STALL_USEC (5 * 1000000ULL)
 
 struct events_hub;

@@ -362,6 +362,19 @@ class EventStream:
 
 # --- the command line tools ---
 
+_sanitized = None
+
+
+def sanitized_build():
+    """Whether dispenserd was built with AddressSanitizer (its allocator keeps freed
+    memory in a quarantine: RSS says nothing about what the daemon gave back)."""
+    global _sanitized
+    if _sanitized is None:
+        with open(DISPENSERD, "rb") as f:
+            _sanitized = b"__asan_init" in f.read()
+    return _sanitized
+
+
 def tool_path(name):
     return os.path.join(QVM_BIN_DIR, name)
 
