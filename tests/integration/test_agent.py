@@ -917,9 +917,6 @@ class TestQrexecSocket(QrexecTestCase):
         self.assertEqual((rc, out), (0, b"inner says hi\ninner=6\n"))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 # ---- a restored VM clone's refresh (AGENT_REQ_REFRESH) ----
 
@@ -956,3 +953,7 @@ class TestRefresh(AgentTestCase):
         self.assertIn("refresh refused", self.agent.log())
         r = self.agent.client("--", "echo alive", input=b"")  # still serving
         self.assertEqual(r.stdout, b"alive\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
