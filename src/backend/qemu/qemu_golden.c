@@ -364,7 +364,7 @@ static int quiesce_agent_port(struct qemu_run *vm, struct backend_why *why) {
     return 0;
 }
 
-/* Stopped, saved (devices only: the RAM is in its file already), written last. */
+/* Stopped, saved (devices only: the RAM is in its memfd already), written last. */
 static int save(struct qemu_golden *g, struct backend_why *why) {
     struct qemu_run *vm = g->vm;
     char tmp[4200], state[4200];
