@@ -136,7 +136,7 @@ def targets(by):
 
 def load_vm(d):
     """The VM rows' side files: notes (vm.txt), paused preloads' RSS, refill times."""
-    vm = {"notes": [], "memory": [], "refill": []}
+    vm = {"notes": [], "memory": [], "refill": {}}
     path = os.path.join(d, "vm.txt")
     if not os.path.exists(path):
         return None
@@ -155,7 +155,8 @@ def load_vm(d):
     path = os.path.join(d, "vm-refill.csv")
     if os.path.exists(path):
         with open(path, newline="") as f:
-            vm["refill"] = [float(r["refill_ms"]) for r in csv.DictReader(f)]
+            for r in csv.DictReader(f):  # per target: boot mode (preload), restore mode
+                vm["refill"].setdefault(r["target"], []).append(float(r["refill_ms"]))
     return vm
 
 
@@ -330,7 +331,8 @@ def headline(by):
 
 VM_ORDER = [("host-qvm-start", "boot"), ("host", "floor-first"), ("host", "floor"), ("host-router", "running"),
             ("host-router", "normal"), ("host-router", "preload"), ("host-qvm-run", "normal"),
-            ("host-qvm-run", "preload"), ("qube", "normal"), ("qube", "preload")]
+            ("host-qvm-run", "preload"), ("host-qvm-run", "preload-restore"), ("qube", "normal"),
+            ("qube", "preload")]
 VM_LABELS = {
     ("host-qvm-start", "boot"): "`qvm-start` of a VM (boot until its agent answers)",
     ("host", "floor-first"): "a VM's first call after its boot: unpause + agent round trip",
@@ -340,6 +342,7 @@ VM_LABELS = {
     ("host-router", "preload"): "`@dispvm` from the host (router), preloaded VM",
     ("host-qvm-run", "normal"): "`qvm-run --dispvm -p`, cold VM",
     ("host-qvm-run", "preload"): "`qvm-run --dispvm -p`, preloaded VM",
+    ("host-qvm-run", "preload-restore"): "`qvm-run --dispvm -p`, preloaded VM restored from a golden VM",
     ("qube", "normal"): "from a qube (`qrexec-client-vm`), cold VM",
     ("qube", "preload"): "from a qube (`qrexec-client-vm`), preloaded VM",
 }
@@ -359,9 +362,9 @@ def table_vm(summary, vm):
             if (s["group"], s["origin"], s["target"]) == ("vm", origin, target):
                 lines.append(f"| {VM_LABELS[(origin, target)]} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} "
                              f"| {ms(s['lo'])} | {ms(s['hi'])} | {ratio(s.get('x_floor'))} |")
-    if vm["refill"]:
-        r = vm["refill"]
-        lines.append(f"| refill: hand-out until the pool is full again (delay 3 s + a boot) | {len(r)} "
+    how = {"preload": "delay 3 s + a boot", "preload-restore": "delay 3 s + a restore from the golden VM"}
+    for target, r in sorted(vm["refill"].items()):
+        lines.append(f"| refill: hand-out until the pool is full again ({how.get(target, target)}) | {len(r)} "
                      f"| {ms(statistics.median(r))} | {ms(pct(r, 95))} | {ms(min(r))} | {ms(max(r))} | |")
     for f in vm["failed"]:
         lines.append(f"| **failed**: {f} | | | | | | |")

@@ -2,7 +2,7 @@
 # Qubes: bench-vm-dvm (a disposable template on the busybox template, virt_mode qemu) and
 # bench-vm-work (a running VM: the floor). Rows go to calls.csv (group "vm", workload
 # "vm-echo"); vm-memory.csv: host RSS of each paused preload; vm-refill.csv: hand-out to
-# full pool again; vm.txt: what ran, the accelerator, and every measurement that failed.
+# full pool again (target preload: booted; preload-restore: restored from a golden VM); vm.txt: what ran, the accelerator, and every measurement that failed.
 # Where QEMU, the guest kernel or mkfs.erofs is missing the VM rows are skipped and
 # vm.txt and the output say why. A failed VM measurement is written to vm.txt and makes
 # the run's exit status non-zero; the other VM measurements still run.
@@ -171,6 +171,33 @@ vm_memory() { # MODE
     [ "$n" -gt 0 ]
 }
 
+# Restore mode (feature qemu-preload-mode=restore): preloads restored copy-on-write from
+# one saved golden VM instead of each booting. Its first preloads boot while the golden
+# VM boots and is saved beside them; once it is, the pool is emptied and refilled (all
+# clones), then the hand-outs and their refills (restores) are timed and the paused
+# clones' RSS measured.
+vm_golden_saved() { # no golden VM of this daemon is still booting, and one has its state
+    ls "$run"/qemu-golden/*/*/state >/dev/null 2>&1 || return 1
+    ! ls -d "$run"/qemu/@golden-* >/dev/null 2>&1
+}
+
+vm_restore() {
+    pool bench-vm-dvm 0 3 || return 1
+    "$T/qvm-features" bench-vm-dvm qemu-preload-mode restore || return 1
+    t0=$(date +%s)
+    pool bench-vm-dvm "$VM_MAX" 3 || return 1
+    while ! vm_golden_saved; do
+        [ $(($(date +%s) - t0)) -lt 900 ] || { echo "bench: no golden VM saved in 900 s" >&2; return 1; }
+        sleep 0.5
+    done
+    vm_note "restore mode: the golden VM saved $(($(date +%s) - t0)) s after the pool was asked for (its first preloads booted meanwhile)"
+    pool bench-vm-dvm "$VM_MAX" 3 || return 1 # now every preload is a clone
+    row "vm,vm-echo,host-qvm-run,preload-restore,$VM_MAX,1" $VM_WAIT -w "bench-vm-dvm:$VM_MAX" \
+        -r "$out/vm-refill.csv" -n "$VM_PRE" spawn "$T/qvm-run" --dispvm=bench-vm-dvm -p 'echo hi' ||
+        return 1
+    vm_memory restore
+}
+
 # Ballooning (feature qemu-balloon, 0 = off) is measured both ways where this build
 # knows the feature (its name is in the daemon), else the default alone.
 vm_balloon_known() { grep -q qemu-balloon "$BUILD/src/daemon/dispenserd" 2>/dev/null; }
@@ -200,6 +227,10 @@ vm_suite() {
     else
         vm_note "ballooning: this build has no qemu-balloon feature: one figure (no balloon)"
     fi
+    step "VM disposables restored from a golden VM (max $VM_MAX, x$VM_PRE)"
+    vm_try "VM preloads restored from a golden VM" vm_restore
+    "$T/qvm-features" bench-vm-dvm preload-dispvm-max 0
+    "$T/qvm-features" --unset bench-vm-dvm qemu-preload-mode
     if vm_within_budget "VM disposables from a qube"; then
         step "VM disposables, cold, from a qube (x$VM_QUBE_COLD)"
         vm_try "cold VM disposables from a qube" vm_cold_from_qube

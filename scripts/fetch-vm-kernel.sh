@@ -10,14 +10,15 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-/var/cache/dispenser/vm-kernel}
 # virtio transport and devices of a -M microvm guest (the balloon: a paused preload gives
-# its free memory back), its filesystems
-WANTED="virtio_mmio virtio_blk virtio_console virtio_balloon crc32c_generic erofs ext4 overlay"
+# its free memory back; virtio_rng: the host's entropy for restore-mode clones), its
+# filesystems
+WANTED="virtio_mmio virtio_blk virtio_console virtio_balloon virtio_rng crc32c_generic erofs ext4 overlay"
 
 # the exact image package the metapackage points at (e.g. linux-image-6.1.0-57-amd64)
 pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$pkg" ] || { echo "fetch-vm-kernel: linux-image-amd64 names no image package (apt-get update?)" >&2; exit 1; }
 # a cache of the same kernel is fetched again when it lacks a module wanted now
-# (virtio_balloon came later than the others)
+# (virtio_balloon and virtio_rng came later than the others)
 if [ -f "$cache/version" ] && [ "$(cat "$cache/version")" = "$pkg" ] && [ -f "$cache/vmlinux" ] &&
    [ "$(cat "$cache/wanted" 2>/dev/null)" = "$WANTED" ]; then
     echo "fetch-vm-kernel: $pkg already in $cache"

@@ -156,6 +156,9 @@ void qcalls_reap_dead(struct agent *a);
 /* Shutdown: no new calls from inside. */
 void qrexec_stop_listening(struct agent *a);
 
+/* refresh.c: AGENT_REQ_REFRESH (a restored clone's own name, machine-id, clock, entropy) */
+void refresh_identity(struct conn *c);
+
 /* startup.c */
 void startup_begin(struct agent *a);
 void startup_continue(struct agent *a); /* the scripts, after the GUI agent (gui.c) */

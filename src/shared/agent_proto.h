@@ -32,6 +32,12 @@ enum agent_request_type {
                               * (+ SCM_RIGHTS), and the daemon answers each with a
                               * qrexec_result (qrexec_proto.h). No agent_reply is sent.
                               * A newer uplink replaces an older one (daemon restart). */
+    AGENT_REQ_REFRESH = 5,    /* a VM restored from a saved one (a clone) becomes itself:
+                              * body strings service = its name (hostname, DISPENSER_QUBE),
+                              * argument = its machine-id (32 hex digits), command = fresh
+                              * host entropy as hex (credited to the RNG, which is then
+                              * reseeded), user = the host's time (seconds.nanoseconds).
+                              * Only the engine sends it: the router only sends EXEC. */
 };
 
 /* Inside every qube the agent also listens on this path for qrexec-client-vm; the agent

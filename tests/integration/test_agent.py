@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import errno
 import struct
 import subprocess
 import tempfile
@@ -914,6 +915,44 @@ class TestQrexecSocket(QrexecTestCase):
         up.answer(call.id, EXITED, 6)
         rc, out, _ = self.finish(p)
         self.assertEqual((rc, out), (0, b"inner says hi\ninner=6\n"))
+
+
+
+# ---- a restored VM clone's refresh (AGENT_REQ_REFRESH) ----
+
+AGENT_REQ_REFRESH = 5
+AGENT_REFUSED = 3  # agent_reply_kind
+AGENT_REPLY = struct.Struct("=IIi")  # magic, kind, status
+
+
+class TestRefresh(AgentTestCase):
+    """Only malformed refreshes here: this agent runs on the host, whose hostname,
+    machine-id and clock a valid one would set (the VM test checks those)."""
+
+    def refresh(self, name, machine_id, seed, when=""):
+        body = b"".join(f.encode() + b"\0" for f in (name, machine_id, "", "", when, seed))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.agent.socket)
+        with s:
+            s.sendall(AGENT_REQ.pack(AGENT_MAGIC, AGENT_REQ_REFRESH, 0, len(body)) + body)
+            return AGENT_REPLY.unpack(recv_exact(s, AGENT_REPLY.size))
+
+    def test_malformed_refresh_is_refused_and_changes_nothing(self):
+        host = socket.gethostname()  # a refresh that went through would keep it the same
+        seed = "ab" * 64
+        for name, machine_id, entropy in ((host, "not-hex", seed),
+                                          (host, "0123", seed),
+                                          ("", "nope", seed),
+                                          (host, "z" * 32, "zz" * 64),
+                                          (host, "y" * 32, "ab" * 8)):  # too little
+            with self.subTest(machine_id=machine_id, seed=entropy[:8]):
+                self.assertEqual((AGENT_MAGIC, AGENT_REFUSED, errno.EINVAL),
+                                 self.refresh(name, machine_id, entropy))
+        self.assertEqual(host, socket.gethostname())
+        self.assertIn("refresh refused", self.agent.log())
+        r = self.agent.client("--", "echo alive", input=b"")  # still serving
+        self.assertEqual(r.stdout, b"alive\n")
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ void agent_link_free(struct agent_link *link) {
 
 /* Connects (a socket bound and listened on by the engine, or by the VM's multiplexer:
  * this never blocks, even before the agent runs, the connection waits in the backlog)
- * and sends a bodyless request. A non-blocking descriptor, or -errno. */
-int agent_link_request_async(const struct agent_link *link, int type) {
+ * and sends a request with its body (len bytes). A non-blocking descriptor, or -errno. */
+static int request_with_body(const struct agent_link *link, int type, const char *body,
+                             size_t len) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(link->socket_path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
@@ -55,18 +56,24 @@ int agent_link_request_async(const struct agent_link *link, int type) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    char msg[sizeof(struct agent_request) + 6];
-    struct agent_request req = {AGENT_MAGIC, (uint16_t)type, 0, 6};
-    memcpy(msg, &req, sizeof(req));
-    memset(msg + sizeof(req), 0, 6); /* six empty strings */
+    _cleanup_strbuf_ struct strbuf msg = STRBUF_INIT;
+    struct agent_request req = {AGENT_MAGIC, (uint16_t)type, 0, (uint32_t)len};
+    strbuf_append(&msg, (const char *)&req, sizeof(req));
+    strbuf_append(&msg, body, len);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        send(fd, msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg) ||
+        send(fd, strbuf_str(&msg), msg.len, MSG_NOSIGNAL) != (ssize_t)msg.len ||
         fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
         int r = -errno;
         close(fd);
         return r;
     }
     return fd;
+}
+
+/* A bodyless request: six empty strings. */
+int agent_link_request_async(const struct agent_link *link, int type) {
+    static const char empty[6];
+    return request_with_body(link, type, empty, sizeof(empty));
 }
 
 /* 0 with the reply's status, -EAGAIN if not there yet, other -errno if the agent hung up
@@ -122,10 +129,9 @@ static int on_ready_timeout(sd_event_source *src, uint64_t usec, void *userdata)
     return 0;
 }
 
-int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t priority,
-                          agent_ready_fn done, void *userdata) {
-    agent_link_ready_cancel(link);
-    int fd = agent_link_request_async(link, AGENT_REQ_WAIT_READY);
+/* A request whose reply ends a wait (link->ready): readiness, a clone's refresh. */
+static int request_and_wait(struct agent_link *link, int fd, unsigned timeout_s, int64_t priority,
+                            agent_ready_fn done, void *userdata) {
     if (fd < 0)
         return fd;
     struct agent_ready *w = xcalloc(1, sizeof(*w));
@@ -142,6 +148,24 @@ int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t p
     }
     agent_link_ready_set_priority(link, priority);
     return 0;
+}
+
+int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t priority,
+                          agent_ready_fn done, void *userdata) {
+    agent_link_ready_cancel(link);
+    return request_and_wait(link, agent_link_request_async(link, AGENT_REQ_WAIT_READY), timeout_s,
+                            priority, done, userdata);
+}
+
+int agent_link_refresh(struct agent_link *link, const struct agent_request_body *body,
+                       unsigned timeout_s, int64_t priority, agent_ready_fn done, void *userdata) {
+    char buf[1024];
+    long len = agent_body_encode(body, buf, sizeof(buf));
+    if (len < 0)
+        return -E2BIG;
+    agent_link_ready_cancel(link);
+    return request_and_wait(link, request_with_body(link, AGENT_REQ_REFRESH, buf, (size_t)len),
+                            timeout_s, priority, done, userdata);
 }
 
 bool agent_link_waiting_ready(const struct agent_link *link) { return link->ready != NULL; }

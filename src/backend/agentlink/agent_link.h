@@ -79,6 +79,11 @@ typedef void (*agent_ready_fn)(void *userdata, int r, const char *reason);
  * start in the background). 0, or -errno with nothing under way. */
 int agent_link_wait_ready(struct agent_link *link, unsigned timeout_s, int64_t priority,
                           agent_ready_fn done, void *userdata);
+/* A restored clone's AGENT_REQ_REFRESH (agent_proto.h says what the body carries), waited
+ * for like readiness: done(0) once the agent has taken it. */
+struct agent_request_body;
+int agent_link_refresh(struct agent_link *link, const struct agent_request_body *body,
+                       unsigned timeout_s, int64_t priority, agent_ready_fn done, void *userdata);
 bool agent_link_waiting_ready(const struct agent_link *link);
 /* Someone waits for the start now: the wait's event sources at `priority`. */
 void agent_link_ready_set_priority(struct agent_link *link, int64_t priority);

@@ -97,6 +97,7 @@ void qemu_run_free(struct qemu_run *run) {
     sd_event_source_disable_unref(run->stop_timer);
     sd_event_source_disable_unref(run->shrink_timer);
     sd_event_source_disable_unref(run->give_back_src);
+    sd_event_source_disable_unref(run->restore_timer);
     free(run->qemu_log);
     free(run->console_log);
     if (run->pidfd >= 0)
@@ -147,6 +148,7 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
         snprintf(start_why, sizeof(start_why), "Start of qube '%s' failed: %s", run->name, why);
     }
     run_unlink(run);
+    qemu_golden_detach(run);
     close_channels(run);
     agent_link_free(&run->link); /* its calls in flight end as their connections do */
     remove_cgroup(run);
@@ -385,6 +387,7 @@ static void qemu_free(struct backend *b) {
     }
     agent_hub_free(&qb->agents);
     qemu_builds_forget(qb);
+    qemu_golden_free_all(qb);
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);
     cgroup_system_free(qb->cgroups);

@@ -70,6 +70,12 @@ struct qemu_run {
     /* shutdown */
     sd_event_source *stop_timer;
     struct backend_waiter *stop_waiters;
+    /* restore mode (qemu_golden.c): the golden this run is (golden_vm) or is started from
+     * (a clone, until it is ready); its wait for the saved state to load */
+    struct qemu_golden *golden;
+    bool golden_vm;
+    sd_event_source *restore_timer;
+    double restore_deadline_ms;
 };
 
 struct qemu_backend {
@@ -85,8 +91,9 @@ struct qemu_backend {
     uid_t uid_base;      /* the VMs' uids: one per running VM from here (qemu.uid-base) */
     struct cgroup_system *cgroups;
     struct qemu_run *runs;
-    struct qemu_build *builds; /* root images being built (qemu_build.c) */
-    struct agent_hub agents;   /* the service calls in flight */
+    struct qemu_build *builds;   /* root images being built (qemu_build.c) */
+    struct agent_hub agents;     /* the service calls in flight */
+    struct qemu_golden *goldens; /* restore mode: one per disposable template in use */
 };
 
 const char *qemu_accel_name(enum qemu_accel a);
@@ -112,6 +119,16 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
 void qemu_start_failure(const struct qemu_run *run, char *buf, size_t size);
 /* A preload's start steps aside for other work (idle) or no longer (normal). */
 void qemu_start_priority(struct qemu_run *run, int64_t priority);
+/* A registered run in its own cgroup, not launched yet (NULL with why set). */
+struct qemu_run *qemu_run_create(struct qemu_backend *qb, const struct backend_qube *q,
+                                 struct backend_why *why);
+/* QEMU launched for the run as l says (rundir and console log filled in here), watched,
+ * its start bounded by qrexec_timeout. */
+struct qemu_launch;
+int qemu_run_launch(struct qemu_run *run, const struct qemu_launch *l, unsigned qrexec_timeout,
+                    struct backend_why *why);
+/* QEMU is connected and the guest may run: `cont`, dispenser-vmux, the agent's readiness. */
+int qemu_continue_start(struct qemu_run *run, struct backend_why *err);
 /* The guest runs and the agent said it is ready: the start is over. */
 void qemu_got_ready(struct qemu_run *run);
 /* The caller hears of the failure once nothing of the VM is left. */
@@ -156,6 +173,12 @@ struct qemu_launch {
     uint64_t memory_mib;
     unsigned vcpus;
     bool balloon; /* virtio-balloon with free page reporting (qemu-balloon not 0) */
+    /* restore mode (qemu_golden.c): > 0, the guest's RAM is this memfd (the daemon's
+     * descriptor until spawn, then QEMU's, mapped as /proc/self/fd/N), shared (the golden
+     * VM, whose RAM is saved there) or private (a clone: copy-on-write of the sealed
+     * memfd); a clone waits for the golden's device state (-incoming defer), no boot */
+    int ram_fd;
+    bool ram_shared, incoming;
 };
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);
@@ -185,7 +208,7 @@ void qemu_builds_forget(struct qemu_backend *qb);
 
 /* confinement (qemu_confine.c) */
 #define QEMU_JAIL_FILES 4
-#define QEMU_JAIL_FDS 4
+#define QEMU_JAIL_FDS 6
 struct qemu_jail {
     uid_t uid;                          /* and gid: the VM's own */
     const char *root;                   /* RUNDIR/root: the empty mount point of the jail's root */
@@ -208,6 +231,25 @@ uid_t qemu_pick_uid(const struct qemu_backend *qb);
 int qemu_jail_prepare(struct qemu_run *run, char *rundir, size_t size);
 void qemu_scratch_path(const struct qemu_backend *qb, const char *name, char *buf, size_t size);
 void qemu_scratch_remove(const struct qemu_backend *qb, const char *name);
+
+/* restore mode (qemu_golden.c): a disposable template's preloads restored copy-on-write
+ * from one saved, booted VM per template revision (feature qemu-preload-mode=restore) */
+bool qemu_golden_wanted(const struct backend_qube *q);
+/* Launches the registered run from its template's golden: at once if it is saved, else
+ * once it is (booting the golden VM if nobody does yet); base: what a boot would run. */
+int qemu_golden_start(struct qemu_run *run, const struct backend_qube *q,
+                      const struct qemu_launch *base, struct backend_why *why);
+/* A clone's QEMU is connected: its saved state is loaded, then qemu_continue_start. */
+void qemu_golden_restore(struct qemu_run *run);
+/* A clone's agent is ready: it gets its own identity (then qemu_got_ready). */
+void qemu_golden_refresh(struct qemu_run *run);
+/* The run ends: it no longer waits for nor uses its golden. */
+void qemu_golden_detach(struct qemu_run *run);
+/* The golden files of a removed disposable template; all of them at start-up (their RAM
+ * died with the previous daemon). */
+void qemu_golden_remove(struct qemu_backend *qb, const char *template_uuid);
+void qemu_golden_cleanup(struct qemu_backend *qb, const char *const *keep);
+void qemu_golden_free_all(struct qemu_backend *qb);
 
 /* accelerator choice (qemu_accel.c) */
 void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

@@ -89,13 +89,37 @@ static void add_drive(struct argv_builder *a, const char *id, const char *file, 
     add(a, "virtio-blk-device,drive=%s,serial=%s", id, id);
 }
 
+/* The port's id makes QEMU tell of the guest opening and closing it (VSERPORT_CHANGE):
+ * restore mode waits for that (qemu_golden.c). */
 static void add_port(struct argv_builder *a, const char *rundir, const char *id, const char *sock,
                      const char *port_name) {
     _cleanup_free_ char *dir = escape_commas(rundir);
     add(a, "-chardev");
     add(a, "socket,id=%s,path=%s/%s,server=on,wait=off", id, dir, sock);
     add(a, "-device");
-    add(a, "virtserialport,chardev=%s,name=%s", id, port_name);
+    add(a, "virtserialport,chardev=%s,name=%s,id=port-%s", id, port_name, id);
+}
+
+/* Restore mode: RAM in the golden's memfd (-machine options merge with -M's; QEMU 7.2
+ * opens mem-path read-write: a clone's writes to the sealed memfd fail, its private
+ * mapping takes them), a virtio-rng fed from the host's getrandom (clones keep drawing
+ * fresh entropy after the agent's reseed), and for a clone the wait for the saved state,
+ * which the engine passes over QMP. */
+static void add_ram_file(struct argv_builder *a, const struct qemu_launch *l) {
+    add(a, "-object");
+    add(a, "memory-backend-file,id=ram,size=%lluM,mem-path=/proc/self/fd/%d,share=%s",
+        (unsigned long long)(l->memory_mib ? l->memory_mib : 256), l->ram_fd,
+        l->ram_shared ? "on" : "off");
+    add(a, "-machine");
+    add(a, "memory-backend=ram");
+    add(a, "-object");
+    add(a, "rng-builtin,id=rng");
+    add(a, "-device");
+    add(a, "virtio-rng-device,rng=rng");
+    if (l->incoming) {
+        add(a, "-incoming");
+        add(a, "defer");
+    }
 }
 
 /* Free page reporting, and statistics for the shrink before a pause (qemu_balloon.c); the
@@ -129,7 +153,7 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     unsigned long long memory = l->memory_mib ? l->memory_mib : 256;
     add(&a, "-m");
     add(&a, "%llu", memory);
-    if (l->balloon) { /* see add_balloon */
+    if (l->balloon && l->ram_fd <= 0) { /* see add_balloon */
         add(&a, "-object");
         add(&a, "memory-backend-memfd,id=ram,size=%lluM", memory);
         add(&a, "-machine");
@@ -167,6 +191,8 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add(&a, "-qmp");
     add(&a, "unix:%s/qmp.sock,server=on,wait=off", dir);
     add(&a, "-S"); /* the engine connects to every socket before the guest runs */
+    if (l->ram_fd > 0)
+        add_ram_file(&a, l);
     return a.v;
 }
 

@@ -222,19 +222,19 @@ static int open_images(const char *root, const char *private, bool throwaway, in
                        struct backend_why *why) {
     const char *path = root;
     fds[0] = open(root, O_RDONLY | O_CLOEXEC);
-    if (fds[0] >= 0 && *private) {
+    if (fds[0] >= 0 && private) {
         path = private;
         fds[1] = open(private, (throwaway ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (fds[1] >= 0 && !throwaway)
             fds[2] = open(private, O_RDONLY | O_CLOEXEC);
     }
-    if (fds[0] < 0 || (*private && fds[1] < 0) || (*private && !throwaway && fds[2] < 0))
+    if (fds[0] < 0 || (private && fds[1] < 0) || (private && !throwaway && fds[2] < 0))
         return backend_fail(why, -errno, "cannot open %s: %s", path, strerror(errno));
     return 0;
 }
 
 /* QEMU in its jail: the descriptors at 3 (console log), 4 (root image) and on (the
- * private image's, if any), as qemu_argv names them. */
+ * private image's, if any, then restore mode's guest RAM), as qemu_argv names them. */
 static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const char *dir, int log_fd,
                           int con_fd, const int images[3]) {
     struct qemu_backend *qb = run->qb;
@@ -262,6 +262,10 @@ static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const cha
             jail.fds[jail.n_fds++] = images[i];
     l->private_fd = images[1] >= 0 ? 5 : 0;
     l->private_ro_fd = images[2] >= 0 ? 6 : 0;
+    if (l->ram_fd > 0) { /* the golden's memfd: QEMU maps it as /proc/self/fd/N */
+        jail.fds[jail.n_fds++] = l->ram_fd;
+        l->ram_fd = 3 + (int)jail.n_fds - 1;
+    }
     char **argv = qemu_argv(qb, run->name, l);
     run->pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->pid);
     qemu_argv_free(argv);
@@ -286,28 +290,14 @@ static int prepare_jail(struct qemu_run *run, char *dir, size_t size, struct bac
     return 0;
 }
 
-static int launch(struct qemu_run *run, const struct backend_qube *q, const char *root,
-                  const char *private, bool throwaway, struct backend_why *why) {
-    struct qemu_backend *qb = run->qb;
-    char dir[4096], kernel[4096], initrd[4096];
-    if (guest_files(qb, q, kernel, initrd, sizeof(kernel), why) < 0)
+/* What a boot of the qube would run: its guest, images and size (strings in the
+ * caller's buffers). */
+static int boot_launch(const struct qemu_backend *qb, const struct backend_qube *q,
+                       const char *root, const char *private, bool throwaway, char *kernel,
+                       char *initrd, size_t size, struct qemu_launch *l, struct backend_why *why) {
+    if (guest_files(qb, q, kernel, initrd, size, why) < 0)
         return -1;
-    if (prepare_jail(run, dir, sizeof(dir), why) < 0)
-        return -1;
-    _cleanup_close_ int con_fd = qemu_open_log(qb, run->name, "console", &run->console_log,
-                                               &run->console_log_start);
-    _cleanup_close_ int log_fd = qemu_open_log(qb, run->name, "qemu", &run->qemu_log,
-                                               &run->qemu_log_start);
-    if (log_fd < 0 || con_fd < 0)
-        return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
-    int images[3] = {-1, -1, -1};
-    if (open_images(root, private, throwaway, images, why) < 0) {
-        close_all(images, 3);
-        return -1;
-    }
-    struct qemu_launch l = {
-        .rundir = dir,
-        .console_log = run->console_log,
+    *l = (struct qemu_launch){
         .kernel = kernel,
         .initrd = initrd,
         .kernelopts = q->kernelopts,
@@ -318,7 +308,30 @@ static int launch(struct qemu_run *run, const struct backend_qube *q, const char
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
     };
-    run->balloon = qemu_balloon_mode_of(option_or(q, "balloon", NULL));
+    return 0;
+}
+
+/* Spawns QEMU for the run as `base` says, confined, in a fresh runtime directory. */
+static int launch(struct qemu_run *run, const struct qemu_launch *base, struct backend_why *why) {
+    struct qemu_backend *qb = run->qb;
+    char dir[4096];
+    if (prepare_jail(run, dir, sizeof(dir), why) < 0)
+        return -1;
+    _cleanup_close_ int con_fd = qemu_open_log(qb, run->name, "console", &run->console_log,
+                                               &run->console_log_start);
+    _cleanup_close_ int log_fd = qemu_open_log(qb, run->name, "qemu", &run->qemu_log,
+                                               &run->qemu_log_start);
+    if (log_fd < 0 || con_fd < 0)
+        return backend_fail(why, -EIO, "cannot open the logs of '%s'", run->name);
+    int images[3] = {-1, -1, -1};
+    if (open_images(base->root_image, base->private_image, base->private_throwaway, images, why) <
+        0) {
+        close_all(images, 3);
+        return -1;
+    }
+    struct qemu_launch l = *base;
+    l.rundir = dir;
+    l.console_log = run->console_log;
     l.balloon = run->balloon != QEMU_BALLOON_OFF;
     int r = spawn_confined(run, &l, dir, log_fd, con_fd, images);
     close_all(images, 3);
@@ -373,18 +386,29 @@ static bool exited_within(const struct qemu_run *run, int ms) {
     return poll(&pfd, 1, ms) > 0;
 }
 
+/* The guest runs: dispenser-vmux on the agent's port, then the agent's readiness. */
+int qemu_continue_start(struct qemu_run *run, struct backend_why *err) {
+    if (qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, err) < 0 ||
+        qemu_vmux_spawn(run, err) < 0)
+        return -1;
+    log_debug("%s: QEMU up in %.1f ms", run->name, mono_ms() - run->launched_ms);
+    qemu_link_wait_ready(run);
+    return 0;
+}
+
 /* QEMU is up once its QMP socket exists: connect to it and to the control port, let the
- * guest run, start dispenser-vmux on the agent's port and ask the agent for readiness.
- * Its sockets exist before it loads the kernel, so a connection that fails may be a QEMU
- * on its way out: its log then says why. */
+ * guest run (a clone loads its saved state first), start dispenser-vmux on the agent's
+ * port and ask the agent for readiness. Its sockets exist before it loads the kernel, so
+ * a connection that fails may be a QEMU on its way out: its log then says why. */
 static void bring_up(struct qemu_run *run) {
     struct backend_why err = {{0}};
-    if (qemu_connect(run, &err) == 0 &&
-        qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, &err) == 0 &&
-        qemu_vmux_spawn(run, &err) == 0) {
-        log_debug("%s: QEMU up in %.1f ms", run->name, mono_ms() - run->launched_ms);
-        qemu_link_wait_ready(run);
-        return;
+    if (qemu_connect(run, &err) == 0) {
+        if (run->golden && !run->golden_vm) {
+            qemu_golden_restore(run);
+            return;
+        }
+        if (qemu_continue_start(run, &err) == 0)
+            return;
     }
     char why[512];
     if (exited_within(run, 1000))
@@ -429,14 +453,14 @@ void qemu_start_priority(struct qemu_run *run, int64_t priority) {
 
 /* Polls for QEMU's QMP socket (it appears ~35 ms after exec), and bounds the whole start
  * by qrexec_timeout. */
-static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
+static int watch_start(struct qemu_run *run, unsigned qrexec_timeout) {
     sd_event *loop = run->qb->base.loop;
     run->up_deadline_ms = mono_ms() + QEMU_UP_TIMEOUT_MS;
-    run->ready_deadline_ms = mono_ms() + q->qrexec_timeout * 1000.0;
+    run->ready_deadline_ms = mono_ms() + qrexec_timeout * 1000.0;
     if (sd_event_add_time_relative(loop, &run->up_timer, CLOCK_MONOTONIC, QEMU_UP_POLL_US, 0,
                                    on_up_poll, run) < 0 ||
         sd_event_add_time_relative(loop, &run->ready_timer, CLOCK_MONOTONIC,
-                                   (uint64_t)q->qrexec_timeout * 1000000ULL, 0, on_ready_timeout,
+                                   (uint64_t)qrexec_timeout * 1000000ULL, 0, on_ready_timeout,
                                    run) < 0)
         return -1;
     qemu_start_priority(run, run->start_priority);
@@ -444,13 +468,29 @@ static int watch_start(struct qemu_run *run, const struct backend_qube *q) {
 }
 
 /* QEMU runs, watched; its start goes on in the loop. On failure nothing of it is left. */
+int qemu_run_launch(struct qemu_run *run, const struct qemu_launch *l, unsigned qrexec_timeout,
+                    struct backend_why *why) {
+    if (launch(run, l, why) < 0)
+        return -1;
+    if (qemu_state_save(run) < 0 || qemu_watch(run) < 0 || watch_start(run, qrexec_timeout) < 0)
+        return backend_fail(why, -EIO, "cannot watch QEMU of '%s'", run->name);
+    return 0;
+}
+
+/* Booted, or restored from its template's golden VM (restore mode, qemu_golden.c). */
 static int launch_watched(struct qemu_run *run, const struct backend_qube *q, const char *root,
                           struct backend_why *failed) {
-    char private[4096];
+    char private[4096], kernel[4096], initrd[4096];
     bool throwaway;
-    if (prepare_private(run->qb, q, private, sizeof(private), &throwaway, failed) < 0 ||
-        launch(run, q, root, private, throwaway, failed) < 0 || qemu_state_save(run) < 0 ||
-        qemu_watch(run) < 0 || watch_start(run, q) < 0) {
+    struct qemu_launch base;
+    int r = -1;
+    run->balloon = qemu_balloon_mode_of(option_or(q, "balloon", NULL));
+    if (prepare_private(run->qb, q, private, sizeof(private), &throwaway, failed) == 0 &&
+        boot_launch(run->qb, q, root, private, throwaway, kernel, initrd, sizeof(kernel), &base,
+                    failed) == 0)
+        r = qemu_golden_wanted(q) ? qemu_golden_start(run, q, &base, failed)
+                                  : qemu_run_launch(run, &base, q->qrexec_timeout, failed);
+    if (r < 0) {
         if (!*failed->msg)
             snprintf(failed->msg, sizeof(failed->msg), "cannot watch QEMU of '%s'", q->name);
         return -EIO;
@@ -496,6 +536,11 @@ static struct qemu_run *run_prepared(struct qemu_backend *qb, const struct backe
     run->next = qb->runs;
     qb->runs = run;
     return run;
+}
+
+struct qemu_run *qemu_run_create(struct qemu_backend *qb, const struct backend_qube *q,
+                                 struct backend_why *why) {
+    return run_prepared(qb, q, why);
 }
 
 /* A revision's first start waits for its root image in the background (qemu_build.c):

@@ -235,4 +235,5 @@ void qemu_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(qb);
     cleanup_images(qb, "images", keep);
     cleanup_images(qb, "volumes", keep);
+    qemu_golden_cleanup(qb, keep);
 }

@@ -34,6 +34,7 @@ int qemu_remove_volumes(struct backend *b, const struct backend_qube *q, struct 
     if (r == 0)
         r = remove_recursive(path);
     remove_logs(qb, q->name);
+    qemu_golden_remove(qb, q->uuid);
     if (r < 0)
         return backend_fail(why, -errno, "cannot remove the volumes of '%s': %s", q->name,
                             strerror(errno));

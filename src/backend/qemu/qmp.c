@@ -121,12 +121,45 @@ static int send_all(int fd, const char *s, size_t n) {
     return 0;
 }
 
+/* The whole command in one sendmsg carrying the descriptor (QEMU takes it with the
+ * message's first bytes). */
+static int send_with_fd(int fd, const char *s, size_t n, int pass_fd) {
+    struct iovec iov = {.iov_base = (void *)s, .iov_len = n};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    ssize_t w;
+    do
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return -1;
+    return (size_t)w == n ? 0 : send_all(fd, s + w, n - (size_t)w);
+}
+
 int qmp_execute(struct qmp *q, const char *command, const char *arguments, int timeout_ms,
                 char *out, size_t out_size, struct backend_why *why) {
+    return qmp_execute_fd(q, command, arguments, -1, timeout_ms, out, out_size, why);
+}
+
+int qmp_execute_fd(struct qmp *q, const char *command, const char *arguments, int pass_fd,
+                   int timeout_ms, char *out, size_t out_size, struct backend_why *why) {
     char line[1024];
     int n = snprintf(line, sizeof(line), "{\"execute\": \"%s\"%s%s}\n", command,
                      arguments ? ", \"arguments\": " : "", arguments ? arguments : "");
-    if (q->fd < 0 || n >= (int)sizeof(line) || send_all(q->fd, line, (size_t)n) < 0)
+    if (q->fd < 0 || n >= (int)sizeof(line) ||
+        (pass_fd >= 0 ? send_with_fd(q->fd, line, (size_t)n, pass_fd)
+                      : send_all(q->fd, line, (size_t)n)) < 0)
         return backend_fail(why, -EIO, "QMP %s: the connection to QEMU is gone", command);
     json_object *reply = wait_for(q, "return", "error", timeout_ms);
     if (!reply)
@@ -144,6 +177,32 @@ int qmp_execute(struct qmp *q, const char *command, const char *arguments, int t
     }
     json_object_put(reply);
     return r;
+}
+
+static bool has(json_object *msg, const char *text) {
+    return !text || strstr(json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN), text);
+}
+
+int qmp_wait_event(struct qmp *q, const char *event, const char *match1, const char *match2,
+                   int timeout_ms) {
+    double deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        json_object *msg;
+        while ((msg = next_message(q))) {
+            json_object *name;
+            bool hit = json_object_object_get_ex(msg, "event", &name) &&
+                       strcmp(json_object_get_string(name), event) == 0 && has(msg, match1) &&
+                       has(msg, match2);
+            json_object_put(msg);
+            if (hit)
+                return 0;
+        }
+        int left = (int)(deadline - mono_ms());
+        if (left <= 0)
+            return -ETIMEDOUT;
+        if (fill(q, left) < 0)
+            return -EIO;
+    }
 }
 
 int qmp_drain(struct qmp *q) {

@@ -21,5 +21,13 @@ void qmp_close(struct qmp *q);
  * err set on an error answer, a timeout or a lost connection. */
 int qmp_execute(struct qmp *q, const char *command, const char *arguments, int timeout_ms,
                 char *out, size_t out_size, struct backend_why *why);
+/* The same, passing a descriptor with the command (SCM_RIGHTS), as `getfd` wants. */
+int qmp_execute_fd(struct qmp *q, const char *command, const char *arguments, int pass_fd,
+                   int timeout_ms, char *out, size_t out_size, struct backend_why *why);
+/* Waits up to timeout_ms for the event whose (plain JSON) text contains both matches
+ * (NULL: any), dropping other messages: 0, -ETIMEDOUT, or -EIO when the connection is
+ * gone. */
+int qmp_wait_event(struct qmp *q, const char *event, const char *match1, const char *match2,
+                   int timeout_ms);
 /* Reads and drops what is pending (events); -1 when the connection is gone. */
 int qmp_drain(struct qmp *q);
