@@ -200,8 +200,6 @@ vm_restore() {
 
 # Ballooning (feature qemu-balloon, 0 = off) is measured both ways where this build
 # knows the feature (its name is in the daemon), else the default alone.
-vm_balloon_known() { grep -q qemu-balloon "$BUILD/src/daemon/dispenserd" 2>/dev/null; }
-
 vm_suite() {
     if [ -n "$VM_SKIP" ]; then
         vm_note "VM rows skipped: $VM_SKIP"
@@ -217,15 +215,12 @@ vm_suite() {
     step "VM disposables, cold (x$VM_COLD)"; vm_try "cold VM disposables" vm_cold
     step "VM disposables, preloaded (max $VM_MAX, x$VM_PRE)"; vm_try "preloaded VM disposables" vm_preloaded
     step "VM memory: paused preloads' RSS"; vm_try "paused VM preload RSS (default)" vm_memory default
-    if vm_balloon_known; then
-        if vm_within_budget "paused VM preload RSS with qemu-balloon=0"; then
-            "$T/qvm-features" bench-vm-dvm preload-dispvm-max 0
-            "$T/qvm-features" bench-vm-dvm qemu-balloon 0
-            vm_try "paused VM preload RSS (qemu-balloon=0)" vm_memory qemu-balloon=0
-            "$T/qvm-features" --unset bench-vm-dvm qemu-balloon
-        fi
-    else
-        vm_note "ballooning: this build has no qemu-balloon feature: one figure (no balloon)"
+    # the same preloads without the balloon: what shrinking before the pause saves
+    if vm_within_budget "paused VM preload RSS with qemu-balloon=0"; then
+        "$T/qvm-features" bench-vm-dvm preload-dispvm-max 0
+        "$T/qvm-features" bench-vm-dvm qemu-balloon 0
+        vm_try "paused VM preload RSS (qemu-balloon=0)" vm_memory qemu-balloon=0
+        "$T/qvm-features" --unset bench-vm-dvm qemu-balloon
     fi
     step "VM disposables restored from a golden VM (max $VM_MAX, x$VM_PRE)"
     vm_try "VM preloads restored from a golden VM" vm_restore
