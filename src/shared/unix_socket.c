@@ -1,6 +1,8 @@
 #include "unix_socket.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -22,19 +24,33 @@ int unix_connect(const char *path) {
     return fd;
 }
 
-int unix_listen(const char *path) {
+static int bind_and_listen(int fd, const char *path) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
+    unlink(path);
+    return bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0 ? -errno : 0;
+}
+
+/* Bound under a temporary name and renamed into place once it listens: whoever sees the
+ * path can connect (between bind and listen a connect is refused, and clients that wait
+ * for the file to appear would fail in that window). */
+int unix_listen(const char *path) {
+    char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (strlen(path) >= sizeof(tmp))
+        return -ENAMETOOLONG;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-        int err = errno;
+    int n = snprintf(tmp, sizeof(tmp), "%s.%d~", path, (int)getpid());
+    bool staged = n > 0 && (size_t)n < sizeof(tmp);
+    int r = bind_and_listen(fd, staged ? tmp : path);
+    if (r == 0 && staged && rename(tmp, path) < 0) {
+        r = -errno;
+        unlink(tmp);
+    }
+    if (r < 0) {
         close(fd);
-        return -err;
+        return r;
     }
     return fd;
 }
