@@ -309,6 +309,21 @@ class ThroughDaemon(DaemonTestCase):
                      "template-summary", "template-description"]:
             self.assertTrue(self.feature("bb", name), name)
 
+    def test_vmexec_as_upstream_qvm_run_no_shell_calls_it(self):
+        """vmexec=1 makes upstream `qvm-run --no-shell work echo 'a b'` call
+        qubes.VMExec+echo+a-20b through qrexec-client: that call works."""
+        self.assertEqual(0, self.tool("build", "busybox", "bb").returncode)
+        self.ok("admin.vm.Create.AppVM", "bb", "dom0", b"name=work label=red")
+        self.ok("admin.vm.Start", "", "work")
+        try:
+            service = "qubes.VMExec+" + harness.vmexec_encode(["echo", "a b"])
+            r = subprocess.run([harness.tool_path("qrexec-client"), "-d", "work",
+                                "DEFAULT:QUBESRPC %s dom0" % service], env=self.d.env(),
+                               capture_output=True, text=True, timeout=30, input="")
+            self.assertEqual((0, "a b\n"), (r.returncode, r.stdout), r.stderr)
+        finally:
+            self.ok("admin.vm.Kill", "", "work")
+
     @unittest.skipUnless(HAVE_DEBOOTSTRAP, "debootstrap not installed")
     def test_debian_features(self):
         env = dict(fake_debootstrap_env(self.d.workdir), **{
