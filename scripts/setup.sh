@@ -1,7 +1,9 @@
 #!/bin/sh
 # One command from a fresh Debian 12 machine to a working dispenser: installs the
 # build dependencies, builds, installs, starts dispenserd, builds a template and starts a
-# qube, and runs a command inside it.
+# qube, and runs a command inside it; then times a cold and a preloaded disposable
+# (preloading is turned on for demo-dvm where the machine has 15 GiB of RAM or more,
+# scripts/preload-demo.sh).
 #
 # --network (opt-in: it changes the host's network, see scripts/net-uplink.sh): also
 # creates `sys-net`, a network-providing qube whose uplink is the host's network through
@@ -60,6 +62,8 @@ qvm-ls --raw-list | grep -qx demo-work || qvm-create --template demo-template --
 # the main job: a fresh disposable runs a command and is gone afterwards
 qvm-run --dispvm -p 'echo "hello from $(hostname), a disposable: uid $(id -u), kernel $(uname -r)"'
 qvm-run -p demo-work 'echo "hello from $(hostname), a qube that keeps running"'
+echo "== a cold and a preloaded disposable (preloading on with 15 GiB of RAM or more) =="
+scripts/preload-demo.sh demo-dvm
 qvm-ls
 
 if [ "$network" = yes ]; then

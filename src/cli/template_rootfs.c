@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,10 +86,27 @@ static int wait_child(pid_t pid, const char *name, int *status, struct cli_err *
     return 0;
 }
 
-/* Runs argv (PATH lookup), stdout to /dev/null when quiet; fails unless it exits 0.
- * Like system(), we ignore ^C while the child runs: the child dies of it and we live
- * to tell the daemon and remove the unfinished template. */
+/* The last lines of what a quiet child wrote, to stderr: why it failed. */
+static void show_tail(int fd, const char *name) {
+    char buf[4096];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    const char *start = from > 0 && strchr(buf, '\n') ? strchr(buf, '\n') + 1 : buf;
+    fprintf(stderr, "%s: the end of %s's output:\n%s", cli_prog, name, start);
+    if (buf[n - 1] != '\n')
+        fputc('\n', stderr);
+}
+
+/* Runs argv (PATH lookup); fails unless it exits 0. quiet: its output (stdout and
+ * stderr) is kept aside and shown only if it fails. Like system(), we ignore ^C while
+ * the child runs: the child dies of it and we live to tell the daemon and remove the
+ * unfinished template. */
 static int run(char *const argv[], bool quiet, struct cli_err *e) {
+    int out = quiet ? memfd_create("output", MFD_CLOEXEC) : -1;
     fflush(stdout);
     struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
     sigaction(SIGINT, &ign, &old_int);
@@ -97,8 +115,10 @@ static int run(char *const argv[], bool quiet, struct cli_err *e) {
     if (pid == 0) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGQUIT, &old_quit, NULL);
-        if (quiet)
-            dup2(open("/dev/null", O_WRONLY | O_CLOEXEC), STDOUT_FILENO);
+        if (out >= 0) {
+            dup2(out, STDOUT_FILENO);
+            dup2(out, STDERR_FILENO);
+        }
         execvp(argv[0], argv);
         fprintf(stderr, "%s: cannot run %s: %s\n", cli_prog, argv[0], strerror(errno));
         _exit(127);
@@ -107,9 +127,15 @@ static int run(char *const argv[], bool quiet, struct cli_err *e) {
                             : wait_child(pid, argv[0], &status, e);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
+    bool ok = r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (out >= 0) {
+        if (r == 0 && !ok)
+            show_tail(out, argv[0]);
+        close(out);
+    }
     if (r < 0)
         return r;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    if (ok)
         return 0;
     if (WIFEXITED(status))
         return fail(e, "%s failed with exit status %d", argv[0], WEXITSTATUS(status));
@@ -441,8 +467,9 @@ int rootfs_build_debian(const char *dir, const struct rootfs_debian *o, bool qui
                         struct cli_err *err) {
     if (!in_path("debootstrap"))
         return fail(err, "debootstrap not found: install the Debian package 'debootstrap'");
-    printf("Running debootstrap (%s, minbase%s%s) into %s ...\n", o->suite,
-           o->packages ? " + " : "", o->packages ? o->packages : "", dir);
+    printf("Running debootstrap (%s, minbase%s%s) into %s%s ...\n", o->suite,
+           o->packages ? " + " : "", o->packages ? o->packages : "", dir,
+           quiet ? "; its output with -v" : "");
     if (debootstrap(dir, o, quiet, err) < 0)
         return -1;
     printf("Adding user 'user' (1000) and cleaning the apt caches ...\n");

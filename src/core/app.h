@@ -46,6 +46,9 @@ struct qube {
     struct strmap tags;     /* values unused */
     enum power_state power; /* runtime only: halted until an engine runs the qube */
     char *firewall;         /* its firewall rules, canonical lines; NULL: the default */
+    /* runtime only, for the read-only xid and start_time (app_qube_run_begins) */
+    int xid;             /* number of its current run, as a Xen domain id; 0: halted */
+    char start_time[32]; /* seconds since the epoch when that run began; "": halted */
 };
 
 struct store;
@@ -63,6 +66,7 @@ struct app {
     uint64_t host_mem_mib; /* for dom0's memory properties; set by the daemon */
     int batch_depth;       /* open app_batch_begin()s */
     struct app_undo *undo; /* how to take back the open batch's changes (app_undo.c) */
+    int last_xid;          /* the last xid handed out: they only grow, as Xen's */
 };
 
 /* Opens (creating or migrating) the database at db_path and loads every qube. */
@@ -121,6 +125,10 @@ int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *
                         const char *raw, struct qerr *err);
 int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def *def,
                           struct qerr *err);
+
+/* A run of q begins (it leaves Halted) or ends: sets or clears xid and start_time. */
+void app_qube_run_begins(struct app *app, struct qube *q);
+void app_qube_run_ends(struct qube *q);
 
 const struct prop_def *app_global_def(const char *name, struct qerr *err);
 const char *app_global_get(const struct app *app, const struct prop_def *def, char *buf,

@@ -1,6 +1,7 @@
 /* Reading and changing properties of qubes and of the system (globals). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "store.h"
@@ -114,9 +115,14 @@ static void emit_change(struct app *app, const struct qube *q, const char *event
     app_emit(app, q, event, kv, n);
 }
 
+static bool read_only(const struct qube *q, const struct prop_def *def) {
+    return (def->flags & PF_READONLY) ||
+           ((def->flags & PF_ADMINVM_READONLY) && q && q->klass == QUBE_ADMINVM);
+}
+
 int app_prop_set(struct app *app, struct qube *q, const struct prop_def *def, const char *raw,
                  struct qerr *err) {
-    if (def->flags & PF_READONLY)
+    if (read_only(q, def))
         return refuse_write(def, qube_class_name(q->klass), err);
     return app_prop_set_system(app, q, def, raw, err);
 }
@@ -146,7 +152,7 @@ int app_prop_set_system(struct app *app, struct qube *q, const struct prop_def *
 int app_prop_reset(struct app *app, struct qube *q, const struct prop_def *def, struct qerr *err) {
     if (def->id == P_KLASS || def->id == P_ICON) /* computed: resetting is a no-op */
         return 0;
-    if (def->flags & PF_READONLY)
+    if (read_only(q, def))
         return refuse_write(def, qube_class_name(q->klass), err);
     return app_prop_reset_system(app, q, def, err);
 }
@@ -175,6 +181,8 @@ int app_prop_reset_system(struct app *app, struct qube *q, const struct prop_def
 
 int app_global_set(struct app *app, const struct prop_def *def, const char *raw, struct qerr *err) {
     char value[VALUE_MAX], oldbuf[VALUE_MAX], tmp[VALUE_MAX];
+    if (read_only(NULL, def)) /* maxmem, no_cpus: facts of the host */
+        return refuse_write(def, "Qubes", err);
     if (parse_value(app, NULL, def, raw, value, sizeof(value), err) < 0)
         return -1;
     bool was_default;
@@ -192,6 +200,8 @@ int app_global_set(struct app *app, const struct prop_def *def, const char *raw,
 
 int app_global_reset(struct app *app, const struct prop_def *def, struct qerr *err) {
     char oldbuf[VALUE_MAX], tmp[VALUE_MAX];
+    if (read_only(NULL, def))
+        return refuse_write(def, "Qubes", err);
     bool was_default;
     snprintf(oldbuf, sizeof(oldbuf), "%s",
              app_global_get(app, def, tmp, sizeof(tmp), &was_default));
@@ -203,4 +213,20 @@ int app_global_reset(struct app *app, const struct prop_def *def, struct qerr *e
     app->globals[def->id] = NULL;
     emit_change(app, NULL, "property-reset", def, NULL, oldbuf);
     return 0;
+}
+
+/* Qubes reads start_time from Xen (a float of seconds) and xid from libvirt: here they
+ * are kept in memory only, so after a daemon restart an adopted qube's run begins at
+ * its adoption. */
+void app_qube_run_begins(struct app *app, struct qube *q) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(q->start_time, sizeof(q->start_time), "%lld.%02ld", (long long)now.tv_sec,
+             now.tv_nsec / 10000000);
+    q->xid = ++app->last_xid;
+}
+
+void app_qube_run_ends(struct qube *q) {
+    q->start_time[0] = '\0';
+    q->xid = 0;
 }

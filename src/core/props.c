@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "labels.h"
@@ -105,7 +106,115 @@ static bool default_maxmem(const struct app *app, const struct qube *q, char *bu
     return q->klass == QUBE_ADMINVM ? default_memory(app, q, buf, size) : copy_out("0", buf, size);
 }
 
+static bool default_guivm(const struct app *app, const struct qube *q, char *buf, size_t size) {
+    return global_default(app, G_DEFAULT_GUIVM, buf, size);
+}
+
+static bool default_audiovm(const struct app *app, const struct qube *q, char *buf, size_t size) {
+    return global_default(app, G_DEFAULT_AUDIOVM, buf, size);
+}
+
+/* Qubes: the layout of the qube's GUI qube (dom0's is us++ unless set); followed a few
+ * hops only, so a loop of guivms cannot hang a read. */
+static bool default_keyboard_layout(const struct app *app, const struct qube *q, char *buf,
+                                    size_t size) {
+    const struct qube *cur = q;
+    for (int hops = 0; hops < 8 && cur->klass != QUBE_ADMINVM; hops++) {
+        char name[64];
+        bool is_default;
+        const struct qube *gui = app_find(app, app_prop_get(app, cur, &PROP_DEFS[P_GUIVM], name,
+                                                            sizeof(name), &is_default));
+        if (!gui)
+            break;
+        if (gui->props[P_KEYBOARD_LAYOUT])
+            return copy_out(gui->props[P_KEYBOARD_LAYOUT], buf, size);
+        cur = gui;
+    }
+    return copy_out(DEFAULT_KEYBOARD_LAYOUT, buf, size);
+}
+
+static bool default_xid(const struct app *app, const struct qube *q, char *buf, size_t size) {
+    snprintf(buf, size, "%d", q->xid > 0 ? q->xid : -1);
+    return true;
+}
+
+static bool default_start_time(const struct app *app, const struct qube *q, char *buf,
+                               size_t size) {
+    return copy_out(q->start_time, buf, size);
+}
+
+static bool default_pool_of_volume(const struct app *app, const struct qube *q, char *buf,
+                                   size_t size) {
+    return global_default(app, G_DEFAULT_POOL, buf, size);
+}
+
+static bool default_host_maxmem(const struct app *app, const struct qube *q, char *buf,
+                                size_t size) {
+    snprintf(buf, size, "%llu", (unsigned long long)app->host_mem_mib);
+    return true;
+}
+
+static bool default_no_cpus(const struct app *app, const struct qube *q, char *buf, size_t size) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(buf, size, "%ld", n > 0 ? n : 1);
+    return true;
+}
+
 /* --- validation against the rest of the model --- */
+
+/* Qubes' setter: device interface codes, each a class letter (b)lock, (u)sb, (m)ic,
+ * (p)ci or * and six hex digits or *; kept sorted without duplicates by the caller's
+ * tools, checked here. */
+static int validate_devices_denied(const struct app *app, const struct qube *q, const char *value,
+                                   struct qerr *err) {
+    size_t len = strlen(value);
+    bool ok = len % 7 == 0;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = i % 7 == 0 ? strchr("bump*", value[i]) != NULL
+                        : strchr("0123456789abcdef*", value[i]) != NULL;
+    if (!ok)
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Interface code list should be in the form chhhhhhchhhhhh..., where c "
+                        "is one of \"b\", \"u\", \"m\", \"p\", \"*\" and h is a hexdigit "
+                        "or \"*\".");
+    return 0;
+}
+
+static bool all_in(const char *s, size_t n, const char *allowed) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(allowed, s[i]))
+            return false;
+    return true;
+}
+
+#define LETTERS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#define ALNUM LETTERS "0123456789"
+
+/* Qubes' setter: LAYOUT+VARIANT+OPTIONS, an alphabetic layout, then letters, digits,
+ * - and _ (options also : and ,); it goes to the GUI qube's X server. */
+static int validate_keyboard_layout(const struct app *app, const struct qube *q, const char *value,
+                                    struct qerr *err) {
+    const char *p1 = strchr(value, '+');
+    const char *p2 = p1 ? strchr(p1 + 1, '+') : NULL;
+    if (!p2 || strchr(p2 + 1, '+'))
+        return qerr_set(err, EXC_PROPERTY_VALUE, "invalid number of keyboard layout parameters");
+    size_t layout_len = (size_t)(p1 - value);
+    if (layout_len == 0 || !all_in(value, layout_len, LETTERS))
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid keyboard layout provided");
+    if (!all_in(p1 + 1, (size_t)(p2 - p1 - 1), ALNUM "-_"))
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid layout variant provided");
+    if (!all_in(p2 + 1, strlen(p2 + 1), ALNUM "-_:,"))
+        return qerr_set(err, EXC_PROPERTY_VALUE, "Invalid layout options provided");
+    return 0;
+}
+
+/* The pools volumes can live in: one on-disk pool so far. */
+static int validate_pool(const struct app *app, const struct qube *q, const char *value,
+                         struct qerr *err) {
+    if (strcmp(value, DEFAULT_POOL_NAME) != 0)
+        return qerr_set(err, EXC_PROPERTY_VALUE, "No such storage pool: '%s'", value);
+    return 0;
+}
 
 static bool is_dispvm_template(const struct app *app, const struct qube *q) {
     if (!(CLASS_BIT(q->klass) & DVM_TEMPLATES))
@@ -250,31 +359,46 @@ static int validate_global_management_dispvm(const struct app *app, const struct
              .validate = val_}
 
 const struct prop_def PROP_DEFS[PROP_COUNT] = {
+    /* no boot modes (Qubes' boot-mode.* features) here: the one mode is "default" */
+    P(P_APPVM_DEFAULT_BOOTMODE, "appvm_default_bootmode", PT_STR, CLASS_BIT(QUBE_TEMPLATEVM),
+      PF_READONLY | PF_LATE, "default", NULL, NULL),
+    P(P_AUDIOVM, "audiovm", PT_VM, VM_CLASSES, PF_LATE, NULL, default_audiovm, NULL),
     P(P_AUTO_CLEANUP, "auto_cleanup", PT_BOOL, CLASS_BIT(QUBE_DISPVM), 0, "False", NULL, NULL),
     P(P_AUTOSTART, "autostart", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
     P(P_BACKUP_TIMESTAMP, "backup_timestamp", PT_INT, VM_CLASSES, PF_NONNEG, NULL, NULL, NULL),
+    P(P_BOOTMODE, "bootmode", PT_STR, VM_CLASSES, PF_READONLY | PF_LATE, "default", NULL, NULL),
     P(P_DEBUG, "debug", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
     P(P_DEFAULT_DISPVM, "default_dispvm", PT_VM, ALL_CLASSES, PF_LATE, NULL, default_default_dispvm,
       validate_default_dispvm),
     P(P_DEFAULT_USER, "default_user", PT_STR, VM_CLASSES, PF_INHERIT, "user", NULL,
       validate_default_user),
+    P(P_DEVICES_DENIED, "devices_denied", PT_STR, ALL_CLASSES, 0, "", NULL,
+      validate_devices_denied),
     P(P_DISPID, "dispid", PT_INT, CLASS_BIT(QUBE_DISPVM), PF_READONLY, NULL, NULL, NULL),
     P(P_DNS, "dns", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_dns, NULL),
     P(P_GATEWAY, "gateway", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_gateway, NULL),
+    /* qubes get no IPv6 (docs/network.md) */
+    P(P_GATEWAY6, "gateway6", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
+    P(P_GUIVM, "guivm", PT_VM, VM_CLASSES, PF_LATE, NULL, default_guivm, NULL),
     P(P_ICON, "icon", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_icon, NULL),
     P(P_INCLUDE_IN_BACKUPS, "include_in_backups", PT_BOOL, VM_CLASSES, 0, "True", NULL, NULL),
-    /* a preloaded disposable not yet handed out; the preload pool's, never the API's */
+    P(P_INSTALLED_BY_RPM, "installed_by_rpm", PT_BOOL, VM_CLASSES, 0, "False", NULL, NULL),
     P(P_IP, "ip", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_default_ip, NULL),
+    P(P_IP6, "ip6", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
+    /* a preloaded disposable not yet handed out; the preload pool's, never the API's */
     P(P_IS_PRELOAD, "is_preload", PT_BOOL, CLASS_BIT(QUBE_DISPVM), PF_READONLY, "False", NULL,
       NULL),
     P(P_KERNEL, "kernel", PT_STR, VM_CLASSES, PF_INHERIT, NULL, default_kernel, validate_kernel),
     P(P_KERNELOPTS, "kernelopts", PT_STR, VM_CLASSES, PF_LATE | PF_INHERIT, "", NULL, NULL),
+    P(P_KEYBOARD_LAYOUT, "keyboard_layout", PT_STR, ALL_CLASSES, 0, NULL, default_keyboard_layout,
+      validate_keyboard_layout),
     P(P_KLASS, "klass", PT_STR, ALL_CLASSES, PF_READONLY, NULL, default_klass, NULL),
     P(P_LABEL, "label", PT_LABEL, ALL_CLASSES, 0, NULL, NULL, NULL),
     P(P_MAC, "mac", PT_STR, VM_CLASSES, 0, NET_DEFAULT_MAC, NULL, net_validate_mac),
     P(P_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, VM_CLASSES, PF_LATE, NULL,
       default_management_dispvm, validate_default_dispvm),
-    P(P_MAXMEM, "maxmem", PT_INT, ALL_CLASSES, PF_NONNEG | PF_INHERIT, NULL, default_maxmem, NULL),
+    P(P_MAXMEM, "maxmem", PT_INT, ALL_CLASSES, PF_NONNEG | PF_INHERIT | PF_ADMINVM_READONLY, NULL,
+      default_maxmem, NULL),
     P(P_MEMORY, "memory", PT_INT, ALL_CLASSES, PF_POSITIVE | PF_INHERIT, NULL, default_memory,
       NULL),
     P(P_NAME, "name", PT_STR, ALL_CLASSES, PF_READONLY, NULL, NULL, NULL),
@@ -287,7 +411,11 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
       default_qrexec_timeout, NULL),
     P(P_SHUTDOWN_TIMEOUT, "shutdown_timeout", PT_INT, VM_CLASSES, PF_POSITIVE | PF_INHERIT, NULL,
       default_shutdown_timeout, NULL),
-    P(P_START_TIME, "start_time", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
+    P(P_START_TIME, "start_time", PT_STR, VM_CLASSES, PF_READONLY, NULL, default_start_time, NULL),
+    P(P_STUBDOM_MEM, "stubdom_mem", PT_INT, VM_CLASSES, PF_POSITIVE, NULL, NULL, NULL),
+    /* no stub domains (Xen's device-model qubes) here */
+    P(P_STUBDOM_UUID, "stubdom_uuid", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
+    P(P_STUBDOM_XID, "stubdom_xid", PT_INT, VM_CLASSES, PF_READONLY, "-1", NULL, NULL),
     P(P_TEMPLATE, "template", PT_VM, TEMPLATED, PF_NO_RESET | PF_LATE, NULL, default_template,
       validate_template),
     P(P_TEMPLATE_FOR_DISPVMS, "template_for_dispvms", PT_BOOL, DVM_TEMPLATES, 0, "False", NULL,
@@ -299,16 +427,31 @@ const struct prop_def PROP_DEFS[PROP_COUNT] = {
       validate_virt_mode),
     P(P_VISIBLE_GATEWAY, "visible_gateway", PT_STR, VM_CLASSES, PF_READONLY, NULL,
       net_prop_visible_gateway, NULL),
+    P(P_VISIBLE_GATEWAY6, "visible_gateway6", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
     P(P_VISIBLE_IP, "visible_ip", PT_STR, VM_CLASSES, PF_READONLY, NULL, net_prop_visible_ip, NULL),
+    P(P_VISIBLE_IP6, "visible_ip6", PT_STR, VM_CLASSES, PF_READONLY, "", NULL, NULL),
     P(P_VISIBLE_NETMASK, "visible_netmask", PT_STR, VM_CLASSES, PF_READONLY, NULL,
       net_prop_visible_netmask, NULL),
+    P(P_XID, "xid", PT_INT, VM_CLASSES, PF_READONLY, NULL, default_xid, NULL),
 };
 
 const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
+    P(G_CHECK_UPDATES_VM, "check_updates_vm", PT_BOOL, 0, 0, "True", NULL, NULL),
     P(G_CLOCKVM, "clockvm", PT_VM, 0, 0, "", NULL, NULL),
+    P(G_DEFAULT_AUDIOVM, "default_audiovm", PT_VM, 0, 0, "dom0", NULL, NULL),
     P(G_DEFAULT_DISPVM, "default_dispvm", PT_VM, 0, 0, "", NULL, validate_global_dispvm),
+    P(G_DEFAULT_GUIVM, "default_guivm", PT_VM, 0, 0, "dom0", NULL, NULL),
     P(G_DEFAULT_KERNEL, "default_kernel", PT_STR, 0, 0, "", NULL, validate_kernel),
     P(G_DEFAULT_NETVM, "default_netvm", PT_VM, 0, 0, "", NULL, net_validate_netvm),
+    P(G_DEFAULT_POOL, "default_pool", PT_STR, 0, 0, DEFAULT_POOL_NAME, NULL, validate_pool),
+    P(G_DEFAULT_POOL_KERNEL, "default_pool_kernel", PT_STR, 0, 0, NULL, default_pool_of_volume,
+      validate_pool),
+    P(G_DEFAULT_POOL_PRIVATE, "default_pool_private", PT_STR, 0, 0, NULL, default_pool_of_volume,
+      validate_pool),
+    P(G_DEFAULT_POOL_ROOT, "default_pool_root", PT_STR, 0, 0, NULL, default_pool_of_volume,
+      validate_pool),
+    P(G_DEFAULT_POOL_VOLATILE, "default_pool_volatile", PT_STR, 0, 0, NULL, default_pool_of_volume,
+      validate_pool),
     P(G_DEFAULT_QREXEC_TIMEOUT, "default_qrexec_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL, NULL),
     P(G_DEFAULT_SHUTDOWN_TIMEOUT, "default_shutdown_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL,
       NULL),
@@ -316,6 +459,8 @@ const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
       validate_global_default_template),
     P(G_MANAGEMENT_DISPVM, "management_dispvm", PT_VM, 0, 0, "", NULL,
       validate_global_management_dispvm),
+    P(G_MAXMEM, "maxmem", PT_INT, 0, PF_READONLY, NULL, default_host_maxmem, NULL),
+    P(G_NO_CPUS, "no_cpus", PT_INT, 0, PF_READONLY, NULL, default_no_cpus, NULL),
     P(G_STATS_INTERVAL, "stats_interval", PT_INT, 0, PF_POSITIVE, "3", NULL, NULL),
     P(G_UPDATEVM, "updatevm", PT_VM, 0, 0, "", NULL, NULL),
 };

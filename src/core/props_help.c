@@ -5,6 +5,40 @@
 #include "props.h"
 
 static const char *const VM_HELP[PROP_COUNT] = {
+    [P_APPVM_DEFAULT_BOOTMODE] = "Boot mode of the qubes based on this template. Read-only: "
+                                 "dispenser has no boot modes (Qubes' boot-mode.* features), "
+                                 "so it is always default.",
+    [P_AUDIOVM] = "Qube that would play and record this qube's sound. Kept for Qubes' tools: "
+                  "qubes here get no sound device, whatever it names. Defaults to the global "
+                  "default_audiovm.",
+    [P_BOOTMODE] = "Boot mode of the qube. Read-only: dispenser has no boot modes, so it is "
+                   "always default.",
+    [P_DEVICES_DENIED] = "Device interface codes this qube may never be given, as Qubes "
+                         "writes them: a class letter (b, u, m, p or *) and six hex digits or "
+                         "*, one after another; empty denies nothing.",
+    [P_GATEWAY6] = "IPv6 address of the qube's gateway. Read-only and always empty: qubes get "
+                   "no IPv6 here.",
+    [P_GUIVM] = "Qube that would show this qube's windows. Kept for Qubes' tools: windows of "
+                "qubes with a GUI are shown on the host's desktop (docs/gui.md), whatever it "
+                "names. Defaults to the global default_guivm.",
+    [P_INSTALLED_BY_RPM] = "Whether the qube's image came from a package tracked by the host's "
+                           "package manager. Kept for Qubes' tools: templates here are built "
+                           "or imported by qvm-template, so it is False unless set.",
+    [P_IP6] = "IPv6 address of the qube. Read-only and always empty: qubes get no IPv6 here.",
+    [P_KEYBOARD_LAYOUT] = "Keyboard layout of the qube, LAYOUT+VARIANT+OPTIONS as X11 names "
+                          "them (us++ by default, or the layout of its guivm).",
+    [P_STUBDOM_MEM] = "Memory, in MiB, of the stub domain that runs an HVM qube's emulator "
+                      "under Xen. Kept for Qubes' tools: neither engine has stub domains.",
+    [P_STUBDOM_UUID] = "Unique id of the qube's stub domain. Read-only and always empty: "
+                       "neither engine has stub domains.",
+    [P_STUBDOM_XID] = "Domain id of the qube's stub domain. Read-only and always -1: neither "
+                      "engine has stub domains.",
+    [P_VISIBLE_GATEWAY6] = "IPv6 gateway as the qube sees it. Read-only and always empty: "
+                           "qubes get no IPv6 here.",
+    [P_VISIBLE_IP6] = "IPv6 address as the qube sees it. Read-only and always empty: qubes "
+                      "get no IPv6 here.",
+    [P_XID] = "Number of the qube's current run, as Qubes shows a Xen domain id: a new, larger "
+              "one at every start, -1 while the qube is halted. Read-only.",
     [P_AUTO_CLEANUP] = "Remove the disposable when it shuts down. True for disposables made by "
                        "admin.vm.CreateDisposable (qvm-run --dispvm).",
     [P_AUTOSTART] = "Start the qube when the host boots. Kept for Qubes' tools: dispenserd does "
@@ -50,7 +84,8 @@ static const char *const VM_HELP[PROP_COUNT] = {
                 "trusted.",
     [P_MANAGEMENT_DISPVM] = "Disposable template that would manage this qube (Qubes' Salt "
                             "management). Defaults to the global management_dispvm.",
-    [P_MAXMEM] = "Most memory, in MiB, the qube may use; 0 means no more than memory. "
+    [P_MAXMEM] = "Read-only on dom0, where it is the host's memory. Most memory, in MiB, the qube "
+                 "may use; 0 means no more than memory. "
                  "Container: its cgroup's memory limit is the larger of memory and maxmem, "
                  "past which the kernel reclaims and then kills inside the qube. qemu: the "
                  "limit of the VM's cgroup is the larger of the two plus QEMU's own overhead.",
@@ -68,8 +103,9 @@ static const char *const VM_HELP[PROP_COUNT] = {
                          "default_qrexec_timeout.",
     [P_SHUTDOWN_TIMEOUT] = "Seconds a shutdown waits for the qube to stop by itself before it "
                            "is killed. Defaults to the global default_shutdown_timeout.",
-    [P_START_TIME] = "When the qube was last started, as Qubes keeps it. Read-only; "
-                     "dispenser does not record it yet, so it is empty.",
+    [P_START_TIME] = "When the qube's current run began, in seconds since the epoch; empty "
+                     "while it is halted. After a daemon restart, a qube that kept running "
+                     "counts from the moment the daemon found it. Read-only.",
     [P_TEMPLATE] = "Template the qube's root filesystem comes from: an AppVM sees a "
                    "throwaway copy of it at every start; for a disposable, the disposable "
                    "template it is made from.",
@@ -87,6 +123,21 @@ static const char *const VM_HELP[PROP_COUNT] = {
 };
 
 static const char *const GLOBAL_HELP[GPROP_COUNT] = {
+    [G_CHECK_UPDATES_VM] = "Whether qubes check for updates of their software. Kept for "
+                           "Qubes' tools: dispenser does not collect update notices.",
+    [G_DEFAULT_AUDIOVM] = "Default of the qubes' audiovm. Kept for Qubes' tools: qubes get no "
+                          "sound device.",
+    [G_DEFAULT_GUIVM] = "Default of the qubes' guivm. Kept for Qubes' tools: windows are shown "
+                        "on the host's desktop.",
+    [G_DEFAULT_POOL] = "Storage pool of new volumes; only dispenser, the on-disk pool under the "
+                       "state directory, exists so far.",
+    [G_DEFAULT_POOL_KERNEL] = "Storage pool of new kernel volumes; defaults to default_pool.",
+    [G_DEFAULT_POOL_PRIVATE] = "Storage pool of new private volumes; defaults to default_pool.",
+    [G_DEFAULT_POOL_ROOT] = "Storage pool of new root volumes; defaults to default_pool.",
+    [G_DEFAULT_POOL_VOLATILE] = "Storage pool of new volatile volumes; defaults to "
+                                "default_pool.",
+    [G_MAXMEM] = "Memory of the host, in MiB (MemTotal). Read-only.",
+    [G_NO_CPUS] = "Number of the host's online CPUs. Read-only.",
     [G_CLOCKVM] = "Qube that would give the others the time. Kept for Qubes' tools: qubes "
                   "here share the host's clock.",
     [G_DEFAULT_DISPVM] = "Disposable template used by default when a qube or dom0 asks for a "

@@ -199,8 +199,12 @@ static int global_get_default(struct api_call *c) {
     const struct prop_def *def = app_global_def(c->req->arg, c->err);
     if (!def)
         return -1;
-    if (def->fixed_default)
-        strbuf_printf(c->out, "type=%s %s", prop_type_name(def->type), def->fixed_default);
+    char buf[VALUE_MAX];
+    const char *v = def->fixed_default;
+    if (def->get_default && def->get_default(c->app, NULL, buf, sizeof(buf)))
+        v = buf;
+    if (v)
+        strbuf_printf(c->out, "type=%s %s", prop_type_name(def->type), v);
     return 0;
 }
 

@@ -226,6 +226,10 @@ static int dispatcher_failed(const struct qube *q, int r, const char *why, struc
     })
 
 static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
+    if (q->power == POWER_HALTED && state != POWER_HALTED)
+        app_qube_run_begins(disp->app, q);
+    else if (state == POWER_HALTED)
+        app_qube_run_ends(q);
     q->power = state;
 }
 

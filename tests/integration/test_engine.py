@@ -369,6 +369,26 @@ class LifeCycle(EngineTestCase):
         self.assertEqual(["domain-pre-start", "domain-start", "domain-shutdown"],
                          life_events(ev, "work")[6:])
 
+    def test_start_time_and_xid(self):
+        """Set for each run (Qubes' stateless properties), cleared when the qube halts."""
+        self.new_appvm("timed")
+        self.assertEqual((True, "str", ""), self.get_prop("timed", "start_time"))
+        self.assertEqual((True, "int", "-1"), self.get_prop("timed", "xid"))
+        before = time.time()
+        self.start("timed")
+        started = float(self.get_prop("timed", "start_time")[2])
+        self.assertLessEqual(before - 0.01, started)
+        self.assertLessEqual(started, time.time())
+        first_xid = int(self.get_prop("timed", "xid")[2])
+        self.assertGreater(first_xid, 0)
+        self.kill("timed")
+        self.assertEqual((True, "str", ""), self.get_prop("timed", "start_time"))
+        self.assertEqual((True, "int", "-1"), self.get_prop("timed", "xid"))
+        self.start("timed")
+        self.assertGreater(int(self.get_prop("timed", "xid")[2]), first_xid)
+        self.assertGreaterEqual(float(self.get_prop("timed", "start_time")[2]), started)
+        self.kill("timed")
+
     def test_wrong_state_calls(self):
         self.new_appvm("idle")
         self.err("admin.vm.Pause", dest="idle", exc="QubesVMNotRunningError")

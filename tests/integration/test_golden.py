@@ -30,7 +30,9 @@ GETALL = {35, 46}                # our property set differs; compare format and 
 NUMBERS_VARY = {21: rb"(type=int )\d+", 44: rb"(=)\d+", 45: rb"(type=int )\d+"}
 # Values that are host- or engine-specific in GetAll (Xen kernel, pvh, uuids...).
 GETALL_VALUES_DIFFER = {"kernel", "kernelopts", "virt_mode", "uuid", "qid",
-                        "default_kernel"}
+                        "default_kernel", "default_pool", "default_pool_kernel",
+                        "default_pool_private", "default_pool_root", "default_pool_volatile",
+                        "maxmem", "no_cpus"}
 
 
 def load_golden(path):
@@ -113,13 +115,16 @@ class GoldenReplay(unittest.TestCase):
         w, g = harness.parse_getall(want), harness.parse_getall(got)
         common = set(w) & set(g)
         self.assertGreaterEqual(len(common), 8, "too little overlap: %s" % sorted(g))
+        # every property qubesd has exists here too (issue 18), with its type
+        self.assertEqual([], sorted(set(w) - set(g)), "properties qubesd has and we lack")
         for prop in sorted(common):
             self.assertEqual(w[prop][1], g[prop][1], "type of %s" % prop)
             if prop in GETALL_VALUES_DIFFER:
                 continue
             self.assertEqual(w[prop], g[prop], prop)
         # qubesd's order: alphabetical, then (for a qube) the load-stage-4 properties
-        late = ["default_dispvm", "kernelopts", "management_dispvm", "netvm", "template"]
+        late = ["audiovm", "bootmode", "default_dispvm", "guivm", "kernelopts",
+                "management_dispvm", "netvm", "template"]
         late = late if per_qube else []
         early = [p for p in g if p not in late]
         self.assertEqual(sorted(early) + [p for p in late if p in g], list(g), "GetAll order")

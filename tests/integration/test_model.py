@@ -2,6 +2,7 @@
 each other, Set/Reset/GetDefault, globals, features with their fallback chains, tags,
 labels, vmclass, CurrentState, and that all of it survives a restart."""
 
+import os
 import re
 import unittest
 
@@ -299,6 +300,103 @@ class Globals(ModelCase):
         self.assertEqual((True, "vm", ""), self.get_global("default_template"))
         self.ok("admin.property.Set", "default_netvm", "dom0", b"none")
         self.assertEqual((False, "vm", ""), self.get_global("default_netvm"))
+
+
+class QubesdProperties(ModelCase):
+    """The properties qubesd has that dispenser added for issue 18: Qubes' values and
+    checks, or read-only with the documented value where they cannot apply."""
+
+    def test_gui_audio_follow_globals(self):
+        self.assertProp("work", "guivm", "dom0", default=True, type_="vm")
+        self.assertProp("work", "audiovm", "dom0", default=True, type_="vm")
+        self.ok("admin.property.Set", "default_guivm", "dom0", b"")
+        self.assertProp("work", "guivm", "", default=True)
+        self.ok("admin.vm.property.Set", "audiovm", "work", b"dvm")
+        self.assertProp("work", "audiovm", "dvm", default=False)
+        self.err("admin.vm.Remove", dest="dvm", exc="QubesVMInUseError")
+        self.err("admin.vm.property.Set", "guivm", "work", b"nosuch",
+                 exc="QubesPropertyValueError")
+
+    def test_keyboard_layout(self):
+        self.assertProp("work", "keyboard_layout", "us++", default=True, type_="str")
+        self.assertProp("dom0", "keyboard_layout", "us++", default=True, type_="str")
+        self.ok("admin.vm.property.Set", "keyboard_layout", "dom0", b"de+neo+grp:alt_shift")
+        # a qube's default is the layout of its guivm (dom0 here)
+        self.assertProp("work", "keyboard_layout", "de+neo+grp:alt_shift", default=True)
+        for bad in [b"de", b"de+neo", b"d1++", b"de+n o+", b"de++a;b", b"+++"]:
+            with self.subTest(value=bad):
+                self.err("admin.vm.property.Set", "keyboard_layout", "work", bad,
+                         exc="QubesPropertyValueError")
+        self.ok("admin.vm.property.Set", "keyboard_layout", "work", b"fr++")
+        self.assertProp("work", "keyboard_layout", "fr++", default=False)
+
+    def test_devices_denied(self):
+        self.assertProp("work", "devices_denied", "", default=True, type_="str")
+        self.ok("admin.vm.property.Set", "devices_denied", "work", b"b******u0e0101")
+        self.assertProp("work", "devices_denied", "b******u0e0101", default=False)
+        for bad in [b"x******", b"b12345", b"bABCDEF", b"b******u"]:
+            with self.subTest(value=bad):
+                self.err("admin.vm.property.Set", "devices_denied", "work", bad,
+                         exc="QubesPropertyValueError")
+        self.assertProp("work", "devices_denied", "b******u0e0101")
+
+    def test_plain_kept_properties(self):
+        self.assertProp("work", "installed_by_rpm", "False", default=True, type_="bool")
+        self.ok("admin.vm.property.Set", "installed_by_rpm", "tpl", b"true")
+        self.assertProp("tpl", "installed_by_rpm", "True", default=False)
+        self.assertProp("work", "stubdom_mem", "", default=True, type_="int")
+        self.ok("admin.vm.property.Set", "stubdom_mem", "work", b"128")
+        self.err("admin.vm.property.Set", "stubdom_mem", "work", b"0",
+                 exc="QubesPropertyValueError")
+
+    def test_read_only_values(self):
+        for vm, prop, type_, value in [
+                ("work", "xid", "int", "-1"), ("work", "start_time", "str", ""),
+                ("work", "bootmode", "str", "default"),
+                ("tpl", "appvm_default_bootmode", "str", "default"),
+                ("work", "stubdom_xid", "int", "-1"), ("work", "stubdom_uuid", "str", ""),
+                ("work", "ip6", "str", ""), ("work", "gateway6", "str", ""),
+                ("work", "visible_ip6", "str", ""), ("work", "visible_gateway6", "str", "")]:
+            with self.subTest(vm=vm, prop=prop):
+                self.assertProp(vm, prop, value, default=True, type_=type_)
+                self.err("admin.vm.property.Set", prop, vm, value.encode() or b"1",
+                         exc="QubesPropertyValueError")
+                self.assertTrue(self.ok("admin.vm.property.Help", prop, vm))
+        self.err("admin.vm.property.Get", "appvm_default_bootmode", "work",
+                 exc="QubesNoSuchPropertyError")
+        # dom0's maxmem is the host's memory: read-only there only
+        self.err("admin.vm.property.Set", "maxmem", "dom0", b"100",
+                 exc="QubesPropertyValueError")
+        self.ok("admin.vm.property.Set", "maxmem", "work", b"800")
+
+    def test_global_pools(self):
+        for name in ["default_pool", "default_pool_kernel", "default_pool_private",
+                     "default_pool_root", "default_pool_volatile"]:
+            with self.subTest(name=name):
+                self.assertEqual((True, "str", "dispenser"), self.get_global(name))
+                self.assertEqual(b"type=str dispenser",
+                                 self.ok("admin.property.GetDefault", name))
+                self.err("admin.property.Set", name, "dom0", b"nosuch",
+                         exc="QubesPropertyValueError")
+        self.ok("admin.property.Set", "default_pool_root", "dom0", b"dispenser")
+        self.assertEqual((False, "str", "dispenser"), self.get_global("default_pool_root"))
+
+    def test_global_host_facts(self):
+        with open("/proc/meminfo") as f:
+            total_kib = int(f.readline().split()[1])
+        self.assertEqual((True, "int", str(total_kib // 1024)), self.get_global("maxmem"))
+        self.assertEqual((True, "int", str(os.sysconf("SC_NPROCESSORS_ONLN"))),
+                         self.get_global("no_cpus"))
+        for name in ["maxmem", "no_cpus"]:
+            with self.subTest(name=name):
+                self.err("admin.property.Set", name, "dom0", b"1",
+                         exc="QubesPropertyValueError")
+                self.err("admin.property.Reset", name, "dom0", exc="QubesPropertyValueError")
+        self.assertEqual((True, "bool", "True"), self.get_global("check_updates_vm"))
+        self.ok("admin.property.Set", "check_updates_vm", "dom0", b"False")
+        self.assertEqual((False, "bool", "False"), self.get_global("check_updates_vm"))
+        self.assertEqual((True, "vm", "dom0"), self.get_global("default_guivm"))
+        self.assertEqual((True, "vm", "dom0"), self.get_global("default_audiovm"))
 
 
 class Features(ModelCase):

@@ -1120,5 +1120,38 @@ class PoolStatus(PreloadCase):
         self.assertIn("'work' is not a disposable template", r.stderr)
 
 
+class SetupDemo(PreloadCase):
+    """scripts/preload-demo.sh, the last step of scripts/setup.sh: a cold and a preloaded
+    call side by side where the machine has 15 GiB of RAM, the cold one alone below."""
+
+    def demo(self, dvm, total_mib):
+        meminfo = os.path.join(self.d.workdir, "demo-meminfo")
+        with open(meminfo, "w") as f:
+            f.write("MemTotal:       %d kB\nMemAvailable:   %d kB\n"
+                    % (total_mib * 1024, total_mib * 1024))
+        env = dict(self.d.env(), DISPENSER_MEMINFO=meminfo,
+                   PATH=harness.QVM_BIN_DIR + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+        return subprocess.run([os.path.join(harness.SOURCE_ROOT, "scripts", "preload-demo.sh"),
+                               dvm], env=env, capture_output=True, text=True, timeout=120)
+
+    def test_enough_memory_times_both(self):
+        dvm = self.new_dvm("demodvm")
+        r = self.demo(dvm, 16 * 1024)
+        self.assertEqual(0, r.returncode, r.stdout + r.stderr)
+        self.assertEqual("2", self.feature(dvm, "preload-dispvm-max"))
+        self.assertIn("preloading on, 2 kept ready", r.stdout)
+        self.assertRegex(r.stdout, r"cold \(created.*preloaded \(a ready one handed out\)\n"
+                                   r"  \d+\.\d{3} s +\d+\.\d{3} s\n")
+
+    def test_too_little_memory_leaves_preloading_off(self):
+        dvm = self.new_dvm("demodvm", max=1)
+        r = self.demo(dvm, 8 * 1024)
+        self.assertEqual(0, r.returncode, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"cold disposable \(qvm-run --dispvm=demodvm\): \d+\.\d{3} s")
+        self.assertIn("preloading not enabled: 8192 MiB of RAM, under the threshold of 15360",
+                      r.stdout)
+        self.assertIsNone(self.feature(dvm, "preload-dispvm-max"))
+
+
 if __name__ == "__main__":
     unittest.main()

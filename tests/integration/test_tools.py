@@ -2,6 +2,11 @@
 private daemon with the container engine: qvm-check, qvm-service and the services in the
 qube, property help; what they change is checked through the raw Admin API."""
 
+import json
+import os
+import re
+import shutil
+import subprocess
 import textwrap
 import unittest
 
@@ -223,3 +228,71 @@ class PropertyHelp(DaemonTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# --- manual pages: every installed program has one (issue 18) ---
+
+PROGRAM_DIRS = ("/bin", "/sbin", "/libexec/dispenser", "/lib/qubes")
+
+
+def installed_files(build_dir):
+    """{source: destination} of `meson introspect --installed`."""
+    out = subprocess.run(["meson", "introspect", "--installed", build_dir],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def missing_man_pages(installed):
+    """Programs installed without a manual page installed under their name."""
+    programs, pages = set(), set()
+    for dest in installed.values():
+        directory, name = os.path.split(dest)
+        if "/man/man" in directory:
+            pages.add(name.rsplit(".", 1)[0])
+        elif directory.endswith(PROGRAM_DIRS):
+            programs.add(name)
+    return sorted(programs - pages)
+
+
+@unittest.skipUnless(shutil.which("meson") and os.path.isdir(harness.BUILD_DIR),
+                     "needs meson and the build directory")
+class ManPages(unittest.TestCase):
+
+    def setUp(self):
+        self.installed = installed_files(harness.BUILD_DIR)
+
+    def test_every_installed_program_has_a_man_page(self):
+        self.assertEqual([], missing_man_pages(self.installed))
+        names = {os.path.basename(d) for d in self.installed.values()}
+        for program in ("dispenserd", "qvm", "qvm-ls", "dispenser-preload",
+                        "dispenser-agent-client"):
+            self.assertIn(program, names)
+
+    def test_the_check_sees_a_missing_page(self):
+        without = {src: dest for src, dest in self.installed.items()
+                   if not dest.endswith("/dispenser-agent-client.1")}
+        self.assertEqual(["dispenser-agent-client"], missing_man_pages(without))
+
+    def test_qvm_page_lists_every_tool(self):
+        r = subprocess.run([harness.tool_path("qvm"), "--help"], capture_output=True, text=True)
+        tools = [line.strip() for line in r.stdout.split("tools:\n", 1)[1].split("\n\n")[0]
+                 .splitlines()]
+        self.assertIn("qvm-run", tools)
+        with open(os.path.join(harness.SOURCE_ROOT, "man", "qvm.1")) as f:
+            page = f.read().replace("\\-", "-")
+        for tool in tools:
+            self.assertRegex(page, r"\.BR %s \([18]\)" % re.escape(tool), tool)
+
+    def test_see_also_never_names_the_page_itself(self):
+        man = os.path.join(harness.SOURCE_ROOT, "man")
+        for page in sorted(os.listdir(man)):
+            if not page[-1].isdigit():
+                continue
+            with open(os.path.join(man, page)) as f:
+                text = f.read().replace("\\-", "-")
+            name, section = page.rsplit(".", 1)
+            see_also = text.split(".SH SEE ALSO", 1)
+            self.assertEqual(2, len(see_also), page)
+            self.assertNotRegex(see_also[1], r"\.BR %s \(%s\)" % (re.escape(name), section),
+                                page)
+            self.assertIn(".SH EXIT STATUS", text, page)

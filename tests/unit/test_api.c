@@ -343,7 +343,10 @@ static void test_getall_order_matches_recording(void **state) {
     make_tpl_work(f);
     assert_int_equal(call(f, BYTES("admin.vm.property.GetAll+ dom0 name work\0")), API_REPLIED);
     strbuf_str(&f->reply);
-    const char *tail = "default_dispvm default=True type=vm \n"
+    const char *tail = "audiovm default=True type=vm dom0\n"
+                       "bootmode default=True type=str default\n"
+                       "default_dispvm default=True type=vm \n"
+                       "guivm default=True type=vm dom0\n"
                        "kernelopts default=True type=str \n"
                        "management_dispvm default=True type=vm \n"
                        "netvm default=True type=vm \n"

@@ -155,6 +155,57 @@ static void test_global_canonicalize(void **state) {
     assert_string_equal(out, "");
 }
 
+/* The checks that need no model (these validators do not read app or q). */
+static int check(int id, const char *value) {
+    err = (struct qerr){0};
+    return PROP_DEFS[id].validate(NULL, NULL, value, &err);
+}
+
+static void test_keyboard_layout(void **state) {
+    static const char *const good[] = {"us++", "de+neo+",
+                                       "fr+azerty-x_1+grp:alt_shift,ctrl:nocaps"};
+    static const char *const bad[][2] = {
+        {"us", "invalid number of keyboard layout parameters"},
+        {"us+a+b+c", "invalid number of keyboard layout parameters"},
+        {"+a+", "Invalid keyboard layout provided"},
+        {"u1++", "Invalid keyboard layout provided"},
+        {"us+a b+", "Invalid layout variant provided"},
+        {"us++a;b", "Invalid layout options provided"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(check(P_KEYBOARD_LAYOUT, good[i]), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(check(P_KEYBOARD_LAYOUT, bad[i][0]), -1);
+        assert_string_equal(err.exc, EXC_PROPERTY_VALUE);
+        assert_string_equal(err.msg, bad[i][1]);
+    }
+}
+
+static void test_devices_denied(void **state) {
+    static const char *const good[] = {"", "b******", "u0e0101p******m******", "*******"};
+    static const char *const bad[] = {"b", "x******", "bABCDEF", "b12345", "b******u"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(check(P_DEVICES_DENIED, good[i]), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(check(P_DEVICES_DENIED, bad[i]), -1);
+        assert_string_equal(err.exc, EXC_PROPERTY_VALUE);
+    }
+}
+
+static void test_read_only_and_help(void **state) {
+    static const int vm_ro[] = {P_XID, P_START_TIME, P_BOOTMODE,         P_STUBDOM_XID,
+                                P_IP6, P_GATEWAY6,   P_VISIBLE_GATEWAY6, P_VISIBLE_IP6};
+    for (size_t i = 0; i < sizeof(vm_ro) / sizeof(vm_ro[0]); i++)
+        assert_true(PROP_DEFS[vm_ro[i]].flags & PF_READONLY);
+    assert_true(GPROP_DEFS[G_MAXMEM].flags & PF_READONLY);
+    assert_true(GPROP_DEFS[G_NO_CPUS].flags & PF_READONLY);
+    assert_true(PROP_DEFS[P_MAXMEM].flags & PF_ADMINVM_READONLY);
+    for (int i = 0; i < PROP_COUNT; i++)
+        assert_true(strlen(prop_help(&PROP_DEFS[i], false)) > 20);
+    for (int i = 0; i < GPROP_COUNT; i++)
+        assert_true(strlen(prop_help(&GPROP_DEFS[i], true)) > 20);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_consistent),
@@ -172,6 +223,9 @@ int main(void) {
         cmocka_unit_test(test_str_errors),
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_global_canonicalize),
+        cmocka_unit_test(test_keyboard_layout),
+        cmocka_unit_test(test_devices_denied),
+        cmocka_unit_test(test_read_only_and_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
