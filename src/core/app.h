@@ -46,6 +46,7 @@ struct qube {
     struct strmap tags;     /* values unused */
     enum power_state power; /* runtime only: halted until an engine runs the qube */
     char *firewall;         /* its firewall rules, canonical lines; NULL: the default */
+    char *notes;            /* admin.vm.notes (qvm-notes), NULL: none */
 };
 
 struct store;
@@ -137,6 +138,10 @@ void app_firewall_get(const struct app *app, const struct qube *q, struct strbuf
 /* Replaces the rules (QubesValueError, nothing changed, if one is bad); emits
  * firewall-changed. */
 int app_firewall_set(struct app *app, struct qube *q, const char *rules, struct qerr *err);
+
+/* --- notes (qvm-notes): free text, at most APP_NOTES_MAX bytes, made safe to display --- */
+#define APP_NOTES_MAX 256000
+int app_notes_set(struct app *app, struct qube *q, const char *text, struct qerr *err);
 
 /* --- qubes --- */
 struct qube_spec {

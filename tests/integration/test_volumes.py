@@ -1,0 +1,118 @@
+"""Volumes and notes through the Admin API and the C tools, on the container engine:
+admin.vm.volume.CloneFrom/CloneTo (qvm-clone), kept revisions with ListSnapshots and
+Revert (qvm-volume revert), Resize, Clear, Set.*, admin.vm.notes.* (qvm-notes). Bad
+input gets the right Qubes exception and changes nothing."""
+
+import os
+import sqlite3
+import unittest
+
+from harness import run_tool
+from test_engine import EngineTestCase, engine_skip_reason
+
+
+@unittest.skipIf(engine_skip_reason(), engine_skip_reason())
+class Volumes(EngineTestCase):
+
+    def mark(self, name, text, path="/etc/mark"):
+        self.start(name)
+        self.qrun(name, "echo %s > %s" % (text, path), user="root")
+        self.shutdown(name)
+
+    def read_mark(self, name, path="/etc/mark"):
+        self.start(name)
+        out = self.qrun(name, "cat %s" % path, check=False).stdout.decode()
+        self.kill(name)
+        return out
+
+    def new_template(self, name):
+        self.create("TemplateVM", name)
+        self.addCleanup(self.remove_quietly, name)
+        token = self.ok("admin.vm.volume.CloneFrom", "root", self.TEMPLATE).decode()
+        self.ok("admin.vm.volume.CloneTo", "root", name, token.encode())
+
+    def test_clone_root_makes_an_independent_copy(self):
+        self.new_template("t1")
+        self.mark("t1", "one")
+        self.new_template("t2")  # a copy of bb, not of t1
+        self.assertEqual("", self.read_mark("t2"))
+        token = self.ok("admin.vm.volume.CloneFrom", "root", "t1").decode()
+        self.assertEqual(32, len(token))
+        self.ok("admin.vm.volume.CloneTo", "root", "t2", token.encode())
+        self.assertEqual("one\n", self.read_mark("t2"))
+        self.mark("t2", "two")  # the copy changes alone
+        self.assertEqual("one\n", self.read_mark("t1"))
+        # a token serves once
+        self.err("admin.vm.volume.CloneTo", "root", "t2", token.encode(),
+                 exc="QubesVolumeCopyTokenNotFoundError")
+
+    def test_clone_bad_input_changes_nothing(self):
+        self.new_template("t3")
+        rev = self.volume_info("t3")["revision"]
+        self.err("admin.vm.volume.CloneTo", "root", "t3", b"nosuchtoken",
+                 exc="QubesVolumeCopyTokenNotFoundError")
+        token = self.ok("admin.vm.volume.CloneFrom", "private", self.TEMPLATE).decode()
+        self.err("admin.vm.volume.CloneTo", "root", "t3", token.encode(), exc="QubesValueError")
+        self.err("admin.vm.volume.CloneFrom", "nosuch", "t3", exc="PermissionDenied")
+        self.new_appvm("a1")
+        token = self.ok("admin.vm.volume.CloneFrom", "root", "t3").decode()
+        # an AppVM's root is a view of its template's
+        self.err("admin.vm.volume.CloneTo", "root", "a1", token.encode(), exc="QubesValueError")
+        self.start("t3")
+        token = self.ok("admin.vm.volume.CloneFrom", "root", self.TEMPLATE).decode()
+        self.err("admin.vm.volume.CloneTo", "root", "t3", token.encode(),
+                 exc="QubesVMNotHaltedError")
+        self.kill("t3")
+        self.assertEqual(rev, self.volume_info("t3")["revision"])
+
+    def test_revisions_revert(self):
+        self.new_template("r1")
+        self.assertEqual("1", self.volume_info("r1")["revisions_to_keep"])
+        self.mark("r1", "first")
+        self.mark("r1", "second")
+        info = self.volume_info("r1")
+        snaps = self.ok("admin.vm.volume.ListSnapshots", "root", "r1").decode().split()
+        self.assertEqual([str(int(info["revision"]) - 1)], snaps)  # one kept
+        self.err("admin.vm.volume.Revert", "root", "r1", b"999",
+                 exc="QubesVolumeRevisionNotFoundError")
+        self.err("admin.vm.volume.Revert", "root", "r1", b"a/b", exc="PermissionDenied")
+        self.ok("admin.vm.volume.Revert", "root", "r1", snaps[0].encode())
+        self.assertEqual("first\n", self.read_mark("r1"))
+        self.assertEqual(str(int(info["revision"]) + 1), self.volume_info("r1")["revision"])
+        # keeping none forgets them at once
+        self.ok("admin.vm.volume.Set.revisions_to_keep", "root", "r1", b"0")
+        self.mark("r1", "third")
+        self.assertEqual(b"", self.ok("admin.vm.volume.ListSnapshots", "root", "r1"))
+        self.err("admin.vm.volume.Set.revisions_to_keep", "root", "r1", b"-1",
+                 exc="ProtocolError")
+
+    def test_resize_clear_and_fixed_settings(self):
+        self.new_appvm("p1")
+        self.assertEqual(str(2 << 30), self.volume_info("p1", "private")["size"])
+        self.ok("admin.vm.volume.Resize", "private", "p1", b"%d" % (3 << 30))
+        self.assertEqual(str(3 << 30), self.volume_info("p1", "private")["size"])
+        self.err("admin.vm.volume.Resize", "private", "p1", b"1024", exc="QubesValueError")
+        self.err("admin.vm.volume.Resize", "private", "p1", b"12x", exc="ProtocolError")
+        self.assertEqual(str(3 << 30), self.volume_info("p1", "private")["size"])
+        self.mark("p1", "data", "/home/user/data")
+        self.ok("admin.vm.volume.Clear", "private", "p1")
+        self.assertEqual("", self.read_mark("p1", "/home/user/data"))
+        self.ok("admin.vm.volume.Set.rw", "private", "p1", b"True")
+        self.err("admin.vm.volume.Set.rw", "private", "p1", b"False",
+                 exc="QubesNotImplementedError")
+        self.ok("admin.vm.volume.Set.ephemeral", "volatile", "p1", b"True")
+        self.err("admin.vm.volume.Set.rw", "private", "p1", b"maybe", exc="ProtocolError")
+
+    def test_notes(self):
+        self.new_appvm("n1")
+        self.assertEqual(b"", self.ok("admin.vm.notes.Get", dest="n1"))
+        self.ok("admin.vm.notes.Set", dest="n1", payload="bank\tonly\nkey ü\x1b[31m".encode())
+        self.assertEqual("bank\tonly\nkey ü_[31m".encode(),
+                         self.ok("admin.vm.notes.Get", dest="n1"))
+        self.err("admin.vm.notes.Set", dest="n1", payload=b"\xff\xfe", exc="ProtocolError")
+        # the daemon takes requests of at most 64 KiB: fewer than qubesd's 256000 bytes
+        self.err("admin.vm.notes.Set", dest="n1", payload=b"x" * 256001, exc="QubesValueError")
+        self.assertIn(b"bank", self.ok("admin.vm.notes.Get", dest="n1"))
+        self.err("admin.vm.notes.Get", dest="dom0", exc="ProtocolError")
+        self.ok("admin.vm.notes.Set", dest="n1")  # empty: deleted
+        self.assertEqual(b"", self.ok("admin.vm.notes.Get", dest="n1"))
