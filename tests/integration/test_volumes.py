@@ -116,3 +116,85 @@ class Volumes(EngineTestCase):
         self.err("admin.vm.notes.Get", dest="dom0", exc="ProtocolError")
         self.ok("admin.vm.notes.Set", dest="n1")  # empty: deleted
         self.assertEqual(b"", self.ok("admin.vm.notes.Get", dest="n1"))
+
+
+@unittest.skipIf(engine_skip_reason(), engine_skip_reason())
+class Tools(EngineTestCase):
+
+    def test_qvm_clone_copies_and_rolls_back(self):
+        self.new_appvm("c1")
+        self.set_prop("c1", "memory", 300)
+        self.ok("admin.vm.tag.Set", "work", "c1")
+        self.ok("admin.vm.feature.Set", "service.foo", "c1", b"1")
+        self.ok("admin.vm.notes.Set", dest="c1", payload=b"n")
+        self.start("c1")
+        self.qrun("c1", "echo hi > /home/user/f")
+        self.shutdown("c1")
+        self.addCleanup(self.remove_quietly, "c2")
+        self.tool("qvm-clone", "c1", "c2")
+        self.assertIn(b"300", self.ok("admin.vm.property.Get", "memory", "c2"))
+        self.assertEqual(b"1", self.ok("admin.vm.tag.Get", "work", "c2"))
+        self.assertEqual(b"1", self.ok("admin.vm.feature.Get", "service.foo", "c2"))
+        self.assertNotIn(b"created-by-c1", self.ok("admin.vm.tag.List", dest="c2"))
+        self.start("c2")
+        self.assertEqual("hi\n", self.qout("c2", "cat /home/user/f"))
+        self.kill("c2")
+        # a failure after the creation (here the engine of the copy has no volume
+        # clone) leaves no half-made qube
+        self.set_prop("c1", "virt_mode", "qemu")
+        r = run_tool(self.d, "qvm-clone", "c1", "c3")
+        self.assertEqual(1, r.returncode, r.stdout + r.stderr)
+        self.assertIn("qvm-clone: error:", r.stderr)
+        self.assertNotIn("c3", self.vm_names())
+        r = run_tool(self.d, "qvm-clone", "c1")
+        self.assertEqual(2, r.returncode)
+
+    def test_qvm_create_standalone_from_template(self):
+        self.addCleanup(self.remove_quietly, "s1")
+        self.tool("qvm-create", "--class", "StandaloneVM", "--template", self.TEMPLATE,
+                  "--label", "red", "s1")
+        self.start("s1")  # a root of its own: it starts
+        self.qrun("s1", "echo own > /etc/own", user="root")
+        self.shutdown("s1")
+        self.assertEqual("False", self.volume_info("s1")["snap_on_start"])
+        r = run_tool(self.d, "qvm-create", "--class", "StandaloneVM", "--template", "nosuch",
+                     "--label", "red", "s2")
+        self.assertEqual(1, r.returncode)
+        self.assertNotIn("s2", self.vm_names())
+
+    def test_qvm_volume_and_qvm_notes(self):
+        self.create("TemplateVM", "v1")
+        self.addCleanup(self.remove_quietly, "v1")
+        self.tool("qvm-create", "--class", "StandaloneVM", "--template", self.TEMPLATE,
+                  "--label", "red", "v2")
+        self.addCleanup(self.remove_quietly, "v2")
+        self.start("v2")
+        self.qrun("v2", "echo a > /etc/m", user="root")
+        self.shutdown("v2")
+        out = self.tool("qvm-volume", "info", "v2:root").stdout
+        self.assertIn("revisions_to_keep  1", out)
+        self.assertIn("Available revisions (for revert):\n  ", out)
+        self.assertEqual("1\n", self.tool("qvm-volume", "info", "v2:root",
+                                          "revisions_to_keep").stdout)
+        self.tool("qvm-volume", "revert", "v2:root")
+        self.start("v2")
+        self.assertEqual(1, self.qrun("v2", "cat /etc/m", check=False).returncode)
+        self.kill("v2")
+        r = run_tool(self.d, "qvm-volume", "revert", "v2:root")
+        self.assertEqual((1, "qvm-volume: error: No snapshots available\n"),
+                         (r.returncode, r.stderr))
+        self.tool("qvm-volume", "extend", "v2:private", "3GiB")
+        self.assertEqual("%d\n" % (3 << 30),
+                         self.tool("qvm-volume", "info", "v2:private", "size").stdout)
+        self.tool("qvm-volume", "config", "v2:root", "revisions_to_keep", "2")
+        r = run_tool(self.d, "qvm-volume", "config", "v2:root", "size", "2")
+        self.assertEqual(1, r.returncode)
+        self.assertIn("v2", self.tool("qvm-volume", "list", "v2").stdout)
+        out = self.tool("qvm-ls", "--raw-data", "-O", "name,priv-max", "v2").stdout
+        self.assertEqual("v2|3072\n", out)
+
+        self.tool("qvm-notes", "--set", "first line", "v2")
+        self.tool("qvm-notes", "--append", "second", "v2")
+        self.assertEqual("first line\nsecond\n", self.tool("qvm-notes", "-p", "v2").stdout)
+        self.tool("qvm-notes", "--delete", "--force", "v2")
+        self.assertEqual("\n", self.tool("qvm-notes", "--print", "v2").stdout)
