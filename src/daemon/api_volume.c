@@ -11,6 +11,7 @@
 
 #include "api.h"
 #include "dispatcher.h"
+#include "preload.h"
 
 static const char *const VOLUMES[] = {"private", "root", "volatile"};
 
@@ -87,7 +88,14 @@ static int list_snapshots(struct api_call *c) {
 static int change(struct api_call *c, enum backend_volume_op op, uint64_t value,
                   const struct qube *src) {
     struct backend_volume_change ch = {.op = op, .volume = c->req->arg, .value = value};
-    return dispatcher_volume_change(c->dispatcher, c->dest, &ch, src, c->err);
+    if (dispatcher_volume_change(c->dispatcher, c->dest, &ch, src, c->err) < 0)
+        return -1;
+    /* new content: the preloads of (or based on) this qube are made of the old one */
+    bool content = op == BACKEND_VOLUME_CLONE || op == BACKEND_VOLUME_REVERT ||
+                   op == BACKEND_VOLUME_CLEAR;
+    if (content && c->preload)
+        preload_qube_halted(c->preload, c->dest->name);
+    return 0;
 }
 
 /* The payload as a trimmed ASCII string (qubesd strips it too). */

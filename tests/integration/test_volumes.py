@@ -3,9 +3,9 @@ admin.vm.volume.CloneFrom/CloneTo (qvm-clone), kept revisions with ListSnapshots
 Revert (qvm-volume revert), Resize, Clear, Set.*, admin.vm.notes.* (qvm-notes). Bad
 input gets the right Qubes exception and changes nothing."""
 
-import os
-import sqlite3
 import unittest
+
+import test_preload
 
 from harness import run_tool
 from test_engine import EngineTestCase, engine_skip_reason
@@ -198,3 +198,19 @@ class Tools(EngineTestCase):
         self.assertEqual("first line\nsecond\n", self.tool("qvm-notes", "-p", "v2").stdout)
         self.tool("qvm-notes", "--delete", "--force", "v2")
         self.assertEqual("\n", self.tool("qvm-notes", "--print", "v2").stdout)
+
+
+class ClonePreloads(test_preload.PreloadCase):
+
+    def test_clone_of_a_disposable_template_has_no_preloads_of_its_own(self):
+        self.new_dvm("cdvm", max=1)
+        old = self.wait_filled("cdvm", 1)
+        self.addCleanup(self.remove_dvm, "cdvm2")
+        self.tool("qvm-clone", "cdvm", "cdvm2")
+        self.assertEqual("1", self.feature("cdvm2", "preload-dispvm-max"))
+        for name in old:  # the source's preloads stay the source's
+            self.assertNotIn(name, self.plist("cdvm2"))
+        self.assertEqual(old, self.plist("cdvm"))
+        # the clone's max fills its own pool
+        new = self.wait_filled("cdvm2", 1)
+        self.assertFalse(set(new) & set(old))
