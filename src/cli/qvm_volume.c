@@ -7,6 +7,14 @@
 
 #include "cli.h"
 
+enum { OPT_FULL = 1, OPT_POOL };
+
+static const struct opt_spec volume_specs[] = {
+    {"full", 0, OPT_FLAG, OPT_FULL, NULL,
+     "list: print full line for each POOL_NAME:VOLUME_ID & vm combination"},
+    {"pool", 'p', OPT_VALUE, OPT_POOL, "POOL", "list: only volumes of this pool"},
+};
+
 static const struct opt_parser volume_parser = {
     .usage = "[-h] [--verbose] [--quiet] {info,i,config,c,set,s,extend,resize,list,ls,l,"
              "revert,rv,r} ...",
@@ -18,7 +26,17 @@ static const struct opt_parser volume_parser = {
                    "  extend (resize) VM:VOLUME SIZE              extend volume from domain\n"
                    "  revert (rv,r) VM:VOLUME [REVISION]          revert volume to previous "
                    "revision",
+    .specs = volume_specs,
+    .n_specs = ELEMENTSOF(volume_specs),
 };
+
+/* list's -p: every volume here is in the pool "dispenser" */
+static struct strv only_pools;
+
+static void volume_option(void *userdata, int id, const char *value) {
+    if (id == OPT_POOL)
+        strv_push(&only_pools, value);
+}
 
 struct vol_ref {
     char vm[64], volume[32];
@@ -177,7 +195,16 @@ static int revert(char **args, size_t n) {
     return 0;
 }
 
-static void list_qube(const char *vm, struct table *t) {
+/* One row of `list`: "pool:vid", the qube, the volume, REVERT_POSSIBLE. */
+struct vol_row {
+    char *cells[4];
+};
+struct vol_rows {
+    struct vol_row *v;
+    size_t n;
+};
+
+static void list_qube(const char *vm, struct vol_rows *rows) {
     _cleanup_free_ char *names = call_or_die("admin.vm.volume.List", "", vm, NULL);
     _cleanup_(strv_free) struct strv vols = {0};
     strv_split_lines(&vols, names);
@@ -190,35 +217,55 @@ static void list_qube(const char *vm, struct table *t) {
         char pool[64], vid[128], id[200];
         snprintf(id, sizeof(id), "%s:%s", info_value(&lines, "pool", pool, sizeof(pool)),
                  info_value(&lines, "vid", vid, sizeof(vid)));
-        table_add_row(t, (const char *const[]){id, vm, vols.v[i], *snaps ? "Yes" : "No"});
+        rows->v = xrealloc(rows->v, (rows->n + 1) * sizeof(*rows->v));
+        rows->v[rows->n++] = (struct vol_row){
+            {xstrdup(id), xstrdup(vm), xstrdup(vols.v[i]), xstrdup(*snaps ? "Yes" : "No")}};
     }
 }
 
+static int cmp_row(const void *a, const void *b) {
+    return strcmp(((const struct vol_row *)a)->cells[0], ((const struct vol_row *)b)->cells[0]);
+}
+
+/* Sorted by pool and volume id, as upstream. */
+static void rows_to_table(struct vol_rows *rows, struct table *t) {
+    if (rows->n)
+        qsort(rows->v, rows->n, sizeof(*rows->v), cmp_row);
+    for (size_t i = 0; i < rows->n; i++) {
+        table_add_row(t, (const char *const *)rows->v[i].cells);
+        for (size_t c = 0; c < 4; c++)
+            free(rows->v[i].cells[c]);
+    }
+    free(rows->v);
+}
+
+/* --full changes nothing: a volume here belongs to one qube, so every row is full. -p
+ * keeps the pool "dispenser" (every volume's) or nothing. */
 static int list(char **args, size_t n) {
     _cleanup_(qube_list_free) struct qube_list all = {0};
     _cleanup_(table_free) struct table t = {.ncols = 4};
+    struct vol_rows rows = {0};
     struct cli_err err;
     table_add_row(&t,
                   (const char *const[]){"POOL:VOLUME", "VMNAME", "VOLUME_NAME", "REVERT_POSSIBLE"});
+    bool ours = only_pools.n == 0 || strv_contains(&only_pools, "dispenser");
     for (size_t i = 0; i < n; i++) {
-        if (streq(args[i], "--full"))
-            continue; /* every row is full here: a volume belongs to one qube */
         _cleanup_(qube_list_free) struct qube_list vm = {0};
         qube_resolve(&volume_parser, args[i], &vm);
-        list_qube(vm.v[0].name, &t);
+        if (ours)
+            list_qube(vm.v[0].name, &rows);
     }
-    if (n == 0 || (n == 1 && streq(args[0], "--full"))) {
+    if (n == 0 && ours) {
         if (qube_list_fetch("dom0", &all, &err) < 0)
             cli_die_err(&err);
         for (size_t i = 0; i < all.n; i++)
             if (!streq(all.v[i].klass, "AdminVM"))
-                list_qube(all.v[i].name, &t);
+                list_qube(all.v[i].name, &rows);
     }
+    rows_to_table(&rows, &t);
     table_print(&t, stdout);
     return 0;
 }
-
-static void no_options(void *userdata, int id, const char *value) {}
 
 int qvm_volume_main(int argc, char **argv) {
     static const struct {
@@ -230,7 +277,7 @@ int qvm_volume_main(int argc, char **argv) {
         {"resize", extend}, {"revert", revert}, {"rv", revert},  {"r", revert},
     };
     _cleanup_(opts_result_free) struct opts_result r = {0};
-    opts_parse(&volume_parser, argc, argv, no_options, NULL, &r);
+    opts_parse(&volume_parser, argc, argv, volume_option, NULL, &r);
     if (r.n_pos == 0)
         return list(NULL, 0);
     for (size_t i = 0; i < ELEMENTSOF(cmds); i++)

@@ -55,18 +55,15 @@ static int volume_info(struct api_call *c) {
     bool is_volatile = strcmp(vol, "volatile") == 0;
     if (!is_volatile && dispatcher_volume_info(c->dispatcher, c->dest, vol, &vi, c->err) < 0)
         return -1;
-    char source[64] = "";
-    if (*vi.source_uuid)
-        snprintf(source, sizeof(source), "%s/%s", vi.source_uuid, vol);
     strbuf_printf(c->out,
                   "pool=dispenser\nvid=%s/%s\nsize=%llu\nusage=%llu\nrw=True\nsource=%s\n"
                   "path=\nsave_on_stop=%s\nsnap_on_start=%s\nrevisions_to_keep=%llu\n"
                   "ephemeral=%s\nis_outdated=%s\nrevision=%llu\nused_revision=%llu\n",
                   c->dest->uuid, vol,
                   (unsigned long long)(vi.size_bytes ? vi.size_bytes : default_size(vol)),
-                  (unsigned long long)vi.usage_bytes, source, vi.save_on_stop ? "True" : "False",
-                  vi.snap_on_start ? "True" : "False", (unsigned long long)vi.revisions_to_keep,
-                  is_volatile ? "True" : "False",
+                  (unsigned long long)vi.usage_bytes, vi.source_uuid,
+                  vi.save_on_stop ? "True" : "False", vi.snap_on_start ? "True" : "False",
+                  (unsigned long long)vi.revisions_to_keep, is_volatile ? "True" : "False",
                   vi.in_use && vi.used_revision != vi.revision ? "True" : "False",
                   (unsigned long long)vi.revision, (unsigned long long)vi.used_revision);
     return 0;

@@ -189,7 +189,14 @@ class Tools(EngineTestCase):
         self.tool("qvm-volume", "config", "v2:root", "revisions_to_keep", "2")
         r = run_tool(self.d, "qvm-volume", "config", "v2:root", "size", "2")
         self.assertEqual(1, r.returncode)
-        self.assertIn("v2", self.tool("qvm-volume", "list", "v2").stdout)
+        out = self.tool("qvm-volume", "list", "v2").stdout.splitlines()
+        self.assertEqual(["POOL:VOLUME", "VMNAME", "VOLUME_NAME", "REVERT_POSSIBLE"],
+                         out[0].split())
+        self.assertEqual(sorted(["private", "root", "volatile"]),
+                         sorted(line.split()[2] for line in out[1:]))
+        self.assertEqual(out, self.tool("qvm-volume", "ls", "--full", "v2").stdout.splitlines())
+        self.assertEqual(1, len(self.tool("qvm-volume", "list", "-p", "other").stdout
+                                .splitlines()))
         out = self.tool("qvm-ls", "--raw-data", "-O", "name,priv-max", "v2").stdout
         self.assertEqual("v2|3072\n", out)
 
