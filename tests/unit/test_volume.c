@@ -880,7 +880,10 @@ static void test_clone(void **state) {
     struct fixture *f = *state;
     /* never written: so is the copy */
     assert_int_equal(volume_clone(f->state, UUID, UUID2, "root", BASE), 0);
-    assert_int_equal(volume_current(f->state, UUID2, "root", &(struct volume_stack){0}), 0);
+    struct volume_stack none = {0};
+    assert_int_equal(volume_current(f->state, UUID2, "root", &none), 0);
+    assert_int_equal(none.revision, 0);
+    volume_stack_free(&none);
     /* one layer (copied as it is), then a stack with a whiteout and file capabilities
      * (copied through its merged view): the same tree either way */
     import_tree(f, fill_with_caps);
