@@ -3,11 +3,12 @@ admin.vm.volume.CloneFrom/CloneTo (qvm-clone), kept revisions with ListSnapshots
 Revert (qvm-volume revert), Resize, Clear, Set.*, admin.vm.notes.* (qvm-notes). Bad
 input gets the right Qubes exception and changes nothing."""
 
+import subprocess
 import unittest
 
 import test_preload
 
-from harness import run_tool
+from harness import run_tool, tool_path
 from test_engine import EngineTestCase, engine_skip_reason
 
 
@@ -203,6 +204,16 @@ class Tools(EngineTestCase):
         self.tool("qvm-notes", "--set", "first line", "v2")
         self.tool("qvm-notes", "--append", "second", "v2")
         self.assertEqual("first line\nsecond\n", self.tool("qvm-notes", "-p", "v2").stdout)
+        env = dict(self.d.env(), EDITOR="sed -i s/first/FIRST/", VISUAL="")
+        r = subprocess.run([tool_path("qvm-notes"), "v2"], env=env, capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual("FIRST line\nsecond\n", self.tool("qvm-notes", "-p", "v2").stdout)
+        r = run_tool(self.d, "qvm-notes", "--delete", "v2", input="n\n")
+        self.assertEqual(2, r.returncode)
+        self.assertIn("FIRST", self.tool("qvm-notes", "-p", "v2").stdout)
+        r = run_tool(self.d, "qvm-notes", "--set", "x", "--print", "v2")
+        self.assertEqual(2, r.returncode)
         self.tool("qvm-notes", "--delete", "--force", "v2")
         self.assertEqual("\n", self.tool("qvm-notes", "--print", "v2").stdout)
 
