@@ -86,15 +86,39 @@ struct backend_stats {
 
 /* Per-volume facts for admin.vm.volume.Info. */
 struct backend_volume_info {
-    uint64_t revision;      /* current revision of the volume (0: none yet) */
-    uint64_t used_revision; /* revision a running qube started with (if in_use) */
-    bool in_use;            /* a running qube has a view: revision 0 is a real one too */
-    uint64_t usage_bytes;   /* only when want_usage was set by the caller (it walks files) */
-    bool want_usage;        /* in: compute usage_bytes */
-    bool save_on_stop;      /* changes kept at shutdown (private of a non-disposable) */
-    bool snap_on_start;     /* a CoW view of another volume */
-    char source_uuid[40];   /* the volume it is a view of, or "": a copy, as the qube's
+    uint64_t revision;          /* current revision of the volume (0: none yet) */
+    uint64_t used_revision;     /* revision a running qube started with (if in_use) */
+    bool in_use;                /* a running qube has a view: revision 0 is a real one too */
+    uint64_t usage_bytes;       /* only when want_usage was set by the caller (it walks files) */
+    bool want_usage;            /* in: compute usage_bytes */
+    bool save_on_stop;          /* changes kept at shutdown (private of a non-disposable) */
+    bool snap_on_start;         /* a CoW view of another volume */
+    char source_uuid[40];       /* the volume it is a view of, or "": a copy, as the qube's
                              * description it was read from is gone by the time it is used */
+    uint64_t size_bytes;        /* the size the user gave it (Resize), 0: the engine's default */
+    uint64_t revisions_to_keep; /* older revisions kept for revert */
+};
+
+/* One revision of a volume kept for revert (admin.vm.volume.ListSnapshots). */
+struct backend_volume_revision {
+    uint64_t revision;
+    int64_t time; /* when it stopped being current, seconds since the epoch */
+};
+
+/* A change to a qube's own (save_on_stop) volume, for volume_change. The qube is halted
+ * (-EBUSY otherwise); a volume that is a view of another qube's is refused (-EINVAL). */
+enum backend_volume_op {
+    BACKEND_VOLUME_CLONE,                 /* its next revision: a copy of `src`'s volume */
+    BACKEND_VOLUME_REVERT,                /* kept revision `value` is current again */
+    BACKEND_VOLUME_CLEAR,                 /* its next revision is empty */
+    BACKEND_VOLUME_SET_SIZE,              /* `value` bytes */
+    BACKEND_VOLUME_SET_REVISIONS_TO_KEEP, /* `value`; older kept ones are forgotten */
+};
+struct backend_volume_change {
+    enum backend_volume_op op;
+    const char *volume;
+    uint64_t value;
+    const struct backend_qube *src; /* CLONE: whose volume of the same name */
 };
 
 struct backend;
@@ -196,6 +220,15 @@ struct backend_ops {
     int (*remove_volumes)(struct backend *b, const struct backend_qube *q, struct backend_why *why);
     int (*volume_info)(struct backend *b, const struct backend_qube *q, const char *volume,
                        struct backend_volume_info *out, struct backend_why *why);
+    /* Optional (NULL: QubesNotImplementedError). The revisions of q's volume kept for
+     * revert, oldest first, into out (at most max; *n is how many there are). */
+    int (*volume_revisions)(struct backend *b, const struct backend_qube *q, const char *volume,
+                            struct backend_volume_revision *out, size_t max, size_t *n,
+                            struct backend_why *why);
+    /* Optional (NULL: QubesNotImplementedError); -EOPNOTSUPP where the engine's volume
+     * cannot do that one change. -ENOENT: REVERT to a revision not kept. */
+    int (*volume_change)(struct backend *b, const struct backend_qube *q,
+                         const struct backend_volume_change *change, struct backend_why *why);
     /* Template import (qvm-template): a staging directory the caller fills as root, then
      * commit (uid shift, new revision) or abort. */
     int (*import_begin)(struct backend *b, const struct backend_qube *q, const char *volume,

@@ -146,6 +146,13 @@ int qvm_prefs_main(int argc, char **argv);
 int qubes_prefs_main(int argc, char **argv);
 int qvm_features_main(int argc, char **argv);
 int qvm_tags_main(int argc, char **argv);
+int qvm_clone_main(int argc, char **argv);
+int qvm_notes_main(int argc, char **argv);
+int qvm_volume_main(int argc, char **argv);
+/* qvm_clone.c, shared with qvm-create: src's volume into dst's (CloneFrom, CloneTo); the
+ * removal of a qube a failure left half-made. */
+int clone_volume(const char *src, const char *dst, const char *volume, struct cli_err *err);
+void remove_half_made(const char *name);
 int qvm_firewall_main(int argc, char **argv);
 int qvm_create_main(int argc, char **argv);
 int qvm_remove_main(int argc, char **argv);

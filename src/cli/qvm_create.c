@@ -181,6 +181,23 @@ static int set_props(const struct create_ctx *c, const char *name) {
     return ret;
 }
 
+/* A StandaloneVM from a template: qubesd takes no template for it, so the qube is made
+ * without one and gets a copy of the template's root (Qubes' clone of a template into a
+ * StandaloneVM does the same); a failure removes it. */
+static int create_standalone(struct create_ctx *c, const char *name) {
+    const char *template = c->template;
+    struct cli_err err;
+    c->template = NULL;
+    if (create_qube(c, name) < 0)
+        return 1;
+    if (clone_volume(template, name, "root", &err) < 0) {
+        fprintf(stderr, "app: Error creating VM: %s\n", err.msg);
+        remove_half_made(name);
+        return 1;
+    }
+    return set_props(c, name);
+}
+
 int qvm_create_main(int argc, char **argv) {
     _cleanup_(opts_result_free) struct opts_result r = {0};
     struct create_ctx c = {.klass = "AppVM"};
@@ -209,7 +226,9 @@ int qvm_create_main(int argc, char **argv) {
     if (c.root_source)
         opts_error(&create_parser, "--root-copy-from/--root-move-from are not supported");
     check_label_and_class(&c);
-    int ret = create_qube(&c, name) < 0 ? 1 : set_props(&c, name);
+    int ret = streq(c.klass, "StandaloneVM") && c.template ? create_standalone(&c, name)
+              : create_qube(&c, name) < 0                  ? 1
+                                                           : set_props(&c, name);
     strv_free(&c.props);
     strv_free(&c.pools);
     return ret;

@@ -39,6 +39,7 @@ void app_qube_free(struct qube *q) {
     strmap_free(&q->features);
     strmap_free(&q->tags);
     free(q->firewall);
+    free(q->notes);
     free(q);
 }
 
@@ -195,12 +196,19 @@ static int load_firewall(void *ctx, int qid, const char *rules) {
     return 0;
 }
 
+static int load_notes(void *ctx, int qid, const char *text) {
+    struct qube *q = loaded_qube(ctx, qid);
+    if (q)
+        q->notes = xstrdup(text);
+    return 0;
+}
+
 int app_open(struct app *app, const char *db_path, struct qerr *err) {
     if (store_open(db_path, &app->store, err) < 0)
         return -1;
     struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
-    struct store_loader loader = {&l,       load_qube,   load_prop,    load_feature,
-                                  load_tag, load_global, load_firewall};
+    struct store_loader loader = {&l,       load_qube,   load_prop,     load_feature,
+                                  load_tag, load_global, load_firewall, load_notes};
     int r = store_load(app->store, &loader);
     free(l.by_qid);
     if (r < 0 || !app_dom0(app)) {

@@ -49,6 +49,7 @@ struct qube {
     /* runtime only, for the read-only xid and start_time (app_qube_run_begins) */
     int xid;             /* number of its current run, as a Xen domain id; 0: halted */
     char start_time[32]; /* seconds since the epoch when that run began; "": halted */
+    char *notes;         /* admin.vm.notes (qvm-notes), NULL: none */
 };
 
 struct store;
@@ -158,6 +159,10 @@ void app_firewall_get(const struct app *app, const struct qube *q, struct strbuf
 /* Replaces the rules (QubesValueError, nothing changed, if one is bad); emits
  * firewall-changed. */
 int app_firewall_set(struct app *app, struct qube *q, const char *rules, struct qerr *err);
+
+/* --- notes (qvm-notes): free text, at most APP_NOTES_MAX bytes, made safe to display --- */
+#define APP_NOTES_MAX 256000
+int app_notes_set(struct app *app, struct qube *q, const char *text, struct qerr *err);
 
 /* --- qubes --- */
 struct qube_spec {

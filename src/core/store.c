@@ -25,6 +25,8 @@ enum stmt_id {
     S_DEL_TAG,
     S_SET_FIREWALL,
     S_DEL_FIREWALL,
+    S_SET_NOTES,
+    S_DEL_NOTES,
     S_COUNT,
 };
 
@@ -44,6 +46,8 @@ static const char *const STMT_SQL[S_COUNT] = {
     [S_DEL_TAG] = "DELETE FROM tags WHERE qid = ?1 AND name = ?2",
     [S_SET_FIREWALL] = "INSERT OR REPLACE INTO firewall(qid, rules) VALUES (?1, ?2)",
     [S_DEL_FIREWALL] = "DELETE FROM firewall WHERE qid = ?1",
+    [S_SET_NOTES] = "INSERT OR REPLACE INTO notes(qid, text) VALUES (?1, ?2)",
+    [S_DEL_NOTES] = "DELETE FROM notes WHERE qid = ?1",
 };
 
 /* Migration N takes the schema from user_version N to N+1. Append, never edit. */
@@ -62,6 +66,9 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     /* 2: firewall rules of qubes (networking), as admin.vm.firewall.Get shows them */
     "CREATE TABLE firewall (qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,"
     "  rules TEXT NOT NULL);",
+    /* 3: a qube's notes (admin.vm.notes.*, qvm-notes) */
+    "CREATE TABLE notes (qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  text TEXT NOT NULL);",
 };
 
 struct store {
@@ -277,6 +284,10 @@ int store_put_firewall(struct store *s, int qid, const char *rules) {
     return rules ? run(s, S_SET_FIREWALL, "is", qid, rules) : run(s, S_DEL_FIREWALL, "i", qid);
 }
 
+int store_put_notes(struct store *s, int qid, const char *text) {
+    return text && *text ? run(s, S_SET_NOTES, "is", qid, text) : run(s, S_DEL_NOTES, "i", qid);
+}
+
 static const char *col(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -315,6 +326,10 @@ static int row_firewall(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->firewall ? l->firewall(l->ctx, sqlite3_column_int(st, 0), col(st, 1)) : 0;
 }
+static int row_notes(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->notes ? l->notes(l->ctx, sqlite3_column_int(st, 0), col(st, 1)) : 0;
+}
 static int row_global(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->global(l->ctx, col(st, 0), col(st, 1));
@@ -327,7 +342,8 @@ int store_load(struct store *s, const struct store_loader *loader) {
         load_rows(s, "SELECT qid, name, value FROM features", ctx, row_feature) < 0 ||
         load_rows(s, "SELECT qid, name FROM tags", ctx, row_tag) < 0 ||
         load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0 ||
-        load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0)
+        load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0 ||
+        load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0)
         return -1;
     return 0;
 }

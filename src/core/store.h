@@ -9,7 +9,7 @@
 struct store;
 struct app;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 int store_open(const char *path, struct store **out, struct qerr *err);
 void store_close(struct store *s);
@@ -36,6 +36,8 @@ int store_put_feature(struct store *s, int qid, const char *name, const char *va
 int store_put_tag(struct store *s, int qid, const char *tag, bool present);
 /* A qube's firewall rules (canonical lines); NULL deletes them (back to the default). */
 int store_put_firewall(struct store *s, int qid, const char *rules);
+/* A qube's notes; NULL or "" deletes them. */
+int store_put_notes(struct store *s, int qid, const char *text);
 
 /* Rows as they come out of the database, for app.c to build its model from. */
 struct store_loader {
@@ -46,5 +48,6 @@ struct store_loader {
     int (*tag)(void *ctx, int qid, const char *tag);
     int (*global)(void *ctx, const char *name, const char *value);
     int (*firewall)(void *ctx, int qid, const char *rules);
+    int (*notes)(void *ctx, int qid, const char *text);
 };
 int store_load(struct store *s, const struct store_loader *loader);

@@ -1,4 +1,6 @@
-/* admin.label.* and admin.vmclass.List */
+/* admin.label.*, admin.vmclass.List and admin.vm.notes.* */
+#include <string.h>
+
 #include "api.h"
 #include "labels.h"
 
@@ -37,10 +39,31 @@ static int vmclass_list(struct api_call *c) {
 
 #define BARE (API_NO_ARG | API_NO_PAYLOAD | API_DEST_ADMINVM)
 #define ONE (API_WANTS_ARG | API_NO_PAYLOAD | API_DEST_ADMINVM)
+static int notes_get(struct api_call *c) {
+    if (c->dest->notes)
+        strbuf_puts(c->out, c->dest->notes);
+    return 0;
+}
+
+/* The payload may be empty: that deletes the notes (qvm-notes --delete). */
+static int notes_set(struct api_call *c) {
+    if (c->req->payload_len > APP_NOTES_MAX)
+        return qerr_set(c->err, EXC_PROTOCOL, "Maximum note size is %d bytes (%zu bytes received)",
+                        APP_NOTES_MAX, c->req->payload_len);
+    if (memchr(c->req->payload, '\0', c->req->payload_len))
+        return qerr_set(c->err, EXC_PROTOCOL, "Unable to sanitise qube notes: a NUL byte");
+    _cleanup_free_ char *text = c->req->payload_len
+                                    ? xstrndup((const char *)c->req->payload, c->req->payload_len)
+                                    : xstrdup("");
+    return app_notes_set(c->app, c->dest, text, c->err);
+}
+
 const struct api_method API_MISC_METHODS[] = {
     {"admin.label.List", label_list, BARE},
     {"admin.label.Get", label_get, ONE},
     {"admin.label.Index", label_index, ONE},
     {"admin.vmclass.List", vmclass_list, BARE},
+    {"admin.vm.notes.Get", notes_get, API_NO_ARG | API_NO_PAYLOAD | API_DEST_NOT_ADMINVM},
+    {"admin.vm.notes.Set", notes_set, API_NO_ARG | API_DEST_NOT_ADMINVM},
     {NULL, NULL, 0},
 };

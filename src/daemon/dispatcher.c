@@ -209,6 +209,7 @@ static int dispatcher_failed(const struct qube *q, int r, const char *why, struc
     case -EBUSY: exc = EXC_VM_NOT_HALTED; break;
     case -EALREADY: exc = EXC_VM_NOT_PAUSED; break;
     case -EINVAL: exc = EXC_VALUE; break;
+    case -EOPNOTSUPP: exc = EXC_NOT_IMPLEMENTED; break;
     }
     if (!why || !*why)
         return qerr_set(err, exc, "%s: '%s'", strerror(r < 0 ? -r : EIO), q->name);
@@ -613,6 +614,58 @@ int dispatcher_import_end(struct dispatcher *disp, const struct qube *q, const c
     struct qube_desc d;
     describe(disp->app, q, &d);
     return DISPATCHER_CALL(q, err, b->ops->import_end(b, &d.bq, volume, commit, &why));
+}
+
+/* ---- volume changes (api_volume.c) ---- */
+
+static int volume_unsupported(const struct qube *q, const struct backend *b, struct qerr *err) {
+    return qerr_set(err, EXC_NOT_IMPLEMENTED,
+                    "Volumes of virt_mode=%s qubes cannot do that: '%s' (see docs/admin-api.md)",
+                    b->ops->name, q->name);
+}
+
+int dispatcher_volume_revisions(struct dispatcher *disp, const struct qube *q, const char *volume,
+                                struct backend_volume_revision *out, size_t max, size_t *n,
+                                struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->volume_revisions) {
+        *n = 0; /* nothing to revert to is a true answer for any engine */
+        return 0;
+    }
+    struct qube_desc d;
+    describe(disp->app, q, &d);
+    return DISPATCHER_CALL(q, err, b->ops->volume_revisions(b, &d.bq, volume, out, max, n, &why));
+}
+
+int dispatcher_volume_change(struct dispatcher *disp, const struct qube *q,
+                             const struct backend_volume_change *change, const struct qube *src,
+                             struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->volume_change)
+        return volume_unsupported(q, b, err);
+    bool config_only = change->op == BACKEND_VOLUME_SET_SIZE ||
+                       change->op == BACKEND_VOLUME_SET_REVISIONS_TO_KEEP;
+    if (!config_only && is_running(q))
+        return qerr_set(err, EXC_VM_NOT_HALTED, "Domain is not powered off: '%s'", q->name);
+    struct backend_volume_change c = *change;
+    struct qube_desc d, s;
+    describe(disp->app, q, &d);
+    if (src) {
+        struct backend *sb = backend_for(disp, src, err);
+        if (!sb)
+            return -1;
+        if (sb != b)
+            return qerr_set(err, EXC_NOT_IMPLEMENTED,
+                            "Cannot clone a volume of virt_mode=%s '%s' into virt_mode=%s '%s'",
+                            sb->ops->name, src->name, b->ops->name, q->name);
+        describe(disp->app, src, &s);
+        c.src = &s.bq;
+    }
+    return DISPATCHER_CALL(q, err, b->ops->volume_change(b, &d.bq, &c, &why));
 }
 
 /* ---- networking ---- */

@@ -53,6 +53,15 @@ int64_t dispatcher_memory_headroom_mib(struct dispatcher *e);
 int dispatcher_remove(struct dispatcher *e, struct qube *q, struct qerr *err);
 int dispatcher_volume_info(struct dispatcher *e, const struct qube *q, const char *volume,
                            struct backend_volume_info *out, struct qerr *err);
+/* The revisions kept for revert (none where the engine keeps none). */
+int dispatcher_volume_revisions(struct dispatcher *e, const struct qube *q, const char *volume,
+                                struct backend_volume_revision *out, size_t max, size_t *n,
+                                struct qerr *err);
+/* Clone (from src's volume), revert, clear or configure a volume of q (backend.h);
+ * QubesNotImplementedError where its engine cannot. */
+int dispatcher_volume_change(struct dispatcher *e, const struct qube *q,
+                             const struct backend_volume_change *change, const struct qube *src,
+                             struct qerr *err);
 int dispatcher_import_begin(struct dispatcher *e, const struct qube *q, const char *volume,
                             char *path, size_t size, struct qerr *err);
 int dispatcher_import_end(struct dispatcher *e, const struct qube *q, const char *volume,

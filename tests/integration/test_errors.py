@@ -196,10 +196,8 @@ class MethodShape(UnchangedCase):
     def test_upstream_methods_we_lack_are_not_implemented(self):
         # Known Admin API methods answer QubesNotImplementedError (which upstream tools
         # catch: qvm-clone's rollback, --ignore-errors), naming the method.
-        for m, arg, dest, payload in [("admin.vm.notes.Get", "", "work", b""),
-                                      ("admin.vm.notes.Set", "", "work", b"text"),
+        for m, arg, dest, payload in [("admin.vm.volume.Import", "private", "work", b"x"),
                                       ("admin.pool.List", "", "dom0", b""),
-                                      ("admin.vm.volume.CloneFrom", "private", "work", b""),
                                       ("admin.vm.device.pci.Available", "", "work", b""),
                                       ("admin.vm.firewall.GetPolicy", "", "work", b""),
                                       ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",

@@ -2,6 +2,8 @@
  * (/work/shared/spec/admin-api-golden.txt; numbers refer to its entries). */
 #include "testutil.h"
 
+#include <ctype.h>
+
 #include "api.h"
 #include "app.h"
 #include "strbuf.h"
@@ -149,13 +151,61 @@ static void test_not_implemented(void **state) {
     struct fixture *f = *state;
     EXPECT(f, "admin.pool.List+ dom0 name dom0\0",
            "2\0QubesNotImplementedError\0\0`admin.pool.List` is not implemented by dispenser\0");
-    EXPECT(f, "admin.vm.notes.Get+ dom0 name dom0\0",
-           "2\0QubesNotImplementedError\0\0`admin.vm.notes.Get` is not implemented by dispenser\0");
+    EXPECT(f, "admin.vm.volume.Import+private dom0 name dom0\0x",
+           "2\0QubesNotImplementedError\0\0`admin.vm.volume.Import` is not implemented by "
+           "dispenser\0");
     /* names Qubes does not have stay protocol errors */
     EXPECT_ERROR(f, "admin.vm.notes.Frob+ dom0 name dom0\0", "ProtocolError");
     EXPECT_ERROR(f, "admin.vm.Create.AdminVM+ dom0 name dom0\0", "ProtocolError");
     /* the destination is resolved first, as for every method */
     EXPECT_ERROR(f, "admin.pool.List+ dom0 name nosuchvm\0", "QubesVMNotFoundError");
+}
+
+/* admin.vm.notes.*: qubesd's framing; unsafe code points stored as '_'; bad input
+ * changes nothing. */
+static void test_notes(void **state) {
+    struct fixture *f = *state;
+    make_tpl_work(f);
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name work\0", "0\0");
+    EXPECT(f, "admin.vm.notes.Set+ dom0 name work\0line\tone\nk\xc3\xbc\x1b[0m\xe2\x80\xae", "0\0");
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name work\0", "0\0line\tone\nk\xc3\xbc_[0m_");
+    EXPECT_ERROR(f, "admin.vm.notes.Set+ dom0 name work\0\xff", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.notes.Set+x dom0 name work\0y", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.notes.Get+ dom0 name dom0\0", "ProtocolError");
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name work\0", "0\0line\tone\nk\xc3\xbc_[0m_");
+    EXPECT(f, "admin.vm.notes.Set+ dom0 name work\0", "0\0"); /* empty: deleted */
+    EXPECT(f, "admin.vm.notes.Get+ dom0 name work\0", "0\0");
+}
+
+/* admin.vm.volume.* framing and checks that come before any engine. */
+static void test_volume_calls(void **state) {
+    struct fixture *f = *state;
+    make_tpl_work(f);
+    assert_int_equal(call(f, BYTES("admin.vm.volume.CloneFrom+root dom0 name tpl\0")), API_REPLIED);
+    assert_int_equal(f->reply.len, 2 + 32);
+    assert_memory_equal(f->reply.data, "0\0", 2);
+    for (size_t i = 2; i < f->reply.len; i++)
+        assert_true(isalnum((unsigned char)f->reply.data[i]));
+    EXPECT(f, "admin.vm.volume.CloneTo+root dom0 name work\0nosuchtoken",
+           "2\0QubesVolumeCopyTokenNotFoundError\0\0Token to clone volume of qube was not "
+           "found\0");
+    EXPECT_ERROR(f, "admin.vm.volume.CloneTo+root dom0 name work\0", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.volume.CloneFrom+swap dom0 name tpl\0", "PermissionDenied");
+    EXPECT_ERROR(f, "admin.vm.volume.Revert+root dom0 name tpl\0a/b", "PermissionDenied");
+    EXPECT_ERROR(f, "admin.vm.volume.Revert+root dom0 name tpl\0x",
+                 "QubesVolumeRevisionNotFoundError");
+    EXPECT_ERROR(f,
+                 "admin.vm.volume.Resize+private dom0 name work\0"
+                 "12x",
+                 "ProtocolError");
+    EXPECT_ERROR(f,
+                 "admin.vm.volume.Resize+volatile dom0 name work\0"
+                 "1",
+                 "QubesValueError");
+    EXPECT_ERROR(f, "admin.vm.volume.Set.rw+root dom0 name tpl\0maybe", "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.volume.Set.revisions_to_keep+root dom0 name tpl\0-1",
+                 "ProtocolError");
+    EXPECT_ERROR(f, "admin.vm.volume.ListSnapshots+root dom0 name dom0\0", "ProtocolError");
 }
 
 static void test_shape_errors(void **state) {
@@ -367,6 +417,8 @@ int main(void) {
         T(test_generic_errors),
         T(test_shape_errors),
         T(test_not_implemented),
+        T(test_notes),
+        T(test_volume_calls),
         T(test_source_must_be_dom0),
         T(test_property_get),
         T(test_property_get_default),

@@ -417,6 +417,8 @@ static char *expected_manifest(struct fixture *f, const char *upper) {
 static void test_squash(void **state) {
     struct fixture *f = *state;
     char *upper, *work, *expected = NULL;
+    /* no revision kept for revert: what a squash replaced is garbage at once */
+    assert_int_equal(volume_set_revisions_to_keep(f->state, UUID, "root", 0), 0);
     import_tree(f, fill_with_caps);
     for (int i = 1; i <= VOLUME_MAX_LAYERS; i++) {
         assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
@@ -457,6 +459,7 @@ static char *layer_path(struct fixture *f) {
 static void test_gc(void **state) {
     struct fixture *f = *state;
     char *upper, *work;
+    assert_int_equal(volume_set_revisions_to_keep(f->state, UUID, "root", 0), 0);
     import_tree(f, fill_tree);
     char *a = layer_path(f);
     assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
@@ -754,6 +757,169 @@ static void test_copy_out(void **state) {
     free(work);
 }
 
+/* ---- kept revisions, clear and clone ---- */
+
+#define UUID2 "99999999-8888-7777-6666-555555555555"
+
+static void commit_step(struct fixture *f, int i) {
+    char *upper, *work;
+    assert_int_equal(volume_begin_write(f->state, UUID, "root", BASE, &upper, &work), 0);
+    write_step(upper, i);
+    assert_int_equal(volume_commit(f->state, UUID, "root", upper, work), 1);
+    free(upper);
+    free(work);
+}
+
+static size_t kept(struct fixture *f, const char *uuid, uint64_t *first) {
+    struct volume_revision *revs = NULL;
+    size_t n = 0;
+    assert_int_equal(volume_revisions(f->state, uuid, "root", &revs, &n), 0);
+    if (n && first)
+        *first = revs[0].revision;
+    free(revs);
+    return n;
+}
+
+static char *manifest_of(struct fixture *f, const char *uuid, const char *name) {
+    struct volume_stack s = {0};
+    assert_int_equal(volume_current(f->state, uuid, "root", &s), 0);
+    char *out = tu_path(f->state, name);
+    assert_int_equal(in_merged(s.layers, s.n_layers, f->state, write_manifest, out), 0);
+    char *text = slurp(out);
+    free(out);
+    volume_stack_free(&s);
+    return text;
+}
+
+static void test_kept_revisions(void **state) {
+    struct fixture *f = *state;
+    uint64_t rev = 0;
+    import_tree(f, fill_tree);
+    assert_int_equal(kept(f, UUID, NULL), 0); /* the first revision replaced nothing */
+    commit_step(f, 1);
+    assert_int_equal(kept(f, UUID, &rev), 1);
+    assert_int_equal(rev, 1);
+    commit_step(f, 2); /* revision 3; one kept by default: 2 */
+    assert_int_equal(kept(f, UUID, &rev), 1);
+    assert_int_equal(rev, 2);
+    assert_int_equal(volume_gc(f->state, UUID, "root", NULL), 0); /* 2 shares 3's layers */
+    char *before = manifest_of(f, UUID, "before");
+
+    assert_int_equal(volume_revert(f->state, UUID, "root", 3), -ENOENT); /* current, not kept */
+    assert_int_equal(volume_revert(f->state, UUID, "root", 2), 0);
+    struct volume_stack s = current(f);
+    assert_int_equal(s.revision, 4);
+    assert_int_equal(in_merged(s.layers, s.n_layers, f->state, merged_lacks, "f2"), 0);
+    assert_int_equal(in_merged(s.layers, s.n_layers, f->state, merged_has, "f1"), 0);
+    volume_stack_free(&s);
+    assert_int_equal(kept(f, UUID, NULL), 0); /* reverted to: current again, not kept */
+    assert_int_equal(volume_gc(f->state, UUID, "root", NULL), 1); /* revision 3's top */
+    char *after = manifest_of(f, UUID, "after");
+    assert_string_not_equal(before, after);
+
+    /* two kept; fewer forgets the oldest at once */
+    assert_int_equal(volume_set_revisions_to_keep(f->state, UUID, "root", 2), 0);
+    commit_step(f, 5);
+    commit_step(f, 6);
+    assert_int_equal(kept(f, UUID, &rev), 2);
+    assert_int_equal(rev, 4);
+    assert_int_equal(volume_set_revisions_to_keep(f->state, UUID, "root", 0), 0);
+    assert_int_equal(kept(f, UUID, NULL), 0);
+    struct volume_config conf;
+    assert_int_equal(volume_get_config(f->state, UUID, "root", &conf), 0);
+    assert_int_equal(conf.revisions_to_keep, 0);
+    assert_int_equal(volume_set_size(f->state, UUID, "root", 12345), 0);
+    assert_int_equal(volume_get_config(f->state, UUID, "root", &conf), 0);
+    assert_int_equal(conf.size, 12345);
+    free(before);
+    free(after);
+}
+
+/* A squash replaces every layer; the revision before it is still kept whole. */
+static void test_kept_revision_survives_a_squash(void **state) {
+    struct fixture *f = *state;
+    import_tree(f, fill_tree);
+    for (int i = 1; i < VOLUME_MAX_LAYERS; i++)
+        commit_step(f, i);
+    char *before = manifest_of(f, UUID, "before");
+    commit_step(f, VOLUME_MAX_LAYERS); /* squashed */
+    struct volume_stack s = current(f);
+    assert_int_equal(s.n_layers, 1);
+    volume_stack_free(&s);
+    assert_int_equal(volume_gc(f->state, UUID, "root", NULL), 1); /* only the new upper */
+    uint64_t rev = 0;
+    assert_int_equal(kept(f, UUID, &rev), 1);
+    assert_int_equal(volume_revert(f->state, UUID, "root", rev), 0);
+    char *after = manifest_of(f, UUID, "after");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+static void test_clear(void **state) {
+    struct fixture *f = *state;
+    import_tree(f, fill_tree);
+    assert_int_equal(volume_clear(f->state, UUID, "root", BASE), 0);
+    struct volume_stack s = current(f);
+    assert_int_equal(s.revision, 2);
+    assert_int_equal(s.n_layers, 1);
+    struct stat st = lstat_of(s.layers[0], ".");
+    assert_int_equal(st.st_uid, BASE);
+    assert_int_equal(st.st_mode & 07777, 0755);
+    DIR *d = opendir(s.layers[0]);
+    int entries = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        entries += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(d);
+    assert_int_equal(entries, 0);
+    volume_stack_free(&s);
+    assert_int_equal(kept(f, UUID, NULL), 1); /* the cleared content can be reverted to */
+}
+
+static void test_clone(void **state) {
+    struct fixture *f = *state;
+    /* never written: so is the copy */
+    assert_int_equal(volume_clone(f->state, UUID, UUID2, "root", BASE), 0);
+    struct volume_stack none = {0};
+    assert_int_equal(volume_current(f->state, UUID2, "root", &none), 0);
+    assert_int_equal(none.revision, 0);
+    volume_stack_free(&none);
+    /* one layer (copied as it is), then a stack with a whiteout and file capabilities
+     * (copied through its merged view): the same tree either way */
+    import_tree(f, fill_with_caps);
+    assert_int_equal(volume_clone(f->state, UUID, UUID2, "root", BASE), 0);
+    char *src = manifest_of(f, UUID, "src1"), *dst = manifest_of(f, UUID2, "dst1");
+    assert_string_equal(src, dst);
+    free(src);
+    free(dst);
+    for (int i = 1; i <= 3; i++)
+        commit_step(f, i);
+    assert_int_equal(volume_clone(f->state, UUID, UUID2, "root", BASE), 0);
+    src = manifest_of(f, UUID, "src2");
+    dst = manifest_of(f, UUID2, "dst2");
+    assert_string_equal(src, dst);
+    assert_null(strstr(dst, "/f1 "));
+    struct volume_stack s = {0};
+    assert_int_equal(volume_current(f->state, UUID2, "root", &s), 0);
+    assert_int_equal(s.revision, 2);
+    assert_int_equal(s.n_layers, 1);
+    /* a copy, not shared: a change to the source does not reach it */
+    char *p = tu_path(s.layers[0], "counter");
+    struct stat a, b;
+    assert_int_equal(stat(p, &a), 0);
+    struct volume_stack cur = current(f);
+    char *q = tu_path(cur.layers[0], "counter");
+    assert_int_equal(stat(q, &b), 0);
+    assert_true(a.st_ino != b.st_ino || a.st_dev != b.st_dev);
+    volume_stack_free(&cur);
+    volume_stack_free(&s);
+    assert_int_equal(volume_remove_all(f->state, UUID2), 0);
+    free(p);
+    free(q);
+    free(src);
+    free(dst);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_empty_volume, setup, teardown),
@@ -770,6 +936,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_revisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_revision_survives_a_squash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

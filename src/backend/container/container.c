@@ -779,20 +779,13 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     return 0;
 }
 
-static const char *own_source(const struct backend_qube *q, const char *volume) {
-    bool own_root = q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM;
-    if (strcmp(volume, "root") == 0)
-        return own_root ? NULL : q->root_source;
-    return q->kind == BACKEND_DISPVM ? q->private_source : NULL;
-}
-
 static int container_volume_info(struct backend *b, const struct backend_qube *q,
                                  const char *volume, struct backend_volume_info *out,
                                  struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
     bool want_usage = out->want_usage;
     container_settle_writers(cb); /* a template's pending commit makes a new revision */
-    const char *source = own_source(q, volume);
+    const char *source = container_volume_source(q, volume);
     const char *vol = strcmp(volume, "root") == 0 ? "root" : "private";
     struct volume_stack cur = {0};
     if (volume_current(cb->state_dir, source ? source : q->uuid, vol, &cur) < 0)
@@ -809,6 +802,11 @@ static int container_volume_info(struct backend *b, const struct backend_qube *q
         .save_on_stop = !source,
         .snap_on_start = source != NULL,
     };
+    struct volume_config conf = {0};
+    if (!source && volume_get_config(cb->state_dir, q->uuid, vol, &conf) == 0) {
+        out->size_bytes = conf.size;
+        out->revisions_to_keep = conf.revisions_to_keep;
+    }
     snprintf(out->source_uuid, sizeof(out->source_uuid), "%s", source ? source : "");
     volume_stack_free(&cur);
     return 0;
@@ -821,7 +819,7 @@ static int container_import_begin(struct backend *b, const struct backend_qube *
     container_settle(cb); /* a previous run's volume commit comes first */
     if (container_find(cb, q->name))
         return backend_fail(why, -EBUSY, "Domain is not powered off: '%s'", q->name);
-    if (own_source(q, volume))
+    if (container_volume_source(q, volume))
         return backend_fail(why, -EINVAL,
                             "Volume %s of '%s' is a view of another qube's; import "
                             "into that one",
@@ -893,6 +891,8 @@ static const struct backend_ops CONTAINER_OPS = {
     .memory_headroom = container_memory_headroom,
     .remove_volumes = container_remove_volumes,
     .volume_info = container_volume_info,
+    .volume_revisions = container_volume_revisions,
+    .volume_change = container_volume_change,
     .import_begin = container_import_begin,
     .import_end = container_import_end,
     .gui_socket = container_gui_socket,

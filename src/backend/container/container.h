@@ -99,6 +99,15 @@ void run_volume_free(struct run_volume *v);
 
 int container_adopt(struct backend *b, const struct backend_qube *q);
 
+/* container_volume.c: the volume operations beyond start and stop */
+/* The uuid whose volume q's `volume` is a view of, or NULL: q's own. */
+const char *container_volume_source(const struct backend_qube *q, const char *volume);
+int container_volume_revisions(struct backend *b, const struct backend_qube *q, const char *volume,
+                               struct backend_volume_revision *out, size_t max, size_t *n,
+                               struct backend_why *why);
+int container_volume_change(struct backend *b, const struct backend_qube *q,
+                            const struct backend_volume_change *change, struct backend_why *why);
+
 /* guest logs (guest_log.c): STATE/log/guest-<name>.log */
 int guest_log_open(struct container_backend *cb, const char *name); /* rotates if big */
 void guest_log_remove(struct container_backend *cb, const char *name);

@@ -42,6 +42,8 @@ struct ids {
     uint64_t *v;
 };
 
+static int keep_revision(const char *voldir, const struct ids *old);
+
 static void ids_free(struct ids *s) {
     free(s->v);
     *s = (struct ids){0};
@@ -517,6 +519,8 @@ static int commit_layer(const char *voldir, uint64_t id, struct ids *next) {
         ids_push(next, base.v[i]);
     if (next->n > VOLUME_MAX_LAYERS && (r = squash(voldir, next)) < 0)
         log_warning("volume: %s: keeping %zu layers unsquashed: %s", voldir, next->n, strerror(-r));
+    if ((r = keep_revision(voldir, &cur)) < 0)
+        return r;
     return ids_commit(voldir, next);
 }
 
@@ -607,6 +611,8 @@ static int import_commit(const char *voldir, const char *staging, uid_t base, ui
         return -errno;
     next.revision = cur.revision + 1;
     ids_push(&next, id);
+    if ((r = keep_revision(voldir, &cur)) < 0)
+        return r;
     return ids_commit(voldir, &next);
 }
 
@@ -735,7 +741,8 @@ static int collect_referenced(const char *voldir, struct ids *keep) {
     struct dirent *de;
     while ((de = readdir(d))) {
         _cleanup_(ids_free) struct ids base = {0};
-        if (!parse_id(de->d_name, "upper-", ".base"))
+        /* a writer's base, or a revision kept for revert */
+        if (!parse_id(de->d_name, "upper-", ".base") && !parse_id(de->d_name, "rev-", ""))
             continue;
         if ((r = ids_read(voldir, de->d_name, &base)) < 0)
             return r; /* unreadable: better keep everything than guess */
@@ -864,4 +871,247 @@ uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char 
     tdestroy(usage_seen, free);
     usage_seen = NULL;
     return usage_sum;
+}
+
+/* ---- kept revisions (revert), configuration, clear and clone ----
+ *
+ * Qubes keeps `revisions_to_keep` older revisions of a volume to revert to. Here a
+ * revision is a list of immutable layers, so keeping one costs a small file, rev-<n>
+ * (its "current" as it was), and the layers only it still names: usually just the
+ * layers a later commit squashed away, as revision n+1 is revision n plus a layer.
+ * Two more small files hold what admin.vm.volume.Set.* and Resize changed:
+ *   keep   revisions_to_keep (absent: VOLUME_DEFAULT_KEEP)
+ *   size   the volume's size in bytes as the user set it (absent: the engine's default) */
+
+static uint64_t read_number(const char *voldir, const char *file, uint64_t fallback) {
+    _cleanup_free_ char *path = xasprintf("%s/%s", voldir, file);
+    _cleanup_free_ char *text = NULL;
+    if (read_small_file(path, &text) < 0)
+        return fallback;
+    char *end;
+    errno = 0;
+    uint64_t v = strtoull(text, &end, 10);
+    return errno || end == text || (*end && *end != '\n') ? fallback : v;
+}
+
+static int write_number(const char *voldir, const char *file, uint64_t value) {
+    char text[32];
+    snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
+    int r = mkdir_p(voldir, 0700);
+    return r < 0 ? r : write_atomic(voldir, file, text, true);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The kept revisions' numbers, oldest first. */
+static size_t list_kept(const char *voldir, uint64_t **out) {
+    _cleanup_(closedirp) DIR *d = opendir(voldir);
+    size_t n = 0;
+    *out = NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        uint64_t rev = parse_id(de->d_name, "rev-", "");
+        if (!rev)
+            continue;
+        *out = xrealloc(*out, (n + 1) * sizeof(uint64_t));
+        (*out)[n++] = rev;
+    }
+    if (n)
+        qsort(*out, n, sizeof(uint64_t), cmp_u64);
+    return n;
+}
+
+/* Forgets the oldest kept revisions beyond `keep`; volume_gc() takes their layers. */
+static void prune_kept(const char *voldir, uint64_t keep) {
+    _cleanup_free_ uint64_t *revs = NULL;
+    size_t n = list_kept(voldir, &revs);
+    for (size_t i = 0; i + keep < n; i++) {
+        _cleanup_free_ char *p = xasprintf("%s/rev-%" PRIu64, voldir, revs[i]);
+        unlink(p);
+    }
+}
+
+/* `old` stops being current: kept for revert if revisions_to_keep allows. Called before
+ * the new "current" is written, so its layers are never unreferenced in between. */
+static int keep_revision(const char *voldir, const struct ids *old) {
+    uint64_t keep = read_number(voldir, "keep", VOLUME_DEFAULT_KEEP);
+    if (keep > 0 && old->revision > 0 && old->n > 0) {
+        _cleanup_free_ char *file = xasprintf("rev-%" PRIu64, old->revision);
+        _cleanup_free_ char *text = ids_format(old);
+        int r = write_atomic(voldir, file, text, true);
+        if (r < 0)
+            return r;
+    }
+    prune_kept(voldir, keep);
+    return 0;
+}
+
+int volume_get_config(const char *state_dir, const char *uuid, const char *name,
+                      struct volume_config *out) {
+    _cleanup_free_ char *voldir = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    out->revisions_to_keep = read_number(voldir, "keep", VOLUME_DEFAULT_KEEP);
+    out->size = read_number(voldir, "size", 0);
+    return 0;
+}
+
+int volume_set_revisions_to_keep(const char *state_dir, const char *uuid, const char *name,
+                                 uint64_t keep) {
+    _cleanup_free_ char *voldir = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = write_number(voldir, "keep", keep)) < 0)
+        return r;
+    prune_kept(voldir, keep);
+    return 0;
+}
+
+int volume_set_size(const char *state_dir, const char *uuid, const char *name, uint64_t size) {
+    _cleanup_free_ char *voldir = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    return r < 0 ? r : write_number(voldir, "size", size);
+}
+
+int volume_revisions(const char *state_dir, const char *uuid, const char *name,
+                     struct volume_revision **out, size_t *n) {
+    _cleanup_free_ char *voldir = NULL;
+    _cleanup_free_ uint64_t *revs = NULL;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    *n = list_kept(voldir, &revs);
+    *out = xcalloc(*n + 1, sizeof(**out));
+    for (size_t i = 0; i < *n; i++) {
+        _cleanup_free_ char *p = xasprintf("%s/rev-%" PRIu64, voldir, revs[i]);
+        struct stat st;
+        (*out)[i].revision = revs[i];
+        (*out)[i].time = stat(p, &st) == 0 ? (int64_t)st.st_mtime : 0;
+    }
+    return 0;
+}
+
+/* Makes `layers` (top first) the next revision, keeping the current one for revert. */
+static int commit_stack(const char *voldir, const struct ids *layers, bool keep_current) {
+    _cleanup_(ids_free) struct ids cur = {0}, next = {0};
+    int r = ids_read(voldir, "current", &cur);
+    if (r < 0)
+        return r;
+    next.revision = cur.revision + 1;
+    for (size_t i = 0; i < layers->n; i++)
+        ids_push(&next, layers->v[i]);
+    if (keep_current && (r = keep_revision(voldir, &cur)) < 0)
+        return r;
+    return ids_commit(voldir, &next);
+}
+
+int volume_revert(const char *state_dir, const char *uuid, const char *name, uint64_t revision) {
+    _cleanup_free_ char *voldir = NULL;
+    _cleanup_(ids_free) struct ids old = {0};
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *file = xasprintf("rev-%" PRIu64, revision);
+    _cleanup_free_ char *path = xasprintf("%s/%s", voldir, file);
+    if (access(path, F_OK) < 0)
+        return -ENOENT;
+    if ((r = ids_read(voldir, file, &old)) < 0)
+        return r;
+    /* as in Qubes, the data reverted from is dropped, and the revision reverted to is
+     * current again (under a new number: numbers never go back) */
+    if ((r = commit_stack(voldir, &old, false)) < 0)
+        return r;
+    unlink(path);
+    return 0;
+}
+
+/* A new empty layer (its root owned by `owner`, as an upper's) in layers/<id>. */
+static int empty_layer(const char *voldir, uid_t owner, uint64_t *id) {
+    _cleanup_free_ char *layers = xasprintf("%s/layers", voldir);
+    int r = mkdir_p(layers, 0700);
+    if (r < 0 || (r = alloc_id(voldir, id)) < 0)
+        return r;
+    _cleanup_free_ char *tmp = xasprintf("%s/squash-%" PRIu64 ".tmp", voldir, *id);
+    _cleanup_free_ char *layer = xasprintf("%s/%" PRIu64, layers, *id);
+    if (mkdir(tmp, 0755) < 0 || chown(tmp, owner, owner) < 0 || chmod(tmp, 0755) < 0 ||
+        rename(tmp, layer) < 0) {
+        r = -errno;
+        rm_rf(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int volume_clear(const char *state_dir, const char *uuid, const char *name, uid_t owner) {
+    _cleanup_free_ char *voldir = NULL;
+    _cleanup_(ids_free) struct ids layers = {0};
+    uint64_t id;
+    int r = vol_path(state_dir, uuid, name, &voldir);
+    if (r < 0 || (r = empty_layer(voldir, owner, &id)) < 0)
+        return r;
+    ids_push(&layers, id);
+    return commit_stack(voldir, &layers, true);
+}
+
+static int run_cp(const char *from, const char *to) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        execl("/bin/cp", "cp", "-a", "-T", "--", from, to, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/* A copy of the merged view of `src` (in src_voldir) as the new layer layers/<id> of
+ * voldir; one layer is its own merged view and is copied as it is. */
+static int copy_stack(const char *src_voldir, const struct ids *src, const char *voldir,
+                      uint64_t *id) {
+    _cleanup_free_ char *layers = xasprintf("%s/layers", voldir);
+    int r = mkdir_p(layers, 0700);
+    if (r < 0 || (r = alloc_id(voldir, id)) < 0)
+        return r;
+    _cleanup_free_ char *tmp = xasprintf("%s/squash-%" PRIu64 ".tmp", voldir, *id);
+    _cleanup_free_ char *mnt = xasprintf("%s/squash-%" PRIu64 ".mnt", voldir, *id);
+    _cleanup_free_ char *layer = xasprintf("%s/%" PRIu64, layers, *id);
+    if (src->n == 1) {
+        _cleanup_free_ char *from = xasprintf("%s/layers/%" PRIu64, src_voldir, src->v[0]);
+        r = run_cp(from, tmp);
+    } else if (mkdir(mnt, 0700) < 0) {
+        r = -errno;
+    } else {
+        r = squash_copy(src_voldir, src, mnt, tmp);
+        rmdir(mnt);
+    }
+    if (r == 0 && rename(tmp, layer) < 0)
+        r = -errno;
+    if (r < 0)
+        rm_rf(tmp);
+    return r;
+}
+
+int volume_clone(const char *state_dir, const char *src_uuid, const char *uuid, const char *name,
+                 uid_t owner) {
+    _cleanup_free_ char *src_voldir = NULL, *voldir = NULL;
+    _cleanup_(ids_free) struct ids src = {0}, cur = {0}, layers = {0};
+    uint64_t id;
+    int r = vol_path(state_dir, src_uuid, name, &src_voldir);
+    if (r < 0 || (r = vol_path(state_dir, uuid, name, &voldir)) < 0 ||
+        (r = ids_read(src_voldir, "current", &src)) < 0 ||
+        (r = ids_read(voldir, "current", &cur)) < 0)
+        return r;
+    if (src.n == 0) /* never written: so is the copy (or it is emptied) */
+        return cur.revision == 0 ? 0 : volume_clear(state_dir, uuid, name, owner);
+    if ((r = copy_stack(src_voldir, &src, voldir, &id)) < 0)
+        return r;
+    ids_push(&layers, id);
+    return commit_stack(voldir, &layers, true);
 }

@@ -75,6 +75,35 @@ int volume_remove_all(const char *state_dir, const char *uuid);
 /* Bytes allocated on disk by the current revision's layers (du -s; hard links once). */
 uint64_t volume_usage_bytes(const char *state_dir, const char *uuid, const char *name);
 
+/* Revisions kept for revert (rev-<n> files, see volume.c) and what the user configured. */
+#define VOLUME_DEFAULT_KEEP 1
+struct volume_config {
+    uint64_t revisions_to_keep;
+    uint64_t size; /* bytes; 0: never set */
+};
+struct volume_revision {
+    uint64_t revision;
+    int64_t time; /* when it stopped being current (seconds since the epoch) */
+};
+int volume_get_config(const char *state_dir, const char *uuid, const char *name,
+                      struct volume_config *out);
+/* Forgets kept revisions beyond the new count at once. */
+int volume_set_revisions_to_keep(const char *state_dir, const char *uuid, const char *name,
+                                 uint64_t keep);
+int volume_set_size(const char *state_dir, const char *uuid, const char *name, uint64_t size);
+/* The kept revisions, oldest first; *out (malloc'd) holds *n entries. */
+int volume_revisions(const char *state_dir, const char *uuid, const char *name,
+                     struct volume_revision **out, size_t *n);
+/* Kept revision `revision` becomes current again (as the next revision); -ENOENT if it
+ * is not kept. The current content is dropped, as Qubes' revert does. */
+int volume_revert(const char *state_dir, const char *uuid, const char *name, uint64_t revision);
+/* The next revision is empty (one empty layer whose root `owner` owns). */
+int volume_clear(const char *state_dir, const char *uuid, const char *name, uid_t owner);
+/* The next revision of uuid's volume is a copy of src_uuid's current one (of the same
+ * name): one new layer, so the two never share a file. */
+int volume_clone(const char *state_dir, const char *src_uuid, const char *uuid, const char *name,
+                 uid_t owner);
+
 /* Changes the owner of every file below `dir` from host ids (0..count-1) to
  * base+id, keeping set-id bits and file capabilities that chown clears. Idempotent: ids
  * already in [base, base+count) stay; others map to base+65534 (nobody). Needs
