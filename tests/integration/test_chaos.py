@@ -344,8 +344,11 @@ class Chaos(EngineTestCase):
         # processes of qubes this daemon does not know at all
         known = {"/%s/%s" % (group, n) for n in live}
         for pid in range_processes(self.d):
-            with open("/proc/%d/cgroup" % pid) as f:
-                cg = f.read()
+            try:
+                with open("/proc/%d/cgroup" % pid) as f:
+                    cg = f.read()
+            except FileNotFoundError:
+                continue  # ended since it was listed (a qube that was being killed)
             self.assertTrue(any(k + "\n" in cg or k + "/" in cg for k in known),
                             "pid %d belongs to no running qube: %s" % (pid, cg.strip()))
 
