@@ -126,6 +126,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err);
 struct start_ctx {
     struct preload *p;
     char name[32];
+    double started; /* preload_now() at its start: the refill time it took */
 };
 
 static bool is_starting(const struct qube *q) { return q->power == POWER_TRANSIENT; }
@@ -137,7 +138,7 @@ static bool is_queued(const struct qube *q) {
 static int start_preload(struct preload *p, struct qube *q) {
     struct qerr err = {0};
     struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
-    *ctx = (struct start_ctx){p, ""};
+    *ctx = (struct start_ctx){p, "", preload_now(p)};
     snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
     if (dispatcher_start_background(p->dispatcher, q, on_preload_started, ctx, &err) < 0) {
         free(ctx);
@@ -194,9 +195,12 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
 static size_t trim(struct preload *p, struct qube *tpl, unsigned max) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    bool autosized = preload_auto_ceiling(p->app, tpl) > 0;
     for (size_t i = n; i > max; i--) {
         struct qube *q = app_find(p->app, names[i - 1]);
-        if (q)
+        if (q && autosized && max < preload_cap(p->app, tpl))
+            preload_shed(p, tpl, q, "demand fell");
+        else if (q)
             preload_discard(p, q, "the maximum was lowered");
         else
             preload_list_remove(p, tpl, names[i - 1]);
@@ -261,9 +265,10 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     char fp[17];
     fingerprint(p, tpl, fp);
     prune(p, tpl, fp);
-    unsigned max = preload_max(p->app, tpl);
+    unsigned max = preload_target(p, tpl);
     size_t n = trim(p, tpl, max);
-    unsigned want = max > n ? max - (unsigned)n : 0;
+    /* under memory pressure nothing new: the watch sheds, and refills once it is calm */
+    unsigned want = max > n && !preload_pressure_high(p) ? max - (unsigned)n : 0;
     unsigned can = want ? affordable(p, tpl, want) : 0;
     /* a continuing refill creates no more than its trigger counted: a preload that failed
      * to start meanwhile left a gap for the next trigger, not for the next step (that
@@ -543,6 +548,7 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
     struct preload *p = ctx->p;
     struct qube *q = app_find(p->app, ctx->name);
     struct preload_waiter *w = waiter_for(p, ctx->name);
+    double ctx_started = ctx->started;
     free(ctx);
     if (!q)
         return;
@@ -560,8 +566,10 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         }
         return;
     }
-    if (tpl)
+    if (tpl) {
         preload_clear_failure(p, tpl->name);
+        preload_note_ready(p, tpl, preload_now(p) - ctx_started);
+    }
     if (w) /* requested while starting: straight to its caller */
         settle(p, q);
     else
@@ -655,11 +663,15 @@ static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
     return 1;
 }
 
-/* A request finding fewer than max fills the gap, a little later (Qubes: max(5, delay)). */
+/* A request finding fewer than max fills the gap, a little later (Qubes: max(5, delay));
+ * an auto-sized pool at once: the request told it that demand is there. */
 static void fill_gap(struct preload *p, struct qube *tpl, size_t n) {
     double delay = preload_delay(p->app, tpl);
-    if (n < preload_max(p->app, tpl) && !(delay < 0 && n > 0))
-        preload_schedule(p, tpl, "there is a gap", delay > 5 ? delay : 5);
+    if (n < preload_target(p, tpl) && !(delay < 0 && n > 0))
+        preload_schedule(p, tpl, "there is a gap",
+                         preload_auto_ceiling(p->app, tpl) ? 0
+                         : delay > 5                       ? delay
+                                                           : 5);
 }
 
 int preload_request(struct preload *p, struct qube *tpl, const char *caller, preload_got_fn got,
@@ -669,6 +681,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
     struct qube *starting = NULL, *queued = NULL;
     char fp[17];
     fingerprint(p, tpl, fp);
+    preload_note_request(p, tpl);
     fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
@@ -693,6 +706,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
                 log_error("preload: %s: hand-out not saved: %s", names[i], err.msg);
             if (r < 0)
                 continue;
+            preload_note_hit(p, tpl);
             got(userdata, q, NULL);
             return 1;
         }

@@ -1,0 +1,123 @@
+/* Pools that follow demand (docs/preload.md, "Following demand"): with
+ * `preload-dispvm-auto` set on a disposable template, its pool holds what its requests
+ * call for, between 0 and that ceiling, and nothing once it has been idle for
+ * `preload-dispvm-idle` seconds. Without it, preload-dispvm-max rules as in Qubes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "disposable.h"
+#include "preload_internal.h"
+
+#define WINDOW_DEFAULT_S 300.0 /* of the decaying request rate */
+#define IDLE_DEFAULT_S 600.0   /* an auto-sized pool empties after this long without use */
+
+static unsigned digits_feature(const struct qube *q, const char *name) {
+    const char *v = strmap_get(&q->features, name);
+    return v && *v && all_digits_or_empty(v) ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+unsigned preload_auto_ceiling(const struct app *app, const struct qube *tpl) {
+    (void)app;
+    return digits_feature(tpl, "preload-dispvm-auto");
+}
+
+unsigned preload_cap(const struct app *app, const struct qube *tpl) {
+    unsigned ceiling = preload_auto_ceiling(app, tpl), max = preload_max(app, tpl);
+    if (!ceiling)
+        return max;
+    return preload_max_present(app, tpl) && max < ceiling ? max : ceiling;
+}
+
+/* A positive number of seconds, from the template, then dom0, else the default. */
+static double seconds_feature(const struct app *app, const struct qube *tpl, const char *name,
+                              double fallback) {
+    const char *v = app_feature_check(app, tpl, name, FEATURE_FALLBACK_ADMINVM);
+    double s = v && *v ? strtod(v, NULL) : fallback;
+    return s > 0 ? s : fallback;
+}
+
+double preload_window_s(const struct app *app, const struct qube *tpl) {
+    return seconds_feature(app, tpl, "preload-dispvm-auto-window", WINDOW_DEFAULT_S);
+}
+
+double preload_idle_s(const struct app *app, const struct qube *tpl) {
+    return seconds_feature(app, tpl, "preload-dispvm-idle", IDLE_DEFAULT_S);
+}
+
+double preload_now(const struct preload *p) {
+    uint64_t now = 0;
+    sd_event_now(p->loop, CLOCK_MONOTONIC, &now);
+    return (double)now / 1e6;
+}
+
+struct preload_pool *preload_pool_of(struct preload *p, const char *tpl) {
+    for (struct preload_pool *pl = p->pools; pl; pl = pl->next)
+        if (strcmp(pl->tpl, tpl) == 0)
+            return pl;
+    struct preload_pool *pl = xcalloc(1, sizeof(*pl));
+    pl->p = p;
+    pl->next = p->pools;
+    snprintf(pl->tpl, sizeof(pl->tpl), "%s", tpl);
+    demand_init(&pl->demand);
+    p->pools = pl;
+    return pl;
+}
+
+unsigned preload_target(struct preload *p, const struct qube *tpl) {
+    unsigned ceiling = preload_cap(p->app, tpl);
+    if (!preload_auto_ceiling(p->app, tpl) || !ceiling)
+        return ceiling;
+    const struct preload_pool *pl = preload_pool_of(p, tpl->name);
+    return demand_target(&pl->demand, preload_now(p), preload_window_s(p->app, tpl),
+                         preload_idle_s(p->app, tpl), preload_delay(p->app, tpl), ceiling);
+}
+
+/* Idle for preload-dispvm-idle: the refill that runs now trims the pool to its target. */
+static int on_idle(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct preload_pool *pl = userdata;
+    struct qube *tpl = app_find(pl->p->app, pl->tpl);
+    if (tpl && preload_auto_ceiling(pl->p->app, tpl))
+        preload_schedule(pl->p, tpl, "it was idle", 0);
+    return 0;
+}
+
+static void arm_idle(struct preload *p, struct preload_pool *pl, const struct qube *tpl) {
+    uint64_t at = (uint64_t)((preload_now(p) + preload_idle_s(p->app, tpl)) * 1e6) + 50000;
+    if (pl->idle) {
+        sd_event_source_set_time(pl->idle, at);
+        sd_event_source_set_enabled(pl->idle, SD_EVENT_ONESHOT);
+    } else if (sd_event_add_time(p->loop, &pl->idle, CLOCK_MONOTONIC, at, 0, on_idle, pl) >= 0) {
+        sd_event_source_set_priority(pl->idle, SD_EVENT_PRIORITY_IDLE);
+    }
+}
+
+void preload_note_request(struct preload *p, struct qube *tpl) {
+    struct preload_pool *pl = preload_pool_of(p, tpl->name);
+    demand_note_request(&pl->demand, preload_now(p), preload_window_s(p->app, tpl), false);
+    if (preload_auto_ceiling(p->app, tpl))
+        arm_idle(p, pl, tpl);
+}
+
+void preload_note_hit(struct preload *p, const struct qube *tpl) {
+    preload_pool_of(p, tpl->name)->demand.hits++;
+}
+
+void preload_note_ready(struct preload *p, const struct qube *tpl, double seconds) {
+    demand_note_refill(&preload_pool_of(p, tpl->name)->demand, seconds);
+}
+
+void preload_pools_free(struct preload *p) {
+    while (p->pools) {
+        struct preload_pool *pl = p->pools;
+        p->pools = pl->next;
+        sd_event_source_disable_unref(pl->idle);
+        free(pl);
+    }
+}
+
+void preload_shed(struct preload *p, struct qube *tpl, struct qube *q, const char *reason) {
+    struct wire_kv kv[] = {{"dispvm", q->name}, {"reason", reason}};
+    app_emit(p->app, tpl, "domain-preload-dispvm-discard", kv, 2);
+    preload_discard(p, q, reason);
+}
