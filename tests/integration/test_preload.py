@@ -1045,8 +1045,8 @@ class PoolStatus(PreloadCase):
         r = run_tool(self.d, "dispenser-preload", "status", *names)
         self.assertEqual(0, r.returncode, r.stderr)
         lines = r.stdout.splitlines()
-        self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "READY", "STARTING", "STATUS"],
-                         lines[0].split())
+        self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "TARGET", "READY", "STARTING",
+                          "RATE", "HITS", "STATUS"], lines[0].split())
         return {l.split()[0]: l for l in lines[1:]}
 
     def test_off_full_and_the_global_maximum(self):
@@ -1061,7 +1061,7 @@ class PoolStatus(PreloadCase):
         st = self.status()
         self.assertEqual(("2", "2", "2", "0", "full"),
                          (st["max"], st["local"], st["ready"], st["starting"], st["state"]))
-        self.assertEqual("pdvm      2    2      -       2      0         full",
+        self.assertEqual("pdvm      2    2      -       2       2      0         0.00  0/0   full",
                          self.tool_rows("pdvm")["pdvm"])
         # the global value, where it applies (the default_dispvm), wins over the local one
         self.set_default_dispvm("pdvm")
