@@ -23,7 +23,7 @@
 #define PSI_WINDOW_MIN_MS 500
 #define PSI_WINDOW_MAX_MS 10000
 #define PSI_UNPRIVILEGED_MS 2000 /* windows a kernel accepts without CAP_SYS_RESOURCE */
-#define SOURCES 2
+#define SOURCES 3
 
 struct pressure_level {
     unsigned stall_ms, window_ms;
@@ -198,8 +198,9 @@ static int open_trigger(const char *path, const struct pressure_level *l) {
     return -1;
 }
 
-/* The daemon's own cgroup v2 memory.pressure, where there is one. */
-static bool own_cgroup_pressure(char *out, size_t size) {
+/* The daemon's own cgroup v2 memory.pressure, where there is one, and the root cgroup's
+ * (the whole host's, where /proc/pressure refuses triggers). */
+static bool own_cgroup_pressure(char *out, size_t size, char *root, size_t root_size) {
     char line[4096], mount[1024] = "", cg[2048] = "";
     FILE *f = fopen("/proc/self/cgroup", "re");
     while (f && fgets(line, sizeof(line), f))
@@ -219,6 +220,9 @@ static bool own_cgroup_pressure(char *out, size_t size) {
     if (!*mount || !*cg)
         return false;
     snprintf(out, size, "%s%s/memory.pressure", mount, strcmp(cg, "/") == 0 ? "" : cg);
+    snprintf(root, root_size, "%s/memory.pressure", mount);
+    if (strcmp(cg, "/") == 0 || access(root, R_OK | W_OK) != 0)
+        root[0] = '\0';
     return access(out, R_OK | W_OK) == 0;
 }
 
@@ -249,12 +253,16 @@ static int on_poll(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static void watch(struct preload_pressure *w) {
-    char cgroup[4096];
+    char cgroup[4096], root[1100] = "";
     const char *paths[SOURCES] = {"/proc/pressure/memory",
-                                  own_cgroup_pressure(cgroup, sizeof(cgroup)) ? cgroup : NULL};
+                                  own_cgroup_pressure(cgroup, sizeof(cgroup), root, sizeof(root))
+                                      ? cgroup
+                                      : NULL,
+                                  root};
     int armed = 0;
     for (int i = 0; i < SOURCES; i++) {
-        w->fds[i] = paths[i] ? open_trigger(paths[i], &w->level) : -1;
+        bool host_watched = i == 2 && w->fds[0] >= 0; /* the root's is the host's too */
+        w->fds[i] = paths[i] && *paths[i] && !host_watched ? open_trigger(paths[i], &w->level) : -1;
         if (w->fds[i] >= 0 &&
             sd_event_add_io(w->p->loop, &w->io[i], w->fds[i], EPOLLPRI, on_trigger, w) >= 0)
             armed++;
@@ -296,7 +304,7 @@ void preload_pressure_configure(struct preload *p) {
     struct pressure_level level;
     if (v && *v && parse_level(v, &level)) {
         p->pressure = xcalloc(1, sizeof(*p->pressure));
-        *p->pressure = (struct preload_pressure){.p = p, .level = level, .fds = {-1, -1}};
+        *p->pressure = (struct preload_pressure){.p = p, .level = level, .fds = {-1, -1, -1}};
         watch(p->pressure);
     }
     if (was_high)
