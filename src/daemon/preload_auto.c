@@ -73,30 +73,33 @@ unsigned preload_target(struct preload *p, const struct qube *tpl) {
                          preload_idle_s(p->app, tpl), preload_delay(p->app, tpl), ceiling);
 }
 
-/* Idle for preload-dispvm-idle: the refill that runs now trims the pool to its target. */
-static int on_idle(sd_event_source *src, uint64_t usec, void *userdata) {
+/* A burst ended, or the template was idle for preload-dispvm-idle: the refill that runs
+ * now trims the pool to its target. */
+static int on_demand_fell(sd_event_source *src, uint64_t usec, void *userdata) {
     struct preload_pool *pl = userdata;
     struct qube *tpl = app_find(pl->p->app, pl->tpl);
     if (tpl && preload_auto_ceiling(pl->p->app, tpl))
-        preload_schedule(pl->p, tpl, "it was idle", 0);
+        preload_schedule(pl->p, tpl, src == pl->idle ? "it was idle" : "a burst ended", 0);
     return 0;
 }
 
-static void arm_idle(struct preload *p, struct preload_pool *pl, const struct qube *tpl) {
-    uint64_t at = (uint64_t)((preload_now(p) + preload_idle_s(p->app, tpl)) * 1e6) + 50000;
-    if (pl->idle) {
-        sd_event_source_set_time(pl->idle, at);
-        sd_event_source_set_enabled(pl->idle, SD_EVENT_ONESHOT);
-    } else if (sd_event_add_time(p->loop, &pl->idle, CLOCK_MONOTONIC, at, 0, on_idle, pl) >= 0) {
-        sd_event_source_set_priority(pl->idle, SD_EVENT_PRIORITY_IDLE);
+static void arm(struct preload *p, struct preload_pool *pl, sd_event_source **src, double in_s) {
+    uint64_t at = (uint64_t)((preload_now(p) + in_s) * 1e6) + 50000;
+    if (*src) {
+        sd_event_source_set_time(*src, at);
+        sd_event_source_set_enabled(*src, SD_EVENT_ONESHOT);
+    } else if (sd_event_add_time(p->loop, src, CLOCK_MONOTONIC, at, 0, on_demand_fell, pl) >= 0) {
+        sd_event_source_set_priority(*src, SD_EVENT_PRIORITY_IDLE);
     }
 }
 
 void preload_note_request(struct preload *p, struct qube *tpl) {
     struct preload_pool *pl = preload_pool_of(p, tpl->name);
     demand_note_request(&pl->demand, preload_now(p), preload_window_s(p->app, tpl), false);
-    if (preload_auto_ceiling(p->app, tpl))
-        arm_idle(p, pl, tpl);
+    if (preload_auto_ceiling(p->app, tpl)) {
+        arm(p, pl, &pl->idle, preload_idle_s(p->app, tpl));
+        arm(p, pl, &pl->burst_end, demand_burst_gap_s(&pl->demand));
+    }
 }
 
 void preload_note_hit(struct preload *p, const struct qube *tpl) {
@@ -112,6 +115,7 @@ void preload_pools_free(struct preload *p) {
         struct preload_pool *pl = p->pools;
         p->pools = pl->next;
         sd_event_source_disable_unref(pl->idle);
+        sd_event_source_disable_unref(pl->burst_end);
         free(pl);
     }
 }

@@ -21,11 +21,17 @@ static double decayed_rate(const struct demand *d, double now, double window_s) 
     return d->rate * exp(-dt / window_s);
 }
 
-void demand_note_request(struct demand *d, double now, double window_s, bool hit) {
+double demand_burst_gap_s(const struct demand *d) {
     double gap = demand_refill_s(d);
-    if (gap < BURST_GAP_MIN_S)
-        gap = BURST_GAP_MIN_S;
-    if (d->last >= 0 && now - d->last <= gap) {
+    return gap < BURST_GAP_MIN_S ? BURST_GAP_MIN_S : gap;
+}
+
+bool demand_in_burst(const struct demand *d, double now) {
+    return d->last >= 0 && now - d->last <= demand_burst_gap_s(d);
+}
+
+void demand_note_request(struct demand *d, double now, double window_s, bool hit) {
+    if (demand_in_burst(d, now)) {
         d->current++;
     } else {
         if (d->current) /* the burst before ended: into the average */
@@ -59,7 +65,7 @@ unsigned demand_target(const struct demand *d, double now, double window_s, doub
         return 0;
     double over = demand_refill_s(d) + (delay_s > 0 ? delay_s : 0);
     double need = decayed_rate(d, now, window_s) * over;
-    if (demand_burst(d) > need)
+    if (demand_in_burst(d, now) && demand_burst(d) > need)
         need = demand_burst(d);
     double want = ceil(need - 1e-9);
     return want >= ceiling ? ceiling : want <= 0 ? 0 : (unsigned)want;

@@ -30,9 +30,14 @@ double demand_refill_s(const struct demand *d);
 double demand_rate_per_min(const struct demand *d, double now, double window_s);
 /* The burst to prepare for: the average of past bursts, or the one going on if larger. */
 double demand_burst(const struct demand *d);
+/* Requests closer together than this are one burst: one refill time, at least 1 s. */
+double demand_burst_gap_s(const struct demand *d);
+/* The last request came less than a burst gap ago: a burst may be going on. */
+bool demand_in_burst(const struct demand *d, double now);
 /* How many preloads cover the demand expected over one refill time (delay_s added, the
- * wait before a refill starts): the larger of rate x that time and the burst size,
- * rounded up, at most `ceiling`; 0 before the first request, and once `idle_s` passed
- * without one. */
+ * wait before a refill starts), rounded up, at most `ceiling`: rate x that time, and
+ * while a burst goes on (from its first request) the burst size if larger; between
+ * bursts the pool holds only what the rate calls for. 0 before the first request, and
+ * once `idle_s` passed without one. */
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
                        double delay_s, unsigned ceiling);

@@ -25,7 +25,8 @@ struct preload_pool {
     struct preload *p;
     char tpl[32];
     struct demand demand;
-    sd_event_source *idle; /* shrinks an auto-sized pool once the template was idle */
+    sd_event_source *idle;      /* empties an auto-sized pool once the template was idle */
+    sd_event_source *burst_end; /* and trims it to what the rate calls for after a burst */
 };
 
 struct preload_pressure; /* the memory pressure watch (preload_pressure.c) */

@@ -69,6 +69,13 @@ static void test_target_between_zero_and_ceiling(void **state) {
     assert_int_equal(demand_target(&d, 12, WINDOW, IDLE, 0, 8), 6);        /* the burst */
     assert_int_equal(demand_target(&d, 12, WINDOW, IDLE, 0, 4), 4);        /* the ceiling */
     assert_int_equal(demand_target(&d, 12 + IDLE, WINDOW, IDLE, 0, 8), 0); /* idle */
+    /* the burst over (more than a refill time since the last request): the rate only,
+     * 6 requests / 60 s x 2 s, rounded up */
+    assert_false(demand_in_burst(&d, 14));
+    assert_int_equal(demand_target(&d, 14, WINDOW, IDLE, 0, 8), 1);
+    /* the next burst's first request brings the average of the bursts back at once */
+    demand_note_request(&d, 50, WINDOW, false);
+    assert_int_equal(demand_target(&d, 50, WINDOW, IDLE, 0, 8), 6);
     /* a high steady rate over a long refill time: rate x time wins over bursts of 1 */
     struct demand s;
     demand_init(&s);
