@@ -3,7 +3,7 @@
 running dispenserd (QUBESD_SOCKET) that has the busybox template TEMPLATE.
 
 The trace (seeded, so both policies see the same one): bursts of 10-50 requests, each
-request 0-0.2 s after the one before, with idle stretches between the bursts (idle
+request 0-SPREAD s (default 0.2) after the one before, with idle stretches between the bursts (idle
 minutes, time-compressed to seconds). Each request is `admin.vm.CreateDisposable`, then
 `admin.vm.Start` if what came back is not running (a cold disposable); the hand-out
 latency is the time until the disposable runs. Each disposable is used for USE seconds,
@@ -45,13 +45,13 @@ def status(dvm):
     return dict(f.split("=", 1) for f in head.split(" ")[1:])
 
 
-def make_trace(bursts, idle, seed):
+def make_trace(bursts, idle, seed, spread):
     rng = random.Random(seed)
     t, times = 1.0, []
     for _ in range(bursts):
         for _ in range(rng.randint(10, 50)):
             times.append(t)
-            t += rng.uniform(0, 0.2)
+            t += rng.uniform(0, spread)
         t += rng.uniform(*idle)
     return times, t
 
@@ -122,7 +122,8 @@ class Run:
                 "served_by_preload": round(self.served / n, 3),
                 "p50_ms": round(percentile(self.lat, 50), 1),
                 "p99_ms": round(percentile(self.lat, 99), 1),
-                "ram_mib_s": round(self.ram_s), "seconds": round(time.monotonic() - start, 1)}
+                "ram_mib_s": round(self.ram_s), "seconds": round(time.monotonic() - start, 1),
+                "learned": {k: after[k] for k in ("burst", "refill_time", "rate")}}
 
 
 def make_dvm(name, template, mem, features):
@@ -157,11 +158,14 @@ def main():
     ap.add_argument("--mem", type=int, default=64)
     ap.add_argument("--use", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--spread", type=float, default=0.2,
+                    help="most seconds between two requests of a burst (default 0.2)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    bursts, idle_gap, idle_after = (3, (8, 12), 5) if a.quick else (8, (20, 40), 10)
-    times, end = make_trace(bursts, idle_gap, a.seed)
-    print("trace: %d requests in %d bursts over %.0f s" % (len(times), bursts, end))
+    bursts, idle_gap, idle_after = (3, (8, 12), 30) if a.quick else (8, (20, 40), 60)
+    times, end = make_trace(bursts, idle_gap, a.seed, a.spread)
+    print("trace: %d requests in %d bursts over %.0f s (0-%.1f s apart in a burst)"
+          % (len(times), bursts, end, a.spread))
     results = []
     policies = [("fixed", [("preload-dispvm-max", a.fixed)], a.fixed),
                 ("auto", [("preload-dispvm-auto", a.ceiling), ("preload-dispvm-idle", idle_after),

@@ -126,7 +126,6 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err);
 struct start_ctx {
     struct preload *p;
     char name[32];
-    double started; /* preload_now() at its start: the refill time it took */
 };
 
 static bool is_starting(const struct qube *q) { return q->power == POWER_TRANSIENT; }
@@ -138,7 +137,7 @@ static bool is_queued(const struct qube *q) {
 static int start_preload(struct preload *p, struct qube *q) {
     struct qerr err = {0};
     struct start_ctx *ctx = xcalloc(1, sizeof(*ctx));
-    *ctx = (struct start_ctx){p, "", preload_now(p)};
+    *ctx = (struct start_ctx){p, ""};
     snprintf(ctx->name, sizeof(ctx->name), "%s", q->name);
     if (dispatcher_start_background(p->dispatcher, q, on_preload_started, ctx, &err) < 0) {
         free(ctx);
@@ -180,6 +179,7 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
         set_mark(p, q, MARK_IN_PROGRESS, "1");
         set_mark(p, q, MARK_ORIGIN, fp);
+        preload_note_created(p, tpl, q->name);
         set_mark(p, q, "internal", "1");
         app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
         preload_list_store(p, tpl, names, n);
@@ -480,6 +480,8 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
 static void settle(struct preload *p, struct qube *q) {
     struct preload_waiter *w = waiter_for(p, q->name);
     struct qube *tpl = template_of(p->app, q);
+    if (tpl)
+        preload_note_ready(p, tpl, q->name);
     if (w && tpl) {
         set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
@@ -548,7 +550,6 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
     struct preload *p = ctx->p;
     struct qube *q = app_find(p->app, ctx->name);
     struct preload_waiter *w = waiter_for(p, ctx->name);
-    double ctx_started = ctx->started;
     free(ctx);
     if (!q)
         return;
@@ -566,10 +567,8 @@ static void on_preload_started(void *userdata, int r, const struct qerr *err) {
         }
         return;
     }
-    if (tpl) {
+    if (tpl)
         preload_clear_failure(p, tpl->name);
-        preload_note_ready(p, tpl, preload_now(p) - ctx_started);
-    }
     if (w) /* requested while starting: straight to its caller */
         settle(p, q);
     else

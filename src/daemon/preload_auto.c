@@ -106,8 +106,30 @@ void preload_note_hit(struct preload *p, const struct qube *tpl) {
     preload_pool_of(p, tpl->name)->demand.hits++;
 }
 
-void preload_note_ready(struct preload *p, const struct qube *tpl, double seconds) {
-    demand_note_refill(&preload_pool_of(p, tpl->name)->demand, seconds);
+void preload_note_created(struct preload *p, const struct qube *tpl, const char *name) {
+    struct preload_pool *pl = preload_pool_of(p, tpl->name);
+    size_t slot = 0; /* a free one, else the oldest */
+    for (size_t i = 0; i < PRELOAD_LIST_MAX; i++) {
+        if (!pl->created[i].name[0]) {
+            slot = i;
+            break;
+        }
+        if (pl->created[i].at < pl->created[slot].at)
+            slot = i;
+    }
+    snprintf(pl->created[slot].name, sizeof(pl->created[slot].name), "%s", name);
+    pl->created[slot].at = preload_now(p);
+}
+
+/* From its creation to ready: queueing, start, warm-up, what a refill really takes. */
+void preload_note_ready(struct preload *p, const struct qube *tpl, const char *name) {
+    struct preload_pool *pl = preload_pool_of(p, tpl->name);
+    for (size_t i = 0; i < PRELOAD_LIST_MAX; i++)
+        if (strcmp(pl->created[i].name, name) == 0) {
+            demand_note_refill(&pl->demand, preload_now(p) - pl->created[i].at);
+            pl->created[i].name[0] = '\0';
+            return;
+        }
 }
 
 void preload_pools_free(struct preload *p) {

@@ -30,14 +30,36 @@ bool demand_in_burst(const struct demand *d, double now) {
     return d->last >= 0 && now - d->last <= demand_burst_gap_s(d);
 }
 
+static double average(double avg, double value) {
+    return avg > 0 ? BURST_WEIGHT * value + (1 - BURST_WEIGHT) * avg : value;
+}
+
+/* Requests per second of the burst going on (from its second request). */
+static double current_burst_rate(const struct demand *d) {
+    double span = d->last - d->burst_start;
+    return d->current >= 2 && span > 0 ? (d->current - 1) / span : 0;
+}
+
+static void close_burst(struct demand *d) {
+    d->burst = average(d->burst, d->current);
+    double r = current_burst_rate(d);
+    if (r > 0)
+        d->burst_rate = average(d->burst_rate, r);
+}
+
+double demand_burst_rate(const struct demand *d) {
+    double r = current_burst_rate(d);
+    return r > d->burst_rate ? r : d->burst_rate;
+}
+
 void demand_note_request(struct demand *d, double now, double window_s, bool hit) {
     if (demand_in_burst(d, now)) {
         d->current++;
     } else {
-        if (d->current) /* the burst before ended: into the average */
-            d->burst = d->burst > 0 ? BURST_WEIGHT * d->current + (1 - BURST_WEIGHT) * d->burst
-                                    : d->current;
+        if (d->current) /* the burst before ended: into the averages */
+            close_burst(d);
         d->current = 1;
+        d->burst_start = now;
     }
     d->rate = decayed_rate(d, now, window_s) + (window_s > 0 ? 1.0 / window_s : 0);
     d->last = now;
@@ -65,8 +87,17 @@ unsigned demand_target(const struct demand *d, double now, double window_s, doub
         return 0;
     double over = demand_refill_s(d) + (delay_s > 0 ? delay_s : 0);
     double need = decayed_rate(d, now, window_s) * over;
-    if (demand_in_burst(d, now) && demand_burst(d) > need)
-        need = demand_burst(d);
+    if (demand_in_burst(d, now)) {
+        /* what the burst asks for over one refill time, no more than is left of an
+         * average burst (while it is below one); the burst's size while its pace is not
+         * known yet */
+        double pace = demand_burst_rate(d), in_burst = pace > 0 ? pace * over : demand_burst(d);
+        double left = d->burst - d->current;
+        if (left >= 1 && in_burst > left)
+            in_burst = left;
+        if (in_burst > need)
+            need = in_burst;
+    }
     double want = ceil(need - 1e-9);
     return want >= ceiling ? ceiling : want <= 0 ? 0 : (unsigned)want;
 }

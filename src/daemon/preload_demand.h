@@ -10,13 +10,15 @@
 #define DEMAND_REFILL_GUESS_S 5.0 /* a preload's time to ready before one was measured */
 
 struct demand {
-    double rate;       /* requests per second, decayed to `last` */
-    double burst;      /* average size of the bursts that ended; 0: none yet */
-    unsigned current;  /* requests of the burst going on */
-    double last;       /* time of the last request; < 0: none yet */
-    double refill_s;   /* average time from a preload's start to ready; 0: none yet */
-    uint64_t requests; /* all requests */
-    uint64_t hits;     /* requests served by a ready preload */
+    double rate;        /* requests per second, decayed to `last` */
+    double burst;       /* average size of the bursts that ended; 0: none yet */
+    double burst_rate;  /* average pace within those bursts, requests per second */
+    unsigned current;   /* requests of the burst going on */
+    double burst_start; /* time of its first request */
+    double last;        /* time of the last request; < 0: none yet */
+    double refill_s;    /* average time from a preload's start to ready; 0: none yet */
+    uint64_t requests;  /* all requests */
+    uint64_t hits;      /* requests served by a ready preload */
 };
 
 void demand_init(struct demand *d);
@@ -34,10 +36,14 @@ double demand_burst(const struct demand *d);
 double demand_burst_gap_s(const struct demand *d);
 /* The last request came less than a burst gap ago: a burst may be going on. */
 bool demand_in_burst(const struct demand *d, double now);
+/* The pace within bursts, requests per second: the average of past bursts', or the one
+ * going on if faster; 0 while unknown. */
+double demand_burst_rate(const struct demand *d);
 /* How many preloads cover the demand expected over one refill time (delay_s added, the
  * wait before a refill starts), rounded up, at most `ceiling`: rate x that time, and
- * while a burst goes on (from its first request) the burst size if larger; between
- * bursts the pool holds only what the rate calls for. 0 before the first request, and
- * once `idle_s` passed without one. */
+ * while a burst goes on (from its first request) the burst's pace x that time if larger
+ * (but not more than is left of an average burst; the burst's size while its pace is
+ * unknown); between bursts the pool holds only what the rate calls for. 0 before the
+ * first request, and once `idle_s` passed without one. */
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
                        double delay_s, unsigned ceiling);

@@ -25,8 +25,12 @@ struct preload_pool {
     struct preload *p;
     char tpl[32];
     struct demand demand;
-    sd_event_source *idle;      /* empties an auto-sized pool once the template was idle */
-    sd_event_source *burst_end; /* and trims it to what the rate calls for after a burst */
+    struct {
+        char name[32];
+        double at;
+    } created[PRELOAD_LIST_MAX]; /* preloads not ready yet, and when they were made */
+    sd_event_source *idle;       /* empties an auto-sized pool once the template was idle */
+    sd_event_source *burst_end;  /* and trims it to what the rate calls for after a burst */
 };
 
 struct preload_pressure; /* the memory pressure watch (preload_pressure.c) */
@@ -94,7 +98,9 @@ double preload_window_s(const struct app *app, const struct qube *tpl);
 double preload_idle_s(const struct app *app, const struct qube *tpl);
 void preload_note_request(struct preload *p, struct qube *tpl);
 void preload_note_hit(struct preload *p, const struct qube *tpl);
-void preload_note_ready(struct preload *p, const struct qube *tpl, double seconds);
+/* A preload was created, got ready: its refill time, from the one to the other. */
+void preload_note_created(struct preload *p, const struct qube *tpl, const char *name);
+void preload_note_ready(struct preload *p, const struct qube *tpl, const char *name);
 void preload_pools_free(struct preload *p);
 /* Discarded for the pool's own reasons (demand, memory pressure): announced on the
  * template as domain-preload-dispvm-discard (dispvm, reason). */

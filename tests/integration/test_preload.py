@@ -1151,11 +1151,11 @@ class Demand(PreloadCase):
         # rate calls for: one
         names = self.wait_filled("pdvm", 1, timeout=12)
         self.assertEqual("1", self.status()["target"])
-        # the next request is served from it: a new burst, which brings back the
-        # average burst (3) at once
+        # the next request is served from it: a new burst, which asks at once for what
+        # its pace needs over a refill time, no more than is left of an average burst (2)
         self.assertEqual(names[0], self.create_disposable())
         self.assertEqual(("1", "4"), (self.status()["hits"], self.status()["requests"]))
-        self.assertEqual(3, self.status()["target"] and int(self.status()["target"]))
+        self.assertIn(self.status()["target"], ("1", "2"))
         # idle: the pool empties, each discard announced with its reason
         self.settled(lambda: self.assertEqual("0", self.status()["target"]), 15)
         self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
@@ -1166,7 +1166,8 @@ class Demand(PreloadCase):
         cold = self.create_disposable()
         self.assertNotIn(cold, names)
         self.settled(lambda: self.assertTrue(self.plist("pdvm")))
-        self.assertIn("there is a gap", [e["reason"] for e in self.start_events(ev, "pdvm")])
+        self.settled(lambda: self.assertIn("there is a gap",
+                                           [e["reason"] for e in self.start_events(ev, "pdvm")]))
 
     def test_max_caps_the_ceiling_and_zero_turns_it_off(self):
         self.new_dvm()

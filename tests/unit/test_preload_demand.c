@@ -58,24 +58,32 @@ static void test_bursts_are_averaged(void **state) {
     assert_int_equal(d.requests, 32);
 }
 
-/* The target covers the larger of rate x refill time and the burst, within the ceiling,
- * and nothing once idle. */
+/* The target covers what is expected over one refill time, within the ceiling: in a
+ * burst its pace x that time (no more than is left of an average burst), between bursts
+ * the rate x that time, and nothing once idle. */
 static void test_target_between_zero_and_ceiling(void **state) {
     struct demand d;
     demand_init(&d);
     demand_note_refill(&d, 2.0);
-    for (int i = 0; i < 6; i++)
+    assert_int_equal(demand_target(&d, 5, WINDOW, IDLE, 0, 8), 0); /* nothing asked yet */
+    demand_note_request(&d, 10, WINDOW, false);
+    /* a first burst's first request: its pace unknown, its size so far (1) */
+    assert_int_equal(demand_target(&d, 10, WINDOW, IDLE, 0, 8), 1);
+    for (int i = 1; i < 6; i++)
         demand_note_request(&d, 10 + i * 0.2, WINDOW, false);
-    assert_int_equal(demand_target(&d, 12, WINDOW, IDLE, 0, 8), 6);        /* the burst */
-    assert_int_equal(demand_target(&d, 12, WINDOW, IDLE, 0, 4), 4);        /* the ceiling */
-    assert_int_equal(demand_target(&d, 12 + IDLE, WINDOW, IDLE, 0, 8), 0); /* idle */
+    /* 5 per s x 2 s refill time = 10 */
+    assert_true(fabs(demand_burst_rate(&d) - 5.0) < 1e-9);
+    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 16), 10);
+    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 4), 4);          /* the ceiling */
+    assert_int_equal(demand_target(&d, 11 + IDLE + 1, WINDOW, IDLE, 0, 8), 0); /* idle */
     /* the burst over (more than a refill time since the last request): the rate only,
      * 6 requests / 60 s x 2 s, rounded up */
     assert_false(demand_in_burst(&d, 14));
     assert_int_equal(demand_target(&d, 14, WINDOW, IDLE, 0, 8), 1);
-    /* the next burst's first request brings the average of the bursts back at once */
+    /* the next burst's first request: the pace of bursts (10 over a refill time), but no
+     * more than is left of an average burst (6 - 1) */
     demand_note_request(&d, 50, WINDOW, false);
-    assert_int_equal(demand_target(&d, 50, WINDOW, IDLE, 0, 8), 6);
+    assert_int_equal(demand_target(&d, 50, WINDOW, IDLE, 0, 16), 5);
     /* a high steady rate over a long refill time: rate x time wins over bursts of 1 */
     struct demand s;
     demand_init(&s);
