@@ -1228,10 +1228,12 @@ class MemoryHog:
     def __init__(self, workdir):
         self.name = "dispenser-hog-%d" % os.getpid()
         self.file = os.path.join(workdir, "hog.data")
+        self.dirs, self.proc = [], None
+
+    def prepare(self):
         with open(self.file, "wb") as f:
             for _ in range(HOG_FILE_MIB):
                 f.write(os.urandom(1 << 20))
-        self.dirs = []
         if os.path.isdir(CG1_MEMORY):
             self.mem = self.mkdir(os.path.join(CG1_MEMORY, self.name))
             self.write(self.mem, "memory.limit_in_bytes", HOG_LIMIT_MIB << 20)
@@ -1239,7 +1241,6 @@ class MemoryHog:
         else:
             self.mem = self.v2 = self.mkdir(os.path.join("/sys/fs/cgroup", self.name))
             self.write(self.mem, "memory.max", HOG_LIMIT_MIB << 20)
-        self.proc = None
 
     def mkdir(self, path):
         os.makedirs(path, exist_ok=True)
@@ -1301,7 +1302,8 @@ class Pressure(PreloadCase):
         names = self.wait_filled("pdvm", 3)
         ev = self.events()
         hog = MemoryHog(self.d.workdir)
-        self.addCleanup(hog.kill)
+        self.addCleanup(hog.kill)  # whatever fails from here: no hog, no cgroup, no file
+        hog.prepare()
         hog.start()
         self.settled(lambda: self.assertEqual([], self.plist("pdvm")), 20)
         shed = [dict(kv) for s, n, kv in ev.snapshot()
