@@ -78,7 +78,8 @@ if [ "$VM_ONLY" = 0 ]; then
     step "memory"; memory bench-dvm busybox; memory bench-py-dvm python
     step "pools: fixed max vs preload-dispvm-auto, bursty trace"
     python3 bench/pools.py --template bench-bb $([ "$QUICK" = 1 ] && echo --quick) \
-        --out "$out/pools.json" | tee "$out/pools.txt"
+        --out "$out/pools.json" >"$out/pools.txt"
+    cat "$out/pools.txt"
 fi
 vm_suite
 echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"
