@@ -9,8 +9,10 @@
 # paused preloads' RSS, refill times, the accelerator; skipped, saying why, where QEMU
 # or the guest kernel is missing (or with --no-vm); --vm-only runs the VM rows alone
 # (no container scenarios, no plots).
+# Then fixed max vs auto-sized pools on a replayed bursty trace (bench/pools.py:
+# $out/pools.json, pools.txt).
 # --quick: fewer iterations and callers, every kind of scenario still run once, few VM
-# samples (CI).
+# samples, a shorter trace (CI).
 # --publish: also copy the plots, summary.json, table.md and machine.txt to docs/bench/
 # and replace the tables of docs/benchmarks.md (bench/publish.py); with --vm-only, only
 # the VM tables are replaced and no file is copied.
@@ -27,7 +29,7 @@ for a in "$@"; do
     --publish) PUBLISH=1 ;;
     --no-vm) BENCH_NO_VM=1 ;;
     --vm-only) VM_ONLY=1 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench/run.sh: unknown option $a" >&2; exit 2 ;;
     *) BUILD=$a ;;
     esac
@@ -74,6 +76,10 @@ if [ "$VM_ONLY" = 0 ]; then
     step "burst of $BURST"; burst
     step "scaling: pools {$POOLS} x callers {$CALLERS}"; scaling
     step "memory"; memory bench-dvm busybox; memory bench-py-dvm python
+    step "pools: fixed max vs preload-dispvm-auto, bursty trace"
+    python3 bench/pools.py --template bench-bb $([ "$QUICK" = 1 ] && echo --quick) \
+        --out "$out/pools.json" >"$out/pools.txt"
+    cat "$out/pools.txt"
 fi
 vm_suite
 echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"

@@ -5,7 +5,8 @@
  *   suspend-pre   discard every preloaded disposable before the host suspends
  *   suspend-post  refill after resume
  *   status [TEMPLATE...]  the pools as the daemon sees them (dispenser.preload.Status):
- *                 maxima, ready, starting, and why a gap is not being filled */
+ *                 maxima, target, ready, starting, the observed request rate (per
+ *                 minute), hits/requests, and why a gap is not being filled */
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -101,6 +102,10 @@ static void describe_state(const struct pool_line *l, char *buf, size_t size) {
                  "not enough memory: %s MiB free, %s MiB kept free (preload-dispvm-threshold), "
                  "%s MiB each",
                  field(l, "mem_free"), field(l, "threshold"), field(l, "each"));
+    else if (streq(s, "pressure"))
+        snprintf(buf, size,
+                 "memory pressure: refills wait until it stays low "
+                 "(preload-dispvm-pressure)");
     else if (streq(s, "failed"))
         snprintf(buf, size, "waiting for the next trigger after a failure: %s", l->failure);
     else if (streq(s, "idle"))
@@ -110,8 +115,9 @@ static void describe_state(const struct pool_line *l, char *buf, size_t size) {
 }
 
 static int pool_status(int argc, char **argv) {
-    _cleanup_(table_free) struct table t = {.ncols = 7};
-    const char *head[] = {"TEMPLATE", "MAX", "LOCAL", "GLOBAL", "READY", "STARTING", "STATUS"};
+    _cleanup_(table_free) struct table t = {.ncols = 10};
+    const char *head[] = {"TEMPLATE", "MAX",      "LOCAL", "GLOBAL", "TARGET",
+                          "READY",    "STARTING", "RATE",  "HITS",   "STATUS"};
     table_add_row(&t, head);
     for (int i = 0; i == 0 || i < argc; i++) {
         _cleanup_reply_ struct client_reply reply = {};
@@ -123,15 +129,19 @@ static int pool_status(int argc, char **argv) {
         strv_split_lines(&lines, reply.r.content);
         for (size_t j = 0; j < lines.n; j++) {
             struct pool_line l;
-            char status[512];
+            char status[512], hits[64];
             parse_pool_line(lines.v[j], &l);
             describe_state(&l, status, sizeof(status));
+            snprintf(hits, sizeof(hits), "%s/%s", field(&l, "hits"), field(&l, "requests"));
             const char *row[] = {l.name,
                                  field(&l, "max"),
                                  field(&l, "local"),
                                  field(&l, "global"),
+                                 field(&l, "target"),
                                  field(&l, "ready"),
                                  field(&l, "starting"),
+                                 field(&l, "rate"),
+                                 hits,
                                  status};
             table_add_row(&t, row);
         }

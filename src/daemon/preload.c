@@ -179,6 +179,7 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
         snprintf(names[n < PRELOAD_LIST_MAX ? n++ : n - 1], 32, "%s", q->name);
         set_mark(p, q, MARK_IN_PROGRESS, "1");
         set_mark(p, q, MARK_ORIGIN, fp);
+        preload_note_created(p, tpl, q->name);
         set_mark(p, q, "internal", "1");
         app_prop_set_system(p->app, q, &PROP_DEFS[P_IS_PRELOAD], "True", &err);
         preload_list_store(p, tpl, names, n);
@@ -194,9 +195,12 @@ static void create_one(struct preload *p, struct qube *tpl, const char *fp) {
 static size_t trim(struct preload *p, struct qube *tpl, unsigned max) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
+    bool autosized = preload_auto_ceiling(p->app, tpl) > 0;
     for (size_t i = n; i > max; i--) {
         struct qube *q = app_find(p->app, names[i - 1]);
-        if (q)
+        if (q && autosized && max < preload_cap(p->app, tpl))
+            preload_shed(p, tpl, q, "demand fell");
+        else if (q)
             preload_discard(p, q, "the maximum was lowered");
         else
             preload_list_remove(p, tpl, names[i - 1]);
@@ -261,9 +265,10 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     char fp[17];
     fingerprint(p, tpl, fp);
     prune(p, tpl, fp);
-    unsigned max = preload_max(p->app, tpl);
+    unsigned max = preload_target(p, tpl);
     size_t n = trim(p, tpl, max);
-    unsigned want = max > n ? max - (unsigned)n : 0;
+    /* under memory pressure nothing new: the watch sheds, and refills once it is calm */
+    unsigned want = max > n && !preload_pressure_high(p) ? max - (unsigned)n : 0;
     unsigned can = want ? affordable(p, tpl, want) : 0;
     /* a continuing refill creates no more than its trigger counted: a preload that failed
      * to start meanwhile left a gap for the next trigger, not for the next step (that
@@ -475,6 +480,8 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
 static void settle(struct preload *p, struct qube *q) {
     struct preload_waiter *w = waiter_for(p, q->name);
     struct qube *tpl = template_of(p->app, q);
+    if (tpl)
+        preload_note_ready(p, tpl, q->name);
     if (w && tpl) {
         set_mark(p, q, MARK_COMPLETED, "1");
         preload_got_fn got = w->got;
@@ -655,11 +662,15 @@ static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
     return 1;
 }
 
-/* A request finding fewer than max fills the gap, a little later (Qubes: max(5, delay)). */
+/* A request finding fewer than max fills the gap, a little later (Qubes: max(5, delay));
+ * an auto-sized pool at once: the request told it that demand is there. */
 static void fill_gap(struct preload *p, struct qube *tpl, size_t n) {
     double delay = preload_delay(p->app, tpl);
-    if (n < preload_max(p->app, tpl) && !(delay < 0 && n > 0))
-        preload_schedule(p, tpl, "there is a gap", delay > 5 ? delay : 5);
+    if (n < preload_target(p, tpl) && !(delay < 0 && n > 0))
+        preload_schedule(p, tpl, "there is a gap",
+                         preload_auto_ceiling(p->app, tpl) ? 0
+                         : delay > 5                       ? delay
+                                                           : 5);
 }
 
 int preload_request(struct preload *p, struct qube *tpl, const char *caller, preload_got_fn got,
@@ -669,6 +680,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
     struct qube *starting = NULL, *queued = NULL;
     char fp[17];
     fingerprint(p, tpl, fp);
+    preload_note_request(p, tpl);
     fill_gap(p, tpl, n); /* as Qubes: the list as found; a full one has no gap */
     for (size_t i = 0; i < n; i++) {
         struct qube *q = app_find(p->app, names[i]);
@@ -699,6 +711,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             }
             if (r < 0)
                 continue;
+            preload_note_hit(p, tpl);
             got(userdata, q, NULL);
             return 1;
         }

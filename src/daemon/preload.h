@@ -50,9 +50,10 @@ void preload_hold(struct preload *p);
 void preload_release(struct preload *p);
 /* dispenser.preload.Status: one line per disposable template (only: that one, which
  * must be one), "NAME max=N local=V global=V ready=N starting=N state=S refill_in=SECS
- * delay=SECS mem_free=MIB threshold=MIB each=MIB failure=TEXT" (TEXT to the line's end;
- * "-" for what is not set or not pending). States: off, full, filling, delay,
- * threshold, failed, idle (docs/preload.md). */
+ * delay=SECS mem_free=MIB threshold=MIB each=MIB target=N auto=V rate=PER_MIN burst=N
+ * refill_time=SECS hits=N requests=N pressure=low|high failure=TEXT" (TEXT to the line's
+ * end; "-" for what is not set or not pending). States: off, full, pressure, filling,
+ * delay, threshold, failed, idle (docs/preload.md). */
 int preload_status(struct preload *p, const struct qube *only, struct strbuf *out,
                    struct qerr *err);
 /* All preloads of a disposable template, discarded (it is being removed). */

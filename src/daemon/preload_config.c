@@ -16,6 +16,8 @@ static bool all_digits(const char *v) {
     return true;
 }
 
+bool all_digits_or_empty(const char *v) { return all_digits(v); }
+
 static bool is_float(const char *v) {
     if (!*v)
         return true; /* "" reads as 0 */
@@ -26,8 +28,8 @@ static bool is_float(const char *v) {
 }
 
 /* The checks Qubes makes, in its order: qrexec, the readiness services, the value. */
-static int validate_max_on(const struct app *app, const struct qube *q, const char *value,
-                           struct qerr *err) {
+static int validate_max_on(const struct app *app, const struct qube *q, const char *feature,
+                           const char *value, struct qerr *err) {
     if (!app_feature_check(app, q, "qrexec", FEATURE_FALLBACK_TEMPLATE))
         return qerr_set(err, EXC_VALUE, "Qube does not support qrexec");
     static const char *const rpcs[] = {"qubes.WaitForRunningSystem", "qubes.WaitForSession"};
@@ -43,7 +45,14 @@ static int validate_max_on(const struct app *app, const struct qube *q, const ch
     if (*missing)
         return qerr_set(err, EXC_VALUE, "Qube does not support the RPC(s) '%s'", missing);
     if (!all_digits(value))
-        return qerr_set(err, EXC_VALUE, "Invalid preload-dispvm-max value: not a digit");
+        return qerr_set(err, EXC_VALUE, "Invalid %s value: not a digit", feature);
+    return 0;
+}
+
+/* Seconds of the demand estimator: a positive number ("" for the default). */
+static int validate_seconds(const char *name, const char *value, struct qerr *err) {
+    if (!is_float(value) || (*value && strtod(value, NULL) <= 0))
+        return qerr_set(err, EXC_VALUE, "Invalid %s value: not a positive number of seconds", name);
     return 0;
 }
 
@@ -52,11 +61,19 @@ int preload_validate_feature(struct preload *p, const struct qube *q, const char
     bool dom0 = q->klass == QUBE_ADMINVM;
     if (strcmp(name, "preload-dispvm-max") == 0) {
         if (!dom0)
-            return validate_max_on(p->app, q, value, err);
+            return validate_max_on(p->app, q, name, value, err);
         /* the global value is checked against the default_dispvm it applies to */
         struct qube *dvm = preload_default_dispvm(p->app);
-        return dvm ? validate_max_on(p->app, dvm, value, err) : 0;
+        return dvm ? validate_max_on(p->app, dvm, name, value, err) : 0;
     }
+    if (strcmp(name, "preload-dispvm-auto") == 0)
+        return dom0 ? qerr_set(err, EXC_VALUE,
+                               "preload-dispvm-auto is a feature of disposable templates")
+                    : validate_max_on(p->app, q, name, value, err);
+    if (strcmp(name, "preload-dispvm-auto-window") == 0 || strcmp(name, "preload-dispvm-idle") == 0)
+        return validate_seconds(name, value, err);
+    if (strcmp(name, "preload-dispvm-pressure") == 0 && dom0)
+        return preload_validate_pressure(value, err);
     if (strcmp(name, "preload-dispvm-threshold") == 0 && dom0 && !all_digits(value))
         return qerr_set(err, EXC_VALUE, "Invalid preload-dispvm-threshold value: not a digit");
     if (strcmp(name, "preload-dispvm-delay") == 0 && !is_float(value))
@@ -85,6 +102,10 @@ unsigned preload_max(const struct app *app, const struct qube *tpl) {
                         ? strmap_get(&app_dom0(app)->features, "preload-dispvm-max")
                         : strmap_get(&tpl->features, "preload-dispvm-max");
     return v && all_digits(v) ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+bool preload_max_present(const struct app *app, const struct qube *tpl) {
+    return preload_global_applies(app, tpl) || strmap_get(&tpl->features, "preload-dispvm-max");
 }
 
 uint64_t preload_threshold_mib(const struct app *app) {

@@ -28,6 +28,19 @@ static void refresh_outdated(struct preload *p, struct qube *tpl, double delay) 
 
 static void refresh_based_on(struct preload *p, struct qube *q, double delay);
 
+/* The pool of an auto-sized template (or of all, for dom0's values) is sized again. */
+static void auto_changed(struct preload *p, struct qube *q, const char *name) {
+    const char *v = strmap_get(&q->features, name);
+    char reason[160];
+    snprintf(reason, sizeof(reason), v ? "%s was set to '%s'" : "%s was deleted", name, v ? v : "");
+    for (size_t i = 0; i < p->app->n_qubes; i++) {
+        struct qube *d = p->app->qubes[i];
+        if ((d == q || q->klass == QUBE_ADMINVM) && disposable_template_ok(p->app, d) &&
+            (preload_auto_ceiling(p->app, d) || strcmp(name, "preload-dispvm-auto") == 0))
+            preload_schedule(p, d, reason, 0);
+    }
+}
+
 void preload_feature_changed(struct preload *p, struct qube *q, const char *name) {
     /* made with the old value (an engine option, or with or without a GUI agent): outdated */
     if (dispatcher_is_option_feature(p->dispatcher, name) || strcmp(name, "gui") == 0) {
@@ -38,6 +51,15 @@ void preload_feature_changed(struct preload *p, struct qube *q, const char *name
     if (strncmp(name, SERVICE_FEATURE_PREFIX, strlen(SERVICE_FEATURE_PREFIX)) == 0) {
         if (disposable_template_ok(p->app, q))
             refresh_outdated(p, q, 0);
+        return;
+    }
+    if (q->klass == QUBE_ADMINVM && strcmp(name, "preload-dispvm-pressure") == 0) {
+        preload_pressure_configure(p);
+        return;
+    }
+    if (strcmp(name, "preload-dispvm-auto") == 0 || strcmp(name, "preload-dispvm-idle") == 0 ||
+        strcmp(name, "preload-dispvm-auto-window") == 0) {
+        auto_changed(p, q, name);
         return;
     }
     if (strcmp(name, "preload-dispvm-max") != 0)
@@ -199,7 +221,7 @@ void preload_discard_all(struct preload *p) {
 void preload_refill_all(struct preload *p, const char *reason) {
     for (size_t i = 0; i < p->app->n_qubes; i++) {
         struct qube *tpl = p->app->qubes[i];
-        if (disposable_template_ok(p->app, tpl) && preload_max(p->app, tpl) > 0)
+        if (disposable_template_ok(p->app, tpl) && preload_cap(p->app, tpl) > 0)
             preload_schedule(p, tpl, reason, 0);
     }
 }
@@ -261,6 +283,7 @@ struct preload *preload_new(sd_event *loop, struct app *app, struct dispatcher *
                           .app = app,
                           .dispatcher = dispatcher,
                           .mem = *mem};
+    preload_pressure_configure(p);
     return p;
 }
 
@@ -268,6 +291,8 @@ void preload_free(struct preload *p) {
     if (!p)
         return;
     preload_cancel_all(p);
+    preload_pools_free(p);
+    preload_pressure_free(p);
     while (p->failures)
         preload_clear_failure(p, p->failures->tpl);
     sd_event_unref(p->loop);

@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "preload.h"
+#include "preload_demand.h"
 
 #define PRELOAD_LIST_MAX 64
 
@@ -18,6 +19,22 @@ struct preload_failure {
     char why[256];
 };
 
+/* What the daemon learns per disposable template (preload_auto.c). */
+struct preload_pool {
+    struct preload_pool *next;
+    struct preload *p;
+    char tpl[32];
+    struct demand demand;
+    struct {
+        char name[32];
+        double at;
+    } created[PRELOAD_LIST_MAX]; /* preloads not ready yet, and when they were made */
+    sd_event_source *idle;       /* empties an auto-sized pool once the template was idle */
+    sd_event_source *burst_end;  /* and trims it to what the rate calls for after a burst */
+};
+
+struct preload_pressure; /* the memory pressure watch (preload_pressure.c) */
+
 struct preload {
     sd_event *loop;
     struct app *app;
@@ -27,6 +44,8 @@ struct preload {
     struct preload_timer *timers;
     unsigned holds; /* hand-out calls in flight: refills wait for them (preload_hold) */
     struct preload_failure *failures;
+    struct preload_pool *pools;
+    struct preload_pressure *pressure;
 };
 
 /* Features of the template chain that a qube's start reads (dispatcher.c's describe()):
@@ -35,6 +54,9 @@ struct preload {
 struct qube *preload_default_dispvm(const struct app *app);
 bool preload_global_applies(const struct app *app, const struct qube *tpl);
 unsigned preload_max(const struct app *app, const struct qube *tpl);
+/* preload-dispvm-max is there at all (the global one where it applies): "" is 0 */
+bool preload_max_present(const struct app *app, const struct qube *tpl);
+bool all_digits_or_empty(const char *v);
 uint64_t preload_threshold_mib(const struct app *app);
 double preload_delay(const struct app *app, const struct qube *tpl);
 
@@ -61,3 +83,31 @@ void preload_cancel_all(struct preload *p);
 size_t preload_list(const struct qube *tpl, char names[][32], size_t max);
 int preload_list_store(struct preload *p, struct qube *tpl, char names[][32], size_t n);
 bool preload_list_remove(struct preload *p, struct qube *tpl, const char *name);
+
+/* ---- following demand (preload_auto.c) ---- */
+/* preload-dispvm-auto: the ceiling of an auto-sized pool; 0: not auto-sized */
+unsigned preload_auto_ceiling(const struct app *app, const struct qube *tpl);
+/* The most the pool may hold: the auto ceiling (capped by preload-dispvm-max where that
+ * is present), or preload-dispvm-max. */
+unsigned preload_cap(const struct app *app, const struct qube *tpl);
+/* How many preloads the pool should hold now: preload-dispvm-max, or the demand's. */
+unsigned preload_target(struct preload *p, const struct qube *tpl);
+struct preload_pool *preload_pool_of(struct preload *p, const char *tpl);
+double preload_now(const struct preload *p);
+double preload_window_s(const struct app *app, const struct qube *tpl);
+double preload_idle_s(const struct app *app, const struct qube *tpl);
+void preload_note_request(struct preload *p, struct qube *tpl);
+void preload_note_hit(struct preload *p, const struct qube *tpl);
+/* A preload was created, got ready: its refill time, from the one to the other. */
+void preload_note_created(struct preload *p, const struct qube *tpl, const char *name);
+void preload_note_ready(struct preload *p, const struct qube *tpl, const char *name);
+void preload_pools_free(struct preload *p);
+/* Discarded for the pool's own reasons (demand, memory pressure): announced on the
+ * template as domain-preload-dispvm-discard (dispvm, reason). */
+void preload_shed(struct preload *p, struct qube *tpl, struct qube *q, const char *reason);
+
+/* ---- memory pressure (preload_pressure.c) ---- */
+void preload_pressure_configure(struct preload *p);
+bool preload_pressure_high(const struct preload *p);
+void preload_pressure_free(struct preload *p);
+int preload_validate_pressure(const char *value, struct qerr *err);

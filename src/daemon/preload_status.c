@@ -68,10 +68,12 @@ static struct pool_counts count_pool(struct preload *p, const struct qube *tpl) 
 static const char *pool_state(struct preload *p, const struct qube *tpl, unsigned max, size_t have,
                               unsigned can, double *refill_in) {
     *refill_in = -1;
-    if (max == 0)
+    if (preload_cap(p->app, tpl) == 0)
         return "off";
     if (have >= max)
         return "full";
+    if (preload_pressure_high(p))
+        return "pressure";
     if (preload_refill_pending(p, tpl->name, refill_in))
         return *refill_in > 0 ? "delay" : "filling";
     if (can < max - have)
@@ -86,8 +88,24 @@ static const char *feature_or_dash(const struct qube *q, const char *name) {
     return v && *v ? v : "-";
 }
 
+/* What the pool learned of its demand, and what it aims at (preload_auto.c). */
+static void demand_fields(struct preload *p, const struct qube *tpl, unsigned target,
+                          struct strbuf *out) {
+    const struct demand *d = &preload_pool_of(p, tpl->name)->demand;
+    unsigned ceiling = preload_auto_ceiling(p->app, tpl);
+    strbuf_printf(out, " target=%u auto=", target);
+    if (ceiling)
+        strbuf_printf(out, "%u", ceiling);
+    else
+        strbuf_puts(out, "-");
+    strbuf_printf(out, " rate=%.2f burst=%.1f refill_time=%.1f hits=%llu requests=%llu pressure=%s",
+                  demand_rate_per_min(d, preload_now(p), preload_window_s(p->app, tpl)),
+                  demand_burst(d), demand_refill_s(d), (unsigned long long)d->hits,
+                  (unsigned long long)d->requests, preload_pressure_high(p) ? "high" : "low");
+}
+
 static void status_line(struct preload *p, const struct qube *tpl, struct strbuf *out) {
-    unsigned max = preload_max(p->app, tpl);
+    unsigned max = preload_target(p, tpl);
     struct pool_counts c = count_pool(p, tpl);
     size_t have = c.ready + c.starting;
     struct preload_memory m;
@@ -99,15 +117,17 @@ static void status_line(struct preload *p, const struct qube *tpl, struct strbuf
                              : "-";
     const char *failure = preload_last_failure(p, tpl->name);
     strbuf_printf(out, "%s max=%u local=%s global=%s ready=%zu starting=%zu state=%s refill_in=",
-                  tpl->name, max, feature_or_dash(tpl, "preload-dispvm-max"), global, c.ready,
-                  c.starting, state);
+                  tpl->name, preload_cap(p->app, tpl), feature_or_dash(tpl, "preload-dispvm-max"),
+                  global, c.ready, c.starting, state);
     if (refill_in >= 0)
         strbuf_printf(out, "%.1f", refill_in);
     else
         strbuf_puts(out, "-");
-    strbuf_printf(out, " delay=%.1f mem_free=%lld threshold=%lld each=%lld failure=%s\n",
+    strbuf_printf(out, " delay=%.1f mem_free=%lld threshold=%lld each=%lld",
                   preload_delay(p->app, tpl), (long long)m.free_mib, (long long)m.threshold_mib,
-                  (long long)m.each_mib, failure ? failure : "");
+                  (long long)m.each_mib);
+    demand_fields(p, tpl, max, out);
+    strbuf_printf(out, " failure=%s\n", failure ? failure : "");
 }
 
 int preload_status(struct preload *p, const struct qube *only, struct strbuf *out,

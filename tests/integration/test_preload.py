@@ -12,6 +12,7 @@ them at the end (which discards their preloads): nothing a test fills outlives i
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -1045,8 +1046,8 @@ class PoolStatus(PreloadCase):
         r = run_tool(self.d, "dispenser-preload", "status", *names)
         self.assertEqual(0, r.returncode, r.stderr)
         lines = r.stdout.splitlines()
-        self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "READY", "STARTING", "STATUS"],
-                         lines[0].split())
+        self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "TARGET", "READY", "STARTING",
+                          "RATE", "HITS", "STATUS"], lines[0].split())
         return {l.split()[0]: l for l in lines[1:]}
 
     def test_off_full_and_the_global_maximum(self):
@@ -1061,7 +1062,7 @@ class PoolStatus(PreloadCase):
         st = self.status()
         self.assertEqual(("2", "2", "2", "0", "full"),
                          (st["max"], st["local"], st["ready"], st["starting"], st["state"]))
-        self.assertEqual("pdvm      2    2      -       2      0         full",
+        self.assertEqual("pdvm      2    2      -       2       2      0         0.00  0/0   full",
                          self.tool_rows("pdvm")["pdvm"])
         # the global value, where it applies (the default_dispvm), wins over the local one
         self.set_default_dispvm("pdvm")
@@ -1151,6 +1152,216 @@ class SetupDemo(PreloadCase):
         self.assertIn("preloading not enabled: 8192 MiB of RAM, under the threshold of 15360",
                       r.stdout)
         self.assertIsNone(self.feature(dvm, "preload-dispvm-max"))
+
+
+# --- pools that follow demand (preload-dispvm-auto) ---
+
+class Demand(PreloadCase):
+    """preload-dispvm-auto sizes the pool from the requests seen: nothing before the first,
+    the burst after one, nothing again once idle for preload-dispvm-idle seconds."""
+
+    status = PoolStatus.status
+
+    def discards(self, ev, dvm):
+        return [dict(kv) for s, n, kv in ev.snapshot()
+                if s == dvm and n == "domain-preload-dispvm-discard"]
+
+    def test_auto_follows_a_burst_and_idles_to_zero(self):
+        self.new_dvm()
+        self.set_feature("pdvm", "preload-dispvm-idle", 8)  # longer than a burst gap (5 s)
+        self.set_feature("pdvm", "preload-dispvm-auto", 5)
+        # nothing asked yet: nothing preloaded
+        self.assert_stays(lambda: self.assertEqual([], self.plist("pdvm")), 1.0)
+        self.assertEqual(("5", "0", "5"), tuple(self.status()[k] for k in ("max", "target", "auto")))
+        # a burst of 3, all cold (nothing was preloaded)
+        ev = self.events()
+        burst = [self.create_disposable() for _ in range(3)]
+        self.assertEqual([], [n for n in burst if n in self.plist("pdvm")])
+        st = self.status()
+        self.assertEqual(("0", "3", "3.0"), (st["hits"], st["requests"], st["burst"]))
+        self.assertGreater(float(st["rate"]), 0)
+        # after the burst (5 s: no refill time measured yet), the pool keeps what the
+        # rate calls for: one
+        names = self.wait_filled("pdvm", 1, timeout=12)
+        self.assertEqual("1", self.status()["target"])
+        # the next request is served from it: a new burst, which asks at once for what
+        # its pace needs over a refill time, no more than is left of an average burst (2)
+        self.assertEqual(names[0], self.create_disposable())
+        self.assertEqual(("1", "4"), (self.status()["hits"], self.status()["requests"]))
+        self.assertIn(self.status()["target"], ("1", "2"))
+        # idle: the pool empties, each discard announced with its reason
+        self.settled(lambda: self.assertEqual("0", self.status()["target"]), 15)
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        reasons = {d["reason"] for d in self.discards(ev, "pdvm")}
+        self.assertEqual({"demand fell"}, reasons)
+        # the first request after is cold, and the refill starts at once
+        ev = self.events()
+        cold = self.create_disposable()
+        self.assertNotIn(cold, names)
+        self.settled(lambda: self.assertTrue(self.plist("pdvm")))
+        self.settled(lambda: self.assertIn("there is a gap",
+                                           [e["reason"] for e in self.start_events(ev, "pdvm")]))
+
+    def test_max_caps_the_ceiling_and_zero_turns_it_off(self):
+        self.new_dvm()
+        self.set_feature("pdvm", "preload-dispvm-max", 1)
+        self.set_feature("pdvm", "preload-dispvm-auto", 5)
+        for _ in range(3):
+            self.create_disposable()
+        self.wait_filled("pdvm", 1)
+        self.assertEqual(("1", "1"), (self.status()["max"], self.status()["target"]))
+        self.assert_stays(lambda: self.assertEqual(1, len(self.plist("pdvm"))), 1.0)
+        self.set_feature("pdvm", "preload-dispvm-max", 0)
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")))
+        self.assertEqual("off", self.status()["state"])
+
+    def test_auto_values_validated(self):
+        self.new_dvm()
+        for name, value in (("preload-dispvm-auto", "a"), ("preload-dispvm-auto", "-1"),
+                            ("preload-dispvm-idle", "0"), ("preload-dispvm-idle", "x"),
+                            ("preload-dispvm-auto-window", "-3")):
+            before = self.feature("pdvm", name)
+            self.err("admin.vm.feature.Set", name, "pdvm", value.encode(), exc="QubesValueError")
+            self.assertEqual(before, self.feature("pdvm", name))
+        self.err("admin.vm.feature.Set", "preload-dispvm-auto", "dom0", b"2",
+                 exc="QubesValueError")
+
+
+# --- memory pressure (preload-dispvm-pressure) ---
+
+CG1_MEMORY = "/sys/fs/cgroup/memory"
+CG2 = "/sys/fs/cgroup/unified"
+HOG_LIMIT_MIB = 32
+HOG_FILE_MIB = 128
+PRESSURE = "20 2000 4"  # 20 ms stalled in 2 s; refill after 4 s without
+
+
+def pressure_skip_reason():
+    if not os.path.isdir(CG1_MEMORY) and not os.path.exists("/sys/fs/cgroup/memory.max"):
+        return "no memory cgroup to confine a hog"
+    if not os.path.exists("/proc/pressure/memory"):
+        return "no pressure stall information (PSI) on this kernel"
+    return None
+
+
+def psi_some_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("some "):
+                return int(line.split("total=")[1])
+    return 0
+
+
+class MemoryHog:
+    """A process thrashing the page cache in a memory cgroup of its own: it reads a file
+    four times its limit, over and over, so it reclaims and refaults all the time (memory
+    stalls). Confined (v1 memory or v2 memory.max), its own v2 cgroup for its stall time;
+    kill() ends it and removes the cgroups."""
+
+    def __init__(self, workdir):
+        self.name = "dispenser-hog-%d" % os.getpid()
+        self.file = os.path.join(workdir, "hog.data")
+        self.dirs, self.proc = [], None
+
+    def prepare(self):
+        with open(self.file, "wb") as f:
+            for _ in range(HOG_FILE_MIB):
+                f.write(os.urandom(1 << 20))
+        if os.path.isdir(CG1_MEMORY):
+            self.mem = self.mkdir(os.path.join(CG1_MEMORY, self.name))
+            self.write(self.mem, "memory.limit_in_bytes", HOG_LIMIT_MIB << 20)
+            self.v2 = self.mkdir(os.path.join(CG2, self.name)) if os.path.isdir(CG2) else None
+        else:
+            self.mem = self.v2 = self.mkdir(os.path.join("/sys/fs/cgroup", self.name))
+            self.write(self.mem, "memory.max", HOG_LIMIT_MIB << 20)
+
+    def mkdir(self, path):
+        os.makedirs(path, exist_ok=True)
+        self.dirs.append(path)
+        return path
+
+    @staticmethod
+    def write(d, name, value):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(str(value))
+
+    def start(self):
+        fd = os.open(self.file, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # its pages are charged to it
+        os.close(fd)
+        dirs = [d for d in (self.mem, self.v2) if d]
+
+        def confine():
+            os.setsid()
+            for d in dirs:
+                MemoryHog.write(d, "cgroup.procs", os.getpid())
+        self.proc = subprocess.Popen(
+            ["sh", "-c", 'while :; do cat "$0" >/dev/null; done', self.file],
+            preexec_fn=confine)
+        self.started = time.monotonic()
+        self.stall0 = self.stall_us()
+
+    def stall_us(self):
+        if not self.v2:
+            return 0
+        return psi_some_total(os.path.join(self.v2, "memory.pressure"))
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        for d in reversed(self.dirs):
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        self.dirs = []
+        if os.path.exists(self.file):
+            os.unlink(self.file)
+
+
+@unittest.skipIf(pressure_skip_reason(), pressure_skip_reason())
+class Pressure(PreloadCase):
+    """A memory hog in a cgroup of its own makes the host's memory stall: preloads go,
+    least recently used template's tail first, and come back once it is calm."""
+
+    def test_hog_sheds_preloads_they_come_back(self):
+        self.set_global_feature("preload-dispvm-pressure", PRESSURE)
+        self.new_dvm(max=3)
+        names = self.wait_filled("pdvm", 3)
+        ev = self.events()
+        hog = MemoryHog(self.d.workdir)
+        self.addCleanup(hog.kill)  # whatever fails from here: no hog, no cgroup, no file
+        hog.prepare()
+        hog.start()
+        self.settled(lambda: self.assertEqual([], self.plist("pdvm")), 20)
+        shed = [dict(kv) for s, n, kv in ev.snapshot()
+                if s == "pdvm" and n == "domain-preload-dispvm-discard"]
+        self.assertEqual({"memory pressure"}, {d["reason"] for d in shed})
+        self.assertEqual(names[::-1], [d["dispvm"] for d in shed])  # the tail first
+        # while the hog runs, nothing is refilled
+        self.ok("admin.vm.CreateDisposable", "preload", "pdvm")
+        self.assert_stays(lambda: self.assertEqual([], self.plist("pdvm")), 2.0)
+        elapsed = time.monotonic() - hog.started
+        stalled = (hog.stall_us() - hog.stall0) / 1e6
+        hog.kill()
+        print("hog: %.2f s stalled of %.1f s" % (stalled, elapsed), file=sys.stderr)
+        # the hog's own stalls stay bounded (it thrashes, but is not starved)
+        self.assertLess(stalled, 0.5 * elapsed, "hog stalled %.1f s of %.1f s" % (stalled, elapsed))
+        # calm: the pool comes back, and says why
+        self.wait_filled("pdvm", 3, timeout=20)
+        reasons = [e["reason"] for e in self.start_events(ev, "pdvm")]
+        self.assertIn("memory pressure eased", reasons)
+
+    def test_pressure_value_validated(self):
+        for value in ("x", "0", "3000 2000", "10 100", "10 2000 0", "1 2 3 4"):
+            self.err("admin.vm.feature.Set", "preload-dispvm-pressure", "dom0", value.encode(),
+                     exc="QubesValueError")
+        self.assertIsNone(self.feature("dom0", "preload-dispvm-pressure"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+/* The demand a disposable template sees, learned from its requests (docs/preload.md,
+ * "Following demand"): decaying averages of the request rate and of the burst size, the
+ * time a preload takes to get ready, and from these the pool size that covers what is
+ * expected over one refill time. Pure arithmetic on times in seconds: the caller gives
+ * the clock (tests give theirs). */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#define DEMAND_REFILL_GUESS_S 5.0 /* a preload's time to ready before one was measured */
+
+struct demand {
+    double rate;        /* requests per second, decayed to `last` */
+    double burst;       /* average size of the bursts that ended; 0: none yet */
+    double burst_rate;  /* average pace within those bursts, requests per second */
+    unsigned current;   /* requests of the burst going on */
+    double burst_start; /* time of its first request */
+    double last;        /* time of the last request; < 0: none yet */
+    double refill_s;    /* average time from a preload's start to ready; 0: none yet */
+    uint64_t requests;  /* all requests */
+    uint64_t hits;      /* requests served by a ready preload */
+};
+
+void demand_init(struct demand *d);
+/* One request at `now` (hit: a ready preload served it). Requests closer together than
+ * one refill time make one burst: the pool could not have refilled in between. */
+void demand_note_request(struct demand *d, double now, double window_s, bool hit);
+/* A preload took `seconds` from its start to ready. */
+void demand_note_refill(struct demand *d, double seconds);
+double demand_refill_s(const struct demand *d);
+/* The rate at `now`, per minute (it decays while nothing comes). */
+double demand_rate_per_min(const struct demand *d, double now, double window_s);
+/* The burst to prepare for: the average of past bursts, or the one going on if larger. */
+double demand_burst(const struct demand *d);
+/* Requests closer together than this are one burst: one refill time, at least 1 s. */
+double demand_burst_gap_s(const struct demand *d);
+/* The last request came less than a burst gap ago: a burst may be going on. */
+bool demand_in_burst(const struct demand *d, double now);
+/* The pace within bursts, requests per second: the average of past bursts', or the one
+ * going on if faster; 0 while unknown. */
+double demand_burst_rate(const struct demand *d);
+/* How many preloads cover the demand expected over one refill time (delay_s added, the
+ * wait before a refill starts), rounded up, at most `ceiling`: rate x that time, and
+ * while a burst goes on (from its first request) the burst's pace x that time if larger
+ * (but not more than is left of an average burst; the burst's size while its pace is
+ * unknown); between bursts the pool holds only what the rate calls for. 0 before the
+ * first request, and once `idle_s` passed without one. */
+unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
+                       double delay_s, unsigned ceiling);

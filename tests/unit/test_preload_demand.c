@@ -1,0 +1,129 @@
+/* The demand estimator (src/daemon/preload_demand.c): the decaying request rate, burst
+ * sizes, the refill time, and the pool size they call for. Times are given, not taken. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "preload_demand.h"
+
+#define WINDOW 60.0
+#define IDLE 120.0
+
+static void test_nothing_learned_is_zero(void **state) {
+    struct demand d;
+    demand_init(&d);
+    assert_int_equal(demand_target(&d, 10, WINDOW, IDLE, 0, 8), 0);
+    assert_true(demand_rate_per_min(&d, 10, WINDOW) == 0);
+    assert_true(demand_refill_s(&d) == DEMAND_REFILL_GUESS_S);
+}
+
+/* A steady rate r averages r: one request every 2 s is 30 per minute. */
+static void test_steady_rate_converges(void **state) {
+    struct demand d;
+    demand_init(&d);
+    for (int i = 0; i < 1000; i++)
+        demand_note_request(&d, i * 2.0, WINDOW, false);
+    double rate = demand_rate_per_min(&d, 1998.0 + 1.0, WINDOW);
+    assert_true(fabs(rate - 30.0) < 1.0);
+}
+
+/* It decays: after one window without requests, 1/e of it. */
+static void test_rate_decays_while_idle(void **state) {
+    struct demand d;
+    demand_init(&d);
+    for (int i = 0; i < 1000; i++)
+        demand_note_request(&d, i * 2.0, WINDOW, false);
+    double at = demand_rate_per_min(&d, 1998.0, WINDOW);
+    double later = demand_rate_per_min(&d, 1998.0 + WINDOW, WINDOW);
+    assert_true(fabs(later - at / M_E) < 0.01);
+}
+
+/* Requests closer than one refill time are one burst; the next one far apart closes it. */
+static void test_bursts_are_averaged(void **state) {
+    struct demand d;
+    demand_init(&d);
+    demand_note_refill(&d, 2.0);
+    for (int i = 0; i < 10; i++) /* a burst of 10 */
+        demand_note_request(&d, 100 + i * 0.1, WINDOW, false);
+    assert_true(demand_burst(&d) == 10); /* the one going on */
+    for (int i = 0; i < 20; i++)         /* a burst of 20, 100 s later */
+        demand_note_request(&d, 200 + i * 0.1, WINDOW, false);
+    for (int i = 0; i < 2; i++) /* a small one closes it: 10 and 20 average to 15 */
+        demand_note_request(&d, 300 + i * 0.1, WINDOW, false);
+    assert_true(fabs(demand_burst(&d) - 15.0) < 1e-9);
+    assert_int_equal(d.requests, 32);
+}
+
+/* The target covers what is expected over one refill time, within the ceiling: in a
+ * burst its pace x that time (no more than is left of an average burst), between bursts
+ * the rate x that time, and nothing once idle. */
+static void test_target_between_zero_and_ceiling(void **state) {
+    struct demand d;
+    demand_init(&d);
+    demand_note_refill(&d, 2.0);
+    assert_int_equal(demand_target(&d, 5, WINDOW, IDLE, 0, 8), 0); /* nothing asked yet */
+    demand_note_request(&d, 10, WINDOW, false);
+    /* a first burst's first request: its pace unknown, its size so far (1) */
+    assert_int_equal(demand_target(&d, 10, WINDOW, IDLE, 0, 8), 1);
+    for (int i = 1; i < 6; i++)
+        demand_note_request(&d, 10 + i * 0.2, WINDOW, false);
+    /* 5 per s x 2 s refill time = 10 */
+    assert_true(fabs(demand_burst_rate(&d) - 5.0) < 1e-9);
+    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 16), 10);
+    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 4), 4);          /* the ceiling */
+    assert_int_equal(demand_target(&d, 11 + IDLE + 1, WINDOW, IDLE, 0, 8), 0); /* idle */
+    /* the burst over (more than a refill time since the last request): the rate only,
+     * 6 requests / 60 s x 2 s, rounded up */
+    assert_false(demand_in_burst(&d, 14));
+    assert_int_equal(demand_target(&d, 14, WINDOW, IDLE, 0, 8), 1);
+    /* the next burst's first request: the pace of bursts (10 over a refill time), but no
+     * more than is left of an average burst (6 - 1) */
+    demand_note_request(&d, 50, WINDOW, false);
+    assert_int_equal(demand_target(&d, 50, WINDOW, IDLE, 0, 16), 5);
+    /* a high steady rate over a long refill time: rate x time wins over bursts of 1 */
+    struct demand s;
+    demand_init(&s);
+    demand_note_refill(&s, 10.0);
+    for (int i = 0; i < 2000; i++) /* 1 per 11 s: each its own burst; 60/11 per minute */
+        demand_note_request(&s, i * 11.0, 600.0, false);
+    /* 1/11 per s x (10 s + 20 s delay) = 2.7: 3 */
+    assert_int_equal(demand_target(&s, 1999 * 11.0, 600.0, IDLE, 20.0, 8), 3);
+    assert_int_equal(demand_target(&s, 1999 * 11.0, 600.0, IDLE, 0, 8), 1);
+}
+
+static void test_refill_time_is_averaged(void **state) {
+    struct demand d;
+    demand_init(&d);
+    demand_note_refill(&d, 1.0);
+    assert_true(demand_refill_s(&d) == 1.0);
+    demand_note_refill(&d, 2.0);
+    assert_true(fabs(demand_refill_s(&d) - 1.3) < 1e-9);
+    demand_note_refill(&d, -1); /* not a time */
+    assert_true(fabs(demand_refill_s(&d) - 1.3) < 1e-9);
+}
+
+static void test_hits_counted(void **state) {
+    struct demand d;
+    demand_init(&d);
+    demand_note_request(&d, 1, WINDOW, true);
+    demand_note_request(&d, 2, WINDOW, false);
+    assert_int_equal(d.hits, 1);
+    assert_int_equal(d.requests, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nothing_learned_is_zero),
+        cmocka_unit_test(test_steady_rate_converges),
+        cmocka_unit_test(test_rate_decays_while_idle),
+        cmocka_unit_test(test_bursts_are_averaged),
+        cmocka_unit_test(test_target_between_zero_and_ceiling),
+        cmocka_unit_test(test_refill_time_is_averaged),
+        cmocka_unit_test(test_hits_counted),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
