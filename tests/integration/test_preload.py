@@ -1338,7 +1338,20 @@ class Pressure(PreloadCase):
         self.addCleanup(hog.kill)  # whatever fails from here: no hog, no cgroup, no file
         hog.prepare()
         hog.start()
-        self.settled(lambda: self.assertEqual([], self.plist("pdvm")), 20)
+        deadline = time.monotonic() + 40
+        while self.plist("pdvm") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self.plist("pdvm"):
+            # The premise, not the daemon, may have failed: on a machine busy with other
+            # work the hog gets little CPU and may not stall 20 ms in any 2 s window. Its
+            # own stall time (a lower bound of the host's) tells which.
+            stalled = (hog.stall_us() - hog.stall0) / 1e6
+            elapsed = time.monotonic() - hog.started
+            if hog.v2 and stalled < 0.02 * elapsed / 2:
+                self.skipTest("the hog stalled only %.3f s in %.0f s: no pressure to react to"
+                              % (stalled, elapsed))
+            self.fail("preloads kept under pressure (hog stalled %.2f s in %.0f s): %r"
+                      % (stalled, elapsed, self.plist("pdvm")))
         shed = [dict(kv) for s, n, kv in ev.snapshot()
                 if s == "pdvm" and n == "domain-preload-dispvm-discard"]
         self.assertEqual({"memory pressure"}, {d["reason"] for d in shed})
