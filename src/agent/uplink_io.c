@@ -43,7 +43,7 @@ static struct qcall *waiting_call(struct agent *a, const char *id_text) {
 static int keep_only(int fds[4]) {
     int tmp[4];
     for (int i = 0; i < 4; i++)
-        if ((tmp[i] = fcntl(fds[i], F_DUPFD, 1024)) < 0)
+        if ((tmp[i] = fcntl(fds[i], F_DUPFD, 7)) < 0) /* above the targets */
             return -1;
     for (int i = 0; i < 4; i++)
         if ((fds[i] = dup2(tmp[i], 3 + i)) < 0)

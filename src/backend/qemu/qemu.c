@@ -209,6 +209,9 @@ void qemu_got_ready(struct qemu_run *run) {
     if (!run->start_done)
         return;
     run->power = BACKEND_RUNNING;
+    /* calls out of the VM (qrexec-client-vm); it runs without them if this fails */
+    if (agent_link_uplink_open(&run->link) < 0)
+        log_warning("%s: no qrexec uplink: %s", run->name, strerror(errno));
     log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name, mono_ms() - run->launched_ms,
              qemu_accel_name(run->accel));
     qemu_finish_start(run, 0, NULL);
