@@ -27,6 +27,7 @@
 #include "qrexec_proto.h"
 
 #define DRAIN_MAX (4u << 20) /* output read at the reply at most: pipes hold 1 MiB at most */
+#define PENDING_MAX 32       /* per qube, calls whose agent has not yet said it relays */
 
 enum { SRC_SOCK, SRC_IN, SRC_OUT, SRC_ERR, SRC_N };
 
@@ -194,8 +195,18 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
     return 0;
 }
 
+/* A guest that sends calls and never relays them must not pile up descriptors here. */
+static size_t pending(const struct agent_link *link) {
+    size_t n = 0;
+    for (const struct upcopy *u = link->hub->copies; u; u = u->next)
+        n += u->link == link && !u->delivered;
+    return n;
+}
+
 int upcopy_begin(struct agent_link *link, const struct agent_upcall_id *who, const char *body,
                  uint32_t body_len) {
+    if (pending(link) >= PENDING_MAX)
+        return -EMFILE;
     struct upcopy *u = xcalloc(1, sizeof(*u));
     *u = (struct upcopy){.hub = link->hub,
                          .next = link->hub->copies,
