@@ -86,6 +86,7 @@ static void close_channels(struct qemu_run *run) {
 
 void qemu_run_free(struct qemu_run *run) {
     close_channels(run);
+    qemu_net_free(run);
     agent_link_free(&run->link);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->vmux_src);
@@ -421,6 +422,7 @@ static const struct backend_ops QEMU_OPS = {
     .import_begin = qemu_import_begin,
     .import_end = qemu_import_end,
     .exec = qemu_exec,
+    .net_attach = qemu_net_attach,
     .upcall_reply = qemu_upcall_reply,
     .adopt = qemu_adopt,
     .cleanup = qemu_cleanup,

@@ -262,9 +262,15 @@ static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const cha
             jail.fds[jail.n_fds++] = images[i];
     l->private_fd = images[1] >= 0 ? 5 : 0;
     l->private_ro_fd = images[2] >= 0 ? 6 : 0;
+    if (run->net && run->net->tap_fd >= 0) { /* its NIC's tap, next (qemu_net.c) */
+        l->tap_fd = 3 + (int)jail.n_fds;
+        l->net = run->net;
+        jail.fds[jail.n_fds++] = run->net->tap_fd;
+    }
     char **argv = qemu_argv(qb, run->name, l);
     run->pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->pid);
     qemu_argv_free(argv);
+    qemu_net_spawned(run);
     return run->pidfd;
 }
 
@@ -511,6 +517,11 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
     if (r == 0)
         r = prepare_root(qb, q, root, sizeof(root), &stack, why);
     struct qemu_run *run = r == 0 ? run_prepared(qb, q, why) : NULL;
+    if (run && qemu_net_prepare(run, q->net, why) < 0) { /* now: q->net is borrowed */
+        qemu_kill_and_wait(run);
+        qemu_teardown(run, false, 0);
+        run = NULL, r = -EIO;
+    }
     if (!run) {
         volume_stack_free(&stack);
         return r < 0 ? r : -EIO;
