@@ -11,8 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-/var/cache/dispenser/vm-kernel}
 # virtio transport and devices of a -M microvm guest (the balloon: a paused preload gives
 # its free memory back; virtio_rng: the host's entropy for restore-mode clones), its
-# filesystems
-WANTED="virtio_mmio virtio_blk virtio_console virtio_balloon virtio_rng crc32c_generic erofs ext4 overlay"
+# filesystems, its network card (a qube with a netvm: a tap)
+WANTED="virtio_mmio virtio_blk virtio_console virtio_balloon virtio_rng crc32c_generic erofs ext4 overlay virtio_net"
 
 # the exact image package the metapackage points at (e.g. linux-image-6.1.0-57-amd64)
 pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')

@@ -86,6 +86,14 @@ struct qcall {
     char *msg;   /* header + body as forwarded */
     size_t sent; /* bytes of msg on the uplink; the descriptors ride on the first */
     int fds[3];
+    /* copy uplink (a VM): the caller's stdio stay here, a child relays them over the
+     * daemon's AGENT_REQ_UPCALL_IO connection; the result waits until it has ended */
+    bool copy;
+    pid_t relay_pid; /* 0: none yet */
+    bool relay_done;
+    bool has_result;
+    struct qrexec_result result;
+    char *result_msg;
 };
 
 struct agent {
@@ -109,6 +117,7 @@ struct agent {
     struct watch qrexec_listener; /* AGENT_QREXEC_SOCKET */
     char *qrexec_path;            /* unlinked at exit when run by hand */
     struct watch uplink;          /* fd -1 = dispenserd not connected */
+    bool uplink_copy;             /* it carries no descriptors (AGENT_F_COPY) */
     char up_buf[sizeof(struct qrexec_result) + QREXEC_MAX_MSG];
     size_t up_got;
     struct qcall *qcalls;
@@ -153,6 +162,12 @@ void qrexec_listen(struct agent *a, const char *path);
 /* AGENT_REQ_UPLINK: the connection becomes the uplink, replacing any older one. */
 void uplink_adopt(struct conn *c);
 void qcalls_reap_dead(struct agent *a);
+/* AGENT_REQ_UPCALL_IO: the data connection of a copy call (uplink_io.c). */
+void uplink_attach_io(struct conn *c);
+/* A relay child ended: true if it was one. */
+bool qcall_relay_exited(struct agent *a, pid_t pid, int wstatus);
+/* uplink.c, for uplink_io.c: answers the local client and ends the call. */
+void qcall_finish(struct qcall *q, uint32_t kind, int32_t status, const char *msg, size_t msg_len);
 /* Shutdown: no new calls from inside. */
 void qrexec_stop_listening(struct agent *a);
 

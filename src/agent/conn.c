@@ -117,6 +117,7 @@ static void dispatch(struct conn *c) {
     case AGENT_REQ_EXEC: start_service(c); return;
     case AGENT_REQ_UPLINK: uplink_adopt(c); return;
     case AGENT_REQ_REFRESH: refresh_identity(c); return;
+    case AGENT_REQ_UPCALL_IO: uplink_attach_io(c); return;
     default: conn_send_reply(c, AGENT_REFUSED, EINVAL);
     }
 }

@@ -173,6 +173,8 @@ static void reap_children(struct agent *a) {
         if (pid == a->vmux_pid) {
             agent_log("the --vmux bridge ended (status 0x%x)", (unsigned)wstatus);
             a->vmux_pid = 0;
+        } else if (qcall_relay_exited(a, pid, wstatus)) {
+            /* a copy call's relay: its result went to its caller if it was in */
         } else if (gui_launcher_exited(a, pid, wstatus)) {
             startup_continue(a);
         } else if (!conn_child_exited(a, pid, wstatus)) {

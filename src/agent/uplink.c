@@ -8,6 +8,7 @@
  * comes down the uplink is checked as well. A broken client loses only its own call; a
  * broken uplink is dropped and every call in flight on it fails. */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -30,6 +31,8 @@ static void qcall_destroy(struct qcall *q) {
     q->dead = true;
     watch_close(q->agent, &q->sock);
     close_fds(q->fds);
+    if (q->relay_pid > 0 && !q->relay_done)
+        kill(q->relay_pid, SIGKILL); /* reaped by the loop, as any child */
 }
 
 void qcalls_reap_dead(struct agent *a) {
@@ -41,14 +44,14 @@ void qcalls_reap_dead(struct agent *a) {
         }
         *p = q->next;
         free(q->msg);
+        free(q->result_msg);
         free(q);
     }
 }
 
 /* Answers the local client and ends the call. The result is at most ~1 KiB into a socket
  * the client has not written to since: it never blocks, and a gone client is no error. */
-static void qcall_finish(struct qcall *q, uint32_t kind, int32_t status, const char *msg,
-                         size_t msg_len) {
+void qcall_finish(struct qcall *q, uint32_t kind, int32_t status, const char *msg, size_t msg_len) {
     char out[sizeof(struct qrexec_result) + QREXEC_MAX_MSG];
     if (msg_len > QREXEC_MAX_MSG)
         msg_len = QREXEC_MAX_MSG;
@@ -136,9 +139,10 @@ static void qcall_submit(struct qcall *q) {
     if (a->uplink.fd < 0)
         return qcall_fail(q, QREXEC_FAILED, MSG_NOT_CONNECTED);
     q->id = ++a->next_qid;
+    q->copy = a->uplink_copy; /* the stdio stay here until the daemon's data connection */
     struct qrexec_request up = {.magic = QREXEC_MAGIC,
                                 .id = q->id,
-                                .flags = QREXEC_F_FDS,
+                                .flags = q->copy ? QREXEC_F_COPY : QREXEC_F_FDS,
                                 .body_len = q->req.body_len};
     memcpy(q->msg, &up, sizeof(up));
     q->state = QCALL_QUEUED;
@@ -223,14 +227,14 @@ static void uplink_flush(struct agent *a) {
         size_t total = sizeof(q->req) + q->req.body_len;
         bool cancelling = q->client_gone && q->req.body_len == 0;
         ssize_t n = send_fds(a->uplink.fd, q->msg + q->sent, total - q->sent,
-                             q->sent == 0 && !cancelling ? q->fds : NULL);
+                             q->sent == 0 && !cancelling && !q->copy ? q->fds : NULL);
         if (n == -EAGAIN) {
             watch_set(a, &a->uplink, EPOLLIN | EPOLLOUT);
             return;
         }
         if (n < 0)
             return uplink_lost(a, "broken while sending");
-        if (q->sent == 0)
+        if (q->sent == 0 && !q->copy)
             close_fds(q->fds); /* in flight: the router gets its own copies */
         q->sent += (size_t)n;
         if (q->sent == total)
@@ -241,9 +245,18 @@ static void uplink_flush(struct agent *a) {
 }
 
 static void uplink_deliver(struct agent *a, const struct qrexec_result *r, const char *msg) {
-    for (struct qcall *q = a->qcalls; q; q = q->next)
-        if (!q->dead && q->state == QCALL_SENT && q->id == r->id)
-            return qcall_finish(q, r->kind, r->status, msg, r->msg_len);
+    for (struct qcall *q = a->qcalls; q; q = q->next) {
+        if (q->dead || q->state != QCALL_SENT || q->id != r->id || q->has_result)
+            continue;
+        if (q->relay_pid > 0 && !q->relay_done) { /* its output first */
+            q->has_result = true;
+            q->result = *r;
+            q->result_msg = xmalloc(r->msg_len + 1);
+            memcpy(q->result_msg, msg, r->msg_len);
+            return;
+        }
+        return qcall_finish(q, r->kind, r->status, msg, r->msg_len);
+    }
     agent_log("qrexec uplink: result for unknown call %u ignored", r->id);
 }
 
@@ -288,10 +301,11 @@ void uplink_adopt(struct conn *c) {
     if (a->uplink.fd >= 0)
         uplink_lost(a, "replaced by a new one");
     a->uplink = (struct watch){.fd = c->sock.fd, .fn = uplink_event, .owner = a};
+    a->uplink_copy = c->req.flags & AGENT_F_COPY;
     c->sock.fd = -1; /* the connection's socket lives on as the uplink */
     c->sock.events = 0;
     conn_destroy(c);
-    agent_log("qrexec uplink connected");
+    agent_log("qrexec uplink connected%s", a->uplink_copy ? " (copy)" : "");
     uplink_flush(a);
 }
 

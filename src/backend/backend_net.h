@@ -16,3 +16,8 @@ int backend_nft_apply(int netns_fd, const char *script, struct backend_why *why)
 int backend_net_veth_link(int qube_netns, const struct backend_net *net, struct backend_why *why);
 /* Removes the qube's link (the netvm's end goes with it); no link is no error. */
 int backend_net_veth_unlink(int qube_netns, struct backend_why *why);
+/* A tap device for a VM's NIC, made in the netvm's namespace as net->netvm_ifname with the
+ * gateway address and a route to net->ip (the netvm's end of the link, as for a veth): the
+ * VM's end is its virtio-net device on *tap_fd, whose closing (the VM's QEMU ending)
+ * removes the device. On failure nothing of it is left. */
+int backend_net_tap_link(const struct backend_net *net, int *tap_fd, struct backend_why *why);

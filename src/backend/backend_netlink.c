@@ -8,12 +8,14 @@
 #include <libmnl/libmnl.h>
 #include <linux/if.h>
 #include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,4 +234,45 @@ int backend_net_veth_unlink(int qube_netns, struct backend_why *why) {
     nl_close(q);
     free(q);
     return r < 0 ? backend_fail(why, -EIO, "cannot unlink: %s", strerror(-r)) : 0;
+}
+
+/* /dev/net/tun makes the device in the namespace it was opened in: the daemon steps in
+ * to open it and back out at once. */
+static int tap_create(int netns_fd, const char *ifname) {
+    _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0 || setns(netns_fd, CLONE_NEWNET) < 0)
+        return -errno;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    int saved = errno;
+    if (setns(home, CLONE_NEWNET) < 0)
+        abort(); /* going on inside a qube's namespace is never an option */
+    if (fd < 0)
+        return -saved;
+    struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI};
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        saved = errno;
+        close(fd);
+        return -saved;
+    }
+    return fd;
+}
+
+int backend_net_tap_link(const struct backend_net *net, int *tap_fd, struct backend_why *why) {
+    struct nl *n = xcalloc(1, sizeof(*n));
+    const char *step = "tap";
+    int fd = tap_create(net->netvm_netns, net->netvm_ifname), r = fd < 0 ? fd : 0;
+    if (r == 0)
+        step = "netlink", r = nl_open(net->netvm_netns, n);
+    if (r == 0)
+        r = configure_netvm_end(n, net, &step);
+    nl_close(n);
+    free(n);
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd); /* the device goes with it */
+        return backend_fail(why, -EIO, "cannot link to the netvm (%s): %s", step, strerror(-r));
+    }
+    *tap_fd = fd;
+    return 0;
 }

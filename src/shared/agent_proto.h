@@ -31,13 +31,25 @@ enum agent_request_type {
                               * inside the qube (qrexec-client-vm) up it as qrexec_request
                               * (+ SCM_RIGHTS), and the daemon answers each with a
                               * qrexec_result (qrexec_proto.h). No agent_reply is sent.
-                              * A newer uplink replaces an older one (daemon restart). */
+                              * A newer uplink replaces an older one (daemon restart).
+                              * With AGENT_F_COPY the connection cannot carry descriptors
+                              * (a VM's stream): calls come up with QREXEC_F_COPY and none,
+                              * and each call's stdio flow over an AGENT_REQ_UPCALL_IO. */
     AGENT_REQ_REFRESH = 5,    /* a VM restored from a saved one (a clone) becomes itself:
                               * body strings service = its name (hostname, DISPENSER_QUBE),
                               * argument = its machine-id (32 hex digits), command = fresh
                               * host entropy as hex (credited to the RNG, which is then
                               * reseeded), user = the host's time (seconds.nanoseconds).
                               * Only the engine sends it: the router only sends EXEC. */
+    AGENT_REQ_UPCALL_IO = 6,  /* the daemon's data connection for a QREXEC_F_COPY call; the
+                              * body's argument is the call's id (decimal). The agent
+                              * answers agent_reply EXITED 0 once it relays the caller's
+                              * stdio on it (else REFUSED, ENOENT: no such call waiting),
+                              * then stream 0 (the caller's stdin) goes up as frames and
+                              * streams 1 and 2 come down, ended by the daemon's
+                              * agent_reply once the service has ended. The call's result
+                              * still comes on the uplink; the agent hands it to the caller
+                              * after its output is all out. */
 };
 
 /* Inside every qube the agent also listens on this path for qrexec-client-vm; the agent
@@ -46,11 +58,12 @@ enum agent_request_type {
 #define AGENT_BIN_DIR "/run/dispenser/bin"
 
 enum agent_request_flags {
-    AGENT_F_FDS = 1u << 0, /* stdio passed as descriptors (SCM_RIGHTS) */
-    AGENT_F_PTY = 1u << 1, /* with AGENT_F_FDS: the service runs on a terminal the agent
+    AGENT_F_FDS = 1u << 0,  /* stdio passed as descriptors (SCM_RIGHTS) */
+    AGENT_F_PTY = 1u << 1,  /* with AGENT_F_FDS: the service runs on a terminal the agent
                             * allocates; stdin and stdout are relayed to and from it, and
                             * the third descriptor carries struct winsize records (the
                             * caller's window size, the first before the service starts) */
+    AGENT_F_COPY = 1u << 2, /* with AGENT_REQ_UPLINK: no descriptors can cross (see there) */
 };
 
 struct agent_request {

@@ -33,6 +33,8 @@ enum qrexec_flags {
     QREXEC_F_PTY = 1u << 1,    /* the service gets a terminal allocated in the qube; the third
                              * descriptor carries struct winsize records to it (host calls
                              * only: a qube's call with it is refused) */
+    QREXEC_F_COPY = 1u << 3,   /* agent -> router on an AGENT_F_COPY uplink: no descriptors;
+                                * the stdio flow over an AGENT_REQ_UPCALL_IO connection */
 };
 
 struct qrexec_request {

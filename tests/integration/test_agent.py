@@ -9,6 +9,7 @@ Binaries come from AGENT and AGENT_CLIENT (set by meson); run by hand they fall 
 the build dir (DISPENSER_BUILD_DIR, default ../../build)."""
 
 import hashlib
+import errno
 import os
 import shutil
 import signal
@@ -489,8 +490,14 @@ class TestProtocolAbuse(AgentTestCase):
 
 AGENT_MAGIC = 0x44535031
 AGENT_REQ_UPLINK = 4
+AGENT_REQ_UPCALL_IO = 6
+AGENT_F_COPY = 4
+AGENT_REFUSED = 3
 QREXEC_MAGIC = 0x51524531
 QREXEC_F_FDS = 1
+QREXEC_F_COPY = 8
+AGENT_REPLY = struct.Struct("=IIi")    # magic, kind, status
+FRAME = struct.Struct("=II")           # stream, len
 EXITED, SIGNALED, REFUSED, FAILED = range(4)
 AGENT_REQ = struct.Struct("=IHHI")     # magic, type, flags, body_len
 QREXEC_REQ = struct.Struct("=IIII")    # magic, id, flags, body_len
@@ -535,13 +542,13 @@ class FakeUplink:
     """dispenserd's router as the agent sees it: connects with AGENT_REQ_UPLINK, then
     receives qrexec_requests (+ descriptors) and answers with qrexec_results."""
 
-    def __init__(self, agent):
+    def __init__(self, agent, flags=0):
         connected = agent.log().count("qrexec uplink connected")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(10)
         self.sock.connect(agent.socket)
         body = b"\0" * 6   # what agent_client_send() sends for an empty body
-        self.sock.sendall(AGENT_REQ.pack(AGENT_MAGIC, AGENT_REQ_UPLINK, 0, len(body)) + body)
+        self.sock.sendall(AGENT_REQ.pack(AGENT_MAGIC, AGENT_REQ_UPLINK, flags, len(body)) + body)
         deadline = time.monotonic() + 5   # no reply to UPLINK: the log says when it is in
         while agent.log().count("qrexec uplink connected") <= connected:
             if time.monotonic() > deadline:
@@ -957,3 +964,71 @@ class TestRefresh(AgentTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestCopyUplink(QrexecTestCase):
+    """An uplink that cannot carry descriptors (a VM's stream): calls come up without
+    them, the caller's stdio cross on a data connection the daemon opens per call
+    (AGENT_REQ_UPCALL_IO), and the result waits until the output is all out."""
+
+    def io_connect(self, call_id):
+        """The daemon's side of the data connection: (socket, the agent's first reply)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.agent.socket)
+        self.addCleanup(s.close)
+        body = b"\0" + str(call_id).encode() + b"\0" + b"\0" * 4
+        s.sendall(AGENT_REQ.pack(AGENT_MAGIC, AGENT_REQ_UPCALL_IO, 0, len(body)) + body)
+        return s, AGENT_REPLY.unpack(recv_exact(s, AGENT_REPLY.size))
+
+    def test_stdio_cross_on_the_data_connection_and_the_result_waits_for_them(self):
+        up = FakeUplink(self.agent, AGENT_F_COPY)
+        self.addCleanup(up.close)
+        p = self.cvm("work", "test.Svc", stdin=subprocess.PIPE)
+        p.stdin.write(b"to the service\n")
+        p.stdin.close()
+        call = up.recv_call()
+        self.assertEqual((call.flags, call.fds, call.target), (QREXEC_F_COPY, [], "work"))
+        io, attached = self.io_connect(call.id)
+        self.assertEqual((AGENT_MAGIC, EXITED, 0), attached)
+        got = b""   # stream 0: the caller's stdin, then its end
+        while not got.endswith(FRAME.pack(0, 0)):
+            got += io.recv(65536)
+        self.assertEqual(FRAME.pack(0, 15) + b"to the service\n" + FRAME.pack(0, 0), got)
+        out = os.urandom(300000)   # more than a pipe holds
+        frames = FRAME.pack(2, 4) + b"err\n" + b"".join(
+            FRAME.pack(1, len(out[i:i + 65536])) + out[i:i + 65536]
+            for i in range(0, len(out), 65536)) + FRAME.pack(1, 0) + FRAME.pack(2, 0)
+        # the result overtakes the output: the caller gets it only after the output
+        up.answer(call.id, EXITED, 7)
+        time.sleep(0.3)
+        self.assertIsNone(p.poll())
+        sender = threading.Thread(target=io.sendall, args=(
+            frames + AGENT_REPLY.pack(AGENT_MAGIC, EXITED, 7),))
+        sender.start()
+        rc, stdout, stderr = self.finish(p)
+        sender.join()
+        self.assertEqual((7, len(out), b"err\n"), (rc, len(stdout), stderr))
+        self.assertEqual(out, stdout)
+        # a second data connection for the same call, or one for no call, is refused
+        _, again = self.io_connect(call.id)
+        self.assertEqual((AGENT_MAGIC, AGENT_REFUSED, errno.ENOENT), again)
+        _, unknown = self.io_connect(12345)
+        self.assertEqual((AGENT_MAGIC, AGENT_REFUSED, errno.ENOENT), unknown)
+
+    def test_refused_call_and_broken_data_connection(self):
+        up = FakeUplink(self.agent, AGENT_F_COPY)
+        self.addCleanup(up.close)
+        p = self.cvm("work", "test.Svc")
+        call = up.recv_call()
+        up.answer(call.id, REFUSED, 0, b"denied")   # no data connection ever came
+        self.assertEqual((126, b"", b"Request refused: denied\n"), self.finish(p))
+        p = self.cvm("work", "test.Svc")
+        call = up.recv_call()
+        io, _ = self.io_connect(call.id)
+        io.sendall(FRAME.pack(1, 3) + b"par")
+        io.close()   # the daemon's side broke: the relay ends, the result still counts
+        up.answer(call.id, FAILED, 0, b"the qube went away")
+        rc, out, err = self.finish(p)
+        self.assertEqual((125, b"par"), (rc, out))
+        self.assertIn(b"the qube went away", err)

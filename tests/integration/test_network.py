@@ -538,3 +538,47 @@ class Preloads(test_preload.PreloadCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+import test_qemu  # noqa: E402  (after the classes above: it imports test_engine too)
+
+VIRTIO_NET = os.path.join(test_qemu.KERNEL_CACHE, "modules", "virtio_net.ko")
+
+
+@unittest.skipIf(test_qemu.missing(), test_qemu.missing() or "")
+@unittest.skipIf(not os.path.exists(VIRTIO_NET),
+                 "the guest kernel in %s has no virtio_net (scripts/fetch-vm-kernel.sh)"
+                 % test_qemu.KERNEL_CACHE)
+class VmClient(test_qemu.QemuTestCase, NetworkCase):
+    """A virt_mode=qemu qube with a netvm: a virtio-net NIC on a tap in the netvm's
+    namespace, the same addresses and firewall as a container client. One boot."""
+
+    def vm_fetch(self, port):
+        r = harness.run_tool(self.d, "qvm-run", "-p", "vmnet1",
+                             "nc -w 3 %s %d </dev/null" % (SERVER_IP, port), timeout=60)
+        return r.stdout.strip()
+
+    def test_vm_reaches_what_its_firewall_allows_and_its_tap_goes_with_it(self):
+        self.new_vm("vmnet1")
+        self.set_prop("vmnet1", "netvm", "sys-net")
+        self.set_firewall("vmnet1", ["action=accept proto=tcp dst4=%s dstports=%d"
+                                     % (SERVER_IP, TCP_PORT), "action=drop"])
+        self.start_vm("vmnet1")  # starts sys-net first
+        qid = int(self.get_prop("vmnet1", "qid")[2])
+        r = harness.run_tool(self.d, "qvm-run", "-p", "vmnet1",
+                             "ip -4 addr show eth0; ip route; cat /etc/resolv.conf", timeout=60)
+        self.assertIn("10.137.0.%d/32" % qid, r.stdout)
+        self.assertIn("default via %s" % self.get_prop("vmnet1", "gateway")[2], r.stdout)
+        self.assertIn("nameserver 10.139.1.1\nnameserver 10.139.1.2\n", r.stdout)
+        vif = "vif%d" % qid
+        self.assertIn(vif, self.qout("sys-net", "ip -o link"))
+        # the firewall holds as for a container: allowed, and blocked
+        self.assertEqual("hello-from-uplink-%d" % TCP_PORT, self.vm_fetch(TCP_PORT))
+        self.assertEqual("", self.vm_fetch(OTHER_PORT))
+        self.tool("qvm-kill", "vmnet1")
+        # the tap went with QEMU
+        deadline = time.monotonic() + 10
+        while vif in self.qout("sys-net", "ip -o link") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertNotIn(vif, self.qout("sys-net", "ip -o link"))
+        self.kill("sys-net")

@@ -505,6 +505,77 @@ class DisposableCalls(QemuTestCase):
                                                             self.d.log()[-3000:]))
 
 
+CALLS_OUT_POLICY = """\
+test.Echo       *  vmc  work  allow
+test.Cat        *  vmc  work  allow
+qubes.Filecopy  *  vmc  work  allow
+"""
+ECHO_SERVICE = "#!/bin/sh\necho \"from=$QREXEC_REMOTE_DOMAIN\"; cat; echo err >&2; exit 3\n"
+
+
+class CallsOut(QemuTestCase):
+    """qrexec-client-vm inside a VM: the call goes up the agent's stream (no descriptors
+    cross), the router decides by policy with the VM as the caller, the stdio are copied."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.policy_dir = tempfile.mkdtemp(prefix="dispenser-vm-policy-")
+        with open(os.path.join(cls.policy_dir, "30-vm.policy"), "w") as f:
+            f.write(CALLS_OUT_POLICY)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.policy_dir, ignore_errors=True)
+
+    @classmethod
+    def daemon_args(cls):
+        return super().daemon_args() + ["--policy-dir", cls.policy_dir]
+
+    def vm_sh(self, command, timeout=120):
+        """A shell command in the VM: (exit status, stdout, stderr) as text."""
+        r = harness.run_tool(self.d, "qvm-run", "-p", "vmc", command, timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def test_vm_calls_a_qube_by_policy_with_its_stdio_copied(self):
+        # the services, in the template both qubes start from (the VM's image is built
+        # from this revision)
+        self.start("bb")
+        self.qrun("bb", "cat > /etc/qubes-rpc/test.Echo && chmod 755 /etc/qubes-rpc/test.Echo "
+                  "&& printf '#!/bin/sh\\nexec cat\\n' > /etc/qubes-rpc/test.Cat && "
+                  "chmod 755 /etc/qubes-rpc/test.Cat", user="root", input=ECHO_SERVICE.encode())
+        self.shutdown("bb")
+        self.new_appvm("work")
+        self.new_vm("vmc")
+        self.start_vm("vmc")
+
+        # allowed: the target sees the VM as its caller; stdin, stdout, stderr, exit status
+        rc, out, err = self.vm_sh("echo hello | qrexec-client-vm work test.Echo; echo rc=$?")
+        self.assertEqual((0, "from=vmc\nhello\nrc=3\n", "err\n"), (rc, out, err))
+        self.assertIn("qrexec: vmc -> work test.Echo+ allowed", self.d.log())
+        # 1 MiB each way, through the VM's stream and the daemon's pipes
+        rc, out, err = self.vm_sh("head -c 1048576 /dev/urandom > /tmp/d; md5sum < /tmp/d; "
+                                  "qrexec-client-vm work test.Cat < /tmp/d | md5sum")
+        self.assertEqual(0, rc, err)
+        sums = out.split("\n")
+        self.assertEqual(sums[0], sums[1])
+        # denied by default: no rule allows it
+        rc, out, err = self.vm_sh("qrexec-client-vm work test.Denied; echo rc=$?")
+        self.assertEqual((0, "rc=126\n"), (rc, out))
+        self.assertIn("Request refused", err)
+        self.assertIn("qrexec: vmc -> work test.Denied+ refused", self.d.log())
+        # a file copied out of the VM, qvm-copy style: it lands under the VM's name
+        rc, out, err = self.vm_sh("mkdir -p /tmp/s && echo from-the-vm > /tmp/s/note && "
+                                  "tar -cf - -C /tmp/s note | qrexec-client-vm work "
+                                  "qubes.Filecopy; echo rc=$?")
+        self.assertEqual((0, "rc=0\n"), (rc, out), err)
+        self.assertEqual(b"from-the-vm\n",
+                         self.qrun("work", "cat ~/QubesIncoming/vmc/note").stdout)
+        self.tool("qvm-kill", "vmc")
+        self.kill("work")
+
+
 class BackgroundBuild(QemuTestCase):
     """A template revision's root image is built by a builder process beside the daemon,
     never in its loop: a big template takes seconds to export, and every other qube's

@@ -299,11 +299,13 @@ static void test_call_no_service(void **state) {
     assert_int_equal(res.status, 127);
 }
 
-/* No descriptors through a copying link: a terminal and the uplink are refused. */
+/* No descriptors through a copying link: a terminal is refused; its uplink carries none. */
 static void test_copy_refuses_descriptors(void **state) {
     struct fixture *f = *state;
     agent_link_init(&f->link, &f->hub, AGENT_LINK_COPY, "test-qube", f->sock);
-    assert_int_equal(agent_link_uplink_open(&f->link), -EOPNOTSUPP);
+    /* its uplink is one without descriptors (calls out get data connections) */
+    assert_int_equal(agent_link_uplink_open(&f->link), 0);
+    agent_link_uplink_close(&f->link);
     struct backend_service_call call = {"qubes.VMShell", "",     "dom0",    "test-qube",
                                         user(),          "true", {0, 1, 2}, true};
     struct call_result res = {0};
@@ -311,6 +313,90 @@ static void test_copy_refuses_descriptors(void **state) {
     assert_int_equal(agent_link_exec(&f->link, &call, on_call, &res, &why), -EOPNOTSUPP);
     assert_non_null(strstr(why.msg, "cannot pass descriptors"));
     assert_false(res.done);
+}
+
+/* ---- calls out of the qube over a copying link (agent_link_upcopy.c) ---- */
+
+struct upcall_seen {
+    struct backend_upcall *call;
+    bool got;
+};
+
+static void on_upcall(void *userdata, struct backend_upcall *call) {
+    ((struct upcall_seen *)userdata)->call = call;
+    ((struct upcall_seen *)userdata)->got = true;
+}
+
+static bool log_has(struct fixture *f, const char *text) {
+    char *path = tu_path(f->dir, "agent.log");
+    char buf[4096] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return n > 0 && strstr(buf, text);
+}
+
+/* qrexec-client-vm in the qube: its stdin "ping", its stdout into *out. */
+static pid_t start_client(int *out) {
+    int in[2], o[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(o), 0);
+    assert_int_equal(write(in[1], "ping", 4), 4);
+    close(in[1]);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0), dup2(o[1], 1);
+        execl(AGENT_BIN, "qrexec-client-vm", "work", "test.Svc", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(o[1]);
+    *out = o[0];
+    return pid;
+}
+
+/* The call comes up without descriptors; the link's pipes carry its stdio both ways, the
+ * source is the link's qube, and the caller gets the output before its exit status. */
+static void test_copy_uplink_call(void **state) {
+    struct fixture *f = *state;
+    struct upcall_seen seen = {0};
+    f->engine.events = (struct backend_events){.userdata = &seen, .upcall = on_upcall};
+    agent_link_init(&f->link, &f->hub, AGENT_LINK_COPY, "test-qube", f->sock);
+    assert_int_equal(agent_link_uplink_open(&f->link), 0);
+    for (int i = 0; i < 500 && !log_has(f, "qrexec uplink connected (copy)"); i++)
+        sd_event_run(f->loop, 10000);
+    int out;
+    pid_t client = start_client(&out);
+    run_until(f, &seen.got);
+    struct backend_upcall *c = seen.call;
+    assert_string_equal(c->source, "test-qube");
+    assert_string_equal(c->service, "test.Svc");
+    assert_int_equal(write(c->stdio[1], "pong", 4), 4);
+    close(c->stdio[1]), close(c->stdio[2]);
+    fcntl(c->stdio[0], F_SETFL, O_NONBLOCK);
+    char in[16] = "";
+    size_t got = 0;
+    for (int i = 0; i < 2000; i++) { /* the caller's stdin, then its end */
+        sd_event_run(f->loop, 10000);
+        ssize_t n = read(c->stdio[0], in + got, sizeof(in) - 1 - got);
+        if (n == 0)
+            break;
+        got += n > 0 ? (size_t)n : 0;
+    }
+    assert_string_equal(in, "ping");
+    close(c->stdio[0]);
+    agent_link_upcall_reply(&f->link, c, BACKEND_CALL_EXITED, 5, NULL);
+    int ws = 0;
+    for (int i = 0; i < 2000 && waitpid(client, &ws, WNOHANG) == 0; i++)
+        sd_event_run(f->loop, 10000);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 5);
+    char buf[16] = "";
+    assert_int_equal(read(out, buf, sizeof(buf) - 1), 4);
+    assert_string_equal(buf, "pong");
+    close(out);
 }
 
 /* A call whose agent dies fails, with the reason the router gives its caller. */
@@ -350,12 +436,12 @@ static void test_shutdown(void **state) {
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_ready_fdpass),        T(test_ready_copy),
-        T(test_ready_timeout),       T(test_call_fdpass),
-        T(test_call_copy),           T(test_call_copy_large),
-        T(test_call_no_service),     T(test_copy_refuses_descriptors),
-        T(test_call_agent_gone),     T(test_shutdown),
-        T(test_call_copy_early_eof),
+        T(test_ready_fdpass),     T(test_ready_copy),
+        T(test_ready_timeout),    T(test_call_fdpass),
+        T(test_call_copy),        T(test_call_copy_large),
+        T(test_call_no_service),  T(test_copy_refuses_descriptors),
+        T(test_call_agent_gone),  T(test_shutdown),
+        T(test_copy_uplink_call), T(test_call_copy_early_eof),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

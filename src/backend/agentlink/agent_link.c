@@ -26,7 +26,10 @@ void agent_hub_init(struct agent_hub *hub, struct backend *engine) {
     *hub = (struct agent_hub){.engine = engine};
 }
 
-void agent_hub_free(struct agent_hub *hub) { agent_calls_free(hub); }
+void agent_hub_free(struct agent_hub *hub) {
+    agent_calls_free(hub);
+    upcopy_free_all(hub);
+}
 
 void agent_link_init(struct agent_link *link, struct agent_hub *hub, enum agent_link_mode mode,
                      const char *qube, const char *socket_path) {

@@ -18,8 +18,10 @@
  *                      the daemon never sees a byte (container engine);
  *   AGENT_LINK_COPY    the connection carries bytes only (a VM's virtio-serial through
  *                      dispenser-vmux): the link relays the caller's stdio as agent_frame
- *                      streams on the daemon's loop, with flow control both ways. The
- *                      uplink needs descriptors, so it is refused (-EOPNOTSUPP) here.
+ *                      streams on the daemon's loop, with flow control both ways. Calls
+ *                      out come up without descriptors; each gets a data connection of
+ *                      its own whose far end the router sees as pipes
+ *                      (agent_link_upcopy.c).
  *
  * Ownership: service calls in flight belong to the engine's `struct agent_hub`, not to a
  * link: a call ends with its connection (the qube's going away fails it), whatever the
@@ -32,7 +34,6 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
-#include "backend.h"
 
 enum agent_link_mode {
     AGENT_LINK_FDPASS, /* stdio as descriptors (containers) */
@@ -42,6 +43,7 @@ enum agent_link_mode {
 struct agent_call;
 struct agent_ready;
 struct agent_uplink;
+struct upcopy;
 
 /* One per engine: what its links share. */
 struct agent_hub {
@@ -50,6 +52,7 @@ struct agent_hub {
     struct upcall *upcalls;   /* calls from inside qubes not yet answered (a cancel finds
                                * them by qube, id and uplink generation) */
     unsigned uplink_generation;
+    struct upcopy *copies; /* data connections of calls out of COPY links */
 };
 
 void agent_hub_init(struct agent_hub *hub, struct backend *engine);

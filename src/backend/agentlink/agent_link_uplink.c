@@ -12,6 +12,7 @@
 
 #include "agent_client.h"
 #include "agent_link.h"
+#include "agent_link_internal.h"
 #include "fdpass.h"
 #include "log.h"
 #include "qrexec_proto.h"
@@ -32,10 +33,9 @@ struct upcall {
     struct backend_upcall pub;
     struct upcall *next; /* in the hub's list until answered */
     struct agent_hub *hub;
-    char qube[32];
-    uint32_t id;
-    unsigned generation;
-    char *body; /* the strings pub points into */
+    struct agent_upcall_id who;
+    char *body;          /* the strings pub points into */
+    struct upcopy *copy; /* its stdio's relay (COPY links), told the reply */
 };
 
 static void close_fds(int *fds, size_t n) {
@@ -48,6 +48,7 @@ void agent_link_uplink_close(struct agent_link *link) {
     struct agent_uplink *u = link->uplink;
     if (!u)
         return;
+    upcopy_link_closed(link);
     sd_event_source_disable_unref(u->io);
     close(u->fd);
     close_fds(u->fds, u->n_fds);
@@ -84,26 +85,25 @@ static bool take_fds(struct agent_uplink *u, int out[3]) {
     return true;
 }
 
-static void deliver(struct agent_link *link, const struct qrexec_request *req, const char *body,
-                    const int stdio[3]) {
+bool agent_uplink_deliver(struct agent_link *link, const struct agent_upcall_id *who,
+                          const char *body, uint32_t body_len, const int stdio[3],
+                          struct upcopy *copy) {
     struct backend *engine = link->hub->engine;
     struct upcall *c = xcalloc(1, sizeof(*c));
-    snprintf(c->qube, sizeof(c->qube), "%s", link->qube);
-    c->id = req->id;
-    c->generation = link->uplink->generation;
-    c->body = xstrndup(body, req->body_len);
+    c->who = *who;
+    c->body = xstrndup(body, body_len);
     struct qrexec_call_body b;
-    if (qrexec_body_decode(c->body, req->body_len, &b) < 0) {
-        send_result(link->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
+    if (qrexec_body_decode(c->body, body_len, &b) < 0) {
         close_fds((int *)stdio, 3);
         free(c->body);
         free(c);
-        return;
+        return false;
     }
-    c->pub = (struct backend_upcall){c->qube, b.target,  b.service,
-                                     b.user,  b.command, {stdio[0], stdio[1], stdio[2]},
-                                     engine,  c};
+    c->pub = (struct backend_upcall){c->who.qube, b.target,  b.service,
+                                     b.user,      b.command, {stdio[0], stdio[1], stdio[2]},
+                                     engine,      c};
     c->hub = link->hub;
+    c->copy = copy;
     c->next = link->hub->upcalls;
     link->hub->upcalls = c;
     if (engine->events.upcall)
@@ -111,6 +111,50 @@ static void deliver(struct agent_link *link, const struct qrexec_request *req, c
     else
         agent_link_upcall_reply(link, &c->pub, BACKEND_CALL_FAILED, 0,
                                 "this dispenserd routes no calls");
+    return true;
+}
+
+void agent_uplink_answer(struct agent_link *link, const struct agent_upcall_id *who, uint32_t kind,
+                         const char *msg) {
+    if (link->uplink && link->uplink->generation == who->generation)
+        send_result(link->uplink->fd, who->id, kind, 0, msg);
+}
+
+void agent_uplink_forget_copy(struct agent_hub *hub, struct upcopy *copy) {
+    for (struct upcall *c = hub->upcalls; c; c = c->next)
+        if (c->copy == copy)
+            c->copy = NULL;
+}
+
+static struct agent_upcall_id upcall_id(const struct agent_link *link, uint32_t id) {
+    struct agent_upcall_id who = {.id = id, .generation = link->uplink->generation};
+    snprintf(who.qube, sizeof(who.qube), "%s", link->qube);
+    return who;
+}
+
+static void deliver(struct agent_link *link, const struct qrexec_request *req, const char *body,
+                    const int stdio[3]) {
+    struct agent_upcall_id who = upcall_id(link, req->id);
+    if (!agent_uplink_deliver(link, &who, body, req->body_len, stdio, NULL))
+        send_result(link->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
+}
+
+/* A call without descriptors (a VM's): its stdio come over a data connection of its own. */
+static void deliver_copy(struct agent_link *link, const struct qrexec_request *req,
+                         const char *body) {
+    struct agent_upcall_id who = upcall_id(link, req->id);
+    _cleanup_free_ char *copy = xstrndup(body, req->body_len);
+    struct qrexec_call_body b;
+    if (qrexec_body_decode(copy, req->body_len, &b) < 0) {
+        send_result(link->uplink->fd, req->id, QREXEC_REFUSED, 0, "malformed call");
+        return;
+    }
+    int r = upcopy_begin(link, &who, body, req->body_len);
+    if (r < 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "cannot open the call's data connection: %s", strerror(-r));
+        send_result(link->uplink->fd, req->id, QREXEC_FAILED, 0, why);
+    }
 }
 
 /* The agent says the caller of call `id` went away: the daemon is told (the call is
@@ -118,8 +162,8 @@ static void deliver(struct agent_link *link, const struct qrexec_request *req, c
 static void cancel(struct agent_link *link, uint32_t id) {
     struct backend *engine = link->hub->engine;
     for (struct upcall *c = link->hub->upcalls; c; c = c->next)
-        if (c->id == id && c->generation == link->uplink->generation &&
-            strcmp(c->qube, link->qube) == 0) {
+        if (c->who.id == id && c->who.generation == link->uplink->generation &&
+            strcmp(c->who.qube, link->qube) == 0) {
             if (engine->events.upcall_cancel)
                 engine->events.upcall_cancel(engine->events.userdata, &c->pub);
             return;
@@ -150,6 +194,13 @@ static int handle_one(struct agent_link *link) {
             return -1;
         strbuf_consume(&u->in, sizeof(req));
         cancel(link, req.id);
+        return 1;
+    }
+    if (req.flags & QREXEC_F_COPY) { /* only where descriptors cannot pass */
+        if (req.flags != QREXEC_F_COPY || link->mode != AGENT_LINK_COPY)
+            return -1;
+        deliver_copy(link, &req, u->in.data + sizeof(req));
+        strbuf_consume(&u->in, sizeof(req) + req.body_len);
         return 1;
     }
     int stdio[3] = {-1, -1, -1};
@@ -196,10 +247,10 @@ static int on_uplink(sd_event_source *src, int fd, uint32_t revents, void *userd
 }
 
 int agent_link_uplink_open(struct agent_link *link) {
-    if (link->mode != AGENT_LINK_FDPASS) /* the agent's uplink passes descriptors */
-        return errno = EOPNOTSUPP, -EOPNOTSUPP;
+    /* a COPY link's agent sends its calls without descriptors (agent_link_upcopy.c) */
+    uint16_t flags = link->mode == AGENT_LINK_COPY ? AGENT_F_COPY : 0;
     int fd = agent_client_connect(link->socket_path);
-    int r = fd < 0 ? fd : agent_client_send(fd, AGENT_REQ_UPLINK, NULL, NULL);
+    int r = fd < 0 ? fd : agent_client_send_flags(fd, AGENT_REQ_UPLINK, NULL, NULL, flags);
     if (r >= 0 && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
         r = -errno;
     if (r < 0) {
@@ -229,8 +280,10 @@ void agent_link_upcall_reply(struct agent_link *link, struct backend_upcall *pub
                                      [BACKEND_CALL_FAILED] = QREXEC_FAILED};
     uint32_t kind = status < 0 ? QREXEC_REFUSED : kinds[how];
     /* the caller's qube may have stopped, or its uplink been replaced, meanwhile */
-    if (link && link->uplink && link->uplink->generation == c->generation)
-        send_result(link->uplink->fd, c->id, kind, status < 0 ? 0 : status, reason);
+    if (c->copy) /* the service's last output goes down before the agent hands on the result */
+        upcopy_finish(c->copy);
+    if (link && link->uplink && link->uplink->generation == c->who.generation)
+        send_result(link->uplink->fd, c->who.id, kind, status < 0 ? 0 : status, reason);
     forget(c->hub, c);
     free(c->body);
     free(c);

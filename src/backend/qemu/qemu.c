@@ -86,6 +86,7 @@ static void close_channels(struct qemu_run *run) {
 
 void qemu_run_free(struct qemu_run *run) {
     close_channels(run);
+    qemu_net_free(run);
     agent_link_free(&run->link);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->vmux_src);
@@ -211,6 +212,9 @@ void qemu_got_ready(struct qemu_run *run) {
     if (!run->start_done)
         return;
     run->power = BACKEND_RUNNING;
+    /* calls out of the VM (qrexec-client-vm); it runs without them if this fails */
+    if (agent_link_uplink_open(&run->link) < 0)
+        log_warning("%s: no qrexec uplink: %s", run->name, strerror(errno));
     log_info("%s: ready %.0f ms after QEMU's start (%s)", run->name, mono_ms() - run->launched_ms,
              qemu_accel_name(run->accel));
     qemu_finish_start(run, 0, NULL);
@@ -421,6 +425,7 @@ static const struct backend_ops QEMU_OPS = {
     .import_begin = qemu_import_begin,
     .import_end = qemu_import_end,
     .exec = qemu_exec,
+    .net_attach = qemu_net_attach,
     .upcall_reply = qemu_upcall_reply,
     .adopt = qemu_adopt,
     .cleanup = qemu_cleanup,

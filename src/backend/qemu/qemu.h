@@ -76,7 +76,19 @@ struct qemu_run {
     bool golden_vm;
     sd_event_source *restore_timer;
     double restore_deadline_ms;
+    struct qemu_net *net; /* NULL: no netvm (qemu_net.c) */
 };
+
+/* A VM's link to its netvm: the tap, until QEMU holds it, and what its guest is told. */
+struct qemu_net {
+    int tap_fd;
+    char ip[16], gateway[16], mac[18], dns[64];
+};
+int qemu_net_prepare(struct qemu_run *run, const struct backend_net *net, struct backend_why *why);
+void qemu_net_spawned(struct qemu_run *run);
+void qemu_net_free(struct qemu_run *run);
+int qemu_net_attach(struct backend *b, const char *name, const struct backend_net *net,
+                    struct backend_why *why);
 
 struct qemu_backend {
     struct backend base;
@@ -169,6 +181,8 @@ struct qemu_launch {
     /* > 0: the image or log is this descriptor QEMU inherits (/dev/fdset/N), not its path;
      * private_ro_fd > 0: a read-only one of the private image in the same set */
     int root_fd, private_fd, private_ro_fd, console_fd;
+    int tap_fd; /* > 0: a virtio-net device on this tap (and net) */
+    const struct qemu_net *net;
     bool private_throwaway; /* writes go to a temporary overlay QEMU discards */
     uint64_t memory_mib;
     unsigned vcpus;
@@ -208,7 +222,7 @@ void qemu_builds_forget(struct qemu_backend *qb);
 
 /* confinement (qemu_confine.c) */
 #define QEMU_JAIL_FILES 4
-#define QEMU_JAIL_FDS 6
+#define QEMU_JAIL_FDS 7
 struct qemu_jail {
     uid_t uid;                          /* and gid: the VM's own */
     const char *root;                   /* RUNDIR/root: the empty mount point of the jail's root */

@@ -56,6 +56,9 @@ static char *kernel_cmdline(const struct qemu_backend *qb, const char *name,
         strbuf_printf(&sb, " tsc_early_khz=%u", qb->tsc_khz);
     if (l->init && l->init[0] == '/' && !strpbrk(l->init, " \t\n"))
         strbuf_printf(&sb, " dispenser.init=%s", l->init);
+    if (l->tap_fd > 0) /* the guest's init configures eth0 (no DHCP) */
+        strbuf_printf(&sb, " dispenser.ip=%s dispenser.gateway=%s dispenser.dns=%s", l->net->ip,
+                      l->net->gateway, l->net->dns);
     if (l->kernelopts && *l->kernelopts)
         strbuf_printf(&sb, " %s", l->kernelopts);
     return xstrdup(strbuf_str(&sb));
@@ -183,6 +186,12 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add_port(&a, l->rundir, "agent", "serial.sock", "dispenser.agent");
     if (l->balloon)
         add_balloon(&a);
+    if (l->tap_fd > 0) { /* the tap the engine made in the netvm's namespace (qemu_net.c) */
+        add(&a, "-netdev");
+        add(&a, "tap,id=net0,fd=%d,vhost=off", l->tap_fd);
+        add(&a, "-device");
+        add(&a, "virtio-net-device,netdev=net0,mac=%s", l->net->mac);
+    }
     _cleanup_free_ char *console = file_or_fd(&a, l->console_log, l->console_fd, 0);
     add(&a, "-chardev");
     add(&a, "file,id=console,path=%s,append=on", console);

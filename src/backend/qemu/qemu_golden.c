@@ -73,9 +73,11 @@ struct qemu_golden {
     sd_event_source *save_src;
 };
 
+/* A qube with a network boots: a clone would wake with the golden's MAC, addresses and
+ * connections, which the refresh does not renew (yet). */
 bool qemu_golden_wanted(const struct backend_qube *q) {
     const char *mode = backend_option(q->options, q->n_options, "preload-mode");
-    return q->kind == BACKEND_DISPVM && q->background && q->private_source && mode &&
+    return q->kind == BACKEND_DISPVM && q->background && q->private_source && !q->net && mode &&
            strcmp(mode, "restore") == 0;
 }
 

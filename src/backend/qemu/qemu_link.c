@@ -202,8 +202,9 @@ int qemu_exec(struct backend *b, const char *name, const struct backend_service_
     return agent_link_exec(&run->link, call, done, userdata, why);
 }
 
-/* No call comes up from a VM yet (its agent's uplink passes descriptors, which a stream
- * cannot carry): an upcall here is not ours; the link frees it unanswered. */
+/* Calls out of the VM come up its uplink without descriptors; their stdio cross on data
+ * connections of their own (agent_link_upcopy.c). A VM gone meanwhile: the link frees
+ * the upcall unanswered. */
 void qemu_upcall_reply(struct backend *b, struct backend_upcall *call, enum backend_call_end how,
                        int status, const char *reason) {
     struct qemu_run *run = qemu_find((struct qemu_backend *)b, call->source);

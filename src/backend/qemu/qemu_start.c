@@ -234,7 +234,8 @@ static int open_images(const char *root, const char *private, bool throwaway, in
 }
 
 /* QEMU in its jail: the descriptors at 3 (console log), 4 (root image) and on (the
- * private image's, if any, then restore mode's guest RAM), as qemu_argv names them. */
+ * private image's, if any, then restore mode's guest RAM, then its NIC's tap), as
+ * qemu_argv names them. */
 static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const char *dir, int log_fd,
                           int con_fd, const int images[3]) {
     struct qemu_backend *qb = run->qb;
@@ -266,9 +267,15 @@ static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const cha
         jail.fds[jail.n_fds++] = l->ram_fd;
         l->ram_fd = 3 + (int)jail.n_fds - 1;
     }
+    if (run->net && run->net->tap_fd >= 0) { /* its NIC's tap, next (qemu_net.c) */
+        l->tap_fd = 3 + (int)jail.n_fds;
+        l->net = run->net;
+        jail.fds[jail.n_fds++] = run->net->tap_fd;
+    }
     char **argv = qemu_argv(qb, run->name, l);
     run->pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->pid);
     qemu_argv_free(argv);
+    qemu_net_spawned(run);
     return run->pidfd;
 }
 
@@ -556,6 +563,11 @@ int qemu_start(struct backend *b, const struct backend_qube *q, backend_done_fn 
     if (r == 0)
         r = prepare_root(qb, q, root, sizeof(root), &stack, why);
     struct qemu_run *run = r == 0 ? run_prepared(qb, q, why) : NULL;
+    if (run && qemu_net_prepare(run, q->net, why) < 0) { /* now: q->net is borrowed */
+        qemu_kill_and_wait(run);
+        qemu_teardown(run, false, 0);
+        run = NULL, r = -EIO;
+    }
     if (!run) {
         volume_stack_free(&stack);
         return r < 0 ? r : -EIO;

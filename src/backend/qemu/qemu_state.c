@@ -136,6 +136,8 @@ int qemu_adopt(struct backend *b, const struct backend_qube *q) {
     run->balloon = qemu_balloon_present(run) ? QEMU_BALLOON_SHRINK : QEMU_BALLOON_OFF;
     run->next = qb->runs;
     qb->runs = run;
+    if (agent_link_uplink_open(&run->link) < 0) /* a paused guest answers once it runs */
+        log_warning("%s: no qrexec uplink after adoption", q->name);
     log_info("%s: adopted (QEMU pid %d, %s, %s)", q->name, run->pid,
              run->power == BACKEND_PAUSED ? "paused" : "running", qemu_accel_name(run->accel));
     return 0;
