@@ -169,7 +169,7 @@ struct backend_ops {
     int (*pause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: nothing to give back). Gives back what the qube can spare before a
      * long pause (a preload): called right before that pause; best effort: -ENOTSUP where
-     * the host cannot (cgroup v1 has no memory.reclaim). Where the qube must run on to give
+     * the host cannot. Where the qube must run on to give
      * it back (a VM's balloon), the pause that follows counts at once, nothing more is
      * asked of the qube, and the engine freezes it itself within a bounded time; an
      * unpause meanwhile drops the rest and gives its memory back. */

@@ -30,8 +30,6 @@ static const char *const UPSTREAM_METHODS[] = {
     "admin.vm.CreateInPool.DispVM",
     "admin.vm.CreateInPool.StandaloneVM",
     "admin.vm.CreateInPool.TemplateVM",
-    "admin.vm.Suspend",
-    "admin.vm.Resume",
     "admin.vm.Console",
     "admin.vm.Stats",
     "admin.vm.device.denied.List",

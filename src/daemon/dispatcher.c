@@ -224,6 +224,7 @@ static int dispatcher_failed(const struct qube *q, int r, const char *why, struc
 
 static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
     q->power = state;
+    q->suspended = false; /* dispatcher_suspend sets it after its pause */
 }
 
 static void emit(struct dispatcher *disp, const struct qube *q, const char *event, const char *key,
@@ -519,13 +520,50 @@ int dispatcher_foreground(struct dispatcher *disp, const struct qube *q) {
 }
 
 int dispatcher_unpause(struct dispatcher *disp, struct qube *q, struct qerr *err) {
-    if (q->power != POWER_PAUSED)
+    if (q->power != POWER_PAUSED || q->suspended) /* a suspended one wakes by Resume */
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
     struct backend *b = backend_for(disp, q, err);
     if (!b || DISPATCHER_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
         return -1;
     set_power(disp, q, POWER_RUNNING);
     emit(disp, q, "domain-unpaused", NULL, NULL);
+    return 0;
+}
+
+/* Qubes' suspend: the engine's deepest cheap sleep. What the qube can spare is given
+ * back (the engine's reclaim: a container's page cache, a VM's balloon) while it still
+ * runs, then it is frozen. A paused qube is thawed for the reclaim. */
+int dispatcher_suspend(struct dispatcher *disp, struct qube *q, struct qerr *err) {
+    if ((q->power != POWER_RUNNING && q->power != POWER_PAUSED) || q->suspended)
+        return qerr_set(err, EXC_VM_NOT_RUNNING,
+                        "Domain not running (either powered off or "
+                        "suspended): '%s'",
+                        q->name);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (q->power == POWER_PAUSED && dispatcher_unpause(disp, q, err) < 0)
+        return -1;
+    int r = dispatcher_reclaim(disp, q);
+    if (r < 0 && r != -ENOTSUP && r != -EAGAIN)
+        log_warning("%s: nothing reclaimed before the suspend: %s", q->name, strerror(-r));
+    if (DISPATCHER_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
+        return -1;
+    set_power(disp, q, POWER_PAUSED);
+    q->suspended = true;
+    emit(disp, q, "domain-paused", NULL, NULL);
+    return 0;
+}
+
+/* Qubes' resume: a suspended qube wakes up; any other is unpaused. */
+int dispatcher_resume(struct dispatcher *disp, struct qube *q, struct qerr *err) {
+    if (!q->suspended)
+        return dispatcher_unpause(disp, q, err);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b || DISPATCHER_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
+        return -1;
+    set_power(disp, q, POWER_RUNNING);
+    emit(disp, q, "domain-resumed", NULL, NULL);
     return 0;
 }
 

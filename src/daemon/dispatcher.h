@@ -46,6 +46,10 @@ int dispatcher_reclaim(struct dispatcher *e, const struct qube *q);
 /* A preload handed out: it runs with its full CPU share from now on. */
 int dispatcher_foreground(struct dispatcher *e, const struct qube *q);
 int dispatcher_unpause(struct dispatcher *e, struct qube *q, struct qerr *err);
+/* admin.vm.Suspend/Resume: reclaim then freeze, shown as "Suspended"; Resume thaws it
+ * (or unpauses a paused qube, as qubesd does). */
+int dispatcher_suspend(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_resume(struct dispatcher *e, struct qube *q, struct qerr *err);
 int dispatcher_stats(struct dispatcher *e, const struct qube *q, struct backend_stats *out);
 /* The tightest of the engines' memory headrooms (MiB), -1 if none is limited. */
 int64_t dispatcher_memory_headroom_mib(struct dispatcher *e);

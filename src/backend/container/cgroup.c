@@ -866,9 +866,37 @@ uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg) {
 }
 
 /* -EAGAIN from the kernel means it reclaimed less than asked; the caller may retry. */
+/* cgroup v1 has no memory.reclaim: a limit below the usage makes the kernel reclaim to
+ * it (in the writer's context), and refuses it with EBUSY when it cannot. The qube's file
+ * pages are what can go without swap: the limit is squeezed to the usage without them
+ * (then to half of them, a quarter), and put back at once. */
+static int v1_squeeze(const char *dir) {
+    uint64_t limit, usage, active = 0, inactive = 0;
+    if (read_u64(dir, "memory.limit_in_bytes", &limit) < 0 ||
+        read_u64(dir, "memory.usage_in_bytes", &usage) < 0 ||
+        read_keyed(dir, "memory.stat", "total_active_file", &active) < 0 ||
+        read_keyed(dir, "memory.stat", "total_inactive_file", &inactive) < 0)
+        return -ENOTSUP;
+    uint64_t file = active + inactive;
+    if (file > usage)
+        file = usage;
+    int r = -EAGAIN;
+    for (unsigned shift = 0; shift < 3 && r < 0 && file >> shift; shift++) {
+        uint64_t target = usage - (file >> shift) + (1ULL << 20);
+        if (target < limit)
+            r = write_u64(dir, "memory.limit_in_bytes", target) < 0 ? -EAGAIN : 0;
+    }
+    int w = write_u64(dir, "memory.limit_in_bytes", limit);
+    return w < 0 ? w : r;
+}
+
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes) {
     const char *dir = ctl_dir(cg, CTL_MEMORY);
-    if (!dir || !ctl_is_v2(cg, CTL_MEMORY) || !file_exists(dir, "memory.reclaim"))
+    if (!dir)
+        return -ENOTSUP;
+    if (!ctl_is_v2(cg, CTL_MEMORY))
+        return v1_squeeze(dir);
+    if (!file_exists(dir, "memory.reclaim"))
         return -ENOTSUP;
     return write_u64(dir, "memory.reclaim", bytes);
 }

@@ -59,8 +59,9 @@ int cgroup_qube_kill(struct cgroup_qube *cg); /* SIGKILL to every task, thawing 
 bool cgroup_qube_is_empty(struct cgroup_qube *cg);
 uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg);
 uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
-/* Asks the kernel to reclaim what it can (v2 memory.reclaim); -ENOTSUP if unavailable,
- * -EAGAIN if the kernel reclaimed less than asked. */
+/* Asks the kernel to reclaim what it can (v2 memory.reclaim; v1: the limit squeezed
+ * below the usage for a moment); -ENOTSUP if unavailable, -EAGAIN if the kernel
+ * reclaimed less than asked. */
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
