@@ -63,6 +63,14 @@ uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
  * below the usage for a moment); -ENOTSUP if unavailable, -EAGAIN if the kernel
  * reclaimed less than asked. */
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
+/* The v1 device cgroup (a qube may open only the nodes of its /dev, and the block
+ * devices given to it): a rule allowing one device (read-only: reads only), and one
+ * denying it again. -ENOTSUP without a v1 devices controller (cgroup2 would need a BPF
+ * device program, not loaded by dispenser). */
+bool cgroup_qube_has_device_control(const struct cgroup_qube *cg);
+int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
+                             bool read_only);
+int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, unsigned minor);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
 void cgroup_qube_free(struct cgroup_qube *cg);
