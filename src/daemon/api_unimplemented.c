@@ -8,7 +8,6 @@
 #include "api.h"
 
 static const char *const UPSTREAM_METHODS[] = {
-    "admin.deviceclass.List",
     "admin.backup.Execute",
     "admin.backup.Info",
     "admin.backup.Cancel",

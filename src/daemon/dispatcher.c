@@ -22,7 +22,9 @@ struct dispatcher {
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
-    struct netvm_first *waiting; /* starts waiting for their netvm's */
+    struct netvm_first *waiting;     /* starts waiting for their netvm's */
+    struct block_attachment *blocks; /* block devices given to running qubes */
+    size_t n_blocks;
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -222,7 +224,20 @@ static int dispatcher_failed(const struct qube *q, int r, const char *why, struc
         r_ < 0 ? dispatcher_failed((q), r_, why.msg, (err)) : r_; \
     })
 
+static void blocks_drop(struct dispatcher *disp, size_t i) {
+    disp->blocks[i] = disp->blocks[--disp->n_blocks];
+}
+
+/* A halted qube has no devices: its /dev and its cgroup went with it. */
+static void blocks_of_halted(struct dispatcher *disp, const struct qube *q) {
+    for (size_t i = disp->n_blocks; i-- > 0;)
+        if (strcmp(disp->blocks[i].frontend, q->name) == 0)
+            blocks_drop(disp, i);
+}
+
 static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
+    if (state == POWER_HALTED)
+        blocks_of_halted(disp, q);
     q->power = state;
     q->suspended = false; /* dispatcher_suspend sets it after its pause */
 }
@@ -567,6 +582,72 @@ int dispatcher_resume(struct dispatcher *disp, struct qube *q, struct qerr *err)
     return 0;
 }
 
+/* ---- block devices ---- */
+
+static struct backend *block_engine(struct dispatcher *disp, const struct qube *q,
+                                    struct qerr *err) {
+    if (!is_running(q) || q->power == POWER_HALTING)
+        return qerr_set(err, EXC_VM_NOT_RUNNING,
+                        "VM not running, cannot attach device, do you mean `assign`?"),
+               NULL;
+    struct backend *b = backend_for(disp, q, err);
+    if (b && !b->ops->block_attach) {
+        qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot take block devices yet",
+                 b->ops->name);
+        return NULL;
+    }
+    return b;
+}
+
+static int block_failed(const struct qube *q, int r, const char *why, struct qerr *err) {
+    if (r == -EAGAIN)
+        return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running: '%s'", q->name);
+    return qerr_set(err, EXC_QUBES, "%s", *why ? why : strerror(-r));
+}
+
+int dispatcher_block_attach(struct dispatcher *disp, struct qube *q,
+                            const struct block_attachment *a, struct qerr *err) {
+    struct backend *b = block_engine(disp, q, err);
+    if (!b)
+        return -1;
+    struct backend_block dev = {a->major, a->minor, a->frontend_dev, a->read_only};
+    struct backend_why why = {{0}};
+    int r = b->ops->block_attach(b, q->name, &dev, &why);
+    if (r < 0)
+        return block_failed(q, r, why.msg, err);
+    disp->blocks = xrealloc(disp->blocks, (disp->n_blocks + 1) * sizeof(*disp->blocks));
+    disp->blocks[disp->n_blocks++] = *a;
+    return 0;
+}
+
+int dispatcher_block_detach(struct dispatcher *disp, struct qube *q, const char *port_id,
+                            struct qerr *err) {
+    size_t i = 0;
+    while (i < disp->n_blocks && (strcmp(disp->blocks[i].frontend, q->name) != 0 ||
+                                  strcmp(disp->blocks[i].port_id, port_id) != 0))
+        i++;
+    if (i == disp->n_blocks)
+        return qerr_set(err, EXC_DEVICE_NOT_ASSIGNED, "block device %s not attached to %s", port_id,
+                        q->name);
+    struct backend *b = block_engine(disp, q, err);
+    if (!b)
+        return -1;
+    const struct block_attachment *a = &disp->blocks[i];
+    struct backend_block dev = {a->major, a->minor, a->frontend_dev, a->read_only};
+    struct backend_why why = {{0}};
+    int r = b->ops->block_detach(b, q->name, &dev, &why);
+    if (r < 0)
+        return block_failed(q, r, why.msg, err);
+    blocks_drop(disp, i);
+    return 0;
+}
+
+const struct block_attachment *dispatcher_block_attachments(const struct dispatcher *disp,
+                                                            size_t *n) {
+    *n = disp->n_blocks;
+    return disp->blocks;
+}
+
 int dispatcher_stats(struct dispatcher *disp, const struct qube *q, struct backend_stats *out) {
     struct qerr err;
     struct backend *b = is_running(q) ? backend_for(disp, q, &err) : NULL;
@@ -773,6 +854,7 @@ void dispatcher_free(struct dispatcher *disp) {
     }
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
+    free(disp->blocks);
     free(disp);
 }
 

@@ -69,6 +69,24 @@ int dispatcher_netns_open(struct dispatcher *e, const struct qube *q, int *fd, s
 int dispatcher_net_attach(struct dispatcher *e, const struct qube *q, const struct backend_net *net,
                           struct qerr *err);
 
+/* Block devices given to running qubes (docs/devices.md): kept until detached or until
+ * the qube halts; dom0 is the only backend. */
+struct block_attachment {
+    char frontend[32];               /* the qube */
+    char port_id[32], device_id[64]; /* the host's device (block_host.h) */
+    char frontend_dev[16];           /* its name in the qube: "xvdi" */
+    bool read_only;
+    unsigned major, minor;
+};
+/* -1 with err: QubesVMNotRunningError, QubesNotImplementedError (an engine without block
+ * devices), QubesException (the engine's words). */
+int dispatcher_block_attach(struct dispatcher *e, struct qube *q, const struct block_attachment *a,
+                            struct qerr *err);
+int dispatcher_block_detach(struct dispatcher *e, struct qube *q, const char *port_id,
+                            struct qerr *err);
+/* Every attachment now (valid until the next change), and their count. */
+const struct block_attachment *dispatcher_block_attachments(const struct dispatcher *e, size_t *n);
+
 /* qrexec: a service call into a running qube, and calls coming up from qubes. */
 int dispatcher_exec(struct dispatcher *e, const struct qube *q,
                     const struct backend_service_call *call, backend_call_done_fn done,

@@ -79,3 +79,210 @@ class Suspend(EngineTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def make_loop(test, content=b"hello-block", size=8 << 20):
+    """A loop device over a fresh file, removed (and the file) when the test ends."""
+    tmp = tempfile.mkdtemp(prefix="dispenser-loop-")
+    path = os.path.join(tmp, "disk.img")
+    with open(path, "wb") as f:
+        f.write(content)
+        f.truncate(size)
+    dev = subprocess.run(["losetup", "--find", "--show", path], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    test.addCleanup(lambda: (subprocess.run(["losetup", "-d", dev]), os.unlink(path),
+                             os.rmdir(tmp)))
+    return os.path.basename(dev), path
+
+
+def read_host(port, n):
+    with open("/dev/" + port, "rb") as f:
+        return f.read(n)
+
+
+def loop_skip_reason():
+    if os.geteuid() != 0:
+        return "loop devices need root"
+    if subprocess.run(["losetup", "--find"], capture_output=True).returncode != 0:
+        return "no loop device free"
+    return None
+
+
+@unittest.skipIf(engine_skip_reason() or loop_skip_reason(),
+                 engine_skip_reason() or loop_skip_reason())
+class BlockDevices(EngineTestCase):
+
+    def available(self, backend="dom0", arg=""):
+        text = self.ok("admin.vm.device.block.Available", arg, backend).decode()
+        return dict(line.split(" ", 1) for line in text.splitlines())
+
+    def test_device_classes(self):
+        self.assertEqual(b"pci\nblock\nusb\nmic\n", self.ok("admin.deviceclass.List"))
+        for cls in ("pci", "usb", "mic"):
+            self.assertEqual(b"", self.ok("admin.vm.device.%s.Available" % cls))
+            self.assertEqual(b"", self.ok("admin.vm.device.%s.Attached" % cls))
+        self.err("admin.deviceclass.List", "x", exc="ProtocolError")
+        self.new_appvm("cls")
+        self.err("admin.deviceclass.List", dest="cls", exc="ProtocolError")
+
+    def test_loop_offered_host_disks_not(self):
+        port, path = make_loop(self)
+        avail = self.available()
+        num = port[len("loop"):]
+        self.assertEqual(
+            "device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0' "
+            "manufacturer='hosted by dom0' name='%s' interfaces='b******'" % (num, port, path),
+            avail["%s::%s" % (port, num)])
+        self.assertEqual(list(avail), list(self.available(arg=port)))
+        self.assertEqual({}, self.available(arg="vda"))
+        # the host's own disks (mounted, swap, non-removable) are never offered
+        with open("/proc/self/mountinfo") as f:
+            mounted = {line.split()[2] for line in f}
+        for key in avail:
+            p = key.split(":")[0]
+            with open("/sys/class/block/%s/dev" % p) as f:
+                self.assertNotIn(f.read().strip(), mounted)
+            self.assertFalse(p.startswith(("vd", "nvme", "zram", "dm-")), p)
+        # another qube offers nothing
+        self.new_appvm("nobackend")
+        self.assertEqual({}, self.available("nobackend"))
+
+    def test_attach_read_write_detach_and_isolation(self):
+        port, _ = make_loop(self)
+        num = port[len("loop"):]
+        self.new_appvm("usbuser")
+        self.new_appvm("bystander")
+        self.start("usbuser")
+        self.start("bystander")
+        arg = "dom0+%s++%s" % (port, num)
+        payload = ("device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0' "
+                   "mode='manual' frontend_domain='usbuser'" % (num, port)).encode()
+        self.ok("admin.vm.device.block.Attach", arg, "usbuser", payload)
+        attached = self.ok("admin.vm.device.block.Attached", dest="usbuser").decode()
+        self.assertEqual(
+            "dom0+%s::%s device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0' "
+            "mode='manual' frontend_domain='usbuser' _read-only='no' _frontend-dev='xvdi'\n"
+            % (port, num, num, port), attached)
+        self.assertIn("attachment='usbuser'", self.available(arg=port)["%s::%s" % (port, num)])
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="bystander"))
+        self.assertEqual("hello-block",
+                         self.qout("usbuser", "head -c 11 /dev/xvdi", user="root"))
+        self.qrun("usbuser", "printf WRITTEN | dd of=/dev/xvdi conv=notrunc 2>/dev/null",
+                  user="root")
+        self.assertEqual(b"WRITTEN", read_host(port, 7))
+        # the other qube sees nothing, and its device cgroup allows nothing of it
+        r = self.qrun("bystander", "ls /dev/xvdi", user="root", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assert_device_rule("bystander", port, None)
+        self.assert_device_rule("usbuser", port, "rw")
+        # taken twice: refused, nothing changed
+        self.err("admin.vm.device.block.Attach", arg, "bystander", exc="DeviceAlreadyAttached")
+        self.err("admin.vm.device.block.Attach", arg, "usbuser", exc="DeviceAlreadyAttached")
+        # detached: node and rule gone
+        self.ok("admin.vm.device.block.Detach", "dom0+" + port, "usbuser")
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="usbuser"))
+        r = self.qrun("usbuser", "ls /dev/xvdi", user="root", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assert_device_rule("usbuser", port, None)
+        self.err("admin.vm.device.block.Detach", "dom0+" + port, "usbuser",
+                 exc="DeviceNotAssigned")
+
+    def test_read_only_attach_cannot_write(self):
+        port, _ = make_loop(self)
+        self.new_appvm("reader")
+        self.start("reader")
+        self.ok("admin.vm.device.block.Attach", "dom0+%s" % port, "reader",
+                b"mode='manual' _read-only='yes' _frontend-dev='xvdj'")
+        self.assertIn("_read-only='yes' _frontend-dev='xvdj'",
+                      self.ok("admin.vm.device.block.Attached", dest="reader").decode())
+        self.assertEqual("hello-block", self.qout("reader", "head -c 11 /dev/xvdj", user="root"))
+        r = self.qrun("reader", "printf EVIL | dd of=/dev/xvdj conv=notrunc", user="root",
+                      check=False)
+        self.assertNotEqual(0, r.returncode)
+        # not even after the qube's root makes the node writable
+        r = self.qrun("reader", "chmod 666 /dev/xvdj; printf EVIL >/dev/xvdj", user="root",
+                      check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertEqual(b"hello", read_host(port, 5))
+        self.assert_device_rule("reader", port, "r")
+        # a halted qube has no devices left
+        self.kill("reader")
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="reader"))
+        self.assertNotIn("attachment=", self.available(arg=port).popitem()[1])
+
+    def test_detach_refused_while_open(self):
+        port, _ = make_loop(self)
+        self.new_appvm("holder")
+        self.start("holder")
+        self.ok("admin.vm.device.block.Attach", "dom0+" + port, "holder", b"")
+        proc = subprocess.Popen(
+            [harness.tool_path("qvm-run"), "--pass-io", "-u", "root", "holder",
+             "exec 3</dev/xvdi; echo open; sleep 30"],
+            stdout=subprocess.PIPE, env=self.d.env())
+        self.addCleanup(proc.kill)
+        self.assertEqual(b"open\n", proc.stdout.readline())
+        self.err("admin.vm.device.block.Detach", "dom0+" + port, "holder", exc="QubesException")
+        self.assertIn(port, self.ok("admin.vm.device.block.Attached", dest="holder").decode())
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        self.settled(lambda: self.ok("admin.vm.device.block.Detach", "dom0+" + port, "holder"))
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="holder"))
+
+    def test_bad_input_changes_nothing(self):
+        port, _ = make_loop(self)
+        self.new_appvm("target")
+        self.err("admin.vm.device.block.Attach", "dom0+" + port, "target", b"",
+                 exc="QubesVMNotRunningError")
+        self.start("target")
+        for arg, payload, exc in [
+                ("nosuch+" + port, b"", "QubesVMNotFoundError"),
+                ("dom0+vda", b"", "ProtocolError"),
+                ("dom0+nosuch", b"", "ProtocolError"),
+                ("dom0", b"", "ProtocolError"),
+                ("dom0+%s++99" % port, b"", "ProtocolError"),
+                ("dom0+" + port, b"port_id='loop999'", "ProtocolError"),
+                ("dom0+" + port, b"devclass='usb'", "ProtocolError"),
+                ("dom0+" + port, b"mode='sometimes'", "ProtocolError"),
+                ("dom0+" + port, b"bogus='1'", "ProtocolError"),
+                ("dom0+" + port, b"_read-only='maybe'", "QubesValueError"),
+                ("dom0+" + port, b"_frontend-dev='../etc'", "QubesValueError"),
+                ("dom0+" + port, b"_frontend-dev='hda'", "QubesValueError"),
+                ("dom0+" + port, b"_devtype='floppy'", "QubesValueError"),
+                ("dom0+" + port, b"_colour='red'", "QubesValueError"),
+                ("dom0+" + port, b"mode=manual", "ProtocolError"),
+                ("dom0+" + port, b"mode='manual", "ProtocolError"),
+                ("dom0+" + port, b"mode='\xff'", "ProtocolError"),
+        ]:
+            with self.subTest(arg=arg, payload=payload):
+                self.err("admin.vm.device.block.Attach", arg, "target", payload, exc=exc)
+        self.err("admin.vm.device.block.Attach", "", "target", b"", exc="ProtocolError")
+        self.err("admin.vm.device.block.Detach", "dom0+" + port, "target", exc="DeviceNotAssigned")
+        self.err("admin.vm.device.block.Detach", "dom0+" + port, "target", b"x",
+                 exc="ProtocolError")
+        self.err("admin.vm.device.pci.Attach", "dom0+00_02.0", "target", b"",
+                 exc="ProtocolError")
+        self.err("admin.vm.device.block.Assign", "dom0+" + port, "target", b"x",
+                 exc="QubesNotImplementedError")
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="target"))
+        self.assertEqual("", self.qout("target", "ls /dev | grep xvd || true", user="root"))
+
+    def assert_device_rule(self, qube, port, access):
+        """The qube's v1 device cgroup: `access` for the device, or no rule (None)."""
+        with open("/sys/class/block/%s/dev" % port) as f:
+            majmin = f.read().strip()
+        from test_engine import cgroup_group
+        group = cgroup_group(self.d.state_dir)
+        rules = None
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, ctl, path = line.rstrip("\n").split(":", 2)
+                if ctl == "devices":
+                    listing = os.path.join("/sys/fs/cgroup/devices" + path, group, qube,
+                                           "devices.list")
+                    with open(listing) as lf:
+                        rules = lf.read().split("\n")
+        if rules is None:
+            self.skipTest("no v1 devices controller")
+        got = [r.split()[2] for r in rules if r.startswith("b %s " % majmin)]
+        self.assertEqual([access] if access else [], got)
