@@ -217,16 +217,16 @@ class BlockDevices(EngineTestCase):
         self.ok("admin.vm.device.block.Attach", "dom0+" + port, "holder", b"")
         proc = subprocess.Popen(
             [harness.tool_path("qvm-run"), "--pass-io", "-u", "root", "holder",
-             "exec 3</dev/xvdi; echo open; sleep 30"],
+             "exec 3</dev/xvdi; echo open; sleep 2"],
             stdout=subprocess.PIPE, env=self.d.env())
         self.addCleanup(proc.kill)
         self.assertEqual(b"open\n", proc.stdout.readline())
         self.err("admin.vm.device.block.Detach", "dom0+" + port, "holder", exc="QubesException")
         self.assertIn(port, self.ok("admin.vm.device.block.Attached", dest="holder").decode())
-        proc.kill()
-        proc.wait()
+        proc.wait(timeout=20)  # the holder's shell ends by itself, closing the device
         proc.stdout.close()
-        self.settled(lambda: self.ok("admin.vm.device.block.Detach", "dom0+" + port, "holder"))
+        self.settled(lambda: self.ok("admin.vm.device.block.Detach", "dom0+" + port, "holder"),
+                     timeout=10)
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="holder"))
 
     def test_bad_input_changes_nothing(self):
