@@ -77,10 +77,6 @@ class Suspend(EngineTestCase):
         self.assert_no_trace("deep")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 def make_loop(test, content=b"hello-block", size=8 << 20):
     """A loop device over a fresh file, removed (and the file) when the test ends."""
     tmp = tempfile.mkdtemp(prefix="dispenser-loop-")
@@ -286,3 +282,86 @@ class BlockDevices(EngineTestCase):
             self.skipTest("no v1 devices controller")
         got = [r.split()[2] for r in rules if r.startswith("b %s " % majmin)]
         self.assertEqual([access] if access else [], got)
+
+
+@unittest.skipIf(engine_skip_reason() or loop_skip_reason() or not harness.cli_available(),
+                 engine_skip_reason() or loop_skip_reason() or "the CLI is not built")
+class BlockTools(EngineTestCase):
+    """qvm-block and qvm-device block: upstream's sub-commands, output and exit codes."""
+
+    def run_ok(self, *args):
+        r = run_tool(self.d, *args)
+        self.assertEqual(0, r.returncode, "%s: %s%s" % (args, r.stdout, r.stderr))
+        self.assertEqual("", r.stderr)
+        return r.stdout
+
+    def test_list_attach_detach(self):
+        port, path = make_loop(self)
+        self.new_appvm("stick")
+        self.start("stick")
+        row = "dom0:%s  Block_Storage: hosted by dom0 %s" % (port, path)
+        listing = self.run_ok("qvm-block")
+        self.assertIn(row + "  \n", listing)  # as `column -t`: the empty column padded
+        self.assertEqual(listing, self.run_ok("qvm-block", "list"))
+        self.assertEqual(listing, self.run_ok("qvm-block", "ls"))
+        self.assertEqual(listing, self.run_ok("qvm-device", "block", "list"))
+        self.assertEqual("", self.run_ok("qvm-block", "list", "stick"))
+        self.assertEqual("", self.run_ok("qvm-device", "usb", "list"))
+
+        self.assertEqual("", self.run_ok("qvm-block", "attach", "--ro", "stick", "dom0:" + port))
+        line = [l for l in self.run_ok("qvm-block", "list").splitlines()
+                if l.startswith("dom0:%s " % port)][0]
+        self.assertEqual(row + "  stick (attached: read-only=yes, frontend-dev=xvdi)", line)
+        self.assertIn("dom0:%s " % port, self.run_ok("qvm-block", "list", "stick"))
+        self.assertEqual("hello-block", self.qout("stick", "head -c 11 /dev/xvdi", user="root"))
+        r = self.qrun("stick", "printf X >/dev/xvdi", user="root", check=False)
+        self.assertNotEqual(0, r.returncode)
+
+        self.assertEqual("", self.run_ok("qvm-block", "detach", "stick", "dom0:" + port))
+        self.assertEqual(listing, self.run_ok("qvm-block"))
+        # -o options, the device with its identity, detach of all
+        num = port[len("loop"):]
+        self.run_ok("qvm-device", "block", "a", "-o", "frontend-dev=xvdk", "stick",
+                    "dom0:%s::%s" % (port, num))
+        self.assertEqual("hello-block", self.qout("stick", "head -c 11 /dev/xvdk", user="root"))
+        self.assertIn("read-only=no, frontend-dev=xvdk", self.run_ok("qvm-block"))
+        self.run_ok("qvm-block", "dt", "stick")
+        self.assertEqual(listing, self.run_ok("qvm-block"))
+
+    def test_errors(self):
+        port, _ = make_loop(self)
+        self.new_appvm("halted")
+        for args, code, err in [
+                (("qvm-block", "attach", "halted", "dom0:nosuch"), 1,
+                 "qvm-block: error: backend vm dom0 doesn't expose block device 'nosuch'\n"),
+                (("qvm-block", "attach", "halted", "nosuch:" + port), 1,
+                 "qvm-block: error: no such backend vm!\n"),
+                (("qvm-block", "attach", "halted", "dom0:" + port), 1,
+                 "Error: VM not running, cannot attach device, do you mean `assign`?\n"),
+                (("qvm-block", "detach", "halted", "dom0:" + port), 1,
+                 "Error: dom0:%s is not attached.\n" % port),
+                (("qvm-block", "assign", "halted", "dom0:" + port), 1,
+                 "Error: `admin.vm.device.block.Assign` is not implemented by dispenser\n"),
+        ]:
+            with self.subTest(args=args):
+                r = run_tool(self.d, *args)
+                self.assertEqual((code, err), (r.returncode, r.stderr))
+        r = run_tool(self.d, "qvm-block", "attach", "nosuchvm", "dom0:" + port)
+        self.assertEqual(2, r.returncode)
+        self.assertIn("no such domain", r.stderr)
+        r = run_tool(self.d, "qvm-block", "attach", "halted", "justaname")
+        self.assertEqual(2, r.returncode)
+        self.assertIn("expected a backend vm, port id", r.stderr)
+        r = run_tool(self.d, "qvm-block", "frobnicate")
+        self.assertEqual(2, r.returncode)
+        self.assertIn("invalid choice: 'frobnicate'", r.stderr)
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="halted"))
+
+    def test_list_device_classes(self):
+        self.assertEqual("pci\nblock\nusb\nmic\n",
+                         self.run_ok("qvm-device", "--list-device-classes"))
+        self.assertEqual("pci\nblock\nusb\nmic\n", self.run_ok("qvm-block", "--list-classes"))
+
+
+if __name__ == "__main__":
+    unittest.main()
