@@ -153,7 +153,11 @@ static int vm_suspend(struct api_call *c) {
 }
 
 static int vm_resume(struct api_call *c) {
-    return dispatcher_resume(c->dispatcher, c->dest, c->err);
+    if (dispatcher_resume(c->dispatcher, c->dest, c->err) < 0)
+        return -1;
+    if (c->preload) /* as an unpause by hand: the preload is taken */
+        preload_unpaused_by_hand(c->preload, c->dest);
+    return 0;
 }
 
 static int op_shutdown_force_wait(struct api_call *c, dispatcher_done_fn done, void *ud) {
