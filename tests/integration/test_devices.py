@@ -21,7 +21,8 @@ class Suspend(EngineTestCase):
         self.new_appvm("sleepy")
         self.start("sleepy")
         # 32 MiB of page cache charged to the qube: a file written on its private volume
-        self.qrun("sleepy", "dd if=/dev/zero of=/home/user/fill bs=1M count=32 2>/dev/null; "
+        # (synced: dirty pages cannot be dropped until written back)
+        self.qrun("sleepy", "dd if=/dev/zero of=/home/user/fill bs=1M count=32 2>/dev/null; sync; "
                   "cat /home/user/fill >/dev/null")
         before = self.current_state("sleepy")["mem"]
         self.tool("qvm-pause", "--suspend", "sleepy")

@@ -361,6 +361,7 @@ static int cache_body(void) {
     for (int i = 0; i < 16; i++)
         if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block))
             return 1;
+    fsync(fd); /* dirty pages cannot be dropped before they are written back */
     pause();
     return 0;
 }
