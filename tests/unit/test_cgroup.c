@@ -349,6 +349,8 @@ static void test_reclaim(void **state) {
     assert_int_equal(cgroup_qube_destroy(cg), 0);
 }
 
+static int cache_ready[2]; /* cache_body says when its cache is written back */
+
 /* Writes 16 MiB to a file on disk (page cache charged to its cgroup), then waits. */
 static int cache_body(void) {
     char path[] = "/var/tmp/cgroup-cache-XXXXXX";
@@ -362,6 +364,8 @@ static int cache_body(void) {
         if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block))
             return 1;
     fsync(fd); /* dirty pages cannot be dropped before they are written back */
+    if (write(cache_ready[1], "x", 1) != 1)
+        return 1;
     pause();
     return 0;
 }
@@ -370,12 +374,13 @@ static int cache_body(void) {
  * stays as it was. */
 static void test_reclaim_gives_back_cache(void **state) {
     struct cgroup_qube *cg = make_qube(cs, "reclaim-cache", 256 << 20, 64);
+    assert_int_equal(pipe(cache_ready), 0);
     pid_t pid = spawn_in(cg, cache_body);
-    uint64_t before = 0;
-    for (int i = 0; i < 200 && before < (16 << 20); i++) {
-        sleep_ms(10);
-        before = cgroup_qube_memory_bytes(cg);
-    }
+    char ready;
+    assert_int_equal(read(cache_ready[0], &ready, 1), 1);
+    close(cache_ready[0]);
+    close(cache_ready[1]);
+    uint64_t before = cgroup_qube_memory_bytes(cg);
     int r = cgroup_qube_reclaim(cg, 1ULL << 40);
     uint64_t after = cgroup_qube_memory_bytes(cg);
     print_message("[ INFO     ] reclaim: %s, %" PRIu64 " -> %" PRIu64 " KiB\n",

@@ -914,27 +914,42 @@ uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg) {
 
 /* -EAGAIN from the kernel means it reclaimed less than asked; the caller may retry. */
 /* cgroup v1 has no memory.reclaim: a limit below the usage makes the kernel reclaim to
- * it (in the writer's context), and refuses it with EBUSY when it cannot. The qube's file
- * pages are what can go without swap: the limit is squeezed to the usage without them
- * (then to half of them, a quarter), and put back at once. */
-static int v1_squeeze(const char *dir) {
-    uint64_t limit, usage, active = 0, inactive = 0;
-    if (read_u64(dir, "memory.limit_in_bytes", &limit) < 0 ||
-        read_u64(dir, "memory.usage_in_bytes", &usage) < 0 ||
+ * it (in the writer's context), and refuses it with EBUSY when a pass frees nothing (pages
+ * under writeback, locked). The qube's file pages are what can go without swap: the limit
+ * is squeezed to the usage without them (then without half, a quarter of them), for a few
+ * rounds while that helps, and put back at once. */
+static int v1_squeeze_once(const char *dir, uint64_t limit) {
+    uint64_t usage, active = 0, inactive = 0;
+    if (read_u64(dir, "memory.usage_in_bytes", &usage) < 0 ||
         read_keyed(dir, "memory.stat", "total_active_file", &active) < 0 ||
         read_keyed(dir, "memory.stat", "total_inactive_file", &inactive) < 0)
         return -ENOTSUP;
-    uint64_t file = active + inactive;
-    if (file > usage)
-        file = usage;
-    int r = -EAGAIN;
-    for (unsigned shift = 0; shift < 3 && r < 0 && file >> shift; shift++) {
+    uint64_t file = active + inactive > usage ? usage : active + inactive;
+    if (file < (1ULL << 20))
+        return -EALREADY; /* nothing worth a round left */
+    for (unsigned shift = 0; shift < 3; shift++) {
         uint64_t target = usage - (file >> shift) + (1ULL << 20);
-        if (target < limit)
-            r = write_u64(dir, "memory.limit_in_bytes", target) < 0 ? -EAGAIN : 0;
+        if (target < limit && write_u64(dir, "memory.limit_in_bytes", target) == 0)
+            return 0;
+    }
+    return -EAGAIN;
+}
+
+static int v1_squeeze(const char *dir) {
+    uint64_t limit;
+    if (read_u64(dir, "memory.limit_in_bytes", &limit) < 0)
+        return -ENOTSUP;
+    int r = -EAGAIN, round;
+    bool any = false;
+    for (int i = 0; i < 4 && (round = v1_squeeze_once(dir, limit)) != -EALREADY; i++) {
+        if (round == -ENOTSUP) {
+            r = round;
+            break;
+        }
+        any |= round == 0;
     }
     int w = write_u64(dir, "memory.limit_in_bytes", limit);
-    return w < 0 ? w : r;
+    return w < 0 ? w : any ? 0 : r;
 }
 
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes) {
