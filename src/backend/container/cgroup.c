@@ -672,7 +672,7 @@ static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
         r = set_cpu_weight(cg, l->cpu_weight);
     if (r >= 0 && l->cpu_idle && ctl_dir(cg, CTL_CPU))
         r = cgroup_qube_set_idle(cg, true, l->cpu_weight);
-    if (r >= 0 && v1_devices_dir(cg))
+    if (r >= 0 && l->devices_own_only && v1_devices_dir(cg))
         r = devices_default_deny(v1_devices_dir(cg));
     if (r < 0)
         log_error("cgroup: cannot set limits of %s: %s", cg->name, strerror(-r));

@@ -23,6 +23,9 @@ struct cgroup_limits {
     uint64_t pids_max;
     unsigned cpu_weight; /* cgroup v2 scale 1..10000, 100 = default */
     bool cpu_idle;       /* scheduled only when nothing else wants the CPU */
+    /* v1 device cgroup: deny every device but a container qube's /dev nodes (a container
+     * qube; QEMU and its helpers open what their jail gives them, /dev/kvm included) */
+    bool devices_own_only;
 };
 
 /* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the

@@ -599,6 +599,7 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
         /* a preload sets itself up in the idle class: a hand-out running meanwhile, and
          * its caller, get the CPUs first */
         .cpu_idle = q->background,
+        .devices_own_only = true, /* its /dev nodes, and block devices given to it */
     };
 }
 
