@@ -121,6 +121,15 @@ struct backend_volume_change {
     const struct backend_qube *src; /* CLONE: whose volume of the same name */
 };
 
+/* A host block device given to a running qube (Qubes' block devices: docs/devices.md).
+ * The daemon picked the device and checked it is not the host's own; the engine makes
+ * it appear in the qube as /dev/<frontend_dev> and the qube alone may open it. */
+struct backend_block {
+    unsigned major, minor;
+    const char *frontend_dev; /* "xvdi": checked, [a-z0-9], at most 15 bytes */
+    bool read_only;           /* the qube may only read it, whatever it does */
+};
+
 struct backend;
 struct backend_run; /* one running (or paused) qube */
 
@@ -193,7 +202,7 @@ struct backend_ops {
     int (*pause)(struct backend *b, const char *name, struct backend_why *why);
     /* Optional (NULL: nothing to give back). Gives back what the qube can spare before a
      * long pause (a preload): called right before that pause; best effort: -ENOTSUP where
-     * the host cannot (cgroup v1 has no memory.reclaim). Where the qube must run on to give
+     * the host cannot. Where the qube must run on to give
      * it back (a VM's balloon), the pause that follows counts at once, nothing more is
      * asked of the qube, and the engine freezes it itself within a bounded time; an
      * unpause meanwhile drops the rest and gives its memory back. */
@@ -256,6 +265,14 @@ struct backend_ops {
      * detach-network. */
     int (*net_attach)(struct backend *b, const char *name, const struct backend_net *net,
                       struct backend_why *why);
+    /* Optional (NULL: this engine cannot give its qubes block devices). Gives a running
+     * or paused qube a host block device, and takes it back: -EBUSY when the frontend
+     * name is taken (attach) or the qube still has the device open (detach), -ENOTSUP
+     * when the host lacks what enforces it. */
+    int (*block_attach)(struct backend *b, const char *name, const struct backend_block *dev,
+                        struct backend_why *why);
+    int (*block_detach)(struct backend *b, const char *name, const struct backend_block *dev,
+                        struct backend_why *why);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). Called for every
      * qube of this engine before cleanup: the engine's logs of qubes it was not called

@@ -164,6 +164,8 @@ int qvm_check_main(int argc, char **argv);
 int qvm_service_main(int argc, char **argv);
 int dispenser_preload_main(int argc, char **argv);
 int qvm_pause_main(int argc, char **argv);
+int qvm_block_main(int argc, char **argv);
+int qvm_device_main(int argc, char **argv);
 int qvm_unpause_main(int argc, char **argv);
 int qvm_template_main(int argc, char **argv);
 int qvm_run_main(int argc, char **argv);

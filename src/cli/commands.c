@@ -31,6 +31,8 @@ static const struct cli_command commands[] = {
     {"qvm-open-in-dvm", qvm_open_in_dvm_main},
     {"qvm-console-dispvm", qvm_console_dispvm_main},
     {"qrexec-client", qrexec_client_main},
+    {"qvm-block", qvm_block_main},
+    {"qvm-device", qvm_device_main},
 };
 
 const struct cli_command *cli_command_find(const char *name) {

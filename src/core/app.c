@@ -22,6 +22,10 @@ const char *power_state_name(enum power_state state) {
     return names[state];
 }
 
+const char *qube_power_name(const struct qube *q) {
+    return q->power == POWER_PAUSED && q->suspended ? "Suspended" : power_state_name(q->power);
+}
+
 int qube_class_from_name(const char *name, enum qube_class *out) {
     for (int i = 0; i < QUBE_CLASS_COUNT; i++)
         if (strcmp(CLASS_NAMES[i], name) == 0) {

@@ -34,6 +34,9 @@ enum power_state {
 };
 /* As the Admin API spells it: "Halted", "Transient", "Running", "Paused", "Halting". */
 const char *power_state_name(enum power_state state);
+struct qube;
+/* The qube's state as qubesd names it: its power state, or "Suspended". */
+const char *qube_power_name(const struct qube *q);
 int qube_class_from_name(const char *name, enum qube_class *out);
 
 struct qube {
@@ -45,7 +48,10 @@ struct qube {
     struct strmap features;
     struct strmap tags;     /* values unused */
     enum power_state power; /* runtime only: halted until an engine runs the qube */
-    char *firewall;         /* its firewall rules, canonical lines; NULL: the default */
+    /* runtime only: paused by admin.vm.Suspend (frozen, its spare memory given back);
+     * shown as Qubes' "Suspended", otherwise the same as POWER_PAUSED */
+    bool suspended;
+    char *firewall; /* its firewall rules, canonical lines; NULL: the default */
     /* runtime only, for the read-only xid and start_time (app_qube_run_begins) */
     int xid;             /* number of its current run, as a Xen domain id; 0: halted */
     char start_time[32]; /* seconds since the epoch when that run began; "": halted */

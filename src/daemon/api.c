@@ -9,7 +9,7 @@
 
 static const struct api_method *const TABLES[] = {
     API_VM_METHODS,     API_PROPERTY_METHODS, API_FEATURE_METHODS,  API_MISC_METHODS,
-    API_VOLUME_METHODS, API_INTERNAL_METHODS, API_FIREWALL_METHODS,
+    API_VOLUME_METHODS, API_INTERNAL_METHODS, API_FIREWALL_METHODS, API_DEVICE_METHODS,
 };
 
 const struct api_method *api_find_method(const char *name) {

@@ -8,7 +8,6 @@
 #include "api.h"
 
 static const char *const UPSTREAM_METHODS[] = {
-    "admin.deviceclass.List",
     "admin.backup.Execute",
     "admin.backup.Info",
     "admin.backup.Cancel",
@@ -30,8 +29,6 @@ static const char *const UPSTREAM_METHODS[] = {
     "admin.vm.CreateInPool.DispVM",
     "admin.vm.CreateInPool.StandaloneVM",
     "admin.vm.CreateInPool.TemplateVM",
-    "admin.vm.Suspend",
-    "admin.vm.Resume",
     "admin.vm.Console",
     "admin.vm.Stats",
     "admin.vm.device.denied.List",

@@ -14,7 +14,7 @@
 
 static void list_line(struct strbuf *out, const struct qube *q) {
     strbuf_printf(out, "%s class=%s state=%s uuid=%s\n", q->name, qube_class_name(q->klass),
-                  power_state_name(q->power), q->uuid);
+                  qube_power_name(q), q->uuid);
 }
 
 static int vm_list(struct api_call *c) {
@@ -105,7 +105,7 @@ static int vm_current_state(struct api_call *c) {
                                 st.cpu_ns};
     }
     strbuf_printf(c->out, "mem=%llu mem_static_max=%llu cputime=%llu power_state=%s", u.mem_kib,
-                  u.mem_max_kib, u.cputime_ns, power_state_name(c->dest->power));
+                  u.mem_max_kib, u.cputime_ns, qube_power_name(c->dest));
     /* Our addition, only where the engine has a choice (a VM: kvm or tcg): upstream's
      * client reads the keys it knows and ignores the rest. */
     if (st.accel[0])
@@ -144,6 +144,18 @@ static int vm_unpause(struct api_call *c) {
     if (dispatcher_unpause(c->dispatcher, c->dest, c->err) < 0)
         return -1;
     if (c->preload) /* unpausing a preload by hand counts as using it */
+        preload_unpaused_by_hand(c->preload, c->dest);
+    return 0;
+}
+
+static int vm_suspend(struct api_call *c) {
+    return dispatcher_suspend(c->dispatcher, c->dest, c->err);
+}
+
+static int vm_resume(struct api_call *c) {
+    if (dispatcher_resume(c->dispatcher, c->dest, c->err) < 0)
+        return -1;
+    if (c->preload) /* as an unpause by hand: the preload is taken */
         preload_unpaused_by_hand(c->preload, c->dest);
     return 0;
 }
@@ -274,6 +286,8 @@ const struct api_method API_VM_METHODS[] = {
     {"admin.vm.Kill", vm_kill, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Pause", vm_pause, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.Unpause", vm_unpause, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Suspend", vm_suspend, BARE | API_DEST_NOT_ADMINVM},
+    {"admin.vm.Resume", vm_resume, BARE | API_DEST_NOT_ADMINVM},
     {"admin.vm.CreateDisposable", vm_create_disposable, 0},
     {NULL, NULL, 0},
 };

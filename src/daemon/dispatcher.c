@@ -24,8 +24,10 @@ struct dispatcher {
     void *upcall_userdata;
     dispatcher_halted_fn halted;
     void *halted_userdata;
-    struct netvm_first *waiting;    /* starts waiting for their netvm's */
-    sd_event_source *cleanup_retry; /* disposables whose removal could not be saved */
+    struct netvm_first *waiting;     /* starts waiting for their netvm's */
+    sd_event_source *cleanup_retry;  /* disposables whose removal could not be saved */
+    struct block_attachment *blocks; /* block devices given to running qubes */
+    size_t n_blocks;
 };
 
 /* Descriptions hold pointers into the model; they are used at once, never kept. */
@@ -226,12 +228,26 @@ static int dispatcher_failed(const struct qube *q, int r, const char *why, struc
         r_ < 0 ? dispatcher_failed((q), r_, why.msg, (err)) : r_; \
     })
 
+static void blocks_drop(struct dispatcher *disp, size_t i) {
+    disp->blocks[i] = disp->blocks[--disp->n_blocks];
+}
+
+/* A halted qube has no devices: its /dev and its cgroup went with it. */
+static void blocks_of_halted(struct dispatcher *disp, const struct qube *q) {
+    for (size_t i = disp->n_blocks; i-- > 0;)
+        if (strcmp(disp->blocks[i].frontend, q->name) == 0)
+            blocks_drop(disp, i);
+}
+
 static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
     if (q->power == POWER_HALTED && state != POWER_HALTED)
         app_qube_run_begins(disp->app, q);
     else if (state == POWER_HALTED)
         app_qube_run_ends(q);
+    if (state == POWER_HALTED)
+        blocks_of_halted(disp, q);
     q->power = state;
+    q->suspended = false; /* dispatcher_suspend sets it after its pause */
 }
 
 static void emit(struct dispatcher *disp, const struct qube *q, const char *event, const char *key,
@@ -535,7 +551,7 @@ int dispatcher_foreground(struct dispatcher *disp, const struct qube *q) {
 }
 
 int dispatcher_unpause(struct dispatcher *disp, struct qube *q, struct qerr *err) {
-    if (q->power != POWER_PAUSED)
+    if (q->power != POWER_PAUSED || q->suspended) /* a suspended one wakes by Resume */
         return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
     struct backend *b = backend_for(disp, q, err);
     if (!b || DISPATCHER_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
@@ -543,6 +559,109 @@ int dispatcher_unpause(struct dispatcher *disp, struct qube *q, struct qerr *err
     set_power(disp, q, POWER_RUNNING);
     emit(disp, q, "domain-unpaused", NULL, NULL);
     return 0;
+}
+
+/* Qubes' suspend: the engine's deepest cheap sleep. What the qube can spare is given
+ * back (the engine's reclaim: a container's page cache, a VM's balloon) while it still
+ * runs, then it is frozen. A paused qube is thawed for the reclaim. */
+int dispatcher_suspend(struct dispatcher *disp, struct qube *q, struct qerr *err) {
+    if ((q->power != POWER_RUNNING && q->power != POWER_PAUSED) || q->suspended)
+        return qerr_set(err, EXC_VM_NOT_RUNNING,
+                        "Domain not running (either powered off or "
+                        "suspended): '%s'",
+                        q->name);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (q->power == POWER_PAUSED && dispatcher_unpause(disp, q, err) < 0)
+        return -1;
+    int r = dispatcher_reclaim(disp, q);
+    if (r < 0 && r != -ENOTSUP && r != -EAGAIN)
+        log_warning("%s: nothing reclaimed before the suspend: %s", q->name, strerror(-r));
+    if (DISPATCHER_CALL(q, err, b->ops->pause(b, q->name, &why)) < 0)
+        return -1;
+    set_power(disp, q, POWER_PAUSED);
+    q->suspended = true;
+    emit(disp, q, "domain-paused", NULL, NULL);
+    return 0;
+}
+
+/* Qubes' resume: a suspended qube wakes up; any other is unpaused. */
+int dispatcher_resume(struct dispatcher *disp, struct qube *q, struct qerr *err) {
+    if (!q->suspended)
+        return dispatcher_unpause(disp, q, err);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b || DISPATCHER_CALL(q, err, b->ops->unpause(b, q->name, &why)) < 0)
+        return -1;
+    set_power(disp, q, POWER_RUNNING);
+    emit(disp, q, "domain-resumed", NULL, NULL);
+    return 0;
+}
+
+/* ---- block devices ---- */
+
+static struct backend *block_engine(struct dispatcher *disp, const struct qube *q,
+                                    struct qerr *err) {
+    if (!is_running(q) || q->power == POWER_HALTING)
+        return qerr_set(err, EXC_VM_NOT_RUNNING,
+                        "VM not running, cannot attach device, do you mean `assign`?"),
+               NULL;
+    struct backend *b = backend_for(disp, q, err);
+    if (b && !b->ops->block_attach) {
+        qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot take block devices yet",
+                 b->ops->name);
+        return NULL;
+    }
+    return b;
+}
+
+static int block_failed(const struct qube *q, int r, const char *why, struct qerr *err) {
+    if (r == -EAGAIN)
+        return qerr_set(err, EXC_VM_NOT_RUNNING, "Domain not running: '%s'", q->name);
+    return qerr_set(err, EXC_QUBES, "%s", *why ? why : strerror(-r));
+}
+
+int dispatcher_block_attach(struct dispatcher *disp, struct qube *q,
+                            const struct block_attachment *a, struct qerr *err) {
+    struct backend *b = block_engine(disp, q, err);
+    if (!b)
+        return -1;
+    struct backend_block dev = {a->major, a->minor, a->frontend_dev, a->read_only};
+    struct backend_why why = {{0}};
+    int r = b->ops->block_attach(b, q->name, &dev, &why);
+    if (r < 0)
+        return block_failed(q, r, why.msg, err);
+    disp->blocks = xrealloc(disp->blocks, (disp->n_blocks + 1) * sizeof(*disp->blocks));
+    disp->blocks[disp->n_blocks++] = *a;
+    return 0;
+}
+
+int dispatcher_block_detach(struct dispatcher *disp, struct qube *q, const char *port_id,
+                            struct qerr *err) {
+    size_t i = 0;
+    while (i < disp->n_blocks && (strcmp(disp->blocks[i].frontend, q->name) != 0 ||
+                                  strcmp(disp->blocks[i].port_id, port_id) != 0))
+        i++;
+    if (i == disp->n_blocks)
+        return qerr_set(err, EXC_DEVICE_NOT_ASSIGNED, "block device %s not attached to %s", port_id,
+                        q->name);
+    struct backend *b = block_engine(disp, q, err);
+    if (!b)
+        return -1;
+    const struct block_attachment *a = &disp->blocks[i];
+    struct backend_block dev = {a->major, a->minor, a->frontend_dev, a->read_only};
+    struct backend_why why = {{0}};
+    int r = b->ops->block_detach(b, q->name, &dev, &why);
+    if (r < 0)
+        return block_failed(q, r, why.msg, err);
+    blocks_drop(disp, i);
+    return 0;
+}
+
+const struct block_attachment *dispatcher_block_attachments(const struct dispatcher *disp,
+                                                            size_t *n) {
+    *n = disp->n_blocks;
+    return disp->blocks;
 }
 
 int dispatcher_stats(struct dispatcher *disp, const struct qube *q, struct backend_stats *out) {
@@ -829,6 +948,7 @@ void dispatcher_free(struct dispatcher *disp) {
     sd_event_source_disable_unref(disp->cleanup_retry);
     for (size_t i = 0; i < disp->n_backends; i++)
         disp->backends[i]->ops->free(disp->backends[i]);
+    free(disp->blocks);
     free(disp);
 }
 

@@ -46,6 +46,10 @@ int dispatcher_reclaim(struct dispatcher *e, const struct qube *q);
 /* A preload handed out: it runs with its full CPU share from now on. */
 int dispatcher_foreground(struct dispatcher *e, const struct qube *q);
 int dispatcher_unpause(struct dispatcher *e, struct qube *q, struct qerr *err);
+/* admin.vm.Suspend/Resume: reclaim then freeze, shown as "Suspended"; Resume thaws it
+ * (or unpauses a paused qube, as qubesd does). */
+int dispatcher_suspend(struct dispatcher *e, struct qube *q, struct qerr *err);
+int dispatcher_resume(struct dispatcher *e, struct qube *q, struct qerr *err);
 int dispatcher_stats(struct dispatcher *e, const struct qube *q, struct backend_stats *out);
 /* The tightest of the engines' memory headrooms (MiB), -1 if none is limited. */
 int64_t dispatcher_memory_headroom_mib(struct dispatcher *e);
@@ -73,6 +77,24 @@ struct app *dispatcher_app(struct dispatcher *e);
 int dispatcher_netns_open(struct dispatcher *e, const struct qube *q, int *fd, struct qerr *err);
 int dispatcher_net_attach(struct dispatcher *e, const struct qube *q, const struct backend_net *net,
                           struct qerr *err);
+
+/* Block devices given to running qubes (docs/devices.md): kept until detached or until
+ * the qube halts; dom0 is the only backend. */
+struct block_attachment {
+    char frontend[32];               /* the qube */
+    char port_id[32], device_id[64]; /* the host's device (block_host.h) */
+    char frontend_dev[16];           /* its name in the qube: "xvdi" */
+    bool read_only;
+    unsigned major, minor;
+};
+/* -1 with err: QubesVMNotRunningError, QubesNotImplementedError (an engine without block
+ * devices), QubesException (the engine's words). */
+int dispatcher_block_attach(struct dispatcher *e, struct qube *q, const struct block_attachment *a,
+                            struct qerr *err);
+int dispatcher_block_detach(struct dispatcher *e, struct qube *q, const char *port_id,
+                            struct qerr *err);
+/* Every attachment now (valid until the next change), and their count. */
+const struct block_attachment *dispatcher_block_attachments(const struct dispatcher *e, size_t *n);
 
 /* qrexec: a service call into a running qube, and calls coming up from qubes. */
 int dispatcher_exec(struct dispatcher *e, const struct qube *q,

@@ -600,7 +600,8 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
     int fr = dispatcher_foreground(p->dispatcher, q);
     if (fr < 0 && fr != -ENOTSUP) /* ENOTSUP: no cpu controller, it never was idle */
         log_warning("preload: %s keeps the idle CPU class: %s", name, strerror(-fr));
-    if (q->power == POWER_PAUSED && dispatcher_unpause(p->dispatcher, q, &err) < 0) {
+    /* resume: a preload someone suspended (admin.vm.Suspend) wakes as a paused one does */
+    if (q->power == POWER_PAUSED && dispatcher_resume(p->dispatcher, q, &err) < 0) {
         log_warning("preload: cannot unpause %s: %s", name, err.msg);
         return -1;
     }

@@ -22,6 +22,8 @@
 #define EXC_PROPERTY_VALUE "QubesPropertyValueError"
 #define EXC_INVALID_TAG "QubesInvalidTagError"
 #define EXC_NOT_IMPLEMENTED "QubesNotImplementedError"
+#define EXC_DEVICE_NOT_ASSIGNED "DeviceNotAssigned"
+#define EXC_DEVICE_ALREADY_ATTACHED "DeviceAlreadyAttached"
 
 struct qerr {
     const char *exc; /* NULL: no error recorded */

@@ -198,7 +198,8 @@ class MethodShape(UnchangedCase):
         # catch: qvm-clone's rollback, --ignore-errors), naming the method.
         for m, arg, dest, payload in [("admin.vm.volume.Import", "private", "work", b"x"),
                                       ("admin.pool.List", "", "dom0", b""),
-                                      ("admin.vm.device.pci.Available", "", "work", b""),
+                                      ("admin.vm.device.block.Assign", "dom0+sdb", "work",
+                                       b"mode='required'"),
                                       ("admin.vm.firewall.GetPolicy", "", "work", b""),
                                       ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
                                        b"name=x label=red"),

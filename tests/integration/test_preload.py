@@ -563,6 +563,15 @@ class HandOut(PreloadCase):
         self.assertNotEqual([name], new)
         self.assertEqual("Running", self.api_state(name))
 
+    def test_suspended_preload_is_handed_out_awake(self):
+        self.new_dvm(max=1)
+        name = self.wait_filled("pdvm", 1)[0]
+        self.ok("admin.vm.Suspend", dest=name)
+        self.assertEqual("Suspended", self.api_state(name))
+        self.assertEqual([name], self.plist("pdvm"))  # still a preload
+        self.assertEqual(name, self.create_disposable())
+        self.assertEqual("Running", self.api_state(name))
+
     def test_shutdown_kills_a_preload_without_waiting(self):
         # bulk operations (qvm-shutdown --all) never wait on preloads: they are killed
         self.new_dvm(max=1)

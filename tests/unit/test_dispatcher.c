@@ -518,6 +518,51 @@ static void test_optional_ops_missing(void **state) {
     assert_int_equal(fake_calls(b, FAKE_RECLAIM, NULL) + fake_calls(b, FAKE_FOREGROUND, NULL), 0);
 }
 
+/* Suspend: reclaim then pause, shown as "Suspended"; Unpause refuses it, Resume wakes it;
+ * a halt forgets it. */
+static void test_suspend_resume(void **state) {
+    struct df *f = *state;
+    struct backend *b = f->fakes[0];
+    struct qerr err = {0};
+    struct qube *q = qube(f, "work");
+    assert_int_equal(dispatcher_suspend(f->dispatcher, q, &err), -1);
+    assert_string_equal(err.exc, EXC_VM_NOT_RUNNING);
+    start_and_wait(f, "work");
+    assert_int_equal(dispatcher_suspend(f->dispatcher, q, &err), 0);
+    assert_int_equal(fake_calls(b, FAKE_RECLAIM, "work"), 1);
+    assert_int_equal(fake_calls(b, FAKE_PAUSE, "work"), 1);
+    assert_string_equal(qube_power_name(q), "Suspended");
+    assert_int_equal(dispatcher_unpause(f->dispatcher, q, &err), -1);
+    assert_string_equal(err.exc, EXC_VM_NOT_PAUSED);
+    assert_int_equal(dispatcher_suspend(f->dispatcher, q, &err), -1);
+    assert_int_equal(dispatcher_resume(f->dispatcher, q, &err), 0);
+    assert_string_equal(qube_power_name(q), "Running");
+    assert_int_equal(dispatcher_resume(f->dispatcher, q, &err), -1); /* not paused */
+    assert_string_equal(err.exc, EXC_VM_NOT_PAUSED);
+    assert_int_equal(dispatcher_suspend(f->dispatcher, q, &err), 0);
+    assert_int_equal(dispatcher_kill(f->dispatcher, q, &err), 0);
+    assert_string_equal(qube_power_name(q), "Halted");
+}
+
+/* An engine without block devices says so (QubesNotImplementedError), a halted qube is
+ * not running; nothing is recorded either way. */
+static void test_block_devices_unsupported(void **state) {
+    struct df *f = *state;
+    struct qerr err = {0};
+    struct qube *q = qube(f, "work");
+    struct block_attachment a = {.frontend = "work", .port_id = "loop0", .frontend_dev = "xvdi"};
+    size_t n;
+    assert_int_equal(dispatcher_block_attach(f->dispatcher, q, &a, &err), -1);
+    assert_string_equal(err.exc, EXC_VM_NOT_RUNNING);
+    start_and_wait(f, "work");
+    assert_int_equal(dispatcher_block_attach(f->dispatcher, q, &a, &err), -1);
+    assert_string_equal(err.exc, EXC_NOT_IMPLEMENTED);
+    assert_int_equal(dispatcher_block_detach(f->dispatcher, q, "loop0", &err), -1);
+    assert_string_equal(err.exc, EXC_DEVICE_NOT_ASSIGNED);
+    dispatcher_block_attachments(f->dispatcher, &n);
+    assert_int_equal(n, 0);
+}
+
 static void test_memory_headroom_tightest(void **state) {
     struct df *f = *state;
     assert_int_equal(dispatcher_memory_headroom_mib(f->dispatcher), -1); /* none limited */
@@ -570,6 +615,8 @@ int main(void) {
         TWO_(test_recover_adopts_through_own_engine),
         TWO_(test_optional_ops_missing),
         TWO_(test_memory_headroom_tightest),
+        ONE_(test_suspend_resume),
+        ONE_(test_block_devices_unsupported),
         ONE_(test_upcall_without_router),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

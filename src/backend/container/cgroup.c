@@ -20,10 +20,12 @@
 #include "monoclock.h"
 #include "strbuf.h"
 
-/* The controllers we use. Others (cpuset, blkio, devices, name=systemd) are ignored: a
- * qube needs no directory there. */
-enum ctl { CTL_MEMORY, CTL_PIDS, CTL_CPU, CTL_CPUACCT, CTL_FREEZER, N_CTL };
-static const char *const ctl_names[N_CTL] = {"memory", "pids", "cpu", "cpuacct", "freezer"};
+/* The controllers we use. Others (cpuset, blkio, name=systemd) are ignored: a qube needs
+ * no directory there. devices is v1's device cgroup (cgroup2 has a BPF program instead,
+ * which dispenser does not load: docs/devices.md). */
+enum ctl { CTL_MEMORY, CTL_PIDS, CTL_CPU, CTL_CPUACCT, CTL_FREEZER, CTL_DEVICES, N_CTL };
+static const char *const ctl_names[N_CTL] = {"memory",  "pids",    "cpu",
+                                             "cpuacct", "freezer", "devices"};
 #define CTL_BIT(c) (1u << (c))
 /* What cgroup2 can provide for us when the controller is not bound to a v1 tree. */
 #define V2_WANTED (CTL_BIT(CTL_MEMORY) | CTL_BIT(CTL_PIDS) | CTL_BIT(CTL_CPU))
@@ -386,7 +388,8 @@ static int setup_v2(struct cgroup_system *cs, struct hierarchy *h) {
 
 /* Which tree does each job; v1 trees left with no job are dropped (no directory there). */
 static void assign_roles(struct cgroup_system *cs) {
-    unsigned needed = V2_WANTED | (cs->v2_cpustat ? 0 : CTL_BIT(CTL_CPUACCT)) |
+    unsigned needed = V2_WANTED | CTL_BIT(CTL_DEVICES) |
+                      (cs->v2_cpustat ? 0 : CTL_BIT(CTL_CPUACCT)) |
                       (cs->v2_freeze ? 0 : CTL_BIT(CTL_FREEZER));
     size_t w = 0;
     for (size_t i = 0; i < cs->n_hier; i++) {
@@ -615,6 +618,48 @@ int cgroup_qube_set_idle(struct cgroup_qube *cg, bool idle, unsigned weight) {
     return set_cpu_weight(cg, idle ? 1 : weight);
 }
 
+/* v1 device cgroup: nothing but the nodes every qube's /dev has (launch.c: null, zero,
+ * full, random, urandom, tty; its own devpts: ptmx and the terminals); a block device
+ * given to the qube is allowed on its own (cgroup_qube_device_allow). */
+static int devices_default_deny(const char *dir) {
+    static const char *const allowed[] = {
+        "c 1:3 rwm",   "c 1:5 rwm",   "c 1:7 rwm",   "c 1:8 rwm",   "c 1:9 rwm",
+        "c 5:0 rwm",   "c 5:2 rwm",   "c 136:* rwm", "c 137:* rwm", "c 138:* rwm",
+        "c 139:* rwm", "c 140:* rwm", "c 141:* rwm", "c 142:* rwm", "c 143:* rwm",
+    };
+    int r = write_file(dir, "devices.deny", "a");
+    for (size_t i = 0; i < ELEMENTSOF(allowed) && r >= 0; i++)
+        r = write_file(dir, "devices.allow", allowed[i]);
+    return r;
+}
+
+static const char *v1_devices_dir(const struct cgroup_qube *cg) {
+    return ctl_is_v2(cg, CTL_DEVICES) ? NULL : ctl_dir(cg, CTL_DEVICES);
+}
+
+bool cgroup_qube_has_device_control(const struct cgroup_qube *cg) {
+    return v1_devices_dir(cg) != NULL;
+}
+
+int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
+                             bool read_only) {
+    const char *dir = v1_devices_dir(cg);
+    char rule[64];
+    if (!dir)
+        return -ENOTSUP;
+    snprintf(rule, sizeof(rule), "%c %u:%u %s", type, major, minor, read_only ? "r" : "rw");
+    return write_file(dir, "devices.allow", rule);
+}
+
+int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, unsigned minor) {
+    const char *dir = v1_devices_dir(cg);
+    char rule[64];
+    if (!dir)
+        return -ENOTSUP;
+    snprintf(rule, sizeof(rule), "%c %u:%u rwm", type, major, minor);
+    return write_file(dir, "devices.deny", rule);
+}
+
 /* Zero means "no limit" for each field. A controller the host lacks was logged once at
  * open; the qube runs without that limit. */
 static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
@@ -627,6 +672,8 @@ static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
         r = set_cpu_weight(cg, l->cpu_weight);
     if (r >= 0 && l->cpu_idle && ctl_dir(cg, CTL_CPU))
         r = cgroup_qube_set_idle(cg, true, l->cpu_weight);
+    if (r >= 0 && l->devices_own_only && v1_devices_dir(cg))
+        r = devices_default_deny(v1_devices_dir(cg));
     if (r < 0)
         log_error("cgroup: cannot set limits of %s: %s", cg->name, strerror(-r));
     return r;
@@ -866,9 +913,52 @@ uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg) {
 }
 
 /* -EAGAIN from the kernel means it reclaimed less than asked; the caller may retry. */
+/* cgroup v1 has no memory.reclaim: a limit below the usage makes the kernel reclaim to
+ * it (in the writer's context), and refuses it with EBUSY when a pass frees nothing (pages
+ * under writeback, locked). The qube's file pages are what can go without swap: the limit
+ * is squeezed to the usage without them (then without half, a quarter of them), for a few
+ * rounds while that helps, and put back at once. */
+static int v1_squeeze_once(const char *dir, uint64_t limit) {
+    uint64_t usage, active = 0, inactive = 0;
+    if (read_u64(dir, "memory.usage_in_bytes", &usage) < 0 ||
+        read_keyed(dir, "memory.stat", "total_active_file", &active) < 0 ||
+        read_keyed(dir, "memory.stat", "total_inactive_file", &inactive) < 0)
+        return -ENOTSUP;
+    uint64_t file = active + inactive > usage ? usage : active + inactive;
+    if (file < (1ULL << 20))
+        return -EALREADY; /* nothing worth a round left */
+    for (unsigned shift = 0; shift < 3; shift++) {
+        uint64_t target = usage - (file >> shift) + (1ULL << 20);
+        if (target < limit && write_u64(dir, "memory.limit_in_bytes", target) == 0)
+            return 0;
+    }
+    return -EAGAIN;
+}
+
+static int v1_squeeze(const char *dir) {
+    uint64_t limit;
+    if (read_u64(dir, "memory.limit_in_bytes", &limit) < 0)
+        return -ENOTSUP;
+    int r = -EAGAIN, round;
+    bool any = false;
+    for (int i = 0; i < 4 && (round = v1_squeeze_once(dir, limit)) != -EALREADY; i++) {
+        if (round == -ENOTSUP) {
+            r = round;
+            break;
+        }
+        any |= round == 0;
+    }
+    int w = write_u64(dir, "memory.limit_in_bytes", limit);
+    return w < 0 ? w : any ? 0 : r;
+}
+
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes) {
     const char *dir = ctl_dir(cg, CTL_MEMORY);
-    if (!dir || !ctl_is_v2(cg, CTL_MEMORY) || !file_exists(dir, "memory.reclaim"))
+    if (!dir)
+        return -ENOTSUP;
+    if (!ctl_is_v2(cg, CTL_MEMORY))
+        return v1_squeeze(dir);
+    if (!file_exists(dir, "memory.reclaim"))
         return -ENOTSUP;
     return write_u64(dir, "memory.reclaim", bytes);
 }

@@ -23,6 +23,9 @@ struct cgroup_limits {
     uint64_t pids_max;
     unsigned cpu_weight; /* cgroup v2 scale 1..10000, 100 = default */
     bool cpu_idle;       /* scheduled only when nothing else wants the CPU */
+    /* v1 device cgroup: deny every device but a container qube's /dev nodes (a container
+     * qube; QEMU and its helpers open what their jail gives them, /dev/kvm included) */
+    bool devices_own_only;
 };
 
 /* Detects hierarchies from /proc/self/mountinfo and /proc/self/cgroup. `group` is the
@@ -59,9 +62,18 @@ int cgroup_qube_kill(struct cgroup_qube *cg); /* SIGKILL to every task, thawing 
 bool cgroup_qube_is_empty(struct cgroup_qube *cg);
 uint64_t cgroup_qube_memory_bytes(struct cgroup_qube *cg);
 uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
-/* Asks the kernel to reclaim what it can (v2 memory.reclaim); -ENOTSUP if unavailable,
- * -EAGAIN if the kernel reclaimed less than asked. */
+/* Asks the kernel to reclaim what it can (v2 memory.reclaim; v1: the limit squeezed
+ * below the usage for a moment); -ENOTSUP if unavailable, -EAGAIN if the kernel
+ * reclaimed less than asked. */
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
+/* The v1 device cgroup (a qube may open only the nodes of its /dev, and the block
+ * devices given to it): a rule allowing one device (read-only: reads only), and one
+ * denying it again. -ENOTSUP without a v1 devices controller (cgroup2 would need a BPF
+ * device program, not loaded by dispenser). */
+bool cgroup_qube_has_device_control(const struct cgroup_qube *cg);
+int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
+                             bool read_only);
+int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, unsigned minor);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
 void cgroup_qube_free(struct cgroup_qube *cg);

@@ -599,6 +599,7 @@ static struct cgroup_limits limits_of(const struct backend_qube *q) {
         /* a preload sets itself up in the idle class: a hand-out running meanwhile, and
          * its caller, get the CPUs first */
         .cpu_idle = q->background,
+        .devices_own_only = true, /* its /dev nodes, and block devices given to it */
     };
 }
 
@@ -900,6 +901,8 @@ static const struct backend_ops CONTAINER_OPS = {
     .upcall_reply = container_upcall_reply,
     .netns_open = container_netns_open,
     .net_attach = container_net_attach,
+    .block_attach = container_block_attach,
+    .block_detach = container_block_detach,
     .adopt = container_adopt,
     .cleanup = container_cleanup,
     .free = container_free,

@@ -88,6 +88,11 @@ int container_watch_exit(struct run *run);
 void container_net_keep(struct run *run, const struct backend_net *net);
 void container_net_drop(struct run *run);
 int container_net_before_exec(void *ctx, pid_t pid, struct backend_why *why);
+/* Block devices (blockdev.c). */
+int container_block_attach(struct backend *b, const char *name, const struct backend_block *dev,
+                           struct backend_why *why);
+int container_block_detach(struct backend *b, const char *name, const struct backend_block *dev,
+                           struct backend_why *why);
 int container_netns_open(struct backend *b, const char *name, int *fd);
 int container_net_attach(struct backend *b, const char *name, const struct backend_net *net,
                          struct backend_why *why);
