@@ -616,8 +616,8 @@ static int idmap_ns_of(struct container_backend *cb, int slot) {
     int fd = idmap_userns_open(cb->uid_base, cb->uid_base + (uid_t)slot * cb->uid_count,
                                cb->uid_count, &helper);
     sd_event_source *src = NULL;
-    if (helper >= 0 && sd_event_add_io(cb->base.loop, &src, helper, EPOLLIN,
-                                       on_idmap_helper_exit, NULL) >= 0) {
+    if (helper >= 0 &&
+        sd_event_add_io(cb->base.loop, &src, helper, EPOLLIN, on_idmap_helper_exit, NULL) >= 0) {
         sd_event_source_set_io_fd_own(src, true);
         sd_event_source_set_floating(src, true);
         sd_event_source_unref(src);
@@ -1069,8 +1069,8 @@ static int parse_uid_ranges(const char *value, enum uid_ranges *out, struct back
     else if (strcmp(value, "shared") == 0)
         *out = UID_RANGES_SHARED;
     else
-        return backend_fail(why, -EIO,
-                            "container.uid-ranges: '%s' is not auto, per-qube or shared", value);
+        return backend_fail(why, -EIO, "container.uid-ranges: '%s' is not auto, per-qube or shared",
+                            value);
     return 0;
 }
 

@@ -50,9 +50,9 @@ struct run {
     backend_done_fn start_done;
     void *start_userdata;
     struct run_net net;
-    uid_t uid_base;       /* host uid of its root: its slot's range (uidslot.h) */
-    int idmap_fd;         /* the slot's id-mapping user namespace (cb's), or -1 */
-    bool release_slot;    /* its volumes were removed while it was ending: free the slot */
+    uid_t uid_base;         /* host uid of its root: its slot's range (uidslot.h) */
+    int idmap_fd;           /* the slot's id-mapping user namespace (cb's), or -1 */
+    bool release_slot;      /* its volumes were removed while it was ending: free the slot */
     struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;

@@ -127,8 +127,8 @@ static _Noreturn void probe_child(int report, const char *top, uid_t base, uid_t
     snprintf(b, sizeof(b), "%s/mu", top);
     if (idmap_mount(a, b, ns) < 0)
         probe_fail(report, "no idmapped mount of %s", a);
-    snprintf(opts, sizeof(opts), "lowerdir=%s/ml,upperdir=%s/mu/upper,workdir=%s/mu/work", top,
-             top, top);
+    snprintf(opts, sizeof(opts), "lowerdir=%s/ml,upperdir=%s/mu/upper,workdir=%s/mu/work", top, top,
+             top);
     snprintf(a, sizeof(a), "%s/merged", top);
     if (mount("overlay", a, "overlay", MS_NOSUID, opts) < 0)
         probe_fail(report, "no overlay over idmapped layers");
