@@ -74,10 +74,6 @@ static void link_as(const char *target, const char *name, struct strbuf *opts) {
         strbuf_puts(opts, target); /* still mounts; only the path shows */
 }
 
-/* A throwaway upper is mounted `volatile` (kernel 5.10+): no sync of the upper
- * filesystem, ever. Without it, unmounting an overlay (the qube's end) syncs the whole
- * filesystem its upper lives on (overlayfs' sync_fs), and every disposable's end waited
- * for the host's disk. Older kernels refuse the option: mounted without it then. */
 /* The same short names, as mount points of idmapped clones (idmap.h). */
 static int idmap_as(const char *target, const char *name, int userns_fd, struct strbuf *opts) {
     unlink(name);
@@ -114,6 +110,10 @@ static int idmap_upper_work(const struct launch_overlay *o, char tag, int userns
     return 0;
 }
 
+/* A throwaway upper is mounted `volatile` (kernel 5.10+): no sync of the upper
+ * filesystem, ever. Without it, unmounting an overlay (the qube's end) syncs the whole
+ * filesystem its upper lives on (overlayfs' sync_fs), and every disposable's end waited
+ * for the host's disk. Older kernels refuse the option: mounted without it then. */
 static int mount_overlay(const struct launch_overlay *o, const char *where, const char *links_dir,
                          char tag, int userns_fd) {
     _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
