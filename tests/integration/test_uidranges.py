@@ -116,6 +116,9 @@ class UidRanges(EngineTestCase):
         self.start("a")
         self.start("b")
         ra, rb = self.range_of("a"), self.range_of("b")
+        self.assertNotEqual(ra, rb)
+        links = slot_links(self.d)
+        self.assertEqual(2, len(links))
         self.kill("a")
         self.start("a")
         self.assertEqual(ra, self.range_of("a"))
@@ -128,6 +131,7 @@ class UidRanges(EngineTestCase):
         self.start("b")
         self.start("a")
         self.assertEqual((ra, rb), (self.range_of("a"), self.range_of("b")))
+        self.assertEqual(links, slot_links(self.d))
 
     def test_slot_released_with_the_volumes_and_reused_after(self):
         self.new_appvm("a")
