@@ -6,7 +6,8 @@ kill the daemon restarts and reconciles; then the invariants must hold:
 - every acknowledged write is in the database, and no qube is half made;
 - every qube the daemon reports running still runs (adopted), every halted one left nothing;
 - the preload list is consistent: no name twice, none missing, pool back to its max;
-- nothing leaked: processes, mounts, cgroups, runtime and volatile directories, disposables.
+- nothing leaked: processes, mounts, cgroups, runtime and volatile directories, disposables,
+  uid range slots.
 
 Besides the daemon, an assassin kills at random the init of a running qube, the agent of a
 disposable serving a call (that call may fail; nothing else may), and the daemon's reaper
@@ -331,6 +332,13 @@ class Chaos(EngineTestCase):
             else:
                 self.assertEqual([], procs, "%s is %s but runs" % (name, q["state"]))
         self.assertEqual([], mounts_referencing(self.d.state_dir, self.d.runtime_dir))
+        # uid ranges: a slot only for a qube that exists, and no two qubes on one
+        uuids = {q.get("uuid") for q in qubes.values()}
+        slots_dir = os.path.join(self.d.state_dir, "container", "uids")
+        owners = [os.readlink(os.path.join(slots_dir, n)) for n in os.listdir(slots_dir)] \
+            if os.path.isdir(slots_dir) else []
+        self.assertEqual(set(), set(owners) - uuids, "uid range slots of removed qubes")
+        self.assertEqual(len(owners), len(set(owners)), "a qube with two uid ranges")
         group = cgroup_group(self.d.state_dir)
         for base in own_cgroup_bases():
             g = os.path.join(base, group)

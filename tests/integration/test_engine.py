@@ -18,8 +18,9 @@ import unittest
 import harness
 from harness import Daemon, EventStream, parse_reply, run_tool
 
-RANGE_BASE = 0x60000000  # a qube's root is this host uid
+RANGE_BASE = 0x60000000  # the canonical range: what volumes are owned by on disk
 RANGE_COUNT = 65536
+RANGE_SLOTS = 256  # a qube's root is host uid RANGE_BASE + slot * RANGE_COUNT, slot >= 1
 LIFE_EVENTS = ("domain-pre-start", "domain-start", "domain-start-failed", "domain-paused",
                "domain-unpaused", "domain-pre-shutdown", "domain-shutdown")
 
@@ -110,7 +111,7 @@ def range_processes(d, name=None):
         if not pid.isdigit():
             continue
         uid = proc_uid(pid)
-        if uid is None or not RANGE_BASE <= uid < RANGE_BASE + RANGE_COUNT:
+        if uid is None or not RANGE_BASE <= uid < RANGE_BASE + RANGE_SLOTS * RANGE_COUNT:
             continue
         cg = proc_cgroup2(pid)
         if mine in cg + "/" or "/dispenser-" not in cg:
@@ -589,7 +590,9 @@ class Engines(EngineTestCase):
         self.assertTrue(parse_reply(d.call("admin.vm.Start", dest="shifted")).ok)
         r = qrun(d, "shifted", "cat /proc/self/uid_map")
         self.assertEqual(0, r.returncode, r.stderr)
-        self.assertEqual(["0", str(0x50000000), str(RANGE_COUNT)], r.stdout.decode().split())
+        # its first qube: slot 1 above the new base
+        self.assertEqual(["0", str(0x50000000 + RANGE_COUNT), str(RANGE_COUNT)],
+                         r.stdout.decode().split())
 
     def test_option_an_engine_refuses_makes_it_unavailable(self):
         d = Daemon(extra_args=["--engine-option", "container.no-such=1"])
@@ -601,7 +604,7 @@ class Engines(EngineTestCase):
         r = parse_reply(d.call("admin.vm.Start", dest="opt"))
         self.assertEqual("QubesException", r.exc)
         self.assertEqual("Qube 'opt': virt_mode=container is not available: container.no-such:"
-                         " no such option (known: uid-base, uid-count)", r.message)
+                         " no such option (known: uid-base, uid-count, uid-ranges, uid-slots)", r.message)
 
     def test_option_for_no_engine_is_a_usage_error(self):
         cases = {"nosuch.key=1": "engine option 'nosuch.key' names no engine",

@@ -359,10 +359,12 @@ class Isolation(EngineTestCase):
         self.assertNotEqual(0, r.returncode)
 
     def test_uid_mapping(self):
-        self.assertEqual(["0", str(RANGE_BASE), str(RANGE_COUNT)],
-                         self.qout("alpha", "cat /proc/self/uid_map").split())
-        self.assertEqual(["0", str(RANGE_BASE), str(RANGE_COUNT)],
-                         self.qout("alpha", "cat /proc/self/gid_map").split())
+        umap = self.qout("alpha", "cat /proc/self/uid_map").split()
+        self.assertEqual(umap, self.qout("alpha", "cat /proc/self/gid_map").split())
+        base = int(umap[1])  # the qube's own range: a slot above the canonical one
+        self.assertEqual(["0", str(RANGE_COUNT)], [umap[0], umap[2]])
+        self.assertGreaterEqual(base, RANGE_BASE + RANGE_COUNT)
+        self.assertEqual(0, (base - RANGE_BASE) % RANGE_COUNT)
         self.qrun("alpha", "setsid sleep 8881 </dev/null >/dev/null 2>&1 &", user="root")
         self.qrun("alpha", "setsid sleep 8882 </dev/null >/dev/null 2>&1 &")
         deadline = time.monotonic() + 3
@@ -372,11 +374,12 @@ class Isolation(EngineTestCase):
                 break
             time.sleep(0.02)
         for cmd, uid in uids.items():
-            self.assertGreaterEqual(uid, RANGE_BASE, "%r runs as host uid %d" % (cmd, uid))
-        self.assertEqual(RANGE_BASE, uids.get(b"sleep 8881"), uids)  # root inside
-        self.assertEqual(RANGE_BASE + 1000, uids[b"sleep 8882"])  # user inside
-        self.assertEqual(RANGE_BASE, uids[b"dispenser-agent"])
-        # files root creates inside are the range's root on the host
+            self.assertGreaterEqual(uid, base, "%r runs as host uid %d" % (cmd, uid))
+        self.assertEqual(base, uids.get(b"sleep 8881"), uids)  # root inside
+        self.assertEqual(base + 1000, uids[b"sleep 8882"])  # user inside
+        self.assertEqual(base, uids[b"dispenser-agent"])
+        # files root creates inside are root's inside; on the host the volumes stay owned
+        # by the canonical range, which no qube runs as (idmapped mounts)
         self.qrun("alpha", "echo x > /home/user/rootfile", user="root")
         self.assertEqual("0\n", self.qout("alpha", "stat -c %u /home/user/rootfile"))
         private = os.path.join(self.d.state_dir, "volumes", self.qube_uuid("alpha"), "private")

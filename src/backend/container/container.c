@@ -22,12 +22,14 @@
 #include "agent_proto.h"
 #include "container_backend.h"
 #include "fsutil.h"
+#include "idmap.h"
 #include "launch.h"
 #include "log.h"
 #include "monoclock.h"
 #include "reaper.h"
 #include "sandbox.h"
 #include "strbuf.h"
+#include "uidslot.h"
 
 static struct container_backend *cb_of(struct backend *b) { return (struct container_backend *)b; }
 
@@ -61,6 +63,8 @@ void run_volume_free(struct run_volume *v) {
 }
 
 static void run_free(struct run *run) {
+    if (run->release_slot && run->cb->slots) /* its volumes went while it was ending */
+        uid_slots_release(run->cb->slots, run->uuid);
     container_net_drop(run);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->stop_timer);
@@ -477,8 +481,9 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
                  run->root.work, !run->root.persistent},
         .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers, run->priv.upper,
                         run->priv.work, !run->priv.persistent},
-        .uid_base = cb->uid_base,
+        .uid_base = run->uid_base,
         .uid_count = cb->uid_count,
+        .idmap_fd = run->idmap_fd,
         .agent_fd = cb->agent_fd,
         .listen_fd = listen_fd,
         .log_fd = log_fd,
@@ -584,10 +589,104 @@ static struct run *run_new(struct container_backend *cb, const struct backend_qu
     run->uuid = xstrdup(q->uuid);
     run->kind = q->kind;
     run->pidfd = -1;
+    run->uid_base = cb->uid_base;
+    run->idmap_fd = -1;
     container_link_init(run);
     run->power = BACKEND_RUNNING;
     run->shutdown_timeout = q->shutdown_timeout;
     return run;
+}
+
+/* The helper that made an id-mapping namespace is gone: reap it. */
+static int on_idmap_helper_exit(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+    sd_event_source_disable_unref(src); /* floating: the loop's reference; the pidfd
+                                         * closes with it (io_fd_own) */
+    return 0;
+}
+
+/* A slot's id-mapping namespace, made once and kept: a slot handed to the next
+ * disposable costs nothing more. */
+static int idmap_ns_of(struct container_backend *cb, int slot) {
+    if (cb->idmap_ns[slot] >= 0)
+        return cb->idmap_ns[slot];
+    int helper = -1;
+    double t0 = mono_ms();
+    int fd = idmap_userns_open(cb->uid_base, cb->uid_base + (uid_t)slot * cb->uid_count,
+                               cb->uid_count, &helper);
+    sd_event_source *src = NULL;
+    if (helper >= 0 &&
+        sd_event_add_io(cb->base.loop, &src, helper, EPOLLIN, on_idmap_helper_exit, NULL) >= 0) {
+        sd_event_source_set_io_fd_own(src, true);
+        sd_event_source_set_floating(src, true);
+        sd_event_source_unref(src);
+    } else if (helper >= 0) { /* reaped here, then: it was SIGKILLed already */
+        waitid(P_PIDFD, (id_t)helper, &(siginfo_t){0}, WEXITED);
+        close(helper);
+    }
+    log_debug("uid range slot %d: id-mapping namespace %.2f ms", slot, mono_ms() - t0);
+    if (fd >= 0)
+        cb->idmap_ns[slot] = fd;
+    return fd;
+}
+
+/* The probe started with the engine has answered (at the first start, not before: the
+ * daemon's own start does not wait for it). */
+static void uid_ranges_settle(struct container_backend *cb) {
+    if (!cb->idmap_probe)
+        return;
+    char reason[256];
+    double t0 = mono_ms();
+    bool ok = idmap_probe_finish(TAKE_PTR(cb->idmap_probe), reason, sizeof(reason));
+    if (!ok && cb->per_qube_required) {
+        log_error("container engine: container.uid-ranges=per-qube, but %s", reason);
+        cb->uid_ranges_failure = xstrdup(reason);
+        return;
+    }
+    if (!ok) {
+        log_warning("container engine: no idmapped overlay layers here (%s): every qube "
+                    "runs as the host uid range %u.. (shared)",
+                    reason, (unsigned)cb->uid_base);
+        return;
+    }
+    cb->per_qube = true;
+    cb->idmap_ns = xcalloc(cb->n_slots, sizeof(int));
+    for (unsigned i = 0; i < cb->n_slots; i++)
+        cb->idmap_ns[i] = -1;
+    log_info("container engine: a host uid range per qube (%u.., %u ids each, %u in use; "
+             "waited %.2f ms for the probe)",
+             (unsigned)cb->uid_base, (unsigned)cb->uid_count, uid_slots_in_use(cb->slots),
+             mono_ms() - t0);
+}
+
+/* The qube's own host uid range (its slot, kept from its first start until its volumes
+ * are removed), and the namespace its layers are idmapped through. Shared mode: the
+ * canonical range, layers as they are. */
+static int assign_uid_range(struct run *run, struct backend_why *why) {
+    struct container_backend *cb = run->cb;
+    uid_ranges_settle(cb);
+    if (cb->uid_ranges_failure)
+        return backend_fail(why, -ENODEV, "container.uid-ranges=per-qube: %s",
+                            cb->uid_ranges_failure);
+    if (!cb->per_qube)
+        return 0;
+    int slot = uid_slots_get(cb->slots, run->uuid);
+    if (slot == -ENOSPC)
+        return backend_fail(why, -ENOSPC,
+                            "no free host uid range for '%s': all %u are in use "
+                            "(container.uid-slots)",
+                            run->name, cb->n_slots - 1);
+    if (slot < 0)
+        return backend_fail(why, slot, "cannot record the uid range of '%s': %s", run->name,
+                            strerror(-slot));
+    int fd = idmap_ns_of(cb, slot);
+    if (fd < 0)
+        return backend_fail(why, fd, "cannot make the id mapping of '%s': %s", run->name,
+                            strerror(-fd));
+    run->uid_base = cb->uid_base + (uid_t)slot * cb->uid_count;
+    run->idmap_fd = fd;
+    return 0;
 }
 
 static struct cgroup_limits limits_of(const struct backend_qube *q) {
@@ -618,7 +717,9 @@ static int container_start(struct backend *b, const struct backend_qube *q, back
         container_net_keep(run, q->net);
     struct cgroup_limits limits = limits_of(q);
     run->cpu_weight = limits.cpu_weight;
-    int r = prepare_volumes(run, q, why);
+    int r = assign_uid_range(run, why);
+    if (r == 0)
+        r = prepare_volumes(run, q, why);
     if (r < 0)
         goto fail;
     t1 = mono_ms();
@@ -765,6 +866,28 @@ static int container_memory_headroom(struct backend *b, uint64_t *bytes) {
     return cgroup_system_memory_headroom(cb_of(b)->cgroups, bytes);
 }
 
+static struct run *ending_run(struct container_backend *cb, const char *uuid) {
+    for (struct run *r = cb->dying; r; r = r->next)
+        if (strcmp(r->uuid, uuid) == 0)
+            return r;
+    for (struct run *r = cb->retiring; r; r = r->next)
+        if (strcmp(r->uuid, uuid) == 0)
+            return r;
+    return NULL;
+}
+
+/* The qube's slot is free once nothing of it is left: its volumes are gone (the caller
+ * removed them), and an ending run's processes and directories once the run is freed. */
+static void release_uid_range(struct container_backend *cb, const char *uuid) {
+    if (!cb->slots)
+        return;
+    struct run *ending = ending_run(cb, uuid);
+    if (ending)
+        ending->release_slot = true;
+    else
+        uid_slots_release(cb->slots, uuid);
+}
+
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
                                     struct backend_why *why) {
     struct container_backend *cb = cb_of(b);
@@ -777,6 +900,7 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     int r = volume_remove_all(cb->state_dir, q->uuid);
     if (r < 0)
         return backend_fail(why, r, "cannot remove the volumes of '%s': %s", q->name, strerror(-r));
+    release_uid_range(cb, q->uuid);
     return 0;
 }
 
@@ -868,6 +992,16 @@ static void container_free(struct backend *b) {
         cgroup_system_remove_group(cb->cgroups); /* no qube left: leave no empty dirs */
     cgroup_system_free(cb->cgroups);
     guest_log_owners_free(cb);
+    if (cb->idmap_probe) { /* its scratch directory goes */
+        char unused[256];
+        idmap_probe_finish(TAKE_PTR(cb->idmap_probe), unused, sizeof(unused));
+    }
+    free(cb->uid_ranges_failure);
+    for (unsigned i = 0; cb->idmap_ns && i < cb->n_slots; i++)
+        if (cb->idmap_ns[i] >= 0)
+            close(cb->idmap_ns[i]);
+    free(cb->idmap_ns);
+    uid_slots_free(cb->slots);
     if (cb->agent_fd >= 0)
         close(cb->agent_fd);
     free(cb->state_dir);
@@ -912,6 +1046,11 @@ static const struct backend_ops CONTAINER_OPS = {
  * the ranges useradd hands out (/etc/subuid starts at 100000) and systemd's dynamic users. */
 #define DEFAULT_UID_BASE 0x60000000u
 #define DEFAULT_UID_COUNT 65536u
+/* Slot 0 (the canonical range) and 255 qubes' ranges: 0x60000000..0x60ffffff, below the
+ * QEMU engine's default qemu.uid-base=0x61000000. */
+#define DEFAULT_UID_SLOTS 256u
+
+enum uid_ranges { UID_RANGES_AUTO, UID_RANGES_PER_QUBE, UID_RANGES_SHARED };
 
 static int parse_uid_option(const char *key, const char *value, uid_t *out,
                             struct backend_why *why) {
@@ -925,10 +1064,25 @@ static int parse_uid_option(const char *key, const char *value, uid_t *out,
 }
 
 /* The engine's own settings from the daemon's --engine-option container.KEY=VALUE. */
+static int parse_uid_ranges(const char *value, enum uid_ranges *out, struct backend_why *why) {
+    if (strcmp(value, "auto") == 0)
+        *out = UID_RANGES_AUTO;
+    else if (strcmp(value, "per-qube") == 0)
+        *out = UID_RANGES_PER_QUBE;
+    else if (strcmp(value, "shared") == 0)
+        *out = UID_RANGES_SHARED;
+    else
+        return backend_fail(why, -EIO, "container.uid-ranges: '%s' is not auto, per-qube or shared",
+                            value);
+    return 0;
+}
+
 static int apply_options(struct container_backend *cb, const struct backend_config *cfg,
-                         struct backend_why *why) {
+                         enum uid_ranges *ranges, struct backend_why *why) {
     cb->uid_base = DEFAULT_UID_BASE;
     cb->uid_count = DEFAULT_UID_COUNT;
+    uid_t slots = DEFAULT_UID_SLOTS;
+    *ranges = UID_RANGES_AUTO;
     for (size_t i = 0; i < cfg->n_options; i++) {
         const struct backend_option *o = &cfg->options[i];
         int r;
@@ -936,14 +1090,46 @@ static int apply_options(struct container_backend *cb, const struct backend_conf
             r = parse_uid_option(o->key, o->value, &cb->uid_base, why);
         else if (strcmp(o->key, "uid-count") == 0)
             r = parse_uid_option(o->key, o->value, &cb->uid_count, why);
+        else if (strcmp(o->key, "uid-slots") == 0)
+            r = parse_uid_option(o->key, o->value, &slots, why);
+        else if (strcmp(o->key, "uid-ranges") == 0)
+            r = parse_uid_ranges(o->value, ranges, why);
         else
             r = backend_fail(why, -EIO,
                              "container.%s: no such option (known: uid-base, "
-                             "uid-count)",
+                             "uid-count, uid-ranges, uid-slots)",
                              o->key);
         if (r < 0)
             return -1;
     }
+    if ((uint64_t)cb->uid_base + (uint64_t)slots * cb->uid_count > UINT32_MAX)
+        return backend_fail(why, -EIO,
+                            "container.uid-slots: %u ranges of %u ids from %u pass the "
+                            "largest uid",
+                            (unsigned)slots, (unsigned)cb->uid_count, (unsigned)cb->uid_base);
+    cb->n_slots = (unsigned)slots;
+    return 0;
+}
+
+/* Per-qube ranges where this kernel idmaps the state dir's file system for overlayfs
+ * (probed: 5.19+, and the file system must support it); else, or when asked, one shared
+ * range. Both keep volumes owned by the canonical range: switching costs nothing. The
+ * slot table is read in both modes: slots of removed qubes are released in both. */
+static int open_uid_ranges(struct container_backend *cb, enum uid_ranges mode,
+                           struct backend_why *why) {
+    char dir[4096];
+    container_path(cb, dir, sizeof(dir), "%s/container", cb->state_dir);
+    cb->slots = uid_slots_open(cb->state_dir, cb->n_slots);
+    if (!cb->slots)
+        return backend_fail(why, -EIO, "cannot read %s/uids: %s", dir, strerror(errno));
+    if (mode == UID_RANGES_SHARED || cb->n_slots < 2) {
+        log_info("container engine: every qube runs as the host uid range %u.. "
+                 "(container.uid-ranges=shared)",
+                 (unsigned)cb->uid_base);
+        return 0;
+    }
+    cb->per_qube_required = mode == UID_RANGES_PER_QUBE;
+    cb->idmap_probe = idmap_probe_start(dir, cb->uid_base, cb->uid_count);
     return 0;
 }
 
@@ -951,11 +1137,13 @@ struct backend *container_backend_new(sd_event *loop, const struct backend_confi
                                       struct backend_why *why) {
     struct container_backend *cb = xcalloc(1, sizeof(*cb));
     cb->base = (struct backend){&CONTAINER_OPS, sd_event_ref(loop), {0}};
+    cb->agent_fd = -1; /* until opened: container_free must not close fd 0 */
     agent_hub_init(&cb->agents, &cb->base);
     cb->state_dir = xstrdup(cfg->state_dir);
     cb->agent_path = xstrdup(cfg->agent_path);
     cb->runtime_dir = xstrdup(cfg->runtime_dir);
-    if (apply_options(cb, cfg, why) < 0) {
+    enum uid_ranges ranges;
+    if (apply_options(cb, cfg, &ranges, why) < 0 || open_uid_ranges(cb, ranges, why) < 0) {
         container_free(&cb->base);
         return NULL;
     }

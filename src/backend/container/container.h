@@ -50,6 +50,9 @@ struct run {
     backend_done_fn start_done;
     void *start_userdata;
     struct run_net net;
+    uid_t uid_base;         /* host uid of its root: its slot's range (uidslot.h) */
+    int idmap_fd;           /* the slot's id-mapping user namespace (cb's), or -1 */
+    bool release_slot;      /* its volumes were removed while it was ending: free the slot */
     struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
@@ -59,7 +62,16 @@ struct run {
 struct container_backend {
     struct backend base;
     char *state_dir, *runtime_dir, *agent_path;
-    uid_t uid_base, uid_count;
+    uid_t uid_base, uid_count; /* the canonical range: what volumes are owned by */
+    /* per-qube ranges (uidslot.h, idmap.h); !per_qube: every qube runs as the canonical
+     * range (container.uid-ranges=shared, or no idmapped mounts here) */
+    struct uid_slots *slots;
+    unsigned n_slots;
+    bool per_qube;                   /* starts take a slot of their own */
+    struct idmap_probe *idmap_probe; /* still running: decides per_qube at the first start */
+    bool per_qube_required;          /* container.uid-ranges=per-qube: no fallback */
+    char *uid_ranges_failure;        /* required and impossible: why every start fails */
+    int *idmap_ns; /* per slot: its id-mapping user namespace, made at its first start */
     int agent_fd;
     struct cgroup_system *cgroups;
     struct run *runs;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "container.h"
+#include "uidslot.h"
 #include "fsutil.h"
 #include "log.h"
 #include "strbuf.h"
@@ -191,6 +192,22 @@ static void cleanup_dir_entries(struct container_backend *cb, const char *sub,
         closedir(d);
 }
 
+struct slot_keep {
+    struct container_backend *cb;
+    const char *const *keep;
+};
+
+/* A slot stays while its qube is in the database or still runs here. */
+static bool slot_kept(void *ctx, const char *uuid) {
+    const struct slot_keep *k = ctx;
+    if (in_list(k->keep, uuid))
+        return true;
+    for (struct run *r = k->cb->runs; r; r = r->next)
+        if (strcmp(r->uuid, uuid) == 0)
+            return true;
+    return false;
+}
+
 void container_cleanup(struct backend *b, const char *const *keep) {
     struct container_backend *cb = (struct container_backend *)b;
     cleanup_runtime(cb);
@@ -198,5 +215,7 @@ void container_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(cb);
     cleanup_dir_entries(cb, "volatile", NULL, true);
     cleanup_dir_entries(cb, "volumes", keep, false);
+    if (cb->slots) /* after the volumes: a slot goes once its qube's files have */
+        uid_slots_sweep(cb->slots, slot_kept, &(struct slot_keep){cb, keep});
     guest_log_sweep(cb);
 }

@@ -26,6 +26,7 @@
 
 #include "agent_proto.h"
 #include "copytree.h"
+#include "idmap.h"
 #include "log.h"
 #include "macro.h"
 #include "monoclock.h"
@@ -73,12 +74,48 @@ static void link_as(const char *target, const char *name, struct strbuf *opts) {
         strbuf_puts(opts, target); /* still mounts; only the path shows */
 }
 
+/* The same short names, as mount points of idmapped clones (idmap.h). */
+static int idmap_as(const char *target, const char *name, int userns_fd, struct strbuf *opts) {
+    unlink(name);
+    if ((mkdir(name, 0700) < 0 && errno != EEXIST) || idmap_mount(target, name, userns_fd) < 0)
+        return -1;
+    strbuf_puts(opts, name);
+    return 0;
+}
+
+/* overlayfs wants upper and work on one mount: their directory is idmapped once (at
+ * "<tag>m"), and they are named through short links into it as without idmapping. */
+static int idmap_upper_work(const struct launch_overlay *o, char tag, int userns_fd,
+                            struct strbuf *opts) {
+    const char *u = strrchr(o->upper, '/'), *w = strrchr(o->work, '/');
+    if (!u || !w || u - o->upper != w - o->work ||
+        strncmp(o->upper, o->work, (size_t)(u - o->upper)) != 0)
+        return errno = EINVAL, -1;
+    char mapped[32], target[64], name[32];
+    snprintf(mapped, sizeof(mapped), "%cm", tag);
+    char *parent = xstrndup(o->upper, (size_t)(u - o->upper));
+    _cleanup_strbuf_ struct strbuf unused = STRBUF_INIT;
+    int r = idmap_as(parent, mapped, userns_fd, &unused);
+    free(parent);
+    if (r < 0)
+        return -1;
+    strbuf_puts(opts, ",upperdir=");
+    snprintf(name, sizeof(name), "%cu", tag);
+    snprintf(target, sizeof(target), "%s%.*s", mapped, (int)(sizeof(target) - 8), u);
+    link_as(target, name, opts);
+    strbuf_puts(opts, ",workdir=");
+    snprintf(name, sizeof(name), "%cw", tag);
+    snprintf(target, sizeof(target), "%s%.*s", mapped, (int)(sizeof(target) - 8), w);
+    link_as(target, name, opts);
+    return 0;
+}
+
 /* A throwaway upper is mounted `volatile` (kernel 5.10+): no sync of the upper
  * filesystem, ever. Without it, unmounting an overlay (the qube's end) syncs the whole
  * filesystem its upper lives on (overlayfs' sync_fs), and every disposable's end waited
  * for the host's disk. Older kernels refuse the option: mounted without it then. */
 static int mount_overlay(const struct launch_overlay *o, const char *where, const char *links_dir,
-                         char tag) {
+                         char tag, int userns_fd) {
     _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
     char name[32];
     if (chdir(links_dir) < 0)
@@ -88,14 +125,22 @@ static int mount_overlay(const struct launch_overlay *o, const char *where, cons
         if (i)
             strbuf_putc(&opts, ':');
         snprintf(name, sizeof(name), "%c%zu", tag, i);
-        link_as(o->lowers[i], name, &opts);
+        if (userns_fd < 0)
+            link_as(o->lowers[i], name, &opts);
+        else if (idmap_as(o->lowers[i], name, userns_fd, &opts) < 0)
+            return -1;
     }
-    strbuf_puts(&opts, ",upperdir=");
-    snprintf(name, sizeof(name), "%cu", tag);
-    link_as(o->upper, name, &opts);
-    strbuf_puts(&opts, ",workdir=");
-    snprintf(name, sizeof(name), "%cw", tag);
-    link_as(o->work, name, &opts);
+    if (userns_fd >= 0) {
+        if (idmap_upper_work(o, tag, userns_fd, &opts) < 0)
+            return -1;
+    } else {
+        strbuf_puts(&opts, ",upperdir=");
+        snprintf(name, sizeof(name), "%cu", tag);
+        link_as(o->upper, name, &opts);
+        strbuf_puts(&opts, ",workdir=");
+        snprintf(name, sizeof(name), "%cw", tag);
+        link_as(o->work, name, &opts);
+    }
     if (o->throwaway) {
         _cleanup_strbuf_ struct strbuf vol = STRBUF_INIT;
         strbuf_printf(&vol, "%s,volatile", strbuf_str(&opts));
@@ -285,7 +330,7 @@ static void mount_private(const struct launch_sync *s, const struct launch_spec 
     char rw[4096], home[4096], target[4096];
     make_dir_in(root, "/rw", base, 0755);
     snprintf(rw, sizeof(rw), "%s/rw", root);
-    if (mount_overlay(&spec->private_vol, rw, spec->links_dir, 'p') < 0)
+    if (mount_overlay(&spec->private_vol, rw, spec->links_dir, 'p', spec->idmap_fd) < 0)
         child_fail(s, "cannot mount the private volume");
     make_dir_in(root, "/rw/home", base, 0755);
     char user_home[4096];
@@ -327,7 +372,7 @@ static void setup_filesystem(const struct launch_sync *s, const struct launch_sp
         child_fail(s, "cannot make the mount namespace private");
     if (mkdir(spec->links_dir, 0700) < 0 && errno != EEXIST)
         child_fail(s, "cannot create %s", spec->links_dir);
-    if (mount_overlay(&spec->root, spec->root_mountpoint, spec->links_dir, 'r') < 0)
+    if (mount_overlay(&spec->root, spec->root_mountpoint, spec->links_dir, 'r', spec->idmap_fd) < 0)
         child_fail(s, "cannot mount the root volume");
     mount_private(s, spec);
     if (spec->host_usr)

@@ -38,7 +38,11 @@ struct launch_spec {
     const char *links_dir;       /* scratch for the overlays' short names (mount_overlay) */
     struct launch_overlay root;
     struct launch_overlay private_vol; /* mounted at /rw; /rw/home is bound onto /home */
-    uid_t uid_base, uid_count;
+    uid_t uid_base, uid_count;         /* the qube's own range: its root is host uid uid_base */
+    /* -1: the layers are used as they are (owned by uid_base's range). Else a user
+     * namespace mapping the canonical range, which owns the layers on disk, to the
+     * qube's: each lower layer and the upper's directory are idmapped clones (idmap.h) */
+    int idmap_fd;
     int agent_fd;  /* the agent binary (a sealed memfd), exec'ed with execveat and
                              * bound read-only into the qube's /run as qrexec-client-vm */
     int listen_fd; /* becomes fd 3 of the agent */
