@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -30,6 +31,18 @@ static int write_map(pid_t pid, const char *file, const char *map) {
     return fd >= 0 && write(fd, map, len) == (ssize_t)len ? 0 : -errno;
 }
 
+/* A helper child holds nothing of the daemon's and dies with it. Forked, it has copies of
+ * every descriptor, the daemon's listening socket among them: a helper that outlived a
+ * killed daemon kept that socket answering, and the next daemon refused to start
+ * ("Address already in use", found by test_chaos). `keep` (or -1) stays open. */
+static void detach_from_daemon(pid_t daemon, int keep) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != daemon)
+        _exit(1);
+    if (keep > 0)
+        close_range(0, (unsigned)keep - 1, 0);
+    close_range(keep >= 0 ? (unsigned)keep + 1 : 0, ~0U, 0);
+}
+
 /* The child is made inside its new user namespace by clone3 itself, so its maps can be
  * written at once, without waiting for it to be scheduled (on a loaded host that wait
  * is tens of milliseconds). It never runs anything but pause. */
@@ -40,12 +53,15 @@ int idmap_userns_open(uid_t from, uid_t to, uid_t count, int *helper_pidfd) {
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = SIGCHLD,
     };
+    pid_t daemon = getpid();
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
     if (pid < 0)
         return -errno;
-    if (pid == 0)
+    if (pid == 0) {
+        detach_from_daemon(daemon, -1);
         for (;;)
             pause();
+    }
     char map[96], path[64];
     snprintf(map, sizeof(map), "0 0 1\n%u %u %u\n", from, to, count);
     int r = write_map(pid, "uid_map", map);
@@ -168,9 +184,10 @@ struct idmap_probe *idmap_probe_start(const char *dir, uid_t base, uid_t count) 
         snprintf(p->early, sizeof(p->early), "pipe: %s", strerror(errno));
         return p;
     }
+    pid_t daemon = getpid();
     p->pid = fork();
     if (p->pid == 0) {
-        close(report[0]);
+        detach_from_daemon(daemon, report[1]);
         probe_child(report[1], p->top, base, count);
     }
     if (p->pid < 0)
