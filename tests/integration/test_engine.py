@@ -103,20 +103,31 @@ def proc_cgroup2(pid):
 def range_processes(d, name=None):
     """Host pids running as a qube uid that are this daemon's (of qube `name`, or of any
     qube), or in no daemon's group at all. Other daemons' qubes (tests run side by side
-    and share the uid range) are told apart by their cgroup."""
+    and share the uid range) are told apart by their cgroup. A process in no group is
+    looked at again a moment later: one that another daemon is launching has its qube's
+    uid before it is moved into its qube's group, and one that ended meanwhile is none."""
     group = cgroup_group(d.state_dir)
     mine = "/%s/%s" % (group, name) if name else "/%s/" % group
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+
+    def in_range(pid):
         uid = proc_uid(pid)
-        if uid is None or not RANGE_BASE <= uid < RANGE_BASE + RANGE_SLOTS * RANGE_COUNT:
+        return uid is not None and RANGE_BASE <= uid < RANGE_BASE + RANGE_SLOTS * RANGE_COUNT
+
+    out, groupless = [], []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or not in_range(pid):
             continue
         cg = proc_cgroup2(pid)
-        if mine in cg + "/" or "/dispenser-" not in cg:
+        if mine in cg + "/":
             out.append(int(pid))
-    return out
+        elif "/dispenser-" not in cg and os.path.exists("/proc/" + pid):
+            groupless.append(pid)
+    if groupless:
+        time.sleep(0.3)
+        out += [int(pid) for pid in groupless
+                if in_range(pid) and "/dispenser-" not in proc_cgroup2(pid)
+                and os.path.exists("/proc/" + pid)]
+    return sorted(out)
 
 
 def mounts_referencing(*paths):
