@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -385,12 +386,25 @@ out:
     return ret;
 }
 
+/* Up to the hard limit: the daemon holds a descriptor or more per running qube, per
+ * event subscriber and per kept uid-range namespace (up to 1024), past the usual soft
+ * limit of 1024. Descriptors it passes to what it runs are CLOEXEC or closed. */
+static void raise_descriptor_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            fprintf(stderr, "dispenserd: cannot raise the descriptor limit: %s\n", strerror(errno));
+    }
+}
+
 int main(int argc, char **argv) {
     struct options o;
     int r = parse_options(argc, argv, &o);
     if (r <= 0)
         return r < 0 ? 2 : 0;
     signal(SIGPIPE, SIG_IGN);
+    raise_descriptor_limit();
     int ready_fd = -1;
     if (!o.foreground && detach(&ready_fd) < 0) {
         perror("dispenserd: fork");

@@ -20,7 +20,7 @@ from harness import Daemon, EventStream, parse_reply, run_tool
 
 RANGE_BASE = 0x60000000  # the canonical range: what volumes are owned by on disk
 RANGE_COUNT = 65536
-RANGE_SLOTS = 256  # a qube's root is host uid RANGE_BASE + slot * RANGE_COUNT, slot >= 1
+RANGE_SLOTS = 1024  # a qube's root is host uid RANGE_BASE + slot * RANGE_COUNT, slot >= 1
 LIFE_EVENTS = ("domain-pre-start", "domain-start", "domain-start-failed", "domain-paused",
                "domain-unpaused", "domain-pre-shutdown", "domain-shutdown")
 

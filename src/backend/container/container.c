@@ -1046,9 +1046,11 @@ static const struct backend_ops CONTAINER_OPS = {
  * the ranges useradd hands out (/etc/subuid starts at 100000) and systemd's dynamic users. */
 #define DEFAULT_UID_BASE 0x60000000u
 #define DEFAULT_UID_COUNT 65536u
-/* Slot 0 (the canonical range) and 255 qubes' ranges: 0x60000000..0x60ffffff, below the
- * QEMU engine's default qemu.uid-base=0x61000000. */
-#define DEFAULT_UID_SLOTS 256u
+/* Slot 0 (the canonical range) and 1023 qubes' ranges: 0x60000000..0x63ffffff, below the
+ * QEMU engine's default qemu.uid-base=0x64000000. A slot is held until its run's remains
+ * are cleaned up, behind the reaper: 100 callers of `qvm-run --dispvm` (the soak) held
+ * more than 255 at once on two cores. */
+#define DEFAULT_UID_SLOTS 1024u
 
 enum uid_ranges { UID_RANGES_AUTO, UID_RANGES_PER_QUBE, UID_RANGES_SHARED };
 

@@ -469,7 +469,7 @@ struct qemu_options {
 
 /* Above the container engine's default range (0x60000000 + 65536): a VM's uid must own
  * nothing a qube's container could, and no host user. */
-#define DEFAULT_UID_BASE 0x61000000u
+#define DEFAULT_UID_BASE 0x64000000u
 
 static int parse_uid_base(const char *value, uid_t *out, struct backend_why *why) {
     char *end;
