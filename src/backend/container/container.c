@@ -280,6 +280,14 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
     if (waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
         status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
     log_info("%s: init exited (status %d)", run->name, status);
+    /* A disposable's slot is free now: its init gone, the kernel has killed and reaped
+     * the rest of its pid namespace, and its files with the slot's ids were on tmpfs in
+     * its own mount namespace, gone with it (its volumes are written as the canonical
+     * range). Waiting for its directories' cleanup, which runs when the loop is idle,
+     * held a slot per ended disposable while 100 callers kept the loop busy (the soak
+     * ran out of 1023 slots). */
+    if (!commits_volumes(run) && run->cb->slots)
+        uid_slots_release(run->cb->slots, run->uuid);
     container_teardown(run, true, status);
     return 0;
 }
@@ -660,6 +668,25 @@ static void uid_ranges_settle(struct container_backend *cb) {
              mono_ms() - t0);
 }
 
+/* Before a slot is taken: disposables whose init has exited but whose exit the loop has
+ * not handled yet (it does so when idle, which a stream of calls can put off for long)
+ * give theirs back, so that slots (and the namespace kept per slot) follow the qubes
+ * alive, not the ends not yet handled. A poll per running qube. Their processes are gone (see on_exit_event); the exit itself is
+ * handled later as usual. Returns how many came free. */
+static int reclaim_ended_slots(struct container_backend *cb) {
+    int n = 0;
+    for (struct run *run = cb->runs; run; run = run->next) {
+        struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
+        if (run->pidfd < 0 || commits_volumes(run) || poll(&p, 1, 0) != 1)
+            continue;
+        if (uid_slots_find(cb->slots, run->uuid) > 0) {
+            uid_slots_release(cb->slots, run->uuid);
+            n++;
+        }
+    }
+    return n;
+}
+
 /* The qube's own host uid range (its slot, kept from its first start until its volumes
  * are removed), and the namespace its layers are idmapped through. Shared mode: the
  * canonical range, layers as they are. */
@@ -671,6 +698,7 @@ static int assign_uid_range(struct run *run, struct backend_why *why) {
                             cb->uid_ranges_failure);
     if (!cb->per_qube)
         return 0;
+    reclaim_ended_slots(cb);
     int slot = uid_slots_get(cb->slots, run->uuid);
     if (slot == -ENOSPC)
         return backend_fail(why, -ENOSPC,
