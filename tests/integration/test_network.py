@@ -132,8 +132,17 @@ class NetworkCase(EngineTestCase):
         r = self.qrun(name, "nc -w %d %s %d </dev/null" % (timeout, host, port), check=False)
         return r.stdout.decode().strip()
 
-    def reaches(self, name, port=TCP_PORT, host=SERVER_IP):
-        return self.fetch(name, port, host, timeout=2) == "hello-from-uplink-%d" % port
+    def reaches(self, name, port=TCP_PORT, host=SERVER_IP, tries=1):
+        for _ in range(tries):
+            if self.fetch(name, port, host, timeout=2) == "hello-from-uplink-%d" % port:
+                return True
+        return False
+
+    def assert_reaches(self, name, port=TCP_PORT, host=SERVER_IP):
+        """Reached within three tries of 2 s: a connection that must work may be slow on
+        a loaded machine (the sanitizer suite runs other tests beside this one)."""
+        self.assertTrue(self.reaches(name, port, host, tries=3),
+                        "%s does not reach %s:%d" % (name, host, port))
 
     def set_firewall(self, name, rules):
         self.ok("admin.vm.firewall.Set", dest=name, payload="".join(r + "\n" for r in rules)
@@ -277,13 +286,13 @@ class Traffic(NetworkCase):
         self.set_firewall("fw3", ["action=accept proto=tcp dst4=%s dstports=%d" %
                                   (SERVER_IP, TCP_PORT), "action=drop"])
         self.start("fw3")
-        self.assertTrue(self.reaches("fw3", TCP_PORT))
+        self.assert_reaches("fw3", TCP_PORT)
         self.assertFalse(self.reaches("fw3", OTHER_PORT))
         # changed while it runs: enforced at once
         self.set_firewall("fw3", ["action=drop proto=tcp dstports=%d" % TCP_PORT,
                                   "action=accept"])
         self.assertFalse(self.reaches("fw3", TCP_PORT))
-        self.assertTrue(self.reaches("fw3", OTHER_PORT))
+        self.assert_reaches("fw3", OTHER_PORT)
 
     def test_a_rule_that_expires_stops_being_enforced(self):
         self.client("exp1")
@@ -293,7 +302,7 @@ class Traffic(NetworkCase):
                                    % (TCP_PORT, expire), "action=accept"])
         self.assertFalse(self.reaches("exp1"))
         time.sleep(max(0, expire + 1.5 - time.time()))
-        self.assertTrue(self.reaches("exp1"))
+        self.assert_reaches("exp1")
         self.assertEqual(b"action=accept\n", self.ok("admin.vm.firewall.Get", dest="exp1"))
 
     def test_qubes_of_one_netvm_cannot_reach_each_other(self):
@@ -308,7 +317,7 @@ class Traffic(NetworkCase):
         # ... but not to A through their netvm
         r = self.qrun("qa", "nc -w 2 %s 9000 </dev/null" % ip_b, check=False)
         self.assertNotIn(b"from-b", r.stdout)
-        self.assertTrue(self.reaches("qa"))
+        self.assert_reaches("qa")
 
     def test_clients_started_at_once_wait_for_their_netvm(self):
         import threading
@@ -327,7 +336,7 @@ class Traffic(NetworkCase):
             t.join()
         for name in names:
             self.assertTrue(replies[name].ok, replies[name])
-            self.assertTrue(self.reaches(name))
+            self.assert_reaches(name)
 
     def test_netvm_in_use_shuts_down_only_when_forced(self):
         self.client("user3")
@@ -341,7 +350,7 @@ class Traffic(NetworkCase):
         self.settled(lambda: self.assertEqual(
             ["lo"], self.qout("user3", "ip -o link | cut -d: -f2").split()))
         self.start("sys-net")
-        self.assertTrue(self.reaches("user3"))
+        self.assert_reaches("user3")
 
     def test_changing_the_netvm_of_a_running_qube(self):
         self.new_appvm("mover")
@@ -349,7 +358,7 @@ class Traffic(NetworkCase):
         self.assertFalse(self.reaches("mover"))
         self.start_if_halted("sys-net")
         self.set_prop("mover", "netvm", "sys-net")
-        self.assertTrue(self.reaches("mover"))
+        self.assert_reaches("mover")
         self.set_prop("mover", "netvm", "")
         self.assertFalse(self.reaches("mover"))
         self.assertEqual(["lo"], self.qout("mover", "ip -o link | cut -d: -f2").split())
@@ -360,7 +369,7 @@ class Traffic(NetworkCase):
         self.start_if_halted("sys-net")
         self.ok("admin.property.Set", "default_netvm", "dom0", b"sys-net")
         self.addCleanup(self.d.call, "admin.property.Reset", "default_netvm")
-        self.assertTrue(self.reaches("follower"))
+        self.assert_reaches("follower")
         self.ok("admin.property.Reset", "default_netvm")
         self.assertFalse(self.reaches("follower"))
         # a halted new default is refused while a running qube follows the default
@@ -411,7 +420,7 @@ class HostUplink(NetworkCase):
                 ("/run/netns/" + self.uplink_name).encode())
         self.client("behind", "hostnet")
         self.start("behind")
-        self.assertTrue(self.reaches("behind", TCP_PORT, "10.136.255.1"))
+        self.assert_reaches("behind", TCP_PORT, "10.136.255.1")
         kill_all_qubes(self.d)
         r = self.script("down")
         self.assertEqual(0, r.returncode, r.stderr)
@@ -434,7 +443,7 @@ class Leftovers(NetworkCase):
         before, host_before = self.uplink.links(), self.host_state()
         self.client("gone1")
         self.start("gone1")
-        self.assertTrue(self.reaches("gone1"))
+        self.assert_reaches("gone1")
         self.assertIn("dspup", self.uplink.links())
         self.assertEqual(host_before, self.host_state())  # nothing of it in the host's
         kill_all_qubes(self.d)
@@ -451,7 +460,7 @@ class Leftovers(NetworkCase):
         self.d.kill()
         self.d.start()
         # the adopted qubes keep their network and firewall
-        self.assertTrue(self.reaches("k9"))
+        self.assert_reaches("k9")
         self.assertFalse(self.reaches("k9", OTHER_PORT))
         self.kill("k9b")
         self.settled(lambda: self.assertNotIn("qube-%s" % self.get_prop("k9b", "qid")[2],

@@ -160,6 +160,8 @@ static void finish_filesystem(struct run *run) {
               mono_ms() - t1);
 }
 
+static bool slot_is_this_runs(const struct run *run);
+
 static bool commits_volumes(const struct run *run) {
     return run->root.persistent || run->priv.persistent;
 }
@@ -286,7 +288,7 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
      * range). Waiting for its directories' cleanup, which runs when the loop is idle,
      * held a slot per ended disposable while 100 callers kept the loop busy (the soak
      * ran out of 1023 slots). */
-    if (!commits_volumes(run) && run->cb->slots)
+    if (!commits_volumes(run) && run->cb->slots && slot_is_this_runs(run))
         uid_slots_release(run->cb->slots, run->uuid);
     container_teardown(run, true, status);
     return 0;
@@ -668,6 +670,16 @@ static void uid_ranges_settle(struct container_backend *cb) {
              mono_ms() - t0);
 }
 
+/* Whether the slot of `run`'s qube belongs to it alone: a slot is the qube's (by uuid),
+ * and a new run of the same qube may have started before this one's end was handled
+ * (a netvm restarted at once): freeing the slot then took it from the live run. */
+static bool slot_is_this_runs(const struct run *run) {
+    for (const struct run *o = run->cb->runs; o; o = o->next)
+        if (o != run && strcmp(o->uuid, run->uuid) == 0)
+            return false;
+    return true;
+}
+
 /* Before a slot is taken: disposables whose init has exited but whose exit the loop has
  * not handled yet (it does so when idle, which a stream of calls can put off for long)
  * give theirs back, so that slots (and the namespace kept per slot) follow the qubes
@@ -677,7 +689,8 @@ static int reclaim_ended_slots(struct container_backend *cb) {
     int n = 0;
     for (struct run *run = cb->runs; run; run = run->next) {
         struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
-        if (run->pidfd < 0 || commits_volumes(run) || poll(&p, 1, 0) != 1)
+        if (run->pidfd < 0 || commits_volumes(run) || poll(&p, 1, 0) != 1 ||
+            !slot_is_this_runs(run))
             continue;
         if (uid_slots_find(cb->slots, run->uuid) > 0) {
             uid_slots_release(cb->slots, run->uuid);
