@@ -152,13 +152,19 @@ class Stream(EventCase):
 
 
 class Robustness(EventCase):
+    def small_buffer_subscriber(self):
+        """A raw admin.Events connection with a 4 KiB receive buffer that reads only
+        when the test does: a burst leaves it behind at once."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(self.d.socket)
+        sock.sendall(harness.format_request("admin.Events", "", "dom0"))
+        sock.shutdown(socket.SHUT_WR)
+        return sock
+
     def test_slow_subscriber_is_dropped(self):
-        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(slow.close)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(self.d.socket)
-        slow.sendall(harness.format_request("admin.Events", "", "dom0"))
-        slow.shutdown(socket.SHUT_WR)
+        slow = self.small_buffer_subscriber()
         healthy = self.subscribe()
         value = b"v" * 60000
         worst = 0.0
@@ -191,12 +197,7 @@ class Robustness(EventCase):
     def test_slow_but_steady_reader_is_kept(self):
         """A reader that keeps reading, however slowly (a busy machine), is never dropped,
         even when a burst leaves it megabytes behind."""
-        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(slow.close)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(self.d.socket)
-        slow.sendall(harness.format_request("admin.Events", "", "dom0"))
-        slow.shutdown(socket.SHUT_WR)
+        slow = self.small_buffer_subscriber()
         value = b"w" * 60000
         for i in range(20):  # ~4.8 MB queued for it at once (each value is sent twice)
             self.ok("admin.vm.feature.Set", "steady", "work", value + str(i).encode())
@@ -220,12 +221,7 @@ class Robustness(EventCase):
         def rss_kib():
             with open("/proc/%d/status" % self.d.pid) as f:
                 return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        lagging = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(lagging.close)
-        lagging.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        lagging.connect(self.d.socket)
-        lagging.sendall(harness.format_request("admin.Events", "", "dom0"))
-        lagging.shutdown(socket.SHUT_WR)
+        lagging = self.small_buffer_subscriber()
         before = rss_kib()
         value = b"m" * 60000
         for i in range(30):  # ~3.6 MB queued for it (each value is sent twice)

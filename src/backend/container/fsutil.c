@@ -1,5 +1,9 @@
 #include "fsutil.h"
 
+#include <stdarg.h>
+
+#include <string.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -57,4 +61,10 @@ int sealed_memfd_copy(const char *path, const char *name) {
         close(fd);
     }
     return r < 0 ? r : fd;
+}
+
+void vformat_errno(char *buf, size_t size, int saved_errno, const char *fmt, va_list ap) {
+    int n = vsnprintf(buf, size, fmt, ap);
+    if (saved_errno && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, ": %s", strerror(saved_errno));
 }

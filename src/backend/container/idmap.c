@@ -100,10 +100,8 @@ _printf_(2, 3) static _Noreturn void probe_fail(int report, const char *fmt, ...
     int saved = errno;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    vformat_errno(msg, sizeof(msg), saved, fmt, ap);
     va_end(ap);
-    if (saved && n > 0 && (size_t)n < sizeof(msg))
-        snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(saved));
     (void)!write(report, msg, strlen(msg));
     _exit(1);
 }

@@ -26,6 +26,7 @@
 
 #include "agent_proto.h"
 #include "copytree.h"
+#include "fsutil.h"
 #include "idmap.h"
 #include "log.h"
 #include "macro.h"
@@ -48,10 +49,8 @@ _printf_(2, 3) static _Noreturn void child_fail(const struct launch_sync *s, con
     int saved = errno;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    vformat_errno(msg, sizeof(msg), saved, fmt, ap);
     va_end(ap);
-    if (saved && n > 0 && (size_t)n < sizeof(msg))
-        snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(saved));
     (void)!write(s->report[1], "E", 1);
     (void)!write(s->report[1], msg, strlen(msg));
     _exit(127);
