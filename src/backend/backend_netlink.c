@@ -203,6 +203,19 @@ static int configure_netvm_end(struct nl *nl, const struct backend_net *net, con
     return r < 0 ? r : 0;
 }
 
+/* A link of this name on the netvm's side is a leftover: the other end of a previous link
+ * whose namespace is dying (the kernel tears a namespace down asynchronously, so a qube or
+ * netvm started again at once finds its old peer still there) or is held open by someone.
+ * The name is ours in that namespace: the stale link goes (its peer with it) and the new
+ * one is made. Only on EEXIST, so a usual start costs no extra round trip. */
+static int veth_create_fresh(struct nl *q, struct nl *n, const struct backend_net *net) {
+    int r = veth_create(q, net->mac, net->netvm_ifname, net->netvm_netns);
+    if (r != -EEXIST)
+        return r;
+    r = link_delete(n, net->netvm_ifname);
+    return r < 0 ? r : veth_create(q, net->mac, net->netvm_ifname, net->netvm_netns);
+}
+
 int backend_net_veth_link(int qube_netns, const struct backend_net *net, struct backend_why *why) {
     struct nl *q = xcalloc(1, sizeof(*q)), *n = xcalloc(1, sizeof(*n));
     const char *step = "netlink";
@@ -210,7 +223,7 @@ int backend_net_veth_link(int qube_netns, const struct backend_net *net, struct 
     if (r == 0)
         r = nl_open(net->netvm_netns, n);
     if (r == 0)
-        step = "veth", r = veth_create(q, net->mac, net->netvm_ifname, net->netvm_netns);
+        step = "veth", r = veth_create_fresh(q, n, net);
     if (r == 0)
         r = configure_qube_end(q, net, &step);
     if (r == 0)

@@ -342,10 +342,16 @@ void network_netvm_started(struct dispatcher *disp, struct qube *netvm) {
     struct backend_why why = {{0}};
     if (backend_netns_sysctl(fd, "net/ipv4/ip_forward", "1", &why) < 0)
         log_error("%s: cannot enable forwarding: %s", netvm->name, why.msg);
-    if (link_uplink(disp, netvm, fd, &err) < 0 || apply_rules(disp, netvm, &err) < 0)
+    /* the rules first and whatever becomes of the uplink: they are what keeps its clients
+     * apart, and running clients get their links back even when it has no way out */
+    if (apply_rules(disp, netvm, &err) < 0) {
         log_error("%s", err.msg);
-    else
+    } else {
         reconnect_clients(disp, netvm, fd);
+    }
+    err = (struct qerr){0};
+    if (link_uplink(disp, netvm, fd, &err) < 0)
+        log_error("%s", err.msg);
     close(fd);
 }
 

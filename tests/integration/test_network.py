@@ -148,6 +148,20 @@ class NetworkCase(EngineTestCase):
         self.ok("admin.vm.firewall.Set", dest=name, payload="".join(r + "\n" for r in rules)
                 .encode())
 
+    def d_pid_of(self, name):
+        with open(os.path.join(self.d.runtime_dir, "qubes", name, "state")) as f:
+            for line in f:
+                if line.startswith("pid "):
+                    return int(line.split()[1])
+        self.fail("no pid for %s" % name)
+
+    def hold_netns(self, name):
+        """Keeps the qube's network namespace alive after the qube ends, as the kernel
+        does for a while with a dying one (its clean-up is asynchronous): the links in
+        it, and their peers in other namespaces, stay meanwhile."""
+        fd = os.open("/proc/%d/ns/net" % self.d_pid_of(name), os.O_RDONLY)
+        self.addCleanup(os.close, fd)
+
 
 class Model(NetworkCase):
     def test_addresses_as_in_qubes(self):
@@ -338,6 +352,25 @@ class Traffic(NetworkCase):
             self.assertTrue(replies[name].ok, replies[name])
             self.assert_reaches(name)
 
+    def test_netvm_restarted_before_its_old_namespace_is_gone(self):
+        # its uplink's peer (dspupN) lives on in the uplink namespace with the old one: the
+        # new start replaces it (it failed with EEXIST: no uplink, clients without network)
+        self.start_if_halted("sys-net")
+        self.hold_netns("sys-net")
+        self.ok("admin.vm.Shutdown", "force+wait", "sys-net")
+        self.client("again1")
+        self.start("again1")  # starts sys-net first
+        self.assert_reaches("again1")
+
+    def test_client_restarted_before_its_old_namespace_is_gone(self):
+        # its old link's netvm end (vifN) lives on in the netvm with the old namespace
+        self.client("again2")
+        self.start("again2")
+        self.hold_netns("again2")
+        self.kill("again2")
+        self.start("again2")
+        self.assert_reaches("again2")
+
     def test_netvm_in_use_shuts_down_only_when_forced(self):
         self.client("user3")
         self.start("user3")
@@ -473,12 +506,6 @@ class Leftovers(NetworkCase):
         return subprocess.run(["nsenter", "-t", str(pid), "-n", "nft", "list", "ruleset"],
                               capture_output=True, text=True, check=True).stdout
 
-    def d_pid_of(self, name):
-        with open(os.path.join(self.d.runtime_dir, "qubes", name, "state")) as f:
-            for line in f:
-                if line.startswith("pid "):
-                    return int(line.split()[1])
-        self.fail("no pid for %s" % name)
 
 
 class Preloads(test_preload.PreloadCase):
