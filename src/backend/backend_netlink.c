@@ -12,10 +12,12 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,8 +251,10 @@ int backend_net_veth_unlink(int qube_netns, struct backend_why *why) {
     return r < 0 ? backend_fail(why, -EIO, "cannot unlink: %s", strerror(-r)) : 0;
 }
 
-/* /dev/net/tun makes the device in the namespace it was opened in: the daemon steps in
- * to open it and back out at once. */
+/* /dev/net/tun makes the device in the namespace it was opened in, and the descriptor
+ * keeps that namespace alive: the daemon opens it in the VM's own namespace (its QEMU's,
+ * which lives as long as the VM does), never in a netvm's, which would then outlive the
+ * netvm's shutdown for as long as the VM runs. */
 static int tap_create(int netns_fd, const char *ifname) {
     _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home < 0 || setns(netns_fd, CLONE_NEWNET) < 0)
@@ -271,21 +275,95 @@ static int tap_create(int netns_fd, const char *ifname) {
     return fd;
 }
 
-int backend_net_tap_link(const struct backend_net *net, int *tap_fd, struct backend_why *why) {
+int backend_netns_new(int *fd, struct backend_why *why) {
+    _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0 || unshare(CLONE_NEWNET) < 0)
+        return backend_fail(why, -errno, "cannot make a network namespace: %s", strerror(errno));
+    *fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int saved = errno;
+    if (setns(home, CLONE_NEWNET) < 0)
+        abort(); /* the daemon would go on in a VM's namespace: never */
+    if (*fd < 0)
+        return backend_fail(why, -saved, "cannot open a new network namespace: %s",
+                            strerror(saved));
+    return 0;
+}
+
+/* The link named ifname (in the namespace of `from`) moved into target_ns under the same
+ * name. Moving drops its addresses and routes. */
+static int link_move(struct nl *from, const char *ifname, int target_ns) {
+    int index = link_index(from, ifname);
+    if (index < 0)
+        return index;
+    struct nlmsghdr *nlh = nl_msg(from, RTM_NEWLINK, 0);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    ifm->ifi_index = index;
+    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)target_ns);
+    return nl_talk(from, nlh, NULL, NULL);
+}
+
+static bool same_netns(int a, int b) {
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_ino == sb.st_ino &&
+           sa.st_dev == sb.st_dev;
+}
+
+/* The tap from wherever it is now into target_ns; a stale link of its name there (the
+ * other end of a link whose namespace is dying) goes first, as for a veth. */
+static int tap_move(int where_ns, const char *ifname, int target_ns) {
+    if (same_netns(where_ns, target_ns))
+        return 0;
+    struct nl *from = xcalloc(1, sizeof(*from)), *to = xcalloc(1, sizeof(*to));
+    int r = nl_open(where_ns, from);
+    if (r == 0)
+        r = link_move(from, ifname, target_ns);
+    if (r == -EEXIST && (r = nl_open(target_ns, to)) == 0 && (r = link_delete(to, ifname)) == 0)
+        r = link_move(from, ifname, target_ns);
+    nl_close(from);
+    nl_close(to);
+    free(from);
+    free(to);
+    return r;
+}
+
+/* The netvm's end of a VM's link on the tap, now in the netvm's namespace. */
+static int tap_configure(const struct backend_net *net, const char **step) {
     struct nl *n = xcalloc(1, sizeof(*n));
-    const char *step = "tap";
-    int fd = tap_create(net->netvm_netns, net->netvm_ifname), r = fd < 0 ? fd : 0;
+    *step = "netlink";
+    int r = nl_open(net->netvm_netns, n);
     if (r == 0)
-        step = "netlink", r = nl_open(net->netvm_netns, n);
-    if (r == 0)
-        r = configure_netvm_end(n, net, &step);
+        r = configure_netvm_end(n, net, step);
     nl_close(n);
     free(n);
+    return r;
+}
+
+int backend_net_tap_link(const struct backend_net *net, int vm_netns, int *tap_fd,
+                         struct backend_why *why) {
+    const char *step = "tap";
+    int fd = tap_create(vm_netns, net->netvm_ifname), r = fd < 0 ? fd : 0;
+    if (r == 0)
+        step = "into the netvm", r = tap_move(vm_netns, net->netvm_ifname, net->netvm_netns);
+    if (r == 0)
+        r = tap_configure(net, &step);
     if (r < 0) {
         if (fd >= 0)
-            close(fd); /* the device goes with it */
+            close(fd); /* the device goes with it, wherever it is */
         return backend_fail(why, -EIO, "cannot link to the netvm (%s): %s", step, strerror(-r));
     }
     *tap_fd = fd;
+    return 0;
+}
+
+int backend_net_tap_move(const char *ifname, int from_ns, int to_ns, const struct backend_net *net,
+                         struct backend_why *why) {
+    const char *step = net ? "into the netvm" : "out of the netvm";
+    int r = tap_move(from_ns, ifname, to_ns);
+    if (r == 0 && net)
+        r = tap_configure(net, &step);
+    if (r < 0)
+        return backend_fail(why, -EIO, "cannot %s the netvm (%s): %s",
+                            net ? "link to" : "unlink from", step, strerror(-r));
     return 0;
 }

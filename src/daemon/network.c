@@ -368,8 +368,26 @@ static void remove_client(struct dispatcher *disp, struct qube *netvm, const str
         log_warning("%s", err.msg);
 }
 
+/* A netvm halted: its running clients are unlinked now (Qubes detaches them too), a VM's
+ * tap back into the VM's own namespace before the netvm's goes and takes it along; its
+ * next start links them again (reconnect_clients). */
+static void detach_clients(struct dispatcher *disp, struct qube *netvm) {
+    struct app *app = dispatcher_app(disp);
+    for (size_t i = 0; i < app->n_qubes; i++) {
+        struct qube *c = app->qubes[i];
+        struct qerr err = {0};
+        if (c == netvm || !is_up(c) || c->power == POWER_TRANSIENT || net_netvm_of(app, c) != netvm)
+            continue;
+        if (dispatcher_net_attach(disp, c, NULL, &err) < 0)
+            log_warning("%s: cannot detach network: %s", c->name, err.msg);
+    }
+}
+
 void network_qube_halted(struct dispatcher *disp, struct qube *q) {
-    remove_client(disp, net_netvm_of(dispatcher_app(disp), q), q);
+    struct app *app = dispatcher_app(disp);
+    remove_client(disp, net_netvm_of(app, q), q);
+    if (net_provides_network(app, q))
+        detach_clients(disp, q);
 }
 
 void network_recover(struct dispatcher *disp) {

@@ -611,10 +611,39 @@ class VmClient(test_qemu.QemuTestCase, NetworkCase):
         # the firewall holds as for a container: allowed, and blocked
         self.assertEqual("hello-from-uplink-%d" % TCP_PORT, self.vm_fetch(TCP_PORT))
         self.assertEqual("", self.vm_fetch(OTHER_PORT))
+        self.change_netvm_of_the_running_vm("vmnet1", vif)
         self.tool("qvm-kill", "vmnet1")
         # the tap went with QEMU
         deadline = time.monotonic() + 10
-        while vif in self.qout("sys-net", "ip -o link") and time.monotonic() < deadline:
+        while vif in self.qout("sys-net2", "ip -o link") and time.monotonic() < deadline:
             time.sleep(0.1)
+        self.assertNotIn(vif, self.qout("sys-net2", "ip -o link"))
+        self.kill("sys-net2")
+
+    def vm_reaches(self, port, tries=3):
+        """Its guest takes new routes through its agent, just after the change."""
+        return any(self.vm_fetch(port) == "hello-from-uplink-%d" % port for _ in range(tries))
+
+    def change_netvm_of_the_running_vm(self, vm, vif):
+        """Qubes' detach-network and attach-network while the VM runs (same boot)."""
+        self.set_prop(vm, "netvm", "")
         self.assertNotIn(vif, self.qout("sys-net", "ip -o link"))
-        self.kill("sys-net")
+        self.assertEqual("", self.vm_fetch(TCP_PORT))
+        self.create("AppVM", "sys-net2", template="bb")
+        self.set_prop("sys-net2", "provides_network", True)
+        self.ok("admin.vm.feature.Set", "net.uplink-netns", "sys-net2", self.uplink.path.encode())
+        self.start("sys-net2")
+        self.set_prop(vm, "netvm", "sys-net2")
+        self.assertIn(vif, self.qout("sys-net2", "ip -o link"))
+        self.assertTrue(self.vm_reaches(TCP_PORT), "%s does not reach through sys-net2" % vm)
+        self.assertEqual("", self.vm_fetch(OTHER_PORT))  # its firewall went along
+        r = harness.run_tool(self.d, "qvm-run", "-p", vm, "ip route", timeout=60)
+        self.assertIn("default via %s" % self.get_prop("sys-net2", "gateway")[2], r.stdout)
+        # the netvm it left is not kept alive by it: its uplink goes with its shutdown
+        sys_net_uplink = "dspup%s" % self.get_prop("sys-net", "qid")[2]
+        self.ok("admin.vm.Shutdown", "force+wait", "sys-net")
+        self.settled(lambda: self.assertNotIn(sys_net_uplink, self.uplink.links()), 10)
+        # its netvm halts and starts again: the VM is linked again
+        self.ok("admin.vm.Shutdown", "force+wait", "sys-net2")
+        self.start("sys-net2")
+        self.assertTrue(self.vm_reaches(TCP_PORT), "%s not linked again" % vm)

@@ -79,10 +79,14 @@ struct qemu_run {
     struct qemu_net *net; /* NULL: no netvm (qemu_net.c) */
 };
 
-/* A VM's link to its netvm: the tap, until QEMU holds it, and what its guest is told. */
+/* A VM's link to its netvm: the tap, until QEMU holds it, and what its guest is told;
+ * the VM's own network namespace (QEMU's, where the tap was made) and the netvm's the tap
+ * is in now (-1: none, the tap is in the VM's own), held while the tap is there so that
+ * the netvm's halt cannot take the device with its namespace (qemu_net_attach moves it
+ * back first). */
 struct qemu_net {
-    int tap_fd;
-    char ip[16], gateway[16], mac[18], dns[64];
+    int tap_fd, vm_netns, netvm_netns;
+    char ifname[16], ip[16], gateway[16], mac[18], dns[64];
 };
 int qemu_net_prepare(struct qemu_run *run, const struct backend_net *net, struct backend_why *why);
 void qemu_net_spawned(struct qemu_run *run);
@@ -231,6 +235,7 @@ struct qemu_jail {
     const char *files[QEMU_JAIL_FILES]; /* bound read-only at their paths (NULL ends) */
     bool kvm;                           /* /dev/kvm too */
     int ns_pidfd;           /* > 0: a process whose network, IPC and UTS namespaces to join */
+    int netns_fd;           /* else > 0: the network namespace to join (the VM's, its tap's) */
     int fds[QEMU_JAIL_FDS]; /* the program gets them as 3, 4, ... */
     size_t n_fds;
     char *const *env; /* NULL: the daemon's */

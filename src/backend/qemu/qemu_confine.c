@@ -193,20 +193,22 @@ static gid_t kvm_group(bool kvm) {
 
 /* A new network namespace costs ~0.5 ms, and up to ~20 ms while the kernel is still
  * taking down those of VMs gone: dispenser-vmux joins its QEMU's instead. */
-static int own_namespaces(int ns_fd) {
+static int own_namespaces(int ns_fd, bool netns_only) {
     const int shared = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
-    if (ns_fd >= 0 && setns(ns_fd, shared) < 0)
-        return fail("join the namespaces of QEMU", NULL);
+    int joined = ns_fd < 0 ? 0 : netns_only ? CLONE_NEWNET : shared;
+    if (joined && setns(ns_fd, joined) < 0)
+        return fail(netns_only ? "join the VM's network namespace" : "join the namespaces of QEMU",
+                    NULL);
     if (ns_fd >= 0)
         close(ns_fd);
-    if (unshare(CLONE_NEWNS | (ns_fd >= 0 ? 0 : shared)) < 0)
+    if (unshare(CLONE_NEWNS | (shared & ~joined)) < 0)
         return fail("unshare", NULL);
     return 0;
 }
 
 int qemu_confine(const struct qemu_jail *j, int ns_fd) {
     gid_t kvm_gid = kvm_group(j->kvm);
-    int r = own_namespaces(ns_fd);
+    int r = own_namespaces(ns_fd, j->ns_pidfd <= 0 && j->netns_fd > 0);
     if (r < 0)
         return r;
     /* nothing mounted here reaches the host, nothing the host mounts later reaches here */

@@ -101,14 +101,19 @@ int qemu_open_log(struct qemu_backend *qb, const char *name, const char *kind, c
 
 /* stdin /dev/null, stdout and stderr the log, the jail's descriptors as 3, 4, ... and
  * nothing else (each first moved above them, so none overwrites another) but, until the
- * exec, the pidfd whose namespaces the jail joins: returned (-1: none). */
+ * exec, the pidfd whose namespaces the jail joins (or the network namespace it joins):
+ * returned (-1: none). */
 static int child_fds(int log_fd, const struct qemu_jail *jail) {
     int high[QEMU_JAIL_FDS + 1];
     size_t n = jail ? jail->n_fds : 0;
     for (size_t i = 0; i < n; i++)
         if ((high[i] = fcntl(jail->fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
             _exit(125);
-    int ns_fd = jail && jail->ns_pidfd > 0 ? fcntl(jail->ns_pidfd, F_DUPFD_CLOEXEC, 64) : -1;
+    int ns_src = !jail                ? -1
+                 : jail->ns_pidfd > 0 ? jail->ns_pidfd
+                 : jail->netns_fd > 0 ? jail->netns_fd
+                                      : -1;
+    int ns_fd = ns_src >= 0 ? fcntl(ns_src, F_DUPFD_CLOEXEC, 64) : -1;
     int log_high = fcntl(log_fd, F_DUPFD_CLOEXEC, 64);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_high < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_high, 1) < 0 ||
@@ -271,6 +276,7 @@ static int spawn_confined(struct qemu_run *run, struct qemu_launch *l, const cha
         l->tap_fd = 3 + (int)jail.n_fds;
         l->net = run->net;
         jail.fds[jail.n_fds++] = run->net->tap_fd;
+        jail.netns_fd = run->net->vm_netns; /* where the tap was made */
     }
     char **argv = qemu_argv(qb, run->name, l);
     run->pidfd = qemu_spawn(run, argv, log_fd, &jail, &run->pid);
