@@ -194,3 +194,5 @@ bool gui_agent_begin(struct agent *a);
 bool gui_launcher_exited(struct agent *a, pid_t pid, int wstatus);
 /* `dispenser-agent --gui-agent`: the launcher, run as the qube's user. */
 int gui_agent_main(void);
+/* --resolve4 NAME: a firewall rule's dsthost= resolved in a netvm (resolve.c). */
+int resolve4_main(const char *name);

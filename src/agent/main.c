@@ -329,6 +329,8 @@ int main(int argc, char **argv) {
         return qrexec_client_vm_main(argc, argv);
     if (argc == 2 && streq(argv[1], "--gui-agent"))
         return gui_agent_main();
+    if (argc == 3 && streq(argv[1], "--resolve4"))
+        return resolve4_main(argv[2]);
     struct agent_args args = {0};
     parse_args(argc, argv, &args);
     /* Root inside the qube shares our user namespace but lacks CAP_SYS_PTRACE: not

@@ -15,6 +15,7 @@
 #include "firewall.h"
 #include "log.h"
 #include "monoclock.h"
+#include "network_names.h"
 #include "props_net.h"
 
 #define NFT_TABLE "inet dispenser"
@@ -27,9 +28,11 @@ static bool netvm_runs(const struct qube *netvm) {
 
 /* ---- the nftables script of a netvm (pure) ---- */
 
-static void render_dst(const struct fw_rule *r, struct strbuf *out) {
+static void render_dst(const struct fw_rule *r, const char *addrs, struct strbuf *out) {
     if (r->dst_type == FW_DST4)
         strbuf_printf(out, " ip daddr %s", r->dst);
+    if (r->dst_type == FW_DST_NAME && addrs)
+        strbuf_printf(out, " ip daddr { %s }", addrs);
     if (r->dns)
         strbuf_puts(out, " ip daddr { " NET_DNS1 ", " NET_DNS2 " }");
 }
@@ -47,16 +50,31 @@ static void render_proto(const struct fw_rule *r, struct strbuf *out) {
         strbuf_printf(out, " icmp type %d", r->icmptype);
 }
 
-bool network_render_rule(const struct fw_rule *r, struct strbuf *out) {
+bool network_render_rule_resolved(const struct fw_rule *r, const char *addrs, struct strbuf *out) {
     /* IPv6 never passes (qubes get no IPv6 here), so an IPv6 rule matches nothing. A
-     * name is not resolved by the daemon: an accept for it is left out, a drop drops
-     * regardless of the destination (closed rather than open). */
-    if (r->dst_type == FW_DST6 || (r->dst_type == FW_DST_NAME && r->accept))
+     * name without its addresses: an accept for it is left out, a drop drops regardless
+     * of the destination (closed rather than open; the chain does not get there while a
+     * name is unresolved, network_names.h). */
+    if (r->dst_type == FW_DST6 || (r->dst_type == FW_DST_NAME && !addrs && r->accept))
         return false;
-    render_dst(r, out);
+    render_dst(r, addrs, out);
     render_proto(r, out);
     strbuf_puts(out, r->accept ? " accept" : " drop");
     return true;
+}
+
+bool network_render_rule(const struct fw_rule *r, struct strbuf *out) {
+    return network_render_rule_resolved(r, NULL, out);
+}
+
+/* The addresses of a rule's dsthost= name as the client's netvm resolved them, NULL for
+ * a name it has not; "" for a rule without a name. */
+static const char *rule_addrs(const struct app *app, const struct qube *c,
+                              const struct fw_rule *r) {
+    const struct qube *netvm = net_netvm_of(app, c);
+    if (r->dst_type != FW_DST_NAME)
+        return "";
+    return netvm ? network_name_addrs(netvm->name, r->dst) : NULL;
 }
 
 /* The commands that (re)make a client's chain: its anti-spoofing, its rules, the drop
@@ -73,9 +91,14 @@ static void render_client_chain(const struct app *app, const struct qube *c, str
     struct qerr err = {0};
     int n = fw_rules_parse(c->firewall ? c->firewall : FW_DEFAULT_RULES, NULL, rules, time(NULL),
                            &err);
-    for (int i = 0; i < n; i++) {
+    /* a name its netvm has not resolved blocks the client (as qubes-firewall does) */
+    bool unresolved = false;
+    for (int i = 0; i < n; i++)
+        unresolved = unresolved || !rule_addrs(app, c, &rules[i]);
+    for (int i = 0; i < n && !unresolved; i++) {
         _cleanup_strbuf_ struct strbuf line = STRBUF_INIT;
-        if (network_render_rule(&rules[i], &line))
+        const char *addrs = rule_addrs(app, c, &rules[i]);
+        if (network_render_rule_resolved(&rules[i], *addrs ? addrs : NULL, &line))
             strbuf_printf(out, "add rule %s qube-%d%s\n", t, c->qid, strbuf_str(&line));
     }
     free(rules);
@@ -276,6 +299,7 @@ int network_link_prepare(struct dispatcher *disp, const struct qube *q, struct n
                         q->name, netvm->name);
     int fd;
     double t0 = mono_ms();
+    network_names_request(disp, netvm, q);
     if (apply_client(disp, netvm, q, err) < 0 || dispatcher_netns_open(disp, netvm, &fd, err) < 0)
         return -1;
     log_debug("%s: firewall in %s %.2f ms", q->name, netvm->name, mono_ms() - t0);
@@ -438,7 +462,10 @@ int network_netvm_changed(struct dispatcher *disp, struct qube *q, const char *o
 int network_firewall_changed(struct dispatcher *disp, struct qube *q, struct qerr *err) {
     struct app *app = dispatcher_app(disp);
     struct qube *netvm = is_up(q) ? net_netvm_of(app, q) : NULL;
-    return netvm_runs(netvm) ? apply_client(disp, netvm, q, err) : 0;
+    if (!netvm_runs(netvm))
+        return 0;
+    network_names_request(disp, netvm, q);
+    return apply_client(disp, netvm, q, err);
 }
 
 int network_check_shutdown(struct dispatcher *disp, const struct qube *q, bool force,
@@ -511,4 +538,12 @@ void network_moves_end(struct dispatcher *disp, struct network_moves *m) {
     }
     free(m->v);
     free(m);
+}
+
+void network_reapply(struct dispatcher *disp, const char *netvm_name) {
+    struct app *app = dispatcher_app(disp);
+    struct qube *netvm = app_find(app, netvm_name);
+    struct qerr err = {0};
+    if (netvm && netvm_runs(netvm) && apply_rules(disp, netvm, &err) < 0)
+        log_warning("%s", err.msg);
 }

@@ -65,3 +65,7 @@ void network_render_client_gone(const struct qube *c, struct strbuf *out);
  * dsthost name: left out when accepting, a broader drop when dropping). */
 struct fw_rule;
 bool network_render_rule(const struct fw_rule *r, struct strbuf *out);
+/* The same with a dsthost= name's addresses as nft set elements (NULL: none known). */
+bool network_render_rule_resolved(const struct fw_rule *r, const char *addrs, struct strbuf *out);
+/* A running netvm's rules written again (a name it resolved changed). */
+void network_reapply(struct dispatcher *disp, const char *netvm_name);

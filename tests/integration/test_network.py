@@ -155,6 +155,11 @@ class NetworkCase(EngineTestCase):
                     return int(line.split()[1])
         self.fail("no pid for %s" % name)
 
+    def netvm_ruleset(self):
+        pid = self.d_pid_of("sys-net")
+        return subprocess.run(["nsenter", "-t", str(pid), "-n", "nft", "list", "ruleset"],
+                              capture_output=True, text=True, check=True).stdout
+
     def hold_netns(self, name):
         """Keeps the qube's network namespace alive after the qube ends, as the kernel
         does for a while with a dying one (its clean-up is asynchronous): the links in
@@ -371,6 +376,28 @@ class Traffic(NetworkCase):
         self.start("again2")
         self.assert_reaches("again2")
 
+    def test_dsthost_names_are_resolved_by_the_netvm(self):
+        # as Qubes' qubes-firewall: getaddrinfo in the netvm, here from its own /etc/hosts
+        # (a file inside the namespaces this test made; no DNS query leaves them)
+        self.start_if_halted("sys-net")
+        self.qrun("sys-net", "echo '%s server.test' >> /etc/hosts" % SERVER_IP, user="root")
+        self.client("named1")
+        self.set_firewall("named1", ["action=accept dsthost=server.test proto=tcp dstports=%d"
+                                     % TCP_PORT, "action=drop"])
+        self.start("named1")
+        self.assert_reaches("named1", TCP_PORT)
+        self.assertFalse(self.reaches("named1", OTHER_PORT))
+        self.assertIn("ip daddr %s tcp dport" % SERVER_IP, self.netvm_ruleset())
+        # a drop naming it, the rest accepted
+        self.set_firewall("named1", ["action=drop dsthost=server.test proto=tcp dstports=%d"
+                                     % TCP_PORT, "action=accept"])
+        self.assertFalse(self.reaches("named1", TCP_PORT))
+        self.assert_reaches("named1", OTHER_PORT)
+        # a name the netvm cannot resolve blocks the qube, whatever else its rules allow
+        self.set_firewall("named1", ["action=accept dsthost=nosuch.invalid", "action=accept"])
+        self.settled(lambda: self.assertIn("cannot resolve nosuch.invalid", self.d.log()), 30)
+        self.assertFalse(self.reaches("named1", TCP_PORT))
+
     def test_netvm_in_use_shuts_down_only_when_forced(self):
         self.client("user3")
         self.start("user3")
@@ -501,10 +528,6 @@ class Leftovers(NetworkCase):
         kill_all_qubes(self.d)
         self.settled(lambda: self.assertNotIn("dspup", self.uplink.links()))
 
-    def netvm_ruleset(self):
-        pid = self.d_pid_of("sys-net")
-        return subprocess.run(["nsenter", "-t", str(pid), "-n", "nft", "list", "ruleset"],
-                              capture_output=True, text=True, check=True).stdout
 
 
 
