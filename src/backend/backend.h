@@ -67,6 +67,11 @@ struct backend_qube {
     bool background;               /* nobody waits (a preload): the start must not hold up the
                               * daemon's other work, even if it takes a little longer */
     const struct backend_net *net; /* NULL: loopback only (netvm none) */
+    /* A directory on a tmpfs (a ram storage pool) for what a stop of the qube discards:
+     * its volatile data and the copy-on-write layers of its views (an AppVM's root, a
+     * disposable's root and private). NULL: the engine's own place on the disk. An
+     * engine that cannot keep them there refuses the start. */
+    const char *scratch_dir;
     /* The qube gets a GUI agent (its own X server and an xpra server, docs/gui.md),
      * started before readiness; the engine creates the channel to it (gui_socket).
      * false: nothing of the GUI is started or created (headless qubes pay nothing). */

@@ -149,6 +149,7 @@ int qvm_tags_main(int argc, char **argv);
 int qvm_clone_main(int argc, char **argv);
 int qvm_notes_main(int argc, char **argv);
 int qvm_volume_main(int argc, char **argv);
+int qvm_pool_main(int argc, char **argv);
 /* qvm_clone.c, shared with qvm-create: src's volume into dst's (CloneFrom, CloneTo); the
  * removal of a qube a failure left half-made. */
 int clone_volume(const char *src, const char *dst, const char *volume, struct cli_err *err);

@@ -30,7 +30,7 @@ static const struct opt_parser volume_parser = {
     .n_specs = ELEMENTSOF(volume_specs),
 };
 
-/* list's -p: every volume here is in the pool "dispenser" */
+/* list's -p: only the volumes of these pools */
 static struct strv only_pools;
 
 static void volume_option(void *userdata, int id, const char *value) {
@@ -215,8 +215,10 @@ static void list_qube(const char *vm, struct vol_rows *rows) {
         _cleanup_(strv_free) struct strv lines = {0};
         strv_split_lines(&lines, text);
         char pool[64], vid[128], id[200];
-        snprintf(id, sizeof(id), "%s:%s", info_value(&lines, "pool", pool, sizeof(pool)),
-                 info_value(&lines, "vid", vid, sizeof(vid)));
+        info_value(&lines, "pool", pool, sizeof(pool));
+        if (only_pools.n && !strv_contains(&only_pools, pool))
+            continue;
+        snprintf(id, sizeof(id), "%s:%s", pool, info_value(&lines, "vid", vid, sizeof(vid)));
         rows->v = xrealloc(rows->v, (rows->n + 1) * sizeof(*rows->v));
         rows->v[rows->n++] = (struct vol_row){
             {xstrdup(id), xstrdup(vm), xstrdup(vols.v[i]), xstrdup(*snaps ? "Yes" : "No")}};
@@ -240,7 +242,7 @@ static void rows_to_table(struct vol_rows *rows, struct table *t) {
 }
 
 /* --full changes nothing: a volume here belongs to one qube, so every row is full. -p
- * keeps the pool "dispenser" (every volume's) or nothing. */
+ * keeps the volumes of the pools named. */
 static int list(char **args, size_t n) {
     _cleanup_(qube_list_free) struct qube_list all = {0};
     _cleanup_(table_free) struct table t = {.ncols = 4};
@@ -248,7 +250,7 @@ static int list(char **args, size_t n) {
     struct cli_err err;
     table_add_row(&t,
                   (const char *const[]){"POOL:VOLUME", "VMNAME", "VOLUME_NAME", "REVERT_POSSIBLE"});
-    bool ours = only_pools.n == 0 || strv_contains(&only_pools, "dispenser");
+    bool ours = true;
     for (size_t i = 0; i < n; i++) {
         _cleanup_(qube_list_free) struct qube_list vm = {0};
         qube_resolve(&volume_parser, args[i], &vm);

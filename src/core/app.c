@@ -44,6 +44,8 @@ void app_qube_free(struct qube *q) {
     strmap_free(&q->tags);
     free(q->firewall);
     free(q->notes);
+    for (int v = 0; v < PV_COUNT; v++)
+        free(q->volume_pool[v]);
     free(q);
 }
 
@@ -207,12 +209,37 @@ static int load_notes(void *ctx, int qid, const char *text) {
     return 0;
 }
 
+static int load_pool(void *ctx, const char *name, const char *driver, const char *config) {
+    struct loader_ctx *l = ctx;
+    struct pool p = {0};
+    snprintf(p.name, sizeof(p.name), "%s", name);
+    if (pool_driver_from_name(driver, &p.driver) < 0) {
+        log_warning("database: ignoring pool '%s' of unknown driver '%s'", name, driver);
+        return 0;
+    }
+    pool_config_parse(&p, config);
+    l->app->pools = xrealloc(l->app->pools, (l->app->n_pools + 1) * sizeof(p));
+    l->app->pools[l->app->n_pools++] = p;
+    return 0;
+}
+
+static int load_volume_pool(void *ctx, int qid, const char *volume, const char *pool) {
+    struct qube *q = loaded_qube(ctx, qid);
+    int v = pool_volume_index(volume);
+    if (q && v >= 0) {
+        free(q->volume_pool[v]);
+        q->volume_pool[v] = xstrdup(pool);
+    }
+    return 0;
+}
+
 int app_open(struct app *app, const char *db_path, struct qerr *err) {
     if (store_open(db_path, &app->store, err) < 0)
         return -1;
     struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
-    struct store_loader loader = {&l,       load_qube,   load_prop,     load_feature,
-                                  load_tag, load_global, load_firewall, load_notes};
+    struct store_loader loader = {&l,        load_qube,       load_prop,     load_feature,
+                                  load_tag,  load_global,     load_firewall, load_notes,
+                                  load_pool, load_volume_pool};
     int r = store_load(app->store, &loader);
     free(l.by_qid);
     if (r < 0 || !app_dom0(app)) {
@@ -232,6 +259,9 @@ void app_close(struct app *app) {
         app->globals[i] = NULL; /* app_close may run twice after a failed open */
     }
     store_close(app->store);
+    free(app->pools);
+    app->pools = NULL;
+    app->n_pools = 0;
     app->qubes = NULL;
     app->n_qubes = 0;
     app->store = NULL;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pools.h"
 #include "props.h"
 #include "qerr.h"
 #include "strbuf.h"
@@ -53,9 +54,11 @@ struct qube {
     bool suspended;
     char *firewall; /* its firewall rules, canonical lines; NULL: the default */
     /* runtime only, for the read-only xid and start_time (app_qube_run_begins) */
-    int xid;             /* number of its current run, as a Xen domain id; 0: halted */
-    char start_time[32]; /* seconds since the epoch when that run began; "": halted */
-    char *notes;         /* admin.vm.notes (qvm-notes), NULL: none */
+    int xid;              /* number of its current run, as a Xen domain id; 0: halted */
+    char start_time[32];  /* seconds since the epoch when that run began; "": halted */
+    char *notes;          /* admin.vm.notes (qvm-notes), NULL: none */
+    char *volume_pool[3]; /* pool of its private, root, volatile volume (pools.h); NULL:
+                           * the on-disk pool */
 };
 
 struct store;
@@ -74,6 +77,11 @@ struct app {
     int batch_depth;       /* open app_batch_begin()s */
     struct app_undo *undo; /* how to take back the open batch's changes (app_undo.c) */
     int last_xid;          /* the last xid handed out: they only grow, as Xen's */
+    struct pool *pools;    /* storage pools (pools.h), in the order they were added */
+    size_t n_pools;
+    /* where the daemon mounts ram pools (STATE/pools); NULL: they are only recorded
+     * (unit tests, the fuzzer) */
+    const char *pools_dir;
 };
 
 /* Opens (creating or migrating) the database at db_path and loads every qube. */
@@ -180,6 +188,8 @@ struct qube_spec {
     const char *extra_tag; /* another tag ("disp-created-by-<caller>"), or NULL */
     int dispid;            /* DispVM: this dispid (its name is disp<dispid>); 0 = random */
     bool auto_cleanup;     /* DispVM: removed when it shuts down (unnamed disposables) */
+    const char *pool;      /* CreateInPool's pool= (every volume), or NULL */
+    const char *const *volume_pools; /* pool:VOLUME=, by enum pool_volume; or NULL */
 };
 
 /* A free dispid and its name disp<N>, as Qubes names unnamed disposables. */

@@ -109,7 +109,8 @@ static int build_qube(struct app *app, const struct qube_spec *spec, struct qube
     q->klass = spec->klass;
     snprintf(q->name, sizeof(q->name), "%s", spec->name);
     q->props[P_LABEL] = xstrdup(spec->label);
-    if (resolve_template(app, q, spec->template, err) < 0)
+    if (resolve_template(app, q, spec->template, err) < 0 ||
+        app_pools_choose(app, q, spec->pool, spec->volume_pools, err) < 0)
         return -1;
     q->qid = alloc_qid(app);
     int dispid = spec->klass != QUBE_DISPVM                             ? 0
@@ -146,6 +147,10 @@ static int save_new_qube(struct app *app, const struct qube *q) {
             return -1;
     if (q->firewall && store_put_firewall(s, q->qid, q->firewall) < 0)
         return -1;
+    for (int v = 0; v < PV_COUNT; v++)
+        if (q->volume_pool[v] &&
+            store_put_volume_pool(s, q->qid, POOL_VOLUME_NAMES[v], q->volume_pool[v]) < 0)
+            return -1;
     return store_commit(s);
 }
 

@@ -208,11 +208,24 @@ static int validate_keyboard_layout(const struct app *app, const struct qube *q,
     return 0;
 }
 
-/* The pools volumes can live in: one on-disk pool so far. */
+/* A pool new volumes of any kind may be in: the volatile ones can be in RAM. */
 static int validate_pool(const struct app *app, const struct qube *q, const char *value,
                          struct qerr *err) {
-    if (strcmp(value, DEFAULT_POOL_NAME) != 0)
+    if (!app_pool_find(app, value))
         return qerr_set(err, EXC_PROPERTY_VALUE, "No such storage pool: '%s'", value);
+    return 0;
+}
+
+/* A pool for volumes saved at every stop too (default_pool, _root, _private): not ram. */
+static int validate_saving_pool(const struct app *app, const struct qube *q, const char *value,
+                                struct qerr *err) {
+    if (validate_pool(app, q, value, err) < 0)
+        return -1;
+    if (app_pool_find(app, value)->driver == POOL_RAM)
+        return qerr_set(err, EXC_PROPERTY_VALUE,
+                        "Storage pool '%s' is a ram pool: it keeps nothing past a stop, so "
+                        "only default_pool_volatile can name it",
+                        value);
     return 0;
 }
 
@@ -443,13 +456,13 @@ const struct prop_def GPROP_DEFS[GPROP_COUNT] = {
     P(G_DEFAULT_GUIVM, "default_guivm", PT_VM, 0, 0, "dom0", NULL, NULL),
     P(G_DEFAULT_KERNEL, "default_kernel", PT_STR, 0, 0, "", NULL, validate_kernel),
     P(G_DEFAULT_NETVM, "default_netvm", PT_VM, 0, 0, "", NULL, net_validate_netvm),
-    P(G_DEFAULT_POOL, "default_pool", PT_STR, 0, 0, DEFAULT_POOL_NAME, NULL, validate_pool),
+    P(G_DEFAULT_POOL, "default_pool", PT_STR, 0, 0, DEFAULT_POOL_NAME, NULL, validate_saving_pool),
     P(G_DEFAULT_POOL_KERNEL, "default_pool_kernel", PT_STR, 0, 0, NULL, default_pool_of_volume,
       validate_pool),
     P(G_DEFAULT_POOL_PRIVATE, "default_pool_private", PT_STR, 0, 0, NULL, default_pool_of_volume,
-      validate_pool),
+      validate_saving_pool),
     P(G_DEFAULT_POOL_ROOT, "default_pool_root", PT_STR, 0, 0, NULL, default_pool_of_volume,
-      validate_pool),
+      validate_saving_pool),
     P(G_DEFAULT_POOL_VOLATILE, "default_pool_volatile", PT_STR, 0, 0, NULL, default_pool_of_volume,
       validate_pool),
     P(G_DEFAULT_QREXEC_TIMEOUT, "default_qrexec_timeout", PT_INT, 0, PF_POSITIVE, "60", NULL, NULL),

@@ -129,13 +129,15 @@ static const char *const GLOBAL_HELP[GPROP_COUNT] = {
                           "sound device.",
     [G_DEFAULT_GUIVM] = "Default of the qubes' guivm. Kept for Qubes' tools: windows are shown "
                         "on the host's desktop.",
-    [G_DEFAULT_POOL] = "Storage pool of new volumes; only dispenser, the on-disk pool under the "
-                       "state directory, exists so far.",
+    [G_DEFAULT_POOL] = "Storage pool of new volumes (qvm-pool list): dispenser, the on-disk "
+                       "pool under the state directory, or another pool of the dir driver; "
+                       "a ram pool only through default_pool_volatile.",
     [G_DEFAULT_POOL_KERNEL] = "Storage pool of new kernel volumes; defaults to default_pool.",
     [G_DEFAULT_POOL_PRIVATE] = "Storage pool of new private volumes; defaults to default_pool.",
     [G_DEFAULT_POOL_ROOT] = "Storage pool of new root volumes; defaults to default_pool.",
-    [G_DEFAULT_POOL_VOLATILE] = "Storage pool of new volatile volumes; defaults to "
-                                "default_pool.",
+    [G_DEFAULT_POOL_VOLATILE] = "Storage pool of new volatile volumes, and of the writes a "
+                                "stop discards (an AppVM's root, a disposable's volumes); a ram "
+                                "pool keeps them off the disk. Defaults to default_pool.",
     [G_MAXMEM] = "Memory of the host, in MiB (MemTotal). Read-only.",
     [G_NO_CPUS] = "Number of the host's online CPUs. Read-only.",
     [G_CLOCKVM] = "Qube that would give the others the time. Kept for Qubes' tools: qubes "

@@ -27,6 +27,9 @@ enum stmt_id {
     S_DEL_FIREWALL,
     S_SET_NOTES,
     S_DEL_NOTES,
+    S_SET_POOL,
+    S_DEL_POOL,
+    S_SET_VOLUME_POOL,
     S_COUNT,
 };
 
@@ -48,6 +51,10 @@ static const char *const STMT_SQL[S_COUNT] = {
     [S_DEL_FIREWALL] = "DELETE FROM firewall WHERE qid = ?1",
     [S_SET_NOTES] = "INSERT OR REPLACE INTO notes(qid, text) VALUES (?1, ?2)",
     [S_DEL_NOTES] = "DELETE FROM notes WHERE qid = ?1",
+    [S_SET_POOL] = "INSERT OR REPLACE INTO pools(name, driver, config) VALUES (?1, ?2, ?3)",
+    [S_DEL_POOL] = "DELETE FROM pools WHERE name = ?1",
+    [S_SET_VOLUME_POOL] =
+        "INSERT OR REPLACE INTO volume_pools(qid, volume, pool) VALUES (?1, ?2, ?3)",
 };
 
 /* Migration N takes the schema from user_version N to N+1. Append, never edit. */
@@ -69,6 +76,13 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     /* 3: a qube's notes (admin.vm.notes.*, qvm-notes) */
     "CREATE TABLE notes (qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,"
     "  text TEXT NOT NULL);",
+    /* 4: storage pools (admin.pool.*, qvm-pool) and the pool of a qube's volume where it
+     * is not the on-disk pool `dispenser` */
+    "CREATE TABLE pools (name TEXT PRIMARY KEY, driver TEXT NOT NULL, config TEXT NOT NULL);"
+    "INSERT INTO pools VALUES ('dispenser', 'dir', 'revisions_to_keep=1\n');"
+    "CREATE TABLE volume_pools (qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,"
+    "  volume TEXT NOT NULL, pool TEXT NOT NULL REFERENCES pools(name),"
+    "  PRIMARY KEY (qid, volume));",
 };
 
 struct store {
@@ -288,6 +302,14 @@ int store_put_notes(struct store *s, int qid, const char *text) {
     return text && *text ? run(s, S_SET_NOTES, "is", qid, text) : run(s, S_DEL_NOTES, "i", qid);
 }
 
+int store_put_pool(struct store *s, const char *name, const char *driver, const char *config) {
+    return driver ? run(s, S_SET_POOL, "sss", name, driver, config) : run(s, S_DEL_POOL, "s", name);
+}
+
+int store_put_volume_pool(struct store *s, int qid, const char *volume, const char *pool) {
+    return run(s, S_SET_VOLUME_POOL, "iss", qid, volume, pool);
+}
+
 static const char *col(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -330,6 +352,16 @@ static int row_notes(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->notes ? l->notes(l->ctx, sqlite3_column_int(st, 0), col(st, 1)) : 0;
 }
+static int row_pool(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->pool ? l->pool(l->ctx, col(st, 0), col(st, 1), col(st, 2)) : 0;
+}
+static int row_volume_pool(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    return l->volume_pool
+               ? l->volume_pool(l->ctx, sqlite3_column_int(st, 0), col(st, 1), col(st, 2))
+               : 0;
+}
 static int row_global(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->global(l->ctx, col(st, 0), col(st, 1));
@@ -343,7 +375,9 @@ int store_load(struct store *s, const struct store_loader *loader) {
         load_rows(s, "SELECT qid, name FROM tags", ctx, row_tag) < 0 ||
         load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0 ||
         load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0 ||
-        load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0)
+        load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0 ||
+        load_rows(s, "SELECT name, driver, config FROM pools ORDER BY rowid", ctx, row_pool) < 0 ||
+        load_rows(s, "SELECT qid, volume, pool FROM volume_pools", ctx, row_volume_pool) < 0)
         return -1;
     return 0;
 }

@@ -9,7 +9,7 @@
 struct store;
 struct app;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 int store_open(const char *path, struct store **out, struct qerr *err);
 void store_close(struct store *s);
@@ -39,6 +39,11 @@ int store_put_firewall(struct store *s, int qid, const char *rules);
 /* A qube's notes; NULL or "" deletes them. */
 int store_put_notes(struct store *s, int qid, const char *text);
 
+/* A storage pool's row (pools.h); driver NULL deletes it. */
+int store_put_pool(struct store *s, const char *name, const char *driver, const char *config);
+/* The pool of a qube's volume, kept with the qube (removed with it). */
+int store_put_volume_pool(struct store *s, int qid, const char *volume, const char *pool);
+
 /* Rows as they come out of the database, for app.c to build its model from. */
 struct store_loader {
     void *ctx;
@@ -49,5 +54,7 @@ struct store_loader {
     int (*global)(void *ctx, const char *name, const char *value);
     int (*firewall)(void *ctx, int qid, const char *rules);
     int (*notes)(void *ctx, int qid, const char *text);
+    int (*pool)(void *ctx, const char *name, const char *driver, const char *config);
+    int (*volume_pool)(void *ctx, int qid, const char *volume, const char *pool);
 };
 int store_load(struct store *s, const struct store_loader *loader);

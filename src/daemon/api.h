@@ -91,6 +91,7 @@ extern const struct api_method API_VOLUME_METHODS[];
 extern const struct api_method API_INTERNAL_METHODS[];
 extern const struct api_method API_FIREWALL_METHODS[];
 extern const struct api_method API_DEVICE_METHODS[];
+extern const struct api_method API_POOL_METHODS[];
 
 /* Shared helpers for handlers. */
 void api_put_line(struct strbuf *out, const char *line);

@@ -29,54 +29,113 @@ static int vm_list(struct api_call *c) {
     return 0;
 }
 
-/* Payload "name=<n> label=<l>": each key once, nothing else (no pools here). */
-static int parse_create_payload(const struct wire_request *req, char *buf, size_t size,
-                                const char **name, const char **label, struct qerr *err) {
-    if (req->payload_len >= size)
+struct create_request {
+    char buf[1024];
+    const char *name, *label;
+    const char *pool;                   /* pool=: every volume */
+    const char *volume_pools[PV_COUNT]; /* pool:VOLUME= */
+    const char *kernel_pool;            /* pool:kernel=, for Qubes' tools: no such volume */
+    bool any_volume_pool;
+};
+
+/* pool:VOLUME=POOL of CreateInPool; `kernel` is accepted for Qubes' tools and has no
+ * volume here. */
+static int create_volume_pool(struct create_request *r, const char *volume, const char *pool,
+                              struct qerr *err) {
+    static const char *const allowed[] = {"root", "private", "volatile", "kernel"};
+    bool known = false;
+    for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
+        known = known || strcmp(allowed[i], volume) == 0;
+    if (!known)
+        return qerr_set(err, EXC_PROTOCOL,
+                        "Volume must be one of: root, private, volatile, kernel");
+    int v = pool_volume_index(volume);
+    const char **slot = v >= 0 ? &r->volume_pools[v] : &r->kernel_pool;
+    if (*slot)
+        return qerr_set(err, EXC_PROTOCOL, "Option 'pool:%s' must be unique", volume);
+    *slot = pool;
+    r->any_volume_pool = true;
+    return 0;
+}
+
+/* Payload "name=<n> label=<l>", each key once; CreateInPool also takes pool= or
+ * pool:VOLUME= (qubesd's checks and messages). */
+static int parse_create_payload(const struct wire_request *req, bool allow_pool,
+                                struct create_request *r, struct qerr *err) {
+    if (req->payload_len >= sizeof(r->buf))
         return qerr_set(err, EXC_PROTOCOL, "Creation parameters are too long");
     if (!text_is_printable_ascii(req->payload, req->payload_len))
         return qerr_set(err, EXC_PROTOCOL, "Parameters contains non-ASCII characters");
-    memcpy(buf, req->payload, req->payload_len);
-    buf[req->payload_len] = '\0';
-    *name = *label = NULL;
-    for (char *save = NULL, *item = strtok_r(buf, " ", &save); item;
+    memcpy(r->buf, req->payload, req->payload_len);
+    r->buf[req->payload_len] = '\0';
+    for (char *save = NULL, *item = strtok_r(r->buf, " ", &save); item;
          item = strtok_r(NULL, " ", &save)) {
         char *eq = strchr(item, '=');
         if (!eq)
             return qerr_set(err, EXC_PROTOCOL, "Invalid creation parameter '%s'", item);
         *eq = '\0';
-        const char **slot = strcmp(item, "name") == 0    ? name
-                            : strcmp(item, "label") == 0 ? label
+        bool is_pool = strcmp(item, "pool") == 0 || strncmp(item, "pool:", 5) == 0;
+        if (is_pool && !allow_pool)
+            return qerr_set(err, EXC_PROTOCOL, "Pool option specified but 'allow_pool' is False");
+        if (strncmp(item, "pool:", 5) == 0) {
+            if (create_volume_pool(r, item + 5, eq + 1, err) < 0)
+                return -1;
+            continue;
+        }
+        const char **slot = strcmp(item, "name") == 0    ? &r->name
+                            : strcmp(item, "label") == 0 ? &r->label
+                            : is_pool                    ? &r->pool
                                                          : NULL;
         if (!slot)
-            return qerr_set(err, EXC_PROTOCOL, "Options does not match: name, label");
+            return qerr_set(err, EXC_PROTOCOL,
+                            allow_pool ? "Options does not match: name, label, pool, pool:"
+                                       : "Options does not match: name, label");
         if (*slot)
-            return qerr_set(err, EXC_PROTOCOL, "Options must be unique");
+            return qerr_set(err, EXC_PROTOCOL,
+                            is_pool ? "Option 'pool' must be unique" : "Options must be unique");
         *slot = eq + 1;
     }
+    if (r->pool && r->any_volume_pool)
+        return qerr_set(err, EXC_PROTOCOL,
+                        "Conflicting options specified: 'pool=', 'pool:volume='");
     return 0;
 }
 
-static int vm_create(struct api_call *c, enum qube_class klass) {
-    char buf[1024];
-    const char *name, *label;
-    if (parse_create_payload(c->req, buf, sizeof(buf), &name, &label, c->err) < 0)
+static int vm_create_in(struct api_call *c, enum qube_class klass, bool allow_pool) {
+    struct create_request r = {0};
+    if (parse_create_payload(c->req, allow_pool, &r, c->err) < 0)
         return -1;
-    if (!name)
+    if (!r.name)
         return qerr_set(c->err, EXC_PROTOCOL, "Creation requested without key: name");
     /* qubesd answers an unknown label exactly like a missing one (recorded reply 9). */
-    if (!label || !*label || !label_find(label))
+    if (!r.label || !*r.label || !label_find(r.label))
         return qerr_set(c->err, EXC_PROTOCOL, "Creation requested without key: label");
     char creator[64];
     snprintf(creator, sizeof(creator), "created-by-%s", c->src->name);
-    struct qube_spec spec = {klass, name, label, c->req->arg, creator};
+    struct qube_spec spec = {klass, r.name, r.label, c->req->arg, creator};
+    spec.pool = r.pool;
+    spec.volume_pools = r.volume_pools;
     return app_create(c->app, &spec, NULL, c->err);
+}
+
+static int vm_create(struct api_call *c, enum qube_class klass) {
+    return vm_create_in(c, klass, false);
 }
 
 static int vm_create_appvm(struct api_call *c) { return vm_create(c, QUBE_APPVM); }
 static int vm_create_dispvm(struct api_call *c) { return vm_create(c, QUBE_DISPVM); }
 static int vm_create_standalonevm(struct api_call *c) { return vm_create(c, QUBE_STANDALONEVM); }
 static int vm_create_templatevm(struct api_call *c) { return vm_create(c, QUBE_TEMPLATEVM); }
+static int vm_create_in_pool_appvm(struct api_call *c) { return vm_create_in(c, QUBE_APPVM, true); }
+static int vm_create_in_pool_dispvm(struct api_call *c) {
+    return vm_create_in(c, QUBE_DISPVM, true);
+}
+static int vm_create_in_pool_standalonevm(struct api_call *c) {
+    return vm_create_in(c, QUBE_STANDALONEVM, true);
+}
+static int vm_create_in_pool_templatevm(struct api_call *c) {
+    return vm_create_in(c, QUBE_TEMPLATEVM, true);
+}
 
 static int vm_remove(struct api_call *c) {
     char deps[8];
@@ -279,6 +338,10 @@ const struct api_method API_VM_METHODS[] = {
     {"admin.vm.Create.DispVM", vm_create_dispvm, API_DEST_ADMINVM},
     {"admin.vm.Create.StandaloneVM", vm_create_standalonevm, API_DEST_ADMINVM},
     {"admin.vm.Create.TemplateVM", vm_create_templatevm, API_DEST_ADMINVM},
+    {"admin.vm.CreateInPool.AppVM", vm_create_in_pool_appvm, API_DEST_ADMINVM},
+    {"admin.vm.CreateInPool.DispVM", vm_create_in_pool_dispvm, API_DEST_ADMINVM},
+    {"admin.vm.CreateInPool.StandaloneVM", vm_create_in_pool_standalonevm, API_DEST_ADMINVM},
+    {"admin.vm.CreateInPool.TemplateVM", vm_create_in_pool_templatevm, API_DEST_ADMINVM},
     {"admin.vm.Remove", vm_remove, BARE},
     {"admin.vm.CurrentState", vm_current_state, BARE},
     {"admin.vm.Start", vm_start, BARE | API_DEST_NOT_ADMINVM},

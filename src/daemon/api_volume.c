@@ -56,10 +56,10 @@ static int volume_info(struct api_call *c) {
     if (!is_volatile && dispatcher_volume_info(c->dispatcher, c->dest, vol, &vi, c->err) < 0)
         return -1;
     strbuf_printf(c->out,
-                  "pool=dispenser\nvid=%s/%s\nsize=%llu\nusage=%llu\nrw=True\nsource=%s\n"
+                  "pool=%s\nvid=%s/%s\nsize=%llu\nusage=%llu\nrw=True\nsource=%s\n"
                   "path=\nsave_on_stop=%s\nsnap_on_start=%s\nrevisions_to_keep=%llu\n"
                   "ephemeral=%s\nis_outdated=%s\nrevision=%llu\nused_revision=%llu\n",
-                  c->dest->uuid, vol,
+                  app_volume_pool(c->app, c->dest, pool_volume_index(vol)), c->dest->uuid, vol,
                   (unsigned long long)(vi.size_bytes ? vi.size_bytes : default_size(vol)),
                   (unsigned long long)vi.usage_bytes, vi.source_uuid,
                   vi.save_on_stop ? "True" : "False", vi.snap_on_start ? "True" : "False",

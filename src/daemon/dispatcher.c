@@ -10,6 +10,7 @@
 #include "api_checks.h"
 #include "log.h"
 #include "network.h"
+#include "pool_mount.h"
 #include "props_net.h"
 
 #define DISPATCHER_ENGINES_MAX 8
@@ -36,6 +37,7 @@ struct qube_desc {
     char template_uuid[37], dvm_uuid[37];
     char virt_mode[32];
     char kernel[256], kernelopts[4096];
+    char scratch_dir[4096];
     struct backend_option options[DISPATCHER_OPTIONS_MAX];
     struct backend_option services[DISPATCHER_SERVICES_MAX];
 };
@@ -175,6 +177,9 @@ static void describe(const struct app *app, const struct qube *q, struct qube_de
         .options = d->options,
         .gui = dispatcher_qube_gui(app, q),
     };
+    const struct pool *scratch = app_scratch_pool(app, q);
+    if (scratch && pool_path(app, scratch->name, d->scratch_dir, sizeof(d->scratch_dir)) == 0)
+        d->bq.scratch_dir = d->scratch_dir;
     d->bq.n_options = dispatcher_qube_options(app, q, d->options, DISPATCHER_OPTIONS_MAX);
     d->bq.services = d->services;
     d->bq.n_services = dispatcher_qube_services(q, d->services, DISPATCHER_SERVICES_MAX);

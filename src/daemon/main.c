@@ -22,6 +22,7 @@
 #include "gui.h"
 #include "host.h"
 #include "log.h"
+#include "pool_mount.h"
 #include "preload.h"
 #include "qrexec_locate.h"
 #include "qrexec_router.h"
@@ -331,13 +332,16 @@ static int run(const struct options *o, int ready_fd) {
     struct router *router = NULL;
     struct preload *preload = NULL;
     struct qerr err = {0};
-    char db[4096], router_link[4096] = "";
+    char db[4096], router_link[4096] = "", pools_dir[4096];
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
+    snprintf(pools_dir, sizeof(pools_dir), "%s/pools", o->state_dir);
+    app.pools_dir = pools_dir;
     int ret = 1, r;
     if (sd_event_default(&loop) < 0 || app_open(&app, db, &err) < 0) {
         log_error("%s", err.exc ? err.msg : "cannot start the event loop");
         goto out;
     }
+    pool_mount_all(&app); /* before any qube starts from a ram pool */
     hub = events_hub_new(loop);
     targets.hub = hub;
     app.emit = emit_everywhere;

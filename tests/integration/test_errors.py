@@ -197,12 +197,10 @@ class MethodShape(UnchangedCase):
         # Known Admin API methods answer QubesNotImplementedError (which upstream tools
         # catch: qvm-clone's rollback, --ignore-errors), naming the method.
         for m, arg, dest, payload in [("admin.vm.volume.Import", "private", "work", b"x"),
-                                      ("admin.pool.List", "", "dom0", b""),
+                                      ("admin.backup.Execute", "x", "dom0", b""),
                                       ("admin.vm.device.block.Assign", "dom0+sdb", "work",
                                        b"mode='required'"),
                                       ("admin.vm.firewall.GetPolicy", "", "work", b""),
-                                      ("admin.vm.CreateInPool.AppVM", "tpl", "dom0",
-                                       b"name=x label=red"),
                                       ("admin.backup.Info", "x", "dom0", b"")]:
             with self.subTest(method=m):
                 r = self.err(m, arg, dest, payload, exc="QubesNotImplementedError")

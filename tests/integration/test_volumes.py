@@ -3,6 +3,7 @@ admin.vm.volume.CloneFrom/CloneTo (qvm-clone), kept revisions with ListSnapshots
 Revert (qvm-volume revert), Resize, Clear, Set.*, admin.vm.notes.* (qvm-notes). Bad
 input gets the right Qubes exception and changes nothing."""
 
+import os
 import subprocess
 import unittest
 
@@ -103,6 +104,29 @@ class Volumes(EngineTestCase):
                  exc="QubesNotImplementedError")
         self.ok("admin.vm.volume.Set.ephemeral", "volatile", "p1", b"True")
         self.err("admin.vm.volume.Set.rw", "private", "p1", b"maybe", exc="ProtocolError")
+
+    def test_resize_is_enforced_in_the_qube(self):
+        self.new_appvm("sz1")
+        self.mark("sz1", "seed", "/home/user/seed")
+        voldir = os.path.join(self.d.state_dir, "volumes", self.qube_uuid("sz1"), "private")
+        self.ok("admin.vm.volume.Resize", "private", "sz1", str(2 << 30).encode())
+        self.start("sz1")
+        # the writer's upper is a filesystem of the room left: 2 GiB minus what is used
+        # (fallocate takes the blocks at once, without writing them)
+        r = self.qrun("sz1", "fallocate -l 2200M /home/user/big", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn(b"No space left on device", r.stderr)
+        self.qrun("sz1", "fallocate -l 1500M /home/user/big")
+        r = self.qrun("sz1", "dd if=/dev/zero of=/home/user/more bs=1M count=600", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn(b"No space left on device", r.stderr)
+        self.qrun("sz1", "rm /home/user/big /home/user/more; echo kept > /home/user/note")
+        self.shutdown("sz1")
+        # the changes became a revision of plain directories, the filesystem is gone
+        self.settled(lambda: self.assertEqual(
+            [], [n for n in os.listdir(voldir) if n.endswith((".fs", ".img"))]))
+        self.assertEqual("kept\n", self.read_mark("sz1", "/home/user/note"))
+        self.assertEqual("seed\n", self.read_mark("sz1", "/home/user/seed"))
 
     def test_notes(self):
         self.new_appvm("n1")

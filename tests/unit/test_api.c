@@ -149,8 +149,8 @@ static void test_generic_errors(void **state) { /* 15, 16, 17, 18 */
 /* Methods of Qubes' Admin API that dispenser lacks: a Qubes error the tools can catch. */
 static void test_not_implemented(void **state) {
     struct fixture *f = *state;
-    EXPECT(f, "admin.pool.List+ dom0 name dom0\0",
-           "2\0QubesNotImplementedError\0\0`admin.pool.List` is not implemented by dispenser\0");
+    EXPECT(f, "admin.backup.Info+x dom0 name dom0\0",
+           "2\0QubesNotImplementedError\0\0`admin.backup.Info` is not implemented by dispenser\0");
     EXPECT(f, "admin.vm.volume.Import+private dom0 name dom0\0x",
            "2\0QubesNotImplementedError\0\0`admin.vm.volume.Import` is not implemented by "
            "dispenser\0");
@@ -158,7 +158,7 @@ static void test_not_implemented(void **state) {
     EXPECT_ERROR(f, "admin.vm.notes.Frob+ dom0 name dom0\0", "ProtocolError");
     EXPECT_ERROR(f, "admin.vm.Create.AdminVM+ dom0 name dom0\0", "ProtocolError");
     /* the destination is resolved first, as for every method */
-    EXPECT_ERROR(f, "admin.pool.List+ dom0 name nosuchvm\0", "QubesVMNotFoundError");
+    EXPECT_ERROR(f, "admin.backup.Info+x dom0 name nosuchvm\0", "QubesVMNotFoundError");
 }
 
 /* admin.vm.notes.*: qubesd's framing; unsafe code points stored as '_'; bad input

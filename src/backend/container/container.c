@@ -153,7 +153,7 @@ static void finish_filesystem(struct run *run) {
     finish_volume(run, &run->priv, "private");
     double t1 = mono_ms();
     container_path(cb, path, sizeof(path), "%s/volatile/%s", cb->state_dir, run->name);
-    remove_recursive(path);
+    remove_scratch(path);
     container_path(cb, path, sizeof(path), "%s/qubes/%s", cb->runtime_dir, run->name);
     remove_recursive(path);
     log_debug("%s: cleanup: volumes %.2f ms, directories %.2f ms", run->name, t1 - t0,
@@ -399,11 +399,28 @@ static void seed_private(struct run *run, const char *owner_uuid) {
         log_debug("%s: private volume of %s seeded", run->name, owner_uuid);
 }
 
+/* A qube whose throwaway writes go to a ram pool: its scratch directory is a symlink to
+ * one on the pool's tmpfs, so that the rest of the engine (and its clean-ups) find it at
+ * the usual place and nothing of it lands on the disk. */
+static int place_scratch(struct run *run, const char *scratch_dir) {
+    char link[4096], target[4096];
+    container_path(run->cb, link, sizeof(link), "%s/volatile/%s", run->cb->state_dir, run->name);
+    snprintf(target, sizeof(target), "%s/%s", scratch_dir, run->name);
+    remove_scratch(link); /* a crashed run's leftover */
+    remove_recursive(target);
+    if (make_owned_dir(target, 0, 0700) < 0 || symlink(target, link) < 0)
+        return -1;
+    return 0;
+}
+
 static int prepare_volumes(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
     char tmp[4096];
     container_path(cb, tmp, sizeof(tmp), "%s/volatile", cb->state_dir);
     make_owned_dir(tmp, 0, 0700);
+    if (q->scratch_dir && place_scratch(run, q->scratch_dir) < 0)
+        return backend_fail(why, -errno, "cannot prepare the ram pool directory of '%s' in %s: %s",
+                            q->name, q->scratch_dir, strerror(errno));
     bool own_root = q->kind == BACKEND_TEMPLATEVM || q->kind == BACKEND_STANDALONEVM;
     int r = own_root ? prepare_own(run, &run->root, "root")
                      : prepare_cow(run, &run->root, q->root_source, "root");

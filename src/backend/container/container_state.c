@@ -186,7 +186,7 @@ static void cleanup_dir_entries(struct container_backend *cb, const char *sub,
             continue;
         container_path(cb, path, sizeof(path), "%s/%s/%s", cb->state_dir, sub, e->d_name);
         log_info("removing leftover %s", path);
-        remove_recursive(path);
+        remove_scratch(path);
     }
     if (d)
         closedir(d);

@@ -25,6 +25,17 @@ int remove_recursive(const char *path) {
     return nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
+int remove_scratch(const char *path) {
+    char target[4096];
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n > 0 && target[0] == '/') {
+        target[n] = '\0';
+        if (remove_recursive(target) < 0)
+            return -1;
+    }
+    return remove_recursive(path);
+}
+
 int make_owned_dir(const char *path, uid_t owner, mode_t mode) {
     if (mkdir(path, mode) < 0 && errno != EEXIST)
         return -1;

@@ -51,7 +51,7 @@ static void retire_one(struct cgroup_system *cs, const char *state_dir, const ch
     }
     char path[4096];
     snprintf(path, sizeof(path), "%s/volatile/%s", state_dir, name);
-    if (remove_recursive(path) < 0)
+    if (remove_scratch(path) < 0)
         log_warning("reaper: cannot remove %s: %s", path, strerror(errno));
     snprintf(path, sizeof(path), "%s/qubes/%s", runtime_dir, name);
     if (remove_recursive(path) < 0)

@@ -13,6 +13,7 @@
  *   staging/         an import in progress
  */
 #include "volume.h"
+#include "volume_limit.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -349,6 +350,21 @@ static int make_upper(const char *upper, const char *work, uid_t owner) {
     return 0;
 }
 
+/* A volume with a size gets a writer on a filesystem of the room left (volume_limit.h);
+ * upper-<id> and work-<id> stay, empty, for the commit to copy into. */
+static int limit_writer(const char *state_dir, const char *uuid, const char *name,
+                        const char *voldir, uint64_t id, uid_t owner, char **upper, char **work) {
+    struct volume_config cfg = {0};
+    int r = volume_get_config(state_dir, uuid, name, &cfg);
+    if (r < 0 || !cfg.size)
+        return r < 0 ? r : 0;
+    uint64_t used = volume_usage_bytes(state_dir, uuid, name);
+    uint64_t room = cfg.size > used ? cfg.size - used : 0;
+    return volume_limit_begin(voldir, id,
+                              room > VOLUME_LIMIT_MIN_ROOM ? room : VOLUME_LIMIT_MIN_ROOM, owner,
+                              upper, work);
+}
+
 int volume_begin_write(const char *state_dir, const char *uuid, const char *name, uid_t owner,
                        char **upper, char **work) {
     _cleanup_free_ char *voldir = NULL, *layers = NULL;
@@ -370,6 +386,9 @@ int volume_begin_write(const char *state_dir, const char *uuid, const char *name
     r = write_atomic(voldir, base_file, text, false);
     if (r == 0)
         r = make_upper(u, w, owner);
+    char *lu = NULL, *lw = NULL;
+    if (r == 0)
+        r = limit_writer(state_dir, uuid, name, voldir, id, owner, &lu, &lw);
     if (r < 0) {
         rm_rf(u);
         rm_rf(w);
@@ -377,8 +396,8 @@ int volume_begin_write(const char *state_dir, const char *uuid, const char *name
         unlink(p);
         return r;
     }
-    *upper = TAKE_PTR(u);
-    *work = TAKE_PTR(w);
+    *upper = lu ? lu : TAKE_PTR(u);
+    *work = lw ? lw : TAKE_PTR(w);
     return 0;
 }
 
@@ -390,9 +409,11 @@ static int writer_id(const char *voldir, const char *upper, const char *work, ui
         return -EINVAL;
     *id = parse_id(upper + vl + 1, "upper-", "");
     if (!*id)
+        *id = parse_id(upper + vl + 1, "upper-", ".fs/u");
+    if (!*id)
         return -EINVAL;
     _cleanup_free_ char *w = xasprintf("%s/work-%" PRIu64, voldir, *id);
-    return streq(w, work) ? 0 : -EINVAL;
+    return streq(w, work) || volume_limit_paths(voldir, *id, upper, work) ? 0 : -EINVAL;
 }
 
 /* Any entry is a change: overlayfs records deletions as whiteouts (0/0 char devices) and
@@ -410,9 +431,12 @@ static int dir_has_entries(const char *dir) {
 
 static void writer_cleanup(const char *voldir, uint64_t id, const char *upper, const char *work) {
     _cleanup_free_ char *base_file = xasprintf("%s/upper-%" PRIu64 ".base", voldir, id);
+    _cleanup_free_ char *u = xasprintf("%s/upper-%" PRIu64, voldir, id);
+    _cleanup_free_ char *w = xasprintf("%s/work-%" PRIu64, voldir, id);
+    volume_limit_release(voldir, id); /* a sized writer's filesystem, if any */
     if (upper)
-        rm_rf(upper);
-    rm_rf(work);
+        rm_rf(u);
+    rm_rf(w);
     unlink(base_file);
 }
 
@@ -553,6 +577,12 @@ int volume_commit(const char *state_dir, const char *uuid, const char *name, con
     int r = vol_path(state_dir, uuid, name, &voldir);
     if (r < 0 || (r = writer_id(voldir, upper, work, &id)) < 0)
         return r;
+    _cleanup_free_ char *plain = xasprintf("%s/upper-%" PRIu64, voldir, id);
+    if (volume_limit_paths(voldir, id, upper, work)) {
+        if (access(upper, F_OK) == 0 && (r = volume_limit_settle(voldir, id)) < 0)
+            return r; /* the upper stays mounted: nothing is lost */
+        upper = plain;
+    }
     r = dir_has_entries(upper);
     if (r == -ENOENT)
         return resume_commit(voldir, id, work);
@@ -771,6 +801,10 @@ static bool is_leftover(const char *voldir, const char *name) {
         return true;
     uint64_t id = parse_id(name, "upper-", ".base");
     if (!id)
+        id = parse_id(name, "upper-", ".fs");
+    if (!id)
+        id = parse_id(name, "upper-", ".img");
+    if (!id)
         return false;
     _cleanup_free_ char *upper = xasprintf("%s/upper-%" PRIu64, voldir, id);
     return access(upper, F_OK) < 0 && errno == ENOENT;
@@ -782,6 +816,9 @@ static void gc_leftovers(const char *voldir) {
     while (d && (de = readdir(d))) {
         if (!is_leftover(voldir, de->d_name))
             continue;
+        uint64_t id = parse_id(de->d_name, "upper-", ".fs");
+        if (id) /* a sized writer's filesystem, whose writer is gone */
+            volume_limit_release(voldir, id);
         _cleanup_free_ char *p = xasprintf("%s/%s", voldir, de->d_name);
         rm_rf(p);
     }

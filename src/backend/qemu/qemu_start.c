@@ -187,6 +187,11 @@ static int check_kind(const struct backend_qube *q, struct backend_why *why) {
                             q->name);
     if (!q->root_source)
         return backend_fail(why, -EIO, "'%s' has no template to boot from", q->name);
+    if (q->scratch_dir) /* its throwaway images are files beside the others */
+        return backend_fail(why, -EOPNOTSUPP,
+                            "virt_mode=qemu cannot keep the volatile data of '%s' in a ram pool "
+                            "yet: create it with its volumes in the on-disk pool",
+                            q->name);
     return 0;
 }
 
