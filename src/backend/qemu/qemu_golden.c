@@ -58,6 +58,7 @@
 #define GOLDEN_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 
 enum save_step {
+    SAVE_BEGIN,   /* the golden VM's start is over: the save begins at the first tick */
     SAVE_QUIESCE, /* waiting for the guest to close its agent port */
     SAVE_MIGRATE, /* waiting for QEMU to have written the state */
 };
@@ -345,9 +346,7 @@ static int launch_clone(struct qemu_run *run, struct backend_why *why) {
     return qemu_run_launch(run, &l, g->qrexec_timeout, why);
 }
 
-/* ---- the golden VM ---- */
-
-/* ---- the save, a step per tick of a timer on the loop ----
+/* ---- the golden VM's save, a step per tick of a timer on the loop ----
  *
  * The guest has to close its agent port, QEMU to stop and write the device state: up to
  * a second under TCG. The daemon serves calls meanwhile: each step below asks QEMU a
@@ -394,6 +393,8 @@ static int save_step(struct qemu_golden *g, struct backend_why *why) {
     if (!g->vm)
         return backend_fail(why, -EIO, "the golden VM is gone");
     struct qmp *q = &g->vm->qmp;
+    if (g->save_step == SAVE_BEGIN)
+        return save_begin(g, why) < 0 ? -1 : 1;
     if (g->save_step == SAVE_QUIESCE) {
         int r = qmp_wait_event(q, "VSERPORT_CHANGE", "\"id\":\"port-agent\"", "\"open\":false", 0);
         if (r == 0)
@@ -444,7 +445,17 @@ static void golden_failed(struct qemu_golden *g, const char *what, const char *r
     remove_recursive(g->dir);
 }
 
-static void seal_ram_or_fail(struct qemu_golden *g, int r, struct backend_why *why);
+static void seal_ram_or_fail(struct qemu_golden *g, int r, struct backend_why *why) {
+    if (r == 0)
+        r = seal_ram(g, why);
+    if (r < 0) {
+        golden_failed(g, "not saved", why->msg);
+        return;
+    }
+    g->saved = true;
+    log_info("golden VM %s saved and sealed in %.0f ms", g->vm_name,
+             mono_ms() - g->save_started_ms);
+}
 
 /* The save is over (r: 0 or -1 with why): the golden VM's work is done either way. */
 static void save_end(struct qemu_golden *g, int r, struct backend_why *why) {
@@ -463,18 +474,6 @@ static void save_end(struct qemu_golden *g, int r, struct backend_why *why) {
     golden_release(g);
 }
 
-static void seal_ram_or_fail(struct qemu_golden *g, int r, struct backend_why *why) {
-    if (r == 0)
-        r = seal_ram(g, why);
-    if (r < 0) {
-        golden_failed(g, "not saved", why->msg);
-        return;
-    }
-    g->saved = true;
-    log_info("golden VM %s saved and sealed in %.0f ms", g->vm_name,
-             mono_ms() - g->save_started_ms);
-}
-
 static int on_save_tick(sd_event_source *src, uint64_t usec, void *userdata) {
     struct qemu_golden *g = userdata;
     struct backend_why why = {{0}};
@@ -488,22 +487,19 @@ static int on_save_tick(sd_event_source *src, uint64_t usec, void *userdata) {
     return 0;
 }
 
-/* The golden VM booted: its save runs on the loop's timer, step by step. */
+/* The golden VM booted: its save runs on the loop's timer, step by step, from the loop
+ * (not from within its start's end). */
 static void save_start(struct qemu_golden *g) {
-    struct backend_why why = {{0}};
     g->users++;
     g->save_started_ms = mono_ms();
-    if (!g->vm) {
-        backend_fail(&why, -EIO, "the golden VM is gone");
+    g->save_step = SAVE_BEGIN;
+    /* accuracy 1 ms: sd-event's default (250 ms) would stretch every step */
+    if (sd_event_add_time_relative(g->qb->base.loop, &g->save_src, CLOCK_MONOTONIC, 0, 1000,
+                                   on_save_tick, g) < 0) {
+        struct backend_why why = {{0}};
+        backend_fail(&why, -EIO, "no timer for the save");
         save_end(g, -1, &why);
-        return;
     }
-    int r = save_begin(g, &why);
-    if (r == 0 && sd_event_add_time_relative(g->qb->base.loop, &g->save_src, CLOCK_MONOTONIC,
-                                             SAVE_POLL_US, 0, on_save_tick, g) < 0)
-        r = backend_fail(&why, -EIO, "no timer for the save");
-    if (r < 0)
-        save_end(g, -1, &why);
 }
 
 /* The golden VM's start is over: saved from the loop (not from within its start's end). */
