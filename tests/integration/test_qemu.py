@@ -447,6 +447,9 @@ class DisposableCalls(QemuTestCase):
         self.assertEqual(pool[0] + "\n", first)
         free_kib = int(out.split()[-1])
         self.assertGreater(free_kib, MEMORY // 2 >> 10, "MemFree in the guest after hand-out")
+        # the guest deflated while that call ran on: the give-back came 1 s after the
+        # unpause, not with the unpause (the guest's CPU goes to the call first)
+        self.assertIn("%s: memory given back 1 s after the unpause" % pool[0], self.d.log())
         print("qemu: preloaded qvm-run --dispvm -p hostname %.0f ms; the paused preload: "
               "guest ballooned to %d MiB, QEMU's RSS %d MiB (%.0f%% of memory=%d MiB), its "
               "own %d MiB (%.0f%%); MemFree in the guest after hand-out %d MiB"
@@ -465,6 +468,11 @@ class DisposableCalls(QemuTestCase):
         self.assertIn("%s: paused small" % refilled[1], self.d.log())
         r = harness.run_tool(self.d, "qvm-run", "--dispvm=qdvm", "-p", "hostname", timeout=60)
         self.assertEqual((0, refilled[0] + "\n"), (r.returncode, r.stdout), r.stderr)
+        # its memory comes back once that first call ended (or 1 s after the unpause, if a
+        # loaded host made the call take longer)
+        self.settled(lambda: self.assertRegex(self.d.log(), "%s: memory given back (after its "
+                                              "first call|1 s after the unpause)" % refilled[0]),
+                     timeout=10)
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "qdvm", "0")  # the pool goes
         deadline = time.monotonic() + 60
         while self.disposables() and time.monotonic() < deadline:

@@ -9,6 +9,7 @@ import mmap
 import os
 import re
 import subprocess
+import threading
 import time
 import unittest
 
@@ -117,6 +118,39 @@ class GoldenRestore(QemuTestCase):
         finally:
             os.close(fd)
 
+    def watch_save(self, uuid):
+        """A thread that, while the golden VM of uuid is being saved (its state.tmp
+        exists), makes Admin API calls: its result says whether one was answered during
+        the save (the save does not hold up the daemon's loop)."""
+        result = {"answered": 0, "seen": False}
+        pattern = os.path.join(self.d.runtime_dir, "qemu-golden", uuid)
+
+        def saving():
+            try:
+                return any(os.path.exists(os.path.join(pattern, fp, "state.tmp"))
+                           for fp in os.listdir(pattern))
+            except FileNotFoundError:
+                return False
+
+        def watch():
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                if i % 500 == 0 and SAVED.search(self.d.log()):
+                    return
+                if not saving():
+                    time.sleep(0.001)
+                    continue
+                result["seen"] = True
+                reply = harness.parse_reply(self.d.call("admin.vm.List"))
+                if reply.ok and saving():
+                    result["answered"] += 1
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread, result
+
     def ram_digest(self, path):
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -131,11 +165,17 @@ class GoldenRestore(QemuTestCase):
         uuid = self.get_prop("gdvm", "uuid")[2]
         self.ok("admin.vm.feature.Set", "qemu-preload-mode", "gdvm", "restore")
         # no golden yet: the first preload boots, the golden VM boots beside it
+        watcher, during_save = self.watch_save(uuid)
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "gdvm", "1")
         [booted] = self.wait_preloads("gdvm", 1)
         self.assertIn("%s: no golden VM saved yet: it boots" % booted, self.d.log())
         self.settled(lambda: self.assertEqual(1, len(SAVED.findall(self.d.log()))),
                      timeout=BOOT_TIMEOUT)
+        # the save (the guest closing its port, QEMU writing the state) ran on the loop
+        # step by step: the daemon answered calls meanwhile
+        watcher.join(timeout=30)
+        self.assertTrue(during_save["seen"], "the save's state.tmp was never seen")
+        self.assertGreater(during_save["answered"], 0, "no call answered during the save")
         golden = os.path.join(self.d.runtime_dir, "qemu-golden", uuid)
         [fp] = os.listdir(golden)
         self.assertEqual(["private.img", "state"], sorted(os.listdir(os.path.join(golden, fp))))

@@ -1,8 +1,14 @@
 /* The QEMU engine's balloon decisions (src/backend/qemu/qemu_balloon.c): the feature's
- * values, the size a shrink asks for, when a shrink is over, QMP replies read. */
+ * values, the size a shrink asks for, when a shrink is over, QMP replies read; and the
+ * QMP client's matching of answers to commands (qmp.c), which the give-back relies on. */
 #include "testutil.h"
 
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "qemu_balloon.h"
+#include "qmp.h"
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -84,6 +90,40 @@ static void test_rss_and_its_own_part(void **state) {
     assert_int_equal(rss.total, 0);
 }
 
+/* What the client sent on the fake QEMU's end. */
+static void read_sent(int peer, char *buf, size_t size) {
+    ssize_t n = recv(peer, buf, size - 1, MSG_DONTWAIT);
+    buf[n > 0 ? n : 0] = '\0';
+}
+
+static void say(int peer, const char *text) {
+    assert_int_equal(write(peer, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+/* A command QEMU answers late (a timeout under load), or one sent without waiting: its
+ * answer is not taken for the next command's. */
+static void test_qmp_answers_are_matched_by_id(void **state) {
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct qmp q = {.fd = sv[0]};
+    struct backend_why why = {{0}};
+    char out[256], sent[1024];
+    assert_true(qmp_execute(&q, "cont", NULL, 10, NULL, 0, &why) < 0); /* no answer */
+    assert_int_equal(qmp_send(&q, "balloon", "{\"value\": 1}", &why), 0);
+    read_sent(sv[1], sent, sizeof(sent));
+    assert_non_null(strstr(sent, "\"execute\": \"cont\", \"id\": 1}"));
+    assert_non_null(
+        strstr(sent, "\"execute\": \"balloon\", \"arguments\": {\"value\": 1}, \"id\": 2}"));
+    say(sv[1], "{\"return\": {\"late\": true}, \"id\": 1}\n"
+               "{\"event\": \"STOP\"}\n"
+               "{\"error\": {\"desc\": \"no balloon\"}, \"id\": 2}\n"
+               "{\"return\": {\"fresh\": true}, \"id\": 3}\n");
+    assert_int_equal(qmp_execute(&q, "query-status", NULL, 1000, out, sizeof(out), &why), 0);
+    assert_string_equal(out, "{\"fresh\":true}");
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feature_shrinks_unless_switched_off),
@@ -92,6 +132,7 @@ int main(void) {
         cmocka_unit_test(test_settled_at_target_or_when_stalled),
         cmocka_unit_test(test_qmp_replies_are_read),
         cmocka_unit_test(test_rss_and_its_own_part),
+        cmocka_unit_test(test_qmp_answers_are_matched_by_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

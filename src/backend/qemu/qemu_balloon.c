@@ -28,6 +28,10 @@
 /* a pause is never held up longer: a preload still boots in the idle CPU class, so on a
  * busy host its guest fills the balloon slowly, but on nobody else's time */
 #define SHRINK_MAX_MS 10000.0
+/* A hand-out's first call runs before the guest deflates its balloon (under TCG that
+ * takes the guest hundreds of milliseconds of CPU): the memory comes back when that call
+ * ends, or this long after the unpause if it runs on */
+#define GIVE_BACK_DELAY_US 1000000
 #define BALLOON_QOM_PATH "/machine/peripheral/balloon"
 
 enum qemu_balloon_mode qemu_balloon_mode_of(const char *value) {
@@ -127,6 +131,7 @@ bool qemu_balloon_present(struct qemu_run *run) {
 int qemu_balloon_shrink(struct qemu_run *run) {
     if (run->balloon != QEMU_BALLOON_SHRINK)
         return -ENOTSUP;
+    run->give_back_src = sd_event_source_disable_unref(run->give_back_src); /* stale now */
     char out[2048];
     struct backend_why why = {{0}};
     int64_t total = 0, free_bytes = 0;
@@ -236,19 +241,36 @@ bool qemu_balloon_adopt(struct qemu_run *run) {
     return true;
 }
 
-static int on_give_back(sd_event_source *src, void *userdata) {
-    struct qemu_run *run = userdata;
+/* The balloon lets go (QMP balloon to the whole memory), without waiting for QEMU's
+ * answer: the guest deflates while it runs. */
+static void give_back(struct qemu_run *run, const char *when) {
     run->give_back_src = sd_event_source_disable_unref(run->give_back_src);
-    uint64_t memory = query_u64(run, "query-memory-size-summary", "base-memory");
+    uint64_t memory = run->shrink_memory
+                          ? run->shrink_memory
+                          : query_u64(run, "query-memory-size-summary", "base-memory");
+    char args[64];
+    snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", memory);
     struct backend_why why = {{0}};
-    if (memory && set_size(run, memory, &why) < 0)
+    if (memory && qmp_send(&run->qmp, "balloon", args, &why) < 0)
         log_warning("%s: memory not given back: %s", run->name, why.msg);
+    else
+        log_debug("%s: memory given back %s", run->name, when);
+}
+
+void qemu_balloon_give_back_now(struct qemu_run *run) {
+    if (run->give_back_src)
+        give_back(run, "after its first call");
+}
+
+static int on_give_back(sd_event_source *src, uint64_t usec, void *userdata) {
+    give_back(userdata, "1 s after the unpause");
     return 0;
 }
 
 void qemu_balloon_give_back(struct qemu_run *run) {
     if (run->balloon != QEMU_BALLOON_SHRINK || run->give_back_src)
         return;
-    if (sd_event_add_defer(run->qb->base.loop, &run->give_back_src, on_give_back, run) < 0)
-        on_give_back(NULL, run);
+    if (sd_event_add_time_relative(run->qb->base.loop, &run->give_back_src, CLOCK_MONOTONIC,
+                                   GIVE_BACK_DELAY_US, 0, on_give_back, run) < 0)
+        log_warning("%s: memory not given back: no timer", run->name);
 }

@@ -48,9 +48,13 @@ void qemu_balloon_cancel(struct qemu_run *run);
 /* After a daemon restart: a VM its predecessor had paused while it still shrank is
  * stopped now (true). */
 bool qemu_balloon_adopt(struct qemu_run *run);
-/* After cont: the guest is given its whole memory back, from the next loop iteration
- * (the hand-out does not wait for it). Harmless on a VM without a balloon. */
+/* After cont: the guest is given its whole memory back once the first call into it ended
+ * (qemu_balloon_give_back_now) or a second after the unpause, whichever comes first:
+ * neither the hand-out nor its first call waits for the balloon. Harmless on a VM
+ * without a balloon. */
 void qemu_balloon_give_back(struct qemu_run *run);
+/* A pending give-back, now (QMP without waiting for the answer). */
+void qemu_balloon_give_back_now(struct qemu_run *run);
 
 /* Whether the VM has a balloon device (QMP query-balloon answers): for an adopted VM. */
 bool qemu_balloon_present(struct qemu_run *run);

@@ -51,10 +51,17 @@
 #define MIGRATE_TIMEOUT_MS 60000
 #define QUIESCE_TIMEOUT_MS 10000
 #define RESTORE_POLL_US 5000
+#define SAVE_POLL_US 2000
 #define REFRESH_TIMEOUT_S 10
 #define REFRESH_SEED_BYTES 64
 #define GOLDEN_TRIES 3 /* golden VMs of one revision that may fail before it boots only */
 #define GOLDEN_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+
+enum save_step {
+    SAVE_BEGIN,   /* the golden VM's start is over: the save begins at the first tick */
+    SAVE_QUIESCE, /* waiting for the guest to close its agent port */
+    SAVE_MIGRATE, /* waiting for QEMU to have written the state */
+};
 
 struct qemu_golden {
     struct qemu_golden *next;
@@ -64,13 +71,16 @@ struct qemu_golden {
     char *kernel, *initrd, *kernelopts, *init, *root_image, *template_private;
     uint64_t memory_mib;
     unsigned vcpus, qrexec_timeout;
-    int ram_fd;          /* the guest RAM's memfd, sealed once saved; -1: none */
-    bool saved;          /* state written, RAM sealed: clones start from it */
-    bool stale;          /* superseded or its template removed: freed once nobody uses it */
-    unsigned failures;   /* golden VMs that did not boot or save */
-    unsigned users;      /* runs pointing here: the golden VM, clones starting */
-    struct qemu_run *vm; /* the golden VM while it boots */
-    sd_event_source *save_src;
+    int ram_fd;                /* the guest RAM's memfd, sealed once saved; -1: none */
+    bool saved;                /* state written, RAM sealed: clones start from it */
+    bool stale;                /* superseded or its template removed: freed once nobody uses it */
+    unsigned failures;         /* golden VMs that did not boot or save */
+    unsigned users;            /* runs pointing here: the golden VM, clones starting */
+    struct qemu_run *vm;       /* the golden VM while it boots and is saved */
+    sd_event_source *save_src; /* the save's timer while it runs */
+    enum save_step save_step;
+    int save_fd; /* state.tmp while the save runs, else -1 */
+    double save_started_ms, save_deadline_ms;
 };
 
 /* A qube with a network boots: a clone would wake with the golden's MAC, addresses and
@@ -167,6 +177,8 @@ static void golden_drop_ram(struct qemu_golden *g) {
 
 static void golden_free(struct qemu_golden *g) {
     sd_event_source_disable_unref(g->save_src);
+    if (g->save_fd >= 0)
+        close(g->save_fd);
     golden_drop_ram(g);
     free(g->template_uuid);
     free(g->dir);
@@ -242,7 +254,7 @@ static struct qemu_golden *golden_new(struct qemu_backend *qb, const struct back
     g->memory_mib = base->memory_mib;
     g->vcpus = base->vcpus;
     g->qrexec_timeout = q->qrexec_timeout;
-    g->ram_fd = -1;
+    g->ram_fd = g->save_fd = -1;
     g->next = qb->goldens;
     qb->goldens = g;
     return g;
@@ -334,61 +346,82 @@ static int launch_clone(struct qemu_run *run, struct backend_why *why) {
     return qemu_run_launch(run, &l, g->qrexec_timeout, why);
 }
 
-/* ---- the golden VM ---- */
-
-static int migrate_wait(struct qemu_run *vm, struct backend_why *why) {
-    double deadline = mono_ms() + MIGRATE_TIMEOUT_MS;
-    char out[4096];
-    while (mono_ms() < deadline) {
-        if (qmp_execute(&vm->qmp, "query-migrate", NULL, QMP_TIMEOUT_MS, out, sizeof(out), why) < 0)
-            return -1;
-        if (strstr(out, "\"status\":\"completed\""))
-            return 0;
-        if (strstr(out, "\"status\":\"failed\"") || strstr(out, "\"status\":\"cancelled\""))
-            return backend_fail(why, -EIO, "QEMU could not save the golden VM: %s", out);
-        struct timespec pause = {0, 2 * 1000000L};
-        nanosleep(&pause, NULL);
-    }
-    return backend_fail(why, -ETIMEDOUT, "saving the golden VM took too long");
-}
+/* ---- the golden VM's save, a step per tick of a timer on the loop ----
+ *
+ * The guest has to close its agent port, QEMU to stop and write the device state: up to
+ * a second under TCG. The daemon serves calls meanwhile: each step below asks QEMU a
+ * question it answers at once (or reads what came), and the timer comes back for the
+ * next. The golden's files: state.tmp from the save's start, renamed to state last. */
 
 /* The guest's end of the agent's port is saved with no channel open: the golden's
  * dispenser-vmux goes, and the guest's mux, reading the end of the stream, drops its
  * channels and closes the port (QEMU tells of that) to wait for the next host end. Saved
  * with channels open, a clone's mux would take its new host's first channel for an old
- * one. */
-static int quiesce_agent_port(struct qemu_run *vm, struct backend_why *why) {
-    qemu_vmux_end(vm);
-    if (qmp_wait_event(&vm->qmp, "VSERPORT_CHANGE", "\"id\":\"port-agent\"", "\"open\":false",
-                       QUIESCE_TIMEOUT_MS) < 0)
-        return backend_fail(why, -ETIMEDOUT,
-                            "the guest did not close its agent port after its host end left");
+ * one. The golden VM's own reader of QMP events stops: the save reads them. */
+static int save_begin(struct qemu_golden *g, struct backend_why *why) {
+    char tmp[4200];
+    golden_path(g, "state.tmp", tmp, sizeof(tmp));
+    g->save_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (g->save_fd < 0)
+        return backend_fail(why, -errno, "cannot create %s: %s", tmp, strerror(errno));
+    sd_event_source_set_enabled(g->vm->qmp_src, SD_EVENT_OFF);
+    qemu_vmux_end(g->vm);
+    g->save_step = SAVE_QUIESCE;
+    g->save_deadline_ms = mono_ms() + QUIESCE_TIMEOUT_MS;
     return 0;
 }
 
-/* Stopped, saved (devices only: the RAM is in its memfd already), written last. */
-static int save(struct qemu_golden *g, struct backend_why *why) {
-    struct qemu_run *vm = g->vm;
+/* Stopped, then saved (devices only: the RAM is in its memfd already) through the
+ * descriptor (QEMU 7.2 has no file: URI, and its sandbox forbids exec:). */
+static int save_migrate(struct qemu_golden *g, struct backend_why *why) {
+    struct qmp *q = &g->vm->qmp;
+    if (qmp_execute(q, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0 ||
+        qmp_execute(q, "migrate-set-capabilities",
+                    "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}",
+                    QMP_TIMEOUT_MS, NULL, 0, why) < 0 ||
+        qmp_execute_fd(q, "getfd", "{\"fdname\": \"golden\"}", g->save_fd, QMP_TIMEOUT_MS, NULL, 0,
+                       why) < 0 ||
+        qmp_execute(q, "migrate", "{\"uri\": \"fd:golden\"}", QMP_TIMEOUT_MS, NULL, 0, why) < 0)
+        return -1;
+    g->save_step = SAVE_MIGRATE;
+    g->save_deadline_ms = mono_ms() + MIGRATE_TIMEOUT_MS;
+    return 0;
+}
+
+/* One step: 1 to come back, 0 when the state is written, -1 with why set. */
+static int save_step(struct qemu_golden *g, struct backend_why *why) {
+    if (!g->vm)
+        return backend_fail(why, -EIO, "the golden VM is gone");
+    struct qmp *q = &g->vm->qmp;
+    if (g->save_step == SAVE_BEGIN)
+        return save_begin(g, why) < 0 ? -1 : 1;
+    if (g->save_step == SAVE_QUIESCE) {
+        int r = qmp_wait_event(q, "VSERPORT_CHANGE", "\"id\":\"port-agent\"", "\"open\":false", 0);
+        if (r == 0)
+            return save_migrate(g, why) < 0 ? -1 : 1;
+        if (r != -ETIMEDOUT || mono_ms() > g->save_deadline_ms)
+            return backend_fail(why, -ETIMEDOUT,
+                                "the guest did not close its agent port after its host end left");
+        return 1;
+    }
+    char out[4096];
+    if (qmp_execute(q, "query-migrate", NULL, QMP_TIMEOUT_MS, out, sizeof(out), why) < 0)
+        return -1;
+    if (strstr(out, "\"status\":\"completed\""))
+        return 0;
+    if (strstr(out, "\"status\":\"failed\"") || strstr(out, "\"status\":\"cancelled\""))
+        return backend_fail(why, -EIO, "QEMU could not save the golden VM: %s", out);
+    if (mono_ms() > g->save_deadline_ms)
+        return backend_fail(why, -ETIMEDOUT, "saving the golden VM took too long");
+    return 1;
+}
+
+/* The state on disk under its final name, written last. */
+static int save_commit(struct qemu_golden *g, struct backend_why *why) {
     char tmp[4200], state[4200];
     golden_path(g, "state.tmp", tmp, sizeof(tmp));
     golden_path(g, "state", state, sizeof(state));
-    if (quiesce_agent_port(vm, why) < 0 ||
-        qmp_execute(&vm->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0 ||
-        qmp_execute(&vm->qmp, "migrate-set-capabilities",
-                    "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}",
-                    QMP_TIMEOUT_MS, NULL, 0, why) < 0)
-        return -1;
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return backend_fail(why, -errno, "cannot create %s: %s", tmp, strerror(errno));
-    /* fd: (QEMU 7.2 has no file: URI, and its sandbox forbids exec:) */
-    if (qmp_execute_fd(&vm->qmp, "getfd", "{\"fdname\": \"golden\"}", fd, QMP_TIMEOUT_MS, NULL, 0,
-                       why) < 0 ||
-        qmp_execute(&vm->qmp, "migrate", "{\"uri\": \"fd:golden\"}", QMP_TIMEOUT_MS, NULL, 0, why) <
-            0 ||
-        migrate_wait(vm, why) < 0)
-        return -1;
-    if (fsync(fd) < 0 || rename(tmp, state) < 0)
+    if (fsync(g->save_fd) < 0 || rename(tmp, state) < 0)
         return backend_fail(why, -errno, "cannot write %s: %s", state, strerror(errno));
     return 0;
 }
@@ -412,29 +445,61 @@ static void golden_failed(struct qemu_golden *g, const char *what, const char *r
     remove_recursive(g->dir);
 }
 
-static int on_save(sd_event_source *src, void *userdata) {
-    struct qemu_golden *g = userdata;
-    g->save_src = sd_event_source_disable_unref(g->save_src);
-    struct qemu_run *vm = g->vm;
-    struct backend_why why = {{0}};
-    double t0 = mono_ms();
-    g->users++;
-    int r = vm ? save(g, &why) : backend_fail(&why, -EIO, "the golden VM is gone");
-    if (vm) { /* its work is done either way */
-        qemu_kill_and_wait(vm);
-        qemu_teardown(vm, false, 0);
-    }
+static void seal_ram_or_fail(struct qemu_golden *g, int r, struct backend_why *why) {
     if (r == 0)
-        r = seal_ram(g, &why);
+        r = seal_ram(g, why);
     if (r < 0) {
-        golden_failed(g, "not saved", why.msg);
-    } else {
-        g->saved = true;
-        log_info("golden VM %s saved and sealed in %.0f ms", g->vm_name, mono_ms() - t0);
+        golden_failed(g, "not saved", why->msg);
+        return;
     }
+    g->saved = true;
+    log_info("golden VM %s saved and sealed in %.0f ms", g->vm_name,
+             mono_ms() - g->save_started_ms);
+}
+
+/* The save is over (r: 0 or -1 with why): the golden VM's work is done either way. */
+static void save_end(struct qemu_golden *g, int r, struct backend_why *why) {
+    g->save_src = sd_event_source_disable_unref(g->save_src);
+    if (r == 0)
+        r = save_commit(g, why);
+    if (g->save_fd >= 0)
+        close(g->save_fd);
+    g->save_fd = -1;
+    if (g->vm) {
+        qemu_kill_and_wait(g->vm);
+        qemu_teardown(g->vm, false, 0);
+    }
+    seal_ram_or_fail(g, r, why);
     g->users--;
     golden_release(g);
+}
+
+static int on_save_tick(sd_event_source *src, uint64_t usec, void *userdata) {
+    struct qemu_golden *g = userdata;
+    struct backend_why why = {{0}};
+    int r = save_step(g, &why);
+    if (r > 0) {
+        sd_event_source_set_time_relative(src, SAVE_POLL_US);
+        sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
+    }
+    save_end(g, r, &why);
     return 0;
+}
+
+/* The golden VM booted: its save runs on the loop's timer, step by step, from the loop
+ * (not from within its start's end). */
+static void save_start(struct qemu_golden *g) {
+    g->users++;
+    g->save_started_ms = mono_ms();
+    g->save_step = SAVE_BEGIN;
+    /* accuracy 1 ms: sd-event's default (250 ms) would stretch every step */
+    if (sd_event_add_time_relative(g->qb->base.loop, &g->save_src, CLOCK_MONOTONIC, 0, 1000,
+                                   on_save_tick, g) < 0) {
+        struct backend_why why = {{0}};
+        backend_fail(&why, -EIO, "no timer for the save");
+        save_end(g, -1, &why);
+    }
 }
 
 /* The golden VM's start is over: saved from the loop (not from within its start's end). */
@@ -444,8 +509,7 @@ static void on_golden_booted(void *userdata, int r, const char *reason) {
         golden_failed(g, "did not boot", reason);
         return;
     }
-    if (sd_event_add_defer(g->qb->base.loop, &g->save_src, on_save, g) < 0)
-        on_save(NULL, g);
+    save_start(g);
 }
 
 /* The guest's RAM: a memfd only the daemon names, sealable once the golden is saved. */

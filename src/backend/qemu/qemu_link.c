@@ -191,6 +191,26 @@ void qemu_link_wait_ready(struct qemu_run *run) {
 
 /* ---- service calls ---- */
 
+/* The first call after an unpause whose balloon has not let go yet (a preload's
+ * hand-out): its end gives the memory back (qemu_balloon_give_back). */
+struct first_call {
+    struct qemu_backend *qb;
+    backend_call_done_fn done;
+    void *userdata;
+    char *qube;
+};
+
+static void on_first_call_end(void *userdata, enum backend_call_end how, int status,
+                              const char *reason) {
+    struct first_call fc = *(struct first_call *)userdata;
+    free(userdata);
+    struct qemu_run *run = qemu_find(fc.qb, fc.qube);
+    free(fc.qube);
+    if (run)
+        qemu_balloon_give_back_now(run);
+    fc.done(fc.userdata, how, status, reason);
+}
+
 int qemu_exec(struct backend *b, const char *name, const struct backend_service_call *call,
               backend_call_done_fn done, void *userdata, struct backend_why *why) {
     struct qemu_run *run = qemu_find((struct qemu_backend *)b, name);
@@ -199,7 +219,16 @@ int qemu_exec(struct backend *b, const char *name, const struct backend_service_
                             "Domain not running (either powered off or "
                             "paused): '%s'",
                             name);
-    return agent_link_exec(&run->link, call, done, userdata, why);
+    if (!run->give_back_src)
+        return agent_link_exec(&run->link, call, done, userdata, why);
+    struct first_call *fc = xcalloc(1, sizeof(*fc));
+    *fc = (struct first_call){(struct qemu_backend *)b, done, userdata, xstrdup(name)};
+    if (agent_link_exec(&run->link, call, on_first_call_end, fc, why) < 0) {
+        free(fc->qube);
+        free(fc);
+        return -1;
+    }
+    return 0;
 }
 
 /* Calls out of the VM come up its uplink without descriptors; their stdio cross on data

@@ -2,6 +2,7 @@
 #include "qmp.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "log.h"
 #include "monoclock.h"
 #include "unix_socket.h"
 
@@ -49,15 +51,38 @@ static json_object *next_message(struct qmp *q) {
     return msg ? msg : json_object_new_object(); /* garbage: skipped like an event */
 }
 
-/* Waits for a message with one of the keys (events in between are dropped). */
-static json_object *wait_for(struct qmp *q, const char *key1, const char *key2, int timeout_ms) {
+/* An answer to a command sent without waiting (qmp_send): an error is logged. */
+static void drop_answer(json_object *msg) {
+    json_object *err, *desc, *id;
+    if (json_object_object_get_ex(msg, "error", &err))
+        log_warning("QMP: command %s failed: %s",
+                    json_object_object_get_ex(msg, "id", &id) ? json_object_get_string(id) : "?",
+                    json_object_object_get_ex(err, "desc", &desc) ? json_object_get_string(desc)
+                                                                  : "error");
+}
+
+/* Whether msg answers the command with this id (0: the greeting, which has none). */
+static bool answers(json_object *msg, unsigned long id) {
+    json_object *v;
+    if (!json_object_object_get_ex(msg, "id", &v))
+        return id == 0;
+    return (unsigned long)json_object_get_int64(v) == id;
+}
+
+/* Waits for a message with one of the keys answering `id` (events and the answers to
+ * other commands in between are dropped). */
+static json_object *wait_for(struct qmp *q, const char *key1, const char *key2, unsigned long id,
+                             int timeout_ms) {
     double deadline = mono_ms() + timeout_ms;
     for (;;) {
         json_object *msg;
         while ((msg = next_message(q))) {
-            if (json_object_object_get_ex(msg, key1, NULL) ||
-                (key2 && json_object_object_get_ex(msg, key2, NULL)))
+            bool reply = json_object_object_get_ex(msg, key1, NULL) ||
+                         (key2 && json_object_object_get_ex(msg, key2, NULL));
+            if (reply && answers(msg, id))
                 return msg;
+            if (reply)
+                drop_answer(msg);
             json_object_put(msg);
         }
         int left = (int)(deadline - mono_ms());
@@ -88,7 +113,7 @@ int qmp_open(struct qmp *q, const char *path, struct backend_why *why) {
         q->fd = -1;
         return backend_fail(why, r, "cannot connect to QMP at %s: %s", path, strerror(-r));
     }
-    json_object *greeting = wait_for(q, "QMP", NULL, QMP_GREETING_TIMEOUT_MS);
+    json_object *greeting = wait_for(q, "QMP", NULL, 0, QMP_GREETING_TIMEOUT_MS);
     if (!greeting) {
         qmp_close(q);
         return backend_fail(why, -EIO, "QEMU sent no QMP greeting on %s", path);
@@ -152,16 +177,32 @@ int qmp_execute(struct qmp *q, const char *command, const char *arguments, int t
     return qmp_execute_fd(q, command, arguments, -1, timeout_ms, out, out_size, why);
 }
 
-int qmp_execute_fd(struct qmp *q, const char *command, const char *arguments, int pass_fd,
-                   int timeout_ms, char *out, size_t out_size, struct backend_why *why) {
+/* Sends the command with the next id: that id, or 0 with err set. */
+static unsigned long send_command(struct qmp *q, const char *command, const char *arguments,
+                                  int pass_fd, struct backend_why *why) {
     char line[1024];
-    int n = snprintf(line, sizeof(line), "{\"execute\": \"%s\"%s%s}\n", command,
-                     arguments ? ", \"arguments\": " : "", arguments ? arguments : "");
+    unsigned long id = ++q->next_id;
+    int n = snprintf(line, sizeof(line), "{\"execute\": \"%s\"%s%s, \"id\": %lu}\n", command,
+                     arguments ? ", \"arguments\": " : "", arguments ? arguments : "", id);
     if (q->fd < 0 || n >= (int)sizeof(line) ||
         (pass_fd >= 0 ? send_with_fd(q->fd, line, (size_t)n, pass_fd)
-                      : send_all(q->fd, line, (size_t)n)) < 0)
-        return backend_fail(why, -EIO, "QMP %s: the connection to QEMU is gone", command);
-    json_object *reply = wait_for(q, "return", "error", timeout_ms);
+                      : send_all(q->fd, line, (size_t)n)) < 0) {
+        backend_fail(why, -EIO, "QMP %s: the connection to QEMU is gone", command);
+        return 0;
+    }
+    return id;
+}
+
+int qmp_send(struct qmp *q, const char *command, const char *arguments, struct backend_why *why) {
+    return send_command(q, command, arguments, -1, why) ? 0 : -1;
+}
+
+int qmp_execute_fd(struct qmp *q, const char *command, const char *arguments, int pass_fd,
+                   int timeout_ms, char *out, size_t out_size, struct backend_why *why) {
+    unsigned long id = send_command(q, command, arguments, pass_fd, why);
+    if (!id)
+        return -1;
+    json_object *reply = wait_for(q, "return", "error", id, timeout_ms);
     if (!reply)
         return backend_fail(why, -EIO, "QMP %s: no answer from QEMU", command);
     json_object *val;
@@ -193,15 +234,17 @@ int qmp_wait_event(struct qmp *q, const char *event, const char *match1, const c
             bool hit = json_object_object_get_ex(msg, "event", &name) &&
                        strcmp(json_object_get_string(name), event) == 0 && has(msg, match1) &&
                        has(msg, match2);
+            drop_answer(msg);
             json_object_put(msg);
             if (hit)
                 return 0;
         }
         int left = (int)(deadline - mono_ms());
-        if (left <= 0)
-            return -ETIMEDOUT;
-        if (fill(q, left) < 0)
+        int r = fill(q, left > 0 ? left : 0); /* timeout 0: what is there, no wait */
+        if (r < 0)
             return -EIO;
+        if (r == 0 && left <= 0)
+            return -ETIMEDOUT;
     }
 }
 
@@ -209,8 +252,10 @@ int qmp_drain(struct qmp *q) {
     int r;
     while ((r = fill(q, 0)) > 0) {
         json_object *msg;
-        while ((msg = next_message(q)))
+        while ((msg = next_message(q))) {
+            drop_answer(msg);
             json_object_put(msg);
+        }
     }
     return r;
 }
