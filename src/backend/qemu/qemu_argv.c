@@ -202,6 +202,10 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add(&a, "-S"); /* the engine connects to every socket before the guest runs */
     if (l->ram_fd > 0)
         add_ram_file(&a, l);
+    else if (l->incoming) { /* a hibernated VM woken: its state comes over QMP */
+        add(&a, "-incoming");
+        add(&a, "defer");
+    }
     return a.v;
 }
 

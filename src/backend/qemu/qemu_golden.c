@@ -129,7 +129,7 @@ static void template_dir(const struct qemu_backend *qb, const char *uuid, char *
 }
 
 /* Sparse: only the written extents of the image are copied. */
-static int copy_sparse(const char *from, const char *to) {
+int qemu_copy_sparse(const char *from, const char *to) {
     _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0)
@@ -357,7 +357,7 @@ static int migrate_wait(struct qemu_run *vm, struct backend_why *why) {
  * channels and closes the port (QEMU tells of that) to wait for the next host end. Saved
  * with channels open, a clone's mux would take its new host's first channel for an old
  * one. */
-static int quiesce_agent_port(struct qemu_run *vm, struct backend_why *why) {
+int qemu_quiesce_agent_port(struct qemu_run *vm, struct backend_why *why) {
     qemu_vmux_end(vm);
     if (qmp_wait_event(&vm->qmp, "VSERPORT_CHANGE", "\"id\":\"port-agent\"", "\"open\":false",
                        QUIESCE_TIMEOUT_MS) < 0)
@@ -372,7 +372,7 @@ static int save(struct qemu_golden *g, struct backend_why *why) {
     char tmp[4200], state[4200];
     golden_path(g, "state.tmp", tmp, sizeof(tmp));
     golden_path(g, "state", state, sizeof(state));
-    if (quiesce_agent_port(vm, why) < 0 ||
+    if (qemu_quiesce_agent_port(vm, why) < 0 ||
         qmp_execute(&vm->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0 ||
         qmp_execute(&vm->qmp, "migrate-set-capabilities",
                     "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}",
@@ -480,7 +480,7 @@ static int boot_golden(struct qemu_golden *g, const struct backend_qube *q,
     if (make_dir(g, why) < 0)
         return -1;
     int r;
-    if (g->template_private && (r = copy_sparse(g->template_private, private)) < 0)
+    if (g->template_private && (r = qemu_copy_sparse(g->template_private, private)) < 0)
         return backend_fail(why, r, "cannot copy %s: %s", g->template_private, strerror(-r));
     if (make_ram(g, why) < 0)
         return -1;
@@ -625,7 +625,9 @@ static void on_refreshed(void *userdata, int r, const char *reason) {
         qemu_abort_start(run, why);
         return;
     }
-    log_info("%s: restored from golden VM %s and refreshed", run->name, run->golden->vm_name);
+    log_info("%s: restored from %s%s and refreshed", run->name,
+             run->golden ? "golden VM " : "its hibernation image",
+             run->golden ? run->golden->vm_name : "");
     qemu_golden_detach(run);
     qemu_got_ready(run);
 }
