@@ -286,7 +286,8 @@ struct backend_ops {
                      struct backend_why *why);
     /* Starts a hibernated qube again from its file (q described as for start); the file
      * is used once: unlinked before it is loaded. `done` when it runs and is ready, as
-     * after start; on failure it is gone (reported through events.exited). */
+     * after start; on failure it is gone, files and all (not reported through
+     * events.exited: the daemon takes the failure for its end). */
     int (*wake)(struct backend *b, const struct backend_qube *q, backend_done_fn done,
                 void *userdata, struct backend_why *why);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,

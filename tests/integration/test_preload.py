@@ -1056,7 +1056,7 @@ class PoolStatus(PreloadCase):
         self.assertEqual(0, r.returncode, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "TARGET", "READY", "STARTING",
-                          "RATE", "HITS", "STATUS"], lines[0].split())
+                          "RATE", "HITS", "HIBERNATED", "STATUS"], lines[0].split())
         return {l.split()[0]: l for l in lines[1:]}
 
     def test_off_full_and_the_global_maximum(self):

@@ -287,9 +287,7 @@ int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn d
     if (fd < 0) {
         int e = errno;
         qemu_hibernate_path(qb, q->uuid, "", image, sizeof(image));
-        remove_recursive(image);
-        if (b->events.exited) /* it is gone: as any qube that stopped */
-            b->events.exited(b->events.userdata, q->name, 0);
+        remove_recursive(image); /* it is gone: the daemon takes it for an exit */
         return backend_fail(why, -e, "the hibernation image of '%s' cannot be read: %s",
                             q->name, strerror(e));
     }
@@ -300,10 +298,9 @@ int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn d
         close(qb->waking_fd);
     qb->waking_fd = -1;
     free(TAKE_PTR(qb->waking));
-    if (r < 0 && b->events.exited) {
+    if (r < 0) { /* its files, if its run never existed to take them along */
         qemu_hibernate_path(qb, q->uuid, "", image, sizeof(image));
         remove_recursive(image);
-        b->events.exited(b->events.userdata, q->name, 0);
     }
     return r;
 }
