@@ -128,6 +128,11 @@ class Hibernated(QemuTestCase):
         self.assertEqual(([], [hib]), self.wait_pool("rdvm", 0, 1))
         self.assert_hibernated(hib)
         self.assertEqual(before, qemu_pids())
+        # nothing else runs: the free memory the pool counts with is the host's, the
+        # hibernated preload's `memory` (400 MiB) is not promised to it
+        with open("/proc/meminfo") as f:
+            avail = int(re.search(r"MemAvailable:\s+(\d+)", f.read()).group(1)) // 1024
+        self.assertLess(abs(avail - int(self.status("rdvm")["mem_free"])), 150)
         # the template moves on: the hibernated preload is outdated, discarded (its files
         # gone), and a new one is made and hibernated
         self.start("bb")
