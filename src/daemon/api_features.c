@@ -12,6 +12,7 @@ static const char *const PROTECTED_FEATURES[] = {
     "preload-dispvm-in-progress",
     "preload-dispvm-completed",
     "preload-dispvm-origin",
+    "preload-dispvm-saved", /* hibernated: a forged one would be woken */
 };
 
 static int refuse_protected(const struct api_call *c) {

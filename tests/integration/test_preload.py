@@ -1414,6 +1414,8 @@ class HibernatedTier(PreloadCase):
         self.assertEqual(("0", "ignored", "1", "full"),
                          (st["hibernated"], st["hibernated_max"], st["ready"], st["state"]))
         self.assertIsNone(self.feature(name, "preload-dispvm-saved"))
+        # the pool's own mark: nobody may forge a hibernated preload
+        self.err("admin.vm.feature.Set", "preload-dispvm-saved", name, b"1", exc="PermissionDenied")
         self.assertIn(" - ", run_tool(self.d, "dispenser-preload", "status", "pdvm").stdout)
 
 
