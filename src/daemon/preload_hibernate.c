@@ -140,8 +140,7 @@ static void on_woken(void *userdata, int r, const struct qerr *err) {
     struct preload *p = w->p;
     struct qube *q = app_find(p->app, w->name), *tpl = app_find(p->app, w->tpl);
     if (r < 0 || !q || !tpl) { /* gone: the caller makes a fresh disposable */
-        log_warning("preload: %s could not be woken: %s", w->name,
-                    err ? err->msg : "it is gone");
+        log_warning("preload: %s could not be woken: %s", w->name, err ? err->msg : "it is gone");
         if (q)
             preload_discard(p, q, "it could not be woken");
         w->got(w->userdata, NULL, NULL);

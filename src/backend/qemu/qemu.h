@@ -282,8 +282,8 @@ void qemu_golden_free_all(struct qemu_backend *qb);
  * started again from it (-incoming) on demand */
 int qemu_hibernate(struct backend *b, const char *name, backend_done_fn done, void *userdata,
                    struct backend_why *why);
-int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-              void *userdata, struct backend_why *why);
+int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn done, void *userdata,
+              struct backend_why *why);
 /* STATE/qemu/hibernate/<uuid>/FILE */
 void qemu_hibernate_path(const struct qemu_backend *qb, const char *uuid, const char *file,
                          char *buf, size_t size);

@@ -34,7 +34,7 @@
 #include "strbuf.h"
 
 #define QMP_TIMEOUT_MS 5000
-#define SHRINK_WAIT_MS 15000   /* the balloon's shrink before the pause, bounded again */
+#define SHRINK_WAIT_MS 15000 /* the balloon's shrink before the pause, bounded again */
 #define MIGRATE_TIMEOUT_MS 120000
 #define POLL_US 10000
 
@@ -102,9 +102,8 @@ static int write_meta(const struct qemu_run *run) {
 }
 
 /* A run with no QEMU, only its files: what the daemon sees as a paused qube. */
-static struct qemu_run *hibernated_run(struct qemu_backend *qb, const char *name,
-                                       const char *uuid, enum backend_kind kind,
-                                       uint64_t root_revision) {
+static struct qemu_run *hibernated_run(struct qemu_backend *qb, const char *name, const char *uuid,
+                                       enum backend_kind kind, uint64_t root_revision) {
     struct qemu_run *run = xcalloc(1, sizeof(*run));
     run->qb = qb;
     run->name = xstrdup(name);
@@ -159,8 +158,7 @@ static int on_migrate_poll(sd_event_source *src, uint64_t usec, void *userdata) 
     struct qemu_run *run = userdata;
     struct backend_why err = {{0}};
     char out[4096] = "";
-    if (qmp_execute(&run->qmp, "query-migrate", NULL, QMP_TIMEOUT_MS, out, sizeof(out), &err) <
-        0) {
+    if (qmp_execute(&run->qmp, "query-migrate", NULL, QMP_TIMEOUT_MS, out, sizeof(out), &err) < 0) {
         finish(run, -EIO, err.msg);
     } else if (strstr(out, "\"status\":\"completed\"")) {
         run->hibernate_timer = sd_event_source_disable_unref(run->hibernate_timer);
@@ -266,8 +264,8 @@ void qemu_hibernate_claim(struct qemu_run *run) {
     run->hibernatable = true;
 }
 
-int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn done,
-              void *userdata, struct backend_why *why) {
+int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn done, void *userdata,
+              struct backend_why *why) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
     struct qemu_run *run = qemu_find(qb, q->name);
     if (!run || !run->hibernated)
@@ -288,8 +286,8 @@ int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn d
         int e = errno;
         qemu_hibernate_path(qb, q->uuid, "", image, sizeof(image));
         remove_recursive(image); /* it is gone: the daemon takes it for an exit */
-        return backend_fail(why, -e, "the hibernation image of '%s' cannot be read: %s",
-                            q->name, strerror(e));
+        return backend_fail(why, -e, "the hibernation image of '%s' cannot be read: %s", q->name,
+                            strerror(e));
     }
     qb->waking = xstrdup(q->name);
     qb->waking_fd = fd;
@@ -351,8 +349,8 @@ void qemu_hibernate_restore(struct qemu_run *run) {
         restore_failed(run, err.msg);
         return;
     }
-    int r = sd_event_add_time_relative(run->qb->base.loop, &run->hibernate_timer,
-                                       CLOCK_MONOTONIC, POLL_US / 5, 0, on_restore_poll, run);
+    int r = sd_event_add_time_relative(run->qb->base.loop, &run->hibernate_timer, CLOCK_MONOTONIC,
+                                       POLL_US / 5, 0, on_restore_poll, run);
     if (r < 0) {
         restore_failed(run, strerror(-r));
         return;
