@@ -9,7 +9,7 @@
 /* Written only by the preload pool: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
     "preload-dispvm",        "preload-dispvm-in-progress", "preload-dispvm-completed",
-    "preload-dispvm-origin", "preload-dispvm-saved", /* hibernated: a forged one would be woken */
+    "preload-dispvm-origin", "preload-dispvm-saved",
 };
 
 static int refuse_protected(const struct api_call *c) {
