@@ -269,6 +269,7 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     char fp[17];
     fingerprint(p, tpl, fp);
     prune(p, tpl, fp);
+    preload_trim_tier(p, tpl);
     unsigned max = preload_target(p, tpl) + preload_hibernated_target(p, tpl);
     size_t n = trim(p, tpl, max);
     /* under memory pressure nothing new: the watch sheds, and refills once it is calm */

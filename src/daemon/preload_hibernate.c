@@ -71,6 +71,22 @@ size_t preload_hibernated_count(struct preload *p, const struct qube *tpl) {
     return tier;
 }
 
+/* A tier larger than its feature now says: its newest go first, before the pool's own
+ * trim (which, from the tail, would take paused ones). */
+void preload_trim_tier(struct preload *p, const struct qube *tpl) {
+    char names[PRELOAD_LIST_MAX][32];
+    size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX), paused, tier;
+    count(p, tpl, &paused, &tier);
+    unsigned max = preload_hibernated_target(p, tpl);
+    for (size_t i = n; i > 0 && tier > max; i--) {
+        struct qube *q = app_find(p->app, names[i - 1]);
+        if (q && strmap_get(&q->features, MARK_SAVED)) {
+            preload_discard(p, q, "the hibernated tier was lowered");
+            tier--;
+        }
+    }
+}
+
 /* ---- into the tier ---- */
 
 struct hibernation {

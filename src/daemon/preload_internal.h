@@ -120,6 +120,8 @@ unsigned preload_hibernated_max(const struct app *app, const struct qube *tpl);
 unsigned preload_hibernated_target(struct preload *p, const struct qube *tpl);
 size_t preload_hibernated_count(struct preload *p, const struct qube *tpl);
 void preload_hibernated_changed(struct preload *p, struct qube *tpl);
+/* Discards the tier's newest beyond what it may hold now. */
+void preload_trim_tier(struct preload *p, const struct qube *tpl);
 /* A ready, paused q goes into the tier if wanted (0), else stays paused (-1). */
 int preload_hibernate_if_wanted(struct preload *p, struct qube *q, const struct qube *tpl);
 /* Out of the list and woken for caller; `got` when it runs (or NULL: a fresh one). 0, or

@@ -84,7 +84,7 @@ class Hibernated(QemuTestCase):
     def handed_out(self):
         return re.findall(r"preload: (disp\d+) handed out to", self.d.log())
 
-    def test_paused_first_then_the_hibernated_one_wakes_once_and_answers(self):
+    def test_paused_first_then_the_hibernated_one_wakes_once_even_after_a_restart(self):
         self.new_dvm("hdvm")
         self.ok("admin.vm.feature.Set", "preload-dispvm-max", "hdvm", "1")
         self.ok("admin.vm.feature.Set", "preload-dispvm-hibernated", "hdvm", "1")
@@ -96,13 +96,19 @@ class Hibernated(QemuTestCase):
                                                        st["ready"], st["starting"], st["state"]))
         self.assertRegex(harness.run_tool(self.d, "dispenser-preload", "status", "hdvm").stdout,
                          r"hdvm .* 1/1 +full")
-        # the memory it is promised: none (the paused one is promised its whole memory)
         mem = int(self.get_prop(hib, "memory")[2])
+        # the daemon dies: the next one adopts both, the hibernated one from its files alone
+        before = qemu_pids()
+        self.d.kill()
+        self.d.start()
+        self.assertIn("%s: adopted (hibernated: no QEMU, its image on disk)" % hib, self.d.log())
+        self.assertEqual(([paused], [hib]), self.wait_pool("hdvm", 1, 1))
+        self.assertEqual(before, qemu_pids())
         # a paused preload first
         out, t_paused = self.dispvm_call("hdvm")
         self.assertEqual("hi\n", out)
         self.assertEqual(paused, self.handed_out()[-1])
-        self.assertTrue(os.path.exists(os.path.join(self.hib_dir(hib), "image")))
+        self.assertTrue(os.path.exists(os.path.join(hib_dir, "image")))
         # none paused: the hibernated one wakes, answers, and its image is gone at once
         out, t_woken = self.dispvm_call("hdvm", "echo hi; hostname")
         self.assertEqual("hi\n%s\n" % hib, out)
@@ -114,20 +120,12 @@ class Hibernated(QemuTestCase):
         print("\nqemu hibernate: image %d MiB on disk (memory %d MiB); hand-out paused %.2f s, "
               "woken %.2f s" % (size >> 20, mem, t_paused, t_woken))
 
-    def test_outdated_and_restarted_hibernated_preloads(self):
+    def test_counted_as_no_memory_outdated_and_trimmed_first(self):
         self.new_dvm("rdvm")
         self.ok("admin.vm.feature.Set", "preload-dispvm-hibernated", "rdvm", "1")
         _, [hib] = self.wait_pool("rdvm", 0, 1)
         self.assert_hibernated(hib)
         hib_dir = self.hib_dir(hib)
-        before = qemu_pids()
-        # the daemon dies: the next one adopts the hibernated preload (no process to find)
-        self.d.kill()
-        self.d.start()
-        self.assertIn("%s: adopted (hibernated: no QEMU, its image on disk)" % hib, self.d.log())
-        self.assertEqual(([], [hib]), self.wait_pool("rdvm", 0, 1))
-        self.assert_hibernated(hib)
-        self.assertEqual(before, qemu_pids())
         # nothing else runs: the free memory the pool counts with is the host's, the
         # hibernated preload's `memory` (400 MiB) is not promised to it
         with open("/proc/meminfo") as f:
@@ -141,11 +139,15 @@ class Hibernated(QemuTestCase):
         self.settled(lambda: self.assertFalse(os.path.exists(hib_dir)), timeout=60)
         _, [hib2] = self.wait_pool("rdvm", 0, 1)
         self.assertNotEqual(hib, hib2)
+        hib_dir = self.hib_dir(hib2)
+        # a paused one beside it; then the tier goes: its preload goes, not the paused one
+        self.ok("admin.vm.feature.Set", "preload-dispvm-max", "rdvm", "1")
+        [paused], _ = self.wait_pool("rdvm", 1, 1)
+        self.ok("admin.vm.feature.Remove", "preload-dispvm-hibernated", "rdvm")
+        self.assertEqual(([paused], []), self.wait_pool("rdvm", 1, 0))
+        self.settled(lambda: self.assertFalse(os.path.exists(hib_dir)), timeout=30)
         out, _ = self.dispvm_call("rdvm", "cat /etc/hib-mark")
         self.assertEqual("v2\n", out)
-        # the tier goes with its feature: nothing of it is left
-        self.ok("admin.vm.feature.Remove", "preload-dispvm-hibernated", "rdvm")
-        self.settled(lambda: self.assertEqual([], self.feature("rdvm", "preload-dispvm").split()),
-                     timeout=60)
+        # the paused one was started hibernatable (its own private image): gone with it
         self.settled(lambda: self.assertEqual([], os.listdir(os.path.join(
             self.d.state_dir, "qemu", "hibernate"))), timeout=30)
