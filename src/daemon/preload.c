@@ -738,7 +738,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
         else if (!queued && is_queued(q))
             queued = q;
     }
-    /* none paused: a hibernated one is woken (a second or so, against a boot) */
+    /* none paused: a hibernated one is woken (its image loaded: seconds, not a boot) */
     if (hibernated && preload_wake(p, hibernated, tpl, caller, got, userdata) == 0)
         return 1; /* else it is gone: other qubes found are still there */
     /* none ready: the one closest to ready, in the foreground from now on */

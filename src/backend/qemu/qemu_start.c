@@ -66,7 +66,7 @@ static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, c
 }
 
 /* An AppVM's own private image; a disposable writes over its template's (if it has one)
- * into a throwaway overlay. */
+ * into a throwaway overlay, a hibernatable one into a copy of its own (qemu_hibernate.c). */
 static int prepare_private(struct qemu_run *run, const struct backend_qube *q, char *image,
                            size_t size, bool *throwaway, struct backend_why *why) {
     struct qemu_backend *qb = run->qb;
