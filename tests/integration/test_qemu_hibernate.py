@@ -117,8 +117,10 @@ class Hibernated(QemuTestCase):
         self.settled(lambda: self.assertFalse(os.path.exists(hib_dir)), timeout=30)
         self.settled(lambda: self.assertNotIn(hib, self.tool("qvm-ls", "--raw-list").stdout),
                      timeout=30)
+        loaded = re.search(r"%s: state loaded (\d+) ms after QEMU's start" % hib, self.d.log())
         print("\nqemu hibernate: image %d MiB on disk (memory %d MiB); hand-out paused %.2f s, "
-              "woken %.2f s" % (size >> 20, mem, t_paused, t_woken))
+              "woken %.2f s (its state loaded %s ms after QEMU's start)"
+              % (size >> 20, mem, t_paused, t_woken, loaded.group(1) if loaded else "?"))
 
     def test_counted_as_no_memory_outdated_and_trimmed_first(self):
         self.new_dvm("rdvm")
