@@ -1,7 +1,9 @@
 # Sourced by bench/run.sh: VM disposables (virt_mode=qemu) beside the container rows.
 # Qubes: bench-vm-dvm (a disposable template on the busybox template, virt_mode qemu) and
 # bench-vm-work (a running VM: the floor). Rows go to calls.csv (group "vm", workload
-# "vm-echo"); vm-memory.csv: host RSS of each paused preload; vm-refill.csv: hand-out to
+# "vm-echo"); vm-memory.csv: host RSS of each paused preload; vm-hibernate.csv: host RSS and
+# disk bytes of each hibernated one (VM_HIBERNATE_ONLY=1: only the cold, preloaded and
+# hibernated rows); vm-refill.csv: hand-out to
 # full pool again (target preload: booted; preload-restore: restored from a golden VM); vm.txt: what ran, the accelerator, and every measurement that failed.
 # Where QEMU, the guest kernel or mkfs.erofs is missing the VM rows are skipped and
 # vm.txt and the output say why. A failed VM measurement is written to vm.txt and makes
@@ -198,6 +200,39 @@ vm_restore() {
     vm_memory restore
 }
 
+# The hibernated tier (feature preload-dispvm-hibernated): a pool of VM_MAX preloads whose
+# state is saved to disk (preload-dispvm-max 0: none paused), so every hand-out wakes one
+# (a new QEMU loading its image). Per hibernated preload, to vm-hibernate.csv: its host
+# memory (the RSS of QEMU processes named after it: none runs) and its bytes on disk (the
+# image, and the private image it keeps).
+vm_hibernate_sizes() {
+    n=0
+    for q in $("$T/qvm-features" bench-vm-dvm preload-dispvm); do
+        [ "$("$T/qvm-features" "$q" preload-dispvm-saved)" = 1 ] || continue
+        dir="$tmp/state/qemu/hibernate/$("$T/qvm-prefs" "$q" uuid)"
+        rss=0
+        for pid in $(pgrep -f -- "-name $q,debug-threads" || true); do
+            rss=$((rss + $(vm_rss_kib "$pid")))
+        done
+        image=$(stat -c '%b %B' "$dir/image" | awk '{print $1 * $2}')
+        private=$(stat -c '%b %B' "$dir/private.img" 2>/dev/null | awk '{print $1 * $2}')
+        echo "$q,$("$T/qvm-prefs" "$q" memory),$rss,$image,${private:-0}" >>"$out/vm-hibernate.csv"
+        n=$((n + 1))
+    done
+    [ "$n" -gt 0 ]
+}
+
+vm_hibernated() {
+    pool bench-vm-dvm 0 3 || return 1
+    "$T/qvm-features" bench-vm-dvm preload-dispvm-hibernated "$VM_MAX" || return 1
+    "$D" $VM_WAIT wait "bench-vm-dvm:$VM_MAX" || return 1
+    vm_hibernate_sizes || return 1
+    row "vm,vm-echo,host-qvm-run,preload-hibernated,$VM_MAX,1" $VM_WAIT -w "bench-vm-dvm:$VM_MAX" \
+        -r "$out/vm-refill.csv" -n "$VM_PRE" spawn "$T/qvm-run" --dispvm=bench-vm-dvm -p 'echo hi' ||
+        return 1
+    "$T/qvm-features" --unset bench-vm-dvm preload-dispvm-hibernated
+}
+
 # Ballooning (feature qemu-balloon, 0 = off) is measured both ways where this build
 # knows the feature (its name is in the daemon), else the default alone.
 vm_suite() {
@@ -208,9 +243,17 @@ vm_suite() {
     [ "$QUICK" = 1 ] && vm_note "quick mode: VM samples cut to floor $VM_N, cold $VM_COLD, preloaded $VM_PRE per origin, from a qube $VM_QUBE_COLD cold / $VM_QUBE_PRE preloaded (a VM boot costs seconds under TCG)"
     echo "group,workload,origin,target,max,callers,iteration,refill_ms" >"$out/vm-refill.csv"
     echo "mode,name,state,memory_mib,rss_kib" >"$out/vm-memory.csv"
+    echo "name,memory_mib,rss_kib,image_bytes,private_bytes" >"$out/vm-hibernate.csv"
     vm_started=$(date +%s)
     w=vm-echo dvm=bench-vm-dvm svc=qubes.VMShell input=$tmp/echo.sh pool_wait=$VM_WAIT
     if ! vm_setup; then vm_failed "setting up the VM qubes"; return 0; fi
+    if [ "${VM_HIBERNATE_ONLY:-0}" = 1 ]; then # the tier beside what it is compared with
+        step "VM disposables, cold (x$VM_COLD)"; vm_try "cold VM disposables" vm_cold
+        step "VM disposables, preloaded (max $VM_MAX, x$VM_PRE)"; vm_try "preloaded VM disposables" vm_preloaded
+        step "VM disposables, hibernated (x$VM_PRE)"; vm_try "hibernated VM disposables" vm_hibernated
+        pool bench-vm-dvm 0 0 || vm_failed "emptying the VM pool"
+        return 0
+    fi
     step "VM floor: unpause (QMP cont) + agent round trip"; vm_try "VM floor" vm_floor
     step "VM disposables, cold (x$VM_COLD)"; vm_try "cold VM disposables" vm_cold
     step "VM disposables, preloaded (max $VM_MAX, x$VM_PRE)"; vm_try "preloaded VM disposables" vm_preloaded
@@ -221,6 +264,10 @@ vm_suite() {
         "$T/qvm-features" bench-vm-dvm qemu-balloon 0
         vm_try "paused VM preload RSS (qemu-balloon=0)" vm_memory qemu-balloon=0
         "$T/qvm-features" --unset bench-vm-dvm qemu-balloon
+    fi
+    if vm_within_budget "hibernated VM disposables"; then
+        step "VM disposables, hibernated (max 0 + hibernated $VM_MAX, x$VM_PRE)"
+        vm_try "hibernated VM disposables" vm_hibernated
     fi
     step "VM disposables restored from a golden VM (max $VM_MAX, x$VM_PRE)"
     vm_try "VM preloads restored from a golden VM" vm_restore

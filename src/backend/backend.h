@@ -76,6 +76,9 @@ struct backend_qube {
      * started before readiness; the engine creates the channel to it (gui_socket).
      * false: nothing of the GUI is started or created (headless qubes pay nothing). */
     bool gui;
+    /* A preload that may be hibernated (ops.hibernate) once ready: its engine keeps what
+     * must outlive the engine's process for a wake (a VM's disk writes) from the start. */
+    bool hibernatable;
 };
 
 enum backend_power { BACKEND_HALTED, BACKEND_RUNNING, BACKEND_PAUSED };
@@ -278,6 +281,20 @@ struct backend_ops {
                         struct backend_why *why);
     int (*block_detach)(struct backend *b, const char *name, const struct backend_block *dev,
                         struct backend_why *why);
+    /* Optional (NULL: this engine cannot hibernate: docs/preload.md "A hibernated tier").
+     * Saves a paused qube that was started `hibernatable` to a file of the engine's
+     * (0600, root's, in its state dir) and ends its process: it holds no memory, no
+     * process and no uid, stays PAUSED to the daemon (unpause refuses it; kill and
+     * shutdown remove the file) and is adopted as such after a restart. `done` once saved;
+     * on failure the qube is stopped for good (the daemon discards it). */
+    int (*hibernate)(struct backend *b, const char *name, backend_done_fn done, void *userdata,
+                     struct backend_why *why);
+    /* Starts a hibernated qube again from its file (q described as for start); the file
+     * is used once: unlinked before it is loaded. `done` when it runs and is ready, as
+     * after start; on failure it is gone, files and all (not reported through
+     * events.exited: the daemon takes the failure for its end). */
+    int (*wake)(struct backend *b, const struct backend_qube *q, backend_done_fn done,
+                void *userdata, struct backend_why *why);
     /* After a daemon restart: take over a qube that is still running. 0 if adopted,
      * -1 if it is not running (its leftovers are then cleaned up). Called for every
      * qube of this engine before cleanup: the engine's logs of qubes it was not called

@@ -115,9 +115,9 @@ static void describe_state(const struct pool_line *l, char *buf, size_t size) {
 }
 
 static int pool_status(int argc, char **argv) {
-    _cleanup_(table_free) struct table t = {.ncols = 10};
-    const char *head[] = {"TEMPLATE", "MAX",      "LOCAL", "GLOBAL", "TARGET",
-                          "READY",    "STARTING", "RATE",  "HITS",   "STATUS"};
+    _cleanup_(table_free) struct table t = {.ncols = 11};
+    const char *head[] = {"TEMPLATE", "MAX",  "LOCAL", "GLOBAL",     "TARGET", "READY",
+                          "STARTING", "RATE", "HITS",  "HIBERNATED", "STATUS"};
     table_add_row(&t, head);
     for (int i = 0; i == 0 || i < argc; i++) {
         _cleanup_reply_ struct client_reply reply = {};
@@ -129,10 +129,16 @@ static int pool_status(int argc, char **argv) {
         strv_split_lines(&lines, reply.r.content);
         for (size_t j = 0; j < lines.n; j++) {
             struct pool_line l;
-            char status[512], hits[64];
+            char status[512], hits[64], tier[64];
             parse_pool_line(lines.v[j], &l);
             describe_state(&l, status, sizeof(status));
             snprintf(hits, sizeof(hits), "%s/%s", field(&l, "hits"), field(&l, "requests"));
+            /* the hibernated tier: saved / preload-dispvm-hibernated in force */
+            if (streq(field(&l, "hibernated_max"), "0") || streq(field(&l, "hibernated_max"), "?"))
+                snprintf(tier, sizeof(tier), "-");
+            else
+                snprintf(tier, sizeof(tier), "%s/%s", field(&l, "hibernated"),
+                         field(&l, "hibernated_max"));
             const char *row[] = {l.name,
                                  field(&l, "max"),
                                  field(&l, "local"),
@@ -142,6 +148,7 @@ static int pool_status(int argc, char **argv) {
                                  field(&l, "starting"),
                                  field(&l, "rate"),
                                  hits,
+                                 tier,
                                  status};
             table_add_row(&t, row);
         }

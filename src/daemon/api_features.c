@@ -8,10 +8,8 @@
 
 /* Written only by the preload pool: a client must not forge or clear them. */
 static const char *const PROTECTED_FEATURES[] = {
-    "preload-dispvm",
-    "preload-dispvm-in-progress",
-    "preload-dispvm-completed",
-    "preload-dispvm-origin",
+    "preload-dispvm",        "preload-dispvm-in-progress", "preload-dispvm-completed",
+    "preload-dispvm-origin", "preload-dispvm-saved",
 };
 
 static int refuse_protected(const struct api_call *c) {

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "network.h"
 #include "pool_mount.h"
+#include "preload.h"
 #include "props_net.h"
 
 #define DISPATCHER_ENGINES_MAX 8
@@ -391,6 +392,7 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
     struct qube_desc d;
     describe(disp->app, q, &d);
     d.bq.background = background;
+    d.bq.hibernatable = background && preload_may_hibernate(disp->app, q);
     emit(disp, q, "domain-pre-start", "start_guid", "False");
     set_power(disp, q, POWER_TRANSIENT);
     struct network_link link = {.netvm_netns = -1};
@@ -600,6 +602,91 @@ int dispatcher_resume(struct dispatcher *disp, struct qube *q, struct qerr *err)
         return -1;
     set_power(disp, q, POWER_RUNNING);
     emit(disp, q, "domain-resumed", NULL, NULL);
+    return 0;
+}
+
+/* ---- hibernation (a preload's tier below paused: docs/preload.md) ---- */
+
+bool dispatcher_can_hibernate(struct dispatcher *disp, const struct qube *q) {
+    struct qerr err;
+    struct backend *b = backend_for(disp, q, &err);
+    return b && b->ops->hibernate && b->ops->wake;
+}
+
+static void on_hibernated(void *userdata, int r, const char *why) {
+    struct pending *p = userdata;
+    struct qerr err = {0};
+    if (r < 0)
+        qerr_set(&err, EXC_QUBES, "%s", why && *why ? why : strerror(-r));
+    if (p->done)
+        p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
+    free(p);
+}
+
+/* The qube stays paused to the model: only its engine knows it has no process now. */
+int dispatcher_hibernate(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
+                         void *userdata, struct qerr *err) {
+    if (q->power != POWER_PAUSED)
+        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->hibernate)
+        return qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot be hibernated",
+                        b->ops->name);
+    struct pending *p = pending_new(disp, q, done, userdata);
+    if (DISPATCHER_CALL(q, err, b->ops->hibernate(b, q->name, on_hibernated, p, &why)) < 0) {
+        free(p);
+        return -1;
+    }
+    return 0;
+}
+
+/* Woken: running, as after an unpause; failed: gone, as after an exit. */
+static void on_woken(void *userdata, int r, const char *why) {
+    struct pending *p = userdata;
+    struct qube *q = app_find(p->disp->app, p->name);
+    struct qerr err = {0};
+    if (r < 0) {
+        qerr_set(&err, EXC_QUBES, "%s", why && *why ? why : strerror(-r));
+        log_warning("%s: %s", p->name, err.msg);
+        if (q)
+            on_exited(p->disp, p->name, 0);
+    } else if (q) {
+        set_power(p->disp, q, POWER_RUNNING);
+        emit(p->disp, q, "domain-unpaused", NULL, NULL);
+    }
+    if (p->done)
+        p->done(p->userdata, r < 0 ? -1 : 0, r < 0 ? &err : NULL);
+    free(p);
+}
+
+int dispatcher_wake(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
+                    void *userdata, struct qerr *err) {
+    if (q->power != POWER_PAUSED)
+        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
+    struct backend *b = backend_for(disp, q, err);
+    if (!b)
+        return -1;
+    if (!b->ops->wake)
+        return qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot be hibernated",
+                        b->ops->name);
+    struct qube_desc d;
+    describe(disp->app, q, &d);
+    struct network_link link = {.netvm_netns = -1};
+    if (b->ops->net_attach && network_link_prepare(disp, q, &link, &d.bq.net, err) < 0)
+        return -1;
+    char name[32];
+    snprintf(name, sizeof(name), "%s", q->name);
+    struct pending *p = pending_new(disp, q, done, userdata);
+    int r = DISPATCHER_CALL(q, err, b->ops->wake(b, &d.bq, on_woken, p, &why));
+    network_link_release(&link);
+    if (r < 0) {
+        free(p);
+        if (app_find(disp->app, name)) /* gone in its engine: as after an exit */
+            on_exited(disp, name, 0);
+        return -1;
+    }
     return 0;
 }
 

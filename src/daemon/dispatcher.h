@@ -50,6 +50,15 @@ int dispatcher_unpause(struct dispatcher *e, struct qube *q, struct qerr *err);
  * (or unpauses a paused qube, as qubesd does). */
 int dispatcher_suspend(struct dispatcher *e, struct qube *q, struct qerr *err);
 int dispatcher_resume(struct dispatcher *e, struct qube *q, struct qerr *err);
+/* Hibernation (backend.h hibernate/wake): whether q's engine can; a paused preload saved
+ * to its engine's file (done when saved; it stays paused to the model); woken from it
+ * (done when it runs; on failure it is gone, as after an exit: q may be freed by then,
+ * and by the time a failed call returns). */
+bool dispatcher_can_hibernate(struct dispatcher *e, const struct qube *q);
+int dispatcher_hibernate(struct dispatcher *e, struct qube *q, dispatcher_done_fn done,
+                         void *userdata, struct qerr *err);
+int dispatcher_wake(struct dispatcher *e, struct qube *q, dispatcher_done_fn done, void *userdata,
+                    struct qerr *err);
 int dispatcher_stats(struct dispatcher *e, const struct qube *q, struct backend_stats *out);
 /* The tightest of the engines' memory headrooms (MiB), -1 if none is limited. */
 int64_t dispatcher_memory_headroom_mib(struct dispatcher *e);

@@ -26,6 +26,8 @@ static int64_t promised_mib(const struct app *app, struct dispatcher *dispatcher
         bool preload = preload_is_preload(app, q);
         if (q->klass == QUBE_ADMINVM || (q->power == POWER_HALTED && !preload))
             continue;
+        if (preload && preload_is_hibernated(app, q))
+            continue; /* saved to disk, no process: it holds no memory and takes none */
         struct backend_stats st = {0};
         bool measured = q->power != POWER_HALTED && dispatcher_stats(dispatcher, q, &st) == 0;
         if (!measured && !preload)

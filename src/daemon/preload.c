@@ -121,6 +121,10 @@ static void set_mark(struct preload *p, struct qube *q, const char *name, const 
         log_warning("preload: %s: cannot update %s: %s", q->name, name, err.msg);
 }
 
+void preload_set_mark(struct preload *p, struct qube *q, const char *name, const char *value) {
+    set_mark(p, q, name, value);
+}
+
 static void on_preload_started(void *userdata, int r, const struct qerr *err);
 
 struct start_ctx {
@@ -265,7 +269,8 @@ static void refill_step(struct preload *p, struct qube *tpl, const char *reason,
     char fp[17];
     fingerprint(p, tpl, fp);
     prune(p, tpl, fp);
-    unsigned max = preload_target(p, tpl);
+    preload_trim_tier(p, tpl);
+    unsigned max = preload_target(p, tpl) + preload_hibernated_target(p, tpl);
     size_t n = trim(p, tpl, max);
     /* under memory pressure nothing new: the watch sheds, and refills once it is calm */
     unsigned want = max > n && !preload_pressure_high(p) ? max - (unsigned)n : 0;
@@ -503,6 +508,8 @@ static void settle(struct preload *p, struct qube *q) {
     dispatcher_reclaim(p->dispatcher, q); /* a paused preload should cost as little as it can */
     if (dispatcher_pause(p->dispatcher, q, &perr) < 0)
         log_warning("preload: cannot pause %s: %s", q->name, perr.msg);
+    else if (tpl && preload_hibernate_if_wanted(p, q, tpl) == 0)
+        return; /* completed once saved */
     bool batch = app_batch_begin_ephemeral(p->app, &perr) == 0;
     set_mark(p, q, MARK_COMPLETED, "1");
     set_mark(p, q, MARK_IN_PROGRESS, NULL);
@@ -622,6 +629,11 @@ static int hand_out(struct preload *p, struct qube *q, struct qube *tpl, const c
     return 0;
 }
 
+void preload_hand_out_woken(struct preload *p, struct qube *q, struct qube *tpl,
+                            const char *caller) {
+    (void)hand_out(p, q, tpl, caller); /* running: nothing to thaw, nothing to fail */
+}
+
 static int on_waiter_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
     struct preload_waiter *w = userdata;
     struct preload *p = w->p;
@@ -667,7 +679,7 @@ static int wait_for_start(struct preload *p, struct qube *q, const char *caller,
  * an auto-sized pool at once: the request told it that demand is there. */
 static void fill_gap(struct preload *p, struct qube *tpl, size_t n) {
     double delay = preload_delay(p->app, tpl);
-    if (n < preload_target(p, tpl) && !(delay < 0 && n > 0))
+    if (n < preload_target(p, tpl) + preload_hibernated_target(p, tpl) && !(delay < 0 && n > 0))
         preload_schedule(p, tpl, "there is a gap",
                          preload_auto_ceiling(p->app, tpl) ? 0
                          : delay > 5                       ? delay
@@ -678,7 +690,7 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
                     void *userdata) {
     char names[PRELOAD_LIST_MAX][32];
     size_t n = preload_list(tpl, names, PRELOAD_LIST_MAX);
-    struct qube *starting = NULL, *queued = NULL;
+    struct qube *starting = NULL, *queued = NULL, *hibernated = NULL;
     char fp[17];
     fingerprint(p, tpl, fp);
     preload_note_request(p, tpl);
@@ -693,7 +705,12 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
             preload_discard(p, q, "it is outdated");
             continue;
         }
-        if (strmap_get(&q->features, MARK_COMPLETED)) {
+        if (preload_is_hibernated(p->app, q)) { /* woken only if no paused one is there */
+            if (!hibernated)
+                hibernated = q;
+            continue;
+        }
+        if (strmap_get(&q->features, MARK_COMPLETED) && !strmap_get(&q->features, MARK_SAVED)) {
             /* out of the list and handed out in one transaction: one commit on the
              * hand-out path, not two */
             struct qerr err = {0};
@@ -721,6 +738,9 @@ int preload_request(struct preload *p, struct qube *tpl, const char *caller, pre
         else if (!queued && is_queued(q))
             queued = q;
     }
+    /* none paused: a hibernated one is woken (its image loaded: seconds, not a boot) */
+    if (hibernated && preload_wake(p, hibernated, tpl, caller, got, userdata) == 0)
+        return 1; /* else it is gone: other qubes found are still there */
     /* none ready: the one closest to ready, in the foreground from now on */
     struct qube *q = starting ? starting : queued;
     if (q) {

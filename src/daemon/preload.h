@@ -44,6 +44,10 @@ void preload_recover(struct preload *p);
 /* qvm-unpause of a preload by hand: it counts as used. */
 void preload_unpaused_by_hand(struct preload *p, struct qube *q);
 bool preload_is_preload(const struct app *app, const struct qube *q);
+/* Hibernated: its engine saved it to disk (no process, ~no memory: docs/preload.md). */
+bool preload_is_hibernated(const struct app *app, const struct qube *q);
+/* A preload of a template with preload-dispvm-hibernated: started so that it can be. */
+bool preload_may_hibernate(const struct app *app, const struct qube *q);
 /* Around a call made in a handed-out preload: refills wait until it has been answered
  * (briefly: they are never held back for long). */
 void preload_hold(struct preload *p);

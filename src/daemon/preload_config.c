@@ -70,6 +70,10 @@ int preload_validate_feature(struct preload *p, const struct qube *q, const char
         return dom0 ? qerr_set(err, EXC_VALUE,
                                "preload-dispvm-auto is a feature of disposable templates")
                     : validate_max_on(p->app, q, name, value, err);
+    if (strcmp(name, "preload-dispvm-hibernated") == 0)
+        return dom0 ? qerr_set(err, EXC_VALUE,
+                               "preload-dispvm-hibernated is a feature of disposable templates")
+                    : validate_max_on(p->app, q, name, value, err);
     if (strcmp(name, "preload-dispvm-auto-window") == 0 || strcmp(name, "preload-dispvm-idle") == 0)
         return validate_seconds(name, value, err);
     if (strcmp(name, "preload-dispvm-pressure") == 0 && dom0)

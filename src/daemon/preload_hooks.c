@@ -62,6 +62,10 @@ void preload_feature_changed(struct preload *p, struct qube *q, const char *name
         auto_changed(p, q, name);
         return;
     }
+    if (strcmp(name, "preload-dispvm-hibernated") == 0 && disposable_template_ok(p->app, q)) {
+        preload_hibernated_changed(p, q);
+        return;
+    }
     if (strcmp(name, "preload-dispvm-max") != 0)
         return;
     const char *v = strmap_get(&q->features, name);

@@ -111,3 +111,24 @@ void preload_pressure_configure(struct preload *p);
 bool preload_pressure_high(const struct preload *p);
 void preload_pressure_free(struct preload *p);
 int preload_validate_pressure(const char *value, struct qerr *err);
+
+/* ---- the hibernated tier (preload_hibernate.c) ---- */
+/* on a preload: "0" while its engine saves it, "1" once saved (hibernated) */
+#define MARK_SAVED "preload-dispvm-saved"
+/* preload-dispvm-hibernated of tpl; the tier in force (0 where its engine cannot) */
+unsigned preload_hibernated_max(const struct app *app, const struct qube *tpl);
+unsigned preload_hibernated_target(struct preload *p, const struct qube *tpl);
+size_t preload_hibernated_count(struct preload *p, const struct qube *tpl);
+void preload_hibernated_changed(struct preload *p, struct qube *tpl);
+/* Discards the tier's newest beyond what it may hold now. */
+void preload_trim_tier(struct preload *p, const struct qube *tpl);
+/* A ready, paused q goes into the tier if wanted (0), else stays paused (-1). */
+int preload_hibernate_if_wanted(struct preload *p, struct qube *q, const struct qube *tpl);
+/* Out of the list and woken for caller; `got` when it runs (or NULL: a fresh one). 0, or
+ * -1 if it could not even begin (q may be gone then). */
+int preload_wake(struct preload *p, struct qube *q, struct qube *tpl, const char *caller,
+                 preload_got_fn got, void *userdata);
+/* preload.c's, for it */
+void preload_set_mark(struct preload *p, struct qube *q, const char *name, const char *value);
+void preload_hand_out_woken(struct preload *p, struct qube *q, struct qube *tpl,
+                            const char *caller);

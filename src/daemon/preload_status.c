@@ -48,7 +48,8 @@ const char *preload_last_failure(const struct preload *p, const char *tpl) {
 /* ---- the status lines ---- */
 
 struct pool_counts {
-    size_t ready, starting; /* in the list: completed, and queued or starting */
+    size_t ready, starting; /* in the list: completed (paused), and queued or starting */
+    size_t hibernated;      /* completed, saved to disk (or being saved) */
 };
 
 static struct pool_counts count_pool(struct preload *p, const struct qube *tpl) {
@@ -58,6 +59,17 @@ static struct pool_counts count_pool(struct preload *p, const struct qube *tpl) 
     for (size_t i = 0; i < n; i++)
         c.starting += app_find(p->app, names[i]) != NULL;
     c.starting -= c.ready;
+    for (size_t i = 0; i < n; i++) { /* the tier: saved (completed) or being saved */
+        const struct qube *q = app_find(p->app, names[i]);
+        const char *v = q ? strmap_get(&q->features, MARK_SAVED) : NULL;
+        if (!v)
+            continue;
+        c.hibernated++;
+        if (strcmp(v, "1") == 0)
+            c.ready--;
+        else
+            c.starting--;
+    }
     return c;
 }
 
@@ -68,7 +80,7 @@ static struct pool_counts count_pool(struct preload *p, const struct qube *tpl) 
 static const char *pool_state(struct preload *p, const struct qube *tpl, unsigned max, size_t have,
                               unsigned can, double *refill_in) {
     *refill_in = -1;
-    if (preload_cap(p->app, tpl) == 0)
+    if (preload_cap(p->app, tpl) == 0 && max == 0)
         return "off";
     if (have >= max)
         return "full";
@@ -105,9 +117,10 @@ static void demand_fields(struct preload *p, const struct qube *tpl, unsigned ta
 }
 
 static void status_line(struct preload *p, const struct qube *tpl, struct strbuf *out) {
-    unsigned max = preload_target(p, tpl);
+    unsigned target = preload_target(p, tpl), tier = preload_hibernated_target(p, tpl);
+    unsigned max = target + tier;
     struct pool_counts c = count_pool(p, tpl);
-    size_t have = c.ready + c.starting;
+    size_t have = c.ready + c.starting + c.hibernated;
     struct preload_memory m;
     unsigned can = preload_affordable(p, tpl, max > have ? max - (unsigned)have : 0, &m);
     double refill_in;
@@ -126,7 +139,12 @@ static void status_line(struct preload *p, const struct qube *tpl, struct strbuf
     strbuf_printf(out, " delay=%.1f mem_free=%lld threshold=%lld each=%lld",
                   preload_delay(p->app, tpl), (long long)m.free_mib, (long long)m.threshold_mib,
                   (long long)m.each_mib);
-    demand_fields(p, tpl, max, out);
+    demand_fields(p, tpl, target, out);
+    strbuf_printf(out, " hibernated=%zu hibernated_max=", c.hibernated);
+    if (tier || !preload_hibernated_max(p->app, tpl))
+        strbuf_printf(out, "%u", tier);
+    else
+        strbuf_puts(out, "ignored"); /* its engine cannot hibernate */
     strbuf_printf(out, " failure=%s\n", failure ? failure : "");
 }
 

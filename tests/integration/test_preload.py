@@ -1056,7 +1056,7 @@ class PoolStatus(PreloadCase):
         self.assertEqual(0, r.returncode, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(["TEMPLATE", "MAX", "LOCAL", "GLOBAL", "TARGET", "READY", "STARTING",
-                          "RATE", "HITS", "STATUS"], lines[0].split())
+                          "RATE", "HITS", "HIBERNATED", "STATUS"], lines[0].split())
         return {l.split()[0]: l for l in lines[1:]}
 
     def test_off_full_and_the_global_maximum(self):
@@ -1071,7 +1071,7 @@ class PoolStatus(PreloadCase):
         st = self.status()
         self.assertEqual(("2", "2", "2", "0", "full"),
                          (st["max"], st["local"], st["ready"], st["starting"], st["state"]))
-        self.assertEqual("pdvm      2    2      -       2       2      0         0.00  0/0   full",
+        self.assertEqual("pdvm      2    2      -       2       2      0         0.00  0/0   -           full",
                          self.tool_rows("pdvm")["pdvm"])
         # the global value, where it applies (the default_dispvm), wins over the local one
         self.set_default_dispvm("pdvm")
@@ -1384,6 +1384,39 @@ class Pressure(PreloadCase):
             self.err("admin.vm.feature.Set", "preload-dispvm-pressure", "dom0", value.encode(),
                      exc="QubesValueError")
         self.assertIsNone(self.feature("dom0", "preload-dispvm-pressure"))
+
+
+
+# --- the hibernated tier (VMs: test_qemu_hibernate.py) ---
+
+class HibernatedTier(PreloadCase):
+    """preload-dispvm-hibernated on a container disposable template: the container engine
+    cannot hibernate (no CRIU in its design), so the tier is ignored, said in the log and
+    in the pool view, and the pool is what preload-dispvm-max alone makes it."""
+
+    def status(self):
+        line = self.ok("dispenser.preload.Status", "", "pdvm").decode()
+        head, _, _ = line.rstrip("\n").partition(" failure=")
+        return dict(f.split("=", 1) for f in head.split(" ")[1:])
+
+    def test_validated_and_ignored_by_the_container_engine(self):
+        self.new_dvm(max=1)
+        self.refused("pdvm", "preload-dispvm-hibernated", "x",
+                     "Invalid preload-dispvm-hibernated value: not a digit")
+        self.refused("dom0", "preload-dispvm-hibernated", "1",
+                     "preload-dispvm-hibernated is a feature of disposable templates")
+        [name] = self.wait_filled("pdvm", 1)
+        self.set_feature("pdvm", "preload-dispvm-hibernated", 2)
+        self.assertIn("preload: pdvm: preload-dispvm-hibernated=2 ignored: its engine cannot "
+                      "hibernate a qube", self.d.log())
+        self.assert_stays(lambda: self.assertEqual([name], self.plist("pdvm")), 1.0)
+        st = self.status()
+        self.assertEqual(("0", "ignored", "1", "full"),
+                         (st["hibernated"], st["hibernated_max"], st["ready"], st["state"]))
+        self.assertIsNone(self.feature(name, "preload-dispvm-saved"))
+        # the pool's own mark: nobody may forge a hibernated preload
+        self.err("admin.vm.feature.Set", "preload-dispvm-saved", name, b"1", exc="PermissionDenied")
+        self.assertIn(" - ", run_tool(self.d, "dispenser-preload", "status", "pdvm").stdout)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ void qemu_run_free(struct qemu_run *run) {
     sd_event_source_disable_unref(run->shrink_timer);
     sd_event_source_disable_unref(run->give_back_src);
     sd_event_source_disable_unref(run->restore_timer);
+    sd_event_source_disable_unref(run->hibernate_timer);
+    if (run->hibernate_fd > 0)
+        close(run->hibernate_fd);
+    if (run->wake_fd > 0)
+        close(run->wake_fd);
     free(run->qemu_log);
     free(run->console_log);
     if (run->pidfd >= 0)
@@ -157,6 +162,9 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
     qemu_rundir(qb, run->name, dir, sizeof(dir));
     remove_recursive(dir);
     qemu_scratch_remove(qb, run->name);
+    backend_done_fn hibernate_done = TAKE_PTR(run->hibernate_done);
+    void *hibernate_userdata = run->hibernate_userdata;
+    qemu_hibernate_end(run);
     struct backend_waiter *waiters = TAKE_PTR(run->stop_waiters);
     char *name = xstrdup(run->name);
     qemu_run_free(run);
@@ -165,6 +173,8 @@ void qemu_teardown(struct qemu_run *run, bool report, int status) {
     backend_waiters_tell(&waiters);
     if (report && !start_done && qb->base.events.exited)
         qb->base.events.exited(qb->base.events.userdata, name, status);
+    if (hibernate_done) /* after its end is known: the daemon finds it gone */
+        hibernate_done(hibernate_userdata, -EIO, "it stopped while it was being hibernated");
     free(name);
 }
 
@@ -279,6 +289,10 @@ static int qemu_unpause(struct backend *b, const char *name, struct backend_why 
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run || run->power != BACKEND_PAUSED)
         return backend_fail(why, -EALREADY, "Domain is not paused: '%s'", name);
+    if (run->hibernated || run->hibernate_done)
+        return backend_fail(why, -EINVAL,
+                            "'%s' is hibernated (no QEMU runs): it wakes when it is handed out",
+                            name);
     qemu_balloon_cancel(run); /* still shrinking: `cont` is a no-op then */
     if (qmp_execute(&run->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, 0, why) < 0)
         return -EIO;
@@ -316,7 +330,7 @@ static int qemu_kill_nowait(struct backend *b, const char *name, struct backend_
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, why);
-    if (run->build) /* no QEMU yet: the start waiting for its image ends here */
+    if (run->build || run->hibernated) /* no QEMU: it ends here */
         return qemu_kill(b, name, why);
     syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
     return 0;
@@ -348,7 +362,7 @@ static int qemu_shutdown(struct backend *b, const char *name, bool force, backen
     struct qemu_run *run = qemu_find(qb_of(b), name);
     if (!run)
         return powered_off(name, why);
-    if (run->build) { /* no guest to ask yet: the start waiting for its image ends */
+    if (run->build || run->hibernated) { /* no guest to ask: it ends here */
         qemu_kill(b, name, why);
         if (done)
             done(userdata, 0, NULL);
@@ -392,6 +406,7 @@ static void qemu_free(struct backend *b) {
     agent_hub_free(&qb->agents);
     qemu_builds_forget(qb);
     qemu_golden_free_all(qb);
+    free(qb->waking);
     if (!left && qb->cgroups)
         cgroup_system_remove_group(qb->cgroups);
     cgroup_system_free(qb->cgroups);
@@ -427,6 +442,8 @@ static const struct backend_ops QEMU_OPS = {
     .exec = qemu_exec,
     .net_attach = qemu_net_attach,
     .upcall_reply = qemu_upcall_reply,
+    .hibernate = qemu_hibernate,
+    .wake = qemu_wake,
     .adopt = qemu_adopt,
     .cleanup = qemu_cleanup,
     .free = qemu_free,

@@ -77,6 +77,16 @@ struct qemu_run {
     sd_event_source *restore_timer;
     double restore_deadline_ms;
     struct qemu_net *net; /* NULL: no netvm (qemu_net.c) */
+    /* hibernation (qemu_hibernate.c): started to be hibernatable (its private image a
+     * copy of its own in STATE/qemu/hibernate/<uuid>/); being saved (hibernate_done);
+     * saved, no QEMU (hibernated); started from its image (wake_fd until it is loaded,
+     * woken until it is ready) */
+    bool hibernatable, hibernated, woken, keep_hibernation;
+    backend_done_fn hibernate_done;
+    void *hibernate_userdata;
+    sd_event_source *hibernate_timer;
+    int hibernate_fd, wake_fd;
+    double hibernate_deadline_ms;
 };
 
 /* A VM's link to its netvm: the tap, until QEMU holds it, and what its guest is told;
@@ -110,6 +120,9 @@ struct qemu_backend {
     struct qemu_build *builds;   /* root images being built (qemu_build.c) */
     struct agent_hub agents;     /* the service calls in flight */
     struct qemu_golden *goldens; /* restore mode: one per disposable template in use */
+    /* a wake under way: the image the next start of that qube loads (qemu_hibernate.c) */
+    char *waking;
+    int waking_fd;
 };
 
 const char *qemu_accel_name(enum qemu_accel a);
@@ -269,6 +282,31 @@ void qemu_golden_detach(struct qemu_run *run);
 void qemu_golden_remove(struct qemu_backend *qb, const char *template_uuid);
 void qemu_golden_cleanup(struct qemu_backend *qb, const char *const *keep);
 void qemu_golden_free_all(struct qemu_backend *qb);
+
+/* hibernation (qemu_hibernate.c): a preload's state saved to a file, its QEMU gone, and
+ * started again from it (-incoming) on demand */
+int qemu_hibernate(struct backend *b, const char *name, backend_done_fn done, void *userdata,
+                   struct backend_why *why);
+int qemu_wake(struct backend *b, const struct backend_qube *q, backend_done_fn done, void *userdata,
+              struct backend_why *why);
+/* STATE/qemu/hibernate/<uuid>/FILE */
+void qemu_hibernate_path(const struct qemu_backend *qb, const char *uuid, const char *file,
+                         char *buf, size_t size);
+/* A hibernatable disposable's private image: a copy of its template's, its own (the
+ * page cache a saved state holds must agree with its disk), in *image ("" : none). */
+int qemu_hibernate_private(struct qemu_run *run, const struct backend_qube *q, char *image,
+                           size_t size, struct backend_why *why);
+/* A new run of the qube being woken takes its image (run_new). */
+void qemu_hibernate_claim(struct qemu_run *run);
+/* QEMU of a woken run is connected: its state is loaded, then qemu_continue_start. */
+void qemu_hibernate_restore(struct qemu_run *run);
+/* The run ends (teardown): a save under way fails; its files go unless kept. */
+void qemu_hibernate_end(struct qemu_run *run);
+/* After a restart: a hibernated qube (its image, no QEMU) taken over; -1 if none. */
+int qemu_hibernate_adopt(struct qemu_backend *qb, const struct backend_qube *q);
+/* shared with restore mode (qemu_golden.c) */
+int qemu_copy_sparse(const char *from, const char *to);
+int qemu_quiesce_agent_port(struct qemu_run *vm, struct backend_why *why);
 
 /* accelerator choice (qemu_accel.c) */
 void qemu_accel_detect(struct qemu_backend *qb, const char *forced);

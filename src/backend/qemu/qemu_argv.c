@@ -156,7 +156,16 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     unsigned long long memory = l->memory_mib ? l->memory_mib : 256;
     add(&a, "-m");
     add(&a, "%llu", memory);
-    if (l->balloon && l->ram_fd <= 0) { /* see add_balloon */
+    if (l->balloon && l->ram_fd <= 0 && l->incoming) {
+        /* a woken VM (qemu_hibernate.c): the same RAM block, anonymous. Its image's zero
+         * pages (what the balloon held) then cost nothing to load: a memfd's would be
+         * allocated as they are read. It runs for a caller from then on (no khugepaged
+         * fill of a paused VM's holes to fear) */
+        add(&a, "-object");
+        add(&a, "memory-backend-ram,id=ram,size=%lluM", memory);
+        add(&a, "-machine");
+        add(&a, "memory-backend=ram");
+    } else if (l->balloon && l->ram_fd <= 0) { /* see add_balloon */
         add(&a, "-object");
         add(&a, "memory-backend-memfd,id=ram,size=%lluM", memory);
         add(&a, "-machine");
@@ -202,6 +211,10 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add(&a, "-S"); /* the engine connects to every socket before the guest runs */
     if (l->ram_fd > 0)
         add_ram_file(&a, l);
+    else if (l->incoming) { /* a hibernated VM woken: its state comes over QMP */
+        add(&a, "-incoming");
+        add(&a, "defer");
+    }
     return a.v;
 }
 

@@ -139,7 +139,7 @@ static void template_dir(const struct qemu_backend *qb, const char *uuid, char *
 }
 
 /* Sparse: only the written extents of the image are copied. */
-static int copy_sparse(const char *from, const char *to) {
+int qemu_copy_sparse(const char *from, const char *to) {
     _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0)
@@ -371,6 +371,17 @@ static int save_begin(struct qemu_golden *g, struct backend_why *why) {
     return 0;
 }
 
+/* The same quiesce, waited for on the spot: the hibernated tier's save (qemu_hibernate.c)
+ * runs it before its stop. */
+int qemu_quiesce_agent_port(struct qemu_run *vm, struct backend_why *why) {
+    qemu_vmux_end(vm);
+    if (qmp_wait_event(&vm->qmp, "VSERPORT_CHANGE", "\"id\":\"port-agent\"", "\"open\":false",
+                       QUIESCE_TIMEOUT_MS) < 0)
+        return backend_fail(why, -ETIMEDOUT,
+                            "the guest did not close its agent port after its host end left");
+    return 0;
+}
+
 /* Stopped, then saved (devices only: the RAM is in its memfd already) through the
  * descriptor (QEMU 7.2 has no file: URI, and its sandbox forbids exec:). */
 static int save_migrate(struct qemu_golden *g, struct backend_why *why) {
@@ -544,7 +555,7 @@ static int boot_golden(struct qemu_golden *g, const struct backend_qube *q,
     if (make_dir(g, why) < 0)
         return -1;
     int r;
-    if (g->template_private && (r = copy_sparse(g->template_private, private)) < 0)
+    if (g->template_private && (r = qemu_copy_sparse(g->template_private, private)) < 0)
         return backend_fail(why, r, "cannot copy %s: %s", g->template_private, strerror(-r));
     if (make_ram(g, why) < 0)
         return -1;
@@ -689,7 +700,9 @@ static void on_refreshed(void *userdata, int r, const char *reason) {
         qemu_abort_start(run, why);
         return;
     }
-    log_info("%s: restored from golden VM %s and refreshed", run->name, run->golden->vm_name);
+    log_info("%s: restored from %s%s and refreshed", run->name,
+             run->golden ? "golden VM " : "its hibernation image",
+             run->golden ? run->golden->vm_name : "");
     qemu_golden_detach(run);
     qemu_got_ready(run);
 }

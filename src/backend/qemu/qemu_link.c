@@ -153,8 +153,8 @@ static void on_link_ready(void *userdata, int r, const char *reason) {
     struct qemu_run *run = userdata;
     if (r < 0)
         qemu_abort_start(run, reason);
-    else if (run->golden && !run->golden_vm)
-        qemu_golden_refresh(run); /* a restored clone becomes itself first */
+    else if ((run->golden && !run->golden_vm) || run->woken)
+        qemu_golden_refresh(run); /* a restored clone (or woken VM) becomes itself first */
     else
         qemu_got_ready(run);
 }

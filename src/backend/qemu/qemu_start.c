@@ -37,8 +37,11 @@ static struct qemu_run *run_new(struct qemu_backend *qb, const struct backend_qu
     run->kind = q->kind;
     run->accel = qb->accel;
     run->pidfd = run->control_fd = run->qmp.fd = run->vmux_pidfd = -1;
+    run->hibernate_fd = run->wake_fd = -1;
     run->power = BACKEND_RUNNING;
     run->shutdown_timeout = q->shutdown_timeout;
+    run->hibernatable = q->hibernatable && q->kind == BACKEND_DISPVM;
+    qemu_hibernate_claim(run);
     run->cpu_weight = 100 * (q->vcpus ? q->vcpus : 1);
     run->start_priority = q->background ? SD_EVENT_PRIORITY_IDLE : SD_EVENT_PRIORITY_NORMAL;
     qemu_link_init(run);
@@ -63,10 +66,13 @@ static int prepare_root(struct qemu_backend *qb, const struct backend_qube *q, c
 }
 
 /* An AppVM's own private image; a disposable writes over its template's (if it has one)
- * into a throwaway overlay. */
-static int prepare_private(struct qemu_backend *qb, const struct backend_qube *q, char *image,
+ * into a throwaway overlay, a hibernatable one into a copy of its own (qemu_hibernate.c). */
+static int prepare_private(struct qemu_run *run, const struct backend_qube *q, char *image,
                            size_t size, bool *throwaway, struct backend_why *why) {
-    *throwaway = q->kind == BACKEND_DISPVM;
+    struct qemu_backend *qb = run->qb;
+    *throwaway = q->kind == BACKEND_DISPVM && !run->hibernatable;
+    if (run->hibernatable)
+        return qemu_hibernate_private(run, q, image, size, why);
     if (q->kind == BACKEND_DISPVM) {
         image_private_path(qb->state_dir, q->private_source, image, size);
         if (access(image, F_OK) < 0)
@@ -425,6 +431,10 @@ static void bring_up(struct qemu_run *run) {
             qemu_golden_restore(run);
             return;
         }
+        if (run->wake_fd >= 0) {
+            qemu_hibernate_restore(run);
+            return;
+        }
         if (qemu_continue_start(run, &err) == 0)
             return;
     }
@@ -503,11 +513,15 @@ static int launch_watched(struct qemu_run *run, const struct backend_qube *q, co
     struct qemu_launch base;
     int r = -1;
     run->balloon = qemu_balloon_mode_of(option_or(q, "balloon", NULL));
-    if (prepare_private(run->qb, q, private, sizeof(private), &throwaway, failed) == 0 &&
+    if (prepare_private(run, q, private, sizeof(private), &throwaway, failed) == 0 &&
         boot_launch(run->qb, q, root, private, throwaway, kernel, initrd, sizeof(kernel), &base,
                     failed) == 0)
-        r = qemu_golden_wanted(q) ? qemu_golden_start(run, q, &base, failed)
-                                  : qemu_run_launch(run, &base, q->qrexec_timeout, failed);
+        r = 0;
+    base.incoming = run->wake_fd >= 0; /* woken: its hibernation image, not a boot */
+    if (r == 0)
+        r = qemu_golden_wanted(q) && !run->hibernatable
+                ? qemu_golden_start(run, q, &base, failed)
+                : qemu_run_launch(run, &base, q->qrexec_timeout, failed);
     if (r < 0) {
         if (!*failed->msg)
             snprintf(failed->msg, sizeof(failed->msg), "cannot watch QEMU of '%s'", q->name);

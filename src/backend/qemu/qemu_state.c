@@ -57,6 +57,7 @@ static struct qemu_run *state_load(struct qemu_backend *qb, const char *name) {
     run->qb = qb;
     run->name = xstrdup(name);
     run->pidfd = run->control_fd = run->qmp.fd = run->vmux_pidfd = -1;
+    run->hibernate_fd = run->wake_fd = -1;
     run->power = BACKEND_RUNNING;
     while (fgets(line, sizeof(line), f)) {
         if (sscanf(line, "%63s %127s", word, value) != 2)
@@ -117,6 +118,8 @@ static enum backend_power query_power(struct qemu_run *run) {
 
 int qemu_adopt(struct backend *b, const struct backend_qube *q) {
     struct qemu_backend *qb = (struct qemu_backend *)b;
+    if (qemu_hibernate_adopt(qb, q) == 0)
+        return 0;
     struct qemu_run *run = state_load(qb, q->name);
     if (!run)
         return -1;
@@ -237,5 +240,6 @@ void qemu_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(qb);
     cleanup_images(qb, "images", keep);
     cleanup_images(qb, "volumes", keep);
+    cleanup_images(qb, "hibernate", keep); /* hibernated qubes that are gone */
     qemu_golden_cleanup(qb, keep);
 }
