@@ -33,6 +33,7 @@ static const struct cli_command commands[] = {
     {"qrexec-client", qrexec_client_main},
     {"qvm-block", qvm_block_main},
     {"qvm-device", qvm_device_main},
+    {"qvm-clipboard", qvm_clipboard_main},
 };
 
 const struct cli_command *cli_command_find(const char *name) {
