@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -618,6 +619,58 @@ class BackgroundBuild(QemuTestCase):
     def partial_images(images):
         return [f for f in os.listdir(images) if f.endswith(".tmp")] if os.path.isdir(images) \
             else []
+
+
+class GuiChannel(QemuTestCase):
+    """A GUI VM's window channel (docs/gui.md): the port dispenser.gui, QEMU's socket
+    RUNDIR/gui.sock as its host end, the guest agent's bridge to the qube's GUI socket,
+    which the qube's GUI agent hands to "xpra". A guest root with xpra, Xvfb and Python
+    would boot and start for minutes under TCG: the template's xpra is a stand-in
+    (gui_echo.c) that the real launcher starts the same way and that echoes lines, so what
+    is tested is the channel, both ways, and a second connection after the first went."""
+
+    @classmethod
+    def populate(cls, d):
+        super().populate(d)
+        with tempfile.TemporaryDirectory() as tmp:
+            exe = os.path.join(tmp, "xpra")
+            subprocess.run(["cc", "-static", "-O1", "-o", exe, os.path.join(HERE, "gui_echo.c")],
+                           check=True, capture_output=True, timeout=120)
+            with open(exe, "rb") as f:
+                binary = f.read()
+        r = subprocess.run([harness.tool_path("qvm-run"), "-u", "root", "-p", cls.TEMPLATE,
+                            "cat > /usr/bin/xpra && chmod 0755 /usr/bin/xpra"], input=binary,
+                           env=d.env(), capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("installing the stand-in xpra: %s" % r.stderr)
+        harness.ok_content(d, "admin.vm.Shutdown", "wait", cls.TEMPLATE)
+
+    def exchange(self, sock, line):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(120)
+            s.connect(sock)
+            s.sendall(line.encode() + b"\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return got.decode()
+
+    def test_window_channel_crosses_the_vm_boundary(self):
+        self.new_vm("gvm")
+        self.ok("admin.vm.feature.Set", "gui", "gvm", b"1")
+        self.start_vm("gvm")
+        sock = os.path.join(self.d.runtime_dir, "qemu", "gvm", "gui.sock")
+        self.assertTrue(os.path.exists(sock), "no host end of the window channel")
+        # the qube's GUI agent started its "xpra" before the qube was ready
+        self.run_ok("gvm", "cat /tmp/.dispenser-gui.log; echo DISPLAY=$DISPLAY",
+                    "xpra is ready (a stand-in)\nDISPLAY=:0\n")
+        self.assertEqual("echo:hello through the port\n",
+                         self.exchange(sock, "hello through the port"))
+        # the host's GUI daemon went (a daemon restart): the next one gets through too
+        self.assertEqual("echo:again\n", self.exchange(sock, "again"))
 
 
 @unittest.skipIf(missing(), missing() or "")
