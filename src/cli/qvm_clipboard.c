@@ -23,8 +23,8 @@
 #include "cli.h"
 #include "qrexec_run.h"
 
-/* Qubes' largest clipboard (qubes-gui-common); the daemon applies the qube's own limit. */
-#define CLIPBOARD_LIMIT 256000
+/* The largest clipboard (api_checks.h); the daemon applies the qube's own limit. */
+#define CLIPBOARD_LIMIT CLIPBOARD_MAX_BYTES
 #define XCLIP_OUT "xclip -selection clipboard -o"
 /* xclip stays behind to serve the selection: its output must not hold the call open */
 #define XCLIP_IN "xclip -selection clipboard -i >/dev/null 2>&1"

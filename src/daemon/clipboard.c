@@ -106,9 +106,9 @@ static size_t parse_limit(const char *v) {
         return 0;
     errno = 0;
     unsigned long n = strtoul(v, &end, 10);
-    if (errno || *end || n < CLIPBOARD_MIN_MAX || n > CLIPBOARD_LIMIT)
+    if (errno || *end || n < CLIPBOARD_MIN_MAX)
         return 0; /* out of Qubes' range: the default holds */
-    return n;
+    return n < CLIPBOARD_MAX_BYTES ? n : CLIPBOARD_MAX_BYTES;
 }
 
 size_t clipboard_max_size(const struct app *app, const struct qube *q) {

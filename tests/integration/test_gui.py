@@ -463,6 +463,13 @@ class GuiCase(EngineTestCase):
         self.assertNotEqual(0, r.returncode)
         self.assertIn("more than 256 bytes", r.stderr)
         self.assertEqual(("work", b"small"), self.global_clipboard())
+        # past the most any qube may copy (64000, Qubes' default) whatever its limit
+        self.ok("admin.vm.feature.Set", "gui-max-clipboard-size", "work", b"256000")
+        self.qrun("work", "xclip -selection clipboard -i >/dev/null 2>&1", input=b"y" * 70000)
+        r = self.clip("copy", "work")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("more than 64000 bytes", r.stderr)
+        self.assertEqual(("work", b"small"), self.global_clipboard())
         r = self.clip("copy", "plain")
         self.assertNotEqual(0, r.returncode)
         self.assertIn("no GUI", r.stderr)
