@@ -9,7 +9,7 @@ PACKAGES="
   python3 sqlite3 systemd busybox-static debootstrap bubblewrap musl-tools
   gnuplot-nox clang-format
   qemu-system-x86 erofs-utils e2fsprogs libjson-c-dev
-  xpra xvfb xterm x11-utils x11-apps xdotool
+  xpra xvfb xterm x11-utils x11-apps xdotool xclip
 "
 apt-get update
 # shellcheck disable=SC2086

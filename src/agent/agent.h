@@ -102,8 +102,9 @@ struct agent {
     char *listen_path; /* --listen: unlinked at exit */
     struct agent_config cfg;
     bool pid1, init_mode, ready, stopping, killed;
-    pid_t init_pid; /* --init: the process that became the template's init */
-    pid_t vmux_pid; /* --listen with --vmux: the child bridging the VM's port, 0 if none */
+    pid_t init_pid;     /* --init: the process that became the template's init */
+    pid_t gui_port_pid; /* --gui-port: the child bridging a VM's window channel */
+    pid_t vmux_pid;     /* --listen with --vmux: the child bridging the VM's port, 0 if none */
     struct conn *conns;
     /* start-up */
     char **scripts;
@@ -196,3 +197,8 @@ bool gui_launcher_exited(struct agent *a, pid_t pid, int wstatus);
 int gui_agent_main(void);
 /* --resolve4 NAME: a firewall rule's dsthost= resolved in a netvm (resolve.c). */
 int resolve4_main(const char *name);
+/* gui_port.c: a VM's window channel. Binds GUI_PORT_SOCKET, hands it to gui_agent_begin
+ * (DISPENSER_GUI_FD) and forks the bridge from DEVICE to it, closing keep_fds there (the
+ * agent's listening socket and signalfd); its pid, 0 on failure (the qube is headless). */
+#define GUI_PORT_SOCKET "/run/dispenser/gui.sock"
+pid_t gui_port_begin(const char *device, int keep_fds[2]);

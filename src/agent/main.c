@@ -111,6 +111,8 @@ static void signal_everyone(struct agent *a, int sig) {
     conns_signal(a, sig);
     if (a->vmux_pid > 0)
         kill(a->vmux_pid, sig);
+    if (a->gui_port_pid > 0)
+        kill(a->gui_port_pid, sig);
     if (a->startup_pid > 0)
         kill(-a->startup_pid, sig);
 }
@@ -173,6 +175,9 @@ static void reap_children(struct agent *a) {
         if (pid == a->vmux_pid) {
             agent_log("the --vmux bridge ended (status 0x%x)", (unsigned)wstatus);
             a->vmux_pid = 0;
+        } else if (pid == a->gui_port_pid) {
+            agent_log("the --gui-port bridge ended (status 0x%x)", (unsigned)wstatus);
+            a->gui_port_pid = 0;
         } else if (qcall_relay_exited(a, pid, wstatus)) {
             /* a copy call's relay: its result went to its caller if it was in */
         } else if (gui_launcher_exited(a, pid, wstatus)) {
@@ -285,12 +290,13 @@ static void usage(FILE *f) {
           "(or on PATH with --listen).\n"
           "--vmux bridges the host's channels on a VM's serial port DEVICE to the agent's\n"
           "socket: alone, to --agent-socket (default " VMUX_GUEST_AGENT_SOCKET "); with\n"
-          "--listen, from a child of this agent, to PATH.\n",
+          "--listen, from a child of this agent, to PATH.\n"
+          "--gui-port DEVICE (with --listen): a VM's window channel, bridged to its xpra.\n",
           f);
 }
 
 struct agent_args {
-    const char *listen, *init, *vmux, *agent_socket;
+    const char *listen, *init, *vmux, *agent_socket, *gui_port;
 };
 
 static void parse_args(int argc, char **argv, struct agent_args *o) {
@@ -298,6 +304,7 @@ static void parse_args(int argc, char **argv, struct agent_args *o) {
                                          {"init", required_argument, NULL, 'i'},
                                          {"vmux", required_argument, NULL, 'v'},
                                          {"agent-socket", required_argument, NULL, 'a'},
+                                         {"gui-port", required_argument, NULL, 'g'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     int c;
@@ -310,11 +317,14 @@ static void parse_args(int argc, char **argv, struct agent_args *o) {
             o->vmux = optarg;
         else if (c == 'a')
             o->agent_socket = optarg;
+        else if (c == 'g')
+            o->gui_port = optarg;
         else
             usage(c == 'h' ? stdout : stderr), exit(c == 'h' ? 0 : 2);
     }
     bool standalone_vmux = o->vmux && !o->listen;
-    if (optind < argc || (standalone_vmux && o->init) || (o->agent_socket && !standalone_vmux))
+    if (optind < argc || (standalone_vmux && o->init) || (o->agent_socket && !standalone_vmux) ||
+        (o->gui_port && !o->listen))
         usage(stderr), exit(2);
 }
 
@@ -362,6 +372,8 @@ int main(int argc, char **argv) {
         prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (args.vmux) /* the socket listens already: the bridge's connects find it */
         a.vmux_pid = spawn_vmux(args.vmux, listen_path, lfd, sigfd);
+    if (args.gui_port) /* before the start-up: its GUI agent takes the socket */
+        a.gui_port_pid = gui_port_begin(args.gui_port, (int[2]){lfd, sigfd});
     a.epfd = epoll_create1(EPOLL_CLOEXEC);
     a.signals = (struct watch){.fd = sigfd, .fn = on_signal, .owner = &a};
     a.listener = (struct watch){.fd = lfd, .fn = conn_accept, .owner = &a};

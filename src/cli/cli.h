@@ -174,3 +174,4 @@ int qvm_copy_to_vm_main(int argc, char **argv);
 int qvm_open_in_dvm_main(int argc, char **argv);
 int qvm_console_dispvm_main(int argc, char **argv);
 int qrexec_client_main(int argc, char **argv);
+int qvm_clipboard_main(int argc, char **argv);

@@ -34,6 +34,7 @@ static const struct cli_command commands[] = {
     {"qvm-block", qvm_block_main},
     {"qvm-device", qvm_device_main},
     {"qvm-pool", qvm_pool_main},
+    {"qvm-clipboard", qvm_clipboard_main},
 };
 
 const struct cli_command *cli_command_find(const char *name) {

@@ -11,6 +11,7 @@ static const struct api_method *const TABLES[] = {
     API_VM_METHODS,       API_PROPERTY_METHODS, API_FEATURE_METHODS,
     API_MISC_METHODS,     API_VOLUME_METHODS,   API_INTERNAL_METHODS,
     API_FIREWALL_METHODS, API_DEVICE_METHODS,   API_POOL_METHODS,
+    API_CLIPBOARD_METHODS,
 };
 
 const struct api_method *api_find_method(const char *name) {
@@ -120,6 +121,7 @@ enum api_result api_dispatch_env(const struct api_env *env, const struct wire_re
                             .dispatcher = env->dispatcher,
                             .peer_uid = env->peer_uid,
                             .preload = env->preload,
+                            .clipboard = env->clipboard,
                             .sink = sink,
                             .req = req,
                             .out = &out,

@@ -10,6 +10,7 @@
 struct dispatcher;
 struct preload;
 struct api_deferred;
+struct clipboard;
 
 /* Where a deferred reply goes (the server's connection); NULL in tests and the fuzzer. */
 struct api_sink {
@@ -23,6 +24,7 @@ struct api_env {
     struct dispatcher *dispatcher; /* never NULL (it may have no engines) */
     uid_t peer_uid;                /* of the client process (SO_PEERCRED) */
     struct preload *preload;       /* NULL: no preloading (tests, the fuzzer) */
+    struct clipboard *clipboard;   /* NULL: no global clipboard (tests, the fuzzer) */
 };
 
 struct api_call {
@@ -30,6 +32,7 @@ struct api_call {
     struct dispatcher *dispatcher;
     uid_t peer_uid;
     struct preload *preload;
+    struct clipboard *clipboard;
     const struct api_sink *sink;
     const struct wire_request *req;
     struct qube *src;
@@ -92,6 +95,7 @@ extern const struct api_method API_INTERNAL_METHODS[];
 extern const struct api_method API_FIREWALL_METHODS[];
 extern const struct api_method API_DEVICE_METHODS[];
 extern const struct api_method API_POOL_METHODS[];
+extern const struct api_method API_CLIPBOARD_METHODS[];
 
 /* Shared helpers for handlers. */
 void api_put_line(struct strbuf *out, const char *line);

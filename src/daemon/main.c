@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "backend.h"
+#include "clipboard.h"
 #include "registry.h"
 #include "dispatcher.h"
 #include "config.h"
@@ -293,6 +294,12 @@ static struct dispatcher *start_dispatcher(sd_event *loop, struct app *app,
     return dispatcher;
 }
 
+/* A clipboard paste (clipboard.h) is decided by the qrexec policy, as in Qubes. */
+static bool clipboard_policy(void *ctx, const char *source, const char *target, char *why,
+                             size_t why_size) {
+    return router_policy_allows(ctx, "qubes.ClipboardPaste", source, target, why, why_size);
+}
+
 /* The router listens beside the Admin API socket (qrexec_locate.h), so QUBESD_SOCKET alone
  * selects both; RUNTIME/qrexec.sock, where it used to be, stays as a link to it. */
 static struct router *start_router(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
@@ -331,6 +338,7 @@ static int run(const struct options *o, int ready_fd) {
     struct dispatcher *dispatcher = NULL;
     struct router *router = NULL;
     struct preload *preload = NULL;
+    struct clipboard *clipboard = NULL;
     struct qerr err = {0};
     char db[4096], router_link[4096] = "", pools_dir[4096];
     snprintf(db, sizeof(db), "%s/qubes.db", o->state_dir);
@@ -352,7 +360,8 @@ static int run(const struct options *o, int ready_fd) {
     preload = preload_new(loop, &app, dispatcher, &mem);
     dispatcher_set_halted_hook(dispatcher, on_qube_halted, preload);
     preload_recover(preload);
-    struct server_config cfg = {o->socket_path, o->socket_gid, preload};
+    clipboard = clipboard_new(o->runtime_dir);
+    struct server_config cfg = {o->socket_path, o->socket_gid, preload, clipboard};
     if ((r = server_new(loop, &app, dispatcher, hub, &cfg, &srv)) < 0) {
         log_error("cannot listen on %s: %s", o->socket_path, strerror(-r));
         goto out;
@@ -360,6 +369,7 @@ static int run(const struct options *o, int ready_fd) {
     if (!(router = start_router(loop, &app, dispatcher, preload, o, router_link,
                                 sizeof(router_link))))
         goto out;
+    clipboard_set_policy(clipboard, clipboard_policy, router);
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -380,6 +390,7 @@ out:
     if (*router_link)
         unlink(router_link);
     preload_free(preload);
+    clipboard_free(clipboard);
     app.emit = NULL;
     gui_free(targets.gui);       /* the windows go; the qubes run on */
     dispatcher_free(dispatcher); /* qubes keep running: a restarted daemon adopts them */

@@ -379,10 +379,15 @@ static void route_from_dom0(struct route *rt) {
     route_decided(rt, t);
 }
 
+/* What the policy may ask about qubes, answered from the router's model. */
+static struct policy_system policy_system_of(struct router *r) {
+    return (struct policy_system){r,           sys_exists,         sys_klass,
+                                  sys_has_tag, sys_default_dispvm, sys_is_dispvm_template};
+}
+
 static void route_by_policy(struct route *rt) {
     struct router *r = rt->r;
-    struct policy_system sys = {r,           sys_exists,         sys_klass,
-                                sys_has_tag, sys_default_dispvm, sys_is_dispvm_template};
+    struct policy_system sys = policy_system_of(r);
     struct policy_decision d = {0};
     if (policy_evaluate(r->policy, &sys, rt->service, rt->argument, rt->source, rt->requested, &d) <
             0 ||
@@ -400,6 +405,26 @@ static void route_by_policy(struct route *rt) {
     if (*d.user)
         snprintf(rt->user, sizeof(rt->user), "%s", d.user);
     route_decided(rt, d.target);
+}
+
+bool router_policy_allows(struct router *r, const char *service, const char *source,
+                          const char *target, char *why, size_t why_size) {
+    struct policy_system sys = policy_system_of(r);
+    struct policy_decision d = {0};
+    if (policy_evaluate(r->policy, &sys, service, "", source, target, &d) < 0) {
+        snprintf(why, why_size, "malformed request");
+        return false;
+    }
+    if (d.action != POLICY_ALLOW) {
+        snprintf(why, why_size, "%s", d.reason);
+        return false;
+    }
+    if (strcmp(d.target, target) != 0) {
+        snprintf(why, why_size, "%s:%d sends it to %s instead", d.file, d.line, d.target);
+        return false;
+    }
+    snprintf(why, why_size, "%s:%d", d.file, d.line);
+    return true;
 }
 
 void router_call(struct router *r, const struct router_request *req, int stdio[3],

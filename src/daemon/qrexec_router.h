@@ -10,6 +10,8 @@
  *   a halted target qube is started first (Qubes' autostart).
  */
 #pragma once
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
@@ -51,3 +53,9 @@ void router_call(struct router *r, const struct router_request *req, int stdio[3
  * the call is killed (the call then ends as any other, its reply going nowhere); a named
  * qube's service runs on, as in Qubes. No-op for a call that has ended. */
 void router_abandon(struct router *r, void *ctx);
+/* Whether the policy in force allows service from source to exactly target (a named
+ * qube; a rule redirecting elsewhere counts as no), for actions that the host makes on
+ * behalf of a qube without a call, such as a clipboard paste (qubes.ClipboardPaste). why
+ * gets the deciding rule or the reason, for the log. */
+bool router_policy_allows(struct router *r, const char *service, const char *source,
+                          const char *target, char *why, size_t why_size);

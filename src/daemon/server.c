@@ -24,6 +24,7 @@ struct server {
     struct app *app;
     struct dispatcher *dispatcher;
     struct preload *preload;
+    struct clipboard *clipboard;
     struct events_hub *hub;
     int listen_fd;
     sd_event_source *accept_src;
@@ -123,7 +124,8 @@ static void conn_handle_request(struct conn *c) {
         conn_to_events(c, &req);
         return;
     }
-    struct api_env env = {c->srv->app, c->srv->dispatcher, c->peer_uid, c->srv->preload};
+    struct api_env env = {c->srv->app, c->srv->dispatcher, c->peer_uid, c->srv->preload,
+                          c->srv->clipboard};
     struct api_sink sink = {conn_deferred_reply, c};
     enum api_result r = api_dispatch_env(&env, &req, &c->out, &sink);
     if (r == API_NO_REPLY) {
@@ -301,6 +303,7 @@ int server_new(sd_event *loop, struct app *app, struct dispatcher *dispatcher,
                            .dispatcher = dispatcher,
                            .hub = hub,
                            .preload = cfg->preload,
+                           .clipboard = cfg->clipboard,
                            .listen_fd = fd,
                            .socket_path = xstrdup(cfg->socket_path)};
     int r = sd_event_add_io(loop, &srv->accept_src, fd, EPOLLIN, on_accept, srv);

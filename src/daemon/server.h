@@ -10,11 +10,13 @@
 struct server;
 
 struct preload;
+struct clipboard;
 
 struct server_config {
     const char *socket_path;
     gid_t socket_gid; /* (gid_t)-1: keep the daemon's group */
     struct preload *preload;
+    struct clipboard *clipboard; /* the global clipboard (clipboard.h) */
 };
 
 struct dispatcher;

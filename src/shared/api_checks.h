@@ -22,5 +22,8 @@ int check_feature_value(const void *value, size_t len, struct qerr *err);
 int check_tag(const char *tag, struct qerr *err);
 /* An argument any method may take: printable ASCII without spaces (QubesValueError). */
 int check_argument(const char *method, const char *arg, struct qerr *err);
+/* The global clipboard's largest content (qvm-clipboard, docs/gui.md): Qubes' default
+ * limit, and what one request carries with room for its header. */
+#define CLIPBOARD_MAX_BYTES 64000
 /* A whole request of len bytes against WIRE_MAX_REQUEST; what names its cause. */
 int check_request_size(size_t len, const char *what, struct qerr *err);

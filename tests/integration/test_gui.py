@@ -18,6 +18,7 @@ import time
 import unittest
 
 import harness
+import tempfile
 import test_engine
 from test_engine import EngineTestCase, build_template, kill_all_qubes, run_tool
 
@@ -25,6 +26,8 @@ WINDOW_WAIT = 120.0  # a cold GUI disposable on a loaded two-core machine: xpra 
 CLOSE_WAIT = 60.0
 TEMPLATE_SETUP = "ln -s usr/lib /lib && ln -s usr/lib64 /lib64"
 HOST_ETC = ["etc/xpra", "etc/fonts", "etc/X11"]  # what xpra and Xvfb read beside /usr
+DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "policy",
+                              "50-dispenser-default.policy")
 LABEL_COLOURS = {"red": 0xcc0000, "green": 0x73d216, "blue": 0x3465a4}
 
 
@@ -45,7 +48,7 @@ def gui_skip_reason():
     reason = test_engine.engine_skip_reason()
     if reason:
         return reason
-    for prog in ("Xvfb", "xpra", "xmessage", "xdotool", "xdpyinfo"):
+    for prog in ("Xvfb", "xpra", "xmessage", "xdotool", "xdpyinfo", "xclip"):
         if not shutil.which(prog):
             return "%s is not installed (scripts/install-deps.sh installs it)" % prog
     if not ctypes.util.find_library("X11"):
@@ -215,11 +218,16 @@ class GuiCase(EngineTestCase):
 
     @classmethod
     def setUpClass(cls):
+        # the shipped default policy (qubes.ClipboardPaste allowed between qubes); tests
+        # add deny rules before it
+        cls.policy_dir = tempfile.mkdtemp(prefix="dispenser-gui-policy-")
+        shutil.copy(DEFAULT_POLICY, cls.policy_dir)
         cls.display = HostDisplay()
         try:
             super().setUpClass()
         except BaseException:
             cls.display.stop()
+            shutil.rmtree(cls.policy_dir, ignore_errors=True)
             raise
 
     @classmethod
@@ -228,10 +236,11 @@ class GuiCase(EngineTestCase):
             super().tearDownClass()
         finally:
             cls.display.stop()
+            shutil.rmtree(cls.policy_dir, ignore_errors=True)
 
     @classmethod
     def daemon_args(cls):
-        return ["--gui-display", cls.display.name]
+        return ["--gui-display", cls.display.name, "--policy-dir", cls.policy_dir]
 
     @classmethod
     def populate(cls, d):
@@ -255,6 +264,10 @@ class GuiCase(EngineTestCase):
         harness.ok_content(d, "admin.vm.Create.AppVM", "gt", "dom0", b"name=work label=green")
         harness.ok_content(d, "admin.vm.feature.Set", "gui", "work", b"1")
         harness.ok_content(d, "admin.vm.Create.AppVM", "gt", "dom0", b"name=plain label=red")
+        for name in ("mail", "bank"):  # more GUI qubes, for the clipboard
+            harness.ok_content(d, "admin.vm.Create.AppVM", "gt", "dom0",
+                               b"name=%s label=yellow" % name.encode())
+            harness.ok_content(d, "admin.vm.feature.Set", "gui", name, b"1")
 
     def setUp(self):
         super().setUp()
@@ -372,6 +385,95 @@ class GuiCase(EngineTestCase):
         self.display.close_window(wid)
         p.wait(CLOSE_WAIT)
         self.wait_until(lambda: name not in self.vm_names(), CLOSE_WAIT, "%s removed" % name)
+
+    # --- the global clipboard (qvm-clipboard) ---
+
+    def set_clipboard(self, qube, text):
+        """What a program in the qube does on Ctrl-C: owns the qube's X clipboard."""
+        self.qrun(qube, "printf %%s '%s' | xclip -selection clipboard -i >/dev/null 2>&1" % text)
+
+    def clipboard_of(self, qube):
+        """The qube's own X clipboard, None when no one there owns it."""
+        r = self.qrun(qube, "xclip -selection clipboard -o", check=False)
+        return r.stdout.decode() if r.returncode == 0 else None
+
+    def clip(self, *args):
+        return run_tool(self.d, "qvm-clipboard", *args, timeout=WINDOW_WAIT)
+
+    def global_clipboard(self):
+        path = os.path.join(self.d.runtime_dir, "clipboard", "qubes-clipboard.bin")
+        with open(path, "rb") as data, open(path + ".source") as source:
+            return source.read(), data.read()
+
+    def start_gui_qubes(self, *names):
+        for name in names:
+            self.tool("qvm-start", name)
+
+    def test_clipboard_goes_only_where_it_is_pasted_and_then_is_gone(self):
+        self.start_gui_qubes("work", "mail", "bank")
+        self.set_clipboard("work", "from work")
+        self.assertEqual("from work", self.clipboard_of("work"))
+        # nothing flows by itself: the other qubes' clipboards stay empty
+        self.assertIsNone(self.clipboard_of("mail"))
+        r = self.clip("copy", "work")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual(("work", b"from work"), self.global_clipboard())
+        self.assertEqual("9 bytes copied from work\n", self.clip("show").stdout)
+        self.assertIsNone(self.clipboard_of("mail"))
+        self.assertIsNone(self.clipboard_of("bank"))
+        # the key binding's form: the qube of the focused window's title
+        r = self.clip("paste", "--title", "[mail] hello")
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertEqual("from work", self.clipboard_of("mail"))
+        self.assertIsNone(self.clipboard_of("bank"))
+        # emptied by the paste: a second one has nothing to give
+        self.assertEqual(("", b""), self.global_clipboard())
+        self.assertEqual("the global clipboard is empty\n", self.clip("show").stdout)
+        r = self.clip("paste", "bank")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("the global clipboard is empty", r.stderr)
+        self.assertIsNone(self.clipboard_of("bank"))
+
+    def test_paste_refused_by_the_policy_moves_nothing(self):
+        deny = os.path.join(self.policy_dir, "30-clipboard.policy")
+        before = self.d.log().count("rules loaded")
+        with open(deny + ".tmp", "w") as f:
+            f.write("qubes.ClipboardPaste  *  work  mail  deny\n")
+        os.rename(deny + ".tmp", deny)
+        self.addCleanup(os.unlink, deny)
+        self.wait_until(lambda: self.d.log().count("rules loaded") > before, 30,
+                        "the policy reloaded")
+        self.start_gui_qubes("work", "mail")
+        self.set_clipboard("work", "secret")
+        self.assertEqual(0, self.clip("copy", "work").returncode)
+        r = self.clip("paste", "mail")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("refused by the policy", r.stderr)
+        self.assertIsNone(self.clipboard_of("mail"))
+        self.assertEqual(("work", b"secret"), self.global_clipboard())  # kept for another
+
+    def test_clipboard_over_the_limit_or_without_a_gui_is_not_copied(self):
+        self.start_gui_qubes("work", "plain")
+        self.ok("admin.vm.feature.Set", "gui-max-clipboard-size", "work", b"256")
+        self.addCleanup(self.d.call, "admin.vm.feature.Remove", "gui-max-clipboard-size", "work")
+        self.set_clipboard("work", "small")
+        self.assertEqual(0, self.clip("copy", "work").returncode)
+        self.set_clipboard("work", "x" * 300)
+        r = self.clip("copy", "work")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("more than 256 bytes", r.stderr)
+        self.assertEqual(("work", b"small"), self.global_clipboard())
+        # past the most any qube may copy (64000, Qubes' default) whatever its limit
+        self.ok("admin.vm.feature.Set", "gui-max-clipboard-size", "work", b"256000")
+        self.qrun("work", "xclip -selection clipboard -i >/dev/null 2>&1", input=b"y" * 70000)
+        r = self.clip("copy", "work")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("more than 64000 bytes", r.stderr)
+        self.assertEqual(("work", b"small"), self.global_clipboard())
+        r = self.clip("copy", "plain")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn("no GUI", r.stderr)
+        self.assertEqual(("work", b"small"), self.global_clipboard())
 
 
 def parse_feature(reply):

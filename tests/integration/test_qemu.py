@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -523,7 +524,15 @@ ECHO_SERVICE = "#!/bin/sh\necho \"from=$QREXEC_REMOTE_DOMAIN\"; cat; echo err >&
 
 class CallsOut(QemuTestCase):
     """qrexec-client-vm inside a VM: the call goes up the agent's stream (no descriptors
-    cross), the router decides by policy with the VM as the caller, the stdio are copied."""
+    cross), the router decides by policy with the VM as the caller, the stdio are copied.
+
+    The same VM has the feature gui (one TCG boot for both): its window channel (docs/gui.md)
+    is the port dispenser.gui, QEMU's socket RUNDIR/gui.sock as its host end, the guest
+    agent's bridge to the qube's GUI socket, which its GUI agent hands to "xpra". A guest
+    root with xpra, Xvfb and Python would take minutes to start under TCG: the template's
+    xpra is a stand-in (gui_echo.c) that the real launcher starts the same way and that
+    echoes lines, so what is tested is the channel, both ways, and a second connection
+    after the first went."""
 
     @classmethod
     def setUpClass(cls):
@@ -541,6 +550,30 @@ class CallsOut(QemuTestCase):
     def daemon_args(cls):
         return super().daemon_args() + ["--policy-dir", cls.policy_dir]
 
+    @staticmethod
+    def stand_in_xpra():
+        with tempfile.TemporaryDirectory() as tmp:
+            exe = os.path.join(tmp, "xpra")
+            subprocess.run(["cc", "-static", "-O1", "-o", exe, os.path.join(HERE, "gui_echo.c")],
+                           check=True, capture_output=True, timeout=120)
+            with open(exe, "rb") as f:
+                return f.read()
+
+    @staticmethod
+    def exchange(sock, line):
+        """line through the window channel's host end; what comes back, up to a newline."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(120)
+            s.connect(sock)
+            s.sendall(line.encode() + b"\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return got.decode()
+
     def vm_sh(self, command, timeout=120):
         """A shell command in the VM: (exit status, stdout, stderr) as text."""
         r = harness.run_tool(self.d, "qvm-run", "-p", "vmc", command, timeout=timeout)
@@ -553,9 +586,12 @@ class CallsOut(QemuTestCase):
         self.qrun("bb", "cat > /etc/qubes-rpc/test.Echo && chmod 755 /etc/qubes-rpc/test.Echo "
                   "&& printf '#!/bin/sh\\nexec cat\\n' > /etc/qubes-rpc/test.Cat && "
                   "chmod 755 /etc/qubes-rpc/test.Cat", user="root", input=ECHO_SERVICE.encode())
+        self.qrun("bb", "cat > /usr/bin/xpra && chmod 0755 /usr/bin/xpra", user="root",
+                  input=self.stand_in_xpra())
         self.shutdown("bb")
         self.new_appvm("work")
         self.new_vm("vmc")
+        self.ok("admin.vm.feature.Set", "gui", "vmc", b"1")
         self.start_vm("vmc")
 
         # allowed: the target sees the VM as its caller; stdin, stdout, stderr, exit status
@@ -580,6 +616,15 @@ class CallsOut(QemuTestCase):
         self.assertEqual((0, "rc=0\n"), (rc, out), err)
         self.assertEqual(b"from-the-vm\n",
                          self.qrun("work", "cat ~/QubesIncoming/vmc/note").stdout)
+
+        # the window channel: the GUI agent started "xpra" before the VM was ready
+        self.assertEqual((0, "xpra is ready (a stand-in)\nDISPLAY=:0\n"),
+                         self.vm_sh("cat /tmp/.dispenser-gui.log; echo DISPLAY=$DISPLAY")[:2])
+        sock = os.path.join(self.d.runtime_dir, "qemu", "vmc", "gui.sock")
+        self.assertEqual("echo:hello through the port\n",
+                         self.exchange(sock, "hello through the port"))
+        # the host's GUI daemon went (a daemon restart): the next one gets through too
+        self.assertEqual("echo:again\n", self.exchange(sock, "again"))
         self.tool("qvm-kill", "vmc")
         self.kill("work")
 

@@ -440,6 +440,7 @@ static const struct backend_ops QEMU_OPS = {
     .import_begin = qemu_import_begin,
     .import_end = qemu_import_end,
     .exec = qemu_exec,
+    .gui_socket = qemu_gui_socket,
     .net_attach = qemu_net_attach,
     .upcall_reply = qemu_upcall_reply,
     .hibernate = qemu_hibernate,

@@ -210,9 +210,15 @@ struct qemu_launch {
      * memfd); a clone waits for the golden's device state (-incoming defer), no boot */
     int ram_fd;
     bool ram_shared, incoming;
+    /* a GUI qube: the port dispenser.gui, whose host end RUNDIR/gui.sock is the window
+     * channel (qemu_gui.c) */
+    bool gui;
 };
 char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct qemu_launch *l);
 void qemu_argv_free(char **argv);
+
+/* GUI (qemu_gui.c) */
+int qemu_gui_socket(struct backend *b, const char *name, char *path, size_t size);
 
 /* volumes (qemu_volumes.c) */
 int qemu_remove_volumes(struct backend *b, const struct backend_qube *q, struct backend_why *why);

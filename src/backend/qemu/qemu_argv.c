@@ -59,6 +59,8 @@ static char *kernel_cmdline(const struct qemu_backend *qb, const char *name,
     if (l->tap_fd > 0) /* the guest's init configures eth0 (no DHCP) */
         strbuf_printf(&sb, " dispenser.ip=%s dispenser.gateway=%s dispenser.dns=%s", l->net->ip,
                       l->net->gateway, l->net->dns);
+    if (l->gui) /* the guest's init waits for the port and hands it to the agent */
+        strbuf_printf(&sb, " dispenser.gui=1");
     if (l->kernelopts && *l->kernelopts)
         strbuf_printf(&sb, " %s", l->kernelopts);
     return xstrdup(strbuf_str(&sb));
@@ -193,6 +195,8 @@ char **qemu_argv(const struct qemu_backend *qb, const char *name, const struct q
     add(&a, "virtio-serial-device,max_ports=4");
     add_port(&a, l->rundir, "control", "control.sock", "dispenser.control");
     add_port(&a, l->rundir, "agent", "serial.sock", "dispenser.agent");
+    if (l->gui) /* the window channel: its host end is QEMU's socket (qemu_gui.c) */
+        add_port(&a, l->rundir, "gui", "gui.sock", "dispenser.gui");
     if (l->balloon)
         add_balloon(&a);
     if (l->tap_fd > 0) { /* the tap the engine made in the netvm's namespace (qemu_net.c) */

@@ -87,8 +87,8 @@ struct qemu_golden {
  * connections, which the refresh does not renew (yet). */
 bool qemu_golden_wanted(const struct backend_qube *q) {
     const char *mode = backend_option(q->options, q->n_options, "preload-mode");
-    return q->kind == BACKEND_DISPVM && q->background && q->private_source && !q->net && mode &&
-           strcmp(mode, "restore") == 0;
+    return q->kind == BACKEND_DISPVM && q->background && q->private_source && !q->net && !q->gui &&
+           mode && strcmp(mode, "restore") == 0;
 }
 
 /* ---- files ---- */

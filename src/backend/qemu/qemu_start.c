@@ -331,6 +331,7 @@ static int boot_launch(const struct qemu_backend *qb, const struct backend_qube 
         .private_throwaway = throwaway,
         .memory_mib = q->memory_mib,
         .vcpus = q->vcpus,
+        .gui = q->gui,
     };
     return 0;
 }
