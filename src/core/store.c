@@ -27,6 +27,8 @@ enum stmt_id {
     S_DEL_FIREWALL,
     S_SET_NOTES,
     S_DEL_NOTES,
+    S_SET_ASSIGNMENT,
+    S_DEL_ASSIGNMENT,
     S_COUNT,
 };
 
@@ -48,6 +50,11 @@ static const char *const STMT_SQL[S_COUNT] = {
     [S_DEL_FIREWALL] = "DELETE FROM firewall WHERE qid = ?1",
     [S_SET_NOTES] = "INSERT OR REPLACE INTO notes(qid, text) VALUES (?1, ?2)",
     [S_DEL_NOTES] = "DELETE FROM notes WHERE qid = ?1",
+    [S_SET_ASSIGNMENT] =
+        "INSERT OR REPLACE INTO device_assignments(qid, devclass, backend, port_id,"
+        " device_id, mode, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_DEL_ASSIGNMENT] = "DELETE FROM device_assignments WHERE qid = ?1 AND devclass = ?2 AND"
+                         " backend = ?3 AND port_id = ?4 AND device_id = ?5",
 };
 
 /* Migration N takes the schema from user_version N to N+1. Append, never edit. */
@@ -69,6 +76,12 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     /* 3: a qube's notes (admin.vm.notes.*, qvm-notes) */
     "CREATE TABLE notes (qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,"
     "  text TEXT NOT NULL);",
+    /* 4: persistent device assignments (admin.vm.device.<class>.Assign), a qube's rows
+     * gone with it; options as the wire's "_name='value'" list */
+    "CREATE TABLE device_assignments (qid INTEGER NOT NULL REFERENCES qubes(qid)"
+    "  ON DELETE CASCADE, devclass TEXT NOT NULL, backend TEXT NOT NULL,"
+    "  port_id TEXT NOT NULL, device_id TEXT NOT NULL, mode TEXT NOT NULL,"
+    "  options TEXT NOT NULL, PRIMARY KEY (qid, devclass, backend, port_id, device_id));",
 };
 
 struct store {
@@ -288,6 +301,14 @@ int store_put_notes(struct store *s, int qid, const char *text) {
     return text && *text ? run(s, S_SET_NOTES, "is", qid, text) : run(s, S_DEL_NOTES, "i", qid);
 }
 
+int store_put_assignment(struct store *s, int qid, const struct store_assignment *a) {
+    if (a->mode)
+        return run(s, S_SET_ASSIGNMENT, "issssss", qid, a->devclass, a->backend, a->port_id,
+                   a->device_id, a->mode, a->options ? a->options : "");
+    return run(s, S_DEL_ASSIGNMENT, "issss", qid, a->devclass, a->backend, a->port_id,
+               a->device_id);
+}
+
 static const char *col(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -330,6 +351,12 @@ static int row_notes(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->notes ? l->notes(l->ctx, sqlite3_column_int(st, 0), col(st, 1)) : 0;
 }
+static int row_assignment(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    struct store_assignment a = {col(st, 1), col(st, 2), col(st, 3),
+                                 col(st, 4), col(st, 5), col(st, 6)};
+    return l->assignment ? l->assignment(l->ctx, sqlite3_column_int(st, 0), &a) : 0;
+}
 static int row_global(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->global(l->ctx, col(st, 0), col(st, 1));
@@ -343,7 +370,11 @@ int store_load(struct store *s, const struct store_loader *loader) {
         load_rows(s, "SELECT qid, name FROM tags", ctx, row_tag) < 0 ||
         load_rows(s, "SELECT name, value FROM global_properties", ctx, row_global) < 0 ||
         load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0 ||
-        load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0)
+        load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0 ||
+        load_rows(s,
+                  "SELECT qid, devclass, backend, port_id, device_id, mode, options"
+                  " FROM device_assignments ORDER BY rowid",
+                  ctx, row_assignment) < 0)
         return -1;
     return 0;
 }

@@ -9,7 +9,7 @@
 struct store;
 struct app;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 int store_open(const char *path, struct store **out, struct qerr *err);
 void store_close(struct store *s);
@@ -39,6 +39,13 @@ int store_put_firewall(struct store *s, int qid, const char *rules);
 /* A qube's notes; NULL or "" deletes them. */
 int store_put_notes(struct store *s, int qid, const char *text);
 
+/* A persistent device assignment of a qube (admin.vm.device.<class>.Assign); mode NULL
+ * deletes the row of that device. */
+struct store_assignment {
+    const char *devclass, *backend, *port_id, *device_id, *mode, *options;
+};
+int store_put_assignment(struct store *s, int qid, const struct store_assignment *a);
+
 /* Rows as they come out of the database, for app.c to build its model from. */
 struct store_loader {
     void *ctx;
@@ -49,5 +56,6 @@ struct store_loader {
     int (*global)(void *ctx, const char *name, const char *value);
     int (*firewall)(void *ctx, int qid, const char *rules);
     int (*notes)(void *ctx, int qid, const char *text);
+    int (*assignment)(void *ctx, int qid, const struct store_assignment *a);
 };
 int store_load(struct store *s, const struct store_loader *loader);
