@@ -520,6 +520,85 @@ class BlockTools(EngineTestCase):
         self.assertIn("invalid choice: 'frobnicate'", r.stderr)
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="halted"))
 
+    def test_assign_list_unassign(self):
+        port, path = make_loop(self)
+        num = port[len("loop"):]
+        self.new_appvm("fixed")
+        self.assertEqual("", self.run_ok("qvm-block", "assign", "--ro", "--required", "fixed",
+                                         "dom0:" + port))
+        self.assertEqual(
+            "dom0+%s::%s device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0' "
+            "mode='required' frontend_domain='fixed' _read-only='yes'\n" % (port, num, num, port),
+            self.ok("admin.vm.device.block.Assigned", dest="fixed").decode())
+        row = "dom0:%s  Block_Storage: hosted by dom0 %s" % (port, path)
+        self.assertRegex(self.run_ok("qvm-block", "list", "-s"),
+                         r"(?m)^dom0:%s  :%s +\*fixed \(required: read-only=yes\)$" % (port, num))
+        self.assertNotIn("*fixed", self.run_ok("qvm-block", "list"))
+        self.start("fixed")
+        self.assertIn(row + "  fixed (attached: read-only=yes, frontend-dev=xvdi)",
+                      self.run_ok("qvm-block"))
+        self.assertEqual("hello-block", self.qout("fixed", "head -c 11 /dev/xvdi", user="root"))
+        r = run_tool(self.d, "qvm-block", "detach", "fixed", "dom0:" + port)
+        self.assertEqual((1, "Error: Can not detach a required device from a non halted qube. "
+                             "You need to unassign device first.\n"), (r.returncode, r.stderr))
+        self.assertEqual("Unassigned. To detach you can now restart domain or run: \n"
+                         " \tqvm-block detach fixed dom0:%s\n" % port,
+                         self.run_ok("qvm-block", "unassign", "fixed", "dom0:" + port))
+        self.assertEqual("", self.run_ok("qvm-block", "detach", "fixed", "dom0:" + port))
+        # assigned while running: the hint to attach now; by port alone, ask-to-attach
+        self.assertEqual("Assigned. To attach you can now restart domain or run: \n"
+                         "\tqvm-block attach -o frontend-dev=xvdn fixed dom0:%s\n" % port,
+                         self.run_ok("qvm-block", "s", "--port", "-o", "frontend-dev=xvdn",
+                                     "fixed", "dom0:" + port))
+        self.assertEqual("", self.run_ok("qvm-block", "assign", "-q", "--ask", "--device",
+                                         "fixed", "dom0:" + port))
+        listing = self.run_ok("qvm-device", "block", "ls", "--assignments")
+        self.assertIn("dom0:%s  any device" % port, listing)
+        self.assertIn("*fixed (auto-attach: frontend-dev=xvdn)", listing)
+        self.assertIn("dom0:*", listing)
+        self.assertIn("*fixed (ask-to-attach)", listing)
+        # unassign without a device: all of them
+        self.assertEqual("", self.run_ok("qvm-block", "unassign", "fixed"))
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Assigned", dest="fixed"))
+        # attach --persistent: attached now and assigned as required
+        self.run_ok("qvm-block", "attach", "--persistent", "fixed", "dom0:" + port)
+        self.assertIn("mode='required'", self.ok("admin.vm.device.block.Attached",
+                                                   dest="fixed").decode())
+        self.assertIn("mode='required'", self.ok("admin.vm.device.block.Assigned",
+                                                   dest="fixed").decode())
+
+    def test_assign_errors(self):
+        port, _ = make_loop(self)
+        self.new_appvm("picky")
+        for args, code, err in [
+                (("qvm-block", "assign", "picky", "dom0:loop996"), 1,
+                 "Error: backend vm dom0 doesn't expose block device 'loop996'\n"),
+                (("qvm-block", "assign", "picky", "nosuch:" + port), 1,
+                 "qvm-block: error: no such backend vm!\n"),
+                (("qvm-block", "unassign", "picky", "dom0:" + port), 1,
+                 "Error: block device dom0:%s::%s not assigned to picky\n"
+                 % (port, port[len("loop"):])),
+        ]:
+            with self.subTest(args=args):
+                r = run_tool(self.d, *args)
+                self.assertEqual((code, err), (r.returncode, r.stderr))
+        self.run_ok("qvm-block", "assign", "picky", "dom0:" + port)
+        r = run_tool(self.d, "qvm-block", "assign", "picky", "dom0:" + port)
+        self.assertEqual(1, r.returncode)
+        self.assertIn("already assigned to picky", r.stderr)
+        for args in (("assign", "--ask", "--required", "picky", "dom0:" + port),
+                     ("assign", "--port", "--device", "picky", "dom0:" + port),
+                     ("assign", "picky")):
+            r = run_tool(self.d, "qvm-block", *args)
+            self.assertEqual(2, r.returncode, args)
+        # the port alone when the device is gone; the assignment stays until unassigned
+        self.run_ok("qvm-block", "assign", "--port", "picky", "dom0:loop996")
+        self.assertIn("dom0+loop996:*", self.ok("admin.vm.device.block.Assigned",
+                                                 dest="picky").decode())
+        self.run_ok("qvm-block", "unassign", "--port", "picky", "dom0:loop996")
+        self.assertNotIn("loop996", self.ok("admin.vm.device.block.Assigned",
+                                             dest="picky").decode())
+
     def test_list_device_classes(self):
         self.assertEqual("pci\nblock\nusb\nmic\n",
                          self.run_ok("qvm-device", "--list-device-classes"))
