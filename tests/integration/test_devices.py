@@ -403,6 +403,15 @@ class BlockAssignments(EngineTestCase):
         self.start("first")
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="first"))
 
+    def test_qemu_qube_with_a_required_device_does_not_start(self):
+        port, _ = make_loop(self)
+        self.new_appvm("vmq")
+        self.set_prop("vmq", "virt_mode", "qemu")
+        self.assign("vmq", port, "*", "required")
+        r = self.err("admin.vm.Start", dest="vmq", exc="QubesNotImplementedError")
+        self.assertEqual("virt_mode=qemu qubes cannot take block devices yet", r.message)
+        self.assert_state("vmq", "Halted")
+
     def test_removed_with_the_qube(self):
         self.new_appvm("gone")
         self.assign("gone", "loop998", "*", "auto-attach")
