@@ -207,6 +207,23 @@ class BlockDevices(EngineTestCase):
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="reader"))
         self.assertNotIn("attachment=", self.available(arg=port).popitem()[1])
 
+    def test_daemon_restart_takes_devices_back(self):
+        port, _ = make_loop(self)
+        self.new_appvm("survivor")
+        self.start("survivor")
+        self.ok("admin.vm.device.block.Attach", "dom0+" + port, "survivor", b"")
+        self.assert_device_rule("survivor", port, "rw")
+        self.d.restart()  # the qube runs on; the new daemon has no record of the device
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="survivor"))
+        self.assert_device_rule("survivor", port, None)
+        r = self.qrun("survivor", "head -c 5 /dev/xvdi", user="root", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertEqual("ok\n", self.qout("survivor", "echo ok >/dev/null; echo ok"))
+        # and it can be given again
+        self.qrun("survivor", "rm -f /dev/xvdi", user="root")
+        self.ok("admin.vm.device.block.Attach", "dom0+" + port, "survivor", b"")
+        self.assertEqual("hello", self.qout("survivor", "head -c 5 /dev/xvdi", user="root"))
+
     def test_detach_refused_while_open(self):
         port, _ = make_loop(self)
         self.new_appvm("holder")

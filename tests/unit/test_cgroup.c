@@ -697,6 +697,13 @@ static void test_v2_device_program(void **state) {
         assert_int_equal(cgroup_qube_device_allow(again, 'b', maj, min, false), 0);
         assert_int_equal(probe(again, loop, O_RDWR), 0);
         cgroup_qube_free(again);
+        /* a daemon that adopts the running qube takes its devices back */
+        struct cgroup_qube *adopted = cgroup_qube_open(v2, "dev");
+        assert_non_null(adopted);
+        assert_int_equal(cgroup_qube_devices_reset(adopted), 0);
+        assert_int_equal(probe(adopted, loop, O_RDONLY), EPERM);
+        assert_int_equal(probe(adopted, "/dev/null", O_RDWR), 0);
+        cgroup_qube_free(adopted);
         snprintf(own, sizeof(own), "losetup -d %s", loop);
         assert_int_equal(system(own), 0);
     }

@@ -742,6 +742,33 @@ int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, u
     return write_file(dir, "devices.deny", rule);
 }
 
+int cgroup_qube_devices_reset(struct cgroup_qube *cg) {
+    const char *dir = v1_devices_dir(cg);
+    if (!dir) {
+        if (!v2_dir(cg))
+            return -ENOTSUP;
+        free(cg->granted);
+        cg->granted = NULL;
+        cg->n_granted = 0;
+        return bpf_apply(cg); /* the earlier daemon's program is detached once it is in */
+    }
+    /* v1: each block device rule denied on its own; the /dev nodes' rules never go */
+    char list[8192], *save = NULL;
+    ssize_t n = read_file(dir, "devices.list", list, sizeof(list));
+    if (n < 0)
+        return (int)n;
+    int r = 0;
+    for (char *line = strtok_r(list, "\n", &save); line && r >= 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        char rule[64], devno[32];
+        if (line[0] != 'b' || sscanf(line, "b %31s", devno) != 1)
+            continue;
+        snprintf(rule, sizeof(rule), "b %s rwm", devno);
+        r = write_file(dir, "devices.deny", rule);
+    }
+    return r;
+}
+
 /* No v1 device cgroup: the BPF program on cgroup2, if the kernel lets us. Without it the
  * qube runs, but takes no block device (cgroup_qube_has_device_control). */
 static void devices_bpf_default(struct cgroup_qube *cg) {

@@ -75,6 +75,10 @@ bool cgroup_qube_has_device_control(const struct cgroup_qube *cg);
 int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
                              bool read_only);
 int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, unsigned minor);
+/* Takes back every block device of a qube adopted from an earlier daemon (its own /dev
+ * nodes stay allowed): the v1 rules of block devices denied one by one, or on cgroup2 a
+ * fresh program in place of the earlier daemon's. -ENOTSUP with no device control. */
+int cgroup_qube_devices_reset(struct cgroup_qube *cg);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
 void cgroup_qube_free(struct cgroup_qube *cg);
