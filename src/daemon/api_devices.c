@@ -419,7 +419,8 @@ static int device_set_assignment(struct api_call *c) {
     if (strcmp(a->mode, mode) == 0)
         return 0;
     struct block_options o = {0};
-    block_options_parse(a->options, &o, c->err);
+    struct qerr stored = {0}; /* checked when assigned: cannot fail */
+    block_options_parse(a->options, &o, &stored);
     emit_assignment(c, "device-pre-assign:block", &arg, &o);
     if (app_assignment_set_mode(c->app, c->dest, a, mode, c->err) < 0)
         return -1;
