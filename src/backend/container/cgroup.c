@@ -663,7 +663,8 @@ static int bpf_apply(struct cgroup_qube *cg) {
     size_t n = ELEMENTSOF(QUBE_DEV_NODES) + cg->n_granted;
     struct devbpf_rule *rules = xcalloc(n, sizeof(*rules));
     memcpy(rules, QUBE_DEV_NODES, sizeof(QUBE_DEV_NODES));
-    memcpy(rules + ELEMENTSOF(QUBE_DEV_NODES), cg->granted, cg->n_granted * sizeof(*rules));
+    if (cg->n_granted) /* none yet: granted is NULL */
+        memcpy(rules + ELEMENTSOF(QUBE_DEV_NODES), cg->granted, cg->n_granted * sizeof(*rules));
     int prog = devbpf_load(rules, n);
     free(rules);
     if (prog < 0)
@@ -702,7 +703,8 @@ static int bpf_grant(struct cgroup_qube *cg, char type, unsigned major, unsigned
         return 0;
     struct devbpf_rule *before = xcalloc(cg->n_granted + 1, sizeof(*before));
     size_t n_before = cg->n_granted;
-    memcpy(before, cg->granted, n_before * sizeof(*before));
+    if (n_before)
+        memcpy(before, cg->granted, n_before * sizeof(*before));
     if (!g) {
         cg->granted = xrealloc(cg->granted, (cg->n_granted + 1) * sizeof(*cg->granted));
         g = &cg->granted[cg->n_granted++];
@@ -714,7 +716,8 @@ static int bpf_grant(struct cgroup_qube *cg, char type, unsigned major, unsigned
     }
     int r = bpf_apply(cg);
     if (r < 0) {
-        memcpy(cg->granted, before, n_before * sizeof(*before));
+        if (n_before)
+            memcpy(cg->granted, before, n_before * sizeof(*before));
         cg->n_granted = n_before;
     }
     free(before);
