@@ -625,16 +625,10 @@ static int probe(struct cgroup_qube *cg, const char *path, int flags) {
     return WEXITSTATUS(st);
 }
 
-/* A loop device over a small file: its node path in buf; false without losetup. */
-static bool make_loop(const char *dir, char *buf, size_t size, unsigned *major, unsigned *minor) {
-    char *img = tu_path(dir, "disk.img"), cmd[4200];
-    FILE *f = fopen(img, "we");
-    assert_non_null(f);
-    assert_int_equal(ftruncate(fileno(f), 1 << 20), 0);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "losetup --find --show %s 2>/dev/null", img);
-    free(img);
-    FILE *p = popen(cmd, "r");
+/* A free loop device (no backing file: dom0 never offers one, so the integration tests
+ * running meanwhile do not see it): its node path in buf; false without losetup. */
+static bool free_loop(char *buf, size_t size, unsigned *major, unsigned *minor) {
+    FILE *p = popen("losetup --find 2>/dev/null", "r");
     bool ok = p && fgets(buf, (int)size, p);
     if (p)
         pclose(p);
@@ -665,7 +659,7 @@ static void test_v2_device_program(void **state) {
     fclose(f);
     char loop[256] = "";
     unsigned maj = 0, min = 0;
-    bool have_loop = make_loop(tmp, loop, sizeof(loop), &maj, &min);
+    bool have_loop = free_loop(loop, sizeof(loop), &maj, &min);
 
     char devgroup[80];
     snprintf(devgroup, sizeof(devgroup), "%s-dev", group);
@@ -704,8 +698,6 @@ static void test_v2_device_program(void **state) {
         assert_int_equal(probe(adopted, loop, O_RDONLY), EPERM);
         assert_int_equal(probe(adopted, "/dev/null", O_RDWR), 0);
         cgroup_qube_free(adopted);
-        snprintf(own, sizeof(own), "losetup -d %s", loop);
-        assert_int_equal(system(own), 0);
     }
     reap_all();
     assert_int_equal(cgroup_qube_destroy(cg), 0);
