@@ -1,6 +1,6 @@
 /* qvm-device CLASS {list,attach,detach,assign,unassign} and qvm-block (the same with the
  * class "block"), with upstream's sub-commands, aliases, output and exit codes over
- * admin.vm.device.<class>.{Available,Attached,Attach,Detach,Assign,Unassign} and
+ * admin.vm.device.<class>.{Available,Attached,Assigned,Attach,Detach,Assign,Unassign} and
  * admin.deviceclass.List (docs/devices.md). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +50,9 @@ static const struct opt_spec device_specs[] = {
     "                                      attach a device to a running qube\n"        \
     "  detach (d,dt) VMNAME [BACKEND:DEVICE_ID]\n"                                     \
     "                                      detach a device (all without one)\n"        \
-    "  assign (s), unassign (u)            persistent assignments (not implemented)\n" \
+    "  assign (s) VMNAME BACKEND:DEVICE_ID assign a device: attached at every start\n" \
+    "  unassign (u) VMNAME [BACKEND:DEVICE_ID]\n"                                      \
+    "                                      remove an assignment (all without one)\n"   \
     "Without a command, devices are listed."
 
 static const struct opt_parser block_parser = {
@@ -74,6 +76,7 @@ struct device_ctx {
     bool list_classes, persistent;
     struct strv options; /* "key=value", in order */
     bool ro;
+    bool ask, only_port, only_device, assignments, quiet;
 };
 
 static void device_option(void *userdata, int id, const char *value) {
@@ -84,6 +87,14 @@ static void device_option(void *userdata, int id, const char *value) {
         c->ro = true;
     else if (id == OPT_PERSISTENT)
         c->persistent = true;
+    else if (id == OPT_ASK)
+        c->ask = true;
+    else if (id == OPT_PORT)
+        c->only_port = true;
+    else if (id == OPT_DEVICE)
+        c->only_device = true;
+    else if (id == OPT_ASSIGNMENTS)
+        c->assignments = true;
     else if (id == OPT_OPTION) {
         if (!strchr(value, '='))
             opts_error(c->parser, "argument --option/-o: expected opt=value, got '%s'", value);
@@ -162,8 +173,9 @@ static void describe(const char *devclass, const char *props, char *out, size_t 
              vend, prod ? prod : unknown);
 }
 
-/* "vm (attached: read-only=no, frontend-dev=xvdi)": the options of the assignment. */
-static void frontend_desc(const char *vm, const char *props, struct strbuf *out) {
+/* "vm (attached: read-only=no, frontend-dev=xvdi)": the options of the assignment;
+ * mode "attached" for a device attached, the assignment's for one assigned. */
+static void frontend_desc(const char *vm, const char *props, const char *mode, struct strbuf *out) {
     _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
     for (const char *p = strstr(props, " _"); p; p = strstr(p + 1, " _")) {
         const char *eq = strstr(p, "='");
@@ -177,9 +189,9 @@ static void frontend_desc(const char *vm, const char *props, struct strbuf *out)
     if (out->len)
         strbuf_puts(out, ", ");
     if (opts.len)
-        strbuf_printf(out, "%s (attached: %s)", vm, strbuf_str(&opts));
+        strbuf_printf(out, "%s (%s: %s)", vm, mode, strbuf_str(&opts));
     else
-        strbuf_printf(out, "%s (attached)", vm);
+        strbuf_printf(out, "%s (%s)", vm, mode);
 }
 
 struct dev_line {
@@ -210,9 +222,71 @@ static void ident_of(const char *backend, const char *line, char *out, size_t si
 }
 
 static int cmp_lines(const void *a, const void *b) {
-    const struct dev_line *x = a, *y = b;
+    struct dev_line *x = (struct dev_line *)a, *y = (struct dev_line *)b;
     int r = strcmp(x->ident, y->ident);
-    return r ? r : strcmp(x->descr, y->descr);
+    r = r ? r : strcmp(x->descr, y->descr);
+    return r ? r : strcmp(strbuf_str(&x->used_by), strbuf_str(&y->used_by));
+}
+
+struct assigned {
+    char backend[64], port[64], devid[128];
+    const char *vm, *line;
+};
+
+/* upstream's DeviceAssignment.matches, of one assignment against another's device */
+static bool assigned_matches(const struct assigned *a, const struct assigned *dev) {
+    return strcmp(a->backend, dev->backend) == 0 &&
+           (strcmp(a->port, "*") == 0 || strcmp(a->port, dev->port) == 0) &&
+           (strcmp(a->devid, "*") == 0 || strcmp(a->devid, dev->devid) == 0);
+}
+
+/* "*vm (required: read-only=yes)": who has the device assigned, how. */
+static void assigned_desc(const struct assigned *a, struct strbuf *out) {
+    char mode[32] = "", vm[80];
+    prop_get(a->line, "mode", mode, sizeof(mode));
+    snprintf(vm, sizeof(vm), "*%s", a->vm);
+    frontend_desc(vm, a->line, mode, out);
+}
+
+/* qvm-device list --assignments: a line per device assigned (port and identity), with
+ * every qube whose assignment matches it. */
+static void add_assignment_lines(const struct device_ctx *c, const struct qube_list *all,
+                                 struct dev_line **v, size_t *n) {
+    struct strv lines[all->n];
+    struct assigned *as = NULL;
+    size_t na = 0;
+    for (size_t q = 0; q < all->n; q++) {
+        lines[q] = (struct strv){0};
+        fetch_lines("Assigned", c->devclass, "", all->v[q].name, &lines[q]);
+        for (size_t i = 0; i < lines[q].n; i++) {
+            as = xrealloc(as, (na + 1) * sizeof(*as));
+            struct assigned *a = &as[na++];
+            *a = (struct assigned){.vm = all->v[q].name, .line = lines[q].v[i]};
+            prop_get(a->line, "backend_domain", a->backend, sizeof(a->backend));
+            prop_get(a->line, "port_id", a->port, sizeof(a->port));
+            prop_get(a->line, "device_id", a->devid, sizeof(a->devid));
+        }
+    }
+    for (size_t i = 0; i < na; i++) {
+        bool seen = false; /* one line per device, however many qubes have it */
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = !strcmp(as[k].backend, as[i].backend) && !strcmp(as[k].port, as[i].port) &&
+                   !strcmp(as[k].devid, as[i].devid);
+        if (seen)
+            continue;
+        *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+        struct dev_line *l = &(*v)[(*n)++];
+        *l = (struct dev_line){.used_by = STRBUF_INIT};
+        snprintf(l->ident, sizeof(l->ident), "%s:%s", as[i].backend, as[i].port);
+        snprintf(l->descr, sizeof(l->descr), "%s",
+                 strcmp(as[i].devid, "*") ? as[i].devid : "any device");
+        for (size_t k = 0; k < na; k++)
+            if (strcmp(as[k].vm, as[i].backend) && assigned_matches(&as[k], &as[i]))
+                assigned_desc(&as[k], &l->used_by);
+    }
+    free(as);
+    for (size_t q = 0; q < all->n; q++)
+        strv_free(&lines[q]);
 }
 
 static int device_list(const struct device_ctx *c, char **names, size_t n_names) {
@@ -262,9 +336,11 @@ static int device_list(const struct device_ctx *c, char **names, size_t n_names)
             ident_of("", att.v[i], ident, sizeof(ident));
             for (size_t k = 0; k < n; k++)
                 if (strcmp(v[k].ident, ident) == 0)
-                    frontend_desc(all.v[q].name, att.v[i], &v[k].used_by);
+                    frontend_desc(all.v[q].name, att.v[i], "attached", &v[k].used_by);
         }
     }
+    if (c->assignments) /* upstream: those of every qube, whichever were named */
+        add_assignment_lines(c, &all, &v, &n);
     if (n)
         qsort(v, n, sizeof(*v), cmp_lines);
     _cleanup_(table_free) struct table t = {.ncols = 3};
@@ -322,26 +398,12 @@ static void resolve_exposed(const struct device_ctx *c, const struct qube_list *
     snprintf(d->devid, sizeof(d->devid), "%s", devid);
 }
 
-static int device_attach(struct device_ctx *c, char **args, size_t n) {
-    if (n < 2)
-        opts_error(c->parser, "the following arguments are required: %s",
-                   n ? "BACKEND:DEVICE_ID" : "VMNAME, BACKEND:DEVICE_ID");
-    if (n > 2)
-        opts_error(c->parser, "unrecognized arguments: %s", args[2]);
-    _cleanup_(qube_list_free) struct qube_list vm = {0}, all = {0};
-    struct cli_err err;
-    qube_resolve(c->parser, args[0], &vm);
-    struct device_ref d;
-    parse_ref(c, args[1], &d);
-    if (qube_list_fetch("dom0", &all, &err) < 0)
-        cli_die_err(&err);
-    resolve_exposed(c, &all, &d);
-    _cleanup_strbuf_ struct strbuf payload = STRBUF_INIT;
-    put_prop(&payload, "device_id", d.devid);
-    put_prop(&payload, "port_id", d.port);
-    put_prop(&payload, "devclass", c->devclass);
-    put_prop(&payload, "backend_domain", d.backend);
-    put_prop(&payload, "mode", c->persistent ? "required" : "manual");
+/* The options given (-o, --ro) as "_name='value'" properties, upstream's spelling "ro"
+ * turned into "read-only"; hint, if given, gets them as " -o name=value". */
+static void put_options(const struct device_ctx *c, struct strbuf *payload, struct strbuf *hint) {
+    _cleanup_strbuf_ struct strbuf unused = STRBUF_INIT;
+    if (!payload)
+        payload = &unused;
     bool ro_done = false;
     for (size_t i = 0; i < c->options.n; i++) {
         char key[128];
@@ -359,10 +421,46 @@ static int device_attach(struct device_ctx *c, char **args, size_t n) {
             value = "yes";
             ro_done = true;
         }
-        put_prop(&payload, key, value);
+        put_prop(payload, key, value);
+        if (hint)
+            strbuf_printf(hint, " -o %s=%s", key + 1, value);
     }
-    if (c->ro && !ro_done)
-        put_prop(&payload, "_read-only", "yes");
+    if (c->ro && !ro_done) {
+        put_prop(payload, "_read-only", "yes");
+        if (hint)
+            strbuf_puts(hint, " -o read-only=yes");
+    }
+}
+
+/* An assignment as upstream's client serialises it: the device, the mode, the qube. */
+static void put_assignment(const struct device_ctx *c, const struct device_ref *d, const char *mode,
+                           const char *frontend, struct strbuf *payload) {
+    put_prop(payload, "device_id", d->devid);
+    put_prop(payload, "port_id", d->port);
+    put_prop(payload, "devclass", c->devclass);
+    put_prop(payload, "backend_domain", d->backend);
+    put_prop(payload, "mode", mode);
+    if (frontend)
+        put_prop(payload, "frontend_domain", frontend);
+    put_options(c, payload, NULL);
+}
+
+static int device_attach(struct device_ctx *c, char **args, size_t n) {
+    if (n < 2)
+        opts_error(c->parser, "the following arguments are required: %s",
+                   n ? "BACKEND:DEVICE_ID" : "VMNAME, BACKEND:DEVICE_ID");
+    if (n > 2)
+        opts_error(c->parser, "unrecognized arguments: %s", args[2]);
+    _cleanup_(qube_list_free) struct qube_list vm = {0}, all = {0};
+    struct cli_err err;
+    qube_resolve(c->parser, args[0], &vm);
+    struct device_ref d;
+    parse_ref(c, args[1], &d);
+    if (qube_list_fetch("dom0", &all, &err) < 0)
+        cli_die_err(&err);
+    resolve_exposed(c, &all, &d);
+    _cleanup_strbuf_ struct strbuf payload = STRBUF_INIT;
+    put_assignment(c, &d, c->persistent ? "required" : "manual", vm.v[0].name, &payload);
     char arg[256], method[128];
     ref_arg(&d, arg, sizeof(arg));
     snprintf(method, sizeof(method), "admin.vm.device.%s.Attach", c->devclass);
@@ -426,28 +524,144 @@ static int device_detach(struct device_ctx *c, char **args, size_t n) {
     return ret;
 }
 
-/* Persistent assignments: whatever the daemon says (dispenser: not implemented). */
-static int device_assign(struct device_ctx *c, char **args, size_t n, bool assign) {
-    if (n < 1 || (assign && n < 2))
-        opts_error(c->parser, "the following arguments are required: %s",
-                   n ? "BACKEND:DEVICE_ID" : "VMNAME");
-    _cleanup_(qube_list_free) struct qube_list vm = {0};
-    qube_resolve(c->parser, args[0], &vm);
-    struct device_ref d = {"", "*", "*"};
-    if (n > 1)
-        parse_ref(c, args[1], &d);
-    else
-        snprintf(d.backend, sizeof(d.backend), "_");
-    char arg[256], method[128];
-    ref_arg(&d, arg, sizeof(arg));
-    snprintf(method, sizeof(method), "admin.vm.device.%s.%s", c->devclass,
-             assign ? "Assign" : "Unassign");
+/* ---- persistent assignments ---- */
+
+/* The device as upstream's DeviceAction(allow_unknown) makes it: the identity the backend
+ * shows at that port when none is given or the same is; the one given otherwise. Returns
+ * whether the device is offered now with that identity. */
+static bool resolve_known(const struct device_ctx *c, const struct qube_list *all,
+                          struct device_ref *d, bool *unknown_unset) {
+    if (!qube_list_find(all, d->backend))
+        cli_die("no such backend vm!");
+    _cleanup_(strv_free) struct strv avail = {0};
+    if (strcmp(d->port, "*"))
+        fetch_lines("Available", c->devclass, d->port, d->backend, &avail);
+    char devid[128] = "";
+    if (avail.n)
+        prop_get(avail.v[0], "device_id", devid, sizeof(devid));
+    *unknown_unset = false;
+    if (avail.n && (strcmp(d->devid, "*") == 0 || strcmp(d->devid, devid) == 0)) {
+        snprintf(d->devid, sizeof(d->devid), "%s", devid);
+        return true;
+    }
+    *unknown_unset = strcmp(d->devid, "*") == 0;
+    return false;
+}
+
+static bool is_attached_to(const struct device_ctx *c, const char *vm, const struct device_ref *d) {
+    _cleanup_(strv_free) struct strv att = {0};
+    char arg[160];
+    snprintf(arg, sizeof(arg), "%s+%s", d->backend, d->port);
+    fetch_lines("Attached", c->devclass, arg, vm, &att);
+    for (size_t i = 0; i < att.n; i++) {
+        char devid[128] = "";
+        prop_get(att.v[i], "device_id", devid, sizeof(devid));
+        if (strcmp(devid, d->devid) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int call_or_report(const char *method, const char *arg, const char *vm,
+                          const char *payload) {
     struct cli_err err;
-    if (cli_call_simple(method, arg, vm.v[0].name, assign ? "mode='required'" : NULL, &err) < 0) {
-        cli_print_error("%s", err.msg);
+    if (cli_call_simple(method, arg, vm, payload, &err) == 0)
+        return 0;
+    cli_print_error("%s", err.msg);
+    return 1;
+}
+
+static int device_assign(struct device_ctx *c, char **args, size_t n) {
+    if (n < 2)
+        opts_error(c->parser, "the following arguments are required: %s",
+                   n ? "BACKEND:DEVICE_ID" : "VMNAME, BACKEND:DEVICE_ID");
+    if (n > 2)
+        opts_error(c->parser, "unrecognized arguments: %s", args[2]);
+    if (c->ask && c->persistent)
+        opts_error(c->parser, "argument --required/-r: not allowed with argument "
+                              "--ask/--ask-to-attach");
+    _cleanup_(qube_list_free) struct qube_list vm = {0}, all = {0};
+    struct cli_err err;
+    qube_resolve(c->parser, args[0], &vm);
+    struct device_ref d, given;
+    parse_ref(c, args[1], &d);
+    if (qube_list_fetch("dom0", &all, &err) < 0)
+        cli_die_err(&err);
+    bool unknown_unset, known = resolve_known(c, &all, &d, &unknown_unset);
+    given = d;
+    if (c->only_port)
+        snprintf(d.devid, sizeof(d.devid), "*");
+    else if (unknown_unset) {
+        cli_print_error("backend vm %s doesn't expose %s device '%s'", d.backend, c->devclass,
+                        d.port);
         return 1;
     }
+    if (c->only_device)
+        snprintf(d.port, sizeof(d.port), "*");
+    const char *mode = c->persistent ? "required" : c->ask ? "ask-to-attach" : "auto-attach";
+    _cleanup_strbuf_ struct strbuf payload = STRBUF_INIT, hint = STRBUF_INIT;
+    put_assignment(c, &d, mode, vm.v[0].name, &payload);
+    put_options(c, NULL, &hint);
+    char arg[256], method[128];
+    ref_arg(&d, arg, sizeof(arg));
+    snprintf(method, sizeof(method), "admin.vm.device.%s.Assign", c->devclass);
+    if (call_or_report(method, arg, vm.v[0].name, strbuf_str(&payload)))
+        return 1;
+    /* as upstream: how to have it now, when the qube runs and does not have it yet */
+    if (!c->quiet && vm.v[0].state && strcmp(vm.v[0].state, "Halted") &&
+        strcmp(c->devclass, "pci") && known && !is_attached_to(c, vm.v[0].name, &given))
+        printf("Assigned. To attach you can now restart domain or run: \n\tqvm-%s attach%s %s "
+               "%s:%s\n",
+               c->devclass, strbuf_str(&hint), vm.v[0].name, given.backend, given.port);
     return 0;
+}
+
+/* One assignment removed; upstream's hint when the device is still attached. */
+static int unassign_one(const struct device_ctx *c, const char *vm, const struct device_ref *d) {
+    char arg[256], method[128];
+    ref_arg(d, arg, sizeof(arg));
+    snprintf(method, sizeof(method), "admin.vm.device.%s.Unassign", c->devclass);
+    if (call_or_report(method, arg, vm, NULL))
+        return 1;
+    if (!c->quiet && strcmp(d->port, "*") && is_attached_to(c, vm, d))
+        printf("Unassigned. To detach you can now restart domain or run: \n \tqvm-%s detach %s "
+               "%s:%s\n",
+               c->devclass, vm, d->backend, d->port);
+    return 0;
+}
+
+static int device_unassign(struct device_ctx *c, char **args, size_t n) {
+    if (n < 1)
+        opts_error(c->parser, "the following arguments are required: VMNAME");
+    if (n > 2)
+        opts_error(c->parser, "unrecognized arguments: %s", args[2]);
+    _cleanup_(qube_list_free) struct qube_list vm = {0}, all = {0};
+    qube_resolve(c->parser, args[0], &vm);
+    if (n == 1) { /* every assignment of the qube */
+        _cleanup_(strv_free) struct strv lines = {0};
+        fetch_lines("Assigned", c->devclass, "", vm.v[0].name, &lines);
+        int ret = 0;
+        for (size_t i = 0; i < lines.n; i++) {
+            struct device_ref d = {0};
+            prop_get(lines.v[i], "backend_domain", d.backend, sizeof(d.backend));
+            prop_get(lines.v[i], "port_id", d.port, sizeof(d.port));
+            prop_get(lines.v[i], "device_id", d.devid, sizeof(d.devid));
+            ret |= unassign_one(c, vm.v[0].name, &d);
+        }
+        return ret;
+    }
+    struct device_ref d;
+    struct cli_err err;
+    parse_ref(c, args[1], &d);
+    if (qube_list_fetch("dom0", &all, &err) < 0)
+        cli_die_err(&err);
+    bool unknown_unset;
+    resolve_known(c, &all, &d, &unknown_unset);
+    if (c->only_port)
+        snprintf(d.devid, sizeof(d.devid), "*");
+    if (c->only_device)
+        snprintf(d.port, sizeof(d.port), "*");
+    return unassign_one(c, vm.v[0].name, &d);
 }
 
 static int list_classes(void) {
@@ -478,8 +692,10 @@ static int run_command(struct device_ctx *c, char **pos, size_t n) {
         return device_attach(c, pos + 1, n - 1);
     if (is_one_of(pos[0], detach))
         return device_detach(c, pos + 1, n - 1);
-    if (is_one_of(pos[0], assign) || is_one_of(pos[0], unassign))
-        return device_assign(c, pos + 1, n - 1, is_one_of(pos[0], assign));
+    if (is_one_of(pos[0], assign))
+        return device_assign(c, pos + 1, n - 1);
+    if (is_one_of(pos[0], unassign))
+        return device_unassign(c, pos + 1, n - 1);
     opts_error(c->parser,
                "argument command: invalid choice: '%s' (choose from 'list', 'ls', 'l', "
                "'attach', 'at', 'a', 'detach', 'd', 'dt', 'assign', 's', 'unassign', 'u')",
@@ -491,6 +707,10 @@ static int device_main(const struct opt_parser *parser, const char *devclass, in
     _cleanup_(opts_result_free) struct opts_result r = {0};
     struct device_ctx c = {.parser = parser, .devclass = devclass};
     opts_parse(parser, argc, argv, device_option, &c, &r);
+    c.quiet = r.verbose < 0;
+    if (c.only_port && c.only_device)
+        opts_error(parser, "argument --device/--only-device: not allowed with argument "
+                           "--port/--only-port");
     int ret;
     if (c.list_classes) {
         ret = list_classes();

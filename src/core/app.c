@@ -46,6 +46,7 @@ void app_qube_free(struct qube *q) {
     free(q->notes);
     for (int v = 0; v < PV_COUNT; v++)
         free(q->volume_pool[v]);
+    app_assignments_free(q);
     free(q);
 }
 
@@ -233,13 +234,26 @@ static int load_volume_pool(void *ctx, int qid, const char *volume, const char *
     return 0;
 }
 
+static int load_assignment(void *ctx, int qid, const struct store_assignment *row) {
+    struct qube *q = loaded_qube(ctx, qid);
+    struct device_assignment a = {.options = (char *)row->options};
+    snprintf(a.devclass, sizeof(a.devclass), "%s", row->devclass);
+    snprintf(a.backend, sizeof(a.backend), "%s", row->backend);
+    snprintf(a.port_id, sizeof(a.port_id), "%s", row->port_id);
+    snprintf(a.device_id, sizeof(a.device_id), "%s", row->device_id);
+    snprintf(a.mode, sizeof(a.mode), "%s", row->mode);
+    if (q)
+        app_assignment_load(q, &a);
+    return 0;
+}
+
 int app_open(struct app *app, const char *db_path, struct qerr *err) {
     if (store_open(db_path, &app->store, err) < 0)
         return -1;
     struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
     struct store_loader loader = {&l,        load_qube,       load_prop,     load_feature,
                                   load_tag,  load_global,     load_firewall, load_notes,
-                                  load_pool, load_volume_pool};
+                                  load_pool, load_volume_pool, load_assignment};
     int r = store_load(app->store, &loader);
     free(l.by_qid);
     if (r < 0 || !app_dom0(app)) {

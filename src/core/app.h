@@ -40,6 +40,14 @@ struct qube;
 const char *qube_power_name(const struct qube *q);
 int qube_class_from_name(const char *name, enum qube_class *out);
 
+/* A persistent device assignment (admin.vm.device.<class>.Assign): the device is attached
+ * whenever the qube starts. port_id or device_id "*" matches any. */
+struct device_assignment {
+    char devclass[16], backend[32], port_id[32], device_id[64];
+    char mode[16]; /* "required", "auto-attach" or "ask-to-attach" */
+    char *options; /* the wire's " _name='value'" list, "" for none */
+};
+
 struct qube {
     int qid;
     char name[32];
@@ -59,6 +67,8 @@ struct qube {
     char *notes;          /* admin.vm.notes (qvm-notes), NULL: none */
     char *volume_pool[3]; /* pool of its private, root, volatile volume (pools.h); NULL:
                            * the on-disk pool */
+    struct device_assignment *assignments; /* in the order they were made */
+    size_t n_assignments;
 };
 
 struct store;
@@ -177,6 +187,24 @@ int app_firewall_set(struct app *app, struct qube *q, const char *rules, struct 
 /* --- notes (qvm-notes): free text, at most APP_NOTES_MAX bytes, made safe to display --- */
 #define APP_NOTES_MAX 256000
 int app_notes_set(struct app *app, struct qube *q, const char *text, struct qerr *err);
+
+/* --- persistent device assignments (docs/devices.md) --- */
+/* The assignment of exactly that device (class, backend, port, identity), or NULL. */
+struct device_assignment *app_assignment_find(const struct qube *q, const char *devclass,
+                                              const char *backend, const char *port_id,
+                                              const char *device_id);
+/* DeviceAlreadyAssigned if that device is assigned already; saved, then in memory. */
+int app_assignment_add(struct app *app, struct qube *q, const struct device_assignment *a,
+                       struct qerr *err);
+/* a must be one of q's; saved without it, then freed. */
+int app_assignment_remove(struct app *app, struct qube *q, struct device_assignment *a,
+                          struct qerr *err);
+int app_assignment_set_mode(struct app *app, struct qube *q, struct device_assignment *a,
+                            const char *mode, struct qerr *err);
+/* Frees the assignments of a qube (app_qube_free). */
+void app_assignments_free(struct qube *q);
+/* Load from the database (app_open). */
+void app_assignment_load(struct qube *q, const struct device_assignment *a);
 
 /* --- qubes --- */
 struct qube_spec {

@@ -30,6 +30,8 @@ enum stmt_id {
     S_SET_POOL,
     S_DEL_POOL,
     S_SET_VOLUME_POOL,
+    S_SET_ASSIGNMENT,
+    S_DEL_ASSIGNMENT,
     S_COUNT,
 };
 
@@ -55,6 +57,11 @@ static const char *const STMT_SQL[S_COUNT] = {
     [S_DEL_POOL] = "DELETE FROM pools WHERE name = ?1",
     [S_SET_VOLUME_POOL] =
         "INSERT OR REPLACE INTO volume_pools(qid, volume, pool) VALUES (?1, ?2, ?3)",
+    [S_SET_ASSIGNMENT] =
+        "INSERT OR REPLACE INTO device_assignments(qid, devclass, backend, port_id,"
+        " device_id, mode, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_DEL_ASSIGNMENT] = "DELETE FROM device_assignments WHERE qid = ?1 AND devclass = ?2 AND"
+                         " backend = ?3 AND port_id = ?4 AND device_id = ?5",
 };
 
 /* Migration N takes the schema from user_version N to N+1. Append, never edit. */
@@ -83,6 +90,12 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     "CREATE TABLE volume_pools (qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,"
     "  volume TEXT NOT NULL, pool TEXT NOT NULL REFERENCES pools(name),"
     "  PRIMARY KEY (qid, volume));",
+    /* 5: persistent device assignments (admin.vm.device.<class>.Assign), a qube's rows
+     * gone with it; options as the wire's "_name='value'" list */
+    "CREATE TABLE device_assignments (qid INTEGER NOT NULL REFERENCES qubes(qid)"
+    "  ON DELETE CASCADE, devclass TEXT NOT NULL, backend TEXT NOT NULL,"
+    "  port_id TEXT NOT NULL, device_id TEXT NOT NULL, mode TEXT NOT NULL,"
+    "  options TEXT NOT NULL, PRIMARY KEY (qid, devclass, backend, port_id, device_id));",
 };
 
 struct store {
@@ -310,6 +323,14 @@ int store_put_volume_pool(struct store *s, int qid, const char *volume, const ch
     return run(s, S_SET_VOLUME_POOL, "iss", qid, volume, pool);
 }
 
+int store_put_assignment(struct store *s, int qid, const struct store_assignment *a) {
+    if (a->mode)
+        return run(s, S_SET_ASSIGNMENT, "issssss", qid, a->devclass, a->backend, a->port_id,
+                   a->device_id, a->mode, a->options ? a->options : "");
+    return run(s, S_DEL_ASSIGNMENT, "issss", qid, a->devclass, a->backend, a->port_id,
+               a->device_id);
+}
+
 static const char *col(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -362,6 +383,12 @@ static int row_volume_pool(void *ctx, sqlite3_stmt *st) {
                ? l->volume_pool(l->ctx, sqlite3_column_int(st, 0), col(st, 1), col(st, 2))
                : 0;
 }
+static int row_assignment(void *ctx, sqlite3_stmt *st) {
+    const struct store_loader *l = ctx;
+    struct store_assignment a = {col(st, 1), col(st, 2), col(st, 3),
+                                 col(st, 4), col(st, 5), col(st, 6)};
+    return l->assignment ? l->assignment(l->ctx, sqlite3_column_int(st, 0), &a) : 0;
+}
 static int row_global(void *ctx, sqlite3_stmt *st) {
     const struct store_loader *l = ctx;
     return l->global(l->ctx, col(st, 0), col(st, 1));
@@ -377,7 +404,11 @@ int store_load(struct store *s, const struct store_loader *loader) {
         load_rows(s, "SELECT qid, rules FROM firewall", ctx, row_firewall) < 0 ||
         load_rows(s, "SELECT qid, text FROM notes", ctx, row_notes) < 0 ||
         load_rows(s, "SELECT name, driver, config FROM pools ORDER BY rowid", ctx, row_pool) < 0 ||
-        load_rows(s, "SELECT qid, volume, pool FROM volume_pools", ctx, row_volume_pool) < 0)
+        load_rows(s, "SELECT qid, volume, pool FROM volume_pools", ctx, row_volume_pool) < 0 ||
+        load_rows(s,
+                  "SELECT qid, devclass, backend, port_id, device_id, mode, options"
+                  " FROM device_assignments ORDER BY rowid",
+                  ctx, row_assignment) < 0)
         return -1;
     return 0;
 }

@@ -9,7 +9,7 @@
 struct store;
 struct app;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 int store_open(const char *path, struct store **out, struct qerr *err);
 void store_close(struct store *s);
@@ -43,6 +43,12 @@ int store_put_notes(struct store *s, int qid, const char *text);
 int store_put_pool(struct store *s, const char *name, const char *driver, const char *config);
 /* The pool of a qube's volume, kept with the qube (removed with it). */
 int store_put_volume_pool(struct store *s, int qid, const char *volume, const char *pool);
+/* A persistent device assignment of a qube (admin.vm.device.<class>.Assign); mode NULL
+ * deletes the row of that device. */
+struct store_assignment {
+    const char *devclass, *backend, *port_id, *device_id, *mode, *options;
+};
+int store_put_assignment(struct store *s, int qid, const struct store_assignment *a);
 
 /* Rows as they come out of the database, for app.c to build its model from. */
 struct store_loader {
@@ -56,5 +62,6 @@ struct store_loader {
     int (*notes)(void *ctx, int qid, const char *text);
     int (*pool)(void *ctx, const char *name, const char *driver, const char *config);
     int (*volume_pool)(void *ctx, int qid, const char *volume, const char *pool);
+    int (*assignment)(void *ctx, int qid, const struct store_assignment *a);
 };
 int store_load(struct store *s, const struct store_loader *loader);

@@ -2,8 +2,8 @@
  * Detach} (docs/devices.md). Block devices are real: dom0 offers the host's loop devices
  * and removable disks nobody on the host uses (block_host.h), a running qube is given
  * one by its engine. The other classes Qubes has (pci, usb, mic) list nothing here.
- * Persistent assignments (Assign, Unassign, Set.assignment) are not implemented: they
- * answer QubesNotImplementedError (api_unimplemented.c) and Assigned lists none.
+ * A block device can also be assigned (Assign, Unassign, Set.assignment, Assigned): kept
+ * in the database and attached at every start (device_assign.c).
  *
  * Wire format as qubesd's: a device is "<port_id>:<device_id> <properties>", a property
  * key='value' (a ' inside escaped as \'), options of an assignment keyed "_name". */
@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "block_host.h"
+#include "device_assign.h"
 #include "dispatcher.h"
 #include "names.h"
 
@@ -34,22 +35,11 @@ static bool method_class_is(const struct api_call *c, const char *cls) {
 
 /* ---- serialisation ---- */
 
-/* " key='value'": every property follows the line's key, blank-separated. */
-static void put_prop(struct strbuf *out, const char *key, const char *value) {
-    strbuf_printf(out, " %s='", key);
-    for (const char *p = value; *p; p++) {
-        if (*p == '\'')
-            strbuf_putc(out, '\\');
-        strbuf_putc(out, *p);
-    }
-    strbuf_putc(out, '\'');
-}
-
 static void put_device_props(struct strbuf *out, const char *port, const char *devid) {
-    put_prop(out, "device_id", devid);
-    put_prop(out, "port_id", port);
-    put_prop(out, "devclass", "block");
-    put_prop(out, "backend_domain", "dom0");
+    device_put_prop(out, "device_id", devid);
+    device_put_prop(out, "port_id", port);
+    device_put_prop(out, "devclass", "block");
+    device_put_prop(out, "backend_domain", "dom0");
 }
 
 static const struct block_attachment *attachment_of(const struct api_call *c, const char *port) {
@@ -64,18 +54,18 @@ static const struct block_attachment *attachment_of(const struct api_call *c, co
 static void put_available(const struct api_call *c, const struct block_host_dev *d) {
     strbuf_printf(c->out, "%s:%s", d->port_id, d->device_id);
     put_device_props(c->out, d->port_id, d->device_id);
-    put_prop(c->out, "manufacturer", "hosted by dom0");
+    device_put_prop(c->out, "manufacturer", "hosted by dom0");
     if (*d->name)
-        put_prop(c->out, "name", d->name);
+        device_put_prop(c->out, "name", d->name);
     if (*d->serial)
-        put_prop(c->out, "serial", d->serial);
+        device_put_prop(c->out, "serial", d->serial);
     const struct block_attachment *a = attachment_of(c, d->port_id);
     if (a)
-        put_prop(c->out, "attachment", a->frontend);
-    put_prop(c->out, "interfaces", "b******");
+        device_put_prop(c->out, "attachment", a->frontend);
+    device_put_prop(c->out, "interfaces", "b******");
     if (*d->parent) {
-        put_prop(c->out, "parent_port_id", d->parent);
-        put_prop(c->out, "parent_devclass", "block");
+        device_put_prop(c->out, "parent_port_id", d->parent);
+        device_put_prop(c->out, "parent_devclass", "block");
     }
     strbuf_putc(c->out, '\n');
 }
@@ -93,7 +83,17 @@ static int device_available(struct api_call *c) {
     return 0;
 }
 
-static int device_assigned(struct api_call *c) { return 0; }
+/* An attached device is listed with the mode of the assignment that matches it, as
+ * qubesd's; "manual" when none does. */
+static const char *attached_mode(const struct qube *q, const struct block_attachment *a) {
+    struct block_host_dev dev = {0};
+    snprintf(dev.port_id, sizeof(dev.port_id), "%s", a->port_id);
+    snprintf(dev.device_id, sizeof(dev.device_id), "%s", a->device_id);
+    for (size_t i = 0; i < q->n_assignments; i++)
+        if (assignment_matches(&q->assignments[i], &dev))
+            return q->assignments[i].mode;
+    return "manual";
+}
 
 /* dest: the frontend; an argument "<backend>+<port_id>" picks one. */
 static int device_attached(struct api_call *c) {
@@ -120,10 +120,10 @@ static int device_attached(struct api_call *c) {
     for (size_t i = 0; i < k; i++) {
         strbuf_printf(c->out, "dom0+%s:%s", v[i]->port_id, v[i]->device_id);
         put_device_props(c->out, v[i]->port_id, v[i]->device_id);
-        put_prop(c->out, "mode", "manual");
-        put_prop(c->out, "frontend_domain", v[i]->frontend);
-        put_prop(c->out, "_read-only", v[i]->read_only ? "yes" : "no");
-        put_prop(c->out, "_frontend-dev", v[i]->frontend_dev);
+        device_put_prop(c->out, "mode", attached_mode(c->dest, v[i]));
+        device_put_prop(c->out, "frontend_domain", v[i]->frontend);
+        device_put_prop(c->out, "_read-only", v[i]->read_only ? "yes" : "no");
+        device_put_prop(c->out, "_frontend-dev", v[i]->frontend_dev);
         strbuf_putc(c->out, '\n');
     }
     free(v);
@@ -177,148 +177,74 @@ static int find_device(struct api_call *c, struct device_arg *arg, struct block_
 
 /* ---- the payload: a serialised assignment ---- */
 
-struct assignment {
-    bool read_only, ro_given;
-    char frontend_dev[16];
+/* What the payload must name (the argument's device; "*" takes what the payload says)
+ * and what it says. */
+struct payload {
+    char port[32], devid[64];
+    char mode[16];
+    struct block_options o;
 };
 
-static bool key_char(char ch) { return ch > ' ' && ch < 0x7f && ch != '=' && ch != '\''; }
-
-/* key='value' pairs, a ' in a value escaped as \'; the basic properties must be the
- * device's, options are read-only, frontend-dev and devtype. */
-static int check_prop(struct api_call *c, const struct block_host_dev *dev, const char *key,
-                      const char *value, struct assignment *as) {
-    static const char *const modes[] = {"manual", "auto-attach", "ask-to-attach", "required"};
-    if (strcmp(key, "device_id") == 0 || strcmp(key, "port_id") == 0 ||
-        strcmp(key, "devclass") == 0 || strcmp(key, "backend_domain") == 0) {
-        const char *want = strcmp(key, "device_id") == 0  ? dev->device_id
-                           : strcmp(key, "port_id") == 0  ? dev->port_id
-                           : strcmp(key, "devclass") == 0 ? "block"
-                                                          : "dom0";
+static int payload_prop(void *ctx, const char *key, const char *value, struct qerr *err) {
+    struct payload *p = ctx;
+    if (strcmp(key, "backend_domain") == 0 || strcmp(key, "port_id") == 0 ||
+        strcmp(key, "devclass") == 0) {
+        const char *want = key[0] == 'b' ? "dom0" : key[0] == 'p' ? p->port : "block";
         if (strcmp(value, want))
-            return qerr_set(c->err, EXC_PROTOCOL, "Unexpected %s '%s', expected '%s'", key, value,
+            return qerr_set(err, EXC_PROTOCOL, "Unexpected %s '%s', expected '%s'", key, value,
                             want);
         return 0;
     }
+    if (strcmp(key, "device_id") == 0) {
+        if (strcmp(p->devid, "*") && strcmp(value, p->devid))
+            return qerr_set(err, EXC_PROTOCOL, "Unrecognized device identity '%s' expected '%s'",
+                            value, p->devid);
+        if (strlen(value) >= sizeof(p->devid))
+            return qerr_set(err, EXC_PROTOCOL, "Device identity too long");
+        snprintf(p->devid, sizeof(p->devid), "%s", value);
+        return 0;
+    }
     if (strcmp(key, "mode") == 0) {
+        static const char *const modes[] = {"manual", "auto-attach", "ask-to-attach", "required"};
         for (size_t i = 0; i < ELEMENTSOF(modes); i++)
-            if (strcmp(value, modes[i]) == 0)
+            if (strcmp(value, modes[i]) == 0) {
+                snprintf(p->mode, sizeof(p->mode), "%s", value);
                 return 0;
-        return qerr_set(c->err, EXC_PROTOCOL, "'%s' is not a valid AssignmentMode", value);
+            }
+        return qerr_set(err, EXC_PROTOCOL, "'%s' is not a valid AssignmentMode", value);
     }
     if (strcmp(key, "frontend_domain") == 0)
-        return 0;
-    if (strcmp(key, "_read-only") == 0) {
-        bool yes = !strcasecmp(value, "yes") || !strcasecmp(value, "true") ||
-                   !strcasecmp(value, "on") || !strcmp(value, "1");
-        bool no = !strcasecmp(value, "no") || !strcasecmp(value, "false") ||
-                  !strcasecmp(value, "off") || !strcmp(value, "0") || !*value;
-        if (!yes && !no)
-            return qerr_set(c->err, EXC_VALUE, "Invalid literal for boolean property: '%s'", value);
-        as->read_only = yes;
-        as->ro_given = true;
-        return 0;
-    }
-    if (strcmp(key, "_frontend-dev") == 0) {
-        bool ok = (strncmp(value, "xvd", 3) == 0 || strncmp(value, "sd", 2) == 0) &&
-                  strlen(value) < sizeof(as->frontend_dev) &&
-                  strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(value);
-        if (!ok)
-            return qerr_set(c->err, EXC_VALUE, "Invalid frontend-dev option value: %s", value);
-        snprintf(as->frontend_dev, sizeof(as->frontend_dev), "%s", value);
-        return 0;
-    }
-    if (strcmp(key, "_devtype") == 0) {
-        if (strcmp(value, "disk") && strcmp(value, "cdrom"))
-            return qerr_set(c->err, EXC_VALUE,
-                            "devtype option can only have 'disk' or "
-                            "'cdrom' value");
-        return 0;
-    }
+        return 0; /* the destination's (checked by the caller where it matters) */
     if (key[0] == '_')
-        return qerr_set(c->err, EXC_VALUE, "Unsupported option %s", key + 1);
-    return qerr_set(c->err, EXC_PROTOCOL, "Unexpected device property '%s'", key);
+        return block_option_set(&p->o, key, value, err);
+    return qerr_set(err, EXC_PROTOCOL, "Unexpected device property '%s'", key);
 }
 
-static int parse_assignment(struct api_call *c, const struct block_host_dev *dev,
-                            struct assignment *as) {
-    const char *p = (const char *)c->req->payload, *end = p + c->req->payload_len;
-    if (!text_is_printable_ascii(p, c->req->payload_len))
-        return qerr_set(c->err, EXC_PROTOCOL, "Assignment contains non-ASCII characters");
-    char key[64], value[256];
-    while (p < end) {
-        while (p < end && *p == ' ')
-            p++;
-        if (p == end)
-            break;
-        size_t k = 0;
-        while (p < end && key_char(*p) && k + 1 < sizeof(key))
-            key[k++] = *p++;
-        key[k] = '\0';
-        if (!k || end - p < 2 || p[0] != '=' || p[1] != '\'')
-            return qerr_set(c->err, EXC_PROTOCOL, "Invalid assignment: expected key='value'");
-        p += 2;
-        size_t v = 0;
-        for (; p < end && *p != '\'' && v + 1 < sizeof(value); p++)
-            value[v++] = (*p == '\\' && p + 1 < end && p[1] == '\'') ? *++p : *p;
-        value[v] = '\0';
-        if (p == end || *p != '\'')
-            return qerr_set(c->err, EXC_PROTOCOL, "Invalid assignment: unterminated value");
-        p++;
-        if (check_prop(c, dev, key, value, as) < 0)
-            return -1;
-    }
-    return 0;
+static int parse_payload(struct api_call *c, const struct device_arg *arg, struct payload *p) {
+    *p = (struct payload){.mode = "manual"};
+    snprintf(p->port, sizeof(p->port), "%s", arg->port);
+    snprintf(p->devid, sizeof(p->devid), "%s", arg->devid);
+    return device_props_each((const char *)c->req->payload, c->req->payload_len, payload_prop, p,
+                             c->err);
 }
 
 /* ---- attach, detach ---- */
 
-/* Qubes' frontends for extra disks: xvdi and on (xvda-d are the qube's own). */
-static void free_frontend(const struct api_call *c, char *out, size_t size) {
-    size_t n;
-    const struct block_attachment *a = dispatcher_block_attachments(c->dispatcher, &n);
-    for (char l = 'i'; l <= 'z'; l++) {
-        snprintf(out, size, "xvd%c", l);
-        bool used = false;
-        for (size_t i = 0; i < n && !used; i++)
-            used = strcmp(a[i].frontend, c->dest->name) == 0 && strcmp(a[i].frontend_dev, out) == 0;
-        if (!used)
-            return;
-    }
-    out[0] = '\0';
-}
-
 static int device_attach(struct api_call *c) {
     struct device_arg arg;
     struct block_host_dev dev;
-    struct assignment as = {0};
+    struct payload p;
     if (c->dest->klass == QUBE_ADMINVM)
         return qerr_set(c->err, EXC_QUBES, "dom0 cannot take devices: it is the backend");
     if (c->dest->power == POWER_HALTED)
         return qerr_set(c->err, EXC_VM_NOT_RUNNING,
                         "VM not running, cannot attach device, do you mean `assign`?");
-    if (find_device(c, &arg, &dev) < 0 || parse_assignment(c, &dev, &as) < 0)
+    if (find_device(c, &arg, &dev) < 0)
         return -1;
-    if (!as.ro_given)
-        as.read_only = dev.read_only;
-    if (!as.read_only && dev.read_only)
-        return qerr_set(c->err, EXC_VALUE, "This device can be attached only read-only");
-    const struct block_attachment *other = attachment_of(c, dev.port_id);
-    if (other)
-        return qerr_set(c->err, EXC_DEVICE_ALREADY_ATTACHED,
-                        "Device dom0:%s:%s already attached to %s", dev.port_id, dev.device_id,
-                        other->frontend);
-    struct block_attachment a = {.read_only = as.read_only, .major = dev.major, .minor = dev.minor};
-    snprintf(a.frontend, sizeof(a.frontend), "%s", c->dest->name);
-    snprintf(a.port_id, sizeof(a.port_id), "%s", dev.port_id);
-    snprintf(a.device_id, sizeof(a.device_id), "%s", dev.device_id);
-    if (*as.frontend_dev)
-        snprintf(a.frontend_dev, sizeof(a.frontend_dev), "%s", as.frontend_dev);
-    else
-        free_frontend(c, a.frontend_dev, sizeof(a.frontend_dev));
-    if (!*a.frontend_dev)
-        return qerr_set(c->err, EXC_QUBES, "No free frontend name left in '%s'", c->dest->name);
-    return dispatcher_block_attach(c->dispatcher, c->dest, &a, c->err);
+    snprintf(arg.devid, sizeof(arg.devid), "%s", dev.device_id);
+    if (parse_payload(c, &arg, &p) < 0)
+        return -1;
+    return block_attach_device(c->dispatcher, c->dest, &dev, &p.o, c->err);
 }
 
 static int device_detach(struct api_call *c) {
@@ -333,7 +259,173 @@ static int device_detach(struct api_call *c) {
         return qerr_set(c->err, EXC_DEVICE_NOT_ASSIGNED, "%.*s device %s not attached to %s",
                         (int)strcspn(c->req->method + strlen("admin.vm.device."), "."),
                         c->req->method + strlen("admin.vm.device."), arg.port, c->dest->name);
-    return dispatcher_block_detach(c->dispatcher, c->dest, arg.port, c->err);
+    const struct device_assignment *req = NULL;
+    struct block_host_dev now = {0};
+    snprintf(now.port_id, sizeof(now.port_id), "%s", a->port_id);
+    snprintf(now.device_id, sizeof(now.device_id), "%s", a->device_id);
+    for (size_t i = 0; i < c->dest->n_assignments && !req; i++)
+        if (!strcmp(c->dest->assignments[i].mode, "required") &&
+            assignment_matches(&c->dest->assignments[i], &now))
+            req = &c->dest->assignments[i];
+    if (req)
+        return qerr_set(c->err, EXC_VM_NOT_HALTED,
+                        "Can not detach a required device from a non halted qube. You need to "
+                        "unassign device first.");
+    char port[64];
+    snprintf(port, sizeof(port), "dom0:%s", arg.port);
+    struct wire_kv kv = {"port", port};
+    app_emit(c->app, c->dest, "device-pre-detach:block", &kv, 1);
+    if (dispatcher_block_detach(c->dispatcher, c->dest, arg.port, c->err) < 0)
+        return -1;
+    app_emit(c->app, c->dest, "device-detach:block", &kv, 1);
+    return 0;
+}
+
+/* ---- persistent assignments ---- */
+
+/* "<backend>+<port>:<devid>" and the properties of one assignment, as Assigned lists it. */
+static void put_assignment(const struct api_call *c, const struct device_assignment *a,
+                           struct strbuf *out) {
+    strbuf_printf(out, "%s+%s:%s", a->backend, a->port_id, a->device_id);
+    device_put_prop(out, "device_id", a->device_id);
+    device_put_prop(out, "port_id", a->port_id);
+    device_put_prop(out, "devclass", a->devclass);
+    device_put_prop(out, "backend_domain", a->backend);
+    device_put_prop(out, "mode", a->mode);
+    device_put_prop(out, "frontend_domain", c->dest->name);
+    strbuf_puts(out, a->options);
+    strbuf_putc(out, '\n');
+}
+
+static int cmp_str(const void *x, const void *y) {
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* dest: the frontend; an argument "<backend>+<port_id>" picks one. Sorted as qubesd's. */
+static int device_assigned(struct api_call *c) {
+    size_t n = 0;
+    char **lines = xcalloc(c->dest->n_assignments + 1, sizeof(*lines));
+    for (size_t i = 0; i < c->dest->n_assignments; i++) {
+        const struct device_assignment *a = &c->dest->assignments[i];
+        char key[128];
+        snprintf(key, sizeof(key), "%s+%s", a->backend, a->port_id);
+        if (!method_class_is(c, a->devclass) || (*c->req->arg && strcmp(c->req->arg, key)))
+            continue;
+        struct strbuf line = STRBUF_INIT;
+        put_assignment(c, a, &line);
+        lines[n++] = xstrdup(strbuf_str(&line));
+        strbuf_free(&line);
+    }
+    qsort(lines, n, sizeof(*lines), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        strbuf_puts(c->out, lines[i]);
+        free(lines[i]);
+    }
+    free(lines);
+    return 0;
+}
+
+/* The argument's device, for an assignment: dom0's, whether offered now or not. */
+static int assign_arg(struct api_call *c, struct device_arg *arg) {
+    if (parse_device_arg(c->req->arg, arg, c->err) < 0)
+        return -1;
+    if (strcmp(arg->backend, "_") == 0)
+        return qerr_set(c->err, EXC_PROTOCOL, "Invalid device argument: no backend");
+    if (!app_lookup(c->app, arg->backend, c->err))
+        return -1;
+    if (strcmp(arg->backend, "dom0"))
+        return qerr_set(c->err, EXC_VALUE, "Only dom0 offers block devices, not '%s'",
+                        arg->backend);
+    if (c->dest->klass == QUBE_ADMINVM)
+        return qerr_set(c->err, EXC_QUBES, "dom0 cannot take devices: it is the backend");
+    return 0;
+}
+
+static void emit_assignment(struct api_call *c, const char *event, const struct device_arg *arg,
+                            const struct block_options *o) {
+    char device[160];
+    snprintf(device, sizeof(device), "dom0:%s:%s", arg->port, arg->devid);
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    if (o)
+        block_options_repr(o, &opts);
+    struct wire_kv kv[] = {{"device", device}, {"options", strbuf_str(&opts)}};
+    app_emit(c->app, c->dest, event, kv, o ? 2 : 1);
+}
+
+static int device_assign(struct api_call *c) {
+    struct device_arg arg;
+    struct payload p;
+    if (assign_arg(c, &arg) < 0 || parse_payload(c, &arg, &p) < 0)
+        return -1;
+    snprintf(arg.devid, sizeof(arg.devid), "%s", p.devid);
+    if (strcmp(arg.port, "*") == 0 && strcmp(arg.devid, "*") == 0)
+        return qerr_set(c->err, EXC_PROTOCOL,
+                        "Cannot assign any device: name a port, an identity or both");
+    if (strcmp(p.mode, "manual") == 0)
+        return qerr_set(c->err, EXC_VALUE, "Only auto-attachable devices can be assigned.");
+    struct device_assignment a = {0};
+    snprintf(a.devclass, sizeof(a.devclass), "block");
+    snprintf(a.backend, sizeof(a.backend), "%s", arg.backend);
+    snprintf(a.port_id, sizeof(a.port_id), "%s", arg.port);
+    snprintf(a.device_id, sizeof(a.device_id), "%s", arg.devid);
+    snprintf(a.mode, sizeof(a.mode), "%s", p.mode);
+    if (app_assignment_find(c->dest, a.devclass, a.backend, a.port_id, a.device_id))
+        return qerr_set(c->err, EXC_DEVICE_ALREADY_ASSIGNED,
+                        "block device dom0:%s:%s already assigned to %s", a.port_id, a.device_id,
+                        c->dest->name);
+    _cleanup_strbuf_ struct strbuf opts = STRBUF_INIT;
+    block_options_format(&p.o, &opts);
+    a.options = (char *)strbuf_str(&opts);
+    emit_assignment(c, "device-pre-assign:block", &arg, &p.o);
+    if (app_assignment_add(c->app, c->dest, &a, c->err) < 0)
+        return -1;
+    emit_assignment(c, "device-assign:block", &arg, &p.o);
+    return 0;
+}
+
+static int device_unassign(struct api_call *c) {
+    struct device_arg arg;
+    if (assign_arg(c, &arg) < 0)
+        return -1;
+    struct device_assignment *a = app_assignment_find(c->dest, "block", arg.backend, arg.port,
+                                                      arg.devid);
+    if (!a)
+        return qerr_set(c->err, EXC_DEVICE_NOT_ASSIGNED, "block device %s:%s:%s not assigned to %s",
+                        arg.backend, arg.port, arg.devid, c->dest->name);
+    if (app_assignment_remove(c->app, c->dest, a, c->err) < 0)
+        return -1;
+    emit_assignment(c, "device-unassign:block", &arg, NULL);
+    return 0;
+}
+
+/* The payload is the mode alone: required, ask-to-attach or auto-attach. */
+static int device_set_assignment(struct api_call *c) {
+    static const char *const modes[] = {"required", "ask-to-attach", "auto-attach"};
+    const char *mode = NULL;
+    for (size_t i = 0; i < ELEMENTSOF(modes); i++)
+        if (c->req->payload_len == strlen(modes[i]) &&
+            memcmp(c->req->payload, modes[i], c->req->payload_len) == 0)
+            mode = modes[i];
+    if (!mode)
+        return qerr_set(c->err, EXC_UNRECOGNIZED_ASSIGNMENT_MODE, "Invalid assignment mode");
+    struct device_arg arg;
+    if (assign_arg(c, &arg) < 0)
+        return -1;
+    struct device_assignment *a = app_assignment_find(c->dest, "block", arg.backend, arg.port,
+                                                      arg.devid);
+    if (!a)
+        return qerr_set(c->err, EXC_VALUE, "Device %s:%s:%s not assigned to %s", arg.backend,
+                        arg.port, arg.devid, c->dest->name);
+    if (strcmp(a->mode, mode) == 0)
+        return 0;
+    struct block_options o = {0};
+    struct qerr stored = {0}; /* checked when assigned: cannot fail */
+    block_options_parse(a->options, &o, &stored);
+    emit_assignment(c, "device-pre-assign:block", &arg, &o);
+    if (app_assignment_set_mode(c->app, c->dest, a, mode, c->err) < 0)
+        return -1;
+    emit_assignment(c, "device-assignment-changed:block", &arg, NULL);
+    return 0;
 }
 
 #define LIST (API_NO_PAYLOAD)
@@ -351,5 +443,10 @@ const struct api_method API_DEVICE_METHODS[] = {
     DEVICE_METHODS("block"),
     DEVICE_METHODS("usb"),
     DEVICE_METHODS("mic"),
+    /* persistent assignments: block devices only (the other classes have no devices) */
+    {"admin.vm.device.block.Assign", device_assign, API_WANTS_ARG | API_WANTS_PAYLOAD},
+    {"admin.vm.device.block.Unassign", device_unassign, API_WANTS_ARG | API_NO_PAYLOAD},
+    {"admin.vm.device.block.Set.assignment", device_set_assignment,
+     API_WANTS_ARG | API_WANTS_PAYLOAD},
     {NULL, NULL, 0},
 };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api_checks.h"
+#include "device_assign.h"
 #include "log.h"
 #include "network.h"
 #include "pool_mount.h"
@@ -238,11 +239,16 @@ static void blocks_drop(struct dispatcher *disp, size_t i) {
     disp->blocks[i] = disp->blocks[--disp->n_blocks];
 }
 
-/* A halted qube has no devices: its /dev and its cgroup went with it. */
+/* A halted qube has no devices: its /dev and its cgroup went with it (qubesd tells
+ * device-detach for each, as here). */
 static void blocks_of_halted(struct dispatcher *disp, const struct qube *q) {
     for (size_t i = disp->n_blocks; i-- > 0;)
-        if (strcmp(disp->blocks[i].frontend, q->name) == 0)
+        if (strcmp(disp->blocks[i].frontend, q->name) == 0) {
+            char port[64];
+            snprintf(port, sizeof(port), "dom0:%s", disp->blocks[i].port_id);
+            app_emit(disp->app, q, "device-detach:block", &(struct wire_kv){"port", port}, 1);
             blocks_drop(disp, i);
+        }
 }
 
 static void set_power(struct dispatcher *disp, struct qube *q, enum power_state state) {
@@ -289,8 +295,16 @@ static void on_started(void *userdata, int r, const char *why) {
     struct qerr err = {0};
     if (q && r == 0) {
         set_power(p->disp, q, POWER_RUNNING);
+        r = devices_attach_assigned(p->disp, q, &err);
+    }
+    if (q && r == 0) {
         network_netvm_started(p->disp, q);
         emit(p->disp, q, "domain-start", "start_guid", "False");
+    } else if (q && err.exc) { /* a required device could not be attached: no start */
+        emit(p->disp, q, "domain-start-failed", "reason", err.msg);
+        log_warning("%s: %s", q->name, err.msg);
+        struct qerr kill_err = {0};
+        dispatcher_kill_nowait(p->disp, q, &kill_err);
     } else if (q) {
         dispatcher_failed(q, r, why, &err);
         set_power(p->disp, q, POWER_HALTED);
@@ -389,6 +403,8 @@ static int start(struct dispatcher *disp, struct qube *q, bool background, dispa
         wait_for_netvm(disp, q, netvm, background, done, userdata);
         return 0;
     }
+    if (devices_check_required(disp, q, err) < 0)
+        return -1;
     struct qube_desc d;
     describe(disp->app, q, &d);
     d.bq.background = background;
@@ -705,6 +721,14 @@ static struct backend *block_engine(struct dispatcher *disp, const struct qube *
         return NULL;
     }
     return b;
+}
+
+bool dispatcher_can_take_blocks(struct dispatcher *disp, const struct qube *q, struct qerr *err) {
+    struct backend *b = backend_for(disp, q, err);
+    if (b && !b->ops->block_attach)
+        qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot take block devices yet",
+                 b->ops->name);
+    return b && b->ops->block_attach;
 }
 
 static int block_failed(const struct qube *q, int r, const char *why, struct qerr *err) {

@@ -102,6 +102,8 @@ int dispatcher_block_attach(struct dispatcher *e, struct qube *q, const struct b
                             struct qerr *err);
 int dispatcher_block_detach(struct dispatcher *e, struct qube *q, const char *port_id,
                             struct qerr *err);
+/* Can q's engine give it block devices? If not, false with err QubesNotImplementedError. */
+bool dispatcher_can_take_blocks(struct dispatcher *e, const struct qube *q, struct qerr *err);
 /* Every attachment now (valid until the next change), and their count. */
 const struct block_attachment *dispatcher_block_attachments(const struct dispatcher *e, size_t *n);
 

@@ -24,6 +24,8 @@
 #define EXC_NOT_IMPLEMENTED "QubesNotImplementedError"
 #define EXC_DEVICE_NOT_ASSIGNED "DeviceNotAssigned"
 #define EXC_DEVICE_ALREADY_ATTACHED "DeviceAlreadyAttached"
+#define EXC_DEVICE_ALREADY_ASSIGNED "DeviceAlreadyAssigned"
+#define EXC_UNRECOGNIZED_ASSIGNMENT_MODE "QubesUnrecognizedDeviceAssignmentMode"
 
 struct qerr {
     const char *exc; /* NULL: no error recorded */

@@ -207,6 +207,23 @@ class BlockDevices(EngineTestCase):
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="reader"))
         self.assertNotIn("attachment=", self.available(arg=port).popitem()[1])
 
+    def test_daemon_restart_takes_devices_back(self):
+        port, _ = make_loop(self)
+        self.new_appvm("survivor")
+        self.start("survivor")
+        self.ok("admin.vm.device.block.Attach", "dom0+" + port, "survivor", b"")
+        self.assert_device_rule("survivor", port, "rw")
+        self.d.restart()  # the qube runs on; the new daemon has no record of the device
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="survivor"))
+        self.assert_device_rule("survivor", port, None)
+        r = self.qrun("survivor", "head -c 5 /dev/xvdi", user="root", check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertEqual("ok\n", self.qout("survivor", "echo ok >/dev/null; echo ok"))
+        # and it can be given again
+        self.qrun("survivor", "rm -f /dev/xvdi", user="root")
+        self.ok("admin.vm.device.block.Attach", "dom0+" + port, "survivor", b"")
+        self.assertEqual("hello", self.qout("survivor", "head -c 5 /dev/xvdi", user="root"))
+
     def test_detach_refused_while_open(self):
         port, _ = make_loop(self)
         self.new_appvm("holder")
@@ -260,7 +277,7 @@ class BlockDevices(EngineTestCase):
         self.err("admin.vm.device.pci.Attach", "dom0+00_02.0", "target", b"",
                  exc="ProtocolError")
         self.err("admin.vm.device.block.Assign", "dom0+" + port, "target", b"x",
-                 exc="QubesNotImplementedError")
+                 exc="ProtocolError")
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="target"))
         self.assertEqual("", self.qout("target", "ls /dev | grep xvd || true", user="root"))
 
@@ -283,6 +300,179 @@ class BlockDevices(EngineTestCase):
             self.skipTest("no v1 devices controller")
         got = [r.split()[2] for r in rules if r.startswith("b %s " % majmin)]
         self.assertEqual([access] if access else [], got)
+
+
+@unittest.skipIf(engine_skip_reason() or loop_skip_reason(),
+                 engine_skip_reason() or loop_skip_reason())
+class BlockAssignments(EngineTestCase):
+    """admin.vm.device.block.{Assign,Unassign,Assigned,Set.assignment}: kept in the
+    database, applied at every start, gone with the qube."""
+
+    def assign(self, vm, port, devid, mode, options=""):
+        payload = ("device_id='%s' port_id='%s' devclass='block' backend_domain='dom0' "
+                   "mode='%s' frontend_domain='%s'%s" % (devid, port, mode, vm, options))
+        arg = "dom0+%s+%s" % (port.replace("*", "_"), devid.replace(":", "+").replace("*", "_"))
+        self.ok("admin.vm.device.block.Assign", arg, vm, payload.encode())
+        return arg
+
+    def assigned(self, vm):
+        return self.ok("admin.vm.device.block.Assigned", dest=vm).decode()
+
+    def device_events(self, ev, vm):
+        return [(e[1], dict(e[2])) for e in ev.snapshot()
+                if e[0] == vm and e[1].startswith("device-")]
+
+    def test_required_device_attached_at_start_and_kept(self):
+        port, _ = make_loop(self)
+        num = port[len("loop"):]
+        self.new_appvm("keeper")
+        ev = self.events()
+        arg = self.assign("keeper", port, ":" + num, "required", " _read-only='yes'")
+        line = ("dom0+%s::%s device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0'"
+                " mode='required' frontend_domain='keeper' _read-only='yes'\n"
+                % (port, num, num, port))
+        self.assertEqual(line, self.assigned("keeper"))
+        self.assertEqual(line, self.ok("admin.vm.device.block.Assigned", "dom0+" + port,
+                                       "keeper").decode())
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Assigned", "dom0+loop999",
+                                      "keeper"))
+        device = "dom0:%s::%s" % (port, num)
+        self.assertTrue(ev.wait_for(lambda evs: any(e[1] == "device-assign:block" for e in evs)))
+        self.assertEqual([("device-pre-assign:block",
+                           {"device": device, "options": "{'read-only': 'yes'}"}),
+                          ("device-assign:block",
+                           {"device": device, "options": "{'read-only': 'yes'}"})],
+                         self.device_events(ev, "keeper"))
+        # halted: nothing attached yet; at the start it is there, read-only
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="keeper"))
+        self.start("keeper")
+        attached = self.ok("admin.vm.device.block.Attached", dest="keeper").decode()
+        self.assertIn("mode='required' frontend_domain='keeper' _read-only='yes' "
+                      "_frontend-dev='xvdi'", attached)
+        self.assertEqual("hello-block", self.qout("keeper", "head -c 11 /dev/xvdi", user="root"))
+        r = self.qrun("keeper", "printf EVIL | dd of=/dev/xvdi conv=notrunc", user="root",
+                      check=False)
+        self.assertNotEqual(0, r.returncode)
+        self.assertEqual(b"hello", read_host(port, 5))
+        self.assertIn(("device-attach:block",
+                       {"device": device,
+                        "options": "{'read-only': 'yes', 'frontend-dev': 'xvdi'}"}),
+                      self.device_events(ev, "keeper"))
+        # a required device stays while the qube runs
+        self.err("admin.vm.device.block.Detach", "dom0+" + port, "keeper",
+                 exc="QubesVMNotHaltedError")
+        self.kill("keeper")
+        self.assertTrue(ev.wait_for(lambda evs: ("keeper", "device-detach:block",
+                                                 [("port", "dom0:" + port)]) in evs))
+        # kept across a daemon restart, then changed and removed
+        self.d.restart()
+        self.assertEqual(line, self.assigned("keeper"))
+        ev = self.events()
+        self.ok("admin.vm.device.block.Set.assignment", arg, "keeper", b"auto-attach")
+        self.assertEqual(line.replace("required", "auto-attach"), self.assigned("keeper"))
+        self.ok("admin.vm.device.block.Set.assignment", arg, "keeper", b"auto-attach")
+        self.ok("admin.vm.device.block.Unassign", arg, "keeper")
+        self.assertEqual("", self.assigned("keeper"))
+        self.assertTrue(ev.wait_for(
+            lambda evs: any(e[1] == "device-unassign:block" for e in evs)))
+        self.assertEqual([("device-pre-assign:block",
+                           {"device": device, "options": "{'read-only': 'yes'}"}),
+                          ("device-assignment-changed:block", {"device": device}),
+                          ("device-unassign:block", {"device": device})],
+                         self.device_events(ev, "keeper"))
+        self.start("keeper")
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="keeper"))
+
+    def test_missing_required_fails_the_start_optional_is_skipped(self):
+        self.new_appvm("needy")
+        arg = self.assign("needy", "loop999", "*", "required")
+        self.assertEqual("dom0+loop999:* device_id='*' port_id='loop999' devclass='block' "
+                         "backend_domain='dom0' mode='required' frontend_domain='needy'\n",
+                         self.assigned("needy"))
+        r = self.start_err("needy")
+        self.assertEqual("Block device dom0:loop999:* not available", r.message)
+        self.assert_state("needy", "Halted")
+        self.assert_no_trace("needy")
+        self.ok("admin.vm.device.block.Set.assignment", arg, "needy", b"auto-attach")
+        self.start("needy")
+        self.assertIn("needy: assigned block device dom0:loop999:* not available, skipping",
+                      self.d.log())
+
+    def test_auto_attach_by_identity_and_taken_elsewhere(self):
+        port, _ = make_loop(self)
+        num = port[len("loop"):]
+        self.new_appvm("first")
+        self.new_appvm("second")
+        # any port, this identity; and the port alone, with a frontend of its own
+        self.assign("first", "*", ":" + num, "auto-attach")
+        self.assign("second", port, "*", "required", " _frontend-dev='xvdm'")
+        self.start("first")
+        self.assertIn("dom0+%s::%s " % (port, num),
+                      self.ok("admin.vm.device.block.Attached", dest="first").decode())
+        self.assertEqual("hello-block", self.qout("first", "head -c 11 /dev/xvdi", user="root"))
+        # the device is taken: a required assignment cannot be met
+        r = self.start_err("second")
+        self.assertEqual("Block device dom0:%s:* not available" % port, r.message)
+        self.kill("first")
+        self.start("second")
+        self.assertEqual("hello-block", self.qout("second", "head -c 11 /dev/xvdm", user="root"))
+        # the device is not free at the next start of the other: skipped, the start goes on
+        self.start("first")
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="first"))
+
+    def test_qemu_qube_with_a_required_device_does_not_start(self):
+        port, _ = make_loop(self)
+        self.new_appvm("vmq")
+        self.set_prop("vmq", "virt_mode", "qemu")
+        self.assign("vmq", port, "*", "required")
+        r = self.err("admin.vm.Start", dest="vmq", exc="QubesNotImplementedError")
+        self.assertEqual("virt_mode=qemu qubes cannot take block devices yet", r.message)
+        self.assert_state("vmq", "Halted")
+
+    def test_removed_with_the_qube(self):
+        self.new_appvm("gone")
+        self.assign("gone", "loop998", "*", "auto-attach")
+        self.ok("admin.vm.Remove", dest="gone")
+        import sqlite3
+        db = sqlite3.connect(self.d.db_path)
+        self.addCleanup(db.close)
+        self.assertEqual([], db.execute("SELECT * FROM device_assignments").fetchall())
+        self.new_appvm("gone")
+        self.assertEqual("", self.assigned("gone"))
+
+    def test_bad_input_changes_nothing(self):
+        port, _ = make_loop(self)
+        self.new_appvm("strict")
+        arg = self.assign("strict", port, "*", "auto-attach")
+        before = self.assigned("strict")
+        base = "device_id='*' port_id='%s' devclass='block' backend_domain='dom0' " % port
+        for method, a, payload, exc in [
+                ("Assign", arg, base + "mode='auto-attach'", "DeviceAlreadyAssigned"),
+                ("Assign", "dom0+loop997", "mode='manual'", "QubesValueError"),
+                ("Assign", "dom0+loop997", "", "ProtocolError"),
+                ("Assign", "dom0+loop997", "mode='often'", "ProtocolError"),
+                ("Assign", "dom0+loop997", "mode='required' _colour='red'", "QubesValueError"),
+                ("Assign", "dom0+loop997", "mode='required' _read-only='maybe'",
+                 "QubesValueError"),
+                ("Assign", "dom0+loop997", "port_id='loop1' mode='required'", "ProtocolError"),
+                ("Assign", "dom0+_+_", "mode='required'", "ProtocolError"),
+                ("Assign", "nosuch+loop997", "mode='required'", "QubesVMNotFoundError"),
+                ("Assign", "strict+loop997", "mode='required'", "QubesValueError"),
+                ("Unassign", "dom0+loop997", "", "DeviceNotAssigned"),
+                ("Unassign", "dom0+" + port + "+7", "", "DeviceNotAssigned"),
+                ("Set.assignment", arg, "manual", "QubesUnrecognizedDeviceAssignmentMode"),
+                ("Set.assignment", arg, "", "ProtocolError"),
+                ("Set.assignment", "dom0+loop997", "required", "QubesValueError"),
+        ]:
+            with self.subTest(method=method, arg=a, payload=payload):
+                self.err("admin.vm.device.block." + method, a, "strict", payload.encode(),
+                         exc=exc)
+        self.err("admin.vm.device.block.Assign", arg, "dom0", b"mode='required'",
+                 exc="QubesException")
+        self.err("admin.vm.device.pci.Assign", "dom0+00_02.0", "strict", b"mode='required'",
+                 exc="QubesNotImplementedError")
+        self.assertEqual(before, self.assigned("strict"))
+        self.assertEqual(b"", self.ok("admin.vm.device.pci.Assigned", dest="strict"))
 
 
 @unittest.skipIf(engine_skip_reason() or loop_skip_reason() or not harness.cli_available(),
@@ -341,8 +531,6 @@ class BlockTools(EngineTestCase):
                  "Error: VM not running, cannot attach device, do you mean `assign`?\n"),
                 (("qvm-block", "detach", "halted", "dom0:" + port), 1,
                  "Error: dom0:%s is not attached.\n" % port),
-                (("qvm-block", "assign", "halted", "dom0:" + port), 1,
-                 "Error: `admin.vm.device.block.Assign` is not implemented by dispenser\n"),
         ]:
             with self.subTest(args=args):
                 r = run_tool(self.d, *args)
@@ -357,6 +545,85 @@ class BlockTools(EngineTestCase):
         self.assertEqual(2, r.returncode)
         self.assertIn("invalid choice: 'frobnicate'", r.stderr)
         self.assertEqual(b"", self.ok("admin.vm.device.block.Attached", dest="halted"))
+
+    def test_assign_list_unassign(self):
+        port, path = make_loop(self)
+        num = port[len("loop"):]
+        self.new_appvm("fixed")
+        self.assertEqual("", self.run_ok("qvm-block", "assign", "--ro", "--required", "fixed",
+                                         "dom0:" + port))
+        self.assertEqual(
+            "dom0+%s::%s device_id=':%s' port_id='%s' devclass='block' backend_domain='dom0' "
+            "mode='required' frontend_domain='fixed' _read-only='yes'\n" % (port, num, num, port),
+            self.ok("admin.vm.device.block.Assigned", dest="fixed").decode())
+        row = "dom0:%s  Block_Storage: hosted by dom0 %s" % (port, path)
+        self.assertRegex(self.run_ok("qvm-block", "list", "-s"),
+                         r"(?m)^dom0:%s  :%s +\*fixed \(required: read-only=yes\)$" % (port, num))
+        self.assertNotIn("*fixed", self.run_ok("qvm-block", "list"))
+        self.start("fixed")
+        self.assertIn(row + "  fixed (attached: read-only=yes, frontend-dev=xvdi)",
+                      self.run_ok("qvm-block"))
+        self.assertEqual("hello-block", self.qout("fixed", "head -c 11 /dev/xvdi", user="root"))
+        r = run_tool(self.d, "qvm-block", "detach", "fixed", "dom0:" + port)
+        self.assertEqual((1, "Error: Can not detach a required device from a non halted qube. "
+                             "You need to unassign device first.\n"), (r.returncode, r.stderr))
+        self.assertEqual("Unassigned. To detach you can now restart domain or run: \n"
+                         " \tqvm-block detach fixed dom0:%s\n" % port,
+                         self.run_ok("qvm-block", "unassign", "fixed", "dom0:" + port))
+        self.assertEqual("", self.run_ok("qvm-block", "detach", "fixed", "dom0:" + port))
+        # assigned while running: the hint to attach now; by port alone, ask-to-attach
+        self.assertEqual("Assigned. To attach you can now restart domain or run: \n"
+                         "\tqvm-block attach -o frontend-dev=xvdn fixed dom0:%s\n" % port,
+                         self.run_ok("qvm-block", "s", "--port", "-o", "frontend-dev=xvdn",
+                                     "fixed", "dom0:" + port))
+        self.assertEqual("", self.run_ok("qvm-block", "assign", "-q", "--ask", "--device",
+                                         "fixed", "dom0:" + port))
+        listing = self.run_ok("qvm-device", "block", "ls", "--assignments")
+        self.assertIn("dom0:%s  any device" % port, listing)
+        self.assertIn("*fixed (auto-attach: frontend-dev=xvdn)", listing)
+        self.assertIn("dom0:*", listing)
+        self.assertIn("*fixed (ask-to-attach)", listing)
+        # unassign without a device: all of them
+        self.assertEqual("", self.run_ok("qvm-block", "unassign", "fixed"))
+        self.assertEqual(b"", self.ok("admin.vm.device.block.Assigned", dest="fixed"))
+        # attach --persistent: attached now and assigned as required
+        self.run_ok("qvm-block", "attach", "--persistent", "fixed", "dom0:" + port)
+        self.assertIn("mode='required'", self.ok("admin.vm.device.block.Attached",
+                                                   dest="fixed").decode())
+        self.assertIn("mode='required'", self.ok("admin.vm.device.block.Assigned",
+                                                   dest="fixed").decode())
+
+    def test_assign_errors(self):
+        port, _ = make_loop(self)
+        self.new_appvm("picky")
+        for args, code, err in [
+                (("qvm-block", "assign", "picky", "dom0:loop996"), 1,
+                 "Error: backend vm dom0 doesn't expose block device 'loop996'\n"),
+                (("qvm-block", "assign", "picky", "nosuch:" + port), 1,
+                 "qvm-block: error: no such backend vm!\n"),
+                (("qvm-block", "unassign", "picky", "dom0:" + port), 1,
+                 "Error: block device dom0:%s::%s not assigned to picky\n"
+                 % (port, port[len("loop"):])),
+        ]:
+            with self.subTest(args=args):
+                r = run_tool(self.d, *args)
+                self.assertEqual((code, err), (r.returncode, r.stderr))
+        self.run_ok("qvm-block", "assign", "picky", "dom0:" + port)
+        r = run_tool(self.d, "qvm-block", "assign", "picky", "dom0:" + port)
+        self.assertEqual(1, r.returncode)
+        self.assertIn("already assigned to picky", r.stderr)
+        for args in (("assign", "--ask", "--required", "picky", "dom0:" + port),
+                     ("assign", "--port", "--device", "picky", "dom0:" + port),
+                     ("assign", "picky")):
+            r = run_tool(self.d, "qvm-block", *args)
+            self.assertEqual(2, r.returncode, args)
+        # the port alone when the device is gone; the assignment stays until unassigned
+        self.run_ok("qvm-block", "assign", "--port", "picky", "dom0:loop996")
+        self.assertIn("dom0+loop996:*", self.ok("admin.vm.device.block.Assigned",
+                                                 dest="picky").decode())
+        self.run_ok("qvm-block", "unassign", "--port", "picky", "dom0:loop996")
+        self.assertNotIn("loop996", self.ok("admin.vm.device.block.Assigned",
+                                             dest="picky").decode())
 
     def test_list_device_classes(self):
         self.assertEqual("pci\nblock\nusb\nmic\n",

@@ -198,7 +198,7 @@ class MethodShape(UnchangedCase):
         # catch: qvm-clone's rollback, --ignore-errors), naming the method.
         for m, arg, dest, payload in [("admin.vm.volume.Import", "private", "work", b"x"),
                                       ("admin.backup.Execute", "x", "dom0", b""),
-                                      ("admin.vm.device.block.Assign", "dom0+sdb", "work",
+                                      ("admin.vm.device.usb.Assign", "dom0+1-1", "work",
                                        b"mode='required'"),
                                       ("admin.vm.firewall.GetPolicy", "", "work", b""),
                                       ("admin.backup.Info", "x", "dom0", b"")]:

@@ -247,6 +247,51 @@ static void test_newer_schema_refused(void **state) {
     free(path);
 }
 
+static int rec_assignment(void *ctx, int qid, const struct store_assignment *a) {
+    strbuf_printf(ctx, "A %d %s %s+%s+%s %s [%s]\n", qid, a->devclass, a->backend, a->port_id,
+                  a->device_id, a->mode, a->options);
+    return 0;
+}
+
+/* Device assignments: kept, replaced by device, deleted, gone with their qube. */
+static void test_device_assignments(void **state) {
+    struct fixture *f = *state;
+    _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+    insert_work(f->s);
+    struct store_assignment a = {"block", "dom0", "sdb1", ":1", "required", " _read-only='yes'"};
+    struct store_assignment b = {"block", "dom0", "*", "abc", "auto-attach", ""};
+    assert_int_equal(store_begin(f->s), 0);
+    assert_int_equal(store_put_assignment(f->s, 1, &a), 0);
+    assert_int_equal(store_put_assignment(f->s, 1, &b), 0);
+    a.mode = "auto-attach";
+    assert_int_equal(store_put_assignment(f->s, 1, &a), 0); /* the same device: replaced */
+    assert_int_equal(store_commit(f->s), 0);
+    struct store_loader l = {.ctx = &sb,
+                             .qube = rec_qube,
+                             .prop = rec_prop,
+                             .feature = rec_feature,
+                             .tag = rec_tag,
+                             .global = rec_global,
+                             .assignment = rec_assignment};
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_non_null(strstr(strbuf_str(&sb),
+                           "A 1 block dom0+*+abc auto-attach []\n"
+                           "A 1 block dom0+sdb1+:1 auto-attach [ _read-only='yes']\n"));
+    b.mode = NULL;
+    assert_int_equal(store_begin(f->s), 0);
+    assert_int_equal(store_put_assignment(f->s, 1, &b), 0);
+    assert_int_equal(store_commit(f->s), 0);
+    strbuf_reset(&sb);
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_null(strstr(strbuf_str(&sb), "dom0+*+abc"));
+    assert_int_equal(store_begin(f->s), 0);
+    assert_int_equal(store_delete_qube(f->s, 1), 0);
+    assert_int_equal(store_commit(f->s), 0);
+    strbuf_reset(&sb);
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_null(strstr(strbuf_str(&sb), "A "));
+}
+
 static void test_open_unreachable_path(void **state) {
     struct fixture *f = *state;
     char *path = tu_path(f->dir, "no/such/dir/qubes.db");
@@ -271,6 +316,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reopen_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_unreachable_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_assignments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,11 +2,11 @@
  *
  * Two things make a device the qube's: a node /dev/<frontend> in the qube's own /dev (a
  * tmpfs the launcher mounted as host root, so its nodes work), and a rule of the qube's
- * v1 device cgroup (the cgroup denies everything else: cgroup.c). The rule is what is
- * enforced: the qube's root owns its /dev and could link the node elsewhere, but it
- * opens nothing the cgroup does not allow, and a read-only device is allowed reads only.
- * Without a v1 devices controller (pure cgroup2 needs a BPF device program, which is not
- * loaded) nothing would enforce either, so nothing is attached there. */
+ * device control, which denies everything else (cgroup.c: the v1 device cgroup, or on
+ * cgroup2 a BPF device program). The rule is what is enforced: the qube's root owns its
+ * /dev and could link the node elsewhere, but it opens nothing the rule does not allow,
+ * and a read-only device is allowed reads only. Without either (no cgroup2, or the kernel
+ * refused the program) nothing would enforce it, so nothing is attached there. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,8 +65,8 @@ int container_block_attach(struct backend *b, const char *name, const struct bac
         return -EAGAIN;
     if (!cgroup_qube_has_device_control(run->cg))
         return backend_fail(why, -ENOTSUP,
-                            "block devices need the cgroup v1 devices controller on this "
-                            "host (cgroup2 device control is not implemented)");
+                            "block devices need device control on this host: the cgroup v1 "
+                            "devices controller, or cgroup2 with a BPF device program");
     _cleanup_close_ int devfd = open_qube_dev(run, why);
     if (devfd < 0)
         return devfd;

@@ -6,6 +6,7 @@
 #include "cgroup.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -15,14 +16,15 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "devbpf.h"
 #include "log.h"
 #include "macro.h"
 #include "monoclock.h"
 #include "strbuf.h"
 
 /* The controllers we use. Others (cpuset, blkio, name=systemd) are ignored: a qube needs
- * no directory there. devices is v1's device cgroup (cgroup2 has a BPF program instead,
- * which dispenser does not load: docs/devices.md). */
+ * no directory there. devices is v1's device cgroup; where there is none, a qube's
+ * cgroup2 directory gets a BPF device program instead (devbpf.h, docs/devices.md). */
 enum ctl { CTL_MEMORY, CTL_PIDS, CTL_CPU, CTL_CPUACCT, CTL_FREEZER, CTL_DEVICES, N_CTL };
 static const char *const ctl_names[N_CTL] = {"memory",  "pids",    "cpu",
                                              "cpuacct", "freezer", "devices"};
@@ -57,6 +59,11 @@ struct cgroup_qube {
     struct cgroup_system *cs;
     char *name;
     char *dir[MAX_HIER]; /* parallel to cs->hier */
+    /* cgroup2 device control (no v1 devices controller): the program attached to the
+     * qube's cgroup2 directory (-1: none) and the devices allowed beyond its /dev's */
+    int bpf_fd;
+    struct devbpf_rule *granted;
+    size_t n_granted;
 };
 
 static void fclosep(FILE **f) {
@@ -543,6 +550,7 @@ static struct cgroup_qube *qube_new(struct cgroup_system *cs, const char *name) 
     struct cgroup_qube *cg = xcalloc(1, sizeof(*cg));
     cg->cs = cs;
     cg->name = xstrdup(name);
+    cg->bpf_fd = -1;
     for (size_t i = 0; i < cs->n_hier; i++)
         cg->dir[i] = path_join(cs->hier[i].group_dir, name);
     return cg;
@@ -553,6 +561,9 @@ void cgroup_qube_free(struct cgroup_qube *cg) {
         return;
     for (size_t i = 0; i < MAX_HIER; i++)
         free(cg->dir[i]);
+    if (cg->bpf_fd >= 0) /* the program stays attached: the cgroup holds it */
+        close(cg->bpf_fd);
+    free(cg->granted);
     free(cg->name);
     free(cg);
 }
@@ -618,18 +629,27 @@ int cgroup_qube_set_idle(struct cgroup_qube *cg, bool idle, unsigned weight) {
     return set_cpu_weight(cg, idle ? 1 : weight);
 }
 
-/* v1 device cgroup: nothing but the nodes every qube's /dev has (launch.c: null, zero,
- * full, random, urandom, tty; its own devpts: ptmx and the terminals); a block device
- * given to the qube is allowed on its own (cgroup_qube_device_allow). */
+/* Nothing but the nodes every qube's /dev has (launch.c: null, zero, full, random, urandom,
+ * tty; its own devpts: ptmx and the terminals); a block device given to the qube is
+ * allowed on its own (cgroup_qube_device_allow). */
+#define RWM (DEVBPF_MKNOD | DEVBPF_READ | DEVBPF_WRITE)
+static const struct devbpf_rule QUBE_DEV_NODES[] = {
+    {'c', 1, 3, RWM},    {'c', 1, 5, RWM},    {'c', 1, 7, RWM},    {'c', 1, 8, RWM},
+    {'c', 1, 9, RWM},    {'c', 5, 0, RWM},    {'c', 5, 2, RWM},    {'c', 136, -1, RWM},
+    {'c', 137, -1, RWM}, {'c', 138, -1, RWM}, {'c', 139, -1, RWM}, {'c', 140, -1, RWM},
+    {'c', 141, -1, RWM}, {'c', 142, -1, RWM}, {'c', 143, -1, RWM},
+};
+
 static int devices_default_deny(const char *dir) {
-    static const char *const allowed[] = {
-        "c 1:3 rwm",   "c 1:5 rwm",   "c 1:7 rwm",   "c 1:8 rwm",   "c 1:9 rwm",
-        "c 5:0 rwm",   "c 5:2 rwm",   "c 136:* rwm", "c 137:* rwm", "c 138:* rwm",
-        "c 139:* rwm", "c 140:* rwm", "c 141:* rwm", "c 142:* rwm", "c 143:* rwm",
-    };
     int r = write_file(dir, "devices.deny", "a");
-    for (size_t i = 0; i < ELEMENTSOF(allowed) && r >= 0; i++)
-        r = write_file(dir, "devices.allow", allowed[i]);
+    for (size_t i = 0; i < ELEMENTSOF(QUBE_DEV_NODES) && r >= 0; i++) {
+        const struct devbpf_rule *d = &QUBE_DEV_NODES[i];
+        char rule[64], minor[16] = "*";
+        if (d->minor >= 0)
+            snprintf(minor, sizeof(minor), "%d", d->minor);
+        snprintf(rule, sizeof(rule), "%c %u:%s rwm", d->type, d->major, minor);
+        r = write_file(dir, "devices.allow", rule);
+    }
     return r;
 }
 
@@ -637,8 +657,71 @@ static const char *v1_devices_dir(const struct cgroup_qube *cg) {
     return ctl_is_v2(cg, CTL_DEVICES) ? NULL : ctl_dir(cg, CTL_DEVICES);
 }
 
+/* cgroup2: a program for the qube's /dev nodes and what it was granted, in place of the
+ * one attached (at once: BPF_F_REPLACE). */
+static int bpf_apply(struct cgroup_qube *cg) {
+    size_t n = ELEMENTSOF(QUBE_DEV_NODES) + cg->n_granted;
+    struct devbpf_rule *rules = xcalloc(n, sizeof(*rules));
+    memcpy(rules, QUBE_DEV_NODES, sizeof(QUBE_DEV_NODES));
+    if (cg->n_granted) /* none yet: granted is NULL */
+        memcpy(rules + ELEMENTSOF(QUBE_DEV_NODES), cg->granted, cg->n_granted * sizeof(*rules));
+    int prog = devbpf_load(rules, n);
+    free(rules);
+    if (prog < 0)
+        return prog;
+    _cleanup_close_ int dirfd = open(v2_dir(cg), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = dirfd < 0 ? -errno : devbpf_attach(dirfd, prog, cg->bpf_fd);
+    if (r < 0) {
+        close(prog);
+        return r;
+    }
+    if (cg->bpf_fd >= 0)
+        close(cg->bpf_fd);
+    cg->bpf_fd = prog;
+    return 0;
+}
+
 bool cgroup_qube_has_device_control(const struct cgroup_qube *cg) {
-    return v1_devices_dir(cg) != NULL;
+    return v1_devices_dir(cg) != NULL || cg->bpf_fd >= 0;
+}
+
+static struct devbpf_rule *granted_find(struct cgroup_qube *cg, char type, unsigned major,
+                                        unsigned minor) {
+    for (size_t i = 0; i < cg->n_granted; i++)
+        if (cg->granted[i].type == type && cg->granted[i].major == major &&
+            cg->granted[i].minor == (int)minor)
+            return &cg->granted[i];
+    return NULL;
+}
+
+/* The grants with one device's changed (access 0: taken away), the program replaced; the
+ * grants as they were if the kernel refuses. */
+static int bpf_grant(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
+                     unsigned access) {
+    struct devbpf_rule *g = granted_find(cg, type, major, minor);
+    if (!g && !access)
+        return 0;
+    struct devbpf_rule *before = xcalloc(cg->n_granted + 1, sizeof(*before));
+    size_t n_before = cg->n_granted;
+    if (n_before)
+        memcpy(before, cg->granted, n_before * sizeof(*before));
+    if (!g) {
+        cg->granted = xrealloc(cg->granted, (cg->n_granted + 1) * sizeof(*cg->granted));
+        g = &cg->granted[cg->n_granted++];
+        *g = (struct devbpf_rule){type, major, (int)minor, access};
+    } else if (access) {
+        g->access = access;
+    } else {
+        *g = cg->granted[--cg->n_granted];
+    }
+    int r = bpf_apply(cg);
+    if (r < 0) {
+        if (n_before)
+            memcpy(cg->granted, before, n_before * sizeof(*before));
+        cg->n_granted = n_before;
+    }
+    free(before);
+    return r;
 }
 
 int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
@@ -646,7 +729,9 @@ int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, 
     const char *dir = v1_devices_dir(cg);
     char rule[64];
     if (!dir)
-        return -ENOTSUP;
+        return cg->bpf_fd >= 0
+                   ? bpf_grant(cg, type, major, minor, DEVBPF_READ | (read_only ? 0 : DEVBPF_WRITE))
+                   : -ENOTSUP;
     snprintf(rule, sizeof(rule), "%c %u:%u %s", type, major, minor, read_only ? "r" : "rw");
     return write_file(dir, "devices.allow", rule);
 }
@@ -655,9 +740,48 @@ int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, u
     const char *dir = v1_devices_dir(cg);
     char rule[64];
     if (!dir)
-        return -ENOTSUP;
+        return cg->bpf_fd >= 0 ? bpf_grant(cg, type, major, minor, 0) : -ENOTSUP;
     snprintf(rule, sizeof(rule), "%c %u:%u rwm", type, major, minor);
     return write_file(dir, "devices.deny", rule);
+}
+
+int cgroup_qube_devices_reset(struct cgroup_qube *cg) {
+    const char *dir = v1_devices_dir(cg);
+    if (!dir) {
+        if (!v2_dir(cg))
+            return -ENOTSUP;
+        free(cg->granted);
+        cg->granted = NULL;
+        cg->n_granted = 0;
+        return bpf_apply(cg); /* the earlier daemon's program is detached once it is in */
+    }
+    /* v1: each block device rule denied on its own; the /dev nodes' rules never go */
+    char list[8192], *save = NULL;
+    ssize_t n = read_file(dir, "devices.list", list, sizeof(list));
+    if (n < 0)
+        return (int)n;
+    int r = 0;
+    for (char *line = strtok_r(list, "\n", &save); line && r >= 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        char rule[64], devno[32];
+        if (line[0] != 'b' || sscanf(line, "b %31s", devno) != 1)
+            continue;
+        snprintf(rule, sizeof(rule), "b %s rwm", devno);
+        r = write_file(dir, "devices.deny", rule);
+    }
+    return r;
+}
+
+/* No v1 device cgroup: the BPF program on cgroup2, if the kernel lets us. Without it the
+ * qube runs, but takes no block device (cgroup_qube_has_device_control). */
+static void devices_bpf_default(struct cgroup_qube *cg) {
+    free(cg->granted);
+    cg->granted = NULL;
+    cg->n_granted = 0;
+    int r = bpf_apply(cg);
+    if (r < 0)
+        log_warning("cgroup: no BPF device program for %s (%s): it cannot take block devices",
+                    cg->name, strerror(-r));
 }
 
 /* Zero means "no limit" for each field. A controller the host lacks was logged once at
@@ -674,6 +798,8 @@ static int apply_limits(struct cgroup_qube *cg, const struct cgroup_limits *l) {
         r = cgroup_qube_set_idle(cg, true, l->cpu_weight);
     if (r >= 0 && l->devices_own_only && v1_devices_dir(cg))
         r = devices_default_deny(v1_devices_dir(cg));
+    else if (r >= 0 && l->devices_own_only && v2_dir(cg))
+        devices_bpf_default(cg);
     if (r < 0)
         log_error("cgroup: cannot set limits of %s: %s", cg->name, strerror(-r));
     return r;

@@ -23,8 +23,8 @@ struct cgroup_limits {
     uint64_t pids_max;
     unsigned cpu_weight; /* cgroup v2 scale 1..10000, 100 = default */
     bool cpu_idle;       /* scheduled only when nothing else wants the CPU */
-    /* v1 device cgroup: deny every device but a container qube's /dev nodes (a container
-     * qube; QEMU and its helpers open what their jail gives them, /dev/kvm included) */
+    /* deny every device but a container qube's /dev nodes (v1 device cgroup, or a BPF
+     * program on cgroup2; QEMU and its helpers open what their jail gives them) */
     bool devices_own_only;
 };
 
@@ -66,14 +66,19 @@ uint64_t cgroup_qube_cpu_ns(struct cgroup_qube *cg);
  * below the usage for a moment); -ENOTSUP if unavailable, -EAGAIN if the kernel
  * reclaimed less than asked. */
 int cgroup_qube_reclaim(struct cgroup_qube *cg, uint64_t bytes);
-/* The v1 device cgroup (a qube may open only the nodes of its /dev, and the block
- * devices given to it): a rule allowing one device (read-only: reads only), and one
- * denying it again. -ENOTSUP without a v1 devices controller (cgroup2 would need a BPF
- * device program, not loaded by dispenser). */
+/* Device control (a qube may open only the nodes of its /dev, and the block devices
+ * given to it): a rule allowing one device (read-only: reads only), and one denying it
+ * again. The v1 device cgroup where the host has one, else a BPF device program on the
+ * qube's cgroup2 directory (devbpf.h), replaced at each change. -ENOTSUP with neither
+ * (no cgroup2, or the kernel refused the program). */
 bool cgroup_qube_has_device_control(const struct cgroup_qube *cg);
 int cgroup_qube_device_allow(struct cgroup_qube *cg, char type, unsigned major, unsigned minor,
                              bool read_only);
 int cgroup_qube_device_deny(struct cgroup_qube *cg, char type, unsigned major, unsigned minor);
+/* Takes back every block device of a qube adopted from an earlier daemon (its own /dev
+ * nodes stay allowed): the v1 rules of block devices denied one by one, or on cgroup2 a
+ * fresh program in place of the earlier daemon's. -ENOTSUP with no device control. */
+int cgroup_qube_devices_reset(struct cgroup_qube *cg);
 /* Removes the (empty) cgroups; frees cg. */
 int cgroup_qube_destroy(struct cgroup_qube *cg);
 void cgroup_qube_free(struct cgroup_qube *cg);

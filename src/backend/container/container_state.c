@@ -127,6 +127,10 @@ int container_adopt(struct backend *b, const struct backend_qube *q) {
         return -1;
     }
     run->power = cgroup_qube_is_frozen(run->cg) ? BACKEND_PAUSED : BACKEND_RUNNING;
+    /* the daemon that gave it block devices is gone, and its record with it */
+    int dr = cgroup_qube_devices_reset(run->cg);
+    if (dr < 0 && dr != -ENOTSUP)
+        log_warning("%s: cannot take back its block devices: %s", q->name, strerror(-dr));
     run->next = cb->runs;
     cb->runs = run;
     if (agent_link_uplink_open(&run->link) <
