@@ -39,11 +39,16 @@ bool demand_in_burst(const struct demand *d, double now);
 /* The pace within bursts, requests per second: the average of past bursts', or the one
  * going on if faster; 0 while unknown. */
 double demand_burst_rate(const struct demand *d);
+/* Between bursts, what the next one asks for before a refill can be ready: the learned
+ * pace x over_s (one refill time), at most an average burst (a burst that ended before
+ * `now` counted in); 0 while no pace is known. */
+double demand_burst_floor(const struct demand *d, double now, double over_s);
 /* How many preloads cover the demand expected over one refill time (delay_s added, the
- * wait before a refill starts), rounded up, at most `ceiling`: rate x that time, and
- * while a burst goes on (from its first request) the burst's pace x that time if larger
- * (but not more than is left of an average burst; the burst's size while its pace is
- * unknown); between bursts the pool holds only what the rate calls for. 0 before the
- * first request, and once `idle_s` passed without one. */
+ * wait before a refill starts), rounded up, at most `ceiling`, the largest of: rate x
+ * that time; the burst floor (above), held between bursts as long as the template is not
+ * idle; and while a burst goes on (from its first request) twice its pace x that time
+ * (one refill time's worth in flight, as much ready), no more than is left of an average
+ * burst (the burst's size so far while its pace is unknown). 0 before the first request,
+ * and once `idle_s` passed without one. */
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
                        double delay_s, unsigned ceiling);
