@@ -109,15 +109,16 @@ double demand_burst_floor(const struct demand *d, double now, double over_s) {
 
 /* While a burst goes on: its pace x one refill time in flight, and as much again ready
  * (Little's law: what is in flight arrives one refill time later, the ready ones serve
- * meanwhile); no more than is left of an average burst (while it is below one); the
- * burst's size so far while no pace or no refill time is known yet (a first burst on a
- * guessed refill time would start the whole ceiling at once, and starting that many
- * together is slower than the burst). */
+ * meanwhile), no more than an average burst or this one so far if larger. Not what is
+ * left of the burst: the target would fall mid-burst and discard preloads still
+ * starting, to start them again if the burst goes on. The burst's size so far while no
+ * pace or no refill time is known yet (a first burst on a guessed refill time would
+ * start the whole ceiling at once, and starting that many together is slower than the
+ * burst). */
 static double in_burst_need(const struct demand *d, double over_s) {
-    double pace = demand_burst_rate(d);
-    double need = pace > 0 && d->refill_s > 0 ? 2 * pace * over_s : demand_burst(d);
-    double left = d->burst - d->current;
-    return left >= 1 && need > left ? left : need;
+    double pace = demand_burst_rate(d), most = demand_burst(d);
+    double need = pace > 0 && d->refill_s > 0 ? 2 * pace * over_s : most;
+    return need > most ? most : need;
 }
 
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,

@@ -47,8 +47,8 @@ double demand_burst_floor(const struct demand *d, double now, double over_s);
  * wait before a refill starts), rounded up, at most `ceiling`, the largest of: rate x
  * that time; the burst floor (above), held between bursts as long as the template is not
  * idle; and while a burst goes on (from its first request) twice its pace x that time
- * (one refill time's worth in flight, as much ready), no more than is left of an average
- * burst (the burst's size so far while its pace is unknown). 0 before the first request,
- * and once `idle_s` passed without one. */
+ * (one refill time's worth in flight, as much ready), no more than an average burst or
+ * this one so far if larger (this one's size so far while its pace or the refill time is
+ * unknown). 0 before the first request, and once `idle_s` passed without one. */
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
                        double delay_s, unsigned ceiling);

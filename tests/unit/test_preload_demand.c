@@ -59,7 +59,7 @@ static void test_bursts_are_averaged(void **state) {
 }
 
 /* The target covers what is expected over one refill time, within the ceiling: in a
- * burst twice its pace x that time (no more than is left of an average burst), between
+ * burst twice its pace x that time (no more than an average burst), between
  * bursts what the next burst asks for before a refill can be ready, and nothing once
  * idle. */
 static void test_target_between_zero_and_ceiling(void **state) {
@@ -72,9 +72,10 @@ static void test_target_between_zero_and_ceiling(void **state) {
     assert_int_equal(demand_target(&d, 10, WINDOW, IDLE, 0, 8), 1);
     for (int i = 1; i < 6; i++)
         demand_note_request(&d, 10 + i * 0.2, WINDOW, false);
-    /* 5 per s x 2 s refill time = 10 in flight, as many ready: 20 */
+    /* 5 per s x 2 s refill time = 10 in flight, as many ready: 20, but no more than
+     * the burst so far (no average yet): 6 */
     assert_true(fabs(demand_burst_rate(&d) - 5.0) < 1e-9);
-    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 32), 20);
+    assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 32), 6);
     assert_int_equal(demand_target(&d, 11.5, WINDOW, IDLE, 0, 4), 4);          /* the ceiling */
     assert_int_equal(demand_target(&d, 11 + IDLE + 1, WINDOW, IDLE, 0, 8), 0); /* idle */
     /* the burst over (more than a refill time since the last request): the next burst's
@@ -82,7 +83,7 @@ static void test_target_between_zero_and_ceiling(void **state) {
     assert_false(demand_in_burst(&d, 14));
     assert_int_equal(demand_target(&d, 14, WINDOW, IDLE, 0, 16), 6);
     /* the next burst's first request: twice its pace x the refill time (20), but no more
-     * than is left of an average burst (6 - 1); the floor (6) holds */
+     * than an average burst (6) */
     demand_note_request(&d, 50, WINDOW, false);
     assert_int_equal(demand_target(&d, 50, WINDOW, IDLE, 0, 16), 6);
     /* a high steady rate over a long refill time: rate x time wins over bursts of 1 */
@@ -133,6 +134,20 @@ static void test_floor_at_most_an_average_burst(void **state) {
     assert_int_equal(demand_target(&d, 250, WINDOW, IDLE, 0, 50), 3);
 }
 
+/* A burst's target is no larger than an average burst, or this one so far: bursts of 3
+ * at 10 per s with a 2 s refill time ask for 40 over two refill times. */
+static void test_burst_target_at_most_a_burst(void **state) {
+    struct demand d;
+    demand_init(&d);
+    demand_note_refill(&d, 2.0);
+    burst(&d, 100, 3, 10);
+    burst(&d, 200, 3, 10);
+    demand_note_request(&d, 300, WINDOW, false);
+    assert_int_equal(demand_target(&d, 300, WINDOW, IDLE, 0, 50), 3);
+    burst(&d, 300.1, 4, 10); /* larger than the average: this one so far */
+    assert_int_equal(demand_target(&d, 300.4, WINDOW, IDLE, 0, 50), 5);
+}
+
 /* Requests one by one learn no pace: no floor, the rate alone sizes the pool. */
 static void test_no_floor_without_a_pace(void **state) {
     struct demand d;
@@ -156,9 +171,10 @@ static void test_burst_start_grows_then_shrinks(void **state) {
     assert_true(demand_in_burst(&d, 300));
     assert_int_equal(demand_target(&d, 300, WINDOW, IDLE, 0, 50), 10);
     assert_int_equal(demand_target(&d, 300, WINDOW, IDLE, 0, 8), 8);
-    /* near its expected end no more than is left, but the floor stays */
+    /* near its expected end the same: a target falling mid-burst would discard preloads
+     * still starting */
     burst(&d, 300.1, 27, 10);
-    assert_int_equal(demand_target(&d, 302.8, WINDOW, IDLE, 0, 50), 5);
+    assert_int_equal(demand_target(&d, 302.8, WINDOW, IDLE, 0, 50), 10);
     /* a burst larger than the average keeps its pace covered */
     burst(&d, 302.8, 10, 10);
     assert_int_equal(demand_target(&d, 303.8, WINDOW, IDLE, 0, 50), 10);
@@ -199,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_floor_at_most_an_average_burst),
         cmocka_unit_test(test_no_floor_without_a_pace),
         cmocka_unit_test(test_burst_start_grows_then_shrinks),
+        cmocka_unit_test(test_burst_target_at_most_a_burst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
