@@ -22,7 +22,7 @@ static double decayed_rate(const struct demand *d, double now, double window_s) 
 }
 
 double demand_burst_gap_s(const struct demand *d) {
-    double gap = demand_refill_s(d);
+    double gap = demand_sizing_refill_s(d); /* not the average: it grows in a burst */
     return gap < BURST_GAP_MIN_S ? BURST_GAP_MIN_S : gap;
 }
 
@@ -67,10 +67,20 @@ void demand_note_request(struct demand *d, double now, double window_s, bool hit
     d->hits += hit;
 }
 
+#define LOW_RISE 0.1 /* of the way from the low refill time up to a longer one */
+
 void demand_note_refill(struct demand *d, double seconds) {
     if (seconds < 0)
         return;
     d->refill_s = d->refill_s > 0 ? 0.7 * d->refill_s + 0.3 * seconds : seconds;
+    if (d->refill_low_s <= 0 || seconds < d->refill_low_s)
+        d->refill_low_s = seconds;
+    else
+        d->refill_low_s += LOW_RISE * (seconds - d->refill_low_s);
+}
+
+double demand_sizing_refill_s(const struct demand *d) {
+    return d->refill_low_s > 0 ? d->refill_low_s : DEMAND_REFILL_GUESS_S;
 }
 
 double demand_rate_per_min(const struct demand *d, double now, double window_s) {
@@ -125,7 +135,7 @@ unsigned demand_target(const struct demand *d, double now, double window_s, doub
                        double delay_s, unsigned ceiling) {
     if (d->last < 0 || now - d->last > idle_s)
         return 0;
-    double over = demand_refill_s(d) + (delay_s > 0 ? delay_s : 0);
+    double over = demand_sizing_refill_s(d) + (delay_s > 0 ? delay_s : 0);
     double need = decayed_rate(d, now, window_s) * over;
     double floor = demand_burst_floor(d, now, over);
     if (floor > need)

@@ -193,6 +193,24 @@ static void test_refill_time_is_averaged(void **state) {
     assert_true(fabs(demand_refill_s(&d) - 1.3) < 1e-9);
 }
 
+/* The refill time that sizes the pool follows a shorter one at once and a longer one by a
+ * tenth: starts crowded by the pool's own do not grow it to the ceiling. */
+static void test_sizing_refill_time_rises_slowly(void **state) {
+    struct demand d;
+    demand_init(&d);
+    assert_true(demand_sizing_refill_s(&d) == DEMAND_REFILL_GUESS_S);
+    demand_note_refill(&d, 0.5);
+    demand_note_refill(&d, 2.5);
+    assert_true(fabs(demand_sizing_refill_s(&d) - 0.7) < 1e-9);
+    assert_true(fabs(demand_refill_s(&d) - 1.1) < 1e-9); /* the average, for status */
+    demand_note_refill(&d, 0.3);
+    assert_true(fabs(demand_sizing_refill_s(&d) - 0.3) < 1e-9);
+    /* bursts of 30 at 10 per s: a floor of 10 x 0.3 s = 3, not 10 x the average */
+    burst(&d, 100, 30, 10);
+    burst(&d, 200, 30, 10);
+    assert_int_equal(demand_target(&d, 250, WINDOW, IDLE, 0, 50), 3);
+}
+
 static void test_hits_counted(void **state) {
     struct demand d;
     demand_init(&d);
@@ -216,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_no_floor_without_a_pace),
         cmocka_unit_test(test_burst_start_grows_then_shrinks),
         cmocka_unit_test(test_burst_target_at_most_a_burst),
+        cmocka_unit_test(test_sizing_refill_time_rises_slowly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
