@@ -12,6 +12,9 @@ then killed (it removes itself).
 Policies, each on a disposable template of its own (memory MEM MiB, delay 0):
   fixed: preload-dispvm-max FIXED, filled before the trace starts (as after boot);
   auto:  preload-dispvm-auto CEILING, preload-dispvm-idle IDLE, nothing preloaded at start.
+The trace's first burst is a warm-up, for both policies alike: auto learns there what a
+long-running daemon knows from the days before; it is replayed but not counted (its hit
+ratio is reported apart, as `warmup_hit_ratio`; --no-warmup counts it).
 Measured: hit ratio (requests served by a ready preload: the daemon's own count), served
 by a preload at all (ready, or one still starting that the request waited for), p50/p99
 hand-out latency, and preload RAM-seconds: every 0.1 s, (ready + starting) x MEM MiB.
@@ -46,14 +49,16 @@ def status(dvm):
 
 
 def make_trace(bursts, idle, seed, spread):
+    """Request times, the number of them in the first burst, and the trace's end."""
     rng = random.Random(seed)
-    t, times = 1.0, []
+    t, times, first = 1.0, [], 0
     for _ in range(bursts):
         for _ in range(rng.randint(10, 50)):
             times.append(t)
             t += rng.uniform(0, spread)
+        first = first or len(times)
         t += rng.uniform(*idle)
-    return times, t
+    return times, first, t
 
 
 def percentile(values, p):
@@ -65,9 +70,9 @@ class Run:
     def __init__(self, dvm, mem, use):
         self.dvm, self.mem, self.use = dvm, mem, use
         self.lat, self.served, self.errors = [], 0, 0
-        self.ram_s, self.lock, self.done = 0.0, threading.Lock(), False
+        self.ram_s, self.lock, self.done, self.counting = 0.0, threading.Lock(), False, True
 
-    def request(self):
+    def request(self, counted=True):
         t0 = time.monotonic()
         try:
             name = call("admin.vm.CreateDisposable", "", self.dvm)
@@ -77,8 +82,9 @@ class Run:
                 call("admin.vm.Start", "", name)
             dt = time.monotonic() - t0
             with self.lock:
-                self.lat.append(dt * 1000)
-                self.served += running
+                if counted:
+                    self.lat.append(dt * 1000)
+                    self.served += running
             time.sleep(self.use)
             call("admin.vm.Kill", "", name)
         except RuntimeError as e:
@@ -92,19 +98,26 @@ class Run:
             time.sleep(0.1)
             st = status(self.dvm)
             now = time.monotonic()
-            self.ram_s += (int(st["ready"]) + int(st["starting"])) * self.mem * (now - last)
+            if self.counting:
+                self.ram_s += (int(st["ready"]) + int(st["starting"])) * self.mem * (now - last)
             last = now
 
-    def replay(self, times, end):
+    def replay(self, times, warmup, end):
+        """Replays the trace; the first `warmup` requests (and the time until the next
+        one) are not counted."""
+        self.counting = not warmup
         sampler = threading.Thread(target=self.sample)
         sampler.start()
-        before = status(self.dvm)
+        first = before = status(self.dvm)
+        load0 = os.getloadavg()[0]
         start, threads = time.monotonic(), []
-        for t in times:
+        for i, t in enumerate(times):
             delay = start + t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            th = threading.Thread(target=self.request)
+            if warmup and i == warmup:
+                before, self.counting = status(self.dvm), True
+            th = threading.Thread(target=self.request, args=(i >= warmup,))
             th.start()
             threads.append(th)
         rest = start + end - time.monotonic()
@@ -115,15 +128,20 @@ class Run:
         self.done = True
         sampler.join()
         after = status(self.dvm)
-        n = len(times)
+        n = len(times) - warmup
         hits = int(after["hits"]) - int(before["hits"])
-        return {"requests": n, "errors": self.errors,
+        warm = {}
+        if warmup:
+            warm_hits = int(before["hits"]) - int(first["hits"])
+            warm = {"warmup_requests": warmup, "warmup_hit_ratio": round(warm_hits / warmup, 3)}
+        return dict({"requests": n, "errors": self.errors,
                 "hit_ratio": round(hits / n, 3),
                 "served_by_preload": round(self.served / n, 3),
                 "p50_ms": round(percentile(self.lat, 50), 1),
                 "p99_ms": round(percentile(self.lat, 99), 1),
                 "ram_mib_s": round(self.ram_s), "seconds": round(time.monotonic() - start, 1),
-                "learned": {k: after[k] for k in ("burst", "refill_time", "rate")}}
+                "learned": {k: after[k] for k in ("burst", "refill_time", "rate")},
+                "load": [round(load0, 1), round(os.getloadavg()[0], 1)]}, **warm)
 
 
 def make_dvm(name, template, mem, features):
@@ -160,12 +178,17 @@ def main():
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--spread", type=float, default=0.2,
                     help="most seconds between two requests of a burst (default 0.2)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="count the first burst too (auto starts knowing nothing)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    bursts, idle_gap, idle_after = (3, (8, 12), 30) if a.quick else (8, (20, 40), 60)
-    times, end = make_trace(bursts, idle_gap, a.seed, a.spread)
-    print("trace: %d requests in %d bursts over %.0f s (0-%.1f s apart in a burst)"
-          % (len(times), bursts, end, a.spread))
+    bursts, idle_gap, idle_after = (4, (8, 12), 30) if a.quick else (8, (20, 40), 60)
+    times, first, end = make_trace(bursts, idle_gap, a.seed, a.spread)
+    warmup = 0 if a.no_warmup else first
+    print("trace: %d requests in %d bursts over %.0f s (0-%.1f s apart in a burst, seed %d),"
+          " %s" % (len(times), bursts, end, a.spread, a.seed,
+                   "all counted" if not warmup else
+                   "the first burst (%d) a warm-up, not counted" % warmup))
     results = []
     policies = [("fixed", [("preload-dispvm-max", a.fixed)], a.fixed),
                 ("auto", [("preload-dispvm-auto", a.ceiling), ("preload-dispvm-idle", idle_after),
@@ -174,7 +197,7 @@ def main():
         dvm = "pools-%s" % label
         make_dvm(dvm, a.template, a.mem, features)
         wait(lambda: int(status(dvm)["ready"]) >= ready)
-        r = Run(dvm, a.mem, a.use).replay(times, end)
+        r = Run(dvm, a.mem, a.use).replay(times, warmup, end)
         empty_pool(dvm)
         r = dict({"policy": label, "setting": ", ".join("%s=%s" % kv for kv in features)}, **r)
         print(json.dumps(r))

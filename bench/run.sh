@@ -10,7 +10,8 @@
 # or the guest kernel is missing (or with --no-vm); --vm-only runs the VM rows alone
 # (no container scenarios, no plots).
 # Then fixed max vs auto-sized pools on a replayed bursty trace (bench/pools.py:
-# $out/pools.json, pools.txt).
+# $out/pools.json, pools.txt; the same traces on a model host, bench/pools_model.py:
+# pools_model.json, pools_model.txt).
 # --quick: fewer iterations and callers, every kind of scenario still run once, few VM
 # samples, a shorter trace (CI).
 # --publish: also copy the plots, summary.json, table.md and machine.txt to docs/bench/
@@ -80,6 +81,10 @@ if [ "$VM_ONLY" = 0 ]; then
     python3 bench/pools.py --template bench-bb $([ "$QUICK" = 1 ] && echo --quick) \
         --out "$out/pools.json" >"$out/pools.txt"
     cat "$out/pools.txt"
+    step "pools on a model host (the same traces, the daemon's sizing code)"
+    python3 bench/pools_model.py $([ "$QUICK" = 1 ] && echo --quick) \
+        --out "$out/pools_model.json" >"$out/pools_model.txt"
+    cat "$out/pools_model.txt"
 fi
 vm_suite
 echo "suite: $(($(date +%s) - started)) s" >>"$out/machine.txt"

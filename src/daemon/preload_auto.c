@@ -132,14 +132,30 @@ void preload_note_ready(struct preload *p, const struct qube *tpl, const char *n
         }
 }
 
+static void pool_free(struct preload_pool *pl) {
+    sd_event_source_disable_unref(pl->idle);
+    sd_event_source_disable_unref(pl->burst_end);
+    free(pl);
+}
+
 void preload_pools_free(struct preload *p) {
     while (p->pools) {
         struct preload_pool *pl = p->pools;
         p->pools = pl->next;
-        sd_event_source_disable_unref(pl->idle);
-        sd_event_source_disable_unref(pl->burst_end);
-        free(pl);
+        pool_free(pl);
     }
+}
+
+/* A template removed: what it learned goes with it (a new one of the same name starts
+ * from nothing, not from its predecessor's bursts). */
+void preload_pool_forget(struct preload *p, const char *tpl) {
+    for (struct preload_pool **pp = &p->pools; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->tpl, tpl) == 0) {
+            struct preload_pool *pl = *pp;
+            *pp = pl->next;
+            pool_free(pl);
+            return;
+        }
 }
 
 void preload_shed(struct preload *p, struct qube *tpl, struct qube *q, const char *reason) {

@@ -22,7 +22,7 @@ static double decayed_rate(const struct demand *d, double now, double window_s) 
 }
 
 double demand_burst_gap_s(const struct demand *d) {
-    double gap = demand_refill_s(d);
+    double gap = demand_sizing_refill_s(d); /* not the average: it grows in a burst */
     return gap < BURST_GAP_MIN_S ? BURST_GAP_MIN_S : gap;
 }
 
@@ -67,10 +67,20 @@ void demand_note_request(struct demand *d, double now, double window_s, bool hit
     d->hits += hit;
 }
 
+#define LOW_RISE 0.1 /* of the way from the low refill time up to a longer one */
+
 void demand_note_refill(struct demand *d, double seconds) {
     if (seconds < 0)
         return;
     d->refill_s = d->refill_s > 0 ? 0.7 * d->refill_s + 0.3 * seconds : seconds;
+    if (d->refill_low_s <= 0 || seconds < d->refill_low_s)
+        d->refill_low_s = seconds;
+    else
+        d->refill_low_s += LOW_RISE * (seconds - d->refill_low_s);
+}
+
+double demand_sizing_refill_s(const struct demand *d) {
+    return d->refill_low_s > 0 ? d->refill_low_s : DEMAND_REFILL_GUESS_S;
 }
 
 double demand_rate_per_min(const struct demand *d, double now, double window_s) {
@@ -81,20 +91,57 @@ double demand_burst(const struct demand *d) {
     return d->current > d->burst ? d->current : d->burst;
 }
 
+/* The averages of burst size and pace with the last burst in, once it ended: it enters
+ * them only at the next request, but the pool is sized for the next burst now. */
+static void settled_bursts(const struct demand *d, double now, double *size, double *pace) {
+    *size = d->burst;
+    *pace = d->burst_rate;
+    if (d->current && !demand_in_burst(d, now)) {
+        *size = average(d->burst, d->current);
+        double r = current_burst_rate(d);
+        if (r > 0)
+            *pace = average(d->burst_rate, r);
+    }
+}
+
+/* What the next burst asks for before a refill started at its first request can be
+ * ready: the learned pace x one refill time, no more than an average burst. 0 before a
+ * burst's pace was learned (requests one by one: the rate covers them) and before a
+ * refill time was measured (the guess is long: it would fill the pool for nothing). */
+double demand_burst_floor(const struct demand *d, double now, double over_s) {
+    double size, pace;
+    settled_bursts(d, now, &size, &pace);
+    if (size <= 0 || pace <= 0 || over_s <= 0 || d->refill_s <= 0)
+        return 0;
+    double floor = pace * over_s;
+    return floor < size ? floor : size;
+}
+
+/* While a burst goes on: its pace x one refill time in flight, and as much again ready
+ * (Little's law: what is in flight arrives one refill time later, the ready ones serve
+ * meanwhile), no more than an average burst or this one so far if larger. Not what is
+ * left of the burst: the target would fall mid-burst and discard preloads still
+ * starting, to start them again if the burst goes on. The burst's size so far while no
+ * pace or no refill time is known yet (a first burst on a guessed refill time would
+ * start the whole ceiling at once, and starting that many together is slower than the
+ * burst). */
+static double in_burst_need(const struct demand *d, double over_s) {
+    double pace = demand_burst_rate(d), most = demand_burst(d);
+    double need = pace > 0 && d->refill_s > 0 ? 2 * pace * over_s : most;
+    return need > most ? most : need;
+}
+
 unsigned demand_target(const struct demand *d, double now, double window_s, double idle_s,
                        double delay_s, unsigned ceiling) {
     if (d->last < 0 || now - d->last > idle_s)
         return 0;
-    double over = demand_refill_s(d) + (delay_s > 0 ? delay_s : 0);
+    double over = demand_sizing_refill_s(d) + (delay_s > 0 ? delay_s : 0);
     double need = decayed_rate(d, now, window_s) * over;
+    double floor = demand_burst_floor(d, now, over);
+    if (floor > need)
+        need = floor;
     if (demand_in_burst(d, now)) {
-        /* what the burst asks for over one refill time, no more than is left of an
-         * average burst (while it is below one); the burst's size while its pace is not
-         * known yet */
-        double pace = demand_burst_rate(d), in_burst = pace > 0 ? pace * over : demand_burst(d);
-        double left = d->burst - d->current;
-        if (left >= 1 && in_burst > left)
-            in_burst = left;
+        double in_burst = in_burst_need(d, over);
         if (in_burst > need)
             need = in_burst;
     }

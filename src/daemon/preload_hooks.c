@@ -198,6 +198,7 @@ void preload_unpaused_by_hand(struct preload *p, struct qube *q) {
 void preload_discard_of(struct preload *p, struct qube *tpl) {
     preload_clear_failure(p, tpl->name);
     discard_all_of(p, tpl, "template being removed");
+    preload_pool_forget(p, tpl->name);
 }
 
 /* Names of the templates that have a list. Taken first because discarding removes

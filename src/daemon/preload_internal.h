@@ -102,6 +102,7 @@ void preload_note_hit(struct preload *p, const struct qube *tpl);
 void preload_note_created(struct preload *p, const struct qube *tpl, const char *name);
 void preload_note_ready(struct preload *p, const struct qube *tpl, const char *name);
 void preload_pools_free(struct preload *p);
+void preload_pool_forget(struct preload *p, const char *tpl);
 /* Discarded for the pool's own reasons (demand, memory pressure): announced on the
  * template as domain-preload-dispvm-discard (dispvm, reason). */
 void preload_shed(struct preload *p, struct qube *tpl, struct qube *q, const char *reason);
