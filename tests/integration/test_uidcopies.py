@@ -189,6 +189,12 @@ class UidRangesOnCopies(EngineTestCase):
         self.assertIn("root:", self.qout("a", "cat /etc/passwd"))
         self.qrun("a", "echo kept > /home/user/after-restart", user="root")
         self.kill("a")  # the adopted qube's commit gives its files back to the canonical range
+        private = os.path.join(self.d.state_dir, "volumes", self.qube_uuid("a"), "private")
+
+        def owners():
+            return [os.stat(os.path.join(r, "after-restart")).st_uid
+                    for r, _, f in os.walk(private) if "after-restart" in f]
+        self.settled(lambda: self.assertEqual([RANGE_BASE], owners()))
         self.start("a")
         self.assertEqual("0 kept\n", self.qout(
             "a", "echo $(stat -c %u /home/user/after-restart) $(cat /home/user/after-restart)"))
