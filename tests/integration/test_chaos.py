@@ -266,6 +266,9 @@ class Chaos(EngineTestCase):
             seq = writer.seq
             self.settle_pool()
             self.settled(self.check_nothing_leaked, timeout=20)
+            if (cycle + 1) % 25 == 0:  # how far a long run got, should it be cut short
+                print("chaos: %d cycles survived, %d acknowledged operations, %.0f s"
+                      % (cycle + 1, acked, time.monotonic() - t0), flush=True)
         print("chaos: %d kills survived, %d acknowledged operations, %.0f s, leaks 0; "
               "also killed: %d qube inits, %d disposable agents, %d reapers"
               % (CYCLES, acked, time.monotonic() - t0, kills["init"], kills["agent"],

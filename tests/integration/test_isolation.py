@@ -36,8 +36,10 @@ PROBE_C = r"""
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <sys/ptrace.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 /* Each check prints "name: blocked (errno)" or "name: ALLOWED"; the exit status is the
  * number of checks that were allowed. */
@@ -112,9 +114,53 @@ static int hog(long mib) {
     return 0;
 }
 
+/* A unix socket address: "@name" is abstract, anything else a path. */
+static socklen_t unix_addr(const char *name, struct sockaddr_un *sa) {
+    size_t n = strlen(name);
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (n >= sizeof(sa->sun_path))
+        n = sizeof(sa->sun_path) - 1;
+    memcpy(sa->sun_path, name, n);
+    if (name[0] == '@')
+        sa->sun_path[0] = '\0';
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (name[0] != '@'));
+}
+
+static int connect_each(int n, char **names) {
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_un sa;
+        socklen_t len = unix_addr(names[i], &sa);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        report(names[i], fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sa, len));
+        if (fd >= 0)
+            close(fd);
+    }
+    return allowed;
+}
+
+static int listen_on(const char *name) {
+    struct sockaddr_un sa;
+    socklen_t len = unix_addr(name, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 8) < 0)
+        return 2;
+    printf("listening\n");
+    fflush(stdout);
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c >= 0)
+            close(c);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "hog") == 0)
         return hog(atol(argv[2]));
+    if (argc > 2 && strcmp(argv[1], "connect") == 0)
+        return connect_each(argc - 2, argv + 2);
+    if (argc > 2 && strcmp(argv[1], "listen") == 0)
+        return listen_on(argv[2]);
     syscalls();
     return allowed;
 }
@@ -357,6 +403,39 @@ class Isolation(EngineTestCase):
         r = self.qrun("alpha", "insmod /nonexistent.ko; modprobe loop", user="root",
                       check=False)
         self.assertNotEqual(0, r.returncode)
+
+    def test_sockets_of_other_qubes_and_the_host_unreachable(self):
+        """Unix sockets: another qube's (abstract: per network namespace), the host's
+        abstract ones, the daemon's Admin API socket, the qrexec router's and another
+        qube's agent socket (paths: not in the qube's file system)."""
+        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(host.close)
+        host_name = "dispenser-iso-host-%d" % os.getpid()
+        host.bind("\0" + host_name)
+        host.listen()
+        beta_probe = self.install_probe("beta")
+        self.qrun("beta", "setsid %s listen @dispenser-iso-beta </dev/null >/tmp/listen.out "
+                          "2>&1 &" % beta_probe)
+        deadline = time.monotonic() + 5
+        while "listening" not in self.qout("beta", "cat /tmp/listen.out"):
+            self.assertLess(time.monotonic(), deadline, "the listener in beta never started")
+            time.sleep(0.05)
+        # the check can fail: from beta itself the listener is there
+        r = self.qrun("beta", beta_probe + " connect @dispenser-iso-beta", check=False)
+        self.assertIn("@dispenser-iso-beta: ALLOWED", r.stdout.decode())
+        targets = ["@dispenser-iso-beta", "@" + host_name, self.d.socket,
+                   os.path.join(self.d.runtime_dir, "qrexec.sock"),
+                   os.path.join(self.d.runtime_dir, "qubes", "beta", "agent.sock")]
+        alpha_probe = self.install_probe("alpha")
+        for user in ("root", None):
+            r = self.qrun("alpha", "%s connect %s" % (alpha_probe, " ".join(targets)),
+                          user=user, check=False)
+            out = r.stdout.decode()
+            self.assertEqual(0, r.returncode, "reached as %s:\n%s" % (user or "user", out))
+            for t in targets:
+                self.assertIn("%s: blocked" % t, out)
+        unix_table = self.qout("alpha", "cat /proc/net/unix")
+        self.assertNotIn("dispenser-iso", unix_table)
 
     def test_uid_mapping(self):
         umap = self.qout("alpha", "cat /proc/self/uid_map").split()

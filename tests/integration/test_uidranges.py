@@ -208,7 +208,7 @@ class SharedRange(unittest.TestCase):
         self.assertTrue(r.ok, r)
         r = parse_reply(d.call("admin.vm.Start", dest="opt"))
         self.assertEqual("QubesException", r.exc)
-        self.assertIn("container.uid-ranges: 'sometimes' is not auto, per-qube or shared",
+        self.assertIn("container.uid-ranges: 'sometimes' is not auto, per-qube, copies or shared",
                       r.message)
 
 

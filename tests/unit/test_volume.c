@@ -539,6 +539,44 @@ static void test_uidshift(void **state) {
     free(dir);
 }
 
+/* Canonical range -> a qube's slot and back (the chowned copies, and a commit on them):
+ * ids of the source range move by the same offset, set-id bits and capabilities
+ * survive, ids outside the range (host root's whiteouts) stay, twice is once. */
+static void test_uidshift_range(void **state) {
+    struct fixture *f = *state;
+    const uid_t to = BASE + 3 * COUNT;
+    char *dir = tu_path(f->state, "tree");
+    unsigned char caps[XATTR_CAPS_SZ_3], got[32];
+    mkdir_owned(f->state, "tree", 0755, BASE);
+    put(dir, "su", "su\n", 04755, BASE, BASE);
+    put(dir, "mine", "m\n", 02750, BASE + 1000, BASE + 1000);
+    put(dir, "root", "r\n", 0644, 0, 0);
+    put(dir, "nscap", "n\n", 0755, BASE, BASE);
+    caps_v3(caps, BASE);
+    char *nscap = tu_path(dir, "nscap");
+    assert_int_equal(lsetxattr(nscap, "security.capability", caps, XATTR_CAPS_SZ_3, 0), 0);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(uidshift_range(dir, BASE, to, COUNT), 0);
+        struct stat st = lstat_of(dir, "su");
+        assert_int_equal(st.st_uid, to);
+        assert_int_equal(st.st_mode & 07777, 04755);
+        st = lstat_of(dir, "mine");
+        assert_int_equal(st.st_gid, to + 1000);
+        assert_int_equal(st.st_mode & 07777, 02750);
+        assert_int_equal(lstat_of(dir, "root").st_uid, 0);
+        assert_int_equal(lstat_of(dir, ".").st_uid, to);
+        caps_v3(caps, to);
+        assert_int_equal(lgetxattr(nscap, "security.capability", got, 32), XATTR_CAPS_SZ_3);
+        assert_memory_equal(got, caps, XATTR_CAPS_SZ_3);
+    }
+    assert_int_equal(uidshift_range(dir, to, BASE, COUNT), 0); /* and back */
+    assert_int_equal(lstat_of(dir, "mine").st_uid, BASE + 1000);
+    assert_int_equal(lstat_of(dir, "root").st_uid, 0);
+    assert_int_equal(uidshift_range(dir, BASE, BASE + 10, COUNT), -EINVAL); /* overlapping */
+    free(nscap);
+    free(dir);
+}
+
 /* The daemon killed between a commit's rename of its upper dir into layers/ and the new
  * `current`: the next daemon's commit of the same writer finishes it (the qube's changes
  * are in that layer) instead of losing them to garbage collection. */
@@ -931,6 +969,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_squash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uidshift, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uidshift_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_cut_short_by_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),

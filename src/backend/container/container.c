@@ -28,6 +28,7 @@
 #include "monoclock.h"
 #include "reaper.h"
 #include "sandbox.h"
+#include "shiftcache.h"
 #include "strbuf.h"
 #include "uidslot.h"
 
@@ -56,6 +57,8 @@ static int not_running(const char *name, struct backend_why *why) {
 }
 
 void run_volume_free(struct run_volume *v) {
+    shiftcache_paths_free(v->shifted);
+    v->shifted = NULL;
     volume_stack_free(&v->stack);
     free(v->upper);
     free(v->work);
@@ -64,7 +67,7 @@ void run_volume_free(struct run_volume *v) {
 
 static void run_free(struct run *run) {
     if (run->release_slot && run->cb->slots) /* its volumes went while it was ending */
-        uid_slots_release(run->cb->slots, run->uuid);
+        container_release_slot(run->cb, run->uuid);
     container_net_drop(run);
     sd_event_source_disable_unref(run->exit_src);
     sd_event_source_disable_unref(run->stop_timer);
@@ -125,12 +128,23 @@ static void collect_garbage(struct container_backend *cb, const char *uuid, cons
 static void finish_volume(struct run *run, struct run_volume *v, const char *volname) {
     if (!v->upper || !v->persistent)
         return;
+    struct container_backend *cb = run->cb;
+    /* what a qube on copies wrote is its range's: back to the canonical range first, as
+     * every layer is (idempotent: a commit cut short by a crash is redone) */
+    if (run->copies && uidshift_range(v->upper, run->uid_base, cb->uid_base, cb->uid_count) < 0) {
+        log_error("%s: cannot give the %s volume's changes back to the canonical uid range; "
+                  "they stay in %s",
+                  run->name, volname, v->upper);
+        return;
+    }
     int r = volume_commit(run->cb->state_dir, v->owner_uuid, volname, v->upper, v->work);
     if (r < 0)
         log_error("%s: cannot save the %s volume; its changes stay in %s", run->name, volname,
                   v->upper);
-    else if (r > 0)
+    else if (r > 0) {
         collect_garbage(run->cb, v->owner_uuid, volname);
+        container_sweep_copies(cb, false);
+    }
 }
 
 /* Every process of the qube must be gone before its cgroups can go. */
@@ -287,9 +301,10 @@ static int on_exit_event(sd_event_source *src, int fd, uint32_t revents, void *u
      * its own mount namespace, gone with it (its volumes are written as the canonical
      * range). Waiting for its directories' cleanup, which runs when the loop is idle,
      * held a slot per ended disposable while 100 callers kept the loop busy (the soak
-     * ran out of 1023 slots). */
-    if (!commits_volumes(run) && run->cb->slots && slot_is_this_runs(run))
-        uid_slots_release(run->cb->slots, run->uuid);
+     * ran out of 1023 slots). On chowned copies its upper, on disk, holds files of the
+     * slot's range: the slot waits until the reaper has removed it. */
+    if (!commits_volumes(run) && !run->copies && run->cb->slots && slot_is_this_runs(run))
+        container_release_slot(run->cb, run->uuid);
     container_teardown(run, true, status);
     return 0;
 }
@@ -323,11 +338,17 @@ static int volume_lowers_or_empty(struct container_backend *cb, struct run_volum
     return 0;
 }
 
+/* Who owns a fresh upper: the canonical range, which the qube sees through its idmapped
+ * mounts as its own root, or on copies the qube's own root. */
+static uid_t upper_owner(const struct run *run) {
+    return run->copies ? run->uid_base : run->cb->uid_base;
+}
+
 static int prepare_own(struct run *run, struct run_volume *v, const char *volname) {
     struct container_backend *cb = run->cb;
     int r = volume_current(cb->state_dir, run->uuid, volname, &v->stack);
     if (r == 0)
-        r = volume_begin_write(cb->state_dir, run->uuid, volname, cb->uid_base, &v->upper,
+        r = volume_begin_write(cb->state_dir, run->uuid, volname, upper_owner(run), &v->upper,
                                &v->work);
     if (r < 0) {
         errno = -r;
@@ -351,7 +372,7 @@ static int prepare_cow(struct run *run, struct run_volume *v, const char *source
     if (make_owned_dir(dir, 0, 0700) < 0)
         return -1;
     snprintf(path, sizeof(path), "%s/%s-upper", dir, volname);
-    if (make_owned_dir(path, cb->uid_base, 0755) < 0)
+    if (make_owned_dir(path, upper_owner(run), 0755) < 0)
         return -1;
     v->upper = xstrdup(path);
     snprintf(path, sizeof(path), "%s/%s-work", dir, volname);
@@ -413,6 +434,70 @@ static int place_scratch(struct run *run, const char *scratch_dir) {
     return 0;
 }
 
+/* ---- per-qube ranges without idmapped mounts: chowned copies of the layers ---- */
+
+static size_t count_copies(char *const *paths) {
+    size_t n = 0;
+    while (paths && paths[n])
+        n++;
+    return n;
+}
+
+static void list_copies(const struct run_volume *v, const char **list, size_t *n) {
+    for (size_t i = 0; v->shifted && v->shifted[i]; i++)
+        list[(*n)++] = v->shifted[i];
+}
+
+static bool slot_held(void *ctx, unsigned slot) {
+    return uid_slots_owner(((struct container_backend *)ctx)->slots, slot) != NULL;
+}
+
+/* Copies under a running qube's overlay stay (removing them would pull files out from
+ * under it); the others go with their layer, and at the daemon's start with their slot
+ * if no qube holds it. */
+void container_sweep_copies(struct container_backend *cb, bool at_start) {
+    if (!cb->slots)
+        return;
+    size_t n = 0;
+    for (const struct run *r = cb->runs; r; r = r->next)
+        n += count_copies(r->root.shifted) + count_copies(r->priv.shifted);
+    const char **in_use = xcalloc(n + 1, sizeof(char *));
+    n = 0;
+    for (const struct run *r = cb->runs; r; r = r->next) {
+        list_copies(&r->root, in_use, &n);
+        list_copies(&r->priv, in_use, &n);
+    }
+    shiftcache_sweep(cb->state_dir, in_use, at_start ? slot_held : NULL, cb);
+    free(in_use);
+}
+
+void container_release_slot(struct container_backend *cb, const char *uuid) {
+    int slot = uid_slots_find(cb->slots, uuid);
+    if (slot > 0) /* first: the slot is never free while files of this owner remain */
+        shiftcache_drop_owner(cb->state_dir, (unsigned)slot, uuid);
+    uid_slots_release(cb->slots, uuid);
+}
+
+static int copies_of(struct run *run, struct run_volume *v) {
+    struct container_backend *cb = run->cb;
+    unsigned slot = (unsigned)((run->uid_base - cb->uid_base) / cb->uid_count);
+    return shiftcache_get(cb->state_dir, slot, cb->uid_base, run->uid_base, cb->uid_count,
+                          v->stack.layers, v->stack.n_layers, &v->shifted);
+}
+
+static int use_copies(struct run *run, struct backend_why *why) {
+    container_sweep_copies(run->cb, false); /* revisions gone since: their copies first */
+    double t0 = mono_ms();
+    int r = copies_of(run, &run->root);
+    if (r == 0)
+        r = copies_of(run, &run->priv);
+    if (r < 0)
+        return backend_fail(why, r, "cannot make the chowned copies of the layers of '%s': %s",
+                            run->name, strerror(-r));
+    log_debug("%s: chowned copies of its layers ready in %.2f ms", run->name, mono_ms() - t0);
+    return 0;
+}
+
 static int prepare_volumes(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
     char tmp[4096];
@@ -438,7 +523,8 @@ static int prepare_volumes(struct run *run, const struct backend_qube *q, struct
                             "'%s' has no root filesystem: its template was never "
                             "built (see qvm-template build)",
                             q->name);
-    return volume_lowers_or_empty(cb, &run->priv);
+    volume_lowers_or_empty(cb, &run->priv);
+    return run->copies ? use_copies(run, why) : 0;
 }
 
 int bind_agent_socket(const char *path) {
@@ -469,6 +555,10 @@ static bool option_true(const struct backend_qube *q, const char *key) {
 static int attach_to_cgroups(void *ctx, pid_t pid) { return cgroup_qube_attach(ctx, pid); }
 
 static void on_launched(void *userdata, int r, const char *why);
+
+static char **lowers_of(const struct run_volume *v) {
+    return v->shifted ? v->shifted : v->stack.layers;
+}
 
 static int launch_run(struct run *run, const struct backend_qube *q, struct backend_why *why) {
     struct container_backend *cb = run->cb;
@@ -504,9 +594,9 @@ static int launch_run(struct run *run, const struct backend_qube *q, struct back
         .hostname = run->name,
         .root_mountpoint = mnt,
         .links_dir = links,
-        .root = {"/", run->root.stack.layers, run->root.stack.n_layers, run->root.upper,
+        .root = {"/", lowers_of(&run->root), run->root.stack.n_layers, run->root.upper,
                  run->root.work, !run->root.persistent},
-        .private_vol = {"/rw", run->priv.stack.layers, run->priv.stack.n_layers, run->priv.upper,
+        .private_vol = {"/rw", lowers_of(&run->priv), run->priv.stack.n_layers, run->priv.upper,
                         run->priv.work, !run->priv.persistent},
         .uid_base = run->uid_base,
         .uid_count = cb->uid_count,
@@ -672,9 +762,10 @@ static void uid_ranges_settle(struct container_backend *cb) {
         return;
     }
     if (!ok) {
-        log_warning("container engine: no idmapped overlay layers here (%s): every qube "
-                    "runs as the host uid range %u.. (shared)",
-                    reason, (unsigned)cb->uid_base);
+        log_warning("container engine: no idmapped overlay layers here (%s): each qube "
+                    "gets copies of its layers chowned into its own uid range",
+                    reason);
+        cb->per_qube = cb->copies = true;
         return;
     }
     cb->per_qube = true;
@@ -704,13 +795,15 @@ static bool slot_is_this_runs(const struct run *run) {
  * handled later as usual. Returns how many came free. */
 static int reclaim_ended_slots(struct container_backend *cb) {
     int n = 0;
+    if (cb->copies) /* their uppers hold files of their ranges until the reaper is done */
+        return 0;
     for (struct run *run = cb->runs; run; run = run->next) {
         struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
         if (run->pidfd < 0 || commits_volumes(run) || poll(&p, 1, 0) != 1 ||
             !slot_is_this_runs(run))
             continue;
         if (uid_slots_find(cb->slots, run->uuid) > 0) {
-            uid_slots_release(cb->slots, run->uuid);
+            container_release_slot(cb, run->uuid);
             n++;
         }
     }
@@ -738,11 +831,15 @@ static int assign_uid_range(struct run *run, struct backend_why *why) {
     if (slot < 0)
         return backend_fail(why, slot, "cannot record the uid range of '%s': %s", run->name,
                             strerror(-slot));
+    run->uid_base = cb->uid_base + (uid_t)slot * cb->uid_count;
+    if (cb->copies) {
+        run->copies = true;
+        return 0;
+    }
     int fd = idmap_ns_of(cb, slot);
     if (fd < 0)
         return backend_fail(why, fd, "cannot make the id mapping of '%s': %s", run->name,
                             strerror(-fd));
-    run->uid_base = cb->uid_base + (uid_t)slot * cb->uid_count;
     run->idmap_fd = fd;
     return 0;
 }
@@ -943,7 +1040,7 @@ static void release_uid_range(struct container_backend *cb, const char *uuid) {
     if (ending)
         ending->release_slot = true;
     else
-        uid_slots_release(cb->slots, uuid);
+        container_release_slot(cb, uuid);
 }
 
 static int container_remove_volumes(struct backend *b, const struct backend_qube *q,
@@ -959,6 +1056,7 @@ static int container_remove_volumes(struct backend *b, const struct backend_qube
     if (r < 0)
         return backend_fail(why, r, "cannot remove the volumes of '%s': %s", q->name, strerror(-r));
     release_uid_range(cb, q->uuid);
+    container_sweep_copies(cb, false); /* the copies of its layers in other slots */
     return 0;
 }
 
@@ -1110,7 +1208,7 @@ static const struct backend_ops CONTAINER_OPS = {
  * more than 255 at once on two cores. */
 #define DEFAULT_UID_SLOTS 1024u
 
-enum uid_ranges { UID_RANGES_AUTO, UID_RANGES_PER_QUBE, UID_RANGES_SHARED };
+enum uid_ranges { UID_RANGES_AUTO, UID_RANGES_PER_QUBE, UID_RANGES_SHARED, UID_RANGES_COPIES };
 
 static int parse_uid_option(const char *key, const char *value, uid_t *out,
                             struct backend_why *why) {
@@ -1131,8 +1229,11 @@ static int parse_uid_ranges(const char *value, enum uid_ranges *out, struct back
         *out = UID_RANGES_PER_QUBE;
     else if (strcmp(value, "shared") == 0)
         *out = UID_RANGES_SHARED;
+    else if (strcmp(value, "copies") == 0)
+        *out = UID_RANGES_COPIES;
     else
-        return backend_fail(why, -EIO, "container.uid-ranges: '%s' is not auto, per-qube or shared",
+        return backend_fail(why, -EIO,
+                            "container.uid-ranges: '%s' is not auto, per-qube, copies or shared",
                             value);
     return 0;
 }
@@ -1186,6 +1287,12 @@ static int open_uid_ranges(struct container_backend *cb, enum uid_ranges mode,
         log_info("container engine: every qube runs as the host uid range %u.. "
                  "(container.uid-ranges=shared)",
                  (unsigned)cb->uid_base);
+        return 0;
+    }
+    if (mode == UID_RANGES_COPIES) { /* as where the kernel has no idmapped mounts */
+        log_info("container engine: a host uid range per qube, on chowned copies of the "
+                 "layers (container.uid-ranges=copies)");
+        cb->per_qube = cb->copies = true;
         return 0;
     }
     cb->per_qube_required = mode == UID_RANGES_PER_QUBE;

@@ -16,6 +16,8 @@ struct run_volume {
     char *upper, *work;
     bool persistent;        /* commit the upper at stop (own volume), else discard */
     const char *owner_uuid; /* whose volume the upper belongs to when persistent */
+    char **shifted;         /* on copies: chowned copies of stack.layers, in the same order,
+                     * NULL-terminated (shiftcache.h), mounted instead of them; else NULL */
 };
 
 struct container_backend;
@@ -50,9 +52,10 @@ struct run {
     backend_done_fn start_done;
     void *start_userdata;
     struct run_net net;
-    uid_t uid_base;         /* host uid of its root: its slot's range (uidslot.h) */
-    int idmap_fd;           /* the slot's id-mapping user namespace (cb's), or -1 */
-    bool release_slot;      /* its volumes were removed while it was ending: free the slot */
+    uid_t uid_base;    /* host uid of its root: its slot's range (uidslot.h) */
+    int idmap_fd;      /* the slot's id-mapping user namespace (cb's), or -1 */
+    bool release_slot; /* its volumes were removed while it was ending: free the slot */
+    bool copies;       /* stands on chowned copies of its layers, its uppers in its own range */
     struct agent_link link; /* its agent at RUNDIR/agent.sock: readiness, calls, uplink */
     /* shutdown: waiting for the qube to go; every `--wait` caller is told */
     sd_event_source *stop_timer;
@@ -64,7 +67,7 @@ struct container_backend {
     char *state_dir, *runtime_dir, *agent_path;
     uid_t uid_base, uid_count; /* the canonical range: what volumes are owned by */
     /* per-qube ranges (uidslot.h, idmap.h); !per_qube: every qube runs as the canonical
-     * range (container.uid-ranges=shared, or no idmapped mounts here) */
+     * range (container.uid-ranges=shared) */
     struct uid_slots *slots;
     unsigned n_slots;
     bool per_qube;                   /* starts take a slot of their own */
@@ -72,6 +75,8 @@ struct container_backend {
     bool per_qube_required;          /* container.uid-ranges=per-qube: no fallback */
     char *uid_ranges_failure;        /* required and impossible: why every start fails */
     int *idmap_ns; /* per slot: its id-mapping user namespace, made at its first start */
+    bool copies;   /* per_qube without idmapped mounts (none here, or uid-ranges=copies):
+                  * each qube stands on chowned copies of its layers (shiftcache.h) */
     int agent_fd;
     struct cgroup_system *cgroups;
     struct run *runs;
@@ -115,6 +120,12 @@ struct run *run_state_load(struct container_backend *cb, const char *name);
 void run_volume_free(struct run_volume *v);
 
 int container_adopt(struct backend *b, const struct backend_qube *q);
+
+/* Frees uuid's uid range slot, its chowned copies of its own layers first. */
+void container_release_slot(struct container_backend *cb, const char *uuid);
+/* Removes the chowned copies no qube needs any more (shiftcache_sweep); at_start: also
+ * those of slots no qube holds. */
+void container_sweep_copies(struct container_backend *cb, bool at_start);
 
 /* container_volume.c: the volume operations beyond start and stop */
 /* The uuid whose volume q's `volume` is a view of, or NULL: q's own. */

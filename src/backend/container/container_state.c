@@ -23,6 +23,8 @@ static void put_volume(struct strbuf *sb, const char *key, const struct run_volu
                   (unsigned long long)v->stack.revision);
     for (size_t i = 0; i < v->stack.n_layers; i++)
         strbuf_printf(sb, "%s_layer %s\n", key, v->stack.layers[i]);
+    for (size_t i = 0; v->shifted && v->shifted[i]; i++)
+        strbuf_printf(sb, "%s_shifted %s\n", key, v->shifted[i]);
 }
 
 /* Written once at start, replaced atomically: a crash leaves the old file or the new. No
@@ -36,6 +38,8 @@ int run_state_save(const struct run *run) {
     _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
     strbuf_printf(&sb, "pid %d\nstarttime %llu\nuuid %s\nkind %d\nshutdown_timeout %u\n", run->pid,
                   run->starttime, run->uuid, (int)run->kind, run->shutdown_timeout);
+    /* on chowned copies, its commit gives its range's files back to the canonical one */
+    strbuf_printf(&sb, "uid_base %u\ncopies %d\n", (unsigned)run->uid_base, run->copies);
     put_volume(&sb, "root", &run->root);
     put_volume(&sb, "private", &run->priv);
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -47,6 +51,15 @@ int run_state_save(const struct run *run) {
 static void add_layer(struct run_volume *v, const char *path) {
     v->stack.layers = xrealloc(v->stack.layers, (v->stack.n_layers + 1) * sizeof(char *));
     v->stack.layers[v->stack.n_layers++] = xstrdup(path);
+}
+
+static void add_shifted(struct run_volume *v, const char *path) {
+    size_t n = 0;
+    while (v->shifted && v->shifted[n])
+        n++;
+    v->shifted = xrealloc(v->shifted, (n + 2) * sizeof(char *));
+    v->shifted[n] = xstrdup(path);
+    v->shifted[n + 1] = NULL;
 }
 
 static void parse_volume_line(struct run *run, const char *key, const char *value) {
@@ -62,6 +75,8 @@ static void parse_volume_line(struct run *run, const char *key, const char *valu
         v->stack.revision = strtoull(value, NULL, 10);
     else if (strcmp(field, "layer") == 0)
         add_layer(v, value);
+    else if (strcmp(field, "shifted") == 0)
+        add_shifted(v, value);
 }
 
 static void parse_line(struct run *run, char *line) {
@@ -80,6 +95,10 @@ static void parse_line(struct run *run, char *line) {
         run->kind = (enum backend_kind)atoi(value);
     else if (strcmp(line, "shutdown_timeout") == 0)
         run->shutdown_timeout = (unsigned)atoi(value);
+    else if (strcmp(line, "uid_base") == 0)
+        run->uid_base = (uid_t)strtoul(value, NULL, 10);
+    else if (strcmp(line, "copies") == 0)
+        run->copies = atoi(value) != 0;
     else if (strncmp(line, "root_", 5) == 0 || strncmp(line, "private_", 8) == 0)
         parse_volume_line(run, line, value);
 }
@@ -219,7 +238,9 @@ void container_cleanup(struct backend *b, const char *const *keep) {
     cleanup_cgroups(cb);
     cleanup_dir_entries(cb, "volatile", NULL, true);
     cleanup_dir_entries(cb, "volumes", keep, false);
-    if (cb->slots) /* after the volumes: a slot goes once its qube's files have */
+    if (cb->slots) { /* after the volumes: a slot goes once its qube's files have */
         uid_slots_sweep(cb->slots, slot_kept, &(struct slot_keep){cb, keep});
+        container_sweep_copies(cb, true); /* of released slots, of layers gone */
+    }
     guest_log_sweep(cb);
 }

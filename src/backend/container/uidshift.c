@@ -32,11 +32,17 @@
 /* nftw has no user pointer; the walk is synchronous, so thread-local state will do. */
 static __thread struct {
     uid_t base, count;
+    bool ranged; /* uidshift_range: ids in [from, from+count) move, all others stay */
+    uid_t from;
     bool warned_foreign;
     int error;
 } shift;
 
+static bool in_from_range(uid_t id) { return id >= shift.from && id - shift.from < shift.count; }
+
 static uid_t shift_id(uid_t id, const char *path) {
+    if (shift.ranged)
+        return in_from_range(id) ? shift.base + (id - shift.from) : id;
     if (id < shift.count)
         return shift.base + id;
     if (id >= shift.base && id - shift.base < shift.count)
@@ -54,8 +60,10 @@ static int caps_restore(const char *path, unsigned char *caps, ssize_t len) {
     if (len == (ssize_t)XATTR_CAPS_SZ_3) {
         struct vfs_ns_cap_data d;
         memcpy(&d, caps, sizeof(d));
-        if ((le32toh(d.magic_etc) & VFS_CAP_REVISION_MASK) == VFS_CAP_REVISION_3) {
-            d.rootid = htole32(shift.base);
+        uid_t rootid = le32toh(d.rootid);
+        if ((le32toh(d.magic_etc) & VFS_CAP_REVISION_MASK) == VFS_CAP_REVISION_3 &&
+            (!shift.ranged || in_from_range(rootid))) {
+            d.rootid = htole32(shift.ranged ? shift.base + (rootid - shift.from) : shift.base);
             memcpy(caps, &d, sizeof(d));
         }
     }
@@ -92,6 +100,15 @@ static int shift_entry(const char *path, const struct stat *st, int flag, struct
     return 0;
 }
 
+static int shift_walk(const char *dir) {
+    shift.warned_foreign = false;
+    shift.error = 0;
+    /* FTW_MOUNT: never chown whatever is mounted below (a builder's /proc, say) */
+    if (nftw(dir, shift_entry, 64, FTW_PHYS | FTW_MOUNT) != 0)
+        return -(shift.error ? shift.error : errno ? errno : EIO);
+    return 0;
+}
+
 int uidshift_tree(const char *dir, uid_t base, uid_t count) {
     if (!dir || count == 0)
         return -EINVAL;
@@ -102,10 +119,16 @@ int uidshift_tree(const char *dir, uid_t base, uid_t count) {
         return -EINVAL;
     shift.base = base;
     shift.count = count;
-    shift.warned_foreign = false;
-    shift.error = 0;
-    /* FTW_MOUNT: never chown whatever is mounted below (a builder's /proc, say) */
-    if (nftw(dir, shift_entry, 64, FTW_PHYS | FTW_MOUNT) != 0)
-        return -(shift.error ? shift.error : errno ? errno : EIO);
-    return 0;
+    shift.ranged = false;
+    return shift_walk(dir);
+}
+
+int uidshift_range(const char *dir, uid_t from, uid_t to, uid_t count) {
+    if (!dir || count == 0 || (from < to ? to - from : from - to) < count)
+        return -EINVAL; /* overlapping ranges: "already moved" would be ambiguous */
+    shift.base = to;
+    shift.count = count;
+    shift.ranged = true;
+    shift.from = from;
+    return shift_walk(dir);
 }

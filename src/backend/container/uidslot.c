@@ -154,3 +154,7 @@ unsigned uid_slots_in_use(const struct uid_slots *s) {
         n += s->owner[i] != NULL;
     return n;
 }
+
+const char *uid_slots_owner(const struct uid_slots *s, unsigned slot) {
+    return slot > 0 && slot < s->n ? s->owner[slot] : NULL;
+}

@@ -26,3 +26,5 @@ int uid_slots_release(struct uid_slots *s, const char *uuid);
 /* Releases every slot whose qube keep() does not want. */
 void uid_slots_sweep(struct uid_slots *s, bool (*keep)(void *ctx, const char *uuid), void *ctx);
 unsigned uid_slots_in_use(const struct uid_slots *s);
+/* The uuid holding `slot`, or NULL. */
+const char *uid_slots_owner(const struct uid_slots *s, unsigned slot);

@@ -109,3 +109,8 @@ int volume_clone(const char *state_dir, const char *src_uuid, const char *uuid, 
  * already in [base, base+count) stay; others map to base+65534 (nobody). Needs
  * base >= count (disjoint ranges) unless base is 0 (nothing to do). */
 int uidshift_tree(const char *dir, uid_t base, uid_t count);
+/* Moves every file below `dir` owned by an id of from..from+count-1 to the same offset
+ * in to..to+count-1 (uid and gid, with the same care for set-id bits and capabilities;
+ * a v3 capability's rootid in the range moves too); every other id stays (host root's
+ * overlay whiteouts, say). Idempotent. The ranges must not overlap. */
+int uidshift_range(const char *dir, uid_t from, uid_t to, uid_t count);
