@@ -251,8 +251,8 @@ int app_open(struct app *app, const char *db_path, struct qerr *err) {
     if (store_open(db_path, &app->store, err) < 0)
         return -1;
     struct loader_ctx l = {.app = app, .by_qid = xcalloc(MAX_QID, sizeof(struct qube *))};
-    struct store_loader loader = {&l,        load_qube,       load_prop,     load_feature,
-                                  load_tag,  load_global,     load_firewall, load_notes,
+    struct store_loader loader = {&l,        load_qube,        load_prop,      load_feature,
+                                  load_tag,  load_global,      load_firewall,  load_notes,
                                   load_pool, load_volume_pool, load_assignment};
     int r = store_load(app->store, &loader);
     free(l.by_qid);
