@@ -252,7 +252,7 @@ static void assigned_desc(const struct assigned *a, struct strbuf *out) {
  * every qube whose assignment matches it. */
 static void add_assignment_lines(const struct device_ctx *c, const struct qube_list *all,
                                  struct dev_line **v, size_t *n) {
-    struct strv lines[all->n];
+    struct strv *lines = xcalloc(all->n + 1, sizeof(*lines));
     struct assigned *as = NULL;
     size_t na = 0;
     for (size_t q = 0; q < all->n; q++) {
@@ -287,6 +287,7 @@ static void add_assignment_lines(const struct device_ctx *c, const struct qube_l
     free(as);
     for (size_t q = 0; q < all->n; q++)
         strv_free(&lines[q]);
+    free(lines);
 }
 
 static int device_list(const struct device_ctx *c, char **names, size_t n_names) {
