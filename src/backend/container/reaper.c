@@ -137,6 +137,16 @@ static bool send_pending(struct reaper *r) {
     return true;
 }
 
+/* Idle priority while the queue is short, normal beyond REAPER_BACKLOG (reaper.h). */
+static void follow_backlog(struct reaper *r) {
+    size_t n = 0;
+    for (struct reaper_job *j = r->head; j && n <= REAPER_BACKLOG; j = j->next)
+        n++;
+    if (r->src)
+        sd_event_source_set_priority(r->src, n > REAPER_BACKLOG ? SD_EVENT_PRIORITY_NORMAL
+                                                                : SD_EVENT_PRIORITY_IDLE);
+}
+
 static int on_ack(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
     struct reaper *r = userdata;
     if (!read_acks(r))
@@ -145,6 +155,7 @@ static int on_ack(sd_event_source *src, int fd, uint32_t revents, void *userdata
         mark_dead(r);
     else
         send_pending(r);
+    follow_backlog(r);
     return 0;
 }
 
@@ -205,6 +216,7 @@ int reaper_retire(struct reaper *r, const char *name, reaper_done_fn done, void 
     r->tail = &j->next;
     if (!j->sent) /* the socket is full: sent from the loop once there is room */
         sd_event_source_set_io_events(r->src, EPOLLIN | EPOLLOUT);
+    follow_backlog(r);
     return 0;
 }
 

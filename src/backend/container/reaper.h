@@ -14,6 +14,10 @@
 #include "cgroup.h"
 
 struct reaper;
+/* Jobs done are heard at idle priority, after the calls pending (the end of a used
+ * disposable must not hold up the next hand-out); beyond this many queued, at normal
+ * priority, so that a loop that never idles still keeps the queue bounded. */
+#define REAPER_BACKLOG 8
 /* ok = false: the reaper died before finishing the job; the caller does it itself. */
 typedef void (*reaper_done_fn)(void *userdata, bool ok);
 
