@@ -629,6 +629,21 @@ bool dispatcher_can_hibernate(struct dispatcher *disp, const struct qube *q) {
     return b && b->ops->hibernate && b->ops->wake;
 }
 
+/* The engine of a paused qube, if it can hibernate and wake qubes (NULL with err). */
+static struct backend *hibernation_backend(struct dispatcher *disp, struct qube *q,
+                                           struct qerr *err) {
+    if (q->power != POWER_PAUSED) {
+        qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
+        return NULL;
+    }
+    struct backend *b = backend_for(disp, q, err);
+    if (b && (!b->ops->hibernate || !b->ops->wake)) {
+        qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot be hibernated", b->ops->name);
+        return NULL;
+    }
+    return b;
+}
+
 static void on_hibernated(void *userdata, int r, const char *why) {
     struct pending *p = userdata;
     struct qerr err = {0};
@@ -642,14 +657,9 @@ static void on_hibernated(void *userdata, int r, const char *why) {
 /* The qube stays paused to the model: only its engine knows it has no process now. */
 int dispatcher_hibernate(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
                          void *userdata, struct qerr *err) {
-    if (q->power != POWER_PAUSED)
-        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
-    struct backend *b = backend_for(disp, q, err);
+    struct backend *b = hibernation_backend(disp, q, err);
     if (!b)
         return -1;
-    if (!b->ops->hibernate)
-        return qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot be hibernated",
-                        b->ops->name);
     struct pending *p = pending_new(disp, q, done, userdata);
     if (DISPATCHER_CALL(q, err, b->ops->hibernate(b, q->name, on_hibernated, p, &why)) < 0) {
         free(p);
@@ -679,14 +689,9 @@ static void on_woken(void *userdata, int r, const char *why) {
 
 int dispatcher_wake(struct dispatcher *disp, struct qube *q, dispatcher_done_fn done,
                     void *userdata, struct qerr *err) {
-    if (q->power != POWER_PAUSED)
-        return qerr_set(err, EXC_VM_NOT_PAUSED, "Domain is not paused: '%s'", q->name);
-    struct backend *b = backend_for(disp, q, err);
+    struct backend *b = hibernation_backend(disp, q, err);
     if (!b)
         return -1;
-    if (!b->ops->wake)
-        return qerr_set(err, EXC_NOT_IMPLEMENTED, "virt_mode=%s qubes cannot be hibernated",
-                        b->ops->name);
     struct qube_desc d;
     describe(disp->app, q, &d);
     struct network_link link = {.netvm_netns = -1};
